@@ -1,0 +1,1 @@
+//! Framed transport (placeholder while written).

@@ -1,0 +1,436 @@
+//! The simulated disk: one per host, held by the harness so that it outlives a host crash.
+//!
+//! It keeps two views of every file: what the host sees (every write) and what is durable (the
+//! content as of the last completed `sync`). Directory entries are durable as of the last
+//! `sync_dir` of their directory. [`SimDisk::crash`] throws away everything not durable, and can
+//! leave a torn tail: a prefix of the unsynced bytes appended after the durable end survives,
+//! as it can on a real disk that persisted some sectors before power was lost.
+//!
+//! Faults on demand: a full disk (`ENOSPC` on writes that grow a file) and corrupted bytes.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster::io::disk::{parent_dir, Disk, DiskFuture};
+
+#[derive(Clone, Debug, Default)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_inode: u64,
+    inodes: BTreeMap<u64, Inode>,
+    /// The namespace the host sees.
+    names: BTreeMap<String, u64>,
+    /// The namespace that survives a crash.
+    durable_names: BTreeMap<String, u64>,
+    dirs: std::collections::BTreeSet<String>,
+    /// Capacity in bytes summed over all files' visible content; `None` is unlimited.
+    capacity: Option<u64>,
+    /// Incremented on every crash; a sync in flight across a crash does not complete.
+    generation: u64,
+    stats: DiskStats,
+}
+
+/// Counters a benchmark or test can read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    pub bytes_written: u64,
+    pub syncs: u64,
+    pub crashes: u64,
+}
+
+/// How much of the unsynced tail of a file may survive a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TornTail {
+    /// Nothing unsynced survives.
+    None,
+    /// The first `n` unsynced bytes appended after the durable end survive.
+    Keep(usize),
+}
+
+/// A simulated disk. Cheap to clone (a handle to shared state).
+#[derive(Clone, Default)]
+pub struct SimDisk {
+    state: Arc<Mutex<State>>,
+    sync_latency: Option<(Duration, Duration)>,
+}
+
+impl SimDisk {
+    pub fn new() -> SimDisk {
+        let disk = SimDisk::default();
+        disk.state.lock().unwrap().dirs.insert(String::new());
+        disk
+    }
+
+    /// Every `sync` and `sync_dir` takes a time drawn from `[min, max]` (simulated time).
+    /// Only usable inside a madsim runtime.
+    pub fn with_sync_latency(mut self, min: Duration, max: Duration) -> SimDisk {
+        self.sync_latency = Some((min, max));
+        self
+    }
+
+    /// The host lost power: everything not durable is gone. `torn` picks, per file, how much of
+    /// an unsynced appended tail survives.
+    pub fn crash(&self, mut torn: impl FnMut(&str, usize) -> TornTail) {
+        let mut st = self.state.lock().unwrap();
+        st.generation += 1;
+        st.stats.crashes += 1;
+        st.names = st.durable_names.clone();
+        let live: std::collections::BTreeSet<u64> = st.names.values().copied().collect();
+        let names: Vec<(String, u64)> = st.names.iter().map(|(n, i)| (n.clone(), *i)).collect();
+        st.inodes.retain(|id, _| live.contains(id));
+        for (name, id) in names {
+            let inode = st.inodes.get_mut(&id).expect("named inode exists");
+            let durable_len = inode.durable.len();
+            let appended = inode.data.len().saturating_sub(durable_len);
+            // Only bytes beyond the durable end that extend a durable prefix can be a torn tail.
+            let keep = if appended > 0 && inode.data[..durable_len] == inode.durable[..] {
+                match torn(&name, appended) {
+                    TornTail::None => 0,
+                    TornTail::Keep(n) => n.min(appended),
+                }
+            } else {
+                0
+            };
+            let mut survived = inode.durable.clone();
+            survived.extend_from_slice(&inode.data[durable_len..durable_len + keep]);
+            inode.data = survived.clone();
+            inode.durable = survived;
+        }
+    }
+
+    /// Makes every write from now on that grows a file fail once the disk holds `bytes`.
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.state.lock().unwrap().capacity = bytes;
+    }
+
+    /// Flips bits of a file's durable and visible content at `offset` (a disk that returns bad
+    /// data). Returns false if the file is shorter than `offset + 1`.
+    pub fn corrupt(&self, path: &str, offset: u64, xor: u8) -> bool {
+        let mut st = self.state.lock().unwrap();
+        let Some(&id) = st.names.get(path) else {
+            return false;
+        };
+        let inode = st.inodes.get_mut(&id).unwrap();
+        let off = offset as usize;
+        if off >= inode.data.len() {
+            return false;
+        }
+        inode.data[off] ^= xor;
+        if off < inode.durable.len() {
+            inode.durable[off] ^= xor;
+        }
+        true
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        self.state.lock().unwrap().stats
+    }
+
+    /// The visible files, sorted, with their lengths (for tests and debugging).
+    pub fn files(&self) -> Vec<(String, u64)> {
+        let st = self.state.lock().unwrap();
+        st.names
+            .iter()
+            .map(|(n, id)| (n.clone(), st.inodes[id].data.len() as u64))
+            .collect()
+    }
+
+    fn not_found(path: &str) -> io::Error {
+        io::Error::new(io::ErrorKind::NotFound, format!("no such file: {path}"))
+    }
+
+    async fn latency(&self) {
+        if let Some((min, max)) = self.sync_latency {
+            let span = (max - min).as_nanos() as u64;
+            let extra = if span == 0 {
+                0
+            } else {
+                madsim::rand::random::<u64>() % span
+            };
+            madsim::time::sleep(min + Duration::from_nanos(extra)).await;
+        }
+    }
+}
+
+impl State {
+    fn used(&self) -> u64 {
+        self.names
+            .values()
+            .map(|id| self.inodes[id].data.len() as u64)
+            .sum()
+    }
+
+    fn check_space(&self, grow: u64) -> io::Result<()> {
+        match self.capacity {
+            Some(cap) if grow > 0 && self.used() + grow > cap => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn inode(&mut self, path: &str) -> io::Result<&mut Inode> {
+        let id = *self
+            .names
+            .get(path)
+            .ok_or_else(|| SimDisk::not_found(path))?;
+        Ok(self.inodes.get_mut(&id).expect("named inode exists"))
+    }
+
+    fn check_dir(&self, path: &str) -> io::Result<()> {
+        let dir = parent_dir(path);
+        if self.dirs.contains(dir) {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such directory: {dir}"),
+            ))
+        }
+    }
+}
+
+impl Disk for SimDisk {
+    fn create(&self, path: &str) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        st.check_dir(path)?;
+        if st.names.contains_key(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("file exists: {path}"),
+            ));
+        }
+        let id = st.next_inode;
+        st.next_inode += 1;
+        st.inodes.insert(id, Inode::default());
+        st.names.insert(path.to_string(), id);
+        Ok(())
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.state.lock().unwrap().names.contains_key(path)
+    }
+
+    fn append(&self, path: &str, data: &[u8]) -> io::Result<u64> {
+        let mut st = self.state.lock().unwrap();
+        st.check_space(data.len() as u64)?;
+        st.stats.bytes_written += data.len() as u64;
+        let inode = st.inode(path)?;
+        let offset = inode.data.len() as u64;
+        inode.data.extend_from_slice(data);
+        Ok(offset)
+    }
+
+    fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        let end = offset as usize + data.len();
+        let grow = end.saturating_sub(st.inode(path)?.data.len()) as u64;
+        st.check_space(grow)?;
+        st.stats.bytes_written += data.len() as u64;
+        let inode = st.inode(path)?;
+        if inode.data.len() < end {
+            inode.data.resize(end, 0);
+        }
+        inode.data[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut st = self.state.lock().unwrap();
+        let inode = st.inode(path)?;
+        let start = (offset as usize).min(inode.data.len());
+        let end = (start + len).min(inode.data.len());
+        Ok(inode.data[start..end].to_vec())
+    }
+
+    fn len(&self, path: &str) -> io::Result<u64> {
+        Ok(self.state.lock().unwrap().inode(path)?.data.len() as u64)
+    }
+
+    fn truncate(&self, path: &str, len: u64) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        let inode = st.inode(path)?;
+        inode.data.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        st.check_dir(to)?;
+        let id = st
+            .names
+            .remove(from)
+            .ok_or_else(|| SimDisk::not_found(from))?;
+        st.names.insert(to.to_string(), id);
+        Ok(())
+    }
+
+    fn remove(&self, path: &str) -> io::Result<()> {
+        let mut st = self.state.lock().unwrap();
+        st.names
+            .remove(path)
+            .ok_or_else(|| SimDisk::not_found(path))?;
+        Ok(())
+    }
+
+    fn create_dir(&self, dir: &str) -> io::Result<()> {
+        // Directories themselves are treated as durable at once (created at instance init,
+        // before anything depends on them).
+        let mut st = self.state.lock().unwrap();
+        let mut acc = String::new();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(part);
+            st.dirs.insert(acc.clone());
+        }
+        Ok(())
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        let st = self.state.lock().unwrap();
+        if !st.dirs.contains(dir) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no such directory: {dir}"),
+            ));
+        }
+        Ok(st
+            .names
+            .keys()
+            .filter(|n| parent_dir(n) == dir)
+            .map(|n| n.rsplit('/').next().unwrap_or(n).to_string())
+            .collect())
+    }
+
+    fn sync<'a>(&'a self, path: &'a str) -> DiskFuture<'a> {
+        Box::pin(async move {
+            // fsync makes durable what was written before the call.
+            let (generation, snapshot, id) = {
+                let mut st = self.state.lock().unwrap();
+                let id = *st.names.get(path).ok_or_else(|| SimDisk::not_found(path))?;
+                (st.generation, st.inode(path)?.data.clone(), id)
+            };
+            self.latency().await;
+            let mut st = self.state.lock().unwrap();
+            if st.generation != generation {
+                return Err(io::Error::other("host crashed during fsync"));
+            }
+            st.stats.syncs += 1;
+            if let Some(inode) = st.inodes.get_mut(&id) {
+                inode.durable = snapshot;
+            }
+            Ok(())
+        })
+    }
+
+    fn sync_dir<'a>(&'a self, dir: &'a str) -> DiskFuture<'a> {
+        Box::pin(async move {
+            let (generation, entries) = {
+                let st = self.state.lock().unwrap();
+                let entries: Vec<(String, u64)> = st
+                    .names
+                    .iter()
+                    .filter(|(n, _)| parent_dir(n) == dir)
+                    .map(|(n, id)| (n.clone(), *id))
+                    .collect();
+                (st.generation, entries)
+            };
+            self.latency().await;
+            let mut st = self.state.lock().unwrap();
+            if st.generation != generation {
+                return Err(io::Error::other("host crashed during fsync"));
+            }
+            st.stats.syncs += 1;
+            st.durable_names.retain(|n, _| parent_dir(n) != dir);
+            for (name, id) in entries {
+                st.durable_names.insert(name, id);
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        madsim::runtime::Runtime::new().block_on(f)
+    }
+
+    #[test]
+    fn crash_keeps_only_synced_bytes_and_synced_names() {
+        let disk = SimDisk::new();
+        disk.create_dir("wal").unwrap();
+        disk.create("wal/log").unwrap();
+        disk.append("wal/log", b"durable").unwrap();
+        block_on(disk.sync("wal/log")).unwrap();
+        // The name is not durable until its directory is synced.
+        disk.crash(|_, _| TornTail::None);
+        assert!(!disk.exists("wal/log"));
+
+        disk.create("wal/log").unwrap();
+        disk.append("wal/log", b"durable").unwrap();
+        block_on(disk.sync("wal/log")).unwrap();
+        block_on(disk.sync_dir("wal")).unwrap();
+        disk.append("wal/log", b"-lost").unwrap();
+        disk.crash(|_, _| TornTail::None);
+        assert_eq!(disk.read_at("wal/log", 0, 100).unwrap(), b"durable");
+    }
+
+    #[test]
+    fn a_torn_tail_keeps_a_prefix_of_the_unsynced_append() {
+        let disk = SimDisk::new();
+        disk.create("f").unwrap();
+        block_on(disk.sync_dir("")).unwrap();
+        disk.append("f", b"abc").unwrap();
+        block_on(disk.sync("f")).unwrap();
+        disk.append("f", b"defgh").unwrap();
+        disk.crash(|_, unsynced| {
+            assert_eq!(unsynced, 5);
+            TornTail::Keep(2)
+        });
+        assert_eq!(disk.read_at("f", 0, 100).unwrap(), b"abcde");
+    }
+
+    #[test]
+    fn overwrites_not_synced_revert_and_full_disk_refuses_growth() {
+        let disk = SimDisk::new();
+        disk.create("f").unwrap();
+        block_on(disk.sync_dir("")).unwrap();
+        disk.write_at("f", 0, &[1; 8]).unwrap();
+        block_on(disk.sync("f")).unwrap();
+        disk.write_at("f", 0, &[2; 8]).unwrap();
+        disk.crash(|_, _| TornTail::Keep(100));
+        assert_eq!(disk.read_at("f", 0, 8).unwrap(), vec![1; 8]);
+        disk.set_capacity(Some(10));
+        assert_eq!(
+            disk.append("f", &[0; 3]).unwrap_err().kind(),
+            io::ErrorKind::StorageFull
+        );
+        disk.write_at("f", 0, &[3; 8]).unwrap();
+    }
+
+    #[test]
+    fn renames_become_durable_with_the_directory() {
+        let disk = SimDisk::new();
+        disk.create("control.tmp").unwrap();
+        disk.append("control.tmp", b"v2").unwrap();
+        block_on(disk.sync("control.tmp")).unwrap();
+        disk.rename("control.tmp", "control").unwrap();
+        block_on(disk.sync_dir("")).unwrap();
+        disk.crash(|_, _| TornTail::None);
+        assert_eq!(disk.list("").unwrap(), vec!["control".to_string()]);
+        assert_eq!(disk.read_at("control", 0, 10).unwrap(), b"v2");
+    }
+}

@@ -1,0 +1,3 @@
+//! The deterministic simulator of the cluster.
+
+pub mod disk;
