@@ -1,4 +1,14 @@
 //! A Greenplum-style high-availability MPP cluster, written once against an I/O seam
 //! ([`io`]) so that the same code runs in the deterministic simulator and in production.
 
+pub mod bugs;
+pub mod catalog;
+pub mod client;
+pub mod coordinator;
+pub mod fts;
 pub mod io;
+pub mod proto;
+pub mod segment;
+pub mod storage;
+pub mod sync;
+pub mod wal;

@@ -1,3 +1,13 @@
-//! The deterministic simulator of the cluster.
+//! The deterministic simulator of the cluster: simulated hosts and disks, a nemesis, a client
+//! workload with a Jepsen-style history, invariant checkers, and the seed runner behind `hasim`.
 
+pub mod cli;
+pub mod config;
 pub mod disk;
+pub mod history;
+pub mod invariants;
+pub mod nemesis;
+pub mod runner;
+pub mod trace;
+pub mod workload;
+pub mod world;

@@ -1,1 +1,228 @@
-fn main() {}
+//! `hacluster`: the cluster as real processes over real TCP and real files.
+//!
+//! One process per instance, all reading one `cluster.json` (see `init-local`):
+//!
+//! ```text
+//! hacluster init-local --dir /tmp/c --base-port 15432
+//! hacluster coordinator --cluster /tmp/c/cluster.json &
+//! hacluster segment --cluster /tmp/c/cluster.json --dbid 2 &
+//! hacluster segment --cluster /tmp/c/cluster.json --dbid 3 &
+//! hacluster client --coordinator 127.0.0.1:15432 create-table t
+//! hacluster client --coordinator 127.0.0.1:15432 insert t 1 hello
+//! hacluster state --coordinator 127.0.0.1:15432
+//! ```
+//!
+//! Logs go to standard error (`RUST_LOG` filters them); answers meant for scripts are JSON on
+//! standard output.
+
+// A binary's root file looks for its modules beside it; these live in `hacluster/`.
+#[path = "hacluster/client_cmd.rs"]
+mod client_cmd;
+#[path = "hacluster/cluster_file.rs"]
+mod cluster_file;
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+use cluster::catalog::Dbid;
+use cluster::client::Client;
+use cluster::io::{Disk, RealDisk};
+use cluster_file::ClusterFile;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hacluster",
+    about = "The HA MPP cluster as real processes",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Lay out a loopback cluster (coordinator, one primary, one mirror) in DIR/cluster.json.
+    InitLocal {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The coordinator's port; the primary and mirror take the next two.
+        #[arg(long, default_value_t = 15432)]
+        base_port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
+    /// Run the coordinator (and its prober) until killed.
+    Coordinator {
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+    /// Run one segment instance until it fails (exit code 1) or is killed.
+    Segment {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[arg(long)]
+        dbid: Dbid,
+    },
+    /// Run one statement in its own transaction and print the answer as JSON. Exit code 1: it
+    /// failed and nothing was committed; 2: a commit's outcome is unknown.
+    Client {
+        #[command(flatten)]
+        target: CoordinatorArgs,
+        #[command(subcommand)]
+        statement: client_cmd::Statement,
+    },
+    /// Print the segment configuration as a table, as `gpstate -c` does.
+    State {
+        #[command(flatten)]
+        target: CoordinatorArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct CoordinatorArgs {
+    /// Coordinator address `ip:port` (repeat for a standby: the first that answers is used).
+    #[arg(long = "coordinator", required = true)]
+    coordinators: Vec<String>,
+    /// How long one request may take.
+    #[arg(long, default_value_t = 10_000)]
+    timeout_ms: u64,
+}
+
+impl CoordinatorArgs {
+    fn client(&self) -> Client {
+        Client::new(
+            self.coordinators.clone(),
+            Duration::from_millis(self.timeout_ms),
+        )
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Servers log their progress; one-shot commands only what went wrong.
+    let default_level = match cli.command {
+        Command::Coordinator { .. } | Command::Segment { .. } => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hacluster: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::InitLocal {
+            dir,
+            base_port,
+            host,
+        } => {
+            let (path, file) = cluster_file::init_local(&dir, &host, base_port)?;
+            let summary = serde_json::json!({
+                "cluster_file": path,
+                "coordinator": file.coordinator.endpoint(),
+                "segments": file.segments.iter().map(|s| serde_json::json!({
+                    "dbid": s.dbid, "content": s.content, "role": s.role, "address": s.endpoint(), "datadir": s.datadir,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Coordinator { cluster } => {
+            let file = ClusterFile::load(&cluster)?;
+            let cfg = file.coordinator_config()?;
+            let disk = real_disk(&file.coordinator.datadir)?;
+            info!(listen = %cfg.listen_addr, datadir = %file.coordinator.datadir.display(), "starting coordinator");
+            let Some(result) = until_signalled(cluster::coordinator::run(cfg, disk)).await? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            result.context("coordinator stopped")?;
+            anyhow::bail!("coordinator stopped without an error")
+        }
+        Command::Segment { cluster, dbid } => {
+            let file = ClusterFile::load(&cluster)?;
+            let (cfg, datadir) = file.instance_config(dbid)?;
+            let disk = real_disk(&datadir)?;
+            info!(dbid, content = cfg.content, listen = %cfg.listen_addr, peer = ?cfg.peer_addr, datadir = %datadir.display(), "starting segment instance");
+            let Some(result) = until_signalled(cluster::segment::run(cfg, disk)).await? else {
+                return Ok(ExitCode::SUCCESS);
+            };
+            result.with_context(|| format!("segment instance dbid {dbid} stopped"))?;
+            anyhow::bail!("segment instance dbid {dbid} stopped without an error")
+        }
+        Command::Client { target, statement } => {
+            let mut client = target.client();
+            Ok(match client_cmd::run(&mut client, statement).await {
+                client_cmd::Outcome::Done(answer) => {
+                    println!("{answer}");
+                    ExitCode::SUCCESS
+                }
+                client_cmd::Outcome::Failed(error) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "outcome": "failed", "error": error })
+                    );
+                    ExitCode::from(1)
+                }
+                client_cmd::Outcome::Unknown(error) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "outcome": "unknown", "error": error })
+                    );
+                    ExitCode::from(2)
+                }
+            })
+        }
+        Command::State { target } => {
+            print!("{}", client_cmd::state(&mut target.client()).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn real_disk(datadir: &std::path::Path) -> anyhow::Result<Arc<dyn Disk>> {
+    let disk = RealDisk::new(datadir)
+        .with_context(|| format!("cannot open data directory {}", datadir.display()))?;
+    Ok(Arc::new(disk))
+}
+
+/// Runs a server until it returns or the process is asked to stop (SIGTERM, ctrl-c): `None`
+/// then. Stopping needs no shutdown protocol: every instance is crash-safe (what it acknowledged
+/// is flushed), so leaving at any point is what a crash is, and restart runs recovery.
+async fn until_signalled<F: Future>(server: F) -> anyhow::Result<Option<F::Output>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        result = server => Ok(Some(result)),
+        _ = terminate.recv() => {
+            warn!("SIGTERM: stopping");
+            Ok(None)
+        }
+        _ = tokio::signal::ctrl_c() => {
+            warn!("interrupted: stopping");
+            Ok(None)
+        }
+    }
+}

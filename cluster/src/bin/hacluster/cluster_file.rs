@@ -1,0 +1,438 @@
+//! `cluster.json`: where every instance of a real cluster listens and keeps its data, and the
+//! timing settings they share. Every process of the cluster reads the same file; it is the
+//! production counterpart of the simulator's world description.
+//!
+//! The segment rows are the configuration a fresh coordinator starts from. Once the
+//! coordinator has run, its durable catalog is the truth (roles after a failover live there,
+//! not here); the file still says where each instance listens and keeps its data.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+use cluster::bugs::PlantedBugs;
+use cluster::catalog::{Content, Dbid, Mode, Role, SegmentConfig, Status};
+use cluster::coordinator::CoordinatorConfig;
+use cluster::fts::prober::ProbeSettings;
+use cluster::segment::{InstanceConfig, ReplicationMode};
+
+pub const FILE_NAME: &str = "cluster.json";
+
+/// The whole file. Durations are integers in milliseconds; unknown fields are refused so that
+/// a misspelt setting is an error, not a silent default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    pub coordinator: CoordinatorEntry,
+    pub segments: Vec<SegmentEntry>,
+    pub replication: ReplicationMode,
+    pub probe: ProbeEntry,
+    pub mirror_down_grace_period_ms: u64,
+    pub wal_timeout_ms: u64,
+    pub checkpoint_interval_ms: u64,
+    pub statement_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub cache_blocks_max: usize,
+    /// Planted bugs to turn on (see `cluster::bugs`); empty in any real use.
+    #[serde(default)]
+    pub bugs: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorEntry {
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+    pub datadir: PathBuf,
+}
+
+/// One segment instance. `role` is the role it is created with, and so its preferred role.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentEntry {
+    pub dbid: Dbid,
+    pub content: Content,
+    pub role: Role,
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+    pub datadir: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeEntry {
+    pub probe_interval_ms: u64,
+    pub probe_timeout_ms: u64,
+    pub probe_retries: u32,
+    pub retry_gap_ms: u64,
+    pub starting_probes_max: u32,
+}
+
+impl CoordinatorEntry {
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+}
+
+impl SegmentEntry {
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+}
+
+/// What `init-local` lays out: a coordinator and one mirrored content on one machine, with
+/// probe timings short enough for a test to see a failover within seconds.
+pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFile> {
+    let port = |offset: u16| {
+        base_port
+            .checked_add(offset)
+            .with_context(|| format!("--base-port {base_port} leaves no room for 3 ports"))
+    };
+    let segment = |dbid, role, port, name: &str| SegmentEntry {
+        dbid,
+        content: 0,
+        role,
+        hostname: host.to_string(),
+        address: host.to_string(),
+        port,
+        datadir: dir.join(name),
+    };
+    Ok(ClusterFile {
+        coordinator: CoordinatorEntry {
+            hostname: host.to_string(),
+            address: host.to_string(),
+            port: base_port,
+            datadir: dir.join("coordinator"),
+        },
+        segments: vec![
+            segment(2, Role::Primary, port(1)?, "primary0"),
+            segment(3, Role::Mirror, port(2)?, "mirror0"),
+        ],
+        replication: ReplicationMode::Sync,
+        probe: ProbeEntry {
+            probe_interval_ms: 1000,
+            probe_timeout_ms: 1000,
+            probe_retries: 2,
+            retry_gap_ms: 300,
+            starting_probes_max: 5,
+        },
+        mirror_down_grace_period_ms: 5000,
+        wal_timeout_ms: 3000,
+        checkpoint_interval_ms: 10_000,
+        statement_timeout_ms: 10_000,
+        connect_timeout_ms: 1000,
+        cache_blocks_max: 256,
+        bugs: Vec::new(),
+    })
+}
+
+/// Writes a new `DIR/cluster.json` for a loopback cluster; refuses to overwrite one, or to lay
+/// out a cluster on ports something already listens on.
+pub fn init_local(
+    dir: &Path,
+    host: &str,
+    base_port: u16,
+) -> anyhow::Result<(PathBuf, ClusterFile)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Absolute paths: the instances may be started from any working directory.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let path = dir.join(FILE_NAME);
+    if path.exists() {
+        bail!(
+            "{} exists; a cluster is already laid out there",
+            path.display()
+        );
+    }
+    let file = local(&dir, host, base_port)?;
+    file.validate()?;
+    file.check_ports_free()?;
+    let mut text = serde_json::to_string_pretty(&file).expect("the cluster file always encodes");
+    text.push('\n');
+    // `create_new`: two concurrent inits in one directory cannot both win.
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((path, file))
+}
+
+impl ClusterFile {
+    /// Reads and checks a cluster file. A syntax or type error quotes the offending line, so
+    /// the field at fault is named even where serde's message names only a type.
+    pub fn load(path: &Path) -> anyhow::Result<ClusterFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read cluster file {}", path.display()))?;
+        let file: ClusterFile = serde_json::from_str(&text).map_err(|e| {
+            let near = text
+                .lines()
+                .nth(e.line().saturating_sub(1))
+                .map(str::trim)
+                .filter(|line| !line.is_empty())
+                .map(|line| format!(" (near `{line}`)"))
+                .unwrap_or_default();
+            anyhow::anyhow!("cluster file {}: {e}{near}", path.display())
+        })?;
+        file.validate()
+            .with_context(|| format!("cluster file {}", path.display()))?;
+        Ok(file)
+    }
+
+    /// The rules a cluster file must follow; each error names the field at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.segments.is_empty() {
+            bail!("segments: at least one segment is required");
+        }
+        let mut dbids = BTreeSet::new();
+        let mut endpoints = BTreeSet::from([self.coordinator.endpoint()]);
+        let mut datadirs = BTreeSet::from([self.coordinator.datadir.clone()]);
+        for (i, seg) in self.segments.iter().enumerate() {
+            if seg.dbid <= 1 {
+                bail!("segments[{i}].dbid: {} is reserved (dbid 1 is the coordinator); segments start at 2", seg.dbid);
+            }
+            if seg.content < 0 {
+                bail!(
+                    "segments[{i}].content: {} is the coordinator's content; segments are 0..N-1",
+                    seg.content
+                );
+            }
+            if seg.port == 0 {
+                bail!("segments[{i}].port: 0 is not a port");
+            }
+            if !dbids.insert(seg.dbid) {
+                bail!("segments[{i}].dbid: dbid {} appears twice", seg.dbid);
+            }
+            if !endpoints.insert(seg.endpoint()) {
+                bail!(
+                    "segments[{i}].port: {} is already used by another instance",
+                    seg.endpoint()
+                );
+            }
+            if !datadirs.insert(seg.datadir.clone()) {
+                bail!(
+                    "segments[{i}].datadir: {} is already used by another instance",
+                    seg.datadir.display()
+                );
+            }
+        }
+        if self.coordinator.port == 0 {
+            bail!("coordinator.port: 0 is not a port");
+        }
+        let contents: BTreeSet<Content> = self.segments.iter().map(|s| s.content).collect();
+        for (n, content) in contents.iter().enumerate() {
+            if *content as usize != n {
+                bail!("segments: contents must be 0..N-1 without gaps; content {n} is missing");
+            }
+            let rows: Vec<&SegmentEntry> = self
+                .segments
+                .iter()
+                .filter(|s| s.content == *content)
+                .collect();
+            let primaries = rows.iter().filter(|s| s.role == Role::Primary).count();
+            let mirrors = rows.iter().filter(|s| s.role == Role::Mirror).count();
+            if primaries != 1 || mirrors > 1 {
+                bail!("segments: content {content} has {primaries} primaries and {mirrors} mirrors; it needs one primary and at most one mirror");
+            }
+        }
+        let probe = &self.probe;
+        for (field, ms) in [
+            ("probe.probe_interval_ms", probe.probe_interval_ms),
+            ("probe.probe_timeout_ms", probe.probe_timeout_ms),
+            ("wal_timeout_ms", self.wal_timeout_ms),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
+            ("statement_timeout_ms", self.statement_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+        ] {
+            if ms == 0 {
+                bail!("{field}: must be greater than 0");
+            }
+        }
+        if self.cache_blocks_max == 0 {
+            bail!("cache_blocks_max: must be greater than 0");
+        }
+        self.planted_bugs()?;
+        Ok(())
+    }
+
+    /// Fails if any instance's port is taken right now (another cluster, another program).
+    pub fn check_ports_free(&self) -> anyhow::Result<()> {
+        let coordinator = std::iter::once(("coordinator".to_string(), self.coordinator.endpoint()));
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| (format!("dbid {}", s.dbid), s.endpoint()));
+        for (who, endpoint) in coordinator.chain(segments) {
+            TcpListener::bind(&endpoint)
+                .with_context(|| format!("{endpoint} ({who}) is not free"))?;
+        }
+        Ok(())
+    }
+
+    fn planted_bugs(&self) -> anyhow::Result<PlantedBugs> {
+        let mut bugs = PlantedBugs::none();
+        for (i, name) in self.bugs.iter().enumerate() {
+            bugs.enable(name)
+                .map_err(|e| anyhow::anyhow!("bugs[{i}]: {e}"))?;
+        }
+        Ok(bugs)
+    }
+
+    pub fn segment(&self, dbid: Dbid) -> anyhow::Result<&SegmentEntry> {
+        self.segments
+            .iter()
+            .find(|s| s.dbid == dbid)
+            .with_context(|| {
+                let known: Vec<String> = self.segments.iter().map(|s| s.dbid.to_string()).collect();
+                format!(
+                    "no segment with dbid {dbid} in the cluster file (dbids: {})",
+                    known.join(", ")
+                )
+            })
+    }
+
+    /// The initial `gp_segment_configuration` rows.
+    ///
+    /// A pair starts not in sync: its mirror has not streamed yet, and may not even be running.
+    /// The prober records the pair in sync once the primary reports its mirror caught up; until
+    /// then losing the primary is a double fault, never a promotion of a mirror that may lack
+    /// acknowledged commits.
+    pub fn catalog_rows(&self) -> Vec<SegmentConfig> {
+        self.segments
+            .iter()
+            .map(|s| SegmentConfig {
+                dbid: s.dbid,
+                content: s.content,
+                role: s.role,
+                preferred_role: s.role,
+                mode: Mode::NotSynced,
+                status: Status::Up,
+                hostname: s.hostname.clone(),
+                address: s.address.clone(),
+                port: s.port,
+                datadir: s.datadir.display().to_string(),
+            })
+            .collect()
+    }
+
+    pub fn coordinator_config(&self) -> anyhow::Result<CoordinatorConfig> {
+        let mut cfg = CoordinatorConfig::new(self.coordinator.endpoint(), self.catalog_rows());
+        cfg.probe = ProbeSettings {
+            probe_interval: ms(self.probe.probe_interval_ms),
+            probe_timeout: ms(self.probe.probe_timeout_ms),
+            probe_retries: self.probe.probe_retries,
+            retry_gap: ms(self.probe.retry_gap_ms),
+            starting_probes_max: self.probe.starting_probes_max,
+        };
+        cfg.statement_timeout = ms(self.statement_timeout_ms);
+        cfg.connect_timeout = ms(self.connect_timeout_ms);
+        cfg.bugs = self.planted_bugs()?;
+        Ok(cfg)
+    }
+
+    /// The configuration of instance `dbid`: its peer is the other instance of its content.
+    pub fn instance_config(&self, dbid: Dbid) -> anyhow::Result<(InstanceConfig, PathBuf)> {
+        let seg = self.segment(dbid)?;
+        let mut cfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
+        cfg.peer_addr = self
+            .segments
+            .iter()
+            .find(|p| p.content == seg.content && p.dbid != seg.dbid)
+            .map(SegmentEntry::endpoint);
+        cfg.replication = self.replication;
+        cfg.mirror_down_grace_period = ms(self.mirror_down_grace_period_ms);
+        cfg.wal_timeout = ms(self.wal_timeout_ms);
+        cfg.checkpoint_interval = ms(self.checkpoint_interval_ms);
+        cfg.cache_blocks_max = self.cache_blocks_max;
+        cfg.bugs = self.planted_bugs()?;
+        Ok((cfg, seg.datadir.clone()))
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("hacluster-file-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_local_layout_round_trips_and_validates() {
+        let file = local(Path::new("/d"), "127.0.0.1", 7000).unwrap();
+        file.validate().unwrap();
+        let text = serde_json::to_string_pretty(&file).unwrap();
+        assert_eq!(serde_json::from_str::<ClusterFile>(&text).unwrap(), file);
+        let (mirror, _) = file.instance_config(3).unwrap();
+        assert_eq!(mirror.peer_addr.as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(mirror.initial_role, Role::Mirror);
+        assert!(file
+            .instance_config(9)
+            .unwrap_err()
+            .to_string()
+            .contains("dbid 9"));
+    }
+
+    #[test]
+    fn a_bad_file_names_the_field_at_fault() {
+        let dir = scratch("bad");
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = serde_json::to_string_pretty(&local(&dir, "127.0.0.1", 7000).unwrap()).unwrap();
+        let path = dir.join(FILE_NAME);
+        let cases = [
+            (
+                good.replace("\"wal_timeout_ms\": 3000", "\"wal_timeout_ms\": \"3s\""),
+                "wal_timeout_ms",
+            ),
+            (good.replace("probe_retries", "probe_retry"), "probe_retry"),
+            (
+                good.replace("\"wal_timeout_ms\": 3000,", ""),
+                "wal_timeout_ms",
+            ),
+            (
+                good.replace("\"dbid\": 3", "\"dbid\": 2"),
+                "segments[1].dbid",
+            ),
+            (
+                good.replace("\"probe_interval_ms\": 1000", "\"probe_interval_ms\": 0"),
+                "probe.probe_interval_ms",
+            ),
+        ];
+        for (text, field) in cases {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", ClusterFile::load(&path).unwrap_err());
+            assert!(err.contains(field), "error does not name {field}: {err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn init_refuses_an_existing_cluster_file() {
+        let dir = scratch("twice");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(FILE_NAME), "{}").unwrap();
+        let err = init_local(&dir, "127.0.0.1", 7000).unwrap_err().to_string();
+        assert!(err.contains("exists"), "{err}");
+        assert_eq!(std::fs::read_to_string(dir.join(FILE_NAME)).unwrap(), "{}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

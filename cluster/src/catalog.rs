@@ -1,0 +1,356 @@
+//! The cluster configuration as the coordinator records it: `gp_segment_configuration` rows,
+//! the configuration epoch, and the `gp_configuration_history` log.
+//!
+//! The prober's own invariants sit here, beside the state they guard, and are checked after
+//! every change: both rows of a pair share a mode; in sync implies both up; an acting primary is
+//! never marked down while its mirror is also down and unpromoted... (see [`Catalog::check`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub type Dbid = u16;
+/// -1 is the coordinator (and its standby); 0..N-1 are segments.
+pub type Content = i16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Primary,
+    Mirror,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Mode {
+    /// `s`: the pair is synchronized.
+    Synced,
+    /// `n`: not in sync (the primary is in Change Tracking, or the mirror is catching up).
+    NotSynced,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Status {
+    Up,
+    Down,
+}
+
+impl Role {
+    pub fn code(self) -> char {
+        match self {
+            Role::Primary => 'p',
+            Role::Mirror => 'm',
+        }
+    }
+}
+
+impl Mode {
+    pub fn code(self) -> char {
+        match self {
+            Mode::Synced => 's',
+            Mode::NotSynced => 'n',
+        }
+    }
+}
+
+impl Status {
+    pub fn code(self) -> char {
+        match self {
+            Status::Up => 'u',
+            Status::Down => 'd',
+        }
+    }
+}
+
+/// One row of `gp_segment_configuration`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentConfig {
+    pub dbid: Dbid,
+    pub content: Content,
+    pub role: Role,
+    pub preferred_role: Role,
+    pub mode: Mode,
+    pub status: Status,
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+    pub datadir: String,
+}
+
+impl SegmentConfig {
+    /// `address:port`, what clients of this instance connect to.
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+}
+
+impl fmt::Display for SegmentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dbid {} content {} {}/{}/{}/{} {}:{} {}",
+            self.dbid,
+            self.content,
+            self.role.code(),
+            self.preferred_role.code(),
+            self.mode.code(),
+            self.status.code(),
+            self.hostname,
+            self.port,
+            self.datadir
+        )
+    }
+}
+
+/// One row of `gp_configuration_history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub time_ms: u64,
+    pub dbid: Dbid,
+    pub desc: String,
+}
+
+/// A change to one row: its new role, status and mode (FTS never changes `preferred_role`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowChange {
+    pub dbid: Dbid,
+    pub role: Role,
+    pub status: Status,
+    pub mode: Mode,
+}
+
+impl RowChange {
+    /// The history line the real prober writes for this change.
+    pub fn history_desc(&self, content: Content) -> String {
+        format!(
+            "FTS: update role, status, and mode for dbid {} with contentid {} to {}, {}, and {}",
+            self.dbid,
+            content,
+            self.role.code(),
+            self.status.code(),
+            self.mode.code()
+        )
+    }
+}
+
+/// A primary and (optionally) its mirror, as the catalog has them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pair {
+    pub content: Content,
+    pub primary: SegmentConfig,
+    pub mirror: Option<SegmentConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("content {content} has {primaries} acting primaries; exactly one is required")]
+    PrimaryCount { content: Content, primaries: usize },
+    #[error("content {content}: primary mode {primary} and mirror mode {mirror} differ; both rows of a pair share a mode")]
+    ModeMismatch {
+        content: Content,
+        primary: char,
+        mirror: char,
+    },
+    #[error(
+        "content {content} is marked in sync while dbid {dbid} is down; in sync requires both up"
+    )]
+    SyncedButDown { content: Content, dbid: Dbid },
+    #[error("no segment with dbid {0}")]
+    UnknownDbid(Dbid),
+}
+
+/// The segment configuration and its epoch. Every change bumps the epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Catalog {
+    pub epoch: u64,
+    pub segments: BTreeMap<Dbid, SegmentConfig>,
+}
+
+impl Catalog {
+    pub fn new(segments: Vec<SegmentConfig>) -> Catalog {
+        Catalog {
+            epoch: 1,
+            segments: segments.into_iter().map(|s| (s.dbid, s)).collect(),
+        }
+    }
+
+    /// The contents, sorted.
+    pub fn contents(&self) -> Vec<Content> {
+        let mut contents: Vec<Content> = self
+            .segments
+            .values()
+            .map(|s| s.content)
+            .filter(|c| *c >= 0)
+            .collect();
+        contents.sort();
+        contents.dedup();
+        contents
+    }
+
+    pub fn pair(&self, content: Content) -> Option<Pair> {
+        let rows: Vec<&SegmentConfig> = self
+            .segments
+            .values()
+            .filter(|s| s.content == content)
+            .collect();
+        let primary = rows.iter().find(|s| s.role == Role::Primary)?;
+        let mirror = rows
+            .iter()
+            .find(|s| s.role == Role::Mirror)
+            .map(|m| (*m).clone());
+        Some(Pair {
+            content,
+            primary: (*primary).clone(),
+            mirror,
+        })
+    }
+
+    pub fn pairs(&self) -> Vec<Pair> {
+        self.contents()
+            .into_iter()
+            .filter_map(|c| self.pair(c))
+            .collect()
+    }
+
+    /// Applies changes as one catalog transaction: the epoch moves once.
+    pub fn apply(&mut self, changes: &[RowChange]) -> Result<(), CatalogError> {
+        for change in changes {
+            if !self.segments.contains_key(&change.dbid) {
+                return Err(CatalogError::UnknownDbid(change.dbid));
+            }
+        }
+        for change in changes {
+            let row = self.segments.get_mut(&change.dbid).expect("checked above");
+            row.role = change.role;
+            row.status = change.status;
+            row.mode = change.mode;
+        }
+        self.epoch += 1;
+        Ok(())
+    }
+
+    /// The prober's invariants over every pair.
+    pub fn check(&self) -> Result<(), CatalogError> {
+        for content in self.contents() {
+            let rows: Vec<&SegmentConfig> = self
+                .segments
+                .values()
+                .filter(|s| s.content == content)
+                .collect();
+            let primaries = rows.iter().filter(|s| s.role == Role::Primary).count();
+            if primaries != 1 {
+                return Err(CatalogError::PrimaryCount { content, primaries });
+            }
+            let Some(pair) = self.pair(content) else {
+                continue;
+            };
+            if let Some(mirror) = &pair.mirror {
+                if mirror.mode != pair.primary.mode {
+                    return Err(CatalogError::ModeMismatch {
+                        content,
+                        primary: pair.primary.mode.code(),
+                        mirror: mirror.mode.code(),
+                    });
+                }
+                if mirror.mode == Mode::Synced {
+                    for row in [&pair.primary, mirror] {
+                        if row.status == Status::Down {
+                            return Err(CatalogError::SyncedButDown {
+                                content,
+                                dbid: row.dbid,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn row(
+        dbid: Dbid,
+        content: Content,
+        role: Role,
+        mode: Mode,
+        status: Status,
+    ) -> SegmentConfig {
+        SegmentConfig {
+            dbid,
+            content,
+            role,
+            preferred_role: role,
+            mode,
+            status,
+            hostname: format!("sdw{}", dbid),
+            address: format!("10.0.0.{}", dbid),
+            port: 6000,
+            datadir: format!("/data/{}", dbid),
+        }
+    }
+
+    pub fn synced_pair() -> Catalog {
+        Catalog::new(vec![
+            row(2, 0, Role::Primary, Mode::Synced, Status::Up),
+            row(3, 0, Role::Mirror, Mode::Synced, Status::Up),
+        ])
+    }
+
+    #[test]
+    fn a_change_bumps_the_epoch_once_and_keeps_preferred_roles() {
+        let mut cat = synced_pair();
+        cat.apply(&[
+            RowChange {
+                dbid: 2,
+                role: Role::Mirror,
+                status: Status::Down,
+                mode: Mode::NotSynced,
+            },
+            RowChange {
+                dbid: 3,
+                role: Role::Primary,
+                status: Status::Up,
+                mode: Mode::NotSynced,
+            },
+        ])
+        .unwrap();
+        assert_eq!(cat.epoch, 2);
+        assert_eq!(cat.segments[&2].preferred_role, Role::Primary);
+        assert_eq!(cat.pair(0).unwrap().primary.dbid, 3);
+        cat.check().unwrap();
+    }
+
+    #[test]
+    fn the_prober_invariants_fire() {
+        let mut cat = synced_pair();
+        cat.segments.get_mut(&3).unwrap().mode = Mode::NotSynced;
+        assert!(matches!(
+            cat.check(),
+            Err(CatalogError::ModeMismatch { .. })
+        ));
+        let mut cat = synced_pair();
+        cat.segments.get_mut(&3).unwrap().status = Status::Down;
+        assert!(matches!(
+            cat.check(),
+            Err(CatalogError::SyncedButDown { dbid: 3, .. })
+        ));
+        let mut cat = synced_pair();
+        cat.segments.get_mut(&3).unwrap().role = Role::Primary;
+        assert!(matches!(
+            cat.check(),
+            Err(CatalogError::PrimaryCount { primaries: 2, .. })
+        ));
+        assert_eq!(
+            synced_pair().apply(&[RowChange {
+                dbid: 9,
+                role: Role::Primary,
+                status: Status::Up,
+                mode: Mode::Synced
+            }]),
+            Err(CatalogError::UnknownDbid(9))
+        );
+    }
+}

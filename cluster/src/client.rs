@@ -1,0 +1,194 @@
+//! The client library: transactions through the coordinator.
+//!
+//! A client holds a list of coordinator addresses and connects to the first that answers. A
+//! transaction that loses its connection before commit is rolled back ([`DbError::Failed`]); one
+//! that loses it while committing has an unknown outcome ([`DbError::Unknown`]).
+
+use std::time::Duration;
+
+use crate::catalog::{Catalog, Content};
+use crate::io::net::Connection;
+use crate::proto::{ClientRequest, ClientResponse, DbError, Op, OpResult};
+use crate::wal::{Key, TableKind, Value};
+
+pub struct Client {
+    coordinators: Vec<String>,
+    conn: Option<Connection>,
+    timeout: Duration,
+}
+
+impl Client {
+    pub fn new(coordinators: Vec<String>, timeout: Duration) -> Client {
+        Client {
+            coordinators,
+            conn: None,
+            timeout,
+        }
+    }
+
+    async fn connection(&mut self) -> Result<&mut Connection, DbError> {
+        if self.conn.is_none() {
+            let mut last = String::from("no coordinator address given");
+            for addr in &self.coordinators {
+                match Connection::connect(addr, self.timeout).await {
+                    Ok(conn) => {
+                        self.conn = Some(conn);
+                        break;
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            if self.conn.is_none() {
+                return Err(DbError::Failed(format!("no coordinator reachable: {last}")));
+            }
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    async fn request(
+        &mut self,
+        req: ClientRequest,
+        committing: bool,
+    ) -> Result<ClientResponse, DbError> {
+        let timeout = self.timeout;
+        let conn = self.connection().await?;
+        match conn.call::<_, ClientResponse>(&req, timeout).await {
+            Ok(ClientResponse::Error(e)) => Err(e),
+            Ok(resp) => Ok(resp),
+            Err(e) => {
+                self.conn = None;
+                if committing {
+                    Err(DbError::Unknown(format!(
+                        "connection to the coordinator lost while committing: {e}"
+                    )))
+                } else {
+                    Err(DbError::Failed(format!(
+                        "connection to the coordinator lost: {e}; transaction rolled back"
+                    )))
+                }
+            }
+        }
+    }
+
+    pub async fn begin(&mut self) -> Result<(), DbError> {
+        self.request(ClientRequest::Begin, false).await.map(|_| ())
+    }
+
+    pub async fn exec(&mut self, op: Op, content: Option<Content>) -> Result<OpResult, DbError> {
+        match self
+            .request(ClientRequest::Exec { op, content }, false)
+            .await?
+        {
+            ClientResponse::Result(r) => Ok(r),
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
+    pub async fn insert(&mut self, table: &str, key: Key, value: Value) -> Result<(), DbError> {
+        self.exec(
+            Op::Insert {
+                table: table.into(),
+                key,
+                value,
+            },
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn update(&mut self, table: &str, key: Key, value: Value) -> Result<u64, DbError> {
+        match self
+            .exec(
+                Op::Update {
+                    table: table.into(),
+                    key,
+                    value,
+                },
+                None,
+            )
+            .await?
+        {
+            OpResult::Count(n) => Ok(n),
+            other => Err(DbError::Failed(format!("unexpected result: {other:?}"))),
+        }
+    }
+
+    pub async fn delete(&mut self, table: &str, key: Key) -> Result<u64, DbError> {
+        match self
+            .exec(
+                Op::Delete {
+                    table: table.into(),
+                    key,
+                },
+                None,
+            )
+            .await?
+        {
+            OpResult::Count(n) => Ok(n),
+            other => Err(DbError::Failed(format!("unexpected result: {other:?}"))),
+        }
+    }
+
+    pub async fn get(&mut self, table: &str, key: Key) -> Result<Option<Value>, DbError> {
+        match self
+            .exec(
+                Op::Get {
+                    table: table.into(),
+                    key,
+                },
+                None,
+            )
+            .await?
+        {
+            OpResult::Row(r) => Ok(r),
+            other => Err(DbError::Failed(format!("unexpected result: {other:?}"))),
+        }
+    }
+
+    pub async fn scan(
+        &mut self,
+        table: &str,
+        content: Content,
+    ) -> Result<Vec<(Key, Value)>, DbError> {
+        match self
+            .exec(
+                Op::Scan {
+                    table: table.into(),
+                },
+                Some(content),
+            )
+            .await?
+        {
+            OpResult::Rows(rows) => Ok(rows),
+            other => Err(DbError::Failed(format!("unexpected result: {other:?}"))),
+        }
+    }
+
+    pub async fn commit(&mut self) -> Result<(), DbError> {
+        self.request(ClientRequest::Commit, true).await.map(|_| ())
+    }
+
+    pub async fn abort(&mut self) -> Result<(), DbError> {
+        self.request(ClientRequest::Abort, false).await.map(|_| ())
+    }
+
+    pub async fn create_table(&mut self, name: &str, kind: TableKind) -> Result<(), DbError> {
+        self.request(
+            ClientRequest::CreateTable {
+                name: name.into(),
+                kind,
+            },
+            false,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn catalog(&mut self) -> Result<Catalog, DbError> {
+        match self.request(ClientRequest::Catalog, false).await? {
+            ClientResponse::Catalog(c) => Ok(c),
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
+        }
+    }
+}

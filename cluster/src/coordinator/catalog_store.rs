@@ -1,0 +1,217 @@
+//! The coordinator's catalog, kept durable in the coordinator's own storage engine: segment
+//! configuration rows, the epoch, user table definitions and the configuration history. A
+//! change is one committed, flushed transaction before anyone acts on it (the prober records a
+//! role flip before it sends PROMOTE).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::catalog::{Catalog, CatalogError, HistoryRow, RowChange, SegmentConfig};
+use crate::io::runtime;
+use crate::storage::{Engine, StorageError};
+use crate::wal::{TableDef, TableId, TableKind, Write};
+
+const CONFIG_TABLE: TableId = 1;
+const HISTORY_TABLE: TableId = 2;
+const META_TABLE: TableId = 3;
+const TABLES_TABLE: TableId = 4;
+/// User tables get ids from here on.
+const FIRST_USER_TABLE: TableId = 100;
+const EPOCH_KEY: i64 = 0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogStoreError {
+    #[error("catalog storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("catalog row does not decode: {0}")]
+    Decode(String),
+    #[error(transparent)]
+    Invalid(#[from] CatalogError),
+    #[error("table \"{0}\" already exists")]
+    TableExists(String),
+}
+
+/// Shared handle to the durable catalog and its in-memory copy.
+#[derive(Clone)]
+pub struct CatalogStore {
+    engine: Arc<tokio::sync::Mutex<Engine>>,
+    current: Arc<Mutex<Catalog>>,
+    tables: Arc<Mutex<BTreeMap<String, TableDef>>>,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("catalog rows always encode")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CatalogStoreError> {
+    postcard::from_bytes(bytes).map_err(|e| CatalogStoreError::Decode(e.to_string()))
+}
+
+impl CatalogStore {
+    /// Loads the catalog, or initializes it from `initial` on a fresh coordinator.
+    pub async fn open(
+        mut engine: Engine,
+        initial: &[SegmentConfig],
+    ) -> Result<CatalogStore, CatalogStoreError> {
+        let system = [
+            (CONFIG_TABLE, "gp_segment_configuration", TableKind::Heap),
+            (
+                HISTORY_TABLE,
+                "gp_configuration_history",
+                TableKind::AppendOptimized,
+            ),
+            (META_TABLE, "gp_catalog_meta", TableKind::Heap),
+            (TABLES_TABLE, "pg_class", TableKind::Heap),
+        ];
+        let fresh = engine.tables().is_empty();
+        let wal = engine.wal();
+        if fresh {
+            let mut lsn = 0;
+            for (id, name, kind) in system {
+                lsn = engine.create_table(TableDef {
+                    id,
+                    name: name.to_string(),
+                    kind,
+                })?;
+            }
+            let mut writes: Vec<Write> = initial
+                .iter()
+                .map(|s| Write::Put {
+                    table: CONFIG_TABLE,
+                    key: s.dbid as i64,
+                    value: encode(s),
+                })
+                .collect();
+            writes.push(Write::Put {
+                table: META_TABLE,
+                key: EPOCH_KEY,
+                value: encode(&1u64),
+            });
+            lsn = lsn.max(engine.commit(1, &writes)?);
+            wal.flush_to(lsn).await?;
+        }
+        let mut catalog = Catalog::new(Vec::new());
+        for (_, value) in engine.scan(CONFIG_TABLE)? {
+            let row: SegmentConfig = decode(&value)?;
+            catalog.segments.insert(row.dbid, row);
+        }
+        catalog.epoch = match engine.get(META_TABLE, EPOCH_KEY)? {
+            Some(v) => decode(&v)?,
+            None => 1,
+        };
+        let mut tables = BTreeMap::new();
+        for (_, value) in engine.scan(TABLES_TABLE)? {
+            let def: TableDef = decode(&value)?;
+            tables.insert(def.name.clone(), def);
+        }
+        Ok(CatalogStore {
+            engine: Arc::new(tokio::sync::Mutex::new(engine)),
+            current: Arc::new(Mutex::new(catalog)),
+            tables: Arc::new(Mutex::new(tables)),
+        })
+    }
+
+    pub fn snapshot(&self) -> Catalog {
+        self.current.lock().unwrap().clone()
+    }
+
+    pub fn table(&self, name: &str) -> Option<TableDef> {
+        self.tables.lock().unwrap().get(name).cloned()
+    }
+
+    /// Records `changes` and their history rows as one durable transaction, then updates the
+    /// in-memory catalog (bumping the epoch). Nothing changes if the result would break the
+    /// prober's invariants.
+    pub async fn record(&self, changes: &[RowChange]) -> Result<Catalog, CatalogStoreError> {
+        let mut engine = self.engine.lock().await;
+        let mut next = self.snapshot();
+        next.apply(changes)?;
+        next.check()?;
+        let now = runtime::unix_time_ms();
+        let history_base = engine
+            .scan(HISTORY_TABLE)?
+            .last()
+            .map(|(k, _)| k + 1)
+            .unwrap_or(0);
+        let mut writes = Vec::new();
+        for (i, change) in changes.iter().enumerate() {
+            let row = &next.segments[&change.dbid];
+            writes.push(Write::Put {
+                table: CONFIG_TABLE,
+                key: change.dbid as i64,
+                value: encode(row),
+            });
+            let history = HistoryRow {
+                time_ms: now,
+                dbid: change.dbid,
+                desc: change.history_desc(row.content),
+            };
+            writes.push(Write::Put {
+                table: HISTORY_TABLE,
+                key: history_base + i as i64,
+                value: encode(&history),
+            });
+        }
+        writes.push(Write::Put {
+            table: META_TABLE,
+            key: EPOCH_KEY,
+            value: encode(&next.epoch),
+        });
+        let lsn = engine.commit(next.epoch, &writes)?;
+        let wal = engine.wal();
+        drop(engine);
+        // Durable before anyone acts on it.
+        wal.flush_to(lsn).await?;
+        *self.current.lock().unwrap() = next.clone();
+        Ok(next)
+    }
+
+    /// The configuration history, oldest first.
+    pub async fn history(&self) -> Result<Vec<HistoryRow>, CatalogStoreError> {
+        let rows = self.engine.lock().await.scan(HISTORY_TABLE)?;
+        rows.iter().map(|(_, v)| decode(v)).collect()
+    }
+
+    /// Records a new user table; returns its definition.
+    pub async fn create_table(
+        &self,
+        name: &str,
+        kind: TableKind,
+    ) -> Result<TableDef, CatalogStoreError> {
+        let mut engine = self.engine.lock().await;
+        if self.tables.lock().unwrap().contains_key(name) {
+            return Err(CatalogStoreError::TableExists(name.to_string()));
+        }
+        let id = self
+            .tables
+            .lock()
+            .unwrap()
+            .values()
+            .map(|t| t.id + 1)
+            .max()
+            .unwrap_or(FIRST_USER_TABLE);
+        let def = TableDef {
+            id,
+            name: name.to_string(),
+            kind,
+        };
+        let lsn = engine.commit(
+            0,
+            &[Write::Put {
+                table: TABLES_TABLE,
+                key: id as i64,
+                value: encode(&def),
+            }],
+        )?;
+        let wal = engine.wal();
+        drop(engine);
+        wal.flush_to(lsn).await?;
+        self.tables
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), def.clone());
+        Ok(def)
+    }
+}

@@ -1,0 +1,122 @@
+//! The coordinator: the clients' only entry point. It holds the catalog (and no user data),
+//! routes each statement to the acting primary of the content that owns the row, and runs the
+//! prober ([`crate::fts::prober`]).
+
+mod catalog_store;
+mod session;
+
+pub use catalog_store::{CatalogStore, CatalogStoreError};
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn, Instrument};
+
+use crate::bugs::PlantedBugs;
+use crate::catalog::SegmentConfig;
+use crate::fts::prober::{ProbeSettings, Prober};
+use crate::io::net::{self, Connection};
+use crate::io::runtime;
+use crate::io::Disk;
+use crate::storage::{Engine, EngineOptions};
+
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    pub listen_addr: String,
+    /// The segment configuration a fresh coordinator starts from.
+    pub segments: Vec<SegmentConfig>,
+    pub probe: ProbeSettings,
+    /// How long a statement may wait on a segment before the transaction is given up.
+    pub statement_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub cache_blocks_max: usize,
+    pub bugs: PlantedBugs,
+}
+
+impl CoordinatorConfig {
+    pub fn new(listen_addr: impl Into<String>, segments: Vec<SegmentConfig>) -> CoordinatorConfig {
+        CoordinatorConfig {
+            listen_addr: listen_addr.into(),
+            segments,
+            probe: ProbeSettings::default(),
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            cache_blocks_max: 64,
+            bugs: PlantedBugs::none(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error("coordinator cannot listen: {0}")]
+    Listen(net::NetError),
+    #[error("coordinator catalog: {0}")]
+    Catalog(#[from] CatalogStoreError),
+    #[error("coordinator storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// Runs the coordinator until its listener fails.
+pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), CoordinatorError> {
+    let span = tracing::info_span!("coordinator", dbid = 1, content = -1);
+    async move {
+        let engine = Engine::open(
+            disk,
+            EngineOptions {
+                cache_blocks_max: cfg.cache_blocks_max,
+            },
+        )
+        .await?;
+        let store = CatalogStore::open(engine, &cfg.segments).await?;
+        let listener = net::listen(&cfg.listen_addr)
+            .await
+            .map_err(CoordinatorError::Listen)?;
+        info!(epoch = store.snapshot().epoch, "coordinator started");
+        let prober = Prober::new(cfg.probe.clone(), store.clone());
+        runtime::spawn(prober.run().in_current_span());
+        let cfg = Arc::new(cfg);
+        // Transaction ids unique across sessions, and across restarts of the coordinator: they
+        // start from the clock (milliseconds, shifted) at start-up and count up.
+        let xids = Arc::new(AtomicU64::new(runtime::unix_time_ms() << 16));
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let conn = Connection::new(stream, addr.to_string());
+                    let session = session::Session::new(cfg.clone(), store.clone(), xids.clone());
+                    runtime::spawn(session.serve(conn).in_current_span());
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    runtime::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The content a key belongs to: a fixed hash of the key, modulo the number of contents.
+pub fn content_for_key(key: i64, contents: usize) -> crate::catalog::Content {
+    // splitmix64: a fixed, well-mixed hash, the same on every platform and in every run.
+    let mut z = (key as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % contents.max(1) as u64) as crate::catalog::Content
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_spread_over_every_content() {
+        let mut seen = [0usize; 8];
+        for key in 0..8000 {
+            seen[super::content_for_key(key, 8) as usize] += 1;
+        }
+        assert!(seen.iter().all(|n| (800..1200).contains(n)), "{seen:?}");
+        assert_eq!(super::content_for_key(42, 1), 0);
+    }
+}

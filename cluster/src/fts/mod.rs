@@ -1,0 +1,339 @@
+//! Fault detection (FTS): the prober's decision table as a pure function, and the driver that
+//! probes primaries and carries decisions out ([`prober`]).
+//!
+//! Decisions per content, after probing its acting primary (retries included):
+//! - primary answers, mirror up and in sync, catalog agrees: nothing;
+//! - primary answers and reports a state the catalog lacks (mirror back in sync): record it;
+//! - primary answers, mirror gone and past the grace period: mark the mirror down, both rows mode
+//!   n, then tell the primary to stop waiting for it (it keeps what the mirror lacks);
+//! - primary answers but asks for a retry (mirror gone within the grace period): probe again;
+//! - the answer comes from a mirror (a promotion was lost): send PROMOTE again;
+//! - primary unreachable, but it is only starting up and its replay is advancing: nothing;
+//! - primary unreachable, mirror in sync per the catalog: record the role flip first, then PROMOTE;
+//! - primary unreachable, mirror not in sync: no promotion; the content is down (double fault).
+
+pub mod prober;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Mode, Pair, Role, RowChange, Status};
+
+/// What a segment instance answers to a probe (the real reply's booleans).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeReply {
+    pub is_mirror: bool,
+    pub mirror_up: bool,
+    pub in_sync: bool,
+    pub syncrep_enabled: bool,
+    pub request_retry: bool,
+}
+
+/// The outcome of probing one primary, all retries spent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    Answered(ProbeReply),
+    /// The instance answered that it is starting or recovering, and its replay LSN moved since
+    /// the previous probe: it is restarting, not dead.
+    Restarting,
+    Unreachable,
+}
+
+/// A decision of the prober for one content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Nothing,
+    ProbeAgain,
+    /// Record the changes in the catalog (one transaction, with history rows); nothing to send.
+    Record(Vec<RowChange>),
+    /// Record the mirror down, then send SYNCREP_OFF to the primary.
+    MarkMirrorDown(Vec<RowChange>),
+    /// Record the role flip first, then send PROMOTE to the mirror.
+    Promote(Vec<RowChange>),
+    /// Send PROMOTE again to the instance that answered as a mirror.
+    ResendPromote,
+    /// Primary gone and mirror not in sync: no promotion, the content is down.
+    DoubleFault,
+}
+
+/// Decides what to do for one content. Pure: a function of the catalog's view of the pair and
+/// the probe's outcome.
+pub fn decide(pair: &Pair, outcome: ProbeOutcome) -> Decision {
+    let Some(mirror) = &pair.mirror else {
+        return Decision::Nothing; // unmirrored contents are not probed
+    };
+    let primary = &pair.primary;
+    match outcome {
+        ProbeOutcome::Restarting => Decision::Nothing,
+        ProbeOutcome::Answered(reply) if reply.is_mirror => Decision::ResendPromote,
+        ProbeOutcome::Answered(reply) => {
+            if reply.mirror_up && reply.in_sync {
+                let wanted = [(primary, Role::Primary), (mirror, Role::Mirror)];
+                if wanted
+                    .iter()
+                    .all(|(row, _)| row.status == Status::Up && row.mode == Mode::Synced)
+                {
+                    return Decision::Nothing;
+                }
+                return Decision::Record(
+                    wanted
+                        .iter()
+                        .map(|(row, role)| RowChange {
+                            dbid: row.dbid,
+                            role: *role,
+                            status: Status::Up,
+                            mode: Mode::Synced,
+                        })
+                        .collect(),
+                );
+            }
+            if reply.mirror_up {
+                // Catching up: up but not yet in sync. The pair stays mode n.
+                if mirror.status == Status::Up
+                    && mirror.mode == Mode::NotSynced
+                    && primary.mode == Mode::NotSynced
+                {
+                    return Decision::Nothing;
+                }
+                return Decision::Record(vec![
+                    RowChange {
+                        dbid: primary.dbid,
+                        role: Role::Primary,
+                        status: Status::Up,
+                        mode: Mode::NotSynced,
+                    },
+                    RowChange {
+                        dbid: mirror.dbid,
+                        role: Role::Mirror,
+                        status: Status::Up,
+                        mode: Mode::NotSynced,
+                    },
+                ]);
+            }
+            if reply.request_retry {
+                return Decision::ProbeAgain;
+            }
+            let changes = vec![
+                RowChange {
+                    dbid: primary.dbid,
+                    role: Role::Primary,
+                    status: Status::Up,
+                    mode: Mode::NotSynced,
+                },
+                RowChange {
+                    dbid: mirror.dbid,
+                    role: Role::Mirror,
+                    status: Status::Down,
+                    mode: Mode::NotSynced,
+                },
+            ];
+            if mirror.status == Status::Down && primary.mode == Mode::NotSynced {
+                if reply.syncrep_enabled {
+                    // The catalog already says down, but the primary still waits: tell it again.
+                    return Decision::MarkMirrorDown(Vec::new());
+                }
+                return Decision::Nothing;
+            }
+            Decision::MarkMirrorDown(changes)
+        }
+        ProbeOutcome::Unreachable => {
+            if mirror.mode == Mode::Synced && mirror.status == Status::Up {
+                Decision::Promote(vec![
+                    RowChange {
+                        dbid: primary.dbid,
+                        role: Role::Mirror,
+                        status: Status::Down,
+                        mode: Mode::NotSynced,
+                    },
+                    RowChange {
+                        dbid: mirror.dbid,
+                        role: Role::Primary,
+                        status: Status::Up,
+                        mode: Mode::NotSynced,
+                    },
+                ])
+            } else {
+                Decision::DoubleFault
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::{row, synced_pair};
+    use crate::catalog::Catalog;
+
+    fn pair(cat: &Catalog) -> Pair {
+        cat.pair(0).unwrap()
+    }
+
+    fn reply(mirror_up: bool, in_sync: bool, syncrep: bool, retry: bool) -> ProbeOutcome {
+        ProbeOutcome::Answered(ProbeReply {
+            is_mirror: false,
+            mirror_up,
+            in_sync,
+            syncrep_enabled: syncrep,
+            request_retry: retry,
+        })
+    }
+
+    fn after(cat: &Catalog, decision: &Decision) -> Catalog {
+        let mut cat = cat.clone();
+        let changes = match decision {
+            Decision::Record(c) | Decision::MarkMirrorDown(c) | Decision::Promote(c) => c.clone(),
+            _ => Vec::new(),
+        };
+        cat.apply(&changes).unwrap();
+        cat.check().unwrap();
+        cat
+    }
+
+    #[test]
+    fn primary_up_and_mirror_in_sync_changes_nothing() {
+        assert_eq!(
+            decide(&pair(&synced_pair()), reply(true, true, true, false)),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn mirror_gone_within_the_grace_period_is_probed_again() {
+        assert_eq!(
+            decide(&pair(&synced_pair()), reply(false, false, true, true)),
+            Decision::ProbeAgain
+        );
+    }
+
+    #[test]
+    fn mirror_gone_past_the_grace_period_is_marked_down_with_both_rows_mode_n() {
+        let cat = synced_pair();
+        let d = decide(&pair(&cat), reply(false, false, true, false));
+        assert!(matches!(d, Decision::MarkMirrorDown(ref c) if c.len() == 2));
+        let cat = after(&cat, &d);
+        let p = pair(&cat);
+        assert_eq!(
+            (p.primary.mode, p.primary.status),
+            (Mode::NotSynced, Status::Up)
+        );
+        let m = p.mirror.unwrap();
+        assert_eq!(
+            (m.mode, m.status, m.role),
+            (Mode::NotSynced, Status::Down, Role::Mirror)
+        );
+    }
+
+    #[test]
+    fn a_primary_still_waiting_for_a_mirror_already_marked_down_is_told_again() {
+        let cat = after(
+            &synced_pair(),
+            &decide(&pair(&synced_pair()), reply(false, false, true, false)),
+        );
+        assert_eq!(
+            decide(&pair(&cat), reply(false, false, true, false)),
+            Decision::MarkMirrorDown(Vec::new())
+        );
+        assert_eq!(
+            decide(&pair(&cat), reply(false, false, false, false)),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn a_mirror_back_and_catching_up_is_recorded_up_not_in_sync_then_in_sync() {
+        let down = after(
+            &synced_pair(),
+            &decide(&pair(&synced_pair()), reply(false, false, true, false)),
+        );
+        let d = decide(&pair(&down), reply(true, false, true, false));
+        let catching_up = after(&down, &d);
+        let m = pair(&catching_up).mirror.unwrap();
+        assert_eq!((m.status, m.mode), (Status::Up, Mode::NotSynced));
+        assert_eq!(
+            decide(&pair(&catching_up), reply(true, false, true, false)),
+            Decision::Nothing
+        );
+        let synced = after(
+            &catching_up,
+            &decide(&pair(&catching_up), reply(true, true, true, false)),
+        );
+        assert_eq!(synced.segments, synced_pair().segments);
+    }
+
+    #[test]
+    fn primary_unreachable_and_mirror_in_sync_flips_roles_before_promoting() {
+        let cat = synced_pair();
+        let d = decide(&pair(&cat), ProbeOutcome::Unreachable);
+        let Decision::Promote(changes) = &d else {
+            panic!("expected promote, got {d:?}")
+        };
+        assert!(changes.contains(&RowChange {
+            dbid: 3,
+            role: Role::Primary,
+            status: Status::Up,
+            mode: Mode::NotSynced
+        }));
+        assert!(changes.contains(&RowChange {
+            dbid: 2,
+            role: Role::Mirror,
+            status: Status::Down,
+            mode: Mode::NotSynced
+        }));
+        let cat = after(&cat, &d);
+        assert_eq!(pair(&cat).primary.dbid, 3);
+        assert_eq!(
+            cat.segments[&3].preferred_role,
+            Role::Mirror,
+            "FTS never changes preferred_role"
+        );
+    }
+
+    #[test]
+    fn primary_unreachable_and_mirror_not_in_sync_is_a_double_fault() {
+        let cat = Catalog::new(vec![
+            row(2, 0, Role::Primary, Mode::NotSynced, Status::Up),
+            row(3, 0, Role::Mirror, Mode::NotSynced, Status::Up),
+        ]);
+        assert_eq!(
+            decide(&pair(&cat), ProbeOutcome::Unreachable),
+            Decision::DoubleFault
+        );
+        let cat = Catalog::new(vec![
+            row(2, 0, Role::Primary, Mode::NotSynced, Status::Up),
+            row(3, 0, Role::Mirror, Mode::NotSynced, Status::Down),
+        ]);
+        assert_eq!(
+            decide(&pair(&cat), ProbeOutcome::Unreachable),
+            Decision::DoubleFault
+        );
+    }
+
+    #[test]
+    fn a_primary_that_is_only_restarting_is_not_failed_over() {
+        assert_eq!(
+            decide(&pair(&synced_pair()), ProbeOutcome::Restarting),
+            Decision::Nothing
+        );
+    }
+
+    #[test]
+    fn an_answer_from_a_mirror_means_the_promotion_was_lost_and_is_resent() {
+        let reply = ProbeOutcome::Answered(ProbeReply {
+            is_mirror: true,
+            ..ProbeReply::default()
+        });
+        assert_eq!(
+            decide(&pair(&synced_pair()), reply),
+            Decision::ResendPromote
+        );
+    }
+
+    #[test]
+    fn unmirrored_contents_are_left_alone() {
+        let cat = Catalog::new(vec![row(2, 0, Role::Primary, Mode::NotSynced, Status::Up)]);
+        assert_eq!(
+            decide(&pair(&cat), ProbeOutcome::Unreachable),
+            Decision::Nothing
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Messages on the wire between clients, the coordinator and segment instances.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Content, Dbid};
+use crate::fts::ProbeReply;
+use crate::wal::{Key, Lsn, TableDef, TableKind, Value};
+
+/// One statement of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Fails if the key exists.
+    Insert {
+        table: String,
+        key: Key,
+        value: Value,
+    },
+    /// Returns the number of rows changed (0 or 1).
+    Update {
+        table: String,
+        key: Key,
+        value: Value,
+    },
+    /// Returns the number of rows removed (0 or 1).
+    Delete {
+        table: String,
+        key: Key,
+    },
+    Get {
+        table: String,
+        key: Key,
+    },
+    /// Every row of the table on the transaction's content.
+    Scan {
+        table: String,
+    },
+}
+
+impl Op {
+    pub fn table(&self) -> &str {
+        match self {
+            Op::Insert { table, .. }
+            | Op::Update { table, .. }
+            | Op::Delete { table, .. }
+            | Op::Get { table, .. }
+            | Op::Scan { table } => table,
+        }
+    }
+
+    pub fn key(&self) -> Option<Key> {
+        match self {
+            Op::Insert { key, .. }
+            | Op::Update { key, .. }
+            | Op::Delete { key, .. }
+            | Op::Get { key, .. } => Some(*key),
+            Op::Scan { .. } => None,
+        }
+    }
+}
+
+/// The result of one statement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpResult {
+    Done,
+    Count(u64),
+    Row(Option<Value>),
+    Rows(Vec<(Key, Value)>),
+}
+
+/// Why a request failed, as the client sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DbError {
+    /// Nothing was committed.
+    #[error("{0}")]
+    Failed(String),
+    /// The commit may or may not have happened (the connection was lost while committing).
+    #[error("commit outcome unknown: {0}")]
+    Unknown(String),
+}
+
+/// Client → coordinator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ClientRequest {
+    Begin,
+    /// A statement on the open transaction, routed by the key's content (or, for a scan, to
+    /// `content`, a single-content transaction's one content).
+    Exec {
+        op: Op,
+        content: Option<Content>,
+    },
+    Commit,
+    Abort,
+    CreateTable {
+        name: String,
+        kind: TableKind,
+    },
+    /// The current segment configuration.
+    Catalog,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ClientResponse {
+    Ok,
+    Result(OpResult),
+    Committed,
+    Catalog(Catalog),
+    Error(DbError),
+}
+
+/// Requests to a segment instance.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SegmentRequest {
+    /// FTS: report state. The instance also turns synchronous waiting back on if its mirror is up.
+    Probe {
+        dbid: Dbid,
+        content: Content,
+    },
+    /// FTS: stop waiting for the mirror (it was marked down).
+    SyncrepOff {
+        dbid: Dbid,
+    },
+    /// FTS: become the primary.
+    Promote {
+        dbid: Dbid,
+    },
+    /// Opens a transaction on this connection.
+    Begin {
+        xid: u64,
+    },
+    Exec {
+        op: Op,
+    },
+    Commit,
+    Abort,
+    CreateTable {
+        def: TableDef,
+    },
+    /// A mirror asks its primary for WAL from `from`; the connection becomes a WAL stream.
+    StartReplication {
+        mirror_dbid: Dbid,
+        from: Lsn,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum SegmentResponse {
+    Probe(ProbeReply),
+    /// The instance is starting (crash recovery); `replay_lsn` shows its progress.
+    Starting {
+        replay_lsn: Lsn,
+    },
+    Ok,
+    Result(OpResult),
+    Committed {
+        lsn: Lsn,
+    },
+    Error(DbError),
+}
+
+/// Frames of a replication stream, primary → mirror.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WalMessage {
+    /// Raw WAL bytes starting at `start`.
+    Data { start: Lsn, bytes: Vec<u8> },
+    /// Nothing new; the primary's flushed LSN, so the mirror knows it is caught up.
+    Keepalive { flushed: Lsn },
+    /// The stream cannot continue (the mirror is ahead of the primary: it needs recovery).
+    Refused { reason: String },
+}
+
+/// Frames of a replication stream, mirror → primary.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct WalFeedback {
+    pub flushed: Lsn,
+    pub replayed: Lsn,
+}

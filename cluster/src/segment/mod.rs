@@ -1,0 +1,388 @@
+//! A segment instance: the primary or the mirror of one content.
+//!
+//! The primary serves transactions and streams its WAL to the mirror ([`walsender`]); in
+//! synchronous mode it acknowledges a commit only once the mirror has flushed the commit record.
+//! The mirror receives, flushes and replays WAL ([`walreceiver`]) and serves no queries until
+//! the prober promotes it. An instance that meets a storage fault (a corrupt block, a failed
+//! fsync) fails itself: it stops serving rather than serve bad or unacknowledged data.
+
+mod role_file;
+mod session;
+mod walreceiver;
+mod walsender;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::{info, warn, Instrument};
+
+use crate::bugs::PlantedBugs;
+use crate::catalog::{Content, Dbid, Role};
+use crate::io::net::{self, Connection};
+use crate::io::runtime::{self, Instant, JoinHandle};
+use crate::io::Disk;
+use crate::proto::{SegmentRequest, SegmentResponse};
+use crate::storage::{Engine, EngineOptions, StorageError};
+use crate::sync::Watch;
+use crate::wal::{Lsn, Wal};
+
+/// How the primary waits for its mirror.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReplicationMode {
+    /// A commit is acknowledged after the mirror flushed it (while synchronous waiting is on).
+    #[default]
+    Sync,
+    /// A commit is acknowledged after the local flush; the mirror may lag.
+    Async,
+}
+
+#[derive(Clone, Debug)]
+pub struct InstanceConfig {
+    pub dbid: Dbid,
+    pub content: Content,
+    /// Address to listen on, `ip:port`.
+    pub listen_addr: String,
+    /// The other half of the pair (`ip:port`): the primary a mirror streams from.
+    pub peer_addr: Option<String>,
+    /// The role of a fresh instance; a restarted one keeps the role recorded in its data.
+    pub initial_role: Role,
+    pub replication: ReplicationMode,
+    pub mirror_down_grace_period: Duration,
+    /// A replication stream with no message for this long is considered broken.
+    pub wal_timeout: Duration,
+    pub checkpoint_interval: Duration,
+    pub cache_blocks_max: usize,
+    pub bugs: PlantedBugs,
+}
+
+impl InstanceConfig {
+    pub fn new(
+        dbid: Dbid,
+        content: Content,
+        listen_addr: impl Into<String>,
+        initial_role: Role,
+    ) -> InstanceConfig {
+        InstanceConfig {
+            dbid,
+            content,
+            listen_addr: listen_addr.into(),
+            peer_addr: None,
+            initial_role,
+            replication: ReplicationMode::Sync,
+            mirror_down_grace_period: Duration::from_secs(30),
+            wal_timeout: Duration::from_secs(10),
+            checkpoint_interval: Duration::from_secs(30),
+            cache_blocks_max: 256,
+            bugs: PlantedBugs::none(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("storage fault on dbid {dbid}: {source}")]
+    Storage { dbid: Dbid, source: StorageError },
+    #[error("dbid {dbid} cannot listen: {source}")]
+    Listen { dbid: Dbid, source: net::NetError },
+    #[error("dbid {dbid}: {reason}")]
+    Failed { dbid: Dbid, reason: String },
+}
+
+/// What the primary knows of its mirror's replication stream.
+#[derive(Clone, Copy, Debug)]
+struct SenderState {
+    /// A stream is connected.
+    connected: bool,
+    /// The mirror has caught up with the primary's flushed WAL since it connected (streaming).
+    caught_up: bool,
+    /// Generation of the current stream, so a stale stream's exit does not clear a newer one.
+    generation: u64,
+    last_disconnect: Instant,
+}
+
+/// What a commit waiting for the mirror watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SyncState {
+    mirror_flushed: Lsn,
+    syncrep: bool,
+}
+
+struct State {
+    role: Role,
+    sender: SenderState,
+    /// Set when the instance failed itself; every request is refused from then on.
+    failed: Option<String>,
+    receiver: Option<JoinHandle<()>>,
+}
+
+/// One running instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Instance {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: InstanceConfig,
+    disk: Arc<dyn Disk>,
+    engine: tokio::sync::Mutex<Engine>,
+    wal: Arc<Wal>,
+    state: Mutex<State>,
+    sync: Watch<SyncState>,
+    failure: Watch<Option<String>>,
+    started: Instant,
+}
+
+/// Runs an instance until it fails. Opening the storage runs crash recovery. The returned error
+/// says why the instance stopped (the process exits, or the simulated instance is gone).
+pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), InstanceError> {
+    let span = tracing::info_span!("instance", dbid = cfg.dbid, content = cfg.content);
+    async move {
+        let dbid = cfg.dbid;
+        let listener = net::listen(&cfg.listen_addr)
+            .await
+            .map_err(|source| InstanceError::Listen { dbid, source })?;
+        let engine = Engine::open(
+            disk.clone(),
+            EngineOptions {
+                cache_blocks_max: cfg.cache_blocks_max,
+            },
+        )
+        .await
+        .map_err(|source| InstanceError::Storage { dbid, source })?;
+        let role = role_file::load_or_init(&*disk, cfg.initial_role)
+            .await
+            .map_err(|source| InstanceError::Storage { dbid, source })?;
+        let instance = Instance::new(cfg, disk, engine, role);
+        info!(role = ?role, flushed_lsn = instance.inner.wal.flushed_lsn(), "instance started");
+        let mut tasks = vec![runtime::spawn(
+            instance.clone().checkpoint_loop().in_current_span(),
+        )];
+        if role == Role::Mirror {
+            instance.start_receiver();
+        }
+        let server = runtime::spawn(instance.clone().accept_loop(listener).in_current_span());
+        tasks.push(server);
+        let reason = instance
+            .inner
+            .failure
+            .wait_until(|f| f.is_some())
+            .await
+            .expect("waited for a failure");
+        for task in tasks {
+            task.abort();
+        }
+        if let Some(receiver) = instance.inner.state.lock().unwrap().receiver.take() {
+            receiver.abort();
+        }
+        warn!(%reason, "instance failed itself and stops serving");
+        Err(InstanceError::Failed { dbid, reason })
+    }
+    .instrument(span)
+    .await
+}
+
+impl Instance {
+    fn new(cfg: InstanceConfig, disk: Arc<dyn Disk>, engine: Engine, role: Role) -> Instance {
+        let wal = engine.wal();
+        let now = Instant::now();
+        // A primary configured with a mirror starts waiting for it (synchronous_standby_names
+        // = '*'); the prober turns this off once the mirror is marked down.
+        let syncrep = role == Role::Primary
+            && cfg.peer_addr.is_some()
+            && cfg.replication == ReplicationMode::Sync;
+        let sync = Watch::new(SyncState {
+            mirror_flushed: 0,
+            syncrep,
+        });
+        let failure = Watch::new(None);
+        Instance {
+            inner: Arc::new(Inner {
+                cfg,
+                disk,
+                engine: tokio::sync::Mutex::new(engine),
+                wal,
+                state: Mutex::new(State {
+                    role,
+                    sender: SenderState {
+                        connected: false,
+                        caught_up: false,
+                        generation: 0,
+                        last_disconnect: now,
+                    },
+                    failed: None,
+                    receiver: None,
+                }),
+                sync,
+                failure,
+                started: now,
+            }),
+        }
+    }
+
+    pub fn dbid(&self) -> Dbid {
+        self.inner.cfg.dbid
+    }
+
+    fn role(&self) -> Role {
+        self.inner.state.lock().unwrap().role
+    }
+
+    /// The instance fails itself: a storage fault must never be served around.
+    fn fail(&self, reason: String) {
+        let mut state = self.inner.state.lock().unwrap();
+        if state.failed.is_none() {
+            state.failed = Some(reason.clone());
+            self.inner.failure.set(Some(reason));
+        }
+    }
+
+    fn storage_fault(&self, err: &StorageError) -> String {
+        let reason = format!("storage fault: {err}");
+        self.fail(reason.clone());
+        reason
+    }
+
+    async fn accept_loop(self, listener: tokio::net::TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let conn = Connection::new(stream, addr.to_string());
+                    runtime::spawn(self.clone().serve(conn).in_current_span());
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    runtime::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve(self, mut conn: Connection) {
+        let mut session = session::Session::default();
+        loop {
+            let req: SegmentRequest = match conn.recv().await {
+                Ok(req) => req,
+                Err(e) => {
+                    if !matches!(e, net::NetError::Closed { .. }) {
+                        tracing::debug!(error = %e, "connection dropped");
+                    }
+                    return;
+                }
+            };
+            let failed = self.inner.state.lock().unwrap().failed.clone();
+            if let Some(reason) = failed {
+                let _ = conn
+                    .send(&SegmentResponse::Error(crate::proto::DbError::Failed(
+                        reason,
+                    )))
+                    .await;
+                return;
+            }
+            let resp = match req {
+                SegmentRequest::StartReplication { mirror_dbid, from } => {
+                    self.clone().stream_wal(conn, mirror_dbid, from).await;
+                    return;
+                }
+                SegmentRequest::Probe { .. } => self.probe().await,
+                SegmentRequest::SyncrepOff { .. } => self.syncrep_off(),
+                SegmentRequest::Promote { .. } => self.promote().await,
+                other => match session.handle(&self, other).await {
+                    Some(resp) => resp,
+                    None => return, // a storage fault: the instance failed itself
+                },
+            };
+            if conn.send(&resp).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Answers the prober. Also does what the real probe handler does on the side: checks that
+    /// the disk still writes and reads, and turns synchronous waiting back on once the mirror is
+    /// up again.
+    async fn probe(&self) -> SegmentResponse {
+        use crate::fts::ProbeReply;
+        if let Err(e) = self.disk_check().await {
+            return SegmentResponse::Error(crate::proto::DbError::Failed(format!(
+                "disk IO check during FTS probe failed: {e}"
+            )));
+        }
+        let state = self.inner.state.lock().unwrap();
+        if state.role == Role::Mirror {
+            return SegmentResponse::Probe(ProbeReply {
+                is_mirror: true,
+                ..ProbeReply::default()
+            });
+        }
+        let sender = state.sender;
+        let mirror_up = sender.connected;
+        if mirror_up
+            && self.inner.cfg.replication == ReplicationMode::Sync
+            && !self.inner.sync.get().syncrep
+        {
+            info!("mirror is up again: synchronous waiting on");
+            self.inner.sync.modify(|s| s.syncrep = true);
+        }
+        let since = sender.last_disconnect.max(self.inner.started);
+        let request_retry = !mirror_up
+            && Instant::now().saturating_duration_since(since)
+                < self.inner.cfg.mirror_down_grace_period;
+        SegmentResponse::Probe(ProbeReply {
+            is_mirror: false,
+            mirror_up,
+            in_sync: mirror_up && sender.caught_up,
+            syncrep_enabled: self.inner.sync.get().syncrep,
+            request_retry,
+        })
+    }
+
+    async fn disk_check(&self) -> std::io::Result<()> {
+        const PROBE_FILE: &str = "fts_probe_file.bak";
+        let disk = &self.inner.disk;
+        if !disk.exists(PROBE_FILE) {
+            disk.create(PROBE_FILE)?;
+        }
+        disk.write_at(PROBE_FILE, 0, b"fts probe")?;
+        if disk.read_at(PROBE_FILE, 0, 9)? != b"fts probe" {
+            return Err(std::io::Error::other(
+                "probe file reads back different bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    fn syncrep_off(&self) -> SegmentResponse {
+        if self.inner.sync.get().syncrep {
+            info!("mirror marked down: synchronous waiting off (change tracking)");
+            self.inner.sync.modify(|s| s.syncrep = false);
+        }
+        SegmentResponse::Ok
+    }
+
+    /// Waits until the mirror has flushed `lsn`, or synchronous waiting is off.
+    async fn wait_for_mirror(&self, lsn: Lsn) {
+        if self.inner.cfg.replication == ReplicationMode::Async {
+            return;
+        }
+        self.inner
+            .sync
+            .wait_until(|s| !s.syncrep || s.mirror_flushed >= lsn)
+            .await;
+    }
+
+    async fn checkpoint_loop(self) {
+        loop {
+            runtime::sleep(self.inner.cfg.checkpoint_interval).await;
+            // A mirror's WAL must stay byte-identical to its primary's, so only a primary
+            // writes checkpoint records; a mirror replays from its last checkpoint on restart.
+            if self.role() != Role::Primary {
+                continue;
+            }
+            let result = self.inner.engine.lock().await.checkpoint().await;
+            if let Err(e) = result {
+                self.storage_fault(&e);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! A client session on a primary: one open transaction per connection. Writes are buffered in
+//! the transaction and reach the WAL only at commit, in one batch ending in the commit record,
+//! so a crash can never leave half a transaction behind.
+
+use std::collections::BTreeMap;
+
+use tracing::debug;
+
+use super::Instance;
+use crate::catalog::Role;
+use crate::proto::{DbError, Op, OpResult, SegmentRequest, SegmentResponse};
+use crate::storage::StorageError;
+use crate::wal::{Key, TableDef, TableId, Value, Write, Xid};
+
+#[derive(Default)]
+pub(super) struct Session {
+    txn: Option<Txn>,
+}
+
+struct Txn {
+    xid: Xid,
+    /// Buffered writes: `Some(value)` put, `None` deleted.
+    writes: BTreeMap<(TableId, Key), Option<Value>>,
+}
+
+fn failed(msg: impl Into<String>) -> SegmentResponse {
+    SegmentResponse::Error(DbError::Failed(msg.into()))
+}
+
+impl Session {
+    /// Handles one request; `None` means the instance failed itself and the connection must drop.
+    pub(super) async fn handle(
+        &mut self,
+        inst: &Instance,
+        req: SegmentRequest,
+    ) -> Option<SegmentResponse> {
+        if inst.role() != Role::Primary {
+            self.txn = None;
+            return Some(failed(format!(
+                "dbid {} is a mirror; it serves no queries",
+                inst.dbid()
+            )));
+        }
+        match req {
+            SegmentRequest::Begin { xid } => {
+                self.txn = Some(Txn {
+                    xid,
+                    writes: BTreeMap::new(),
+                });
+                Some(SegmentResponse::Ok)
+            }
+            SegmentRequest::Exec { op } => {
+                let Some(txn) = self.txn.as_mut() else {
+                    return Some(failed("no transaction is open"));
+                };
+                match txn.exec(inst, op).await {
+                    Ok(result) => Some(SegmentResponse::Result(result)),
+                    Err(Fault::Refused(msg)) => Some(failed(msg)),
+                    Err(Fault::Storage(e)) => {
+                        inst.storage_fault(&e);
+                        None
+                    }
+                }
+            }
+            SegmentRequest::Commit => {
+                let Some(txn) = self.txn.take() else {
+                    return Some(failed("no transaction is open"));
+                };
+                txn.commit(inst).await
+            }
+            SegmentRequest::Abort => {
+                self.txn = None;
+                Some(SegmentResponse::Ok)
+            }
+            SegmentRequest::CreateTable { def } => create_table(inst, def).await,
+            other => Some(failed(format!("unexpected request {other:?}"))),
+        }
+    }
+}
+
+enum Fault {
+    Refused(String),
+    Storage(StorageError),
+}
+
+impl From<StorageError> for Fault {
+    fn from(e: StorageError) -> Fault {
+        match e {
+            StorageError::Io { .. }
+            | StorageError::Corrupt { .. }
+            | StorageError::CorruptWal { .. } => Fault::Storage(e),
+            other => Fault::Refused(other.to_string()),
+        }
+    }
+}
+
+impl Txn {
+    async fn exec(&mut self, inst: &Instance, op: Op) -> Result<OpResult, Fault> {
+        let mut engine = inst.inner.engine.lock().await;
+        let table = engine
+            .tables()
+            .into_iter()
+            .find(|t| t.name == op.table())
+            .map(|t| t.id)
+            .ok_or_else(|| Fault::Refused(format!("relation \"{}\" does not exist", op.table())))?;
+        let current = |engine: &mut crate::storage::Engine,
+                       writes: &BTreeMap<(TableId, Key), Option<Value>>,
+                       key: Key|
+         -> Result<Option<Value>, Fault> {
+            match writes.get(&(table, key)) {
+                Some(buffered) => Ok(buffered.clone()),
+                None => Ok(engine.get(table, key)?),
+            }
+        };
+        match op {
+            Op::Insert { key, value, .. } => {
+                if current(&mut engine, &self.writes, key)?.is_some() {
+                    return Err(Fault::Refused(format!("duplicate key value violates unique constraint: key {key} already exists in \"{}\"", op_table_name(&engine, table))));
+                }
+                self.writes.insert((table, key), Some(value));
+                Ok(OpResult::Done)
+            }
+            Op::Update { key, value, .. } => {
+                if current(&mut engine, &self.writes, key)?.is_none() {
+                    return Ok(OpResult::Count(0));
+                }
+                self.writes.insert((table, key), Some(value));
+                Ok(OpResult::Count(1))
+            }
+            Op::Delete { key, .. } => {
+                if current(&mut engine, &self.writes, key)?.is_none() {
+                    return Ok(OpResult::Count(0));
+                }
+                self.writes.insert((table, key), None);
+                Ok(OpResult::Count(1))
+            }
+            Op::Get { key, .. } => Ok(OpResult::Row(current(&mut engine, &self.writes, key)?)),
+            Op::Scan { .. } => {
+                let mut rows: BTreeMap<Key, Value> = engine.scan(table)?.into_iter().collect();
+                for ((t, key), value) in &self.writes {
+                    if *t != table {
+                        continue;
+                    }
+                    match value {
+                        Some(v) => rows.insert(*key, v.clone()),
+                        None => rows.remove(key),
+                    };
+                }
+                Ok(OpResult::Rows(rows.into_iter().collect()))
+            }
+        }
+    }
+
+    async fn commit(self, inst: &Instance) -> Option<SegmentResponse> {
+        let writes: Vec<Write> = self
+            .writes
+            .into_iter()
+            .map(|((table, key), value)| match value {
+                Some(value) => Write::Put { table, key, value },
+                None => Write::Delete { table, key },
+            })
+            .collect();
+        if writes.is_empty() {
+            return Some(SegmentResponse::Committed {
+                lsn: inst.inner.wal.flushed_lsn(),
+            });
+        }
+        let lsn = match inst.inner.engine.lock().await.commit(self.xid, &writes) {
+            Ok(lsn) => lsn,
+            Err(e) => {
+                return match Fault::from(e) {
+                    Fault::Refused(msg) => Some(failed(msg)),
+                    Fault::Storage(e) => {
+                        inst.storage_fault(&e);
+                        None
+                    }
+                }
+            }
+        };
+        acknowledge_after_durable(inst, lsn).await
+    }
+}
+
+fn op_table_name(engine: &crate::storage::Engine, table: TableId) -> String {
+    engine
+        .tables()
+        .into_iter()
+        .find(|t| t.id == table)
+        .map(|t| t.name)
+        .unwrap_or_default()
+}
+
+/// The durability order of every acknowledgement: the WAL up to `lsn` is flushed locally, then
+/// (synchronous mode, while the mirror is not marked down) flushed by the mirror. Only then is
+/// the commit acknowledged; acknowledging earlier would let a failover to the mirror lose it.
+async fn acknowledge_after_durable(
+    inst: &Instance,
+    lsn: crate::wal::Lsn,
+) -> Option<SegmentResponse> {
+    if let Err(e) = inst.inner.wal.flush_to(lsn).await {
+        inst.storage_fault(&e);
+        return None;
+    }
+    if !inst.inner.cfg.bugs.ack_before_mirror_flush {
+        inst.wait_for_mirror(lsn).await;
+    }
+    debug!(lsn, "commit acknowledged");
+    Some(SegmentResponse::Committed { lsn })
+}
+
+async fn create_table(inst: &Instance, def: TableDef) -> Option<SegmentResponse> {
+    let lsn = match inst.inner.engine.lock().await.create_table(def) {
+        Ok(lsn) => lsn,
+        Err(e) => {
+            return match Fault::from(e) {
+                Fault::Refused(msg) => Some(failed(msg)),
+                Fault::Storage(e) => {
+                    inst.storage_fault(&e);
+                    None
+                }
+            }
+        }
+    };
+    acknowledge_after_durable(inst, lsn)
+        .await
+        .map(|_| SegmentResponse::Ok)
+}

@@ -1,0 +1,148 @@
+//! The mirror's side of replication: connects to the primary, writes and flushes the WAL it
+//! receives, reports its flushed position (the primary's commits wait on it), and replays.
+//! Also promotion: the mirror becomes the primary.
+
+use std::time::Duration;
+
+use tracing::{info, warn, Instrument};
+
+use super::{role_file, Instance};
+use crate::catalog::Role;
+use crate::io::net::{Backoff, Connection, NetError};
+use crate::io::runtime::{self, timeout};
+use crate::proto::{SegmentRequest, SegmentResponse, WalFeedback, WalMessage};
+use crate::storage::StorageError;
+use crate::wal::Lsn;
+
+enum StreamEnd {
+    Net(NetError),
+    Refused(String),
+    Storage(StorageError),
+}
+
+impl Instance {
+    pub(super) fn start_receiver(&self) {
+        let Some(primary) = self.inner.cfg.peer_addr.clone() else {
+            return;
+        };
+        let task = runtime::spawn(self.clone().receive_loop(primary).in_current_span());
+        if let Some(old) = self.inner.state.lock().unwrap().receiver.replace(task) {
+            old.abort();
+        }
+    }
+
+    async fn receive_loop(self, primary: String) {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            backoff.wait().await;
+            match self.receive_stream(&primary).await {
+                StreamEnd::Storage(e) => {
+                    self.storage_fault(&e);
+                    return;
+                }
+                StreamEnd::Refused(reason) => {
+                    warn!(%reason, "primary refused replication");
+                    backoff.failed();
+                    runtime::sleep(Duration::from_secs(5)).await;
+                }
+                StreamEnd::Net(e) => {
+                    tracing::debug!(error = %e, "replication stream ended");
+                    backoff.failed();
+                }
+            }
+        }
+    }
+
+    async fn receive_stream(&self, primary: &str) -> StreamEnd {
+        let wal_timeout = self.inner.cfg.wal_timeout;
+        let mut conn = match Connection::connect(primary, wal_timeout).await {
+            Ok(conn) => conn,
+            Err(e) => return StreamEnd::Net(e),
+        };
+        let from = self.inner.wal.flushed_lsn();
+        if let Err(e) = conn
+            .send(&SegmentRequest::StartReplication {
+                mirror_dbid: self.dbid(),
+                from,
+            })
+            .await
+        {
+            return StreamEnd::Net(e);
+        }
+        info!(primary, from, "streaming from primary");
+        loop {
+            let msg: WalMessage = match timeout(wal_timeout, conn.recv()).await {
+                Ok(Ok(msg)) => msg,
+                Ok(Err(e)) => return StreamEnd::Net(e),
+                Err(_) => {
+                    return StreamEnd::Net(NetError::Timeout {
+                        peer: primary.to_string(),
+                        after: wal_timeout,
+                    })
+                }
+            };
+            let feedback = match msg {
+                WalMessage::Data { start, bytes } => match self.write_received(start, &bytes).await
+                {
+                    Ok(feedback) => feedback,
+                    Err(e) => return StreamEnd::Storage(e),
+                },
+                WalMessage::Keepalive { .. } => WalFeedback {
+                    flushed: self.inner.wal.flushed_lsn(),
+                    replayed: self.inner.engine.lock().await.replay_lsn(),
+                },
+                WalMessage::Refused { reason } => return StreamEnd::Refused(reason),
+            };
+            if let Err(e) = conn.send(&feedback).await {
+                return StreamEnd::Net(e);
+            }
+        }
+    }
+
+    /// Write, flush, then report: the primary's commit waits on the flushed position we send,
+    /// so it must never run ahead of what is durable here.
+    async fn write_received(&self, start: Lsn, bytes: &[u8]) -> Result<WalFeedback, StorageError> {
+        let end = start + bytes.len() as Lsn;
+        self.inner.engine.lock().await.receive_wal(start, bytes)?;
+        let flushed = self.inner.wal.flush_to(end).await?;
+        let replayed = self.inner.engine.lock().await.replay()?;
+        Ok(WalFeedback { flushed, replayed })
+    }
+
+    /// PROMOTE from the prober. Only a mirror acts on it; anywhere else it is ignored, so a
+    /// repeated request is harmless.
+    pub(super) async fn promote(&self) -> SegmentResponse {
+        if self.role() != Role::Mirror {
+            info!("ignoring promote request: not a mirror");
+            return SegmentResponse::Ok;
+        }
+        if let Some(receiver) = self.inner.state.lock().unwrap().receiver.take() {
+            receiver.abort();
+        }
+        match self.finish_recovery().await {
+            Ok(end) => {
+                let mut state = self.inner.state.lock().unwrap();
+                state.role = Role::Primary;
+                // The new primary has no mirror yet: it does not wait for one.
+                self.inner.sync.modify(|s| s.syncrep = false);
+                info!(end_lsn = end, "promoted: now the primary");
+                SegmentResponse::Ok
+            }
+            Err(e) => {
+                let reason = self.storage_fault(&e);
+                SegmentResponse::Error(crate::proto::DbError::Failed(reason))
+            }
+        }
+    }
+
+    /// Replays everything received, cuts any torn tail, and records the new role durably before
+    /// accepting a single write as primary.
+    async fn finish_recovery(&self) -> Result<Lsn, StorageError> {
+        let mut engine = self.inner.engine.lock().await;
+        let end = engine.end_of_valid_wal()?;
+        self.inner.wal.flush_to(end).await?;
+        engine.replay()?;
+        role_file::store(&*self.inner.disk, Role::Primary).await?;
+        Ok(end)
+    }
+}

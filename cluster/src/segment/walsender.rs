@@ -1,0 +1,117 @@
+//! The primary's side of replication: streams flushed WAL to the mirror and tracks how far the
+//! mirror has flushed. The mirror counts as in sync (streaming) once it has caught up with the
+//! primary's flushed WAL; from then on, in synchronous mode, no commit is acknowledged before
+//! the mirror has it.
+
+use tracing::{info, warn};
+
+use super::Instance;
+use crate::catalog::{Dbid, Role};
+use crate::io::net::Connection;
+use crate::io::runtime::{self, timeout, Instant};
+use crate::proto::{WalFeedback, WalMessage};
+use crate::wal::Lsn;
+
+const MAX_CHUNK_BYTES: usize = 128 * 1024;
+
+impl Instance {
+    pub(super) async fn stream_wal(self, mut conn: Connection, mirror_dbid: Dbid, from: Lsn) {
+        let flushed = self.inner.wal.flushed_lsn();
+        let refusal = if self.role() != Role::Primary {
+            Some(format!("dbid {} is not a primary", self.dbid()))
+        } else if from > flushed {
+            Some(format!("mirror dbid {mirror_dbid} asks for WAL from {from}, ahead of the primary's flushed {flushed}: it needs recovery"))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            warn!(mirror_dbid, %reason, "replication refused");
+            let _ = conn.send(&WalMessage::Refused { reason }).await;
+            return;
+        }
+        let generation = {
+            let mut state = self.inner.state.lock().unwrap();
+            state.sender.generation += 1;
+            state.sender.connected = true;
+            state.sender.caught_up = false;
+            state.sender.generation
+        };
+        self.inner.sync.modify(|s| s.mirror_flushed = from);
+        info!(mirror_dbid, from, "mirror connected: catching up");
+        let Connection {
+            mut reader,
+            mut writer,
+        } = conn;
+        let feedback = {
+            let inst = self.clone();
+            let wal_timeout = self.inner.cfg.wal_timeout;
+            runtime::spawn(async move {
+                loop {
+                    let msg: WalFeedback = match timeout(wal_timeout, reader.recv()).await {
+                        Ok(Ok(msg)) => msg,
+                        _ => return,
+                    };
+                    inst.mirror_flushed(generation, msg.flushed);
+                }
+            })
+        };
+        let mut sent = from;
+        let keepalive = self.inner.cfg.wal_timeout / 3;
+        loop {
+            if feedback.is_finished() {
+                break;
+            }
+            let flushed = self.inner.wal.flushed_lsn();
+            let msg = if sent < flushed {
+                let bytes = match self
+                    .inner
+                    .engine
+                    .lock()
+                    .await
+                    .read_wal(sent, MAX_CHUNK_BYTES)
+                {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        self.storage_fault(&e);
+                        break;
+                    }
+                };
+                let start = sent;
+                sent += bytes.len() as Lsn;
+                WalMessage::Data { start, bytes }
+            } else {
+                let _ = timeout(keepalive, self.inner.wal.wait_flushed_beyond(sent)).await;
+                if self.inner.wal.flushed_lsn() > sent {
+                    continue;
+                }
+                WalMessage::Keepalive { flushed }
+            };
+            if writer.send(&msg).await.is_err() {
+                break;
+            }
+        }
+        feedback.abort();
+        let mut state = self.inner.state.lock().unwrap();
+        if state.sender.generation == generation {
+            state.sender.connected = false;
+            state.sender.caught_up = false;
+            state.sender.last_disconnect = Instant::now();
+            info!(mirror_dbid, "mirror disconnected");
+        }
+    }
+
+    fn mirror_flushed(&self, generation: u64, lsn: Lsn) {
+        let mut state = self.inner.state.lock().unwrap();
+        if state.sender.generation != generation {
+            return;
+        }
+        if !state.sender.caught_up && lsn >= self.inner.wal.flushed_lsn() {
+            state.sender.caught_up = true;
+            info!(lsn, "mirror caught up: streaming, in sync");
+        }
+        drop(state);
+        self.inner
+            .sync
+            .modify(|s| s.mirror_flushed = s.mirror_flushed.max(lsn));
+    }
+}

@@ -1,0 +1,237 @@
+//! The buffer cache: decoded blocks, bounded by `cache_blocks_max`, evicted least recently used
+//! first. A block is checksum-verified every time it is read from disk.
+
+use std::collections::BTreeMap;
+
+use crate::io::Disk;
+
+use super::page::{Page, BLOCK_SIZE};
+use super::{Lsn, StorageError, TableId, TableKind};
+
+/// The file a table's blocks live in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TableFile {
+    pub id: TableId,
+    pub kind: TableKind,
+}
+
+impl TableFile {
+    pub fn dir(kind: TableKind) -> &'static str {
+        match kind {
+            TableKind::Heap => "base",
+            TableKind::AppendOptimized => "ao",
+        }
+    }
+
+    pub fn path(&self) -> String {
+        format!("{}/{}", TableFile::dir(self.kind), self.id)
+    }
+}
+
+/// A block of a table file.
+pub type BlockId = (TableFile, u32);
+
+/// Reads block `block` of `file` from disk and verifies it.
+pub fn read_block(disk: &dyn Disk, file: TableFile, block: u32) -> Result<Page, StorageError> {
+    let path = file.path();
+    let bytes = disk
+        .read_at(&path, block as u64 * BLOCK_SIZE as u64, BLOCK_SIZE)
+        .map_err(|source| StorageError::io("read", &path, source))?;
+    Page::decode(&bytes).ok_or(StorageError::Corrupt { file: path, block })
+}
+
+/// Writes a block to its place in the file (no fsync: a checkpoint syncs).
+pub fn write_block(
+    disk: &dyn Disk,
+    file: TableFile,
+    block: u32,
+    page: &Page,
+) -> Result<(), StorageError> {
+    let path = file.path();
+    disk.write_at(&path, block as u64 * BLOCK_SIZE as u64, &page.encode())
+        .map_err(|source| StorageError::io("write", &path, source))
+}
+
+#[derive(Debug)]
+struct Frame {
+    page: Page,
+    dirty: bool,
+    pinned: bool,
+    tick: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub blocks_written: u64,
+}
+
+#[derive(Debug)]
+pub struct BufferCache {
+    max: usize,
+    frames: BTreeMap<BlockId, Frame>,
+    /// Last-use tick -> block; the first entry is the least recently used.
+    lru: BTreeMap<u64, BlockId>,
+    tick: u64,
+    pub stats: CacheStats,
+}
+
+impl BufferCache {
+    pub fn new(max: usize) -> BufferCache {
+        BufferCache {
+            max: max.max(1),
+            frames: BTreeMap::new(),
+            lru: BTreeMap::new(),
+            tick: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    fn touch(&mut self, id: BlockId) {
+        let frame = self.frames.get_mut(&id).expect("touched block is cached");
+        self.lru.remove(&frame.tick);
+        self.tick += 1;
+        frame.tick = self.tick;
+        self.lru.insert(self.tick, id);
+    }
+
+    /// Makes `id` resident (reading and verifying it on a miss) and returns it.
+    pub fn read(
+        &mut self,
+        disk: &dyn Disk,
+        flushed: Lsn,
+        id: BlockId,
+    ) -> Result<&Page, StorageError> {
+        self.load(disk, flushed, id)?;
+        Ok(&self.frames[&id].page)
+    }
+
+    /// Makes `id` resident and keeps it so until [`BufferCache::unpin_all`].
+    pub fn load_pinned(
+        &mut self,
+        disk: &dyn Disk,
+        flushed: Lsn,
+        id: BlockId,
+    ) -> Result<(), StorageError> {
+        self.load(disk, flushed, id)?;
+        self.frames.get_mut(&id).expect("loaded").pinned = true;
+        Ok(())
+    }
+
+    fn load(&mut self, disk: &dyn Disk, flushed: Lsn, id: BlockId) -> Result<(), StorageError> {
+        // Every access shrinks a cache that grew past its bound while blocks waited for a WAL
+        // flush, not only misses, or a workload that keeps hitting would never shrink it.
+        let hit = self.frames.contains_key(&id);
+        let room = if hit { self.max } else { self.max - 1 };
+        self.shrink_to(disk, flushed, room, Some(id))?;
+        if hit {
+            self.stats.hits += 1;
+            self.touch(id);
+        } else {
+            self.stats.misses += 1;
+            let page = read_block(disk, id.0, id.1)?;
+            self.insert(id, page, false);
+        }
+        Ok(())
+    }
+
+    /// Adds a block that exists only in memory so far (a new block at the end of a file). It
+    /// never evicts, so applying a logged transaction cannot fail; the cache shrinks back on
+    /// the next read.
+    pub fn insert_new(&mut self, id: BlockId, page: Page) {
+        debug_assert!(
+            !self.frames.contains_key(&id),
+            "new block {id:?} already cached"
+        );
+        self.insert(id, page, true);
+        self.frames.get_mut(&id).expect("inserted").pinned = true;
+    }
+
+    fn insert(&mut self, id: BlockId, page: Page, dirty: bool) {
+        self.tick += 1;
+        self.lru.insert(self.tick, id);
+        let frame = Frame {
+            page,
+            dirty,
+            pinned: false,
+            tick: self.tick,
+        };
+        self.frames.insert(id, frame);
+    }
+
+    /// A resident page, for reading.
+    pub fn page(&self, id: BlockId) -> &Page {
+        &self.frames.get(&id).expect("block is resident").page
+    }
+
+    /// A resident page, for changing; it becomes dirty.
+    pub fn page_mut(&mut self, id: BlockId) -> &mut Page {
+        let frame = self.frames.get_mut(&id).expect("block is resident");
+        frame.dirty = true;
+        &mut frame.page
+    }
+
+    pub fn unpin_all(&mut self) {
+        for frame in self.frames.values_mut() {
+            frame.pinned = false;
+        }
+    }
+
+    /// Evicts down to the bound as far as the WAL-before-data rule allows.
+    pub fn shrink(&mut self, disk: &dyn Disk, flushed: Lsn) -> Result<(), StorageError> {
+        self.shrink_to(disk, flushed, self.max, None)
+    }
+
+    /// Evicts least recently used blocks other than `keep` until at most `target` remain or
+    /// no block may go.
+    fn shrink_to(
+        &mut self,
+        disk: &dyn Disk,
+        flushed: Lsn,
+        target: usize,
+        keep: Option<BlockId>,
+    ) -> Result<(), StorageError> {
+        while self.frames.len() > target {
+            let victim = self.lru.values().copied().find(|id| {
+                let frame = &self.frames[id];
+                if Some(*id) == keep {
+                    return false;
+                }
+                // WAL before data: a dirty block may reach disk only once the WAL up to its
+                // page LSN is durable. Otherwise a crash could leave a block holding changes
+                // of a transaction whose commit record is lost, and redo (which only adds
+                // committed work) could never take them out again.
+                !frame.pinned && (!frame.dirty || frame.page.lsn <= flushed)
+            });
+            // Nothing evictable: every block is pinned or waits for a WAL flush. Exceed the
+            // bound for now (a soft limit); a later read shrinks the cache again.
+            let Some(id) = victim else { break };
+            let frame = &self.frames[&id];
+            if frame.dirty {
+                write_block(disk, id.0, id.1, &frame.page)?;
+                self.stats.blocks_written += 1;
+            }
+            let frame = self.frames.remove(&id).expect("victim is cached");
+            self.lru.remove(&frame.tick);
+            self.stats.evictions += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty block (a checkpoint, after flushing the WAL to its end).
+    pub fn write_dirty(&mut self, disk: &dyn Disk, flushed: Lsn) -> Result<(), StorageError> {
+        for (id, frame) in self.frames.iter_mut().filter(|(_, f)| f.dirty) {
+            assert!(
+                frame.page.lsn <= flushed,
+                "checkpoint writes block {id:?} with page lsn {} beyond flushed {flushed}",
+                frame.page.lsn
+            );
+            write_block(disk, id.0, id.1, &frame.page)?;
+            frame.dirty = false;
+            self.stats.blocks_written += 1;
+        }
+        Ok(())
+    }
+}

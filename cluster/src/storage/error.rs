@@ -1,0 +1,75 @@
+//! The storage layer's errors: the world's faults (I/O, corruption) and refused requests.
+
+use super::{Key, Lsn, TableId, Xid};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{op} of {path} failed: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("block {block} of {file} is corrupt: its checksum or layout does not match")]
+    Corrupt { file: String, block: u32 },
+    #[error("wal record at lsn {lsn} is corrupt")]
+    CorruptWal { lsn: Lsn },
+    #[error("control file {path} is corrupt")]
+    CorruptControl { path: String },
+    #[error("control file says redo starts at lsn {redo_lsn} but the wal ends at {wal_end}")]
+    WalTooShort { redo_lsn: Lsn, wal_end: Lsn },
+    #[error("table {0} does not exist")]
+    UnknownTable(TableId),
+    #[error("table {id} already exists as {existing:?}, cannot create it as {requested:?}")]
+    TableExists {
+        id: TableId,
+        existing: String,
+        requested: String,
+    },
+    #[error("table {table} is append-optimized: key {key} cannot be {action}")]
+    AppendOnly {
+        table: String,
+        key: Key,
+        action: &'static str,
+    },
+    #[error("row with key {key} in table {table} takes {size} bytes; a block holds at most {max}")]
+    TupleTooLarge {
+        table: String,
+        key: Key,
+        size: usize,
+        max: usize,
+    },
+    #[error("wal received at lsn {got} but the local wal ends at {expected}")]
+    WalGap { expected: Lsn, got: Lsn },
+    #[error(
+        "wal received differs from the local wal at lsn {lsn}, below the replay lsn {replay_lsn}"
+    )]
+    WalDiverged { lsn: Lsn, replay_lsn: Lsn },
+    #[error("wal read from lsn {from} is past the flushed lsn {flushed}")]
+    WalBeyondFlush { from: Lsn, flushed: Lsn },
+    #[error("wal flush to lsn {lsn} asked for more than was written (end {end})")]
+    FlushBeyondEnd { lsn: Lsn, end: Lsn },
+    #[error("wal append landed at offset {got} instead of lsn {expected}")]
+    WalOffset { expected: Lsn, got: Lsn },
+    #[error("wal is unusable after a failed fsync ({reason}); the instance must restart")]
+    WalFailed { reason: String },
+    #[error("transaction {0} is not prepared")]
+    UnknownPrepared(Xid),
+    #[error("transaction {0} is already prepared")]
+    AlreadyPrepared(Xid),
+    #[error("this instance replays wal from a primary; local writes are refused")]
+    Replica,
+    #[error("this instance writes its own wal; it cannot receive wal from a primary")]
+    NotReplica,
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: &str, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            op,
+            path: path.to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Opening an instance's storage: creating it on an empty disk, or recovering after a crash.
+
+use std::sync::Arc;
+
+use crate::io::Disk;
+use crate::wal::reader::{Next, WalReader};
+use crate::wal::{WAL_DIR, WAL_PATH};
+
+use super::cache::{BufferCache, TableFile};
+use super::control::{Control, CONTROL_DIR};
+use super::table::Table;
+use super::{Engine, EngineOptions, Lsn, Role, StorageError, TableKind, Wal};
+
+impl Engine {
+    /// Opens the storage on `disk`: creates it if the disk holds none, otherwise recovers.
+    ///
+    /// Recovery: read the control file, rebuild each table's index from its file, cut the WAL
+    /// after its last valid record (so new records follow valid ones), then redo every
+    /// committed transaction from the checkpoint's redo LSN. Prepared transactions come back
+    /// from the control file and the Prepare records after it, still pending.
+    pub async fn open(disk: Arc<dyn Disk>, opts: EngineOptions) -> Result<Engine, StorageError> {
+        let control = match Control::read(&*disk)? {
+            Some(control) => control,
+            None => initialize(&*disk).await?,
+        };
+        let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
+        let mut engine = Engine {
+            wal: Arc::new(Wal::new(disk.clone(), wal_end)),
+            disk,
+            tables: Default::default(),
+            cache: BufferCache::new(opts.cache_blocks_max),
+            prepared: control.prepared.clone(),
+            applied_lsn: control.redo_lsn,
+            role: Role::Undecided,
+            wal_bytes: 0,
+        };
+        for def in &control.tables {
+            let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);
+            let table = Table::load(&*engine.disk, def.clone(), blocks)?;
+            engine.tables.insert(def.id, table);
+        }
+        let redone = engine.redo(wal_end)?;
+        if let Some(lsn) = redone.bad {
+            // The framing pass accepted this record, so it failed to apply: the WAL and the
+            // blocks disagree.
+            return Err(StorageError::CorruptWal { lsn });
+        }
+        engine.check_invariants();
+        tracing::info!(
+            redo_lsn = control.redo_lsn,
+            wal_end,
+            applied_lsn = engine.applied_lsn,
+            tables = engine.tables.len(),
+            prepared = engine.prepared.len(),
+            "storage opened"
+        );
+        Ok(engine)
+    }
+}
+
+/// Lays out an empty instance durably. The control file is written last, so its presence
+/// means initialization finished; a crash before it leaves a disk that is initialized again.
+async fn initialize(disk: &dyn Disk) -> Result<Control, StorageError> {
+    let dirs = [
+        CONTROL_DIR,
+        WAL_DIR,
+        TableFile::dir(TableKind::Heap),
+        TableFile::dir(TableKind::AppendOptimized),
+    ];
+    for dir in dirs {
+        disk.create_dir(dir)
+            .map_err(|source| StorageError::io("create", dir, source))?;
+    }
+    let io = |op| move |source| StorageError::io(op, WAL_PATH, source);
+    if disk.exists(WAL_PATH) {
+        disk.truncate(WAL_PATH, 0).map_err(io("truncate"))?;
+    } else {
+        disk.create(WAL_PATH).map_err(io("create"))?;
+    }
+    disk.sync(WAL_PATH).await.map_err(io("sync"))?;
+    disk.sync_dir(WAL_DIR)
+        .await
+        .map_err(|source| StorageError::io("sync", WAL_DIR, source))?;
+    disk.sync_dir("")
+        .await
+        .map_err(|source| StorageError::io("sync", "", source))?;
+    let control = Control::default();
+    control.write(disk).await?;
+    Ok(control)
+}
+
+/// Finds the end of the last valid WAL record after `redo_lsn`, cuts the file there and makes
+/// it durable; returns that end.
+async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError> {
+    let io = |op| move |source| StorageError::io(op, WAL_PATH, source);
+    let len = disk.len(WAL_PATH).map_err(io("stat"))?;
+    if len < redo_lsn {
+        return Err(StorageError::WalTooShort {
+            redo_lsn,
+            wal_end: len,
+        });
+    }
+    let mut reader = WalReader::new(disk, redo_lsn, len);
+    let end = loop {
+        match reader.next_record()? {
+            Next::Record { .. } => continue,
+            Next::End => break len,
+            Next::Incomplete { lsn } => break lsn,
+            Next::Bad { lsn } => {
+                tracing::warn!(
+                    lsn,
+                    wal_len = len,
+                    "wal record fails its checksum; wal ends here"
+                );
+                break lsn;
+            }
+        }
+    };
+    if end < len {
+        tracing::info!(end, cut = len - end, "cutting torn wal tail");
+        disk.truncate(WAL_PATH, end).map_err(io("truncate"))?;
+    }
+    // What we just read may exist only in the OS page cache (the process died, the host did
+    // not); it is about to be treated as durable, so make it so.
+    disk.sync(WAL_PATH).await.map_err(io("sync"))?;
+    Ok(end)
+}

@@ -1,0 +1,208 @@
+//! The write side: creating tables, committing, two-phase commit, and checkpoints.
+//!
+//! Every write method appends its WAL records and returns the end LSN to flush. The engine
+//! never waits for the flush itself: the caller releases the engine lock and awaits
+//! `wal().flush_to(lsn)` before acknowledging, so concurrent commits share one `fsync`.
+
+use crate::wal::record::encode_frame;
+
+use super::cache::TableFile;
+use super::control::Control;
+use super::table::Table;
+use super::{Engine, Lsn, Record, Role, StorageError, TableDef, TableKind, Write, Xid};
+
+impl Engine {
+    fn become_writer(&mut self) -> Result<(), StorageError> {
+        match self.role {
+            Role::Replica => Err(StorageError::Replica),
+            Role::Undecided | Role::Writer => {
+                self.role = Role::Writer;
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates a table. Creating one that exists with the same definition is a no-op that
+    /// returns the current WAL end.
+    pub fn create_table(&mut self, def: TableDef) -> Result<Lsn, StorageError> {
+        if let Some(table) = self.tables.get(&def.id) {
+            if table.def == def {
+                return Ok(self.wal.end_lsn());
+            }
+            return Err(StorageError::TableExists {
+                id: def.id,
+                existing: table.def.name.clone(),
+                requested: def.name,
+            });
+        }
+        self.become_writer()?;
+        let table = Table::empty(def.clone());
+        // The file's directory entry becomes durable at the next checkpoint; until then redo
+        // of the CreateTable record recreates it.
+        self.create_table_file(&table)?;
+        let end = self.append_batch(&[], Record::CreateTable { def })?;
+        self.tables.insert(table.def.id, table);
+        Ok(end)
+    }
+
+    /// Creates an empty file for a new table. A file left by a table whose CreateTable record
+    /// was lost in a crash is emptied: nothing in it was ever committed.
+    pub(crate) fn create_table_file(&self, table: &Table) -> Result<(), StorageError> {
+        let path = table.file.path();
+        if self.disk.exists(&path) {
+            self.disk
+                .truncate(&path, 0)
+                .map_err(|source| StorageError::io("truncate", &path, source))
+        } else {
+            self.disk
+                .create(&path)
+                .map_err(|source| StorageError::io("create", &path, source))
+        }
+    }
+
+    /// Commits `writes` as transaction `xid`; returns the end LSN of its commit record, which
+    /// the caller must flush before acknowledging. All writes are validated first; on error
+    /// nothing changes. An empty transaction still logs a commit record (cheap, and keeps the
+    /// returned LSN's meaning uniform).
+    pub fn commit(&mut self, xid: Xid, writes: &[Write]) -> Result<Lsn, StorageError> {
+        if self.prepared.contains_key(&xid) {
+            return Err(StorageError::AlreadyPrepared(xid));
+        }
+        self.become_writer()?;
+        let records = self.plan(xid, writes)?;
+        self.commit_batch(&records, |first_lsn| Record::Commit { xid, first_lsn })
+    }
+
+    /// Prepares transaction `xid`: validates `writes` and logs them; applies nothing until
+    /// [`Engine::commit_prepared`].
+    pub fn prepare(&mut self, xid: Xid, writes: &[Write]) -> Result<Lsn, StorageError> {
+        if self.prepared.contains_key(&xid) {
+            return Err(StorageError::AlreadyPrepared(xid));
+        }
+        self.become_writer()?;
+        self.plan(xid, writes)?;
+        let record = Record::Prepare {
+            xid,
+            writes: writes.to_vec(),
+        };
+        let end = self.append_batch(&[], record)?;
+        self.prepared.insert(xid, writes.to_vec());
+        Ok(end)
+    }
+
+    /// Applies a prepared transaction. Its writes are validated again: an append-optimized
+    /// key committed by another transaction since PREPARE is refused, and it stays prepared.
+    pub fn commit_prepared(&mut self, xid: Xid) -> Result<Lsn, StorageError> {
+        let writes = self
+            .prepared
+            .get(&xid)
+            .ok_or(StorageError::UnknownPrepared(xid))?
+            .clone();
+        self.become_writer()?;
+        let records = self.plan(xid, &writes)?;
+        let end = self.commit_batch(&records, |first_lsn| Record::CommitPrepared {
+            xid,
+            first_lsn,
+        })?;
+        self.prepared.remove(&xid);
+        Ok(end)
+    }
+
+    pub fn abort_prepared(&mut self, xid: Xid) -> Result<Lsn, StorageError> {
+        if !self.prepared.contains_key(&xid) {
+            return Err(StorageError::UnknownPrepared(xid));
+        }
+        self.become_writer()?;
+        let end = self.append_batch(&[], Record::AbortPrepared { xid })?;
+        self.prepared.remove(&xid);
+        Ok(end)
+    }
+
+    /// Logs data records and their commit record as one batch, then applies them. The blocks
+    /// are read first, so once the batch is in the WAL applying it cannot fail.
+    fn commit_batch(
+        &mut self,
+        records: &[Record],
+        commit: impl FnOnce(Lsn) -> Record,
+    ) -> Result<Lsn, StorageError> {
+        self.load_batch(records)?;
+        let end = match self.append_batch(records, commit(self.wal.end_lsn())) {
+            Ok(end) => end,
+            Err(err) => {
+                self.cache.unpin_all();
+                return Err(err);
+            }
+        };
+        self.apply_batch(records, end)
+            .expect("a planned batch fits the blocks it was planned for");
+        self.check_invariants();
+        Ok(end)
+    }
+
+    /// Appends `records` then `last` contiguously at the WAL end; returns the new end.
+    fn append_batch(&mut self, records: &[Record], last: Record) -> Result<Lsn, StorageError> {
+        let start = self.wal.end_lsn();
+        let mut bytes = Vec::new();
+        let mut lsn = start;
+        for record in records {
+            lsn = encode_frame(lsn, record, &mut bytes);
+        }
+        encode_frame(lsn, &last, &mut bytes);
+        let end = self.wal.append_at(start, &bytes)?;
+        self.wal_bytes += bytes.len() as u64;
+        // A writer applies what it logs at once, so everything logged is applied.
+        self.applied_lsn = end;
+        Ok(end)
+    }
+
+    /// Makes every block durable and moves the redo point; returns the new redo LSN.
+    ///
+    /// Order matters: WAL flushed to its end (so every dirty block may be written), every
+    /// dirty block written, every table file and directory synced, and only then the control
+    /// file replaced. A crash anywhere before the rename leaves the old redo point, from which
+    /// redo still finds everything. A mirror (replica) writes no WAL record: its WAL must stay
+    /// byte-identical to its primary's.
+    pub async fn checkpoint(&mut self) -> Result<Lsn, StorageError> {
+        let end = self.wal.end_lsn();
+        self.wal.flush_to(end).await?;
+        let flushed = self.wal.flushed_lsn();
+        self.cache.write_dirty(&*self.disk, flushed)?;
+        for table in self.tables.values() {
+            let path = table.file.path();
+            self.disk
+                .sync(&path)
+                .await
+                .map_err(|source| StorageError::io("sync", &path, source))?;
+        }
+        for kind in [TableKind::Heap, TableKind::AppendOptimized] {
+            let dir = TableFile::dir(kind);
+            self.disk
+                .sync_dir(dir)
+                .await
+                .map_err(|source| StorageError::io("sync", dir, source))?;
+        }
+        let redo_lsn = self.applied_lsn;
+        if self.role == Role::Writer {
+            self.append_batch(&[], Record::Checkpoint { redo_lsn })?;
+            self.applied_lsn = redo_lsn.max(self.applied_lsn);
+        }
+        let control = Control {
+            redo_lsn,
+            tables: self.tables(),
+            checkpoint_blocks: self
+                .tables
+                .iter()
+                .map(|(id, t)| (*id, t.nblocks()))
+                .collect(),
+            prepared: self.prepared.clone(),
+        };
+        control.write(&*self.disk).await?;
+        for table in self.tables.values_mut() {
+            table.checkpoint_blocks = table.nblocks();
+        }
+        self.cache.shrink(&*self.disk, self.wal.flushed_lsn())?;
+        self.check_invariants();
+        tracing::debug!(redo_lsn, "checkpoint complete");
+        Ok(redo_lsn)
+    }
+}

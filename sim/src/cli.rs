@@ -1,0 +1,429 @@
+//! The `hasim` command line: run seeds, replay one, benchmark the simulator.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::RunConfig;
+use crate::runner::{run_seed, SeedResult, Verdict};
+
+pub const EXIT_USAGE: i32 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hasim",
+    about = "Deterministic simulation of the HA MPP cluster",
+    version
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a range of seeds; one result per seed.
+    Run(RunArgs),
+    /// Replay one seed exactly, optionally writing its full trace.
+    Replay(ReplayArgs),
+    /// Measure simulator throughput on 1 and 2 jobs.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct World {
+    /// Scenario to run (known: pair).
+    #[arg(long, default_value = "pair", value_parser = parse_scenario)]
+    pub scenario: String,
+    /// Turn on a planted bug (repeatable). Known: ack-before-mirror-flush.
+    #[arg(long = "bug", value_parser = parse_bug)]
+    pub bugs: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Seeds to run: `A..B` (B excluded) or a single seed.
+    #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
+    pub seeds: SeedRange,
+    /// Seeds run in parallel (default: available cores).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// One JSON object per seed on standard output, nothing else there.
+    #[arg(long)]
+    pub json: bool,
+    /// Run every seed twice and compare trace hashes.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Where a failing seed's result and log are kept.
+    #[arg(long, default_value = "hasim-failures")]
+    pub failures_dir: PathBuf,
+    #[command(flatten)]
+    pub world: World,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    #[arg(long)]
+    pub seed: u64,
+    /// Write the seed's full log (level from RUST_LOG, default debug) to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub world: World,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Seeds per measurement.
+    #[arg(long, default_value = "0..40", value_parser = parse_seeds)]
+    pub seeds: SeedRange,
+    #[command(flatten)]
+    pub world: World,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeedRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+fn parse_seeds(s: &str) -> Result<SeedRange, String> {
+    let range = match s.split_once("..") {
+        Some((a, b)) => {
+            let start = a
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| format!("seed range start {a:?}: {e}"))?;
+            let end = b
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| format!("seed range end {b:?}: {e}"))?;
+            SeedRange { start, end }
+        }
+        None => {
+            let seed = s
+                .trim()
+                .parse::<u64>()
+                .map_err(|e| format!("seed {s:?}: {e} (expected N or A..B)"))?;
+            SeedRange {
+                start: seed,
+                end: seed + 1,
+            }
+        }
+    };
+    if range.end <= range.start {
+        return Err(format!(
+            "seed range {s:?} is empty: the end must be greater than the start"
+        ));
+    }
+    Ok(range)
+}
+
+fn parse_scenario(s: &str) -> Result<String, String> {
+    RunConfig::by_name(s).map(|_| s.to_string()).ok_or_else(|| {
+        format!(
+            "unknown scenario {s:?}; known: {}",
+            RunConfig::SCENARIOS.join(", ")
+        )
+    })
+}
+
+fn parse_bug(s: &str) -> Result<String, String> {
+    cluster::bugs::PlantedBugs::default()
+        .enable(s)
+        .map(|_| s.to_string())
+}
+
+impl World {
+    pub fn config(&self) -> RunConfig {
+        let mut cfg = RunConfig::by_name(&self.scenario).expect("validated by clap");
+        for bug in &self.bugs {
+            cfg.bugs.enable(bug).expect("validated by clap");
+        }
+        cfg
+    }
+}
+
+/// Parses arguments and runs; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Replay(args) => replay(args),
+        Command::Bench(args) => bench(args),
+    }
+}
+
+/// Runs seeds on `jobs` workers; calls `each` in seed order.
+pub fn run_many(
+    cfg: &RunConfig,
+    seeds: SeedRange,
+    jobs: u32,
+    twice: bool,
+    mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
+) {
+    let next = Arc::new(AtomicU64::new(seeds.start));
+    let (tx, rx) = mpsc::channel();
+    let workers: Vec<_> = (0..jobs)
+        .map(|_| {
+            let (next, tx, cfg) = (next.clone(), tx.clone(), cfg.clone());
+            std::thread::spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= seeds.end {
+                    return;
+                }
+                let (result, log) = run_seed(seed, &cfg);
+                let mismatch = if twice {
+                    let (again, again_log) = run_seed(seed, &cfg);
+                    (again.trace_hash != result.trace_hash).then(|| {
+                        format!(
+                            "trace hash {} then {}; first divergence: {}",
+                            result.trace_hash,
+                            again.trace_hash,
+                            first_divergence(&log, &again_log)
+                        )
+                    })
+                } else {
+                    None
+                };
+                if tx.send((seed, result, log, mismatch)).is_err() {
+                    return;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut pending = std::collections::BTreeMap::new();
+    let mut expected = seeds.start;
+    for (seed, result, log, mismatch) in rx {
+        pending.insert(seed, (result, log, mismatch));
+        while let Some((result, log, mismatch)) = pending.remove(&expected) {
+            each(result, log, mismatch);
+            expected += 1;
+        }
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+}
+
+/// The first log line that differs between two runs of one seed, ignoring madsim's task ids
+/// (a process-wide counter that differs between runs in one process by design).
+pub fn first_divergence(a: &[u8], b: &[u8]) -> String {
+    fn strip(line: &str) -> String {
+        let mut out = String::new();
+        let mut rest = line;
+        while let Some(i) = rest.find("task{id=") {
+            out.push_str(&rest[..i]);
+            rest = rest[i..].split_once('}').map(|(_, r)| r).unwrap_or("");
+        }
+        out.push_str(rest);
+        out
+    }
+    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+    for (n, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+        if strip(x) != strip(y) {
+            return format!("line {}:\n    first run:  {x}\n    second run: {y}", n + 1);
+        }
+    }
+    "the logs agree line by line (the difference is in events below the log level; rerun with RUST_LOG=debug)".to_string()
+}
+
+fn default_jobs() -> u32 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+}
+
+fn keep_failure(dir: &Path, result: &mut SeedResult, log: &[u8]) {
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let log_path = dir.join(format!("seed-{}.log", result.seed));
+    if std::fs::write(&log_path, log).is_ok() {
+        result.log = Some(log_path.display().to_string());
+    }
+    let _ = std::fs::write(
+        dir.join(format!("seed-{}.json", result.seed)),
+        serde_json::to_string_pretty(result).unwrap_or_default(),
+    );
+}
+
+fn human_line(r: &SeedResult) -> String {
+    format!(
+        "seed {:>6} {:<8} faults {:>2}  txns {:>4} (ok {:>4} fail {:>3} unknown {:>3})  sim {:>6.1}s  wall {:>5.2}s  trace {}",
+        r.seed,
+        format!("{:?}", r.verdict).to_lowercase(),
+        r.faults.len(),
+        r.events.invoked,
+        r.events.ok,
+        r.events.fail,
+        r.events.unknown,
+        r.sim_time_ms as f64 / 1000.0,
+        r.wall_time_ms as f64 / 1000.0,
+        r.trace_hash
+    )
+}
+
+fn explain_failure(r: &SeedResult) -> String {
+    let mut out = String::new();
+    if let Some(e) = &r.error {
+        out += &format!("  error: {e}\n");
+    }
+    for v in r.violations.iter().take(5) {
+        out += &format!(
+            "  violation [{}]: {}\n    first offending event: {} ms, client {}, txn {}: {} ({})\n",
+            v.checker,
+            v.message,
+            v.first_event.at_ms,
+            v.first_event.client,
+            v.first_event.txn,
+            v.first_event.kind,
+            v.first_event.detail
+        );
+    }
+    if r.violations.len() > 5 {
+        out += &format!("  ... and {} more violations\n", r.violations.len() - 5);
+    }
+    if let Some(log) = &r.log {
+        out += &format!("  log: {log}\n");
+    }
+    out += &format!("  replay: {}\n", r.replay);
+    out
+}
+
+fn run(args: RunArgs) -> i32 {
+    crate::trace::install("info");
+    let cfg = args.world.config();
+    let jobs = args.jobs.unwrap_or_else(default_jobs);
+    let started = Instant::now();
+    let (mut worst, mut counts, mut sim_ms, mut mismatches) = (Verdict::Ok, [0u64; 4], 0u64, 0u64);
+    let mut failing = Vec::new();
+    let stdout = std::io::stdout();
+    run_many(
+        &cfg,
+        args.seeds,
+        jobs,
+        args.check_determinism,
+        |mut result, log, mismatch| {
+            if let Some(m) = &mismatch {
+                mismatches += 1;
+                result.verdict = result.verdict.max(Verdict::Crash);
+                result.error = Some(format!("nondeterminism: {m}"));
+            }
+            if result.verdict != Verdict::Ok {
+                keep_failure(&args.failures_dir, &mut result, &log);
+                failing.push(result.replay.clone());
+            }
+            worst = worst.max(result.verdict);
+            counts[result.verdict as usize] += 1;
+            sim_ms += result.sim_time_ms;
+            let mut out = stdout.lock();
+            if args.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&result).expect("results serialize")
+                );
+            } else {
+                let _ = writeln!(out, "{}", human_line(&result));
+                if result.verdict != Verdict::Ok {
+                    let _ = write!(out, "{}", explain_failure(&result));
+                }
+            }
+        },
+    );
+    let wall = started.elapsed().as_secs_f64();
+    let n = args.seeds.end - args.seeds.start;
+    eprintln!(
+        "{n} seeds on {jobs} jobs: {} ok, {} safety, {} liveness, {} crash{}; {:.0} simulated s in {:.1} wall s ({:.0} simulated s per wall s, {:.1} simulations/s)",
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        if args.check_determinism { format!("; determinism: {mismatches} mismatches") } else { String::new() },
+        sim_ms as f64 / 1000.0,
+        wall,
+        sim_ms as f64 / 1000.0 / wall.max(1e-9),
+        n as f64 / wall.max(1e-9)
+    );
+    if let Some(first) = failing.first() {
+        eprintln!(
+            "{} failing seeds; first one replays with:\n  {first}",
+            failing.len()
+        );
+    }
+    worst.exit_code()
+}
+
+fn replay(args: ReplayArgs) -> i32 {
+    crate::trace::install(if args.trace.is_some() {
+        "debug"
+    } else {
+        "info"
+    });
+    let cfg = args.world.config();
+    let (result, log) = run_seed(args.seed, &cfg);
+    if let Some(path) = &args.trace {
+        if let Err(e) = std::fs::write(path, &log) {
+            eprintln!("cannot write trace {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&result).expect("results serialize")
+        );
+    } else {
+        println!("{}", human_line(&result));
+        if result.verdict != Verdict::Ok {
+            print!("{}", explain_failure(&result));
+        }
+        for f in &result.faults {
+            println!("  fault at {:>6} ms: {:?}", f.at_ms, f.fault);
+        }
+    }
+    result.verdict.exit_code()
+}
+
+fn bench(args: BenchArgs) -> i32 {
+    crate::trace::install("warn");
+    let cfg = args.world.config();
+    let n = args.seeds.end - args.seeds.start;
+    println!(
+        "scenario {}: {n} seeds per row, release build recommended",
+        cfg.scenario
+    );
+    println!("| jobs | seeds | wall s | simulations/s | simulated s per wall s |");
+    println!("|---:|---:|---:|---:|---:|");
+    let mut worst = Verdict::Ok;
+    for jobs in [1u32, 2] {
+        let started = Instant::now();
+        let mut sim_ms = 0u64;
+        run_many(&cfg, args.seeds, jobs, false, |r, _, _| {
+            sim_ms += r.sim_time_ms;
+            worst = worst.max(r.verdict);
+        });
+        let wall = started.elapsed().as_secs_f64();
+        println!(
+            "| {jobs} | {n} | {wall:.2} | {:.2} | {:.0} |",
+            n as f64 / wall,
+            sim_ms as f64 / 1000.0 / wall
+        );
+    }
+    worst.exit_code()
+}

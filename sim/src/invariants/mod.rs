@@ -1,0 +1,17 @@
+//! Cluster-wide properties, one file per property. Each states the property and the sentence of
+//! the seed documents it comes from, and returns typed violations carrying their evidence.
+
+pub mod aborted_stays_aborted;
+pub mod no_lost_commits;
+
+use serde::Serialize;
+
+use crate::history::Event;
+
+/// A broken property, with the first event that shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Violation {
+    pub checker: &'static str,
+    pub message: String,
+    pub first_event: Event,
+}

@@ -1,0 +1,328 @@
+//! Runs one seed: builds the world, starts clients and the nemesis, heals, reads everything
+//! back, checks the invariants. Each seed runs on a fresh thread (madsim and `HashMap` seeding
+//! are per thread), so seeds are independent and can run in parallel.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant as WallInstant};
+
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use cluster::client::Client;
+use cluster::wal::{Key, Value};
+
+use crate::config::RunConfig;
+use crate::history::{History, Outcome as TxnOutcome};
+use crate::invariants::{self, Violation};
+use crate::nemesis::{self, Fault, ScheduledFault};
+use crate::trace;
+use crate::workload::{self, now_ms, TABLES};
+use crate::world::World;
+
+/// How a seed ended, by class. The exit code of `hasim` is the worst class over its seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Ok,
+    /// A safety property broke (exit 1).
+    Safety,
+    /// The healed cluster did not converge within the bound (exit 2).
+    Liveness,
+    /// The simulation crashed or panicked (exit 3).
+    Crash,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Ok => 0,
+            Verdict::Safety => 1,
+            Verdict::Liveness => 2,
+            Verdict::Crash => 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct EventCounts {
+    pub invoked: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub unknown: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub verdict: Verdict,
+    pub config: RunConfig,
+    pub faults: Vec<ScheduledFault>,
+    pub events: EventCounts,
+    pub sim_time_ms: u64,
+    pub wall_time_ms: u64,
+    pub violations: Vec<Violation>,
+    pub trace_hash: String,
+    pub replay: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+}
+
+/// Derives an independent random stream for one concern of one seed, so that a draw added in
+/// one concern does not shift the others.
+pub fn stream(seed: u64, concern: &str) -> ChaCha8Rng {
+    let mut h = trace::Fnv::default();
+    h.write_u64(seed);
+    h.write(concern.as_bytes());
+    ChaCha8Rng::seed_from_u64(h.0)
+}
+
+/// The command that replays a seed.
+pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
+    let mut cmd = format!("cargo run --release -p sim -- replay --seed {seed}");
+    if cfg.scenario != "pair" {
+        cmd += &format!(" --scenario {}", cfg.scenario);
+    }
+    for bug in cfg.bugs.enabled() {
+        cmd += &format!(" --bug {bug}");
+    }
+    cmd
+}
+
+struct SimOutput {
+    faults: Vec<ScheduledFault>,
+    history: History,
+    final_rows: Result<BTreeMap<(String, Key), Value>, String>,
+    sim_time_ms: u64,
+}
+
+/// Runs one seed on a fresh thread; returns its result and its captured log.
+pub fn run_seed(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
+    let cfg_thread = cfg.clone();
+    std::thread::Builder::new()
+        .name(format!("seed-{seed}"))
+        .stack_size(16 << 20)
+        .spawn(move || run_seed_here(seed, &cfg_thread))
+        .expect("spawn seed thread")
+        .join()
+        .expect("seed thread catches its own panics")
+}
+
+fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
+    let wall = WallInstant::now();
+    trace::begin_capture();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut rt =
+            madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.set_time_limit(cfg.fault_time + cfg.heal_bound * 3 + Duration::from_secs(60));
+        rt.block_on(simulate(seed, cfg.clone()))
+    }));
+    let (log, hash) = trace::end_capture();
+    let mut result = SeedResult {
+        seed,
+        verdict: Verdict::Ok,
+        config: cfg.clone(),
+        faults: Vec::new(),
+        events: EventCounts::default(),
+        sim_time_ms: 0,
+        wall_time_ms: 0,
+        violations: Vec::new(),
+        trace_hash: format!("{hash:016x}"),
+        replay: replay_command(seed, cfg),
+        error: None,
+        log: None,
+    };
+    match outcome {
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            result.verdict = Verdict::Crash;
+            result.error = Some(format!("simulation panicked: {msg}"));
+        }
+        Ok(out) => judge(&mut result, out),
+    }
+    result.wall_time_ms = wall.elapsed().as_millis() as u64;
+    (result, log)
+}
+
+fn judge(result: &mut SeedResult, out: SimOutput) {
+    let txns = out.history.txns();
+    for t in &txns {
+        result.events.invoked += 1;
+        match t.outcome {
+            Some(TxnOutcome::Ok) => result.events.ok += 1,
+            Some(TxnOutcome::Fail) => result.events.fail += 1,
+            Some(TxnOutcome::Unknown) | None => result.events.unknown += 1,
+        }
+    }
+    result.faults = out.faults;
+    result.sim_time_ms = out.sim_time_ms;
+    match out.final_rows {
+        Err(e) => {
+            result.verdict = Verdict::Liveness;
+            result.error = Some(format!(
+                "cluster did not serve a full read within {:?} of healing: {e}",
+                result.config.heal_bound
+            ));
+        }
+        Ok(rows) => {
+            result
+                .violations
+                .extend(invariants::no_lost_commits::check(&txns, &rows));
+            result
+                .violations
+                .extend(invariants::aborted_stays_aborted::check(&txns, &rows));
+            if !result.violations.is_empty() {
+                result.verdict = Verdict::Safety;
+            }
+        }
+    }
+}
+
+fn client_ip(i: u32) -> IpAddr {
+    format!("10.0.1.{}", i + 1).parse().unwrap()
+}
+
+async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
+    let handle = madsim::runtime::Handle::current();
+    let mut world = World::build(&cfg, stream(seed, "disk").into_seed_u64());
+    let coordinator = world.coordinator_addr.clone();
+    let client_timeout = cfg.statement_timeout + Duration::from_secs(2);
+    let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
+
+    let setup_addr = coordinator.clone();
+    let setup = admin.spawn(async move { create_tables(setup_addr, client_timeout).await });
+    if let Err(e) = setup.await.expect("setup task") {
+        panic!("cluster never came up: {e}");
+    }
+
+    let start_ms = now_ms();
+    let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
+    let history = History::default();
+    let mut clients = Vec::new();
+    for c in 1..=cfg.clients {
+        let node = handle
+            .create_node()
+            .name(format!("client-{c}"))
+            .ip(client_ip(c))
+            .build();
+        let rng = stream(seed, &format!("client-{c}"));
+        clients.push(node.spawn(workload::run_client(
+            c,
+            coordinator.clone(),
+            client_timeout,
+            rng,
+            history.clone(),
+            stop_at_ms,
+        )));
+    }
+
+    let faults = nemesis::plan(
+        &mut stream(seed, "nemesis"),
+        &cfg,
+        &world.segment_host_names(),
+    );
+    for f in &faults {
+        let at = start_ms + f.at_ms;
+        let now = now_ms();
+        if at > now {
+            madsim::time::sleep(Duration::from_millis(at - now)).await;
+        }
+        trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
+        match &f.fault {
+            Fault::HostCrash { host } => world.kill_host(host),
+            Fault::HostRestart { host } => world.restart_host(host),
+        }
+    }
+    // Heal: every host is up again; then the clients finish their last transactions.
+    for host in world.down_hosts() {
+        world.restart_host(&host);
+    }
+    for c in clients {
+        let _ = c.await;
+    }
+    let contents = world.contents();
+    let read = admin.spawn(read_everything(
+        coordinator,
+        client_timeout,
+        contents,
+        cfg.heal_bound,
+    ));
+    let final_rows = read.await.expect("read task");
+    SimOutput {
+        faults,
+        history,
+        final_rows,
+        sim_time_ms: now_ms(),
+    }
+}
+
+trait IntoSeed {
+    fn into_seed_u64(self) -> u64;
+}
+
+impl IntoSeed for ChaCha8Rng {
+    fn into_seed_u64(mut self) -> u64 {
+        rand_chacha::rand_core::Rng::next_u64(&mut self)
+    }
+}
+
+async fn create_tables(coordinator: String, timeout: Duration) -> Result<(), String> {
+    let mut client = Client::new(vec![coordinator], timeout);
+    let mut last = String::new();
+    for _ in 0..60 {
+        let mut ok = true;
+        for (name, kind) in TABLES {
+            if let Err(e) = client.create_table(name, *kind).await {
+                last = e.to_string();
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            return Ok(());
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last)
+}
+
+/// Reads every row of every table on every content, retrying until `bound` passes.
+async fn read_everything(
+    coordinator: String,
+    timeout: Duration,
+    contents: Vec<i16>,
+    bound: Duration,
+) -> Result<BTreeMap<(String, Key), Value>, String> {
+    let deadline = now_ms() + bound.as_millis() as u64;
+    let mut client = Client::new(vec![coordinator], timeout);
+    let mut last = String::new();
+    while now_ms() < deadline {
+        let attempt = async {
+            let mut rows = BTreeMap::new();
+            for (table, _) in TABLES {
+                for content in &contents {
+                    client.begin().await?;
+                    for (key, value) in client.scan(table, *content).await? {
+                        rows.insert((table.to_string(), key), value);
+                    }
+                    client.commit().await?;
+                }
+            }
+            Ok::<_, cluster::proto::DbError>(rows)
+        };
+        match attempt.await {
+            Ok(rows) => return Ok(rows),
+            Err(e) => last = e.to_string(),
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(last)
+}

@@ -1,0 +1,276 @@
+//! The simulated world: hosts as madsim nodes, each with a simulated disk the harness holds so
+//! that it outlives a crash. Speaks the operator's language: `kill_host("sdw1")`,
+//! `restart_host("sdw1")`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::runtime::{Handle, NodeHandle};
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tracing::{info, warn};
+
+use cluster::catalog::{Mode, Role, SegmentConfig, Status};
+use cluster::coordinator::{self, CoordinatorConfig};
+use cluster::fts::prober::ProbeSettings;
+use cluster::io::Disk;
+use cluster::segment::{self, InstanceConfig, ReplicationMode};
+
+use crate::config::RunConfig;
+use crate::disk::{SimDisk, TornTail};
+
+pub const COORDINATOR_PORT: u16 = 5432;
+pub const SEGMENT_PORT: u16 = 6000;
+
+/// One host of the simulated cluster.
+pub struct Host {
+    pub name: String,
+    pub ip: IpAddr,
+    pub disk: SimDisk,
+    pub node: NodeHandle,
+    pub up: bool,
+}
+
+pub struct World {
+    handle: Handle,
+    pub hosts: BTreeMap<String, Host>,
+    pub coordinator_addr: String,
+    pub segments: Vec<SegmentConfig>,
+    rng: ChaCha8Rng,
+}
+
+fn host_ip(index: usize) -> IpAddr {
+    format!("10.0.0.{}", index + 1).parse().unwrap()
+}
+
+impl World {
+    /// Builds the cluster of the run's configuration: a coordinator host `mdw`, and segment hosts
+    /// `sdw1..` with each content's primary on one host and its mirror on the next.
+    pub fn build(cfg: &RunConfig, disk_seed: u64) -> World {
+        let handle = Handle::current();
+        let segment_hosts: Vec<String> =
+            (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
+        let mut segments = Vec::new();
+        let mut dbid = 2;
+        let contents = cfg.contents;
+        for content in 0..contents {
+            let host = content % cfg.segment_hosts;
+            let slot = content / cfg.segment_hosts;
+            let mirror_host = (host + 1) % cfg.segment_hosts;
+            let mut roles = vec![(Role::Primary, host)];
+            if cfg.mirrors {
+                roles.push((Role::Mirror, mirror_host));
+            }
+            for (role, h) in roles {
+                let port =
+                    SEGMENT_PORT + (slot as u16) * 2 + if role == Role::Mirror { 1 } else { 0 };
+                segments.push(SegmentConfig {
+                    dbid,
+                    content: content as i16,
+                    role,
+                    preferred_role: role,
+                    mode: if cfg.mirrors {
+                        Mode::Synced
+                    } else {
+                        Mode::NotSynced
+                    },
+                    status: Status::Up,
+                    hostname: segment_hosts[h].clone(),
+                    address: host_ip(h + 1).to_string(),
+                    port,
+                    datadir: format!(
+                        "/data/{}/gpseg{content}",
+                        if role == Role::Primary {
+                            "primary"
+                        } else {
+                            "mirror"
+                        }
+                    ),
+                });
+                dbid += 1;
+            }
+        }
+        let coordinator_addr = format!("{}:{COORDINATOR_PORT}", host_ip(0));
+        let mut world = World {
+            handle,
+            hosts: BTreeMap::new(),
+            coordinator_addr,
+            segments,
+            rng: ChaCha8Rng::seed_from_u64(disk_seed),
+        };
+        world.add_coordinator(cfg);
+        for (i, name) in segment_hosts.iter().enumerate() {
+            world.add_segment_host(cfg, name, host_ip(i + 1));
+        }
+        world
+    }
+
+    fn new_disk(cfg: &RunConfig) -> SimDisk {
+        SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
+    }
+
+    fn add_coordinator(&mut self, cfg: &RunConfig) {
+        let disk = World::new_disk(cfg);
+        let mut ccfg = CoordinatorConfig::new(self.coordinator_addr.clone(), self.segments.clone());
+        ccfg.probe = cfg.probe.clone();
+        ccfg.statement_timeout = cfg.statement_timeout;
+        ccfg.bugs = cfg.bugs;
+        let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
+        let node = self
+            .handle
+            .create_node()
+            .name("mdw")
+            .ip(host_ip(0))
+            .init(move || {
+                let (ccfg, disk) = (ccfg.clone(), node_disk.clone());
+                async move {
+                    if let Err(e) = coordinator::run(ccfg, disk).await {
+                        warn!(error = %e, "coordinator stopped");
+                    }
+                    std::future::pending::<()>().await
+                }
+            })
+            .build();
+        self.hosts.insert(
+            "mdw".into(),
+            Host {
+                name: "mdw".into(),
+                ip: host_ip(0),
+                disk,
+                node,
+                up: true,
+            },
+        );
+    }
+
+    fn add_segment_host(&mut self, cfg: &RunConfig, name: &str, ip: IpAddr) {
+        let disk = World::new_disk(cfg);
+        let mut instances = Vec::new();
+        for seg in self.segments.iter().filter(|s| s.hostname == name) {
+            let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
+            icfg.peer_addr = self
+                .segments
+                .iter()
+                .find(|p| p.content == seg.content && p.dbid != seg.dbid)
+                .map(|p| p.endpoint());
+            icfg.replication = cfg.replication;
+            icfg.mirror_down_grace_period = cfg.mirror_down_grace_period;
+            icfg.wal_timeout = cfg.wal_timeout;
+            icfg.checkpoint_interval = cfg.checkpoint_interval;
+            icfg.cache_blocks_max = cfg.cache_blocks_max;
+            icfg.bugs = cfg.bugs;
+            // Each instance has its own data directory on the host's disk.
+            let dir_disk: Arc<dyn Disk> =
+                Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));
+            instances.push((icfg, dir_disk));
+        }
+        let node = self
+            .handle
+            .create_node()
+            .name(name)
+            .ip(ip)
+            .init(move || {
+                let instances = instances.clone();
+                async move {
+                    let runs = instances.into_iter().map(|(icfg, disk)| async move {
+                        if let Err(e) = segment::run(icfg, disk).await {
+                            warn!(error = %e, "instance stopped");
+                        }
+                    });
+                    futures_join_all(runs).await;
+                    // The host stays up even when its instances have failed.
+                    std::future::pending::<()>().await
+                }
+            })
+            .build();
+        self.hosts.insert(
+            name.into(),
+            Host {
+                name: name.into(),
+                ip,
+                disk,
+                node,
+                up: true,
+            },
+        );
+    }
+
+    /// Power loss on a host: every process on it dies, and its disk keeps only what was synced
+    /// (perhaps with a torn tail of the last unsynced append).
+    pub fn kill_host(&mut self, name: &str) {
+        let host = self.hosts.get_mut(name).expect("known host");
+        if !host.up {
+            return;
+        }
+        self.handle.kill(host.node.id());
+        let rng = &mut self.rng;
+        host.disk.crash(|_, unsynced| {
+            if rng.next_u32() % 2 == 0 {
+                TornTail::None
+            } else {
+                TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)
+            }
+        });
+        host.up = false;
+        info!(host = name, "host crashed");
+    }
+
+    pub fn restart_host(&mut self, name: &str) {
+        let host = self.hosts.get_mut(name).expect("known host");
+        if host.up {
+            return;
+        }
+        self.handle.restart(host.node.id());
+        host.up = true;
+        info!(host = name, "host restarted");
+    }
+
+    pub fn segment_host_names(&self) -> Vec<String> {
+        self.hosts
+            .keys()
+            .filter(|h| h.starts_with("sdw"))
+            .cloned()
+            .collect()
+    }
+
+    pub fn down_hosts(&self) -> Vec<String> {
+        self.hosts
+            .values()
+            .filter(|h| !h.up)
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
+    pub fn contents(&self) -> Vec<i16> {
+        let mut c: Vec<i16> = self.segments.iter().map(|s| s.content).collect();
+        c.dedup();
+        c
+    }
+}
+
+/// Runs futures concurrently to completion (a tiny `join_all`, to avoid a dependency).
+pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl IntoIterator<Item = F>,
+) {
+    let handles: Vec<_> = futs.into_iter().map(|f| madsim::task::spawn(f)).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// Settings the world is built with that a run's configuration does not vary (yet).
+pub fn sim_probe_settings() -> ProbeSettings {
+    ProbeSettings {
+        probe_interval: Duration::from_secs(2),
+        probe_timeout: Duration::from_secs(1),
+        probe_retries: 2,
+        retry_gap: Duration::from_millis(500),
+        starting_probes_max: 5,
+    }
+}
+
+pub fn default_replication() -> ReplicationMode {
+    ReplicationMode::Sync
+}

@@ -1,0 +1,887 @@
+//! Crash safety of the storage engine on the simulated disk.
+//!
+//! The property test drives random transactions (heap puts and deletes, append-optimized
+//! appends, two-phase commits), checkpoints and flushes against a model, crashes the disk at
+//! random points (torn tails, a flush or checkpoint in flight), recovers, and requires the
+//! recovered data to be exactly the model after some prefix of the logged transactions: every
+//! transaction acknowledged by a completed flush is there, and the rest are wholly present or
+//! wholly absent, in order. Then it keeps writing and crashes again.
+//!
+//! Reproduce a failing case with the seed proptest prints (`PROPTEST_...` regressions file) or
+//! by running one case: `cargo test -p sim --test storage_crash -- <test name>`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cluster::io::Disk;
+use cluster::storage::{
+    Engine, EngineOptions, Key, Lsn, StorageError, TableDef, TableId, TableKind, Value, Wal, Write,
+    Xid, TUPLE_SPACE,
+};
+use proptest::prelude::*;
+use sim::disk::{SimDisk, TornTail};
+use tokio::sync::Mutex;
+
+const HEAP: TableId = 1;
+const AO: TableId = 2;
+
+fn run<F: Future>(seed: u64, future: F) -> F::Output {
+    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(future)
+}
+
+fn sim_disk() -> SimDisk {
+    SimDisk::new().with_sync_latency(Duration::from_micros(50), Duration::from_micros(500))
+}
+
+async fn open(disk: &SimDisk, cache_blocks_max: usize) -> Result<Engine, StorageError> {
+    let disk: Arc<dyn Disk> = Arc::new(disk.clone());
+    Engine::open(disk, EngineOptions { cache_blocks_max }).await
+}
+
+fn defs() -> [TableDef; 2] {
+    [
+        TableDef {
+            id: HEAP,
+            name: "accounts".into(),
+            kind: TableKind::Heap,
+        },
+        TableDef {
+            id: AO,
+            name: "history".into(),
+            kind: TableKind::AppendOptimized,
+        },
+    ]
+}
+
+/// A value whose bytes depend on who wrote it, so a stale or misplaced row shows.
+fn value(xid: Xid, key: Key, len: usize) -> Value {
+    (0..len)
+        .map(|i| (xid as usize * 31 + key as usize * 7 + i) as u8)
+        .collect()
+}
+
+/// The logical content the engine must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct State {
+    heap: BTreeMap<Key, Value>,
+    ao: BTreeMap<Key, Value>,
+    prepared: BTreeMap<Xid, Vec<Write>>,
+}
+
+impl State {
+    fn apply(&mut self, writes: &[Write]) {
+        for write in writes {
+            let rows = match write.table() {
+                HEAP => &mut self.heap,
+                _ => &mut self.ao,
+            };
+            match write {
+                Write::Put { key, value, .. } => {
+                    rows.insert(*key, value.clone());
+                }
+                Write::Delete { key, .. } => {
+                    rows.remove(key);
+                }
+            }
+        }
+    }
+
+    fn view(&self) -> (BTreeMap<Key, Value>, BTreeMap<Key, Value>, Vec<Xid>) {
+        let prepared = self.prepared.keys().copied().collect();
+        (self.heap.clone(), self.ao.clone(), prepared)
+    }
+}
+
+type View = (BTreeMap<Key, Value>, BTreeMap<Key, Value>, Vec<Xid>);
+
+/// What differs between two views, briefly (values are kilobytes long).
+fn diff(got: &View, want: &View) -> String {
+    let rows = |name: &str, got: &BTreeMap<Key, Value>, want: &BTreeMap<Key, Value>| {
+        let keys: std::collections::BTreeSet<&Key> = got.keys().chain(want.keys()).collect();
+        keys.into_iter()
+            .filter(|k| got.get(k) != want.get(k))
+            .map(|k| {
+                let len = |m: &BTreeMap<Key, Value>| m.get(k).map(|v| v.len());
+                format!(
+                    "{name}[{k}]: got {:?} bytes, want {:?}",
+                    len(got),
+                    len(want)
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut out = rows("heap", &got.0, &want.0);
+    out.extend(rows("ao", &got.1, &want.1));
+    if got.2 != want.2 {
+        out.push(format!("prepared: got {:?}, want {:?}", got.2, want.2));
+    }
+    out.join("; ")
+}
+
+fn actual(engine: &mut Engine) -> Result<View, StorageError> {
+    let heap = engine.scan(HEAP)?.into_iter().collect();
+    let ao = engine.scan(AO)?.into_iter().collect();
+    Ok((heap, ao, engine.prepared()))
+}
+
+/// The model of one life (open to crash): the recovered state and each logged event after it.
+#[derive(Default)]
+struct Model {
+    base: State,
+    /// (end LSN of the event's last record, state after it)
+    events: Vec<(Lsn, State)>,
+    /// The highest LSN a completed flush reported durable.
+    acked: Lsn,
+    next_xid: Xid,
+    next_ao_key: Key,
+}
+
+impl Model {
+    fn current(&self) -> &State {
+        self.events.last().map_or(&self.base, |(_, s)| s)
+    }
+
+    fn log(&mut self, end: Lsn, state: State) {
+        self.events.push((end, state));
+    }
+
+    fn ack(&mut self, flushed: Lsn) {
+        self.acked = self.acked.max(flushed);
+    }
+
+    /// After a crash: the states recovery may produce, oldest first.
+    fn candidates(&self) -> Vec<&State> {
+        let required = self
+            .events
+            .iter()
+            .filter(|(end, _)| *end <= self.acked)
+            .count();
+        let mut all = vec![&self.base];
+        all.extend(self.events.iter().map(|(_, s)| s));
+        all.split_off(required)
+    }
+
+    fn recovered(&mut self, state: State) {
+        self.base = state;
+        self.events.clear();
+        self.acked = 0;
+    }
+
+    fn xid(&mut self) -> Xid {
+        self.next_xid += 1;
+        self.next_xid
+    }
+}
+
+#[derive(Clone, Debug)]
+enum W {
+    HeapPut(Key, usize),
+    HeapDelete(Key),
+    AoPut(usize),
+}
+
+#[derive(Clone, Debug)]
+struct CrashSpec {
+    /// 0: nothing in flight, 1: a WAL flush, 2: a checkpoint.
+    in_flight: u8,
+    delay_us: u64,
+    /// Per file, cyclically: `None` drops the unsynced tail, `Some(n)` keeps `n` mod its size.
+    torn: Vec<Option<usize>>,
+    cache_blocks_max: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Commit(Vec<W>, bool),
+    Prepare(Vec<W>, bool),
+    Resolve(usize, bool, bool),
+    Checkpoint,
+    Flush,
+    Refused(u8),
+    Crash(CrashSpec),
+}
+
+fn write_strategy() -> impl Strategy<Value = W> {
+    prop_oneof![
+        4 => (0i64..24, 0usize..3000).prop_map(|(k, len)| W::HeapPut(k, len)),
+        2 => (0i64..24).prop_map(W::HeapDelete),
+        2 => (0usize..3000).prop_map(W::AoPut),
+    ]
+}
+
+fn crash_strategy() -> impl Strategy<Value = CrashSpec> {
+    let keep = prop_oneof![
+        Just(None),
+        Just(Some(usize::MAX)),
+        (0usize..20_000).prop_map(Some)
+    ];
+    let torn = prop::collection::vec(keep, 1..6);
+    (0u8..3, 0u64..1500, torn, 2usize..5).prop_map(|(in_flight, delay_us, torn, cache)| CrashSpec {
+        in_flight,
+        delay_us,
+        torn,
+        cache_blocks_max: cache,
+    })
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let writes = |min| prop::collection::vec(write_strategy(), min..5);
+    prop_oneof![
+        10 => (writes(0), any::<bool>()).prop_map(|(w, f)| Op::Commit(w, f)),
+        2 => (writes(1), any::<bool>()).prop_map(|(w, f)| Op::Prepare(w, f)),
+        2 => (any::<usize>(), any::<bool>(), any::<bool>()).prop_map(|(p, c, f)| Op::Resolve(p, c, f)),
+        2 => Just(Op::Checkpoint),
+        2 => Just(Op::Flush),
+        1 => (0u8..5).prop_map(Op::Refused),
+        2 => crash_strategy().prop_map(Op::Crash),
+    ]
+}
+
+/// One running instance: the engine behind the lock the cluster uses, and its WAL handle.
+struct Life {
+    engine: Arc<Mutex<Engine>>,
+    wal: Arc<Wal>,
+}
+
+impl Life {
+    async fn start(disk: &SimDisk, cache_blocks_max: usize) -> Result<Life, StorageError> {
+        let engine = open(disk, cache_blocks_max).await?;
+        let wal = engine.wal();
+        Ok(Life {
+            engine: Arc::new(Mutex::new(engine)),
+            wal,
+        })
+    }
+}
+
+/// Drives the ops of one test case and checks the model after every recovery.
+struct Driver {
+    disk: SimDisk,
+    life: Life,
+    model: Model,
+}
+
+impl Driver {
+    async fn new(cache_blocks_max: usize) -> Driver {
+        let disk = sim_disk();
+        let life = Life::start(&disk, cache_blocks_max)
+            .await
+            .expect("open empty");
+        let mut end = 0;
+        for def in defs() {
+            end = life.engine.lock().await.create_table(def).expect("create");
+        }
+        life.wal.flush_to(end).await.expect("flush");
+        let mut model = Model::default();
+        model.ack(end);
+        Driver { disk, life, model }
+    }
+
+    fn writes(&mut self, xid: Xid, spec: &[W]) -> Vec<Write> {
+        spec.iter()
+            .map(|w| match *w {
+                W::HeapPut(key, len) => Write::Put {
+                    table: HEAP,
+                    key,
+                    value: value(xid, key, len),
+                },
+                W::HeapDelete(key) => Write::Delete { table: HEAP, key },
+                W::AoPut(len) => {
+                    self.model.next_ao_key += 1;
+                    let key = self.model.next_ao_key;
+                    Write::Put {
+                        table: AO,
+                        key,
+                        value: value(xid, key, len),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn flush(&mut self, end: Lsn) -> Result<(), TestCaseError> {
+        let flushed = self.life.wal.flush_to(end).await;
+        let flushed = flushed.map_err(|e| TestCaseError::fail(format!("flush: {e}")))?;
+        prop_assert!(flushed >= end);
+        self.model.ack(flushed);
+        Ok(())
+    }
+
+    async fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        match op {
+            Op::Commit(spec, flush) => {
+                let xid = self.model.xid();
+                let writes = self.writes(xid, spec);
+                let end = self.life.engine.lock().await.commit(xid, &writes);
+                let end = end.map_err(|e| TestCaseError::fail(format!("commit: {e}")))?;
+                let mut state = self.model.current().clone();
+                state.apply(&writes);
+                self.model.log(end, state);
+                if *flush {
+                    self.flush(end).await?;
+                }
+            }
+            Op::Prepare(spec, flush) => {
+                let xid = self.model.xid();
+                let writes = self.writes(xid, spec);
+                let end = self.life.engine.lock().await.prepare(xid, &writes);
+                let end = end.map_err(|e| TestCaseError::fail(format!("prepare: {e}")))?;
+                let mut state = self.model.current().clone();
+                state.prepared.insert(xid, writes);
+                self.model.log(end, state);
+                if *flush {
+                    self.flush(end).await?;
+                }
+            }
+            Op::Resolve(pick, commit, flush) => self.resolve(*pick, *commit, *flush).await?,
+            Op::Checkpoint => {
+                let end = self.life.wal.end_lsn();
+                let done = self.life.engine.lock().await.checkpoint().await;
+                done.map_err(|e| TestCaseError::fail(format!("checkpoint: {e}")))?;
+                self.model.ack(end);
+            }
+            Op::Flush => {
+                let end = self.life.wal.end_lsn();
+                self.flush(end).await?;
+            }
+            Op::Refused(kind) => self.refused(*kind).await?,
+            Op::Crash(spec) => self.crash(spec).await?,
+        }
+        self.check_live().await
+    }
+
+    async fn resolve(
+        &mut self,
+        pick: usize,
+        commit: bool,
+        flush: bool,
+    ) -> Result<(), TestCaseError> {
+        let prepared: Vec<Xid> = self.model.current().prepared.keys().copied().collect();
+        let mut engine = self.life.engine.lock().await;
+        if prepared.is_empty() {
+            let err = engine.commit_prepared(u64::MAX).unwrap_err();
+            prop_assert!(matches!(err, StorageError::UnknownPrepared(_)), "{err}");
+            return Ok(());
+        }
+        let xid = prepared[pick % prepared.len()];
+        let mut state = self.model.current().clone();
+        let writes = state.prepared.remove(&xid).expect("picked from the model");
+        let end = if commit {
+            state.apply(&writes);
+            engine.commit_prepared(xid)
+        } else {
+            engine.abort_prepared(xid)
+        };
+        drop(engine);
+        let end = end.map_err(|e| TestCaseError::fail(format!("resolve {xid}: {e}")))?;
+        self.model.log(end, state);
+        if flush {
+            self.flush(end).await?;
+        }
+        Ok(())
+    }
+
+    /// A refused write must change nothing (checked by the next live comparison).
+    async fn refused(&mut self, kind: u8) -> Result<(), TestCaseError> {
+        let xid = self.model.xid();
+        let good = Write::Put {
+            table: HEAP,
+            key: 1,
+            value: value(xid, 1, 10),
+        };
+        let ao_key = self.model.current().ao.keys().next().copied();
+        let bad = match (kind, ao_key) {
+            (0, _) => Write::Delete { table: AO, key: 1 },
+            (1, Some(key)) => Write::Put {
+                table: AO,
+                key,
+                value: vec![1],
+            },
+            (2, _) => Write::Put {
+                table: HEAP,
+                key: 2,
+                value: vec![0; TUPLE_SPACE],
+            },
+            _ => Write::Put {
+                table: 99,
+                key: 1,
+                value: vec![],
+            },
+        };
+        let mut engine = self.life.engine.lock().await;
+        let err = if kind == 4 {
+            engine.prepare(xid, &[good, bad]).unwrap_err()
+        } else {
+            engine.commit(xid, &[good, bad]).unwrap_err()
+        };
+        let expected = match &err {
+            StorageError::AppendOnly { .. } => kind <= 1,
+            StorageError::TupleTooLarge { .. } => kind == 2,
+            StorageError::UnknownTable(99) => kind >= 1,
+            _ => false,
+        };
+        prop_assert!(expected, "refused write {kind}: unexpected error {err}");
+        Ok(())
+    }
+
+    async fn check_live(&mut self) -> Result<(), TestCaseError> {
+        let mut engine = self.life.engine.lock().await;
+        let got = actual(&mut engine).map_err(|e| TestCaseError::fail(format!("scan: {e}")))?;
+        let want = self.model.current().view();
+        prop_assert!(
+            got == want,
+            "live engine diverged from the model: {}",
+            diff(&got, &want)
+        );
+        Ok(())
+    }
+
+    /// Crashes the disk (with a flush or checkpoint possibly in flight), recovers and checks.
+    async fn crash(&mut self, spec: &CrashSpec) -> Result<(), TestCaseError> {
+        let end = self.life.wal.end_lsn();
+        let in_flight = match spec.in_flight {
+            1 => {
+                let wal = self.life.wal.clone();
+                Some(madsim::task::spawn(async move {
+                    wal.flush_to(end).await.map(|_| ())
+                }))
+            }
+            2 => {
+                let engine = self.life.engine.clone();
+                Some(madsim::task::spawn(async move {
+                    engine.lock().await.checkpoint().await.map(|_| ())
+                }))
+            }
+            _ => None,
+        };
+        madsim::time::sleep(Duration::from_micros(spec.delay_us)).await;
+        let mut torn = spec.torn.iter().cycle();
+        self.disk
+            .crash(|_, unsynced| match torn.next().copied().flatten() {
+                None => TornTail::None,
+                Some(usize::MAX) => TornTail::Keep(unsynced),
+                Some(n) => TornTail::Keep(n % (unsynced + 1)),
+            });
+        if let Some(task) = in_flight {
+            // A task still waiting on the disk never finishes: its host is gone.
+            if task.is_finished() {
+                if let Ok(Ok(())) = task.await {
+                    self.model.ack(end);
+                }
+            } else {
+                task.abort();
+            }
+        }
+        self.recover(spec.cache_blocks_max).await
+    }
+
+    async fn recover(&mut self, cache_blocks_max: usize) -> Result<(), TestCaseError> {
+        let life = Life::start(&self.disk, cache_blocks_max).await;
+        self.life = life.map_err(|e| TestCaseError::fail(format!("recovery failed: {e}")))?;
+        let got = {
+            let mut engine = self.life.engine.lock().await;
+            actual(&mut engine).map_err(|e| TestCaseError::fail(format!("scan: {e}")))?
+        };
+        let candidates = self.model.candidates();
+        let Some(state) = candidates.iter().rev().find(|s| s.view() == got) else {
+            let oldest = candidates[0].view();
+            return Err(TestCaseError::fail(format!(
+                "recovered state matches none of the {} allowed prefixes (acked lsn {}); \
+                 against the oldest: {}",
+                candidates.len(),
+                self.model.acked,
+                diff(&got, &oldest),
+            )));
+        };
+        let state = (*state).clone();
+        self.model.recovered(state);
+        Ok(())
+    }
+}
+
+fn crash_cycles(
+    seed: u64,
+    cache: usize,
+    ops: Vec<Op>,
+    last: CrashSpec,
+) -> Result<(), TestCaseError> {
+    run(seed, async move {
+        let mut driver = Driver::new(cache).await;
+        for op in &ops {
+            driver.step(op).await?;
+        }
+        driver.crash(&last).await?;
+        // Recovery must leave an engine that keeps working.
+        driver
+            .step(&Op::Commit(vec![W::HeapPut(3, 100), W::AoPut(50)], true))
+            .await?;
+        driver.step(&Op::Checkpoint).await?;
+        driver.crash(&last).await
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn recovery_keeps_every_acknowledged_transaction_and_tears_none(
+        seed in any::<u64>(),
+        cache in 2usize..5,
+        ops in prop::collection::vec(op_strategy(), 5..60),
+        last in crash_strategy(),
+    ) {
+        crash_cycles(seed, cache, ops, last)?;
+    }
+}
+
+/// WAL before data: blocks of transactions whose commit records are not durable never reach
+/// the table files, even when a tiny cache must evict them and every unsynced byte of the
+/// table files survives the crash.
+#[test]
+fn unflushed_commits_never_reach_table_files() {
+    run(7, async {
+        let disk = sim_disk();
+        let mut engine = open(&disk, 1).await.unwrap();
+        for def in defs() {
+            engine.create_table(def).unwrap();
+        }
+        engine.commit(1, &[put(HEAP, 1, 1, 100)]).unwrap();
+        engine.checkpoint().await.unwrap();
+        let flushed = engine.wal().flushed_lsn();
+        for xid in 2..12 {
+            let key = xid as Key;
+            engine.commit(xid, &[put(AO, xid, key, 3000)]).unwrap();
+            // Reading the heap block evicts the new append-optimized blocks.
+            assert!(engine.get(HEAP, 1).unwrap().is_some());
+        }
+        assert!(engine.stats().evictions > 0);
+        assert_eq!(engine.wal().flushed_lsn(), flushed);
+        drop(engine);
+        disk.crash(|path, unsynced| {
+            if path.ends_with("pg_wal/wal") {
+                TornTail::None
+            } else {
+                TornTail::Keep(unsynced)
+            }
+        });
+        let mut engine = open(&disk, 1).await.unwrap();
+        let keys = |rows: Vec<(Key, Value)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(engine.scan(AO).unwrap()), Vec::<Key>::new());
+        assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1]);
+    });
+}
+
+fn put(table: TableId, xid: Xid, key: Key, len: usize) -> Write {
+    Write::Put {
+        table,
+        key,
+        value: value(xid, key, len),
+    }
+}
+
+/// A bit flipped on disk in a table block is never served: reads of that block fail with
+/// `Corrupt`, and so does recovery, since the block lies inside the checkpointed length.
+#[test]
+fn a_flipped_bit_in_a_table_block_is_reported_as_corrupt() {
+    run(11, async {
+        let disk = sim_disk();
+        let mut engine = open(&disk, 2).await.unwrap();
+        for def in defs() {
+            engine.create_table(def).unwrap();
+        }
+        // Two 3 KiB rows per block: keys 0 and 1 land in block 0.
+        let rows: Vec<Write> = (0..12).map(|k| put(HEAP, 1, k, 3000)).collect();
+        engine.commit(1, &rows).unwrap();
+        engine.checkpoint().await.unwrap();
+        // Touch other blocks so that block 0 leaves the two-block cache.
+        for key in [11, 9, 7] {
+            assert!(engine.get(HEAP, key).unwrap().is_some());
+        }
+        assert!(disk.corrupt("base/1", 100, 0x01));
+        let corrupt = |err: StorageError| {
+            matches!(err, StorageError::Corrupt { ref file, block: 0 } if file == "base/1")
+        };
+        let err = engine.get(HEAP, 0).unwrap_err();
+        assert!(corrupt(err));
+        let err = engine.scan(HEAP).unwrap_err();
+        assert!(corrupt(err));
+        // Other blocks are still served.
+        assert!(engine.get(HEAP, 5).unwrap().is_some());
+        drop(engine);
+        disk.crash(|_, _| TornTail::None);
+        let err = open(&disk, 2).await.err().expect("recovery must refuse a corrupt block");
+        assert!(corrupt(err));
+    });
+}
+
+/// A corrupt WAL record ends the valid WAL: recovery keeps every transaction before it, cuts
+/// the WAL there, and new commits follow the valid records.
+#[test]
+fn a_corrupt_wal_record_ends_recovery_there() {
+    run(13, async {
+        let disk = sim_disk();
+        let mut engine = open(&disk, 256).await.unwrap();
+        for def in defs() {
+            engine.create_table(def).unwrap();
+        }
+        let mut ends = Vec::new();
+        for xid in 1..=5 {
+            let end = engine.commit(xid, &[put(HEAP, xid, xid as Key, 500), put(AO, xid, xid as Key, 50)]).unwrap();
+            engine.wal().flush_to(end).await.unwrap();
+            ends.push(end);
+        }
+        drop(engine);
+        // Flip a byte inside the first record of transaction 4.
+        assert!(disk.corrupt("pg_wal/wal", ends[2] + 20, 0x40));
+        disk.crash(|_, _| TornTail::None);
+        let mut engine = open(&disk, 256).await.unwrap();
+        assert_eq!(engine.wal().end_lsn(), ends[2]);
+        let keys = |rows: Vec<(Key, Value)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1, 2, 3]);
+        assert_eq!(keys(engine.scan(AO).unwrap()), vec![1, 2, 3]);
+        assert_eq!(engine.get(HEAP, 2).unwrap(), Some(value(2, 2, 500)));
+        let end = engine.commit(6, &[put(HEAP, 6, 6, 10)]).unwrap();
+        engine.wal().flush_to(end).await.unwrap();
+        drop(engine);
+        disk.crash(|_, _| TornTail::None);
+        let mut engine = open(&disk, 256).await.unwrap();
+        assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1, 2, 3, 6]);
+    });
+}
+
+/// Group commit: committers that flush while an fsync is in flight share the next one.
+#[test]
+fn concurrent_commits_share_wal_fsyncs() {
+    run(17, async {
+        let disk = sim_disk();
+        let life = Life::start(&disk, 16).await.unwrap();
+        let end = life.engine.lock().await.create_table(defs()[0].clone()).unwrap();
+        life.wal.flush_to(end).await.unwrap();
+        let syncs_before = disk.stats().syncs;
+        let committers: Vec<_> = (1..=20u64)
+            .map(|xid| {
+                let (engine, wal) = (life.engine.clone(), life.wal.clone());
+                madsim::task::spawn(async move {
+                    let end = engine.lock().await.commit(xid, &[put(HEAP, xid, xid as Key, 10)])?;
+                    wal.flush_to(end).await
+                })
+            })
+            .collect();
+        for committer in committers {
+            committer.await.unwrap().unwrap();
+        }
+        let syncs = disk.stats().syncs - syncs_before;
+        assert!(syncs <= 5, "20 concurrent commits took {syncs} wal fsyncs");
+        assert_eq!(life.engine.lock().await.scan(HEAP).unwrap().len(), 20);
+    });
+}
+
+/// A write refused by a full disk changes nothing, and the engine works once space returns.
+#[test]
+fn a_full_disk_refuses_a_commit_and_changes_nothing() {
+    run(19, async {
+        let disk = sim_disk();
+        let mut engine = open(&disk, 4).await.unwrap();
+        for def in defs() {
+            engine.create_table(def).unwrap();
+        }
+        let end = engine.commit(1, &[put(HEAP, 1, 1, 100)]).unwrap();
+        engine.wal().flush_to(end).await.unwrap();
+        let digest = engine.data_digest().unwrap();
+        let wal_end = engine.wal().end_lsn();
+        disk.set_capacity(Some(0));
+        let err = engine.commit(2, &[put(HEAP, 2, 2, 100), put(AO, 2, 1, 100)]).unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err}");
+        assert_eq!(engine.data_digest().unwrap(), digest);
+        assert_eq!(engine.wal().end_lsn(), wal_end);
+        disk.set_capacity(None);
+        let end = engine.commit(3, &[put(HEAP, 3, 3, 100)]).unwrap();
+        engine.wal().flush_to(end).await.unwrap();
+        drop(engine);
+        disk.crash(|_, _| TornTail::None);
+        let mut engine = open(&disk, 4).await.unwrap();
+        let keys: Vec<Key> = engine.scan(HEAP).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec![1, 3]);
+    });
+}
+
+#[derive(Clone, Debug)]
+enum ReplOp {
+    Commit(Vec<W>),
+    Prepare(Vec<W>),
+    Resolve(usize, bool),
+    /// Ship up to `chunk` bytes, starting `resend` bytes before the mirror's end.
+    Ship { chunk: usize, resend: usize },
+    PrimaryCheckpoint,
+    MirrorCheckpoint,
+    /// The mirror's host crashes; `Some(n)` keeps `n` unsynced bytes of each file.
+    MirrorCrash(Option<usize>),
+}
+
+fn repl_op_strategy() -> impl Strategy<Value = ReplOp> {
+    let writes = |min| prop::collection::vec(write_strategy(), min..4);
+    prop_oneof![
+        6 => writes(0).prop_map(ReplOp::Commit),
+        1 => writes(1).prop_map(ReplOp::Prepare),
+        1 => (any::<usize>(), any::<bool>()).prop_map(|(p, c)| ReplOp::Resolve(p, c)),
+        8 => (1usize..12_000, prop_oneof![Just(0usize), 0usize..5000]).prop_map(|(chunk, resend)| ReplOp::Ship { chunk, resend }),
+        1 => Just(ReplOp::PrimaryCheckpoint),
+        1 => Just(ReplOp::MirrorCheckpoint),
+        1 => prop::option::of(0usize..20_000).prop_map(ReplOp::MirrorCrash),
+    ]
+}
+
+/// A primary and its mirror, and what the primary held after each of its WAL records.
+struct Pair {
+    primary: Engine,
+    mirror: Engine,
+    mirror_disk: SimDisk,
+    /// (end LSN, data digest, prepared) after each primary write, starting from the empty disk.
+    history: Vec<(Lsn, u64, Vec<Xid>)>,
+    next_xid: Xid,
+    next_ao_key: Key,
+}
+
+impl Pair {
+    async fn new() -> Pair {
+        let mut primary = open(&sim_disk(), 3).await.unwrap();
+        let mirror_disk = sim_disk();
+        let mirror = open(&mirror_disk, 3).await.unwrap();
+        let history = vec![(0, primary.data_digest().unwrap(), vec![])];
+        let mut pair = Pair { primary, mirror, mirror_disk, history, next_xid: 0, next_ao_key: 0 };
+        for def in defs() {
+            let end = pair.primary.create_table(def).unwrap();
+            pair.record(end);
+        }
+        pair
+    }
+
+    fn record(&mut self, end: Lsn) {
+        let digest = self.primary.data_digest().unwrap();
+        self.history.push((end, digest, self.primary.prepared()));
+    }
+
+    fn writes(&mut self, xid: Xid, spec: &[W]) -> Vec<Write> {
+        spec.iter()
+            .map(|w| match *w {
+                W::HeapPut(key, len) => put(HEAP, xid, key, len),
+                W::HeapDelete(key) => Write::Delete { table: HEAP, key },
+                W::AoPut(len) => {
+                    self.next_ao_key += 1;
+                    put(AO, xid, self.next_ao_key, len)
+                }
+            })
+            .collect()
+    }
+
+    /// The mirror must hold exactly what the primary held at the mirror's replay LSN.
+    fn check_mirror(&mut self) -> Result<(), TestCaseError> {
+        let replay = self.mirror.replay_lsn();
+        let (_, digest, prepared) = self.history.iter().rev().find(|(end, _, _)| *end <= replay).expect("history starts at 0");
+        let (digest, prepared) = (*digest, prepared.clone());
+        prop_assert_eq!(self.mirror.data_digest().unwrap(), digest, "mirror at replay lsn {} differs from the primary", replay);
+        prop_assert_eq!(self.mirror.prepared(), prepared);
+        prop_assert!(replay <= self.mirror.wal().flushed_lsn());
+        Ok(())
+    }
+
+    async fn ship(&mut self, chunk: usize, resend: usize) -> Result<(), TestCaseError> {
+        let end = self.primary.wal().end_lsn();
+        self.primary.wal().flush_to(end).await.unwrap();
+        let from = self.mirror.wal().end_lsn().saturating_sub(resend as u64);
+        let bytes = self.primary.read_wal(from, chunk).unwrap();
+        self.mirror.receive_wal(from, &bytes).unwrap();
+        let end = self.mirror.wal().end_lsn();
+        self.mirror.wal().flush_to(end).await.unwrap();
+        self.mirror.replay().unwrap();
+        self.check_mirror()
+    }
+
+    async fn step(&mut self, op: &ReplOp) -> Result<(), TestCaseError> {
+        self.next_xid += 1;
+        let xid = self.next_xid;
+        match op {
+            ReplOp::Commit(spec) => {
+                let writes = self.writes(xid, spec);
+                let end = self.primary.commit(xid, &writes).unwrap();
+                self.record(end);
+            }
+            ReplOp::Prepare(spec) => {
+                let writes = self.writes(xid, spec);
+                let end = self.primary.prepare(xid, &writes).unwrap();
+                self.record(end);
+            }
+            ReplOp::Resolve(pick, commit) => {
+                let prepared = self.primary.prepared();
+                if let Some(&xid) = prepared.get(pick % prepared.len().max(1)) {
+                    let end = if *commit { self.primary.commit_prepared(xid) } else { self.primary.abort_prepared(xid) };
+                    self.record(end.unwrap());
+                }
+            }
+            ReplOp::Ship { chunk, resend } => self.ship(*chunk, *resend).await?,
+            ReplOp::PrimaryCheckpoint => {
+                self.primary.checkpoint().await.unwrap();
+            }
+            ReplOp::MirrorCheckpoint => {
+                let end = self.mirror.wal().end_lsn();
+                self.mirror.checkpoint().await.unwrap();
+                prop_assert_eq!(self.mirror.wal().end_lsn(), end, "a mirror checkpoint wrote wal");
+            }
+            ReplOp::MirrorCrash(keep) => {
+                self.mirror_disk.crash(|_, unsynced| match keep {
+                    None => TornTail::None,
+                    Some(n) => TornTail::Keep(n % (unsynced + 1)),
+                });
+                self.mirror = open(&self.mirror_disk, 3).await.unwrap();
+                self.check_mirror()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ships everything, checks the mirror caught up, then promotes it.
+    async fn catch_up_and_promote(&mut self) -> Result<(), TestCaseError> {
+        let end = self.primary.wal().end_lsn();
+        self.primary.wal().flush_to(end).await.unwrap();
+        while self.mirror.wal().end_lsn() < end {
+            self.ship(7000, 0).await?;
+        }
+        prop_assert_eq!(self.mirror.replay_lsn(), end);
+        prop_assert_eq!(self.mirror.data_digest().unwrap(), self.primary.data_digest().unwrap());
+        let err = self.mirror.commit(u64::MAX, &[]).unwrap_err();
+        prop_assert!(matches!(err, StorageError::Replica), "{}", err);
+        let err = self.mirror.receive_wal(end + 1, b"x").unwrap_err();
+        prop_assert!(matches!(err, StorageError::WalGap { .. }), "{}", err);
+
+        prop_assert_eq!(self.mirror.end_of_valid_wal().unwrap(), end);
+        let xid = self.next_xid + 1;
+        let end = self.mirror.commit(xid, &[put(HEAP, xid, 1, 64)]).unwrap();
+        self.mirror.wal().flush_to(end).await.unwrap();
+        let err = self.mirror.receive_wal(end, b"x").unwrap_err();
+        prop_assert!(matches!(err, StorageError::NotReplica), "{}", err);
+        self.mirror_disk.crash(|_, _| TornTail::None);
+        let mut promoted = open(&self.mirror_disk, 3).await.unwrap();
+        prop_assert_eq!(promoted.get(HEAP, 1).unwrap(), Some(value(xid, 1, 64)));
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_mirror_fed_wal_in_random_chunks_replays_to_the_primarys_content(
+        seed in any::<u64>(),
+        ops in prop::collection::vec(repl_op_strategy(), 5..50),
+    ) {
+        run(seed, async move {
+            let mut pair = Pair::new().await;
+            for op in &ops {
+                pair.step(op).await?;
+            }
+            pair.catch_up_and_promote().await
+        })?;
+    }
+}
