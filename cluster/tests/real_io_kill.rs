@@ -136,7 +136,7 @@ impl LocalCluster {
     fn start_all(&mut self) {
         self.spawn("coordinator", &["coordinator"]);
         self.spawn("primary-dbid2", &["segment", "--dbid", "2"]);
-        //MIRROR
+        self.spawn("mirror-dbid3", &["segment", "--dbid", "3"]);
     }
 
     /// SIGKILL, as a machine losing power or the OOM killer does it.

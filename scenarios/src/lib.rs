@@ -1,1 +1,32 @@
+//! Named scenarios from the seed documents and the planted-bug catalogue.
 
+use sim::config::RunConfig;
+use sim::runner::{run_seed, SeedResult, Verdict};
+
+/// A planted bug and the scenario it is hunted in.
+pub struct PlantedBug {
+    pub name: &'static str,
+    pub scenario: &'static str,
+    /// The checker expected to catch it.
+    pub caught_by: &'static str,
+    /// Seeds within which a hunt must catch it.
+    pub seed_budget: u64,
+}
+
+/// Every planted bug, each switchable at run time and off by default.
+pub const CATALOGUE: &[PlantedBug] = &[PlantedBug {
+    name: "ack-before-mirror-flush",
+    scenario: "pair",
+    caught_by: "no-lost-commits",
+    seed_budget: 500,
+}];
+
+/// Runs seeds from `start` with the bug on until a seed fails a safety check, or the budget runs
+/// out. Returns the first failing seed's result.
+pub fn hunt(bug: &PlantedBug, start: u64) -> Option<SeedResult> {
+    let mut cfg = RunConfig::by_name(bug.scenario).expect("catalogued scenario exists");
+    cfg.bugs.enable(bug.name).expect("catalogued bug exists");
+    (start..start + bug.seed_budget)
+        .map(|seed| run_seed(seed, &cfg).0)
+        .find(|r| r.verdict == Verdict::Safety)
+}

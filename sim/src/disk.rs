@@ -360,6 +360,72 @@ impl Disk for SimDisk {
     }
 }
 
+/// One instance's data directory on a host's disk: every path is taken relative to `root`.
+/// Several instances share a host's [`SimDisk`], so a host crash or a full disk hits them all.
+pub struct SubDisk {
+    disk: SimDisk,
+    root: String,
+}
+
+impl SubDisk {
+    pub fn new(disk: SimDisk, root: &str) -> SubDisk {
+        let root = root.trim_matches('/').to_string();
+        disk.create_dir(&root)
+            .expect("the simulated disk creates directories");
+        SubDisk { disk, root }
+    }
+
+    fn path(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            self.root.clone()
+        } else {
+            format!("{}/{rel}", self.root)
+        }
+    }
+}
+
+impl Disk for SubDisk {
+    fn create(&self, path: &str) -> io::Result<()> {
+        self.disk.create(&self.path(path))
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.disk.exists(&self.path(path))
+    }
+    fn append(&self, path: &str, data: &[u8]) -> io::Result<u64> {
+        self.disk.append(&self.path(path), data)
+    }
+    fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.disk.write_at(&self.path(path), offset, data)
+    }
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.disk.read_at(&self.path(path), offset, len)
+    }
+    fn len(&self, path: &str) -> io::Result<u64> {
+        self.disk.len(&self.path(path))
+    }
+    fn truncate(&self, path: &str, len: u64) -> io::Result<()> {
+        self.disk.truncate(&self.path(path), len)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.disk.rename(&self.path(from), &self.path(to))
+    }
+    fn remove(&self, path: &str) -> io::Result<()> {
+        self.disk.remove(&self.path(path))
+    }
+    fn create_dir(&self, dir: &str) -> io::Result<()> {
+        self.disk.create_dir(&self.path(dir))
+    }
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        self.disk.list(&self.path(dir))
+    }
+    fn sync<'a>(&'a self, path: &'a str) -> DiskFuture<'a> {
+        Box::pin(async move { self.disk.sync(&self.path(path)).await })
+    }
+    fn sync_dir<'a>(&'a self, dir: &'a str) -> DiskFuture<'a> {
+        Box::pin(async move { self.disk.sync_dir(&self.path(dir)).await })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,71 +498,5 @@ mod tests {
         disk.crash(|_, _| TornTail::None);
         assert_eq!(disk.list("").unwrap(), vec!["control".to_string()]);
         assert_eq!(disk.read_at("control", 0, 10).unwrap(), b"v2");
-    }
-}
-
-/// One instance's data directory on a host's disk: every path is taken relative to `root`.
-/// Several instances share a host's [`SimDisk`], so a host crash or a full disk hits them all.
-pub struct SubDisk {
-    disk: SimDisk,
-    root: String,
-}
-
-impl SubDisk {
-    pub fn new(disk: SimDisk, root: &str) -> SubDisk {
-        let root = root.trim_matches('/').to_string();
-        disk.create_dir(&root)
-            .expect("the simulated disk creates directories");
-        SubDisk { disk, root }
-    }
-
-    fn path(&self, rel: &str) -> String {
-        if rel.is_empty() {
-            self.root.clone()
-        } else {
-            format!("{}/{rel}", self.root)
-        }
-    }
-}
-
-impl Disk for SubDisk {
-    fn create(&self, path: &str) -> io::Result<()> {
-        self.disk.create(&self.path(path))
-    }
-    fn exists(&self, path: &str) -> bool {
-        self.disk.exists(&self.path(path))
-    }
-    fn append(&self, path: &str, data: &[u8]) -> io::Result<u64> {
-        self.disk.append(&self.path(path), data)
-    }
-    fn write_at(&self, path: &str, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.disk.write_at(&self.path(path), offset, data)
-    }
-    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        self.disk.read_at(&self.path(path), offset, len)
-    }
-    fn len(&self, path: &str) -> io::Result<u64> {
-        self.disk.len(&self.path(path))
-    }
-    fn truncate(&self, path: &str, len: u64) -> io::Result<()> {
-        self.disk.truncate(&self.path(path), len)
-    }
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.disk.rename(&self.path(from), &self.path(to))
-    }
-    fn remove(&self, path: &str) -> io::Result<()> {
-        self.disk.remove(&self.path(path))
-    }
-    fn create_dir(&self, dir: &str) -> io::Result<()> {
-        self.disk.create_dir(&self.path(dir))
-    }
-    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        self.disk.list(&self.path(dir))
-    }
-    fn sync<'a>(&'a self, path: &'a str) -> DiskFuture<'a> {
-        Box::pin(async move { self.disk.sync(&self.path(path)).await })
-    }
-    fn sync_dir<'a>(&'a self, dir: &'a str) -> DiskFuture<'a> {
-        Box::pin(async move { self.disk.sync_dir(&self.path(dir)).await })
     }
 }

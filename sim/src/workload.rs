@@ -32,7 +32,7 @@ pub async fn run_client(
     let mut client = Client::new(vec![coordinator], timeout);
     let mut seq: i64 = 0;
     while now_ms() < stop_at_ms {
-        let table = TABLES[(rng.next_u32() % 4 == 0) as usize].0;
+        let table = TABLES[rng.next_u32().is_multiple_of(4) as usize].0;
         let n = 1 + rng.next_u32() % 3;
         let rows: Vec<(Key, Value)> = (0..n)
             .map(|_| {

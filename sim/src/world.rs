@@ -207,7 +207,7 @@ impl World {
         self.handle.kill(host.node.id());
         let rng = &mut self.rng;
         host.disk.crash(|_, unsynced| {
-            if rng.next_u32() % 2 == 0 {
+            if rng.next_u32().is_multiple_of(2) {
                 TornTail::None
             } else {
                 TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)

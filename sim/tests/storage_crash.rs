@@ -7,60 +7,24 @@
 //! transaction acknowledged by a completed flush is there, and the rest are wholly present or
 //! wholly absent, in order. Then it keeps writing and crashes again.
 //!
-//! Reproduce a failing case with the seed proptest prints (`PROPTEST_...` regressions file) or
-//! by running one case: `cargo test -p sim --test storage_crash -- <test name>`.
+//! Also here: corruption of a table block and of a WAL record, group commit, a full disk, and
+//! the WAL-before-data rule under a tiny cache. Replication is in `storage_replication.rs`.
+//!
+//! A failing case prints its minimal input, seed included; rerun one test with
+//! `cargo test -p sim --test storage_crash -- <test name>`.
+
+mod storage_support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::io::Disk;
-use cluster::storage::{
-    Engine, EngineOptions, Key, Lsn, StorageError, TableDef, TableId, TableKind, Value, Wal, Write,
-    Xid, TUPLE_SPACE,
-};
+use cluster::storage::{Engine, Key, Lsn, StorageError, Value, Wal, Write, Xid, TUPLE_SPACE};
 use proptest::prelude::*;
 use sim::disk::{SimDisk, TornTail};
 use tokio::sync::Mutex;
 
-const HEAP: TableId = 1;
-const AO: TableId = 2;
-
-fn run<F: Future>(seed: u64, future: F) -> F::Output {
-    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default()).block_on(future)
-}
-
-fn sim_disk() -> SimDisk {
-    SimDisk::new().with_sync_latency(Duration::from_micros(50), Duration::from_micros(500))
-}
-
-async fn open(disk: &SimDisk, cache_blocks_max: usize) -> Result<Engine, StorageError> {
-    let disk: Arc<dyn Disk> = Arc::new(disk.clone());
-    Engine::open(disk, EngineOptions { cache_blocks_max }).await
-}
-
-fn defs() -> [TableDef; 2] {
-    [
-        TableDef {
-            id: HEAP,
-            name: "accounts".into(),
-            kind: TableKind::Heap,
-        },
-        TableDef {
-            id: AO,
-            name: "history".into(),
-            kind: TableKind::AppendOptimized,
-        },
-    ]
-}
-
-/// A value whose bytes depend on who wrote it, so a stale or misplaced row shows.
-fn value(xid: Xid, key: Key, len: usize) -> Value {
-    (0..len)
-        .map(|i| (xid as usize * 31 + key as usize * 7 + i) as u8)
-        .collect()
-}
+use storage_support::*;
 
 /// The logical content the engine must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -176,15 +140,8 @@ impl Model {
 }
 
 #[derive(Clone, Debug)]
-enum W {
-    HeapPut(Key, usize),
-    HeapDelete(Key),
-    AoPut(usize),
-}
-
-#[derive(Clone, Debug)]
 struct CrashSpec {
-    /// 0: nothing in flight, 1: a WAL flush, 2: a checkpoint.
+    /// 0: nothing in flight, 1: a WAL flush, 2: a checkpoint, 3: a flush, a commit, a flush.
     in_flight: u8,
     delay_us: u64,
     /// Per file, cyclically: `None` drops the unsynced tail, `Some(n)` keeps `n` mod its size.
@@ -203,14 +160,6 @@ enum Op {
     Crash(CrashSpec),
 }
 
-fn write_strategy() -> impl Strategy<Value = W> {
-    prop_oneof![
-        4 => (0i64..24, 0usize..3000).prop_map(|(k, len)| W::HeapPut(k, len)),
-        2 => (0i64..24).prop_map(W::HeapDelete),
-        2 => (0usize..3000).prop_map(W::AoPut),
-    ]
-}
-
 fn crash_strategy() -> impl Strategy<Value = CrashSpec> {
     let keep = prop_oneof![
         Just(None),
@@ -218,7 +167,7 @@ fn crash_strategy() -> impl Strategy<Value = CrashSpec> {
         (0usize..20_000).prop_map(Some)
     ];
     let torn = prop::collection::vec(keep, 1..6);
-    (0u8..3, 0u64..1500, torn, 2usize..5).prop_map(|(in_flight, delay_us, torn, cache)| CrashSpec {
+    (0u8..4, 0u64..1500, torn, 2usize..5).prop_map(|(in_flight, delay_us, torn, cache)| CrashSpec {
         in_flight,
         delay_us,
         torn,
@@ -309,20 +258,23 @@ impl Driver {
         Ok(())
     }
 
+    async fn commit(&mut self, spec: &[W], flush: bool) -> Result<(), TestCaseError> {
+        let xid = self.model.xid();
+        let writes = self.writes(xid, spec);
+        let end = self.life.engine.lock().await.commit(xid, &writes);
+        let end = end.map_err(|e| TestCaseError::fail(format!("commit: {e}")))?;
+        let mut state = self.model.current().clone();
+        state.apply(&writes);
+        self.model.log(end, state);
+        if flush {
+            self.flush(end).await?;
+        }
+        Ok(())
+    }
+
     async fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match op {
-            Op::Commit(spec, flush) => {
-                let xid = self.model.xid();
-                let writes = self.writes(xid, spec);
-                let end = self.life.engine.lock().await.commit(xid, &writes);
-                let end = end.map_err(|e| TestCaseError::fail(format!("commit: {e}")))?;
-                let mut state = self.model.current().clone();
-                state.apply(&writes);
-                self.model.log(end, state);
-                if *flush {
-                    self.flush(end).await?;
-                }
-            }
+            Op::Commit(spec, flush) => self.commit(spec, *flush).await?,
             Op::Prepare(spec, flush) => {
                 let xid = self.model.xid();
                 let writes = self.writes(xid, spec);
@@ -438,24 +390,36 @@ impl Driver {
         Ok(())
     }
 
-    /// Crashes the disk (with a flush or checkpoint possibly in flight), recovers and checks.
+    /// A task that flushes the WAL to its current end, and that end.
+    fn spawn_flush(&self) -> (madsim::task::JoinHandle<Result<(), StorageError>>, Lsn) {
+        let wal = self.life.wal.clone();
+        let end = wal.end_lsn();
+        let task = madsim::task::spawn(async move { wal.flush_to(end).await.map(|_| ()) });
+        (task, end)
+    }
+
+    /// Crashes the disk (with flushes or a checkpoint possibly in flight), recovers and checks.
     async fn crash(&mut self, spec: &CrashSpec) -> Result<(), TestCaseError> {
-        let end = self.life.wal.end_lsn();
-        let in_flight = match spec.in_flight {
-            1 => {
-                let wal = self.life.wal.clone();
-                Some(madsim::task::spawn(async move {
-                    wal.flush_to(end).await.map(|_| ())
-                }))
-            }
+        let mut in_flight = Vec::new();
+        match spec.in_flight {
+            1 => in_flight.push(self.spawn_flush()),
             2 => {
                 let engine = self.life.engine.clone();
-                Some(madsim::task::spawn(async move {
+                let end = self.life.wal.end_lsn();
+                let task = madsim::task::spawn(async move {
                     engine.lock().await.checkpoint().await.map(|_| ())
-                }))
+                });
+                in_flight.push((task, end));
             }
-            _ => None,
-        };
+            3 => {
+                // A commit arrives while an fsync is in flight: the fsync must not cover it.
+                in_flight.push(self.spawn_flush());
+                madsim::time::sleep(Duration::from_micros(1)).await;
+                self.commit(&[W::HeapPut(0, 200)], false).await?;
+                in_flight.push(self.spawn_flush());
+            }
+            _ => {}
+        }
         madsim::time::sleep(Duration::from_micros(spec.delay_us)).await;
         let mut torn = spec.torn.iter().cycle();
         self.disk
@@ -464,7 +428,7 @@ impl Driver {
                 Some(usize::MAX) => TornTail::Keep(unsynced),
                 Some(n) => TornTail::Keep(n % (unsynced + 1)),
             });
-        if let Some(task) = in_flight {
+        for (task, end) in in_flight {
             // A task still waiting on the disk never finishes: its host is gone.
             if task.is_finished() {
                 if let Ok(Ok(())) = task.await {
@@ -523,7 +487,7 @@ fn crash_cycles(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(256))]
 
     #[test]
     fn recovery_keeps_every_acknowledged_transaction_and_tears_none(
@@ -567,18 +531,9 @@ fn unflushed_commits_never_reach_table_files() {
             }
         });
         let mut engine = open(&disk, 1).await.unwrap();
-        let keys = |rows: Vec<(Key, Value)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(keys(engine.scan(AO).unwrap()), Vec::<Key>::new());
         assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1]);
     });
-}
-
-fn put(table: TableId, xid: Xid, key: Key, len: usize) -> Write {
-    Write::Put {
-        table,
-        key,
-        value: value(xid, key, len),
-    }
 }
 
 /// A bit flipped on disk in a table block is never served: reads of that block fail with
@@ -600,9 +555,7 @@ fn a_flipped_bit_in_a_table_block_is_reported_as_corrupt() {
             assert!(engine.get(HEAP, key).unwrap().is_some());
         }
         assert!(disk.corrupt("base/1", 100, 0x01));
-        let corrupt = |err: StorageError| {
-            matches!(err, StorageError::Corrupt { ref file, block: 0 } if file == "base/1")
-        };
+        let corrupt = |err: StorageError| matches!(err, StorageError::Corrupt { ref file, block: 0 } if file == "base/1");
         let err = engine.get(HEAP, 0).unwrap_err();
         assert!(corrupt(err));
         let err = engine.scan(HEAP).unwrap_err();
@@ -611,7 +564,10 @@ fn a_flipped_bit_in_a_table_block_is_reported_as_corrupt() {
         assert!(engine.get(HEAP, 5).unwrap().is_some());
         drop(engine);
         disk.crash(|_, _| TornTail::None);
-        let err = open(&disk, 2).await.err().expect("recovery must refuse a corrupt block");
+        let err = open(&disk, 2)
+            .await
+            .err()
+            .expect("recovery must refuse a corrupt block");
         assert!(corrupt(err));
     });
 }
@@ -628,7 +584,15 @@ fn a_corrupt_wal_record_ends_recovery_there() {
         }
         let mut ends = Vec::new();
         for xid in 1..=5 {
-            let end = engine.commit(xid, &[put(HEAP, xid, xid as Key, 500), put(AO, xid, xid as Key, 50)]).unwrap();
+            let end = engine
+                .commit(
+                    xid,
+                    &[
+                        put(HEAP, xid, xid as Key, 500),
+                        put(AO, xid, xid as Key, 50),
+                    ],
+                )
+                .unwrap();
             engine.wal().flush_to(end).await.unwrap();
             ends.push(end);
         }
@@ -638,7 +602,6 @@ fn a_corrupt_wal_record_ends_recovery_there() {
         disk.crash(|_, _| TornTail::None);
         let mut engine = open(&disk, 256).await.unwrap();
         assert_eq!(engine.wal().end_lsn(), ends[2]);
-        let keys = |rows: Vec<(Key, Value)>| rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1, 2, 3]);
         assert_eq!(keys(engine.scan(AO).unwrap()), vec![1, 2, 3]);
         assert_eq!(engine.get(HEAP, 2).unwrap(), Some(value(2, 2, 500)));
@@ -651,31 +614,61 @@ fn a_corrupt_wal_record_ends_recovery_there() {
     });
 }
 
+/// Spawns `n` committers that each commit one heap row and flush; waits for all of them.
+async fn commit_concurrently(life: &Life, n: u64) {
+    let committers: Vec<_> = (1..=n)
+        .map(|xid| {
+            let (engine, wal) = (life.engine.clone(), life.wal.clone());
+            madsim::task::spawn(async move {
+                let row = put(HEAP, xid, xid as Key, 10 * xid as usize);
+                let end = engine.lock().await.commit(xid, &[row])?;
+                wal.flush_to(end).await
+            })
+        })
+        .collect();
+    for committer in committers {
+        committer.await.unwrap().unwrap();
+    }
+}
+
+async fn start_with_heap(disk: &SimDisk, cache_blocks_max: usize) -> Life {
+    let life = Life::start(disk, cache_blocks_max).await.unwrap();
+    let end = life.engine.lock().await.create_table(defs()[0].clone());
+    life.wal.flush_to(end.unwrap()).await.unwrap();
+    life
+}
+
 /// Group commit: committers that flush while an fsync is in flight share the next one.
 #[test]
 fn concurrent_commits_share_wal_fsyncs() {
     run(17, async {
         let disk = sim_disk();
-        let life = Life::start(&disk, 16).await.unwrap();
-        let end = life.engine.lock().await.create_table(defs()[0].clone()).unwrap();
-        life.wal.flush_to(end).await.unwrap();
+        let life = start_with_heap(&disk, 16).await;
         let syncs_before = disk.stats().syncs;
-        let committers: Vec<_> = (1..=20u64)
-            .map(|xid| {
-                let (engine, wal) = (life.engine.clone(), life.wal.clone());
-                madsim::task::spawn(async move {
-                    let end = engine.lock().await.commit(xid, &[put(HEAP, xid, xid as Key, 10)])?;
-                    wal.flush_to(end).await
-                })
-            })
-            .collect();
-        for committer in committers {
-            committer.await.unwrap().unwrap();
-        }
+        commit_concurrently(&life, 20).await;
         let syncs = disk.stats().syncs - syncs_before;
         assert!(syncs <= 5, "20 concurrent commits took {syncs} wal fsyncs");
         assert_eq!(life.engine.lock().await.scan(HEAP).unwrap().len(), 20);
     });
+}
+
+/// Determinism: one seed gives one run, fsync for fsync and byte for byte, across concurrent
+/// committers, evictions, a checkpoint, a torn crash and recovery.
+#[test]
+fn the_same_seed_replays_the_same_run() {
+    let fingerprint = || {
+        run(23, async {
+            let disk = sim_disk();
+            let life = start_with_heap(&disk, 2).await;
+            commit_concurrently(&life, 12).await;
+            life.engine.lock().await.checkpoint().await.unwrap();
+            commit_concurrently(&life, 6).await;
+            disk.crash(|_, unsynced| TornTail::Keep(unsynced / 3));
+            let mut engine = open(&disk, 2).await.unwrap();
+            (disk.stats(), disk.files(), engine.data_digest().unwrap())
+        })
+    };
+    assert_eq!(fingerprint(), fingerprint());
 }
 
 /// A write refused by a full disk changes nothing, and the engine works once space returns.
@@ -692,7 +685,9 @@ fn a_full_disk_refuses_a_commit_and_changes_nothing() {
         let digest = engine.data_digest().unwrap();
         let wal_end = engine.wal().end_lsn();
         disk.set_capacity(Some(0));
-        let err = engine.commit(2, &[put(HEAP, 2, 2, 100), put(AO, 2, 1, 100)]).unwrap_err();
+        let err = engine
+            .commit(2, &[put(HEAP, 2, 2, 100), put(AO, 2, 1, 100)])
+            .unwrap_err();
         assert!(matches!(err, StorageError::Io { .. }), "{err}");
         assert_eq!(engine.data_digest().unwrap(), digest);
         assert_eq!(engine.wal().end_lsn(), wal_end);
@@ -702,186 +697,6 @@ fn a_full_disk_refuses_a_commit_and_changes_nothing() {
         drop(engine);
         disk.crash(|_, _| TornTail::None);
         let mut engine = open(&disk, 4).await.unwrap();
-        let keys: Vec<Key> = engine.scan(HEAP).unwrap().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, vec![1, 3]);
+        assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1, 3]);
     });
-}
-
-#[derive(Clone, Debug)]
-enum ReplOp {
-    Commit(Vec<W>),
-    Prepare(Vec<W>),
-    Resolve(usize, bool),
-    /// Ship up to `chunk` bytes, starting `resend` bytes before the mirror's end.
-    Ship { chunk: usize, resend: usize },
-    PrimaryCheckpoint,
-    MirrorCheckpoint,
-    /// The mirror's host crashes; `Some(n)` keeps `n` unsynced bytes of each file.
-    MirrorCrash(Option<usize>),
-}
-
-fn repl_op_strategy() -> impl Strategy<Value = ReplOp> {
-    let writes = |min| prop::collection::vec(write_strategy(), min..4);
-    prop_oneof![
-        6 => writes(0).prop_map(ReplOp::Commit),
-        1 => writes(1).prop_map(ReplOp::Prepare),
-        1 => (any::<usize>(), any::<bool>()).prop_map(|(p, c)| ReplOp::Resolve(p, c)),
-        8 => (1usize..12_000, prop_oneof![Just(0usize), 0usize..5000]).prop_map(|(chunk, resend)| ReplOp::Ship { chunk, resend }),
-        1 => Just(ReplOp::PrimaryCheckpoint),
-        1 => Just(ReplOp::MirrorCheckpoint),
-        1 => prop::option::of(0usize..20_000).prop_map(ReplOp::MirrorCrash),
-    ]
-}
-
-/// A primary and its mirror, and what the primary held after each of its WAL records.
-struct Pair {
-    primary: Engine,
-    mirror: Engine,
-    mirror_disk: SimDisk,
-    /// (end LSN, data digest, prepared) after each primary write, starting from the empty disk.
-    history: Vec<(Lsn, u64, Vec<Xid>)>,
-    next_xid: Xid,
-    next_ao_key: Key,
-}
-
-impl Pair {
-    async fn new() -> Pair {
-        let mut primary = open(&sim_disk(), 3).await.unwrap();
-        let mirror_disk = sim_disk();
-        let mirror = open(&mirror_disk, 3).await.unwrap();
-        let history = vec![(0, primary.data_digest().unwrap(), vec![])];
-        let mut pair = Pair { primary, mirror, mirror_disk, history, next_xid: 0, next_ao_key: 0 };
-        for def in defs() {
-            let end = pair.primary.create_table(def).unwrap();
-            pair.record(end);
-        }
-        pair
-    }
-
-    fn record(&mut self, end: Lsn) {
-        let digest = self.primary.data_digest().unwrap();
-        self.history.push((end, digest, self.primary.prepared()));
-    }
-
-    fn writes(&mut self, xid: Xid, spec: &[W]) -> Vec<Write> {
-        spec.iter()
-            .map(|w| match *w {
-                W::HeapPut(key, len) => put(HEAP, xid, key, len),
-                W::HeapDelete(key) => Write::Delete { table: HEAP, key },
-                W::AoPut(len) => {
-                    self.next_ao_key += 1;
-                    put(AO, xid, self.next_ao_key, len)
-                }
-            })
-            .collect()
-    }
-
-    /// The mirror must hold exactly what the primary held at the mirror's replay LSN.
-    fn check_mirror(&mut self) -> Result<(), TestCaseError> {
-        let replay = self.mirror.replay_lsn();
-        let (_, digest, prepared) = self.history.iter().rev().find(|(end, _, _)| *end <= replay).expect("history starts at 0");
-        let (digest, prepared) = (*digest, prepared.clone());
-        prop_assert_eq!(self.mirror.data_digest().unwrap(), digest, "mirror at replay lsn {} differs from the primary", replay);
-        prop_assert_eq!(self.mirror.prepared(), prepared);
-        prop_assert!(replay <= self.mirror.wal().flushed_lsn());
-        Ok(())
-    }
-
-    async fn ship(&mut self, chunk: usize, resend: usize) -> Result<(), TestCaseError> {
-        let end = self.primary.wal().end_lsn();
-        self.primary.wal().flush_to(end).await.unwrap();
-        let from = self.mirror.wal().end_lsn().saturating_sub(resend as u64);
-        let bytes = self.primary.read_wal(from, chunk).unwrap();
-        self.mirror.receive_wal(from, &bytes).unwrap();
-        let end = self.mirror.wal().end_lsn();
-        self.mirror.wal().flush_to(end).await.unwrap();
-        self.mirror.replay().unwrap();
-        self.check_mirror()
-    }
-
-    async fn step(&mut self, op: &ReplOp) -> Result<(), TestCaseError> {
-        self.next_xid += 1;
-        let xid = self.next_xid;
-        match op {
-            ReplOp::Commit(spec) => {
-                let writes = self.writes(xid, spec);
-                let end = self.primary.commit(xid, &writes).unwrap();
-                self.record(end);
-            }
-            ReplOp::Prepare(spec) => {
-                let writes = self.writes(xid, spec);
-                let end = self.primary.prepare(xid, &writes).unwrap();
-                self.record(end);
-            }
-            ReplOp::Resolve(pick, commit) => {
-                let prepared = self.primary.prepared();
-                if let Some(&xid) = prepared.get(pick % prepared.len().max(1)) {
-                    let end = if *commit { self.primary.commit_prepared(xid) } else { self.primary.abort_prepared(xid) };
-                    self.record(end.unwrap());
-                }
-            }
-            ReplOp::Ship { chunk, resend } => self.ship(*chunk, *resend).await?,
-            ReplOp::PrimaryCheckpoint => {
-                self.primary.checkpoint().await.unwrap();
-            }
-            ReplOp::MirrorCheckpoint => {
-                let end = self.mirror.wal().end_lsn();
-                self.mirror.checkpoint().await.unwrap();
-                prop_assert_eq!(self.mirror.wal().end_lsn(), end, "a mirror checkpoint wrote wal");
-            }
-            ReplOp::MirrorCrash(keep) => {
-                self.mirror_disk.crash(|_, unsynced| match keep {
-                    None => TornTail::None,
-                    Some(n) => TornTail::Keep(n % (unsynced + 1)),
-                });
-                self.mirror = open(&self.mirror_disk, 3).await.unwrap();
-                self.check_mirror()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Ships everything, checks the mirror caught up, then promotes it.
-    async fn catch_up_and_promote(&mut self) -> Result<(), TestCaseError> {
-        let end = self.primary.wal().end_lsn();
-        self.primary.wal().flush_to(end).await.unwrap();
-        while self.mirror.wal().end_lsn() < end {
-            self.ship(7000, 0).await?;
-        }
-        prop_assert_eq!(self.mirror.replay_lsn(), end);
-        prop_assert_eq!(self.mirror.data_digest().unwrap(), self.primary.data_digest().unwrap());
-        let err = self.mirror.commit(u64::MAX, &[]).unwrap_err();
-        prop_assert!(matches!(err, StorageError::Replica), "{}", err);
-        let err = self.mirror.receive_wal(end + 1, b"x").unwrap_err();
-        prop_assert!(matches!(err, StorageError::WalGap { .. }), "{}", err);
-
-        prop_assert_eq!(self.mirror.end_of_valid_wal().unwrap(), end);
-        let xid = self.next_xid + 1;
-        let end = self.mirror.commit(xid, &[put(HEAP, xid, 1, 64)]).unwrap();
-        self.mirror.wal().flush_to(end).await.unwrap();
-        let err = self.mirror.receive_wal(end, b"x").unwrap_err();
-        prop_assert!(matches!(err, StorageError::NotReplica), "{}", err);
-        self.mirror_disk.crash(|_, _| TornTail::None);
-        let mut promoted = open(&self.mirror_disk, 3).await.unwrap();
-        prop_assert_eq!(promoted.get(HEAP, 1).unwrap(), Some(value(xid, 1, 64)));
-        Ok(())
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
-
-    #[test]
-    fn a_mirror_fed_wal_in_random_chunks_replays_to_the_primarys_content(
-        seed in any::<u64>(),
-        ops in prop::collection::vec(repl_op_strategy(), 5..50),
-    ) {
-        run(seed, async move {
-            let mut pair = Pair::new().await;
-            for op in &ops {
-                pair.step(op).await?;
-            }
-            pair.catch_up_and_promote().await
-        })?;
-    }
 }

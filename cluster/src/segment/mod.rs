@@ -135,7 +135,12 @@ struct Inner {
 /// Runs an instance until it fails. Opening the storage runs crash recovery. The returned error
 /// says why the instance stopped (the process exits, or the simulated instance is gone).
 pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), InstanceError> {
-    let span = tracing::info_span!("instance", dbid = cfg.dbid, content = cfg.content);
+    let span = tracing::info_span!(
+        "instance",
+        dbid = cfg.dbid,
+        content = cfg.content,
+        role = tracing::field::Empty
+    );
     async move {
         let dbid = cfg.dbid;
         let listener = net::listen(&cfg.listen_addr)
@@ -152,6 +157,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         let role = role_file::load_or_init(&*disk, cfg.initial_role)
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;
+        tracing::Span::current().record("role", role.code().to_string());
         let instance = Instance::new(cfg, disk, engine, role);
         info!(role = ?role, flushed_lsn = instance.inner.wal.flushed_lsn(), "instance started");
         let mut tasks = vec![runtime::spawn(

@@ -123,6 +123,7 @@ impl Instance {
             Ok(end) => {
                 let mut state = self.inner.state.lock().unwrap();
                 state.role = Role::Primary;
+                tracing::Span::current().record("role", "p");
                 // The new primary has no mirror yet: it does not wait for one.
                 self.inner.sync.modify(|s| s.syncrep = false);
                 info!(end_lsn = end, "promoted: now the primary");

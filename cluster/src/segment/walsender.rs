@@ -3,7 +3,7 @@
 //! primary's flushed WAL; from then on, in synchronous mode, no commit is acknowledged before
 //! the mirror has it.
 
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::Instance;
 use crate::catalog::{Dbid, Role};
@@ -45,15 +45,18 @@ impl Instance {
         let feedback = {
             let inst = self.clone();
             let wal_timeout = self.inner.cfg.wal_timeout;
-            runtime::spawn(async move {
-                loop {
-                    let msg: WalFeedback = match timeout(wal_timeout, reader.recv()).await {
-                        Ok(Ok(msg)) => msg,
-                        _ => return,
-                    };
-                    inst.mirror_flushed(generation, msg.flushed);
+            runtime::spawn(
+                async move {
+                    loop {
+                        let msg: WalFeedback = match timeout(wal_timeout, reader.recv()).await {
+                            Ok(Ok(msg)) => msg,
+                            _ => return,
+                        };
+                        inst.mirror_flushed(generation, msg.flushed);
+                    }
                 }
-            })
+                .in_current_span(),
+            )
         };
         let mut sent = from;
         let keepalive = self.inner.cfg.wal_timeout / 3;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::cache::BlockId;
 use super::page::{tuple_size, Page, TUPLE_SPACE};
 use super::table::{Slot, Table};
-use super::{Engine, Key, Lsn, Record, StorageError, TableId, TableKind, Write, Xid};
+use super::{Engine, Key, Lsn, Record, StorageError, TableId, TableKind, Value, Write, Xid};
 
 /// A view of the tables' metadata with a batch's earlier writes layered on top.
 struct Planner<'a> {
@@ -80,9 +80,10 @@ impl<'a> Planner<'a> {
         block
     }
 
+    /// Validates one write against the table and the batch so far, and plans its records.
     fn plan(&mut self, xid: Xid, write: &Write, out: &mut Vec<Record>) -> Result<(), StorageError> {
         let table = self.table(write.table())?;
-        let (id, key) = (table.def.id, write.key());
+        let key = write.key();
         let slot = self.slot(table, key);
         let refuse = |action| StorageError::AppendOnly {
             table: table.def.name.clone(),
@@ -90,38 +91,56 @@ impl<'a> Planner<'a> {
             action,
         };
         match (write, table.def.kind) {
-            (Write::Delete { .. }, TableKind::AppendOptimized) => return Err(refuse("deleted")),
+            (Write::Delete { .. }, TableKind::AppendOptimized) => Err(refuse("deleted")),
             (Write::Put { .. }, TableKind::AppendOptimized) if slot.is_some() => {
-                return Err(refuse("overwritten"))
+                Err(refuse("overwritten"))
             }
             (Write::Delete { .. }, TableKind::Heap) => {
                 if let Some(old) = slot {
-                    let free = self.free(table, old.block);
-                    self.set_free(table, old.block, free + old.size);
-                    self.slots.insert((id, key), None);
-                    out.push(Record::HeapDelete {
-                        xid,
-                        table: id,
-                        block: old.block,
+                    out.push(self.vacate(xid, table, key, old));
+                }
+                Ok(())
+            }
+            (Write::Put { value, .. }, _) => {
+                let size = tuple_size(value.len());
+                if size > TUPLE_SPACE {
+                    return Err(StorageError::TupleTooLarge {
+                        table: table.def.name.clone(),
                         key,
+                        size,
+                        max: TUPLE_SPACE,
                     });
                 }
-                return Ok(());
+                let block = self.place_put(xid, table, key, size, slot, out);
+                out.push(put_record(xid, table, block, key, value.clone()));
+                Ok(())
             }
-            (Write::Put { .. }, _) => {}
         }
-        let Write::Put { value, .. } = write else {
-            unreachable!("deletes were handled above")
-        };
-        let size = tuple_size(value.len());
-        if size > TUPLE_SPACE {
-            return Err(StorageError::TupleTooLarge {
-                table: table.def.name.clone(),
-                key,
-                size,
-                max: TUPLE_SPACE,
-            });
+    }
+
+    /// Frees a row's space and plans its delete record.
+    fn vacate(&mut self, xid: Xid, table: &Table, key: Key, old: Slot) -> Record {
+        let free = self.free(table, old.block);
+        self.set_free(table, old.block, free + old.size);
+        self.slots.insert((table.def.id, key), None);
+        Record::HeapDelete {
+            xid,
+            table: table.def.id,
+            block: old.block,
+            key,
         }
+    }
+
+    /// Chooses the block for a put of `size` bytes (planning a delete first if the row moves).
+    fn place_put(
+        &mut self,
+        xid: Xid,
+        table: &Table,
+        key: Key,
+        size: usize,
+        slot: Option<Slot>,
+        out: &mut Vec<Record>,
+    ) -> u32 {
         let block = match slot {
             // An update stays in its block when the new row fits there.
             Some(old) if self.free(table, old.block) + old.size >= size => {
@@ -130,37 +149,34 @@ impl<'a> Planner<'a> {
                 old.block
             }
             Some(old) => {
-                let free = self.free(table, old.block);
-                self.set_free(table, old.block, free + old.size);
-                out.push(Record::HeapDelete {
-                    xid,
-                    table: id,
-                    block: old.block,
-                    key,
-                });
+                out.push(self.vacate(xid, table, key, old));
                 self.place(table, size)
             }
             None => self.place(table, size),
         };
-        self.slots.insert((id, key), Some(Slot { block, size }));
-        let value = value.clone();
-        out.push(match table.def.kind {
-            TableKind::Heap => Record::HeapPut {
-                xid,
-                table: id,
-                block,
-                key,
-                value,
-            },
-            TableKind::AppendOptimized => Record::AoAppend {
-                xid,
-                table: id,
-                block,
-                key,
-                value,
-            },
-        });
-        Ok(())
+        self.slots
+            .insert((table.def.id, key), Some(Slot { block, size }));
+        block
+    }
+}
+
+fn put_record(xid: Xid, table: &Table, block: u32, key: Key, value: Value) -> Record {
+    let table_id = table.def.id;
+    match table.def.kind {
+        TableKind::Heap => Record::HeapPut {
+            xid,
+            table: table_id,
+            block,
+            key,
+            value,
+        },
+        TableKind::AppendOptimized => Record::AoAppend {
+            xid,
+            table: table_id,
+            block,
+            key,
+            value,
+        },
     }
 }
 

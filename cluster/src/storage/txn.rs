@@ -12,13 +12,12 @@ use super::table::Table;
 use super::{Engine, Lsn, Record, Role, StorageError, TableDef, TableKind, Write, Xid};
 
 impl Engine {
-    fn become_writer(&mut self) -> Result<(), StorageError> {
+    /// Local writes are refused on a replica; the first one makes this engine the writer
+    /// (see [`Engine::append_batch`]).
+    fn check_writable(&self) -> Result<(), StorageError> {
         match self.role {
             Role::Replica => Err(StorageError::Replica),
-            Role::Undecided | Role::Writer => {
-                self.role = Role::Writer;
-                Ok(())
-            }
+            Role::Undecided | Role::Writer => Ok(()),
         }
     }
 
@@ -35,7 +34,7 @@ impl Engine {
                 requested: def.name,
             });
         }
-        self.become_writer()?;
+        self.check_writable()?;
         let table = Table::empty(def.clone());
         // The file's directory entry becomes durable at the next checkpoint; until then redo
         // of the CreateTable record recreates it.
@@ -68,7 +67,7 @@ impl Engine {
         if self.prepared.contains_key(&xid) {
             return Err(StorageError::AlreadyPrepared(xid));
         }
-        self.become_writer()?;
+        self.check_writable()?;
         let records = self.plan(xid, writes)?;
         self.commit_batch(&records, |first_lsn| Record::Commit { xid, first_lsn })
     }
@@ -79,7 +78,7 @@ impl Engine {
         if self.prepared.contains_key(&xid) {
             return Err(StorageError::AlreadyPrepared(xid));
         }
-        self.become_writer()?;
+        self.check_writable()?;
         self.plan(xid, writes)?;
         let record = Record::Prepare {
             xid,
@@ -98,7 +97,7 @@ impl Engine {
             .get(&xid)
             .ok_or(StorageError::UnknownPrepared(xid))?
             .clone();
-        self.become_writer()?;
+        self.check_writable()?;
         let records = self.plan(xid, &writes)?;
         let end = self.commit_batch(&records, |first_lsn| Record::CommitPrepared {
             xid,
@@ -112,7 +111,7 @@ impl Engine {
         if !self.prepared.contains_key(&xid) {
             return Err(StorageError::UnknownPrepared(xid));
         }
-        self.become_writer()?;
+        self.check_writable()?;
         let end = self.append_batch(&[], Record::AbortPrepared { xid })?;
         self.prepared.remove(&xid);
         Ok(end)
@@ -150,6 +149,7 @@ impl Engine {
         encode_frame(lsn, &last, &mut bytes);
         let end = self.wal.append_at(start, &bytes)?;
         self.wal_bytes += bytes.len() as u64;
+        self.role = Role::Writer;
         // A writer applies what it logs at once, so everything logged is applied.
         self.applied_lsn = end;
         Ok(end)
@@ -184,7 +184,6 @@ impl Engine {
         let redo_lsn = self.applied_lsn;
         if self.role == Role::Writer {
             self.append_batch(&[], Record::Checkpoint { redo_lsn })?;
-            self.applied_lsn = redo_lsn.max(self.applied_lsn);
         }
         let control = Control {
             redo_lsn,

@@ -122,9 +122,11 @@ impl Wal {
             }
             st.flushed = st.flushed.max(covered);
             st.check();
+            // Published under the state lock, so a concurrent truncation's lower value is
+            // never overwritten by this older, higher one.
+            self.flushed_tx.set(st.flushed);
             st.flushed
         };
-        self.flushed_tx.set(flushed);
         if flushed < lsn {
             // A mirror cut the WAL below `lsn` while this flush was in flight.
             return Err(StorageError::FlushBeyondEnd {
@@ -185,9 +187,8 @@ impl Wal {
         let lowered = st.flushed > lsn;
         st.flushed = st.flushed.min(lsn);
         st.check();
-        drop(st);
         if lowered {
-            self.flushed_tx.set(lsn);
+            self.flushed_tx.set(st.flushed);
         }
         Ok(())
     }
