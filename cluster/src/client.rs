@@ -2,12 +2,14 @@
 //!
 //! A client holds a list of coordinator addresses and connects to the first that answers. A
 //! transaction that loses its connection before commit is rolled back ([`DbError::Failed`]); one
-//! that loses it while committing has an unknown outcome ([`DbError::Unknown`]).
+//! that loses it while committing has an unknown outcome ([`DbError::Unknown`]). After a failed
+//! connection attempt the next one waits a little longer (50 ms doubling to 2 s), so a client
+//! of a coordinator that is down does not hammer it.
 
 use std::time::Duration;
 
 use crate::catalog::{Catalog, Content};
-use crate::io::net::Connection;
+use crate::io::net::{Backoff, Connection};
 use crate::proto::{ClientRequest, ClientResponse, DbError, Op, OpResult};
 use crate::wal::{Key, TableKind, Value};
 
@@ -15,6 +17,7 @@ pub struct Client {
     coordinators: Vec<String>,
     conn: Option<Connection>,
     timeout: Duration,
+    backoff: Backoff,
 }
 
 impl Client {
@@ -23,11 +26,13 @@ impl Client {
             coordinators,
             conn: None,
             timeout,
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
         }
     }
 
     async fn connection(&mut self) -> Result<&mut Connection, DbError> {
         if self.conn.is_none() {
+            self.backoff.wait().await;
             let mut last = String::from("no coordinator address given");
             for addr in &self.coordinators {
                 match Connection::connect(addr, self.timeout).await {
@@ -39,8 +44,10 @@ impl Client {
                 }
             }
             if self.conn.is_none() {
+                self.backoff.failed();
                 return Err(DbError::Failed(format!("no coordinator reachable: {last}")));
             }
+            self.backoff.succeeded();
         }
         Ok(self.conn.as_mut().expect("connected above"))
     }
