@@ -42,16 +42,31 @@ async fn a_primary_that_finds_a_corrupt_block_fails_itself_and_its_mirror_takes_
     let cfg = RunConfig::pair();
     let mut world = World::build(&cfg, 7);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current().create_node().name("client").ip("10.0.1.1".parse().unwrap()).build();
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("client")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
 
     let addr = coordinator.clone();
     node.spawn(async move {
         let mut c = Client::new(vec![addr], Duration::from_secs(10));
-        until!("create table", c.create_table("t_heap", TableKind::Heap).await.ok());
-        until!("the pair in sync", c.catalog().await.ok().filter(|cat| cat.pair(0).unwrap().primary.mode == Mode::Synced));
+        until!(
+            "create table",
+            c.create_table("t_heap", TableKind::Heap).await.ok()
+        );
+        until!(
+            "the pair in sync",
+            c.catalog()
+                .await
+                .ok()
+                .filter(|cat| cat.pair(0).unwrap().primary.mode == Mode::Synced)
+        );
         for key in 0..ROWS {
             c.begin().await.unwrap();
-            c.insert("t_heap", key, key.to_le_bytes().to_vec()).await.unwrap();
+            c.insert("t_heap", key, key.to_le_bytes().to_vec())
+                .await
+                .unwrap();
             c.commit().await.unwrap();
         }
     })
@@ -61,19 +76,40 @@ async fn a_primary_that_finds_a_corrupt_block_fails_itself_and_its_mirror_takes_
     madsim::time::sleep(cfg.checkpoint_interval * 2).await;
 
     let disk = world.hosts["sdw1"].disk.clone();
-    let (table, len) = disk.files().into_iter().find(|(name, _)| name.starts_with("data/primary/gpseg0/base/")).expect("the primary has a heap file");
+    let (table, len) = disk
+        .files()
+        .into_iter()
+        .find(|(name, _)| name.starts_with("data/primary/gpseg0/base/"))
+        .expect("the primary has a heap file");
     assert!(len >= 8192, "{table} holds at least one block");
-    assert!(disk.corrupt(&table, 200, 0x10), "flip a bit inside the first block");
+    assert!(
+        disk.corrupt(&table, 200, 0x10),
+        "flip a bit inside the first block"
+    );
     world.kill_host("sdw1");
     world.restart_host("sdw1");
 
     node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(10));
-        let catalog = until!("the mirror promoted", c.catalog().await.ok().filter(|cat| cat.pair(0).unwrap().primary.dbid == 3));
-        assert_eq!(catalog.segments[&2].role, Role::Mirror, "the corrupt instance is marked failed, not serving");
+        let catalog = until!(
+            "the mirror promoted",
+            c.catalog()
+                .await
+                .ok()
+                .filter(|cat| cat.pair(0).unwrap().primary.dbid == 3)
+        );
+        assert_eq!(
+            catalog.segments[&2].role,
+            Role::Mirror,
+            "the corrupt instance is marked failed, not serving"
+        );
         for key in 0..ROWS {
             let row = until!("a read from the promoted mirror", read(&mut c, key).await);
-            assert_eq!(row, Some(key.to_le_bytes().to_vec()), "acknowledged row {key}");
+            assert_eq!(
+                row,
+                Some(key.to_le_bytes().to_vec()),
+                "acknowledged row {key}"
+            );
         }
     })
     .await

@@ -10,7 +10,7 @@ use super::Instance;
 use crate::catalog::Role;
 use crate::proto::{DbError, Op, OpResult, SegmentRequest, SegmentResponse};
 use crate::storage::StorageError;
-use crate::wal::{Key, TableDef, TableId, Value, Write, Xid};
+use crate::wal::{Key, TableDef, TableId, TableKind, Value, Write, Xid};
 
 #[derive(Default)]
 pub(super) struct Session {
@@ -97,12 +97,16 @@ impl From<StorageError> for Fault {
 impl Txn {
     async fn exec(&mut self, inst: &Instance, op: Op) -> Result<OpResult, Fault> {
         let mut engine = inst.inner.engine.lock().await;
-        let table = engine
+        let def = engine
             .tables()
             .into_iter()
             .find(|t| t.name == op.table())
-            .map(|t| t.id)
             .ok_or_else(|| Fault::Refused(format!("relation \"{}\" does not exist", op.table())))?;
+        if def.kind == TableKind::AppendOptimized && matches!(op, Op::Update { .. } | Op::Delete { .. }) {
+            // Refused at the statement, not at commit: the client learns at once.
+            return Err(Fault::Refused(format!("append-optimized table \"{}\" does not support update or delete", def.name)));
+        }
+        let table = def.id;
         let current = |engine: &mut crate::storage::Engine,
                        writes: &BTreeMap<(TableId, Key), Option<Value>>,
                        key: Key|
