@@ -8,35 +8,87 @@ pub struct PlantedBugs {
     /// The primary acknowledges a commit once its own WAL is flushed, without waiting for the
     /// mirror to flush the commit record.
     pub ack_before_mirror_flush: bool,
+    /// The prober promotes the mirror of an unreachable primary even when the pair was not in
+    /// sync (the real rule: only an in-sync mirror is promoted; otherwise it is a double fault).
+    pub promote_unsynced_mirror: bool,
+    /// The primary stops waiting for its mirror as soon as the mirror disconnects, instead of
+    /// waiting until the prober has marked the mirror down in the catalog.
+    pub syncrep_off_without_marking_mirror_down: bool,
 }
 
-impl PlantedBugs {
-    /// Every planted bug's name.
-    pub const NAMES: &'static [&'static str] = &["ack-before-mirror-flush"];
+/// `(name, what it breaks)` for every planted bug.
+pub const CATALOGUE: &[(&str, &str)] = &[
+    (
+        "ack-before-mirror-flush",
+        "a commit is acknowledged before the mirror flushed it",
+    ),
+    (
+        "promote-unsynced-mirror",
+        "the prober promotes a mirror that was not in sync",
+    ),
+    (
+        "syncrep-off-without-marking-mirror-down",
+        "the primary stops waiting for a lost mirror before the catalog marks it down",
+    ),
+];
 
+impl PlantedBugs {
     pub fn none() -> PlantedBugs {
         PlantedBugs::default()
     }
 
+    fn flag(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "ack-before-mirror-flush" => &mut self.ack_before_mirror_flush,
+            "promote-unsynced-mirror" => &mut self.promote_unsynced_mirror,
+            "syncrep-off-without-marking-mirror-down" => {
+                &mut self.syncrep_off_without_marking_mirror_down
+            }
+            _ => return None,
+        })
+    }
+
     /// Turns on the bug called `name`; an unknown name is an error listing the known ones.
     pub fn enable(&mut self, name: &str) -> Result<(), String> {
-        match name {
-            "ack-before-mirror-flush" => self.ack_before_mirror_flush = true,
-            other => {
-                return Err(format!(
-                    "unknown planted bug {other:?}; known: {}",
-                    Self::NAMES.join(", ")
+        match self.flag(name) {
+            Some(flag) => {
+                *flag = true;
+                Ok(())
+            }
+            None => {
+                let known: Vec<&str> = CATALOGUE.iter().map(|(n, _)| *n).collect();
+                Err(format!(
+                    "unknown planted bug {name:?}; known: {}",
+                    known.join(", ")
                 ))
             }
         }
-        Ok(())
     }
 
+    /// The names of the bugs switched on.
     pub fn enabled(&self) -> Vec<&'static str> {
-        let mut names = Vec::new();
-        if self.ack_before_mirror_flush {
-            names.push("ack-before-mirror-flush");
+        let mut copy = *self;
+        CATALOGUE
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| copy.flag(n).is_some_and(|f| *f))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogued_bug_switches_on_alone_and_unknown_names_are_refused() {
+        for (name, _) in CATALOGUE {
+            let mut bugs = PlantedBugs::none();
+            bugs.enable(name).unwrap();
+            assert_eq!(bugs.enabled(), vec![*name]);
         }
-        names
+        assert!(PlantedBugs::none().enabled().is_empty());
+        let err = PlantedBugs::none().enable("nope").unwrap_err();
+        assert!(err.contains("ack-before-mirror-flush"), "{err}");
     }
 }

@@ -14,12 +14,26 @@ pub struct PlantedBug {
 }
 
 /// Every planted bug, each switchable at run time and off by default.
-pub const CATALOGUE: &[PlantedBug] = &[PlantedBug {
-    name: "ack-before-mirror-flush",
-    scenario: "pair",
-    caught_by: "no-lost-commits",
-    seed_budget: 500,
-}];
+pub const CATALOGUE: &[PlantedBug] = &[
+    PlantedBug {
+        name: "ack-before-mirror-flush",
+        scenario: "pair",
+        caught_by: "no-lost-commits",
+        seed_budget: 500,
+    },
+    PlantedBug {
+        name: "promote-unsynced-mirror",
+        scenario: "pair",
+        caught_by: "no-lost-commits",
+        seed_budget: 500,
+    },
+    PlantedBug {
+        name: "syncrep-off-without-marking-mirror-down",
+        scenario: "pair",
+        caught_by: "no-lost-commits",
+        seed_budget: 500,
+    },
+];
 
 /// Runs seeds from `start` with the bug on until a seed fails a safety check, or the budget runs
 /// out. Returns the first failing seed's result.

@@ -41,6 +41,16 @@ fn every_planted_bug_is_caught_and_its_replay_reproduces_it() {
 }
 
 #[test]
+fn the_catalogue_names_every_planted_bug_of_the_cluster() {
+    let hunted: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
+    let planted: Vec<&str> = cluster::bugs::CATALOGUE.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        hunted, planted,
+        "every planted bug has a hunt, and every hunt a planted bug"
+    );
+}
+
+#[test]
 fn with_no_bug_planted_the_same_seeds_pass() {
     let cfg = RunConfig::pair();
     for seed in 0..8 {

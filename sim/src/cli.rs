@@ -39,7 +39,7 @@ pub struct World {
     /// Scenario to run (known: pair).
     #[arg(long, default_value = "pair", value_parser = parse_scenario)]
     pub scenario: String,
-    /// Turn on a planted bug (repeatable). Known: ack-before-mirror-flush.
+    /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
     #[arg(long = "bug", value_parser = parse_bug)]
     pub bugs: Vec<String>,
 }

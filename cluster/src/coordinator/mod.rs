@@ -74,7 +74,7 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             .await
             .map_err(CoordinatorError::Listen)?;
         info!(epoch = store.snapshot().epoch, "coordinator started");
-        let prober = Prober::new(cfg.probe.clone(), store.clone());
+        let prober = Prober::new(cfg.probe.clone(), store.clone(), cfg.bugs);
         runtime::spawn(prober.run().in_current_span());
         let cfg = Arc::new(cfg);
         // Transaction ids unique across sessions, and across restarts of the coordinator: they

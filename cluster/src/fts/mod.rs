@@ -16,6 +16,7 @@ pub mod prober;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bugs::PlantedBugs;
 use crate::catalog::{Mode, Pair, Role, RowChange, Status};
 
 /// What a segment instance answers to a probe (the real reply's booleans).
@@ -58,6 +59,11 @@ pub enum Decision {
 /// Decides what to do for one content. Pure: a function of the catalog's view of the pair and
 /// the probe's outcome.
 pub fn decide(pair: &Pair, outcome: ProbeOutcome) -> Decision {
+    decide_with(pair, outcome, PlantedBugs::none())
+}
+
+/// [`decide`], with planted bugs (the simulator's way to prove its checkers fire).
+pub fn decide_with(pair: &Pair, outcome: ProbeOutcome, bugs: PlantedBugs) -> Decision {
     let Some(mirror) = &pair.mirror else {
         return Decision::Nothing; // unmirrored contents are not probed
     };
@@ -136,7 +142,9 @@ pub fn decide(pair: &Pair, outcome: ProbeOutcome) -> Decision {
             Decision::MarkMirrorDown(changes)
         }
         ProbeOutcome::Unreachable => {
-            if mirror.mode == Mode::Synced && mirror.status == Status::Up {
+            if (mirror.mode == Mode::Synced && mirror.status == Status::Up)
+                || bugs.promote_unsynced_mirror
+            {
                 Decision::Promote(vec![
                     RowChange {
                         dbid: primary.dbid,
@@ -302,6 +310,26 @@ mod tests {
             row(2, 0, Role::Primary, Mode::NotSynced, Status::Up),
             row(3, 0, Role::Mirror, Mode::NotSynced, Status::Down),
         ]);
+        assert_eq!(
+            decide(&pair(&cat), ProbeOutcome::Unreachable),
+            Decision::DoubleFault
+        );
+    }
+
+    #[test]
+    fn the_planted_bug_promotes_a_mirror_that_was_not_in_sync() {
+        let cat = Catalog::new(vec![
+            row(2, 0, Role::Primary, Mode::NotSynced, Status::Up),
+            row(3, 0, Role::Mirror, Mode::NotSynced, Status::Down),
+        ]);
+        let bugs = PlantedBugs {
+            promote_unsynced_mirror: true,
+            ..PlantedBugs::none()
+        };
+        assert!(matches!(
+            decide_with(&pair(&cat), ProbeOutcome::Unreachable, bugs),
+            Decision::Promote(_)
+        ));
         assert_eq!(
             decide(&pair(&cat), ProbeOutcome::Unreachable),
             Decision::DoubleFault

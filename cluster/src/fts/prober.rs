@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::{decide, Decision, ProbeOutcome, ProbeReply};
+use super::{decide_with, Decision, ProbeOutcome, ProbeReply};
+use crate::bugs::PlantedBugs;
 use crate::catalog::{Pair, RowChange, SegmentConfig};
 use crate::coordinator::CatalogStore;
 use crate::io::net::Connection;
@@ -42,15 +43,17 @@ impl Default for ProbeSettings {
 pub struct Prober {
     settings: ProbeSettings,
     store: CatalogStore,
+    bugs: PlantedBugs,
     /// Consecutive "starting" answers per dbid.
     starting: std::collections::BTreeMap<u16, u32>,
 }
 
 impl Prober {
-    pub fn new(settings: ProbeSettings, store: CatalogStore) -> Prober {
+    pub fn new(settings: ProbeSettings, store: CatalogStore, bugs: PlantedBugs) -> Prober {
         Prober {
             settings,
             store,
+            bugs,
             starting: Default::default(),
         }
     }
@@ -112,14 +115,14 @@ impl Prober {
     }
 
     async fn act(&mut self, pair: &Pair, outcome: ProbeOutcome) {
-        let mut decision = decide(pair, outcome);
+        let mut decision = decide_with(pair, outcome, self.bugs);
         let mut retries = 0;
         while decision == Decision::ProbeAgain && retries < self.settings.probe_retries {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
             let answer = probe_with_retries(&self.settings, &pair.primary).await;
             let outcome = self.outcome(&pair.primary, answer);
-            decision = decide(pair, outcome);
+            decision = decide_with(pair, outcome, self.bugs);
         }
         let content = pair.content;
         match decision {

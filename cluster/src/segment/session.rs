@@ -102,9 +102,14 @@ impl Txn {
             .into_iter()
             .find(|t| t.name == op.table())
             .ok_or_else(|| Fault::Refused(format!("relation \"{}\" does not exist", op.table())))?;
-        if def.kind == TableKind::AppendOptimized && matches!(op, Op::Update { .. } | Op::Delete { .. }) {
+        if def.kind == TableKind::AppendOptimized
+            && matches!(op, Op::Update { .. } | Op::Delete { .. })
+        {
             // Refused at the statement, not at commit: the client learns at once.
-            return Err(Fault::Refused(format!("append-optimized table \"{}\" does not support update or delete", def.name)));
+            return Err(Fault::Refused(format!(
+                "append-optimized table \"{}\" does not support update or delete",
+                def.name
+            )));
         }
         let table = def.id;
         let current = |engine: &mut crate::storage::Engine,

@@ -100,6 +100,11 @@ impl Instance {
             state.sender.caught_up = false;
             state.sender.last_disconnect = Instant::now();
             info!(mirror_dbid, "mirror disconnected");
+            if self.inner.cfg.bugs.syncrep_off_without_marking_mirror_down {
+                // Planted bug: the real primary keeps waiting until the prober marks the mirror
+                // down in the catalog; only then may it acknowledge commits the mirror lacks.
+                self.inner.sync.modify(|s| s.syncrep = false);
+            }
         }
     }
 
