@@ -14,6 +14,9 @@ pub struct PlantedBugs {
     /// The primary stops waiting for its mirror as soon as the mirror disconnects, instead of
     /// waiting until the prober has marked the mirror down in the catalog.
     pub syncrep_off_without_marking_mirror_down: bool,
+    /// The coordinator commits a multi-content transaction on its last writer in one phase
+    /// instead of preparing it, so a later failure cannot roll that writer back.
+    pub commit_without_prepare: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.

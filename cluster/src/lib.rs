@@ -5,6 +5,7 @@ pub mod bugs;
 pub mod catalog;
 pub mod client;
 pub mod coordinator;
+pub mod dtx;
 pub mod fts;
 pub mod io;
 pub mod proto;

@@ -130,8 +130,21 @@ pub enum SegmentRequest {
     Exec {
         op: Op,
     },
+    /// One-phase commit of the open transaction.
     Commit,
     Abort,
+    /// First phase: make the open transaction's writes durable as prepared, under its xid.
+    Prepare,
+    /// Second phase, on any connection. Harmless if already done.
+    CommitPrepared {
+        xid: u64,
+    },
+    /// Rolls a prepared transaction back, on any connection. Harmless if already done.
+    AbortPrepared {
+        xid: u64,
+    },
+    /// The transactions this primary holds prepared (in-doubt resolution).
+    ListPrepared,
     CreateTable {
         def: TableDef,
     },
@@ -154,6 +167,7 @@ pub enum SegmentResponse {
     Committed {
         lsn: Lsn,
     },
+    PreparedList(Vec<u64>),
     Error(DbError),
 }
 

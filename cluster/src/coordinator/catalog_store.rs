@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::catalog::{Catalog, CatalogError, HistoryRow, RowChange, SegmentConfig};
+use crate::catalog::{Catalog, CatalogError, Content, HistoryRow, RowChange, SegmentConfig};
 use crate::io::runtime;
 use crate::storage::{Engine, StorageError};
 use crate::wal::{TableDef, TableId, TableKind, Write};
@@ -18,6 +18,8 @@ const HISTORY_TABLE: TableId = 2;
 const META_TABLE: TableId = 3;
 const TABLES_TABLE: TableId = 4;
 /// User tables get ids from here on.
+/// Distributed-commit records: gxid → the contents that wrote.
+const DTX_TABLE: TableId = 5;
 const FIRST_USER_TABLE: TableId = 100;
 const EPOCH_KEY: i64 = 0;
 
@@ -64,8 +66,17 @@ impl CatalogStore {
             ),
             (META_TABLE, "gp_catalog_meta", TableKind::Heap),
             (TABLES_TABLE, "pg_class", TableKind::Heap),
+            (DTX_TABLE, "gp_distributed_log", TableKind::Heap),
         ];
         let fresh = engine.tables().is_empty();
+        if !fresh && !engine.tables().iter().any(|t| t.id == DTX_TABLE) {
+            let lsn = engine.create_table(TableDef {
+                id: DTX_TABLE,
+                name: "gp_distributed_log".into(),
+                kind: TableKind::Heap,
+            })?;
+            engine.wal().flush_to(lsn).await?;
+        }
         let wal = engine.wal();
         if fresh {
             let mut lsn = 0;
@@ -172,6 +183,51 @@ impl CatalogStore {
     pub async fn history(&self) -> Result<Vec<HistoryRow>, CatalogStoreError> {
         let rows = self.engine.lock().await.scan(HISTORY_TABLE)?;
         rows.iter().map(|(_, v)| decode(v)).collect()
+    }
+
+    /// The distributed-commit record: once this returns, the transaction is committed, whatever
+    /// happens to the coordinator or the segments afterwards.
+    pub async fn record_distributed_commit(
+        &self,
+        gxid: u64,
+        writers: &[Content],
+    ) -> Result<(), CatalogStoreError> {
+        let mut engine = self.engine.lock().await;
+        let lsn = engine.commit(
+            gxid,
+            &[Write::Put {
+                table: DTX_TABLE,
+                key: gxid as i64,
+                value: encode(&writers.to_vec()),
+            }],
+        )?;
+        let wal = engine.wal();
+        drop(engine);
+        wal.flush_to(lsn).await?;
+        Ok(())
+    }
+
+    /// Forgets a record once every writer committed. Not flushed: if the forget is lost, the
+    /// resolver re-sends COMMIT PREPARED, which the segments answer as already done.
+    pub async fn forget_distributed_commit(&self, gxid: u64) -> Result<(), CatalogStoreError> {
+        self.engine.lock().await.commit(
+            gxid,
+            &[Write::Delete {
+                table: DTX_TABLE,
+                key: gxid as i64,
+            }],
+        )?;
+        Ok(())
+    }
+
+    /// Every distributed-commit record not yet forgotten.
+    pub async fn distributed_commits(
+        &self,
+    ) -> Result<BTreeMap<u64, Vec<Content>>, CatalogStoreError> {
+        let rows = self.engine.lock().await.scan(DTX_TABLE)?;
+        rows.iter()
+            .map(|(k, v)| Ok((*k as u64, decode(v)?)))
+            .collect()
     }
 
     /// Records a new user table; returns its definition.

@@ -3,22 +3,25 @@
 //! prober ([`crate::fts::prober`]).
 
 mod catalog_store;
+mod resolver;
 mod session;
 
 pub use catalog_store::{CatalogStore, CatalogStoreError};
 
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::{info, warn, Instrument};
 
 use crate::bugs::PlantedBugs;
-use crate::catalog::SegmentConfig;
+use crate::catalog::{Content, SegmentConfig};
 use crate::fts::prober::{ProbeSettings, Prober};
 use crate::io::net::{self, Connection};
 use crate::io::runtime;
 use crate::io::Disk;
+use crate::proto::{SegmentRequest, SegmentResponse};
 use crate::storage::{Engine, EngineOptions};
 
 #[derive(Clone, Debug)]
@@ -79,12 +82,28 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
         let cfg = Arc::new(cfg);
         // Transaction ids unique across sessions, and across restarts of the coordinator: they
         // start from the clock (milliseconds, shifted) at start-up and count up.
-        let xids = Arc::new(AtomicU64::new(runtime::unix_time_ms() << 16));
+        let started_at = runtime::unix_time_ms() << 16;
+        let dtx = Arc::new(DtxState {
+            next_xid: AtomicU64::new(started_at),
+            started_at,
+            in_flight: Default::default(),
+            orphans: Default::default(),
+        });
+        runtime::spawn(
+            resolver::run(
+                store.clone(),
+                dtx.clone(),
+                cfg.probe.probe_interval,
+                cfg.connect_timeout,
+                cfg.statement_timeout,
+            )
+            .in_current_span(),
+        );
         loop {
             match listener.accept().await {
                 Ok((stream, addr)) => {
                     let conn = Connection::new(stream, addr.to_string());
-                    let session = session::Session::new(cfg.clone(), store.clone(), xids.clone());
+                    let session = session::Session::new(cfg.clone(), store.clone(), dtx.clone());
                     runtime::spawn(session.serve(conn).in_current_span());
                 }
                 Err(e) => {
@@ -96,6 +115,31 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
     }
     .instrument(span)
     .await
+}
+
+/// Distributed-transaction state shared by the sessions and the resolver.
+pub(crate) struct DtxState {
+    pub next_xid: AtomicU64,
+    /// The first transaction id of this coordinator's life.
+    pub started_at: u64,
+    /// Transactions a session is committing in two phases right now.
+    pub in_flight: Mutex<BTreeSet<u64>>,
+    /// Prepared transactions a session rolled back but could not reach to abort.
+    pub orphans: Mutex<BTreeSet<(Content, u64)>>,
+}
+
+/// One request to the acting primary of `content` as the catalog names it now, on a fresh
+/// connection. `None` if it cannot be reached or does not answer in time.
+pub(crate) async fn primary_call(
+    store: &CatalogStore,
+    content: Content,
+    req: &SegmentRequest,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+) -> Option<SegmentResponse> {
+    let addr = store.snapshot().pair(content)?.primary.endpoint();
+    let mut conn = Connection::connect(&addr, connect_timeout).await.ok()?;
+    conn.call(req, call_timeout).await.ok()
 }
 
 /// The content a key belongs to: a fixed hash of the key, modulo the number of contents.

@@ -1,29 +1,37 @@
-//! A client session on the coordinator. A transaction runs on the content its first statement
-//! routes to (single-content transactions; several contents need two-phase commit, which the
-//! dispatcher refuses for now with a clear error). Statements are forwarded to the content's
-//! acting primary as the catalog names it.
+//! A client session on the coordinator. Statements are forwarded to the acting primary of the
+//! content that owns the row (one connection per content the transaction touches); the commit
+//! follows [`crate::dtx::plan_commit`]: one phase where one content wrote, two-phase commit
+//! where several did.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::{content_for_key, CatalogStore, CoordinatorConfig};
+use super::{content_for_key, primary_call, CatalogStore, CoordinatorConfig, DtxState};
 use crate::catalog::{Content, Role, Status};
+use crate::dtx::{plan_commit, CommitPlan};
 use crate::io::net::Connection;
+use crate::io::runtime::{self, Instant};
 use crate::proto::{ClientRequest, ClientResponse, DbError, Op, SegmentRequest, SegmentResponse};
 
 pub(super) struct Session {
     cfg: Arc<CoordinatorConfig>,
     store: CatalogStore,
+    dtx: Arc<DtxState>,
     txn: Option<Txn>,
-    xids: Arc<AtomicU64>,
+}
+
+struct Participant {
+    conn: Connection,
+    wrote: bool,
 }
 
 struct Txn {
     xid: u64,
-    /// The content and the open connection to its primary, once a statement ran.
-    segment: Option<(Content, Connection)>,
+    participants: BTreeMap<Content, Participant>,
 }
 
 fn failed(msg: impl Into<String>) -> ClientResponse {
@@ -34,23 +42,25 @@ impl Session {
     pub(super) fn new(
         cfg: Arc<CoordinatorConfig>,
         store: CatalogStore,
-        xids: Arc<AtomicU64>,
+        dtx: Arc<DtxState>,
     ) -> Session {
         Session {
             cfg,
             store,
+            dtx,
             txn: None,
-            xids,
         }
     }
 
     pub(super) async fn serve(mut self, mut conn: Connection) {
         loop {
             let Ok(req) = conn.recv::<ClientRequest>().await else {
+                self.abandon().await;
                 return;
             };
             let resp = self.handle(req).await;
             if conn.send(&resp).await.is_err() {
+                self.abandon().await;
                 return;
             }
         }
@@ -59,25 +69,18 @@ impl Session {
     async fn handle(&mut self, req: ClientRequest) -> ClientResponse {
         match req {
             ClientRequest::Begin => {
-                let xid = self.xids.fetch_add(1, Ordering::Relaxed);
-                self.txn = Some(Txn { xid, segment: None });
+                self.abandon().await;
+                let xid = self.dtx.next_xid.fetch_add(1, Ordering::Relaxed);
+                self.txn = Some(Txn {
+                    xid,
+                    participants: BTreeMap::new(),
+                });
                 ClientResponse::Ok
             }
             ClientRequest::Exec { op, content } => self.exec(op, content).await,
             ClientRequest::Commit => self.commit().await,
             ClientRequest::Abort => {
-                if let Some(Txn {
-                    segment: Some((_, mut conn)),
-                    ..
-                }) = self.txn.take()
-                {
-                    let _ = conn
-                        .call::<_, SegmentResponse>(
-                            &SegmentRequest::Abort,
-                            self.cfg.statement_timeout,
-                        )
-                        .await;
-                }
+                self.abandon().await;
                 ClientResponse::Ok
             }
             ClientRequest::CreateTable { name, kind } => self.create_table(&name, kind).await,
@@ -85,9 +88,31 @@ impl Session {
         }
     }
 
+    /// Rolls back the open transaction, if any, on every participant (best effort: a
+    /// participant that is gone has lost the transaction anyway).
+    async fn abandon(&mut self) {
+        if let Some(txn) = self.txn.take() {
+            for (_, mut p) in txn.participants {
+                let _ = p
+                    .conn
+                    .call::<_, SegmentResponse>(&SegmentRequest::Abort, self.cfg.statement_timeout)
+                    .await;
+            }
+        }
+    }
+
     /// The acting primary's address for `content`, or the error a client should see.
     fn primary_of(&self, content: Content) -> Result<String, DbError> {
         let catalog = self.store.snapshot();
+        if catalog.contents().iter().all(|c| {
+            catalog
+                .pair(*c)
+                .is_none_or(|p| p.primary.status == Status::Down)
+        }) {
+            return Err(DbError::Failed(
+                "all segment databases are unavailable".into(),
+            ));
+        }
         let pair = catalog
             .pair(content)
             .ok_or_else(|| DbError::Failed(format!("content {content} does not exist")))?;
@@ -99,9 +124,29 @@ impl Session {
         Ok(pair.primary.endpoint())
     }
 
+    async fn open_participant(
+        &mut self,
+        content: Content,
+        xid: u64,
+    ) -> Result<Participant, String> {
+        let addr = self.primary_of(content).map_err(|e| e.to_string())?;
+        let mut conn = Connection::connect(&addr, self.cfg.connect_timeout)
+            .await
+            .map_err(|e| format!("cannot reach its primary: {e}"))?;
+        match conn
+            .call::<_, SegmentResponse>(&SegmentRequest::Begin { xid }, self.cfg.statement_timeout)
+            .await
+        {
+            Ok(SegmentResponse::Ok) => Ok(Participant { conn, wrote: false }),
+            Ok(SegmentResponse::Error(e)) => Err(e.to_string()),
+            Ok(other) => Err(format!("unexpected answer to begin: {other:?}")),
+            Err(e) => Err(format!("cannot reach its primary: {e}")),
+        }
+    }
+
     async fn exec(&mut self, op: Op, content: Option<Content>) -> ClientResponse {
         let contents = self.store.snapshot().contents().len();
-        let Some(txn) = self.txn.as_mut() else {
+        let Some(xid) = self.txn.as_ref().map(|t| t.xid) else {
             return failed("no transaction is open");
         };
         let target = match (content, op.key()) {
@@ -109,54 +154,51 @@ impl Session {
             (None, Some(key)) => content_for_key(key, contents),
             (None, None) => return failed("a scan names its content"),
         };
-        if let Some((open, _)) = &txn.segment {
-            if *open != target {
-                return failed(format!("transaction touches content {open} and content {target}; multi-content transactions need two-phase commit"));
-            }
-        }
-        if txn.segment.is_none() {
-            let xid = txn.xid;
-            let addr = match self.primary_of(target) {
-                Ok(addr) => addr,
-                Err(e) => return ClientResponse::Error(e),
-            };
-            let opened = async {
-                let mut conn = Connection::connect(&addr, self.cfg.connect_timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match conn
-                    .call::<_, SegmentResponse>(
-                        &SegmentRequest::Begin { xid },
-                        self.cfg.statement_timeout,
-                    )
-                    .await
-                {
-                    Ok(SegmentResponse::Ok) => Ok(conn),
-                    Ok(other) => Err(format!("unexpected answer to begin: {other:?}")),
-                    Err(e) => Err(e.to_string()),
+        if !self
+            .txn
+            .as_ref()
+            .expect("open")
+            .participants
+            .contains_key(&target)
+        {
+            match self.open_participant(target, xid).await {
+                Ok(p) => {
+                    self.txn
+                        .as_mut()
+                        .expect("open")
+                        .participants
+                        .insert(target, p);
                 }
-            };
-            match opened.await {
-                Ok(conn) => self.txn.as_mut().expect("open").segment = Some((target, conn)),
                 Err(e) => {
-                    self.txn = None;
-                    return failed(format!(
-                        "content {target}: cannot reach its primary: {e}; transaction rolled back"
-                    ));
+                    self.abandon().await;
+                    return failed(format!("content {target}: {e}; transaction rolled back"));
                 }
             }
         }
-        let txn = self.txn.as_mut().expect("open");
-        let (_, conn) = txn.segment.as_mut().expect("connected above");
-        match conn
+        let writes = matches!(
+            op,
+            Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. }
+        );
+        let p = self
+            .txn
+            .as_mut()
+            .expect("open")
+            .participants
+            .get_mut(&target)
+            .expect("opened above");
+        match p
+            .conn
             .call::<_, SegmentResponse>(&SegmentRequest::Exec { op }, self.cfg.statement_timeout)
             .await
         {
-            Ok(SegmentResponse::Result(r)) => ClientResponse::Result(r),
+            Ok(SegmentResponse::Result(r)) => {
+                p.wrote |= writes;
+                ClientResponse::Result(r)
+            }
             Ok(SegmentResponse::Error(e)) => ClientResponse::Error(e),
             Ok(other) => failed(format!("unexpected answer: {other:?}")),
             Err(e) => {
-                self.txn = None;
+                self.abandon().await;
                 failed(format!(
                     "content {target}: lost the primary: {e}; transaction rolled back"
                 ))
@@ -165,13 +207,52 @@ impl Session {
     }
 
     async fn commit(&mut self) -> ClientResponse {
-        let Some(txn) = self.txn.take() else {
+        let Some(mut txn) = self.txn.take() else {
             return failed("no transaction is open");
         };
-        let Some((content, mut conn)) = txn.segment else {
-            return ClientResponse::Committed;
-        };
-        match conn
+        let wrote: BTreeMap<Content, bool> = txn
+            .participants
+            .iter()
+            .map(|(c, p)| (*c, p.wrote))
+            .collect();
+        match plan_commit(&wrote) {
+            CommitPlan::ReadOnly { readers } => {
+                self.release(&mut txn, &readers).await;
+                ClientResponse::Committed
+            }
+            CommitPlan::OnePhase { writer, readers } => {
+                self.release(&mut txn, &readers).await;
+                self.commit_one_phase(&mut txn, writer).await
+            }
+            CommitPlan::TwoPhase { writers, readers } => {
+                self.dtx.in_flight.lock().unwrap().insert(txn.xid);
+                let resp = self.commit_two_phase(&mut txn, &writers).await;
+                self.dtx.in_flight.lock().unwrap().remove(&txn.xid);
+                self.release(&mut txn, &readers).await;
+                resp
+            }
+        }
+    }
+
+    /// Ends the transaction where it only read.
+    async fn release(&mut self, txn: &mut Txn, readers: &[Content]) {
+        for c in readers {
+            if let Some(p) = txn.participants.get_mut(c) {
+                let _ = p
+                    .conn
+                    .call::<_, SegmentResponse>(&SegmentRequest::Commit, self.cfg.statement_timeout)
+                    .await;
+            }
+        }
+    }
+
+    async fn commit_one_phase(&mut self, txn: &mut Txn, content: Content) -> ClientResponse {
+        let p = txn
+            .participants
+            .get_mut(&content)
+            .expect("the writer is a participant");
+        match p
+            .conn
             .call::<_, SegmentResponse>(&SegmentRequest::Commit, self.cfg.statement_timeout)
             .await
         {
@@ -185,6 +266,122 @@ impl Session {
             ))),
             // The commit was sent: it may have been made durable before the connection broke.
             Err(e) => ClientResponse::Error(DbError::Unknown(format!("content {content}: {e}"))),
+        }
+    }
+
+    async fn commit_two_phase(&mut self, txn: &mut Txn, writers: &[Content]) -> ClientResponse {
+        let xid = txn.xid;
+        // Phase 1: every writer prepares.
+        let mut prepared = Vec::new();
+        for (i, c) in writers.iter().enumerate() {
+            // Planted bug: the last writer commits at once instead of preparing.
+            let skip_prepare = self.cfg.bugs.commit_without_prepare && i + 1 == writers.len();
+            let req = if skip_prepare {
+                SegmentRequest::Commit
+            } else {
+                SegmentRequest::Prepare
+            };
+            let p = txn
+                .participants
+                .get_mut(c)
+                .expect("writers are participants");
+            let reason = match p
+                .conn
+                .call::<_, SegmentResponse>(&req, self.cfg.statement_timeout)
+                .await
+            {
+                Ok(SegmentResponse::Ok | SegmentResponse::Committed { .. }) => {
+                    prepared.push(*c);
+                    continue;
+                }
+                Ok(SegmentResponse::Error(e)) => e.to_string(),
+                Ok(other) => format!("unexpected answer to prepare: {other:?}"),
+                Err(e) => e.to_string(),
+            };
+            self.abort_prepared(xid, &prepared).await;
+            return failed(format!(
+                "content {c} could not prepare: {reason}; transaction rolled back"
+            ));
+        }
+        // The decision: durable on the coordinator before any writer hears "commit".
+        if let Err(e) = self.store.record_distributed_commit(xid, writers).await {
+            self.abort_prepared(xid, &prepared).await;
+            return failed(format!(
+                "the distributed-commit record could not be written: {e}; transaction rolled back"
+            ));
+        }
+        // Phase 2: from here the transaction is committed; carry it out.
+        let deadline = Instant::now() + self.cfg.statement_timeout;
+        let mut done = true;
+        for c in writers {
+            done &= self.commit_prepared(txn, *c, deadline).await;
+        }
+        if done {
+            if let Err(e) = self.store.forget_distributed_commit(xid).await {
+                warn!(xid, error = %e, "could not forget a distributed commit; the resolver will");
+            }
+        } else {
+            warn!(
+                xid,
+                "commit prepared not yet acknowledged everywhere; the resolver will finish it"
+            );
+        }
+        ClientResponse::Committed
+    }
+
+    /// Sends COMMIT PREPARED to `content` until it answers or `deadline` passes: first on the
+    /// transaction's connection, then to whichever instance the catalog names as the acting
+    /// primary (the promoted mirror holds the prepared transaction after a failover).
+    async fn commit_prepared(
+        &mut self,
+        txn: &mut Txn,
+        content: Content,
+        deadline: Instant,
+    ) -> bool {
+        let req = SegmentRequest::CommitPrepared { xid: txn.xid };
+        if let Some(p) = txn.participants.get_mut(&content) {
+            if let Ok(SegmentResponse::Ok) = p
+                .conn
+                .call::<_, SegmentResponse>(&req, self.cfg.statement_timeout)
+                .await
+            {
+                return true;
+            }
+        }
+        while Instant::now() < deadline {
+            runtime::sleep(Duration::from_millis(200)).await;
+            if let Some(SegmentResponse::Ok) = primary_call(
+                &self.store,
+                content,
+                &req,
+                self.cfg.connect_timeout,
+                self.cfg.statement_timeout,
+            )
+            .await
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Rolls prepared writers back; one that cannot be reached now is left to the resolver.
+    async fn abort_prepared(&mut self, xid: u64, prepared: &[Content]) {
+        for c in prepared {
+            let req = SegmentRequest::AbortPrepared { xid };
+            if !matches!(
+                primary_call(
+                    &self.store,
+                    *c,
+                    &req,
+                    self.cfg.connect_timeout,
+                    self.cfg.statement_timeout
+                )
+                .await,
+                Some(SegmentResponse::Ok)
+            ) {
+                self.dtx.orphans.lock().unwrap().insert((*c, xid));
+            }
         }
     }
 
@@ -203,31 +400,30 @@ impl Session {
         };
         // Every content's primary records the table in its WAL (mirrors get it by streaming).
         for content in self.store.snapshot().contents() {
-            let addr = match self.primary_of(content) {
-                Ok(addr) => addr,
-                Err(e) => return ClientResponse::Error(e),
-            };
-            let result = async {
-                let mut conn = Connection::connect(&addr, self.cfg.connect_timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match conn
-                    .call::<_, SegmentResponse>(
-                        &SegmentRequest::CreateTable { def: def.clone() },
-                        self.cfg.statement_timeout,
-                    )
-                    .await
-                {
-                    Ok(SegmentResponse::Ok) => Ok(()),
-                    Ok(SegmentResponse::Error(e)) => Err(e.to_string()),
-                    Ok(other) => Err(format!("unexpected answer: {other:?}")),
-                    Err(e) => Err(e.to_string()),
+            if let Err(e) = self.primary_of(content) {
+                return ClientResponse::Error(e);
+            }
+            let req = SegmentRequest::CreateTable { def: def.clone() };
+            match primary_call(
+                &self.store,
+                content,
+                &req,
+                self.cfg.connect_timeout,
+                self.cfg.statement_timeout,
+            )
+            .await
+            {
+                Some(SegmentResponse::Ok) => {}
+                Some(SegmentResponse::Error(e)) => {
+                    return failed(format!(
+                        "content {content}: create table \"{name}\" failed: {e}"
+                    ))
                 }
-            };
-            if let Err(e) = result.await {
-                return failed(format!(
-                    "content {content}: create table \"{name}\" failed: {e}"
-                ));
+                other => {
+                    return failed(format!(
+                        "content {content}: create table \"{name}\" failed: {other:?}"
+                    ))
+                }
             }
         }
         ClientResponse::Ok

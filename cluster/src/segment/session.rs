@@ -72,6 +72,17 @@ impl Session {
                 self.txn = None;
                 Some(SegmentResponse::Ok)
             }
+            SegmentRequest::Prepare => {
+                let Some(txn) = self.txn.take() else {
+                    return Some(failed("no transaction is open"));
+                };
+                txn.prepare(inst).await
+            }
+            SegmentRequest::CommitPrepared { xid } => finish_prepared(inst, xid, true).await,
+            SegmentRequest::AbortPrepared { xid } => finish_prepared(inst, xid, false).await,
+            SegmentRequest::ListPrepared => Some(SegmentResponse::PreparedList(
+                inst.inner.engine.lock().await.prepared(),
+            )),
             SegmentRequest::CreateTable { def } => create_table(inst, def).await,
             other => Some(failed(format!("unexpected request {other:?}"))),
         }
@@ -160,8 +171,8 @@ impl Txn {
         }
     }
 
-    async fn commit(self, inst: &Instance) -> Option<SegmentResponse> {
-        let writes: Vec<Write> = self
+    fn into_writes(self) -> (Xid, Vec<Write>) {
+        let writes = self
             .writes
             .into_iter()
             .map(|((table, key), value)| match value {
@@ -169,12 +180,31 @@ impl Txn {
                 None => Write::Delete { table, key },
             })
             .collect();
+        (self.xid, writes)
+    }
+
+    /// First phase: the writes become a prepared transaction, durable (and on the mirror, in
+    /// synchronous mode) before the coordinator hears "prepared".
+    async fn prepare(self, inst: &Instance) -> Option<SegmentResponse> {
+        let (xid, writes) = self.into_writes();
+        let result = inst.inner.engine.lock().await.prepare(xid, &writes);
+        match result {
+            Ok(lsn) => acknowledge_after_durable(inst, lsn)
+                .await
+                .map(|_| SegmentResponse::Ok),
+            Err(e) => refuse_or_fail(inst, e),
+        }
+    }
+
+    async fn commit(self, inst: &Instance) -> Option<SegmentResponse> {
+        let xid = self.xid;
+        let (_, writes) = self.into_writes();
         if writes.is_empty() {
             return Some(SegmentResponse::Committed {
                 lsn: inst.inner.wal.flushed_lsn(),
             });
         }
-        let lsn = match inst.inner.engine.lock().await.commit(self.xid, &writes) {
+        let lsn = match inst.inner.engine.lock().await.commit(xid, &writes) {
             Ok(lsn) => lsn,
             Err(e) => {
                 return match Fault::from(e) {
@@ -187,6 +217,37 @@ impl Txn {
             }
         };
         acknowledge_after_durable(inst, lsn).await
+    }
+}
+
+/// The second phase. A transaction no longer prepared here was already finished (the request
+/// is a retry), so the answer is "done" either way: the coordinator decides, this only carries
+/// the decision out.
+async fn finish_prepared(inst: &Instance, xid: Xid, commit: bool) -> Option<SegmentResponse> {
+    let result = {
+        let mut engine = inst.inner.engine.lock().await;
+        if commit {
+            engine.commit_prepared(xid)
+        } else {
+            engine.abort_prepared(xid)
+        }
+    };
+    match result {
+        Ok(lsn) => acknowledge_after_durable(inst, lsn)
+            .await
+            .map(|_| SegmentResponse::Ok),
+        Err(StorageError::UnknownPrepared(_)) => Some(SegmentResponse::Ok),
+        Err(e) => refuse_or_fail(inst, e),
+    }
+}
+
+fn refuse_or_fail(inst: &Instance, e: StorageError) -> Option<SegmentResponse> {
+    match Fault::from(e) {
+        Fault::Refused(msg) => Some(failed(msg)),
+        Fault::Storage(e) => {
+            inst.storage_fault(&e);
+            None
+        }
     }
 }
 
