@@ -41,6 +41,9 @@ pub struct CatalogStore {
     engine: Arc<tokio::sync::Mutex<Engine>>,
     current: Arc<Mutex<Catalog>>,
     tables: Arc<Mutex<BTreeMap<String, TableDef>>>,
+    /// Unmirrored contents whose primary the prober cannot reach (not catalog state: the
+    /// catalog never marks an acting primary down).
+    unmirrored_lost: Arc<Mutex<std::collections::BTreeSet<Content>>>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -121,7 +124,24 @@ impl CatalogStore {
             engine: Arc::new(tokio::sync::Mutex::new(engine)),
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
+            unmirrored_lost: Default::default(),
         })
+    }
+
+    /// Records whether an unmirrored content's primary is lost; returns whether that changed.
+    pub fn set_unmirrored_lost(&self, content: Content, lost: bool) -> bool {
+        let mut set = self.unmirrored_lost.lock().unwrap();
+        if lost {
+            set.insert(content)
+        } else {
+            set.remove(&content)
+        }
+    }
+
+    /// The first unmirrored content whose primary is lost, if any: while there is one, the
+    /// system is not operational.
+    pub fn unmirrored_lost(&self) -> Option<Content> {
+        self.unmirrored_lost.lock().unwrap().iter().next().copied()
     }
 
     pub fn snapshot(&self) -> Catalog {

@@ -70,6 +70,9 @@ impl Session {
         match req {
             ClientRequest::Begin => {
                 self.abandon().await;
+                if let Some(content) = self.store.unmirrored_lost() {
+                    return failed(format!("the system is not operational: content {content} failed and has no mirror; restart the cluster and recover it"));
+                }
                 let xid = self.dtx.next_xid.fetch_add(1, Ordering::Relaxed);
                 self.txn = Some(Txn {
                     xid,

@@ -67,15 +67,12 @@ impl Prober {
         }
     }
 
-    /// One probe cycle over every mirrored content.
+    /// One probe cycle over every content. Mirrored contents go through the decision table; an
+    /// unmirrored content's primary is only checked for life, because the catalog never marks
+    /// an acting primary down: while one is unreachable the store says the system is not
+    /// operational (without mirroring, one failed segment stops the whole system).
     pub async fn probe_all(&mut self) {
-        let pairs: Vec<Pair> = self
-            .store
-            .snapshot()
-            .pairs()
-            .into_iter()
-            .filter(|p| p.mirror.is_some())
-            .collect();
+        let pairs: Vec<Pair> = self.store.snapshot().pairs();
         // Probe all primaries at once, as the real prober does; act on results in content order.
         let probes: Vec<_> = pairs
             .iter()
@@ -87,6 +84,21 @@ impl Prober {
             .collect();
         for (pair, probe) in pairs.into_iter().zip(probes) {
             let answer = probe.await.unwrap_or(Answer::Unreachable);
+            if pair.mirror.is_none() {
+                let lost = matches!(answer, Answer::Unreachable);
+                if self.store.set_unmirrored_lost(pair.content, lost) {
+                    if lost {
+                        warn!(content = pair.content, dbid = pair.primary.dbid, "segment failed and has no mirror: the system is not operational until it is recovered");
+                    } else {
+                        info!(
+                            content = pair.content,
+                            dbid = pair.primary.dbid,
+                            "unmirrored segment is back: the system is operational"
+                        );
+                    }
+                }
+                continue;
+            }
             let outcome = self.outcome(&pair.primary, answer);
             self.act(&pair, outcome).await;
         }
