@@ -107,25 +107,31 @@ pub enum ClientResponse {
     Error(DbError),
 }
 
-/// Requests to a segment instance.
+/// Requests to a segment instance. Those that carry `epoch` are fenced: an instance refuses one
+/// stamped with an older configuration epoch than the newest it has seen.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SegmentRequest {
     /// FTS: report state. The instance also turns synchronous waiting back on if its mirror is up.
     Probe {
         dbid: Dbid,
         content: Content,
+        epoch: u64,
     },
     /// FTS: stop waiting for the mirror (it was marked down).
     SyncrepOff {
         dbid: Dbid,
+        epoch: u64,
     },
     /// FTS: become the primary.
     Promote {
         dbid: Dbid,
+        epoch: u64,
     },
-    /// Opens a transaction on this connection.
+    /// Opens a transaction on this connection, under the configuration epoch the coordinator
+    /// routed it with.
     Begin {
         xid: u64,
+        epoch: u64,
     },
     Exec {
         op: Op,

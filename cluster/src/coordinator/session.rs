@@ -133,11 +133,15 @@ impl Session {
         xid: u64,
     ) -> Result<Participant, String> {
         let addr = self.primary_of(content).map_err(|e| e.to_string())?;
+        let epoch = self.store.snapshot().epoch;
         let mut conn = Connection::connect(&addr, self.cfg.connect_timeout)
             .await
             .map_err(|e| format!("cannot reach its primary: {e}"))?;
         match conn
-            .call::<_, SegmentResponse>(&SegmentRequest::Begin { xid }, self.cfg.statement_timeout)
+            .call::<_, SegmentResponse>(
+                &SegmentRequest::Begin { xid, epoch },
+                self.cfg.statement_timeout,
+            )
             .await
         {
             Ok(SegmentResponse::Ok) => Ok(Participant { conn, wrote: false }),

@@ -78,8 +78,9 @@ impl Prober {
             .iter()
             .map(|pair| {
                 let settings = self.settings.clone();
+                let epoch = self.store.snapshot().epoch;
                 let primary = pair.primary.clone();
-                runtime::spawn(async move { probe_with_retries(&settings, &primary).await })
+                runtime::spawn(async move { probe_with_retries(&settings, &primary, epoch).await })
             })
             .collect();
         for (pair, probe) in pairs.into_iter().zip(probes) {
@@ -132,7 +133,9 @@ impl Prober {
         while decision == Decision::ProbeAgain && retries < self.settings.probe_retries {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
-            let answer = probe_with_retries(&self.settings, &pair.primary).await;
+            let answer =
+                probe_with_retries(&self.settings, &pair.primary, self.store.snapshot().epoch)
+                    .await;
             let outcome = self.outcome(&pair.primary, answer);
             decision = decide_with(pair, outcome, self.bugs);
         }
@@ -149,6 +152,7 @@ impl Prober {
                         &pair.primary,
                         SegmentRequest::SyncrepOff {
                             dbid: pair.primary.dbid,
+                            epoch: self.store.snapshot().epoch,
                         },
                     )
                     .await;
@@ -163,7 +167,10 @@ impl Prober {
                     && !send(
                         &self.settings,
                         mirror,
-                        SegmentRequest::Promote { dbid: mirror.dbid },
+                        SegmentRequest::Promote {
+                            dbid: mirror.dbid,
+                            epoch: self.store.snapshot().epoch,
+                        },
                     )
                     .await
                 {
@@ -185,6 +192,7 @@ impl Prober {
                     &pair.primary,
                     SegmentRequest::Promote {
                         dbid: pair.primary.dbid,
+                        epoch: self.store.snapshot().epoch,
                     },
                 )
                 .await;
@@ -224,7 +232,11 @@ enum Answer {
 }
 
 /// Up to `probe_retries + 1` attempts, each bounded by `probe_timeout`, `retry_gap` apart.
-async fn probe_with_retries(settings: &ProbeSettings, primary: &SegmentConfig) -> Answer {
+async fn probe_with_retries(
+    settings: &ProbeSettings,
+    primary: &SegmentConfig,
+    epoch: u64,
+) -> Answer {
     for attempt in 0..=settings.probe_retries {
         if attempt > 0 {
             runtime::sleep(settings.retry_gap).await;
@@ -235,6 +247,7 @@ async fn probe_with_retries(settings: &ProbeSettings, primary: &SegmentConfig) -
             SegmentRequest::Probe {
                 dbid: primary.dbid,
                 content: primary.content,
+                epoch,
             },
         )
         .await

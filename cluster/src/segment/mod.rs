@@ -112,6 +112,8 @@ struct State {
     sender: SenderState,
     /// Set when the instance failed itself; every request is refused from then on.
     failed: Option<String>,
+    /// The newest configuration epoch this instance has seen on a request.
+    epoch: u64,
     receiver: Option<JoinHandle<()>>,
 }
 
@@ -216,6 +218,7 @@ impl Instance {
                         last_disconnect: now,
                     },
                     failed: None,
+                    epoch: 0,
                     receiver: None,
                 }),
                 sync,
@@ -289,9 +292,18 @@ impl Instance {
                     self.clone().stream_wal(conn, mirror_dbid, from).await;
                     return;
                 }
-                SegmentRequest::Probe { .. } => self.probe().await,
-                SegmentRequest::SyncrepOff { .. } => self.syncrep_off(),
-                SegmentRequest::Promote { .. } => self.promote().await,
+                SegmentRequest::Probe { epoch, .. } => match self.fence(epoch) {
+                    Ok(()) => self.probe().await,
+                    Err(refusal) => refusal,
+                },
+                SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch) {
+                    Ok(()) => self.syncrep_off(),
+                    Err(refusal) => refusal,
+                },
+                SegmentRequest::Promote { epoch, .. } => match self.fence(epoch) {
+                    Ok(()) => self.promote().await,
+                    Err(refusal) => refusal,
+                },
                 other => match session.handle(&self, other).await {
                     Some(resp) => resp,
                     None => return, // a storage fault: the instance failed itself
@@ -301,6 +313,23 @@ impl Instance {
                 return;
             }
         }
+    }
+
+    /// Fencing by configuration epoch: work stamped with an epoch older than the newest this
+    /// instance has seen comes from a decision the catalog has since replaced (a late message
+    /// after a partition, a session routed by an old configuration) and is refused.
+    pub(super) fn fence(&self, epoch: u64) -> Result<(), SegmentResponse> {
+        let mut state = self.inner.state.lock().unwrap();
+        if epoch < state.epoch {
+            let msg = format!(
+                "stale configuration epoch {epoch}: dbid {} has seen epoch {}",
+                self.dbid(),
+                state.epoch
+            );
+            return Err(SegmentResponse::Error(crate::proto::DbError::Failed(msg)));
+        }
+        state.epoch = epoch;
+        Ok(())
     }
 
     /// Answers the prober. Also does what the real probe handler does on the side: checks that

@@ -42,7 +42,10 @@ impl Session {
             )));
         }
         match req {
-            SegmentRequest::Begin { xid } => {
+            SegmentRequest::Begin { xid, epoch } => {
+                if let Err(refusal) = inst.fence(epoch) {
+                    return Some(refusal);
+                }
                 self.txn = Some(Txn {
                     xid,
                     writes: BTreeMap::new(),
