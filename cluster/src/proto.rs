@@ -151,6 +151,9 @@ pub enum SegmentRequest {
     },
     /// The transactions this primary holds prepared (in-doubt resolution).
     ListPrepared,
+    /// A digest of the instance's data and the WAL position it reflects (the primary's flushed
+    /// LSN, the mirror's replay LSN): comparing a pair's, as gpcheckmirrorseg does.
+    Checksum,
     CreateTable {
         def: TableDef,
     },
@@ -174,6 +177,10 @@ pub enum SegmentResponse {
         lsn: Lsn,
     },
     PreparedList(Vec<u64>),
+    Checksum {
+        lsn: Lsn,
+        digest: u64,
+    },
     Error(DbError),
 }
 

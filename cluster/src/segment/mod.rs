@@ -53,6 +53,8 @@ pub struct InstanceConfig {
     pub checkpoint_interval: Duration,
     pub cache_blocks_max: usize,
     pub bugs: PlantedBugs,
+    /// Read-only hooks for the simulator's checkers.
+    pub observe: crate::observe::Observe,
 }
 
 impl InstanceConfig {
@@ -74,6 +76,7 @@ impl InstanceConfig {
             checkpoint_interval: Duration::from_secs(30),
             cache_blocks_max: 256,
             bugs: PlantedBugs::none(),
+            observe: Default::default(),
         }
     }
 }
@@ -300,6 +303,10 @@ impl Instance {
                     Ok(()) => self.syncrep_off(),
                     Err(refusal) => refusal,
                 },
+                SegmentRequest::Checksum => match self.checksum().await {
+                    Some(resp) => resp,
+                    None => return,
+                },
                 SegmentRequest::Promote { epoch, .. } => match self.fence(epoch) {
                     Ok(()) => self.promote().await,
                     Err(refusal) => refusal,
@@ -330,6 +337,28 @@ impl Instance {
         }
         state.epoch = epoch;
         Ok(())
+    }
+
+    /// The data digest and the WAL position it reflects; `None` if a storage fault failed the
+    /// instance.
+    async fn checksum(&self) -> Option<SegmentResponse> {
+        let mut engine = self.inner.engine.lock().await;
+        let lsn = match self.role() {
+            Role::Primary => self.inner.wal.flushed_lsn(),
+            Role::Mirror => engine.replay_lsn(),
+        };
+        match engine.data_digest() {
+            Ok(digest) => Some(SegmentResponse::Checksum { lsn, digest }),
+            Err(e) => {
+                self.storage_fault(&e);
+                None
+            }
+        }
+    }
+
+    /// The newest configuration epoch this instance has seen.
+    pub(super) fn epoch(&self) -> u64 {
+        self.inner.state.lock().unwrap().epoch
     }
 
     /// Answers the prober. Also does what the real probe handler does on the side: checks that

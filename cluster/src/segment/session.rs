@@ -278,6 +278,15 @@ async fn acknowledge_after_durable(
         inst.wait_for_mirror(lsn).await;
     }
     debug!(lsn, "commit acknowledged");
+    inst.inner
+        .cfg
+        .observe
+        .report(crate::observe::Fact::Acknowledged {
+            content: inst.inner.cfg.content,
+            dbid: inst.dbid(),
+            epoch: inst.epoch(),
+            lsn,
+        });
     Some(SegmentResponse::Committed { lsn })
 }
 

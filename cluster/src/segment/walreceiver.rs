@@ -126,7 +126,17 @@ impl Instance {
                 tracing::Span::current().record("role", "p");
                 // The new primary has no mirror yet: it does not wait for one.
                 self.inner.sync.modify(|s| s.syncrep = false);
+                drop(state);
                 info!(end_lsn = end, "promoted: now the primary");
+                self.inner
+                    .cfg
+                    .observe
+                    .report(crate::observe::Fact::Promoted {
+                        content: self.inner.cfg.content,
+                        dbid: self.dbid(),
+                        epoch: self.epoch(),
+                        end_lsn: end,
+                    });
                 SegmentResponse::Ok
             }
             Err(e) => {

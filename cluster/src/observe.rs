@@ -1,0 +1,58 @@
+//! Read-only observation hooks: facts an instance reports as it acts, for whoever watches (the
+//! simulator's checkers; nothing in production). Reporting never changes what the instance does.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::catalog::{Content, Dbid};
+use crate::wal::Lsn;
+
+/// A fact about one instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fact {
+    /// A primary acknowledged a commit (or a prepare) whose record ends at `lsn`, under the
+    /// newest configuration epoch it had seen.
+    Acknowledged {
+        content: Content,
+        dbid: Dbid,
+        epoch: u64,
+        lsn: Lsn,
+    },
+    /// A mirror became the primary under `epoch`; its WAL ends at `end_lsn`.
+    Promoted {
+        content: Content,
+        dbid: Dbid,
+        epoch: u64,
+        end_lsn: Lsn,
+    },
+}
+
+pub trait Observer: Send + Sync + 'static {
+    fn observe(&self, fact: Fact);
+}
+
+/// An optional observer, cheap to clone, printable in configurations.
+#[derive(Clone, Default)]
+pub struct Observe(Option<Arc<dyn Observer>>);
+
+impl Observe {
+    pub fn new(observer: Arc<dyn Observer>) -> Observe {
+        Observe(Some(observer))
+    }
+
+    pub fn report(&self, fact: Fact) {
+        if let Some(o) = &self.0 {
+            o.observe(fact);
+        }
+    }
+}
+
+impl fmt::Debug for Observe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Observe(on)"
+        } else {
+            "Observe(off)"
+        })
+    }
+}
