@@ -15,7 +15,9 @@ use crate::catalog::{Content, Role, Status};
 use crate::dtx::{plan_commit, CommitPlan};
 use crate::io::net::Connection;
 use crate::io::runtime::{self, Instant};
-use crate::proto::{ClientRequest, ClientResponse, DbError, Op, SegmentRequest, SegmentResponse};
+use crate::proto::{
+    ClientRequest, ClientResponse, DbError, Op, OpResult, SegmentRequest, SegmentResponse,
+};
 
 pub(super) struct Session {
     cfg: Arc<CoordinatorConfig>,
@@ -32,6 +34,21 @@ struct Participant {
 struct Txn {
     xid: u64,
     participants: BTreeMap<Content, Participant>,
+    /// Every statement that succeeded, with its result, to run again after a failover.
+    log: Vec<Statement>,
+}
+
+struct Statement {
+    op: Op,
+    content: Option<Content>,
+    result: OpResult,
+}
+
+enum ExecError {
+    /// The content's primary is gone (crashed, unreachable, or no longer the primary).
+    Lost(String),
+    /// The statement failed on its own terms, or the content is known to be down.
+    Refused(DbError),
 }
 
 fn failed(msg: impl Into<String>) -> ClientResponse {
@@ -77,6 +94,7 @@ impl Session {
                 self.txn = Some(Txn {
                     xid,
                     participants: BTreeMap::new(),
+                    log: Vec::new(),
                 });
                 ClientResponse::Ok
             }
@@ -131,12 +149,15 @@ impl Session {
         &mut self,
         content: Content,
         xid: u64,
-    ) -> Result<Participant, String> {
-        let addr = self.primary_of(content).map_err(|e| e.to_string())?;
+    ) -> Result<Participant, ExecError> {
+        let addr = self.primary_of(content).map_err(ExecError::Refused)?;
         let epoch = self.store.snapshot().epoch;
+        let lost = |e: String| {
+            ExecError::Lost(format!("content {content}: cannot reach its primary: {e}"))
+        };
         let mut conn = Connection::connect(&addr, self.cfg.connect_timeout)
             .await
-            .map_err(|e| format!("cannot reach its primary: {e}"))?;
+            .map_err(|e| lost(e.to_string()))?;
         match conn
             .call::<_, SegmentResponse>(
                 &SegmentRequest::Begin { xid, epoch },
@@ -145,21 +166,33 @@ impl Session {
             .await
         {
             Ok(SegmentResponse::Ok) => Ok(Participant { conn, wrote: false }),
-            Ok(SegmentResponse::Error(e)) => Err(e.to_string()),
-            Ok(other) => Err(format!("unexpected answer to begin: {other:?}")),
-            Err(e) => Err(format!("cannot reach its primary: {e}")),
+            // Refused at begin: an instance that is no longer the primary, or a newer epoch.
+            Ok(SegmentResponse::Error(e)) => Err(lost(e.to_string())),
+            Ok(other) => Err(lost(format!("unexpected answer to begin: {other:?}"))),
+            Err(e) => Err(lost(e.to_string())),
         }
     }
 
-    async fn exec(&mut self, op: Op, content: Option<Content>) -> ClientResponse {
+    /// Runs one statement once. A lost primary is [`ExecError::Lost`]; an error the statement
+    /// itself earned (a duplicate key) is [`ExecError::Refused`] and leaves the transaction open.
+    async fn exec_once(
+        &mut self,
+        op: &Op,
+        content: Option<Content>,
+    ) -> Result<OpResult, ExecError> {
         let contents = self.store.snapshot().contents().len();
-        let Some(xid) = self.txn.as_ref().map(|t| t.xid) else {
-            return failed("no transaction is open");
-        };
+        let xid =
+            self.txn.as_ref().map(|t| t.xid).ok_or_else(|| {
+                ExecError::Refused(DbError::Failed("no transaction is open".into()))
+            })?;
         let target = match (content, op.key()) {
             (Some(c), _) => c,
             (None, Some(key)) => content_for_key(key, contents),
-            (None, None) => return failed("a scan names its content"),
+            (None, None) => {
+                return Err(ExecError::Refused(DbError::Failed(
+                    "a scan names its content".into(),
+                )))
+            }
         };
         if !self
             .txn
@@ -168,19 +201,12 @@ impl Session {
             .participants
             .contains_key(&target)
         {
-            match self.open_participant(target, xid).await {
-                Ok(p) => {
-                    self.txn
-                        .as_mut()
-                        .expect("open")
-                        .participants
-                        .insert(target, p);
-                }
-                Err(e) => {
-                    self.abandon().await;
-                    return failed(format!("content {target}: {e}; transaction rolled back"));
-                }
-            }
+            let p = self.open_participant(target, xid).await?;
+            self.txn
+                .as_mut()
+                .expect("open")
+                .participants
+                .insert(target, p);
         }
         let writes = matches!(
             op,
@@ -195,20 +221,103 @@ impl Session {
             .expect("opened above");
         match p
             .conn
-            .call::<_, SegmentResponse>(&SegmentRequest::Exec { op }, self.cfg.statement_timeout)
+            .call::<_, SegmentResponse>(
+                &SegmentRequest::Exec { op: op.clone() },
+                self.cfg.statement_timeout,
+            )
             .await
         {
             Ok(SegmentResponse::Result(r)) => {
                 p.wrote |= writes;
-                ClientResponse::Result(r)
+                Ok(r)
             }
-            Ok(SegmentResponse::Error(e)) => ClientResponse::Error(e),
-            Ok(other) => failed(format!("unexpected answer: {other:?}")),
-            Err(e) => {
+            Ok(SegmentResponse::Error(e)) => Err(ExecError::Refused(e)),
+            Ok(other) => Err(ExecError::Refused(DbError::Failed(format!(
+                "unexpected answer: {other:?}"
+            )))),
+            Err(e) => Err(ExecError::Lost(format!(
+                "content {target}: lost the primary: {e}"
+            ))),
+        }
+    }
+
+    async fn exec(&mut self, op: Op, content: Option<Content>) -> ClientResponse {
+        let epoch = self.store.snapshot().epoch;
+        match self.exec_once(&op, content).await {
+            Ok(result) => {
+                self.txn.as_mut().expect("open").log.push(Statement {
+                    op,
+                    content,
+                    result: result.clone(),
+                });
+                ClientResponse::Result(result)
+            }
+            Err(ExecError::Refused(e)) => {
+                if self.txn.as_ref().is_some_and(|t| t.participants.is_empty())
+                    || matches!(&e, DbError::Failed(m) if m.contains("unavailable"))
+                {
+                    self.abandon().await;
+                }
+                ClientResponse::Error(e)
+            }
+            Err(ExecError::Lost(why)) => self.retry_after_failover(op, content, epoch, why).await,
+        }
+    }
+
+    /// A primary was lost in the middle of the transaction: roll it back everywhere, wait for
+    /// the prober to reconfigure the content, and run the transaction again on the new primaries.
+    /// The client sees the statement's result only if every earlier statement returned exactly
+    /// what it returned the first time; otherwise a clear error, never a partial result.
+    async fn retry_after_failover(
+        &mut self,
+        op: Op,
+        content: Option<Content>,
+        epoch: u64,
+        why: String,
+    ) -> ClientResponse {
+        let log = self
+            .txn
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.log))
+            .unwrap_or_default();
+        self.abandon().await;
+        let rolled_back =
+            |detail: String| failed(format!("{why}; transaction rolled back{detail}"));
+        let deadline = Instant::now() + self.cfg.statement_timeout;
+        while self.store.snapshot().epoch == epoch {
+            if Instant::now() >= deadline {
+                return rolled_back(String::new());
+            }
+            runtime::sleep(Duration::from_millis(100)).await;
+        }
+        let xid = self.dtx.next_xid.fetch_add(1, Ordering::Relaxed);
+        self.txn = Some(Txn {
+            xid,
+            participants: BTreeMap::new(),
+            log: Vec::new(),
+        });
+        for (n, stmt) in log.iter().enumerate() {
+            let again = self.exec_once(&stmt.op, stmt.content).await;
+            if again.as_ref().ok() != Some(&stmt.result) {
                 self.abandon().await;
-                failed(format!(
-                    "content {target}: lost the primary: {e}; transaction rolled back"
-                ))
+                return rolled_back(format!("; retried on the reconfigured segments, statement {} no longer returns what it did", n + 1));
+            }
+        }
+        self.txn.as_mut().expect("open").log = log;
+        debug!(xid, "transaction retried on the reconfigured segments");
+        match self.exec_once(&op, content).await {
+            Ok(result) => {
+                self.txn.as_mut().expect("open").log.push(Statement {
+                    op,
+                    content,
+                    result: result.clone(),
+                });
+                ClientResponse::Result(result)
+            }
+            Err(ExecError::Refused(e)) => ClientResponse::Error(e),
+            Err(ExecError::Lost(again)) => {
+                self.abandon().await;
+                failed(format!("{again}; transaction rolled back after one retry"))
             }
         }
     }
