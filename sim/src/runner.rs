@@ -203,6 +203,9 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             result
                 .violations
                 .extend(invariants::aborted_stays_aborted::check(&txns, &rows));
+            result
+                .violations
+                .extend(invariants::latest_value::check(&txns));
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
             }
@@ -237,15 +240,16 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             .name(format!("client-{c}"))
             .ip(client_ip(c))
             .build();
-        let rng = stream(seed, &format!("client-{c}"));
-        clients.push(node.spawn(workload::run_client(
-            c,
-            coordinator.clone(),
-            client_timeout,
-            rng,
-            history.clone(),
+        let spec = workload::ClientSpec {
+            id: c,
+            coordinator: coordinator.clone(),
+            timeout: client_timeout,
+            workload: cfg.workload.clone(),
+            contents: cfg.contents,
             stop_at_ms,
-        )));
+        };
+        let rng = stream(seed, &format!("client-{c}"));
+        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
     }
 
     let faults = nemesis::plan(
