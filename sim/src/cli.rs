@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::RunConfig;
+use crate::failover::{self, Failover};
 use crate::runner::{run_seed, SeedResult, Verdict};
 
 pub const EXIT_USAGE: i32 = 64;
@@ -312,6 +313,7 @@ fn run(args: RunArgs) -> i32 {
     let started = Instant::now();
     let (mut worst, mut counts, mut sim_ms, mut mismatches) = (Verdict::Ok, [0u64; 4], 0u64, 0u64);
     let mut failing = Vec::new();
+    let mut failovers: Vec<Failover> = Vec::new();
     let stdout = std::io::stdout();
     run_many(
         &cfg,
@@ -331,6 +333,7 @@ fn run(args: RunArgs) -> i32 {
             worst = worst.max(result.verdict);
             counts[result.verdict as usize] += 1;
             sim_ms += result.sim_time_ms;
+            failovers.extend(result.failovers.iter().cloned());
             let mut out = stdout.lock();
             if args.json {
                 let _ = writeln!(
@@ -360,6 +363,7 @@ fn run(args: RunArgs) -> i32 {
         sim_ms as f64 / 1000.0 / wall.max(1e-9),
         n as f64 / wall.max(1e-9)
     );
+    eprintln!("{}", failover::summarize(&failovers));
     if let Some(first) = failing.first() {
         eprintln!(
             "{} failing seeds; first one replays with:\n  {first}",
@@ -411,18 +415,43 @@ fn bench(args: BenchArgs) -> i32 {
     println!("| jobs | seeds | wall s | simulations/s | simulated s per wall s |");
     println!("|---:|---:|---:|---:|---:|");
     let mut worst = Verdict::Ok;
+    let mut failovers: Vec<Failover> = Vec::new();
     for jobs in [1u32, 2] {
         let started = Instant::now();
         let mut sim_ms = 0u64;
         run_many(&cfg, args.seeds, jobs, false, |r, _, _| {
             sim_ms += r.sim_time_ms;
             worst = worst.max(r.verdict);
+            if jobs == 1 {
+                failovers.extend(r.failovers);
+            }
         });
         let wall = started.elapsed().as_secs_f64();
         println!(
             "| {jobs} | {n} | {wall:.2} | {:.2} | {:.0} |",
             n as f64 / wall,
             sim_ms as f64 / 1000.0 / wall
+        );
+    }
+    let summary = failover::summarize(&failovers);
+    println!();
+    println!(
+        "failover: {} of {} primaries lost to a host crash with their mirror in sync failed over and committed again ({} more had no in-sync mirror)",
+        summary.complete, summary.with_mirror, summary.without_mirror
+    );
+    println!();
+    println!("| simulated s from | median | p90 |");
+    println!("|---|---:|---:|");
+    for (part, (median, p90)) in [
+        ("crash to catalog flip (detection)", summary.detection_ms),
+        ("flip to \"promoted\" (promotion)", summary.promotion_ms),
+        ("promoted to first commit", summary.first_commit_ms),
+        ("crash to first commit (total)", summary.total_ms),
+    ] {
+        println!(
+            "| {part} | {:.2} | {:.2} |",
+            median as f64 / 1000.0,
+            p90 as f64 / 1000.0
         );
     }
     worst.exit_code()
