@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
+use cluster::segment::ReplicationMode;
+
 use crate::config::RunConfig;
 use crate::failover::{self, Failover};
 use crate::runner::{run_seed, SeedResult, Verdict};
@@ -37,9 +39,13 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct World {
-    /// Scenario to run (known: pair).
-    #[arg(long, default_value = "pair", value_parser = parse_scenario)]
+    /// Scenario to run (known: standard, pair, async-pair).
+    #[arg(long, default_value = "standard", value_parser = parse_scenario)]
     pub scenario: String,
+    /// Replication mode of every segment, overriding the scenario's: sync (a commit waits for
+    /// the mirror's flush) or async (it does not).
+    #[arg(long, value_parser = parse_replication)]
+    pub replication: Option<ReplicationMode>,
     /// Turn on a planted bug (repeatable). Known: ack-before-mirror-flush.
     #[arg(long = "bug", value_parser = parse_bug)]
     pub bugs: Vec<String>,
@@ -135,6 +141,16 @@ fn parse_scenario(s: &str) -> Result<String, String> {
     })
 }
 
+fn parse_replication(s: &str) -> Result<ReplicationMode, String> {
+    match s {
+        "sync" => Ok(ReplicationMode::Sync),
+        "async" => Ok(ReplicationMode::Async),
+        other => Err(format!(
+            "unknown replication mode {other:?}; known: sync, async"
+        )),
+    }
+}
+
 fn parse_bug(s: &str) -> Result<String, String> {
     cluster::bugs::PlantedBugs::default()
         .enable(s)
@@ -144,6 +160,9 @@ fn parse_bug(s: &str) -> Result<String, String> {
 impl World {
     pub fn config(&self) -> RunConfig {
         let mut cfg = RunConfig::by_name(&self.scenario).expect("validated by clap");
+        if let Some(mode) = self.replication {
+            cfg.replication = mode;
+        }
         for bug in &self.bugs {
             cfg.bugs.enable(bug).expect("validated by clap");
         }

@@ -90,8 +90,15 @@ pub fn stream(seed: u64, concern: &str) -> ChaCha8Rng {
 /// The command that replays a seed.
 pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
     let mut cmd = format!("cargo run --release -p sim -- replay --seed {seed}");
-    if cfg.scenario != "pair" {
+    if cfg.scenario != RunConfig::SCENARIOS[0] {
         cmd += &format!(" --scenario {}", cfg.scenario);
+    }
+    let scenario = RunConfig::by_name(&cfg.scenario);
+    if scenario.is_some_and(|s| s.replication != cfg.replication) {
+        cmd += match cfg.replication {
+            cluster::segment::ReplicationMode::Sync => " --replication sync",
+            cluster::segment::ReplicationMode::Async => " --replication async",
+        };
     }
     for bug in cfg.bugs.enabled() {
         cmd += &format!(" --bug {bug}");
