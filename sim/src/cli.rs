@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
+use cluster::segment::ReplicationMode;
+
 use crate::config::RunConfig;
+use crate::failover::{self, Failover};
 use crate::runner::{run_seed, SeedResult, Verdict};
 
 pub const EXIT_USAGE: i32 = 64;
@@ -36,9 +39,13 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct World {
-    /// Scenario to run (known: pair).
-    #[arg(long, default_value = "pair", value_parser = parse_scenario)]
+    /// Scenario to run (known: standard, pair, async-pair).
+    #[arg(long, default_value = "standard", value_parser = parse_scenario)]
     pub scenario: String,
+    /// Replication mode of every segment, overriding the scenario's: sync (a commit waits for
+    /// the mirror's flush) or async (it does not).
+    #[arg(long, value_parser = parse_replication)]
+    pub replication: Option<ReplicationMode>,
     /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
     #[arg(long = "bug", value_parser = parse_bug)]
     pub bugs: Vec<String>,
@@ -134,6 +141,16 @@ fn parse_scenario(s: &str) -> Result<String, String> {
     })
 }
 
+fn parse_replication(s: &str) -> Result<ReplicationMode, String> {
+    match s {
+        "sync" => Ok(ReplicationMode::Sync),
+        "async" => Ok(ReplicationMode::Async),
+        other => Err(format!(
+            "unknown replication mode {other:?}; known: sync, async"
+        )),
+    }
+}
+
 fn parse_bug(s: &str) -> Result<String, String> {
     cluster::bugs::PlantedBugs::default()
         .enable(s)
@@ -143,6 +160,9 @@ fn parse_bug(s: &str) -> Result<String, String> {
 impl World {
     pub fn config(&self) -> RunConfig {
         let mut cfg = RunConfig::by_name(&self.scenario).expect("validated by clap");
+        if let Some(mode) = self.replication {
+            cfg.replication = mode;
+        }
         for bug in &self.bugs {
             cfg.bugs.enable(bug).expect("validated by clap");
         }
@@ -312,6 +332,7 @@ fn run(args: RunArgs) -> i32 {
     let started = Instant::now();
     let (mut worst, mut counts, mut sim_ms, mut mismatches) = (Verdict::Ok, [0u64; 4], 0u64, 0u64);
     let mut failing = Vec::new();
+    let mut failovers: Vec<Failover> = Vec::new();
     let stdout = std::io::stdout();
     run_many(
         &cfg,
@@ -331,6 +352,7 @@ fn run(args: RunArgs) -> i32 {
             worst = worst.max(result.verdict);
             counts[result.verdict as usize] += 1;
             sim_ms += result.sim_time_ms;
+            failovers.extend(result.failovers.iter().cloned());
             let mut out = stdout.lock();
             if args.json {
                 let _ = writeln!(
@@ -360,6 +382,7 @@ fn run(args: RunArgs) -> i32 {
         sim_ms as f64 / 1000.0 / wall.max(1e-9),
         n as f64 / wall.max(1e-9)
     );
+    eprintln!("{}", failover::summarize(&failovers));
     if let Some(first) = failing.first() {
         eprintln!(
             "{} failing seeds; first one replays with:\n  {first}",
@@ -411,18 +434,43 @@ fn bench(args: BenchArgs) -> i32 {
     println!("| jobs | seeds | wall s | simulations/s | simulated s per wall s |");
     println!("|---:|---:|---:|---:|---:|");
     let mut worst = Verdict::Ok;
+    let mut failovers: Vec<Failover> = Vec::new();
     for jobs in [1u32, 2] {
         let started = Instant::now();
         let mut sim_ms = 0u64;
         run_many(&cfg, args.seeds, jobs, false, |r, _, _| {
             sim_ms += r.sim_time_ms;
             worst = worst.max(r.verdict);
+            if jobs == 1 {
+                failovers.extend(r.failovers);
+            }
         });
         let wall = started.elapsed().as_secs_f64();
         println!(
             "| {jobs} | {n} | {wall:.2} | {:.2} | {:.0} |",
             n as f64 / wall,
             sim_ms as f64 / 1000.0 / wall
+        );
+    }
+    let summary = failover::summarize(&failovers);
+    println!();
+    println!(
+        "failover: {} of {} primaries lost to a host crash with their mirror in sync failed over and committed again ({} more had no in-sync mirror)",
+        summary.complete, summary.with_mirror, summary.without_mirror
+    );
+    println!();
+    println!("| simulated s from | median | p90 |");
+    println!("|---|---:|---:|");
+    for (part, (median, p90)) in [
+        ("crash to catalog flip (detection)", summary.detection_ms),
+        ("flip to \"promoted\" (promotion)", summary.promotion_ms),
+        ("promoted to first commit", summary.first_commit_ms),
+        ("crash to first commit (total)", summary.total_ms),
+    ] {
+        println!(
+            "| {part} | {:.2} | {:.2} |",
+            median as f64 / 1000.0,
+            p90 as f64 / 1000.0
         );
     }
     worst.exit_code()

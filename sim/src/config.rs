@@ -13,8 +13,9 @@ use cluster::segment::ReplicationMode;
 pub struct RunConfig {
     pub scenario: String,
     pub segment_hosts: usize,
-    /// Number of contents; content `c`'s primary sits on segment host `c % segment_hosts`
-    /// and its mirror on the next host.
+    /// Number of contents. Group layout, as `gpinitsystem` lays it out: the primaries are spread
+    /// evenly over the segment hosts in content order (`sdw1` holds the first ones), and every
+    /// mirror of host `i`'s primaries sits on host `i + 1` (mod the number of hosts).
     pub contents: usize,
     pub mirrors: bool,
     pub replication: ReplicationMode,
@@ -27,6 +28,7 @@ pub struct RunConfig {
     pub fsync_latency_max: Duration,
     pub statement_timeout: Duration,
     pub clients: u32,
+    pub workload: Workload,
     /// Faults are injected during this much simulated time.
     pub fault_time: Duration,
     /// Mean simulated time between two host crashes.
@@ -39,8 +41,61 @@ pub struct RunConfig {
     pub bugs: PlantedBugs,
 }
 
+/// What the clients run: relative weights of the kinds of work, drawn per transaction (write,
+/// read, scan) and, inside a write transaction, per statement (insert, update, delete). A kind
+/// with weight 0 never runs; where only one kind is possible nothing is drawn.
+#[derive(Clone, Debug, Serialize)]
+pub struct Workload {
+    /// Insert a new row (a key no transaction used before).
+    pub insert: u32,
+    /// Update one of the client's own rows whose last write it saw committed.
+    pub update: u32,
+    /// Delete one of the client's own rows whose last write it saw committed.
+    pub delete: u32,
+    /// A read-only transaction: one single-key read of a row any client wrote.
+    pub read: u32,
+    /// A read-only transaction: every row of a table on one content.
+    pub scan: u32,
+    /// Statements per write transaction: 1 to this many.
+    pub statements_max: u32,
+    /// Let one transaction's statements route to several contents. Off while the coordinator
+    /// refuses multi-content transactions (it needs two-phase commit): each transaction then
+    /// draws one content and picks only keys that hash to it.
+    pub multi_content_txns: bool,
+}
+
+impl Workload {
+    /// Inserts only, 1 to 3 rows per transaction.
+    pub fn inserts() -> Workload {
+        Workload {
+            insert: 1,
+            update: 0,
+            delete: 0,
+            read: 0,
+            scan: 0,
+            statements_max: 3,
+            multi_content_txns: false,
+        }
+    }
+
+    /// Inserts, updates and deletes of the client's own committed rows, single-key reads and
+    /// scans.
+    pub fn mixed() -> Workload {
+        Workload {
+            insert: 40,
+            update: 30,
+            delete: 10,
+            read: 15,
+            scan: 5,
+            statements_max: 3,
+            multi_content_txns: false,
+        }
+    }
+}
+
 impl RunConfig {
-    /// One mirrored segment: coordinator `mdw`, primary on `sdw1`, mirror on `sdw2`.
+    /// One mirrored segment: coordinator `mdw`, primary on `sdw1`, mirror on `sdw2`; clients
+    /// insert; hosts crash for 30 simulated seconds.
     pub fn pair() -> RunConfig {
         RunConfig {
             scenario: "pair".into(),
@@ -57,6 +112,7 @@ impl RunConfig {
             fsync_latency_max: Duration::from_millis(3),
             statement_timeout: Duration::from_secs(5),
             clients: 3,
+            workload: Workload::inserts(),
             fault_time: Duration::from_secs(30),
             crash_every_mean: Duration::from_secs(6),
             downtime_min: Duration::from_millis(500),
@@ -66,12 +122,46 @@ impl RunConfig {
         }
     }
 
+    /// The pair with asynchronous replication: the primary acknowledges a commit once its own
+    /// WAL is flushed. Seed 004 warns that a failover may then lose acknowledged commits.
+    pub fn async_pair() -> RunConfig {
+        RunConfig {
+            scenario: "async-pair".into(),
+            replication: ReplicationMode::Async,
+            ..RunConfig::pair()
+        }
+    }
+
+    /// The standard cluster (DESIGN section 7): coordinator `mdw`, 4 segment hosts with 2
+    /// primaries each (8 contents), group mirroring, 8 clients running the mixed workload, host
+    /// crashes for 60 simulated seconds.
+    pub fn standard() -> RunConfig {
+        RunConfig {
+            scenario: "standard".into(),
+            segment_hosts: 4,
+            contents: 8,
+            clients: 8,
+            workload: Workload::mixed(),
+            fault_time: Duration::from_secs(60),
+            crash_every_mean: Duration::from_secs(8),
+            ..RunConfig::pair()
+        }
+    }
+
     pub fn by_name(name: &str) -> Option<RunConfig> {
         match name {
+            "standard" => Some(RunConfig::standard()),
             "pair" => Some(RunConfig::pair()),
+            "async-pair" => Some(RunConfig::async_pair()),
             _ => None,
         }
     }
 
-    pub const SCENARIOS: &'static [&'static str] = &["pair"];
+    /// Known scenarios; the first is the default.
+    pub const SCENARIOS: &'static [&'static str] = &["standard", "pair", "async-pair"];
+
+    /// Primaries per segment host (the last host may hold fewer).
+    pub fn primaries_per_host(&self) -> usize {
+        self.contents.div_ceil(self.segment_hosts).max(1)
+    }
 }

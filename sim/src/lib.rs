@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod disk;
+pub mod failover;
 pub mod history;
 pub mod invariants;
 pub mod nemesis;

@@ -15,6 +15,7 @@ use cluster::client::Client;
 use cluster::wal::{Key, Value};
 
 use crate::config::RunConfig;
+use crate::failover::{self, Failover, HostEvent};
 use crate::history::{History, Outcome as TxnOutcome};
 use crate::invariants::{self, Violation};
 use crate::nemesis::{self, Fault, ScheduledFault};
@@ -59,8 +60,13 @@ pub struct SeedResult {
     pub seed: u64,
     pub verdict: Verdict,
     pub config: RunConfig,
+    /// Fault times are simulated ms since the workload started, `workload_started_ms` after
+    /// the run began.
     pub faults: Vec<ScheduledFault>,
+    pub workload_started_ms: u64,
     pub events: EventCounts,
+    /// Every primary a host crash took down, with its failover milestones.
+    pub failovers: Vec<Failover>,
     pub sim_time_ms: u64,
     pub wall_time_ms: u64,
     pub violations: Vec<Violation>,
@@ -84,8 +90,15 @@ pub fn stream(seed: u64, concern: &str) -> ChaCha8Rng {
 /// The command that replays a seed.
 pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
     let mut cmd = format!("cargo run --release -p sim -- replay --seed {seed}");
-    if cfg.scenario != "pair" {
+    if cfg.scenario != RunConfig::SCENARIOS[0] {
         cmd += &format!(" --scenario {}", cfg.scenario);
+    }
+    let scenario = RunConfig::by_name(&cfg.scenario);
+    if scenario.is_some_and(|s| s.replication != cfg.replication) {
+        cmd += match cfg.replication {
+            cluster::segment::ReplicationMode::Sync => " --replication sync",
+            cluster::segment::ReplicationMode::Async => " --replication async",
+        };
     }
     for bug in cfg.bugs.enabled() {
         cmd += &format!(" --bug {bug}");
@@ -95,6 +108,10 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
 
 struct SimOutput {
     faults: Vec<ScheduledFault>,
+    workload_started_ms: u64,
+    host_events: Vec<HostEvent>,
+    segments: Vec<cluster::catalog::SegmentConfig>,
+    cluster_events: Vec<trace::ClusterEvent>,
     history: History,
     final_rows: Result<BTreeMap<(String, Key), Value>, String>,
     sim_time_ms: u64,
@@ -127,7 +144,9 @@ fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
         verdict: Verdict::Ok,
         config: cfg.clone(),
         faults: Vec::new(),
+        workload_started_ms: 0,
         events: EventCounts::default(),
+        failovers: Vec::new(),
         sim_time_ms: 0,
         wall_time_ms: 0,
         violations: Vec::new(),
@@ -164,7 +183,9 @@ pub async fn run_in_current_runtime(cfg: RunConfig) -> SeedResult {
         replay: replay_command(seed, &cfg),
         config: cfg,
         faults: Vec::new(),
+        workload_started_ms: 0,
         events: EventCounts::default(),
+        failovers: Vec::new(),
         sim_time_ms: 0,
         wall_time_ms: 0,
         violations: Vec::new(),
@@ -186,7 +207,10 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             Some(TxnOutcome::Unknown) | None => result.events.unknown += 1,
         }
     }
+    result.failovers =
+        failover::measure(&out.segments, &out.host_events, &out.cluster_events, &txns);
     result.faults = out.faults;
+    result.workload_started_ms = out.workload_started_ms;
     result.sim_time_ms = out.sim_time_ms;
     match out.final_rows {
         Err(e) => {
@@ -203,6 +227,9 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             result
                 .violations
                 .extend(invariants::aborted_stays_aborted::check(&txns, &rows));
+            result
+                .violations
+                .extend(invariants::latest_value::check(&txns));
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
             }
@@ -237,15 +264,16 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             .name(format!("client-{c}"))
             .ip(client_ip(c))
             .build();
-        let rng = stream(seed, &format!("client-{c}"));
-        clients.push(node.spawn(workload::run_client(
-            c,
-            coordinator.clone(),
-            client_timeout,
-            rng,
-            history.clone(),
+        let spec = workload::ClientSpec {
+            id: c,
+            coordinator: coordinator.clone(),
+            timeout: client_timeout,
+            workload: cfg.workload.clone(),
+            contents: cfg.contents,
             stop_at_ms,
-        )));
+        };
+        let rng = stream(seed, &format!("client-{c}"));
+        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
     }
 
     let faults = nemesis::plan(
@@ -253,6 +281,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         &cfg,
         &world.segment_host_names(),
     );
+    let mut host_events = Vec::new();
     for f in &faults {
         let at = start_ms + f.at_ms;
         let now = now_ms();
@@ -260,10 +289,20 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             madsim::time::sleep(Duration::from_millis(at - now)).await;
         }
         trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
-        match &f.fault {
-            Fault::HostCrash { host } => world.kill_host(host),
-            Fault::HostRestart { host } => world.restart_host(host),
+        let (host, crash) = match &f.fault {
+            Fault::HostCrash { host } => (host, true),
+            Fault::HostRestart { host } => (host, false),
+        };
+        if crash {
+            world.kill_host(host);
+        } else {
+            world.restart_host(host);
         }
+        host_events.push(HostEvent {
+            at_ms: now_ms(),
+            host: host.clone(),
+            crash,
+        });
     }
     // Heal: every host is up again; then the clients finish their last transactions.
     for host in world.down_hosts() {
@@ -282,6 +321,10 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let final_rows = read.await.expect("read task");
     SimOutput {
         faults,
+        workload_started_ms: start_ms,
+        host_events,
+        segments: world.segments.clone(),
+        cluster_events: trace::take_cluster_events(),
         history,
         final_rows,
         sim_time_ms: now_ms(),

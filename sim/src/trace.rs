@@ -1,7 +1,8 @@
 //! Tracing for simulated runs: every log line carries simulated time; each seed's lines are
-//! captured in memory on the thread that runs it (kept only if the seed fails); and every event
+//! captured in memory on the thread that runs it (kept only if the seed fails); every event
 //! at INFO or above feeds the seed's trace hash, whatever `RUST_LOG` says, so a replay at debug
-//! level still yields the same hash.
+//! level still yields the same hash; and the cluster's failover milestones (the prober's catalog
+//! changes, a mirror's promotion) are kept with their simulated time for the failover figures.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -9,12 +10,14 @@ use std::io;
 use std::sync::Once;
 
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
@@ -25,7 +28,28 @@ thread_local! {
 struct Capture {
     log: Vec<u8>,
     hash: Fnv,
+    events: Vec<ClusterEvent>,
 }
+
+/// A failover milestone the cluster logged, at simulated milliseconds since the run began.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// The prober recorded a change of one `gp_segment_configuration` row (its history line).
+    CatalogChange {
+        at_ms: u64,
+        content: i16,
+        dbid: u16,
+        role: char,
+        status: char,
+        mode: char,
+    },
+    /// A mirror finished promotion and is now the primary.
+    Promoted { at_ms: u64, content: i16, dbid: u16 },
+}
+
+const PROBER_TARGET: &str = "cluster::fts::prober";
+const WALRECEIVER_TARGET: &str = "cluster::segment::walreceiver";
+const PROMOTED_MESSAGE: &str = "promoted: now the primary";
 
 /// FNV-1a, 64 bit: small, fast and the same in every build.
 #[derive(Clone, Copy)]
@@ -63,9 +87,11 @@ pub fn install(default_level: &str) {
             .with_writer(CaptureWriter)
             .with_filter(filter);
         let hash = HashLayer.with_filter(LevelFilter::INFO);
+        let milestones = MilestoneLayer.with_filter(LevelFilter::INFO);
         let _ = tracing_subscriber::registry()
             .with(fmt)
             .with(hash)
+            .with(milestones)
             .try_init();
     });
 }
@@ -76,6 +102,7 @@ pub fn begin_capture() {
         *c.borrow_mut() = Some(Capture {
             log: Vec::new(),
             hash: Fnv::default(),
+            events: Vec::new(),
         })
     });
 }
@@ -88,6 +115,16 @@ pub fn hash_fact(fact: &str) {
             cap.hash.write(b"\n");
         }
     });
+}
+
+/// The failover milestones logged so far on this thread (none unless capturing).
+pub fn take_cluster_events() -> Vec<ClusterEvent> {
+    CAPTURE.with(|c| {
+        c.borrow_mut()
+            .as_mut()
+            .map(|cap| std::mem::take(&mut cap.events))
+            .unwrap_or_default()
+    })
 }
 
 /// Ends capturing; returns the log and the trace hash.
@@ -175,5 +212,169 @@ fn level_tag(level: Level) -> &'static [u8] {
         Level::INFO => b"I",
         Level::DEBUG => b"D",
         Level::TRACE => b"T",
+    }
+}
+
+/// The instance a span belongs to, kept in the span's extensions.
+#[derive(Clone, Copy, Debug, Default)]
+struct InstanceIds {
+    dbid: Option<u16>,
+    content: Option<i16>,
+}
+
+impl Visit for InstanceIds {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        match field.name() {
+            "dbid" => self.dbid = u16::try_from(value).ok(),
+            "content" => self.content = i16::try_from(value).ok(),
+            _ => {}
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record_i64(field, value as i64);
+    }
+
+    fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
+}
+
+/// An event's message and its `content` field.
+#[derive(Default)]
+struct MessageAndContent {
+    message: String,
+    content: Option<i16>,
+}
+
+impl Visit for MessageAndContent {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if field.name() == "content" {
+            self.content = i16::try_from(value).ok();
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.record_i64(field, value as i64);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        }
+    }
+}
+
+/// Parses the prober's history line (`RowChange::history_desc`): "FTS: update role, status,
+/// and mode for dbid 3 with contentid 0 to p, u, and n" gives (3, 0, 'p', 'u', 'n').
+pub fn parse_history_line(line: &str) -> Option<(u16, i16, char, char, char)> {
+    let rest = line.strip_prefix("FTS: update role, status, and mode for dbid ")?;
+    let (dbid, rest) = rest.split_once(" with contentid ")?;
+    let (content, rest) = rest.split_once(" to ")?;
+    let mut codes = rest
+        .split(", ")
+        .map(|c| c.trim_start_matches("and ").chars().next());
+    let (role, status, mode) = (codes.next()??, codes.next()??, codes.next()??);
+    Some((
+        dbid.parse().ok()?,
+        content.parse().ok()?,
+        role,
+        status,
+        mode,
+    ))
+}
+
+/// Records the failover milestones: the prober's catalog changes and "promoted" lines, with the
+/// simulated time and the instance (from the enclosing `instance` span) they concern.
+struct MilestoneLayer;
+
+impl<S> Layer<S> for MilestoneLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != "instance" {
+            return;
+        }
+        let mut ids = InstanceIds::default();
+        attrs.record(&mut ids);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(ids);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let target = event.metadata().target();
+        if target != PROBER_TARGET && target != WALRECEIVER_TARGET {
+            return;
+        }
+        let Some(at_ms) = sim_elapsed().map(|d| d.as_millis() as u64) else {
+            return;
+        };
+        let mut fields = MessageAndContent::default();
+        event.record(&mut fields);
+        let recorded = if target == PROBER_TARGET {
+            parse_history_line(&fields.message).map(|(dbid, content, role, status, mode)| {
+                ClusterEvent::CatalogChange {
+                    at_ms,
+                    content,
+                    dbid,
+                    role,
+                    status,
+                    mode,
+                }
+            })
+        } else if fields.message == PROMOTED_MESSAGE {
+            let ids = ctx.event_scope(event).and_then(|scope| {
+                scope
+                    .from_root()
+                    .find_map(|span| span.extensions().get::<InstanceIds>().copied())
+            });
+            match ids {
+                Some(InstanceIds {
+                    dbid: Some(dbid),
+                    content: Some(content),
+                }) => Some(ClusterEvent::Promoted {
+                    at_ms,
+                    content,
+                    dbid,
+                }),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(e) = recorded {
+            CAPTURE.with(|c| {
+                if let Some(cap) = c.borrow_mut().as_mut() {
+                    cap.events.push(e);
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cluster::catalog::{Mode, Role, RowChange, Status};
+
+    #[test]
+    fn reads_the_probers_history_line_as_the_cluster_writes_it() {
+        let change = RowChange {
+            dbid: 12,
+            role: Role::Primary,
+            status: Status::Up,
+            mode: Mode::NotSynced,
+        };
+        assert_eq!(
+            parse_history_line(&change.history_desc(5)),
+            Some((12, 5, 'p', 'u', 'n'))
+        );
+        assert_eq!(parse_history_line("coordinator started"), None);
     }
 }

@@ -1,52 +1,246 @@
-//! The client workload: each client runs insert transactions of one to three rows with keys no
-//! other transaction uses, and records every one in the history.
+//! The client workload. Each client runs transactions one after another and records every one,
+//! statement by statement, in the history:
+//! - write transactions of 1 to `statements_max` statements: inserts of new keys (no key is
+//!   ever inserted twice), updates and deletes of the client's own rows whose last write it saw
+//!   committed (a row whose write ended unknown is never written again: its state is not known);
+//! - read-only transactions: one single-key read of a row any client inserted, or a scan of a
+//!   table on one content.
+//!
+//! While `multi_content_txns` is off, a transaction draws one content and uses only keys that
+//! hash to it, as the coordinator refuses transactions that span contents until it has
+//! two-phase commit. Where only one choice is possible nothing is drawn, so the insert-only
+//! workload of one content draws exactly what it always did.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand_chacha::rand_core::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use cluster::catalog::Content;
 use cluster::client::Client;
-use cluster::proto::DbError;
-use cluster::wal::{Key, Value};
+use cluster::coordinator::content_for_key;
+use cluster::proto::{DbError, Op, OpResult};
+use cluster::wal::{Key, TableKind};
 
+use crate::config::Workload;
 use crate::history::{History, Outcome};
 
-pub const TABLES: &[(&str, cluster::wal::TableKind)] = &[
-    ("t_heap", cluster::wal::TableKind::Heap),
-    ("t_ao", cluster::wal::TableKind::AppendOptimized),
+pub const TABLES: &[(&str, TableKind)] = &[
+    ("t_heap", TableKind::Heap),
+    ("t_ao", TableKind::AppendOptimized),
 ];
+/// The table whose rows are updated and deleted (append-optimized rows cannot be).
+const HEAP: &str = "t_heap";
 
 pub fn now_ms() -> u64 {
     madsim::time::TimeHandle::current().elapsed().as_millis() as u64
 }
 
-pub async fn run_client(
+/// Draws an index with probability proportional to its weight; draws nothing when only one
+/// weight is positive.
+fn pick(rng: &mut ChaCha8Rng, weights: &[u32]) -> usize {
+    let positive: Vec<usize> = (0..weights.len()).filter(|i| weights[*i] > 0).collect();
+    if positive.len() <= 1 {
+        return positive.first().copied().unwrap_or(0);
+    }
+    let total: u64 = weights.iter().map(|w| *w as u64).sum();
+    let mut x = rng.next_u64() % total;
+    for (i, w) in weights.iter().enumerate() {
+        if x < *w as u64 {
+            return i;
+        }
+        x -= *w as u64;
+    }
+    unreachable!("x < total")
+}
+
+fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    if n <= 1 {
+        0
+    } else {
+        (rng.next_u64() % n as u64) as usize
+    }
+}
+
+/// One client's own state: its key sequence and the rows it may update or delete.
+struct ClientState {
     id: u32,
-    coordinator: String,
-    timeout: Duration,
-    mut rng: ChaCha8Rng,
-    history: History,
-    stop_at_ms: u64,
-) {
-    let mut client = Client::new(vec![coordinator], timeout);
-    let mut seq: i64 = 0;
-    while now_ms() < stop_at_ms {
-        let table = TABLES[rng.next_u32().is_multiple_of(4) as usize].0;
-        let n = 1 + rng.next_u32() % 3;
-        let rows: Vec<(Key, Value)> = (0..n)
-            .map(|_| {
-                seq += 1;
-                let mut value = vec![0u8; 8 + (rng.next_u32() % 120) as usize];
-                rng.fill_bytes(&mut value);
-                (((id as i64) << 40) | seq, value)
-            })
-            .collect();
-        let txn = history.invoke(id, table, rows.clone(), now_ms());
+    rng: ChaCha8Rng,
+    workload: Workload,
+    contents: usize,
+    seq: i64,
+    /// Heap rows whose last write this client saw committed, with their content.
+    own: BTreeMap<Key, Content>,
+}
+
+enum Plan {
+    Write(Vec<(Op, Content)>),
+    Read(Op, Content),
+}
+
+impl ClientState {
+    fn content(&mut self) -> Content {
+        below(&mut self.rng, self.contents) as Content
+    }
+
+    /// A key no transaction used before, on `content`.
+    fn new_key(&mut self, content: Content) -> Key {
+        loop {
+            self.seq += 1;
+            let key = ((self.id as i64) << 40) | self.seq;
+            if self.contents <= 1 || content_for_key(key, self.contents) == content {
+                return key;
+            }
+        }
+    }
+
+    fn value(&mut self) -> Vec<u8> {
+        let mut value = vec![0u8; 8 + (self.rng.next_u32() % 120) as usize];
+        self.rng.fill_bytes(&mut value);
+        value
+    }
+
+    fn plan(&mut self, history: &History) -> Plan {
+        let w = self.workload.clone();
+        let kind = pick(
+            &mut self.rng,
+            &[w.insert + w.update + w.delete, w.read, w.scan],
+        );
+        match kind {
+            1 if history.inserted_count() > 0 => {
+                let (table, key, content) =
+                    history.inserted(below(&mut self.rng, history.inserted_count()));
+                return Plan::Read(Op::Get { table, key }, content);
+            }
+            2 => {
+                let content = self.content();
+                let table = TABLES[below(&mut self.rng, TABLES.len())].0.to_string();
+                return Plan::Read(Op::Scan { table }, content);
+            }
+            _ => {}
+        }
+        Plan::Write(self.plan_write())
+    }
+
+    fn plan_write(&mut self) -> Vec<(Op, Content)> {
+        let w = self.workload.clone();
+        let mut content = self.content();
+        let insert_table = TABLES[self.rng.next_u32().is_multiple_of(4) as usize].0;
+        let n = 1 + self.rng.next_u32() % w.statements_max.max(1);
+        let mut ops: Vec<(Op, Content)> = Vec::new();
+        for _ in 0..n {
+            if w.multi_content_txns && !ops.is_empty() {
+                content = self.content();
+            }
+            let kind = pick(&mut self.rng, &[w.insert, w.update, w.delete]);
+            let candidates: Vec<Key> = if kind == 0 {
+                Vec::new()
+            } else {
+                self.own
+                    .iter()
+                    .filter(|(k, c)| {
+                        **c == content && !ops.iter().any(|(op, _)| op.key() == Some(**k))
+                    })
+                    .map(|(k, _)| *k)
+                    .collect()
+            };
+            let op = if candidates.is_empty() {
+                let key = self.new_key(content);
+                let value = self.value();
+                Op::Insert {
+                    table: insert_table.into(),
+                    key,
+                    value,
+                }
+            } else {
+                let key = candidates[below(&mut self.rng, candidates.len())];
+                if kind == 1 {
+                    let value = self.value();
+                    Op::Update {
+                        table: HEAP.into(),
+                        key,
+                        value,
+                    }
+                } else {
+                    Op::Delete {
+                        table: HEAP.into(),
+                        key,
+                    }
+                }
+            };
+            ops.push((op, content));
+        }
+        ops
+    }
+
+    /// What the client now knows of its own rows.
+    fn learn(&mut self, ops: &[(Op, Content)], results: &[Option<OpResult>], outcome: Outcome) {
+        for ((op, content), result) in ops.iter().zip(results) {
+            match (op, outcome) {
+                (_, Outcome::Fail) => {}
+                (Op::Insert { table, key, .. }, Outcome::Ok) if table == HEAP => {
+                    self.own.insert(*key, *content);
+                }
+                // An update that found no row, or a delete: the row is gone.
+                (Op::Update { key, .. }, Outcome::Ok) if *result == Some(OpResult::Count(0)) => {
+                    self.own.remove(key);
+                }
+                (Op::Delete { key, .. }, Outcome::Ok) => {
+                    self.own.remove(key);
+                }
+                // Unknown: the row's state is not known any more; never write it again.
+                (
+                    Op::Insert { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. },
+                    Outcome::Unknown,
+                ) => {
+                    self.own.remove(key);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What one client is told before it starts.
+#[derive(Clone, Debug)]
+pub struct ClientSpec {
+    pub id: u32,
+    pub coordinator: String,
+    pub timeout: Duration,
+    pub workload: Workload,
+    /// Number of contents of the cluster (keys are routed by their hash modulo this).
+    pub contents: usize,
+    /// No transaction starts after this simulated time.
+    pub stop_at_ms: u64,
+}
+
+pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
+    let mut client = Client::new(vec![spec.coordinator], spec.timeout);
+    let id = spec.id;
+    let mut state = ClientState {
+        id,
+        rng,
+        workload: spec.workload,
+        contents: spec.contents,
+        seq: 0,
+        own: BTreeMap::new(),
+    };
+    while now_ms() < spec.stop_at_ms {
+        let ops = match state.plan(&history) {
+            Plan::Write(ops) => ops,
+            Plan::Read(op, content) => vec![(op, content)],
+        };
+        let txn = history.invoke(id, ops.clone(), now_ms());
+        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
         let result = async {
             client.begin().await?;
-            for (key, value) in &rows {
-                client.insert(table, *key, value.clone()).await?;
+            for (i, (op, content)) in ops.iter().enumerate() {
+                let route = matches!(op, Op::Scan { .. }).then_some(*content);
+                history.op_invoked(txn, i);
+                let r = client.exec(op.clone(), route).await?;
+                history.op_returned(txn, i, r.clone(), now_ms());
+                results[i] = Some(r);
             }
             client.commit().await
         }
@@ -60,12 +254,13 @@ pub async fn run_client(
             Err(DbError::Unknown(e)) => (Outcome::Unknown, Some(e)),
         };
         history.complete(txn, outcome, error, now_ms());
+        state.learn(&ops, &results, outcome);
         crate::trace::hash_fact(&format!("txn {txn} {outcome:?} at {}", now_ms()));
         // After a failure, back off as a real client would rather than spin on an unavailable
         // content.
         let think = match outcome {
-            Outcome::Ok => Duration::from_millis(rng.next_u64() % 50),
-            _ => Duration::from_millis(200 + rng.next_u64() % 300),
+            Outcome::Ok => Duration::from_millis(state.rng.next_u64() % 50),
+            _ => Duration::from_millis(200 + state.rng.next_u64() % 300),
         };
         madsim::time::sleep(think).await;
     }

@@ -47,25 +47,24 @@ fn host_ip(index: usize) -> IpAddr {
 
 impl World {
     /// Builds the cluster of the run's configuration: a coordinator host `mdw`, and segment hosts
-    /// `sdw1..` with each content's primary on one host and its mirror on the next.
+    /// `sdw1..` in group layout (see [`RunConfig::contents`]).
     pub fn build(cfg: &RunConfig, disk_seed: u64) -> World {
         let handle = Handle::current();
         let segment_hosts: Vec<String> =
             (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
         let mut segments = Vec::new();
         let mut dbid = 2;
-        let contents = cfg.contents;
-        for content in 0..contents {
-            let host = content % cfg.segment_hosts;
-            let slot = content / cfg.segment_hosts;
-            let mirror_host = (host + 1) % cfg.segment_hosts;
-            let mut roles = vec![(Role::Primary, host)];
+        for content in 0..cfg.contents {
+            let placement = Placement::of(cfg, content);
+            let mut roles = vec![(
+                Role::Primary,
+                placement.primary_host,
+                placement.primary_port,
+            )];
             if cfg.mirrors {
-                roles.push((Role::Mirror, mirror_host));
+                roles.push((Role::Mirror, placement.mirror_host, placement.mirror_port));
             }
-            for (role, h) in roles {
-                let port =
-                    SEGMENT_PORT + (slot as u16) * 2 + if role == Role::Mirror { 1 } else { 0 };
+            for (role, h, port) in roles {
                 segments.push(SegmentConfig {
                     dbid,
                     content: content as i16,
@@ -250,6 +249,32 @@ impl World {
     }
 }
 
+/// Where a content's instances live: group layout. Host `h` (0-based) holds the primaries of
+/// contents `h * per_host ..`, on ports `SEGMENT_PORT + slot`; their mirrors sit on host `h + 1`
+/// (mod hosts) on ports `SEGMENT_PORT + per_host + slot`, so no two instances of a host share a
+/// port (as `gpinitsystem`'s separate primary and mirror port bases).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub primary_host: usize,
+    pub primary_port: u16,
+    pub mirror_host: usize,
+    pub mirror_port: u16,
+}
+
+impl Placement {
+    pub fn of(cfg: &RunConfig, content: usize) -> Placement {
+        let per_host = cfg.primaries_per_host();
+        let primary_host = content / per_host;
+        let slot = (content % per_host) as u16;
+        Placement {
+            primary_host,
+            primary_port: SEGMENT_PORT + slot,
+            mirror_host: (primary_host + 1) % cfg.segment_hosts,
+            mirror_port: SEGMENT_PORT + per_host as u16 + slot,
+        }
+    }
+}
+
 /// Runs futures concurrently to completion (a tiny `join_all`, to avoid a dependency).
 pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     futs: impl IntoIterator<Item = F>,
@@ -273,4 +298,49 @@ pub fn sim_probe_settings() -> ProbeSettings {
 
 pub fn default_replication() -> ReplicationMode {
     ReplicationMode::Sync
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_standard_layout_is_group_mirroring_with_distinct_ports_per_host() {
+        let cfg = RunConfig::standard();
+        let mut ports: BTreeMap<(usize, u16), usize> = BTreeMap::new();
+        for content in 0..cfg.contents {
+            let p = Placement::of(&cfg, content);
+            assert_eq!(
+                p.primary_host,
+                content / 2,
+                "two primaries per host, in order"
+            );
+            assert_eq!(p.mirror_host, (p.primary_host + 1) % 4);
+            assert_ne!(p.primary_host, p.mirror_host);
+            for key in [
+                (p.primary_host, p.primary_port),
+                (p.mirror_host, p.mirror_port),
+            ] {
+                assert!(
+                    ports.insert(key, content).is_none(),
+                    "port {key:?} used twice"
+                );
+            }
+        }
+        assert_eq!(ports.len(), 16);
+    }
+
+    #[test]
+    fn the_pair_keeps_its_primary_on_sdw1_and_its_mirror_on_sdw2() {
+        let p = Placement::of(&RunConfig::pair(), 0);
+        assert_eq!(
+            p,
+            Placement {
+                primary_host: 0,
+                primary_port: 6000,
+                mirror_host: 1,
+                mirror_port: 6001
+            }
+        );
+    }
 }

@@ -1,7 +1,10 @@
 //! Cluster-wide properties, one file per property. Each states the property and the sentence of
 //! the seed documents it comes from, and returns typed violations carrying their evidence.
+//! [`model`] holds the per-row model of the history they share.
 
 pub mod aborted_stays_aborted;
+pub mod latest_value;
+pub mod model;
 pub mod no_lost_commits;
 
 use serde::Serialize;
