@@ -33,6 +33,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "syncrep-off-without-marking-mirror-down",
         "the primary stops waiting for a lost mirror before the catalog marks it down",
     ),
+    (
+        "commit-without-prepare",
+        "one writer of a distributed transaction commits without preparing",
+    ),
 ];
 
 impl PlantedBugs {
@@ -47,6 +51,7 @@ impl PlantedBugs {
             "syncrep-off-without-marking-mirror-down" => {
                 &mut self.syncrep_off_without_marking_mirror_down
             }
+            "commit-without-prepare" => &mut self.commit_without_prepare,
             _ => return None,
         })
     }

@@ -192,6 +192,14 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Distributed transactions decided but not yet carried out everywhere.
+    pub async fn distributed_log(&mut self) -> Result<Vec<(u64, Vec<Content>)>, DbError> {
+        match self.request(ClientRequest::DistributedLog, false).await? {
+            ClientResponse::DistributedLog(log) => Ok(log),
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
     pub async fn catalog(&mut self) -> Result<Catalog, DbError> {
         match self.request(ClientRequest::Catalog, false).await? {
             ClientResponse::Catalog(c) => Ok(c),

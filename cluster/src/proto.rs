@@ -96,6 +96,9 @@ pub enum ClientRequest {
     },
     /// The current segment configuration.
     Catalog,
+    /// The distributed-commit records not yet forgotten (`gp_distributed_log`): empty once every
+    /// distributed transaction has been carried out everywhere.
+    DistributedLog,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -104,6 +107,7 @@ pub enum ClientResponse {
     Result(OpResult),
     Committed,
     Catalog(Catalog),
+    DistributedLog(Vec<(u64, Vec<Content>)>),
     Error(DbError),
 }
 

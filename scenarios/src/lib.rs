@@ -33,6 +33,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "no-lost-commits",
         seed_budget: 500,
     },
+    PlantedBug {
+        name: "commit-without-prepare",
+        scenario: "standard",
+        caught_by: "aborted-stays-aborted",
+        seed_budget: 200,
+    },
 ];
 
 /// Runs seeds from `start` with the bug on until a seed fails a safety check, or the budget runs

@@ -58,9 +58,8 @@ pub struct Workload {
     pub scan: u32,
     /// Statements per write transaction: 1 to this many.
     pub statements_max: u32,
-    /// Let one transaction's statements route to several contents. Off while the coordinator
-    /// refuses multi-content transactions (it needs two-phase commit): each transaction then
-    /// draws one content and picks only keys that hash to it.
+    /// Let one transaction's statements route to several contents (committed by two-phase
+    /// commit). Off: each transaction draws one content and picks only keys that hash to it.
     pub multi_content_txns: bool,
 }
 
@@ -88,7 +87,7 @@ impl Workload {
             read: 15,
             scan: 5,
             statements_max: 3,
-            multi_content_txns: false,
+            multi_content_txns: true,
         }
     }
 }

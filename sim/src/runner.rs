@@ -371,6 +371,19 @@ async fn read_everything(
     let deadline = now_ms() + bound.as_millis() as u64;
     let mut client = Client::new(vec![coordinator], timeout);
     let mut last = String::new();
+    // Converged first: every distributed transaction decided before the heal is carried out on
+    // every content (a read earlier could see one in the middle of its second phase).
+    loop {
+        match client.distributed_log().await {
+            Ok(log) if log.is_empty() => break,
+            Ok(log) => last = format!("{} distributed transactions still in doubt", log.len()),
+            Err(e) => last = e.to_string(),
+        }
+        if now_ms() >= deadline {
+            return Err(last);
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
     while now_ms() < deadline {
         let attempt = async {
             let mut rows = BTreeMap::new();

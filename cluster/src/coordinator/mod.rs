@@ -32,6 +32,9 @@ pub struct CoordinatorConfig {
     pub probe: ProbeSettings,
     /// How long a statement may wait on a segment before the transaction is given up.
     pub statement_timeout: Duration,
+    /// How long the second phase of a two-phase commit is retried before the client is told
+    /// the outcome is unknown (the resolver keeps going).
+    pub dtx_phase2_retry: Duration,
     pub connect_timeout: Duration,
     pub cache_blocks_max: usize,
     pub bugs: PlantedBugs,
@@ -44,6 +47,7 @@ impl CoordinatorConfig {
             segments,
             probe: ProbeSettings::default(),
             statement_timeout: Duration::from_secs(30),
+            dtx_phase2_retry: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(2),
             cache_blocks_max: 64,
             bugs: PlantedBugs::none(),

@@ -106,6 +106,10 @@ impl Session {
             }
             ClientRequest::CreateTable { name, kind } => self.create_table(&name, kind).await,
             ClientRequest::Catalog => ClientResponse::Catalog(self.store.snapshot()),
+            ClientRequest::DistributedLog => match self.store.distributed_commits().await {
+                Ok(log) => ClientResponse::DistributedLog(log.into_iter().collect()),
+                Err(e) => failed(e.to_string()),
+            },
         }
     }
 
@@ -426,21 +430,28 @@ impl Session {
                 "the distributed-commit record could not be written: {e}; transaction rolled back"
             ));
         }
-        // Phase 2: from here the transaction is committed; carry it out.
-        let deadline = Instant::now() + self.cfg.statement_timeout;
-        let mut done = true;
+        // Phase 2: from here the transaction is committed; carry it out. The client hears
+        // "committed" only once every writer has committed, so what it was told is visible;
+        // the real system retries as long (dtx_phase2_retry_second) before giving up.
+        let deadline = Instant::now() + self.cfg.dtx_phase2_retry;
+        let mut pending = Vec::new();
         for c in writers {
-            done &= self.commit_prepared(txn, *c, deadline).await;
-        }
-        if done {
-            if let Err(e) = self.store.forget_distributed_commit(xid).await {
-                warn!(xid, error = %e, "could not forget a distributed commit; the resolver will");
+            if !self.commit_prepared(txn, *c, deadline).await {
+                pending.push(*c);
             }
-        } else {
+        }
+        if !pending.is_empty() {
             warn!(
                 xid,
-                "commit prepared not yet acknowledged everywhere; the resolver will finish it"
+                ?pending,
+                "commit prepared not acknowledged in time; the resolver will finish it"
             );
+            return ClientResponse::Error(DbError::Unknown(format!(
+                "the transaction is committed on the coordinator, but contents {pending:?} have not confirmed it yet"
+            )));
+        }
+        if let Err(e) = self.store.forget_distributed_commit(xid).await {
+            warn!(xid, error = %e, "could not forget a distributed commit; the resolver will");
         }
         ClientResponse::Committed
     }
