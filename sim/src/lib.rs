@@ -8,6 +8,7 @@ pub mod failover;
 pub mod history;
 pub mod invariants;
 pub mod nemesis;
+pub mod observer;
 pub mod runner;
 pub mod trace;
 pub mod workload;

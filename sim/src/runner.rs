@@ -19,6 +19,7 @@ use crate::failover::{self, Failover, HostEvent};
 use crate::history::{History, Outcome as TxnOutcome};
 use crate::invariants::{self, Violation};
 use crate::nemesis::{self, Fault, ScheduledFault};
+use crate::observer::Recorder;
 use crate::trace;
 use crate::workload::{self, now_ms, TABLES};
 use crate::world::World;
@@ -107,6 +108,8 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
 }
 
 struct SimOutput {
+    facts: Vec<crate::observer::Observed>,
+    checksums: Vec<invariants::identical_replicas::PairChecksums>,
     faults: Vec<ScheduledFault>,
     workload_started_ms: u64,
     host_events: Vec<HostEvent>,
@@ -230,6 +233,15 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             result
                 .violations
                 .extend(invariants::latest_value::check(&txns));
+            result
+                .violations
+                .extend(invariants::promoted_in_sync::check(&out.facts));
+            result
+                .violations
+                .extend(invariants::identical_replicas::check(
+                    &out.checksums,
+                    out.sim_time_ms,
+                ));
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
             }
@@ -243,7 +255,9 @@ fn client_ip(i: u32) -> IpAddr {
 
 async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let handle = madsim::runtime::Handle::current();
-    let mut world = World::build(&cfg, stream(seed, "disk").into_seed_u64());
+    let recorder = Recorder::default();
+    let mut world =
+        World::build_observed(&cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
     let coordinator = world.coordinator_addr.clone();
     let client_timeout = cfg.statement_timeout + Duration::from_secs(2);
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
@@ -319,7 +333,20 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         cfg.heal_bound,
     ));
     let final_rows = read.await.expect("read task");
+    let checksums = if final_rows.is_ok() {
+        admin
+            .spawn(pair_checksums(
+                world.coordinator_addr.clone(),
+                client_timeout,
+            ))
+            .await
+            .expect("checksum task")
+    } else {
+        Vec::new()
+    };
     SimOutput {
+        facts: recorder.facts(),
+        checksums,
         faults,
         workload_started_ms: start_ms,
         host_events,
@@ -329,6 +356,59 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         final_rows,
         sim_time_ms: now_ms(),
     }
+}
+
+/// For every pair the catalog shows in sync, the primary's and the mirror's checksums, taken
+/// once the mirror has replayed up to the primary's flushed WAL (the cluster is idle by now;
+/// pairs that do not get there within a few seconds are left out).
+async fn pair_checksums(
+    coordinator: String,
+    timeout: Duration,
+) -> Vec<invariants::identical_replicas::PairChecksums> {
+    use cluster::catalog::Mode;
+    use cluster::io::net::Connection;
+    use cluster::proto::{SegmentRequest, SegmentResponse};
+    async fn checksum(addr: &str) -> Option<(u64, u64)> {
+        let mut conn = Connection::connect(addr, Duration::from_secs(1))
+            .await
+            .ok()?;
+        match conn
+            .call(&SegmentRequest::Checksum, Duration::from_secs(5))
+            .await
+            .ok()?
+        {
+            SegmentResponse::Checksum { lsn, digest } => Some((lsn, digest)),
+            _ => None,
+        }
+    }
+    let mut client = Client::new(vec![coordinator], timeout);
+    let Ok(catalog) = client.catalog().await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for pair in catalog.pairs() {
+        let Some(mirror) = pair.mirror.filter(|m| m.mode == Mode::Synced) else {
+            continue;
+        };
+        for _ in 0..50 {
+            let (Some(p), Some(m)) = (
+                checksum(&pair.primary.endpoint()).await,
+                checksum(&mirror.endpoint()).await,
+            ) else {
+                break;
+            };
+            if p.0 == m.0 {
+                out.push(invariants::identical_replicas::PairChecksums {
+                    content: pair.content,
+                    primary: (pair.primary.dbid, p.0, p.1),
+                    mirror: (mirror.dbid, m.0, m.1),
+                });
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    out
 }
 
 trait IntoSeed {

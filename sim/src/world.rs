@@ -16,6 +16,7 @@ use cluster::catalog::{Mode, Role, SegmentConfig, Status};
 use cluster::coordinator::{self, CoordinatorConfig};
 use cluster::fts::prober::ProbeSettings;
 use cluster::io::Disk;
+use cluster::observe::Observe;
 use cluster::segment::{self, InstanceConfig, ReplicationMode};
 
 use crate::config::RunConfig;
@@ -39,6 +40,7 @@ pub struct World {
     pub coordinator_addr: String,
     pub segments: Vec<SegmentConfig>,
     rng: ChaCha8Rng,
+    observe: Observe,
 }
 
 fn host_ip(index: usize) -> IpAddr {
@@ -49,6 +51,11 @@ impl World {
     /// Builds the cluster of the run's configuration: a coordinator host `mdw`, and segment hosts
     /// `sdw1..` in group layout (see [`RunConfig::contents`]).
     pub fn build(cfg: &RunConfig, disk_seed: u64) -> World {
+        World::build_observed(cfg, disk_seed, Observe::default())
+    }
+
+    /// [`World::build`], with every instance reporting to `observe` (the checkers' hooks).
+    pub fn build_observed(cfg: &RunConfig, disk_seed: u64, observe: Observe) -> World {
         let handle = Handle::current();
         let segment_hosts: Vec<String> =
             (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
@@ -98,6 +105,7 @@ impl World {
             coordinator_addr,
             segments,
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
+            observe,
         };
         world.add_coordinator(cfg);
         for (i, name) in segment_hosts.iter().enumerate() {
@@ -160,6 +168,7 @@ impl World {
             icfg.checkpoint_interval = cfg.checkpoint_interval;
             icfg.cache_blocks_max = cfg.cache_blocks_max;
             icfg.bugs = cfg.bugs;
+            icfg.observe = self.observe.clone();
             // Each instance has its own data directory on the host's disk.
             let dir_disk: Arc<dyn Disk> =
                 Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));

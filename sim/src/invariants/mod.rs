@@ -3,9 +3,11 @@
 //! [`model`] holds the per-row model of the history they share.
 
 pub mod aborted_stays_aborted;
+pub mod identical_replicas;
 pub mod latest_value;
 pub mod model;
 pub mod no_lost_commits;
+pub mod promoted_in_sync;
 
 use serde::Serialize;
 
