@@ -17,6 +17,8 @@ pub struct PlantedBugs {
     /// The coordinator commits a multi-content transaction on its last writer in one phase
     /// instead of preparing it, so a later failure cannot roll that writer back.
     pub commit_without_prepare: bool,
+    /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
+    pub mirror_skips_deletes: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -37,6 +39,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "commit-without-prepare",
         "one writer of a distributed transaction commits without preparing",
     ),
+    (
+        "mirror-skips-deletes",
+        "a mirror's replay drops heap deletes",
+    ),
 ];
 
 impl PlantedBugs {
@@ -52,6 +58,7 @@ impl PlantedBugs {
                 &mut self.syncrep_off_without_marking_mirror_down
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
+            "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
             _ => return None,
         })
     }

@@ -39,14 +39,22 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "aborted-stays-aborted",
         seed_budget: 200,
     },
+    PlantedBug {
+        name: "mirror-skips-deletes",
+        scenario: "standard",
+        caught_by: "identical-replicas",
+        seed_budget: 100,
+    },
 ];
 
-/// Runs seeds from `start` with the bug on until a seed fails a safety check, or the budget runs
-/// out. Returns the first failing seed's result.
+/// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker
+/// firing (a safety verdict), or the budget runs out. Returns that seed's result.
 pub fn hunt(bug: &PlantedBug, start: u64) -> Option<SeedResult> {
     let mut cfg = RunConfig::by_name(bug.scenario).expect("catalogued scenario exists");
     cfg.bugs.enable(bug.name).expect("catalogued bug exists");
     (start..start + bug.seed_budget)
         .map(|seed| run_seed(seed, &cfg).0)
-        .find(|r| r.verdict == Verdict::Safety)
+        .find(|r| {
+            r.verdict == Verdict::Safety && r.violations.iter().any(|v| v.checker == bug.caught_by)
+        })
 }

@@ -46,6 +46,10 @@ pub struct World {
     /// the mirror's flush) or async (it does not).
     #[arg(long, value_parser = parse_replication)]
     pub replication: Option<ReplicationMode>,
+    /// Let a transaction's statements route to several contents (committed by two-phase commit;
+    /// the standard scenario has them on already).
+    #[arg(long)]
+    pub multi_content_txns: bool,
     /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
     #[arg(long = "bug", value_parser = parse_bug)]
     pub bugs: Vec<String>,
@@ -162,6 +166,9 @@ impl World {
         let mut cfg = RunConfig::by_name(&self.scenario).expect("validated by clap");
         if let Some(mode) = self.replication {
             cfg.replication = mode;
+        }
+        if self.multi_content_txns {
+            cfg.workload.multi_content_txns = true;
         }
         for bug in &self.bugs {
             cfg.bugs.enable(bug).expect("validated by clap");

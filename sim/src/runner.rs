@@ -95,11 +95,17 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
         cmd += &format!(" --scenario {}", cfg.scenario);
     }
     let scenario = RunConfig::by_name(&cfg.scenario);
-    if scenario.is_some_and(|s| s.replication != cfg.replication) {
+    if scenario
+        .as_ref()
+        .is_some_and(|s| s.replication != cfg.replication)
+    {
         cmd += match cfg.replication {
             cluster::segment::ReplicationMode::Sync => " --replication sync",
             cluster::segment::ReplicationMode::Async => " --replication async",
         };
+    }
+    if scenario.is_some_and(|s| s.workload.multi_content_txns != cfg.workload.multi_content_txns) {
+        cmd += " --multi-content-txns";
     }
     for bug in cfg.bugs.enabled() {
         cmd += &format!(" --bug {bug}");

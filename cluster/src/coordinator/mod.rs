@@ -73,6 +73,7 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             disk,
             EngineOptions {
                 cache_blocks_max: cfg.cache_blocks_max,
+                ..EngineOptions::default()
             },
         )
         .await?;

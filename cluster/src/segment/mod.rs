@@ -155,6 +155,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             disk.clone(),
             EngineOptions {
                 cache_blocks_max: cfg.cache_blocks_max,
+                replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
             },
         )
         .await

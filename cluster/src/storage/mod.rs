@@ -38,12 +38,15 @@ use table::Table;
 pub struct EngineOptions {
     /// The buffer cache's bound in blocks. A soft limit: blocks waiting for a WAL flush stay.
     pub cache_blocks_max: usize,
+    /// Planted bug (off by default): a replica's replay drops heap deletes.
+    pub replica_skips_deletes: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> EngineOptions {
         EngineOptions {
             cache_blocks_max: 256,
+            replica_skips_deletes: false,
         }
     }
 }
@@ -83,6 +86,7 @@ pub struct Engine {
     applied_lsn: Lsn,
     role: Role,
     wal_bytes: u64,
+    replica_skips_deletes: bool,
 }
 
 impl Engine {

@@ -33,6 +33,7 @@ impl Engine {
             applied_lsn: control.redo_lsn,
             role: Role::Undecided,
             wal_bytes: 0,
+            replica_skips_deletes: opts.replica_skips_deletes,
         };
         for def in &control.tables {
             let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);

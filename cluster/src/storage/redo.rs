@@ -108,7 +108,10 @@ impl Engine {
         if let Some((at, _)) = batch.iter().find(|(_, r)| r.xid() != Some(xid)) {
             return Err(StorageError::CorruptWal { lsn: *at });
         }
-        let records: Vec<Record> = batch.into_iter().map(|(_, r)| r).collect();
+        let mut records: Vec<Record> = batch.into_iter().map(|(_, r)| r).collect();
+        if self.replica_skips_deletes && self.role == Role::Replica {
+            records.retain(|r| !matches!(r, Record::HeapDelete { .. }));
+        }
         self.load_batch(&records).map_err(|err| match err {
             StorageError::UnknownTable(_) => StorageError::CorruptWal { lsn },
             other => other,

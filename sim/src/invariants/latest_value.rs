@@ -1,8 +1,11 @@
 //! **A read returns the latest committed value.**
 //!
-//! Seed (002, segment mirroring): "the mirror ... takes over as the primary" with the primary's
-//! data — after a failover, clients read what was committed, not an older state; and DESIGN
-//! section 4, checker 7: "reads return the latest committed value".
+//! Seed (002, segment mirroring): "If a primary segment becomes unavailable, database queries
+//! fail over to the mirror segment" and "the databases are still consistent because the
+//! transaction log has been replicated. If a mirror takes over for a failed primary, the
+//! transactions in its log are applied to the database tables." — so a query after a failover
+//! reads what was committed, never an older state (DESIGN section 4, checker 7: "reads return
+//! the latest committed value").
 //!
 //! Exact rule (see [`super::model`]): a statement that reads a row — a single-key read, a scan
 //! (for every row of its table on its content, present or absent), or an update or delete that

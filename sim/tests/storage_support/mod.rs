@@ -29,7 +29,14 @@ pub fn sim_disk() -> SimDisk {
 
 pub async fn open(disk: &SimDisk, cache_blocks_max: usize) -> Result<Engine, StorageError> {
     let disk: Arc<dyn Disk> = Arc::new(disk.clone());
-    Engine::open(disk, EngineOptions { cache_blocks_max }).await
+    Engine::open(
+        disk,
+        EngineOptions {
+            cache_blocks_max,
+            ..EngineOptions::default()
+        },
+    )
+    .await
 }
 
 pub fn defs() -> [TableDef; 2] {
