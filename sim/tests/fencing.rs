@@ -19,10 +19,10 @@ async fn call(addr: &str, req: SegmentRequest) -> SegmentResponse {
 }
 
 /// DESIGN (fault detection): "every decision is a catalog change with a new configuration epoch;
-/// segments refuse work stamped with an older epoch". Sequence: the pair comes up in sync (the
-/// prober's changes moved the epoch, and its probes told the primary); a transaction and a
-/// SYNCREP_OFF stamped with the first epoch are refused; a transaction stamped with the current
-/// epoch is accepted, and the primary still waits for its mirror.
+/// segments refuse work stamped with an older epoch". Sequence: the pair comes up in sync; a
+/// probe stamped with a newer epoch reaches the primary (as after a catalog change); a
+/// transaction and a SYNCREP_OFF stamped with an older epoch are refused; a transaction stamped
+/// with the newer epoch is accepted, and the primary still waits for its mirror.
 #[madsim::test]
 async fn work_stamped_with_an_older_configuration_epoch_is_refused() {
     let world = World::build(&RunConfig::pair(), 11);
@@ -40,31 +40,31 @@ async fn work_stamped_with_an_older_configuration_epoch_is_refused() {
         .build();
     node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(10));
-        let mut epoch = 0;
+        let mut ready = None;
         for _ in 0..200 {
             let _ = c.create_table("t", TableKind::Heap).await;
             if let Ok(cat) = c.catalog().await {
-                // Created in sync at epoch 1; the prober records n while the mirror catches up,
-                // then s again.
-                if cat.pair(0).unwrap().primary.mode == Mode::Synced && cat.epoch > 1 {
-                    epoch = cat.epoch;
+                if cat.pair(0).unwrap().primary.mode == Mode::Synced {
+                    ready = Some(cat.epoch);
                     break;
                 }
             }
             madsim::time::sleep(Duration::from_millis(250)).await;
         }
-        assert!(epoch > 1, "the prober's changes moved the epoch");
-        // Let a probe carry the current epoch to the primary.
-        madsim::time::sleep(Duration::from_secs(3)).await;
+        let newer = ready.expect("the pair came up in sync") + 10;
+        match call(&primary, SegmentRequest::Probe { dbid: 2, content: 0, epoch: newer }).await {
+            SegmentResponse::Probe(reply) => assert!(reply.syncrep_enabled),
+            other => panic!("{other:?}"),
+        }
 
-        let stale = call(&primary, SegmentRequest::Begin { xid: 7, epoch: 1 }).await;
-        assert!(matches!(&stale, SegmentResponse::Error(DbError::Failed(m)) if m.contains("stale configuration epoch 1")), "{stale:?}");
-        let stale = call(&primary, SegmentRequest::SyncrepOff { dbid: 2, epoch: 1 }).await;
+        let stale = call(&primary, SegmentRequest::Begin { xid: 7, epoch: newer - 1 }).await;
+        assert!(matches!(&stale, SegmentResponse::Error(DbError::Failed(m)) if m.contains(&format!("stale configuration epoch {}", newer - 1))), "{stale:?}");
+        let stale = call(&primary, SegmentRequest::SyncrepOff { dbid: 2, epoch: newer - 1 }).await;
         assert!(matches!(&stale, SegmentResponse::Error(DbError::Failed(m)) if m.contains("stale configuration epoch")), "{stale:?}");
 
-        let current = call(&primary, SegmentRequest::Begin { xid: 8, epoch }).await;
+        let current = call(&primary, SegmentRequest::Begin { xid: 8, epoch: newer }).await;
         assert!(matches!(current, SegmentResponse::Ok), "{current:?}");
-        match call(&primary, SegmentRequest::Probe { dbid: 2, content: 0, epoch }).await {
+        match call(&primary, SegmentRequest::Probe { dbid: 2, content: 0, epoch: newer }).await {
             SegmentResponse::Probe(reply) => assert!(reply.syncrep_enabled, "the stale SYNCREP_OFF changed nothing"),
             other => panic!("{other:?}"),
         }

@@ -245,17 +245,21 @@ impl Session {
         }
     }
 
+    /// Records a statement that succeeded, to run again after a failover, and answers it.
+    fn logged(&mut self, op: Op, content: Option<Content>, result: OpResult) -> ClientResponse {
+        let txn = self.txn.as_mut().expect("open");
+        txn.log.push(Statement {
+            op,
+            content,
+            result: result.clone(),
+        });
+        ClientResponse::Result(result)
+    }
+
     async fn exec(&mut self, op: Op, content: Option<Content>) -> ClientResponse {
         let epoch = self.store.snapshot().epoch;
         match self.exec_once(&op, content).await {
-            Ok(result) => {
-                self.txn.as_mut().expect("open").log.push(Statement {
-                    op,
-                    content,
-                    result: result.clone(),
-                });
-                ClientResponse::Result(result)
-            }
+            Ok(result) => self.logged(op, content, result),
             Err(ExecError::Refused(e)) => {
                 if self.txn.as_ref().is_some_and(|t| t.participants.is_empty())
                     || matches!(&e, DbError::Failed(m) if m.contains("unavailable"))
@@ -310,14 +314,7 @@ impl Session {
         self.txn.as_mut().expect("open").log = log;
         debug!(xid, "transaction retried on the reconfigured segments");
         match self.exec_once(&op, content).await {
-            Ok(result) => {
-                self.txn.as_mut().expect("open").log.push(Statement {
-                    op,
-                    content,
-                    result: result.clone(),
-                });
-                ClientResponse::Result(result)
-            }
+            Ok(result) => self.logged(op, content, result),
             Err(ExecError::Refused(e)) => ClientResponse::Error(e),
             Err(ExecError::Lost(again)) => {
                 self.abandon().await;

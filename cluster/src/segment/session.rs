@@ -209,15 +209,7 @@ impl Txn {
         }
         let lsn = match inst.inner.engine.lock().await.commit(xid, &writes) {
             Ok(lsn) => lsn,
-            Err(e) => {
-                return match Fault::from(e) {
-                    Fault::Refused(msg) => Some(failed(msg)),
-                    Fault::Storage(e) => {
-                        inst.storage_fault(&e);
-                        None
-                    }
-                }
-            }
+            Err(e) => return refuse_or_fail(inst, e),
         };
         acknowledge_after_durable(inst, lsn).await
     }
@@ -293,15 +285,7 @@ async fn acknowledge_after_durable(
 async fn create_table(inst: &Instance, def: TableDef) -> Option<SegmentResponse> {
     let lsn = match inst.inner.engine.lock().await.create_table(def) {
         Ok(lsn) => lsn,
-        Err(e) => {
-            return match Fault::from(e) {
-                Fault::Refused(msg) => Some(failed(msg)),
-                Fault::Storage(e) => {
-                    inst.storage_fault(&e);
-                    None
-                }
-            }
-        }
+        Err(e) => return refuse_or_fail(inst, e),
     };
     acknowledge_after_durable(inst, lsn)
         .await
