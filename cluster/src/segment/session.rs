@@ -216,8 +216,8 @@ impl Txn {
 }
 
 /// The second phase. A transaction no longer prepared here was already finished (the request
-/// is a retry), so the answer is "done" either way: the coordinator decides, this only carries
-/// the decision out.
+/// is a retry), so the answer is "done" either way, once that finish is as durable as a fresh
+/// one: the coordinator decides, this only carries the decision out.
 async fn finish_prepared(inst: &Instance, xid: Xid, commit: bool) -> Option<SegmentResponse> {
     let result = {
         let mut engine = inst.inner.engine.lock().await;
@@ -231,7 +231,16 @@ async fn finish_prepared(inst: &Instance, xid: Xid, commit: bool) -> Option<Segm
         Ok(lsn) => acknowledge_after_durable(inst, lsn)
             .await
             .map(|_| SegmentResponse::Ok),
-        Err(StorageError::UnknownPrepared(_)) => Some(SegmentResponse::Ok),
+        // Already finished here. "Done" must mean what it means for a fresh request: whatever
+        // finished it is durable here and, in synchronous mode, on the mirror — an instance that
+        // restarted after logging the commit may not have shipped it yet, and a failover to
+        // that mirror would bring the transaction back as merely prepared.
+        Err(StorageError::UnknownPrepared(_)) => {
+            let end = inst.inner.wal.end_lsn();
+            acknowledge_after_durable(inst, end)
+                .await
+                .map(|_| SegmentResponse::Ok)
+        }
         Err(e) => refuse_or_fail(inst, e),
     }
 }
