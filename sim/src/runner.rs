@@ -79,6 +79,28 @@ pub struct SeedResult {
     pub log: Option<String>,
 }
 
+impl SeedResult {
+    /// A passing result with nothing recorded yet.
+    fn empty(seed: u64, cfg: &RunConfig) -> SeedResult {
+        SeedResult {
+            seed,
+            verdict: Verdict::Ok,
+            config: cfg.clone(),
+            faults: Vec::new(),
+            workload_started_ms: 0,
+            events: EventCounts::default(),
+            failovers: Vec::new(),
+            sim_time_ms: 0,
+            wall_time_ms: 0,
+            violations: Vec::new(),
+            trace_hash: String::new(),
+            replay: replay_command(seed, cfg),
+            error: None,
+            log: None,
+        }
+    }
+}
+
 /// Derives an independent random stream for one concern of one seed, so that a draw added in
 /// one concern does not shift the others.
 pub fn stream(seed: u64, concern: &str) -> ChaCha8Rng {
@@ -148,22 +170,8 @@ fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
         rt.block_on(simulate(seed, cfg.clone()))
     }));
     let (log, hash) = trace::end_capture();
-    let mut result = SeedResult {
-        seed,
-        verdict: Verdict::Ok,
-        config: cfg.clone(),
-        faults: Vec::new(),
-        workload_started_ms: 0,
-        events: EventCounts::default(),
-        failovers: Vec::new(),
-        sim_time_ms: 0,
-        wall_time_ms: 0,
-        violations: Vec::new(),
-        trace_hash: format!("{hash:016x}"),
-        replay: replay_command(seed, cfg),
-        error: None,
-        log: None,
-    };
+    let mut result = SeedResult::empty(seed, cfg);
+    result.trace_hash = format!("{hash:016x}");
     match outcome {
         Err(panic) => {
             let msg = panic
@@ -186,22 +194,7 @@ fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
 pub async fn run_in_current_runtime(cfg: RunConfig) -> SeedResult {
     let seed = madsim::runtime::Handle::current().seed();
     let out = simulate(seed, cfg.clone()).await;
-    let mut result = SeedResult {
-        seed,
-        verdict: Verdict::Ok,
-        replay: replay_command(seed, &cfg),
-        config: cfg,
-        faults: Vec::new(),
-        workload_started_ms: 0,
-        events: EventCounts::default(),
-        failovers: Vec::new(),
-        sim_time_ms: 0,
-        wall_time_ms: 0,
-        violations: Vec::new(),
-        trace_hash: String::new(),
-        error: None,
-        log: None,
-    };
+    let mut result = SeedResult::empty(seed, &cfg);
     judge(&mut result, out);
     result
 }

@@ -56,6 +56,15 @@ pub enum Decision {
     DoubleFault,
 }
 
+fn change(dbid: crate::catalog::Dbid, role: Role, status: Status, mode: Mode) -> RowChange {
+    RowChange {
+        dbid,
+        role,
+        status,
+        mode,
+    }
+}
+
 /// Decides what to do for one content. Pure: a function of the catalog's view of the pair and
 /// the probe's outcome.
 pub fn decide(pair: &Pair, outcome: ProbeOutcome) -> Decision {
@@ -101,36 +110,16 @@ pub fn decide_with(pair: &Pair, outcome: ProbeOutcome, bugs: PlantedBugs) -> Dec
                     return Decision::Nothing;
                 }
                 return Decision::Record(vec![
-                    RowChange {
-                        dbid: primary.dbid,
-                        role: Role::Primary,
-                        status: Status::Up,
-                        mode: Mode::NotSynced,
-                    },
-                    RowChange {
-                        dbid: mirror.dbid,
-                        role: Role::Mirror,
-                        status: Status::Up,
-                        mode: Mode::NotSynced,
-                    },
+                    change(primary.dbid, Role::Primary, Status::Up, Mode::NotSynced),
+                    change(mirror.dbid, Role::Mirror, Status::Up, Mode::NotSynced),
                 ]);
             }
             if reply.request_retry {
                 return Decision::ProbeAgain;
             }
             let changes = vec![
-                RowChange {
-                    dbid: primary.dbid,
-                    role: Role::Primary,
-                    status: Status::Up,
-                    mode: Mode::NotSynced,
-                },
-                RowChange {
-                    dbid: mirror.dbid,
-                    role: Role::Mirror,
-                    status: Status::Down,
-                    mode: Mode::NotSynced,
-                },
+                change(primary.dbid, Role::Primary, Status::Up, Mode::NotSynced),
+                change(mirror.dbid, Role::Mirror, Status::Down, Mode::NotSynced),
             ];
             if mirror.status == Status::Down && primary.mode == Mode::NotSynced {
                 if reply.syncrep_enabled {
@@ -146,18 +135,8 @@ pub fn decide_with(pair: &Pair, outcome: ProbeOutcome, bugs: PlantedBugs) -> Dec
                 || bugs.promote_unsynced_mirror
             {
                 Decision::Promote(vec![
-                    RowChange {
-                        dbid: primary.dbid,
-                        role: Role::Mirror,
-                        status: Status::Down,
-                        mode: Mode::NotSynced,
-                    },
-                    RowChange {
-                        dbid: mirror.dbid,
-                        role: Role::Primary,
-                        status: Status::Up,
-                        mode: Mode::NotSynced,
-                    },
+                    change(primary.dbid, Role::Mirror, Status::Down, Mode::NotSynced),
+                    change(mirror.dbid, Role::Primary, Status::Up, Mode::NotSynced),
                 ])
             } else {
                 Decision::DoubleFault
