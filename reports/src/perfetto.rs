@@ -1,0 +1,204 @@
+//! One seed as a Chrome trace-event JSON file, which ui.perfetto.dev (and chrome://tracing)
+//! opens: a process per host, a thread per instance (its state spans: role, mode, status, and
+//! resynchronization as a `recovery` span), the transactions that touched each instance as
+//! async slices under its host, host crashes and restarts as process-wide instants, and the
+//! prober's catalog changes and finished promotions as instants on the instance's thread. A
+//! `clients` process has a thread per client with its transactions in order.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::timeline::{self, Event, Recording, State};
+
+const CLIENTS_PID: u64 = 1000;
+
+fn us(ms: u64) -> u64 {
+    ms * 1000
+}
+
+/// The trace as a JSON value (`{"traceEvents": [...], "displayTimeUnit": "ms"}`).
+pub fn trace(rec: &Recording) -> Value {
+    let mut hosts: BTreeMap<&str, u64> = BTreeMap::new();
+    for i in &rec.instances {
+        let next = hosts.len() as u64 + 1;
+        hosts.entry(i.host.as_str()).or_insert(next);
+    }
+    for e in &rec.events {
+        if let Event::HostCrash { host, .. } | Event::HostRestart { host, .. } = e {
+            let next = hosts.len() as u64 + 1;
+            hosts.entry(host.as_str()).or_insert(next);
+        }
+    }
+    let pid_of = |host: &str| hosts.get(host).copied().unwrap_or(0);
+    let inst_of = |dbid: u16| rec.instances.iter().find(|i| i.dbid == dbid);
+    let mut ev = Vec::new();
+    for (host, pid) in &hosts {
+        ev.push(json!({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": host}}));
+        ev.push(json!({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}}));
+    }
+    for i in &rec.instances {
+        let pid = pid_of(&i.host);
+        ev.push(
+            json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": i.dbid,
+            "args": {"name": format!("seg{} dbid {} (preferred {})", i.content, i.dbid,
+                if i.role == 'p' { "primary" } else { "mirror" })}}),
+        );
+        ev.push(
+            json!({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": i.dbid,
+            "args": {"sort_index": i.dbid}}),
+        );
+    }
+    for s in timeline::spans(rec) {
+        let Some(i) = inst_of(s.dbid) else { continue };
+        let (name, cat) = match s.state {
+            State::MirrorResync => ("resync", "recovery"),
+            other => (other.label(), "state"),
+        };
+        ev.push(
+            json!({"ph": "X", "name": name, "cat": cat, "pid": pid_of(&i.host), "tid": s.dbid,
+            "ts": us(s.from_ms), "dur": us(s.to_ms - s.from_ms),
+            "args": {"content": i.content, "state": s.state.label()}}),
+        );
+    }
+    let mut clients = BTreeMap::new();
+    for e in &rec.events {
+        match e {
+            Event::HostCrash { at_ms, host } | Event::HostRestart { at_ms, host } => {
+                let name = if matches!(e, Event::HostCrash { .. }) {
+                    "host crash"
+                } else {
+                    "host restart"
+                };
+                ev.push(json!({"ph": "i", "s": "p", "name": name, "cat": "fault",
+                    "pid": pid_of(host), "tid": 0, "ts": us(*at_ms), "args": {"host": host}}));
+            }
+            Event::CatalogChange {
+                at_ms,
+                content,
+                dbid,
+                role,
+                status,
+                mode,
+            } => {
+                let Some(i) = inst_of(*dbid) else { continue };
+                ev.push(json!({"ph": "i", "s": "t",
+                    "name": format!("prober: role {role}, status {status}, mode {mode}"),
+                    "cat": "prober", "pid": pid_of(&i.host), "tid": dbid, "ts": us(*at_ms),
+                    "args": {"content": content, "role": role.to_string(),
+                        "status": status.to_string(), "mode": mode.to_string()}}));
+            }
+            Event::Promoted {
+                at_ms,
+                content,
+                dbid,
+            } => {
+                let Some(i) = inst_of(*dbid) else { continue };
+                ev.push(
+                    json!({"ph": "i", "s": "t", "name": "promoted", "cat": "failover",
+                    "pid": pid_of(&i.host), "tid": dbid, "ts": us(*at_ms),
+                    "args": {"content": content}}),
+                );
+            }
+            Event::Txn {
+                at_ms,
+                end_ms,
+                client,
+                id,
+                contents,
+                outcome,
+            } => {
+                clients.insert(*client, ());
+                let args =
+                    json!({"txn": id, "client": client, "contents": contents, "outcome": outcome});
+                ev.push(
+                    json!({"ph": "X", "name": format!("txn {id} {outcome}"), "cat": "txn",
+                    "pid": CLIENTS_PID, "tid": client, "ts": us(*at_ms),
+                    "dur": us(end_ms.saturating_sub(*at_ms)), "args": args}),
+                );
+                // Each instance acting as primary for one of its contents when it began.
+                for dbid in acting_primaries(rec, *at_ms, contents) {
+                    let Some(i) = inst_of(dbid) else { continue };
+                    let (pid, name) = (pid_of(&i.host), format!("transactions on dbid {dbid}"));
+                    let id = format!("{id}.{dbid}");
+                    ev.push(
+                        json!({"ph": "b", "cat": "txn", "name": name, "id": id, "pid": pid,
+                        "tid": dbid, "ts": us(*at_ms), "args": args}),
+                    );
+                    ev.push(
+                        json!({"ph": "e", "cat": "txn", "name": name, "id": id, "pid": pid,
+                        "tid": dbid, "ts": us((*end_ms).max(*at_ms))}),
+                    );
+                }
+            }
+        }
+    }
+    ev.push(
+        json!({"ph": "M", "name": "process_name", "pid": CLIENTS_PID, "args": {"name": "clients"}}),
+    );
+    for c in clients.keys() {
+        ev.push(
+            json!({"ph": "M", "name": "thread_name", "pid": CLIENTS_PID, "tid": c,
+            "args": {"name": format!("client {c}")}}),
+        );
+    }
+    json!({"traceEvents": ev, "displayTimeUnit": "ms",
+        "otherData": {"seed": rec.seed, "clock": "simulated"}})
+}
+
+/// The acting primary of each of `contents` at `at_ms`, by the recorded catalog.
+fn acting_primaries(rec: &Recording, at_ms: u64, contents: &[i16]) -> Vec<u16> {
+    let mut acting: BTreeMap<i16, u16> = rec
+        .instances
+        .iter()
+        .filter(|i| i.role == 'p')
+        .map(|i| (i.content, i.dbid))
+        .collect();
+    for e in rec.events.iter().take_while(|e| e.at_ms() <= at_ms) {
+        if let Event::CatalogChange {
+            content,
+            dbid,
+            role: 'p',
+            ..
+        } = e
+        {
+            acting.insert(*content, *dbid);
+        }
+    }
+    contents
+        .iter()
+        .filter_map(|c| acting.get(c).copied())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_has_a_process_per_host_and_a_thread_per_instance() {
+        let t = trace(&timeline::tests::recording());
+        let ev = t["traceEvents"].as_array().unwrap();
+        let names = |kind: &str| -> Vec<String> {
+            ev.iter()
+                .filter(|e| e["ph"] == "M" && e["name"] == kind)
+                .map(|e| e["args"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names("process_name"), vec!["sdw1", "sdw2", "clients"]);
+        assert_eq!(names("thread_name").len(), 4 + 2);
+        // The resync of dbid 2 after sdw1 came back, as a recovery span on its thread.
+        assert!(ev.iter().any(|e| e["cat"] == "recovery"
+            && e["tid"] == 2
+            && e["ts"] == 8_000_000
+            && e["dur"] == 4_000_000));
+        assert!(ev
+            .iter()
+            .any(|e| e["ph"] == "i" && e["name"] == "host crash"));
+        assert!(ev.iter().any(|e| e["cat"] == "prober" && e["tid"] == 3));
+        // The second transaction ran after the promotion: it is on dbid 3's track.
+        assert!(ev
+            .iter()
+            .any(|e| e["ph"] == "b" && e["tid"] == 3 && e["args"]["txn"] == 1));
+    }
+}

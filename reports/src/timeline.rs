@@ -1,0 +1,362 @@
+//! One seed's recorded events, and the state of every instance over simulated time derived from
+//! them: the catalog row (role, status, mode) as the prober recorded it, and whether the
+//! instance's host was up. The simulator fills a [`Recording`]; this module derives the spans
+//! that the timeline chart and the Perfetto trace draw.
+
+use serde::{Deserialize, Serialize};
+
+/// An instance as the catalog first lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub dbid: u16,
+    pub content: i16,
+    pub host: String,
+    /// Catalog codes: role `p`/`m`, status `u`/`d`, mode `s`/`n`.
+    pub role: char,
+    pub status: char,
+    pub mode: char,
+}
+
+/// Something that happened, at simulated ms since the run began.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Event {
+    HostCrash {
+        at_ms: u64,
+        host: String,
+    },
+    HostRestart {
+        at_ms: u64,
+        host: String,
+    },
+    /// The prober recorded a catalog row change.
+    CatalogChange {
+        at_ms: u64,
+        content: i16,
+        dbid: u16,
+        role: char,
+        status: char,
+        mode: char,
+    },
+    /// The instance logged that its promotion finished.
+    Promoted {
+        at_ms: u64,
+        content: i16,
+        dbid: u16,
+    },
+    /// A client transaction, from invocation to its outcome (`ok`, `fail`, `unknown`).
+    Txn {
+        at_ms: u64,
+        end_ms: u64,
+        client: u32,
+        id: u64,
+        contents: Vec<i16>,
+        outcome: String,
+    },
+}
+
+impl Event {
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Event::HostCrash { at_ms, .. }
+            | Event::HostRestart { at_ms, .. }
+            | Event::CatalogChange { at_ms, .. }
+            | Event::Promoted { at_ms, .. }
+            | Event::Txn { at_ms, .. } => *at_ms,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recording {
+    pub seed: u64,
+    pub end_ms: u64,
+    pub instances: Vec<Instance>,
+    /// In time order.
+    pub events: Vec<Event>,
+}
+
+/// What an instance was doing, as far as the catalog and its host tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum State {
+    /// Acting primary with its mirror in sync.
+    PrimarySynced,
+    /// Acting primary whose mirror is not in sync (change tracking).
+    PrimaryNotSynced,
+    /// Mirror in sync with its primary.
+    MirrorSynced,
+    /// Mirror whose host is up but which is not in sync yet (whether or not the catalog has
+    /// seen it back): catching up, resynchronizing.
+    MirrorResync,
+    /// The catalog marks it down (its host may be back: it waits to be caught up or recovered).
+    MarkedDown,
+    /// Its host is down but the catalog has not noticed yet.
+    DeadUndetected,
+}
+
+impl State {
+    pub const ALL: [State; 6] = [
+        State::PrimarySynced,
+        State::PrimaryNotSynced,
+        State::MirrorSynced,
+        State::MirrorResync,
+        State::MarkedDown,
+        State::DeadUndetected,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            State::PrimarySynced => "primary, in sync",
+            State::PrimaryNotSynced => "primary, not in sync (change tracking)",
+            State::MirrorSynced => "mirror, in sync",
+            State::MirrorResync => "mirror, catching up (resynchronizing)",
+            State::MarkedDown => "marked down",
+            State::DeadUndetected => "host down, not yet detected",
+        }
+    }
+
+    /// RGB colour of the state in charts.
+    pub fn rgb(self) -> (u8, u8, u8) {
+        match self {
+            State::PrimarySynced => (46, 160, 67),
+            State::PrimaryNotSynced => (240, 140, 30),
+            State::MirrorSynced => (60, 110, 210),
+            State::MirrorResync => (160, 100, 220),
+            State::MarkedDown => (150, 150, 150),
+            State::DeadUndetected => (215, 40, 40),
+        }
+    }
+
+    fn of(role: char, status: char, mode: char, host_up: bool) -> State {
+        match (role, status, mode, host_up) {
+            (_, 'u', _, false) => State::DeadUndetected,
+            // A mirror marked down whose host is back runs again and catches up by itself until
+            // the prober records it in sync.
+            ('m', 'd', _, true) => State::MirrorResync,
+            (_, 'd', _, _) => State::MarkedDown,
+            ('p', _, 's', _) => State::PrimarySynced,
+            ('p', _, _, _) => State::PrimaryNotSynced,
+            (_, _, 's', _) => State::MirrorSynced,
+            _ => State::MirrorResync,
+        }
+    }
+}
+
+/// One instance in one state from `from_ms` to `to_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Span {
+    pub dbid: u16,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub state: State,
+}
+
+/// Each instance's states over the run, adjacent equal states merged, ordered by dbid then time.
+pub fn spans(rec: &Recording) -> Vec<Span> {
+    let mut out = Vec::new();
+    for inst in &rec.instances {
+        let (mut role, mut status, mut mode, mut up) = (inst.role, inst.status, inst.mode, true);
+        let mut current = Span {
+            dbid: inst.dbid,
+            from_ms: 0,
+            to_ms: 0,
+            state: State::of(role, status, mode, up),
+        };
+        for e in &rec.events {
+            match e {
+                Event::HostCrash { host, .. } if *host == inst.host => up = false,
+                Event::HostRestart { host, .. } if *host == inst.host => up = true,
+                Event::CatalogChange {
+                    dbid,
+                    role: r,
+                    status: s,
+                    mode: m,
+                    ..
+                } if *dbid == inst.dbid => (role, status, mode) = (*r, *s, *m),
+                _ => continue,
+            }
+            let state = State::of(role, status, mode, up);
+            let at = e.at_ms().min(rec.end_ms);
+            if state != current.state {
+                current.to_ms = at;
+                let next = Span {
+                    dbid: inst.dbid,
+                    from_ms: at,
+                    to_ms: at,
+                    state,
+                };
+                let done = std::mem::replace(&mut current, next);
+                if done.to_ms > done.from_ms {
+                    out.push(done);
+                }
+            }
+        }
+        current.to_ms = rec.end_ms;
+        if current.to_ms > current.from_ms {
+            out.push(current);
+        }
+    }
+    out
+}
+
+/// A resynchronization: a mirror caught up from `from_ms` until the prober recorded it in sync
+/// at `to_ms` (absent if it never got there before the run ended).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Resync {
+    pub dbid: u16,
+    pub from_ms: u64,
+    pub to_ms: Option<u64>,
+}
+
+pub fn resyncs(rec: &Recording) -> Vec<Resync> {
+    let spans = spans(rec);
+    spans
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.state == State::MirrorResync)
+        .map(|(i, s)| {
+            let synced = spans
+                .get(i + 1)
+                .filter(|n| n.dbid == s.dbid && n.state == State::MirrorSynced);
+            Resync {
+                dbid: s.dbid,
+                from_ms: s.from_ms,
+                to_ms: synced.map(|n| n.from_ms),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn recording() -> Recording {
+        let inst = |dbid, content, host: &str, role| Instance {
+            dbid,
+            content,
+            host: host.into(),
+            role,
+            status: 'u',
+            mode: 's',
+        };
+        let change = |at_ms, content, dbid, role, status, mode| Event::CatalogChange {
+            at_ms,
+            content,
+            dbid,
+            role,
+            status,
+            mode,
+        };
+        Recording {
+            seed: 7,
+            end_ms: 20_000,
+            instances: vec![
+                inst(2, 0, "sdw1", 'p'),
+                inst(3, 0, "sdw2", 'm'),
+                inst(4, 1, "sdw2", 'p'),
+                inst(5, 1, "sdw1", 'm'),
+            ],
+            events: vec![
+                Event::Txn {
+                    at_ms: 500,
+                    end_ms: 700,
+                    client: 1,
+                    id: 0,
+                    contents: vec![0, 1],
+                    outcome: "ok".into(),
+                },
+                Event::HostCrash {
+                    at_ms: 1000,
+                    host: "sdw1".into(),
+                },
+                change(3000, 0, 2, 'm', 'd', 'n'),
+                change(3000, 0, 3, 'p', 'u', 'n'),
+                change(3100, 1, 4, 'p', 'u', 'n'),
+                change(3100, 1, 5, 'm', 'd', 'n'),
+                Event::Promoted {
+                    at_ms: 3050,
+                    content: 0,
+                    dbid: 3,
+                },
+                Event::HostRestart {
+                    at_ms: 8000,
+                    host: "sdw1".into(),
+                },
+                change(12_000, 0, 2, 'm', 'u', 's'),
+                change(12_000, 0, 3, 'p', 'u', 's'),
+                Event::Txn {
+                    at_ms: 12_500,
+                    end_ms: 13_000,
+                    client: 2,
+                    id: 1,
+                    contents: vec![0],
+                    outcome: "fail".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn states_follow_the_catalog_and_the_hosts() {
+        let spans = spans(&recording());
+        let of = |dbid| -> Vec<(u64, u64, State)> {
+            spans
+                .iter()
+                .filter(|s| s.dbid == dbid)
+                .map(|s| (s.from_ms, s.to_ms, s.state))
+                .collect()
+        };
+        assert_eq!(
+            of(2),
+            vec![
+                (0, 1000, State::PrimarySynced),
+                (1000, 3000, State::DeadUndetected),
+                (3000, 8000, State::MarkedDown),
+                (8000, 12_000, State::MirrorResync),
+                (12_000, 20_000, State::MirrorSynced),
+            ]
+        );
+        assert_eq!(
+            of(3),
+            vec![
+                (0, 3000, State::MirrorSynced),
+                (3000, 12_000, State::PrimaryNotSynced),
+                (12_000, 20_000, State::PrimarySynced),
+            ]
+        );
+        // Content 1's mirror on sdw1 is back but never recorded in sync.
+        assert_eq!(of(5).last().unwrap().2, State::MirrorResync);
+    }
+
+    #[test]
+    fn a_resync_runs_from_the_mirror_host_coming_back_to_in_sync() {
+        let mut rec = recording();
+        rec.events.insert(
+            8,
+            Event::CatalogChange {
+                at_ms: 9000,
+                content: 0,
+                dbid: 2,
+                role: 'm',
+                status: 'u',
+                mode: 'n',
+            },
+        );
+        assert_eq!(
+            resyncs(&rec),
+            vec![
+                Resync {
+                    dbid: 2,
+                    from_ms: 8000,
+                    to_ms: Some(12_000)
+                },
+                Resync {
+                    dbid: 5,
+                    from_ms: 8000,
+                    to_ms: None
+                }
+            ]
+        );
+    }
+}
