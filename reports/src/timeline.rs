@@ -85,13 +85,15 @@ pub enum State {
     PrimaryNotSynced,
     /// Mirror in sync with its primary.
     MirrorSynced,
-    /// Mirror whose host is up but which is not in sync yet (whether or not the catalog has
-    /// seen it back): catching up, resynchronizing.
+    /// Mirror that is catching up: the catalog has it up but not in sync, or it is marked down
+    /// with its host back and the prober next records it up (so it was catching up meanwhile).
     MirrorResync,
     /// The catalog marks it down (its host may be back: it waits to be caught up or recovered).
     MarkedDown,
     /// Its host is down but the catalog has not noticed yet.
     DeadUndetected,
+    /// Provisional, never in [`spans`]' output: a mirror marked down whose host is back.
+    MirrorBack,
 }
 
 impl State {
@@ -112,6 +114,7 @@ impl State {
             State::MirrorResync => "mirror, catching up (resynchronizing)",
             State::MarkedDown => "marked down",
             State::DeadUndetected => "host down, not yet detected",
+            State::MirrorBack => "mirror marked down, host back",
         }
     }
 
@@ -124,15 +127,16 @@ impl State {
             State::MirrorResync => (160, 100, 220),
             State::MarkedDown => (150, 150, 150),
             State::DeadUndetected => (215, 40, 40),
+            State::MirrorBack => (150, 150, 150),
         }
     }
 
     fn of(role: char, status: char, mode: char, host_up: bool) -> State {
         match (role, status, mode, host_up) {
             (_, 'u', _, false) => State::DeadUndetected,
-            // A mirror marked down whose host is back runs again and catches up by itself until
-            // the prober records it in sync.
-            ('m', 'd', _, true) => State::MirrorResync,
+            // A mirror marked down whose host is back: catching up if the prober later records
+            // it up (see `spans`), otherwise still out of service.
+            ('m', 'd', _, true) => State::MirrorBack,
             (_, 'd', _, _) => State::MarkedDown,
             ('p', _, 's', _) => State::PrimarySynced,
             ('p', _, _, _) => State::PrimaryNotSynced,
@@ -153,6 +157,30 @@ pub struct Span {
 
 /// Each instance's states over the run, adjacent equal states merged, ordered by dbid then time.
 pub fn spans(rec: &Recording) -> Vec<Span> {
+    let raw = raw_spans(rec);
+    let mut out: Vec<Span> = Vec::with_capacity(raw.len());
+    for (i, s) in raw.iter().enumerate() {
+        let mut s = s.clone();
+        if s.state == State::MirrorBack {
+            let next = raw.get(i + 1).filter(|n| n.dbid == s.dbid).map(|n| n.state);
+            s.state = match next {
+                Some(State::MirrorResync | State::MirrorSynced) => State::MirrorResync,
+                _ => State::MarkedDown,
+            };
+        }
+        match out.last_mut() {
+            Some(last)
+                if last.dbid == s.dbid && last.state == s.state && last.to_ms == s.from_ms =>
+            {
+                last.to_ms = s.to_ms
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+fn raw_spans(rec: &Recording) -> Vec<Span> {
     let mut out = Vec::new();
     for inst in &rec.instances {
         let (mut role, mut status, mut mode, mut up) = (inst.role, inst.status, inst.mode, true);
@@ -325,8 +353,8 @@ pub(crate) mod tests {
                 (12_000, 20_000, State::PrimarySynced),
             ]
         );
-        // Content 1's mirror on sdw1 is back but never recorded in sync.
-        assert_eq!(of(5).last().unwrap().2, State::MirrorResync);
+        // Content 1's mirror on sdw1 is back but nothing records it up: still marked down.
+        assert_eq!(of(5).last().unwrap(), &(3100, 20_000, State::MarkedDown));
     }
 
     #[test]
@@ -345,18 +373,11 @@ pub(crate) mod tests {
         );
         assert_eq!(
             resyncs(&rec),
-            vec![
-                Resync {
-                    dbid: 2,
-                    from_ms: 8000,
-                    to_ms: Some(12_000)
-                },
-                Resync {
-                    dbid: 5,
-                    from_ms: 8000,
-                    to_ms: None
-                }
-            ]
+            vec![Resync {
+                dbid: 2,
+                from_ms: 8000,
+                to_ms: Some(12_000)
+            },]
         );
     }
 }

@@ -35,6 +35,10 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Measure simulator throughput on 1 and 2 jobs.
     Bench(BenchArgs),
+    /// Write an HTML report with charts from `hasim run --json` results.
+    Report(crate::report_cli::ReportArgs),
+    /// Measure mirror layouts under k simultaneous host failures (availability, load).
+    Layouts(crate::report_cli::LayoutsArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -89,6 +93,12 @@ pub struct ReplayArgs {
     pub trace: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// Draw the state timeline of every instance (SVG) to this file.
+    #[arg(long)]
+    pub timeline: Option<PathBuf>,
+    /// Write a Chrome trace-event JSON file (opens in ui.perfetto.dev) to this file.
+    #[arg(long)]
+    pub perfetto: Option<PathBuf>,
     #[command(flatten)]
     pub world: World,
 }
@@ -198,6 +208,8 @@ pub fn main() -> i32 {
         Command::Run(args) => &args.world,
         Command::Replay(args) => &args.world,
         Command::Bench(args) => &args.world,
+        Command::Report(args) => return crate::report_cli::report(args),
+        Command::Layouts(args) => return crate::report_cli::layouts(args),
     };
     let cfg = world.config();
     if let Err(e) = cfg
@@ -211,6 +223,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
         Command::Bench(args) => bench(args),
+        Command::Report(_) | Command::Layouts(_) => unreachable!("handled above"),
     }
 }
 
@@ -426,7 +439,11 @@ fn replay(args: ReplayArgs) -> i32 {
         "info"
     });
     let cfg = args.world.config();
-    let (result, log) = run_seed(args.seed, &cfg);
+    let (result, log, recording) = crate::runner::run_seed_recorded(args.seed, &cfg);
+    if let Err(e) = crate::report_cli::replay_outputs(&args, recording.as_ref()) {
+        eprintln!("error: {e:#}");
+        return EXIT_USAGE;
+    }
     if let Some(path) = &args.trace {
         if let Err(e) = std::fs::write(path, &log) {
             eprintln!("cannot write trace {}: {e}", path.display());

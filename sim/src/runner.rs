@@ -71,6 +71,9 @@ pub struct SeedResult {
     pub sim_time_ms: u64,
     pub wall_time_ms: u64,
     pub violations: Vec<Violation>,
+    /// The checkers that ran over the history (none when the healed cluster never served the
+    /// final read).
+    pub checkers: Vec<&'static str>,
     pub trace_hash: String,
     pub replay: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +96,7 @@ impl SeedResult {
             sim_time_ms: 0,
             wall_time_ms: 0,
             violations: Vec::new(),
+            checkers: Vec::new(),
             trace_hash: String::new(),
             replay: replay_command(seed, cfg),
             error: None,
@@ -154,13 +158,34 @@ pub fn run_seed(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
-        .spawn(move || run_seed_here(seed, &cfg_thread))
+        .spawn(move || run_seed_here(seed, &cfg_thread, false))
+        .expect("spawn seed thread")
+        .join()
+        .map(|(result, log, _)| (result, log))
+        .expect("seed thread catches its own panics")
+}
+
+/// [`run_seed`], also returning what the run recorded (for the timeline and the Perfetto
+/// trace); `None` if the simulation panicked.
+pub fn run_seed_recorded(
+    seed: u64,
+    cfg: &RunConfig,
+) -> (SeedResult, Vec<u8>, Option<reports::timeline::Recording>) {
+    let cfg_thread = cfg.clone();
+    std::thread::Builder::new()
+        .name(format!("seed-{seed}"))
+        .stack_size(16 << 20)
+        .spawn(move || run_seed_here(seed, &cfg_thread, true))
         .expect("spawn seed thread")
         .join()
         .expect("seed thread catches its own panics")
 }
 
-fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
+fn run_seed_here(
+    seed: u64,
+    cfg: &RunConfig,
+    record: bool,
+) -> (SeedResult, Vec<u8>, Option<reports::timeline::Recording>) {
     let wall = WallInstant::now();
     trace::begin_capture();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -172,6 +197,7 @@ fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
     let (log, hash) = trace::end_capture();
     let mut result = SeedResult::empty(seed, cfg);
     result.trace_hash = format!("{hash:016x}");
+    let mut recording = None;
     match outcome {
         Err(panic) => {
             let msg = panic
@@ -182,10 +208,22 @@ fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
             result.verdict = Verdict::Crash;
             result.error = Some(format!("simulation panicked: {msg}"));
         }
-        Ok(out) => judge(&mut result, out),
+        Ok(out) => {
+            if record {
+                recording = Some(crate::recording::of_run(
+                    seed,
+                    &out.segments,
+                    &out.host_events,
+                    &out.cluster_events,
+                    &out.history.txns(),
+                    out.sim_time_ms,
+                ));
+            }
+            judge(&mut result, out)
+        }
     }
     result.wall_time_ms = wall.elapsed().as_millis() as u64;
-    (result, log)
+    (result, log, recording)
 }
 
 /// Runs the configuration inside the current madsim runtime (a `#[madsim::test]`, which takes
@@ -223,6 +261,13 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             ));
         }
         Ok(rows) => {
+            result.checkers = vec![
+                invariants::no_lost_commits::NAME,
+                invariants::aborted_stays_aborted::NAME,
+                invariants::latest_value::NAME,
+                invariants::promoted_in_sync::NAME,
+                invariants::identical_replicas::NAME,
+            ];
             result
                 .violations
                 .extend(invariants::no_lost_commits::check(&txns, &rows));

@@ -1,0 +1,214 @@
+//! Mirror layouts under host failures, by simulation: the cluster is built with a layout, `k`
+//! random segment hosts (drawn from the seed) crash at once, the real prober acts, and then the
+//! catalog and the instances tell whether every content still has a live instance serving as
+//! primary, and how many acting primaries each surviving host runs. Over many seeds this
+//! measures what `reports::layouts` computes exactly.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use rand_chacha::rand_core::Rng;
+
+use cluster::catalog::{Role, Status};
+use cluster::client::Client;
+use cluster::layout::Layout;
+use cluster::observe::Fact;
+use reports::layouts::Simulated;
+
+use crate::config::RunConfig;
+use crate::observer::Recorder;
+use crate::runner::stream;
+use crate::world::World;
+
+/// How long the prober gets to act after the crash: enough for detection with every retry
+/// (interval + (retries + 1) x timeout + retries x gap) and the promotions, with margin.
+pub const SETTLE: Duration = Duration::from_secs(20);
+
+/// One trial's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trial {
+    pub failed: Vec<String>,
+    /// Every content has an instance on a live host that the catalog lists as its up primary
+    /// and that is the original primary or finished its promotion.
+    pub available: bool,
+    /// Acting primaries per live segment host, from the catalog.
+    pub acting: BTreeMap<String, usize>,
+}
+
+/// The configuration of a layout trial: the standard cluster's settings with this shape.
+pub fn config(layout: Layout, hosts: usize, per_host: usize) -> RunConfig {
+    RunConfig {
+        scenario: "layouts".into(),
+        segment_hosts: hosts,
+        contents: hosts * per_host,
+        layout,
+        clients: 0,
+        ..RunConfig::standard()
+    }
+}
+
+/// Crashes `k` hosts drawn from `seed` at once, lets the prober act, reads the outcome.
+pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
+    let cfg = cfg.clone();
+    std::thread::Builder::new()
+        .name(format!("layouts-{seed}"))
+        .stack_size(16 << 20)
+        .spawn(move || {
+            // The trial's log is not kept (a layout trial checks the catalog, not the log).
+            crate::trace::begin_capture();
+            let mut rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            rt.set_time_limit(SETTLE * 4);
+            let out = rt.block_on(simulate(seed, cfg, k));
+            crate::trace::end_capture();
+            out
+        })
+        .expect("spawn trial thread")
+        .join()
+        .map_err(|_| format!("seed {seed}: the simulation panicked"))?
+}
+
+async fn simulate(seed: u64, cfg: RunConfig, k: usize) -> Result<Trial, String> {
+    let recorder = Recorder::default();
+    let mut world = World::build_observed(&cfg, stream(seed, "disk").next_u64(), recorder.hook());
+    let handle = madsim::runtime::Handle::current();
+    let admin = handle
+        .create_node()
+        .name("admin")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
+    let addr = world.coordinator_addr.clone();
+    let read = move || {
+        let addr = addr.clone();
+        admin.spawn(async move {
+            let mut client = Client::new(vec![addr], Duration::from_secs(5));
+            let mut last = String::new();
+            for _ in 0..40 {
+                match client.catalog().await {
+                    Ok(c) => return Ok(c),
+                    Err(e) => last = e.to_string(),
+                }
+                madsim::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(format!("catalog unreadable: {last}"))
+        })
+    };
+    // Up and mirrored: the catalog answers and a few probe rounds have passed.
+    read().await.map_err(|e| e.to_string())??;
+    madsim::time::sleep(Duration::from_secs(5)).await;
+
+    let mut hosts = world.segment_host_names();
+    let mut rng = stream(seed, "layouts");
+    let mut failed = Vec::new();
+    for _ in 0..k.min(hosts.len()) {
+        let i = (rng.next_u64() % hosts.len() as u64) as usize;
+        failed.push(hosts.remove(i));
+    }
+    failed.sort();
+    for h in &failed {
+        world.kill_host(h);
+    }
+    madsim::time::sleep(SETTLE).await;
+    let catalog = read().await.map_err(|e| e.to_string())??;
+
+    let promoted: Vec<u16> = recorder
+        .facts()
+        .into_iter()
+        .filter_map(|o| match o.fact {
+            Fact::Promoted { dbid, .. } => Some(dbid),
+            _ => None,
+        })
+        .collect();
+    let live = |host: &str| !failed.iter().any(|f| f == host);
+    let mut acting: BTreeMap<String, usize> = hosts.iter().map(|h| (h.clone(), 0)).collect();
+    let mut available = true;
+    for content in catalog.contents() {
+        let serving = catalog.segments.values().find(|s| {
+            s.content == content
+                && s.role == Role::Primary
+                && s.status == Status::Up
+                && live(&s.hostname)
+                && (s.preferred_role == Role::Primary || promoted.contains(&s.dbid))
+        });
+        match serving {
+            Some(s) => *acting.entry(s.hostname.clone()).or_default() += 1,
+            None => available = false,
+        }
+    }
+    Ok(Trial {
+        failed,
+        available,
+        acting,
+    })
+}
+
+/// Runs `seeds` trials for each k in `ks` on `jobs` threads; returns the simulated figures.
+pub fn measure(
+    layout: Layout,
+    hosts: usize,
+    per_host: usize,
+    ks: &[usize],
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+) -> Result<Simulated, String> {
+    let cfg = config(layout, hosts, per_host);
+    layout
+        .validate(hosts, per_host)
+        .map_err(|e| format!("layout {layout}: {e}"))?;
+    let work: Vec<(usize, u64)> = ks
+        .iter()
+        .flat_map(|&k| seeds.clone().map(move |s| (k, s)))
+        .collect();
+    let work = Arc::new(work);
+    let next = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let workers: Vec<_> = (0..jobs.max(1))
+        .map(|_| {
+            let (work, next, tx, cfg) = (work.clone(), next.clone(), tx.clone(), cfg.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(k, seed)) = work.get(i) else {
+                    return;
+                };
+                if tx.send((k, seed, trial(seed, &cfg, k))).is_err() {
+                    return;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut survive: BTreeMap<usize, (u64, u64)> = ks.iter().map(|k| (*k, (0, 0))).collect();
+    let mut max_acting = None;
+    let mut first_error = None;
+    for (k, seed, result) in rx {
+        match result {
+            Ok(t) => {
+                let e = survive.entry(k).or_default();
+                e.0 += t.available as u64;
+                e.1 += 1;
+                if k == 1 {
+                    let m = t.acting.values().copied().max().unwrap_or(0);
+                    max_acting = Some(max_acting.map_or(m, |x: usize| x.max(m)));
+                }
+            }
+            Err(e) => {
+                first_error.get_or_insert(format!("k = {k}, seed {seed}: {e}"));
+            }
+        }
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(Simulated {
+        layout: layout.to_string(),
+        hosts,
+        primaries_per_host: per_host,
+        survive: survive.into_iter().map(|(k, (s, n))| (k, s, n)).collect(),
+        max_acting_after_one: max_acting,
+    })
+}

@@ -1,0 +1,96 @@
+//! What one run recorded, handed to `reports` for the state timeline and the Perfetto trace:
+//! the initial catalog, the host crashes and restarts the nemesis carried out, the prober's
+//! catalog changes and finished promotions from the log, and the clients' transactions.
+
+use cluster::catalog::SegmentConfig;
+use reports::timeline::{Event, Instance, Recording};
+
+use crate::failover::HostEvent;
+use crate::history::{Outcome, TxnRecord};
+use crate::trace::ClusterEvent;
+
+pub fn of_run(
+    seed: u64,
+    segments: &[SegmentConfig],
+    host_events: &[HostEvent],
+    cluster_events: &[ClusterEvent],
+    txns: &[TxnRecord],
+    end_ms: u64,
+) -> Recording {
+    let instances = segments
+        .iter()
+        .map(|s| Instance {
+            dbid: s.dbid,
+            content: s.content,
+            host: s.hostname.clone(),
+            role: s.role.code(),
+            status: s.status.code(),
+            mode: s.mode.code(),
+        })
+        .collect();
+    let mut events: Vec<Event> = Vec::new();
+    for h in host_events {
+        events.push(if h.crash {
+            Event::HostCrash {
+                at_ms: h.at_ms,
+                host: h.host.clone(),
+            }
+        } else {
+            Event::HostRestart {
+                at_ms: h.at_ms,
+                host: h.host.clone(),
+            }
+        });
+    }
+    for e in cluster_events {
+        events.push(match *e {
+            ClusterEvent::CatalogChange {
+                at_ms,
+                content,
+                dbid,
+                role,
+                status,
+                mode,
+            } => Event::CatalogChange {
+                at_ms,
+                content,
+                dbid,
+                role,
+                status,
+                mode,
+            },
+            ClusterEvent::Promoted {
+                at_ms,
+                content,
+                dbid,
+            } => Event::Promoted {
+                at_ms,
+                content,
+                dbid,
+            },
+        });
+    }
+    for t in txns {
+        events.push(Event::Txn {
+            at_ms: t.invoked_ms,
+            end_ms: t.completed_ms.unwrap_or(end_ms),
+            client: t.client,
+            id: t.id,
+            contents: t.contents(),
+            outcome: match t.outcome {
+                Some(Outcome::Ok) => "ok",
+                Some(Outcome::Fail) => "fail",
+                Some(Outcome::Unknown) | None => "unknown",
+            }
+            .into(),
+        });
+    }
+    // Stable: events at the same millisecond keep the order they were recorded in.
+    events.sort_by_key(Event::at_ms);
+    Recording {
+        seed,
+        end_ms,
+        instances,
+        events,
+    }
+}
