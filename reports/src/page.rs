@@ -183,7 +183,11 @@ fn sections(input: &Input) -> Result<Vec<Section>> {
             .rows
             .iter()
             .map(|r| {
-                let n = r[3].trim_end_matches(" seeds").parse().unwrap_or(0.0);
+                let n = r[3]
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0.0);
                 (r[0].clone(), n)
             })
             .collect();

@@ -264,7 +264,10 @@ pub fn bugs(lines: &[SeedLine]) -> Table {
             bug,
             ls.len().to_string(),
             failing.len().to_string(),
-            first.map_or("not caught".into(), |i| format!("{} seeds", i + 1)),
+            first.map_or("not caught".into(), |i| match i + 1 {
+                1 => "1 seed".into(),
+                n => format!("{n} seeds"),
+            }),
             first.map_or("-".into(), |i| ls[i].seed.to_string()),
             if by.is_empty() {
                 "-".into()

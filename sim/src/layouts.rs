@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::Rng;
 
-use cluster::catalog::{Role, Status};
+use cluster::catalog::{Mode, Role, Status};
 use cluster::client::Client;
 use cluster::layout::Layout;
 use cluster::observe::Fact;
@@ -25,6 +25,12 @@ use crate::world::World;
 /// How long the prober gets to act after the crash: enough for detection with every retry
 /// (interval + (retries + 1) x timeout + retries x gap) and the promotions, with margin.
 pub const SETTLE: Duration = Duration::from_secs(20);
+
+/// How long the cluster may take to come up with every pair in sync.
+pub const SYNC_BOUND: Duration = Duration::from_secs(60);
+
+/// Probe rounds the prober gets before the cluster counts as started.
+pub const WARM_UP: Duration = Duration::from_secs(10);
 
 /// One trial's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +66,7 @@ pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
             crate::trace::begin_capture();
             let mut rt =
                 madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-            rt.set_time_limit(SETTLE * 4);
+            rt.set_time_limit(SETTLE * 2 + SYNC_BOUND * 2);
             let out = rt.block_on(simulate(seed, cfg, k));
             crate::trace::end_capture();
             out
@@ -95,9 +101,29 @@ async fn simulate(seed: u64, cfg: RunConfig, k: usize) -> Result<Trial, String> 
             Err(format!("catalog unreadable: {last}"))
         })
     };
-    // Up and mirrored: the catalog answers and a few probe rounds have passed.
-    read().await.map_err(|e| e.to_string())??;
-    madsim::time::sleep(Duration::from_secs(5)).await;
+    // Up and mirrored: the catalog starts out saying every pair is in sync, so first let the
+    // prober see the mirrors catch up from nothing (it records them not in sync meanwhile),
+    // then wait for the catalog to show every instance up and every pair in sync. Only an
+    // in-sync mirror may be promoted; crashing earlier would measure start-up instead.
+    madsim::time::sleep(WARM_UP).await;
+    let mut waited = Duration::ZERO;
+    loop {
+        let catalog = read().await.map_err(|e| e.to_string())??;
+        if catalog
+            .segments
+            .values()
+            .all(|s| s.status == Status::Up && s.mode == Mode::Synced)
+        {
+            break;
+        }
+        if waited >= SYNC_BOUND {
+            return Err(format!(
+                "the cluster was not fully in sync {SYNC_BOUND:?} after start"
+            ));
+        }
+        madsim::time::sleep(Duration::from_secs(1)).await;
+        waited += Duration::from_secs(1);
+    }
 
     let mut hosts = world.segment_host_names();
     let mut rng = stream(seed, "layouts");

@@ -1,0 +1,164 @@
+//! The report page in a real browser: headless Chromium loads `index.html` from disk and the
+//! page's own script records whether every chart image decoded (naturalWidth > 0). Also the
+//! report's tables on real simulator output, as snapshots.
+//!
+//! Chromium comes from Debian (`.ci/install-chromium`). Without it the browser test is skipped
+//! loudly on a developer's machine, and fails when `CI` is set.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RESULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/results.jsonl");
+const LAYOUTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/layouts.json");
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("reports-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Runs Chromium headless on `page` and returns the DOM after load.
+fn dump_dom(chromium: &Path, page: &Path) -> String {
+    let profile = fresh_dir("chromium-profile");
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("wait for chromium").is_some() {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("chromium output");
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn attr(dom: &str, name: &str) -> Option<usize> {
+    let at = dom.find(&format!("{name}=\""))? + name.len() + 2;
+    dom[at..].split('"').next()?.parse().ok()
+}
+
+#[test]
+fn every_chart_of_the_report_loads_in_headless_chromium() {
+    let out = fresh_dir("page");
+    let page = reports::report(Path::new(RESULTS), Some(Path::new(LAYOUTS)), &out).unwrap();
+    let charts = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
+        .count();
+    assert!(
+        charts >= 7,
+        "failover, throughput, faults, checkers, bugs, two layout charts: {charts}"
+    );
+    let Some(chromium) = chromium() else {
+        if on_ci() {
+            panic!("chromium is not installed and CI is set: run .ci/install-chromium");
+        }
+        eprintln!("\n\n!!!!! SKIPPED: chromium not found on PATH; the report's charts were NOT checked in a browser. Install it with .ci/install-chromium !!!!!\n");
+        return;
+    };
+    let dom = dump_dom(&chromium, &page);
+    assert!(
+        dom.contains("<h1>hasim report</h1>"),
+        "the page rendered: {dom:.500}"
+    );
+    assert_eq!(
+        (attr(&dom, "data-loaded"), attr(&dom, "data-total")),
+        (Some(charts), Some(charts)),
+        "every chart decoded with a width; the page says: {}",
+        dom.split("id=\"chart-check\"")
+            .nth(1)
+            .unwrap_or("(no check)")
+            .chars()
+            .take(300)
+            .collect::<String>()
+    );
+    assert!(dom.contains("All charts loaded."));
+    // Not blank: the tables are there with their figures.
+    for heading in [
+        "Failover time",
+        "Planted bugs",
+        "Failing seeds",
+        "The mirroring document's claims",
+    ] {
+        assert!(dom.contains(heading), "{heading}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn the_tables_of_real_simulator_results() {
+    let text = std::fs::read_to_string(RESULTS).unwrap();
+    let lines = reports::results::parse_results(&text).unwrap();
+    let md: Vec<String> = reports::tables::all(&lines)
+        .iter()
+        .map(|t| t.markdown())
+        .collect();
+    insta::assert_snapshot!(md.join("\n"));
+}
+
+#[test]
+fn a_bad_results_file_names_the_line_and_the_field_and_writes_nothing() {
+    let dir = fresh_dir("bad");
+    let input = dir.join("r.jsonl");
+    let text = std::fs::read_to_string(RESULTS).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[2] = lines[2].replacen("\"sim_time_ms\":", "\"sim_time_ms\":-", 1);
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = dir.join("out");
+    let err = reports::report(&input, None, &out).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("line 3: field `sim_time_ms`"), "{msg}");
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
