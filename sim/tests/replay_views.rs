@@ -13,10 +13,16 @@ use sim::runner::run_seed_recorded;
 /// Seed 1 of the pair: its first host crash takes the primary down and the mirror is promoted.
 const SEED: u64 = 1;
 
+/// Runs the seed as `hasim replay` does: the log subscriber records the prober's decisions.
+fn replay() -> (sim::runner::SeedResult, reports::timeline::Recording) {
+    sim::trace::install("warn");
+    let (result, _, recording) = run_seed_recorded(SEED, &RunConfig::pair());
+    (result, recording.expect("the run recorded its events"))
+}
+
 #[test]
 fn the_perfetto_trace_has_a_track_per_instance_with_states_faults_and_prober_decisions() {
-    let (result, _, recording) = run_seed_recorded(SEED, &RunConfig::pair());
-    let rec = recording.expect("the run recorded its events");
+    let (result, rec) = replay();
     let text = serde_json::to_string(&reports::perfetto::trace(&rec)).unwrap();
     // It parses back as trace-event JSON: an object with a traceEvents array.
     let trace: Value = serde_json::from_str(&text).unwrap();
@@ -91,8 +97,7 @@ fn the_perfetto_trace_has_a_track_per_instance_with_states_faults_and_prober_dec
 
 #[test]
 fn the_timeline_shows_the_promotion_and_the_resynchronization() {
-    let (result, _, recording) = run_seed_recorded(SEED, &RunConfig::pair());
-    let rec = recording.expect("recorded");
+    let (result, rec) = replay();
     let spans = reports::timeline::spans(&rec);
     // The promoted mirror (dbid 3) acts as primary at some point, as the catalog recorded.
     assert!(spans
