@@ -18,9 +18,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// Reads `input` (the output of `hasim run --json`) and, if given, `layouts` (the output of
-/// `hasim layouts --json`), and writes the page into `out`. Returns the page's path.
-pub fn report(input: &Path, layouts: Option<&Path>, out: &Path) -> Result<PathBuf> {
+/// What `report` reads besides the results.
+#[derive(Clone, Debug, Default)]
+pub struct Extras<'a> {
+    /// The output of `hasim layouts --json`.
+    pub layouts: Option<&'a Path>,
+    /// State timelines drawn by `hasim replay --timeline` (SVG), shown on the page.
+    pub timelines: &'a [PathBuf],
+}
+
+/// Reads `input` (the output of `hasim run --json`) and the extras, and writes the page into
+/// `out`. Returns the page's path. Nothing is written if an input is bad.
+pub fn report(input: &Path, extras: &Extras, out: &Path) -> Result<PathBuf> {
+    let layouts = extras.layouts;
     let text =
         std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
     let lines = results::parse_results(&text).with_context(|| format!("{}", input.display()))?;
@@ -36,11 +46,28 @@ pub fn report(input: &Path, layouts: Option<&Path>, out: &Path) -> Result<PathBu
         }
         None => None,
     };
+    let mut timelines = Vec::new();
+    for path in extras.timelines {
+        let svg =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        if !svg.trim_start().starts_with("<svg") {
+            anyhow::bail!(
+                "{}: not an SVG file (expected `hasim replay --timeline` output)",
+                path.display()
+            );
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "timeline".into());
+        timelines.push((name, svg));
+    }
     page::write(
         &page::Input {
             lines: &lines,
             source: input.display().to_string(),
             layouts: sims.as_deref(),
+            timelines,
         },
         out,
     )

@@ -18,6 +18,8 @@ pub struct Input<'a> {
     pub source: String,
     /// The simulator's layout figures (`hasim layouts --json`), if measured.
     pub layouts: Option<&'a [Simulated]>,
+    /// State timelines of replayed seeds: (name, SVG).
+    pub timelines: Vec<(String, String)>,
 }
 
 struct Section {
@@ -206,6 +208,19 @@ fn sections(input: &Input) -> Result<Vec<Section>> {
         charts: coverage_charts,
         tables: vec![faults, checkers, bugs],
     });
+
+    if !input.timelines.is_empty() {
+        out.push(Section {
+            title: "State timelines",
+            intro: "Replayed seeds (<code>hasim replay --timeline</code>): each instance's role, mode and status over simulated time, from the prober's recorded catalog changes and the host crashes and restarts.".into(),
+            charts: input
+                .timelines
+                .iter()
+                .map(|(name, svg)| (format!("timeline-{name}"), svg.clone()))
+                .collect(),
+            tables: Vec::new(),
+        });
+    }
 
     out.push(Section {
         title: "Failing seeds",

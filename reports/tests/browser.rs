@@ -12,6 +12,51 @@ use std::time::{Duration, Instant};
 const RESULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/results.jsonl");
 const LAYOUTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/layouts.json");
 
+/// A small recorded run: a primary's host crashes, its mirror is promoted, the host returns.
+fn recording() -> reports::timeline::Recording {
+    use reports::timeline::{Event, Instance, Recording};
+    let inst = |dbid, content, host: &str, role| Instance {
+        dbid,
+        content,
+        host: host.into(),
+        role,
+        status: 'u',
+        mode: 's',
+    };
+    let change = |at_ms, dbid, role, status, mode| Event::CatalogChange {
+        at_ms,
+        content: 0,
+        dbid,
+        role,
+        status,
+        mode,
+    };
+    Recording {
+        seed: 7,
+        end_ms: 20_000,
+        instances: vec![inst(2, 0, "sdw1", 'p'), inst(3, 0, "sdw2", 'm')],
+        events: vec![
+            Event::HostCrash {
+                at_ms: 1000,
+                host: "sdw1".into(),
+            },
+            change(3000, 2, 'm', 'd', 'n'),
+            change(3000, 3, 'p', 'u', 'n'),
+            Event::Promoted {
+                at_ms: 3050,
+                content: 0,
+                dbid: 3,
+            },
+            Event::HostRestart {
+                at_ms: 8000,
+                host: "sdw1".into(),
+            },
+            change(12_000, 2, 'm', 'u', 's'),
+            change(12_000, 3, 'p', 'u', 's'),
+        ],
+    }
+}
+
 fn fresh_dir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -85,7 +130,14 @@ fn attr(dom: &str, name: &str) -> Option<usize> {
 #[test]
 fn every_chart_of_the_report_loads_in_headless_chromium() {
     let out = fresh_dir("page");
-    let page = reports::report(Path::new(RESULTS), Some(Path::new(LAYOUTS)), &out).unwrap();
+    let timeline = out.join("seed-7.svg");
+    std::fs::write(&timeline, reports::charts::timeline(&recording()).unwrap()).unwrap();
+    let timelines = [timeline];
+    let extras = reports::Extras {
+        layouts: Some(Path::new(LAYOUTS)),
+        timelines: &timelines,
+    };
+    let page = reports::report(Path::new(RESULTS), &extras, &out).unwrap();
     let charts = std::fs::read_dir(&out)
         .unwrap()
         .filter(|e| {
@@ -97,9 +149,10 @@ fn every_chart_of_the_report_loads_in_headless_chromium() {
         })
         .count();
     assert!(
-        charts >= 7,
-        "failover, throughput, faults, checkers, bugs, two layout charts: {charts}"
+        charts >= 9,
+        "failover, throughput, faults, checkers, bugs, two layout charts, the timeline (and its source): {charts}"
     );
+    let charts = charts - 1; // seed-7.svg is the timeline's source, not shown itself
     let Some(chromium) = chromium() else {
         if on_ci() {
             panic!("chromium is not installed and CI is set: run .ci/install-chromium");
@@ -156,7 +209,7 @@ fn a_bad_results_file_names_the_line_and_the_field_and_writes_nothing() {
     lines[2] = lines[2].replacen("\"sim_time_ms\":", "\"sim_time_ms\":-", 1);
     std::fs::write(&input, lines.join("\n")).unwrap();
     let out = dir.join("out");
-    let err = reports::report(&input, None, &out).unwrap_err();
+    let err = reports::report(&input, &reports::Extras::default(), &out).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("line 3: field `sim_time_ms`"), "{msg}");
     assert!(!out.exists(), "nothing written");

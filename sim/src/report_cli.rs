@@ -23,6 +23,9 @@ pub struct ReportArgs {
     /// Simulated layout figures from `hasim layouts --json`, shown beside the exact ones.
     #[arg(long)]
     pub layouts: Option<PathBuf>,
+    /// A state timeline from `hasim replay --timeline` to show on the page (repeatable).
+    #[arg(long)]
+    pub timeline: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -36,6 +39,10 @@ pub struct LayoutsArgs {
     /// Print the simulated figures as JSON (the input of `hasim report --layouts`).
     #[arg(long)]
     pub json: bool,
+    /// Run one batch of trials in this process (`LAYOUT/HOSTS/PER_HOST/K`) and print its
+    /// figures; the parent runs batches in child processes.
+    #[arg(long, hide = true)]
+    pub batch: Option<String>,
 }
 
 fn parse_seeds(s: &str) -> Result<SeedRange, String> {
@@ -65,7 +72,11 @@ fn parse_seeds(s: &str) -> Result<SeedRange, String> {
 }
 
 pub fn report(args: &ReportArgs) -> i32 {
-    match reports::report(&args.input, args.layouts.as_deref(), &args.out) {
+    let extras = reports::Extras {
+        layouts: args.layouts.as_deref(),
+        timelines: &args.timeline,
+    };
+    match reports::report(&args.input, &extras, &args.out) {
         Ok(page) => {
             println!("report written: {}", page.display());
             0
@@ -77,42 +88,66 @@ pub fn report(args: &ReportArgs) -> i32 {
     }
 }
 
+/// Seeds per child process: every simulated world keeps a few MB after its runtime ends, so
+/// trials run in batches in child processes (`--batch`) and memory stays bounded.
+const SEEDS_PER_BATCH: u64 = 50;
+
 pub fn layouts(args: &LayoutsArgs) -> i32 {
     let jobs = args.jobs.map(|j| j as usize).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    crate::trace::install("warn");
-    let ks: Vec<usize> = (1..=K_MAX).collect();
     let seeds = args.seeds.start..args.seeds.end;
+    if let Some(batch) = &args.batch {
+        return run_batch(batch, seeds, jobs);
+    }
+    let ks: Vec<usize> = (1..=K_MAX).collect();
     let mut sims: Vec<Simulated> = Vec::new();
     for shape in layout_report::standard_shapes() {
         for layout in &shape.layouts {
             let started = std::time::Instant::now();
-            match crate::layouts::measure(
-                *layout,
+            let mut sim = Simulated {
+                layout: layout.to_string(),
+                hosts: shape.hosts,
+                primaries_per_host: shape.primaries_per_host,
+                survive: Vec::new(),
+                max_acting_after_one: None,
+            };
+            for &k in &ks {
+                let (mut ok, mut n) = (0, 0);
+                let mut start = seeds.start;
+                while start < seeds.end {
+                    let end = (start + SEEDS_PER_BATCH).min(seeds.end);
+                    let spec = format!("{layout}/{}/{}/{k}", shape.hosts, shape.primaries_per_host);
+                    match batch_in_child(&spec, start..end, jobs) {
+                        Ok(part) => {
+                            for (_, s, t) in part.survive {
+                                ok += s;
+                                n += t;
+                            }
+                            if let Some(m) = part.max_acting_after_one {
+                                sim.max_acting_after_one =
+                                    Some(sim.max_acting_after_one.map_or(m, |x: usize| x.max(m)));
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("error: {spec}, seeds {start}..{end}: {e:#}");
+                            return 3;
+                        }
+                    }
+                    start = end;
+                }
+                sim.survive.push((k, ok, n));
+            }
+            eprintln!(
+                "{} hosts x {} primaries, {layout}: {} trials in {:.1} wall s",
                 shape.hosts,
                 shape.primaries_per_host,
-                &ks,
-                seeds.clone(),
-                jobs,
-            ) {
-                Ok(s) => {
-                    eprintln!(
-                        "{} hosts x {} primaries, {layout}: {} trials in {:.1} wall s",
-                        shape.hosts,
-                        shape.primaries_per_host,
-                        ks.len() as u64 * (seeds.end - seeds.start),
-                        started.elapsed().as_secs_f64()
-                    );
-                    sims.push(s)
-                }
-                Err(e) => {
-                    eprintln!("error: {layout} on {} hosts: {e}", shape.hosts);
-                    return 3;
-                }
-            }
+                ks.len() as u64 * (seeds.end - seeds.start),
+                started.elapsed().as_secs_f64()
+            );
+            sims.push(sim);
         }
     }
     if args.json {
@@ -137,6 +172,62 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
     }
     println!("{}", layout_report::claims_table(&shape_reports).markdown());
     0
+}
+
+/// Runs one batch (`LAYOUT/HOSTS/PER_HOST/K`) here and prints its figures as JSON.
+fn run_batch(spec: &str, seeds: std::ops::Range<u64>, jobs: usize) -> i32 {
+    let parsed = (|| -> Result<(cluster::layout::Layout, usize, usize, usize), String> {
+        let parts: Vec<&str> = spec.split('/').collect();
+        let [layout, hosts, per_host, k] = parts[..] else {
+            return Err(format!(
+                "--batch {spec:?}: expected LAYOUT/HOSTS/PER_HOST/K"
+            ));
+        };
+        let num = |name: &str, v: &str| {
+            v.parse::<usize>()
+                .map_err(|e| format!("--batch {spec:?}: {name} {v:?}: {e}"))
+        };
+        Ok((
+            layout.parse()?,
+            num("hosts", hosts)?,
+            num("primaries per host", per_host)?,
+            num("k", k)?,
+        ))
+    })();
+    let (layout, hosts, per_host, k) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match crate::layouts::measure(layout, hosts, per_host, &[k], seeds, jobs) {
+        Ok(sim) => {
+            println!(
+                "{}",
+                serde_json::to_string(&sim).expect("figures serialize")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            3
+        }
+    }
+}
+
+fn batch_in_child(spec: &str, seeds: std::ops::Range<u64>, jobs: usize) -> Result<Simulated> {
+    let exe = std::env::current_exe().context("finding the hasim executable")?;
+    let out = std::process::Command::new(exe)
+        .args(["layouts", "--batch", spec, "--jobs", &jobs.to_string()])
+        .arg(format!("--seeds={}..{}", seeds.start, seeds.end))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running a batch of layout trials")?;
+    if !out.status.success() {
+        anyhow::bail!("the batch failed ({})", out.status);
+    }
+    serde_json::from_slice(&out.stdout).context("reading the batch's figures")
 }
 
 /// Writes replay's `--timeline` and `--perfetto` files.
