@@ -74,6 +74,34 @@ fn the_perfetto_trace_has_a_track_per_instance_with_states_faults_and_prober_dec
             "span on an undeclared track: {s}"
         );
     }
+    // Complete slices on one thread never overlap (the viewer drops slices that do not nest),
+    // and every async transaction slice that begins also ends.
+    let mut by_thread: BTreeMap<(u64, u64), Vec<(u64, u64)>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["ph"] == "X") {
+        let ts = e["ts"].as_u64().unwrap();
+        by_thread
+            .entry((e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
+            .or_default()
+            .push((ts, ts + e["dur"].as_u64().unwrap()));
+    }
+    for (track, mut slices) in by_thread {
+        slices.sort_unstable();
+        for w in slices.windows(2) {
+            assert!(w[1].0 >= w[0].1, "overlapping slices on {track:?}: {w:?}");
+        }
+    }
+    let async_ids = |ph: &str| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e["ph"] == ph)
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(async_ids("b"), async_ids("e"));
+    assert!(
+        !async_ids("b").is_empty(),
+        "transactions on the instances' tracks"
+    );
     let crashes = result
         .faults
         .iter()
