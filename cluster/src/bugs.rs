@@ -19,6 +19,9 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
+    /// A segment accepts control requests and work stamped with a configuration epoch older than
+    /// the newest it has seen (a late message from a decision the catalog has since replaced).
+    pub skip_epoch_check: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -43,6 +46,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "mirror-skips-deletes",
         "a mirror's replay drops heap deletes",
     ),
+    (
+        "skip-epoch-check",
+        "a segment obeys requests stamped with an older configuration epoch",
+    ),
 ];
 
 impl PlantedBugs {
@@ -59,6 +66,7 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
+            "skip-epoch-check" => &mut self.skip_epoch_check,
             _ => return None,
         })
     }
