@@ -217,7 +217,13 @@ fn run_batch(spec: &str, seeds: std::ops::Range<u64>, jobs: usize) -> i32 {
 }
 
 fn batch_in_child(spec: &str, seeds: std::ops::Range<u64>, jobs: usize) -> Result<Simulated> {
-    let exe = std::env::current_exe().context("finding the hasim executable")?;
+    // This very executable, even if a rebuild has replaced the file meanwhile.
+    let proc_exe = std::path::Path::new("/proc/self/exe");
+    let exe = if proc_exe.exists() {
+        proc_exe.to_path_buf()
+    } else {
+        std::env::current_exe().context("finding the hasim executable")?
+    };
     let out = std::process::Command::new(exe)
         .args(["layouts", "--batch", spec, "--jobs", &jobs.to_string()])
         .arg(format!("--seeds={}..{}", seeds.start, seeds.end))

@@ -261,34 +261,24 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             ));
         }
         Ok(rows) => {
-            result.checkers = vec![
-                invariants::no_lost_commits::NAME,
-                invariants::aborted_stays_aborted::NAME,
-                invariants::latest_value::NAME,
-                invariants::promoted_in_sync::NAME,
-                invariants::identical_replicas::NAME,
-            ];
-            result
-                .violations
-                .extend(invariants::no_lost_commits::check(&txns, &rows));
-            result
-                .violations
-                .extend(invariants::aborted_stays_aborted::check(&txns, &rows));
-            result
-                .violations
-                .extend(invariants::latest_value::check(&txns));
-            result
-                .violations
-                .extend(invariants::promoted_in_sync::check(&out.facts));
-            result
-                .violations
-                .extend(invariants::linear_history::check(&out.facts));
-            result
-                .violations
-                .extend(invariants::identical_replicas::check(
-                    &out.checksums,
-                    out.sim_time_ms,
-                ));
+            // Each checker runs through `check`, which also lists it in the result.
+            let mut check = |name: &'static str, found: Vec<Violation>| {
+                result.checkers.push(name);
+                result.violations.extend(found);
+            };
+            use invariants::*;
+            check(no_lost_commits::NAME, no_lost_commits::check(&txns, &rows));
+            check(
+                aborted_stays_aborted::NAME,
+                aborted_stays_aborted::check(&txns, &rows),
+            );
+            check(latest_value::NAME, latest_value::check(&txns));
+            check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
+            check(linear_history::NAME, linear_history::check(&out.facts));
+            check(
+                identical_replicas::NAME,
+                identical_replicas::check(&out.checksums, out.sim_time_ms),
+            );
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
             }
