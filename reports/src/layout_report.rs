@@ -165,8 +165,8 @@ pub fn shape_report(shape: &Shape, sims: &[Simulated]) -> Result<ShapeReport> {
 pub fn claims_table(reports: &[ShapeReport]) -> Table {
     let mut t = Table {
         title: "The mirroring document's claims".into(),
-        note: "Each claim of the segment mirroring configurations document, judged on the exact figures of each cluster shape (the simulation confirms those figures above).".into(),
-        columns: ["shape", "claim", "holds", "figures"]
+        note: "Each claim of the segment mirroring configurations document, judged on the exact figures of each cluster shape; the last column says whether the simulated figures of that shape (above) agree with the exact ones.".into(),
+        columns: ["shape", "claim", "holds", "figures", "simulation"]
             .iter()
             .map(|c| c.to_string())
             .collect(),
@@ -179,6 +179,12 @@ pub fn claims_table(reports: &[ShapeReport]) -> Table {
                 c.text.clone(),
                 if c.holds { "holds" } else { "does not hold" }.into(),
                 c.evidence.clone(),
+                match r.simulation_agrees {
+                    Some(true) => "agrees with the exact figures",
+                    Some(false) => "DISAGREES with the exact figures",
+                    None => "not simulated",
+                }
+                .into(),
             ]);
         }
     }

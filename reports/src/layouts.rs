@@ -199,6 +199,17 @@ pub fn claims(exacts: &[Exact]) -> Vec<Claim> {
             n, group.max_acting_after_one
         ),
     });
+    if let Some((s, n)) = group.survive.get(group.hosts / 2 - 1) {
+        out.push(Claim {
+            text: "Group mirroring: up to half of the hosts can fail and the cluster keeps running, unless a primary and its mirror both fail".into(),
+            holds: *s > 0,
+            evidence: format!(
+                "{s} of the {n} ways {} of {} hosts can fail leave every content a live instance",
+                group.hosts / 2,
+                group.hosts
+            ),
+        });
+    }
     if let Some(spread) = find(exacts, "spread") {
         out.push(Claim {
             text: "Spread mirroring: a host failure increases the load by 1/N (N primaries per host)"
@@ -317,11 +328,23 @@ mod tests {
         };
         let exacts = [exact(&group_4x2(), 4), exact(&spread, 4)];
         let claims = claims(&exacts);
-        assert!(claims[0].holds, "{claims:?}");
-        assert!(claims[1].holds, "spread: 3 = 2 + 1: {claims:?}");
+        let about = |words: &str| claims.iter().find(|c| c.text.contains(words)).unwrap();
+        assert!(about("doubles").holds, "{claims:?}");
+        assert!(about("1/N").holds, "spread: 3 = 2 + 1: {claims:?}");
+        assert!(about("half of the hosts").holds, "{claims:?}");
         // On 4 hosts spread loses every pair of hosts but group survives two of six.
         assert_eq!(exacts[1].survive[1], (0, 6));
-        assert!(claims[2].holds, "{claims:?}");
+        assert!(about("catastrophically").holds, "{claims:?}");
+        // With spread's load figure changed, the 1/N claim is refuted.
+        let mut worse = exacts[1].clone();
+        worse.max_acting_after_one = 4;
+        assert!(
+            !super::claims(&[exacts[0].clone(), worse])
+                .iter()
+                .find(|c| c.text.contains("1/N"))
+                .unwrap()
+                .holds
+        );
     }
 
     #[test]
