@@ -45,7 +45,22 @@ pub fn lines(
     series: &[(String, Vec<(f64, f64)>)],
     y_range: Option<(f64, f64)>,
 ) -> Result<String> {
-    let pts = series.iter().flat_map(|(_, p)| p.iter());
+    lines_and_marks(title, x_desc, y_desc, series, &[], y_range, false)
+}
+
+/// [`lines`], plus a series of marks (circles) per entry of `marks`, the `i`-th in the colour of
+/// the `i`-th line: measured figures beside the computed ones. The legend goes upper right
+/// (for curves that fall to the right) or lower right.
+pub fn lines_and_marks(
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    marks: &[(String, Vec<(f64, f64)>)],
+    y_range: Option<(f64, f64)>,
+    legend_upper: bool,
+) -> Result<String> {
+    let pts = series.iter().chain(marks).flat_map(|(_, p)| p.iter());
     let (mut x_max, mut y_min, mut y_max) = (0f64, 0f64, 0f64);
     for (x, y) in pts {
         x_max = x_max.max(*x);
@@ -82,9 +97,25 @@ pub fn lines(
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
         }
+        for (i, (name, points)) in marks.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|p| Circle::new(*p, 6, colour.stroke_width(2))),
+                )
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.stroke_width(2)));
+        }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(if !legend_upper {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 14))

@@ -244,25 +244,31 @@ fn layout_section(sims: &[Simulated], measured: bool) -> Result<Section> {
     let mut charts = Vec::new();
     for r in &reports {
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        let mut marks: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         for e in &r.exact {
             let pts = (1..=e.survive.len())
                 .filter_map(|k| Some((k as f64, e.availability(k)?)))
                 .collect();
             series.push((format!("{} (exact)", e.layout), pts));
+            let sim = sims.iter().find(|s| {
+                s.layout == e.layout
+                    && s.hosts == e.hosts
+                    && s.primaries_per_host == e.primaries_per_host
+            });
+            let pts = sim.map_or_else(Vec::new, |s| {
+                s.survive
+                    .iter()
+                    .map(|(k, ok, n)| (*k as f64, *ok as f64 / (*n).max(1) as f64))
+                    .collect()
+            });
+            marks.push((format!("{} (simulated)", e.layout), pts));
         }
-        for s in sims.iter().filter(|s| {
-            s.hosts == r.shape.hosts && s.primaries_per_host == r.shape.primaries_per_host
-        }) {
-            let pts = s
-                .survive
-                .iter()
-                .map(|(k, ok, n)| (*k as f64, *ok as f64 / (*n).max(1) as f64))
-                .collect();
-            series.push((format!("{} (simulated)", s.layout), pts));
+        if sims.is_empty() {
+            marks.clear();
         }
         charts.push((
             format!("layouts-{}x{}", r.shape.hosts, r.shape.primaries_per_host),
-            charts::lines(
+            charts::lines_and_marks(
                 &format!(
                     "P(cluster available) when k hosts fail: {} hosts x {} primaries",
                     r.shape.hosts, r.shape.primaries_per_host
@@ -270,7 +276,9 @@ fn layout_section(sims: &[Simulated], measured: bool) -> Result<Section> {
                 "hosts failed at once (k)",
                 "P(every content keeps a live instance)",
                 &series,
+                &marks,
                 Some((0.0, 1.05)),
+                true,
             )?,
         ));
     }
