@@ -19,6 +19,9 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
+    /// An activated standby rolls back every prepared transaction it finds, even those whose
+    /// distributed-commit record it holds (the real rule: re-send COMMIT PREPARED for them).
+    pub activation_ignores_commit_records: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -43,6 +46,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "mirror-skips-deletes",
         "a mirror's replay drops heap deletes",
     ),
+    (
+        "activation-ignores-commit-records",
+        "an activated standby rolls back prepared transactions that have a commit record",
+    ),
 ];
 
 impl PlantedBugs {
@@ -59,6 +66,7 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
+            "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
             _ => return None,
         })
     }

@@ -11,6 +11,7 @@ pub mod io;
 pub mod observe;
 pub mod proto;
 pub mod segment;
+pub mod standby;
 pub mod storage;
 pub mod sync;
 pub mod wal;

@@ -39,6 +39,9 @@ pub struct RunConfig {
     /// After healing, the cluster must serve a full read within this bound.
     pub heal_bound: Duration,
     pub bugs: PlantedBugs,
+    /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
 }
 
 /// What the clients run: relative weights of the kinds of work, drawn per transaction (write,
@@ -118,6 +121,7 @@ impl RunConfig {
             downtime_max: Duration::from_secs(8),
             heal_bound: Duration::from_secs(60),
             bugs: PlantedBugs::none(),
+            standby: false,
         }
     }
 

@@ -10,6 +10,8 @@ pub mod invariants;
 pub mod nemesis;
 pub mod observer;
 pub mod runner;
+pub mod standby;
+pub mod standby_failover;
 pub mod trace;
 pub mod workload;
 pub mod world;

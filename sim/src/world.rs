@@ -23,6 +23,8 @@ use crate::config::RunConfig;
 use crate::disk::{SimDisk, TornTail};
 
 pub const COORDINATOR_PORT: u16 = 5432;
+/// The standby coordinator's host, when the run has one.
+pub const STANDBY_HOST: &str = "smdw";
 pub const SEGMENT_PORT: u16 = 6000;
 
 /// One host of the simulated cluster.
@@ -41,6 +43,8 @@ pub struct World {
     pub segments: Vec<SegmentConfig>,
     rng: ChaCha8Rng,
     observe: Observe,
+    /// The standby coordinator's host, if the configuration places one.
+    pub standby: Option<crate::standby::StandbyHost>,
 }
 
 fn host_ip(index: usize) -> IpAddr {
@@ -106,24 +110,55 @@ impl World {
             segments,
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
             observe,
+            standby: None,
         };
         world.add_coordinator(cfg);
         for (i, name) in segment_hosts.iter().enumerate() {
             world.add_segment_host(cfg, name, host_ip(i + 1));
         }
+        if cfg.standby {
+            world.add_standby_host(cfg);
+        }
         world
+    }
+
+    pub(crate) fn new_disk_for(cfg: &RunConfig) -> SimDisk {
+        World::new_disk(cfg)
     }
 
     fn new_disk(cfg: &RunConfig) -> SimDisk {
         SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
     }
 
-    fn add_coordinator(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk(cfg);
+    /// The coordinator's settings in this run.
+    pub(crate) fn coordinator_config(&self, cfg: &RunConfig) -> CoordinatorConfig {
         let mut ccfg = CoordinatorConfig::new(self.coordinator_addr.clone(), self.segments.clone());
         ccfg.probe = cfg.probe.clone();
         ccfg.statement_timeout = cfg.statement_timeout;
         ccfg.bugs = cfg.bugs;
+        ccfg
+    }
+
+    pub(crate) fn new_host(&mut self, name: &str, ip: IpAddr, disk: SimDisk, node: NodeHandle) {
+        self.hosts.insert(
+            name.into(),
+            Host {
+                name: name.into(),
+                ip,
+                disk,
+                node,
+                up: true,
+            },
+        );
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    fn add_coordinator(&mut self, cfg: &RunConfig) {
+        let disk = World::new_disk(cfg);
+        let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
         let node = self
             .handle
@@ -249,6 +284,13 @@ impl World {
             .filter(|h| !h.up)
             .map(|h| h.name.clone())
             .collect()
+    }
+
+    /// Every coordinator address a client should know: the coordinator's, then the standby's.
+    pub fn coordinator_addrs(&self) -> Vec<String> {
+        let mut addrs = vec![self.coordinator_addr.clone()];
+        addrs.extend(self.standby.as_ref().map(|s| s.addr.clone()));
+        addrs
     }
 
     pub fn contents(&self) -> Vec<i16> {
