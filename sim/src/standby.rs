@@ -50,7 +50,11 @@ impl StandbyHost {
             coordinator: self.coordinator.clone(),
         };
         let disk: Arc<dyn Disk> = Arc::new(SubDisk::new(self.disk.clone(), &row.datadir));
-        self.node.spawn(async move {
+        // The handle of the host as it is now: a restart gives the host a new life.
+        let node = madsim::runtime::Handle::current()
+            .get_node(self.node.id())
+            .expect("the standby host exists");
+        node.spawn(async move {
             if let Err(e) = instance::run(cfg, disk).await {
                 warn!(error = %e, "standby stopped");
             }
