@@ -13,10 +13,32 @@ use cluster::standby::{StandbyRequest, SummaryState};
 use sim::standby_failover;
 use sim::world::{World, STANDBY_HOST};
 
-fn run_seed(seed: u64, cfg: sim::config::RunConfig) -> standby_failover::FailoverReport {
+/// Runs `f` in a fresh runtime seeded with `seed`, capturing the log; on a panic, prints the
+/// standby's and walsender's lines first.
+fn in_runtime<T, F: std::future::Future<Output = T> + 'static>(
+    seed: u64,
+    f: impl FnOnce() -> F,
+) -> T {
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     rt.set_time_limit(Duration::from_secs(600));
-    rt.block_on(standby_failover::run(cfg, seed))
+    sim::trace::install("info");
+    sim::trace::begin_capture();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f())));
+    let (log, _) = sim::trace::end_capture();
+    match r {
+        Ok(v) => v,
+        Err(p) => {
+            let log = String::from_utf8_lossy(&log);
+            for l in log.lines().filter(|l| l.contains("standby")) {
+                eprintln!("{l}");
+            }
+            std::panic::resume_unwind(p)
+        }
+    }
+}
+
+fn run_seed(seed: u64, cfg: sim::config::RunConfig) -> standby_failover::FailoverReport {
+    in_runtime(seed, || standby_failover::run(cfg, seed))
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"))
 }
 
@@ -75,25 +97,6 @@ fn activation_that_ignores_commit_records_is_caught() {
     eprintln!("caught at seed {seed}: {violations:#?}");
     let clean = run_seed(seed, standby_failover::config());
     assert!(clean.violations.is_empty(), "{:#?}", clean.violations);
-}
-
-fn in_runtime<F: std::future::Future<Output = ()> + 'static>(seed: u64, f: impl FnOnce() -> F) {
-    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    rt.set_time_limit(Duration::from_secs(600));
-    sim::trace::install("info");
-    sim::trace::begin_capture();
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f())));
-    let (log, _) = sim::trace::end_capture();
-    if let Err(p) = r {
-        let log = String::from_utf8_lossy(&log);
-        for l in log
-            .lines()
-            .filter(|l| l.contains("standby") || l.contains("walsender"))
-        {
-            eprintln!("{l}");
-        }
-        std::panic::resume_unwind(p);
-    }
 }
 
 /// A world with a standby host and no workload, its tables created, and an admin node.

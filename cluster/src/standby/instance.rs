@@ -12,7 +12,7 @@ use std::time::Duration;
 use tracing::{info, warn, Instrument};
 
 use super::{
-    not_active_message, CatalogStream, PassiveStatus, StandbyReply, StandbyRequest,
+    not_active_message, BackupAssembly, CatalogStream, PassiveStatus, StandbyReply, StandbyRequest,
     STANDBY_WAL_TIMEOUT,
 };
 use crate::catalog::Dbid;
@@ -215,6 +215,7 @@ impl Shared {
             return StreamEnd::Net(e);
         }
         info!(coordinator = %addr, ?from, "streaming the catalog from the coordinator");
+        let mut backup = BackupAssembly::default();
         loop {
             let msg: CatalogStream = match timeout(STANDBY_WAL_TIMEOUT, conn.recv()).await {
                 Ok(Ok(msg)) => msg,
@@ -228,7 +229,7 @@ impl Shared {
             };
             let restored = self.engine.lock().await.is_some();
             let out_of_order = match &msg {
-                CatalogStream::Backup(_) => restored,
+                CatalogStream::BackupChunk { .. } | CatalogStream::BackupEnd { .. } => restored,
                 CatalogStream::Wal(WalMessage::Refused { .. }) => false,
                 CatalogStream::Wal(_) => !restored,
             };
@@ -238,7 +239,15 @@ impl Shared {
                 );
             }
             let feedback = match msg {
-                CatalogStream::Backup(backup) => self.restore(backup).await,
+                CatalogStream::BackupChunk { path, bytes } => {
+                    // Acknowledged once the whole backup is down.
+                    backup.chunk(path, bytes);
+                    continue;
+                }
+                CatalogStream::BackupEnd { wal_end } => {
+                    self.restore(std::mem::take(&mut backup).finish(wal_end))
+                        .await
+                }
                 CatalogStream::Wal(WalMessage::Data { start, bytes }) => {
                     self.write_received(start, &bytes).await
                 }

@@ -5,7 +5,7 @@
 use tracing::{info, warn, Instrument};
 
 use super::link::configured_standby;
-use super::{CatalogStream, StandbyReply, StandbyRequest, STANDBY_WAL_TIMEOUT};
+use super::{backup_frames, CatalogStream, StandbyReply, StandbyRequest, STANDBY_WAL_TIMEOUT};
 use crate::catalog::{Dbid, Mode, Role, SegmentConfig, Status};
 use crate::coordinator::CatalogStore;
 use crate::io::net::Connection;
@@ -157,9 +157,11 @@ pub async fn stream(store: CatalogStore, mut conn: Connection, dbid: Dbid, from:
                 Ok(backup) => {
                     let end = backup.wal_end;
                     info!(wal_end = end, files = backup.files.len(), "sending a base backup of the catalog");
-                    if let Err(e) = conn.send(&CatalogStream::Backup(backup)).await {
-                        end_stream(&store, generation, format!("lost the standby while sending the base backup: {e}"));
-                        return;
+                    for frame in backup_frames(backup) {
+                        if let Err(e) = conn.send(&frame).await {
+                            end_stream(&store, generation, format!("lost the standby while sending the base backup: {e}"));
+                            return;
+                        }
                     }
                     end
                 }
