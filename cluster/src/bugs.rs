@@ -19,6 +19,9 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
+    /// A segment accepts control requests and work stamped with a configuration epoch older than
+    /// the newest it has seen (a late message from a decision the catalog has since replaced).
+    pub skip_epoch_check: bool,
     /// An activated standby rolls back every prepared transaction it finds, even those whose
     /// distributed-commit record it holds (the real rule: re-send COMMIT PREPARED for them).
     pub activation_ignores_commit_records: bool,
@@ -47,6 +50,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "a mirror's replay drops heap deletes",
     ),
     (
+        "skip-epoch-check",
+        "a segment obeys requests stamped with an older configuration epoch",
+    ),
+    (
         "activation-ignores-commit-records",
         "an activated standby rolls back prepared transactions that have a commit record",
     ),
@@ -66,6 +73,7 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
+            "skip-epoch-check" => &mut self.skip_epoch_check,
             "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
             _ => return None,
         })
