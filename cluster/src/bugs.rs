@@ -25,6 +25,9 @@ pub struct PlantedBugs {
     /// An activated standby rolls back every prepared transaction it finds, even those whose
     /// distributed-commit record it holds (the real rule: re-send COMMIT PREPARED for them).
     pub activation_ignores_commit_records: bool,
+    /// The coordinator ships catalog WAL to its standby before that WAL is durable on the
+    /// coordinator itself (the real rule: only flushed WAL is sent).
+    pub walsender_ships_unflushed_wal: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -57,6 +60,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "activation-ignores-commit-records",
         "an activated standby rolls back prepared transactions that have a commit record",
     ),
+    (
+        "walsender-ships-unflushed-wal",
+        "the coordinator streams catalog WAL to its standby before flushing it",
+    ),
 ];
 
 impl PlantedBugs {
@@ -75,6 +82,7 @@ impl PlantedBugs {
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
             "skip-epoch-check" => &mut self.skip_epoch_check,
             "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
+            "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
             _ => return None,
         })
     }

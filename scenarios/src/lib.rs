@@ -73,6 +73,11 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
         caught_by: "aborted-stays-aborted",
         test: "sim/tests/standby.rs::activation_that_ignores_commit_records_is_caught",
     },
+    ScriptedCatch {
+        name: "walsender-ships-unflushed-wal",
+        caught_by: "standby-catalog",
+        test: "sim/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
+    },
 ];
 
 /// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker

@@ -12,10 +12,13 @@ use rand_chacha::rand_core::Rng;
 use cluster::catalog::{Catalog, Content};
 use cluster::client::Client;
 use cluster::io::net::Connection;
+use cluster::io::Disk;
 use cluster::proto::{SegmentRequest, SegmentResponse};
 use cluster::standby::{Activation, MirroringStatus};
+use cluster::wal::WAL_PATH;
 
 use crate::config::{RunConfig, Workload};
+use crate::disk::SubDisk;
 use crate::history::{History, Outcome};
 use crate::invariants::{self, Violation};
 use crate::observer::Recorder;
@@ -108,6 +111,8 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         .activate_standby(&admin)
         .await
         .map_err(|e| format!("activate-standby: {e}"))?;
+    let activated_at_ms = now_ms() - start_ms;
+    let (standby_wal, coordinator_wal) = catalog_wals(&world);
 
     for c in clients {
         let _ = c.await;
@@ -139,6 +144,12 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
     violations.extend(invariants::latest_value::check(&txns));
     violations.extend(invariants::promoted_in_sync::check(&recorder.facts()));
     violations.extend(invariants::identical_replicas::check(&checksums, now_ms()));
+    violations.extend(invariants::standby_catalog::check(
+        &standby_wal,
+        &coordinator_wal,
+        activation.end_lsn,
+        activated_at_ms,
+    ));
     let count = |o: Outcome| txns.iter().filter(|t| t.outcome == Some(o)).count();
     let client_errors = txns
         .iter()
@@ -157,6 +168,18 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         client_errors,
         violations,
     })
+}
+
+/// The catalog WAL of the activated standby and of the crashed coordinator, as their disks
+/// hold them.
+pub fn catalog_wals(world: &World) -> (Vec<u8>, Vec<u8>) {
+    let read = |disk: &dyn Disk| {
+        let len = disk.len(WAL_PATH).unwrap_or(0);
+        disk.read_at(WAL_PATH, 0, len as usize).unwrap_or_default()
+    };
+    let standby_host = &world.hosts[crate::world::STANDBY_HOST];
+    let standby = SubDisk::new(standby_host.disk.clone(), crate::standby::STANDBY_DATADIR);
+    (read(&standby), read(&world.hosts["mdw"].disk))
 }
 
 /// The new coordinator's catalog, and the prepared transactions each primary still holds.

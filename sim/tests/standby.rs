@@ -13,9 +13,22 @@ use cluster::standby::{StandbyRequest, SummaryState};
 use sim::standby_failover;
 use sim::world::{World, STANDBY_HOST};
 
-/// Runs `f` in a fresh runtime seeded with `seed`, capturing the log; on a panic, prints the
-/// standby's and walsender's lines first.
-fn in_runtime<T, F: std::future::Future<Output = T> + 'static>(
+/// Runs `f` in a fresh runtime seeded with `seed`, on a fresh thread (madsim seeds hash maps
+/// per thread, as the runner does), capturing the log; on a panic, prints the standby's lines.
+fn in_runtime<T, F>(seed: u64, f: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + 'static,
+{
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || in_runtime_here(seed, f))
+        .unwrap()
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn in_runtime_here<T, F: std::future::Future<Output = T> + 'static>(
     seed: u64,
     f: impl FnOnce() -> F,
 ) -> T {
@@ -38,7 +51,7 @@ fn in_runtime<T, F: std::future::Future<Output = T> + 'static>(
 }
 
 fn run_seed(seed: u64, cfg: sim::config::RunConfig) -> standby_failover::FailoverReport {
-    in_runtime(seed, || standby_failover::run(cfg, seed))
+    in_runtime(seed, move || standby_failover::run(cfg, seed))
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"))
 }
 
@@ -97,6 +110,59 @@ fn activation_that_ignores_commit_records_is_caught() {
     eprintln!("caught at seed {seed}: {violations:#?}");
     let clean = run_seed(seed, standby_failover::config());
     assert!(clean.violations.is_empty(), "{:#?}", clean.violations);
+}
+
+async fn one_forget_left_unflushed(bug: bool) -> Vec<sim::invariants::Violation> {
+    let mut cfg = standby_failover::config();
+    if bug {
+        cfg.bugs.enable("walsender-ships-unflushed-wal").unwrap();
+    }
+    let mut world = World::build(&cfg, 11);
+    let admin = madsim::runtime::Handle::current()
+        .create_node()
+        .name("admin")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
+    admin
+        .spawn(sim::runner::create_tables(
+            world.coordinator_addr.clone(),
+            Duration::from_secs(7),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    world
+        .init_standby(&admin, false, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // One distributed transaction: its commit record is flushed (and on the standby); the
+    // record's forget that follows is written but not flushed, and the host crashes before
+    // any later catalog change flushes it.
+    commit_pairs(&admin, vec![world.coordinator_addr.clone()], 0, 1).await;
+    madsim::time::sleep(Duration::from_millis(50)).await;
+    world.kill_host("mdw");
+    let activation = world.activate_standby(&admin).await.unwrap();
+    let (standby_wal, coordinator_wal) = standby_failover::catalog_wals(&world);
+    sim::invariants::standby_catalog::check(&standby_wal, &coordinator_wal, activation.end_lsn, 0)
+}
+
+/// Planted bug `walsender-ships-unflushed-wal`: the coordinator streams catalog WAL before it
+/// is durable on its own disk. Scripted: a distributed transaction's forget record is written
+/// and never flushed, then the coordinator's host crashes and loses it; the buggy sender had
+/// shipped it, so the activated standby's catalog is one the coordinator never had: the
+/// standby-catalog checker says so. Without the bug the same run is clean.
+#[test]
+fn a_walsender_shipping_unflushed_wal_is_caught() {
+    let caught = in_runtime(5, || Box::pin(one_forget_left_unflushed(true)));
+    assert!(
+        caught
+            .iter()
+            .any(|v| v.checker == sim::invariants::standby_catalog::NAME
+                && v.message.contains("never made durable")),
+        "{caught:#?}"
+    );
+    let clean = in_runtime(5, || Box::pin(one_forget_left_unflushed(false)));
+    assert!(clean.is_empty(), "{clean:#?}");
 }
 
 /// A world with a standby host and no workload, its tables created, and an admin node.

@@ -78,7 +78,8 @@ impl Session {
             };
             if let ClientRequest::Standby(StandbyRequest::StartReplication { dbid, from }) = req {
                 self.abandon().await;
-                crate::standby::walsender::stream(self.store.clone(), conn, dbid, from).await;
+                let bugs = self.cfg.bugs;
+                crate::standby::walsender::stream(self.store.clone(), conn, dbid, from, bugs).await;
                 return;
             }
             let resp = self.handle(req).await;

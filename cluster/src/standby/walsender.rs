@@ -6,6 +6,7 @@ use tracing::{info, warn, Instrument};
 
 use super::link::configured_standby;
 use super::{backup_frames, CatalogStream, StandbyReply, StandbyRequest, STANDBY_WAL_TIMEOUT};
+use crate::bugs::PlantedBugs;
 use crate::catalog::{Dbid, Mode, Role, SegmentConfig, Status};
 use crate::coordinator::CatalogStore;
 use crate::io::net::Connection;
@@ -121,7 +122,13 @@ async fn register(
 }
 
 /// Serves one catalog stream to the standby `dbid` until it breaks.
-pub async fn stream(store: CatalogStore, mut conn: Connection, dbid: Dbid, from: Option<Lsn>) {
+pub async fn stream(
+    store: CatalogStore,
+    mut conn: Connection,
+    dbid: Dbid,
+    from: Option<Lsn>,
+    bugs: PlantedBugs,
+) {
     let span = tracing::info_span!("walsender", standby_dbid = dbid);
     async move {
         let link = store.standby_link().clone();
@@ -201,8 +208,20 @@ pub async fn stream(store: CatalogStore, mut conn: Connection, dbid: Dbid, from:
                 break None;
             }
             let flushed = wal.flushed_lsn();
-            let msg = if sent < flushed {
-                let bytes = match store.read_wal(sent, MAX_CHUNK_BYTES).await {
+            // Planted bug: ship what is written but not yet durable here.
+            let limit = if bugs.walsender_ships_unflushed_wal {
+                wal.end_lsn()
+            } else {
+                flushed
+            };
+            let msg = if sent < limit {
+                let read = if bugs.walsender_ships_unflushed_wal {
+                    let len = (limit - sent).min(MAX_CHUNK_BYTES as Lsn) as usize;
+                    wal.read(sent, len).map_err(Into::into)
+                } else {
+                    store.read_wal(sent, MAX_CHUNK_BYTES).await
+                };
+                let bytes = match read {
                     Ok(bytes) => bytes,
                     Err(e) => break Some(format!("cannot read the catalog WAL: {e}")),
                 };
@@ -213,9 +232,17 @@ pub async fn stream(store: CatalogStore, mut conn: Connection, dbid: Dbid, from:
                 if link.update(|t| t.caught_up(generation, sent, runtime::unix_time_ms())) {
                     info!(lsn = sent, "standby caught up: synchronized");
                 }
-                let _ = timeout(keepalive, wal.wait_flushed_beyond(sent)).await;
-                if wal.flushed_lsn() > sent {
-                    continue;
+                if bugs.walsender_ships_unflushed_wal {
+                    // The bug's sender watches the WAL's end, not its flushed position.
+                    runtime::sleep(std::time::Duration::from_millis(1)).await;
+                    if wal.end_lsn() > sent {
+                        continue;
+                    }
+                } else {
+                    let _ = timeout(keepalive, wal.wait_flushed_beyond(sent)).await;
+                    if wal.flushed_lsn() > sent {
+                        continue;
+                    }
                 }
                 WalMessage::Keepalive { flushed }
             };
