@@ -19,6 +19,9 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
+    /// The prober waits for a probe's reply without its timeout: a primary that accepts the
+    /// connection but never answers (stalled, paused) holds up the whole probe cycle.
+    pub probe_without_timeout: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -43,6 +46,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "mirror-skips-deletes",
         "a mirror's replay drops heap deletes",
     ),
+    (
+        "probe-without-timeout",
+        "the prober waits for a probe's reply without a timeout",
+    ),
 ];
 
 impl PlantedBugs {
@@ -59,6 +66,7 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
+            "probe-without-timeout" => &mut self.probe_without_timeout,
             _ => return None,
         })
     }

@@ -37,7 +37,11 @@ pub struct RunConfig {
     pub fault_every_mean: Duration,
     /// Relative weights of the fault kinds (`nemesis::KINDS`); 0 switches a kind off.
     pub fault_weights: FaultWeights,
-    /// A fault heals after a time drawn from this range (a partition: up to `partition_max`).
+    /// Percentage of seeds whose schedule is drawn to leave the cluster available throughout
+    /// (`nemesis::Label::MustStayAvailable`); the others may take it down, never lose data.
+    pub available_share: u32,
+    /// A fault heals after a time drawn from this range (a partition or a paused instance: up to
+    /// `partition_max`).
     pub downtime_min: Duration,
     pub downtime_max: Duration,
     pub partition_max: Duration,
@@ -127,6 +131,7 @@ impl RunConfig {
             fault_time: Duration::from_secs(30),
             fault_every_mean: Duration::from_secs(6),
             fault_weights: FaultWeights::host_crashes(),
+            available_share: 0,
             downtime_min: Duration::from_millis(500),
             downtime_max: Duration::from_secs(8),
             partition_max: Duration::from_secs(20),
@@ -160,6 +165,7 @@ impl RunConfig {
             fault_time: Duration::from_secs(60),
             fault_every_mean: Duration::from_secs(6),
             fault_weights: FaultWeights::full(),
+            available_share: 50,
             ..RunConfig::pair()
         }
     }

@@ -11,6 +11,7 @@ pub mod invariants;
 pub mod nemesis;
 pub mod observer;
 pub mod runner;
+pub mod shrink;
 pub mod swarm;
 pub mod trace;
 pub mod workload;

@@ -315,6 +315,14 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
     let mut t = Duration::ZERO;
     let mut episode = 0u32;
     let mean = cfg.fault_every_mean.as_micros() as f64;
+    // A share of the seeds draws only schedules that must leave the cluster available.
+    let keep_available = rng.next_u64() % 100 < cfg.available_share as u64;
+    let end_ms = cfg.fault_time.as_millis() as u64;
+    let gap = crate::invariants::availability::detection_window(
+        &cfg.probe,
+        cfg.wal_timeout,
+        cfg.mirror_down_grace_period,
+    );
     let all_hosts: Vec<String> = std::iter::once("mdw".to_string())
         .chain(layout.segment_hosts.iter().cloned())
         .collect();
@@ -340,7 +348,12 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
             .0;
         let duration = if matches!(
             kind,
-            "isolate-host" | "halves" | "coordinator-cut" | "one-way" | "link-clog"
+            "isolate-host"
+                | "halves"
+                | "coordinator-cut"
+                | "one-way"
+                | "link-clog"
+                | "instance-pause"
         ) {
             uniform(rng, cfg.downtime_min, cfg.partition_max)
         } else {
@@ -442,22 +455,29 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
             continue;
         }
         let heal_at = (t + duration).min(cfg.fault_time);
-        for r in resources {
-            busy.insert(r, heal_at + Duration::from_millis(1));
-        }
-        episode += 1;
+        let mut candidate = faults.clone();
         if let Some(heal) = fault.heal() {
-            faults.push(ScheduledFault {
+            candidate.push(ScheduledFault {
                 at_ms: heal_at.as_millis() as u64,
-                episode,
+                episode: episode + 1,
                 fault: heal,
             });
         }
-        faults.push(ScheduledFault {
+        candidate.push(ScheduledFault {
             at_ms: t.as_millis() as u64,
-            episode,
+            episode: episode + 1,
             fault,
         });
+        if keep_available
+            && label(&candidate, layout.segments, end_ms, gap) != Label::MustStayAvailable
+        {
+            continue;
+        }
+        episode += 1;
+        faults = candidate;
+        for r in resources {
+            busy.insert(r, heal_at + Duration::from_millis(1));
+        }
     }
     sort(&mut faults);
     faults

@@ -29,6 +29,34 @@ pub struct SwarmOptions {
     pub fault_weights: FaultWeights,
 }
 
+impl SwarmOptions {
+    /// One line for people: the cluster, the settings and the fault kinds switched on.
+    pub fn summary(&self) -> String {
+        let on: Vec<String> = self
+            .fault_weights
+            .0
+            .iter()
+            .filter(|(_, w)| **w > 0)
+            .map(|(k, w)| format!("{k}:{w}"))
+            .collect();
+        format!(
+            "{} hosts x {} primaries, mirrors {}, {:?} replication, {} clients, cache {} blocks, probe every {:?} timeout {:?} retries {} gap {:?}, a fault every {} ms on average: {}",
+            self.segment_hosts,
+            self.primaries_per_host,
+            if self.mirrors { "on" } else { "off" },
+            self.replication,
+            self.clients,
+            self.cache_blocks_max,
+            self.probe.probe_interval,
+            self.probe.probe_timeout,
+            self.probe.probe_retries,
+            self.probe.retry_gap,
+            self.fault_every_mean_ms,
+            on.join(" ")
+        )
+    }
+}
+
 fn between(rng: &mut impl Rng, lo: u64, hi: u64) -> u64 {
     lo + rng.next_u64() % (hi - lo + 1)
 }

@@ -8,9 +8,11 @@
 //! detection window after a fault that touches that content starts or heals (or while the whole
 //! network is slowed by a latency spike or packet loss, and a window after).
 //!
-//! Exact rule: every transaction that failed with a content-unavailable error (no live
-//! instance, cannot reach its primary, lost the primary; "all segment databases are
-//! unavailable" names every content) completed inside an excuse window of that content; runs
+//! Exact rule: every transaction that failed or timed out with a content-unavailable error (no
+//! live instance, cannot reach its primary, lost the primary, an instance or the coordinator did
+//! not answer in time; "all segment databases are unavailable" names every content; an error
+//! naming no content counts against every content the transaction's statements route to)
+//! completed inside an excuse window of that content; runs
 //! labelled [`Label::MayLoseAvailabilityNeverData`] are not judged.
 
 use std::collections::BTreeMap;
@@ -39,8 +41,9 @@ pub fn detection_window(
     probe.probe_interval + one_probe * 2 + wal_timeout + mirror_down_grace
 }
 
-/// The contents a failed transaction's error says were unavailable (`all` for every content).
-fn unavailable_contents(error: &str, all: &[i16]) -> Vec<i16> {
+/// The contents a failed transaction's error says were unavailable (`all` for every content;
+/// `touched`, the contents the transaction's statements route to, when the error names none).
+fn unavailable_contents(error: &str, all: &[i16], touched: &[i16]) -> Vec<i16> {
     if error.contains("all segment databases are unavailable") {
         return all.to_vec();
     }
@@ -48,6 +51,8 @@ fn unavailable_contents(error: &str, all: &[i16]) -> Vec<i16> {
         "is unavailable",
         "cannot reach its primary",
         "lost the primary",
+        "did not answer",
+        "connection to the coordinator lost",
     ];
     if !markers.iter().any(|m| error.contains(m)) {
         return Vec::new();
@@ -62,6 +67,9 @@ fn unavailable_contents(error: &str, all: &[i16]) -> Vec<i16> {
                 out.push(c);
             }
         }
+    }
+    if out.is_empty() {
+        out = touched.to_vec();
     }
     out
 }
@@ -115,11 +123,14 @@ pub fn check(
         let (Some(done), Some(err)) = (t.completed_ms, t.error.as_deref()) else {
             continue;
         };
-        if t.outcome != Some(crate::history::Outcome::Fail) {
+        if t.outcome == Some(crate::history::Outcome::Ok) {
             continue;
         }
         let at = done.saturating_sub(workload_started_ms);
-        for c in unavailable_contents(err, &contents) {
+        let mut touched: Vec<i16> = t.ops.iter().map(|o| o.content).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for c in unavailable_contents(err, &contents, &touched) {
             let excused = excuses
                 .get(&c)
                 .is_some_and(|spans| spans.iter().any(|(a, b)| *a <= at && at <= *b));
@@ -150,21 +161,30 @@ mod tests {
     fn content_unavailable_errors_name_their_contents() {
         let all = [0, 1, 2];
         assert_eq!(
-            unavailable_contents("content 1 is unavailable: no live instance", &all),
+            unavailable_contents("content 1 is unavailable: no live instance", &all, &[0]),
             vec![1]
         );
         assert_eq!(
             unavailable_contents(
                 "content 2: cannot reach its primary: refused; transaction rolled back",
-                &all
+                &all,
+                &[2]
             ),
             vec![2]
         );
         assert_eq!(
-            unavailable_contents("all segment databases are unavailable", &all),
+            unavailable_contents("all segment databases are unavailable", &all, &[1]),
             vec![0, 1, 2]
         );
-        assert!(unavailable_contents("duplicate key 5 on content 1", &all).is_empty());
+        assert_eq!(
+            unavailable_contents(
+                "connection to the coordinator lost: 10.0.0.1:5432 did not answer within 7s",
+                &all,
+                &[0, 2]
+            ),
+            vec![0, 2]
+        );
+        assert!(unavailable_contents("duplicate key 5 on content 1", &all, &[1]).is_empty());
     }
 
     #[test]
