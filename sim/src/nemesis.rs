@@ -454,6 +454,13 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
         if !resources.iter().all(|r| free(&busy, r)) {
             continue;
         }
+        if let Fault::BitFlip { dbid, .. } = &fault {
+            // Only a pair that no fault touched yet is surely in sync, its partner ready to take
+            // over: flipping a bit in the one good copy of a content loses it for good.
+            if touched_before(&faults, layout.segments, *dbid, t) {
+                continue;
+            }
+        }
         let heal_at = (t + duration).min(cfg.fault_time);
         let mut candidate = faults.clone();
         if let Some(heal) = fault.heal() {
@@ -481,6 +488,26 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
     }
     sort(&mut faults);
     faults
+}
+
+/// Whether any fault in `faults` touched the content of `dbid` before `t`.
+fn touched_before(
+    faults: &[ScheduledFault],
+    segments: &[SegmentConfig],
+    dbid: u16,
+    t: Duration,
+) -> bool {
+    let Some(content) = segments.iter().find(|s| s.dbid == dbid).map(|s| s.content) else {
+        return true;
+    };
+    let t = t.as_millis() as u64;
+    let exp = exposure(faults, segments, u64::MAX);
+    !exp.whole_cluster.is_empty()
+        || segments.iter().filter(|s| s.content == content).any(|s| {
+            exp.per_dbid
+                .get(&s.dbid)
+                .is_some_and(|spans| spans.iter().any(|(a, _)| *a <= t))
+        })
 }
 
 fn net() -> Vec<String> {
