@@ -387,7 +387,7 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
             }
             "halves" => {
                 let mut side: Vec<bool> =
-                    all_hosts.iter().map(|_| rng.next_u32() % 2 == 0).collect();
+                    all_hosts.iter().map(|_| rng.next_u32().is_multiple_of(2)).collect();
                 // Both halves hold at least one host.
                 side[0] = true;
                 let last = side.len() - 1;
@@ -606,7 +606,7 @@ pub fn exposure(faults: &[ScheduledFault], segments: &[SegmentConfig], end_ms: u
                     } else {
                         from
                     };
-                    if cut.len() + 1 >= segments_hosts(segments).len() + 1 {
+                    if cut.len() >= segments_hosts(segments).len() {
                         out.whole_cluster.push(span);
                     }
                     for h in cut {
