@@ -255,7 +255,7 @@ pub fn timeline(rec: &Recording) -> Result<String> {
     let spans = timeline::spans(rec);
     let x_max = rec.end_ms as f64 / 1000.0;
     let legend_height = 110;
-    let height = 80 + 26 * n as u32 + legend_height;
+    let height = 120 + 26 * (n as u32).max(4) + legend_height;
     let labels: Vec<String> = rows
         .iter()
         .map(|i| format!("seg{} dbid {} {}", i.content, i.dbid, i.host))
@@ -350,6 +350,44 @@ pub fn timeline(rec: &Recording) -> Result<String> {
                             .map_err(err)?;
                     }
                 }
+                Event::InstanceDown { at_ms, dbid } | Event::InstanceUp { at_ms, dbid } => {
+                    let colour = if matches!(e, Event::InstanceDown { .. }) {
+                        RGBColor(180, 0, 0)
+                    } else {
+                        RGBColor(0, 120, 0)
+                    };
+                    if let Some(row) = row_of(*dbid) {
+                        let x = *at_ms as f64 / 1000.0;
+                        chart
+                            .draw_series(std::iter::once(PathElement::new(
+                                vec![
+                                    (x, SegmentValue::Exact(row)),
+                                    (x, SegmentValue::Exact(row + 1)),
+                                ],
+                                colour.stroke_width(3),
+                            )))
+                            .map_err(err)?;
+                    }
+                }
+                Event::Fault { at_ms, dbids, .. } => {
+                    let x = *at_ms as f64 / 1000.0;
+                    let rows: Vec<i32> = if dbids.is_empty() {
+                        (0..n).collect()
+                    } else {
+                        dbids.iter().filter_map(|d| row_of(*d)).collect()
+                    };
+                    chart
+                        .draw_series(rows.into_iter().map(|row| {
+                            PathElement::new(
+                                vec![
+                                    (x, SegmentValue::Exact(row)),
+                                    (x, SegmentValue::Exact(row + 1)),
+                                ],
+                                RGBColor(120, 0, 160).stroke_width(2),
+                            )
+                        }))
+                        .map_err(err)?;
+                }
                 Event::Txn { .. } => {}
             }
         }
@@ -375,9 +413,10 @@ fn legend(area: &DrawingArea<SVGBackend, Shift>) -> Result<()> {
         x += 400;
     }
     let y = 66;
-    let marks: [(&str, RGBColor); 2] = [
-        ("host crash", RGBColor(180, 0, 0)),
-        ("host restart", RGBColor(0, 120, 0)),
+    let marks: [(&str, RGBColor); 3] = [
+        ("host or process down", RGBColor(180, 0, 0)),
+        ("back up", RGBColor(0, 120, 0)),
+        ("other fault", RGBColor(120, 0, 160)),
     ];
     let mut x = 20;
     for (label, colour) in marks {

@@ -88,6 +88,27 @@ pub fn trace(rec: &Recording) -> Value {
                     "args": {"content": content, "role": role.to_string(),
                         "status": status.to_string(), "mode": mode.to_string()}}));
             }
+            Event::InstanceDown { at_ms, dbid } | Event::InstanceUp { at_ms, dbid } => {
+                let Some(i) = inst_of(*dbid) else { continue };
+                let name = if matches!(e, Event::InstanceDown { .. }) {
+                    "instance down"
+                } else {
+                    "instance up"
+                };
+                ev.push(json!({"ph": "i", "s": "t", "name": name, "cat": "fault",
+                    "pid": pid_of(&i.host), "tid": dbid, "ts": us(*at_ms)}));
+            }
+            Event::Fault { at_ms, kind, dbids } => {
+                if dbids.is_empty() {
+                    ev.push(json!({"ph": "i", "s": "g", "name": kind, "cat": "fault",
+                        "pid": 0, "tid": 0, "ts": us(*at_ms)}));
+                }
+                for dbid in dbids {
+                    let Some(i) = inst_of(*dbid) else { continue };
+                    ev.push(json!({"ph": "i", "s": "t", "name": kind, "cat": "fault",
+                        "pid": pid_of(&i.host), "tid": dbid, "ts": us(*at_ms)}));
+                }
+            }
             Event::Promoted {
                 at_ms,
                 content,

@@ -19,7 +19,7 @@ pub struct Instance {
 
 /// Something that happened, at simulated ms since the run began.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
     HostCrash {
         at_ms: u64,
@@ -44,6 +44,22 @@ pub enum Event {
         content: i16,
         dbid: u16,
     },
+    /// One instance's process stopped (killed or paused) or came back, its host staying up.
+    InstanceDown {
+        at_ms: u64,
+        dbid: u16,
+    },
+    InstanceUp {
+        at_ms: u64,
+        dbid: u16,
+    },
+    /// Any other fault the nemesis injected (its kind, as in the result's schedule), marked on
+    /// the instances it touches (none: the whole cluster, e.g. a partition or the coordinator).
+    Fault {
+        at_ms: u64,
+        kind: String,
+        dbids: Vec<u16>,
+    },
     /// A client transaction, from invocation to its outcome (`ok`, `fail`, `unknown`).
     Txn {
         at_ms: u64,
@@ -62,6 +78,9 @@ impl Event {
             | Event::HostRestart { at_ms, .. }
             | Event::CatalogChange { at_ms, .. }
             | Event::Promoted { at_ms, .. }
+            | Event::InstanceDown { at_ms, .. }
+            | Event::InstanceUp { at_ms, .. }
+            | Event::Fault { at_ms, .. }
             | Event::Txn { at_ms, .. } => *at_ms,
         }
     }
@@ -113,7 +132,7 @@ impl State {
             State::MirrorSynced => "mirror, in sync",
             State::MirrorResync => "mirror, catching up (resynchronizing)",
             State::MarkedDown => "marked down",
-            State::DeadUndetected => "host down, not yet detected",
+            State::DeadUndetected => "down (host or process), not yet detected",
             State::MirrorBack => "mirror marked down, host back",
         }
     }
@@ -183,17 +202,23 @@ pub fn spans(rec: &Recording) -> Vec<Span> {
 fn raw_spans(rec: &Recording) -> Vec<Span> {
     let mut out = Vec::new();
     for inst in &rec.instances {
-        let (mut role, mut status, mut mode, mut up) = (inst.role, inst.status, inst.mode, true);
+        let (mut role, mut status, mut mode) = (inst.role, inst.status, inst.mode);
+        let (mut host_up, mut process_up) = (true, true);
         let mut current = Span {
             dbid: inst.dbid,
             from_ms: 0,
             to_ms: 0,
-            state: State::of(role, status, mode, up),
+            state: State::of(role, status, mode, true),
         };
         for e in &rec.events {
             match e {
-                Event::HostCrash { host, .. } if *host == inst.host => up = false,
-                Event::HostRestart { host, .. } if *host == inst.host => up = true,
+                Event::HostCrash { host, .. } if *host == inst.host => host_up = false,
+                Event::HostRestart { host, .. } if *host == inst.host => {
+                    // A power cycle restarts every process of the host.
+                    (host_up, process_up) = (true, true)
+                }
+                Event::InstanceDown { dbid, .. } if *dbid == inst.dbid => process_up = false,
+                Event::InstanceUp { dbid, .. } if *dbid == inst.dbid => process_up = true,
                 Event::CatalogChange {
                     dbid,
                     role: r,
@@ -203,7 +228,7 @@ fn raw_spans(rec: &Recording) -> Vec<Span> {
                 } if *dbid == inst.dbid => (role, status, mode) = (*r, *s, *m),
                 _ => continue,
             }
-            let state = State::of(role, status, mode, up);
+            let state = State::of(role, status, mode, host_up && process_up);
             let at = e.at_ms().min(rec.end_ms);
             if state != current.state {
                 current.to_ms = at;

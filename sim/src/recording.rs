@@ -7,11 +7,15 @@ use reports::timeline::{Event, Instance, Recording};
 
 use crate::failover::HostEvent;
 use crate::history::{Outcome, TxnRecord};
+use crate::nemesis::{Fault, ScheduledFault};
 use crate::trace::ClusterEvent;
 
+#[allow(clippy::too_many_arguments)]
 pub fn of_run(
     seed: u64,
     segments: &[SegmentConfig],
+    faults: &[ScheduledFault],
+    workload_started_ms: u64,
     host_events: &[HostEvent],
     cluster_events: &[ClusterEvent],
     txns: &[TxnRecord],
@@ -41,6 +45,52 @@ pub fn of_run(
                 host: h.host.clone(),
             }
         });
+    }
+    // Host crashes and restarts come from `host_events` (their exact times); the other faults
+    // from the schedule, whose times count from the workload's start.
+    let on_host = |host: &str| -> Vec<u16> {
+        segments
+            .iter()
+            .filter(|s| s.hostname == host)
+            .map(|s| s.dbid)
+            .collect()
+    };
+    for f in faults {
+        let at_ms = workload_started_ms + f.at_ms;
+        let of_content = |content: i16| -> Vec<u16> {
+            segments
+                .iter()
+                .filter(|s| s.content == content)
+                .map(|s| s.dbid)
+                .collect()
+        };
+        match &f.fault {
+            Fault::HostCrash { .. } | Fault::TornWrite { .. } | Fault::HostRestart { .. } => {}
+            Fault::InstanceKill { dbid } | Fault::InstancePause { dbid } => {
+                events.push(Event::InstanceDown { at_ms, dbid: *dbid })
+            }
+            Fault::InstanceRestart { dbid } | Fault::InstanceResume { dbid } => {
+                events.push(Event::InstanceUp { at_ms, dbid: *dbid })
+            }
+            Fault::DoubleFault { content } => events.extend(
+                of_content(*content)
+                    .into_iter()
+                    .map(|dbid| Event::InstanceDown { at_ms, dbid }),
+            ),
+            Fault::DoubleFaultHeal { content } => events.extend(
+                of_content(*content)
+                    .into_iter()
+                    .map(|dbid| Event::InstanceUp { at_ms, dbid }),
+            ),
+            other => {
+                let json = serde_json::to_value(other).unwrap_or_default();
+                events.push(Event::Fault {
+                    at_ms,
+                    kind: json["kind"].as_str().unwrap_or("fault").to_string(),
+                    dbids: json["host"].as_str().map(on_host).unwrap_or_default(),
+                });
+            }
+        }
     }
     for e in cluster_events {
         events.push(match *e {
