@@ -28,6 +28,9 @@ pub struct PlantedBugs {
     /// The coordinator ships catalog WAL to its standby before that WAL is durable on the
     /// coordinator itself (the real rule: only flushed WAL is sent).
     pub walsender_ships_unflushed_wal: bool,
+    /// The prober waits for a probe's reply without its timeout: a primary that accepts the
+    /// connection but never answers (stalled, paused) holds up the whole probe cycle.
+    pub probe_without_timeout: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -64,6 +67,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "walsender-ships-unflushed-wal",
         "the coordinator streams catalog WAL to its standby before flushing it",
     ),
+    (
+        "probe-without-timeout",
+        "the prober waits for a probe's reply without a timeout",
+    ),
 ];
 
 impl PlantedBugs {
@@ -83,6 +90,7 @@ impl PlantedBugs {
             "skip-epoch-check" => &mut self.skip_epoch_check,
             "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
             "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
+            "probe-without-timeout" => &mut self.probe_without_timeout,
             _ => return None,
         })
     }

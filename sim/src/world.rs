@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,28 +28,58 @@ pub const COORDINATOR_PORT: u16 = 5432;
 pub const STANDBY_HOST: &str = "smdw";
 pub const SEGMENT_PORT: u16 = 6000;
 
-/// One host of the simulated cluster.
+/// One host of the simulated cluster: its disk and the processes running on it.
 pub struct Host {
     pub name: String,
-    pub ip: IpAddr,
     pub disk: SimDisk,
-    pub node: NodeHandle,
+    /// Powered on. A host that is down runs no process.
     pub up: bool,
+    pub processes: Vec<Process>,
+}
+
+/// One process on a host (a segment instance, or the coordinator), a simulated node of its own
+/// with its own address, so that it can be killed alone.
+pub struct Process {
+    /// The instance's dbid; `None` for the coordinator.
+    pub dbid: Option<u16>,
+    pub ip: IpAddr,
+    pub node: NodeHandle,
+    /// Running (its host is up and it was not killed).
+    pub up: bool,
+    /// Set when the process's main function returned (an instance that failed itself).
+    stopped: Arc<AtomicBool>,
+}
+
+impl Process {
+    /// The process gave up on its own (for example an instance that found a corrupt block or
+    /// could not write its disk) and waits for an operator to restart it.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
 }
 
 pub struct World {
-    handle: Handle,
+    pub(crate) handle: Handle,
     pub hosts: BTreeMap<String, Host>,
     pub coordinator_addr: String,
     pub segments: Vec<SegmentConfig>,
-    rng: ChaCha8Rng,
+    pub(crate) rng: ChaCha8Rng,
     observe: Observe,
     /// The standby coordinator's host, if the configuration places one.
     pub standby: Option<crate::standby::StandbyHost>,
+    /// Instances paused by the nemesis.
+    pub(crate) paused: std::collections::BTreeSet<u16>,
 }
 
+/// The coordinator's address (host index 0).
 fn host_ip(index: usize) -> IpAddr {
     format!("10.0.0.{}", index + 1).parse().unwrap()
+}
+
+/// The address of the `slot`-th instance (0-based) on segment host `host` (1-based): every
+/// instance is a process of its own with its own address, on the host's own subnet.
+fn instance_ip(host: usize, slot: usize) -> IpAddr {
+    format!("10.{host}.0.{}", slot + 1).parse().unwrap()
 }
 
 impl World {
@@ -63,45 +94,7 @@ impl World {
         let handle = Handle::current();
         let segment_hosts: Vec<String> =
             (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
-        let mut segments = Vec::new();
-        let mut dbid = 2;
-        for content in 0..cfg.contents {
-            let placement = Placement::of(cfg, content);
-            let mut roles = vec![(
-                Role::Primary,
-                placement.primary_host,
-                placement.primary_port,
-            )];
-            if cfg.mirrors {
-                roles.push((Role::Mirror, placement.mirror_host, placement.mirror_port));
-            }
-            for (role, h, port) in roles {
-                segments.push(SegmentConfig {
-                    dbid,
-                    content: content as i16,
-                    role,
-                    preferred_role: role,
-                    mode: if cfg.mirrors {
-                        Mode::Synced
-                    } else {
-                        Mode::NotSynced
-                    },
-                    status: Status::Up,
-                    hostname: segment_hosts[h].clone(),
-                    address: host_ip(h + 1).to_string(),
-                    port,
-                    datadir: format!(
-                        "/data/{}/gpseg{content}",
-                        if role == Role::Primary {
-                            "primary"
-                        } else {
-                            "mirror"
-                        }
-                    ),
-                });
-                dbid += 1;
-            }
-        }
+        let segments = layout(cfg);
         let coordinator_addr = format!("{}:{COORDINATOR_PORT}", host_ip(0));
         let mut world = World {
             handle,
@@ -111,10 +104,11 @@ impl World {
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
             observe,
             standby: None,
+            paused: Default::default(),
         };
         world.add_coordinator(cfg);
-        for (i, name) in segment_hosts.iter().enumerate() {
-            world.add_segment_host(cfg, name, host_ip(i + 1));
+        for name in &segment_hosts {
+            world.add_segment_host(cfg, name);
         }
         if cfg.standby {
             world.add_standby_host(cfg);
@@ -144,10 +138,15 @@ impl World {
             name.into(),
             Host {
                 name: name.into(),
-                ip,
                 disk,
-                node,
                 up: true,
+                processes: vec![Process {
+                    dbid: None,
+                    ip,
+                    node,
+                    up: true,
+                    stopped: Arc::new(AtomicBool::new(false)),
+                }],
             },
         );
     }
@@ -160,17 +159,21 @@ impl World {
         let disk = World::new_disk(cfg);
         let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
         let node = self
             .handle
             .create_node()
             .name("mdw")
             .ip(host_ip(0))
             .init(move || {
-                let (ccfg, disk) = (ccfg.clone(), node_disk.clone());
+                let (ccfg, disk, flag) = (ccfg.clone(), node_disk.clone(), flag.clone());
                 async move {
+                    flag.store(false, Ordering::SeqCst);
                     if let Err(e) = coordinator::run(ccfg, disk).await {
                         warn!(error = %e, "coordinator stopped");
                     }
+                    flag.store(true, Ordering::SeqCst);
                     std::future::pending::<()>().await
                 }
             })
@@ -179,17 +182,22 @@ impl World {
             "mdw".into(),
             Host {
                 name: "mdw".into(),
-                ip: host_ip(0),
                 disk,
-                node,
                 up: true,
+                processes: vec![Process {
+                    dbid: None,
+                    ip: host_ip(0),
+                    node,
+                    up: true,
+                    stopped,
+                }],
             },
         );
     }
 
-    fn add_segment_host(&mut self, cfg: &RunConfig, name: &str, ip: IpAddr) {
+    fn add_segment_host(&mut self, cfg: &RunConfig, name: &str) {
         let disk = World::new_disk(cfg);
-        let mut instances = Vec::new();
+        let mut processes = Vec::new();
         for seg in self.segments.iter().filter(|s| s.hostname == name) {
             let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
             icfg.peer_addr = self
@@ -207,35 +215,43 @@ impl World {
             // Each instance has its own data directory on the host's disk.
             let dir_disk: Arc<dyn Disk> =
                 Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));
-            instances.push((icfg, dir_disk));
-        }
-        let node = self
-            .handle
-            .create_node()
-            .name(name)
-            .ip(ip)
-            .init(move || {
-                let instances = instances.clone();
-                async move {
-                    let runs = instances.into_iter().map(|(icfg, disk)| async move {
+            let ip: IpAddr = seg.address.parse().expect("instance address is an IP");
+            let stopped = Arc::new(AtomicBool::new(false));
+            let flag = stopped.clone();
+            let node = self
+                .handle
+                .create_node()
+                .name(format!("{name}-dbid{}", seg.dbid))
+                .ip(ip)
+                .init(move || {
+                    let (icfg, disk, flag) = (icfg.clone(), dir_disk.clone(), flag.clone());
+                    async move {
+                        flag.store(false, Ordering::SeqCst);
                         if let Err(e) = segment::run(icfg, disk).await {
                             warn!(error = %e, "instance stopped");
                         }
-                    });
-                    futures_join_all(runs).await;
-                    // The host stays up even when its instances have failed.
-                    std::future::pending::<()>().await
-                }
-            })
-            .build();
+                        flag.store(true, Ordering::SeqCst);
+                        // The process stays until it is killed: an instance that failed
+                        // itself is restarted by an operator.
+                        std::future::pending::<()>().await
+                    }
+                })
+                .build();
+            processes.push(Process {
+                dbid: Some(seg.dbid),
+                ip,
+                node,
+                up: true,
+                stopped,
+            });
+        }
         self.hosts.insert(
             name.into(),
             Host {
                 name: name.into(),
-                ip,
                 disk,
-                node,
                 up: true,
+                processes,
             },
         );
     }
@@ -243,19 +259,38 @@ impl World {
     /// Power loss on a host: every process on it dies, and its disk keeps only what was synced
     /// (perhaps with a torn tail of the last unsynced append).
     pub fn kill_host(&mut self, name: &str) {
-        let host = self.hosts.get_mut(name).expect("known host");
-        if !host.up {
-            return;
-        }
-        self.handle.kill(host.node.id());
-        let rng = &mut self.rng;
-        host.disk.crash(|_, unsynced| {
+        self.kill_host_with(name, |rng, unsynced| {
             if rng.next_u32().is_multiple_of(2) {
                 TornTail::None
             } else {
                 TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)
             }
         });
+    }
+
+    /// Power loss on a host; `torn` draws how much of each file's unsynced tail survives.
+    pub(crate) fn kill_host_with(
+        &mut self,
+        name: &str,
+        torn: fn(&mut ChaCha8Rng, usize) -> TornTail,
+    ) {
+        let host = self.hosts.get_mut(name).expect("known host");
+        if !host.up {
+            return;
+        }
+        for p in &mut host.processes {
+            if p.up {
+                self.handle.kill(p.node.id());
+                p.up = false;
+            }
+        }
+        for p in &host.processes {
+            if let Some(dbid) = p.dbid {
+                self.paused.remove(&dbid);
+            }
+        }
+        let rng = &mut self.rng;
+        host.disk.crash(|_, unsynced| torn(rng, unsynced));
         host.up = false;
         info!(host = name, "host crashed");
     }
@@ -265,7 +300,10 @@ impl World {
         if host.up {
             return;
         }
-        self.handle.restart(host.node.id());
+        for p in &mut host.processes {
+            self.handle.restart(p.node.id());
+            p.up = true;
+        }
         host.up = true;
         info!(host = name, "host restarted");
     }
@@ -298,6 +336,56 @@ impl World {
         c.dedup();
         c
     }
+}
+
+/// The cluster's instances as `gpinitsystem` lays them out: the run's mirror layout (see
+/// [`Placement`]), dbids from 2 in content order, primary before mirror, every instance
+/// a process with its own address on its host's subnet.
+pub fn layout(cfg: &RunConfig) -> Vec<SegmentConfig> {
+    let segment_hosts: Vec<String> = (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
+    let mut segments = Vec::new();
+    let mut slots = vec![0usize; cfg.segment_hosts];
+    let mut dbid = 2;
+    for content in 0..cfg.contents {
+        let placement = Placement::of(cfg, content);
+        let mut roles = vec![(
+            Role::Primary,
+            placement.primary_host,
+            placement.primary_port,
+        )];
+        if cfg.mirrors {
+            roles.push((Role::Mirror, placement.mirror_host, placement.mirror_port));
+        }
+        for (role, h, port) in roles {
+            let slot = slots[h];
+            slots[h] += 1;
+            segments.push(SegmentConfig {
+                dbid,
+                content: content as i16,
+                role,
+                preferred_role: role,
+                mode: if cfg.mirrors {
+                    Mode::Synced
+                } else {
+                    Mode::NotSynced
+                },
+                status: Status::Up,
+                hostname: segment_hosts[h].clone(),
+                address: instance_ip(h + 1, slot).to_string(),
+                port,
+                datadir: format!(
+                    "/data/{}/gpseg{content}",
+                    if role == Role::Primary {
+                        "primary"
+                    } else {
+                        "mirror"
+                    }
+                ),
+            });
+            dbid += 1;
+        }
+    }
+    segments
 }
 
 /// Where a content's instances live, by the run's layout (`cluster::layout`). Host `h` (0-based)

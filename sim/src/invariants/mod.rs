@@ -3,6 +3,8 @@
 //! [`model`] holds the per-row model of the history they share.
 
 pub mod aborted_stays_aborted;
+pub mod availability;
+pub mod converged;
 pub mod identical_replicas;
 pub mod latest_value;
 pub mod linear_history;
