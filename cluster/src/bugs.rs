@@ -22,6 +22,9 @@ pub struct PlantedBugs {
     /// The prober waits for a probe's reply without its timeout: a primary that accepts the
     /// connection but never answers (stalled, paused) holds up the whole probe cycle.
     pub probe_without_timeout: bool,
+    /// A segment accepts control requests and work stamped with a configuration epoch older than
+    /// the newest it has seen (a late message from a decision the catalog has since replaced).
+    pub skip_epoch_check: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -50,6 +53,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "probe-without-timeout",
         "the prober waits for a probe's reply without a timeout",
     ),
+    (
+        "skip-epoch-check",
+        "a segment obeys requests stamped with an older configuration epoch",
+    ),
 ];
 
 impl PlantedBugs {
@@ -67,6 +74,7 @@ impl PlantedBugs {
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
             "probe-without-timeout" => &mut self.probe_without_timeout,
+            "skip-epoch-check" => &mut self.skip_epoch_check,
             _ => return None,
         })
     }

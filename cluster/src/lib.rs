@@ -8,6 +8,7 @@ pub mod coordinator;
 pub mod dtx;
 pub mod fts;
 pub mod io;
+pub mod layout;
 pub mod observe;
 pub mod proto;
 pub mod segment;

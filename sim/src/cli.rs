@@ -70,6 +70,10 @@ pub struct World {
     /// the standard scenario has them on already).
     #[arg(long)]
     pub multi_content_txns: bool,
+    /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
+    /// per host) or block:SIZE (the size must divide the number of segment hosts).
+    #[arg(long, value_parser = str::parse::<cluster::layout::Layout>)]
+    pub layout: Option<cluster::layout::Layout>,
     /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
     #[arg(long = "bug", value_parser = parse_bug)]
     pub bugs: Vec<String>,
@@ -194,6 +198,9 @@ impl World {
         if self.multi_content_txns {
             cfg.workload.multi_content_txns = true;
         }
+        if let Some(layout) = self.layout {
+            cfg.layout = layout;
+        }
         for bug in &self.bugs {
             cfg.bugs.enable(bug).expect("validated by clap");
         }
@@ -211,6 +218,20 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    let world = match &cli.command {
+        Command::Run(args) => &args.world,
+        Command::Replay(args) => &args.world,
+        Command::Bench(args) => &args.world,
+        Command::Shrink(args) => &args.world,
+    };
+    let cfg = world.config();
+    if let Err(e) = cfg
+        .layout
+        .validate(cfg.segment_hosts, cfg.primaries_per_host())
+    {
+        eprintln!("error: --layout {}: {e}", cfg.layout);
+        return EXIT_USAGE;
+    }
     match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use cluster::bugs::PlantedBugs;
 use cluster::fts::prober::ProbeSettings;
+use cluster::layout::Layout;
 use cluster::segment::ReplicationMode;
 
 use crate::nemesis::FaultWeights;
@@ -19,6 +20,8 @@ pub struct RunConfig {
     /// evenly over the segment hosts in content order (`sdw1` holds the first ones), and every
     /// mirror of host `i`'s primaries sits on host `i + 1` (mod the number of hosts).
     pub contents: usize,
+    /// Where mirrors go (group, spread or block); see `cluster::layout`.
+    pub layout: Layout,
     pub mirrors: bool,
     pub replication: ReplicationMode,
     pub probe: ProbeSettings,
@@ -116,6 +119,7 @@ impl RunConfig {
             scenario: "pair".into(),
             segment_hosts: 2,
             contents: 1,
+            layout: Layout::Group,
             mirrors: true,
             replication: ReplicationMode::Sync,
             probe: crate::world::sim_probe_settings(),

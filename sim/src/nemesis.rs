@@ -386,8 +386,10 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
                 (partition(Shape::IsolateHost, vec![h], others, false), net())
             }
             "halves" => {
-                let mut side: Vec<bool> =
-                    all_hosts.iter().map(|_| rng.next_u32().is_multiple_of(2)).collect();
+                let mut side: Vec<bool> = all_hosts
+                    .iter()
+                    .map(|_| rng.next_u32().is_multiple_of(2))
+                    .collect();
                 // Both halves hold at least one host.
                 side[0] = true;
                 let last = side.len() - 1;

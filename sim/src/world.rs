@@ -341,10 +341,10 @@ pub fn layout(cfg: &RunConfig) -> Vec<SegmentConfig> {
     segments
 }
 
-/// Where a content's instances live: group layout. Host `h` (0-based) holds the primaries of
-/// contents `h * per_host ..`, on ports `SEGMENT_PORT + slot`; their mirrors sit on host `h + 1`
-/// (mod hosts) on ports `SEGMENT_PORT + per_host + slot`, so no two instances of a host share a
-/// port (as `gpinitsystem`'s separate primary and mirror port bases).
+/// Where a content's instances live, by the run's layout (`cluster::layout`). Host `h` (0-based)
+/// holds the primaries of contents `h * per_host ..`, on ports `SEGMENT_PORT + slot`; mirrors sit
+/// on ports `SEGMENT_PORT + per_host + mirror slot`, so no two instances of a host share a port
+/// (as `gpinitsystem`'s separate primary and mirror port bases).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
     pub primary_host: usize,
@@ -357,12 +357,21 @@ impl Placement {
     pub fn of(cfg: &RunConfig, content: usize) -> Placement {
         let per_host = cfg.primaries_per_host();
         let primary_host = content / per_host;
-        let slot = (content % per_host) as u16;
+        let j = content % per_host;
+        let mirror_host = cfg.layout.mirror_host(cfg.segment_hosts, primary_host, j);
+        // The mirror's slot: how many mirrors its host holds already, in content order.
+        let mirror_slot = (0..content)
+            .filter(|&c| {
+                cfg.layout
+                    .mirror_host(cfg.segment_hosts, c / per_host, c % per_host)
+                    == mirror_host
+            })
+            .count();
         Placement {
             primary_host,
-            primary_port: SEGMENT_PORT + slot,
-            mirror_host: (primary_host + 1) % cfg.segment_hosts,
-            mirror_port: SEGMENT_PORT + per_host as u16 + slot,
+            primary_port: SEGMENT_PORT + j as u16,
+            mirror_host,
+            mirror_port: SEGMENT_PORT + (per_host + mirror_slot) as u16,
         }
     }
 }
