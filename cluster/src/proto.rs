@@ -99,6 +99,9 @@ pub enum ClientRequest {
     /// The distributed-commit records not yet forgotten (`gp_distributed_log`): empty once every
     /// distributed transaction has been carried out everywhere.
     DistributedLog,
+    /// An administration verb (`recoverseg`, `state`, `add-mirrors`...), carried out by the
+    /// coordinator (see [`crate::admin`]).
+    Admin(crate::admin::AdminRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +111,7 @@ pub enum ClientResponse {
     Committed,
     Catalog(Catalog),
     DistributedLog(Vec<(u64, Vec<Content>)>),
+    Admin(crate::admin::AdminReply),
     Error(DbError),
 }
 
@@ -166,6 +170,22 @@ pub enum SegmentRequest {
         mirror_dbid: Dbid,
         from: Lsn,
     },
+    /// Recovery: become a mirror of `primary` (`ip:port`). Incremental: rewind to where this
+    /// instance's WAL and the primary's part ways; `full`: wipe and copy everything. Then stream.
+    Rejoin {
+        epoch: u64,
+        primary: String,
+        full: bool,
+    },
+    /// A checksum per chunk of the flushed WAL (see [`crate::storage::WAL_SUMMARY_CHUNK`]).
+    WalSummary,
+    /// Raw flushed WAL bytes.
+    ReadWal {
+        from: Lsn,
+        len: u64,
+    },
+    /// Replication positions, for `state -s`.
+    ReplicationStatus,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -185,6 +205,13 @@ pub enum SegmentResponse {
         lsn: Lsn,
         digest: u64,
     },
+    Rejoined(crate::admin::RejoinReport),
+    WalSummary {
+        flushed: Lsn,
+        crcs: Vec<u32>,
+    },
+    WalBytes(Vec<u8>),
+    Replication(crate::admin::ReplicationInfo),
     Error(DbError),
 }
 

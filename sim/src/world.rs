@@ -32,7 +32,13 @@ pub struct Host {
     pub disk: SimDisk,
     pub node: NodeHandle,
     pub up: bool,
+    /// The instances this host starts when it boots (an administrator may add or remove some).
+    pub instances: HostInstances,
 }
+
+/// A host's instances: their configuration and data directory. Shared with the host's boot
+/// closure, so instances added later also start after a restart.
+pub type HostInstances = Arc<std::sync::Mutex<Vec<(InstanceConfig, Arc<dyn Disk>)>>>;
 
 pub struct World {
     handle: Handle,
@@ -41,6 +47,7 @@ pub struct World {
     pub segments: Vec<SegmentConfig>,
     rng: ChaCha8Rng,
     observe: Observe,
+    cfg: RunConfig,
 }
 
 fn host_ip(index: usize) -> IpAddr {
@@ -106,6 +113,7 @@ impl World {
             segments,
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
             observe,
+            cfg: cfg.clone(),
         };
         world.add_coordinator(cfg);
         for (i, name) in segment_hosts.iter().enumerate() {
@@ -148,6 +156,7 @@ impl World {
                 disk,
                 node,
                 up: true,
+                instances: Default::default(),
             },
         );
     }
@@ -156,31 +165,55 @@ impl World {
         let disk = World::new_disk(cfg);
         let mut instances = Vec::new();
         for seg in self.segments.iter().filter(|s| s.hostname == name) {
-            let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
-            icfg.peer_addr = self
+            let peer = self
                 .segments
                 .iter()
                 .find(|p| p.content == seg.content && p.dbid != seg.dbid)
                 .map(|p| p.endpoint());
-            icfg.replication = cfg.replication;
-            icfg.mirror_down_grace_period = cfg.mirror_down_grace_period;
-            icfg.wal_timeout = cfg.wal_timeout;
-            icfg.checkpoint_interval = cfg.checkpoint_interval;
-            icfg.cache_blocks_max = cfg.cache_blocks_max;
-            icfg.bugs = cfg.bugs;
-            icfg.observe = self.observe.clone();
-            // Each instance has its own data directory on the host's disk.
-            let dir_disk: Arc<dyn Disk> =
-                Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));
-            instances.push((icfg, dir_disk));
+            instances.push(self.instance_for(&disk, seg, peer));
         }
+        self.add_host_with(name, ip, disk, instances);
+    }
+
+    /// An instance of `seg` with its own data directory on `disk`, streaming from `peer`.
+    fn instance_for(
+        &self,
+        disk: &SimDisk,
+        seg: &SegmentConfig,
+        peer: Option<String>,
+    ) -> (InstanceConfig, Arc<dyn Disk>) {
+        let cfg = &self.cfg;
+        let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
+        icfg.peer_addr = peer;
+        icfg.replication = cfg.replication;
+        icfg.mirror_down_grace_period = cfg.mirror_down_grace_period;
+        icfg.wal_timeout = cfg.wal_timeout;
+        icfg.checkpoint_interval = cfg.checkpoint_interval;
+        icfg.cache_blocks_max = cfg.cache_blocks_max;
+        icfg.bugs = cfg.bugs;
+        icfg.observe = self.observe.clone();
+        // Each instance has its own data directory on the host's disk.
+        let dir_disk: Arc<dyn Disk> =
+            Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));
+        (icfg, dir_disk)
+    }
+
+    fn add_host_with(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        disk: SimDisk,
+        instances: Vec<(InstanceConfig, Arc<dyn Disk>)>,
+    ) {
+        let instances: HostInstances = Arc::new(std::sync::Mutex::new(instances));
+        let boot = instances.clone();
         let node = self
             .handle
             .create_node()
             .name(name)
             .ip(ip)
             .init(move || {
-                let instances = instances.clone();
+                let instances = boot.lock().unwrap().clone();
                 async move {
                     let runs = instances.into_iter().map(|(icfg, disk)| async move {
                         if let Err(e) = segment::run(icfg, disk).await {
@@ -201,8 +234,82 @@ impl World {
                 disk,
                 node,
                 up: true,
+                instances,
             },
         );
+    }
+
+    /// Adds a segment host with no instances (a spare for `recoverseg -i` or `move-mirrors`);
+    /// returns its address.
+    pub fn add_spare_host(&mut self, name: &str) -> IpAddr {
+        let ip = host_ip(self.hosts.len());
+        let disk = World::new_disk(&self.cfg);
+        self.add_host_with(name, ip, disk, Vec::new());
+        info!(host = name, %ip, "spare host added");
+        ip
+    }
+
+    /// Starts a fresh, empty mirror instance for `row` on its host, streaming from `primary`;
+    /// its data directory is wiped first. It also starts whenever the host boots again.
+    pub fn start_mirror(&mut self, row: &SegmentConfig, primary: &str) -> Result<(), String> {
+        let host = self
+            .hosts
+            .get(&row.hostname)
+            .ok_or_else(|| format!("unknown host {}", row.hostname))?;
+        if !host.up {
+            return Err(format!("host {} is down", row.hostname));
+        }
+        let mut mirror = row.clone();
+        mirror.role = Role::Mirror;
+        let (icfg, disk) = self.instance_for(&host.disk, &mirror, Some(primary.to_string()));
+        cluster::storage::wipe_instance_dir(&*disk)
+            .map_err(|e| format!("cannot wipe {}:{}: {e}", row.hostname, row.datadir))?;
+        let mut list = host.instances.lock().unwrap();
+        list.retain(|(c, _)| c.listen_addr != icfg.listen_addr);
+        list.push((icfg.clone(), disk.clone()));
+        drop(list);
+        host.node.spawn(async move {
+            if let Err(e) = segment::run(icfg, disk).await {
+                warn!(error = %e, "instance stopped");
+            }
+        });
+        info!(dbid = row.dbid, host = %row.hostname, port = row.port, "mirror instance started");
+        Ok(())
+    }
+
+    /// Stops the instance listening at `row`'s address and removes it from its host.
+    pub fn stop_instance(&mut self, row: &SegmentConfig) {
+        let Some(host) = self.hosts.get(&row.hostname) else {
+            return;
+        };
+        let addr = row.endpoint();
+        let mut list = host.instances.lock().unwrap();
+        for (icfg, _) in list.iter().filter(|(c, _)| c.listen_addr == addr) {
+            icfg.stop.raise();
+        }
+        list.retain(|(c, _)| c.listen_addr != addr);
+        info!(dbid = row.dbid, host = %row.hostname, port = row.port, "instance stopped");
+    }
+
+    /// `restart` (gpstop -r): every process of every host that is up stops (its host's page
+    /// cache survives, as when a process exits) and starts again. Hosts that are down stay
+    /// down. Returns the hosts restarted.
+    pub fn restart_cluster(&mut self) -> Vec<String> {
+        let mut restarted = Vec::new();
+        for host in self.hosts.values().filter(|h| h.up) {
+            self.handle.restart(host.node.id());
+            restarted.push(host.name.clone());
+        }
+        info!(hosts = ?restarted, "cluster restarted");
+        restarted
+    }
+
+    /// The host name of an address (a host name or its IP).
+    pub fn hostname_of(&self, address: &str) -> Option<String> {
+        self.hosts
+            .values()
+            .find(|h| h.name == address || h.ip.to_string() == address)
+            .map(|h| h.name.clone())
     }
 
     /// Power loss on a host: every process on it dies, and its disk keeps only what was synced
