@@ -19,9 +19,6 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
-    /// Incremental recovery cuts the recovered instance's WAL at the divergence point but
-    /// keeps its data blocks, so rows the acting primary never had survive in the new mirror.
-    pub rejoin_skips_rewind: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -46,10 +43,6 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "mirror-skips-deletes",
         "a mirror's replay drops heap deletes",
     ),
-    (
-        "rejoin-skips-rewind",
-        "incremental recovery keeps the data blocks past the divergence point",
-    ),
 ];
 
 impl PlantedBugs {
@@ -66,7 +59,6 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
-            "rejoin-skips-rewind" => &mut self.rejoin_skips_rewind,
             _ => return None,
         })
     }

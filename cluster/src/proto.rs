@@ -177,8 +177,11 @@ pub enum SegmentRequest {
         primary: String,
         full: bool,
     },
-    /// A checksum per chunk of the flushed WAL (see [`crate::storage::WAL_SUMMARY_CHUNK`]).
-    WalSummary,
+    /// A checksum per chunk of the flushed WAL up to `upto` (see
+    /// [`crate::storage::WAL_SUMMARY_CHUNK`]).
+    WalSummary {
+        upto: Lsn,
+    },
     /// Raw flushed WAL bytes.
     ReadWal {
         from: Lsn,

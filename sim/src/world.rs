@@ -297,6 +297,7 @@ impl World {
     pub fn restart_cluster(&mut self) -> Vec<String> {
         let mut restarted = Vec::new();
         for host in self.hosts.values().filter(|h| h.up) {
+            self.handle.kill(host.node.id());
             self.handle.restart(host.node.id());
             restarted.push(host.name.clone());
         }

@@ -11,7 +11,36 @@ use sim::admin::{
 };
 use sim::config::RunConfig;
 
+async fn write_directly(addr: &str, epoch: u64) {
+    use cluster::io::net::Connection;
+    use cluster::proto::{Op, SegmentRequest, SegmentResponse};
+    let mut conn = Connection::connect(addr, std::time::Duration::from_secs(2))
+        .await
+        .unwrap();
+    let t = std::time::Duration::from_secs(5);
+    let begin = SegmentRequest::Begin {
+        xid: 1 << 60,
+        epoch,
+    };
+    assert!(matches!(
+        conn.call(&begin, t).await,
+        Ok(SegmentResponse::Ok)
+    ));
+    for key in 5000..5010 {
+        let op = Op::Insert {
+            table: "t".into(),
+            key,
+            value: vec![9],
+        };
+        let r = conn.call(&SegmentRequest::Exec { op }, t).await;
+        assert!(matches!(r, Ok(SegmentResponse::Result(_))), "{r:?}");
+    }
+    let r = conn.call(&SegmentRequest::Commit, t).await;
+    assert!(matches!(r, Ok(SegmentResponse::Committed { .. })), "{r:?}");
+}
+
 async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) -> (u64, u64) {
+    let stray_writes = !check_acked;
     let h = AdminHarness::build(&cfg, seed);
     let acked = h
         .run(|mut c, _| async move {
@@ -29,7 +58,7 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
     // Writes in flight while the primary's host dies.
     let writer = h.run(|mut c, _| async move {
         let mut acked = Vec::new();
-        for k in 30..60 {
+        for k in 30..300 {
             if insert_retrying(&mut c, "t", k).await {
                 acked.push(k);
             }
@@ -37,7 +66,7 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
         acked
     });
     let killer = async {
-        madsim::time::sleep(std::time::Duration::from_millis(30)).await;
+        madsim::time::sleep(std::time::Duration::from_millis(400)).await;
         h.kill_host("sdw1");
     };
     let (more, ()) = futures_lite_join(writer, killer).await;
@@ -51,9 +80,16 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
     .await;
     h.restart_host("sdw1");
     let shipped = h
-        .run(|mut c, hosts| async move {
+        .run(move |mut c, hosts| async move {
             // The old primary is back but still marked down.
             madsim::time::sleep(std::time::Duration::from_secs(3)).await;
+            if stray_writes {
+                // Commits the failed primary acknowledged that its asynchronous mirror never
+                // received: written straight to the old primary, as its clients did before the
+                // failure. The rewind must discard them.
+                let cat = c.catalog().await.unwrap();
+                write_directly(&cat.segments[&2].endpoint(), cat.epoch).await;
+            }
             for k in 60..80 {
                 insert_retrying(&mut c, "t", k).await;
             }
@@ -65,6 +101,11 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
             };
             assert_eq!(r.len(), 1, "{r:?}");
             let report = r[0].outcome.clone().unwrap();
+            assert_eq!(
+                report.discarded_bytes > 0,
+                stray_writes,
+                "only the diverged primary has WAL to discard: {report:?}"
+            );
             let cat = c.catalog().await.unwrap();
             let old = &cat.segments[&2];
             assert_eq!((old.role, old.status), (Role::Mirror, Status::Up));
@@ -105,6 +146,9 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
                 assert!(keys.contains(k), "acknowledged key {k} lost; have {keys:?}");
             }
         }
+        if stray_writes {
+            assert!(!keys.contains(&5000), "the rewound rows came back");
+        }
     })
     .await;
     (p ^ m, shipped)
@@ -141,6 +185,15 @@ async fn futures_lite_join<A: std::future::Future, B: std::future::Future>(
 
 #[madsim::test]
 async fn recoverseg_then_rebalance_keeps_every_acknowledged_row() {
-    let (diff, _) = recover_then_rebalance(RunConfig::pair(), 11, true).await;
+    let (diff, shipped) = recover_then_rebalance(RunConfig::pair(), 11, true).await;
+    eprintln!("bytes shipped by incremental recovery: {shipped}");
+    assert_eq!(diff, 0, "primary and mirror digests differ after recovery");
+}
+
+/// Asynchronous mirroring leaves the failed primary with commits its mirror never received, so
+/// its WAL diverges from the promoted mirror's: the rewind must discard them.
+#[madsim::test]
+async fn a_diverged_old_primary_is_rewound_and_ends_identical() {
+    let (diff, _) = recover_then_rebalance(RunConfig::async_pair(), 11, false).await;
     assert_eq!(diff, 0, "primary and mirror digests differ after recovery");
 }

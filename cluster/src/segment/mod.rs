@@ -328,7 +328,7 @@ impl Instance {
                     Ok(()) => self.rejoin(primary, full).await,
                     Err(refusal) => refusal,
                 },
-                SegmentRequest::WalSummary => self.wal_summary().await,
+                SegmentRequest::WalSummary { upto } => self.wal_summary(upto).await,
                 SegmentRequest::ReadWal { from, len } => self.read_wal_for_rejoin(from, len).await,
                 SegmentRequest::ReplicationStatus => self.replication_status().await,
                 other => match session.handle(&self, other).await {

@@ -55,18 +55,26 @@ impl Instance {
             Ok(conn) => conn,
             Err(e) => return failed(format!("cannot reach the acting primary {primary}: {e}")),
         };
-        let (source_flushed, source_crcs) =
-            match conn.call(&SegmentRequest::WalSummary, wal_timeout).await {
-                Ok(SegmentResponse::WalSummary { flushed, crcs }) => (flushed, crcs),
-                Ok(SegmentResponse::Error(e)) => {
-                    return failed(format!("acting primary {primary} refused: {e}"))
-                }
-                other => {
-                    return failed(format!(
-                        "acting primary {primary} did not send its WAL summary: {other:?}"
-                    ))
-                }
-            };
+        let local_flushed = self.inner.wal.flushed_lsn();
+        let (source_flushed, source_crcs) = match conn
+            .call(
+                &SegmentRequest::WalSummary {
+                    upto: local_flushed,
+                },
+                wal_timeout,
+            )
+            .await
+        {
+            Ok(SegmentResponse::WalSummary { flushed, crcs }) => (flushed, crcs),
+            Ok(SegmentResponse::Error(e)) => {
+                return failed(format!("acting primary {primary} refused: {e}"))
+            }
+            other => {
+                return failed(format!(
+                    "acting primary {primary} did not send its WAL summary: {other:?}"
+                ))
+            }
+        };
         // Stop acting as a primary: new work is refused, and commits waiting for a mirror
         // wake up, see the role, and fail instead of being acknowledged.
         {
@@ -86,7 +94,7 @@ impl Instance {
         let divergence = if full {
             0
         } else {
-            let (local_flushed, local_crcs) = match engine.wal_summary() {
+            let (local_flushed, local_crcs) = match engine.wal_summary(local_flushed) {
                 Ok(s) => s,
                 Err(e) => return failed(self.storage_fault(&e)),
             };
@@ -122,13 +130,7 @@ impl Instance {
                 Err(e) => return failed(self.storage_fault(&e)),
             }
         };
-        let rewind = if self.inner.cfg.bugs.rejoin_skips_rewind && !full {
-            // Planted bug: the WAL is cut but the blocks are kept, so rows the acting primary
-            // never had stay in the recovered mirror.
-            engine.cut_wal_keeping_blocks(divergence)
-        } else {
-            engine.rewind_to(divergence).await
-        };
+        let rewind = engine.rewind_to(divergence).await;
         let discarded = match rewind {
             Ok(n) => n,
             Err(e) => return failed(self.storage_fault(&e)),
@@ -155,9 +157,11 @@ impl Instance {
         self.fail("stopped by the administrator".into());
     }
 
-    pub(super) async fn wal_summary(&self) -> SegmentResponse {
-        match self.inner.engine.lock().await.wal_summary() {
-            Ok((flushed, crcs)) => SegmentResponse::WalSummary { flushed, crcs },
+    pub(super) async fn wal_summary(&self, upto: Lsn) -> SegmentResponse {
+        let engine = self.inner.engine.lock().await;
+        let flushed = self.inner.wal.flushed_lsn();
+        match engine.wal_summary(upto) {
+            Ok((_, crcs)) => SegmentResponse::WalSummary { flushed, crcs },
             Err(e) => failed(self.storage_fault(&e)),
         }
     }

@@ -48,8 +48,10 @@ impl Engine {
     /// A checksum of every [`WAL_SUMMARY_CHUNK`]-byte chunk of the flushed WAL (the last one
     /// may be shorter), and the flushed LSN they cover. Comparing two summaries finds the first
     /// chunk where two WALs differ without shipping the WAL itself.
-    pub fn wal_summary(&self) -> Result<(Lsn, Vec<u32>), StorageError> {
-        let flushed = self.wal.flushed_lsn();
+    /// Covers at most `upto` bytes, so a shorter WAL's last partial chunk compares equal when it
+    /// is a prefix.
+    pub fn wal_summary(&self, upto: Lsn) -> Result<(Lsn, Vec<u32>), StorageError> {
+        let flushed = self.wal.flushed_lsn().min(upto);
         let mut crcs = Vec::new();
         let mut at = 0;
         while at < flushed {
@@ -129,15 +131,5 @@ impl Engine {
         self.check_invariants();
         tracing::info!(rewound_to = lsn, discarded = end - lsn, "storage rewound");
         Ok(end - lsn)
-    }
-
-    /// Only for the planted bug `rejoin-skips-rewind`: cuts the WAL at `lsn` but keeps every
-    /// block as it is, so changes past `lsn` stay in the data.
-    pub fn cut_wal_keeping_blocks(&mut self, lsn: Lsn) -> Result<u64, StorageError> {
-        let end = self.wal.end_lsn();
-        self.wal.truncate(lsn.min(end))?;
-        self.applied_lsn = self.applied_lsn.min(lsn);
-        self.role = Role::Undecided;
-        Ok(end.saturating_sub(lsn))
     }
 }
