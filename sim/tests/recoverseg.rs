@@ -197,3 +197,70 @@ async fn a_diverged_old_primary_is_rewound_and_ends_identical() {
     let (diff, _) = recover_then_rebalance(RunConfig::async_pair(), 11, false).await;
     assert_eq!(diff, 0, "primary and mirror digests differ after recovery");
 }
+
+/// The figures of BENCHMARKS.md "Recovery: bytes shipped": a pair with `base` rows loses its
+/// primary; the promoted mirror takes `changed` more rows; the old primary returns and is
+/// recovered incrementally, then (for comparison) the same with a full copy. Prints one line:
+/// WAL bytes written while it was down, bytes the incremental recovery shipped, bytes a full
+/// copy ships.
+async fn shipped_for(base: i64, changed: i64, full: bool) -> (u64, u64) {
+    let h = AdminHarness::build(&RunConfig::pair(), 21);
+    h.run(move |mut c, _| async move {
+        create_table(&mut c, "t").await;
+        wait_catalog(&mut c, "pair in sync", all_synchronized).await;
+        for k in 0..base {
+            insert_retrying(&mut c, "t", k).await;
+        }
+    })
+    .await;
+    h.kill_host("sdw1");
+    let at_failover = h
+        .run(|mut c, _| async move {
+            wait_catalog(&mut c, "mirror promoted", |cat| {
+                cat.pair(0).unwrap().primary.dbid == 3
+            })
+            .await;
+            let report = driver::state_report(&mut c).await.unwrap();
+            report.replication[&3].as_ref().unwrap().flushed
+        })
+        .await;
+    h.run(move |mut c, _| async move {
+        for k in base..base + changed {
+            insert_retrying(&mut c, "t", k).await;
+        }
+    })
+    .await;
+    h.restart_host("sdw1");
+    h.run(move |mut c, hosts| async move {
+        madsim::time::sleep(std::time::Duration::from_secs(3)).await;
+        let opts = RecoverOptions {
+            full,
+            ..Default::default()
+        };
+        let RecoverOutcome::Recovered(r) = driver::recoverseg(&mut c, &hosts, &opts).await.unwrap()
+        else {
+            panic!("not recovered")
+        };
+        let report = r[0].outcome.clone().unwrap();
+        wait_catalog(&mut c, "resynchronized", all_synchronized).await;
+        (report.source_flushed - at_failover, report.bytes_shipped())
+    })
+    .await
+}
+
+#[test]
+#[ignore = "a benchmark: prints the figures of BENCHMARKS.md"]
+fn bench_recovery_bytes_shipped() {
+    for (base, changed) in [(2000, 20), (2000, 200), (2000, 2000)] {
+        let run = |full| {
+            madsim::runtime::Runtime::with_seed_and_config(21, madsim::Config::default())
+                .block_on(shipped_for(base, changed, full))
+        };
+        let (written, incremental) = run(false);
+        let (_, full) = run(true);
+        println!(
+            "base {base} rows, {changed} rows while down: written {written} B, \
+             incremental shipped {incremental} B, full copy {full} B"
+        );
+    }
+}

@@ -143,6 +143,9 @@ pub fn parse_recover(text: &str) -> Result<Vec<RecoverLine>, LineError> {
     Ok(out)
 }
 
+/// An instance to recover, and where: `None` in place, else the new location and its host.
+pub type RecoverTarget = (SegmentConfig, Option<(Location, String)>);
+
 /// Checks a parsed `recoverseg -i` file against the catalog: every failed location names a
 /// segment instance marked down, none twice, and no new location is already taken or on the
 /// acting primary's host. Returns the rows to recover, in file order.
@@ -150,7 +153,7 @@ pub fn check_recover(
     cat: &Catalog,
     lines: &[RecoverLine],
     hostname_of: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<(SegmentConfig, Option<(Location, String)>)>, LineError> {
+) -> Result<Vec<RecoverTarget>, LineError> {
     let mut seen: BTreeMap<u16, usize> = BTreeMap::new();
     let mut targets: BTreeMap<Location, usize> = BTreeMap::new();
     let mut out = Vec::new();
@@ -223,7 +226,7 @@ fn check_new_location(
         .pair(row.content)
         .map(|p| p.primary.hostname)
         .unwrap_or_default();
-    if primary_host == host && !(row.role == Role::Primary) {
+    if primary_host == host && row.role != Role::Primary {
         return Err(err(
             line,
             format!(

@@ -469,8 +469,8 @@ async fn add_mirrors(
     let cat = store
         .edit_rows(|cat| {
             let mut history = Vec::new();
-            let mut next_dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1;
-            for m in &mirrors {
+            let first_dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1;
+            for (next_dbid, m) in (first_dbid..).zip(mirrors.iter()) {
                 let pair = cat.pair(m.content).ok_or_else(|| {
                     format!("content {} does not exist in the configuration", m.content)
                 })?;
@@ -488,7 +488,6 @@ async fn add_mirrors(
                 }
                 let mut row = m.clone();
                 row.dbid = next_dbid;
-                next_dbid += 1;
                 row.role = Role::Mirror;
                 row.preferred_role = Role::Mirror;
                 row.mode = Mode::NotSynced;
