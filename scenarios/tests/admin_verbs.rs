@@ -319,3 +319,135 @@ async fn move_mirrors_and_back_out() {
     })
     .await;
 }
+
+/// Seed 002, "If the mirror segment fails": 1. the mirror's host fails; the prober marks it down
+/// and the primary goes to Change Tracking; 2. the host returns and `recoverseg` (if the mirror
+/// has not already caught up on its own) resynchronizes it: Synchronized.
+#[madsim::test]
+async fn mirror_fails_change_tracking_then_recovery() {
+    let h = AdminHarness::build(&RunConfig::pair(), 6);
+    h.run(|mut c, _| async move {
+        create_table(&mut c, "t").await;
+        wait_catalog(&mut c, "synchronized", all_synchronized).await;
+    })
+    .await;
+    h.kill_host("sdw2");
+    h.run(|mut c, _| async move {
+        wait_catalog(&mut c, "mirror marked down", |cat| {
+            cat.segments[&3].status == Status::Down
+        })
+        .await;
+        for k in 0..10 {
+            assert!(insert_retrying(&mut c, "t", k).await);
+        }
+        insta::assert_snapshot!("mirror_fails_1_change_tracking", state(&mut c).await);
+    })
+    .await;
+    h.restart_host("sdw2");
+    h.run(|mut c, hosts| async move {
+        let out = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out, RecoverOutcome::Recovered(r) if r.iter().all(|r| r.outcome.is_ok())),
+            "{out:?}"
+        );
+        wait_catalog(&mut c, "synchronized", all_synchronized).await;
+        insta::assert_snapshot!("mirror_fails_2_synchronized", state(&mut c).await);
+        assert_eq!(all_keys(&mut c, "t", 1).await, (0..10).collect::<Vec<_>>());
+    })
+    .await;
+}
+
+/// Seed 002, "With mirroring disabled, the system automatically shuts down if a segment instance
+/// fails": 1. no mirrors; the host of content 1 fails: the system stops and `state -e` says
+/// why; `recoverseg` refuses (nothing mirrors it); 2. the host returns and `restart`: the
+/// system works again.
+#[madsim::test]
+async fn mirroring_disabled_segment_fails_system_stops() {
+    let cfg = RunConfig {
+        contents: 2,
+        mirrors: false,
+        ..RunConfig::pair()
+    };
+    let h = AdminHarness::build(&cfg, 7);
+    h.run(|mut c, _| async move {
+        create_table(&mut c, "t").await;
+        assert!(insert_retrying(&mut c, "t", 1).await);
+    })
+    .await;
+    h.kill_host("sdw2");
+    h.run(|mut c, hosts| async move {
+        for _ in 0..100 {
+            let report = driver::state_report(&mut c).await.unwrap();
+            if report.not_operational.is_some() {
+                break;
+            }
+            madsim::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let e = driver::state(&mut c, View::Errors).await.unwrap();
+        insta::assert_snapshot!("unmirrored_1_stopped", e);
+        let err = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
+            .await
+            .unwrap_err();
+        assert!(err.contains("mirroring is not configured"), "{err}");
+        let err = async {
+            c.begin().await?;
+            c.insert("t", 2, vec![2]).await?;
+            c.commit().await
+        }
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("not operational"), "{err}");
+    })
+    .await;
+    h.restart_host("sdw2");
+    h.world.lock().unwrap().restart_cluster();
+    h.run(|mut c, _| async move {
+        assert!(insert_retrying(&mut c, "t", 3).await);
+        let e = driver::state(&mut c, View::Errors).await.unwrap();
+        assert!(!e.contains("not operational"), "{e}");
+        let keys = all_keys(&mut c, "t", 2).await;
+        assert!(keys.contains(&1) && keys.contains(&3), "{keys:?}");
+    })
+    .await;
+}
+
+/// Seed 003, "To add segment mirrors to an existing system (different hosts from primaries)":
+/// a mirror file with the wrong number of lines is refused with its line number; a good one
+/// (`content|address|port|dataDirectory`) puts the mirrors on a host of their own.
+#[madsim::test]
+async fn add_mirrors_from_a_file_onto_other_hosts() {
+    let cfg = RunConfig {
+        contents: 2,
+        mirrors: false,
+        ..RunConfig::pair()
+    };
+    let h = AdminHarness::build(&cfg, 8);
+    let spare = h.world.lock().unwrap().add_spare_host("sdw3");
+    h.run(move |mut c, hosts| async move {
+        create_table(&mut c, "t").await;
+        assert!(insert_retrying(&mut c, "t", 1).await);
+        let short = format!("# mirrors\n0|{spare}|7000|/data/mirror/gpseg0\n");
+        let err = driver::add_mirrors(&mut c, &hosts, &MirrorSource::File(short))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "line 2: wrong number of mirrors specified: 1 lines for 2 contents"
+        );
+        let good =
+            format!("0|{spare}|7000|/data/mirror/gpseg0\n1|{spare}|7001|/data/mirror/gpseg1\n");
+        driver::add_mirrors(&mut c, &hosts, &MirrorSource::File(good))
+            .await
+            .unwrap()
+            .unwrap();
+        let cat = wait_catalog(&mut c, "mirrors synchronized", all_synchronized).await;
+        assert!(cat
+            .pairs()
+            .iter()
+            .all(|p| p.mirror.as_ref().unwrap().hostname == "sdw3"));
+        insta::assert_snapshot!("add_mirrors_file_1_mirrored", state(&mut c).await);
+    })
+    .await;
+}

@@ -113,6 +113,9 @@ pub struct StateReport {
     /// Per dbid; `None` where the instance did not answer.
     pub replication: std::collections::BTreeMap<Dbid, Option<ReplicationInfo>>,
     pub history: Vec<HistoryRow>,
+    /// An unmirrored content whose primary is lost: the system is not operational.
+    #[serde(default)]
+    pub not_operational: Option<Content>,
 }
 
 /// Timeouts the coordinator uses towards instances.
@@ -533,5 +536,6 @@ async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, S
         catalog,
         replication,
         history,
+        not_operational: store.unmirrored_lost(),
     }))
 }

@@ -67,6 +67,7 @@ fn summary(report: &StateReport) -> String {
     let pairs = cat.pairs();
     let segs: Vec<&SegmentConfig> = cat.segments.values().filter(|s| s.content >= 0).collect();
     let _ = writeln!(out, "Configuration epoch: {}", cat.epoch);
+    not_operational(report, &mut out);
     let mirrored = pairs.iter().any(|p| p.mirror.is_some());
     let _ = writeln!(
         out,
@@ -100,9 +101,20 @@ fn summary(report: &StateReport) -> String {
     out
 }
 
+fn not_operational(report: &StateReport, out: &mut String) {
+    if let Some(content) = report.not_operational {
+        let _ = writeln!(
+            out,
+            "System not operational: content {content} failed and has no mirror \
+             (restart the cluster once its host is back)"
+        );
+    }
+}
+
 fn errors(report: &StateReport) -> String {
     let cat = &report.catalog;
     let mut out = String::new();
+    not_operational(report, &mut out);
     let segs: Vec<&SegmentConfig> = cat.segments.values().filter(|s| s.content >= 0).collect();
     let switched: Vec<&&SegmentConfig> =
         segs.iter().filter(|s| s.role != s.preferred_role).collect();
