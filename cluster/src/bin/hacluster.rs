@@ -62,6 +62,17 @@ enum Command {
         base_port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// Lay out several hosts with mirrors placed by `group`, `spread` or `block:SIZE`
+        /// (spread needs more hosts than primaries per host; block's size must divide the
+        /// number of hosts).
+        #[arg(long, requires = "hosts")]
+        layout: Option<cluster::layout::Layout>,
+        /// Loopback "hosts" for --layout (host1..hostN).
+        #[arg(long, requires = "layout")]
+        hosts: Option<usize>,
+        /// Primaries per host for --layout.
+        #[arg(long, default_value_t = 1)]
+        primaries_per_host: usize,
     },
     /// Run the coordinator (and its prober) until killed.
     Coordinator {
@@ -198,8 +209,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             dir,
             base_port,
             host,
+            layout,
+            hosts,
+            primaries_per_host,
         } => {
-            let (path, file) = cluster_file::init_local(&dir, &host, base_port)?;
+            let shape = match (layout, hosts) {
+                (Some(layout), Some(hosts)) => Some(cluster_file::LocalShape {
+                    hosts,
+                    per_host: primaries_per_host,
+                    layout,
+                }),
+                _ => None,
+            };
+            let (path, file) = cluster_file::init_local(&dir, &host, base_port, shape)?;
             let summary = serde_json::json!({
                 "cluster_file": path,
                 "coordinator": file.coordinator.endpoint(),
