@@ -10,6 +10,7 @@ pub mod history;
 pub mod invariants;
 pub mod nemesis;
 pub mod observer;
+pub mod operator;
 pub mod runner;
 pub mod trace;
 pub mod workload;
