@@ -1,453 +1,56 @@
-//! The recovery and administration scenarios of seeds 002 and 003, step by step, with the
-//! `state` report (`-e` and `-m`) snapshotted after each step.
+//! The recovery and administration scenarios of seeds 002 and 003 (see
+//! `sim::admin_scenarios`), with the `state` report snapshotted after each step. Each also runs
+//! as `hasim scenario NAME`.
 
-use cluster::admin::driver::{self, MirrorSource, RecoverOptions, RecoverOutcome};
-use cluster::admin::state::View;
-use cluster::catalog::{Mode, Role, Status};
-use cluster::client::Client;
-use sim::admin::{
-    all_keys, all_synchronized, create_table, insert_retrying, preferred_roles, wait_catalog,
-    AdminHarness,
-};
-use sim::config::RunConfig;
+use sim::admin_scenarios::{run, SCENARIOS};
 
-/// `state -e` then `state -m`, as an administrator checks them.
-async fn state(c: &mut Client) -> String {
-    let e = driver::state(c, View::Errors).await.unwrap();
-    let m = driver::state(c, View::Mirrors).await.unwrap();
-    format!("$ state -e\n{e}$ state -m\n{m}")
-}
-
-fn two_pairs() -> RunConfig {
-    RunConfig {
-        contents: 2,
-        ..RunConfig::pair()
+fn check(name: &str) {
+    let seed = SCENARIOS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .expect("a known scenario");
+    for (step, text) in run(name, seed).unwrap() {
+        insta::assert_snapshot!(step.as_str(), text);
     }
 }
 
-/// Seed 002, "Recovering From Segment Failures": 1. a primary's host fails and its mirror is
-/// promoted (roles switched, Change Tracking); 2. the host returns and `recoverseg` brings the
-/// old primary back as a mirror, which resynchronizes; 3. `recoverseg -r` returns every
-/// instance to its preferred role. Every acknowledged row survives.
-#[madsim::test]
-async fn primary_fails_recoverseg_then_rebalance() {
-    let h = AdminHarness::build(&two_pairs(), 1);
-    let acked = h
-        .run(|mut c, _| async move {
-            create_table(&mut c, "t").await;
-            wait_catalog(&mut c, "synchronized", all_synchronized).await;
-            insta::assert_snapshot!("failover_0_synchronized", state(&mut c).await);
-            let mut acked = Vec::new();
-            for k in 0..20 {
-                if insert_retrying(&mut c, "t", k).await {
-                    acked.push(k);
-                }
-            }
-            acked
-        })
-        .await;
-    h.kill_host("sdw1");
-    h.run(|mut c, _| async move {
-        wait_catalog(&mut c, "mirror promoted", |cat| {
-            cat.pair(0).unwrap().primary.preferred_role == Role::Mirror
-        })
-        .await;
-        insta::assert_snapshot!("failover_1_promoted", state(&mut c).await);
-    })
-    .await;
-    h.restart_host("sdw1");
-    h.run(|mut c, hosts| async move {
-        for k in 20..30 {
-            assert!(insert_retrying(&mut c, "t", k).await);
-        }
-        let out = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
-            .await
-            .unwrap();
-        assert!(
-            matches!(&out, RecoverOutcome::Recovered(r) if r.len() == 1 && r[0].outcome.is_ok()),
-            "{out:?}"
-        );
-        wait_catalog(&mut c, "resynchronized", all_synchronized).await;
-        insta::assert_snapshot!("failover_2_recovered", state(&mut c).await);
-        let out = driver::recoverseg(
-            &mut c,
-            &hosts,
-            &RecoverOptions {
-                rebalance: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        assert!(
-            matches!(out, RecoverOutcome::Rebalanced(ref v) if v == &vec![0]),
-            "{out:?}"
-        );
-        wait_catalog(&mut c, "rebalanced", |cat| {
-            all_synchronized(cat) && preferred_roles(cat)
-        })
-        .await;
-        insta::assert_snapshot!("failover_3_rebalanced", state(&mut c).await);
-        let keys = all_keys(&mut c, "t", 2).await;
-        for k in acked.iter().chain(&(20..30).collect::<Vec<_>>()) {
-            assert!(keys.contains(k), "acknowledged key {k} lost");
-        }
-    })
-    .await;
+#[test]
+fn primary_fails_recoverseg_then_rebalance() {
+    check("primary_fails_recoverseg_then_rebalance");
 }
 
-/// Seed 002, double fault: 1. a mirror's host fails (its primary goes to Change Tracking);
-/// 2. the primary's host fails too: the content is unavailable and `recoverseg` refuses;
-/// 3. both hosts return, `restart`, then `recoverseg`: Synchronized again.
-#[madsim::test]
-async fn double_fault_restart_then_recoverseg() {
-    let h = AdminHarness::build(&RunConfig::pair(), 2);
-    h.run(|mut c, _| async move {
-        create_table(&mut c, "t").await;
-        wait_catalog(&mut c, "synchronized", all_synchronized).await;
-        assert!(insert_retrying(&mut c, "t", 1).await);
-    })
-    .await;
-    h.kill_host("sdw2");
-    h.run(|mut c, _| async move {
-        wait_catalog(&mut c, "mirror marked down", |cat| {
-            cat.segments[&3].status == Status::Down
-        })
-        .await;
-        assert!(insert_retrying(&mut c, "t", 2).await);
-        insta::assert_snapshot!("double_fault_1_change_tracking", state(&mut c).await);
-    })
-    .await;
-    h.kill_host("sdw1");
-    h.run(|mut c, hosts| async move {
-        madsim::time::sleep(std::time::Duration::from_secs(10)).await;
-        let err = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
-            .await
-            .unwrap_err();
-        assert!(
-            err.contains("Primary segment is not up for content 0"),
-            "{err}"
-        );
-        assert!(err.contains("double fault"), "{err}");
-    })
-    .await;
-    h.restart_host("sdw1");
-    h.restart_host("sdw2");
-    let restarted = h.world.lock().unwrap().restart_cluster();
-    assert_eq!(restarted, vec!["mdw", "sdw1", "sdw2"]);
-    h.run(|mut c, hosts| async move {
-        // The content is available again.
-        assert!(insert_retrying(&mut c, "t", 3).await);
-        let out = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default()).await;
-        // The returning mirror may have caught up on its own before recoverseg looked.
-        if let Ok(RecoverOutcome::Recovered(r)) = &out {
-            assert!(r.iter().all(|r| r.outcome.is_ok()), "{r:?}");
-        } else {
-            panic!("{out:?}");
-        }
-        let cat = wait_catalog(&mut c, "synchronized", all_synchronized).await;
-        if !all_synchronized(&cat) {
-            driver::recoverseg(
-                &mut c,
-                &hosts,
-                &RecoverOptions {
-                    full: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        }
-        insta::assert_snapshot!("double_fault_2_restarted_recovered", state(&mut c).await);
-        let keys = all_keys(&mut c, "t", 1).await;
-        assert_eq!(keys, vec![1, 2, 3]);
-    })
-    .await;
+#[test]
+fn double_fault_restart_then_recoverseg() {
+    check("double_fault_restart_then_recoverseg");
 }
 
-/// Seed 002, "When a segment host is not recoverable": the mirror's host is lost for good;
-/// `recoverseg -o` writes the sample; `recoverseg -i` recovers the mirror onto a spare host
-/// (full copy from the acting primary); bad files are refused with the line and the rule.
-#[madsim::test]
-async fn unrecoverable_host_recoverseg_onto_a_spare() {
-    let h = AdminHarness::build(&RunConfig::pair(), 3);
-    let spare = h.world.lock().unwrap().add_spare_host("sdw3");
-    h.run(|mut c, _| async move {
-        create_table(&mut c, "t").await;
-        wait_catalog(&mut c, "synchronized", all_synchronized).await;
-        for k in 0..10 {
-            assert!(insert_retrying(&mut c, "t", k).await);
-        }
-    })
-    .await;
-    h.kill_host("sdw2");
-    h.run(move |mut c, hosts| async move {
-        wait_catalog(&mut c, "mirror marked down", |cat| {
-            cat.segments[&3].status == Status::Down
-        })
-        .await;
-        let RecoverOutcome::Sample(sample) = driver::recoverseg(
-            &mut c,
-            &hosts,
-            &RecoverOptions {
-                output: true,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap() else {
-            panic!("no sample")
-        };
-        insta::assert_snapshot!("spare_0_sample", sample);
-        let failed = sample.lines().nth(1).unwrap().to_string();
-        // A bad line changes nothing.
-        let bad = format!("{failed} {spare}|7000\n");
-        let err = driver::recoverseg(
-            &mut c,
-            &hosts,
-            &RecoverOptions {
-                input: Some(bad),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(
-            err,
-            "line 1: expected 3 parts (address|port|dataDirectory) in the new group but found 2"
-        );
-        let onto_primary = format!("{failed} 10.0.0.2|7000|/data/mirror/gpseg0\n");
-        let err = driver::recoverseg(
-            &mut c,
-            &hosts,
-            &RecoverOptions {
-                input: Some(onto_primary),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap_err();
-        assert!(err.contains("may not sit on its primary's host"), "{err}");
-        let good = format!("{failed} {spare}|7000|/data/mirror/gpseg0\n");
-        driver::recoverseg(
-            &mut c,
-            &hosts,
-            &RecoverOptions {
-                input: Some(good),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-        let cat = wait_catalog(&mut c, "synchronized on the spare", all_synchronized).await;
-        assert_eq!(cat.segments[&3].hostname, "sdw3");
-        insta::assert_snapshot!("spare_1_recovered", state(&mut c).await);
-        assert_eq!(all_keys(&mut c, "t", 1).await, (0..10).collect::<Vec<_>>());
-    })
-    .await;
+#[test]
+fn unrecoverable_host_recoverseg_onto_a_spare() {
+    check("unrecoverable_host_recoverseg_onto_a_spare");
 }
 
-/// Seed 003, "To add segment mirrors to an existing system": an unmirrored cluster gains
-/// mirrors with `add-mirrors -p 1000` (group placement); a second run is refused.
-#[madsim::test]
-async fn add_mirrors_to_an_unmirrored_cluster() {
-    let cfg = RunConfig {
-        contents: 2,
-        mirrors: false,
-        ..RunConfig::pair()
-    };
-    let h = AdminHarness::build(&cfg, 4);
-    h.run(|mut c, hosts| async move {
-        create_table(&mut c, "t").await;
-        for k in 0..10 {
-            assert!(insert_retrying(&mut c, "t", k).await);
-        }
-        insta::assert_snapshot!("add_mirrors_0_unmirrored", state(&mut c).await);
-        let Err(sample) = driver::add_mirrors(&mut c, &hosts, &MirrorSource::Sample)
-            .await
-            .unwrap()
-        else {
-            panic!("no sample")
-        };
-        insta::assert_snapshot!("add_mirrors_1_sample", sample);
-        driver::add_mirrors(&mut c, &hosts, &MirrorSource::Offset(1000))
-            .await
-            .unwrap()
-            .unwrap();
-        let cat = wait_catalog(&mut c, "mirrors synchronized", all_synchronized).await;
-        assert!(cat
-            .pairs()
-            .iter()
-            .all(|p| p.mirror.as_ref().unwrap().hostname != p.primary.hostname));
-        insta::assert_snapshot!("add_mirrors_2_mirrored", state(&mut c).await);
-        let err = driver::add_mirrors(&mut c, &hosts, &MirrorSource::Offset(1000))
-            .await
-            .unwrap_err();
-        assert!(err.contains("already configured with mirrors"), "{err}");
-        assert_eq!(all_keys(&mut c, "t", 2).await, (0..10).collect::<Vec<_>>());
-    })
-    .await;
+#[test]
+fn add_mirrors_to_an_unmirrored_cluster() {
+    check("add_mirrors_to_an_unmirrored_cluster");
 }
 
-/// Seed 003, "Implementing Block Mirroring": `move-mirrors -i` relocates a mirror and writes a
-/// backout file; running the backout file puts it back.
-#[madsim::test]
-async fn move_mirrors_and_back_out() {
-    let h = AdminHarness::build(&RunConfig::pair(), 5);
-    let spare = h.world.lock().unwrap().add_spare_host("sdw3");
-    h.run(move |mut c, hosts| async move {
-        create_table(&mut c, "t").await;
-        let cat = wait_catalog(&mut c, "synchronized", all_synchronized).await;
-        let m = cat.pair(0).unwrap().mirror.unwrap();
-        let file = format!(
-            "{}|{}|{} {spare}|7000|/data/mirror/gpseg0\n",
-            m.address, m.port, m.datadir
-        );
-        let (_, backout) = driver::move_mirrors(&mut c, &hosts, &file).await.unwrap();
-        insta::assert_snapshot!("move_0_backout_file", backout);
-        let cat = wait_catalog(&mut c, "synchronized after the move", all_synchronized).await;
-        assert_eq!(cat.segments[&3].hostname, "sdw3");
-        assert!(insert_retrying(&mut c, "t", 1).await);
-        insta::assert_snapshot!("move_1_moved", state(&mut c).await);
-        driver::move_mirrors(&mut c, &hosts, &backout)
-            .await
-            .unwrap();
-        let cat = wait_catalog(&mut c, "synchronized after backing out", all_synchronized).await;
-        assert_eq!(cat.segments[&3].hostname, "sdw2");
-        assert_eq!(cat.segments[&3].mode, Mode::Synced);
-        assert_eq!(all_keys(&mut c, "t", 1).await, vec![1]);
-    })
-    .await;
+#[test]
+fn move_mirrors_and_back_out() {
+    check("move_mirrors_and_back_out");
 }
 
-/// Seed 002, "If the mirror segment fails": 1. the mirror's host fails; the prober marks it down
-/// and the primary goes to Change Tracking; 2. the host returns and `recoverseg` (if the mirror
-/// has not already caught up on its own) resynchronizes it: Synchronized.
-#[madsim::test]
-async fn mirror_fails_change_tracking_then_recovery() {
-    let h = AdminHarness::build(&RunConfig::pair(), 6);
-    h.run(|mut c, _| async move {
-        create_table(&mut c, "t").await;
-        wait_catalog(&mut c, "synchronized", all_synchronized).await;
-    })
-    .await;
-    h.kill_host("sdw2");
-    h.run(|mut c, _| async move {
-        wait_catalog(&mut c, "mirror marked down", |cat| {
-            cat.segments[&3].status == Status::Down
-        })
-        .await;
-        for k in 0..10 {
-            assert!(insert_retrying(&mut c, "t", k).await);
-        }
-        insta::assert_snapshot!("mirror_fails_1_change_tracking", state(&mut c).await);
-    })
-    .await;
-    h.restart_host("sdw2");
-    h.run(|mut c, hosts| async move {
-        let out = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
-            .await
-            .unwrap();
-        assert!(
-            matches!(&out, RecoverOutcome::Recovered(r) if r.iter().all(|r| r.outcome.is_ok())),
-            "{out:?}"
-        );
-        wait_catalog(&mut c, "synchronized", all_synchronized).await;
-        insta::assert_snapshot!("mirror_fails_2_synchronized", state(&mut c).await);
-        assert_eq!(all_keys(&mut c, "t", 1).await, (0..10).collect::<Vec<_>>());
-    })
-    .await;
+#[test]
+fn mirror_fails_change_tracking_then_recovery() {
+    check("mirror_fails_change_tracking_then_recovery");
 }
 
-/// Seed 002, "With mirroring disabled, the system automatically shuts down if a segment instance
-/// fails": 1. no mirrors; the host of content 1 fails: the system stops and `state -e` says
-/// why; `recoverseg` refuses (nothing mirrors it); 2. the host returns and `restart`: the
-/// system works again.
-#[madsim::test]
-async fn mirroring_disabled_segment_fails_system_stops() {
-    let cfg = RunConfig {
-        contents: 2,
-        mirrors: false,
-        ..RunConfig::pair()
-    };
-    let h = AdminHarness::build(&cfg, 7);
-    h.run(|mut c, _| async move {
-        create_table(&mut c, "t").await;
-        assert!(insert_retrying(&mut c, "t", 1).await);
-    })
-    .await;
-    h.kill_host("sdw2");
-    h.run(|mut c, hosts| async move {
-        for _ in 0..100 {
-            let report = driver::state_report(&mut c).await.unwrap();
-            if report.not_operational.is_some() {
-                break;
-            }
-            madsim::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-        let e = driver::state(&mut c, View::Errors).await.unwrap();
-        insta::assert_snapshot!("unmirrored_1_stopped", e);
-        let err = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
-            .await
-            .unwrap_err();
-        assert!(err.contains("mirroring is not configured"), "{err}");
-        let err = async {
-            c.begin().await?;
-            c.insert("t", 2, vec![2]).await?;
-            c.commit().await
-        }
-        .await
-        .unwrap_err();
-        assert!(err.to_string().contains("not operational"), "{err}");
-    })
-    .await;
-    h.restart_host("sdw2");
-    h.world.lock().unwrap().restart_cluster();
-    h.run(|mut c, _| async move {
-        assert!(insert_retrying(&mut c, "t", 3).await);
-        let e = driver::state(&mut c, View::Errors).await.unwrap();
-        assert!(!e.contains("not operational"), "{e}");
-        let keys = all_keys(&mut c, "t", 2).await;
-        assert!(keys.contains(&1) && keys.contains(&3), "{keys:?}");
-    })
-    .await;
+#[test]
+fn mirroring_disabled_segment_fails_system_stops() {
+    check("mirroring_disabled_segment_fails_system_stops");
 }
 
-/// Seed 003, "To add segment mirrors to an existing system (different hosts from primaries)":
-/// a mirror file with the wrong number of lines is refused with its line number; a good one
-/// (`content|address|port|dataDirectory`) puts the mirrors on a host of their own.
-#[madsim::test]
-async fn add_mirrors_from_a_file_onto_other_hosts() {
-    let cfg = RunConfig {
-        contents: 2,
-        mirrors: false,
-        ..RunConfig::pair()
-    };
-    let h = AdminHarness::build(&cfg, 8);
-    let spare = h.world.lock().unwrap().add_spare_host("sdw3");
-    h.run(move |mut c, hosts| async move {
-        create_table(&mut c, "t").await;
-        assert!(insert_retrying(&mut c, "t", 1).await);
-        let short = format!("# mirrors\n0|{spare}|7000|/data/mirror/gpseg0\n");
-        let err = driver::add_mirrors(&mut c, &hosts, &MirrorSource::File(short))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err,
-            "line 2: wrong number of mirrors specified: 1 lines for 2 contents"
-        );
-        let good =
-            format!("0|{spare}|7000|/data/mirror/gpseg0\n1|{spare}|7001|/data/mirror/gpseg1\n");
-        driver::add_mirrors(&mut c, &hosts, &MirrorSource::File(good))
-            .await
-            .unwrap()
-            .unwrap();
-        let cat = wait_catalog(&mut c, "mirrors synchronized", all_synchronized).await;
-        assert!(cat
-            .pairs()
-            .iter()
-            .all(|p| p.mirror.as_ref().unwrap().hostname == "sdw3"));
-        insta::assert_snapshot!("add_mirrors_file_1_mirrored", state(&mut c).await);
-    })
-    .await;
+#[test]
+fn add_mirrors_from_a_file_onto_other_hosts() {
+    check("add_mirrors_from_a_file_onto_other_hosts");
 }

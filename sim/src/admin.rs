@@ -8,9 +8,22 @@ use cluster::catalog::SegmentConfig;
 
 use crate::world::World;
 
-/// A shared handle on the world, usable from a client node's task.
+/// A shared handle on the world, usable from a client node's task; also collects the named
+/// outputs of a scenario's steps.
 #[derive(Clone)]
-pub struct SimHosts(pub Arc<Mutex<World>>);
+pub struct SimHosts(pub Arc<Mutex<World>>, pub Arc<Mutex<Vec<(String, String)>>>);
+
+impl SimHosts {
+    /// Records a step's output under `name`.
+    pub fn step(&self, name: &str, text: impl Into<String>) {
+        self.1.lock().unwrap().push((name.to_string(), text.into()));
+    }
+
+    /// Every step recorded so far.
+    pub fn steps(&self) -> Vec<(String, String)> {
+        self.1.lock().unwrap().clone()
+    }
+}
 
 impl Hosts for SimHosts {
     fn hostname_of(&self, address: &str) -> Option<String> {
@@ -46,7 +59,7 @@ impl AdminHarness {
             .ip("10.0.1.1".parse().unwrap())
             .build();
         AdminHarness {
-            hosts: SimHosts(world.clone()),
+            hosts: SimHosts(world.clone(), Default::default()),
             world,
             coordinator,
             node,

@@ -35,6 +35,13 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Measure simulator throughput on 1 and 2 jobs.
     Bench(BenchArgs),
+    /// Run a recovery and administration scenario of seeds 002/003 step by step, printing the
+    /// state after each step (`hasim scenario list` names them).
+    Scenario {
+        name: String,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -194,7 +201,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    if let Command::Scenario { name, seed } = &cli.command {
+        return crate::admin_scenarios::cli(name, *seed);
+    }
     let world = match &cli.command {
+        Command::Scenario { .. } => unreachable!("handled above"),
         Command::Run(args) => &args.world,
         Command::Replay(args) => &args.world,
         Command::Bench(args) => &args.world,
@@ -211,6 +222,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
         Command::Bench(args) => bench(args),
+        Command::Scenario { .. } => unreachable!("handled above"),
     }
 }
 

@@ -2,6 +2,7 @@
 //! workload with a Jepsen-style history, invariant checkers, and the seed runner behind `hasim`.
 
 pub mod admin;
+pub mod admin_scenarios;
 pub mod cli;
 pub mod config;
 pub mod disk;
