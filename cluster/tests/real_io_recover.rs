@@ -99,6 +99,12 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // Processes `hacluster restart` started, through their pid files.
+        for dir in ["coordinator", "primary0", "mirror0"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(dir).join("instance.pid")) {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {
@@ -211,4 +217,26 @@ fn recoverseg_and_rebalance_over_real_processes() {
     });
     let out = cluster.verb(&["state", "-m"]);
     assert!(out.contains("Passive, Synchronized"), "{out}");
+    // gpstop -r: every process stops and starts again; the data is all there.
+    let out = Command::new(HACLUSTER)
+        .args(["restart", "--cluster"])
+        .arg(&cluster.file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("started pid").count(), 3, "{text}");
+    rt.block_on(async {
+        let mut c = Client::new(vec![cluster.coordinator.clone()], Duration::from_secs(5));
+        wait_for(&mut c, began, "synchronized after the restart", synced).await;
+        insert(&mut c, 101, began).await;
+        c.begin().await.unwrap();
+        let n = c.scan("t", 0).await.unwrap().len();
+        c.commit().await.unwrap();
+        assert_eq!(n, 102);
+    });
 }

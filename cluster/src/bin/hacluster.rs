@@ -148,6 +148,12 @@ enum Command {
         #[arg(long)]
         cluster: PathBuf,
     },
+    /// Stop every process of the cluster and start them again (gpstop -r): the way back after
+    /// a double fault, before recoverseg.
+    Restart {
+        #[arg(long)]
+        cluster: PathBuf,
+    },
     /// Move mirrors (gpmovemirrors); writes a backout file beside the input.
     MoveMirrors {
         #[command(flatten)]
@@ -236,6 +242,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let file = ClusterFile::load(&cluster)?;
             let cfg = file.coordinator_config()?;
             let disk = real_disk(&file.coordinator.datadir)?;
+            std::fs::write(
+                file.coordinator.datadir.join(admin_cmd::PID_FILE),
+                format!("{}\n", std::process::id()),
+            )
+            .context("cannot write the coordinator's pid file")?;
             info!(listen = %cfg.listen_addr, datadir = %file.coordinator.datadir.display(), "starting coordinator");
             let Some(result) = until_signalled(cluster::coordinator::run(cfg, disk)).await? else {
                 return Ok(ExitCode::SUCCESS);
@@ -331,6 +342,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let text =
                 admin_cmd::add_mirrors(&mut target.client(), &hosts, offset, input, output).await?;
             print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restart { cluster } => {
+            print!("{}", admin_cmd::restart(&cluster)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::MoveMirrors {

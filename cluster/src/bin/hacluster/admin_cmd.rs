@@ -235,3 +235,71 @@ pub async fn state(client: &mut Client, view: View) -> anyhow::Result<String> {
         .await
         .map_err(anyhow::Error::msg)
 }
+
+/// Starts `hacluster ARGS --cluster FILE` detached, logging to `log`.
+fn spawn_detached(cluster: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
+    let out =
+        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let err = out.try_clone()?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .arg("--cluster")
+        .arg(cluster)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("cannot start hacluster {}", args.join(" ")))?;
+    Ok(child.id())
+}
+
+/// Whether process `pid` is alive.
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+            .unwrap_or(true)
+}
+
+/// `restart` (gpstop -r): stops every process of the cluster file (SIGTERM through the pid file
+/// in its data directory, waiting up to 10 s for each to go), then starts the coordinator and
+/// every segment instance again, detached. Returns one line per process.
+pub fn restart(cluster: &Path) -> anyhow::Result<String> {
+    let file = ClusterFile::load(cluster)?;
+    let mut procs: Vec<(Vec<String>, PathBuf)> =
+        vec![(vec!["coordinator".into()], file.coordinator.datadir.clone())];
+    for s in &file.segments {
+        procs.push((
+            vec!["segment".into(), "--dbid".into(), s.dbid.to_string()],
+            s.datadir.clone(),
+        ));
+    }
+    let mut out = String::new();
+    for (args, datadir) in &procs {
+        let pid_file = datadir.join(PID_FILE);
+        let Ok(text) = std::fs::read_to_string(&pid_file) else {
+            out.push_str(&format!("{}: not running (no pid file)\n", args.join(" ")));
+            continue;
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            continue;
+        };
+        if alive(pid) {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let began = std::time::Instant::now();
+            while alive(pid) && began.elapsed() < std::time::Duration::from_secs(10) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            if alive(pid) {
+                anyhow::bail!("{} (pid {pid}) did not stop within 10 s", args.join(" "));
+            }
+            out.push_str(&format!("{}: stopped pid {pid}\n", args.join(" ")));
+        }
+    }
+    for (args, datadir) in &procs {
+        let log = PathBuf::from(format!("{}.log", datadir.display()));
+        let pid = spawn_detached(cluster, args, &log)?;
+        out.push_str(&format!("{}: started pid {pid}\n", args.join(" ")));
+    }
+    Ok(out)
+}
