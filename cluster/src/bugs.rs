@@ -19,6 +19,9 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
+    /// `recoverseg -r` rebalances without checking that every pair is synchronized, so an
+    /// instance that lacks acknowledged commits becomes the primary again.
+    pub rebalance_unsynchronized: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -43,6 +46,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "mirror-skips-deletes",
         "a mirror's replay drops heap deletes",
     ),
+    (
+        "rebalance-unsynchronized",
+        "recoverseg -r returns a pair to its preferred roles before it is synchronized",
+    ),
 ];
 
 impl PlantedBugs {
@@ -59,6 +66,7 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
+            "rebalance-unsynchronized" => &mut self.rebalance_unsynchronized,
             _ => return None,
         })
     }

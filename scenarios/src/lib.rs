@@ -47,6 +47,15 @@ pub const CATALOGUE: &[PlantedBug] = &[
     },
 ];
 
+/// Planted bugs that only an administrator's action can trigger, so a random hunt (which runs
+/// no administration verbs) cannot reach them: `(name, checker, the test that shows the checker
+/// catching it)`.
+pub const CAUGHT_IN_ADMIN_TESTS: &[(&str, &str, &str)] = &[(
+    "rebalance-unsynchronized",
+    "no-lost-commits",
+    "sim/tests/recoverseg.rs the_no_lost_commits_check_catches_a_rebalance_before_resynchronization",
+)];
+
 /// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker
 /// firing (a safety verdict), or the budget runs out. Returns that seed's result.
 pub fn hunt(bug: &PlantedBug, start: u64) -> Option<SeedResult> {

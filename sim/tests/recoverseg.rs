@@ -264,3 +264,126 @@ fn bench_recovery_bytes_shipped() {
         );
     }
 }
+
+/// Inserts `key`, recording the transaction in `history` as the simulator's workload does.
+async fn recorded_insert(
+    c: &mut cluster::client::Client,
+    history: &sim::history::History,
+    key: i64,
+) {
+    use cluster::proto::{DbError, Op, OpResult};
+    use sim::history::Outcome;
+    let now = || madsim::time::Instant::now().elapsed().as_millis() as u64;
+    let op = Op::Insert {
+        table: "t".into(),
+        key,
+        value: key.to_le_bytes().to_vec(),
+    };
+    let id = history.invoke(0, vec![(op, 0)], now());
+    history.op_invoked(id, 0);
+    let r = async {
+        c.begin().await?;
+        c.insert("t", key, key.to_le_bytes().to_vec()).await?;
+        c.commit().await
+    }
+    .await;
+    match r {
+        Ok(()) => {
+            history.op_returned(id, 0, OpResult::Done, now());
+            history.complete(id, Outcome::Ok, None, now());
+        }
+        Err(DbError::Unknown(e)) => history.complete(id, Outcome::Unknown, Some(e), now()),
+        Err(DbError::Failed(e)) => {
+            let _ = c.abort().await;
+            history.complete(id, Outcome::Fail, Some(e), now());
+        }
+    }
+}
+
+/// The planted bug `rebalance-unsynchronized` lets `recoverseg -r` make the failed old primary
+/// the primary again before it has the commits acknowledged while it was down: the
+/// no-lost-commits checker catches the loss. Without the bug, the same rebalance is refused.
+fn rebalance_before_resync(bug: bool) -> (Result<(), String>, Vec<sim::invariants::Violation>) {
+    let mut cfg = RunConfig::pair();
+    if bug {
+        cfg.bugs.enable("rebalance-unsynchronized").unwrap();
+    }
+    let rt = madsim::runtime::Runtime::with_seed_and_config(41, madsim::Config::default());
+    rt.block_on(async move {
+        let h = AdminHarness::build(&cfg, 41);
+        let history = sim::history::History::default();
+        let hist = history.clone();
+        h.run(move |mut c, _| async move {
+            create_table(&mut c, "t").await;
+            wait_catalog(&mut c, "pair in sync", all_synchronized).await;
+            for k in 0..10 {
+                recorded_insert(&mut c, &hist, k).await;
+            }
+        })
+        .await;
+        h.kill_host("sdw1");
+        let hist = history.clone();
+        h.run(move |mut c, _| async move {
+            wait_catalog(&mut c, "mirror promoted", |cat| {
+                cat.pair(0).unwrap().primary.dbid == 3
+            })
+            .await;
+            for k in 10..20 {
+                recorded_insert(&mut c, &hist, k).await;
+            }
+        })
+        .await;
+        h.restart_host("sdw1");
+        let hist = history.clone();
+        let (rebalanced, rows) = h
+            .run(move |mut c, hosts| async move {
+                madsim::time::sleep(std::time::Duration::from_secs(3)).await;
+                let opts = RecoverOptions {
+                    rebalance: true,
+                    ..Default::default()
+                };
+                let rebalanced = driver::recoverseg(&mut c, &hosts, &opts).await.map(|_| ());
+                if rebalanced.is_err() {
+                    // The administrator does it right: recover, wait, then rebalance.
+                    driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
+                        .await
+                        .unwrap();
+                    wait_catalog(&mut c, "resynchronized", all_synchronized).await;
+                    driver::recoverseg(&mut c, &hosts, &opts).await.unwrap();
+                }
+                wait_catalog(&mut c, "synchronized in preferred roles", |cat| {
+                    all_synchronized(cat) && preferred_roles(cat)
+                })
+                .await;
+                recorded_insert(&mut c, &hist, 100).await;
+                let keys = all_keys(&mut c, "t", 1).await;
+                (rebalanced, keys)
+            })
+            .await;
+        let final_rows = rows
+            .into_iter()
+            .map(|k| (("t".to_string(), k), k.to_le_bytes().to_vec()))
+            .collect();
+        let violations = sim::invariants::no_lost_commits::check(&history.txns(), &final_rows);
+        (rebalanced, violations)
+    })
+}
+
+#[test]
+fn the_no_lost_commits_check_catches_a_rebalance_before_resynchronization() {
+    let (rebalanced, violations) = rebalance_before_resync(false);
+    let refusal = rebalanced.unwrap_err();
+    assert!(
+        refusal.contains("rebalance refused: content 0 is not synchronized"),
+        "{refusal}"
+    );
+    assert!(violations.is_empty(), "{violations:?}");
+    let (rebalanced, violations) = rebalance_before_resync(true);
+    assert_eq!(rebalanced, Ok(()));
+    assert!(
+        violations
+            .iter()
+            .any(|v| v.checker == sim::invariants::no_lost_commits::NAME),
+        "the lost commits went unnoticed"
+    );
+}

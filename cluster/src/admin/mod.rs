@@ -118,11 +118,12 @@ pub struct StateReport {
     pub not_operational: Option<Content>,
 }
 
-/// Timeouts the coordinator uses towards instances.
+/// Timeouts the coordinator uses towards instances, and its planted bugs.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
     pub connect: Duration,
     pub call: Duration,
+    pub bugs: crate::bugs::PlantedBugs,
 }
 
 async fn call(addr: &str, req: &SegmentRequest, t: Timeouts) -> Result<SegmentResponse, String> {
@@ -276,8 +277,8 @@ async fn rejoin(
     };
     // A rewind replays the whole WAL: give it longer than one statement.
     let long = Timeouts {
-        connect: t.connect,
         call: t.call * 4,
+        ..t
     };
     match call(&target.endpoint(), &req, long).await {
         Ok(SegmentResponse::Rejoined(report)) => {
@@ -306,6 +307,10 @@ async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, Stri
     require_mirrors(&cat)?;
     for pair in cat.pairs() {
         let Some(mirror) = &pair.mirror else { continue };
+        if t.bugs.rebalance_unsynchronized {
+            // Planted bug: the real rule needs every pair Synchronized first.
+            break;
+        }
         if pair.primary.mode != Mode::Synced
             || mirror.status != Status::Up
             || pair.primary.status != Status::Up

@@ -114,6 +114,7 @@ impl Session {
                 let t = crate::admin::Timeouts {
                     connect: self.cfg.connect_timeout,
                     call: self.cfg.statement_timeout,
+                    bugs: self.cfg.bugs,
                 };
                 match Box::pin(crate::admin::handle(&self.store, req, t)).await {
                     Ok(reply) => ClientResponse::Admin(reply),
