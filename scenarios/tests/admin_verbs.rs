@@ -54,3 +54,8 @@ fn mirroring_disabled_segment_fails_system_stops() {
 fn add_mirrors_from_a_file_onto_other_hosts() {
     check("add_mirrors_from_a_file_onto_other_hosts");
 }
+
+#[test]
+fn move_mirrors_into_a_block_layout() {
+    check("move_mirrors_into_a_block_layout");
+}

@@ -274,19 +274,27 @@ pub async fn add_mirrors_to_an_unmirrored_cluster(seed: u64) -> Steps {
             panic!("no sample")
         };
         hosts.step("add_mirrors_1_sample", sample);
-        driver::add_mirrors(&mut c, &hosts, &MirrorSource::Offset(1000))
-            .await
-            .unwrap()
-            .unwrap();
+        driver::add_mirrors(
+            &mut c,
+            &hosts,
+            &MirrorSource::Offset(1000, cluster::layout::Layout::Group),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let cat = wait_catalog(&mut c, "mirrors synchronized", all_synchronized).await;
         assert!(cat
             .pairs()
             .iter()
             .all(|p| p.mirror.as_ref().unwrap().hostname != p.primary.hostname));
         hosts.step("add_mirrors_2_mirrored", state(&mut c).await);
-        let err = driver::add_mirrors(&mut c, &hosts, &MirrorSource::Offset(1000))
-            .await
-            .unwrap_err();
+        let err = driver::add_mirrors(
+            &mut c,
+            &hosts,
+            &MirrorSource::Offset(1000, cluster::layout::Layout::Group),
+        )
+        .await
+        .unwrap_err();
         assert!(err.contains("already configured with mirrors"), "{err}");
         assert_eq!(all_keys(&mut c, "t", 2).await, (0..10).collect::<Vec<_>>());
     })
@@ -467,6 +475,7 @@ pub const SCENARIOS: &[(&str, u64)] = &[
     ("mirror_fails_change_tracking_then_recovery", 6),
     ("mirroring_disabled_segment_fails_system_stops", 7),
     ("add_mirrors_from_a_file_onto_other_hosts", 8),
+    ("move_mirrors_into_a_block_layout", 9),
 ];
 
 /// Runs scenario `name` in a fresh simulation with `seed`.
@@ -495,6 +504,7 @@ pub fn run(name: &str, seed: u64) -> Result<Steps, String> {
         "add_mirrors_from_a_file_onto_other_hosts" => {
             rt.block_on(add_mirrors_from_a_file_onto_other_hosts(seed))
         }
+        "move_mirrors_into_a_block_layout" => rt.block_on(move_mirrors_into_a_block_layout(seed)),
         _ => {
             let known: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
             return Err(format!(
@@ -540,4 +550,69 @@ pub fn cli(name: &str, seed: Option<u64>) -> i32 {
             1
         }
     }
+}
+
+/// Seed 003, "Implementing Block Mirroring": a group-mirrored cluster of 4 hosts with 2
+/// primaries each moves the mirrors that are not where block mirroring (blocks of 2 hosts)
+/// wants them with `move-mirrors -i`; the backout file returns them to the group layout.
+pub async fn move_mirrors_into_a_block_layout(seed: u64) -> Steps {
+    use cluster::layout::Layout;
+    let cfg = RunConfig {
+        segment_hosts: 4,
+        contents: 8,
+        ..RunConfig::pair()
+    };
+    let h = AdminHarness::build(&cfg, seed);
+    let ips: Vec<String> = {
+        let w = h.world.lock().unwrap();
+        (1..=4)
+            .map(|i| w.hosts[&format!("sdw{i}")].ip.to_string())
+            .collect()
+    };
+    let block = Layout::Block { size: 2 }.place(4, 2, 8).unwrap();
+    h.run(move |mut c, hosts| async move {
+        create_table(&mut c, "t").await;
+        let cat = wait_catalog(&mut c, "synchronized", all_synchronized).await;
+        let mut file = String::from("# into block:2\n");
+        let mut want = std::collections::BTreeMap::new();
+        for p in &block {
+            let m = cat.pair(p.content as i16).unwrap().mirror.unwrap();
+            let host = format!("sdw{}", p.mirror_host + 1);
+            want.insert(p.content as i16, host.clone());
+            if m.hostname != host {
+                file.push_str(&format!(
+                    "{}|{}|{} {}|{}|/data/mirror_block/gpseg{}\n",
+                    m.address,
+                    m.port,
+                    m.datadir,
+                    ips[p.mirror_host],
+                    7100 + p.mirror_slot,
+                    p.content
+                ));
+            }
+        }
+        hosts.step("block_0_move_file", file.clone());
+        let (_, backout) = driver::move_mirrors(&mut c, &hosts, &file).await.unwrap();
+        hosts.step("block_1_backout_file", backout.clone());
+        let cat = wait_catalog(&mut c, "synchronized in block layout", all_synchronized).await;
+        for pair in cat.pairs() {
+            assert_eq!(pair.mirror.unwrap().hostname, want[&pair.content]);
+        }
+        hosts.step("block_2_moved", state(&mut c).await);
+        driver::move_mirrors(&mut c, &hosts, &backout)
+            .await
+            .unwrap();
+        let back = wait_catalog(&mut c, "synchronized after backing out", all_synchronized).await;
+        for pair in back.pairs() {
+            let host_index = pair.primary.hostname[3..].parse::<usize>().unwrap() - 1;
+            assert_eq!(
+                pair.mirror.unwrap().hostname,
+                format!("sdw{}", (host_index + 1) % 4 + 1),
+                "group layout again"
+            );
+        }
+        hosts.step("block_3_backed_out", state(&mut c).await);
+    })
+    .await;
+    h.hosts.steps()
 }

@@ -203,18 +203,27 @@ fn relocated_row(row: &SegmentConfig, loc: &Location, host: &str) -> SegmentConf
     moved
 }
 
-/// Where `add-mirrors -p OFFSET` puts mirrors: group layout over the hosts holding primaries
-/// (sorted by name); on its host a mirror takes the lowest primary port there + its index among
-/// that host's mirrors + the offset, and `/data/mirror/gpsegN`.
-pub fn plan_mirrors_by_offset(cat: &Catalog, offset: u16) -> Result<Vec<SegmentConfig>, String> {
+/// Where `add-mirrors -p OFFSET` puts mirrors: `layout` (group by default, or spread) over the
+/// hosts holding primaries (sorted by name); on its host a mirror takes the lowest primary port
+/// there + its index among that host's mirrors + the offset, and `/data/mirror/gpsegN`.
+pub fn plan_mirrors_by_offset(
+    cat: &Catalog,
+    offset: u16,
+    layout: Layout,
+) -> Result<Vec<SegmentConfig>, String> {
     let primaries: Vec<SegmentConfig> = cat.pairs().into_iter().map(|p| p.primary).collect();
     let mut host_names: Vec<String> = primaries.iter().map(|p| p.hostname.clone()).collect();
     host_names.sort();
     host_names.dedup();
     let n = host_names.len();
-    Layout::Group
-        .validate(n, 1)
-        .map_err(|e| format!("cannot place mirrors: {e}"))?;
+    let per_host = host_names
+        .iter()
+        .map(|h| primaries.iter().filter(|p| p.hostname == *h).count())
+        .max()
+        .unwrap_or(1);
+    layout
+        .validate(n, per_host)
+        .map_err(|e| format!("cannot place mirrors with the {layout} layout: {e}"))?;
     let mut per_host_index = vec![0usize; n];
     let mut mirrors_on = vec![0u16; n];
     let mut out = Vec::new();
@@ -225,21 +234,19 @@ pub fn plan_mirrors_by_offset(cat: &Catalog, offset: u16) -> Result<Vec<SegmentC
             .expect("listed");
         let j = per_host_index[i];
         per_host_index[i] += 1;
-        let target = Layout::Group.mirror_host(n, i, j);
+        let target = layout.mirror_host(n, i, j);
         let on_target: Vec<&SegmentConfig> = primaries
             .iter()
             .filter(|q| q.hostname == host_names[target])
             .collect();
         let lowest = on_target.iter().map(|q| q.port).min().unwrap_or(6000);
         let port = u32::from(lowest) + u32::from(mirrors_on[target]) + u32::from(offset);
-        if !(6432..=61000).contains(&port) && offset != 0 {
-            // The real tool keeps ports within this range; a port outside it is refused.
-            if port > 61000 {
-                return Err(format!(
-                    "mirror port {port} for content {} is above 61000; use a smaller -p",
-                    p.content
-                ));
-            }
+        if port > 61000 {
+            // The real tool keeps mirror ports at or below 61000.
+            return Err(format!(
+                "mirror port {port} for content {} is above 61000; use a smaller -p",
+                p.content
+            ));
         }
         let port = u16::try_from(port).map_err(|_| format!("mirror port {port} is too large"))?;
         mirrors_on[target] += 1;
@@ -262,8 +269,8 @@ pub fn plan_mirrors_by_offset(cat: &Catalog, offset: u16) -> Result<Vec<SegmentC
 /// How `add-mirrors` is told where mirrors go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MirrorSource {
-    /// `-p OFFSET`
-    Offset(u16),
+    /// `-p OFFSET`, mirrors placed by the layout (group or spread)
+    Offset(u16, Layout),
     /// `-i FILE` (its text)
     File(String),
     /// `-o FILE`: only write the plan `-p 1000` would make, as a file to edit.
@@ -279,11 +286,11 @@ pub async fn add_mirrors<H: Hosts>(
     let cat = client.catalog().await.map_err(db)?;
     let rows = match source {
         MirrorSource::Sample => {
-            let plan = plan_mirrors_by_offset(&cat, 1000)?;
+            let plan = plan_mirrors_by_offset(&cat, 1000, Layout::Group)?;
             return Ok(Err(config::render_add_mirrors(&plan)));
         }
-        MirrorSource::Offset(offset) => {
-            let plan = plan_mirrors_by_offset(&cat, *offset)?;
+        MirrorSource::Offset(offset, layout) => {
+            let plan = plan_mirrors_by_offset(&cat, *offset, *layout)?;
             // The same checks a file gets.
             let text = config::render_add_mirrors(&plan);
             let lines = config::parse_add_mirrors(&text).map_err(|e| e.to_string())?;
@@ -378,5 +385,73 @@ pub async fn state_report(client: &mut Client) -> Result<StateReport, String> {
     match admin(client, AdminRequest::State).await? {
         AdminReply::State(report) => Ok(report),
         other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Mode, Status};
+
+    fn unmirrored(hosts: usize, per_host: usize) -> Catalog {
+        let mut rows = Vec::new();
+        for h in 0..hosts {
+            for j in 0..per_host {
+                let content = (h * per_host + j) as i16;
+                rows.push(SegmentConfig {
+                    dbid: content as u16 + 2,
+                    content,
+                    role: Role::Primary,
+                    preferred_role: Role::Primary,
+                    mode: Mode::NotSynced,
+                    status: Status::Up,
+                    hostname: format!("sdw{}", h + 1),
+                    address: format!("10.0.0.{}", h + 2),
+                    port: 6000 + j as u16,
+                    datadir: format!("/data/primary/gpseg{content}"),
+                });
+            }
+        }
+        Catalog::new(rows)
+    }
+
+    #[test]
+    fn offset_plans_follow_the_layout_and_spread_needs_enough_hosts() {
+        let cat = unmirrored(3, 2);
+        let group = plan_mirrors_by_offset(&cat, 1000, Layout::Group).unwrap();
+        assert_eq!(group[0].hostname, "sdw2");
+        assert_eq!(group[1].hostname, "sdw2");
+        assert_eq!((group[0].port, group[1].port), (7000, 7001));
+        let spread = plan_mirrors_by_offset(&cat, 1000, Layout::Spread).unwrap();
+        assert_eq!(spread[0].hostname, "sdw2");
+        assert_eq!(spread[1].hostname, "sdw3");
+        for plan in [&group, &spread] {
+            for m in plan.iter() {
+                let p = &cat.segments[&(m.content as u16 + 2)];
+                assert_ne!(m.hostname, p.hostname);
+            }
+        }
+        let err = plan_mirrors_by_offset(&unmirrored(2, 2), 1000, Layout::Spread).unwrap_err();
+        assert!(err.contains("spread mirroring needs more hosts"), "{err}");
+    }
+
+    #[test]
+    fn recoverseg_options_exclude_each_other_as_the_real_tool_does() {
+        let both = RecoverOptions {
+            rebalance: true,
+            input: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(
+            both.check().unwrap_err(),
+            "Only one of -i and -r may be specified"
+        );
+        let o = RecoverOptions {
+            output: true,
+            rebalance: true,
+            ..Default::default()
+        };
+        assert!(o.check().unwrap_err().contains("-o cannot be combined"));
+        assert!(RecoverOptions::default().check().is_ok());
     }
 }

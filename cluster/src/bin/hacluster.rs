@@ -139,6 +139,10 @@ enum Command {
         /// Mirror ports: the lowest primary port on the mirror's host + its index + OFFSET.
         #[arg(short = 'p')]
         offset: Option<u16>,
+        /// How -p places mirrors: group (default) or spread (needs more hosts than primaries
+        /// per host).
+        #[arg(long, default_value = "group")]
+        mirror_mode: cluster::layout::Layout,
         /// Mirror file: `content|address|port|dataDirectory` lines.
         #[arg(short = 'i')]
         input: Option<PathBuf>,
@@ -334,13 +338,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::AddMirrors {
             target,
             offset,
+            mirror_mode,
             input,
             output,
             cluster,
         } => {
             let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
-            let text =
-                admin_cmd::add_mirrors(&mut target.client(), &hosts, offset, input, output).await?;
+            let text = admin_cmd::add_mirrors(
+                &mut target.client(),
+                &hosts,
+                offset,
+                mirror_mode,
+                input,
+                output,
+            )
+            .await?;
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }

@@ -170,6 +170,7 @@ pub async fn add_mirrors(
     client: &mut Client,
     hosts: &ProcessHosts,
     offset: Option<u16>,
+    layout: cluster::layout::Layout,
     input: Option<PathBuf>,
     output: Option<PathBuf>,
 ) -> anyhow::Result<String> {
@@ -182,8 +183,8 @@ pub async fn add_mirrors(
             std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
         ),
         (_, _, Some(_)) => MirrorSource::Sample,
-        (Some(o), _, _) => MirrorSource::Offset(o),
-        (None, None, None) => MirrorSource::Offset(1000),
+        (Some(o), _, _) => MirrorSource::Offset(o, layout),
+        (None, None, None) => MirrorSource::Offset(1000, layout),
     };
     match driver::add_mirrors(client, hosts, &source)
         .await
