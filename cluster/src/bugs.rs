@@ -19,6 +19,9 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
+    /// A segment accepts control requests and work stamped with a configuration epoch older than
+    /// the newest it has seen (a late message from a decision the catalog has since replaced).
+    pub skip_epoch_check: bool,
     /// `recoverseg -r` rebalances without checking that every pair is synchronized, so an
     /// instance that lacks acknowledged commits becomes the primary again.
     pub rebalance_unsynchronized: bool,
@@ -47,6 +50,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "a mirror's replay drops heap deletes",
     ),
     (
+        "skip-epoch-check",
+        "a segment obeys requests stamped with an older configuration epoch",
+    ),
+    (
         "rebalance-unsynchronized",
         "recoverseg -r returns a pair to its preferred roles before it is synchronized",
     ),
@@ -66,6 +73,7 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
+            "skip-epoch-check" => &mut self.skip_epoch_check,
             "rebalance-unsynchronized" => &mut self.rebalance_unsynchronized,
             _ => return None,
         })

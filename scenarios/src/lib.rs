@@ -47,14 +47,33 @@ pub const CATALOGUE: &[PlantedBug] = &[
     },
 ];
 
-/// Planted bugs that only an administrator's action can trigger, so a random hunt (which runs
-/// no administration verbs) cannot reach them: `(name, checker, the test that shows the checker
-/// catching it)`.
-pub const CAUGHT_IN_ADMIN_TESTS: &[(&str, &str, &str)] = &[(
-    "rebalance-unsynchronized",
-    "no-lost-commits",
-    "sim/tests/recoverseg.rs the_no_lost_commits_check_catches_a_rebalance_before_resynchronization",
-)];
+/// A planted bug whose failure needs a precise interleaving (a message held in a partitioned
+/// link and delivered after a newer decision) is caught by a scripted scenario rather than by a
+/// random hunt: the test named here runs it with the bug on and off.
+pub struct ScriptedCatch {
+    pub name: &'static str,
+    pub caught_by: &'static str,
+    /// `file::test` of the scripted scenario.
+    pub test: &'static str,
+}
+
+pub const SCRIPTED: &[ScriptedCatch] = &[
+    ScriptedCatch {
+        name: "skip-epoch-check",
+        caught_by: "promoted-in-sync",
+        test: "sim/tests/fencing.rs::obeying_the_late_syncrep_off_lets_a_promotion_lose_acknowledged_commits",
+    },
+    ScriptedCatch {
+        name: "promote-unsynced-mirror",
+        caught_by: "linear-history",
+        test: "sim/tests/linear_history.rs::promoting_the_lagging_mirror_forks_the_history_and_the_checker_says_so",
+    },
+    ScriptedCatch {
+        name: "rebalance-unsynchronized",
+        caught_by: "no-lost-commits",
+        test: "sim/tests/recoverseg.rs::the_no_lost_commits_check_catches_a_rebalance_before_resynchronization",
+    },
+];
 
 /// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker
 /// firing (a safety verdict), or the budget runs out. Returns that seed's result.

@@ -237,6 +237,9 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                 .extend(invariants::promoted_in_sync::check(&out.facts));
             result
                 .violations
+                .extend(invariants::linear_history::check(&out.facts));
+            result
+                .violations
                 .extend(invariants::identical_replicas::check(
                     &out.checksums,
                     out.sim_time_ms,

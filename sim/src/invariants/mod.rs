@@ -5,6 +5,7 @@
 pub mod aborted_stays_aborted;
 pub mod identical_replicas;
 pub mod latest_value;
+pub mod linear_history;
 pub mod model;
 pub mod no_lost_commits;
 pub mod promoted_in_sync;
