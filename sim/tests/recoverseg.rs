@@ -120,7 +120,19 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
         })
         .await;
     let (p, m, _) = digests_after_recovery.expect("digests at one position");
-    h.run(move |mut c, hosts| async move {
+    // Writes run on while the pair is rebalanced: those in flight on the demoted primary are
+    // cancelled and retried on the preferred one.
+    let during = h.run(|mut c, _| async move {
+        let mut acked = Vec::new();
+        for k in 2000..2040 {
+            if insert_retrying(&mut c, "t", k).await {
+                acked.push(k);
+            }
+        }
+        acked
+    });
+    let rebalance = h.run(|mut c, hosts| async move {
+        madsim::time::sleep(std::time::Duration::from_millis(50)).await;
         let out = driver::recoverseg(
             &mut c,
             &hosts,
@@ -135,6 +147,9 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
             matches!(out, RecoverOutcome::Rebalanced(ref v) if v == &vec![0]),
             "{out:?}"
         );
+    });
+    let (during, ()) = futures_lite_join(during, rebalance).await;
+    h.run(move |mut c, _| async move {
         wait_catalog(&mut c, "synchronized in preferred roles", |cat| {
             all_synchronized(cat) && preferred_roles(cat)
         })
@@ -142,9 +157,13 @@ async fn recover_then_rebalance(cfg: RunConfig, seed: u64, check_acked: bool) ->
         assert!(insert_retrying(&mut c, "t", 1000).await);
         let keys = all_keys(&mut c, "t", 1).await;
         if check_acked {
-            for k in acked.iter().chain([1000].iter()) {
+            for k in acked.iter().chain(&during).chain([1000].iter()) {
                 assert!(keys.contains(k), "acknowledged key {k} lost; have {keys:?}");
             }
+            assert!(
+                during.len() >= 30,
+                "writes stalled during the rebalance: {during:?}"
+            );
         }
         if stray_writes {
             assert!(!keys.contains(&5000), "the rewound rows came back");

@@ -145,6 +145,9 @@ pub async fn recoverseg(
         .await
         .map_err(anyhow::Error::msg)?;
     Ok(match out {
+        RecoverOutcome::Recovered(r) if r.iter().any(|r| r.outcome.is_err()) => {
+            anyhow::bail!("{}", driver::describe_recovered(&r).trim_end())
+        }
         RecoverOutcome::Recovered(r) => driver::describe_recovered(&r),
         RecoverOutcome::Rebalanced(c) if c.is_empty() => {
             "Every instance is in its preferred role\n".into()
