@@ -292,3 +292,69 @@ fn detail(report: &StateReport) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::{row, synced_pair};
+    use crate::catalog::Catalog;
+
+    fn report(catalog: Catalog) -> StateReport {
+        let mut replication = std::collections::BTreeMap::new();
+        replication.insert(
+            2,
+            Some(ReplicationInfo {
+                role: Role::Primary,
+                flushed: 900,
+                mirror_connected: true,
+                mirror_caught_up: false,
+                mirror_flushed: 600,
+                replay_lsn: 0,
+            }),
+        );
+        replication.insert(3, None);
+        StateReport {
+            catalog,
+            replication,
+            history: Vec::new(),
+            not_operational: None,
+        }
+    }
+
+    #[test]
+    fn the_standby_line_depends_on_a_coordinator_mirror_row() {
+        let r = report(synced_pair());
+        assert_eq!(render(&r, View::Standby), "Standby: not configured\n");
+        let mut cat = synced_pair();
+        let mut standby = row(9, -1, Role::Mirror, Mode::Synced, Status::Up);
+        standby.hostname = "smdw".into();
+        cat.segments.insert(9, standby);
+        let out = render(&report(cat), View::Standby);
+        assert!(
+            out.contains("smdw") && out.contains("Standby host passive"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn resynchronizing_pairs_show_the_wal_bytes_remaining_and_detail_shows_positions() {
+        let mut cat = synced_pair();
+        for r in cat.segments.values_mut() {
+            r.mode = Mode::NotSynced;
+        }
+        let r = report(cat);
+        let e = render(&r, View::Errors);
+        assert!(
+            e.contains("Resynchronizing); 300 WAL bytes remaining"),
+            "{e}"
+        );
+        let s = render(&r, View::Detail);
+        assert!(
+            s.contains("catchup; mirror flushed 600 (300 bytes behind)"),
+            "{s}"
+        );
+        assert!(s.contains("Unknown (not reachable)"), "{s}");
+        let m = render(&r, View::Mirrors);
+        assert!(m.contains("Passive, Resynchronizing"), "{m}");
+    }
+}
