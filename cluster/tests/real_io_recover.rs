@@ -26,16 +26,18 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn init() -> Cluster {
+    fn init(name: &str, extra: &[&str]) -> Cluster {
         let pid = std::process::id() as usize;
-        let dir = std::env::temp_dir().join(format!("real_io_recover_{pid}"));
+        let dir = std::env::temp_dir().join(format!("real_io_{name}_{pid}"));
         let _ = std::fs::remove_dir_all(&dir);
         for attempt in 0..20 {
-            let base_port = 20_000 + ((pid % 4000) * 3 + 7 + attempt * 307) % 12_000;
+            let base_port =
+                20_000 + ((pid % 4000) * 3 + 7 + attempt * 307 + extra.len() * 40) % 12_000;
             let out = Command::new(HACLUSTER)
                 .args(["init-local", "--dir"])
                 .arg(&dir)
                 .args(["--base-port", &base_port.to_string()])
+                .args(extra)
                 .output()
                 .expect("cannot run hacluster init-local");
             if out.status.success() {
@@ -99,10 +101,21 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // Processes `hacluster restart` started, through their pid files.
-        for dir in ["coordinator", "primary0", "mirror0"] {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join(dir).join("instance.pid")) {
-                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+        // Processes started by `hacluster restart` or `move-mirrors`, through their pid files.
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.file_name().is_some_and(|n| n == "instance.pid") {
+                    if let Ok(pid) = std::fs::read_to_string(&path) {
+                        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+                    }
+                }
             }
         }
         if !std::thread::panicking() {
@@ -154,7 +167,7 @@ fn synced(cat: &Catalog) -> bool {
 #[test]
 fn recoverseg_and_rebalance_over_real_processes() {
     let began = Instant::now();
-    let mut cluster = Cluster::init();
+    let mut cluster = Cluster::init("recover", &[]);
     cluster.spawn("coordinator", &["coordinator"]);
     cluster.spawn("dbid2", &["segment", "--dbid", "2"]);
     cluster.spawn("dbid3", &["segment", "--dbid", "3"]);
@@ -238,5 +251,110 @@ fn recoverseg_and_rebalance_over_real_processes() {
         let n = c.scan("t", 0).await.unwrap().len();
         c.commit().await.unwrap();
         assert_eq!(n, 102);
+    });
+}
+
+/// `move-mirrors` over real processes: a group-mirrored local cluster of 3 hosts (loopback
+/// addresses 127.0.0.1-3) moves content 0's mirror from host2 to host3; the old mirror's
+/// process is stopped, the new one copies everything and streams; the backout file moves it
+/// back. Every row is there and the pair Synchronized after each move.
+#[test]
+fn move_mirrors_and_back_over_real_processes() {
+    let began = Instant::now();
+    let mut cluster = Cluster::init(
+        "move",
+        &[
+            "--layout",
+            "group",
+            "--hosts",
+            "3",
+            "--primaries-per-host",
+            "1",
+        ],
+    );
+    cluster.spawn("coordinator", &["coordinator"]);
+    for dbid in 2..=7 {
+        cluster.spawn(
+            &format!("dbid{dbid}"),
+            &["segment", "--dbid", &dbid.to_string()],
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut c = Client::new(vec![cluster.coordinator.clone()], Duration::from_secs(5));
+    let all_synced = |cat: &Catalog| {
+        cat.pairs().iter().all(|p| {
+            p.primary.mode == Mode::Synced
+                && p.mirror.as_ref().is_some_and(|m| m.status == Status::Up)
+        })
+    };
+    let mirror = rt.block_on(async {
+        while c.create_table("t", TableKind::Heap).await.is_err() {
+            assert!(began.elapsed() < BUDGET, "the cluster never started");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_for(&mut c, began, "every pair in sync", all_synced).await;
+        for k in 0..30 {
+            insert(&mut c, k, began).await;
+        }
+        c.catalog().await.unwrap().pair(0).unwrap().mirror.unwrap()
+    });
+    assert_eq!(mirror.address, "127.0.0.2");
+    let new_dir = cluster.dir.join("host3").join("moved0");
+    let file = cluster.dir.join("move.txt");
+    std::fs::write(
+        &file,
+        format!(
+            "{}|{}|{} 127.0.0.3|{}|{}\n",
+            mirror.address,
+            mirror.port,
+            mirror.datadir,
+            mirror.port + 50,
+            new_dir.display()
+        ),
+    )
+    .unwrap();
+    let cluster_file = cluster.file.display().to_string();
+    let out = cluster.verb(&[
+        "move-mirrors",
+        "-i",
+        &file.display().to_string(),
+        "--cluster",
+        &cluster_file,
+    ]);
+    assert!(out.contains("backout file: "), "{out}");
+    let backout = out
+        .trim()
+        .rsplit("backout file: ")
+        .next()
+        .unwrap()
+        .to_string();
+    rt.block_on(async {
+        wait_for(&mut c, began, "synchronized on host3", |cat| {
+            all_synced(cat) && cat.segments[&mirror.dbid].address == "127.0.0.3"
+        })
+        .await;
+        insert(&mut c, 30, began).await;
+    });
+    let out = cluster.verb(&["move-mirrors", "-i", &backout, "--cluster", &cluster_file]);
+    assert!(out.contains("Mirrors moved"), "{out}");
+    rt.block_on(async {
+        wait_for(&mut c, began, "synchronized back on host2", |cat| {
+            all_synced(cat) && cat.segments[&mirror.dbid].address == "127.0.0.2"
+        })
+        .await;
+        let mut keys = Vec::new();
+        for content in 0..3 {
+            c.begin().await.unwrap();
+            keys.extend(
+                c.scan("t", content)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(k, _)| k),
+            );
+            c.commit().await.unwrap();
+        }
+        keys.sort();
+        assert_eq!(keys, (0..=30).collect::<Vec<_>>());
     });
 }

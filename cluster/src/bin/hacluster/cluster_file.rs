@@ -143,7 +143,9 @@ pub struct LocalShape {
     pub layout: cluster::layout::Layout,
 }
 
-/// A local cluster of `shape`: host `i` (1-based name `host{i}`) holds primaries on ports
+/// A local cluster of `shape`: host `i` (1-based name `host{i}`; on `127.0.0.1` each host gets
+/// its own loopback address `127.0.0.{i}`, so the hosts are told apart by address as real ones
+/// are) holds primaries on ports
 /// `base + 1 + (i-1) * 2 * per_host + slot` and mirrors on the `per_host` ports after them;
 /// data in `DIR/host{i}/primary{slot}` and `DIR/host{i}/mirror{slot}`. Refused (naming the
 /// rule) when the layout cannot place the mirrors: spread needs more hosts than primaries per
@@ -164,6 +166,13 @@ pub fn local_with_shape(
         u16::try_from(p)
             .with_context(|| format!("--base-port {base_port} leaves no room for port {p}"))
     };
+    let host_address = |h: usize| {
+        if host == "127.0.0.1" {
+            format!("127.0.0.{}", h + 1)
+        } else {
+            host.to_string()
+        }
+    };
     let mut file = local(dir, host, base_port)?;
     file.segments.clear();
     let mut dbid = 2;
@@ -175,7 +184,7 @@ pub fn local_with_shape(
                     content: p.content as Content,
                     role,
                     hostname: format!("host{}", h + 1),
-                    address: host.to_string(),
+                    address: host_address(h),
                     port: port(h, offset)?,
                     datadir: dir.join(format!("host{}", h + 1)).join(name),
                 })
