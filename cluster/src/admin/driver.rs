@@ -188,7 +188,16 @@ pub async fn recoverseg<H: Hosts>(
     )
     .await?
     {
-        AdminReply::Recorded(cat) => Ok(RecoverOutcome::Relocated(cat)),
+        AdminReply::Recorded(cat) => {
+            // The failed instance must never come back at its old location when its host
+            // does: it would stream from the primary beside the recorded mirror.
+            for (row, new) in &plan {
+                if new.is_some() {
+                    hosts.stop_instance(row);
+                }
+            }
+            Ok(RecoverOutcome::Relocated(cat))
+        }
         other => Err(format!("unexpected answer {other:?}")),
     }
 }
