@@ -22,6 +22,15 @@ pub struct PlantedBugs {
     /// A segment accepts control requests and work stamped with a configuration epoch older than
     /// the newest it has seen (a late message from a decision the catalog has since replaced).
     pub skip_epoch_check: bool,
+    /// An activated standby rolls back every prepared transaction it finds, even those whose
+    /// distributed-commit record it holds (the real rule: re-send COMMIT PREPARED for them).
+    pub activation_ignores_commit_records: bool,
+    /// The coordinator ships catalog WAL to its standby before that WAL is durable on the
+    /// coordinator itself (the real rule: only flushed WAL is sent).
+    pub walsender_ships_unflushed_wal: bool,
+    /// The prober waits for a probe's reply without its timeout: a primary that accepts the
+    /// connection but never answers (stalled, paused) holds up the whole probe cycle.
+    pub probe_without_timeout: bool,
     /// `recoverseg -r` rebalances without checking that every pair is synchronized, so an
     /// instance that lacks acknowledged commits becomes the primary again.
     pub rebalance_unsynchronized: bool,
@@ -54,6 +63,18 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "a segment obeys requests stamped with an older configuration epoch",
     ),
     (
+        "activation-ignores-commit-records",
+        "an activated standby rolls back prepared transactions that have a commit record",
+    ),
+    (
+        "walsender-ships-unflushed-wal",
+        "the coordinator streams catalog WAL to its standby before flushing it",
+    ),
+    (
+        "probe-without-timeout",
+        "the prober waits for a probe's reply without a timeout",
+    ),
+    (
         "rebalance-unsynchronized",
         "recoverseg -r returns a pair to its preferred roles before it is synchronized",
     ),
@@ -74,6 +95,9 @@ impl PlantedBugs {
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
             "skip-epoch-check" => &mut self.skip_epoch_check,
+            "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
+            "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
+            "probe-without-timeout" => &mut self.probe_without_timeout,
             "rebalance-unsynchronized" => &mut self.rebalance_unsynchronized,
             _ => return None,
         })

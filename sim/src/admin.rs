@@ -11,7 +11,11 @@ use crate::world::World;
 /// A shared handle on the world, usable from a client node's task; also collects the named
 /// outputs of a scenario's steps.
 #[derive(Clone)]
-pub struct SimHosts(pub Arc<Mutex<World>>, pub Arc<Mutex<Vec<(String, String)>>>);
+pub struct SimHosts(
+    pub Arc<Mutex<World>>,
+    pub Arc<Mutex<Vec<(String, String)>>>,
+    pub Arc<crate::config::RunConfig>,
+);
 
 impl SimHosts {
     /// Records a step's output under `name`.
@@ -31,7 +35,11 @@ impl Hosts for SimHosts {
     }
 
     fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), String> {
-        self.0.lock().unwrap().start_mirror(row, primary)
+        self.0.lock().unwrap().start_mirror(&self.2, row, primary)
+    }
+
+    fn new_address(&self, hostname: &str, nth: usize) -> Option<String> {
+        self.0.lock().unwrap().free_address(hostname, nth)
     }
 
     fn stop_instance(&self, row: &SegmentConfig) {
@@ -59,7 +67,7 @@ impl AdminHarness {
             .ip("10.0.1.1".parse().unwrap())
             .build();
         AdminHarness {
-            hosts: SimHosts(world.clone(), Default::default()),
+            hosts: SimHosts(world.clone(), Default::default(), Arc::new(cfg.clone())),
             world,
             coordinator,
             node,
@@ -82,6 +90,12 @@ impl AdminHarness {
             .spawn(async move { f(client, hosts).await })
             .await
             .expect("admin task panicked")
+    }
+
+    /// Adds a spare segment host `sdwN`; returns its address prefix `10.N.0`.
+    pub fn add_spare_host(&self, name: &str) -> String {
+        let cfg = self.hosts.2.clone();
+        self.world.lock().unwrap().add_spare_host(&cfg, name)
     }
 
     pub fn kill_host(&self, name: &str) {

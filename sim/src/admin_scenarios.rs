@@ -175,7 +175,7 @@ pub async fn double_fault_restart_then_recoverseg(seed: u64) -> Steps {
 /// (full copy from the acting primary); bad files are refused with the line and the rule.
 pub async fn unrecoverable_host_recoverseg_onto_a_spare(seed: u64) -> Steps {
     let h = AdminHarness::build(&RunConfig::pair(), seed);
-    let spare = h.world.lock().unwrap().add_spare_host("sdw3");
+    let spare = h.add_spare_host("sdw3");
     h.run(|mut c, _| async move {
         create_table(&mut c, "t").await;
         wait_catalog(&mut c, "synchronized", all_synchronized).await;
@@ -205,7 +205,7 @@ pub async fn unrecoverable_host_recoverseg_onto_a_spare(seed: u64) -> Steps {
         hosts.step("spare_0_sample", sample.clone());
         let failed = sample.lines().nth(1).unwrap().to_string();
         // A bad line changes nothing.
-        let bad = format!("{failed} {spare}|7000\n");
+        let bad = format!("{failed} {spare}.1|7000\n");
         let err = driver::recoverseg(
             &mut c,
             &hosts,
@@ -220,7 +220,7 @@ pub async fn unrecoverable_host_recoverseg_onto_a_spare(seed: u64) -> Steps {
             err,
             "line 1: expected 3 parts (address|port|dataDirectory) in the new group but found 2"
         );
-        let onto_primary = format!("{failed} 10.0.0.2|7000|/data/mirror/gpseg0\n");
+        let onto_primary = format!("{failed} 10.1.0.9|7000|/data/mirror/gpseg0\n");
         let err = driver::recoverseg(
             &mut c,
             &hosts,
@@ -232,7 +232,7 @@ pub async fn unrecoverable_host_recoverseg_onto_a_spare(seed: u64) -> Steps {
         .await
         .unwrap_err();
         assert!(err.contains("may not sit on its primary's host"), "{err}");
-        let good = format!("{failed} {spare}|7000|/data/mirror/gpseg0\n");
+        let good = format!("{failed} {spare}.1|7000|/data/mirror/gpseg0\n");
         driver::recoverseg(
             &mut c,
             &hosts,
@@ -306,13 +306,13 @@ pub async fn add_mirrors_to_an_unmirrored_cluster(seed: u64) -> Steps {
 /// backout file; running the backout file puts it back.
 pub async fn move_mirrors_and_back_out(seed: u64) -> Steps {
     let h = AdminHarness::build(&RunConfig::pair(), seed);
-    let spare = h.world.lock().unwrap().add_spare_host("sdw3");
+    let spare = h.add_spare_host("sdw3");
     h.run(move |mut c, hosts| async move {
         create_table(&mut c, "t").await;
         let cat = wait_catalog(&mut c, "synchronized", all_synchronized).await;
         let m = cat.pair(0).unwrap().mirror.unwrap();
         let file = format!(
-            "{}|{}|{} {spare}|7000|/data/mirror/gpseg0\n",
+            "{}|{}|{} {spare}.1|7000|/data/mirror/gpseg0\n",
             m.address, m.port, m.datadir
         );
         let (_, backout) = driver::move_mirrors(&mut c, &hosts, &file).await.unwrap();
@@ -436,11 +436,11 @@ pub async fn add_mirrors_from_a_file_onto_other_hosts(seed: u64) -> Steps {
         ..RunConfig::pair()
     };
     let h = AdminHarness::build(&cfg, seed);
-    let spare = h.world.lock().unwrap().add_spare_host("sdw3");
+    let spare = h.add_spare_host("sdw3");
     h.run(move |mut c, hosts| async move {
         create_table(&mut c, "t").await;
         assert!(insert_retrying(&mut c, "t", 1).await);
-        let short = format!("# mirrors\n0|{spare}|7000|/data/mirror/gpseg0\n");
+        let short = format!("# mirrors\n0|{spare}.1|7000|/data/mirror/gpseg0\n");
         let err = driver::add_mirrors(&mut c, &hosts, &MirrorSource::File(short))
             .await
             .unwrap_err();
@@ -449,7 +449,7 @@ pub async fn add_mirrors_from_a_file_onto_other_hosts(seed: u64) -> Steps {
             "line 2: wrong number of mirrors specified: 1 lines for 2 contents"
         );
         let good =
-            format!("0|{spare}|7000|/data/mirror/gpseg0\n1|{spare}|7001|/data/mirror/gpseg1\n");
+            format!("0|{spare}.1|7000|/data/mirror/gpseg0\n1|{spare}.2|7001|/data/mirror/gpseg1\n");
         driver::add_mirrors(&mut c, &hosts, &MirrorSource::File(good))
             .await
             .unwrap()
@@ -563,12 +563,6 @@ pub async fn move_mirrors_into_a_block_layout(seed: u64) -> Steps {
         ..RunConfig::pair()
     };
     let h = AdminHarness::build(&cfg, seed);
-    let ips: Vec<String> = {
-        let w = h.world.lock().unwrap();
-        (1..=4)
-            .map(|i| w.hosts[&format!("sdw{i}")].ip.to_string())
-            .collect()
-    };
     let block = Layout::Block { size: 2 }.place(4, 2, 8).unwrap();
     h.run(move |mut c, hosts| async move {
         create_table(&mut c, "t").await;
@@ -581,11 +575,12 @@ pub async fn move_mirrors_into_a_block_layout(seed: u64) -> Steps {
             want.insert(p.content as i16, host.clone());
             if m.hostname != host {
                 file.push_str(&format!(
-                    "{}|{}|{} {}|{}|/data/mirror_block/gpseg{}\n",
+                    "{}|{}|{} 10.{}.0.{}|{}|/data/mirror_block/gpseg{}\n",
                     m.address,
                     m.port,
                     m.datadir,
-                    ips[p.mirror_host],
+                    p.mirror_host + 1,
+                    20 + p.mirror_slot,
                     7100 + p.mirror_slot,
                     p.content
                 ));

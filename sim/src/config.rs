@@ -10,6 +10,8 @@ use cluster::fts::prober::ProbeSettings;
 use cluster::layout::Layout;
 use cluster::segment::ReplicationMode;
 
+use crate::nemesis::FaultWeights;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
     pub scenario: String,
@@ -34,14 +36,31 @@ pub struct RunConfig {
     pub workload: Workload,
     /// Faults are injected during this much simulated time.
     pub fault_time: Duration,
-    /// Mean simulated time between two host crashes.
-    pub crash_every_mean: Duration,
-    /// A crashed host comes back after a time drawn from this range.
+    /// Mean simulated time between the starts of two faults.
+    pub fault_every_mean: Duration,
+    /// Relative weights of the fault kinds (`nemesis::KINDS`); 0 switches a kind off.
+    pub fault_weights: FaultWeights,
+    /// Percentage of seeds whose schedule is drawn to leave the cluster available throughout
+    /// (`nemesis::Label::MustStayAvailable`); the others may take it down, never lose data.
+    pub available_share: u32,
+    /// A fault heals after a time drawn from this range (a partition or a paused instance: up to
+    /// `partition_max`).
     pub downtime_min: Duration,
     pub downtime_max: Duration,
+    pub partition_max: Duration,
     /// After healing, the cluster must serve a full read within this bound.
     pub heal_bound: Duration,
     pub bugs: PlantedBugs,
+    /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
+    /// What a swarm scenario drew for the seed (set by `crate::swarm::derive`).
+    #[serde(skip)]
+    pub swarm: Option<crate::swarm::SwarmOptions>,
+    /// A fault schedule to carry out instead of drawing one from the seed (`hasim replay
+    /// --schedule`).
+    #[serde(skip)]
+    pub schedule: Option<Vec<crate::nemesis::ScheduledFault>>,
 }
 
 /// What the clients run: relative weights of the kinds of work, drawn per transaction (write,
@@ -117,11 +136,17 @@ impl RunConfig {
             clients: 3,
             workload: Workload::inserts(),
             fault_time: Duration::from_secs(30),
-            crash_every_mean: Duration::from_secs(6),
+            fault_every_mean: Duration::from_secs(6),
+            fault_weights: FaultWeights::host_crashes(),
+            available_share: 0,
             downtime_min: Duration::from_millis(500),
             downtime_max: Duration::from_secs(8),
+            partition_max: Duration::from_secs(20),
             heal_bound: Duration::from_secs(60),
             bugs: PlantedBugs::none(),
+            standby: false,
+            swarm: None,
+            schedule: None,
         }
     }
 
@@ -146,14 +171,27 @@ impl RunConfig {
             clients: 8,
             workload: Workload::mixed(),
             fault_time: Duration::from_secs(60),
-            crash_every_mean: Duration::from_secs(8),
+            fault_every_mean: Duration::from_secs(6),
+            fault_weights: FaultWeights::full(),
+            available_share: 50,
             ..RunConfig::pair()
+        }
+    }
+
+    /// Swarm testing: each seed draws its own cluster (2 to 5 segment hosts, 1 to 3 primaries
+    /// per host, mirrors on or off), probe settings, cache size and fault mix (see
+    /// `crate::swarm`); synchronous replication, the mixed workload, 60 simulated seconds.
+    pub fn swarm() -> RunConfig {
+        RunConfig {
+            scenario: "swarm".into(),
+            ..RunConfig::standard()
         }
     }
 
     pub fn by_name(name: &str) -> Option<RunConfig> {
         match name {
             "standard" => Some(RunConfig::standard()),
+            "swarm" => Some(RunConfig::swarm()),
             "pair" => Some(RunConfig::pair()),
             "async-pair" => Some(RunConfig::async_pair()),
             _ => None,
@@ -161,7 +199,7 @@ impl RunConfig {
     }
 
     /// Known scenarios; the first is the default.
-    pub const SCENARIOS: &'static [&'static str] = &["standard", "pair", "async-pair"];
+    pub const SCENARIOS: &'static [&'static str] = &["standard", "pair", "async-pair", "swarm"];
 
     /// Primaries per segment host (the last host may hold fewer).
     pub fn primaries_per_host(&self) -> usize {

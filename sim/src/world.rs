@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,35 +24,76 @@ use crate::config::RunConfig;
 use crate::disk::{SimDisk, TornTail};
 
 pub const COORDINATOR_PORT: u16 = 5432;
+/// The standby coordinator's host, when the run has one.
+pub const STANDBY_HOST: &str = "smdw";
 pub const SEGMENT_PORT: u16 = 6000;
 
-/// One host of the simulated cluster.
+/// One host of the simulated cluster: its disk and the processes running on it.
 pub struct Host {
     pub name: String,
-    pub ip: IpAddr,
     pub disk: SimDisk,
-    pub node: NodeHandle,
+    /// Powered on. A host that is down runs no process.
     pub up: bool,
-    /// The instances this host starts when it boots (an administrator may add or remove some).
-    pub instances: HostInstances,
+    pub processes: Vec<Process>,
 }
 
-/// A host's instances: their configuration and data directory. Shared with the host's boot
-/// closure, so instances added later also start after a restart.
-pub type HostInstances = Arc<std::sync::Mutex<Vec<(InstanceConfig, Arc<dyn Disk>)>>>;
+/// One process on a host (a segment instance, or the coordinator), a simulated node of its own
+/// with its own address, so that it can be killed alone.
+pub struct Process {
+    /// The instance's dbid; `None` for the coordinator.
+    pub dbid: Option<u16>,
+    pub ip: IpAddr,
+    pub node: NodeHandle,
+    /// Running (its host is up and it was not killed).
+    pub up: bool,
+    /// Set when the process's main function returned (an instance that failed itself).
+    stopped: Arc<AtomicBool>,
+    /// A segment instance's configuration and data directory, read each time the process
+    /// starts; `None` for the coordinator, and for an instance an administrator removed (the
+    /// process then runs nothing).
+    pub(crate) slot: Option<InstanceSlot>,
+}
+
+/// What an instance process runs when it starts (see [`Process::slot`]).
+pub type InstanceSlot = Arc<std::sync::Mutex<Option<(InstanceConfig, Arc<dyn Disk>)>>>;
+
+impl Process {
+    /// Whether an instance is configured to run in this process.
+    fn slot_in_use(&self) -> bool {
+        self.slot
+            .as_ref()
+            .is_some_and(|s| s.lock().unwrap().is_some())
+    }
+
+    /// The process gave up on its own (for example an instance that found a corrupt block or
+    /// could not write its disk) and waits for an operator to restart it.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+}
 
 pub struct World {
-    handle: Handle,
+    pub(crate) handle: Handle,
     pub hosts: BTreeMap<String, Host>,
     pub coordinator_addr: String,
     pub segments: Vec<SegmentConfig>,
-    rng: ChaCha8Rng,
+    pub(crate) rng: ChaCha8Rng,
     observe: Observe,
-    cfg: RunConfig,
+    /// The standby coordinator's host, if the configuration places one.
+    pub standby: Option<crate::standby::StandbyHost>,
+    /// Instances paused by the nemesis.
+    pub(crate) paused: std::collections::BTreeSet<u16>,
 }
 
+/// The coordinator's address (host index 0).
 fn host_ip(index: usize) -> IpAddr {
     format!("10.0.0.{}", index + 1).parse().unwrap()
+}
+
+/// The address of the `slot`-th instance (0-based) on segment host `host` (1-based): every
+/// instance is a process of its own with its own address, on the host's own subnet.
+fn instance_ip(host: usize, slot: usize) -> IpAddr {
+    format!("10.{host}.0.{}", slot + 1).parse().unwrap()
 }
 
 impl World {
@@ -66,45 +108,7 @@ impl World {
         let handle = Handle::current();
         let segment_hosts: Vec<String> =
             (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
-        let mut segments = Vec::new();
-        let mut dbid = 2;
-        for content in 0..cfg.contents {
-            let placement = Placement::of(cfg, content);
-            let mut roles = vec![(
-                Role::Primary,
-                placement.primary_host,
-                placement.primary_port,
-            )];
-            if cfg.mirrors {
-                roles.push((Role::Mirror, placement.mirror_host, placement.mirror_port));
-            }
-            for (role, h, port) in roles {
-                segments.push(SegmentConfig {
-                    dbid,
-                    content: content as i16,
-                    role,
-                    preferred_role: role,
-                    mode: if cfg.mirrors {
-                        Mode::Synced
-                    } else {
-                        Mode::NotSynced
-                    },
-                    status: Status::Up,
-                    hostname: segment_hosts[h].clone(),
-                    address: host_ip(h + 1).to_string(),
-                    port,
-                    datadir: format!(
-                        "/data/{}/gpseg{content}",
-                        if role == Role::Primary {
-                            "primary"
-                        } else {
-                            "mirror"
-                        }
-                    ),
-                });
-                dbid += 1;
-            }
-        }
+        let segments = layout(cfg);
         let coordinator_addr = format!("{}:{COORDINATOR_PORT}", host_ip(0));
         let mut world = World {
             handle,
@@ -113,37 +117,78 @@ impl World {
             segments,
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
             observe,
-            cfg: cfg.clone(),
+            standby: None,
+            paused: Default::default(),
         };
         world.add_coordinator(cfg);
-        for (i, name) in segment_hosts.iter().enumerate() {
-            world.add_segment_host(cfg, name, host_ip(i + 1));
+        for name in &segment_hosts {
+            world.add_segment_host(cfg, name);
+        }
+        if cfg.standby {
+            world.add_standby_host(cfg);
         }
         world
+    }
+
+    pub(crate) fn new_disk_for(cfg: &RunConfig) -> SimDisk {
+        World::new_disk(cfg)
     }
 
     fn new_disk(cfg: &RunConfig) -> SimDisk {
         SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
     }
 
-    fn add_coordinator(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk(cfg);
+    /// The coordinator's settings in this run.
+    pub(crate) fn coordinator_config(&self, cfg: &RunConfig) -> CoordinatorConfig {
         let mut ccfg = CoordinatorConfig::new(self.coordinator_addr.clone(), self.segments.clone());
         ccfg.probe = cfg.probe.clone();
         ccfg.statement_timeout = cfg.statement_timeout;
         ccfg.bugs = cfg.bugs;
+        ccfg
+    }
+
+    pub(crate) fn new_host(&mut self, name: &str, ip: IpAddr, disk: SimDisk, node: NodeHandle) {
+        self.hosts.insert(
+            name.into(),
+            Host {
+                name: name.into(),
+                disk,
+                up: true,
+                processes: vec![Process {
+                    dbid: None,
+                    ip,
+                    node,
+                    up: true,
+                    stopped: Arc::new(AtomicBool::new(false)),
+                    slot: None,
+                }],
+            },
+        );
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    fn add_coordinator(&mut self, cfg: &RunConfig) {
+        let disk = World::new_disk(cfg);
+        let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
         let node = self
             .handle
             .create_node()
             .name("mdw")
             .ip(host_ip(0))
             .init(move || {
-                let (ccfg, disk) = (ccfg.clone(), node_disk.clone());
+                let (ccfg, disk, flag) = (ccfg.clone(), node_disk.clone(), flag.clone());
                 async move {
+                    flag.store(false, Ordering::SeqCst);
                     if let Err(e) = coordinator::run(ccfg, disk).await {
                         warn!(error = %e, "coordinator stopped");
                     }
+                    flag.store(true, Ordering::SeqCst);
                     std::future::pending::<()>().await
                 }
             })
@@ -152,39 +197,49 @@ impl World {
             "mdw".into(),
             Host {
                 name: "mdw".into(),
-                ip: host_ip(0),
                 disk,
-                node,
                 up: true,
-                instances: Default::default(),
+                processes: vec![Process {
+                    dbid: None,
+                    ip: host_ip(0),
+                    node,
+                    up: true,
+                    stopped,
+                    slot: None,
+                }],
             },
         );
     }
 
-    fn add_segment_host(&mut self, cfg: &RunConfig, name: &str, ip: IpAddr) {
+    fn add_segment_host(&mut self, cfg: &RunConfig, name: &str) {
         let disk = World::new_disk(cfg);
-        let mut instances = Vec::new();
+        let mut processes = Vec::new();
         for seg in self.segments.iter().filter(|s| s.hostname == name) {
-            let peer = self
+            let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
+            icfg.peer_addr = self
                 .segments
                 .iter()
                 .find(|p| p.content == seg.content && p.dbid != seg.dbid)
                 .map(|p| p.endpoint());
-            instances.push(self.instance_for(&disk, seg, peer));
+            let dir_disk = self.instance_disk(&disk, seg);
+            self.fill_instance(cfg, &mut icfg);
+            let ip: IpAddr = seg.address.parse().expect("instance address is an IP");
+            let slot: InstanceSlot = Arc::new(std::sync::Mutex::new(Some((icfg, dir_disk))));
+            processes.push(self.instance_process(name, seg.dbid, ip, slot));
         }
-        self.add_host_with(name, ip, disk, instances);
+        self.hosts.insert(
+            name.into(),
+            Host {
+                name: name.into(),
+                disk,
+                up: true,
+                processes,
+            },
+        );
     }
 
-    /// An instance of `seg` with its own data directory on `disk`, streaming from `peer`.
-    fn instance_for(
-        &self,
-        disk: &SimDisk,
-        seg: &SegmentConfig,
-        peer: Option<String>,
-    ) -> (InstanceConfig, Arc<dyn Disk>) {
-        let cfg = &self.cfg;
-        let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
-        icfg.peer_addr = peer;
+    /// The instance settings a run varies.
+    fn fill_instance(&self, cfg: &RunConfig, icfg: &mut InstanceConfig) {
         icfg.replication = cfg.replication;
         icfg.mirror_down_grace_period = cfg.mirror_down_grace_period;
         icfg.wal_timeout = cfg.wal_timeout;
@@ -192,66 +247,117 @@ impl World {
         icfg.cache_blocks_max = cfg.cache_blocks_max;
         icfg.bugs = cfg.bugs;
         icfg.observe = self.observe.clone();
-        // Each instance has its own data directory on the host's disk.
-        let dir_disk: Arc<dyn Disk> =
-            Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));
-        (icfg, dir_disk)
     }
 
-    fn add_host_with(
-        &mut self,
-        name: &str,
-        ip: IpAddr,
-        disk: SimDisk,
-        instances: Vec<(InstanceConfig, Arc<dyn Disk>)>,
-    ) {
-        let instances: HostInstances = Arc::new(std::sync::Mutex::new(instances));
-        let boot = instances.clone();
+    /// An instance's own data directory on its host's disk.
+    fn instance_disk(&self, disk: &SimDisk, seg: &SegmentConfig) -> Arc<dyn Disk> {
+        Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir))
+    }
+
+    /// A process of its own for an instance: it runs whatever `slot` holds each time it starts.
+    fn instance_process(&self, host: &str, dbid: u16, ip: IpAddr, slot: InstanceSlot) -> Process {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        let boot = slot.clone();
         let node = self
             .handle
             .create_node()
-            .name(name)
+            .name(format!("{host}-dbid{dbid}"))
             .ip(ip)
             .init(move || {
-                let instances = boot.lock().unwrap().clone();
+                let (instance, flag) = (boot.lock().unwrap().clone(), flag.clone());
                 async move {
-                    let runs = instances.into_iter().map(|(icfg, disk)| async move {
+                    flag.store(false, Ordering::SeqCst);
+                    if let Some((icfg, disk)) = instance {
                         if let Err(e) = segment::run(icfg, disk).await {
                             warn!(error = %e, "instance stopped");
                         }
-                    });
-                    futures_join_all(runs).await;
-                    // The host stays up even when its instances have failed.
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    // The process stays until it is killed: an instance that failed
+                    // itself is restarted by an operator.
                     std::future::pending::<()>().await
                 }
             })
             .build();
+        Process {
+            dbid: Some(dbid),
+            ip,
+            node,
+            up: true,
+            stopped,
+            slot: Some(slot),
+        }
+    }
+
+    /// Adds a segment host with no instances (a spare for `recoverseg -i` or `move-mirrors`).
+    /// Its name must be `sdwN`; its instances take addresses `10.N.0.x`, which this returns as
+    /// the prefix `10.N.0`.
+    pub fn add_spare_host(&mut self, cfg: &RunConfig, name: &str) -> String {
+        let n: usize = name
+            .strip_prefix("sdw")
+            .and_then(|n| n.parse().ok())
+            .expect("a spare host is named sdwN");
+        let disk = World::new_disk(cfg);
         self.hosts.insert(
             name.into(),
             Host {
                 name: name.into(),
-                ip,
                 disk,
-                node,
                 up: true,
-                instances,
+                processes: Vec::new(),
             },
         );
+        info!(host = name, "spare host added");
+        format!("10.{n}.0")
     }
 
-    /// Adds a segment host with no instances (a spare for `recoverseg -i` or `move-mirrors`);
-    /// returns its address.
-    pub fn add_spare_host(&mut self, name: &str) -> IpAddr {
-        let ip = host_ip(self.hosts.len());
-        let disk = World::new_disk(&self.cfg);
-        self.add_host_with(name, ip, disk, Vec::new());
-        info!(host = name, %ip, "spare host added");
-        ip
+    /// The host name of an address: a host's name, or an instance address `10.N.0.x` (host
+    /// `sdwN`), or the address of a running process.
+    pub fn hostname_of(&self, address: &str) -> Option<String> {
+        if self.hosts.contains_key(address) {
+            return Some(address.to_string());
+        }
+        if let Some(h) = self
+            .hosts
+            .values()
+            .find(|h| h.processes.iter().any(|p| p.ip.to_string() == address))
+        {
+            return Some(h.name.clone());
+        }
+        let ip: std::net::Ipv4Addr = address.parse().ok()?;
+        let [a, b, c, _] = ip.octets();
+        let name = format!("sdw{b}");
+        (a == 10 && c == 0 && b >= 1 && self.hosts.contains_key(&name)).then_some(name)
     }
 
-    /// Starts a fresh, empty mirror instance for `row` on its host, streaming from `primary`;
-    /// its data directory is wiped first. It also starts whenever the host boots again.
-    pub fn start_mirror(&mut self, row: &SegmentConfig, primary: &str) -> Result<(), String> {
+    /// The `nth` (0-based) address on `host` that no process uses, for a new instance.
+    pub fn free_address(&self, host: &str, nth: usize) -> Option<String> {
+        let n: usize = host.strip_prefix("sdw")?.parse().ok()?;
+        let used: std::collections::BTreeSet<String> = self
+            .hosts
+            .values()
+            .flat_map(|h| h.processes.iter().map(|p| p.ip.to_string()))
+            .collect();
+        (1..250)
+            .map(|x| format!("10.{n}.0.{x}"))
+            .filter(|a| !used.contains(a))
+            .nth(nth)
+    }
+
+    /// Starts a fresh, empty mirror instance for `row` on its host (at `row.address`),
+    /// streaming from `primary`; its data directory is wiped first. A process that stood at
+    /// that address before (a removed instance) is reused.
+    pub fn start_mirror(
+        &mut self,
+        cfg: &RunConfig,
+        row: &SegmentConfig,
+        primary: &str,
+    ) -> Result<(), String> {
+        let ip: IpAddr = row
+            .address
+            .parse()
+            .map_err(|_| format!("address {} is not an IP", row.address))?;
         let host = self
             .hosts
             .get(&row.hostname)
@@ -259,36 +365,64 @@ impl World {
         if !host.up {
             return Err(format!("host {} is down", row.hostname));
         }
+        if let Some(other) = self.hosts.values().find(|h| {
+            h.processes
+                .iter()
+                .any(|p| p.ip == ip && (h.name != row.hostname || p.slot_in_use()))
+        }) {
+            return Err(format!("address {ip} is in use on host {}", other.name));
+        }
         let mut mirror = row.clone();
         mirror.role = Role::Mirror;
-        let (icfg, disk) = self.instance_for(&host.disk, &mirror, Some(primary.to_string()));
+        let mut icfg =
+            InstanceConfig::new(mirror.dbid, mirror.content, mirror.endpoint(), Role::Mirror);
+        icfg.peer_addr = Some(primary.to_string());
+        self.fill_instance(cfg, &mut icfg);
+        let disk = self.instance_disk(&host.disk, &mirror);
         cluster::storage::wipe_instance_dir(&*disk)
             .map_err(|e| format!("cannot wipe {}:{}: {e}", row.hostname, row.datadir))?;
-        let mut list = host.instances.lock().unwrap();
-        list.retain(|(c, _)| c.listen_addr != icfg.listen_addr);
-        list.push((icfg.clone(), disk.clone()));
-        drop(list);
-        host.node.spawn(async move {
-            if let Err(e) = segment::run(icfg, disk).await {
-                warn!(error = %e, "instance stopped");
+        let reuse = host.processes.iter().position(|p| p.ip == ip);
+        match reuse {
+            Some(i) => {
+                let host = self.hosts.get_mut(&row.hostname).expect("looked up");
+                let p = &mut host.processes[i];
+                if let Some(slot) = &p.slot {
+                    *slot.lock().unwrap() = Some((icfg, disk));
+                }
+                p.dbid = Some(row.dbid);
+                self.handle.kill(p.node.id());
+                self.handle.restart(p.node.id());
+                p.up = true;
             }
-        });
-        info!(dbid = row.dbid, host = %row.hostname, port = row.port, "mirror instance started");
+            None => {
+                let slot: InstanceSlot = Arc::new(std::sync::Mutex::new(Some((icfg, disk))));
+                let process = self.instance_process(&row.hostname, row.dbid, ip, slot);
+                let host = self.hosts.get_mut(&row.hostname).expect("looked up");
+                host.processes.push(process);
+            }
+        }
+        info!(dbid = row.dbid, host = %row.hostname, address = %row.address, port = row.port, "mirror instance started");
         Ok(())
     }
 
-    /// Stops the instance listening at `row`'s address and removes it from its host.
+    /// Stops the instance process at `row`'s address for good: it runs nothing from now on,
+    /// even when its host restarts.
     pub fn stop_instance(&mut self, row: &SegmentConfig) {
-        let Some(host) = self.hosts.get(&row.hostname) else {
+        let Some(host) = self.hosts.get_mut(&row.hostname) else {
             return;
         };
-        let addr = row.endpoint();
-        let mut list = host.instances.lock().unwrap();
-        for (icfg, _) in list.iter().filter(|(c, _)| c.listen_addr == addr) {
-            icfg.stop.raise();
+        for p in host.processes.iter_mut() {
+            if p.ip.to_string() == row.address {
+                if let Some(slot) = &p.slot {
+                    *slot.lock().unwrap() = None;
+                }
+                if p.up {
+                    self.handle.kill(p.node.id());
+                    p.up = false;
+                }
+            }
         }
-        list.retain(|(c, _)| c.listen_addr != addr);
-        info!(dbid = row.dbid, host = %row.hostname, port = row.port, "instance stopped");
+        info!(dbid = row.dbid, host = %row.hostname, address = %row.address, "instance stopped");
     }
 
     /// `restart` (gpstop -r): every process of every host that is up stops (its host's page
@@ -296,39 +430,54 @@ impl World {
     /// down. Returns the hosts restarted.
     pub fn restart_cluster(&mut self) -> Vec<String> {
         let mut restarted = Vec::new();
-        for host in self.hosts.values().filter(|h| h.up) {
-            self.handle.kill(host.node.id());
-            self.handle.restart(host.node.id());
+        for host in self.hosts.values_mut().filter(|h| h.up) {
+            for p in host.processes.iter_mut() {
+                self.handle.kill(p.node.id());
+                self.handle.restart(p.node.id());
+                p.up = true;
+            }
             restarted.push(host.name.clone());
         }
+        self.paused.clear();
         info!(hosts = ?restarted, "cluster restarted");
         restarted
-    }
-
-    /// The host name of an address (a host name or its IP).
-    pub fn hostname_of(&self, address: &str) -> Option<String> {
-        self.hosts
-            .values()
-            .find(|h| h.name == address || h.ip.to_string() == address)
-            .map(|h| h.name.clone())
     }
 
     /// Power loss on a host: every process on it dies, and its disk keeps only what was synced
     /// (perhaps with a torn tail of the last unsynced append).
     pub fn kill_host(&mut self, name: &str) {
-        let host = self.hosts.get_mut(name).expect("known host");
-        if !host.up {
-            return;
-        }
-        self.handle.kill(host.node.id());
-        let rng = &mut self.rng;
-        host.disk.crash(|_, unsynced| {
+        self.kill_host_with(name, |rng, unsynced| {
             if rng.next_u32().is_multiple_of(2) {
                 TornTail::None
             } else {
                 TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)
             }
         });
+    }
+
+    /// Power loss on a host; `torn` draws how much of each file's unsynced tail survives.
+    pub(crate) fn kill_host_with(
+        &mut self,
+        name: &str,
+        torn: fn(&mut ChaCha8Rng, usize) -> TornTail,
+    ) {
+        let host = self.hosts.get_mut(name).expect("known host");
+        if !host.up {
+            return;
+        }
+        for p in &mut host.processes {
+            if p.up {
+                self.handle.kill(p.node.id());
+                p.up = false;
+            }
+        }
+        for p in &host.processes {
+            if let Some(dbid) = p.dbid {
+                self.paused.remove(&dbid);
+            }
+        }
+        let rng = &mut self.rng;
+        host.disk.crash(|_, unsynced| torn(rng, unsynced));
         host.up = false;
         info!(host = name, "host crashed");
     }
@@ -338,7 +487,10 @@ impl World {
         if host.up {
             return;
         }
-        self.handle.restart(host.node.id());
+        for p in &mut host.processes {
+            self.handle.restart(p.node.id());
+            p.up = true;
+        }
         host.up = true;
         info!(host = name, "host restarted");
     }
@@ -359,11 +511,68 @@ impl World {
             .collect()
     }
 
+    /// Every coordinator address a client should know: the coordinator's, then the standby's.
+    pub fn coordinator_addrs(&self) -> Vec<String> {
+        let mut addrs = vec![self.coordinator_addr.clone()];
+        addrs.extend(self.standby.as_ref().map(|s| s.addr.clone()));
+        addrs
+    }
+
     pub fn contents(&self) -> Vec<i16> {
         let mut c: Vec<i16> = self.segments.iter().map(|s| s.content).collect();
         c.dedup();
         c
     }
+}
+
+/// The cluster's instances as `gpinitsystem` lays them out: the run's mirror layout (see
+/// [`Placement`]), dbids from 2 in content order, primary before mirror, every instance
+/// a process with its own address on its host's subnet.
+pub fn layout(cfg: &RunConfig) -> Vec<SegmentConfig> {
+    let segment_hosts: Vec<String> = (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
+    let mut segments = Vec::new();
+    let mut slots = vec![0usize; cfg.segment_hosts];
+    let mut dbid = 2;
+    for content in 0..cfg.contents {
+        let placement = Placement::of(cfg, content);
+        let mut roles = vec![(
+            Role::Primary,
+            placement.primary_host,
+            placement.primary_port,
+        )];
+        if cfg.mirrors {
+            roles.push((Role::Mirror, placement.mirror_host, placement.mirror_port));
+        }
+        for (role, h, port) in roles {
+            let slot = slots[h];
+            slots[h] += 1;
+            segments.push(SegmentConfig {
+                dbid,
+                content: content as i16,
+                role,
+                preferred_role: role,
+                mode: if cfg.mirrors {
+                    Mode::Synced
+                } else {
+                    Mode::NotSynced
+                },
+                status: Status::Up,
+                hostname: segment_hosts[h].clone(),
+                address: instance_ip(h + 1, slot).to_string(),
+                port,
+                datadir: format!(
+                    "/data/{}/gpseg{content}",
+                    if role == Role::Primary {
+                        "primary"
+                    } else {
+                        "mirror"
+                    }
+                ),
+            });
+            dbid += 1;
+        }
+    }
+    segments
 }
 
 /// Where a content's instances live, by the run's layout (`cluster::layout`). Host `h` (0-based)

@@ -113,7 +113,10 @@ async fn late_syncrep_off(bug: bool) -> Vec<sim::invariants::Violation> {
         .find(|s| s.dbid == 2)
         .unwrap()
         .endpoint();
-    let (sdw1, sdw2) = (world.hosts["sdw1"].node.id(), world.hosts["sdw2"].node.id());
+    let (sdw1, sdw2) = (
+        world.hosts["sdw1"].processes[0].node.id(),
+        world.hosts["sdw2"].processes[0].node.id(),
+    );
     let net = madsim::net::NetSim::current();
     let client = madsim::runtime::Handle::current()
         .create_node()

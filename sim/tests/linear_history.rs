@@ -92,7 +92,7 @@ async fn partition_a_lagging_pair(bug: bool) -> Vec<Violation> {
     let recorder = Recorder::default();
     let world = World::build_observed(&cfg, 21, recorder.hook());
     let coordinator = world.coordinator_addr.clone();
-    let node = |name: &str| world.hosts[name].node.id();
+    let node = |name: &str| world.hosts[name].processes[0].node.id();
     let (mdw, sdw1, sdw2) = (node("mdw"), node("sdw1"), node("sdw2"));
     let net = NetSim::current();
     let client = madsim::runtime::Handle::current()

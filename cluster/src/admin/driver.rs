@@ -21,6 +21,9 @@ pub trait Hosts {
     fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), String>;
     /// Stops the instance process of `row`, if it runs.
     fn stop_instance(&self, row: &SegmentConfig);
+    /// The address a new instance on `hostname` takes: the host's address where instances
+    /// share it; the `nth` (0-based) free one where each instance has an address of its own.
+    fn new_address(&self, hostname: &str, nth: usize) -> Option<String>;
 }
 
 /// `recoverseg`'s options.
@@ -219,6 +222,7 @@ pub fn plan_mirrors_by_offset(
     cat: &Catalog,
     offset: u16,
     layout: Layout,
+    new_address: impl Fn(&str, usize) -> Option<String>,
 ) -> Result<Vec<SegmentConfig>, String> {
     let primaries: Vec<SegmentConfig> = cat.pairs().into_iter().map(|p| p.primary).collect();
     let mut host_names: Vec<String> = primaries.iter().map(|p| p.hostname.clone()).collect();
@@ -258,16 +262,19 @@ pub fn plan_mirrors_by_offset(
             ));
         }
         let port = u16::try_from(port).map_err(|_| format!("mirror port {port} is too large"))?;
+        let nth = mirrors_on[target] as usize;
         mirrors_on[target] += 1;
         let mut row = p.clone();
         row.dbid = 0;
         row.role = Role::Mirror;
         row.preferred_role = Role::Mirror;
         row.hostname = host_names[target].clone();
-        row.address = on_target
-            .first()
-            .map(|q| q.address.clone())
-            .unwrap_or_default();
+        row.address = new_address(&host_names[target], nth).ok_or_else(|| {
+            format!(
+                "no address for a new instance on host {}",
+                host_names[target]
+            )
+        })?;
         row.port = port;
         row.datadir = format!("/data/mirror/gpseg{}", p.content);
         out.push(row);
@@ -295,11 +302,13 @@ pub async fn add_mirrors<H: Hosts>(
     let cat = client.catalog().await.map_err(db)?;
     let rows = match source {
         MirrorSource::Sample => {
-            let plan = plan_mirrors_by_offset(&cat, 1000, Layout::Group)?;
+            let plan =
+                plan_mirrors_by_offset(&cat, 1000, Layout::Group, |h, n| hosts.new_address(h, n))?;
             return Ok(Err(config::render_add_mirrors(&plan)));
         }
         MirrorSource::Offset(offset, layout) => {
-            let plan = plan_mirrors_by_offset(&cat, *offset, *layout)?;
+            let plan =
+                plan_mirrors_by_offset(&cat, *offset, *layout, |h, n| hosts.new_address(h, n))?;
             // The same checks a file gets.
             let text = config::render_add_mirrors(&plan);
             let lines = config::parse_add_mirrors(&text).map_err(|e| e.to_string())?;
@@ -427,11 +436,12 @@ mod tests {
     #[test]
     fn offset_plans_follow_the_layout_and_spread_needs_enough_hosts() {
         let cat = unmirrored(3, 2);
-        let group = plan_mirrors_by_offset(&cat, 1000, Layout::Group).unwrap();
+        let addr = |h: &str, _| Some(format!("{h}-addr"));
+        let group = plan_mirrors_by_offset(&cat, 1000, Layout::Group, addr).unwrap();
         assert_eq!(group[0].hostname, "sdw2");
         assert_eq!(group[1].hostname, "sdw2");
         assert_eq!((group[0].port, group[1].port), (7000, 7001));
-        let spread = plan_mirrors_by_offset(&cat, 1000, Layout::Spread).unwrap();
+        let spread = plan_mirrors_by_offset(&cat, 1000, Layout::Spread, addr).unwrap();
         assert_eq!(spread[0].hostname, "sdw2");
         assert_eq!(spread[1].hostname, "sdw3");
         for plan in [&group, &spread] {
@@ -440,7 +450,8 @@ mod tests {
                 assert_ne!(m.hostname, p.hostname);
             }
         }
-        let err = plan_mirrors_by_offset(&unmirrored(2, 2), 1000, Layout::Spread).unwrap_err();
+        let err =
+            plan_mirrors_by_offset(&unmirrored(2, 2), 1000, Layout::Spread, addr).unwrap_err();
         assert!(err.contains("spread mirroring needs more hosts"), "{err}");
     }
 

@@ -109,6 +109,15 @@ impl Hosts for ProcessHosts {
         Ok(())
     }
 
+    fn new_address(&self, hostname: &str, _nth: usize) -> Option<String> {
+        // Instances of a local cluster's host share its address.
+        let (_, file) = self.file().ok()?;
+        file.segments
+            .iter()
+            .find(|s| s.hostname == hostname)
+            .map(|s| s.address.clone())
+    }
+
     fn stop_instance(&self, row: &SegmentConfig) {
         let pid_file = Path::new(&row.datadir).join(PID_FILE);
         let Ok(text) = std::fs::read_to_string(&pid_file) else {
