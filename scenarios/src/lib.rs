@@ -83,6 +83,11 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
         caught_by: "standby-catalog",
         test: "sim/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
     },
+    ScriptedCatch {
+        name: "rebalance-unsynchronized",
+        caught_by: "no-lost-commits",
+        test: "sim/tests/recoverseg.rs::the_no_lost_commits_check_catches_a_rebalance_before_resynchronization",
+    },
 ];
 
 /// A fault schedule kept as a regression scenario: with its planted bug on, replaying it on its
