@@ -1,6 +1,8 @@
 //! The deterministic simulator of the cluster: simulated hosts and disks, a nemesis, a client
 //! workload with a Jepsen-style history, invariant checkers, and the seed runner behind `hasim`.
 
+pub mod admin;
+pub mod admin_scenarios;
 pub mod cli;
 pub mod config;
 pub mod disk;
@@ -11,6 +13,7 @@ pub mod invariants;
 pub mod layouts;
 pub mod nemesis;
 pub mod observer;
+pub mod operator;
 pub mod recording;
 pub mod report_cli;
 pub mod runner;
