@@ -45,12 +45,6 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "identical-replicas",
         seed_budget: 100,
     },
-    PlantedBug {
-        name: "probe-without-timeout",
-        scenario: "standard",
-        caught_by: "availability",
-        seed_budget: 100,
-    },
 ];
 
 /// A planted bug whose failure needs a precise interleaving (a message held in a partitioned
@@ -73,6 +67,11 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
         name: "promote-unsynced-mirror",
         caught_by: "linear-history",
         test: "sim/tests/linear_history.rs::promoting_the_lagging_mirror_forks_the_history_and_the_checker_says_so",
+    },
+    ScriptedCatch {
+        name: "probe-without-timeout",
+        caught_by: "availability",
+        test: "scenarios/tests/schedules.rs::every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without",
     },
     ScriptedCatch {
         name: "activation-ignores-commit-records",

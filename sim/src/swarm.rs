@@ -9,6 +9,7 @@ use rand_chacha::rand_core::Rng;
 use serde::Serialize;
 
 use cluster::fts::prober::ProbeSettings;
+use cluster::layout::Layout;
 use cluster::segment::ReplicationMode;
 
 use crate::config::RunConfig;
@@ -20,6 +21,8 @@ pub struct SwarmOptions {
     pub segment_hosts: usize,
     pub primaries_per_host: usize,
     pub mirrors: bool,
+    /// Where mirrors go: group, spread or block (only layouts valid for the drawn cluster).
+    pub layout: Layout,
     pub replication: ReplicationMode,
     pub clients: u32,
     pub cache_blocks_max: usize,
@@ -40,10 +43,11 @@ impl SwarmOptions {
             .map(|(k, w)| format!("{k}:{w}"))
             .collect();
         format!(
-            "{} hosts x {} primaries, mirrors {}, {:?} replication, {} clients, cache {} blocks, probe every {:?} timeout {:?} retries {} gap {:?}, a fault every {} ms on average: {}",
+            "{} hosts x {} primaries, mirrors {} ({}), {:?} replication, {} clients, cache {} blocks, probe every {:?} timeout {:?} retries {} gap {:?}, a fault every {} ms on average: {}",
             self.segment_hosts,
             self.primaries_per_host,
             if self.mirrors { "on" } else { "off" },
+            self.layout,
             self.replication,
             self.clients,
             self.cache_blocks_max,
@@ -69,6 +73,11 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
     let segment_hosts = between(&mut rng, 2, 5) as usize;
     let primaries_per_host = between(&mut rng, 1, 3) as usize;
     let mirrors = between(&mut rng, 0, 9) < 8;
+    let candidates: Vec<Layout> = [Layout::Group, Layout::Spread, Layout::Block { size: 2 }]
+        .into_iter()
+        .filter(|l| l.validate(segment_hosts, primaries_per_host).is_ok())
+        .collect();
+    let layout = candidates[(rng.next_u64() % candidates.len() as u64) as usize];
     let clients = between(&mut rng, 2, 10) as u32;
     let cache_blocks_max = between(&mut rng, 4, 64) as usize;
     let probe_timeout = Duration::from_millis(between(&mut rng, 500, 2000));
@@ -99,6 +108,7 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
         segment_hosts,
         primaries_per_host,
         mirrors,
+        layout,
         replication: base.replication,
         clients,
         cache_blocks_max,
@@ -124,6 +134,7 @@ pub fn derive(seed: u64, base: &RunConfig) -> RunConfig {
         segment_hosts: o.segment_hosts,
         contents: o.segment_hosts * o.primaries_per_host,
         mirrors: o.mirrors,
+        layout: o.layout,
         replication: o.replication,
         clients: o.clients,
         cache_blocks_max: o.cache_blocks_max,
@@ -155,6 +166,12 @@ mod tests {
             }
         }
         assert!(drawn.iter().any(|o| !o.mirrors) && drawn.iter().any(|o| o.mirrors));
+        for o in &drawn {
+            o.layout
+                .validate(o.segment_hosts, o.primaries_per_host)
+                .unwrap();
+        }
+        assert!(drawn.iter().any(|o| o.layout == Layout::Spread));
         for kind in KINDS {
             assert!(
                 drawn.iter().any(|o| o.fault_weights.get(kind) == 0)

@@ -11,8 +11,8 @@
 //! Exact rule: every transaction that failed or timed out with a content-unavailable error (no
 //! live instance, cannot reach its primary, lost the primary, an instance or the coordinator did
 //! not answer in time; "all segment databases are unavailable" names every content; an error
-//! naming no content counts against every content the transaction's statements route to)
-//! completed inside an excuse window of that content; runs
+//! naming no content, a timeout, is excused by a window of any content the transaction's
+//! statements route to) completed inside an excuse window of that content; runs
 //! labelled [`Label::MayLoseAvailabilityNeverData`] are not judged.
 
 use std::collections::BTreeMap;
@@ -41,21 +41,27 @@ pub fn detection_window(
     probe.probe_interval + one_probe * 2 + wal_timeout + mirror_down_grace
 }
 
-/// The contents a failed transaction's error says were unavailable (`all` for every content;
-/// `touched`, the contents the transaction's statements route to, when the error names none).
-fn unavailable_contents(error: &str, all: &[i16], touched: &[i16]) -> Vec<i16> {
-    if error.contains("all segment databases are unavailable") {
-        return all.to_vec();
-    }
-    let markers = [
-        "is unavailable",
+/// Whether an error says a content (or the coordinator, waiting on one) was unavailable.
+fn is_unavailable(error: &str) -> bool {
+    [
+        "unavailable",
         "cannot reach its primary",
         "lost the primary",
         "did not answer",
         "connection to the coordinator lost",
-    ];
-    if !markers.iter().any(|m| error.contains(m)) {
-        return Vec::new();
+    ]
+    .iter()
+    .any(|m| error.contains(m))
+}
+
+/// The contents an unavailability error names (`all` for "all segment databases are
+/// unavailable"); `None` if it is no unavailability error or names no content.
+fn named_contents(error: &str, all: &[i16]) -> Option<Vec<i16>> {
+    if !is_unavailable(error) {
+        return None;
+    }
+    if error.contains("all segment databases are unavailable") {
+        return Some(all.to_vec());
     }
     let mut out = Vec::new();
     let mut rest = error;
@@ -68,10 +74,7 @@ fn unavailable_contents(error: &str, all: &[i16], touched: &[i16]) -> Vec<i16> {
             }
         }
     }
-    if out.is_empty() {
-        out = touched.to_vec();
-    }
-    out
+    (!out.is_empty()).then_some(out)
 }
 
 /// `faults` in ms since the workload started at `workload_started_ms` (the history's clock).
@@ -130,20 +133,27 @@ pub fn check(
         let mut touched: Vec<i16> = t.ops.iter().map(|o| o.content).collect();
         touched.sort_unstable();
         touched.dedup();
-        for c in unavailable_contents(err, &contents, &touched) {
-            let excused = excuses
-                .get(&c)
-                .is_some_and(|spans| spans.iter().any(|(a, b)| *a <= at && at <= *b));
-            if !excused {
-                violations.push(Violation {
-                    checker: NAME,
-                    message: format!(
-                        "content {c} was unavailable at {at} ms of the workload in a run that must stay available, outside the {w} ms detection window after every fault touching it"
-                    ),
-                    first_event: t.completion_event(),
-                });
-                break;
-            }
+        let excused = |c: &i16| {
+            excuses
+                .get(c)
+                .is_some_and(|spans| spans.iter().any(|(a, b)| *a <= at && at <= *b))
+        };
+        let named = named_contents(err, &contents);
+        // An error that names its contents must be excused for each of them; one that names
+        // none (a timeout) for at least one of the contents the transaction went to.
+        let culprit = match &named {
+            Some(named) => named.iter().find(|c| !excused(c)).copied(),
+            None if is_unavailable(err) && !touched.iter().any(excused) => touched.first().copied(),
+            None => None,
+        };
+        if let Some(c) = culprit {
+            violations.push(Violation {
+                checker: NAME,
+                message: format!(
+                    "content {c} was unavailable at {at} ms of the workload in a run that must stay available, outside the {w} ms detection window after every fault touching it"
+                ),
+                first_event: t.completion_event(),
+            });
         }
         if violations.len() >= 20 {
             break;
@@ -160,30 +170,24 @@ mod tests {
     fn content_unavailable_errors_name_their_contents() {
         let all = [0, 1, 2];
         assert_eq!(
-            unavailable_contents("content 1 is unavailable: no live instance", &all, &[0]),
-            vec![1]
+            named_contents("content 1 is unavailable: no live instance", &all),
+            Some(vec![1])
         );
         assert_eq!(
-            unavailable_contents(
+            named_contents(
                 "content 2: cannot reach its primary: refused; transaction rolled back",
-                &all,
-                &[2]
+                &all
             ),
-            vec![2]
+            Some(vec![2])
         );
         assert_eq!(
-            unavailable_contents("all segment databases are unavailable", &all, &[1]),
-            vec![0, 1, 2]
+            named_contents("all segment databases are unavailable", &all),
+            Some(vec![0, 1, 2])
         );
-        assert_eq!(
-            unavailable_contents(
-                "connection to the coordinator lost: 10.0.0.1:5432 did not answer within 7s",
-                &all,
-                &[0, 2]
-            ),
-            vec![0, 2]
-        );
-        assert!(unavailable_contents("duplicate key 5 on content 1", &all, &[1]).is_empty());
+        let timeout = "connection to the coordinator lost: 10.0.0.1:5432 did not answer within 7s";
+        assert!(is_unavailable(timeout));
+        assert_eq!(named_contents(timeout, &all), None);
+        assert!(!is_unavailable("duplicate key 5 on content 1"));
     }
 
     #[test]
