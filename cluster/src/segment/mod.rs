@@ -177,17 +177,9 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         if role == Role::Mirror {
             instance.start_receiver();
         }
-        tasks.push(runtime::spawn(
-            instance.clone().stop_when_asked().in_current_span(),
-        ));
         let server = runtime::spawn(instance.clone().accept_loop(listener).in_current_span());
         tasks.push(server);
-        let reason = instance
-            .inner
-            .failure
-            .wait_until(|f| f.is_some())
-            .await
-            .expect("waited for a failure");
+        let reason = instance.failed_or_stopped().await;
         for task in tasks {
             task.abort();
         }

@@ -152,9 +152,19 @@ impl Instance {
         })
     }
 
-    pub(super) async fn stop_when_asked(self) {
-        self.inner.cfg.stop.0.wait_until(|s| *s).await;
-        self.fail("stopped by the administrator".into());
+    /// Waits until the instance fails itself or an administrator stops it; returns why.
+    pub(super) async fn failed_or_stopped(&self) -> String {
+        let failed = self.inner.failure.wait_until(|f| f.is_some());
+        let stopped = self.inner.cfg.stop.0.wait_until(|s| *s);
+        tokio::select! {
+            biased;
+            reason = failed => reason.expect("waited for a failure"),
+            _ = stopped => {
+                let reason = "stopped by the administrator".to_string();
+                self.fail(reason.clone());
+                reason
+            }
+        }
     }
 
     pub(super) async fn wal_summary(&self, upto: Lsn) -> SegmentResponse {
