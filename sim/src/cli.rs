@@ -2,8 +2,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
@@ -35,6 +33,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Measure simulator throughput on 1 and 2 jobs.
     Bench(BenchArgs),
+    /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
+    Hunt(crate::hunt::HuntArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -69,6 +69,10 @@ pub struct RunArgs {
     /// Run every seed twice and compare trace hashes.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Run only shard K of N (K counts from 1): the seeds at offsets o of the range with
+    /// o % N == K - 1. The N shards' JSON lines, concatenated and sorted, are the whole run's.
+    #[arg(long, value_parser = crate::pool::Shard::parse)]
+    pub shard: Option<crate::pool::Shard>,
     /// Where a failing seed's result and log are kept.
     #[arg(long, default_value = "hasim-failures")]
     pub failures_dir: PathBuf,
@@ -104,7 +108,7 @@ pub struct SeedRange {
     pub end: u64,
 }
 
-fn parse_seeds(s: &str) -> Result<SeedRange, String> {
+pub fn parse_seeds(s: &str) -> Result<SeedRange, String> {
     let range = match s.split_once("..") {
         Some((a, b)) => {
             let start = a
@@ -136,7 +140,7 @@ fn parse_seeds(s: &str) -> Result<SeedRange, String> {
     Ok(range)
 }
 
-fn parse_scenario(s: &str) -> Result<String, String> {
+pub fn parse_scenario(s: &str) -> Result<String, String> {
     RunConfig::by_name(s).map(|_| s.to_string()).ok_or_else(|| {
         format!(
             "unknown scenario {s:?}; known: {}",
@@ -191,6 +195,7 @@ pub fn main() -> i32 {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
         Command::Bench(args) => bench(args),
+        Command::Hunt(args) => crate::hunt::main(args),
     }
 }
 
@@ -202,49 +207,11 @@ pub fn run_many(
     twice: bool,
     mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
 ) {
-    let next = Arc::new(AtomicU64::new(seeds.start));
-    let (tx, rx) = mpsc::channel();
-    let workers: Vec<_> = (0..jobs)
-        .map(|_| {
-            let (next, tx, cfg) = (next.clone(), tx.clone(), cfg.clone());
-            std::thread::spawn(move || loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds.end {
-                    return;
-                }
-                let (result, log) = run_seed(seed, &cfg);
-                let mismatch = if twice {
-                    let (again, again_log) = run_seed(seed, &cfg);
-                    (again.trace_hash != result.trace_hash).then(|| {
-                        format!(
-                            "trace hash {} then {}; first divergence: {}",
-                            result.trace_hash,
-                            again.trace_hash,
-                            first_divergence(&log, &again_log)
-                        )
-                    })
-                } else {
-                    None
-                };
-                if tx.send((seed, result, log, mismatch)).is_err() {
-                    return;
-                }
-            })
-        })
-        .collect();
-    drop(tx);
-    let mut pending = std::collections::BTreeMap::new();
-    let mut expected = seeds.start;
-    for (seed, result, log, mismatch) in rx {
-        pending.insert(seed, (result, log, mismatch));
-        while let Some((result, log, mismatch)) = pending.remove(&expected) {
-            each(result, log, mismatch);
-            expected += 1;
-        }
-    }
-    for w in workers {
-        let _ = w.join();
-    }
+    let list: Vec<u64> = (seeds.start..seeds.end).collect();
+    crate::pool::run_seeds(cfg, &list, jobs, twice, |run| {
+        each(run.result, run.log, run.mismatch);
+        std::ops::ControlFlow::Continue(())
+    });
 }
 
 /// The first log line that differs between two runs of one seed, ignoring madsim's task ids
@@ -341,12 +308,21 @@ fn run(args: RunArgs) -> i32 {
     let mut failing = Vec::new();
     let mut failovers: Vec<Failover> = Vec::new();
     let stdout = std::io::stdout();
-    run_many(
+    let seeds = match args.shard {
+        Some(shard) => shard.seeds(args.seeds.start, args.seeds.end),
+        None => (args.seeds.start..args.seeds.end).collect(),
+    };
+    let mut progress = crate::progress::Progress::new(seeds.len() as u64, args.json);
+    crate::pool::run_seeds(
         &cfg,
-        args.seeds,
+        &seeds,
         jobs,
         args.check_determinism,
-        |mut result, log, mismatch| {
+        |crate::pool::SeedRun {
+             mut result,
+             log,
+             mismatch,
+         }| {
             if let Some(m) = &mismatch {
                 mismatches += 1;
                 result.verdict = result.verdict.max(Verdict::Crash);
@@ -360,23 +336,29 @@ fn run(args: RunArgs) -> i32 {
             counts[result.verdict as usize] += 1;
             sim_ms += result.sim_time_ms;
             failovers.extend(result.failovers.iter().cloned());
-            let mut out = stdout.lock();
-            if args.json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&result).expect("results serialize")
-                );
-            } else {
-                let _ = writeln!(out, "{}", human_line(&result));
-                if result.verdict != Verdict::Ok {
-                    let _ = write!(out, "{}", explain_failure(&result));
+            progress.seed_done(result.verdict != Verdict::Ok);
+            let _ = progress.suspend(|| -> std::io::Result<()> {
+                let mut out = stdout.lock();
+                if args.json {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&result).expect("results serialize")
+                    );
+                } else {
+                    let _ = writeln!(out, "{}", human_line(&result));
+                    if result.verdict != Verdict::Ok {
+                        let _ = write!(out, "{}", explain_failure(&result));
+                    }
                 }
-            }
+                Ok(())
+            });
+            std::ops::ControlFlow::Continue(())
         },
     );
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
-    let n = args.seeds.end - args.seeds.start;
+    let n = seeds.len() as u64;
     eprintln!(
         "{n} seeds on {jobs} jobs: {} ok, {} safety, {} liveness, {} crash{}; {:.0} simulated s in {:.1} wall s ({:.0} simulated s per wall s, {:.1} simulations/s)",
         counts[0],
