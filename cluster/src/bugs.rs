@@ -19,6 +19,11 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
+    /// A mirror's WAL replay applies each commit after the one that follows it, so two
+    /// transactions writing one row leave the older value on the mirror.
+    pub mirror_replays_out_of_order: bool,
+    /// The prober commits a catalog change without its `gp_configuration_history` row.
+    pub forget_configuration_history: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -43,6 +48,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "mirror-skips-deletes",
         "a mirror's replay drops heap deletes",
     ),
+    (
+        "mirror-replays-out-of-order",
+        "a mirror's replay applies each commit after the next one",
+    ),
+    (
+        "forget-configuration-history",
+        "a catalog change is committed without its configuration history row",
+    ),
 ];
 
 impl PlantedBugs {
@@ -59,6 +72,8 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
+            "mirror-replays-out-of-order" => &mut self.mirror_replays_out_of_order,
+            "forget-configuration-history" => &mut self.forget_configuration_history,
             _ => return None,
         })
     }

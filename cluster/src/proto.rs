@@ -99,6 +99,9 @@ pub enum ClientRequest {
     /// The distributed-commit records not yet forgotten (`gp_distributed_log`): empty once every
     /// distributed transaction has been carried out everywhere.
     DistributedLog,
+    /// The configuration history (`gp_configuration_history`), oldest first, and the current
+    /// configuration epoch.
+    ConfigurationHistory,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +111,10 @@ pub enum ClientResponse {
     Committed,
     Catalog(Catalog),
     DistributedLog(Vec<(u64, Vec<Content>)>),
+    ConfigurationHistory {
+        rows: Vec<crate::catalog::HistoryRow>,
+        epoch: u64,
+    },
     Error(DbError),
 }
 

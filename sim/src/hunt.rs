@@ -61,6 +61,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "identical-replicas",
         seed_budget: 100,
     },
+    PlantedBug {
+        name: "mirror-replays-out-of-order",
+        scenario: "standard",
+        caught_by: "identical-replicas",
+        seed_budget: 100,
+    },
+    PlantedBug {
+        name: "forget-configuration-history",
+        scenario: "standard",
+        caught_by: "configuration-history",
+        seed_budget: 50,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -146,6 +146,9 @@ struct SimOutput {
     history: History,
     final_rows: Result<BTreeMap<(String, Key), Value>, String>,
     sim_time_ms: u64,
+    /// The prober's logged catalog changes, and the history table and epoch read at the end.
+    catalog_lines: Vec<trace::CatalogLine>,
+    configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
 }
 
 /// Runs one seed on a fresh thread; returns its result and its captured log.
@@ -241,6 +244,15 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                     &out.checksums,
                     out.sim_time_ms,
                 ));
+            if let Some((rows, epoch)) = &out.configuration_history {
+                result
+                    .violations
+                    .extend(invariants::configuration_history::check(
+                        &out.catalog_lines,
+                        rows,
+                        *epoch,
+                    ));
+            }
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
             }
@@ -343,6 +355,20 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     } else {
         Vec::new()
     };
+    let configuration_history = if final_rows.is_ok() {
+        let (addr, timeout) = (world.coordinator_addr.clone(), client_timeout);
+        admin
+            .spawn(async move {
+                Client::new(vec![addr], timeout)
+                    .configuration_history()
+                    .await
+                    .ok()
+            })
+            .await
+            .expect("history task")
+    } else {
+        None
+    };
     SimOutput {
         facts: recorder.facts(),
         checksums,
@@ -351,6 +377,8 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         host_events,
         segments: world.segments.clone(),
         cluster_events: trace::take_cluster_events(),
+        catalog_lines: trace::take_catalog_lines(),
+        configuration_history,
         history,
         final_rows,
         sim_time_ms: now_ms(),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::bugs::PlantedBugs;
 use crate::catalog::{Catalog, CatalogError, Content, HistoryRow, RowChange, SegmentConfig};
 use crate::io::runtime;
 use crate::storage::{Engine, StorageError};
@@ -156,6 +157,15 @@ impl CatalogStore {
     /// in-memory catalog (bumping the epoch). Nothing changes if the result would break the
     /// prober's invariants.
     pub async fn record(&self, changes: &[RowChange]) -> Result<Catalog, CatalogStoreError> {
+        self.record_with(changes, PlantedBugs::none()).await
+    }
+
+    /// [`CatalogStore::record`], with planted bugs.
+    pub async fn record_with(
+        &self,
+        changes: &[RowChange],
+        bugs: PlantedBugs,
+    ) -> Result<Catalog, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
         let mut next = self.snapshot();
         next.apply(changes)?;
@@ -179,6 +189,9 @@ impl CatalogStore {
                 dbid: change.dbid,
                 desc: change.history_desc(row.content),
             };
+            if bugs.forget_configuration_history {
+                continue;
+            }
             writes.push(Write::Put {
                 table: HISTORY_TABLE,
                 key: history_base + i as i64,

@@ -110,6 +110,13 @@ impl Session {
                 Ok(log) => ClientResponse::DistributedLog(log.into_iter().collect()),
                 Err(e) => failed(e.to_string()),
             },
+            ClientRequest::ConfigurationHistory => match self.store.history().await {
+                Ok(rows) => ClientResponse::ConfigurationHistory {
+                    rows,
+                    epoch: self.store.snapshot().epoch,
+                },
+                Err(e) => failed(e.to_string()),
+            },
         }
     }
 

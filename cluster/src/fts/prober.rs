@@ -204,7 +204,7 @@ impl Prober {
     }
 
     async fn record(&self, content: i16, changes: &[RowChange]) -> bool {
-        match self.store.record(changes).await {
+        match self.store.record_with(changes, self.bugs).await {
             Ok(catalog) => {
                 for change in changes {
                     info!(

@@ -156,6 +156,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             EngineOptions {
                 cache_blocks_max: cfg.cache_blocks_max,
                 replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
+                replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
             },
         )
         .await

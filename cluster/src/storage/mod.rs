@@ -40,6 +40,8 @@ pub struct EngineOptions {
     pub cache_blocks_max: usize,
     /// Planted bug (off by default): a replica's replay drops heap deletes.
     pub replica_skips_deletes: bool,
+    /// Planted bug (off by default): a replica's replay applies each commit after the next one.
+    pub replica_replays_out_of_order: bool,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +49,7 @@ impl Default for EngineOptions {
         EngineOptions {
             cache_blocks_max: 256,
             replica_skips_deletes: false,
+            replica_replays_out_of_order: false,
         }
     }
 }
@@ -87,6 +90,7 @@ pub struct Engine {
     role: Role,
     wal_bytes: u64,
     replica_skips_deletes: bool,
+    replica_replays_out_of_order: bool,
 }
 
 impl Engine {

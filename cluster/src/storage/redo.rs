@@ -23,6 +23,8 @@ impl Engine {
         let disk = self.disk.clone();
         let mut reader = WalReader::new(&*disk, self.applied_lsn, limit);
         let mut batch: Vec<(Lsn, Record)> = Vec::new();
+        // Planted bug: a replica holds each commit back and applies it after the next one.
+        let mut held: Option<(Lsn, Record, Lsn, Vec<(Lsn, Record)>)> = None;
         loop {
             let (lsn, record, end) = match reader.next_record()? {
                 Next::Record { lsn, record, end } => (lsn, record, end),
@@ -49,8 +51,21 @@ impl Engine {
                 batch.push((lsn, record));
                 continue;
             }
+            let commit = matches!(
+                record,
+                Record::Commit { .. } | Record::CommitPrepared { .. }
+            );
+            if self.replica_replays_out_of_order && self.role == Role::Replica && commit {
+                if held.is_none() {
+                    held = Some((lsn, record, end, std::mem::take(&mut batch)));
+                    continue;
+                }
+            }
             self.redo_record(lsn, record, end, std::mem::take(&mut batch))?;
             self.applied_lsn = end;
+            if let Some((lsn, record, end, batch)) = held.take() {
+                self.redo_record(lsn, record, end, batch)?;
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 //! [`model`] holds the per-row model of the history they share.
 
 pub mod aborted_stays_aborted;
+pub mod configuration_history;
 pub mod identical_replicas;
 pub mod latest_value;
 pub mod model;
