@@ -24,6 +24,9 @@ pub struct PlantedBugs {
     pub mirror_replays_out_of_order: bool,
     /// The prober commits a catalog change without its `gp_configuration_history` row.
     pub forget_configuration_history: bool,
+    /// A segment's buffer cache writes a dirty block back before the WAL covering it is
+    /// durable (breaking WAL before data); a crash can then keep changes whose commit is lost.
+    pub evict_before_wal_flush: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -56,6 +59,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "forget-configuration-history",
         "a catalog change is committed without its configuration history row",
     ),
+    (
+        "evict-before-wal-flush",
+        "a dirty block is written back before the WAL covering it is durable",
+    ),
 ];
 
 impl PlantedBugs {
@@ -74,6 +81,7 @@ impl PlantedBugs {
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
             "mirror-replays-out-of-order" => &mut self.mirror_replays_out_of_order,
             "forget-configuration-history" => &mut self.forget_configuration_history,
+            "evict-before-wal-flush" => &mut self.evict_before_wal_flush,
             _ => return None,
         })
     }

@@ -147,9 +147,24 @@ impl RunConfig {
         }
     }
 
+    /// The standard cluster on slow disks (every fsync takes 5 to 40 ms, a busy spinning disk)
+    /// with a buffer cache of 1 block per instance: dirty blocks are written back under load
+    /// while commits wait for their WAL flush, so the WAL-before-data rule is at work.
+    pub fn slow_disk() -> RunConfig {
+        RunConfig {
+            scenario: "slow-disk".into(),
+            clients: 32,
+            cache_blocks_max: 1,
+            fsync_latency_min: Duration::from_millis(5),
+            fsync_latency_max: Duration::from_millis(40),
+            ..RunConfig::standard()
+        }
+    }
+
     pub fn by_name(name: &str) -> Option<RunConfig> {
         match name {
             "standard" => Some(RunConfig::standard()),
+            "slow-disk" => Some(RunConfig::slow_disk()),
             "pair" => Some(RunConfig::pair()),
             "async-pair" => Some(RunConfig::async_pair()),
             _ => None,
@@ -157,7 +172,7 @@ impl RunConfig {
     }
 
     /// Known scenarios; the first is the default.
-    pub const SCENARIOS: &'static [&'static str] = &["standard", "pair", "async-pair"];
+    pub const SCENARIOS: &'static [&'static str] = &["standard", "pair", "async-pair", "slow-disk"];
 
     /// Primaries per segment host (the last host may hold fewer).
     pub fn primaries_per_host(&self) -> usize {

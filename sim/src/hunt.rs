@@ -73,6 +73,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "configuration-history",
         seed_budget: 50,
     },
+    PlantedBug {
+        name: "evict-before-wal-flush",
+        scenario: "slow-disk",
+        caught_by: "identical-replicas",
+        seed_budget: 150,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -205,22 +205,29 @@ impl World {
         );
     }
 
-    /// Power loss on a host: every process on it dies, and its disk keeps only what was synced
-    /// (perhaps with a torn tail of the last unsynced append).
+    /// Power loss on a host: every process on it dies, and its disk keeps what was synced,
+    /// perhaps a torn tail of the last unsynced append, and about half of the unsynced block
+    /// overwrites (the kernel's write-back).
     pub fn kill_host(&mut self, name: &str) {
         let host = self.hosts.get_mut(name).expect("known host");
         if !host.up {
             return;
         }
         self.handle.kill(host.node.id());
-        let rng = &mut self.rng;
-        host.disk.crash(|_, unsynced| {
-            if rng.next_u32().is_multiple_of(2) {
-                TornTail::None
-            } else {
-                TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)
-            }
-        });
+        // One generator serves both choices; the closures take turns borrowing it.
+        let rng = std::cell::RefCell::new(&mut self.rng);
+        host.disk.crash_with_writeback(
+            |_, unsynced| {
+                let mut rng = rng.borrow_mut();
+                if rng.next_u32().is_multiple_of(2) {
+                    TornTail::None
+                } else {
+                    TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)
+                }
+            },
+            // The kernel had written back about half of the dirty blocks.
+            |_, _, _| rng.borrow_mut().next_u32().is_multiple_of(2),
+        );
         host.up = false;
         info!(host = name, "host crashed");
     }

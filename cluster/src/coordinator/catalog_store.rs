@@ -149,6 +149,17 @@ impl CatalogStore {
         self.current.lock().unwrap().clone()
     }
 
+    /// Reads the current catalog in place: every statement asks for the epoch or a route, and
+    /// a copy of the whole configuration each time grows with the cluster.
+    pub fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
+        f(&self.current.lock().unwrap())
+    }
+
+    /// The current configuration epoch.
+    pub fn epoch(&self) -> u64 {
+        self.read(|c| c.epoch)
+    }
+
     pub fn table(&self, name: &str) -> Option<TableDef> {
         self.tables.lock().unwrap().get(name).cloned()
     }

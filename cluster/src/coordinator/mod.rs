@@ -81,7 +81,7 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
         let listener = net::listen(&cfg.listen_addr)
             .await
             .map_err(CoordinatorError::Listen)?;
-        info!(epoch = store.snapshot().epoch, "coordinator started");
+        info!(epoch = store.epoch(), "coordinator started");
         let prober = Prober::new(cfg.probe.clone(), store.clone(), cfg.bugs);
         runtime::spawn(prober.run().in_current_span());
         let cfg = Arc::new(cfg);
@@ -142,7 +142,7 @@ pub(crate) async fn primary_call(
     connect_timeout: Duration,
     call_timeout: Duration,
 ) -> Option<SegmentResponse> {
-    let addr = store.snapshot().pair(content)?.primary.endpoint();
+    let addr = store.read(|c| c.pair(content).map(|p| p.primary.endpoint()))?;
     let mut conn = Connection::connect(&addr, connect_timeout).await.ok()?;
     conn.call(req, call_timeout).await.ok()
 }

@@ -78,7 +78,7 @@ impl Prober {
             .iter()
             .map(|pair| {
                 let settings = self.settings.clone();
-                let epoch = self.store.snapshot().epoch;
+                let epoch = self.store.epoch();
                 let primary = pair.primary.clone();
                 runtime::spawn(async move { probe_with_retries(&settings, &primary, epoch).await })
             })
@@ -134,8 +134,7 @@ impl Prober {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
             let answer =
-                probe_with_retries(&self.settings, &pair.primary, self.store.snapshot().epoch)
-                    .await;
+                probe_with_retries(&self.settings, &pair.primary, self.store.epoch()).await;
             let outcome = self.outcome(&pair.primary, answer);
             decision = decide_with(pair, outcome, self.bugs);
         }
@@ -152,7 +151,7 @@ impl Prober {
                         &pair.primary,
                         SegmentRequest::SyncrepOff {
                             dbid: pair.primary.dbid,
-                            epoch: self.store.snapshot().epoch,
+                            epoch: self.store.epoch(),
                         },
                     )
                     .await;
@@ -169,7 +168,7 @@ impl Prober {
                         mirror,
                         SegmentRequest::Promote {
                             dbid: mirror.dbid,
-                            epoch: self.store.snapshot().epoch,
+                            epoch: self.store.epoch(),
                         },
                     )
                     .await
@@ -192,7 +191,7 @@ impl Prober {
                     &pair.primary,
                     SegmentRequest::Promote {
                         dbid: pair.primary.dbid,
-                        epoch: self.store.snapshot().epoch,
+                        epoch: self.store.epoch(),
                     },
                 )
                 .await;

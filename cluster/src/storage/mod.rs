@@ -42,6 +42,9 @@ pub struct EngineOptions {
     pub replica_skips_deletes: bool,
     /// Planted bug (off by default): a replica's replay applies each commit after the next one.
     pub replica_replays_out_of_order: bool,
+    /// Planted bug (off by default): the buffer cache evicts (writes) a dirty block before the
+    /// WAL up to its page LSN is durable.
+    pub evict_before_wal_flush: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +53,7 @@ impl Default for EngineOptions {
             cache_blocks_max: 256,
             replica_skips_deletes: false,
             replica_replays_out_of_order: false,
+            evict_before_wal_flush: false,
         }
     }
 }

@@ -28,7 +28,8 @@ impl Engine {
             wal: Arc::new(Wal::new(disk.clone(), wal_end)),
             disk,
             tables: Default::default(),
-            cache: BufferCache::new(opts.cache_blocks_max),
+            cache: BufferCache::new(opts.cache_blocks_max)
+                .evicting_before_wal_flush(opts.evict_before_wal_flush),
             prepared: control.prepared.clone(),
             applied_lsn: control.redo_lsn,
             role: Role::Undecided,
