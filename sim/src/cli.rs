@@ -32,7 +32,11 @@ pub enum Command {
     /// Replay one seed exactly, optionally writing its full trace.
     Replay(ReplayArgs),
     /// Measure simulator throughput on 1 and 2 jobs.
-    Bench(BenchArgs),
+    Bench(crate::bench::BenchArgs),
+    /// One measured run for `hasim bench --scaling` (a child process, so its peak memory is
+    /// its own).
+    #[command(hide = true)]
+    BenchChild(crate::bench::ChildArgs),
     /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
     Hunt(crate::hunt::HuntArgs),
 }
@@ -89,15 +93,6 @@ pub struct ReplayArgs {
     pub trace: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub world: World,
-}
-
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// Seeds per measurement.
-    #[arg(long, default_value = "0..40", value_parser = parse_seeds)]
-    pub seeds: SeedRange,
     #[command(flatten)]
     pub world: World,
 }
@@ -194,7 +189,8 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
-        Command::Bench(args) => bench(args),
+        Command::Bench(args) => crate::bench::main(args),
+        Command::BenchChild(args) => crate::bench::child(args),
         Command::Hunt(args) => crate::hunt::main(args),
     }
 }
@@ -410,57 +406,4 @@ fn replay(args: ReplayArgs) -> i32 {
         }
     }
     result.verdict.exit_code()
-}
-
-fn bench(args: BenchArgs) -> i32 {
-    crate::trace::install("warn");
-    let cfg = args.world.config();
-    let n = args.seeds.end - args.seeds.start;
-    println!(
-        "scenario {}: {n} seeds per row, release build recommended",
-        cfg.scenario
-    );
-    println!("| jobs | seeds | wall s | simulations/s | simulated s per wall s |");
-    println!("|---:|---:|---:|---:|---:|");
-    let mut worst = Verdict::Ok;
-    let mut failovers: Vec<Failover> = Vec::new();
-    for jobs in [1u32, 2] {
-        let started = Instant::now();
-        let mut sim_ms = 0u64;
-        run_many(&cfg, args.seeds, jobs, false, |r, _, _| {
-            sim_ms += r.sim_time_ms;
-            worst = worst.max(r.verdict);
-            if jobs == 1 {
-                failovers.extend(r.failovers);
-            }
-        });
-        let wall = started.elapsed().as_secs_f64();
-        println!(
-            "| {jobs} | {n} | {wall:.2} | {:.2} | {:.0} |",
-            n as f64 / wall,
-            sim_ms as f64 / 1000.0 / wall
-        );
-    }
-    let summary = failover::summarize(&failovers);
-    println!();
-    println!(
-        "failover: {} of {} primaries lost to a host crash with their mirror in sync failed over and committed again ({} more had no in-sync mirror)",
-        summary.complete, summary.with_mirror, summary.without_mirror
-    );
-    println!();
-    println!("| simulated s from | median | p90 |");
-    println!("|---|---:|---:|");
-    for (part, (median, p90)) in [
-        ("crash to catalog flip (detection)", summary.detection_ms),
-        ("flip to \"promoted\" (promotion)", summary.promotion_ms),
-        ("promoted to first commit", summary.first_commit_ms),
-        ("crash to first commit (total)", summary.total_ms),
-    ] {
-        println!(
-            "| {part} | {:.2} | {:.2} |",
-            median as f64 / 1000.0,
-            p90 as f64 / 1000.0
-        );
-    }
-    worst.exit_code()
 }

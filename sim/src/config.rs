@@ -161,8 +161,38 @@ impl RunConfig {
         }
     }
 
+    /// Sizes of the scaled clusters, in segments (contents).
+    pub const SCALED: &'static [usize] = &[8, 64, 256];
+
+    /// The standard cluster grown to `segments` contents for `hasim bench --scaling`: 4 × 2,
+    /// 16 × 4 or 32 × 8 hosts × primaries, group mirroring, one client per content, 20 simulated
+    /// seconds of faults (shorter than the standard's 60, so the largest stays affordable), and
+    /// the standard's crash rate per host (so more hosts crash more often in all).
+    pub fn scaled(segments: usize) -> RunConfig {
+        let (hosts, _per_host) = match segments {
+            8 => (4, 2),
+            64 => (16, 4),
+            256 => (32, 8),
+            other => panic!("no scaled cluster of {other} segments"),
+        };
+        let standard = RunConfig::standard();
+        let per_host_crash_every = standard.crash_every_mean * standard.segment_hosts as u32;
+        RunConfig {
+            scenario: format!("scaled-{segments}"),
+            segment_hosts: hosts,
+            contents: segments,
+            clients: segments as u32,
+            fault_time: Duration::from_secs(20),
+            crash_every_mean: per_host_crash_every / hosts as u32,
+            ..standard
+        }
+    }
+
     pub fn by_name(name: &str) -> Option<RunConfig> {
         match name {
+            "scaled-8" => Some(RunConfig::scaled(8)),
+            "scaled-64" => Some(RunConfig::scaled(64)),
+            "scaled-256" => Some(RunConfig::scaled(256)),
             "standard" => Some(RunConfig::standard()),
             "slow-disk" => Some(RunConfig::slow_disk()),
             "pair" => Some(RunConfig::pair()),
@@ -172,7 +202,15 @@ impl RunConfig {
     }
 
     /// Known scenarios; the first is the default.
-    pub const SCENARIOS: &'static [&'static str] = &["standard", "pair", "async-pair", "slow-disk"];
+    pub const SCENARIOS: &'static [&'static str] = &[
+        "standard",
+        "pair",
+        "async-pair",
+        "slow-disk",
+        "scaled-8",
+        "scaled-64",
+        "scaled-256",
+    ];
 
     /// Primaries per segment host (the last host may hold fewer).
     pub fn primaries_per_host(&self) -> usize {

@@ -1,6 +1,7 @@
 //! The deterministic simulator of the cluster: simulated hosts and disks, a nemesis, a client
 //! workload with a Jepsen-style history, invariant checkers, and the seed runner behind `hasim`.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod disk;

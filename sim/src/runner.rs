@@ -260,8 +260,11 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     }
 }
 
+/// Clients live on 10.0.1.1, 10.0.1.2, ... (250 per /24, for the scaled clusters' hundreds).
 fn client_ip(i: u32) -> IpAddr {
-    format!("10.0.1.{}", i + 1).parse().unwrap()
+    format!("10.0.{}.{}", 1 + i / 250, i % 250 + 1)
+        .parse()
+        .unwrap()
 }
 
 async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
