@@ -2,9 +2,11 @@
 //! second and per CPU second, on 1 and 2 jobs), failover times, and with `--scaling` how the
 //! cost of one simulation grows from 8 to 64 to 256 segments, with its peak memory.
 //!
-//! Peak memory is the `getrusage` maximum resident set size of a child process that runs the
-//! seeds of one size one at a time (`hasim bench-child`), less that of a child that runs none
-//! (the process's own start-up), so each size is measured in a process of its own.
+//! Peak memory is the peak resident set size (`VmHWM` of `/proc/self/status`, which a new
+//! program starts afresh, unlike `getrusage`'s, which Linux carries across `exec` from the
+//! parent) of a child process that runs the seeds of one size one at a time (`hasim
+//! bench-child`), less that of a child that runs none (the process's own start-up), so each
+//! size is measured in a process of its own. CPU time is `getrusage`'s user + system time.
 
 use std::io::Write;
 use std::process::Command as Process;
@@ -66,6 +68,18 @@ pub fn usage() -> (f64, u64) {
     (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as u64)
 }
 
+/// This program's peak resident set size in KiB (Linux `VmHWM`; 0 where unavailable).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 pub fn child(args: ChildArgs) -> i32 {
     crate::trace::install("warn");
     let cfg = RunConfig::by_name(&args.scenario).expect("validated by clap");
@@ -95,10 +109,10 @@ pub fn child(args: ChildArgs) -> i32 {
             report.transactions += r.events.invoked;
         });
     }
-    let (cpu1, rss) = usage();
+    let (cpu1, _) = usage();
     report.wall_s = started.elapsed().as_secs_f64();
     report.cpu_s = cpu1 - cpu0;
-    report.max_rss_kib = rss;
+    report.max_rss_kib = peak_rss_kib();
     println!("{}", serde_json::to_string(&report).expect("serializes"));
     0
 }
@@ -124,6 +138,9 @@ fn run_child(scenario: &str, seeds: Option<SeedRange>) -> Result<ChildReport, St
 
 fn scaling(seeds: SeedRange) -> Result<(), String> {
     let idle = run_child("scaled-8", None)?;
+    if idle.max_rss_kib == 0 {
+        return Err("no peak memory figure on this system (/proc/self/status VmHWM)".into());
+    }
     println!();
     println!(
         "scaling: scenarios scaled-N (N segments = N primaries with N mirrors; one client per content; {} s of faults, crash rate per host as in standard), seeds {}..{} one at a time in a child process each size; process start-up {} MiB",
@@ -133,18 +150,19 @@ fn scaling(seeds: SeedRange) -> Result<(), String> {
         idle.max_rss_kib / 1024
     );
     println!(
-        "| segments | hosts × primaries | instances | seeds | simulated s | CPU s | CPU s per simulation | simulated s per CPU s | transactions per CPU s | peak memory per simulation MiB |"
+        "| segments | hosts × primaries | instances | seeds | failing (not ok) | simulated s | CPU s | CPU s per simulation | simulated s per CPU s | transactions per CPU s | peak memory per simulation MiB |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in RunConfig::SCALED {
         let cfg = RunConfig::scaled(*n);
         let r = run_child(&cfg.scenario, Some(seeds))?;
         println!(
-            "| {n} | {} × {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| {n} | {} × {} | {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |",
             cfg.segment_hosts,
             cfg.primaries_per_host(),
             2 * cfg.contents + 1,
             r.seeds,
+            r.failing,
             r.sim_s,
             r.cpu_s,
             r.cpu_s / r.seeds.max(1) as f64,

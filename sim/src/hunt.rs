@@ -171,6 +171,9 @@ pub enum Catch {
     Checker(&'static str),
     /// Any seed that is not ok.
     AnyFailure,
+    /// A violation from this checker, or a panic whose message contains the text (an
+    /// assertion of the cluster's own that debug builds check and catches the bug first).
+    CheckerOrPanic(&'static str, &'static str),
 }
 
 impl Catch {
@@ -178,6 +181,11 @@ impl Catch {
         match self {
             Catch::Checker(name) => r.violations.iter().any(|v| v.checker == *name),
             Catch::AnyFailure => r.verdict != Verdict::Ok,
+            Catch::CheckerOrPanic(name, text) => {
+                Catch::Checker(name).caught(r)
+                    || (r.verdict == Verdict::Crash
+                        && r.error.as_deref().is_some_and(|e| e.contains(text)))
+            }
         }
     }
 }
@@ -362,6 +370,7 @@ fn hunt_bug(bug: &'static PlantedBug, args: &HuntArgs, jobs: u32) -> BugSummary 
         caught_by: match catch {
             Catch::Checker(c) => c,
             Catch::AnyFailure => "any",
+            Catch::CheckerOrPanic(c, _) => c,
         },
         range_len: len,
         ranges: args.ranges,

@@ -153,6 +153,9 @@ struct SimOutput {
 
 /// Runs one seed on a fresh thread; returns its result and its captured log.
 pub fn run_seed(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
+    // The trace hash and the checkers fed by log lines (failover milestones, the prober's
+    // catalog changes) need the subscriber; `hasim` installs it first with its own level.
+    trace::install("warn");
     let cfg_thread = cfg.clone();
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
