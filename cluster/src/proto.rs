@@ -102,6 +102,8 @@ pub enum ClientRequest {
     /// The configuration history (`gp_configuration_history`), oldest first, and the current
     /// configuration epoch.
     ConfigurationHistory,
+    /// The standby coordinator's verbs and its catalog stream (see [`crate::standby`]).
+    Standby(crate::standby::StandbyRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -116,6 +118,9 @@ pub enum ClientResponse {
         epoch: u64,
     },
     Error(DbError),
+    Standby(crate::standby::StandbyReply),
+    /// From a warm standby: it serves no work; the client tries another coordinator.
+    NotActive(String),
 }
 
 /// Requests to a segment instance. Those that carry `epoch` are fenced: an instance refuses one

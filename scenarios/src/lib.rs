@@ -5,9 +5,90 @@
 
 use sim::config::RunConfig;
 use sim::hunt::{hunt_config, hunt_range, Catch};
-use sim::runner::SeedResult;
+use sim::runner::{run_seed, SeedResult};
 
 pub use sim::hunt::{catalogued, PlantedBug, CATALOGUE};
+
+/// A planted bug whose failure needs a precise interleaving (a message held in a partitioned
+/// link and delivered after a newer decision) is caught by a scripted scenario rather than by a
+/// random hunt: the test named here runs it with the bug on and off.
+pub struct ScriptedCatch {
+    pub name: &'static str,
+    pub caught_by: &'static str,
+    /// `file::test` of the scripted scenario.
+    pub test: &'static str,
+}
+
+pub const SCRIPTED: &[ScriptedCatch] = &[
+    ScriptedCatch {
+        name: "skip-epoch-check",
+        caught_by: "promoted-in-sync",
+        test: "sim/tests/fencing.rs::obeying_the_late_syncrep_off_lets_a_promotion_lose_acknowledged_commits",
+    },
+    ScriptedCatch {
+        name: "promote-unsynced-mirror",
+        caught_by: "linear-history",
+        test: "sim/tests/linear_history.rs::promoting_the_lagging_mirror_forks_the_history_and_the_checker_says_so",
+    },
+    ScriptedCatch {
+        name: "activation-ignores-commit-records",
+        caught_by: "aborted-stays-aborted",
+        test: "sim/tests/standby.rs::activation_that_ignores_commit_records_is_caught",
+    },
+    ScriptedCatch {
+        name: "walsender-ships-unflushed-wal",
+        caught_by: "standby-catalog",
+        test: "sim/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
+    },
+];
+
+/// A fault schedule kept as a regression scenario: with its planted bug on, replaying it on its
+/// seed makes its checker fire; with the bug off the same run passes.
+pub struct Regression {
+    pub name: &'static str,
+    pub scenario: &'static str,
+    pub seed: u64,
+    pub bug: &'static str,
+    pub checker: &'static str,
+    /// The schedule, in the JSON `hasim replay --schedule` reads.
+    pub schedule: &'static str,
+}
+
+pub const REGRESSIONS: &[Regression] = &[
+    Regression {
+        name: "ack-before-mirror-flush-seed-3",
+        scenario: "pair",
+        seed: 3,
+        bug: "ack-before-mirror-flush",
+        checker: "no-lost-commits",
+        // `hasim shrink --seed 3 --scenario pair --bug ack-before-mirror-flush`: the mirror's
+        // host and then the primary's crash, overlapping.
+        schedule: include_str!("../schedules/ack-before-mirror-flush-seed-3.json"),
+    },
+    Regression {
+        name: "paused-primary",
+        scenario: "pair",
+        seed: 1,
+        bug: "probe-without-timeout",
+        checker: "availability",
+        // Written by hand: the primary stalls for 22 s; the prober must time out and fail over.
+        schedule: include_str!("../schedules/paused-primary.json"),
+    },
+];
+
+impl Regression {
+    /// Replays the schedule on its seed, its bug on or off.
+    pub fn replay(&self, bug_on: bool) -> SeedResult {
+        let mut cfg = RunConfig::by_name(self.scenario).expect("known scenario");
+        if bug_on {
+            cfg.bugs.enable(self.bug).expect("catalogued bug");
+        }
+        let schedule = sim::nemesis::parse_schedule(self.schedule)
+            .unwrap_or_else(|e| panic!("regression {}: {e}", self.name));
+        cfg.schedule = Some(schedule);
+        run_seed(self.seed, &cfg).0
+    }
+}
 
 /// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker
 /// firing, or the budget runs out. Returns that seed's result.

@@ -143,7 +143,7 @@ fn scaling(seeds: SeedRange) -> Result<(), String> {
     }
     println!();
     println!(
-        "scaling: scenarios scaled-N (N segments = N primaries with N mirrors; one client per content; {} s of faults, crash rate per host as in standard), seeds {}..{} one at a time in a child process each size; process start-up {} MiB",
+        "scaling: scenarios scaled-N (N segments = N primaries with N mirrors; one client per content; {} s of faults, fault rate per host as in standard), seeds {}..{} one at a time in a child process each size; process start-up {} MiB",
         RunConfig::scaled(8).fault_time.as_secs(),
         seeds.start,
         seeds.end,

@@ -39,11 +39,31 @@ pub enum Command {
     BenchChild(crate::bench::ChildArgs),
     /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
     Hunt(crate::hunt::HuntArgs),
+    /// Cut a failing seed's fault schedule down to a minimal one that still fails the same
+    /// checker; write it to a file `replay --schedule` reads.
+    Shrink(ShrinkArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ShrinkArgs {
+    #[arg(long)]
+    pub seed: u64,
+    /// Where the shrunk schedule goes (default: shrunk-seed-N.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Runs to spend at most.
+    #[arg(long, default_value_t = 150)]
+    pub max_runs: u32,
+    /// Start from the schedule in this file (as `replay --schedule`) instead of the seed's.
+    #[arg(long)]
+    pub schedule: Option<PathBuf>,
+    #[command(flatten)]
+    pub world: World,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct World {
-    /// Scenario to run (known: standard, pair, async-pair).
+    /// Scenario to run (known: standard, pair, async-pair, swarm).
     #[arg(long, default_value = "standard", value_parser = parse_scenario)]
     pub scenario: String,
     /// Replication mode of every segment, overriding the scenario's: sync (a commit waits for
@@ -54,6 +74,10 @@ pub struct World {
     /// the standard scenario has them on already).
     #[arg(long)]
     pub multi_content_txns: bool,
+    /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
+    /// per host) or block:SIZE (the size must divide the number of segment hosts).
+    #[arg(long, value_parser = str::parse::<cluster::layout::Layout>)]
+    pub layout: Option<cluster::layout::Layout>,
     /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
     #[arg(long = "bug", value_parser = parse_bug)]
     pub bugs: Vec<String>,
@@ -93,6 +117,10 @@ pub struct ReplayArgs {
     pub trace: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// Carry out the fault schedule in this JSON file (a result line, or an array of faults)
+    /// instead of the one drawn from the seed; the workload is still the seed's.
+    #[arg(long)]
+    pub schedule: Option<PathBuf>,
     #[command(flatten)]
     pub world: World,
 }
@@ -169,6 +197,9 @@ impl World {
         if self.multi_content_txns {
             cfg.workload.multi_content_txns = true;
         }
+        if let Some(layout) = self.layout {
+            cfg.layout = layout;
+        }
         for bug in &self.bugs {
             cfg.bugs.enable(bug).expect("validated by clap");
         }
@@ -186,12 +217,31 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // Commands that build a world check its layout before running anything.
+    let world = match &cli.command {
+        Command::Run(args) => Some(&args.world),
+        Command::Replay(args) => Some(&args.world),
+        Command::Bench(args) => Some(&args.world),
+        Command::Shrink(args) => Some(&args.world),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    if let Some(cfg) = world.map(World::config) {
+        if let Err(e) = cfg
+            .layout
+            .validate(cfg.segment_hosts, cfg.primaries_per_host())
+        {
+            eprintln!("error: --layout {}: {e}", cfg.layout);
+            return EXIT_USAGE;
+        }
+    }
     match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
         Command::Bench(args) => crate::bench::main(args),
         Command::BenchChild(args) => crate::bench::child(args),
         Command::Hunt(args) => crate::hunt::main(args),
+        Command::Shrink(args) => shrink(args),
     }
 }
 
@@ -342,6 +392,9 @@ fn run(args: RunArgs) -> i32 {
                         serde_json::to_string(&result).expect("results serialize")
                     );
                 } else {
+                    if let Some(o) = &result.swarm {
+                        let _ = writeln!(out, "seed {:>6} swarm: {}", result.seed, o.summary());
+                    }
                     let _ = writeln!(out, "{}", human_line(&result));
                     if result.verdict != Verdict::Ok {
                         let _ = write!(out, "{}", explain_failure(&result));
@@ -383,7 +436,16 @@ fn replay(args: ReplayArgs) -> i32 {
     } else {
         "info"
     });
-    let cfg = args.world.config();
+    let mut cfg = args.world.config();
+    if let Some(path) = &args.schedule {
+        match load_schedule(path, args.seed, &cfg) {
+            Ok(schedule) => cfg.schedule = Some(schedule),
+            Err(e) => {
+                eprintln!("schedule {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+        }
+    }
     let (result, log) = run_seed(args.seed, &cfg);
     if let Some(path) = &args.trace {
         if let Err(e) = std::fs::write(path, &log) {
@@ -397,13 +459,89 @@ fn replay(args: ReplayArgs) -> i32 {
             serde_json::to_string(&result).expect("results serialize")
         );
     } else {
+        if let Some(o) = &result.swarm {
+            println!("swarm: {}", o.summary());
+        }
         println!("{}", human_line(&result));
         if result.verdict != Verdict::Ok {
             print!("{}", explain_failure(&result));
         }
+        println!("  schedule label: {:?}", result.label);
         for f in &result.faults {
-            println!("  fault at {:>6} ms: {:?}", f.at_ms, f.fault);
+            println!(
+                "  fault at {:>6} ms (episode {}): {:?}",
+                f.at_ms, f.episode, f.fault
+            );
+        }
+        for f in &result.healed_at_end {
+            println!("  healed at the end: {f:?}");
         }
     }
+    result.verdict.exit_code()
+}
+
+/// Reads and checks a schedule file against the cluster seed `seed` runs.
+fn load_schedule(
+    path: &Path,
+    seed: u64,
+    cfg: &RunConfig,
+) -> Result<Vec<crate::nemesis::ScheduledFault>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let schedule = crate::nemesis::parse_schedule(&text)?;
+    let seeded = crate::swarm::derive(seed, cfg);
+    let segments = crate::world::layout(&seeded);
+    let layout = crate::nemesis::Layout {
+        segment_hosts: (1..=seeded.segment_hosts)
+            .map(|i| format!("sdw{i}"))
+            .collect(),
+        segments: &segments,
+    };
+    crate::nemesis::validate(&schedule, &layout, seeded.fault_time)?;
+    Ok(schedule)
+}
+
+fn shrink(args: ShrinkArgs) -> i32 {
+    crate::trace::install("warn");
+    let mut cfg = args.world.config();
+    if let Some(path) = &args.schedule {
+        match load_schedule(path, args.seed, &cfg) {
+            Ok(schedule) => cfg.schedule = Some(schedule),
+            Err(e) => {
+                eprintln!("schedule {}: {e}", path.display());
+                return EXIT_USAGE;
+            }
+        }
+    }
+    let Some((shrunk, result)) = crate::shrink::shrink(args.seed, &cfg, args.max_runs) else {
+        eprintln!("seed {} passes: nothing to shrink", args.seed);
+        return EXIT_USAGE;
+    };
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("shrunk-seed-{}.json", args.seed)));
+    let text = serde_json::to_string_pretty(&shrunk).expect("schedules serialize");
+    if let Err(e) = std::fs::write(&out, text + "\n") {
+        eprintln!("cannot write {}: {e}", out.display());
+        return EXIT_USAGE;
+    }
+    println!(
+        "seed {}: {} schedule entries cut to {} in {} runs; still fails [{}]",
+        args.seed,
+        shrunk.original_faults,
+        shrunk.faults.len(),
+        shrunk.runs,
+        shrunk.checker
+    );
+    for f in &shrunk.faults {
+        println!(
+            "  fault at {:>6} ms (episode {}): {:?}",
+            f.at_ms, f.episode, f.fault
+        );
+    }
+    println!("written to {}; replay with:", out.display());
+    println!(
+        "  {}",
+        crate::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
+    );
     result.verdict.exit_code()
 }

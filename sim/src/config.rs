@@ -7,7 +7,10 @@ use serde::Serialize;
 
 use cluster::bugs::PlantedBugs;
 use cluster::fts::prober::ProbeSettings;
+use cluster::layout::Layout;
 use cluster::segment::ReplicationMode;
+
+use crate::nemesis::FaultWeights;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -17,6 +20,8 @@ pub struct RunConfig {
     /// evenly over the segment hosts in content order (`sdw1` holds the first ones), and every
     /// mirror of host `i`'s primaries sits on host `i + 1` (mod the number of hosts).
     pub contents: usize,
+    /// Where mirrors go (group, spread or block); see `cluster::layout`.
+    pub layout: Layout,
     pub mirrors: bool,
     pub replication: ReplicationMode,
     pub probe: ProbeSettings,
@@ -31,14 +36,31 @@ pub struct RunConfig {
     pub workload: Workload,
     /// Faults are injected during this much simulated time.
     pub fault_time: Duration,
-    /// Mean simulated time between two host crashes.
-    pub crash_every_mean: Duration,
-    /// A crashed host comes back after a time drawn from this range.
+    /// Mean simulated time between the starts of two faults.
+    pub fault_every_mean: Duration,
+    /// Relative weights of the fault kinds (`nemesis::KINDS`); 0 switches a kind off.
+    pub fault_weights: FaultWeights,
+    /// Percentage of seeds whose schedule is drawn to leave the cluster available throughout
+    /// (`nemesis::Label::MustStayAvailable`); the others may take it down, never lose data.
+    pub available_share: u32,
+    /// A fault heals after a time drawn from this range (a partition or a paused instance: up to
+    /// `partition_max`).
     pub downtime_min: Duration,
     pub downtime_max: Duration,
+    pub partition_max: Duration,
     /// After healing, the cluster must serve a full read within this bound.
     pub heal_bound: Duration,
     pub bugs: PlantedBugs,
+    /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
+    /// What a swarm scenario drew for the seed (set by `crate::swarm::derive`).
+    #[serde(skip)]
+    pub swarm: Option<crate::swarm::SwarmOptions>,
+    /// A fault schedule to carry out instead of drawing one from the seed (`hasim replay
+    /// --schedule`).
+    #[serde(skip)]
+    pub schedule: Option<Vec<crate::nemesis::ScheduledFault>>,
 }
 
 /// What the clients run: relative weights of the kinds of work, drawn per transaction (write,
@@ -100,6 +122,7 @@ impl RunConfig {
             scenario: "pair".into(),
             segment_hosts: 2,
             contents: 1,
+            layout: Layout::Group,
             mirrors: true,
             replication: ReplicationMode::Sync,
             probe: crate::world::sim_probe_settings(),
@@ -113,11 +136,17 @@ impl RunConfig {
             clients: 3,
             workload: Workload::inserts(),
             fault_time: Duration::from_secs(30),
-            crash_every_mean: Duration::from_secs(6),
+            fault_every_mean: Duration::from_secs(6),
+            fault_weights: FaultWeights::host_crashes(),
+            available_share: 0,
             downtime_min: Duration::from_millis(500),
             downtime_max: Duration::from_secs(8),
+            partition_max: Duration::from_secs(20),
             heal_bound: Duration::from_secs(60),
             bugs: PlantedBugs::none(),
+            standby: false,
+            swarm: None,
+            schedule: None,
         }
     }
 
@@ -142,7 +171,9 @@ impl RunConfig {
             clients: 8,
             workload: Workload::mixed(),
             fault_time: Duration::from_secs(60),
-            crash_every_mean: Duration::from_secs(8),
+            fault_every_mean: Duration::from_secs(6),
+            fault_weights: FaultWeights::full(),
+            available_share: 50,
             ..RunConfig::pair()
         }
     }
@@ -161,13 +192,23 @@ impl RunConfig {
         }
     }
 
+    /// Swarm testing: each seed draws its own cluster (2 to 5 segment hosts, 1 to 3 primaries
+    /// per host, mirrors on or off), probe settings, cache size and fault mix (see
+    /// `crate::swarm`); synchronous replication, the mixed workload, 60 simulated seconds.
+    pub fn swarm() -> RunConfig {
+        RunConfig {
+            scenario: "swarm".into(),
+            ..RunConfig::standard()
+        }
+    }
+
     /// Sizes of the scaled clusters, in segments (contents).
     pub const SCALED: &'static [usize] = &[8, 64, 256];
 
     /// The standard cluster grown to `segments` contents for `hasim bench --scaling`: 4 × 2,
     /// 16 × 4 or 32 × 8 hosts × primaries, group mirroring, one client per content, 20 simulated
     /// seconds of faults (shorter than the standard's 60, so the largest stays affordable), and
-    /// the standard's crash rate per host (so more hosts crash more often in all).
+    /// the standard's fault rate per host (so more hosts see more faults in all).
     pub fn scaled(segments: usize) -> RunConfig {
         let (hosts, _per_host) = match segments {
             8 => (4, 2),
@@ -176,14 +217,14 @@ impl RunConfig {
             other => panic!("no scaled cluster of {other} segments"),
         };
         let standard = RunConfig::standard();
-        let per_host_crash_every = standard.crash_every_mean * standard.segment_hosts as u32;
+        let per_host_crash_every = standard.fault_every_mean * standard.segment_hosts as u32;
         RunConfig {
             scenario: format!("scaled-{segments}"),
             segment_hosts: hosts,
             contents: segments,
             clients: segments as u32,
             fault_time: Duration::from_secs(20),
-            crash_every_mean: per_host_crash_every / hosts as u32,
+            fault_every_mean: per_host_crash_every / hosts as u32,
             ..standard
         }
     }
@@ -195,6 +236,7 @@ impl RunConfig {
             "scaled-256" => Some(RunConfig::scaled(256)),
             "standard" => Some(RunConfig::standard()),
             "slow-disk" => Some(RunConfig::slow_disk()),
+            "swarm" => Some(RunConfig::swarm()),
             "pair" => Some(RunConfig::pair()),
             "async-pair" => Some(RunConfig::async_pair()),
             _ => None,
@@ -206,6 +248,7 @@ impl RunConfig {
         "standard",
         "pair",
         "async-pair",
+        "swarm",
         "slow-disk",
         "scaled-8",
         "scaled-64",

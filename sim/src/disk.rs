@@ -171,6 +171,20 @@ impl SimDisk {
         true
     }
 
+    /// Bytes the visible files hold.
+    pub fn used_bytes(&self) -> u64 {
+        self.state.lock().unwrap().used()
+    }
+
+    /// Every file's visible and durable lengths, sorted by name.
+    pub fn durable_files(&self) -> Vec<(String, u64)> {
+        let st = self.state.lock().unwrap();
+        st.names
+            .iter()
+            .map(|(n, id)| (n.clone(), st.inodes[id].durable.len() as u64))
+            .collect()
+    }
+
     pub fn stats(&self) -> DiskStats {
         self.state.lock().unwrap().stats
     }

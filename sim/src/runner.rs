@@ -18,7 +18,7 @@ use crate::config::RunConfig;
 use crate::failover::{self, Failover, HostEvent};
 use crate::history::{History, Outcome as TxnOutcome};
 use crate::invariants::{self, Violation};
-use crate::nemesis::{self, Fault, ScheduledFault};
+use crate::nemesis::{self, Fault, Label, ScheduledFault};
 use crate::observer::Recorder;
 use crate::trace;
 use crate::workload::{self, now_ms, TABLES};
@@ -59,11 +59,20 @@ pub struct EventCounts {
 #[derive(Clone, Debug, Serialize)]
 pub struct SeedResult {
     pub seed: u64,
+    /// What a swarm scenario drew for this seed (see `crate::swarm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::swarm::SwarmOptions>,
     pub verdict: Verdict,
     pub config: RunConfig,
+    /// Whether the schedule must leave the cluster available, judged from the schedule.
+    pub label: Label,
     /// Fault times are simulated ms since the workload started, `workload_started_ms` after
-    /// the run began.
+    /// the run began. A fault and its healing share an episode.
     pub faults: Vec<ScheduledFault>,
+    /// Heals the runner carried out after the schedule, before the final checks (faults the
+    /// schedule left in force).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub healed_at_end: Vec<Fault>,
     pub workload_started_ms: u64,
     pub events: EventCounts,
     /// Every primary a host crash took down, with its failover milestones.
@@ -84,9 +93,12 @@ impl SeedResult {
     fn empty(seed: u64, cfg: &RunConfig) -> SeedResult {
         SeedResult {
             seed,
+            swarm: cfg.swarm.clone(),
             verdict: Verdict::Ok,
             config: cfg.clone(),
+            label: Label::MustStayAvailable,
             faults: Vec::new(),
+            healed_at_end: Vec::new(),
             workload_started_ms: 0,
             events: EventCounts::default(),
             failovers: Vec::new(),
@@ -139,6 +151,8 @@ struct SimOutput {
     facts: Vec<crate::observer::Observed>,
     checksums: Vec<invariants::identical_replicas::PairChecksums>,
     faults: Vec<ScheduledFault>,
+    healed_at_end: Vec<Fault>,
+    converged: Result<(), String>,
     workload_started_ms: u64,
     host_events: Vec<HostEvent>,
     segments: Vec<cluster::catalog::SegmentConfig>,
@@ -156,7 +170,7 @@ pub fn run_seed(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
     // The trace hash and the checkers fed by log lines (failover milestones, the prober's
     // catalog changes) need the subscriber; `hasim` installs it first with its own level.
     trace::install("warn");
-    let cfg_thread = cfg.clone();
+    let cfg_thread = crate::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
@@ -199,6 +213,7 @@ fn run_seed_here(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
 /// are left out: the caller owns the runtime and the log.
 pub async fn run_in_current_runtime(cfg: RunConfig) -> SeedResult {
     let seed = madsim::runtime::Handle::current().seed();
+    let cfg = crate::swarm::derive(seed, &cfg);
     let out = simulate(seed, cfg.clone()).await;
     let mut result = SeedResult::empty(seed, &cfg);
     judge(&mut result, out);
@@ -217,7 +232,25 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     }
     result.failovers =
         failover::measure(&out.segments, &out.host_events, &out.cluster_events, &txns);
+    let end_ms = out.sim_time_ms.saturating_sub(out.workload_started_ms);
+    let cfg = &result.config;
+    let window = invariants::availability::detection_window(
+        &cfg.probe,
+        cfg.wal_timeout,
+        cfg.mirror_down_grace_period,
+    );
+    result.label = nemesis::label(&out.faults, &out.segments, end_ms, window);
+    let availability = invariants::availability::check(
+        result.label,
+        &out.faults,
+        &out.segments,
+        &txns,
+        out.workload_started_ms,
+        end_ms,
+        window,
+    );
     result.faults = out.faults;
+    result.healed_at_end = out.healed_at_end;
     result.workload_started_ms = out.workload_started_ms;
     result.sim_time_ms = out.sim_time_ms;
     match out.final_rows {
@@ -229,6 +262,7 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             ));
         }
         Ok(rows) => {
+            result.violations.extend(availability);
             result
                 .violations
                 .extend(invariants::no_lost_commits::check(&txns, &rows));
@@ -241,6 +275,9 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             result
                 .violations
                 .extend(invariants::promoted_in_sync::check(&out.facts));
+            result
+                .violations
+                .extend(invariants::linear_history::check(&out.facts));
             result
                 .violations
                 .extend(invariants::identical_replicas::check(
@@ -258,6 +295,13 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             }
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
+            } else if let Err(e) = out.converged {
+                result.verdict = Verdict::Liveness;
+                result.error = Some(format!(
+                    "[{}] the healed cluster did not converge within {:?}: {e}",
+                    invariants::converged::NAME,
+                    result.config.heal_bound
+                ));
             }
         }
     }
@@ -297,7 +341,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             .build();
         let spec = workload::ClientSpec {
             id: c,
-            coordinator: coordinator.clone(),
+            coordinators: vec![coordinator.clone()],
             timeout: client_timeout,
             workload: cfg.workload.clone(),
             contents: cfg.contents,
@@ -307,38 +351,20 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
     }
 
-    let faults = nemesis::plan(
-        &mut stream(seed, "nemesis"),
-        &cfg,
-        &world.segment_host_names(),
-    );
-    let mut host_events = Vec::new();
-    for f in &faults {
-        let at = start_ms + f.at_ms;
-        let now = now_ms();
-        if at > now {
-            madsim::time::sleep(Duration::from_millis(at - now)).await;
+    let faults = match &cfg.schedule {
+        Some(schedule) => schedule.clone(),
+        None => {
+            let layout = nemesis::Layout {
+                segment_hosts: world.segment_host_names(),
+                segments: &world.segments,
+            };
+            nemesis::plan(&mut stream(seed, "nemesis"), &cfg, &layout)
         }
-        trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
-        let (host, crash) = match &f.fault {
-            Fault::HostCrash { host } => (host, true),
-            Fault::HostRestart { host } => (host, false),
-        };
-        if crash {
-            world.kill_host(host);
-        } else {
-            world.restart_host(host);
-        }
-        host_events.push(HostEvent {
-            at_ms: now_ms(),
-            host: host.clone(),
-            crash,
-        });
-    }
-    // Heal: every host is up again; then the clients finish their last transactions.
-    for host in world.down_hosts() {
-        world.restart_host(&host);
-    }
+    };
+    let host_events = run_schedule(&mut world, &faults, start_ms).await;
+    // Heal: everything the schedule left in force; then the clients finish their last
+    // transactions.
+    let healed_at_end = world.heal_all();
     for c in clients {
         let _ = c.await;
     }
@@ -350,6 +376,26 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         cfg.heal_bound,
     ));
     let final_rows = read.await.expect("read task");
+    let converged = if final_rows.is_ok() {
+        let needs_tool = faults
+            .iter()
+            .filter_map(|f| match f.fault {
+                Fault::BitFlip { dbid, .. } => Some(dbid),
+                _ => None,
+            })
+            .collect();
+        admin
+            .spawn(converge(
+                world.coordinator_addr.clone(),
+                client_timeout,
+                cfg.heal_bound,
+                needs_tool,
+            ))
+            .await
+            .expect("converge task")
+    } else {
+        Ok(())
+    };
     let checksums = if final_rows.is_ok() {
         admin
             .spawn(pair_checksums(
@@ -379,6 +425,8 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         facts: recorder.facts(),
         checksums,
         faults,
+        healed_at_end,
+        converged,
         workload_started_ms: start_ms,
         host_events,
         segments: world.segments.clone(),
@@ -391,10 +439,65 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     }
 }
 
+/// Carries out the schedule at its times; returns the host crashes and restarts among it.
+async fn run_schedule(
+    world: &mut World,
+    faults: &[ScheduledFault],
+    start_ms: u64,
+) -> Vec<HostEvent> {
+    let mut host_events = Vec::new();
+    for f in faults {
+        let at = start_ms + f.at_ms;
+        let now = now_ms();
+        if at > now {
+            madsim::time::sleep(Duration::from_millis(at - now)).await;
+        }
+        trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
+        world.apply(&f.fault);
+        let host_event = match &f.fault {
+            Fault::HostCrash { host } | Fault::TornWrite { host } => Some((host, true)),
+            Fault::HostRestart { host } => Some((host, false)),
+            _ => None,
+        };
+        if let Some((host, crash)) = host_event {
+            host_events.push(HostEvent {
+                at_ms: now_ms(),
+                host: host.clone(),
+                crash,
+            });
+        }
+    }
+    host_events
+}
+
+/// Waits until the catalog meets [`invariants::converged::requirement`], up to `bound`.
+async fn converge(
+    coordinator: String,
+    timeout: Duration,
+    bound: Duration,
+    needs_tool: std::collections::BTreeSet<u16>,
+) -> Result<(), String> {
+    let deadline = now_ms() + bound.as_millis() as u64;
+    let mut client = Client::new(vec![coordinator], timeout);
+    loop {
+        let last = match client.catalog().await {
+            Ok(catalog) => match invariants::converged::requirement(&catalog, &needs_tool) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            },
+            Err(e) => e.to_string(),
+        };
+        if now_ms() >= deadline {
+            return Err(last);
+        }
+        madsim::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// For every pair the catalog shows in sync, the primary's and the mirror's checksums, taken
 /// once the mirror has replayed up to the primary's flushed WAL (the cluster is idle by now;
 /// pairs that do not get there within a few seconds are left out).
-async fn pair_checksums(
+pub async fn pair_checksums(
     coordinator: String,
     timeout: Duration,
 ) -> Vec<invariants::identical_replicas::PairChecksums> {
@@ -454,7 +557,7 @@ impl IntoSeed for ChaCha8Rng {
     }
 }
 
-async fn create_tables(coordinator: String, timeout: Duration) -> Result<(), String> {
+pub async fn create_tables(coordinator: String, timeout: Duration) -> Result<(), String> {
     let mut client = Client::new(vec![coordinator], timeout);
     let mut last = String::new();
     for _ in 0..60 {
@@ -475,7 +578,7 @@ async fn create_tables(coordinator: String, timeout: Duration) -> Result<(), Str
 }
 
 /// Reads every row of every table on every content, retrying until `bound` passes.
-async fn read_everything(
+pub async fn read_everything(
     coordinator: String,
     timeout: Duration,
     contents: Vec<i16>,

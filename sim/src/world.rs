@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,28 +24,62 @@ use crate::config::RunConfig;
 use crate::disk::{SimDisk, TornTail};
 
 pub const COORDINATOR_PORT: u16 = 5432;
+/// The standby coordinator's host, when the run has one.
+pub const STANDBY_HOST: &str = "smdw";
 pub const SEGMENT_PORT: u16 = 6000;
 
-/// One host of the simulated cluster.
+/// One host of the simulated cluster: its disk and the processes running on it.
 pub struct Host {
     pub name: String,
-    pub ip: IpAddr,
     pub disk: SimDisk,
-    pub node: NodeHandle,
+    /// Powered on. A host that is down runs no process.
     pub up: bool,
+    pub processes: Vec<Process>,
+}
+
+/// One process on a host (a segment instance, or the coordinator), a simulated node of its own
+/// with its own address, so that it can be killed alone.
+pub struct Process {
+    /// The instance's dbid; `None` for the coordinator.
+    pub dbid: Option<u16>,
+    pub ip: IpAddr,
+    pub node: NodeHandle,
+    /// Running (its host is up and it was not killed).
+    pub up: bool,
+    /// Set when the process's main function returned (an instance that failed itself).
+    stopped: Arc<AtomicBool>,
+}
+
+impl Process {
+    /// The process gave up on its own (for example an instance that found a corrupt block or
+    /// could not write its disk) and waits for an operator to restart it.
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
 }
 
 pub struct World {
-    handle: Handle,
+    pub(crate) handle: Handle,
     pub hosts: BTreeMap<String, Host>,
     pub coordinator_addr: String,
     pub segments: Vec<SegmentConfig>,
-    rng: ChaCha8Rng,
+    pub(crate) rng: ChaCha8Rng,
     observe: Observe,
+    /// The standby coordinator's host, if the configuration places one.
+    pub standby: Option<crate::standby::StandbyHost>,
+    /// Instances paused by the nemesis.
+    pub(crate) paused: std::collections::BTreeSet<u16>,
 }
 
+/// The coordinator's address (host index 0).
 fn host_ip(index: usize) -> IpAddr {
     format!("10.0.0.{}", index + 1).parse().unwrap()
+}
+
+/// The address of the `slot`-th instance (0-based) on segment host `host` (1-based): every
+/// instance is a process of its own with its own address, on the host's own subnet.
+fn instance_ip(host: usize, slot: usize) -> IpAddr {
+    format!("10.{host}.0.{}", slot + 1).parse().unwrap()
 }
 
 impl World {
@@ -59,45 +94,7 @@ impl World {
         let handle = Handle::current();
         let segment_hosts: Vec<String> =
             (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
-        let mut segments = Vec::new();
-        let mut dbid = 2;
-        for content in 0..cfg.contents {
-            let placement = Placement::of(cfg, content);
-            let mut roles = vec![(
-                Role::Primary,
-                placement.primary_host,
-                placement.primary_port,
-            )];
-            if cfg.mirrors {
-                roles.push((Role::Mirror, placement.mirror_host, placement.mirror_port));
-            }
-            for (role, h, port) in roles {
-                segments.push(SegmentConfig {
-                    dbid,
-                    content: content as i16,
-                    role,
-                    preferred_role: role,
-                    mode: if cfg.mirrors {
-                        Mode::Synced
-                    } else {
-                        Mode::NotSynced
-                    },
-                    status: Status::Up,
-                    hostname: segment_hosts[h].clone(),
-                    address: host_ip(h + 1).to_string(),
-                    port,
-                    datadir: format!(
-                        "/data/{}/gpseg{content}",
-                        if role == Role::Primary {
-                            "primary"
-                        } else {
-                            "mirror"
-                        }
-                    ),
-                });
-                dbid += 1;
-            }
-        }
+        let segments = layout(cfg);
         let coordinator_addr = format!("{}:{COORDINATOR_PORT}", host_ip(0));
         let mut world = World {
             handle,
@@ -106,36 +103,77 @@ impl World {
             segments,
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
             observe,
+            standby: None,
+            paused: Default::default(),
         };
         world.add_coordinator(cfg);
-        for (i, name) in segment_hosts.iter().enumerate() {
-            world.add_segment_host(cfg, name, host_ip(i + 1));
+        for name in &segment_hosts {
+            world.add_segment_host(cfg, name);
+        }
+        if cfg.standby {
+            world.add_standby_host(cfg);
         }
         world
+    }
+
+    pub(crate) fn new_disk_for(cfg: &RunConfig) -> SimDisk {
+        World::new_disk(cfg)
     }
 
     fn new_disk(cfg: &RunConfig) -> SimDisk {
         SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
     }
 
-    fn add_coordinator(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk(cfg);
+    /// The coordinator's settings in this run.
+    pub(crate) fn coordinator_config(&self, cfg: &RunConfig) -> CoordinatorConfig {
         let mut ccfg = CoordinatorConfig::new(self.coordinator_addr.clone(), self.segments.clone());
         ccfg.probe = cfg.probe.clone();
         ccfg.statement_timeout = cfg.statement_timeout;
         ccfg.bugs = cfg.bugs;
+        ccfg
+    }
+
+    pub(crate) fn new_host(&mut self, name: &str, ip: IpAddr, disk: SimDisk, node: NodeHandle) {
+        self.hosts.insert(
+            name.into(),
+            Host {
+                name: name.into(),
+                disk,
+                up: true,
+                processes: vec![Process {
+                    dbid: None,
+                    ip,
+                    node,
+                    up: true,
+                    stopped: Arc::new(AtomicBool::new(false)),
+                }],
+            },
+        );
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    fn add_coordinator(&mut self, cfg: &RunConfig) {
+        let disk = World::new_disk(cfg);
+        let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
         let node = self
             .handle
             .create_node()
             .name("mdw")
             .ip(host_ip(0))
             .init(move || {
-                let (ccfg, disk) = (ccfg.clone(), node_disk.clone());
+                let (ccfg, disk, flag) = (ccfg.clone(), node_disk.clone(), flag.clone());
                 async move {
+                    flag.store(false, Ordering::SeqCst);
                     if let Err(e) = coordinator::run(ccfg, disk).await {
                         warn!(error = %e, "coordinator stopped");
                     }
+                    flag.store(true, Ordering::SeqCst);
                     std::future::pending::<()>().await
                 }
             })
@@ -144,17 +182,22 @@ impl World {
             "mdw".into(),
             Host {
                 name: "mdw".into(),
-                ip: host_ip(0),
                 disk,
-                node,
                 up: true,
+                processes: vec![Process {
+                    dbid: None,
+                    ip: host_ip(0),
+                    node,
+                    up: true,
+                    stopped,
+                }],
             },
         );
     }
 
-    fn add_segment_host(&mut self, cfg: &RunConfig, name: &str, ip: IpAddr) {
+    fn add_segment_host(&mut self, cfg: &RunConfig, name: &str) {
         let disk = World::new_disk(cfg);
-        let mut instances = Vec::new();
+        let mut processes = Vec::new();
         for seg in self.segments.iter().filter(|s| s.hostname == name) {
             let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
             icfg.peer_addr = self
@@ -172,35 +215,43 @@ impl World {
             // Each instance has its own data directory on the host's disk.
             let dir_disk: Arc<dyn Disk> =
                 Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));
-            instances.push((icfg, dir_disk));
-        }
-        let node = self
-            .handle
-            .create_node()
-            .name(name)
-            .ip(ip)
-            .init(move || {
-                let instances = instances.clone();
-                async move {
-                    let runs = instances.into_iter().map(|(icfg, disk)| async move {
+            let ip: IpAddr = seg.address.parse().expect("instance address is an IP");
+            let stopped = Arc::new(AtomicBool::new(false));
+            let flag = stopped.clone();
+            let node = self
+                .handle
+                .create_node()
+                .name(format!("{name}-dbid{}", seg.dbid))
+                .ip(ip)
+                .init(move || {
+                    let (icfg, disk, flag) = (icfg.clone(), dir_disk.clone(), flag.clone());
+                    async move {
+                        flag.store(false, Ordering::SeqCst);
                         if let Err(e) = segment::run(icfg, disk).await {
                             warn!(error = %e, "instance stopped");
                         }
-                    });
-                    futures_join_all(runs).await;
-                    // The host stays up even when its instances have failed.
-                    std::future::pending::<()>().await
-                }
-            })
-            .build();
+                        flag.store(true, Ordering::SeqCst);
+                        // The process stays until it is killed: an instance that failed
+                        // itself is restarted by an operator.
+                        std::future::pending::<()>().await
+                    }
+                })
+                .build();
+            processes.push(Process {
+                dbid: Some(seg.dbid),
+                ip,
+                node,
+                up: true,
+                stopped,
+            });
+        }
         self.hosts.insert(
             name.into(),
             Host {
                 name: name.into(),
-                ip,
                 disk,
-                node,
                 up: true,
+                processes,
             },
         );
     }
@@ -209,22 +260,40 @@ impl World {
     /// perhaps a torn tail of the last unsynced append, and about half of the unsynced block
     /// overwrites (the kernel's write-back).
     pub fn kill_host(&mut self, name: &str) {
+        self.kill_host_with(name, |rng, unsynced| {
+            if rng.next_u32().is_multiple_of(2) {
+                TornTail::None
+            } else {
+                TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)
+            }
+        });
+    }
+
+    /// Power loss on a host; `torn` draws how much of each file's unsynced tail survives.
+    pub(crate) fn kill_host_with(
+        &mut self,
+        name: &str,
+        torn: fn(&mut ChaCha8Rng, usize) -> TornTail,
+    ) {
         let host = self.hosts.get_mut(name).expect("known host");
         if !host.up {
             return;
         }
-        self.handle.kill(host.node.id());
+        for p in &mut host.processes {
+            if p.up {
+                self.handle.kill(p.node.id());
+                p.up = false;
+            }
+        }
+        for p in &host.processes {
+            if let Some(dbid) = p.dbid {
+                self.paused.remove(&dbid);
+            }
+        }
         // One generator serves both choices; the closures take turns borrowing it.
         let rng = std::cell::RefCell::new(&mut self.rng);
         host.disk.crash_with_writeback(
-            |_, unsynced| {
-                let mut rng = rng.borrow_mut();
-                if rng.next_u32().is_multiple_of(2) {
-                    TornTail::None
-                } else {
-                    TornTail::Keep((rng.next_u64() % unsynced as u64) as usize)
-                }
-            },
+            |_, unsynced| torn(&mut **rng.borrow_mut(), unsynced),
             // The kernel had written back about half of the dirty blocks.
             |_, _, _| rng.borrow_mut().next_u32().is_multiple_of(2),
         );
@@ -237,7 +306,10 @@ impl World {
         if host.up {
             return;
         }
-        self.handle.restart(host.node.id());
+        for p in &mut host.processes {
+            self.handle.restart(p.node.id());
+            p.up = true;
+        }
         host.up = true;
         info!(host = name, "host restarted");
     }
@@ -258,6 +330,13 @@ impl World {
             .collect()
     }
 
+    /// Every coordinator address a client should know: the coordinator's, then the standby's.
+    pub fn coordinator_addrs(&self) -> Vec<String> {
+        let mut addrs = vec![self.coordinator_addr.clone()];
+        addrs.extend(self.standby.as_ref().map(|s| s.addr.clone()));
+        addrs
+    }
+
     pub fn contents(&self) -> Vec<i16> {
         let mut c: Vec<i16> = self.segments.iter().map(|s| s.content).collect();
         c.dedup();
@@ -265,10 +344,60 @@ impl World {
     }
 }
 
-/// Where a content's instances live: group layout. Host `h` (0-based) holds the primaries of
-/// contents `h * per_host ..`, on ports `SEGMENT_PORT + slot`; their mirrors sit on host `h + 1`
-/// (mod hosts) on ports `SEGMENT_PORT + per_host + slot`, so no two instances of a host share a
-/// port (as `gpinitsystem`'s separate primary and mirror port bases).
+/// The cluster's instances as `gpinitsystem` lays them out: the run's mirror layout (see
+/// [`Placement`]), dbids from 2 in content order, primary before mirror, every instance
+/// a process with its own address on its host's subnet.
+pub fn layout(cfg: &RunConfig) -> Vec<SegmentConfig> {
+    let segment_hosts: Vec<String> = (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
+    let mut segments = Vec::new();
+    let mut slots = vec![0usize; cfg.segment_hosts];
+    let mut dbid = 2;
+    for content in 0..cfg.contents {
+        let placement = Placement::of(cfg, content);
+        let mut roles = vec![(
+            Role::Primary,
+            placement.primary_host,
+            placement.primary_port,
+        )];
+        if cfg.mirrors {
+            roles.push((Role::Mirror, placement.mirror_host, placement.mirror_port));
+        }
+        for (role, h, port) in roles {
+            let slot = slots[h];
+            slots[h] += 1;
+            segments.push(SegmentConfig {
+                dbid,
+                content: content as i16,
+                role,
+                preferred_role: role,
+                mode: if cfg.mirrors {
+                    Mode::Synced
+                } else {
+                    Mode::NotSynced
+                },
+                status: Status::Up,
+                hostname: segment_hosts[h].clone(),
+                address: instance_ip(h + 1, slot).to_string(),
+                port,
+                datadir: format!(
+                    "/data/{}/gpseg{content}",
+                    if role == Role::Primary {
+                        "primary"
+                    } else {
+                        "mirror"
+                    }
+                ),
+            });
+            dbid += 1;
+        }
+    }
+    segments
+}
+
+/// Where a content's instances live, by the run's layout (`cluster::layout`). Host `h` (0-based)
+/// holds the primaries of contents `h * per_host ..`, on ports `SEGMENT_PORT + slot`; mirrors sit
+/// on ports `SEGMENT_PORT + per_host + mirror slot`, so no two instances of a host share a port
+/// (as `gpinitsystem`'s separate primary and mirror port bases).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
     pub primary_host: usize,
@@ -281,12 +410,21 @@ impl Placement {
     pub fn of(cfg: &RunConfig, content: usize) -> Placement {
         let per_host = cfg.primaries_per_host();
         let primary_host = content / per_host;
-        let slot = (content % per_host) as u16;
+        let j = content % per_host;
+        let mirror_host = cfg.layout.mirror_host(cfg.segment_hosts, primary_host, j);
+        // The mirror's slot: how many mirrors its host holds already, in content order.
+        let mirror_slot = (0..content)
+            .filter(|&c| {
+                cfg.layout
+                    .mirror_host(cfg.segment_hosts, c / per_host, c % per_host)
+                    == mirror_host
+            })
+            .count();
         Placement {
             primary_host,
-            primary_port: SEGMENT_PORT + slot,
-            mirror_host: (primary_host + 1) % cfg.segment_hosts,
-            mirror_port: SEGMENT_PORT + per_host as u16 + slot,
+            primary_port: SEGMENT_PORT + j as u16,
+            mirror_host,
+            mirror_port: SEGMENT_PORT + (per_host + mirror_slot) as u16,
         }
     }
 }

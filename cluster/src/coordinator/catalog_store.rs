@@ -14,6 +14,8 @@ use crate::io::runtime;
 use crate::storage::{Engine, StorageError};
 use crate::wal::{TableDef, TableId, TableKind, Write};
 
+mod standby;
+
 const CONFIG_TABLE: TableId = 1;
 const HISTORY_TABLE: TableId = 2;
 const META_TABLE: TableId = 3;
@@ -45,6 +47,9 @@ pub struct CatalogStore {
     /// Unmirrored contents whose primary the prober cannot reach (not catalog state: the
     /// catalog never marks an acting primary down).
     unmirrored_lost: Arc<Mutex<std::collections::BTreeSet<Content>>>,
+    /// The standby coordinator's replication state; changes wait for its flush while it is
+    /// synchronized.
+    standby: Arc<crate::standby::StandbyLink>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -126,6 +131,7 @@ impl CatalogStore {
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
+            standby: Default::default(),
         })
     }
 
@@ -219,6 +225,7 @@ impl CatalogStore {
         drop(engine);
         // Durable before anyone acts on it.
         wal.flush_to(lsn).await?;
+        self.standby.wait_flushed(lsn).await;
         *self.current.lock().unwrap() = next.clone();
         Ok(next)
     }
@@ -248,6 +255,7 @@ impl CatalogStore {
         let wal = engine.wal();
         drop(engine);
         wal.flush_to(lsn).await?;
+        self.standby.wait_flushed(lsn).await;
         Ok(())
     }
 
@@ -308,6 +316,7 @@ impl CatalogStore {
         let wal = engine.wal();
         drop(engine);
         wal.flush_to(lsn).await?;
+        self.standby.wait_flushed(lsn).await;
         self.tables
             .lock()
             .unwrap()

@@ -80,7 +80,10 @@ impl Prober {
                 let settings = self.settings.clone();
                 let epoch = self.store.epoch();
                 let primary = pair.primary.clone();
-                runtime::spawn(async move { probe_with_retries(&settings, &primary, epoch).await })
+                let bugs = self.bugs;
+                runtime::spawn(
+                    async move { probe_with_retries(&settings, &primary, epoch, bugs).await },
+                )
             })
             .collect();
         for (pair, probe) in pairs.into_iter().zip(probes) {
@@ -134,7 +137,8 @@ impl Prober {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
             let answer =
-                probe_with_retries(&self.settings, &pair.primary, self.store.epoch()).await;
+                probe_with_retries(&self.settings, &pair.primary, self.store.epoch(), self.bugs)
+                    .await;
             let outcome = self.outcome(&pair.primary, answer);
             decision = decide_with(pair, outcome, self.bugs);
         }
@@ -235,7 +239,18 @@ async fn probe_with_retries(
     settings: &ProbeSettings,
     primary: &SegmentConfig,
     epoch: u64,
+    bugs: PlantedBugs,
 ) -> Answer {
+    let unbounded;
+    let settings = if bugs.probe_without_timeout {
+        unbounded = ProbeSettings {
+            probe_timeout: Duration::from_secs(24 * 3600),
+            ..settings.clone()
+        };
+        &unbounded
+    } else {
+        settings
+    };
     for attempt in 0..=settings.probe_retries {
         if attempt > 0 {
             runtime::sleep(settings.retry_gap).await;

@@ -3,12 +3,16 @@
 //! [`model`] holds the per-row model of the history they share.
 
 pub mod aborted_stays_aborted;
+pub mod availability;
 pub mod configuration_history;
+pub mod converged;
 pub mod identical_replicas;
 pub mod latest_value;
+pub mod linear_history;
 pub mod model;
 pub mod no_lost_commits;
 pub mod promoted_in_sync;
+pub mod standby_catalog;
 
 use serde::Serialize;
 

@@ -1,0 +1,66 @@
+//! Fault schedules as files: the kept regression schedules fire their checker only with their
+//! planted bug on, and a failing seed's schedule shrinks to one no longer than it that, read back
+//! from its file, fails the same checker.
+
+use scenarios::REGRESSIONS;
+use sim::config::RunConfig;
+use sim::runner::{run_seed, Verdict};
+use sim::shrink::{fails_with, shrink};
+
+#[test]
+fn every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without() {
+    for r in REGRESSIONS {
+        let with = r.replay(true);
+        assert!(
+            with.violations.iter().any(|v| v.checker == r.checker),
+            "{}: with {} on, {:?} {:?} {:?}",
+            r.name,
+            r.bug,
+            with.verdict,
+            with.error,
+            with.violations.first()
+        );
+        let without = r.replay(false);
+        assert_eq!(
+            without.verdict,
+            Verdict::Ok,
+            "{}: without the bug: {:?} {:?}",
+            r.name,
+            without.error,
+            without.violations.first()
+        );
+        assert_eq!(
+            with.faults,
+            sim::nemesis::parse_schedule(r.schedule).unwrap(),
+            "{}: the schedule carried out is the file's",
+            r.name
+        );
+    }
+}
+
+#[test]
+fn a_shrunk_schedule_is_no_longer_and_replays_to_the_same_checker() {
+    let mut cfg = RunConfig::pair();
+    cfg.bugs.enable("ack-before-mirror-flush").unwrap();
+    let (seed, original) = (0..30)
+        .map(|s| (s, run_seed(s, &cfg).0))
+        .find(|(_, r)| r.verdict == Verdict::Safety)
+        .expect("the planted bug fails a seed of the pair scenario within 30");
+    let (shrunk, _) = shrink(seed, &cfg, 12).expect("the seed fails");
+    assert_eq!(shrunk.checker, original.violations[0].checker);
+    assert!(shrunk.faults.len() <= original.faults.len());
+    assert!(shrunk.runs <= 12);
+
+    // Through the file format and back.
+    let text = serde_json::to_string_pretty(&shrunk).unwrap();
+    let mut replay = cfg.clone();
+    replay.schedule = Some(sim::nemesis::parse_schedule(&text).unwrap());
+    let again = run_seed(seed, &replay).0;
+    assert!(
+        fails_with(&again, &shrunk.checker),
+        "replay of the shrunk schedule: {:?} {:?}",
+        again.verdict,
+        again.violations.first()
+    );
+    assert_eq!(again.faults, shrunk.faults);
+}

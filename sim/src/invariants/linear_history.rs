@@ -1,0 +1,191 @@
+//! **One linear WAL history per content: no two instances accept writes side by side.**
+//!
+//! Seed 002 (fault detection) and DESIGN section 3: "every decision is a catalog change with a
+//! new configuration epoch; segments refuse work stamped with an older epoch, so a partitioned
+//! old primary can never commit alongside the promoted mirror."
+//!
+//! Judged on the instances' own reports, in the order they happened. A content's history is a
+//! line: its first primary writes it, and each promotion continues it from the promoted mirror's
+//! end of WAL. An instance acknowledging a commit is consistent with the line if it is the acting
+//! primary (the one most recently promoted, or the first primary before any promotion), or if
+//! the commit lies within what the acting primary inherited (at or before its end of WAL at
+//! promotion: a late acknowledgement of a commit both already hold). Anything else — a deposed
+//! primary acknowledging a commit beyond the promoted mirror's WAL, two instances acknowledging
+//! before any promotion, a second promotion stamped with an epoch no newer than the first — is
+//! a fork: two histories of one content.
+
+use std::collections::BTreeMap;
+
+use super::Violation;
+use crate::history::Event;
+use crate::observer::Observed;
+use cluster::catalog::{Content, Dbid};
+use cluster::observe::Fact;
+use cluster::wal::Lsn;
+
+pub const NAME: &str = "linear-history";
+
+/// The acting line of one content.
+struct Line {
+    acting: Dbid,
+    /// Set once the acting primary was promoted: its epoch and end of WAL at promotion.
+    promoted: Option<(u64, Lsn)>,
+}
+
+pub fn check(facts: &[Observed]) -> Vec<Violation> {
+    let mut lines: BTreeMap<Content, Line> = BTreeMap::new();
+    let mut violations = Vec::new();
+    // One violation per content: the first fork is the evidence; what follows is its echo.
+    let mut forked: BTreeMap<Content, ()> = BTreeMap::new();
+    let mut fork = |content: Content, at_ms: u64, kind: &str, message: String| {
+        if forked.insert(content, ()).is_none() {
+            violations.push(Violation {
+                checker: NAME,
+                first_event: Event {
+                    at_ms,
+                    client: 0,
+                    txn: 0,
+                    kind: kind.into(),
+                    detail: message.clone(),
+                },
+                message,
+            });
+        }
+    };
+    for o in facts {
+        match o.fact {
+            Fact::Acknowledged {
+                content,
+                dbid,
+                epoch,
+                lsn,
+            } => {
+                let line = lines.entry(content).or_insert(Line {
+                    acting: dbid,
+                    promoted: None,
+                });
+                if line.acting == dbid {
+                    continue;
+                }
+                match line.promoted {
+                    Some((_, end)) if lsn <= end => {}
+                    Some((promoted_epoch, end)) => fork(
+                        content,
+                        o.at_ms,
+                        "acknowledge",
+                        format!(
+                            "content {content}: dbid {dbid} acknowledged a commit ending at {lsn} (its epoch {epoch}) after dbid {} was promoted at epoch {promoted_epoch} with its WAL ending at {end}: two instances accepted writes",
+                            line.acting
+                        ),
+                    ),
+                    None => fork(
+                        content,
+                        o.at_ms,
+                        "acknowledge",
+                        format!(
+                            "content {content}: dbids {} and {dbid} both acknowledged commits (the latter at {lsn}, epoch {epoch}) with no promotion between them",
+                            line.acting
+                        ),
+                    ),
+                }
+            }
+            Fact::Promoted {
+                content,
+                dbid,
+                epoch,
+                end_lsn,
+            } => {
+                if let Some(Line {
+                    promoted: Some((before, _)),
+                    acting,
+                }) = lines.get(&content)
+                {
+                    if epoch <= *before {
+                        fork(
+                            content,
+                            o.at_ms,
+                            "promote",
+                            format!(
+                                "content {content}: dbid {dbid} was promoted at epoch {epoch}, no newer than dbid {acting}'s promotion at epoch {before}"
+                            ),
+                        );
+                    }
+                }
+                lines.insert(
+                    content,
+                    Line {
+                        acting: dbid,
+                        promoted: Some((epoch, end_lsn)),
+                    },
+                );
+            }
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(at_ms: u64, dbid: u16, lsn: u64) -> Observed {
+        Observed {
+            at_ms,
+            fact: Fact::Acknowledged {
+                content: 0,
+                dbid,
+                epoch: 3,
+                lsn,
+            },
+        }
+    }
+
+    fn promoted(at_ms: u64, dbid: u16, epoch: u64, end_lsn: u64) -> Observed {
+        Observed {
+            at_ms,
+            fact: Fact::Promoted {
+                content: 0,
+                dbid,
+                epoch,
+                end_lsn,
+            },
+        }
+    }
+
+    #[test]
+    fn failover_and_failback_form_one_line() {
+        let facts = [
+            ack(1, 2, 100),
+            promoted(2, 3, 4, 180),
+            // A late acknowledgement of a commit the promoted mirror holds.
+            ack(3, 2, 180),
+            ack(4, 3, 250),
+            promoted(5, 2, 6, 250),
+            ack(6, 2, 300),
+        ];
+        assert!(check(&facts).is_empty(), "{:?}", check(&facts));
+    }
+
+    #[test]
+    fn a_deposed_primary_acknowledging_beyond_the_promoted_wal_is_a_fork() {
+        let v = check(&[
+            ack(1, 2, 100),
+            promoted(2, 3, 4, 150),
+            ack(3, 2, 220),
+            ack(4, 2, 260),
+        ]);
+        assert_eq!(v.len(), 1, "one violation per content");
+        assert!(v[0]
+            .message
+            .contains("dbid 2 acknowledged a commit ending at 220"));
+        assert_eq!(v[0].first_event.at_ms, 3);
+    }
+
+    #[test]
+    fn two_writers_without_a_promotion_or_two_promotions_in_one_epoch_are_forks() {
+        let v = check(&[ack(1, 2, 100), ack(2, 3, 120)]);
+        assert!(v[0].message.contains("no promotion between"), "{:?}", v);
+        let v = check(&[promoted(1, 3, 4, 100), promoted(2, 2, 4, 100)]);
+        assert!(v[0].message.contains("no newer"), "{:?}", v);
+    }
+}
