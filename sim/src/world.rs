@@ -293,7 +293,7 @@ impl World {
         // One generator serves both choices; the closures take turns borrowing it.
         let rng = std::cell::RefCell::new(&mut self.rng);
         host.disk.crash_with_writeback(
-            |_, unsynced| torn(&mut **rng.borrow_mut(), unsynced),
+            |_, unsynced| torn(&mut rng.borrow_mut(), unsynced),
             // The kernel had written back about half of the dirty blocks.
             |_, _, _| rng.borrow_mut().next_u32().is_multiple_of(2),
         );
