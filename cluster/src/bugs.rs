@@ -34,6 +34,14 @@ pub struct PlantedBugs {
     /// `recoverseg -r` rebalances without checking that every pair is synchronized, so an
     /// instance that lacks acknowledged commits becomes the primary again.
     pub rebalance_unsynchronized: bool,
+    /// A mirror's WAL replay applies each commit after the one that follows it, so two
+    /// transactions writing one row leave the older value on the mirror.
+    pub mirror_replays_out_of_order: bool,
+    /// The prober commits a catalog change without its `gp_configuration_history` row.
+    pub forget_configuration_history: bool,
+    /// A segment's buffer cache writes a dirty block back before the WAL covering it is
+    /// durable (breaking WAL before data); a crash can then keep changes whose commit is lost.
+    pub evict_before_wal_flush: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -78,6 +86,18 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "rebalance-unsynchronized",
         "recoverseg -r returns a pair to its preferred roles before it is synchronized",
     ),
+    (
+        "mirror-replays-out-of-order",
+        "a mirror's replay applies each commit after the next one",
+    ),
+    (
+        "forget-configuration-history",
+        "a catalog change is committed without its configuration history row",
+    ),
+    (
+        "evict-before-wal-flush",
+        "a dirty block is written back before the WAL covering it is durable",
+    ),
 ];
 
 impl PlantedBugs {
@@ -99,6 +119,9 @@ impl PlantedBugs {
             "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
             "probe-without-timeout" => &mut self.probe_without_timeout,
             "rebalance-unsynchronized" => &mut self.rebalance_unsynchronized,
+            "mirror-replays-out-of-order" => &mut self.mirror_replays_out_of_order,
+            "forget-configuration-history" => &mut self.forget_configuration_history,
+            "evict-before-wal-flush" => &mut self.evict_before_wal_flush,
             _ => return None,
         })
     }

@@ -235,6 +235,19 @@ impl Client {
         }
     }
 
+    /// The configuration history, oldest first, and the current configuration epoch.
+    pub async fn configuration_history(
+        &mut self,
+    ) -> Result<(Vec<crate::catalog::HistoryRow>, u64), DbError> {
+        match self
+            .request(ClientRequest::ConfigurationHistory, false)
+            .await?
+        {
+            ClientResponse::ConfigurationHistory { rows, epoch } => Ok((rows, epoch)),
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
     pub async fn catalog(&mut self) -> Result<Catalog, DbError> {
         match self.request(ClientRequest::Catalog, false).await? {
             ClientResponse::Catalog(c) => Ok(c),

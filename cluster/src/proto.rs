@@ -99,6 +99,9 @@ pub enum ClientRequest {
     /// The distributed-commit records not yet forgotten (`gp_distributed_log`): empty once every
     /// distributed transaction has been carried out everywhere.
     DistributedLog,
+    /// The configuration history (`gp_configuration_history`), oldest first, and the current
+    /// configuration epoch.
+    ConfigurationHistory,
     /// The standby coordinator's verbs and its catalog stream (see [`crate::standby`]).
     Standby(crate::standby::StandbyRequest),
     /// An administration verb (`recoverseg`, `state`, `add-mirrors`...), carried out by the
@@ -114,6 +117,10 @@ pub enum ClientResponse {
     Catalog(Catalog),
     DistributedLog(Vec<(u64, Vec<Content>)>),
     Admin(crate::admin::AdminReply),
+    ConfigurationHistory {
+        rows: Vec<crate::catalog::HistoryRow>,
+        epoch: u64,
+    },
     Error(DbError),
     Standby(crate::standby::StandbyReply),
     /// From a warm standby: it serves no work; the client tries another coordinator.

@@ -1,51 +1,13 @@
 //! Named scenarios from the seed documents and the planted-bug catalogue.
+//!
+//! The catalogue itself lives in `sim::hunt` (so `hasim hunt` can use it); it is re-exported
+//! here with the hunt the tests run.
 
 use sim::config::RunConfig;
-use sim::runner::{run_seed, SeedResult, Verdict};
+use sim::hunt::{hunt_config, hunt_range, Catch};
+use sim::runner::{run_seed, SeedResult};
 
-/// A planted bug and the scenario it is hunted in.
-pub struct PlantedBug {
-    pub name: &'static str,
-    pub scenario: &'static str,
-    /// The checker expected to catch it.
-    pub caught_by: &'static str,
-    /// Seeds within which a hunt must catch it.
-    pub seed_budget: u64,
-}
-
-/// Every planted bug, each switchable at run time and off by default.
-pub const CATALOGUE: &[PlantedBug] = &[
-    PlantedBug {
-        name: "ack-before-mirror-flush",
-        scenario: "pair",
-        caught_by: "no-lost-commits",
-        seed_budget: 500,
-    },
-    PlantedBug {
-        name: "promote-unsynced-mirror",
-        scenario: "pair",
-        caught_by: "no-lost-commits",
-        seed_budget: 500,
-    },
-    PlantedBug {
-        name: "syncrep-off-without-marking-mirror-down",
-        scenario: "pair",
-        caught_by: "no-lost-commits",
-        seed_budget: 500,
-    },
-    PlantedBug {
-        name: "commit-without-prepare",
-        scenario: "standard",
-        caught_by: "aborted-stays-aborted",
-        seed_budget: 200,
-    },
-    PlantedBug {
-        name: "mirror-skips-deletes",
-        scenario: "standard",
-        caught_by: "identical-replicas",
-        seed_budget: 100,
-    },
-];
+pub use sim::hunt::{catalogued, PlantedBug, CATALOGUE};
 
 /// A planted bug whose failure needs a precise interleaving (a message held in a partitioned
 /// link and delivered after a newer decision) is caught by a scripted scenario rather than by a
@@ -139,13 +101,21 @@ impl Regression {
 }
 
 /// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker
-/// firing (a safety verdict), or the budget runs out. Returns that seed's result.
+/// firing, or the budget runs out. Returns that seed's result.
 pub fn hunt(bug: &PlantedBug, start: u64) -> Option<SeedResult> {
-    let mut cfg = RunConfig::by_name(bug.scenario).expect("catalogued scenario exists");
-    cfg.bugs.enable(bug.name).expect("catalogued bug exists");
-    (start..start + bug.seed_budget)
-        .map(|seed| run_seed(seed, &cfg).0)
-        .find(|r| {
-            r.verdict == Verdict::Safety && r.violations.iter().any(|v| v.checker == bug.caught_by)
-        })
+    let cfg = hunt_config(bug, None);
+    hunt_range(
+        &cfg,
+        start,
+        start + bug.seed_budget,
+        1,
+        Catch::Checker(bug.caught_by),
+        |_| {},
+    )
+    .0
+}
+
+/// The configuration of a bug's hunt (its scenario with the bug on).
+pub fn bug_config(bug: &PlantedBug) -> RunConfig {
+    hunt_config(bug, None)
 }

@@ -2,8 +2,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
@@ -12,7 +10,7 @@ use cluster::segment::ReplicationMode;
 
 use crate::config::RunConfig;
 use crate::failover::{self, Failover};
-use crate::runner::{run_seed, SeedResult, Verdict};
+use crate::runner::{SeedResult, Verdict};
 
 pub const EXIT_USAGE: i32 = 64;
 
@@ -34,7 +32,13 @@ pub enum Command {
     /// Replay one seed exactly, optionally writing its full trace.
     Replay(ReplayArgs),
     /// Measure simulator throughput on 1 and 2 jobs.
-    Bench(BenchArgs),
+    Bench(crate::bench::BenchArgs),
+    /// One measured run for `hasim bench --scaling` (a child process, so its peak memory is
+    /// its own).
+    #[command(hide = true)]
+    BenchChild(crate::bench::ChildArgs),
+    /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
+    Hunt(crate::hunt::HuntArgs),
     /// Write an HTML report with charts from `hasim run --json` results.
     Report(crate::report_cli::ReportArgs),
     /// Measure mirror layouts under k simultaneous host failures (availability, load).
@@ -104,6 +108,10 @@ pub struct RunArgs {
     /// Run every seed twice and compare trace hashes.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Run only shard K of N (K counts from 1): the seeds at offsets o of the range with
+    /// o % N == K - 1. The N shards' JSON lines, concatenated and sorted, are the whole run's.
+    #[arg(long, value_parser = crate::pool::Shard::parse)]
+    pub shard: Option<crate::pool::Shard>,
     /// Where a failing seed's result and log are kept.
     #[arg(long, default_value = "hasim-failures")]
     pub failures_dir: PathBuf,
@@ -134,22 +142,13 @@ pub struct ReplayArgs {
     pub world: World,
 }
 
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    /// Seeds per measurement.
-    #[arg(long, default_value = "0..40", value_parser = parse_seeds)]
-    pub seeds: SeedRange,
-    #[command(flatten)]
-    pub world: World,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SeedRange {
     pub start: u64,
     pub end: u64,
 }
 
-fn parse_seeds(s: &str) -> Result<SeedRange, String> {
+pub fn parse_seeds(s: &str) -> Result<SeedRange, String> {
     let range = match s.split_once("..") {
         Some((a, b)) => {
             let start = a
@@ -181,7 +180,7 @@ fn parse_seeds(s: &str) -> Result<SeedRange, String> {
     Ok(range)
 }
 
-fn parse_scenario(s: &str) -> Result<String, String> {
+pub fn parse_scenario(s: &str) -> Result<String, String> {
     RunConfig::by_name(s).map(|_| s.to_string()).ok_or_else(|| {
         format!(
             "unknown scenario {s:?}; known: {}",
@@ -243,6 +242,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => Some(&args.world),
         Command::Shrink(args) => Some(&args.world),
         Command::Report(_) | Command::Layouts(_) => None,
+        Command::BenchChild(_) | Command::Hunt(_) => None,
     };
     if let Some(cfg) = world.map(World::config) {
         if let Err(e) = cfg
@@ -256,7 +256,9 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
-        Command::Bench(args) => bench(args),
+        Command::Bench(args) => crate::bench::main(args),
+        Command::BenchChild(args) => crate::bench::child(args),
+        Command::Hunt(args) => crate::hunt::main(args),
         Command::Shrink(args) => shrink(args),
         Command::Report(args) => crate::report_cli::report(&args),
         Command::Layouts(args) => crate::report_cli::layouts(&args),
@@ -272,49 +274,11 @@ pub fn run_many(
     twice: bool,
     mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
 ) {
-    let next = Arc::new(AtomicU64::new(seeds.start));
-    let (tx, rx) = mpsc::channel();
-    let workers: Vec<_> = (0..jobs)
-        .map(|_| {
-            let (next, tx, cfg) = (next.clone(), tx.clone(), cfg.clone());
-            std::thread::spawn(move || loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds.end {
-                    return;
-                }
-                let (result, log) = run_seed(seed, &cfg);
-                let mismatch = if twice {
-                    let (again, again_log) = run_seed(seed, &cfg);
-                    (again.trace_hash != result.trace_hash).then(|| {
-                        format!(
-                            "trace hash {} then {}; first divergence: {}",
-                            result.trace_hash,
-                            again.trace_hash,
-                            first_divergence(&log, &again_log)
-                        )
-                    })
-                } else {
-                    None
-                };
-                if tx.send((seed, result, log, mismatch)).is_err() {
-                    return;
-                }
-            })
-        })
-        .collect();
-    drop(tx);
-    let mut pending = std::collections::BTreeMap::new();
-    let mut expected = seeds.start;
-    for (seed, result, log, mismatch) in rx {
-        pending.insert(seed, (result, log, mismatch));
-        while let Some((result, log, mismatch)) = pending.remove(&expected) {
-            each(result, log, mismatch);
-            expected += 1;
-        }
-    }
-    for w in workers {
-        let _ = w.join();
-    }
+    let list: Vec<u64> = (seeds.start..seeds.end).collect();
+    crate::pool::run_seeds(cfg, &list, jobs, twice, |run| {
+        each(run.result, run.log, run.mismatch);
+        std::ops::ControlFlow::Continue(())
+    });
 }
 
 /// The first log line that differs between two runs of one seed, ignoring madsim's task ids
@@ -411,12 +375,21 @@ fn run(args: RunArgs) -> i32 {
     let mut failing = Vec::new();
     let mut failovers: Vec<Failover> = Vec::new();
     let stdout = std::io::stdout();
-    run_many(
+    let seeds = match args.shard {
+        Some(shard) => shard.seeds(args.seeds.start, args.seeds.end),
+        None => (args.seeds.start..args.seeds.end).collect(),
+    };
+    let mut progress = crate::progress::Progress::new(seeds.len() as u64, args.json);
+    crate::pool::run_seeds(
         &cfg,
-        args.seeds,
+        &seeds,
         jobs,
         args.check_determinism,
-        |mut result, log, mismatch| {
+        |crate::pool::SeedRun {
+             mut result,
+             log,
+             mismatch,
+         }| {
             if let Some(m) = &mismatch {
                 mismatches += 1;
                 result.verdict = result.verdict.max(Verdict::Crash);
@@ -430,26 +403,32 @@ fn run(args: RunArgs) -> i32 {
             counts[result.verdict as usize] += 1;
             sim_ms += result.sim_time_ms;
             failovers.extend(result.failovers.iter().cloned());
-            let mut out = stdout.lock();
-            if args.json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&result).expect("results serialize")
-                );
-            } else {
-                if let Some(o) = &result.swarm {
-                    let _ = writeln!(out, "seed {:>6} swarm: {}", result.seed, o.summary());
+            progress.seed_done(result.verdict != Verdict::Ok);
+            let _ = progress.suspend(|| -> std::io::Result<()> {
+                let mut out = stdout.lock();
+                if args.json {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(&result).expect("results serialize")
+                    );
+                } else {
+                    if let Some(o) = &result.swarm {
+                        let _ = writeln!(out, "seed {:>6} swarm: {}", result.seed, o.summary());
+                    }
+                    let _ = writeln!(out, "{}", human_line(&result));
+                    if result.verdict != Verdict::Ok {
+                        let _ = write!(out, "{}", explain_failure(&result));
+                    }
                 }
-                let _ = writeln!(out, "{}", human_line(&result));
-                if result.verdict != Verdict::Ok {
-                    let _ = write!(out, "{}", explain_failure(&result));
-                }
-            }
+                Ok(())
+            });
+            std::ops::ControlFlow::Continue(())
         },
     );
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
-    let n = args.seeds.end - args.seeds.start;
+    let n = seeds.len() as u64;
     eprintln!(
         "{n} seeds on {jobs} jobs: {} ok, {} safety, {} liveness, {} crash{}; {:.0} simulated s in {:.1} wall s ({:.0} simulated s per wall s, {:.1} simulations/s)",
         counts[0],
@@ -590,57 +569,4 @@ fn shrink(args: ShrinkArgs) -> i32 {
         crate::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
     );
     result.verdict.exit_code()
-}
-
-fn bench(args: BenchArgs) -> i32 {
-    crate::trace::install("warn");
-    let cfg = args.world.config();
-    let n = args.seeds.end - args.seeds.start;
-    println!(
-        "scenario {}: {n} seeds per row, release build recommended",
-        cfg.scenario
-    );
-    println!("| jobs | seeds | wall s | simulations/s | simulated s per wall s |");
-    println!("|---:|---:|---:|---:|---:|");
-    let mut worst = Verdict::Ok;
-    let mut failovers: Vec<Failover> = Vec::new();
-    for jobs in [1u32, 2] {
-        let started = Instant::now();
-        let mut sim_ms = 0u64;
-        run_many(&cfg, args.seeds, jobs, false, |r, _, _| {
-            sim_ms += r.sim_time_ms;
-            worst = worst.max(r.verdict);
-            if jobs == 1 {
-                failovers.extend(r.failovers);
-            }
-        });
-        let wall = started.elapsed().as_secs_f64();
-        println!(
-            "| {jobs} | {n} | {wall:.2} | {:.2} | {:.0} |",
-            n as f64 / wall,
-            sim_ms as f64 / 1000.0 / wall
-        );
-    }
-    let summary = failover::summarize(&failovers);
-    println!();
-    println!(
-        "failover: {} of {} primaries lost to a host crash with their mirror in sync failed over and committed again ({} more had no in-sync mirror)",
-        summary.complete, summary.with_mirror, summary.without_mirror
-    );
-    println!();
-    println!("| simulated s from | median | p90 |");
-    println!("|---|---:|---:|");
-    for (part, (median, p90)) in [
-        ("crash to catalog flip (detection)", summary.detection_ms),
-        ("flip to \"promoted\" (promotion)", summary.promotion_ms),
-        ("promoted to first commit", summary.first_commit_ms),
-        ("crash to first commit (total)", summary.total_ms),
-    ] {
-        println!(
-            "| {part} | {:.2} | {:.2} |",
-            median as f64 / 1000.0,
-            p90 as f64 / 1000.0
-        );
-    }
-    worst.exit_code()
 }

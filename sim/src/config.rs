@@ -178,6 +178,20 @@ impl RunConfig {
         }
     }
 
+    /// The standard cluster on slow disks (every fsync takes 5 to 40 ms, a busy spinning disk)
+    /// with a buffer cache of 1 block per instance: dirty blocks are written back under load
+    /// while commits wait for their WAL flush, so the WAL-before-data rule is at work.
+    pub fn slow_disk() -> RunConfig {
+        RunConfig {
+            scenario: "slow-disk".into(),
+            clients: 32,
+            cache_blocks_max: 1,
+            fsync_latency_min: Duration::from_millis(5),
+            fsync_latency_max: Duration::from_millis(40),
+            ..RunConfig::standard()
+        }
+    }
+
     /// Swarm testing: each seed draws its own cluster (2 to 5 segment hosts, 1 to 3 primaries
     /// per host, mirrors on or off), probe settings, cache size and fault mix (see
     /// `crate::swarm`); synchronous replication, the mixed workload, 60 simulated seconds.
@@ -188,9 +202,40 @@ impl RunConfig {
         }
     }
 
+    /// Sizes of the scaled clusters, in segments (contents).
+    pub const SCALED: &'static [usize] = &[8, 64, 256];
+
+    /// The standard cluster grown to `segments` contents for `hasim bench --scaling`: 4 × 2,
+    /// 16 × 4 or 32 × 8 hosts × primaries, group mirroring, one client per content, 20 simulated
+    /// seconds of faults (shorter than the standard's 60, so the largest stays affordable), and
+    /// the standard's fault rate per host (so more hosts see more faults in all).
+    pub fn scaled(segments: usize) -> RunConfig {
+        let (hosts, _per_host) = match segments {
+            8 => (4, 2),
+            64 => (16, 4),
+            256 => (32, 8),
+            other => panic!("no scaled cluster of {other} segments"),
+        };
+        let standard = RunConfig::standard();
+        let per_host_crash_every = standard.fault_every_mean * standard.segment_hosts as u32;
+        RunConfig {
+            scenario: format!("scaled-{segments}"),
+            segment_hosts: hosts,
+            contents: segments,
+            clients: segments as u32,
+            fault_time: Duration::from_secs(20),
+            fault_every_mean: per_host_crash_every / hosts as u32,
+            ..standard
+        }
+    }
+
     pub fn by_name(name: &str) -> Option<RunConfig> {
         match name {
+            "scaled-8" => Some(RunConfig::scaled(8)),
+            "scaled-64" => Some(RunConfig::scaled(64)),
+            "scaled-256" => Some(RunConfig::scaled(256)),
             "standard" => Some(RunConfig::standard()),
+            "slow-disk" => Some(RunConfig::slow_disk()),
             "swarm" => Some(RunConfig::swarm()),
             "pair" => Some(RunConfig::pair()),
             "async-pair" => Some(RunConfig::async_pair()),
@@ -199,7 +244,16 @@ impl RunConfig {
     }
 
     /// Known scenarios; the first is the default.
-    pub const SCENARIOS: &'static [&'static str] = &["standard", "pair", "async-pair", "swarm"];
+    pub const SCENARIOS: &'static [&'static str] = &[
+        "standard",
+        "pair",
+        "async-pair",
+        "swarm",
+        "slow-disk",
+        "scaled-8",
+        "scaled-64",
+        "scaled-256",
+    ];
 
     /// Primaries per segment host (the last host may hold fewer).
     pub fn primaries_per_host(&self) -> usize {

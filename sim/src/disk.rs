@@ -6,6 +6,11 @@
 //! leave a torn tail: a prefix of the unsynced bytes appended after the durable end survives,
 //! as it can on a real disk that persisted some sectors before power was lost.
 //!
+//! Write-back: like a kernel flushing dirty pages whenever it likes, a crash may also keep some
+//! unsynced `write_at`s, each written extent whole or not at all (past the durable end the file
+//! grows to hold it, any gap reading as zeros). The durability contract never promised they are lost, and a storage engine that
+//! relies on their loss (a block written before the WAL covering it is durable) is caught.
+//!
 //! Faults on demand: a full disk (`ENOSPC` on writes that grow a file) and corrupted bytes.
 
 use std::collections::BTreeMap;
@@ -19,6 +24,20 @@ use cluster::io::disk::{parent_dir, Disk, DiskFuture};
 struct Inode {
     data: Vec<u8>,
     durable: Vec<u8>,
+    /// `(offset, len)` of every `write_at` since the last `sync` began.
+    unsynced_writes: std::collections::BTreeSet<(u64, usize)>,
+    /// `data` and `durable` agree before this offset, as far as writes since the last `sync`
+    /// began are concerned: a sync copies only from here (a WAL grows by appends, and copying
+    /// the whole file on every fsync made the simulator quadratic in it).
+    dirty_from: usize,
+    /// Syncs of this file under way; with more than one, a sync copies the whole file.
+    syncing: u32,
+}
+
+impl Inode {
+    fn dirty(&mut self, from: usize) {
+        self.dirty_from = self.dirty_from.min(from);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -77,7 +96,17 @@ impl SimDisk {
 
     /// The host lost power: everything not durable is gone. `torn` picks, per file, how much of
     /// an unsynced appended tail survives.
-    pub fn crash(&self, mut torn: impl FnMut(&str, usize) -> TornTail) {
+    pub fn crash(&self, torn: impl FnMut(&str, usize) -> TornTail) {
+        self.crash_with_writeback(torn, |_, _, _| false);
+    }
+
+    /// [`SimDisk::crash`], where `writeback(path, offset, len)` also decides, for each unsynced
+    /// `write_at` extent, whether the kernel had written it back.
+    pub fn crash_with_writeback(
+        &self,
+        mut torn: impl FnMut(&str, usize) -> TornTail,
+        mut writeback: impl FnMut(&str, u64, usize) -> bool,
+    ) {
         let mut st = self.state.lock().unwrap();
         st.generation += 1;
         st.stats.crashes += 1;
@@ -100,6 +129,18 @@ impl SimDisk {
             };
             let mut survived = inode.durable.clone();
             survived.extend_from_slice(&inode.data[durable_len..durable_len + keep]);
+            for (offset, len) in std::mem::take(&mut inode.unsynced_writes) {
+                let (start, end) = (offset as usize, offset as usize + len);
+                if end <= inode.data.len() && writeback(&name, offset, len) {
+                    // Written back past the durable end, the file grows; a gap reads as zeros.
+                    if survived.len() < end {
+                        survived.resize(end, 0);
+                    }
+                    survived[start..end].copy_from_slice(&inode.data[start..end]);
+                }
+            }
+            inode.dirty_from = survived.len();
+            inode.syncing = 0;
             inode.data = survived.clone();
             inode.durable = survived;
         }
@@ -123,6 +164,7 @@ impl SimDisk {
             return false;
         }
         inode.data[off] ^= xor;
+        inode.dirty(off);
         if off < inode.durable.len() {
             inode.durable[off] ^= xor;
         }
@@ -239,6 +281,7 @@ impl Disk for SimDisk {
         st.stats.bytes_written += data.len() as u64;
         let inode = st.inode(path)?;
         let offset = inode.data.len() as u64;
+        inode.dirty(offset as usize);
         inode.data.extend_from_slice(data);
         Ok(offset)
     }
@@ -254,6 +297,8 @@ impl Disk for SimDisk {
             inode.data.resize(end, 0);
         }
         inode.data[offset as usize..end].copy_from_slice(data);
+        inode.dirty(offset as usize);
+        inode.unsynced_writes.insert((offset, data.len()));
         Ok(())
     }
 
@@ -273,6 +318,10 @@ impl Disk for SimDisk {
         let mut st = self.state.lock().unwrap();
         let inode = st.inode(path)?;
         inode.data.resize(len as usize, 0);
+        inode.dirty(len as usize);
+        inode
+            .unsynced_writes
+            .retain(|(offset, n)| offset + *n as u64 <= len);
         Ok(())
     }
 
@@ -329,10 +378,25 @@ impl Disk for SimDisk {
     fn sync<'a>(&'a self, path: &'a str) -> DiskFuture<'a> {
         Box::pin(async move {
             // fsync makes durable what was written before the call.
-            let (generation, snapshot, id) = {
+            let (generation, from, tail, written, id) = {
                 let mut st = self.state.lock().unwrap();
                 let id = *st.names.get(path).ok_or_else(|| SimDisk::not_found(path))?;
-                (st.generation, st.inode(path)?.data.clone(), id)
+                let generation = st.generation;
+                let inode = st.inode(path)?;
+                // Alone, this sync finds `durable` as it is now when it completes, so it copies
+                // only what changed since the last sync began.
+                let from = if inode.syncing == 0 {
+                    inode
+                        .dirty_from
+                        .min(inode.durable.len())
+                        .min(inode.data.len())
+                } else {
+                    0
+                };
+                inode.syncing += 1;
+                inode.dirty_from = inode.data.len();
+                let tail = inode.data[from..].to_vec();
+                (generation, from, tail, inode.unsynced_writes.clone(), id)
             };
             self.latency().await;
             let mut st = self.state.lock().unwrap();
@@ -341,7 +405,10 @@ impl Disk for SimDisk {
             }
             st.stats.syncs += 1;
             if let Some(inode) = st.inodes.get_mut(&id) {
-                inode.durable = snapshot;
+                inode.syncing = inode.syncing.saturating_sub(1);
+                inode.durable.truncate(from);
+                inode.durable.extend_from_slice(&tail);
+                inode.unsynced_writes.retain(|w| !written.contains(w));
             }
             Ok(())
         })
@@ -499,6 +566,41 @@ mod tests {
             io::ErrorKind::StorageFull
         );
         disk.write_at("f", 0, &[3; 8]).unwrap();
+    }
+
+    #[test]
+    fn a_crash_may_keep_whole_unsynced_overwrites_it_is_told_were_written_back() {
+        let disk = SimDisk::new();
+        disk.create("f").unwrap();
+        block_on(disk.sync_dir("")).unwrap();
+        disk.write_at("f", 0, &[1; 16]).unwrap();
+        block_on(disk.sync("f")).unwrap();
+        disk.write_at("f", 0, &[2; 8]).unwrap();
+        disk.write_at("f", 8, &[3; 8]).unwrap();
+        // Past the durable end, after a gap.
+        disk.write_at("f", 24, &[4; 8]).unwrap();
+        let mut asked = Vec::new();
+        disk.crash_with_writeback(
+            |_, _| TornTail::None,
+            |path, offset, len| {
+                asked.push((path.to_string(), offset, len));
+                offset != 0
+            },
+        );
+        assert_eq!(
+            asked,
+            vec![("f".into(), 0, 8), ("f".into(), 8, 8), ("f".into(), 24, 8)]
+        );
+        let mut expected = vec![1; 8];
+        expected.extend([3; 8]);
+        expected.extend([0; 8]);
+        expected.extend([4; 8]);
+        assert_eq!(disk.read_at("f", 0, 100).unwrap(), expected);
+        // A synced overwrite is no longer a candidate.
+        disk.write_at("f", 0, &[5; 8]).unwrap();
+        block_on(disk.sync("f")).unwrap();
+        disk.crash_with_writeback(|_, _| TornTail::None, |_, _, _| panic!("nothing unsynced"));
+        assert_eq!(disk.read_at("f", 0, 8).unwrap(), vec![5; 8]);
     }
 
     #[test]

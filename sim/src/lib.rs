@@ -3,17 +3,21 @@
 
 pub mod admin;
 pub mod admin_scenarios;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod disk;
 pub mod failover;
 pub mod history;
+pub mod hunt;
 pub mod inject;
 pub mod invariants;
 pub mod layouts;
 pub mod nemesis;
 pub mod observer;
 pub mod operator;
+pub mod pool;
+pub mod progress;
 pub mod recording;
 pub mod report_cli;
 pub mod runner;

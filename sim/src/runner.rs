@@ -164,10 +164,16 @@ struct SimOutput {
     history: History,
     final_rows: Result<BTreeMap<(String, Key), Value>, String>,
     sim_time_ms: u64,
+    /// The prober's logged catalog changes, and the history table and epoch read at the end.
+    catalog_lines: Vec<trace::CatalogLine>,
+    configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
 }
 
 /// Runs one seed on a fresh thread; returns its result and its captured log.
 pub fn run_seed(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
+    // The trace hash and the checkers fed by log lines (failover milestones, the prober's
+    // catalog changes) need the subscriber; `hasim` installs it first with its own level.
+    trace::install("warn");
     let cfg_thread = crate::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
@@ -315,6 +321,12 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                 identical_replicas::NAME,
                 identical_replicas::check(&out.checksums, out.sim_time_ms),
             );
+            if let Some((rows, epoch)) = &out.configuration_history {
+                check(
+                    configuration_history::NAME,
+                    configuration_history::check(&out.catalog_lines, rows, *epoch),
+                );
+            }
             result.checkers.push(converged::NAME);
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
@@ -330,8 +342,11 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     }
 }
 
+/// Clients live on 10.0.1.1, 10.0.1.2, ... (250 per /24, for the scaled clusters' hundreds).
 fn client_ip(i: u32) -> IpAddr {
-    format!("10.0.1.{}", i + 1).parse().unwrap()
+    format!("10.0.{}.{}", 1 + i / 250, i % 250 + 1)
+        .parse()
+        .unwrap()
 }
 
 async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
@@ -427,6 +442,20 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     } else {
         Vec::new()
     };
+    let configuration_history = if final_rows.is_ok() {
+        let (addr, timeout) = (world.coordinator_addr.clone(), client_timeout);
+        admin
+            .spawn(async move {
+                Client::new(vec![addr], timeout)
+                    .configuration_history()
+                    .await
+                    .ok()
+            })
+            .await
+            .expect("history task")
+    } else {
+        None
+    };
     SimOutput {
         facts: recorder.facts(),
         checksums,
@@ -437,6 +466,8 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         host_events,
         segments: world.segments.clone(),
         cluster_events: trace::take_cluster_events(),
+        catalog_lines: trace::take_catalog_lines(),
+        configuration_history,
         history,
         final_rows,
         sim_time_ms: now_ms(),

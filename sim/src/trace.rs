@@ -29,6 +29,18 @@ struct Capture {
     log: Vec<u8>,
     hash: Fnv,
     events: Vec<ClusterEvent>,
+    catalog_lines: Vec<CatalogLine>,
+}
+
+/// A catalog change the prober logged after committing it, with the configuration epoch of
+/// that commit (for the configuration-history checker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogLine {
+    pub at_ms: u64,
+    pub epoch: u64,
+    pub dbid: u16,
+    /// The history line itself (`RowChange::history_desc`).
+    pub desc: String,
 }
 
 /// A failover milestone the cluster logged, at simulated milliseconds since the run began.
@@ -103,6 +115,7 @@ pub fn begin_capture() {
             log: Vec::new(),
             hash: Fnv::default(),
             events: Vec::new(),
+            catalog_lines: Vec::new(),
         })
     });
 }
@@ -123,6 +136,16 @@ pub fn take_cluster_events() -> Vec<ClusterEvent> {
         c.borrow_mut()
             .as_mut()
             .map(|cap| std::mem::take(&mut cap.events))
+            .unwrap_or_default()
+    })
+}
+
+/// The prober's catalog-change lines logged so far on this thread (none unless capturing).
+pub fn take_catalog_lines() -> Vec<CatalogLine> {
+    CAPTURE.with(|c| {
+        c.borrow_mut()
+            .as_mut()
+            .map(|cap| std::mem::take(&mut cap.catalog_lines))
             .unwrap_or_default()
     })
 }
@@ -243,12 +266,15 @@ impl Visit for InstanceIds {
 struct MessageAndContent {
     message: String,
     content: Option<i16>,
+    epoch: Option<u64>,
 }
 
 impl Visit for MessageAndContent {
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if field.name() == "content" {
-            self.content = i16::try_from(value).ok();
+        match field.name() {
+            "content" => self.content = i16::try_from(value).ok(),
+            "epoch" => self.epoch = u64::try_from(value).ok(),
+            _ => {}
         }
     }
 
@@ -318,6 +344,21 @@ where
         let mut fields = MessageAndContent::default();
         event.record(&mut fields);
         let recorded = if target == PROBER_TARGET {
+            if let (Some((dbid, ..)), Some(epoch)) =
+                (parse_history_line(&fields.message), fields.epoch)
+            {
+                let line = CatalogLine {
+                    at_ms,
+                    epoch,
+                    dbid,
+                    desc: fields.message.clone(),
+                };
+                CAPTURE.with(|c| {
+                    if let Some(cap) = c.borrow_mut().as_mut() {
+                        cap.catalog_lines.push(line);
+                    }
+                });
+            }
             parse_history_line(&fields.message).map(|(dbid, content, role, status, mode)| {
                 ClusterEvent::CatalogChange {
                     at_ms,

@@ -443,8 +443,9 @@ impl World {
         restarted
     }
 
-    /// Power loss on a host: every process on it dies, and its disk keeps only what was synced
-    /// (perhaps with a torn tail of the last unsynced append).
+    /// Power loss on a host: every process on it dies, and its disk keeps what was synced,
+    /// perhaps a torn tail of the last unsynced append, and about half of the unsynced block
+    /// overwrites (the kernel's write-back).
     pub fn kill_host(&mut self, name: &str) {
         self.kill_host_with(name, |rng, unsynced| {
             if rng.next_u32().is_multiple_of(2) {
@@ -476,8 +477,13 @@ impl World {
                 self.paused.remove(&dbid);
             }
         }
-        let rng = &mut self.rng;
-        host.disk.crash(|_, unsynced| torn(rng, unsynced));
+        // One generator serves both choices; the closures take turns borrowing it.
+        let rng = std::cell::RefCell::new(&mut self.rng);
+        host.disk.crash_with_writeback(
+            |_, unsynced| torn(&mut rng.borrow_mut(), unsynced),
+            // The kernel had written back about half of the dirty blocks.
+            |_, _, _| rng.borrow_mut().next_u32().is_multiple_of(2),
+        );
         host.up = false;
         info!(host = name, "host crashed");
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::bugs::PlantedBugs;
 use crate::catalog::{Catalog, CatalogError, Content, HistoryRow, RowChange, SegmentConfig};
 use crate::io::runtime;
 use crate::storage::{Engine, StorageError};
@@ -156,6 +157,17 @@ impl CatalogStore {
         self.current.lock().unwrap().clone()
     }
 
+    /// Reads the current catalog in place: every statement asks for the epoch or a route, and
+    /// a copy of the whole configuration each time grows with the cluster.
+    pub fn read<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
+        f(&self.current.lock().unwrap())
+    }
+
+    /// The current configuration epoch.
+    pub fn epoch(&self) -> u64 {
+        self.read(|c| c.epoch)
+    }
+
     pub fn table(&self, name: &str) -> Option<TableDef> {
         self.tables.lock().unwrap().get(name).cloned()
     }
@@ -164,6 +176,15 @@ impl CatalogStore {
     /// in-memory catalog (bumping the epoch). Nothing changes if the result would break the
     /// prober's invariants.
     pub async fn record(&self, changes: &[RowChange]) -> Result<Catalog, CatalogStoreError> {
+        self.record_with(changes, PlantedBugs::none()).await
+    }
+
+    /// [`CatalogStore::record`], with planted bugs.
+    pub async fn record_with(
+        &self,
+        changes: &[RowChange],
+        bugs: PlantedBugs,
+    ) -> Result<Catalog, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
         let mut next = self.snapshot();
         next.apply(changes)?;
@@ -187,6 +208,9 @@ impl CatalogStore {
                 dbid: change.dbid,
                 desc: change.history_desc(row.content),
             };
+            if bugs.forget_configuration_history {
+                continue;
+            }
             writes.push(Write::Put {
                 table: HISTORY_TABLE,
                 key: history_base + i as i64,

@@ -163,7 +163,7 @@ pub(crate) async fn primary_call(
     connect_timeout: Duration,
     call_timeout: Duration,
 ) -> Option<SegmentResponse> {
-    let addr = store.snapshot().pair(content)?.primary.endpoint();
+    let addr = store.read(|c| c.pair(content).map(|p| p.primary.endpoint()))?;
     let mut conn = Connection::connect(&addr, connect_timeout).await.ok()?;
     conn.call(req, call_timeout).await.ok()
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tracing::{debug, warn};
 
 use super::{content_for_key, primary_call, CatalogStore, CoordinatorConfig, DtxState};
-use crate::catalog::{Content, Role, Status};
+use crate::catalog::{Catalog, Content, Role, Status};
 use crate::dtx::{plan_commit, CommitPlan};
 use crate::io::net::Connection;
 use crate::io::runtime::{self, Instant};
@@ -131,6 +131,13 @@ impl Session {
                     Err(refusal) => failed(refusal),
                 }
             }
+            ClientRequest::ConfigurationHistory => match self.store.history().await {
+                Ok(rows) => ClientResponse::ConfigurationHistory {
+                    rows,
+                    epoch: self.store.epoch(),
+                },
+                Err(e) => failed(e.to_string()),
+            },
         }
     }
 
@@ -149,7 +156,17 @@ impl Session {
 
     /// The acting primary's address for `content`, or the error a client should see.
     fn primary_of(&self, content: Content) -> Result<String, DbError> {
-        let catalog = self.store.snapshot();
+        self.store.read(|catalog| Session::route(catalog, content))
+    }
+
+    fn route(catalog: &Catalog, content: Content) -> Result<String, DbError> {
+        // The common case first: a live primary answers at once, without looking at every
+        // other content (a cost that grows with the cluster on every statement).
+        if let Some(pair) = catalog.pair(content) {
+            if pair.primary.status != Status::Down && pair.primary.role == Role::Primary {
+                return Ok(pair.primary.endpoint());
+            }
+        }
         if catalog.contents().iter().all(|c| {
             catalog
                 .pair(*c)
@@ -176,7 +193,7 @@ impl Session {
         xid: u64,
     ) -> Result<Participant, ExecError> {
         let addr = self.primary_of(content).map_err(ExecError::Refused)?;
-        let epoch = self.store.snapshot().epoch;
+        let epoch = self.store.epoch();
         let lost = |e: String| {
             ExecError::Lost(format!("content {content}: cannot reach its primary: {e}"))
         };
@@ -205,7 +222,7 @@ impl Session {
         op: &Op,
         content: Option<Content>,
     ) -> Result<OpResult, ExecError> {
-        let contents = self.store.snapshot().contents().len();
+        let contents = self.store.read(|c| c.contents().len());
         let xid =
             self.txn.as_ref().map(|t| t.xid).ok_or_else(|| {
                 ExecError::Refused(DbError::Failed("no transaction is open".into()))
@@ -278,7 +295,7 @@ impl Session {
     }
 
     async fn exec(&mut self, op: Op, content: Option<Content>) -> ClientResponse {
-        let epoch = self.store.snapshot().epoch;
+        let epoch = self.store.epoch();
         match self.exec_once(&op, content).await {
             Ok(result) => self.logged(op, content, result),
             Err(ExecError::Refused(e)) => {
@@ -313,7 +330,7 @@ impl Session {
         let rolled_back =
             |detail: String| failed(format!("{why}; transaction rolled back{detail}"));
         let deadline = Instant::now() + self.cfg.statement_timeout;
-        while self.store.snapshot().epoch == epoch {
+        while self.store.epoch() == epoch {
             if Instant::now() >= deadline {
                 return rolled_back(String::new());
             }

@@ -78,7 +78,7 @@ impl Prober {
             .iter()
             .map(|pair| {
                 let settings = self.settings.clone();
-                let epoch = self.store.snapshot().epoch;
+                let epoch = self.store.epoch();
                 let primary = pair.primary.clone();
                 let bugs = self.bugs;
                 runtime::spawn(
@@ -136,13 +136,9 @@ impl Prober {
         while decision == Decision::ProbeAgain && retries < self.settings.probe_retries {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
-            let answer = probe_with_retries(
-                &self.settings,
-                &pair.primary,
-                self.store.snapshot().epoch,
-                self.bugs,
-            )
-            .await;
+            let answer =
+                probe_with_retries(&self.settings, &pair.primary, self.store.epoch(), self.bugs)
+                    .await;
             let outcome = self.outcome(&pair.primary, answer);
             decision = decide_with(pair, outcome, self.bugs);
         }
@@ -159,7 +155,7 @@ impl Prober {
                         &pair.primary,
                         SegmentRequest::SyncrepOff {
                             dbid: pair.primary.dbid,
-                            epoch: self.store.snapshot().epoch,
+                            epoch: self.store.epoch(),
                         },
                     )
                     .await;
@@ -176,7 +172,7 @@ impl Prober {
                         mirror,
                         SegmentRequest::Promote {
                             dbid: mirror.dbid,
-                            epoch: self.store.snapshot().epoch,
+                            epoch: self.store.epoch(),
                         },
                     )
                     .await
@@ -199,7 +195,7 @@ impl Prober {
                     &pair.primary,
                     SegmentRequest::Promote {
                         dbid: pair.primary.dbid,
-                        epoch: self.store.snapshot().epoch,
+                        epoch: self.store.epoch(),
                     },
                 )
                 .await;
@@ -211,7 +207,7 @@ impl Prober {
     }
 
     async fn record(&self, content: i16, changes: &[RowChange]) -> bool {
-        match self.store.record(changes).await {
+        match self.store.record_with(changes, self.bugs).await {
             Ok(catalog) => {
                 for change in changes {
                     info!(

@@ -161,6 +161,8 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             EngineOptions {
                 cache_blocks_max: cfg.cache_blocks_max,
                 replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
+                replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
+                evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
             },
         )
         .await

@@ -76,6 +76,8 @@ pub struct BufferCache {
     lru: BTreeMap<u64, BlockId>,
     tick: u64,
     pub stats: CacheStats,
+    /// Planted bug: eviction ignores the WAL-before-data rule.
+    evict_before_wal_flush: bool,
 }
 
 impl BufferCache {
@@ -86,12 +88,19 @@ impl BufferCache {
             lru: BTreeMap::new(),
             tick: 0,
             stats: CacheStats::default(),
+            evict_before_wal_flush: false,
         }
     }
 
     /// The bound this cache was built with.
     pub fn max(&self) -> usize {
         self.max
+    }
+
+    /// Turns the planted bug `evict-before-wal-flush` on or off.
+    pub fn evicting_before_wal_flush(mut self, on: bool) -> BufferCache {
+        self.evict_before_wal_flush = on;
+        self
     }
 
     fn touch(&mut self, id: BlockId) {
@@ -208,7 +217,8 @@ impl BufferCache {
                 // page LSN is durable. Otherwise a crash could leave a block holding changes
                 // of a transaction whose commit record is lost, and redo (which only adds
                 // committed work) could never take them out again.
-                !frame.pinned && (!frame.dirty || frame.page.lsn <= flushed)
+                !frame.pinned
+                    && (!frame.dirty || frame.page.lsn <= flushed || self.evict_before_wal_flush)
             });
             // Nothing evictable: every block is pinned or waits for a WAL flush. Exceed the
             // bound for now (a soft limit); a later read shrinks the cache again.

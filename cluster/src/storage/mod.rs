@@ -43,6 +43,11 @@ pub struct EngineOptions {
     pub cache_blocks_max: usize,
     /// Planted bug (off by default): a replica's replay drops heap deletes.
     pub replica_skips_deletes: bool,
+    /// Planted bug (off by default): a replica's replay applies each commit after the next one.
+    pub replica_replays_out_of_order: bool,
+    /// Planted bug (off by default): the buffer cache evicts (writes) a dirty block before the
+    /// WAL up to its page LSN is durable.
+    pub evict_before_wal_flush: bool,
 }
 
 impl Default for EngineOptions {
@@ -50,6 +55,8 @@ impl Default for EngineOptions {
         EngineOptions {
             cache_blocks_max: 256,
             replica_skips_deletes: false,
+            replica_replays_out_of_order: false,
+            evict_before_wal_flush: false,
         }
     }
 }
@@ -90,6 +97,7 @@ pub struct Engine {
     role: Role,
     wal_bytes: u64,
     replica_skips_deletes: bool,
+    replica_replays_out_of_order: bool,
 }
 
 impl Engine {

@@ -28,12 +28,14 @@ impl Engine {
             wal: Arc::new(Wal::new(disk.clone(), wal_end)),
             disk,
             tables: Default::default(),
-            cache: BufferCache::new(opts.cache_blocks_max),
+            cache: BufferCache::new(opts.cache_blocks_max)
+                .evicting_before_wal_flush(opts.evict_before_wal_flush),
             prepared: control.prepared.clone(),
             applied_lsn: control.redo_lsn,
             role: Role::Undecided,
             wal_bytes: 0,
             replica_skips_deletes: opts.replica_skips_deletes,
+            replica_replays_out_of_order: opts.replica_replays_out_of_order,
         };
         for def in &control.tables {
             let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);

@@ -7,6 +7,10 @@ use super::apply::Misfit;
 use super::table::Table;
 use super::{Engine, Lsn, Record, Role, StorageError, TableDef, Xid};
 
+/// A commit record held back by the planted bug `mirror-replays-out-of-order`: its LSN, the
+/// record, its end, and its batch of data records.
+type HeldCommit = (Lsn, Record, Lsn, Vec<(Lsn, Record)>);
+
 /// Where a redo pass stopped.
 pub(crate) struct Redone {
     /// The end of the last whole record before the stop.
@@ -23,6 +27,8 @@ impl Engine {
         let disk = self.disk.clone();
         let mut reader = WalReader::new(&*disk, self.applied_lsn, limit);
         let mut batch: Vec<(Lsn, Record)> = Vec::new();
+        // Planted bug: a replica holds each commit back and applies it after the next one.
+        let mut held: Option<HeldCommit> = None;
         loop {
             let (lsn, record, end) = match reader.next_record()? {
                 Next::Record { lsn, record, end } => (lsn, record, end),
@@ -49,8 +55,23 @@ impl Engine {
                 batch.push((lsn, record));
                 continue;
             }
+            let commit = matches!(
+                record,
+                Record::Commit { .. } | Record::CommitPrepared { .. }
+            );
+            if self.replica_replays_out_of_order
+                && self.role == Role::Replica
+                && commit
+                && held.is_none()
+            {
+                held = Some((lsn, record, end, std::mem::take(&mut batch)));
+                continue;
+            }
             self.redo_record(lsn, record, end, std::mem::take(&mut batch))?;
             self.applied_lsn = end;
+            if let Some((lsn, record, end, batch)) = held.take() {
+                self.redo_record(lsn, record, end, batch)?;
+            }
         }
     }
 

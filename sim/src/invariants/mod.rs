@@ -4,6 +4,7 @@
 
 pub mod aborted_stays_aborted;
 pub mod availability;
+pub mod configuration_history;
 pub mod converged;
 pub mod identical_replicas;
 pub mod latest_value;

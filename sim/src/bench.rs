@@ -1,0 +1,239 @@
+//! `hasim bench`: the simulator's throughput (simulations per second, simulated seconds per wall
+//! second and per CPU second, on 1 and 2 jobs), failover times, and with `--scaling` how the
+//! cost of one simulation grows from 8 to 64 to 256 segments, with its peak memory.
+//!
+//! Peak memory is the peak resident set size (`VmHWM` of `/proc/self/status`, which a new
+//! program starts afresh, unlike `getrusage`'s, which Linux carries across `exec` from the
+//! parent) of a child process that runs the seeds of one size one at a time (`hasim
+//! bench-child`), less that of a child that runs none (the process's own start-up), so each
+//! size is measured in a process of its own. CPU time is `getrusage`'s user + system time.
+
+use std::io::Write;
+use std::process::Command as Process;
+use std::time::Instant;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{run_many, SeedRange, World};
+use crate::config::RunConfig;
+use crate::failover::{self, Failover};
+use crate::runner::Verdict;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Seeds per measurement.
+    #[arg(long, default_value = "0..40", value_parser = crate::cli::parse_seeds)]
+    pub seeds: SeedRange,
+    /// Also measure 8, 64 and 256 segments (scenarios scaled-8, scaled-64, scaled-256).
+    #[arg(long)]
+    pub scaling: bool,
+    /// Seeds per size for `--scaling`.
+    #[arg(long, default_value = "0..3", value_parser = crate::cli::parse_seeds)]
+    pub scaling_seeds: SeedRange,
+    #[command(flatten)]
+    pub world: World,
+}
+
+#[derive(Args, Debug)]
+pub struct ChildArgs {
+    #[arg(long, value_parser = crate::cli::parse_scenario)]
+    pub scenario: String,
+    /// Seeds to run, one at a time; none measures the process's start-up alone.
+    #[arg(long)]
+    pub seeds: Option<String>,
+}
+
+/// What a child reports on its standard output.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChildReport {
+    pub seeds: u64,
+    pub failing: u64,
+    pub sim_s: f64,
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub max_rss_kib: u64,
+    pub transactions: u64,
+}
+
+/// User plus system CPU time of this process, all threads, and its peak resident set size.
+pub fn usage() -> (f64, u64) {
+    // SAFETY: getrusage writes into the struct we pass and reads nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    if rc != 0 {
+        return (0.0, 0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as u64)
+}
+
+/// This program's peak resident set size in KiB (Linux `VmHWM`; 0 where unavailable).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+pub fn child(args: ChildArgs) -> i32 {
+    crate::trace::install("warn");
+    let cfg = RunConfig::by_name(&args.scenario).expect("validated by clap");
+    let started = Instant::now();
+    let (cpu0, _) = usage();
+    let mut report = ChildReport {
+        seeds: 0,
+        failing: 0,
+        sim_s: 0.0,
+        wall_s: 0.0,
+        cpu_s: 0.0,
+        max_rss_kib: 0,
+        transactions: 0,
+    };
+    if let Some(seeds) = &args.seeds {
+        let seeds = match crate::cli::parse_seeds(seeds) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("--seeds: {e}");
+                return crate::cli::EXIT_USAGE;
+            }
+        };
+        run_many(&cfg, seeds, 1, false, |r, _, _| {
+            report.seeds += 1;
+            report.failing += u64::from(r.verdict != Verdict::Ok);
+            report.sim_s += r.sim_time_ms as f64 / 1000.0;
+            report.transactions += r.events.invoked;
+        });
+    }
+    let (cpu1, _) = usage();
+    report.wall_s = started.elapsed().as_secs_f64();
+    report.cpu_s = cpu1 - cpu0;
+    report.max_rss_kib = peak_rss_kib();
+    println!("{}", serde_json::to_string(&report).expect("serializes"));
+    0
+}
+
+fn run_child(scenario: &str, seeds: Option<SeedRange>) -> Result<ChildReport, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find hasim itself: {e}"))?;
+    let mut cmd = Process::new(exe);
+    cmd.args(["bench-child", "--scenario", scenario]);
+    if let Some(s) = seeds {
+        cmd.args(["--seeds", &format!("{}..{}", s.start, s.end)]);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run bench-child: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "bench-child {scenario} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("bench-child output: {e}"))
+}
+
+fn scaling(seeds: SeedRange) -> Result<(), String> {
+    let idle = run_child("scaled-8", None)?;
+    if idle.max_rss_kib == 0 {
+        return Err("no peak memory figure on this system (/proc/self/status VmHWM)".into());
+    }
+    println!();
+    println!(
+        "scaling: scenarios scaled-N (N segments = N primaries with N mirrors; one client per content; {} s of faults, fault rate per host as in standard), seeds {}..{} one at a time in a child process each size; process start-up {} MiB",
+        RunConfig::scaled(8).fault_time.as_secs(),
+        seeds.start,
+        seeds.end,
+        idle.max_rss_kib / 1024
+    );
+    println!(
+        "| segments | hosts × primaries | instances | seeds | failing (not ok) | simulated s | CPU s | CPU s per simulation | simulated s per CPU s | transactions per CPU s | peak memory per simulation MiB |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for n in RunConfig::SCALED {
+        let cfg = RunConfig::scaled(*n);
+        let r = run_child(&cfg.scenario, Some(seeds))?;
+        println!(
+            "| {n} | {} × {} | {} | {} | {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0} | {:.0} |",
+            cfg.segment_hosts,
+            cfg.primaries_per_host(),
+            2 * cfg.contents + 1,
+            r.seeds,
+            r.failing,
+            r.sim_s,
+            r.cpu_s,
+            r.cpu_s / r.seeds.max(1) as f64,
+            r.sim_s / r.cpu_s.max(1e-9),
+            r.transactions as f64 / r.cpu_s.max(1e-9),
+            r.max_rss_kib.saturating_sub(idle.max_rss_kib) as f64 / 1024.0,
+        );
+        let _ = std::io::stdout().flush();
+    }
+    Ok(())
+}
+
+pub fn main(args: BenchArgs) -> i32 {
+    crate::trace::install("warn");
+    let cfg = args.world.config();
+    let n = args.seeds.end - args.seeds.start;
+    println!(
+        "scenario {}: {n} seeds per row, release build recommended; CPU s is this process's user + system time",
+        cfg.scenario
+    );
+    println!("| jobs | seeds | wall s | CPU s | simulations/s | simulated s per wall s | simulated s per CPU s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut worst = Verdict::Ok;
+    let mut failovers: Vec<Failover> = Vec::new();
+    for jobs in [1u32, 2] {
+        let started = Instant::now();
+        let (cpu0, _) = usage();
+        let mut sim_ms = 0u64;
+        run_many(&cfg, args.seeds, jobs, false, |r, _, _| {
+            sim_ms += r.sim_time_ms;
+            worst = worst.max(r.verdict);
+            if jobs == 1 {
+                failovers.extend(r.failovers);
+            }
+        });
+        let wall = started.elapsed().as_secs_f64();
+        let cpu = usage().0 - cpu0;
+        println!(
+            "| {jobs} | {n} | {wall:.2} | {cpu:.2} | {:.2} | {:.0} | {:.0} |",
+            n as f64 / wall,
+            sim_ms as f64 / 1000.0 / wall,
+            sim_ms as f64 / 1000.0 / cpu.max(1e-9)
+        );
+        let _ = std::io::stdout().flush();
+    }
+    let summary = failover::summarize(&failovers);
+    println!();
+    println!(
+        "failover: {} of {} primaries lost to a host crash with their mirror in sync failed over and committed again ({} more had no in-sync mirror)",
+        summary.complete, summary.with_mirror, summary.without_mirror
+    );
+    println!();
+    println!("| simulated s from | median | p90 |");
+    println!("|---|---:|---:|");
+    for (part, (median, p90)) in [
+        ("crash to catalog flip (detection)", summary.detection_ms),
+        ("flip to \"promoted\" (promotion)", summary.promotion_ms),
+        ("promoted to first commit", summary.first_commit_ms),
+        ("crash to first commit (total)", summary.total_ms),
+    ] {
+        println!(
+            "| {part} | {:.2} | {:.2} |",
+            median as f64 / 1000.0,
+            p90 as f64 / 1000.0
+        );
+    }
+    if args.scaling {
+        if let Err(e) = scaling(args.scaling_seeds) {
+            eprintln!("{e}");
+            return 3;
+        }
+    }
+    worst.exit_code()
+}
