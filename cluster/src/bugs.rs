@@ -19,12 +19,18 @@ pub struct PlantedBugs {
     pub commit_without_prepare: bool,
     /// A mirror's WAL replay drops heap deletes, so its data drifts from its primary's.
     pub mirror_skips_deletes: bool,
-    /// The prober waits for a probe's reply without its timeout: a primary that accepts the
-    /// connection but never answers (stalled, paused) holds up the whole probe cycle.
-    pub probe_without_timeout: bool,
     /// A segment accepts control requests and work stamped with a configuration epoch older than
     /// the newest it has seen (a late message from a decision the catalog has since replaced).
     pub skip_epoch_check: bool,
+    /// An activated standby rolls back every prepared transaction it finds, even those whose
+    /// distributed-commit record it holds (the real rule: re-send COMMIT PREPARED for them).
+    pub activation_ignores_commit_records: bool,
+    /// The coordinator ships catalog WAL to its standby before that WAL is durable on the
+    /// coordinator itself (the real rule: only flushed WAL is sent).
+    pub walsender_ships_unflushed_wal: bool,
+    /// The prober waits for a probe's reply without its timeout: a primary that accepts the
+    /// connection but never answers (stalled, paused) holds up the whole probe cycle.
+    pub probe_without_timeout: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -50,12 +56,20 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "a mirror's replay drops heap deletes",
     ),
     (
-        "probe-without-timeout",
-        "the prober waits for a probe's reply without a timeout",
-    ),
-    (
         "skip-epoch-check",
         "a segment obeys requests stamped with an older configuration epoch",
+    ),
+    (
+        "activation-ignores-commit-records",
+        "an activated standby rolls back prepared transactions that have a commit record",
+    ),
+    (
+        "walsender-ships-unflushed-wal",
+        "the coordinator streams catalog WAL to its standby before flushing it",
+    ),
+    (
+        "probe-without-timeout",
+        "the prober waits for a probe's reply without a timeout",
     ),
 ];
 
@@ -73,8 +87,10 @@ impl PlantedBugs {
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
-            "probe-without-timeout" => &mut self.probe_without_timeout,
             "skip-epoch-check" => &mut self.skip_epoch_check,
+            "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
+            "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
+            "probe-without-timeout" => &mut self.probe_without_timeout,
             _ => return None,
         })
     }

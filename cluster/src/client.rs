@@ -1,8 +1,10 @@
 //! The client library: transactions through the coordinator.
 //!
-//! A client holds a list of coordinator addresses and connects to the first that answers. A
+//! A client holds a list of coordinator addresses (the coordinator and its standby) and
+//! connects to whichever is active: a warm standby answers [`ClientResponse::NotActive`], and
+//! the client moves on to the next address; it keeps to the one that served it last. A
 //! transaction that loses its connection before commit is rolled back ([`DbError::Failed`]); one
-//! that loses it while committing has an unknown outcome ([`DbError::Unknown`]). After a failed
+//! that loses it while committing has an unknown outcome ([`DbError::Unknown`]); both say so. After a failed
 //! connection attempt the next one waits a little longer (50 ms doubling to 2 s), so a client
 //! of a coordinator that is down does not hammer it.
 
@@ -11,11 +13,14 @@ use std::time::Duration;
 use crate::catalog::{Catalog, Content};
 use crate::io::net::{Backoff, Connection};
 use crate::proto::{ClientRequest, ClientResponse, DbError, Op, OpResult};
+use crate::standby::{StandbyReply, StandbyRequest};
 use crate::wal::{Key, TableKind, Value};
 
 pub struct Client {
     coordinators: Vec<String>,
     conn: Option<Connection>,
+    /// The address tried first: the one that served last.
+    active: usize,
     timeout: Duration,
     backoff: Backoff,
 }
@@ -25,6 +30,7 @@ impl Client {
         Client {
             coordinators,
             conn: None,
+            active: 0,
             timeout,
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
         }
@@ -34,10 +40,12 @@ impl Client {
         if self.conn.is_none() {
             self.backoff.wait().await;
             let mut last = String::from("no coordinator address given");
-            for addr in &self.coordinators {
-                match Connection::connect(addr, self.timeout).await {
+            let n = self.coordinators.len();
+            for i in (0..n).map(|k| (self.active + k) % n) {
+                match Connection::connect(&self.coordinators[i], self.timeout).await {
                     Ok(conn) => {
                         self.conn = Some(conn);
+                        self.active = i;
                         break;
                     }
                     Err(e) => last = e.to_string(),
@@ -58,22 +66,49 @@ impl Client {
         committing: bool,
     ) -> Result<ClientResponse, DbError> {
         let timeout = self.timeout;
-        let conn = self.connection().await?;
-        match conn.call::<_, ClientResponse>(&req, timeout).await {
-            Ok(ClientResponse::Error(e)) => Err(e),
-            Ok(resp) => Ok(resp),
-            Err(e) => {
-                self.conn = None;
-                if committing {
-                    Err(DbError::Unknown(format!(
-                        "connection to the coordinator lost while committing: {e}"
-                    )))
-                } else {
-                    Err(DbError::Failed(format!(
-                        "connection to the coordinator lost: {e}; transaction rolled back"
-                    )))
+        // A warm standby answers that it is not active: try the next address, each once.
+        let mut standbys = Vec::new();
+        let mut tries = 0;
+        loop {
+            let conn = self.connection().await?;
+            match conn.call::<_, ClientResponse>(&req, timeout).await {
+                Ok(ClientResponse::Error(e)) => return Err(e),
+                Ok(ClientResponse::NotActive(why)) => {
+                    self.conn = None;
+                    tries += 1;
+                    if !standbys.contains(&why) {
+                        standbys.push(why);
+                    }
+                    if tries >= self.coordinators.len() {
+                        return Err(DbError::Failed(format!(
+                            "no active coordinator: {}",
+                            standbys.join("; ")
+                        )));
+                    }
+                    self.active = (self.active + 1) % self.coordinators.len();
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    self.conn = None;
+                    return Err(if committing {
+                        DbError::Unknown(format!(
+                            "the coordinator failed before the commit was acknowledged ({e}); the transaction's outcome is unknown: it is committed only if the coordinator recorded the commit before failing"
+                        ))
+                    } else {
+                        DbError::Failed(format!(
+                            "the coordinator failed before the commit was acknowledged ({e}); the transaction's outcome is: rolled back, nothing of it was committed"
+                        ))
+                    });
                 }
             }
+        }
+    }
+
+    /// A standby verb ([`StandbyRequest`]) to the active coordinator.
+    pub async fn standby(&mut self, req: StandbyRequest) -> Result<StandbyReply, DbError> {
+        match self.request(ClientRequest::Standby(req), false).await? {
+            ClientResponse::Standby(reply) => Ok(reply),
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
         }
     }
 

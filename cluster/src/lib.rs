@@ -12,6 +12,7 @@ pub mod layout;
 pub mod observe;
 pub mod proto;
 pub mod segment;
+pub mod standby;
 pub mod storage;
 pub mod sync;
 pub mod wal;

@@ -99,6 +99,8 @@ pub enum ClientRequest {
     /// The distributed-commit records not yet forgotten (`gp_distributed_log`): empty once every
     /// distributed transaction has been carried out everywhere.
     DistributedLog,
+    /// The standby coordinator's verbs and its catalog stream (see [`crate::standby`]).
+    Standby(crate::standby::StandbyRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -109,6 +111,9 @@ pub enum ClientResponse {
     Catalog(Catalog),
     DistributedLog(Vec<(u64, Vec<Content>)>),
     Error(DbError),
+    Standby(crate::standby::StandbyReply),
+    /// From a warm standby: it serves no work; the client tries another coordinator.
+    NotActive(String),
 }
 
 /// Requests to a segment instance. Those that carry `epoch` are fenced: an instance refuses one

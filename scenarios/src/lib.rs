@@ -47,6 +47,44 @@ pub const CATALOGUE: &[PlantedBug] = &[
     },
 ];
 
+/// A planted bug whose failure needs a precise interleaving (a message held in a partitioned
+/// link and delivered after a newer decision) is caught by a scripted scenario rather than by a
+/// random hunt: the test named here runs it with the bug on and off.
+pub struct ScriptedCatch {
+    pub name: &'static str,
+    pub caught_by: &'static str,
+    /// `file::test` of the scripted scenario.
+    pub test: &'static str,
+}
+
+pub const SCRIPTED: &[ScriptedCatch] = &[
+    ScriptedCatch {
+        name: "skip-epoch-check",
+        caught_by: "promoted-in-sync",
+        test: "sim/tests/fencing.rs::obeying_the_late_syncrep_off_lets_a_promotion_lose_acknowledged_commits",
+    },
+    ScriptedCatch {
+        name: "probe-without-timeout",
+        caught_by: "availability",
+        test: "scenarios/tests/schedules.rs::every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without",
+    },
+    ScriptedCatch {
+        name: "promote-unsynced-mirror",
+        caught_by: "linear-history",
+        test: "sim/tests/linear_history.rs::promoting_the_lagging_mirror_forks_the_history_and_the_checker_says_so",
+    },
+    ScriptedCatch {
+        name: "activation-ignores-commit-records",
+        caught_by: "aborted-stays-aborted",
+        test: "sim/tests/standby.rs::activation_that_ignores_commit_records_is_caught",
+    },
+    ScriptedCatch {
+        name: "walsender-ships-unflushed-wal",
+        caught_by: "standby-catalog",
+        test: "sim/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
+    },
+];
+
 /// A fault schedule kept as a regression scenario: with its planted bug on, replaying it on its
 /// seed makes its checker fire; with the bug off the same run passes.
 pub struct Regression {
@@ -94,34 +132,6 @@ impl Regression {
         run_seed(self.seed, &cfg).0
     }
 }
-
-/// A planted bug whose failure needs a precise interleaving (a message held in a partitioned
-/// link and delivered after a newer decision) is caught by a scripted scenario rather than by a
-/// random hunt: the test named here runs it with the bug on and off.
-pub struct ScriptedCatch {
-    pub name: &'static str,
-    pub caught_by: &'static str,
-    /// `file::test` of the scripted scenario.
-    pub test: &'static str,
-}
-
-pub const SCRIPTED: &[ScriptedCatch] = &[
-    ScriptedCatch {
-        name: "skip-epoch-check",
-        caught_by: "promoted-in-sync",
-        test: "sim/tests/fencing.rs::obeying_the_late_syncrep_off_lets_a_promotion_lose_acknowledged_commits",
-    },
-    ScriptedCatch {
-        name: "probe-without-timeout",
-        caught_by: "availability",
-        test: "scenarios/tests/schedules.rs::every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without",
-    },
-    ScriptedCatch {
-        name: "promote-unsynced-mirror",
-        caught_by: "linear-history",
-        test: "sim/tests/linear_history.rs::promoting_the_lagging_mirror_forks_the_history_and_the_checker_says_so",
-    },
-];
 
 /// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker
 /// firing (a safety verdict), or the budget runs out. Returns that seed's result.

@@ -218,19 +218,23 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // Commands that build a world check its layout before running anything.
     let world = match &cli.command {
-        Command::Run(args) => &args.world,
-        Command::Replay(args) => &args.world,
-        Command::Bench(args) => &args.world,
-        Command::Shrink(args) => &args.world,
+        Command::Run(args) => Some(&args.world),
+        Command::Replay(args) => Some(&args.world),
+        Command::Bench(args) => Some(&args.world),
+        Command::Shrink(args) => Some(&args.world),
+        #[allow(unreachable_patterns)]
+        _ => None,
     };
-    let cfg = world.config();
-    if let Err(e) = cfg
-        .layout
-        .validate(cfg.segment_hosts, cfg.primaries_per_host())
-    {
-        eprintln!("error: --layout {}: {e}", cfg.layout);
-        return EXIT_USAGE;
+    if let Some(cfg) = world.map(World::config) {
+        if let Err(e) = cfg
+            .layout
+            .validate(cfg.segment_hosts, cfg.primaries_per_host())
+        {
+            eprintln!("error: --layout {}: {e}", cfg.layout);
+            return EXIT_USAGE;
+        }
     }
     match cli.command {
         Command::Run(args) => run(args),

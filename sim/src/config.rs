@@ -51,6 +51,9 @@ pub struct RunConfig {
     /// After healing, the cluster must serve a full read within this bound.
     pub heal_bound: Duration,
     pub bugs: PlantedBugs,
+    /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
     /// What a swarm scenario drew for the seed (set by `crate::swarm::derive`).
     #[serde(skip)]
     pub swarm: Option<crate::swarm::SwarmOptions>,
@@ -141,6 +144,7 @@ impl RunConfig {
             partition_max: Duration::from_secs(20),
             heal_bound: Duration::from_secs(60),
             bugs: PlantedBugs::none(),
+            standby: false,
             swarm: None,
             schedule: None,
         }

@@ -12,6 +12,8 @@ pub mod nemesis;
 pub mod observer;
 pub mod runner;
 pub mod shrink;
+pub mod standby;
+pub mod standby_failover;
 pub mod swarm;
 pub mod trace;
 pub mod workload;

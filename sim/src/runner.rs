@@ -323,7 +323,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             .build();
         let spec = workload::ClientSpec {
             id: c,
-            coordinator: coordinator.clone(),
+            coordinators: vec![coordinator.clone()],
             timeout: client_timeout,
             workload: cfg.workload.clone(),
             contents: cfg.contents,
@@ -463,7 +463,7 @@ async fn converge(
 /// For every pair the catalog shows in sync, the primary's and the mirror's checksums, taken
 /// once the mirror has replayed up to the primary's flushed WAL (the cluster is idle by now;
 /// pairs that do not get there within a few seconds are left out).
-async fn pair_checksums(
+pub async fn pair_checksums(
     coordinator: String,
     timeout: Duration,
 ) -> Vec<invariants::identical_replicas::PairChecksums> {
@@ -523,7 +523,7 @@ impl IntoSeed for ChaCha8Rng {
     }
 }
 
-async fn create_tables(coordinator: String, timeout: Duration) -> Result<(), String> {
+pub async fn create_tables(coordinator: String, timeout: Duration) -> Result<(), String> {
     let mut client = Client::new(vec![coordinator], timeout);
     let mut last = String::new();
     for _ in 0..60 {
@@ -544,7 +544,7 @@ async fn create_tables(coordinator: String, timeout: Duration) -> Result<(), Str
 }
 
 /// Reads every row of every table on every content, retrying until `bound` passes.
-async fn read_everything(
+pub async fn read_everything(
     coordinator: String,
     timeout: Duration,
     contents: Vec<i16>,

@@ -206,7 +206,8 @@ impl ClientState {
 #[derive(Clone, Debug)]
 pub struct ClientSpec {
     pub id: u32,
-    pub coordinator: String,
+    /// The coordinator's address, then the standby's if there is one.
+    pub coordinators: Vec<String>,
     pub timeout: Duration,
     pub workload: Workload,
     /// Number of contents of the cluster (keys are routed by their hash modulo this).
@@ -216,7 +217,7 @@ pub struct ClientSpec {
 }
 
 pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
-    let mut client = Client::new(vec![spec.coordinator], spec.timeout);
+    let mut client = Client::new(spec.coordinators, spec.timeout);
     let id = spec.id;
     let mut state = ClientState {
         id,

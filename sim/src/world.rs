@@ -24,6 +24,8 @@ use crate::config::RunConfig;
 use crate::disk::{SimDisk, TornTail};
 
 pub const COORDINATOR_PORT: u16 = 5432;
+/// The standby coordinator's host, when the run has one.
+pub const STANDBY_HOST: &str = "smdw";
 pub const SEGMENT_PORT: u16 = 6000;
 
 /// One host of the simulated cluster: its disk and the processes running on it.
@@ -63,6 +65,8 @@ pub struct World {
     pub segments: Vec<SegmentConfig>,
     pub(crate) rng: ChaCha8Rng,
     observe: Observe,
+    /// The standby coordinator's host, if the configuration places one.
+    pub standby: Option<crate::standby::StandbyHost>,
     /// Instances paused by the nemesis.
     pub(crate) paused: std::collections::BTreeSet<u16>,
 }
@@ -99,25 +103,61 @@ impl World {
             segments,
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
             observe,
+            standby: None,
             paused: Default::default(),
         };
         world.add_coordinator(cfg);
         for name in &segment_hosts {
             world.add_segment_host(cfg, name);
         }
+        if cfg.standby {
+            world.add_standby_host(cfg);
+        }
         world
+    }
+
+    pub(crate) fn new_disk_for(cfg: &RunConfig) -> SimDisk {
+        World::new_disk(cfg)
     }
 
     fn new_disk(cfg: &RunConfig) -> SimDisk {
         SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
     }
 
-    fn add_coordinator(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk(cfg);
+    /// The coordinator's settings in this run.
+    pub(crate) fn coordinator_config(&self, cfg: &RunConfig) -> CoordinatorConfig {
         let mut ccfg = CoordinatorConfig::new(self.coordinator_addr.clone(), self.segments.clone());
         ccfg.probe = cfg.probe.clone();
         ccfg.statement_timeout = cfg.statement_timeout;
         ccfg.bugs = cfg.bugs;
+        ccfg
+    }
+
+    pub(crate) fn new_host(&mut self, name: &str, ip: IpAddr, disk: SimDisk, node: NodeHandle) {
+        self.hosts.insert(
+            name.into(),
+            Host {
+                name: name.into(),
+                disk,
+                up: true,
+                processes: vec![Process {
+                    dbid: None,
+                    ip,
+                    node,
+                    up: true,
+                    stopped: Arc::new(AtomicBool::new(false)),
+                }],
+            },
+        );
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    fn add_coordinator(&mut self, cfg: &RunConfig) {
+        let disk = World::new_disk(cfg);
+        let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
         let stopped = Arc::new(AtomicBool::new(false));
         let flag = stopped.clone();
@@ -284,6 +324,13 @@ impl World {
             .collect()
     }
 
+    /// Every coordinator address a client should know: the coordinator's, then the standby's.
+    pub fn coordinator_addrs(&self) -> Vec<String> {
+        let mut addrs = vec![self.coordinator_addr.clone()];
+        addrs.extend(self.standby.as_ref().map(|s| s.addr.clone()));
+        addrs
+    }
+
     pub fn contents(&self) -> Vec<i16> {
         let mut c: Vec<i16> = self.segments.iter().map(|s| s.content).collect();
         c.dedup();
@@ -291,8 +338,8 @@ impl World {
     }
 }
 
-/// The cluster's instances as `gpinitsystem` lays them out: group layout (see
-/// [`RunConfig::contents`]), dbids from 2 in content order, primary before mirror, every instance
+/// The cluster's instances as `gpinitsystem` lays them out: the run's mirror layout (see
+/// [`Placement`]), dbids from 2 in content order, primary before mirror, every instance
 /// a process with its own address on its host's subnet.
 pub fn layout(cfg: &RunConfig) -> Vec<SegmentConfig> {
     let segment_hosts: Vec<String> = (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();

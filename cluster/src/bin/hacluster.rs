@@ -20,6 +20,8 @@
 mod client_cmd;
 #[path = "hacluster/cluster_file.rs"]
 mod cluster_file;
+#[path = "hacluster/standby_cmd.rs"]
+mod standby_cmd;
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -86,6 +88,24 @@ enum Command {
         #[command(flatten)]
         target: CoordinatorArgs,
     },
+    /// Add a standby coordinator (`-s HOST`) or resynchronize the configured one (`-n`), as
+    /// gpinitstandby does; waits until it is Synchronized and prints the mirroring state.
+    InitStandby(standby_cmd::InitStandbyArgs),
+    /// Promote the standby coordinator once the coordinator is gone (gpactivatestandby).
+    ActivateStandby {
+        /// The standby's address `ip:port`.
+        #[arg(long)]
+        standby: String,
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+    },
+    /// Print the standby's mirroring state (Not Configured / Synchronized / Not Synchronized).
+    StandbyState {
+        #[command(flatten)]
+        target: CoordinatorArgs,
+    },
+    /// Run a standby coordinator until killed (`init-standby` starts it).
+    Standby(standby_cmd::StandbyArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -112,7 +132,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Servers log their progress; one-shot commands only what went wrong.
     let default_level = match cli.command {
-        Command::Coordinator { .. } | Command::Segment { .. } => "info",
+        Command::Coordinator { .. } | Command::Segment { .. } | Command::Standby(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -197,6 +217,31 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::State { target } => {
             print!("{}", client_cmd::state(&mut target.client()).await?);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::InitStandby(args) => {
+            println!("{}", standby_cmd::init_standby(args).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ActivateStandby {
+            standby,
+            timeout_ms,
+        } => {
+            println!("{}", standby_cmd::activate(&standby, timeout_ms).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::StandbyState { target } => {
+            println!("{}", standby_cmd::state(&mut target.client()).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Standby(args) => {
+            if until_signalled(standby_cmd::run_standby(args))
+                .await?
+                .transpose()?
+                .is_none()
+            {
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::bail!("standby coordinator stopped without an error")
         }
     }
 }

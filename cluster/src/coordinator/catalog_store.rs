@@ -13,6 +13,8 @@ use crate::io::runtime;
 use crate::storage::{Engine, StorageError};
 use crate::wal::{TableDef, TableId, TableKind, Write};
 
+mod standby;
+
 const CONFIG_TABLE: TableId = 1;
 const HISTORY_TABLE: TableId = 2;
 const META_TABLE: TableId = 3;
@@ -44,6 +46,9 @@ pub struct CatalogStore {
     /// Unmirrored contents whose primary the prober cannot reach (not catalog state: the
     /// catalog never marks an acting primary down).
     unmirrored_lost: Arc<Mutex<std::collections::BTreeSet<Content>>>,
+    /// The standby coordinator's replication state; changes wait for its flush while it is
+    /// synchronized.
+    standby: Arc<crate::standby::StandbyLink>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -125,6 +130,7 @@ impl CatalogStore {
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
+            standby: Default::default(),
         })
     }
 
@@ -195,6 +201,7 @@ impl CatalogStore {
         drop(engine);
         // Durable before anyone acts on it.
         wal.flush_to(lsn).await?;
+        self.standby.wait_flushed(lsn).await;
         *self.current.lock().unwrap() = next.clone();
         Ok(next)
     }
@@ -224,6 +231,7 @@ impl CatalogStore {
         let wal = engine.wal();
         drop(engine);
         wal.flush_to(lsn).await?;
+        self.standby.wait_flushed(lsn).await;
         Ok(())
     }
 
@@ -284,6 +292,7 @@ impl CatalogStore {
         let wal = engine.wal();
         drop(engine);
         wal.flush_to(lsn).await?;
+        self.standby.wait_flushed(lsn).await;
         self.tables
             .lock()
             .unwrap()

@@ -82,12 +82,41 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             .await
             .map_err(CoordinatorError::Listen)?;
         info!(epoch = store.snapshot().epoch, "coordinator started");
+        let services = Services::start(cfg, store, 0);
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => services.serve(Connection::new(stream, addr.to_string())),
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    runtime::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A running coordinator's background work (prober, in-doubt resolver) and what its client
+/// sessions share. A fresh coordinator starts it at start-up; an activated standby once it has
+/// taken over the catalog.
+#[derive(Clone)]
+pub struct Services {
+    cfg: Arc<CoordinatorConfig>,
+    store: CatalogStore,
+    dtx: Arc<DtxState>,
+}
+
+impl Services {
+    /// Starts the prober and the resolver. Transaction ids start above `xid_floor` (an
+    /// activated standby passes the highest id its predecessor may have used).
+    pub fn start(cfg: CoordinatorConfig, store: CatalogStore, xid_floor: u64) -> Services {
         let prober = Prober::new(cfg.probe.clone(), store.clone(), cfg.bugs);
         runtime::spawn(prober.run().in_current_span());
         let cfg = Arc::new(cfg);
         // Transaction ids unique across sessions, and across restarts of the coordinator: they
         // start from the clock (milliseconds, shifted) at start-up and count up.
-        let started_at = runtime::unix_time_ms() << 16;
+        let started_at = (runtime::unix_time_ms() << 16).max(xid_floor);
         let dtx = Arc::new(DtxState {
             next_xid: AtomicU64::new(started_at),
             started_at,
@@ -104,22 +133,14 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             )
             .in_current_span(),
         );
-        loop {
-            match listener.accept().await {
-                Ok((stream, addr)) => {
-                    let conn = Connection::new(stream, addr.to_string());
-                    let session = session::Session::new(cfg.clone(), store.clone(), dtx.clone());
-                    runtime::spawn(session.serve(conn).in_current_span());
-                }
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    runtime::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        Services { cfg, store, dtx }
     }
-    .instrument(span)
-    .await
+
+    /// Serves one client connection.
+    pub fn serve(&self, conn: Connection) {
+        let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
+        runtime::spawn(session.serve(conn).in_current_span());
+    }
 }
 
 /// Distributed-transaction state shared by the sessions and the resolver.

@@ -18,6 +18,7 @@ use crate::io::runtime::{self, Instant};
 use crate::proto::{
     ClientRequest, ClientResponse, DbError, Op, OpResult, SegmentRequest, SegmentResponse,
 };
+use crate::standby::StandbyRequest;
 
 pub(super) struct Session {
     cfg: Arc<CoordinatorConfig>,
@@ -75,6 +76,12 @@ impl Session {
                 self.abandon().await;
                 return;
             };
+            if let ClientRequest::Standby(StandbyRequest::StartReplication { dbid, from }) = req {
+                self.abandon().await;
+                let bugs = self.cfg.bugs;
+                crate::standby::walsender::stream(self.store.clone(), conn, dbid, from, bugs).await;
+                return;
+            }
             let resp = self.handle(req).await;
             if conn.send(&resp).await.is_err() {
                 self.abandon().await;
@@ -106,6 +113,9 @@ impl Session {
             }
             ClientRequest::CreateTable { name, kind } => self.create_table(&name, kind).await,
             ClientRequest::Catalog => ClientResponse::Catalog(self.store.snapshot()),
+            ClientRequest::Standby(req) => {
+                crate::standby::walsender::handle(&self.store, &self.cfg.listen_addr, req).await
+            }
             ClientRequest::DistributedLog => match self.store.distributed_commits().await {
                 Ok(log) => ClientResponse::DistributedLog(log.into_iter().collect()),
                 Err(e) => failed(e.to_string()),

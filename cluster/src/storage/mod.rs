@@ -13,6 +13,7 @@
 //! All file I/O goes through [`Disk`].
 
 mod apply;
+pub mod base_backup;
 mod cache;
 mod control;
 mod error;

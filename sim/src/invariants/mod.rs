@@ -11,6 +11,7 @@ pub mod linear_history;
 pub mod model;
 pub mod no_lost_commits;
 pub mod promoted_in_sync;
+pub mod standby_catalog;
 
 use serde::Serialize;
 

@@ -1,0 +1,235 @@
+//! `activate-standby`: the standby becomes the coordinator.
+//!
+//! In order: refuse while the old coordinator still answers; stop receiving; replay every
+//! whole committed transaction received and cut any torn tail (the coordinator's state at its
+//! last committed transaction); take over the catalog with a new epoch (the standby's row
+//! becomes the primary, the old coordinator's is marked down), so every segment follows the
+//! new coordinator and refuses the old one; resolve the distributed transactions left in doubt
+//! (COMMIT PREPARED where a commit record survives, ROLLBACK PREPARED for every other prepared
+//! transaction); then start the prober and the resolver and serve clients.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::instance::Shared;
+use super::{Activation, StandbyReply, StandbyRequest};
+use crate::catalog::{Content, Mode, Role, SegmentConfig, Status};
+use crate::coordinator::{primary_call, CatalogStore, CatalogStoreError, Services};
+use crate::dtx::{resolve_in_doubt, Resolution};
+use crate::io::net::Connection;
+use crate::proto::{ClientRequest, ClientResponse, SegmentRequest, SegmentResponse};
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("the coordinator at {0} is still alive and answering; activating the standby now would give the cluster two coordinators: stop it (or take its host down) first")]
+    CoordinatorAlive(String),
+    #[error("this standby is already activated: it is the coordinator")]
+    AlreadyActive,
+    #[error("this standby has no copy of the catalog yet (its base backup never arrived); it cannot become the coordinator")]
+    NoCatalog,
+    #[error("dbid {0} is not the standby in the replicated catalog")]
+    NotTheStandby(u16),
+    #[error("activation storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("activation catalog: {0}")]
+    Catalog(#[from] CatalogStoreError),
+}
+
+/// How long the old coordinator gets to answer before it counts as gone.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateError> {
+    let _one = shared.activating.lock().await;
+    if shared.active.lock().unwrap().is_some() {
+        return Err(ActivateError::AlreadyActive);
+    }
+    let cfg = &shared.cfg;
+    if coordinator_answers(&cfg.coordinator_addr).await {
+        warn!(coordinator = %cfg.coordinator_addr, "activation refused: the coordinator still answers");
+        return Err(ActivateError::CoordinatorAlive(
+            cfg.coordinator_addr.clone(),
+        ));
+    }
+    shared.stop_receiver();
+    let mut engine = shared
+        .engine
+        .lock()
+        .await
+        .take()
+        .ok_or(ActivateError::NoCatalog)?;
+    let end_lsn = engine.end_of_valid_wal()?;
+    engine.wal().flush_to(end_lsn).await?;
+    let store = CatalogStore::open(engine, &[]).await?;
+    let epoch = take_over(&store, cfg.dbid).await?;
+    info!(
+        epoch,
+        end_lsn, "activated: the standby is now the coordinator"
+    );
+    let mut ccfg = cfg.coordinator.clone();
+    ccfg.listen_addr = cfg.listen_addr.clone();
+    let outcome = resolve(&store, &ccfg).await?;
+    let services = Services::start(ccfg, store, outcome.xid_floor);
+    *shared.active.lock().unwrap() = Some(services);
+    Ok(Activation {
+        dbid: cfg.dbid,
+        epoch,
+        end_lsn,
+        committed: outcome.committed,
+        aborted: outcome.aborted,
+        unreached: outcome.unreached,
+    })
+}
+
+/// Whether the coordinator at `addr` still answers a request.
+async fn coordinator_answers(addr: &str) -> bool {
+    let Ok(mut conn) = Connection::connect(addr, PROBE_TIMEOUT).await else {
+        return false;
+    };
+    let req = ClientRequest::Standby(StandbyRequest::Status);
+    matches!(
+        conn.call::<_, ClientResponse>(&req, PROBE_TIMEOUT).await,
+        Ok(ClientResponse::Standby(StandbyReply::Status(_)))
+    )
+}
+
+/// The catalog change of activation, under a new epoch: the standby's row becomes the acting
+/// coordinator (content -1, role p), every old coordinator row is marked down.
+async fn take_over(store: &CatalogStore, dbid: u16) -> Result<u64, ActivateError> {
+    let catalog = store.snapshot();
+    let me = catalog
+        .segments
+        .get(&dbid)
+        .filter(|s| s.content == -1 && s.role == Role::Mirror)
+        .ok_or(ActivateError::NotTheStandby(dbid))?;
+    let mut rows = vec![(
+        SegmentConfig {
+            role: Role::Primary,
+            preferred_role: Role::Primary,
+            mode: Mode::NotSynced,
+            status: Status::Up,
+            ..me.clone()
+        },
+        format!(
+            "activatestandby: standby dbid {dbid} on host {} becomes the coordinator",
+            me.hostname
+        ),
+    )];
+    for old in catalog
+        .segments
+        .values()
+        .filter(|s| s.content == -1 && s.role == Role::Primary)
+    {
+        rows.push((
+            SegmentConfig {
+                role: Role::Mirror,
+                preferred_role: Role::Mirror,
+                mode: Mode::NotSynced,
+                status: Status::Down,
+                ..old.clone()
+            },
+            format!(
+                "activatestandby: old coordinator dbid {} on host {} marked down",
+                old.dbid, old.hostname
+            ),
+        ));
+    }
+    Ok(store.record_rows(&rows).await?.epoch)
+}
+
+struct Resolved {
+    committed: Vec<(u64, Content)>,
+    aborted: Vec<(u64, Content)>,
+    unreached: Vec<Content>,
+    /// Above every transaction id the old coordinator used that is still visible anywhere.
+    xid_floor: u64,
+}
+
+/// In-doubt resolution at activation: every prepared transaction on the segments belongs to
+/// the old coordinator, so each one is committed if its commit record survived, and rolled
+/// back otherwise. What cannot be reached now is left to the resolver, which keeps going.
+async fn resolve(
+    store: &CatalogStore,
+    cfg: &crate::coordinator::CoordinatorConfig,
+) -> Result<Resolved, ActivateError> {
+    let records = store.distributed_commits().await?;
+    let mut prepared = BTreeMap::new();
+    let mut unreached = Vec::new();
+    for content in store.snapshot().contents() {
+        match primary_call(
+            store,
+            content,
+            &SegmentRequest::ListPrepared,
+            cfg.connect_timeout,
+            cfg.statement_timeout,
+        )
+        .await
+        {
+            Some(SegmentResponse::PreparedList(gxids)) => {
+                prepared.insert(content, gxids);
+            }
+            _ => unreached.push(content),
+        }
+    }
+    let xid_floor = records
+        .keys()
+        .chain(prepared.values().flatten())
+        .max()
+        .map_or(0, |g| g + 1);
+    // Planted bug: decide as if no commit record had survived.
+    let decided = if cfg.bugs.activation_ignores_commit_records {
+        BTreeMap::new()
+    } else {
+        records.clone()
+    };
+    let actions = resolve_in_doubt(&decided, &prepared, &BTreeSet::new(), u64::MAX);
+    let mut out = Resolved {
+        committed: Vec::new(),
+        aborted: Vec::new(),
+        unreached,
+        xid_floor,
+    };
+    let mut unfinished = BTreeSet::new();
+    for action in actions {
+        let (content, gxid, req) = match action {
+            Resolution::CommitPrepared { content, gxid } => {
+                (content, gxid, SegmentRequest::CommitPrepared { xid: gxid })
+            }
+            Resolution::AbortPrepared { content, gxid } => {
+                (content, gxid, SegmentRequest::AbortPrepared { xid: gxid })
+            }
+        };
+        let done = matches!(
+            primary_call(
+                store,
+                content,
+                &req,
+                cfg.connect_timeout,
+                cfg.statement_timeout
+            )
+            .await,
+            Some(SegmentResponse::Ok)
+        );
+        match (req, done) {
+            (SegmentRequest::CommitPrepared { .. }, true) => out.committed.push((gxid, content)),
+            (SegmentRequest::AbortPrepared { .. }, true) => out.aborted.push((gxid, content)),
+            _ => {
+                unfinished.insert(gxid);
+            }
+        }
+    }
+    for gxid in records.keys() {
+        if !unfinished.contains(gxid) && out.unreached.is_empty() {
+            store.forget_distributed_commit(*gxid).await?;
+        }
+    }
+    info!(
+        committed = out.committed.len(),
+        aborted = out.aborted.len(),
+        unreached = ?out.unreached,
+        "in-doubt distributed transactions resolved at activation"
+    );
+    Ok(out)
+}

@@ -1,0 +1,298 @@
+//! The standby verbs as an operator runs them (gpinitstandby, gpactivatestandby):
+//! `init-standby -s HOST` adds a standby while the coordinator serves, `init-standby -n`
+//! restarts and resynchronizes a stale one, `activate-standby` promotes it. Starting the
+//! standby process on its host is the caller's (the production binary spawns a process, the
+//! simulator starts it on the standby's simulated host).
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::{
+    Activation, MirroringStatus, PassiveStatus, StandbyReply, StandbyRequest, SummaryState,
+};
+use crate::catalog::{Mode, Role, SegmentConfig, Status};
+use crate::client::Client;
+use crate::io::net::Connection;
+use crate::io::runtime::{self, Instant};
+use crate::proto::{ClientRequest, ClientResponse, DbError};
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StandbyAdminError {
+    #[error("options -s and -n cannot be used together: -s adds a standby, -n resynchronizes the configured one")]
+    BothModes,
+    #[error("one of -s HOST (add a standby coordinator) or -n (resynchronize the configured one) is required")]
+    NoMode,
+    #[error("cannot use -n when the standby coordinator has not yet been configured")]
+    NothingToResync,
+    #[error("a standby coordinator is already configured (dbid {dbid} on host {host}); only one standby is allowed")]
+    AlreadyConfigured { dbid: u16, host: String },
+    #[error("the coordinator refused: {0}")]
+    Coordinator(String),
+    #[error("could not start the standby on host {host}: {why}")]
+    Launch { host: String, why: String },
+    #[error("the standby did not become Synchronized within {within:?}: {state}")]
+    NotSynchronized { within: Duration, state: String },
+    #[error("activate-standby: {0}")]
+    Activate(String),
+}
+
+/// Where the new standby lives (`-s HOST` and its port and data directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewStandby {
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+    pub datadir: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitMode {
+    Add(NewStandby),
+    Resync,
+}
+
+/// The arguments' rules, as gpinitstandby's: exactly one of `-s` and `-n`.
+pub fn init_mode(add: Option<NewStandby>, resync: bool) -> Result<InitMode, StandbyAdminError> {
+    match (add, resync) {
+        (Some(_), true) => Err(StandbyAdminError::BothModes),
+        (Some(new), false) => Ok(InitMode::Add(new)),
+        (None, true) => Ok(InitMode::Resync),
+        (None, false) => Err(StandbyAdminError::NoMode),
+    }
+}
+
+/// The rules against the cluster's state: `-n` needs a configured standby; `-s` needs none.
+/// Returns the configured standby's row for `-n`.
+pub fn check_mode(
+    mode: &InitMode,
+    status: &MirroringStatus,
+) -> Result<Option<SegmentConfig>, StandbyAdminError> {
+    match (mode, &status.standby) {
+        (InitMode::Resync, None) => Err(StandbyAdminError::NothingToResync),
+        (InitMode::Resync, Some(row)) => Ok(Some(row.clone())),
+        (InitMode::Add(_), Some(row)) => Err(StandbyAdminError::AlreadyConfigured {
+            dbid: row.dbid,
+            host: row.hostname.clone(),
+        }),
+        (InitMode::Add(_), None) => Ok(None),
+    }
+}
+
+fn coordinator_error(e: DbError) -> StandbyAdminError {
+    StandbyAdminError::Coordinator(e.to_string())
+}
+
+/// The mirroring view of the coordinator.
+pub async fn mirroring_status(client: &mut Client) -> Result<MirroringStatus, StandbyAdminError> {
+    match client
+        .standby(StandbyRequest::Status)
+        .await
+        .map_err(coordinator_error)?
+    {
+        StandbyReply::Status(s) => Ok(s),
+        other => Err(StandbyAdminError::Coordinator(format!(
+            "unexpected answer: {other:?}"
+        ))),
+    }
+}
+
+/// What a standby at `addr` says about itself; `None` if nothing answers there as a standby.
+pub async fn passive_status(addr: &str, within: Duration) -> Option<PassiveStatus> {
+    let mut conn = Connection::connect(addr, within).await.ok()?;
+    match conn
+        .call::<_, ClientResponse>(&ClientRequest::Standby(StandbyRequest::Status), within)
+        .await
+        .ok()?
+    {
+        ClientResponse::Standby(StandbyReply::Passive(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// `init-standby`: checks the arguments against the cluster, records a new standby (`-s`),
+/// starts the standby process with `launch` unless it already runs, and waits until the
+/// coordinator reports it Synchronized. `coordinator` is the coordinator's own row (its
+/// hostname, address, port and data directory), recorded if the catalog lacks it.
+pub async fn init_standby<L, F>(
+    client: &mut Client,
+    coordinator: SegmentConfig,
+    mode: InitMode,
+    launch: L,
+    within: Duration,
+) -> Result<MirroringStatus, StandbyAdminError>
+where
+    L: FnOnce(SegmentConfig) -> F,
+    F: Future<Output = Result<(), String>>,
+{
+    let status = mirroring_status(client).await?;
+    let standby = match check_mode(&mode, &status)? {
+        Some(row) => row,
+        None => {
+            let InitMode::Add(new) = mode else {
+                unreachable!("check_mode returns a row for -n")
+            };
+            let row = SegmentConfig {
+                dbid: 0,
+                content: -1,
+                role: Role::Mirror,
+                preferred_role: Role::Mirror,
+                mode: Mode::Synced,
+                status: Status::Up,
+                hostname: new.hostname,
+                address: new.address,
+                port: new.port,
+                datadir: new.datadir,
+            };
+            match client
+                .standby(StandbyRequest::Register {
+                    coordinator,
+                    standby: row,
+                })
+                .await
+                .map_err(coordinator_error)?
+            {
+                StandbyReply::Registered { standby, .. } => standby,
+                other => {
+                    return Err(StandbyAdminError::Coordinator(format!(
+                        "unexpected answer: {other:?}"
+                    )))
+                }
+            }
+        }
+    };
+    if passive_status(&standby.endpoint(), Duration::from_secs(1))
+        .await
+        .is_none()
+    {
+        let host = standby.hostname.clone();
+        launch(standby)
+            .await
+            .map_err(|why| StandbyAdminError::Launch { host, why })?;
+    }
+    wait_synchronized(client, within).await
+}
+
+/// Polls the mirroring view until it says Synchronized, for up to `within`.
+pub async fn wait_synchronized(
+    client: &mut Client,
+    within: Duration,
+) -> Result<MirroringStatus, StandbyAdminError> {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = mirroring_status(client).await;
+        if let Ok(s) = &last {
+            if s.summary_state == SummaryState::Synchronized {
+                return Ok(s.clone());
+            }
+        }
+        if Instant::now() >= deadline {
+            let state = match last {
+                Ok(s) => format!(
+                    "{}{}",
+                    s.summary_state.label(),
+                    s.error_message
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+                Err(e) => e.to_string(),
+            };
+            return Err(StandbyAdminError::NotSynchronized { within, state });
+        }
+        runtime::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `activate-standby`, sent to the standby at `addr`.
+pub async fn activate_standby(
+    addr: &str,
+    within: Duration,
+) -> Result<Activation, StandbyAdminError> {
+    let failed = |e: String| StandbyAdminError::Activate(e);
+    let mut conn = Connection::connect(addr, within)
+        .await
+        .map_err(|e| failed(format!("cannot reach the standby: {e}")))?;
+    match conn
+        .call::<_, ClientResponse>(&ClientRequest::Standby(StandbyRequest::Activate), within)
+        .await
+        .map_err(|e| failed(e.to_string()))?
+    {
+        ClientResponse::Standby(StandbyReply::Activated(a)) => Ok(a),
+        ClientResponse::Error(e) => Err(failed(e.to_string())),
+        other => Err(failed(format!("unexpected answer: {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new() -> NewStandby {
+        NewStandby {
+            hostname: "smdw".into(),
+            address: "10.0.3.1".into(),
+            port: 5432,
+            datadir: "/data/standby".into(),
+        }
+    }
+
+    fn status(standby: Option<SegmentConfig>) -> MirroringStatus {
+        MirroringStatus {
+            summary_state: if standby.is_some() {
+                SummaryState::NotSynchronized
+            } else {
+                SummaryState::NotConfigured
+            },
+            detail_state: String::new(),
+            log_time_ms: None,
+            error_message: None,
+            standby,
+            coordinator_flushed_lsn: 0,
+            standby_flushed_lsn: 0,
+        }
+    }
+
+    fn row() -> SegmentConfig {
+        SegmentConfig {
+            dbid: 9,
+            content: -1,
+            role: Role::Mirror,
+            preferred_role: Role::Mirror,
+            mode: Mode::Synced,
+            status: Status::Up,
+            hostname: "smdw".into(),
+            address: "10.0.3.1".into(),
+            port: 5432,
+            datadir: "/data/standby".into(),
+        }
+    }
+
+    #[test]
+    fn exactly_one_of_s_and_n() {
+        assert_eq!(
+            init_mode(Some(new()), true),
+            Err(StandbyAdminError::BothModes)
+        );
+        assert_eq!(init_mode(None, false), Err(StandbyAdminError::NoMode));
+        assert_eq!(init_mode(None, true), Ok(InitMode::Resync));
+        assert_eq!(init_mode(Some(new()), false), Ok(InitMode::Add(new())));
+    }
+
+    #[test]
+    fn n_needs_a_standby_and_s_needs_none() {
+        let err = check_mode(&InitMode::Resync, &status(None)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot use -n when the standby coordinator has not yet been configured"
+        );
+        assert_eq!(
+            check_mode(&InitMode::Resync, &status(Some(row()))),
+            Ok(Some(row()))
+        );
+        let err = check_mode(&InitMode::Add(new()), &status(Some(row()))).unwrap_err();
+        assert!(
+            err.to_string().contains("only one standby is allowed"),
+            "{err}"
+        );
+        assert_eq!(check_mode(&InitMode::Add(new()), &status(None)), Ok(None));
+    }
+}

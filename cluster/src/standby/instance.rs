@@ -1,0 +1,317 @@
+//! The standby coordinator process: a walreceiver for the coordinator's catalog, and a
+//! listener that refuses client work until `activate-standby` turns it into the coordinator.
+//!
+//! A fresh standby asks for a base backup, lays it down, opens its storage on it (recovery
+//! replays to the backup's end) and then receives the WAL recorded meanwhile and from then on:
+//! write, flush, report, replay — the segment mirror's discipline, for the catalog.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::{info, warn, Instrument};
+
+use super::{
+    not_active_message, BackupAssembly, CatalogStream, PassiveStatus, StandbyReply, StandbyRequest,
+    STANDBY_WAL_TIMEOUT,
+};
+use crate::catalog::Dbid;
+use crate::coordinator::{CoordinatorConfig, Services};
+use crate::io::net::{self, Backoff, Connection, NetError};
+use crate::io::runtime::{self, timeout, JoinHandle};
+use crate::io::Disk;
+use crate::proto::{ClientRequest, ClientResponse, DbError, WalFeedback, WalMessage};
+use crate::storage::{base_backup, Engine, EngineOptions, StorageError};
+use crate::wal::Lsn;
+
+#[derive(Clone, Debug)]
+pub struct StandbyConfig {
+    pub dbid: Dbid,
+    /// Where the standby listens (and, once activated, serves as the coordinator).
+    pub listen_addr: String,
+    /// The coordinator it streams from.
+    pub coordinator_addr: String,
+    /// The coordinator it becomes; `listen_addr` is overridden by the standby's own.
+    pub coordinator: CoordinatorConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StandbyError {
+    #[error("standby cannot listen: {0}")]
+    Listen(NetError),
+    #[error("standby storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+enum StreamEnd {
+    Net(NetError),
+    Refused(String),
+    Storage(StorageError),
+}
+
+pub(super) struct Shared {
+    pub cfg: StandbyConfig,
+    disk: Arc<dyn Disk>,
+    pub engine: tokio::sync::Mutex<Option<Engine>>,
+    streaming: AtomicBool,
+    receiver: Mutex<Option<JoinHandle<()>>>,
+    pub active: Mutex<Option<Services>>,
+    /// Held while an activation runs, so two cannot.
+    pub activating: tokio::sync::Mutex<()>,
+}
+
+/// Runs the standby until its listener fails; after activation, the coordinator.
+pub async fn run(cfg: StandbyConfig, disk: Arc<dyn Disk>) -> Result<(), StandbyError> {
+    let span = tracing::info_span!("standby", dbid = cfg.dbid, content = -1);
+    async move {
+        let listener = net::listen(&cfg.listen_addr)
+            .await
+            .map_err(StandbyError::Listen)?;
+        let engine = if base_backup::present(&*disk) {
+            Some(open_engine(&cfg, disk.clone()).await?)
+        } else {
+            None
+        };
+        info!(coordinator = %cfg.coordinator_addr, restored = engine.is_some(), "standby started");
+        let shared = Arc::new(Shared {
+            cfg,
+            disk,
+            engine: tokio::sync::Mutex::new(engine),
+            streaming: AtomicBool::new(false),
+            receiver: Mutex::new(None),
+            active: Mutex::new(None),
+            activating: tokio::sync::Mutex::new(()),
+        });
+        let task = runtime::spawn(shared.clone().receive_loop().in_current_span());
+        *shared.receiver.lock().unwrap() = Some(task);
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let conn = Connection::new(stream, addr.to_string());
+                    let shared = shared.clone();
+                    runtime::spawn(shared.serve(conn).in_current_span());
+                }
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    runtime::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn open_engine(cfg: &StandbyConfig, disk: Arc<dyn Disk>) -> Result<Engine, StorageError> {
+    Engine::open(
+        disk,
+        EngineOptions {
+            cache_blocks_max: cfg.coordinator.cache_blocks_max,
+            ..EngineOptions::default()
+        },
+    )
+    .await
+}
+
+impl Shared {
+    /// One client connection: standby verbs are answered, other work refused, until the
+    /// standby is activated; from then on the connection is a coordinator session.
+    async fn serve(self: Arc<Self>, mut conn: Connection) {
+        loop {
+            let services = self.active.lock().unwrap().clone();
+            if let Some(services) = services {
+                services.serve(conn);
+                return;
+            }
+            let Ok(req) = conn.recv::<ClientRequest>().await else {
+                return;
+            };
+            let resp = match req {
+                ClientRequest::Standby(StandbyRequest::Status) => {
+                    ClientResponse::Standby(StandbyReply::Passive(self.passive_status().await))
+                }
+                ClientRequest::Standby(StandbyRequest::Activate) => {
+                    match super::activate::activate(&self).await {
+                        Ok(done) => ClientResponse::Standby(StandbyReply::Activated(done)),
+                        Err(e) => ClientResponse::Error(DbError::Failed(e.to_string())),
+                    }
+                }
+                ClientRequest::Standby(_) => ClientResponse::Error(DbError::Failed(format!(
+                    "{}; init-standby runs against the active coordinator",
+                    not_active_message(&self.cfg.listen_addr)
+                ))),
+                _ => ClientResponse::NotActive(not_active_message(&self.cfg.listen_addr)),
+            };
+            if conn.send(&resp).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn passive_status(&self) -> PassiveStatus {
+        let engine = self.engine.lock().await;
+        let (flushed_lsn, replayed_lsn) = match engine.as_ref() {
+            Some(e) => (e.wal().flushed_lsn(), e.replay_lsn()),
+            None => (0, 0),
+        };
+        PassiveStatus {
+            dbid: self.cfg.dbid,
+            coordinator: self.cfg.coordinator_addr.clone(),
+            streaming: self.streaming.load(Ordering::Relaxed),
+            flushed_lsn,
+            replayed_lsn,
+        }
+    }
+
+    /// Stops receiving (activation): the stream task ends at its next await.
+    pub(super) fn stop_receiver(&self) {
+        if let Some(task) = self.receiver.lock().unwrap().take() {
+            task.abort();
+        }
+        self.streaming.store(false, Ordering::Relaxed);
+    }
+
+    async fn receive_loop(self: Arc<Self>) {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        loop {
+            backoff.wait().await;
+            let end = self.receive_stream().await;
+            self.streaming.store(false, Ordering::Relaxed);
+            match end {
+                StreamEnd::Storage(e) => {
+                    warn!(error = %e, "standby storage failed; it receives no more");
+                    return;
+                }
+                StreamEnd::Refused(reason) => {
+                    warn!(%reason, "coordinator refused the standby's replication");
+                    backoff.failed();
+                    runtime::sleep(Duration::from_secs(2)).await;
+                }
+                StreamEnd::Net(e) => {
+                    tracing::debug!(error = %e, "catalog stream ended");
+                    backoff.failed();
+                }
+            }
+        }
+    }
+
+    async fn receive_stream(&self) -> StreamEnd {
+        let addr = self.cfg.coordinator_addr.clone();
+        let mut conn = match Connection::connect(&addr, STANDBY_WAL_TIMEOUT).await {
+            Ok(conn) => conn,
+            Err(e) => return StreamEnd::Net(e),
+        };
+        let from = self
+            .engine
+            .lock()
+            .await
+            .as_ref()
+            .map(|e| e.wal().flushed_lsn());
+        let req = ClientRequest::Standby(StandbyRequest::StartReplication {
+            dbid: self.cfg.dbid,
+            from,
+        });
+        if let Err(e) = conn.send(&req).await {
+            return StreamEnd::Net(e);
+        }
+        info!(coordinator = %addr, ?from, "streaming the catalog from the coordinator");
+        let mut backup = BackupAssembly::default();
+        loop {
+            let msg: CatalogStream = match timeout(STANDBY_WAL_TIMEOUT, conn.recv()).await {
+                Ok(Ok(msg)) => msg,
+                Ok(Err(e)) => return StreamEnd::Net(e),
+                Err(_) => {
+                    return StreamEnd::Net(NetError::Timeout {
+                        peer: addr,
+                        after: STANDBY_WAL_TIMEOUT,
+                    })
+                }
+            };
+            let restored = self.engine.lock().await.is_some();
+            let out_of_order = match &msg {
+                CatalogStream::BackupChunk { .. } | CatalogStream::BackupEnd { .. } => restored,
+                CatalogStream::Wal(WalMessage::Refused { .. }) => false,
+                CatalogStream::Wal(_) => !restored,
+            };
+            if out_of_order {
+                return StreamEnd::Refused(
+                    "the coordinator's stream does not start with exactly one base backup for a fresh standby".into(),
+                );
+            }
+            let feedback = match msg {
+                CatalogStream::BackupChunk { path, bytes } => {
+                    // Acknowledged once the whole backup is down.
+                    backup.chunk(path, bytes);
+                    continue;
+                }
+                CatalogStream::BackupEnd { wal_end } => {
+                    self.restore(std::mem::take(&mut backup).finish(wal_end))
+                        .await
+                }
+                CatalogStream::Wal(WalMessage::Data { start, bytes }) => {
+                    self.write_received(start, &bytes).await
+                }
+                CatalogStream::Wal(WalMessage::Keepalive { .. }) => self.position().await,
+                CatalogStream::Wal(WalMessage::Refused { reason }) => {
+                    return StreamEnd::Refused(reason)
+                }
+            };
+            let feedback = match feedback {
+                Ok(f) => f,
+                Err(e) => return StreamEnd::Storage(e),
+            };
+            self.streaming.store(true, Ordering::Relaxed);
+            if let Err(e) = conn.send(&feedback).await {
+                return StreamEnd::Net(e);
+            }
+        }
+    }
+
+    /// Lays a base backup down and opens the storage on it.
+    async fn restore(&self, backup: base_backup::BaseBackup) -> Result<WalFeedback, StorageError> {
+        let mut engine = self.engine.lock().await;
+        base_backup::restore(&*self.disk, &backup).await?;
+        let opened = open_engine(&self.cfg, self.disk.clone()).await?;
+        info!(
+            wal_end = backup.wal_end,
+            "base backup restored; catching up"
+        );
+        *engine = Some(opened);
+        drop(engine);
+        self.position().await
+    }
+
+    async fn position(&self) -> Result<WalFeedback, StorageError> {
+        let engine = self.engine.lock().await;
+        let engine = engine
+            .as_ref()
+            .expect("checked by the caller: storage is open");
+        Ok(WalFeedback {
+            flushed: engine.wal().flushed_lsn(),
+            replayed: engine.replay_lsn(),
+        })
+    }
+
+    /// Write, flush, then report: the coordinator's commits wait on the flushed position we
+    /// send, so it never runs ahead of what is durable here. Then replay.
+    async fn write_received(&self, start: Lsn, bytes: &[u8]) -> Result<WalFeedback, StorageError> {
+        let end = start + bytes.len() as Lsn;
+        let wal = {
+            let mut engine = self.engine.lock().await;
+            let engine = engine
+                .as_mut()
+                .expect("checked by the caller: storage is open");
+            engine.receive_wal(start, bytes)?;
+            engine.wal()
+        };
+        let flushed = wal.flush_to(end).await?;
+        let replayed = {
+            let mut engine = self.engine.lock().await;
+            let engine = engine
+                .as_mut()
+                .expect("checked by the caller: storage is open");
+            engine.replay()?
+        };
+        Ok(WalFeedback { flushed, replayed })
+    }
+}

@@ -1,0 +1,276 @@
+//! The coordinator's side of its standby: the mirroring state it reports (the seed's
+//! `gp_master_mirroring` view) and synchronous replication of the catalog.
+//!
+//! While the standby is Synchronized, a catalog change is acted on only once the standby has
+//! flushed it ([`StandbyLink::wait_flushed`]): a distributed-commit record reaches the standby
+//! before any segment hears COMMIT PREPARED, and a new epoch reaches it before any segment
+//! sees it, so an activated standby never decides against what the segments were told. Once the
+//! stream breaks the state is Not Synchronized and nothing waits (the seed: "the replication
+//! process stops"); `init-standby -n` brings the standby back.
+
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Catalog, Role, SegmentConfig, Status};
+use crate::sync::Watch;
+use crate::wal::Lsn;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SummaryState {
+    NotConfigured,
+    Synchronized,
+    NotSynchronized,
+}
+
+impl SummaryState {
+    pub fn label(self) -> &'static str {
+        match self {
+            SummaryState::NotConfigured => "Not Configured",
+            SummaryState::Synchronized => "Synchronized",
+            SummaryState::NotSynchronized => "Not Synchronized",
+        }
+    }
+}
+
+/// One row of the mirroring view.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirroringStatus {
+    pub summary_state: SummaryState,
+    /// The walsender's state: `backup`, `catchup`, `streaming`, or empty when not connected.
+    pub detail_state: String,
+    /// When the summary state last changed (unix ms); `None` before any change.
+    pub log_time_ms: Option<u64>,
+    pub error_message: Option<String>,
+    /// The standby's catalog row.
+    pub standby: Option<SegmentConfig>,
+    /// The coordinator's flushed catalog WAL, and how far the standby has flushed it.
+    pub coordinator_flushed_lsn: Lsn,
+    pub standby_flushed_lsn: Lsn,
+}
+
+/// The configured standby in `catalog`: the content -1 row in the mirror role that is up.
+pub fn configured_standby(catalog: &Catalog) -> Option<SegmentConfig> {
+    catalog
+        .segments
+        .values()
+        .find(|s| s.content == -1 && s.role == Role::Mirror && s.status == Status::Up)
+        .cloned()
+}
+
+/// The walsender's state as the reporting side sees it. Pure: each transition takes the time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tracker {
+    /// Bumped at each new stream, so a stale stream's end changes nothing.
+    pub generation: u64,
+    pub detail: &'static str,
+    pub synchronized: bool,
+    pub changed_at_ms: Option<u64>,
+    pub error: Option<String>,
+    pub standby_flushed: Lsn,
+    /// What the walsender had sent the last time it ran out of WAL to send.
+    pub catchup_target: Option<Lsn>,
+}
+
+impl Tracker {
+    /// A stream starts (after a backup, if one was asked for); returns its generation.
+    pub fn connected(&mut self, backup: bool) -> u64 {
+        self.generation += 1;
+        self.catchup_target = None;
+        self.detail = if backup { "backup" } else { "catchup" };
+        self.generation
+    }
+
+    /// The standby reports it has flushed up to `flushed`.
+    pub fn feedback(&mut self, generation: u64, flushed: Lsn) {
+        if generation == self.generation {
+            self.standby_flushed = self.standby_flushed.max(flushed);
+        }
+    }
+
+    /// The walsender of `generation` has sent every flushed record, up to `sent`. The standby
+    /// is Synchronized once it has flushed everything sent at the first such moment (a fixed
+    /// target, so a standby one round trip behind a busy coordinator still gets there): from
+    /// then on commits wait for it. Returns whether it just became Synchronized.
+    pub fn caught_up(&mut self, generation: u64, sent: Lsn, now_ms: u64) -> bool {
+        if generation != self.generation || self.synchronized {
+            return false;
+        }
+        let target = *self.catchup_target.get_or_insert(sent);
+        if self.standby_flushed < target {
+            return false;
+        }
+        self.catchup_target = None;
+        self.synchronized = true;
+        self.detail = "streaming";
+        self.changed_at_ms = Some(now_ms);
+        self.error = None;
+        true
+    }
+
+    /// The stream of `generation` ended. Returns whether that ended synchronization.
+    pub fn disconnected(&mut self, generation: u64, error: String, now_ms: u64) -> bool {
+        if generation != self.generation {
+            return false;
+        }
+        self.detail = "";
+        let was = self.synchronized;
+        if was || self.error.is_none() {
+            self.changed_at_ms = Some(now_ms);
+        }
+        self.synchronized = false;
+        self.error = Some(error);
+        was
+    }
+
+    pub fn status(&self, catalog: &Catalog, ours: Lsn) -> MirroringStatus {
+        let standby = configured_standby(catalog);
+        let summary_state = match (&standby, self.synchronized) {
+            (None, _) => SummaryState::NotConfigured,
+            (Some(_), true) => SummaryState::Synchronized,
+            (Some(_), false) => SummaryState::NotSynchronized,
+        };
+        let error_message = match summary_state {
+            SummaryState::NotSynchronized => Some(self.error.clone().unwrap_or_else(|| {
+                "the standby has not connected since the coordinator started".into()
+            })),
+            _ => None,
+        };
+        MirroringStatus {
+            summary_state,
+            detail_state: if standby.is_some() {
+                self.detail.to_string()
+            } else {
+                String::new()
+            },
+            log_time_ms: standby.as_ref().and(self.changed_at_ms),
+            error_message,
+            standby,
+            coordinator_flushed_lsn: ours,
+            standby_flushed_lsn: self.standby_flushed,
+        }
+    }
+}
+
+/// Where the standby stands, for the commit path: waiters need only these two numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SyncPoint {
+    synchronized: bool,
+    flushed: Lsn,
+}
+
+/// Shared by the coordinator's sessions, prober and walsender.
+pub struct StandbyLink {
+    tracker: Mutex<Tracker>,
+    sync: Watch<SyncPoint>,
+}
+
+impl Default for StandbyLink {
+    fn default() -> StandbyLink {
+        StandbyLink {
+            tracker: Mutex::default(),
+            sync: Watch::new(SyncPoint::default()),
+        }
+    }
+}
+
+impl StandbyLink {
+    pub fn tracker(&self) -> Tracker {
+        self.tracker.lock().unwrap().clone()
+    }
+
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Tracker) -> R) -> R {
+        let mut tracker = self.tracker.lock().unwrap();
+        let r = f(&mut tracker);
+        let point = SyncPoint {
+            synchronized: tracker.synchronized,
+            flushed: tracker.standby_flushed,
+        };
+        drop(tracker);
+        if self.sync.get() != point {
+            self.sync.set(point);
+        }
+        r
+    }
+
+    /// Returns once the standby has flushed the catalog WAL up to `lsn`, or at once if it is
+    /// not Synchronized (a broken stream ends synchronization within the stream's timeout).
+    pub async fn wait_flushed(&self, lsn: Lsn) {
+        if !self.sync.get().synchronized {
+            return;
+        }
+        self.sync
+            .wait_until(|p| !p.synchronized || p.flushed >= lsn)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Mode;
+
+    fn with_standby() -> Catalog {
+        Catalog::new(vec![SegmentConfig {
+            dbid: 9,
+            content: -1,
+            role: Role::Mirror,
+            preferred_role: Role::Mirror,
+            mode: Mode::Synced,
+            status: Status::Up,
+            hostname: "smdw".into(),
+            address: "10.0.3.1".into(),
+            port: 5432,
+            datadir: "/data/standby".into(),
+        }])
+    }
+
+    #[test]
+    fn not_configured_until_the_catalog_has_a_standby_row() {
+        let t = Tracker::default();
+        let s = t.status(&Catalog::new(vec![]), 10);
+        assert_eq!(s.summary_state, SummaryState::NotConfigured);
+        assert_eq!((s.log_time_ms, s.error_message), (None, None));
+        let s = t.status(&with_standby(), 10);
+        assert_eq!(s.summary_state, SummaryState::NotSynchronized);
+        assert!(s.error_message.unwrap().contains("has not connected"));
+    }
+
+    #[test]
+    fn synchronized_once_caught_up_and_not_after_the_stream_breaks() {
+        let mut t = Tracker::default();
+        let g = t.connected(true);
+        t.feedback(g, 50);
+        assert_eq!(t.status(&with_standby(), 100).detail_state, "backup");
+        assert!(
+            !t.caught_up(g + 1, 100, 5),
+            "another stream's catch-up changes nothing"
+        );
+        assert!(
+            !t.caught_up(g, 100, 5),
+            "the standby has not flushed what was sent"
+        );
+        t.feedback(g, 90);
+        assert!(!t.caught_up(g, 130, 6), "the target stays at 100");
+        t.feedback(g, 100);
+        // The standby flushed what was pending at the first catch-up; more came since.
+        assert!(t.caught_up(g, 160, 7));
+        assert!(!t.caught_up(g, 200, 8), "only the change is reported");
+        let s = t.status(&with_standby(), 100);
+        assert_eq!(s.summary_state, SummaryState::Synchronized);
+        assert_eq!(
+            (s.log_time_ms, s.detail_state.as_str()),
+            (Some(7), "streaming")
+        );
+        // A stale stream's end changes nothing.
+        assert!(!t.disconnected(g - 1, "old".into(), 8));
+        assert!(t.disconnected(g, "standby stopped answering".into(), 9));
+        let s = t.status(&with_standby(), 120);
+        assert_eq!(s.summary_state, SummaryState::NotSynchronized);
+        assert_eq!(s.log_time_ms, Some(9));
+        assert_eq!(
+            s.error_message.as_deref(),
+            Some("standby stopped answering")
+        );
+    }
+}

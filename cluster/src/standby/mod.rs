@@ -1,0 +1,199 @@
+//! The warm standby coordinator (seed 000, "Using Master Mirroring"; gpinitstandby,
+//! gpactivatestandby).
+//!
+//! - [`link`] (coordinator side): the mirroring state the coordinator reports (Not Configured /
+//!   Synchronized / Not Synchronized, with the time of the last change and the error) and the
+//!   wait that keeps catalog changes off the segments until the standby has flushed them.
+//! - [`walsender`] (coordinator side): a base backup of the catalog, then the WAL recorded
+//!   meanwhile, then the continuous stream.
+//! - [`instance`] (standby host): the standby process: receives, flushes and replays the
+//!   catalog's WAL, refuses client work, and on activation becomes the coordinator.
+//! - [`activate`]: activation (replay, take over the catalog with a new epoch, resolve
+//!   in-doubt distributed transactions).
+//! - [`admin`]: the `init-standby` and `activate-standby` verbs, their checks and refusals.
+
+pub mod activate;
+pub mod admin;
+pub mod instance;
+pub mod link;
+pub mod walsender;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Dbid, SegmentConfig};
+use crate::proto::WalMessage;
+use crate::storage::base_backup::BaseBackup;
+use crate::wal::Lsn;
+
+pub use link::{MirroringStatus, StandbyLink, SummaryState};
+
+/// How long either side of the catalog stream waits for the other before it counts the
+/// stream as broken (a keepalive goes every third of it).
+pub const STANDBY_WAL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Standby requests, carried in [`crate::proto::ClientRequest::Standby`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StandbyRequest {
+    /// `init-standby -s`, to the coordinator: record the standby in the catalog (and the
+    /// coordinator's own row, if the catalog does not have it yet).
+    Register {
+        coordinator: SegmentConfig,
+        standby: SegmentConfig,
+    },
+    /// The mirroring state (to the coordinator) or the standby's own state (to a standby).
+    Status,
+    /// From the standby to the coordinator: the connection becomes a catalog stream
+    /// ([`CatalogStream`] one way, [`crate::proto::WalFeedback`] the other). `from: None` asks
+    /// for a base backup first.
+    StartReplication { dbid: Dbid, from: Option<Lsn> },
+    /// `activate-standby`, to the standby.
+    Activate,
+}
+
+/// Answers, carried in [`crate::proto::ClientResponse::Standby`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StandbyReply {
+    Registered {
+        epoch: u64,
+        standby: SegmentConfig,
+    },
+    Status(MirroringStatus),
+    /// What a standby says about itself.
+    Passive(PassiveStatus),
+    Activated(Activation),
+}
+
+/// A standby's own view (`gpstate -f`'s standby half).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassiveStatus {
+    pub dbid: Dbid,
+    pub coordinator: String,
+    /// Whether its stream from the coordinator is up now.
+    pub streaming: bool,
+    pub flushed_lsn: Lsn,
+    pub replayed_lsn: Lsn,
+}
+
+/// What activation did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub dbid: Dbid,
+    pub epoch: u64,
+    /// The end of the replayed WAL: the coordinator's state at its last committed transaction
+    /// the standby received.
+    pub end_lsn: Lsn,
+    /// In-doubt distributed transactions whose commit was carried out (gxid, content).
+    pub committed: Vec<(u64, i16)>,
+    /// Prepared transactions without a commit record, rolled back (gxid, content).
+    pub aborted: Vec<(u64, i16)>,
+    /// Contents whose prepared transactions could not be listed at activation (their primary
+    /// did not answer); the resolver keeps trying.
+    pub unreached: Vec<i16>,
+}
+
+/// Frames of the catalog stream, coordinator → standby: for a fresh standby, a base backup
+/// as file chunks (a file's chunks in order, appended) ended by `BackupEnd`; then WAL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CatalogStream {
+    BackupChunk { path: String, bytes: Vec<u8> },
+    BackupEnd { wal_end: Lsn },
+    Wal(WalMessage),
+}
+
+/// The largest backup chunk in one frame.
+pub const BACKUP_CHUNK_BYTES: usize = 1 << 20;
+
+/// A base backup as the frames that carry it (an empty file is one empty chunk).
+pub fn backup_frames(backup: BaseBackup) -> Vec<CatalogStream> {
+    let mut frames = Vec::new();
+    for (path, bytes) in backup.files {
+        if bytes.is_empty() {
+            frames.push(CatalogStream::BackupChunk { path, bytes });
+            continue;
+        }
+        for chunk in bytes.chunks(BACKUP_CHUNK_BYTES) {
+            frames.push(CatalogStream::BackupChunk {
+                path: path.clone(),
+                bytes: chunk.to_vec(),
+            });
+        }
+    }
+    frames.push(CatalogStream::BackupEnd {
+        wal_end: backup.wal_end,
+    });
+    frames
+}
+
+/// Reassembles [`backup_frames`]' chunks, one at a time.
+#[derive(Debug, Default)]
+pub struct BackupAssembly {
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl BackupAssembly {
+    pub fn chunk(&mut self, path: String, bytes: Vec<u8>) {
+        match self.files.last_mut() {
+            Some((last, data)) if *last == path => data.extend_from_slice(&bytes),
+            _ => self.files.push((path, bytes)),
+        }
+    }
+
+    pub fn finish(self, wal_end: Lsn) -> BaseBackup {
+        BaseBackup {
+            files: self.files,
+            wal_end,
+        }
+    }
+}
+
+/// The message a standby answers client work with.
+pub fn not_active_message(addr: &str) -> String {
+    format!("the coordinator at {addr} is a warm standby: it serves no work until activate-standby promotes it")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::net::decode_frame;
+    use crate::proto::ClientRequest;
+
+    #[test]
+    fn a_backup_survives_chunking() {
+        let backup = BaseBackup {
+            files: vec![
+                ("global/control".into(), vec![1, 2, 3]),
+                (
+                    "pg_wal/wal".into(),
+                    (0..BACKUP_CHUNK_BYTES * 2 + 5).map(|i| i as u8).collect(),
+                ),
+                ("base/100".into(), Vec::new()),
+            ],
+            wal_end: 77,
+        };
+        let frames = backup_frames(backup.clone());
+        assert_eq!(frames.len(), 1 + 3 + 1 + 1);
+        let mut assembly = BackupAssembly::default();
+        for frame in frames {
+            match frame {
+                CatalogStream::BackupChunk { path, bytes } => assembly.chunk(path, bytes),
+                CatalogStream::BackupEnd { wal_end } => {
+                    assert_eq!(assembly.finish(wal_end), backup);
+                    return;
+                }
+                CatalogStream::Wal(_) => unreachable!(),
+            }
+        }
+        panic!("no end frame");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_byte_string_makes_the_standby_frames_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..96)) {
+            let _ = decode_frame::<CatalogStream>(&bytes, "p");
+            let _ = decode_frame::<ClientRequest>(&bytes, "p");
+            let _ = decode_frame::<StandbyReply>(&bytes, "p");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! **The activated standby's catalog is the coordinator's, at the standby's position.**
+//!
+//! Seed 000 (master mirroring): "upon activation of the standby master, the replicated logs
+//! reconstruct the state of the primary master at the time of the last successfully committed
+//! transaction" (DESIGN checker 6: the standby's catalog equals the coordinator's at the
+//! standby's replay position). Judged on WAL bytes, since the catalog is a function of its WAL:
+//! the standby's catalog WAL up to the point where activation cut it is a byte-identical prefix
+//! of the coordinator's durable WAL (what survived the coordinator's crash). A standby holding a
+//! catalog record the coordinator never made durable, or a different one, breaks it.
+
+use super::Violation;
+use crate::history::Event;
+
+pub const NAME: &str = "standby-catalog";
+
+/// `standby_wal`: the activated standby's WAL (at least up to `end_lsn`, where activation cut
+/// it); `coordinator_wal`: the old coordinator's WAL as its disk kept it.
+pub fn check(
+    standby_wal: &[u8],
+    coordinator_wal: &[u8],
+    end_lsn: u64,
+    activated_at_ms: u64,
+) -> Vec<Violation> {
+    let end = end_lsn as usize;
+    let problem = if standby_wal.len() < end {
+        Some(format!(
+            "the standby's WAL is {} bytes, short of the {end_lsn} its activation replayed",
+            standby_wal.len()
+        ))
+    } else if coordinator_wal.len() < end {
+        let differs = first_difference(&standby_wal[..coordinator_wal.len()], coordinator_wal);
+        Some(format!(
+            "the standby was activated at catalog WAL position {end_lsn}, but the coordinator's durable WAL ends at {}{}: the standby held catalog records the coordinator never made durable",
+            coordinator_wal.len(),
+            differs.map(|i| format!(" (and they differ from byte {i})")).unwrap_or_default()
+        ))
+    } else {
+        first_difference(&standby_wal[..end], &coordinator_wal[..end]).map(|i| {
+            format!("the standby's catalog WAL differs from the coordinator's at byte {i}, before its activation point {end_lsn}")
+        })
+    };
+    problem
+        .map(|message| Violation {
+            checker: NAME,
+            message,
+            first_event: Event {
+                at_ms: activated_at_ms,
+                client: 0,
+                txn: 0,
+                kind: "activate".into(),
+                detail: format!("standby activated with its catalog WAL ending at {end_lsn}"),
+            },
+        })
+        .into_iter()
+        .collect()
+}
+
+fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x != y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_of_the_coordinators_durable_wal_passes() {
+        let coordinator = [1, 2, 3, 4, 5, 6];
+        assert!(check(&[1, 2, 3, 4], &coordinator, 4, 10).is_empty());
+        // What the standby received after its activation point does not count.
+        assert!(check(&[1, 2, 3, 9], &coordinator, 3, 10).is_empty());
+    }
+
+    #[test]
+    fn records_the_coordinator_never_made_durable_are_caught() {
+        let v = check(&[1, 2, 3, 4, 5], &[1, 2, 3], 5, 10);
+        assert_eq!(v.len(), 1);
+        assert!(
+            v[0].message.contains("never made durable"),
+            "{}",
+            v[0].message
+        );
+        let v = check(&[1, 2, 7, 4], &[1, 2, 3, 4], 4, 10);
+        assert!(v[0]
+            .message
+            .contains("differs from the coordinator's at byte 2"));
+        let v = check(&[1, 2], &[1, 2, 3], 3, 10);
+        assert!(v[0].message.contains("short of"));
+    }
+}

@@ -1,0 +1,152 @@
+//! The standby coordinator in the simulated world: its host `smdw`, and the operator's two
+//! verbs, `init-standby` (`-s smdw` or `-n`) and `activate-standby`, run from an admin node
+//! exactly as the production binary runs them.
+//!
+//! Like a real host, `smdw` starts no standby process when it boots: `init-standby` starts it
+//! (and `-n` starts it again after the host came back).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::runtime::NodeHandle;
+use tracing::warn;
+
+use cluster::catalog::{Mode, Role, SegmentConfig, Status};
+use cluster::client::Client;
+use cluster::coordinator::CoordinatorConfig;
+use cluster::io::Disk;
+use cluster::standby::admin::{self, NewStandby, StandbyAdminError};
+use cluster::standby::instance::{self, StandbyConfig};
+use cluster::standby::{Activation, MirroringStatus};
+
+use crate::config::RunConfig;
+use crate::disk::{SimDisk, SubDisk};
+use crate::world::{World, COORDINATOR_PORT, STANDBY_HOST};
+
+pub const STANDBY_DATADIR: &str = "/data/standby";
+
+fn standby_ip() -> IpAddr {
+    "10.0.2.1".parse().unwrap()
+}
+
+/// What starting the standby process on `smdw` needs.
+#[derive(Clone)]
+pub struct StandbyHost {
+    pub addr: String,
+    node: NodeHandle,
+    disk: SimDisk,
+    coordinator_addr: String,
+    coordinator: CoordinatorConfig,
+}
+
+impl StandbyHost {
+    /// Starts the standby process for the catalog row `row` on `smdw`.
+    pub fn launch(&self, row: &SegmentConfig) {
+        let cfg = StandbyConfig {
+            dbid: row.dbid,
+            listen_addr: row.endpoint(),
+            coordinator_addr: self.coordinator_addr.clone(),
+            coordinator: self.coordinator.clone(),
+        };
+        let disk: Arc<dyn Disk> = Arc::new(SubDisk::new(self.disk.clone(), &row.datadir));
+        // The handle of the host as it is now: a restart gives the host a new life.
+        let node = madsim::runtime::Handle::current()
+            .get_node(self.node.id())
+            .expect("the standby host exists");
+        node.spawn(async move {
+            if let Err(e) = instance::run(cfg, disk).await {
+                warn!(error = %e, "standby stopped");
+            }
+        });
+    }
+}
+
+impl World {
+    pub(crate) fn add_standby_host(&mut self, cfg: &RunConfig) {
+        let disk = World::new_disk_for(cfg);
+        let node = self
+            .handle()
+            .create_node()
+            .name(STANDBY_HOST)
+            .ip(standby_ip())
+            .init(|| async { std::future::pending::<()>().await })
+            .build();
+        self.standby = Some(StandbyHost {
+            addr: format!("{}:{COORDINATOR_PORT}", standby_ip()),
+            node: node.clone(),
+            disk: disk.clone(),
+            coordinator_addr: self.coordinator_addr.clone(),
+            coordinator: self.coordinator_config(cfg),
+        });
+        self.new_host(STANDBY_HOST, standby_ip(), disk, node);
+    }
+
+    /// The coordinator's own catalog row, as `init-standby` records it.
+    pub fn coordinator_row(&self) -> SegmentConfig {
+        SegmentConfig {
+            dbid: 1,
+            content: -1,
+            role: Role::Primary,
+            preferred_role: Role::Primary,
+            mode: Mode::NotSynced,
+            status: Status::Up,
+            hostname: "mdw".into(),
+            address: self.coordinator_addr.split(':').next().unwrap().into(),
+            port: COORDINATOR_PORT,
+            datadir: "/data/coordinator".into(),
+        }
+    }
+
+    /// `init-standby -s smdw` (`resync: false`) or `init-standby -n` (`resync: true`), as an
+    /// operator runs it from `node`; waits up to `within` for Synchronized.
+    pub fn init_standby(
+        &self,
+        node: &NodeHandle,
+        resync: bool,
+        within: Duration,
+    ) -> impl std::future::Future<Output = Result<MirroringStatus, StandbyAdminError>> {
+        let host = self.standby.clone().expect("the run places a standby host");
+        let coordinator = self.coordinator_row();
+        let addrs = self.coordinator_addrs();
+        let new = (!resync).then(|| NewStandby {
+            hostname: STANDBY_HOST.into(),
+            address: standby_ip().to_string(),
+            port: COORDINATOR_PORT,
+            datadir: STANDBY_DATADIR.into(),
+        });
+        let task = node.spawn(async move {
+            let mode = admin::init_mode(new, resync)?;
+            let mut client = Client::new(addrs, Duration::from_secs(5));
+            let launch = |row: SegmentConfig| {
+                host.launch(&row);
+                async { Ok(()) }
+            };
+            admin::init_standby(&mut client, coordinator, mode, launch, within).await
+        });
+        async move { task.await.expect("init-standby task") }
+    }
+
+    /// `activate-standby`, run against `smdw` from `node`.
+    pub fn activate_standby(
+        &self,
+        node: &NodeHandle,
+    ) -> impl std::future::Future<Output = Result<Activation, StandbyAdminError>> {
+        let addr = self.standby.as_ref().expect("standby host").addr.clone();
+        let task = node
+            .spawn(async move { admin::activate_standby(&addr, Duration::from_secs(30)).await });
+        async move { task.await.expect("activate-standby task") }
+    }
+
+    /// The mirroring view, asked of whichever coordinator is active.
+    pub fn mirroring_status(
+        &self,
+        node: &NodeHandle,
+    ) -> impl std::future::Future<Output = Result<MirroringStatus, StandbyAdminError>> {
+        let addrs = self.coordinator_addrs();
+        let task = node.spawn(async move {
+            admin::mirroring_status(&mut Client::new(addrs, Duration::from_secs(5))).await
+        });
+        async move { task.await.expect("status task") }
+    }
+}

@@ -1,0 +1,209 @@
+//! The seed's coordinator failover, end to end: a cluster under a mixed workload with
+//! distributed transactions gets a standby (`init-standby -s smdw`, while it serves); once the
+//! standby is Synchronized the coordinator's host crashes; the operator runs
+//! `activate-standby`; clients reconnect to the new coordinator; then everything is read back
+//! through it and judged by the same checkers as every seed ([`crate::runner`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand_chacha::rand_core::Rng;
+
+use cluster::catalog::{Catalog, Content};
+use cluster::client::Client;
+use cluster::io::net::Connection;
+use cluster::io::Disk;
+use cluster::proto::{SegmentRequest, SegmentResponse};
+use cluster::standby::{Activation, MirroringStatus};
+use cluster::wal::WAL_PATH;
+
+use crate::config::{RunConfig, Workload};
+use crate::disk::SubDisk;
+use crate::history::{History, Outcome};
+use crate::invariants::{self, Violation};
+use crate::observer::Recorder;
+use crate::runner::{self, stream};
+use crate::workload::{self, now_ms};
+use crate::world::World;
+
+/// Two segment hosts with two mirrored contents each, six clients on the mixed workload (most
+/// write transactions span contents, so they commit in two phases), and a standby host.
+pub fn config() -> RunConfig {
+    RunConfig {
+        scenario: "standby-failover".into(),
+        segment_hosts: 2,
+        contents: 4,
+        clients: 6,
+        workload: Workload::mixed(),
+        fault_time: Duration::from_secs(16),
+        standby: true,
+        ..RunConfig::pair()
+    }
+}
+
+#[derive(Debug)]
+pub struct FailoverReport {
+    pub synchronized: MirroringStatus,
+    pub crashed_at_ms: u64,
+    pub activation: Activation,
+    /// The catalog as the new coordinator has it after the run.
+    pub catalog: Catalog,
+    /// Prepared transactions still on each content's primary after the run.
+    pub prepared_left: BTreeMap<Content, Vec<u64>>,
+    pub ok: usize,
+    pub failed: usize,
+    pub unknown: usize,
+    /// What clients were told when the coordinator failed under them.
+    pub client_errors: Vec<String>,
+    pub violations: Vec<Violation>,
+}
+
+/// Runs the failover in the current madsim runtime.
+pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
+    let handle = madsim::runtime::Handle::current();
+    let recorder = Recorder::default();
+    let mut world = World::build_observed(&cfg, stream(seed, "disk").next_u64(), recorder.hook());
+    let addrs = world.coordinator_addrs();
+    let standby_addr = addrs[1].clone();
+    let timeout = cfg.statement_timeout + Duration::from_secs(2);
+    let admin = handle
+        .create_node()
+        .name("admin")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
+    admin
+        .spawn(runner::create_tables(addrs[0].clone(), timeout))
+        .await
+        .unwrap()?;
+
+    let start_ms = now_ms();
+    let history = History::default();
+    let mut clients = Vec::new();
+    for c in 1..=cfg.clients {
+        let node = handle
+            .create_node()
+            .name(format!("client-{c}"))
+            .ip(format!("10.0.1.{}", c + 1).parse().unwrap())
+            .build();
+        let spec = workload::ClientSpec {
+            id: c,
+            coordinators: addrs.clone(),
+            timeout,
+            workload: cfg.workload.clone(),
+            contents: cfg.contents,
+            stop_at_ms: start_ms + cfg.fault_time.as_millis() as u64,
+        };
+        let rng = stream(seed, &format!("client-{c}"));
+        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
+    }
+
+    madsim::time::sleep(Duration::from_secs(1)).await;
+    let synchronized = world
+        .init_standby(&admin, false, Duration::from_secs(30))
+        .await
+        .map_err(|e| format!("init-standby -s: {e}"))?;
+    let wait = 1000 + stream(seed, "standby-crash").next_u64() % 4000;
+    madsim::time::sleep(Duration::from_millis(wait)).await;
+    let crashed_at_ms = now_ms() - start_ms;
+    world.kill_host("mdw");
+    madsim::time::sleep(Duration::from_secs(1)).await;
+    let activation = world
+        .activate_standby(&admin)
+        .await
+        .map_err(|e| format!("activate-standby: {e}"))?;
+    let activated_at_ms = now_ms() - start_ms;
+    let (standby_wal, coordinator_wal) = catalog_wals(&world);
+
+    for c in clients {
+        let _ = c.await;
+    }
+    let contents = world.contents();
+    let rows = admin
+        .spawn(runner::read_everything(
+            standby_addr.clone(),
+            timeout,
+            contents,
+            cfg.heal_bound,
+        ))
+        .await
+        .unwrap()
+        .map_err(|e| format!("the new coordinator did not serve a full read: {e}"))?;
+    let checksums = admin
+        .spawn(runner::pair_checksums(standby_addr.clone(), timeout))
+        .await
+        .unwrap();
+    let (catalog, prepared_left) = admin
+        .spawn(leftovers(standby_addr, timeout))
+        .await
+        .unwrap()?;
+
+    let txns = history.txns();
+    let mut violations = Vec::new();
+    violations.extend(invariants::no_lost_commits::check(&txns, &rows));
+    violations.extend(invariants::aborted_stays_aborted::check(&txns, &rows));
+    violations.extend(invariants::latest_value::check(&txns));
+    violations.extend(invariants::promoted_in_sync::check(&recorder.facts()));
+    violations.extend(invariants::identical_replicas::check(&checksums, now_ms()));
+    violations.extend(invariants::standby_catalog::check(
+        &standby_wal,
+        &coordinator_wal,
+        activation.end_lsn,
+        activated_at_ms,
+    ));
+    let count = |o: Outcome| txns.iter().filter(|t| t.outcome == Some(o)).count();
+    let client_errors = txns
+        .iter()
+        .filter(|t| t.outcome != Some(Outcome::Ok))
+        .filter_map(|t| t.error.clone())
+        .collect();
+    Ok(FailoverReport {
+        synchronized,
+        crashed_at_ms,
+        activation,
+        catalog,
+        prepared_left,
+        ok: count(Outcome::Ok),
+        failed: count(Outcome::Fail),
+        unknown: count(Outcome::Unknown),
+        client_errors,
+        violations,
+    })
+}
+
+/// The catalog WAL of the activated standby and of the crashed coordinator, as their disks
+/// hold them.
+pub fn catalog_wals(world: &World) -> (Vec<u8>, Vec<u8>) {
+    let read = |disk: &dyn Disk| {
+        let len = disk.len(WAL_PATH).unwrap_or(0);
+        disk.read_at(WAL_PATH, 0, len as usize).unwrap_or_default()
+    };
+    let standby_host = &world.hosts[crate::world::STANDBY_HOST];
+    let standby = SubDisk::new(standby_host.disk.clone(), crate::standby::STANDBY_DATADIR);
+    (read(&standby), read(&world.hosts["mdw"].disk))
+}
+
+/// The new coordinator's catalog, and the prepared transactions each primary still holds.
+async fn leftovers(
+    coordinator: String,
+    timeout: Duration,
+) -> Result<(Catalog, BTreeMap<Content, Vec<u64>>), String> {
+    let mut client = Client::new(vec![coordinator], timeout);
+    let catalog = client.catalog().await.map_err(|e| e.to_string())?;
+    let mut prepared = BTreeMap::new();
+    for pair in catalog.pairs() {
+        let mut conn = Connection::connect(&pair.primary.endpoint(), timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        match conn
+            .call(&SegmentRequest::ListPrepared, timeout)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            SegmentResponse::PreparedList(gxids) => {
+                prepared.insert(pair.content, gxids);
+            }
+            other => return Err(format!("content {}: {other:?}", pair.content)),
+        }
+    }
+    Ok((catalog, prepared))
+}

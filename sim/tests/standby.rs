@@ -1,0 +1,390 @@
+//! Seed 000 (master mirroring): a standby coordinator created while the coordinator serves,
+//! kept Synchronized by WAL streaming, resynchronized with `init-standby -n` when stale, and
+//! activated when the coordinator fails; and the refusals of gpinitstandby and
+//! gpactivatestandby.
+
+use std::time::Duration;
+
+use cluster::catalog::{Role, SegmentConfig, Status};
+use cluster::client::Client;
+use cluster::coordinator::content_for_key;
+use cluster::standby::admin::{self, StandbyAdminError};
+use cluster::standby::{StandbyRequest, SummaryState};
+use sim::standby_failover;
+use sim::world::{World, STANDBY_HOST};
+
+/// Runs `f` in a fresh runtime seeded with `seed`, on a fresh thread (madsim seeds hash maps
+/// per thread, as the runner does), capturing the log; on a panic, prints the standby's lines.
+fn in_runtime<T, F>(seed: u64, f: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + 'static,
+{
+    std::thread::Builder::new()
+        .stack_size(16 << 20)
+        .spawn(move || in_runtime_here(seed, f))
+        .unwrap()
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn in_runtime_here<T, F: std::future::Future<Output = T> + 'static>(
+    seed: u64,
+    f: impl FnOnce() -> F,
+) -> T {
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_secs(600));
+    sim::trace::install("info");
+    sim::trace::begin_capture();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f())));
+    let (log, _) = sim::trace::end_capture();
+    match r {
+        Ok(v) => v,
+        Err(p) => {
+            let log = String::from_utf8_lossy(&log);
+            for l in log.lines().filter(|l| l.contains("standby")) {
+                eprintln!("{l}");
+            }
+            std::panic::resume_unwind(p)
+        }
+    }
+}
+
+fn run_seed(seed: u64, cfg: sim::config::RunConfig) -> standby_failover::FailoverReport {
+    in_runtime(seed, move || standby_failover::run(cfg, seed))
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"))
+}
+
+/// The seed's procedure: init-standby while clients run, Synchronized, the coordinator's host
+/// crashes, activate-standby; every acknowledged commit is read back through the new
+/// coordinator, no distributed transaction is half-done, nothing stays prepared.
+#[test]
+fn the_activated_standby_keeps_every_acknowledged_commit() {
+    let seed = 1;
+    let r = run_seed(seed, standby_failover::config());
+    eprintln!("{r:#?}");
+    assert_eq!(r.synchronized.summary_state, SummaryState::Synchronized);
+    assert!(r.synchronized.log_time_ms.is_some());
+    assert!(r.violations.is_empty(), "{:#?}", r.violations);
+    assert!(
+        r.prepared_left.values().all(|p| p.is_empty()),
+        "{:?}",
+        r.prepared_left
+    );
+    let me = &r.catalog.segments[&r.activation.dbid];
+    assert_eq!(
+        (me.content, me.role, me.status),
+        (-1, Role::Primary, Status::Up)
+    );
+    let old = &r.catalog.segments[&1];
+    assert_eq!((old.content, old.status), (-1, Status::Down));
+    assert!(
+        r.ok > 0 && r.unknown + r.failed > 0,
+        "ok {} failed {} unknown {}",
+        r.ok,
+        r.failed,
+        r.unknown
+    );
+}
+
+/// Planted bug `activation-ignores-commit-records`: the activated standby rolls back prepared
+/// transactions whose commit record it holds. A distributed transaction caught in its second
+/// phase by the crash is then committed on some contents and rolled back on others, which
+/// the atomicity checker reports; the same seed without the bug is clean.
+#[test]
+fn activation_that_ignores_commit_records_is_caught() {
+    let mut buggy = standby_failover::config();
+    buggy
+        .bugs
+        .enable("activation-ignores-commit-records")
+        .unwrap();
+    let (seed, violations) = (1..=20u64)
+        .find_map(|seed| {
+            let r = run_seed(seed, buggy.clone());
+            r.violations
+                .iter()
+                .any(|v| v.checker == sim::invariants::aborted_stays_aborted::NAME)
+                .then_some((seed, r.violations))
+        })
+        .expect("no seed in 1..=20 caught the planted bug");
+    eprintln!("caught at seed {seed}: {violations:#?}");
+    let clean = run_seed(seed, standby_failover::config());
+    assert!(clean.violations.is_empty(), "{:#?}", clean.violations);
+}
+
+async fn one_forget_left_unflushed(bug: bool) -> Vec<sim::invariants::Violation> {
+    let mut cfg = standby_failover::config();
+    if bug {
+        cfg.bugs.enable("walsender-ships-unflushed-wal").unwrap();
+    }
+    let mut world = World::build(&cfg, 11);
+    let admin = madsim::runtime::Handle::current()
+        .create_node()
+        .name("admin")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
+    admin
+        .spawn(sim::runner::create_tables(
+            world.coordinator_addr.clone(),
+            Duration::from_secs(7),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    world
+        .init_standby(&admin, false, Duration::from_secs(30))
+        .await
+        .unwrap();
+    // One distributed transaction: its commit record is flushed (and on the standby); the
+    // record's forget that follows is written but not flushed, and the host crashes before
+    // any later catalog change flushes it.
+    commit_pairs(&admin, vec![world.coordinator_addr.clone()], 0, 1).await;
+    madsim::time::sleep(Duration::from_millis(50)).await;
+    world.kill_host("mdw");
+    let activation = world.activate_standby(&admin).await.unwrap();
+    let (standby_wal, coordinator_wal) = standby_failover::catalog_wals(&world);
+    sim::invariants::standby_catalog::check(&standby_wal, &coordinator_wal, activation.end_lsn, 0)
+}
+
+/// Planted bug `walsender-ships-unflushed-wal`: the coordinator streams catalog WAL before it
+/// is durable on its own disk. Scripted: a distributed transaction's forget record is written
+/// and never flushed, then the coordinator's host crashes and loses it; the buggy sender had
+/// shipped it, so the activated standby's catalog is one the coordinator never had: the
+/// standby-catalog checker says so. Without the bug the same run is clean.
+#[test]
+fn a_walsender_shipping_unflushed_wal_is_caught() {
+    let caught = in_runtime(5, || Box::pin(one_forget_left_unflushed(true)));
+    assert!(
+        caught
+            .iter()
+            .any(|v| v.checker == sim::invariants::standby_catalog::NAME
+                && v.message.contains("never made durable")),
+        "{caught:#?}"
+    );
+    let clean = in_runtime(5, || Box::pin(one_forget_left_unflushed(false)));
+    assert!(clean.is_empty(), "{clean:#?}");
+}
+
+/// A world with a standby host and no workload, its tables created, and an admin node.
+async fn quiet_world() -> (World, madsim::runtime::NodeHandle) {
+    let world = World::build(&standby_failover::config(), 7);
+    let admin = madsim::runtime::Handle::current()
+        .create_node()
+        .name("admin")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
+    admin
+        .spawn(sim::runner::create_tables(
+            world.coordinator_addr.clone(),
+            Duration::from_secs(7),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (world, admin)
+}
+
+/// Keys `from..` in pairs on two contents, committed in two phases through `addrs`.
+async fn commit_pairs(node: &madsim::runtime::NodeHandle, addrs: Vec<String>, from: i64, n: i64) {
+    node.spawn(async move {
+        let mut c = Client::new(addrs, Duration::from_secs(10));
+        let (mut a, mut b) = (from, from);
+        for _ in 0..n {
+            a = key_on(0, a + 1);
+            b = key_on(1, b.max(a) + 1);
+            c.begin().await.unwrap();
+            c.insert("t_heap", a, b"stale".to_vec()).await.unwrap();
+            c.insert("t_heap", b, b"stale".to_vec()).await.unwrap();
+            c.commit().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}
+
+fn key_on(content: i16, from: i64) -> i64 {
+    (from..)
+        .find(|k| content_for_key(*k, 4) == content)
+        .unwrap()
+}
+
+async fn count_rows(node: &madsim::runtime::NodeHandle, addrs: Vec<String>) -> usize {
+    node.spawn(async move {
+        let mut c = Client::new(addrs, Duration::from_secs(10));
+        let mut n = 0;
+        for content in 0..4 {
+            c.begin().await.unwrap();
+            n += c.scan("t_heap", content).await.unwrap().len();
+            c.commit().await.unwrap();
+        }
+        n
+    })
+    .await
+    .unwrap()
+}
+
+async fn stale_then_resynchronized() {
+    let (mut world, admin) = quiet_world().await;
+    let synced = world
+        .init_standby(&admin, false, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(synced.summary_state, SummaryState::Synchronized);
+    world.kill_host(STANDBY_HOST);
+    // Commits go on while the standby is gone (after at most the stream's timeout).
+    commit_pairs(&admin, vec![world.coordinator_addr.clone()], 0, 10).await;
+    let stale = world.mirroring_status(&admin).await.unwrap();
+    assert_eq!(stale.summary_state, SummaryState::NotSynchronized);
+    assert!(stale.error_message.is_some(), "{stale:?}");
+    assert!(stale.log_time_ms > synced.log_time_ms, "{stale:?}");
+    assert!(stale.standby_flushed_lsn < stale.coordinator_flushed_lsn);
+    // The host comes back, but nothing starts the standby on it.
+    world.restart_host(STANDBY_HOST);
+    madsim::time::sleep(Duration::from_secs(5)).await;
+    let still = world.mirroring_status(&admin).await.unwrap();
+    assert_eq!(still.summary_state, SummaryState::NotSynchronized);
+    let resynced = world
+        .init_standby(&admin, true, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(resynced.summary_state, SummaryState::Synchronized);
+    assert!(resynced.log_time_ms > stale.log_time_ms);
+    // What it missed is there: activated, it serves every row.
+    world.kill_host("mdw");
+    let activation = world.activate_standby(&admin).await.unwrap();
+    assert_eq!(activation.dbid, synced.standby.unwrap().dbid);
+    let standby = world.standby.as_ref().unwrap().addr.clone();
+    assert_eq!(count_rows(&admin, vec![standby]).await, 20);
+}
+
+/// The standby's host goes down while commits happen: Not Synchronized, with the error and the
+/// time of the change; the host comes back (nothing restarts the standby by itself);
+/// `init-standby -n` restarts it and it catches up: Synchronized, holding every commit.
+#[test]
+fn a_stale_standby_is_resynchronized_by_init_standby_n() {
+    in_runtime(3, || Box::pin(stale_then_resynchronized()));
+}
+
+async fn refusals() {
+    let (mut world, admin) = quiet_world().await;
+    let coordinator = world.coordinator_addr.clone();
+    let standby = world.standby.as_ref().unwrap().addr.clone();
+    let none = world.mirroring_status(&admin).await.unwrap();
+    assert_eq!(none.summary_state, SummaryState::NotConfigured);
+    assert_eq!((none.log_time_ms, none.error_message), (None, None));
+    // -s with -n.
+    let both = admin::init_mode(
+        Some(admin::NewStandby {
+            hostname: "smdw".into(),
+            address: "10.0.2.1".into(),
+            port: 5432,
+            datadir: "/data/standby".into(),
+        }),
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(both, StandbyAdminError::BothModes);
+    assert!(both
+        .to_string()
+        .contains("-s and -n cannot be used together"));
+    // -n with no standby configured.
+    let err = world
+        .init_standby(&admin, true, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(err, StandbyAdminError::NothingToResync);
+    assert_eq!(
+        world.mirroring_status(&admin).await.unwrap().summary_state,
+        SummaryState::NotConfigured,
+        "a refusal changes nothing"
+    );
+    let synced = world
+        .init_standby(&admin, false, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let epoch = catalog_epoch(&admin, coordinator.clone()).await;
+    // A second standby: refused by the tool, and by the coordinator itself.
+    let err = world
+        .init_standby(&admin, false, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StandbyAdminError::AlreadyConfigured { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("only one standby is allowed"),
+        "{err}"
+    );
+    let row = synced.standby.clone().unwrap();
+    let coordinator_row = world.coordinator_row();
+    let direct = admin
+        .spawn({
+            let coordinator = coordinator.clone();
+            async move {
+                let mut c = Client::new(vec![coordinator], Duration::from_secs(5));
+                c.standby(StandbyRequest::Register {
+                    coordinator: coordinator_row,
+                    standby: SegmentConfig { port: 5433, ..row },
+                })
+                .await
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        direct.to_string().contains("only one standby is allowed"),
+        "{direct}"
+    );
+    // The standby refuses client work while it is a standby.
+    let refused = admin
+        .spawn({
+            let standby = standby.clone();
+            async move {
+                let mut c = Client::new(vec![standby], Duration::from_secs(5));
+                c.begin().await
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("is a warm standby"),
+        "{refused}"
+    );
+    // Activation while the coordinator is alive and reachable.
+    let err = world.activate_standby(&admin).await.unwrap_err();
+    assert!(err.to_string().contains("still alive"), "{err}");
+    assert_eq!(
+        catalog_epoch(&admin, coordinator).await,
+        epoch,
+        "refusals change nothing"
+    );
+    assert_eq!(
+        world.mirroring_status(&admin).await.unwrap().summary_state,
+        SummaryState::Synchronized
+    );
+    // Once the coordinator is gone, activation goes ahead; a second one is refused.
+    world.kill_host("mdw");
+    world.activate_standby(&admin).await.unwrap();
+    let again = world.activate_standby(&admin).await.unwrap_err();
+    assert!(again.to_string().contains("already"), "{again}");
+}
+
+async fn catalog_epoch(node: &madsim::runtime::NodeHandle, addr: String) -> u64 {
+    node.spawn(async move {
+        let mut c = Client::new(vec![addr], Duration::from_secs(5));
+        c.catalog().await.unwrap().epoch
+    })
+    .await
+    .unwrap()
+}
+
+/// gpinitstandby's and gpactivatestandby's refusals, adapted: `-s` with `-n`; `-n` with no
+/// standby; a second standby; activation while the coordinator still answers; client work
+/// sent to a standby. Each is a clear error and changes nothing.
+#[test]
+fn the_standby_verbs_refuse_what_the_real_tools_refuse() {
+    in_runtime(4, || Box::pin(refusals()));
+}
