@@ -31,6 +31,9 @@ pub struct PlantedBugs {
     /// The prober waits for a probe's reply without its timeout: a primary that accepts the
     /// connection but never answers (stalled, paused) holds up the whole probe cycle.
     pub probe_without_timeout: bool,
+    /// `recoverseg -r` rebalances without checking that every pair is synchronized, so an
+    /// instance that lacks acknowledged commits becomes the primary again.
+    pub rebalance_unsynchronized: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -71,6 +74,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "probe-without-timeout",
         "the prober waits for a probe's reply without a timeout",
     ),
+    (
+        "rebalance-unsynchronized",
+        "recoverseg -r returns a pair to its preferred roles before it is synchronized",
+    ),
 ];
 
 impl PlantedBugs {
@@ -91,6 +98,7 @@ impl PlantedBugs {
             "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
             "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
             "probe-without-timeout" => &mut self.probe_without_timeout,
+            "rebalance-unsynchronized" => &mut self.rebalance_unsynchronized,
             _ => return None,
         })
     }

@@ -241,4 +241,15 @@ impl Client {
             other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
         }
     }
+
+    /// Runs an administration request on the coordinator (see [`crate::admin`]).
+    pub async fn admin(
+        &mut self,
+        req: crate::admin::AdminRequest,
+    ) -> Result<crate::admin::AdminReply, DbError> {
+        match self.request(ClientRequest::Admin(req), false).await? {
+            ClientResponse::Admin(reply) => Ok(reply),
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
+        }
+    }
 }

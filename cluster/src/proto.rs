@@ -101,6 +101,9 @@ pub enum ClientRequest {
     DistributedLog,
     /// The standby coordinator's verbs and its catalog stream (see [`crate::standby`]).
     Standby(crate::standby::StandbyRequest),
+    /// An administration verb (`recoverseg`, `state`, `add-mirrors`...), carried out by the
+    /// coordinator (see [`crate::admin`]).
+    Admin(crate::admin::AdminRequest),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -110,6 +113,7 @@ pub enum ClientResponse {
     Committed,
     Catalog(Catalog),
     DistributedLog(Vec<(u64, Vec<Content>)>),
+    Admin(crate::admin::AdminReply),
     Error(DbError),
     Standby(crate::standby::StandbyReply),
     /// From a warm standby: it serves no work; the client tries another coordinator.
@@ -171,6 +175,25 @@ pub enum SegmentRequest {
         mirror_dbid: Dbid,
         from: Lsn,
     },
+    /// Recovery: become a mirror of `primary` (`ip:port`). Incremental: rewind to where this
+    /// instance's WAL and the primary's part ways; `full`: wipe and copy everything. Then stream.
+    Rejoin {
+        epoch: u64,
+        primary: String,
+        full: bool,
+    },
+    /// A checksum per chunk of the flushed WAL up to `upto` (see
+    /// [`crate::storage::WAL_SUMMARY_CHUNK`]).
+    WalSummary {
+        upto: Lsn,
+    },
+    /// Raw flushed WAL bytes.
+    ReadWal {
+        from: Lsn,
+        len: u64,
+    },
+    /// Replication positions, for `state -s`.
+    ReplicationStatus,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,6 +213,13 @@ pub enum SegmentResponse {
         lsn: Lsn,
         digest: u64,
     },
+    Rejoined(crate::admin::RejoinReport),
+    WalSummary {
+        flushed: Lsn,
+        crcs: Vec<u32>,
+    },
+    WalBytes(Vec<u8>),
+    Replication(crate::admin::ReplicationInfo),
     Error(DbError),
 }
 

@@ -74,6 +74,11 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
         test: "sim/tests/linear_history.rs::promoting_the_lagging_mirror_forks_the_history_and_the_checker_says_so",
     },
     ScriptedCatch {
+        name: "probe-without-timeout",
+        caught_by: "availability",
+        test: "scenarios/tests/schedules.rs::every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without",
+    },
+    ScriptedCatch {
         name: "activation-ignores-commit-records",
         caught_by: "aborted-stays-aborted",
         test: "sim/tests/standby.rs::activation_that_ignores_commit_records_is_caught",
@@ -82,6 +87,11 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
         name: "walsender-ships-unflushed-wal",
         caught_by: "standby-catalog",
         test: "sim/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
+    },
+    ScriptedCatch {
+        name: "rebalance-unsynchronized",
+        caught_by: "no-lost-commits",
+        test: "sim/tests/recoverseg.rs::the_no_lost_commits_check_catches_a_rebalance_before_resynchronization",
     },
 ];
 

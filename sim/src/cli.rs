@@ -38,6 +38,13 @@ pub enum Command {
     /// Cut a failing seed's fault schedule down to a minimal one that still fails the same
     /// checker; write it to a file `replay --schedule` reads.
     Shrink(ShrinkArgs),
+    /// Run a recovery and administration scenario of seeds 002/003 step by step, printing the
+    /// state after each step (`hasim scenario list` names them).
+    Scenario {
+        name: String,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -220,6 +227,7 @@ pub fn main() -> i32 {
     };
     // Commands that build a world check its layout before running anything.
     let world = match &cli.command {
+        Command::Scenario { .. } => None,
         Command::Run(args) => Some(&args.world),
         Command::Replay(args) => Some(&args.world),
         Command::Bench(args) => Some(&args.world),
@@ -241,6 +249,7 @@ pub fn main() -> i32 {
         Command::Replay(args) => replay(args),
         Command::Bench(args) => bench(args),
         Command::Shrink(args) => shrink(args),
+        Command::Scenario { name, seed } => crate::admin_scenarios::cli(&name, seed),
     }
 }
 

@@ -44,6 +44,7 @@ pub fn config() -> RunConfig {
 #[derive(Debug)]
 pub struct FailoverReport {
     pub synchronized: MirroringStatus,
+    /// Simulated ms after the workload started.
     pub crashed_at_ms: u64,
     pub activation: Activation,
     /// The catalog as the new coordinator has it after the run.
@@ -51,6 +52,8 @@ pub struct FailoverReport {
     /// Prepared transactions still on each content's primary after the run.
     pub prepared_left: BTreeMap<Content, Vec<u64>>,
     pub ok: usize,
+    /// Transactions begun after the activation that committed (through the new coordinator).
+    pub ok_after_activation: usize,
     pub failed: usize,
     pub unknown: usize,
     /// What clients were told when the coordinator failed under them.
@@ -111,7 +114,7 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         .activate_standby(&admin)
         .await
         .map_err(|e| format!("activate-standby: {e}"))?;
-    let activated_at_ms = now_ms() - start_ms;
+    let activated_at_ms = now_ms();
     let (standby_wal, coordinator_wal) = catalog_wals(&world);
 
     for c in clients {
@@ -163,6 +166,10 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         catalog,
         prepared_left,
         ok: count(Outcome::Ok),
+        ok_after_activation: txns
+            .iter()
+            .filter(|t| t.outcome == Some(Outcome::Ok) && t.invoked_ms > activated_at_ms)
+            .count(),
         failed: count(Outcome::Fail),
         unknown: count(Outcome::Unknown),
         client_errors,

@@ -48,9 +48,23 @@ pub struct Process {
     pub up: bool,
     /// Set when the process's main function returned (an instance that failed itself).
     stopped: Arc<AtomicBool>,
+    /// A segment instance's configuration and data directory, read each time the process
+    /// starts; `None` for the coordinator, and for an instance an administrator removed (the
+    /// process then runs nothing).
+    pub(crate) slot: Option<InstanceSlot>,
 }
 
+/// What an instance process runs when it starts (see [`Process::slot`]).
+pub type InstanceSlot = Arc<std::sync::Mutex<Option<(InstanceConfig, Arc<dyn Disk>)>>>;
+
 impl Process {
+    /// Whether an instance is configured to run in this process.
+    fn slot_in_use(&self) -> bool {
+        self.slot
+            .as_ref()
+            .is_some_and(|s| s.lock().unwrap().is_some())
+    }
+
     /// The process gave up on its own (for example an instance that found a corrupt block or
     /// could not write its disk) and waits for an operator to restart it.
     pub fn stopped(&self) -> bool {
@@ -146,6 +160,7 @@ impl World {
                     node,
                     up: true,
                     stopped: Arc::new(AtomicBool::new(false)),
+                    slot: None,
                 }],
             },
         );
@@ -190,6 +205,7 @@ impl World {
                     node,
                     up: true,
                     stopped,
+                    slot: None,
                 }],
             },
         );
@@ -205,45 +221,11 @@ impl World {
                 .iter()
                 .find(|p| p.content == seg.content && p.dbid != seg.dbid)
                 .map(|p| p.endpoint());
-            icfg.replication = cfg.replication;
-            icfg.mirror_down_grace_period = cfg.mirror_down_grace_period;
-            icfg.wal_timeout = cfg.wal_timeout;
-            icfg.checkpoint_interval = cfg.checkpoint_interval;
-            icfg.cache_blocks_max = cfg.cache_blocks_max;
-            icfg.bugs = cfg.bugs;
-            icfg.observe = self.observe.clone();
-            // Each instance has its own data directory on the host's disk.
-            let dir_disk: Arc<dyn Disk> =
-                Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir));
+            let dir_disk = self.instance_disk(&disk, seg);
+            self.fill_instance(cfg, &mut icfg);
             let ip: IpAddr = seg.address.parse().expect("instance address is an IP");
-            let stopped = Arc::new(AtomicBool::new(false));
-            let flag = stopped.clone();
-            let node = self
-                .handle
-                .create_node()
-                .name(format!("{name}-dbid{}", seg.dbid))
-                .ip(ip)
-                .init(move || {
-                    let (icfg, disk, flag) = (icfg.clone(), dir_disk.clone(), flag.clone());
-                    async move {
-                        flag.store(false, Ordering::SeqCst);
-                        if let Err(e) = segment::run(icfg, disk).await {
-                            warn!(error = %e, "instance stopped");
-                        }
-                        flag.store(true, Ordering::SeqCst);
-                        // The process stays until it is killed: an instance that failed
-                        // itself is restarted by an operator.
-                        std::future::pending::<()>().await
-                    }
-                })
-                .build();
-            processes.push(Process {
-                dbid: Some(seg.dbid),
-                ip,
-                node,
-                up: true,
-                stopped,
-            });
+            let slot: InstanceSlot = Arc::new(std::sync::Mutex::new(Some((icfg, dir_disk))));
+            processes.push(self.instance_process(name, seg.dbid, ip, slot));
         }
         self.hosts.insert(
             name.into(),
@@ -254,6 +236,211 @@ impl World {
                 processes,
             },
         );
+    }
+
+    /// The instance settings a run varies.
+    fn fill_instance(&self, cfg: &RunConfig, icfg: &mut InstanceConfig) {
+        icfg.replication = cfg.replication;
+        icfg.mirror_down_grace_period = cfg.mirror_down_grace_period;
+        icfg.wal_timeout = cfg.wal_timeout;
+        icfg.checkpoint_interval = cfg.checkpoint_interval;
+        icfg.cache_blocks_max = cfg.cache_blocks_max;
+        icfg.bugs = cfg.bugs;
+        icfg.observe = self.observe.clone();
+    }
+
+    /// An instance's own data directory on its host's disk.
+    fn instance_disk(&self, disk: &SimDisk, seg: &SegmentConfig) -> Arc<dyn Disk> {
+        Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir))
+    }
+
+    /// A process of its own for an instance: it runs whatever `slot` holds each time it starts.
+    fn instance_process(&self, host: &str, dbid: u16, ip: IpAddr, slot: InstanceSlot) -> Process {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        let boot = slot.clone();
+        let node = self
+            .handle
+            .create_node()
+            .name(format!("{host}-dbid{dbid}"))
+            .ip(ip)
+            .init(move || {
+                let (instance, flag) = (boot.lock().unwrap().clone(), flag.clone());
+                async move {
+                    flag.store(false, Ordering::SeqCst);
+                    if let Some((icfg, disk)) = instance {
+                        if let Err(e) = segment::run(icfg, disk).await {
+                            warn!(error = %e, "instance stopped");
+                        }
+                        flag.store(true, Ordering::SeqCst);
+                    }
+                    // The process stays until it is killed: an instance that failed
+                    // itself is restarted by an operator.
+                    std::future::pending::<()>().await
+                }
+            })
+            .build();
+        Process {
+            dbid: Some(dbid),
+            ip,
+            node,
+            up: true,
+            stopped,
+            slot: Some(slot),
+        }
+    }
+
+    /// Adds a segment host with no instances (a spare for `recoverseg -i` or `move-mirrors`).
+    /// Its name must be `sdwN`; its instances take addresses `10.N.0.x`, which this returns as
+    /// the prefix `10.N.0`.
+    pub fn add_spare_host(&mut self, cfg: &RunConfig, name: &str) -> String {
+        let n: usize = name
+            .strip_prefix("sdw")
+            .and_then(|n| n.parse().ok())
+            .expect("a spare host is named sdwN");
+        let disk = World::new_disk(cfg);
+        self.hosts.insert(
+            name.into(),
+            Host {
+                name: name.into(),
+                disk,
+                up: true,
+                processes: Vec::new(),
+            },
+        );
+        info!(host = name, "spare host added");
+        format!("10.{n}.0")
+    }
+
+    /// The host name of an address: a host's name, or an instance address `10.N.0.x` (host
+    /// `sdwN`), or the address of a running process.
+    pub fn hostname_of(&self, address: &str) -> Option<String> {
+        if self.hosts.contains_key(address) {
+            return Some(address.to_string());
+        }
+        if let Some(h) = self
+            .hosts
+            .values()
+            .find(|h| h.processes.iter().any(|p| p.ip.to_string() == address))
+        {
+            return Some(h.name.clone());
+        }
+        let ip: std::net::Ipv4Addr = address.parse().ok()?;
+        let [a, b, c, _] = ip.octets();
+        let name = format!("sdw{b}");
+        (a == 10 && c == 0 && b >= 1 && self.hosts.contains_key(&name)).then_some(name)
+    }
+
+    /// The `nth` (0-based) address on `host` that no process uses, for a new instance.
+    pub fn free_address(&self, host: &str, nth: usize) -> Option<String> {
+        let n: usize = host.strip_prefix("sdw")?.parse().ok()?;
+        let used: std::collections::BTreeSet<String> = self
+            .hosts
+            .values()
+            .flat_map(|h| h.processes.iter().map(|p| p.ip.to_string()))
+            .collect();
+        (1..250)
+            .map(|x| format!("10.{n}.0.{x}"))
+            .filter(|a| !used.contains(a))
+            .nth(nth)
+    }
+
+    /// Starts a fresh, empty mirror instance for `row` on its host (at `row.address`),
+    /// streaming from `primary`; its data directory is wiped first. A process that stood at
+    /// that address before (a removed instance) is reused.
+    pub fn start_mirror(
+        &mut self,
+        cfg: &RunConfig,
+        row: &SegmentConfig,
+        primary: &str,
+    ) -> Result<(), String> {
+        let ip: IpAddr = row
+            .address
+            .parse()
+            .map_err(|_| format!("address {} is not an IP", row.address))?;
+        let host = self
+            .hosts
+            .get(&row.hostname)
+            .ok_or_else(|| format!("unknown host {}", row.hostname))?;
+        if !host.up {
+            return Err(format!("host {} is down", row.hostname));
+        }
+        if let Some(other) = self.hosts.values().find(|h| {
+            h.processes
+                .iter()
+                .any(|p| p.ip == ip && (h.name != row.hostname || p.slot_in_use()))
+        }) {
+            return Err(format!("address {ip} is in use on host {}", other.name));
+        }
+        let mut mirror = row.clone();
+        mirror.role = Role::Mirror;
+        let mut icfg =
+            InstanceConfig::new(mirror.dbid, mirror.content, mirror.endpoint(), Role::Mirror);
+        icfg.peer_addr = Some(primary.to_string());
+        self.fill_instance(cfg, &mut icfg);
+        let disk = self.instance_disk(&host.disk, &mirror);
+        cluster::storage::wipe_instance_dir(&*disk)
+            .map_err(|e| format!("cannot wipe {}:{}: {e}", row.hostname, row.datadir))?;
+        let reuse = host.processes.iter().position(|p| p.ip == ip);
+        match reuse {
+            Some(i) => {
+                let host = self.hosts.get_mut(&row.hostname).expect("looked up");
+                let p = &mut host.processes[i];
+                if let Some(slot) = &p.slot {
+                    *slot.lock().unwrap() = Some((icfg, disk));
+                }
+                p.dbid = Some(row.dbid);
+                self.handle.kill(p.node.id());
+                self.handle.restart(p.node.id());
+                p.up = true;
+            }
+            None => {
+                let slot: InstanceSlot = Arc::new(std::sync::Mutex::new(Some((icfg, disk))));
+                let process = self.instance_process(&row.hostname, row.dbid, ip, slot);
+                let host = self.hosts.get_mut(&row.hostname).expect("looked up");
+                host.processes.push(process);
+            }
+        }
+        info!(dbid = row.dbid, host = %row.hostname, address = %row.address, port = row.port, "mirror instance started");
+        Ok(())
+    }
+
+    /// Stops the instance process at `row`'s address for good: it runs nothing from now on,
+    /// even when its host restarts.
+    pub fn stop_instance(&mut self, row: &SegmentConfig) {
+        let Some(host) = self.hosts.get_mut(&row.hostname) else {
+            return;
+        };
+        for p in host.processes.iter_mut() {
+            if p.ip.to_string() == row.address {
+                if let Some(slot) = &p.slot {
+                    *slot.lock().unwrap() = None;
+                }
+                if p.up {
+                    self.handle.kill(p.node.id());
+                    p.up = false;
+                }
+            }
+        }
+        info!(dbid = row.dbid, host = %row.hostname, address = %row.address, "instance stopped");
+    }
+
+    /// `restart` (gpstop -r): every process of every host that is up stops (its host's page
+    /// cache survives, as when a process exits) and starts again. Hosts that are down stay
+    /// down. Returns the hosts restarted.
+    pub fn restart_cluster(&mut self) -> Vec<String> {
+        let mut restarted = Vec::new();
+        for host in self.hosts.values_mut().filter(|h| h.up) {
+            for p in host.processes.iter_mut() {
+                self.handle.kill(p.node.id());
+                self.handle.restart(p.node.id());
+                p.up = true;
+            }
+            restarted.push(host.name.clone());
+        }
+        self.paused.clear();
+        info!(hosts = ?restarted, "cluster restarted");
+        restarted
     }
 
     /// Power loss on a host: every process on it dies, and its disk keeps only what was synced

@@ -16,6 +16,8 @@
 //! standard output.
 
 // A binary's root file looks for its modules beside it; these live in `hacluster/`.
+#[path = "hacluster/admin_cmd.rs"]
+mod admin_cmd;
 #[path = "hacluster/client_cmd.rs"]
 mod client_cmd;
 #[path = "hacluster/cluster_file.rs"]
@@ -62,6 +64,17 @@ enum Command {
         base_port: u16,
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
+        /// Lay out several hosts with mirrors placed by `group`, `spread` or `block:SIZE`
+        /// (spread needs more hosts than primaries per host; block's size must divide the
+        /// number of hosts).
+        #[arg(long, requires = "hosts")]
+        layout: Option<cluster::layout::Layout>,
+        /// Loopback "hosts" for --layout (host1..hostN).
+        #[arg(long, requires = "layout")]
+        hosts: Option<usize>,
+        /// Primaries per host for --layout.
+        #[arg(long, default_value_t = 1)]
+        primaries_per_host: usize,
     },
     /// Run the coordinator (and its prober) until killed.
     Coordinator {
@@ -83,10 +96,79 @@ enum Command {
         #[command(subcommand)]
         statement: client_cmd::Statement,
     },
-    /// Print the segment configuration as a table, as `gpstate -c` does.
+    /// Print the segment configuration as a table, as `gpstate -c` does; with a flag, one of
+    /// gpstate's views.
     State {
         #[command(flatten)]
         target: CoordinatorArgs,
+        /// Error conditions: roles switched, unsynchronized pairs, downed instances.
+        #[arg(short = 'e', group = "view")]
+        errors: bool,
+        /// Mirrors: passive, acting as primary, failed; and their data status.
+        #[arg(short = 'm', group = "view")]
+        mirrors: bool,
+        /// The standby coordinator.
+        #[arg(short = 'f', group = "view")]
+        standby: bool,
+        /// Every instance in detail, with WAL positions.
+        #[arg(short = 's', group = "view")]
+        detail: bool,
+    },
+    /// Recover failed segment instances (gprecoverseg): incremental by default.
+    Recoverseg {
+        #[command(flatten)]
+        target: CoordinatorArgs,
+        /// Full copy instead of an incremental rewind.
+        #[arg(short = 'F')]
+        full: bool,
+        /// Return every instance to its preferred role (all pairs must be synchronized).
+        #[arg(short = 'r')]
+        rebalance: bool,
+        /// Recovery file: `failedAddress|failedPort|failedDataDirectory [newAddress|newPort|newDataDirectory]` lines.
+        #[arg(short = 'i')]
+        input: Option<PathBuf>,
+        /// Write a sample recovery file listing the failed instances.
+        #[arg(short = 'o')]
+        output: Option<PathBuf>,
+        /// The cluster file (needed to start instances at new locations).
+        #[arg(long)]
+        cluster: Option<PathBuf>,
+    },
+    /// Add mirrors to an unmirrored cluster (gpaddmirrors).
+    AddMirrors {
+        #[command(flatten)]
+        target: CoordinatorArgs,
+        /// Mirror ports: the lowest primary port on the mirror's host + its index + OFFSET.
+        #[arg(short = 'p')]
+        offset: Option<u16>,
+        /// How -p places mirrors: group (default) or spread (needs more hosts than primaries
+        /// per host).
+        #[arg(long, default_value = "group")]
+        mirror_mode: cluster::layout::Layout,
+        /// Mirror file: `content|address|port|dataDirectory` lines.
+        #[arg(short = 'i')]
+        input: Option<PathBuf>,
+        /// Write the mirror file `-p 1000` would use.
+        #[arg(short = 'o')]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+    /// Stop every process of the cluster and start them again (gpstop -r): the way back after
+    /// a double fault, before recoverseg.
+    Restart {
+        #[arg(long)]
+        cluster: PathBuf,
+    },
+    /// Move mirrors (gpmovemirrors); writes a backout file beside the input.
+    MoveMirrors {
+        #[command(flatten)]
+        target: CoordinatorArgs,
+        /// `oldAddress|oldPort|oldDataDirectory newAddress|newPort|newDataDirectory` lines.
+        #[arg(short = 'i')]
+        input: PathBuf,
+        #[arg(long)]
+        cluster: PathBuf,
     },
     /// Add a standby coordinator (`-s HOST`) or resynchronize the configured one (`-n`), as
     /// gpinitstandby does; waits until it is Synchronized and prints the mirroring state.
@@ -157,8 +239,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             dir,
             base_port,
             host,
+            layout,
+            hosts,
+            primaries_per_host,
         } => {
-            let (path, file) = cluster_file::init_local(&dir, &host, base_port)?;
+            let shape = match (layout, hosts) {
+                (Some(layout), Some(hosts)) => Some(cluster_file::LocalShape {
+                    hosts,
+                    per_host: primaries_per_host,
+                    layout,
+                }),
+                _ => None,
+            };
+            let (path, file) = cluster_file::init_local(&dir, &host, base_port, shape)?;
             let summary = serde_json::json!({
                 "cluster_file": path,
                 "coordinator": file.coordinator.endpoint(),
@@ -173,6 +266,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let file = ClusterFile::load(&cluster)?;
             let cfg = file.coordinator_config()?;
             let disk = real_disk(&file.coordinator.datadir)?;
+            std::fs::write(
+                file.coordinator.datadir.join(admin_cmd::PID_FILE),
+                format!("{}\n", std::process::id()),
+            )
+            .context("cannot write the coordinator's pid file")?;
             info!(listen = %cfg.listen_addr, datadir = %file.coordinator.datadir.display(), "starting coordinator");
             let Some(result) = until_signalled(cluster::coordinator::run(cfg, disk)).await? else {
                 return Ok(ExitCode::SUCCESS);
@@ -184,6 +282,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let file = ClusterFile::load(&cluster)?;
             let (cfg, datadir) = file.instance_config(dbid)?;
             let disk = real_disk(&datadir)?;
+            // Lets `move-mirrors` stop this process when its instance moves elsewhere.
+            std::fs::write(
+                datadir.join(admin_cmd::PID_FILE),
+                format!("{}\n", std::process::id()),
+            )
+            .with_context(|| format!("cannot write the pid file in {}", datadir.display()))?;
             info!(dbid, content = cfg.content, listen = %cfg.listen_addr, peer = ?cfg.peer_addr, datadir = %datadir.display(), "starting segment instance");
             let Some(result) = until_signalled(cluster::segment::run(cfg, disk)).await? else {
                 return Ok(ExitCode::SUCCESS);
@@ -214,8 +318,76 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             })
         }
-        Command::State { target } => {
-            print!("{}", client_cmd::state(&mut target.client()).await?);
+        Command::State {
+            target,
+            errors,
+            mirrors,
+            standby,
+            detail,
+        } => {
+            use cluster::admin::state::View;
+            let view = match (errors, mirrors, standby, detail) {
+                (true, ..) => Some(View::Errors),
+                (_, true, ..) => Some(View::Mirrors),
+                (_, _, true, _) => Some(View::Standby),
+                (.., true) => Some(View::Detail),
+                _ => None,
+            };
+            let mut client = target.client();
+            match view {
+                None => print!("{}", client_cmd::state(&mut client).await?),
+                Some(view) => print!("{}", admin_cmd::state(&mut client, view).await?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Recoverseg {
+            target,
+            full,
+            rebalance,
+            input,
+            output,
+            cluster,
+        } => {
+            let hosts = admin_cmd::ProcessHosts::new(cluster);
+            let text =
+                admin_cmd::recoverseg(&mut target.client(), &hosts, full, rebalance, input, output)
+                    .await?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AddMirrors {
+            target,
+            offset,
+            mirror_mode,
+            input,
+            output,
+            cluster,
+        } => {
+            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
+            let text = admin_cmd::add_mirrors(
+                &mut target.client(),
+                &hosts,
+                offset,
+                mirror_mode,
+                input,
+                output,
+            )
+            .await?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restart { cluster } => {
+            print!("{}", admin_cmd::restart(&cluster)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MoveMirrors {
+            target,
+            input,
+            cluster,
+        } => {
+            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
+            let text = admin_cmd::move_mirrors(&mut target.client(), &hosts, input).await?;
+            print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Command::InitStandby(args) => {

@@ -33,6 +33,8 @@ pub enum CatalogStoreError {
     Decode(String),
     #[error(transparent)]
     Invalid(#[from] CatalogError),
+    #[error("{0}")]
+    Refused(String),
     #[error("table \"{0}\" already exists")]
     TableExists(String),
 }
@@ -202,6 +204,69 @@ impl CatalogStore {
         // Durable before anyone acts on it.
         wal.flush_to(lsn).await?;
         self.standby.wait_flushed(lsn).await;
+        *self.current.lock().unwrap() = next.clone();
+        Ok(next)
+    }
+
+    /// An administration change: `edit` rewrites rows of the latest catalog (under the lock,
+    /// so no prober decision in between is lost) and returns history lines per dbid. Recorded as
+    /// one durable transaction with a new epoch; nothing changes if `edit` refuses or the
+    /// result breaks the prober's invariants.
+    pub async fn edit_rows<E>(&self, edit: E) -> Result<Catalog, CatalogStoreError>
+    where
+        E: FnOnce(&mut Catalog) -> Result<Vec<(crate::catalog::Dbid, String)>, String>,
+    {
+        let mut engine = self.engine.lock().await;
+        let before = self.snapshot();
+        let mut next = before.clone();
+        let history = edit(&mut next).map_err(CatalogStoreError::Refused)?;
+        next.epoch = before.epoch + 1;
+        next.check()?;
+        let now = runtime::unix_time_ms();
+        let history_base = engine
+            .scan(HISTORY_TABLE)?
+            .last()
+            .map(|(k, _)| k + 1)
+            .unwrap_or(0);
+        let mut writes = Vec::new();
+        for (dbid, row) in &next.segments {
+            if before.segments.get(dbid) != Some(row) {
+                writes.push(Write::Put {
+                    table: CONFIG_TABLE,
+                    key: *dbid as i64,
+                    value: encode(row),
+                });
+            }
+        }
+        for dbid in before.segments.keys() {
+            if !next.segments.contains_key(dbid) {
+                writes.push(Write::Delete {
+                    table: CONFIG_TABLE,
+                    key: *dbid as i64,
+                });
+            }
+        }
+        for (i, (dbid, desc)) in history.into_iter().enumerate() {
+            let row = HistoryRow {
+                time_ms: now,
+                dbid,
+                desc,
+            };
+            writes.push(Write::Put {
+                table: HISTORY_TABLE,
+                key: history_base + i as i64,
+                value: encode(&row),
+            });
+        }
+        writes.push(Write::Put {
+            table: META_TABLE,
+            key: EPOCH_KEY,
+            value: encode(&next.epoch),
+        });
+        let lsn = engine.commit(next.epoch, &writes)?;
+        let wal = engine.wal();
+        drop(engine);
+        wal.flush_to(lsn).await?;
         *self.current.lock().unwrap() = next.clone();
         Ok(next)
     }

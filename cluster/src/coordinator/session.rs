@@ -120,6 +120,17 @@ impl Session {
                 Ok(log) => ClientResponse::DistributedLog(log.into_iter().collect()),
                 Err(e) => failed(e.to_string()),
             },
+            ClientRequest::Admin(req) => {
+                let t = crate::admin::Timeouts {
+                    connect: self.cfg.connect_timeout,
+                    call: self.cfg.statement_timeout,
+                    bugs: self.cfg.bugs,
+                };
+                match Box::pin(crate::admin::handle(&self.store, req, t)).await {
+                    Ok(reply) => ClientResponse::Admin(reply),
+                    Err(refusal) => failed(refusal),
+                }
+            }
         }
     }
 

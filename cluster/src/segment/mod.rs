@@ -6,6 +6,8 @@
 //! the prober promotes it. An instance that meets a storage fault (a corrupt block, a failed
 //! fsync) fails itself: it stops serving rather than serve bad or unacknowledged data.
 
+mod rejoin;
+pub use rejoin::StopSignal;
 mod role_file;
 mod session;
 mod walreceiver;
@@ -55,6 +57,8 @@ pub struct InstanceConfig {
     pub bugs: PlantedBugs,
     /// Read-only hooks for the simulator's checkers.
     pub observe: crate::observe::Observe,
+    /// Raised to stop the instance (an administrator moving or removing it).
+    pub stop: StopSignal,
 }
 
 impl InstanceConfig {
@@ -77,6 +81,7 @@ impl InstanceConfig {
             cache_blocks_max: 256,
             bugs: PlantedBugs::none(),
             observe: Default::default(),
+            stop: StopSignal::default(),
         }
     }
 }
@@ -175,6 +180,9 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         if role == Role::Mirror {
             instance.start_receiver();
         }
+        tasks.push(runtime::spawn(
+            instance.clone().stop_when_asked().in_current_span(),
+        ));
         let server = runtime::spawn(instance.clone().accept_loop(listener).in_current_span());
         tasks.push(server);
         let reason = instance
@@ -316,6 +324,17 @@ impl Instance {
                     Ok(()) => self.promote().await,
                     Err(refusal) => refusal,
                 },
+                SegmentRequest::Rejoin {
+                    epoch,
+                    primary,
+                    full,
+                } => match self.fence(epoch) {
+                    Ok(()) => self.rejoin(primary, full).await,
+                    Err(refusal) => refusal,
+                },
+                SegmentRequest::WalSummary { upto } => self.wal_summary(upto).await,
+                SegmentRequest::ReadWal { from, len } => self.read_wal_for_rejoin(from, len).await,
+                SegmentRequest::ReplicationStatus => self.replication_status().await,
                 other => match session.handle(&self, other).await {
                     Some(resp) => resp,
                     None => return, // a storage fault: the instance failed itself

@@ -278,6 +278,16 @@ async fn acknowledge_after_durable(
     if !inst.inner.cfg.bugs.ack_before_mirror_flush {
         inst.wait_for_mirror(lsn).await;
     }
+    if inst.role() != Role::Primary {
+        // Demoted while waiting (recoverseg -r): the mirror this waited for was promoted, and
+        // may or may not hold the commit record.
+        return Some(SegmentResponse::Error(crate::proto::DbError::Unknown(
+            format!(
+                "dbid {} stopped acting as primary while committing",
+                inst.dbid()
+            ),
+        )));
+    }
     debug!(lsn, "commit acknowledged");
     inst.inner
         .cfg

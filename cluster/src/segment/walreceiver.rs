@@ -31,7 +31,7 @@ impl Instance {
         }
     }
 
-    async fn receive_loop(self, primary: String) {
+    pub(super) async fn receive_loop(self, primary: String) {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         loop {
             backoff.wait().await;

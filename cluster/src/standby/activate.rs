@@ -47,6 +47,9 @@ pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateErro
         return Err(ActivateError::AlreadyActive);
     }
     let cfg = &shared.cfg;
+    if shared.engine.lock().await.is_none() {
+        return Err(ActivateError::NoCatalog);
+    }
     if coordinator_answers(&cfg.coordinator_addr).await {
         warn!(coordinator = %cfg.coordinator_addr, "activation refused: the coordinator still answers");
         return Err(ActivateError::CoordinatorAlive(

@@ -72,12 +72,13 @@ async fn register(
         .find(|s| s.content == -1 && s.role == Role::Primary && s.status == Status::Up);
     let mut next_dbid = store.next_dbid();
     if acting.is_none() {
+        // The coordinator keeps the dbid it was given unless a segment has it.
         let dbid = if catalog.segments.contains_key(&coordinator.dbid) {
-            next_dbid += 1;
-            next_dbid - 1
+            next_dbid
         } else {
             coordinator.dbid
         };
+        next_dbid = next_dbid.max(dbid + 1);
         let row = SegmentConfig {
             dbid,
             content: -1,

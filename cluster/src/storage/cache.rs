@@ -89,6 +89,11 @@ impl BufferCache {
         }
     }
 
+    /// The bound this cache was built with.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     fn touch(&mut self, id: BlockId) {
         let frame = self.frames.get_mut(&id).expect("touched block is cached");
         self.lru.remove(&frame.tick);

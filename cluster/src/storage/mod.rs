@@ -20,6 +20,7 @@ mod error;
 mod open;
 mod page;
 mod redo;
+mod rewind;
 mod table;
 mod txn;
 
@@ -31,6 +32,7 @@ use crate::io::Disk;
 pub use crate::wal::{Key, Lsn, Record, TableDef, TableId, TableKind, Value, Wal, Write, Xid};
 pub use error::StorageError;
 pub use page::{BLOCK_SIZE, TUPLE_SPACE};
+pub use rewind::{wipe_instance_dir, WAL_SUMMARY_CHUNK};
 
 use cache::BufferCache;
 use table::Table;

@@ -134,12 +134,87 @@ pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFi
     })
 }
 
-/// Writes a new `DIR/cluster.json` for a loopback cluster; refuses to overwrite one, or to lay
-/// out a cluster on ports something already listens on.
+/// The shape of a larger local cluster (`init-local --layout`): `hosts` loopback "hosts"
+/// (`host1`..), `per_host` primaries on each, mirrors placed by `layout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalShape {
+    pub hosts: usize,
+    pub per_host: usize,
+    pub layout: cluster::layout::Layout,
+}
+
+/// A local cluster of `shape`: host `i` (1-based name `host{i}`; on `127.0.0.1` each host gets
+/// its own loopback address `127.0.0.{i}`, so the hosts are told apart by address as real ones
+/// are) holds primaries on ports
+/// `base + 1 + (i-1) * 2 * per_host + slot` and mirrors on the `per_host` ports after them;
+/// data in `DIR/host{i}/primary{slot}` and `DIR/host{i}/mirror{slot}`. Refused (naming the
+/// rule) when the layout cannot place the mirrors: spread needs more hosts than primaries per
+/// host, block needs its size to divide the number of hosts.
+pub fn local_with_shape(
+    dir: &Path,
+    host: &str,
+    base_port: u16,
+    shape: LocalShape,
+) -> anyhow::Result<ClusterFile> {
+    let contents = shape.hosts * shape.per_host;
+    let placed = shape
+        .layout
+        .place(shape.hosts, shape.per_host, contents)
+        .map_err(|e| anyhow::anyhow!("--layout {}: {e}", shape.layout))?;
+    let port = |h: usize, offset: usize| -> anyhow::Result<u16> {
+        let p = base_port as usize + 1 + h * 2 * shape.per_host + offset;
+        u16::try_from(p)
+            .with_context(|| format!("--base-port {base_port} leaves no room for port {p}"))
+    };
+    let host_address = |h: usize| {
+        if host == "127.0.0.1" {
+            format!("127.0.0.{}", h + 1)
+        } else {
+            host.to_string()
+        }
+    };
+    let mut file = local(dir, host, base_port)?;
+    file.segments.clear();
+    let mut dbid = 2;
+    for p in placed {
+        let entry =
+            |dbid, role, h: usize, offset: usize, name: String| -> anyhow::Result<SegmentEntry> {
+                Ok(SegmentEntry {
+                    dbid,
+                    content: p.content as Content,
+                    role,
+                    hostname: format!("host{}", h + 1),
+                    address: host_address(h),
+                    port: port(h, offset)?,
+                    datadir: dir.join(format!("host{}", h + 1)).join(name),
+                })
+            };
+        file.segments.push(entry(
+            dbid,
+            Role::Primary,
+            p.primary_host,
+            p.primary_slot,
+            format!("primary{}", p.primary_slot),
+        )?);
+        file.segments.push(entry(
+            dbid + 1,
+            Role::Mirror,
+            p.mirror_host,
+            shape.per_host + p.mirror_slot,
+            format!("mirror{}", p.mirror_slot),
+        )?);
+        dbid += 2;
+    }
+    Ok(file)
+}
+
+/// Writes a new `DIR/cluster.json` for a loopback cluster (one mirrored content, or `shape`);
+/// refuses to overwrite one, or to lay out a cluster on ports something already listens on.
 pub fn init_local(
     dir: &Path,
     host: &str,
     base_port: u16,
+    shape: Option<LocalShape>,
 ) -> anyhow::Result<(PathBuf, ClusterFile)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Absolute paths: the instances may be started from any working directory.
@@ -153,7 +228,10 @@ pub fn init_local(
             path.display()
         );
     }
-    let file = local(&dir, host, base_port)?;
+    let file = match shape {
+        None => local(&dir, host, base_port)?,
+        Some(shape) => local_with_shape(&dir, host, base_port, shape)?,
+    };
     file.validate()?;
     file.check_ports_free()?;
     let mut text = serde_json::to_string_pretty(&file).expect("the cluster file always encodes");
@@ -430,9 +508,53 @@ mod tests {
         let dir = scratch("twice");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(FILE_NAME), "{}").unwrap();
-        let err = init_local(&dir, "127.0.0.1", 7000).unwrap_err().to_string();
+        let err = init_local(&dir, "127.0.0.1", 7000, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("exists"), "{err}");
         assert_eq!(std::fs::read_to_string(dir.join(FILE_NAME)).unwrap(), "{}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn layouts_place_mirrors_off_their_primarys_host_and_bad_shapes_are_refused() {
+        use cluster::layout::Layout;
+        let shape = |hosts, per_host, layout| LocalShape {
+            hosts,
+            per_host,
+            layout,
+        };
+        for layout in [Layout::Group, Layout::Spread, Layout::Block { size: 2 }] {
+            let file =
+                local_with_shape(Path::new("/d"), "127.0.0.1", 7000, shape(4, 2, layout)).unwrap();
+            file.validate().unwrap();
+            assert_eq!(file.segments.len(), 16);
+            for p in file.segments.iter().filter(|s| s.role == Role::Primary) {
+                let m = file
+                    .segments
+                    .iter()
+                    .find(|m| m.content == p.content && m.role == Role::Mirror)
+                    .unwrap();
+                assert_ne!(p.hostname, m.hostname, "{layout}: content {}", p.content);
+            }
+        }
+        let err = local_with_shape(
+            Path::new("/d"),
+            "127.0.0.1",
+            7000,
+            shape(2, 2, Layout::Spread),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("spread mirroring needs more hosts"), "{err}");
+        let err = local_with_shape(
+            Path::new("/d"),
+            "127.0.0.1",
+            7000,
+            shape(4, 1, Layout::Block { size: 3 }),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("does not divide"), "{err}");
     }
 }

@@ -1,0 +1,546 @@
+//! Segment recovery and administration, modelled on the seed utilities (`gprecoverseg`,
+//! `gpaddmirrors`, `gpmovemirrors`, `gpstate`, `gpstop -r`).
+//!
+//! The coordinator carries out every change to the configuration ([`AdminRequest`], handled by
+//! [`handle`]): it checks the request against the catalog, talks to the instances, and records
+//! the outcome as one catalog change with a new epoch and history rows. What needs a new
+//! process on a host (a mirror on a new host or directory) is started by the caller through
+//! [`Hosts`] before the coordinator records it; the simulator's world and the production
+//! binary each implement it. The config-file formats and their parsers are in [`config`]; the
+//! `state` report in [`state`].
+
+pub mod config;
+pub mod driver;
+pub mod state;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::catalog::{Catalog, Content, Dbid, HistoryRow, Mode, Role, SegmentConfig, Status};
+use crate::coordinator::CatalogStore;
+use crate::io::net::Connection;
+use crate::proto::{SegmentRequest, SegmentResponse};
+use crate::wal::Lsn;
+
+pub use driver::Hosts;
+
+/// What an instance reports after a rejoin (incremental or full recovery).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejoinReport {
+    /// Where this instance's WAL and the acting primary's part ways; it was cut here.
+    pub divergence_lsn: Lsn,
+    /// WAL bytes this instance held past the divergence point (discarded).
+    pub discarded_bytes: u64,
+    /// Bytes fetched from the acting primary to find the divergence point.
+    pub compare_bytes: u64,
+    /// The acting primary's flushed WAL when the rejoin began: the stream ships
+    /// `source_flushed - divergence_lsn` bytes to catch up to it.
+    pub source_flushed: Lsn,
+}
+
+impl RejoinReport {
+    /// Bytes the recovery ships before the stream carries new work: comparison plus catch-up.
+    pub fn bytes_shipped(&self) -> u64 {
+        self.compare_bytes + self.source_flushed.saturating_sub(self.divergence_lsn)
+    }
+}
+
+/// Replication positions of one instance (`state -s`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationInfo {
+    pub role: Role,
+    /// The instance's flushed WAL.
+    pub flushed: Lsn,
+    /// A primary: whether a mirror is streaming, and how far it has flushed.
+    pub mirror_connected: bool,
+    pub mirror_caught_up: bool,
+    pub mirror_flushed: Lsn,
+    /// A mirror: how far it has replayed.
+    pub replay_lsn: Lsn,
+}
+
+/// A mirror to place somewhere else (`recoverseg -i`, `move-mirrors`): the row's location
+/// becomes the new one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relocation {
+    pub dbid: Dbid,
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+    pub datadir: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// `recoverseg` / `-F`: every instance marked down, or only `only`, rejoins its acting
+    /// primary in place.
+    Recover { full: bool, only: Option<Vec<Dbid>> },
+    /// `recoverseg -r`: every content back to its preferred roles.
+    Rebalance,
+    /// Records mirrors now running at new locations (already started and streaming).
+    Relocate { moves: Vec<Relocation>, why: String },
+    /// `add-mirrors`: records new mirror rows (already started and streaming); dbids are
+    /// assigned by the coordinator.
+    AddMirrors { mirrors: Vec<SegmentConfig> },
+    /// `state`: the catalog, each instance's replication positions, and the history.
+    State,
+}
+
+/// The outcome of recovering one instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovered {
+    pub dbid: Dbid,
+    pub content: Content,
+    pub source_dbid: Dbid,
+    pub full: bool,
+    pub outcome: Result<RejoinReport, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum AdminReply {
+    Recovered(Vec<Recovered>),
+    Rebalanced(Vec<Content>),
+    Recorded(Catalog),
+    State(StateReport),
+}
+
+/// Everything `state` shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReport {
+    pub catalog: Catalog,
+    /// Per dbid; `None` where the instance did not answer.
+    pub replication: std::collections::BTreeMap<Dbid, Option<ReplicationInfo>>,
+    pub history: Vec<HistoryRow>,
+    /// An unmirrored content whose primary is lost: the system is not operational.
+    #[serde(default)]
+    pub not_operational: Option<Content>,
+}
+
+/// Timeouts the coordinator uses towards instances, and its planted bugs.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub call: Duration,
+    pub bugs: crate::bugs::PlantedBugs,
+}
+
+async fn call(addr: &str, req: &SegmentRequest, t: Timeouts) -> Result<SegmentResponse, String> {
+    let mut conn = Connection::connect(addr, t.connect)
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    conn.call(req, t.call)
+        .await
+        .map_err(|e| format!("no answer from {addr}: {e}"))
+}
+
+/// Carries out one request on the coordinator. An `Err` is a refusal: nothing changed.
+pub async fn handle(
+    store: &CatalogStore,
+    req: AdminRequest,
+    t: Timeouts,
+) -> Result<AdminReply, String> {
+    match req {
+        AdminRequest::Recover { full, only } => recover(store, full, only, t).await,
+        AdminRequest::Rebalance => rebalance(store, t).await,
+        AdminRequest::Relocate { moves, why } => relocate(store, moves, why).await,
+        AdminRequest::AddMirrors { mirrors } => add_mirrors(store, mirrors).await,
+        AdminRequest::State => state_report(store, t).await,
+    }
+}
+
+fn require_mirrors(cat: &Catalog) -> Result<(), String> {
+    if cat.pairs().iter().all(|p| p.mirror.is_none()) {
+        return Err(
+            "mirroring is not configured for this cluster; nothing to recover \
+                    (add mirrors with add-mirrors)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Whether the acting primary of a content answers as a primary.
+async fn primary_is_up(primary: &SegmentConfig, epoch: u64, t: Timeouts) -> bool {
+    let req = SegmentRequest::Probe {
+        dbid: primary.dbid,
+        content: primary.content,
+        epoch,
+    };
+    matches!(
+        call(&primary.endpoint(), &req, t).await,
+        Ok(SegmentResponse::Probe(reply)) if !reply.is_mirror
+    )
+}
+
+async fn recover(
+    store: &CatalogStore,
+    full: bool,
+    only: Option<Vec<Dbid>>,
+    t: Timeouts,
+) -> Result<AdminReply, String> {
+    let cat = store.snapshot();
+    require_mirrors(&cat)?;
+    let targets: Vec<SegmentConfig> = match &only {
+        Some(dbids) => {
+            let mut rows = Vec::new();
+            for dbid in dbids {
+                let row = cat.segments.get(dbid).ok_or_else(|| {
+                    format!("a segment to recover was not found in configuration: dbid {dbid}")
+                })?;
+                rows.push(row.clone());
+            }
+            rows
+        }
+        None => cat
+            .segments
+            .values()
+            .filter(|s| s.content >= 0 && s.status == Status::Down)
+            .cloned()
+            .collect(),
+    };
+    // Every check before any change.
+    let mut plan = Vec::new();
+    for target in &targets {
+        let pair = cat
+            .pair(target.content)
+            .ok_or_else(|| format!("content {} has no acting primary", target.content))?;
+        if pair.primary.dbid == target.dbid {
+            return Err(format!(
+                "dbid {} is the acting primary of content {}; it may not be recovered from itself",
+                target.dbid, target.content
+            ));
+        }
+        if pair.primary.status != Status::Up || !primary_is_up(&pair.primary, cat.epoch, t).await {
+            return Err(format!(
+                "Primary segment is not up for content {} (dbid {} at {}): both halves of the \
+                 pair are down (double fault), so dbid {} cannot be recovered from it; restart \
+                 the cluster (restart), then run recoverseg",
+                target.content,
+                pair.primary.dbid,
+                pair.primary.endpoint(),
+                target.dbid
+            ));
+        }
+        plan.push((target.clone(), pair.primary.clone()));
+    }
+    let mut results = Vec::new();
+    for (target, primary) in plan {
+        let outcome = rejoin(&target, &primary, full, cat.epoch, t).await;
+        if let Ok(report) = &outcome {
+            let how = if full { "full copy" } else { "incremental" };
+            let desc = format!(
+                "gprecoverseg: dbid {} with contentid {} recovered ({how}) from dbid {}: \
+                 rewound to lsn {}, resynchronizing",
+                target.dbid, target.content, primary.dbid, report.divergence_lsn
+            );
+            let dbid = target.dbid;
+            store
+                .edit_rows(|cat| {
+                    let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
+                    row.role = Role::Mirror;
+                    row.status = Status::Up;
+                    row.mode = Mode::NotSynced;
+                    for other in cat.segments.values_mut() {
+                        if other.content == target.content && other.dbid != dbid {
+                            other.mode = Mode::NotSynced;
+                        }
+                    }
+                    Ok(vec![(dbid, desc)])
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        results.push(Recovered {
+            dbid: target.dbid,
+            content: target.content,
+            source_dbid: primary.dbid,
+            full,
+            outcome,
+        });
+    }
+    Ok(AdminReply::Recovered(results))
+}
+
+async fn rejoin(
+    target: &SegmentConfig,
+    primary: &SegmentConfig,
+    full: bool,
+    epoch: u64,
+    t: Timeouts,
+) -> Result<RejoinReport, String> {
+    let req = SegmentRequest::Rejoin {
+        epoch,
+        primary: primary.endpoint(),
+        full,
+    };
+    // A rewind replays the whole WAL: give it longer than one statement.
+    let long = Timeouts {
+        call: t.call * 4,
+        ..t
+    };
+    match call(&target.endpoint(), &req, long).await {
+        Ok(SegmentResponse::Rejoined(report)) => {
+            info!(dbid = target.dbid, ?report, "instance rejoined as mirror");
+            Ok(report)
+        }
+        Ok(SegmentResponse::Error(e)) => Err(format!(
+            "dbid {} refused recovery: {e}{}",
+            target.dbid,
+            if full {
+                ""
+            } else {
+                "; a full copy (-F) may succeed"
+            }
+        )),
+        Ok(other) => Err(format!("dbid {} answered {other:?}", target.dbid)),
+        Err(e) => Err(format!(
+            "dbid {}: {e}; start its instance, or recover it onto another host with -i",
+            target.dbid
+        )),
+    }
+}
+
+async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, String> {
+    let cat = store.snapshot();
+    require_mirrors(&cat)?;
+    for pair in cat.pairs() {
+        let Some(mirror) = &pair.mirror else { continue };
+        if t.bugs.rebalance_unsynchronized {
+            // Planted bug: the real rule needs every pair Synchronized first.
+            break;
+        }
+        if pair.primary.mode != Mode::Synced
+            || mirror.status != Status::Up
+            || pair.primary.status != Status::Up
+        {
+            return Err(format!(
+                "rebalance refused: content {} is not synchronized (primary dbid {} {}/{}, \
+                 mirror dbid {} {}/{}); every pair must be Synchronized (see state -m)",
+                pair.content,
+                pair.primary.dbid,
+                pair.primary.status.code(),
+                pair.primary.mode.code(),
+                mirror.dbid,
+                mirror.status.code(),
+                mirror.mode.code()
+            ));
+        }
+    }
+    let mut moved = Vec::new();
+    for pair in cat.pairs() {
+        let Some(mirror) = pair.mirror else { continue };
+        if pair.primary.preferred_role == Role::Primary {
+            continue;
+        }
+        let (old, preferred) = (pair.primary, mirror);
+        // As the prober fails over: the flip is durable before PROMOTE.
+        let next = store
+            .edit_rows(|cat| {
+                for (dbid, role, status) in [
+                    (old.dbid, Role::Mirror, Status::Down),
+                    (preferred.dbid, Role::Primary, Status::Up),
+                ] {
+                    let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
+                    row.role = role;
+                    row.status = status;
+                    row.mode = Mode::NotSynced;
+                }
+                Ok(vec![
+                    (
+                        preferred.dbid,
+                        format!(
+                            "gprecoverseg -r: dbid {} with contentid {} returns to its preferred \
+                             role p",
+                            preferred.dbid, pair.content
+                        ),
+                    ),
+                    (
+                        old.dbid,
+                        format!(
+                            "gprecoverseg -r: dbid {} with contentid {} stops acting as primary",
+                            old.dbid, pair.content
+                        ),
+                    ),
+                ])
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let promote = SegmentRequest::Promote {
+            dbid: preferred.dbid,
+            epoch: next.epoch,
+        };
+        match call(&preferred.endpoint(), &promote, t).await {
+            Ok(SegmentResponse::Ok) => {}
+            other => warn!(dbid = preferred.dbid, ?other, "promote during rebalance"),
+        }
+        let mut preferred_now = preferred.clone();
+        preferred_now.role = Role::Primary;
+        let outcome = rejoin(&old, &preferred_now, false, next.epoch, t).await;
+        match outcome {
+            Ok(report) => {
+                store
+                    .edit_rows(|cat| {
+                        let row = cat.segments.get_mut(&old.dbid).ok_or("row vanished")?;
+                        row.status = Status::Up;
+                        Ok(vec![(
+                            old.dbid,
+                            format!(
+                                "gprecoverseg -r: dbid {} with contentid {} rejoined as mirror \
+                                 at lsn {}, resynchronizing",
+                                old.dbid, pair.content, report.divergence_lsn
+                            ),
+                        )])
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "content {} switched to its preferred primary dbid {}, but dbid {} did not \
+                     rejoin: {e}; run recoverseg",
+                    pair.content, preferred.dbid, old.dbid
+                ))
+            }
+        }
+        moved.push(pair.content);
+    }
+    Ok(AdminReply::Rebalanced(moved))
+}
+
+async fn relocate(
+    store: &CatalogStore,
+    moves: Vec<Relocation>,
+    why: String,
+) -> Result<AdminReply, String> {
+    let cat = store
+        .edit_rows(|cat| {
+            let mut history = Vec::new();
+            for mv in &moves {
+                let row = cat.segments.get(&mv.dbid).ok_or_else(|| {
+                    format!(
+                        "a segment to move was not found in configuration: dbid {}",
+                        mv.dbid
+                    )
+                })?;
+                if row.role != Role::Mirror {
+                    return Err(format!(
+                        "dbid {} is not a mirror (role {}); only mirrors are relocated",
+                        mv.dbid,
+                        row.role.code()
+                    ));
+                }
+                let content = row.content;
+                let from = row.endpoint();
+                let primary_host = cat
+                    .pair(content)
+                    .map(|p| p.primary.hostname)
+                    .unwrap_or_default();
+                if primary_host == mv.hostname {
+                    return Err(format!(
+                        "dbid {} cannot move to host {}: its primary is on that host",
+                        mv.dbid, mv.hostname
+                    ));
+                }
+                let row = cat.segments.get_mut(&mv.dbid).expect("checked");
+                row.hostname = mv.hostname.clone();
+                row.address = mv.address.clone();
+                row.port = mv.port;
+                row.datadir = mv.datadir.clone();
+                row.status = Status::Up;
+                row.mode = Mode::NotSynced;
+                for other in cat.segments.values_mut() {
+                    if other.content == content {
+                        other.mode = Mode::NotSynced;
+                    }
+                }
+                history.push((
+                    mv.dbid,
+                    format!(
+                        "{why}: dbid {} with contentid {content} moved from {from} to {}:{} {}",
+                        mv.dbid, mv.address, mv.port, mv.datadir
+                    ),
+                ));
+            }
+            Ok(history)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(AdminReply::Recorded(cat))
+}
+
+async fn add_mirrors(
+    store: &CatalogStore,
+    mirrors: Vec<SegmentConfig>,
+) -> Result<AdminReply, String> {
+    let cat = store
+        .edit_rows(|cat| {
+            let mut history = Vec::new();
+            let first_dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1;
+            for (next_dbid, m) in (first_dbid..).zip(mirrors.iter()) {
+                let pair = cat.pair(m.content).ok_or_else(|| {
+                    format!("content {} does not exist in the configuration", m.content)
+                })?;
+                if pair.mirror.is_some() {
+                    return Err(format!(
+                        "content {} is already configured with a mirror",
+                        m.content
+                    ));
+                }
+                if pair.primary.hostname == m.hostname {
+                    return Err(format!(
+                        "the mirror of content {} may not sit on its primary's host {}",
+                        m.content, m.hostname
+                    ));
+                }
+                let mut row = m.clone();
+                row.dbid = next_dbid;
+                row.role = Role::Mirror;
+                row.preferred_role = Role::Mirror;
+                row.mode = Mode::NotSynced;
+                row.status = Status::Up;
+                if let Some(p) = cat.segments.get_mut(&pair.primary.dbid) {
+                    p.mode = Mode::NotSynced;
+                }
+                history.push((
+                    row.dbid,
+                    format!(
+                        "gpaddmirrors: dbid {} added as mirror of contentid {} at {} {}",
+                        row.dbid,
+                        row.content,
+                        row.endpoint(),
+                        row.datadir
+                    ),
+                ));
+                cat.segments.insert(row.dbid, row);
+            }
+            Ok(history)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(AdminReply::Recorded(cat))
+}
+
+async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, String> {
+    let catalog = store.snapshot();
+    let mut replication = std::collections::BTreeMap::new();
+    for row in catalog.segments.values().filter(|s| s.content >= 0) {
+        let info = if row.status == Status::Down {
+            None
+        } else {
+            match call(&row.endpoint(), &SegmentRequest::ReplicationStatus, t).await {
+                Ok(SegmentResponse::Replication(info)) => Some(info),
+                _ => None,
+            }
+        };
+        replication.insert(row.dbid, info);
+    }
+    let history = store.history().await.map_err(|e| e.to_string())?;
+    Ok(AdminReply::State(StateReport {
+        catalog,
+        replication,
+        history,
+        not_operational: store.unmirrored_lost(),
+    }))
+}

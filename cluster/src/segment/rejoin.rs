@@ -1,0 +1,194 @@
+//! Recovery of an instance as the mirror of an acting primary (`recoverseg`): the instance stops
+//! serving as a primary (commits waiting on it fail), records its new role, finds where its
+//! WAL and the primary's part ways, rewinds its storage there (or wipes it for a full copy),
+//! and streams from the primary: Resynchronizing, then Synchronized once it has caught up.
+//! Also the primary's side of that comparison, and replication positions for `state`.
+
+use tracing::{info, Instrument};
+
+use super::{role_file, Instance};
+use crate::admin::{RejoinReport, ReplicationInfo};
+use crate::catalog::Role;
+use crate::io::net::Connection;
+use crate::proto::{DbError, SegmentRequest, SegmentResponse};
+use crate::storage::WAL_SUMMARY_CHUNK;
+use crate::wal::Lsn;
+
+/// Stops an instance from outside: once raised, the instance fails itself ("stopped by the
+/// administrator") and serves nothing more.
+#[derive(Clone)]
+pub struct StopSignal(std::sync::Arc<crate::sync::Watch<bool>>);
+
+impl Default for StopSignal {
+    fn default() -> StopSignal {
+        StopSignal(std::sync::Arc::new(crate::sync::Watch::new(false)))
+    }
+}
+
+impl std::fmt::Debug for StopSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StopSignal({})", self.0.get())
+    }
+}
+
+impl StopSignal {
+    pub fn raise(&self) {
+        self.0.set(true);
+    }
+}
+
+fn failed(msg: String) -> SegmentResponse {
+    SegmentResponse::Error(DbError::Failed(msg))
+}
+
+impl Instance {
+    pub(super) async fn rejoin(&self, primary: String, full: bool) -> SegmentResponse {
+        if primary == self.inner.cfg.listen_addr {
+            return failed(format!(
+                "dbid {} may not be recovered from itself",
+                self.dbid()
+            ));
+        }
+        // Ask the source first: refusing leaves this instance as it was.
+        let wal_timeout = self.inner.cfg.wal_timeout;
+        let mut conn = match Connection::connect(&primary, wal_timeout).await {
+            Ok(conn) => conn,
+            Err(e) => return failed(format!("cannot reach the acting primary {primary}: {e}")),
+        };
+        let local_flushed = self.inner.wal.flushed_lsn();
+        let (source_flushed, source_crcs) = match conn
+            .call(
+                &SegmentRequest::WalSummary {
+                    upto: local_flushed,
+                },
+                wal_timeout,
+            )
+            .await
+        {
+            Ok(SegmentResponse::WalSummary { flushed, crcs }) => (flushed, crcs),
+            Ok(SegmentResponse::Error(e)) => {
+                return failed(format!("acting primary {primary} refused: {e}"))
+            }
+            other => {
+                return failed(format!(
+                    "acting primary {primary} did not send its WAL summary: {other:?}"
+                ))
+            }
+        };
+        // Stop acting as a primary: new work is refused, and commits waiting for a mirror
+        // wake up, see the role, and fail instead of being acknowledged.
+        {
+            let mut state = self.inner.state.lock().unwrap();
+            state.role = Role::Mirror;
+            if let Some(receiver) = state.receiver.take() {
+                receiver.abort();
+            }
+        }
+        tracing::Span::current().record("role", "m");
+        self.inner.sync.modify(|s| s.syncrep = false);
+        if let Err(e) = role_file::store(&*self.inner.disk, Role::Mirror).await {
+            return failed(self.storage_fault(&e));
+        }
+        let mut engine = self.inner.engine.lock().await;
+        let mut compare_bytes = source_crcs.len() as u64 * 4;
+        let divergence = if full {
+            0
+        } else {
+            let (local_flushed, local_crcs) = match engine.wal_summary(local_flushed) {
+                Ok(s) => s,
+                Err(e) => return failed(self.storage_fault(&e)),
+            };
+            let same_chunks = source_crcs
+                .iter()
+                .zip(&local_crcs)
+                .take_while(|(a, b)| a == b)
+                .count() as u64;
+            let both = source_flushed.min(local_flushed);
+            let mut common = (same_chunks * WAL_SUMMARY_CHUNK).min(both);
+            if common < both {
+                let req = SegmentRequest::ReadWal {
+                    from: common,
+                    len: WAL_SUMMARY_CHUNK,
+                };
+                let theirs = match conn.call(&req, wal_timeout).await {
+                    Ok(SegmentResponse::WalBytes(bytes)) => bytes,
+                    other => {
+                        return failed(format!(
+                            "acting primary {primary} did not send WAL at {common}: {other:?}"
+                        ))
+                    }
+                };
+                compare_bytes += theirs.len() as u64;
+                let ours = match engine.wal_bytes(common, WAL_SUMMARY_CHUNK) {
+                    Ok(b) => b,
+                    Err(e) => return failed(self.storage_fault(&e)),
+                };
+                common += ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count() as Lsn;
+            }
+            match engine.record_boundary_before(common) {
+                Ok(lsn) => lsn,
+                Err(e) => return failed(self.storage_fault(&e)),
+            }
+        };
+        let rewind = engine.rewind_to(divergence).await;
+        let discarded = match rewind {
+            Ok(n) => n,
+            Err(e) => return failed(self.storage_fault(&e)),
+        };
+        drop(engine);
+        info!(
+            primary,
+            divergence, discarded, compare_bytes, full, "rejoining as mirror"
+        );
+        let task = crate::io::runtime::spawn(self.clone().receive_loop(primary).in_current_span());
+        if let Some(old) = self.inner.state.lock().unwrap().receiver.replace(task) {
+            old.abort();
+        }
+        SegmentResponse::Rejoined(RejoinReport {
+            divergence_lsn: divergence,
+            discarded_bytes: discarded,
+            compare_bytes,
+            source_flushed,
+        })
+    }
+
+    pub(super) async fn stop_when_asked(self) {
+        self.inner.cfg.stop.0.wait_until(|s| *s).await;
+        self.fail("stopped by the administrator".into());
+    }
+
+    pub(super) async fn wal_summary(&self, upto: Lsn) -> SegmentResponse {
+        let engine = self.inner.engine.lock().await;
+        let flushed = self.inner.wal.flushed_lsn();
+        match engine.wal_summary(upto) {
+            Ok((_, crcs)) => SegmentResponse::WalSummary { flushed, crcs },
+            Err(e) => failed(self.storage_fault(&e)),
+        }
+    }
+
+    pub(super) async fn read_wal_for_rejoin(&self, from: Lsn, len: u64) -> SegmentResponse {
+        match self
+            .inner
+            .engine
+            .lock()
+            .await
+            .wal_bytes(from, len.min(WAL_SUMMARY_CHUNK * 16))
+        {
+            Ok(bytes) => SegmentResponse::WalBytes(bytes),
+            Err(e) => failed(self.storage_fault(&e)),
+        }
+    }
+
+    pub(super) async fn replication_status(&self) -> SegmentResponse {
+        let replay_lsn = self.inner.engine.lock().await.replay_lsn();
+        let state = self.inner.state.lock().unwrap();
+        SegmentResponse::Replication(ReplicationInfo {
+            role: state.role,
+            flushed: self.inner.wal.flushed_lsn(),
+            mirror_connected: state.role == Role::Primary && state.sender.connected,
+            mirror_caught_up: state.role == Role::Primary && state.sender.caught_up,
+            mirror_flushed: self.inner.sync.get().mirror_flushed,
+            replay_lsn,
+        })
+    }
+}

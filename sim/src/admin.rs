@@ -1,0 +1,239 @@
+//! The simulated world as the administration verbs' [`Hosts`]: starting and stopping instance
+//! processes on simulated hosts, as the seed utilities do over ssh.
+
+use std::sync::{Arc, Mutex};
+
+use cluster::admin::Hosts;
+use cluster::catalog::SegmentConfig;
+
+use crate::world::World;
+
+/// A shared handle on the world, usable from a client node's task; also collects the named
+/// outputs of a scenario's steps.
+#[derive(Clone)]
+pub struct SimHosts(
+    pub Arc<Mutex<World>>,
+    pub Arc<Mutex<Vec<(String, String)>>>,
+    pub Arc<crate::config::RunConfig>,
+);
+
+impl SimHosts {
+    /// Records a step's output under `name`.
+    pub fn step(&self, name: &str, text: impl Into<String>) {
+        self.1.lock().unwrap().push((name.to_string(), text.into()));
+    }
+
+    /// Every step recorded so far.
+    pub fn steps(&self) -> Vec<(String, String)> {
+        self.1.lock().unwrap().clone()
+    }
+}
+
+impl Hosts for SimHosts {
+    fn hostname_of(&self, address: &str) -> Option<String> {
+        self.0.lock().unwrap().hostname_of(address)
+    }
+
+    fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), String> {
+        self.0.lock().unwrap().start_mirror(&self.2, row, primary)
+    }
+
+    fn new_address(&self, hostname: &str, nth: usize) -> Option<String> {
+        self.0.lock().unwrap().free_address(hostname, nth)
+    }
+
+    fn stop_instance(&self, row: &SegmentConfig) {
+        self.0.lock().unwrap().stop_instance(row)
+    }
+}
+
+/// A simulated cluster driven as an administrator drives it: the world behind a lock (so verbs
+/// can start instances from a client's task) and a client host to run verbs and transactions.
+pub struct AdminHarness {
+    pub world: Arc<Mutex<World>>,
+    pub hosts: SimHosts,
+    pub coordinator: String,
+    node: madsim::runtime::NodeHandle,
+}
+
+impl AdminHarness {
+    pub fn build(cfg: &crate::config::RunConfig, seed: u64) -> AdminHarness {
+        let world = World::build(cfg, seed);
+        let coordinator = world.coordinator_addr.clone();
+        let world = Arc::new(Mutex::new(world));
+        let node = madsim::runtime::Handle::current()
+            .create_node()
+            .name("admin")
+            .ip("10.0.1.1".parse().unwrap())
+            .build();
+        AdminHarness {
+            hosts: SimHosts(world.clone(), Default::default(), Arc::new(cfg.clone())),
+            world,
+            coordinator,
+            node,
+        }
+    }
+
+    /// Runs `f` with a fresh client on the admin host and returns its result.
+    pub async fn run<F, Fut, T>(&self, f: F) -> T
+    where
+        F: FnOnce(cluster::client::Client, SimHosts) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let client = cluster::client::Client::new(
+            vec![self.coordinator.clone()],
+            std::time::Duration::from_secs(30),
+        );
+        let hosts = self.hosts.clone();
+        self.node
+            .spawn(async move { f(client, hosts).await })
+            .await
+            .expect("admin task panicked")
+    }
+
+    /// Adds a spare segment host `sdwN`; returns its address prefix `10.N.0`.
+    pub fn add_spare_host(&self, name: &str) -> String {
+        let cfg = self.hosts.2.clone();
+        self.world.lock().unwrap().add_spare_host(&cfg, name)
+    }
+
+    pub fn kill_host(&self, name: &str) {
+        self.world.lock().unwrap().kill_host(name);
+    }
+
+    pub fn restart_host(&self, name: &str) {
+        self.world.lock().unwrap().restart_host(name);
+    }
+}
+
+/// Waits (polling the catalog every 100 ms, up to 60 simulated seconds) until `ready` holds.
+pub async fn wait_catalog(
+    c: &mut cluster::client::Client,
+    what: &str,
+    ready: impl Fn(&cluster::catalog::Catalog) -> bool,
+) -> cluster::catalog::Catalog {
+    for _ in 0..600 {
+        if let Ok(cat) = c.catalog().await {
+            if ready(&cat) {
+                return cat;
+            }
+        }
+        madsim::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Every pair with a mirror is up and synchronized.
+pub fn all_synchronized(cat: &cluster::catalog::Catalog) -> bool {
+    use cluster::catalog::{Mode, Status};
+    cat.pairs().iter().all(|p| {
+        p.mirror.as_ref().is_some_and(|m| {
+            m.status == Status::Up && m.mode == Mode::Synced && p.primary.mode == Mode::Synced
+        })
+    })
+}
+
+/// Every instance is in its preferred role.
+pub fn preferred_roles(cat: &cluster::catalog::Catalog) -> bool {
+    cat.segments
+        .values()
+        .filter(|s| s.content >= 0)
+        .all(|s| s.role == s.preferred_role)
+}
+
+/// Inserts `key` in its own transaction, retrying (a failover in between) up to 100 times;
+/// returns whether it was acknowledged.
+pub async fn insert_retrying(c: &mut cluster::client::Client, table: &str, key: i64) -> bool {
+    for _ in 0..100 {
+        let r = async {
+            c.begin().await?;
+            c.insert(table, key, key.to_le_bytes().to_vec()).await?;
+            c.commit().await
+        }
+        .await;
+        match r {
+            Ok(()) => return true,
+            Err(cluster::proto::DbError::Unknown(_)) => return false,
+            Err(_) => {
+                let _ = c.abort().await;
+                madsim::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    false
+}
+
+/// Creates `table`, retrying while the cluster starts.
+pub async fn create_table(c: &mut cluster::client::Client, table: &str) {
+    for _ in 0..100 {
+        if c.create_table(table, cluster::wal::TableKind::Heap)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        madsim::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("could not create table {table}");
+}
+
+/// Every row of `table` on every content, sorted by key.
+pub async fn all_keys(c: &mut cluster::client::Client, table: &str, contents: i16) -> Vec<i64> {
+    let mut keys = Vec::new();
+    for content in 0..contents {
+        for _ in 0..100 {
+            let r = async {
+                c.begin().await?;
+                let rows = c.scan(table, content).await?;
+                c.commit().await?;
+                Ok::<_, cluster::proto::DbError>(rows)
+            }
+            .await;
+            match r {
+                Ok(rows) => {
+                    keys.extend(rows.into_iter().map(|(k, _)| k));
+                    break;
+                }
+                Err(_) => {
+                    let _ = c.abort().await;
+                    madsim::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    keys.sort();
+    keys
+}
+
+/// The data digests of a content's two instances, taken once the mirror has replayed exactly
+/// to the primary's flushed WAL: `(primary digest, mirror digest, lsn)`.
+pub async fn pair_digests(
+    cat: &cluster::catalog::Catalog,
+    content: i16,
+) -> Option<(u64, u64, u64)> {
+    use cluster::io::net::Connection;
+    use cluster::proto::{SegmentRequest, SegmentResponse};
+    let pair = cat.pair(content)?;
+    let mirror = pair.mirror?;
+    for _ in 0..100 {
+        let mut got = Vec::new();
+        for row in [&pair.primary, &mirror] {
+            let mut conn = Connection::connect(&row.endpoint(), std::time::Duration::from_secs(2))
+                .await
+                .ok()?;
+            match conn
+                .call(&SegmentRequest::Checksum, std::time::Duration::from_secs(5))
+                .await
+            {
+                Ok(SegmentResponse::Checksum { lsn, digest }) => got.push((lsn, digest)),
+                _ => return None,
+            }
+        }
+        if got[0].0 == got[1].0 {
+            return Some((got[0].1, got[1].1, got[0].0));
+        }
+        madsim::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
+}
