@@ -26,6 +26,11 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
         test: "sim/tests/fencing.rs::obeying_the_late_syncrep_off_lets_a_promotion_lose_acknowledged_commits",
     },
     ScriptedCatch {
+        name: "probe-without-timeout",
+        caught_by: "availability",
+        test: "scenarios/tests/schedules.rs::every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without",
+    },
+    ScriptedCatch {
         name: "promote-unsynced-mirror",
         caught_by: "linear-history",
         test: "sim/tests/linear_history.rs::promoting_the_lagging_mirror_forks_the_history_and_the_checker_says_so",

@@ -64,3 +64,25 @@ fn a_shrunk_schedule_is_no_longer_and_replays_to_the_same_checker() {
     );
     assert_eq!(again.faults, shrunk.faults);
 }
+
+/// Found by the swarm scenario (seed 122) and shrunk: a mirror stalled while the prober kept
+/// sending it PROMOTE; on resuming it received the queued requests together, and two of them
+/// passed the "still a mirror" check before the first promotion finished, so it promoted twice
+/// at one epoch (the `linear-history` checker fired). The instance now claims the promotion
+/// before finishing recovery.
+#[test]
+fn a_stalled_mirror_handed_queued_promote_requests_is_promoted_once() {
+    let text = include_str!("../schedules/stalled-mirror-promoted-once-swarm-122.json");
+    let mut cfg = RunConfig::swarm();
+    cfg.schedule = Some(sim::nemesis::parse_schedule(text).unwrap());
+    let result = run_seed(122, &cfg).0;
+    assert!(
+        !result
+            .violations
+            .iter()
+            .any(|v| v.checker == "linear-history"),
+        "{:?}",
+        result.violations.first()
+    );
+    assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.error);
+}

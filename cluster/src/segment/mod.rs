@@ -123,6 +123,9 @@ struct State {
     /// The newest configuration epoch this instance has seen on a request.
     epoch: u64,
     receiver: Option<JoinHandle<()>>,
+    /// A promotion is under way: a second PROMOTE arriving meanwhile (requests held up by a
+    /// stall are delivered together) is ignored rather than promoting twice.
+    promoting: bool,
 }
 
 /// One running instance. Cheap to clone.
@@ -226,6 +229,7 @@ impl Instance {
                     failed: None,
                     epoch: 0,
                     receiver: None,
+                    promoting: false,
                 }),
                 sync,
                 failure,

@@ -112,17 +112,30 @@ impl Instance {
     /// PROMOTE from the prober. Only a mirror acts on it; anywhere else it is ignored, so a
     /// repeated request is harmless.
     pub(super) async fn promote(&self) -> SegmentResponse {
-        if self.role() != Role::Mirror {
-            info!("ignoring promote request: not a mirror");
-            return SegmentResponse::Ok;
-        }
-        if let Some(receiver) = self.inner.state.lock().unwrap().receiver.take() {
-            receiver.abort();
+        {
+            // Checked and claimed at once: two requests must not both pass while the first
+            // is still finishing recovery.
+            let mut state = self.inner.state.lock().unwrap();
+            if state.role != Role::Mirror || state.promoting {
+                let under_way = state.promoting;
+                drop(state);
+                if under_way {
+                    info!("ignoring promote request: a promotion is under way");
+                } else {
+                    info!("ignoring promote request: not a mirror");
+                }
+                return SegmentResponse::Ok;
+            }
+            state.promoting = true;
+            if let Some(receiver) = state.receiver.take() {
+                receiver.abort();
+            }
         }
         match self.finish_recovery().await {
             Ok(end) => {
                 let mut state = self.inner.state.lock().unwrap();
                 state.role = Role::Primary;
+                state.promoting = false;
                 tracing::Span::current().record("role", "p");
                 // The new primary has no mirror yet: it does not wait for one.
                 self.inner.sync.modify(|s| s.syncrep = false);
@@ -140,6 +153,7 @@ impl Instance {
                 SegmentResponse::Ok
             }
             Err(e) => {
+                self.inner.state.lock().unwrap().promoting = false;
                 let reason = self.storage_fault(&e);
                 SegmentResponse::Error(crate::proto::DbError::Failed(reason))
             }
