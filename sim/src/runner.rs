@@ -254,6 +254,10 @@ fn run_seed_here(
 pub async fn run_in_current_runtime(cfg: RunConfig) -> SeedResult {
     let seed = madsim::runtime::Handle::current().seed();
     let cfg = crate::swarm::derive(seed, &cfg);
+    // Checkers fed by log lines (the prober's catalog changes, failover milestones) need the
+    // subscriber and this thread's capture, as `run_seed` sets them up.
+    crate::trace::install("warn");
+    crate::trace::begin_capture();
     let out = simulate(seed, cfg.clone()).await;
     let mut result = SeedResult::empty(seed, &cfg);
     judge(&mut result, out);
