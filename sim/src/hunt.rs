@@ -63,12 +63,6 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 100,
     },
     PlantedBug {
-        name: "probe-without-timeout",
-        scenario: "standard",
-        caught_by: "availability",
-        seed_budget: 100,
-    },
-    PlantedBug {
         name: "mirror-replays-out-of-order",
         scenario: "standard",
         caught_by: "identical-replicas",
