@@ -217,6 +217,18 @@ impl CatalogStore {
                 value: encode(&history),
             });
         }
+        self.commit_configuration(engine, next, writes).await
+    }
+
+    /// Commits a configuration change: `writes` and the new epoch go in one transaction, durable
+    /// on the coordinator (and on a synchronized standby) before the catalog anyone reads moves
+    /// to `next`.
+    async fn commit_configuration(
+        &self,
+        mut engine: tokio::sync::MutexGuard<'_, Engine>,
+        next: Catalog,
+        mut writes: Vec<Write>,
+    ) -> Result<Catalog, CatalogStoreError> {
         writes.push(Write::Put {
             table: META_TABLE,
             key: EPOCH_KEY,
@@ -225,7 +237,6 @@ impl CatalogStore {
         let lsn = engine.commit(next.epoch, &writes)?;
         let wal = engine.wal();
         drop(engine);
-        // Durable before anyone acts on it.
         wal.flush_to(lsn).await?;
         self.standby.wait_flushed(lsn).await;
         *self.current.lock().unwrap() = next.clone();
@@ -282,17 +293,7 @@ impl CatalogStore {
                 value: encode(&row),
             });
         }
-        writes.push(Write::Put {
-            table: META_TABLE,
-            key: EPOCH_KEY,
-            value: encode(&next.epoch),
-        });
-        let lsn = engine.commit(next.epoch, &writes)?;
-        let wal = engine.wal();
-        drop(engine);
-        wal.flush_to(lsn).await?;
-        *self.current.lock().unwrap() = next.clone();
-        Ok(next)
+        self.commit_configuration(engine, next, writes).await
     }
 
     /// The configuration history, oldest first.

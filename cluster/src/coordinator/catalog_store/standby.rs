@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{
-    encode, CatalogStore, CatalogStoreError, CONFIG_TABLE, EPOCH_KEY, HISTORY_TABLE, META_TABLE,
-};
+use super::{encode, CatalogStore, CatalogStoreError, CONFIG_TABLE, HISTORY_TABLE};
 use crate::catalog::{Catalog, Dbid, HistoryRow, SegmentConfig};
 use crate::io::runtime;
 use crate::standby::{MirroringStatus, StandbyLink};
@@ -81,18 +79,7 @@ impl CatalogStore {
                 value: encode(&history),
             });
         }
-        writes.push(Write::Put {
-            table: META_TABLE,
-            key: EPOCH_KEY,
-            value: encode(&next.epoch),
-        });
-        let lsn = engine.commit(next.epoch, &writes)?;
-        let wal = engine.wal();
-        drop(engine);
-        wal.flush_to(lsn).await?;
-        self.standby.wait_flushed(lsn).await;
-        *self.current.lock().unwrap() = next.clone();
-        Ok(next)
+        self.commit_configuration(engine, next, writes).await
     }
 
     /// The next free dbid.
