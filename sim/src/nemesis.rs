@@ -16,7 +16,7 @@ use rand_chacha::rand_core::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use cluster::catalog::SegmentConfig;
+use cluster::catalog::{Role, SegmentConfig};
 
 use crate::config::RunConfig;
 
@@ -543,9 +543,10 @@ pub fn sort(faults: &mut [ScheduledFault]) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Label {
-    /// At every moment each content keeps one instance untouched by faults, the coordinator
-    /// stays up and reaches every host, and no partition splits a pair: clients may see a
-    /// content unavailable only while the prober detects and reacts to a fault.
+    /// At every moment each content keeps one instance untouched by faults (and once its
+    /// primary was touched, its mirror is never touched again), the coordinator stays up and
+    /// reaches every host, and no partition splits a pair: clients may see a content
+    /// unavailable only while the prober detects and reacts to a fault.
     MustStayAvailable,
     /// A double fault, a coordinator crash or a partition splitting a pair: the cluster may be
     /// unavailable for a while, but must never lose data.
@@ -652,7 +653,10 @@ fn segments_hosts(segments: &[SegmentConfig]) -> Vec<&str> {
 
 /// Labels a schedule. Two faults on the two instances of one content count as a double fault
 /// unless the second starts at least `resync_gap` after the first healed (the returning
-/// instance needs that long to catch up with its partner).
+/// instance needs that long to catch up with its partner) and the first touched only the
+/// mirror: a mirror rejoins by itself, but once a fault touched the primary, its mirror may
+/// have been promoted, and the deposed primary stays down until an operator recovers it, so
+/// the promoted mirror is the content's last instance for the rest of the run.
 pub fn label(
     faults: &[ScheduledFault],
     segments: &[SegmentConfig],
@@ -686,6 +690,17 @@ pub fn label(
                     if *a0 < b1.saturating_add(gap) && *b0 < a1.saturating_add(gap) {
                         return Label::MayLoseAvailabilityNeverData;
                     }
+                }
+            }
+            // After the first fault on the preferred primary, any fault on its mirror.
+            let (primary, mirror) = if s.preferred_role == Role::Primary {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if let Some(first) = primary.iter().map(|(t0, _)| *t0).min() {
+                if mirror.iter().any(|(m0, _)| *m0 >= first) {
+                    return Label::MayLoseAvailabilityNeverData;
                 }
             }
         }
@@ -934,6 +949,48 @@ mod tests {
             assert!(open.is_empty(), "seed {seed}: unhealed {open:?}");
         }
         assert_eq!(seen.len(), KINDS.len(), "every kind is drawn: {seen:?}");
+    }
+
+    #[test]
+    fn a_fault_on_a_mirror_after_one_on_its_primary_may_cost_availability() {
+        let cfg = RunConfig::standard();
+        let (_, segments) = layout_of(&cfg);
+        let of = |role: Role| {
+            segments
+                .iter()
+                .find(|s| s.content == 4 && s.preferred_role == role)
+                .unwrap()
+        };
+        let (primary, mirror) = (of(Role::Primary), of(Role::Mirror));
+        let at = |at_ms: u64, episode: u32, fault: Fault| ScheduledFault {
+            at_ms,
+            episode,
+            fault,
+        };
+        let host = primary.hostname.clone();
+        let gap = Duration::from_secs(16);
+        // Seed 1568: the primary's host crashes and returns, its mirror is promoted; a pause of
+        // the promoted mirror half a minute later leaves the content without an instance.
+        let crash_then_pause = vec![
+            at(4_078, 1, Fault::HostCrash { host: host.clone() }),
+            at(6_907, 1, Fault::HostRestart { host }),
+            at(43_127, 2, Fault::InstancePause { dbid: mirror.dbid }),
+            at(60_000, 2, Fault::InstanceResume { dbid: mirror.dbid }),
+        ];
+        assert_eq!(
+            label(&crash_then_pause, &segments, 60_000, gap),
+            Label::MayLoseAvailabilityNeverData
+        );
+        // The other way round the mirror rejoins by itself before its primary is touched.
+        let pause_then_kill = vec![
+            at(1_000, 1, Fault::InstancePause { dbid: mirror.dbid }),
+            at(3_000, 1, Fault::InstanceResume { dbid: mirror.dbid }),
+            at(30_000, 2, Fault::InstanceKill { dbid: primary.dbid }),
+        ];
+        assert_eq!(
+            label(&pause_then_kill, &segments, 60_000, gap),
+            Label::MustStayAvailable
+        );
     }
 
     #[test]
