@@ -85,6 +85,10 @@ pub struct World {
     /// the standard scenario has them on already).
     #[arg(long)]
     pub multi_content_txns: bool,
+    /// Let the operator agent recover and rebalance once every fault healed, and require the
+    /// cluster to converge in its preferred roles (the standard scenario has it on already).
+    #[arg(long)]
+    pub operator: bool,
     /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
     /// per host) or block:SIZE (the size must divide the number of segment hosts).
     #[arg(long, value_parser = str::parse::<cluster::layout::Layout>)]
@@ -213,6 +217,9 @@ impl World {
         }
         if self.multi_content_txns {
             cfg.workload.multi_content_txns = true;
+        }
+        if self.operator {
+            cfg.operator = true;
         }
         if let Some(layout) = self.layout {
             cfg.layout = layout;
@@ -500,6 +507,15 @@ fn replay(args: ReplayArgs) -> i32 {
         }
         for f in &result.healed_at_end {
             println!("  healed at the end: {f:?}");
+        }
+        for a in &result.operator {
+            println!(
+                "  operator at {:>6} ms: {} ({}: {})",
+                a.at_ms,
+                a.command,
+                if a.ok { "done" } else { "failed" },
+                a.outcome
+            );
         }
     }
     result.verdict.exit_code()

@@ -35,6 +35,18 @@ pub enum Action {
     Restart,
 }
 
+impl Action {
+    /// The utility as an administrator types it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Action::Recover { full: false } => "recoverseg",
+            Action::Recover { full: true } => "recoverseg -F",
+            Action::Rebalance => "recoverseg -r",
+            Action::Restart => "restart",
+        }
+    }
+}
+
 /// The operator's memory between looks.
 #[derive(Clone, Debug, Default)]
 pub struct Operator {

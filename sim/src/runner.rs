@@ -77,6 +77,9 @@ pub struct SeedResult {
     pub events: EventCounts,
     /// Every primary a host crash took down, with its failover milestones.
     pub failovers: Vec<Failover>,
+    /// What the operator agent did once every fault had healed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operator: Vec<OperatorAction>,
     pub sim_time_ms: u64,
     pub wall_time_ms: u64,
     pub violations: Vec<Violation>,
@@ -105,6 +108,7 @@ impl SeedResult {
             workload_started_ms: 0,
             events: EventCounts::default(),
             failovers: Vec::new(),
+            operator: Vec::new(),
             sim_time_ms: 0,
             wall_time_ms: 0,
             violations: Vec::new(),
@@ -142,8 +146,14 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
             cluster::segment::ReplicationMode::Async => " --replication async",
         };
     }
-    if scenario.is_some_and(|s| s.workload.multi_content_txns != cfg.workload.multi_content_txns) {
+    if scenario
+        .as_ref()
+        .is_some_and(|s| s.workload.multi_content_txns != cfg.workload.multi_content_txns)
+    {
         cmd += " --multi-content-txns";
+    }
+    if scenario.is_some_and(|s| s.operator != cfg.operator) && cfg.operator {
+        cmd += " --operator";
     }
     for bug in cfg.bugs.enabled() {
         cmd += &format!(" --bug {bug}");
@@ -157,6 +167,7 @@ struct SimOutput {
     faults: Vec<ScheduledFault>,
     healed_at_end: Vec<Fault>,
     converged: Result<(), String>,
+    operator_actions: Vec<OperatorAction>,
     workload_started_ms: u64,
     host_events: Vec<HostEvent>,
     segments: Vec<cluster::catalog::SegmentConfig>,
@@ -295,6 +306,7 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     );
     result.faults = out.faults;
     result.healed_at_end = out.healed_at_end;
+    result.operator = out.operator_actions;
     result.workload_started_ms = out.workload_started_ms;
     result.sim_time_ms = out.sim_time_ms;
     match out.final_rows {
@@ -408,6 +420,29 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         let _ = c.await;
     }
     let contents = world.contents();
+    let segments = world.segments.clone();
+    let coordinator_addr = world.coordinator_addr.clone();
+    // Liveness: the operator recovers and rebalances until the cluster has converged; then the
+    // final read.
+    let hosts = crate::admin::SimHosts(
+        std::sync::Arc::new(std::sync::Mutex::new(world)),
+        Default::default(),
+        std::sync::Arc::new(cfg.clone()),
+    );
+    let (converged, operator_actions) = if cfg.operator {
+        admin
+            .spawn(converge(
+                hosts.clone(),
+                coordinator.clone(),
+                client_timeout,
+                cfg.heal_bound,
+                stream(seed, "operator"),
+            ))
+            .await
+            .expect("converge task")
+    } else {
+        (Ok(()), Vec::new())
+    };
     let read = admin.spawn(read_everything(
         coordinator,
         client_timeout,
@@ -415,39 +450,16 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         cfg.heal_bound,
     ));
     let final_rows = read.await.expect("read task");
-    let converged = if final_rows.is_ok() {
-        let needs_tool = faults
-            .iter()
-            .filter_map(|f| match f.fault {
-                Fault::BitFlip { dbid, .. } => Some(dbid),
-                _ => None,
-            })
-            .collect();
-        admin
-            .spawn(converge(
-                world.coordinator_addr.clone(),
-                client_timeout,
-                cfg.heal_bound,
-                needs_tool,
-            ))
-            .await
-            .expect("converge task")
-    } else {
-        Ok(())
-    };
     let checksums = if final_rows.is_ok() {
         admin
-            .spawn(pair_checksums(
-                world.coordinator_addr.clone(),
-                client_timeout,
-            ))
+            .spawn(pair_checksums(coordinator_addr.clone(), client_timeout))
             .await
             .expect("checksum task")
     } else {
         Vec::new()
     };
     let configuration_history = if final_rows.is_ok() {
-        let (addr, timeout) = (world.coordinator_addr.clone(), client_timeout);
+        let (addr, timeout) = (coordinator_addr.clone(), client_timeout);
         admin
             .spawn(async move {
                 Client::new(vec![addr], timeout)
@@ -466,9 +478,10 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         faults,
         healed_at_end,
         converged,
+        operator_actions,
         workload_started_ms: start_ms,
         host_events,
-        segments: world.segments.clone(),
+        segments,
         cluster_events: trace::take_cluster_events(),
         catalog_lines: trace::take_catalog_lines(),
         configuration_history,
@@ -509,28 +522,65 @@ async fn run_schedule(
     host_events
 }
 
-/// Waits until the catalog meets [`invariants::converged::requirement`], up to `bound`.
+/// Lets the operator agent act, each time after a seeded delay of 0.5 to 3 s (an administrator
+/// is not instant), until the catalog meets [`invariants::converged::requirement`], up to
+/// `bound`; returns the verdict and what the operator did.
 async fn converge(
+    hosts: crate::admin::SimHosts,
     coordinator: String,
     timeout: Duration,
     bound: Duration,
-    needs_tool: std::collections::BTreeSet<u16>,
-) -> Result<(), String> {
+    mut rng: ChaCha8Rng,
+) -> (Result<(), String>, Vec<OperatorAction>) {
+    use rand_chacha::rand_core::Rng;
     let deadline = now_ms() + bound.as_millis() as u64;
     let mut client = Client::new(vec![coordinator], timeout);
+    let mut operator = crate::operator::Operator::new();
+    let mut actions = Vec::new();
     loop {
         let last = match client.catalog().await {
-            Ok(catalog) => match invariants::converged::requirement(&catalog, &needs_tool) {
-                Ok(()) => return Ok(()),
+            Ok(catalog) => match invariants::converged::requirement(&catalog) {
+                Ok(()) => return (Ok(()), actions),
                 Err(e) => e,
             },
             Err(e) => e.to_string(),
         };
         if now_ms() >= deadline {
-            return Err(last);
+            return (Err(last), actions);
         }
-        madsim::time::sleep(Duration::from_millis(500)).await;
+        madsim::time::sleep(Duration::from_millis(500 + rng.next_u64() % 2500)).await;
+        let at_ms = now_ms();
+        let left = Duration::from_millis(deadline.saturating_sub(at_ms).max(1));
+        match madsim::time::timeout(left, operator.act(&mut client, &hosts)).await {
+            Ok(Some((action, outcome))) => actions.push(OperatorAction {
+                at_ms,
+                command: action.command().to_string(),
+                ok: outcome.is_ok(),
+                outcome: outcome.unwrap_or_else(|e| e).trim().replace('\n', "; "),
+            }),
+            Ok(None) => {}
+            Err(_) => {
+                return (
+                    Err(format!(
+                        "the operator's last action outlasted the bound ({last})"
+                    )),
+                    actions,
+                )
+            }
+        }
     }
+}
+
+/// One action of the operator agent in the liveness phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorAction {
+    /// Simulated ms since the run began.
+    pub at_ms: u64,
+    /// The utility as an administrator types it (`recoverseg -r`).
+    pub command: String,
+    pub ok: bool,
+    /// What the utility reported, or its error.
+    pub outcome: String,
 }
 
 /// For every pair the catalog shows in sync, the primary's and the mirror's checksums, taken

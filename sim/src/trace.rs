@@ -60,6 +60,8 @@ pub enum ClusterEvent {
 }
 
 const PROBER_TARGET: &str = "cluster::fts::prober";
+/// Where administration utilities' committed configuration changes are logged.
+const CONFIGURATION_TARGET: &str = "cluster::configuration";
 const WALRECEIVER_TARGET: &str = "cluster::segment::walreceiver";
 const PROMOTED_MESSAGE: &str = "promoted: now the primary";
 
@@ -267,6 +269,7 @@ struct MessageAndContent {
     message: String,
     content: Option<i16>,
     epoch: Option<u64>,
+    dbid: Option<u16>,
 }
 
 impl Visit for MessageAndContent {
@@ -274,6 +277,7 @@ impl Visit for MessageAndContent {
         match field.name() {
             "content" => self.content = i16::try_from(value).ok(),
             "epoch" => self.epoch = u64::try_from(value).ok(),
+            "dbid" => self.dbid = u16::try_from(value).ok(),
             _ => {}
         }
     }
@@ -335,7 +339,8 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let target = event.metadata().target();
-        if target != PROBER_TARGET && target != WALRECEIVER_TARGET {
+        if target != PROBER_TARGET && target != WALRECEIVER_TARGET && target != CONFIGURATION_TARGET
+        {
             return;
         }
         let Some(at_ms) = sim_elapsed().map(|d| d.as_millis() as u64) else {
@@ -343,6 +348,22 @@ where
         };
         let mut fields = MessageAndContent::default();
         event.record(&mut fields);
+        if target == CONFIGURATION_TARGET {
+            if let (Some(dbid), Some(epoch)) = (fields.dbid, fields.epoch) {
+                let line = CatalogLine {
+                    at_ms,
+                    epoch,
+                    dbid,
+                    desc: fields.message.clone(),
+                };
+                CAPTURE.with(|c| {
+                    if let Some(cap) = c.borrow_mut().as_mut() {
+                        cap.catalog_lines.push(line);
+                    }
+                });
+            }
+            return;
+        }
         let recorded = if target == PROBER_TARGET {
             if let (Some((dbid, ..)), Some(epoch)) =
                 (parse_history_line(&fields.message), fields.epoch)

@@ -365,11 +365,17 @@ impl World {
         if !host.up {
             return Err(format!("host {} is down", row.hostname));
         }
-        if let Some(other) = self.hosts.values().find(|h| {
-            h.processes
-                .iter()
-                .any(|p| p.ip == ip && (h.name != row.hostname || p.slot_in_use()))
-        }) {
+        // The address is free, or held by this very instance, which gave up on its own (a
+        // full copy wipes its directory and starts it afresh).
+        let held = |h: &Host, p: &Process| {
+            h.name != row.hostname
+                || (p.slot_in_use() && !(p.dbid == Some(row.dbid) && p.stopped()))
+        };
+        if let Some(other) = self
+            .hosts
+            .values()
+            .find(|h| h.processes.iter().any(|p| p.ip == ip && held(h, p)))
+        {
             return Err(format!("address {ip} is in use on host {}", other.name));
         }
         let mut mirror = row.clone();

@@ -118,6 +118,9 @@ pub async fn recoverseg<H: Hosts>(
         };
     }
     let Some(text) = &opts.input else {
+        if opts.full {
+            start_stopped_for_full_copy(client, hosts).await?;
+        }
         return match admin(
             client,
             AdminRequest::Recover {
@@ -203,6 +206,39 @@ pub async fn recoverseg<H: Hosts>(
         }
         other => Err(format!("unexpected answer {other:?}")),
     }
+}
+
+/// `-F` in place: a failed instance whose process no longer runs (it failed itself on a corrupt
+/// block, say) gets its data directory wiped and an empty instance started there, as the real
+/// tool removes the directory before it copies; the coordinator then has it copy everything.
+/// An instance on a host that is still down is left for the coordinator to report.
+async fn start_stopped_for_full_copy<H: Hosts>(
+    client: &mut Client,
+    hosts: &H,
+) -> Result<(), String> {
+    use crate::catalog::Status;
+    let cat = client.catalog().await.map_err(db)?;
+    for row in cat
+        .segments
+        .values()
+        .filter(|r| r.content >= 0 && r.status == Status::Down)
+    {
+        let answers =
+            crate::io::net::Connection::connect(&row.endpoint(), std::time::Duration::from_secs(1))
+                .await
+                .is_ok();
+        if answers {
+            continue;
+        }
+        if let Some(primary) = cat.pair(row.content).map(|p| p.primary) {
+            if primary.dbid != row.dbid {
+                if let Err(e) = hosts.start_mirror(row, &primary.endpoint()) {
+                    tracing::warn!(dbid = row.dbid, "cannot start an empty instance: {e}");
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn relocated_row(row: &SegmentConfig, loc: &Location, host: &str) -> SegmentConfig {

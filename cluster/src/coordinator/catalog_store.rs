@@ -281,11 +281,11 @@ impl CatalogStore {
                 });
             }
         }
-        for (i, (dbid, desc)) in history.into_iter().enumerate() {
+        for (i, (dbid, desc)) in history.iter().enumerate() {
             let row = HistoryRow {
                 time_ms: now,
-                dbid,
-                desc,
+                dbid: *dbid,
+                desc: desc.clone(),
             };
             writes.push(Write::Put {
                 table: HISTORY_TABLE,
@@ -293,7 +293,9 @@ impl CatalogStore {
                 value: encode(&row),
             });
         }
-        self.commit_configuration(engine, next, writes).await
+        let committed = self.commit_configuration(engine, next, writes).await?;
+        log_committed(committed.epoch, &history);
+        Ok(committed)
     }
 
     /// The configuration history, oldest first.
@@ -388,5 +390,13 @@ impl CatalogStore {
             .unwrap()
             .insert(name.to_string(), def.clone());
         Ok(def)
+    }
+}
+
+/// Logs the history lines of a committed administration change, with its epoch: the account of
+/// every configuration change an administrator's utility made (the prober logs its own).
+pub(crate) fn log_committed(epoch: u64, history: &[(crate::catalog::Dbid, String)]) {
+    for (dbid, desc) in history {
+        tracing::info!(target: "cluster::configuration", dbid = *dbid, epoch, "{desc}");
     }
 }

@@ -501,13 +501,21 @@ impl Session {
         deadline: Instant,
     ) -> bool {
         let req = SegmentRequest::CommitPrepared { xid: txn.xid };
+        // The transaction's own connection only while its instance is still the acting
+        // primary: a deposed primary's commit may never reach the promoted mirror, and its
+        // "done" would let the distributed commit be forgotten with the content still prepared.
+        let acting = self
+            .store
+            .read(|c| c.pair(content).map(|p| p.primary.endpoint()));
         if let Some(p) = txn.participants.get_mut(&content) {
-            if let Ok(SegmentResponse::Ok) = p
-                .conn
-                .call::<_, SegmentResponse>(&req, self.cfg.statement_timeout)
-                .await
-            {
-                return true;
+            if acting.as_deref() == Some(p.conn.peer()) {
+                if let Ok(SegmentResponse::Ok) = p
+                    .conn
+                    .call::<_, SegmentResponse>(&req, self.cfg.statement_timeout)
+                    .await
+                {
+                    return true;
+                }
             }
         }
         while Instant::now() < deadline {

@@ -3,9 +3,10 @@
 //! DESIGN section 3: "Configuration changes are logged in a history table" (the prober's catalog
 //! write inserts `gp_configuration_history(time, dbid, "FTS: update role, status, and mode for
 //! dbid …")` with each change; reference/greenplum-behaviour.md, FTS catalog writes). Judged at
-//! the end of a run on what the prober logged after each committed change (its history line and
-//! the new epoch) against the history table and epoch read back from the coordinator:
-//! - the logged changes appear in the history table in the order logged (dbid and text equal);
+//! the end of a run on what the prober and the administration utilities (`recoverseg`,
+//! `recoverseg -r`, ...) logged after each committed change (its history lines and the new
+//! epoch) against the history table and epoch read back from the coordinator:
+//! - the logged changes appear in the history table in epoch order (dbid and text equal);
 //! - every epoch from the first after the initial one (2) up to the final epoch is the epoch of
 //!   a logged change: the catalog never moved to a new configuration nobody recorded.
 
@@ -22,9 +23,12 @@ const INITIAL_EPOCH: u64 = 1;
 
 pub fn check(lines: &[CatalogLine], rows: &[HistoryRow], final_epoch: u64) -> Vec<Violation> {
     let mut violations = Vec::new();
-    // Logged changes must be a subsequence of the history rows.
+    // Logged changes, in commit (epoch) order, must be a subsequence of the history rows; two
+    // writers may log their commits in another order than they made them.
+    let mut in_order: Vec<&CatalogLine> = lines.iter().collect();
+    in_order.sort_by_key(|l| l.epoch);
     let mut next_row = 0;
-    for line in lines {
+    for line in in_order {
         let found = rows[next_row..]
             .iter()
             .position(|r| r.dbid == line.dbid && r.desc == line.desc);

@@ -79,7 +79,10 @@ impl CatalogStore {
                 value: encode(&history),
             });
         }
-        self.commit_configuration(engine, next, writes).await
+        let committed = self.commit_configuration(engine, next, writes).await?;
+        let history: Vec<_> = rows.iter().map(|(r, d)| (r.dbid, d.clone())).collect();
+        super::log_committed(committed.epoch, &history);
+        Ok(committed)
     }
 
     /// The next free dbid.
