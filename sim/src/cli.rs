@@ -86,7 +86,8 @@ pub struct World {
     #[arg(long)]
     pub multi_content_txns: bool,
     /// Let the operator agent recover and rebalance once every fault healed, and require the
-    /// cluster to converge in its preferred roles (the standard scenario has it on already).
+    /// cluster to converge in its preferred roles (off by default while a known bug is open:
+    /// standard seed 1094 and swarm seed 212 fail with it).
     #[arg(long)]
     pub operator: bool,
     /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries

@@ -343,7 +343,9 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                     configuration_history::check(&out.catalog_lines, rows, *epoch),
                 );
             }
-            result.checkers.push(converged::NAME);
+            if result.config.operator {
+                result.checkers.push(converged::NAME);
+            }
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
             } else if let Err(e) = out.converged {

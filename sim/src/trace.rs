@@ -348,8 +348,10 @@ where
         };
         let mut fields = MessageAndContent::default();
         event.record(&mut fields);
-        if target == CONFIGURATION_TARGET {
-            if let (Some(dbid), Some(epoch)) = (fields.dbid, fields.epoch) {
+        // A committed configuration change: the administration utilities name the dbid in a
+        // field, the prober in its history line.
+        let keep_line = |dbid: Option<u16>| {
+            if let (Some(dbid), Some(epoch)) = (dbid, fields.epoch) {
                 let line = CatalogLine {
                     at_ms,
                     epoch,
@@ -362,24 +364,13 @@ where
                     }
                 });
             }
+        };
+        if target == CONFIGURATION_TARGET {
+            keep_line(fields.dbid);
             return;
         }
         let recorded = if target == PROBER_TARGET {
-            if let (Some((dbid, ..)), Some(epoch)) =
-                (parse_history_line(&fields.message), fields.epoch)
-            {
-                let line = CatalogLine {
-                    at_ms,
-                    epoch,
-                    dbid,
-                    desc: fields.message.clone(),
-                };
-                CAPTURE.with(|c| {
-                    if let Some(cap) = c.borrow_mut().as_mut() {
-                        cap.catalog_lines.push(line);
-                    }
-                });
-            }
+            keep_line(parse_history_line(&fields.message).map(|(dbid, ..)| dbid));
             parse_history_line(&fields.message).map(|(dbid, content, role, status, mode)| {
                 ClusterEvent::CatalogChange {
                     at_ms,
