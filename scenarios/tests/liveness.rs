@@ -39,3 +39,21 @@ fn without_the_operator_no_action_is_taken() {
     assert!(result.operator.is_empty());
     assert!(!result.checkers.contains(&"converged"));
 }
+
+/// Regression: a deposed primary, paused while its COMMIT PREPARED was in flight, resumed,
+/// committed locally and waited for a mirror that had been promoted meanwhile; recoverseg then
+/// demoted it, and its "stopped acting as primary" answer was turned into "done". The
+/// coordinator forgot the distributed commit with content 4 never committed on the promoted
+/// mirror (standard seed 1094; swarm seed 212 is the same class).
+#[test]
+fn a_deposed_primary_demoted_while_committing_does_not_answer_done() {
+    let mut standard = RunConfig::standard();
+    standard.operator = true;
+    let result = run_seed(1094, &standard).0;
+    assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
+    assert!(!result.operator.is_empty(), "the operator recovered and rebalanced");
+    let mut swarm = RunConfig::swarm();
+    swarm.operator = true;
+    let result = run_seed(212, &swarm).0;
+    assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
+}

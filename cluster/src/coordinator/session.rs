@@ -45,6 +45,13 @@ struct Statement {
     result: OpResult,
 }
 
+/// How a retried transaction's earlier statements went on the reconfigured segments.
+enum Replay {
+    Same,
+    Differs(usize),
+    Lost,
+}
+
 enum ExecError {
     /// The content's primary is gone (crashed, unreachable, or no longer the primary).
     Lost(String),
@@ -310,6 +317,19 @@ impl Session {
         }
     }
 
+    /// Runs the statements of `log` again in the open transaction: the same results, a
+    /// statement (numbered from 1) that returns something else, or a primary lost again.
+    async fn replay(&mut self, log: &[Statement]) -> Replay {
+        for (n, stmt) in log.iter().enumerate() {
+            match self.exec_once(&stmt.op, stmt.content).await {
+                Ok(result) if result == stmt.result => {}
+                Err(ExecError::Lost(_)) => return Replay::Lost,
+                Ok(_) | Err(ExecError::Refused(_)) => return Replay::Differs(n + 1),
+            }
+        }
+        Replay::Same
+    }
+
     /// A primary was lost in the middle of the transaction: roll it back everywhere, wait for
     /// the prober to reconfigure the content, and run the transaction again on the new primaries.
     /// The client sees the statement's result only if every earlier statement returned exactly
@@ -330,27 +350,45 @@ impl Session {
         let rolled_back =
             |detail: String| failed(format!("{why}; transaction rolled back{detail}"));
         let deadline = Instant::now() + self.cfg.statement_timeout;
-        while self.store.epoch() == epoch {
-            if Instant::now() >= deadline {
-                return rolled_back(String::new());
+        loop {
+            // The prober records the catalog flip before it promotes the mirror: wait for the
+            // flip, and while the new primary still answers as a mirror (or is lost again), roll
+            // back and wait for the next attempt, until the statement timeout.
+            while self.store.epoch() == epoch {
+                if Instant::now() >= deadline {
+                    return rolled_back(String::new());
+                }
+                runtime::sleep(Duration::from_millis(100)).await;
             }
-            runtime::sleep(Duration::from_millis(100)).await;
-        }
-        let xid = self.dtx.next_xid.fetch_add(1, Ordering::Relaxed);
-        self.txn = Some(Txn {
-            xid,
-            participants: BTreeMap::new(),
-            log: Vec::new(),
-        });
-        for (n, stmt) in log.iter().enumerate() {
-            let again = self.exec_once(&stmt.op, stmt.content).await;
-            if again.as_ref().ok() != Some(&stmt.result) {
-                self.abandon().await;
-                return rolled_back(format!("; retried on the reconfigured segments, statement {} no longer returns what it did", n + 1));
+            let xid = self.dtx.next_xid.fetch_add(1, Ordering::Relaxed);
+            self.txn = Some(Txn {
+                xid,
+                participants: BTreeMap::new(),
+                log: Vec::new(),
+            });
+            match self.replay(&log).await {
+                Replay::Same => break,
+                Replay::Differs(n) => {
+                    self.abandon().await;
+                    return rolled_back(format!(
+                        "; retried on the reconfigured segments, statement {n} no longer returns \
+                         what it did"
+                    ));
+                }
+                Replay::Lost => {
+                    self.abandon().await;
+                    if Instant::now() >= deadline {
+                        return rolled_back(String::new());
+                    }
+                    runtime::sleep(Duration::from_millis(100)).await;
+                }
             }
         }
         self.txn.as_mut().expect("open").log = log;
-        debug!(xid, "transaction retried on the reconfigured segments");
+        debug!(
+            xid = self.txn.as_ref().expect("open").xid,
+            "transaction retried on the reconfigured segments"
+        );
         match self.exec_once(&op, content).await {
             Ok(result) => self.logged(op, content, result),
             Err(ExecError::Refused(e)) => ClientResponse::Error(e),

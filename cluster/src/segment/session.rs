@@ -194,7 +194,7 @@ impl Txn {
         match result {
             Ok(lsn) => acknowledge_after_durable(inst, lsn)
                 .await
-                .map(|_| SegmentResponse::Ok),
+                .map(done_if_durable),
             Err(e) => refuse_or_fail(inst, e),
         }
     }
@@ -230,7 +230,7 @@ async fn finish_prepared(inst: &Instance, xid: Xid, commit: bool) -> Option<Segm
     match result {
         Ok(lsn) => acknowledge_after_durable(inst, lsn)
             .await
-            .map(|_| SegmentResponse::Ok),
+            .map(done_if_durable),
         // Already finished here. "Done" must mean what it means for a fresh request: whatever
         // finished it is durable here and, in synchronous mode, on the mirror — an instance that
         // restarted after logging the commit may not have shipped it yet, and a failover to
@@ -239,7 +239,7 @@ async fn finish_prepared(inst: &Instance, xid: Xid, commit: bool) -> Option<Segm
             let end = inst.inner.wal.end_lsn();
             acknowledge_after_durable(inst, end)
                 .await
-                .map(|_| SegmentResponse::Ok)
+                .map(done_if_durable)
         }
         Err(e) => refuse_or_fail(inst, e),
     }
@@ -301,6 +301,15 @@ async fn acknowledge_after_durable(
     Some(SegmentResponse::Committed { lsn })
 }
 
+/// The answer to a request whose success is "done", not a commit position: done once durable;
+/// an instance demoted while waiting keeps its error, since it cannot say the change survives.
+fn done_if_durable(ack: SegmentResponse) -> SegmentResponse {
+    match ack {
+        SegmentResponse::Committed { .. } => SegmentResponse::Ok,
+        other => other,
+    }
+}
+
 async fn create_table(inst: &Instance, def: TableDef) -> Option<SegmentResponse> {
     let lsn = match inst.inner.engine.lock().await.create_table(def) {
         Ok(lsn) => lsn,
@@ -308,5 +317,5 @@ async fn create_table(inst: &Instance, def: TableDef) -> Option<SegmentResponse>
     };
     acknowledge_after_durable(inst, lsn)
         .await
-        .map(|_| SegmentResponse::Ok)
+        .map(done_if_durable)
 }
