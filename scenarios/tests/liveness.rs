@@ -10,9 +10,7 @@ use sim::runner::{run_seed, Verdict};
 /// preferred roles.
 #[test]
 fn the_operator_recovers_with_a_full_copy_where_incremental_fails_then_rebalances() {
-    let mut cfg = RunConfig::standard();
-    cfg.operator = true;
-    let result = run_seed(267, &cfg).0;
+    let result = run_seed(267, &RunConfig::standard()).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.error);
     assert!(result.checkers.contains(&"converged"));
     let commands: Vec<(&str, bool)> = result
@@ -34,7 +32,9 @@ fn the_operator_recovers_with_a_full_copy_where_incremental_fails_then_rebalance
 /// convergence and records no action.
 #[test]
 fn without_the_operator_no_action_is_taken() {
-    let result = run_seed(267, &RunConfig::standard()).0;
+    let mut cfg = RunConfig::standard();
+    cfg.operator = false;
+    let result = run_seed(267, &cfg).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.error);
     assert!(result.operator.is_empty());
     assert!(!result.checkers.contains(&"converged"));
@@ -47,13 +47,12 @@ fn without_the_operator_no_action_is_taken() {
 /// mirror (standard seed 1094; swarm seed 212 is the same class).
 #[test]
 fn a_deposed_primary_demoted_while_committing_does_not_answer_done() {
-    let mut standard = RunConfig::standard();
-    standard.operator = true;
-    let result = run_seed(1094, &standard).0;
+    let result = run_seed(1094, &RunConfig::standard()).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
-    assert!(!result.operator.is_empty(), "the operator recovered and rebalanced");
-    let mut swarm = RunConfig::swarm();
-    swarm.operator = true;
-    let result = run_seed(212, &swarm).0;
+    assert!(
+        !result.operator.is_empty(),
+        "the operator recovered and rebalanced"
+    );
+    let result = run_seed(212, &RunConfig::swarm()).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
 }

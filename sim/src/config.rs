@@ -147,10 +147,7 @@ impl RunConfig {
             downtime_max: Duration::from_secs(8),
             partition_max: Duration::from_secs(20),
             heal_bound: Duration::from_secs(60),
-            // Off until a deposed primary can no longer acknowledge a commit its promoted
-            // mirror never got: with the operator's recovery and rebalance after it, standard
-            // seed 1094 and swarm seed 212 read a distributed transaction half-applied.
-            operator: false,
+            operator: true,
             bugs: PlantedBugs::none(),
             standby: false,
             swarm: None,

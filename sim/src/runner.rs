@@ -152,8 +152,8 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
     {
         cmd += " --multi-content-txns";
     }
-    if scenario.is_some_and(|s| s.operator != cfg.operator) && cfg.operator {
-        cmd += " --operator";
+    if scenario.is_some_and(|s| s.operator != cfg.operator) && !cfg.operator {
+        cmd += " --no-operator";
     }
     for bug in cfg.bugs.enabled() {
         cmd += &format!(" --bug {bug}");
