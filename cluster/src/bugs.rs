@@ -42,6 +42,11 @@ pub struct PlantedBugs {
     /// A segment's buffer cache writes a dirty block back before the WAL covering it is
     /// durable (breaking WAL before data); a crash can then keep changes whose commit is lost.
     pub evict_before_wal_flush: bool,
+    /// Incremental recovery (`recoverseg`) skips the rewind: it only moves the failed
+    /// instance's WAL back to the divergence point, so the new primary's stream lines up as if
+    /// the histories matched, and keeps the data, which still holds what the instance applied
+    /// past that point (commits it logged but that were never acknowledged).
+    pub recovery_skips_rewind: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -98,6 +103,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "evict-before-wal-flush",
         "a dirty block is written back before the WAL covering it is durable",
     ),
+    (
+        "recovery-skips-rewind",
+        "incremental recovery streams from the new primary without rewinding the old one's data",
+    ),
 ];
 
 impl PlantedBugs {
@@ -122,6 +131,7 @@ impl PlantedBugs {
             "mirror-replays-out-of-order" => &mut self.mirror_replays_out_of_order,
             "forget-configuration-history" => &mut self.forget_configuration_history,
             "evict-before-wal-flush" => &mut self.evict_before_wal_flush,
+            "recovery-skips-rewind" => &mut self.recovery_skips_rewind,
             _ => return None,
         })
     }

@@ -130,7 +130,11 @@ impl Instance {
                 Err(e) => return failed(self.storage_fault(&e)),
             }
         };
-        let rewind = engine.rewind_to(divergence).await;
+        let rewind = if !full && self.inner.cfg.bugs.recovery_skips_rewind {
+            engine.cut_wal_keeping_blocks(divergence).await
+        } else {
+            engine.rewind_to(divergence).await
+        };
         let discarded = match rewind {
             Ok(n) => n,
             Err(e) => return failed(self.storage_fault(&e)),

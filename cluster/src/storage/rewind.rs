@@ -132,4 +132,27 @@ impl Engine {
         tracing::info!(rewound_to = lsn, discarded = end - lsn, "storage rewound");
         Ok(end - lsn)
     }
+
+    /// Planted bug `recovery-skips-rewind`: an incremental recovery without its rewind. The WAL
+    /// is cut at `lsn` (a record boundary), so a primary's stream lines up with it as if the
+    /// two histories matched, but the tables and their blocks (cached and on disk) stay as they
+    /// are: whatever this instance applied past `lsn` stays in its data, and blocks stamped
+    /// with a later page LSN skip the primary's changes to them. Returns the WAL bytes cut.
+    pub async fn cut_wal_keeping_blocks(&mut self, lsn: Lsn) -> Result<u64, StorageError> {
+        let end = self.wal.end_lsn();
+        if lsn > end {
+            return Err(StorageError::FlushBeyondEnd { lsn, end });
+        }
+        Control::default().write(&*self.disk).await?;
+        self.wal.truncate(lsn)?;
+        self.disk
+            .sync(WAL_PATH)
+            .await
+            .map_err(|source| StorageError::io("sync", WAL_PATH, source))?;
+        self.applied_lsn = self.applied_lsn.min(lsn);
+        self.role = Role::Undecided;
+        self.check_invariants();
+        tracing::info!(cut_to = lsn, cut = end - lsn, "wal cut, blocks kept");
+        Ok(end - lsn)
+    }
 }
