@@ -240,13 +240,53 @@ fn rgb(state: State) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+/// The operator's ticks: teal when the utility succeeded, orange when it failed.
+const OPERATOR_OK: RGBColor = RGBColor(0, 140, 150);
+const OPERATOR_FAILED: RGBColor = RGBColor(215, 110, 0);
+/// Operator actions listed under the legend, at most; the rest are counted.
+const OPERATOR_LISTED_MAX: usize = 16;
+const OPERATOR_PER_LINE: usize = 4;
+
+/// One operator action on the timeline: its number (as marked on the chart), time, command and
+/// whether it succeeded.
+struct OperatorMark<'a> {
+    number: usize,
+    at_ms: u64,
+    command: &'a str,
+    ok: bool,
+}
+
+fn operator_marks(rec: &Recording) -> Vec<OperatorMark<'_>> {
+    rec.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Operator {
+                at_ms, command, ok, ..
+            } => Some((*at_ms, command.as_str(), *ok)),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, (at_ms, command, ok))| OperatorMark {
+            number: i + 1,
+            at_ms,
+            command,
+            ok,
+        })
+        .collect()
+}
+
 /// One seed's state timeline: a row per instance (grouped by content), coloured by its state;
 /// host crashes (red) and restarts (green) as ticks on the rows of that host's instances;
-/// prober catalog changes as black triangles, finished promotions as stars.
+/// prober catalog changes as black triangles, finished promotions as stars; and, on an
+/// `operator` row of its own above them, the operator's actions as numbered ticks, listed by
+/// number under the legend.
 pub fn timeline(rec: &Recording) -> Result<String> {
     let mut rows: Vec<&timeline::Instance> = rec.instances.iter().collect();
     rows.sort_by_key(|i| (i.content, i.dbid));
     let n = rows.len().max(1) as i32;
+    let operator = operator_marks(rec);
+    // The operator's row sits above the instances' (row `n`), only if the operator acted.
+    let total = n + i32::from(!operator.is_empty());
     let row_of = |dbid: u16| -> Option<i32> {
         rows.iter()
             .position(|i| i.dbid == dbid)
@@ -254,8 +294,9 @@ pub fn timeline(rec: &Recording) -> Result<String> {
     };
     let spans = timeline::spans(rec);
     let x_max = rec.end_ms as f64 / 1000.0;
-    let legend_height = 110;
-    let height = 120 + 26 * (n as u32).max(4) + legend_height;
+    let listed = operator.len().min(OPERATOR_LISTED_MAX);
+    let legend_height = 110 + 22 * listed.div_ceil(OPERATOR_PER_LINE) as u32;
+    let height = 120 + 26 * (total as u32).max(4) + legend_height;
     let labels: Vec<String> = rows
         .iter()
         .map(|i| format!("seg{} dbid {} {}", i.content, i.dbid, i.host))
@@ -270,14 +311,15 @@ pub fn timeline(rec: &Recording) -> Result<String> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(170)
-            .build_cartesian_2d(0f64..x_max.max(1.0), (0..n).into_segmented())
+            .build_cartesian_2d(0f64..x_max.max(1.0), (0..total).into_segmented())
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .x_desc("simulated seconds since the run began")
-            .y_labels(n as usize)
+            .y_labels(total as usize)
             .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) if *i == n => "operator".to_string(),
                 SegmentValue::CenterOf(i) => labels
                     .get((n - 1 - *i) as usize)
                     .cloned()
@@ -388,11 +430,55 @@ pub fn timeline(rec: &Recording) -> Result<String> {
                         }))
                         .map_err(err)?;
                 }
-                Event::Txn { .. } => {}
+                Event::Operator { .. } | Event::Txn { .. } => {}
             }
         }
-        legend(&lower)
+        chart
+            .draw_series(operator.iter().map(|m| {
+                let x = m.at_ms as f64 / 1000.0;
+                let colour = if m.ok { OPERATOR_OK } else { OPERATOR_FAILED };
+                EmptyElement::at((x, SegmentValue::Exact(n)))
+                    + PathElement::new(vec![(0, 0), (0, -20)], colour.stroke_width(3))
+                    + Text::new(m.number.to_string(), (4, -18), (FONT, 12).into_font())
+            }))
+            .map_err(err)?;
+        legend(&lower)?;
+        operator_legend(&lower, &operator)
     })
+}
+
+/// Under the legend: the operator's actions by number, time and command, four to a line.
+fn operator_legend(area: &DrawingArea<SVGBackend, Shift>, marks: &[OperatorMark]) -> Result<()> {
+    let style = (FONT, 14).into_font();
+    for (i, m) in marks.iter().take(OPERATOR_LISTED_MAX).enumerate() {
+        let x = 20 + 310 * (i % OPERATOR_PER_LINE) as i32;
+        let y = 96 + 22 * (i / OPERATOR_PER_LINE) as i32;
+        let colour = if m.ok { OPERATOR_OK } else { OPERATOR_FAILED };
+        area.draw(&PathElement::new(
+            vec![(x + 8, y), (x + 8, y + 16)],
+            colour.stroke_width(3),
+        ))
+        .map_err(err)?;
+        let failed = if m.ok { "" } else { ", failed" };
+        let text = format!(
+            "{} operator: {} at {:.1} s{failed}",
+            m.number,
+            m.command,
+            m.at_ms as f64 / 1000.0
+        );
+        area.draw(&Text::new(text, (x + 16, y + 1), style.clone()))
+            .map_err(err)?;
+    }
+    if marks.len() > OPERATOR_LISTED_MAX {
+        let lines = OPERATOR_LISTED_MAX.div_ceil(OPERATOR_PER_LINE) as i32;
+        let more = format!(
+            "and {} more operator actions (the run's JSON lists them all)",
+            marks.len() - OPERATOR_LISTED_MAX
+        );
+        area.draw(&Text::new(more, (20, 96 + 22 * lines), style))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 fn legend(area: &DrawingArea<SVGBackend, Shift>) -> Result<()> {
@@ -470,6 +556,11 @@ mod tests {
         assert!(b.contains("host-crash"));
         let t = timeline(&crate::timeline::tests::recording()).unwrap();
         assert!(t.contains("seg0 dbid 2 sdw1") && t.contains("<rect"));
+        // The operator's row, and its two actions listed by number, the failed one said so.
+        let texts: Vec<&str> = t.lines().collect();
+        assert!(texts.contains(&"operator"), "an operator row label");
+        assert!(texts.contains(&"1 operator: recoverseg at 9.5 s"));
+        assert!(texts.contains(&"2 operator: recoverseg -r at 12.2 s, failed"));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! resynchronization as a `recovery` span), the transactions that touched each instance as
 //! async slices under its host, host crashes and restarts as process-wide instants, and the
 //! prober's catalog changes and finished promotions as instants on the instance's thread. A
-//! `clients` process has a thread per client with its transactions in order.
+//! `clients` process has a thread per client with its transactions in order, and an `operator`
+//! process one track with the operator's actions (`recoverseg`, ...) as instants.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,8 @@ use serde_json::{json, Value};
 use crate::timeline::{self, Event, Recording, State};
 
 const CLIENTS_PID: u64 = 1000;
+const OPERATOR_PID: u64 = 1001;
+const OPERATOR_TID: u64 = 1;
 
 fn us(ms: u64) -> u64 {
     ms * 1000
@@ -62,6 +65,7 @@ pub fn trace(rec: &Recording) -> Value {
         );
     }
     let mut clients = BTreeMap::new();
+    let mut operator_acted = false;
     for e in &rec.events {
         match e {
             Event::HostCrash { at_ms, host } | Event::HostRestart { at_ms, host } => {
@@ -121,6 +125,22 @@ pub fn trace(rec: &Recording) -> Value {
                     "args": {"content": content}}),
                 );
             }
+            Event::Operator {
+                at_ms,
+                command,
+                ok,
+                outcome,
+            } => {
+                operator_acted = true;
+                let name = if *ok {
+                    command.clone()
+                } else {
+                    format!("{command} (failed)")
+                };
+                ev.push(json!({"ph": "i", "s": "t", "name": name, "cat": "operator",
+                    "pid": OPERATOR_PID, "tid": OPERATOR_TID, "ts": us(*at_ms),
+                    "args": {"command": command, "ok": ok, "outcome": outcome}}));
+            }
             Event::Txn {
                 at_ms,
                 end_ms,
@@ -161,6 +181,16 @@ pub fn trace(rec: &Recording) -> Value {
         ev.push(
             json!({"ph": "M", "name": "thread_name", "pid": CLIENTS_PID, "tid": c,
             "args": {"name": format!("client {c}")}}),
+        );
+    }
+    if operator_acted {
+        ev.push(
+            json!({"ph": "M", "name": "process_name", "pid": OPERATOR_PID,
+            "args": {"name": "operator"}}),
+        );
+        ev.push(
+            json!({"ph": "M", "name": "thread_name", "pid": OPERATOR_PID,
+            "tid": OPERATOR_TID, "args": {"name": "operator actions"}}),
         );
     }
     json!({"traceEvents": ev, "displayTimeUnit": "ms",
@@ -206,8 +236,28 @@ mod tests {
                 .map(|e| e["args"]["name"].as_str().unwrap().to_string())
                 .collect()
         };
-        assert_eq!(names("process_name"), vec!["sdw1", "sdw2", "clients"]);
-        assert_eq!(names("thread_name").len(), 4 + 2);
+        assert_eq!(
+            names("process_name"),
+            vec!["sdw1", "sdw2", "clients", "operator"]
+        );
+        assert_eq!(names("thread_name").len(), 4 + 2 + 1);
+        // The operator's actions, on its own track, a failed one said to be so.
+        let operator: Vec<(&str, u64)> = ev
+            .iter()
+            .filter(|e| e["ph"] == "i" && e["cat"] == "operator")
+            .map(|e| (e["name"].as_str().unwrap(), e["ts"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            operator,
+            vec![
+                ("recoverseg", 9_500_000),
+                ("recoverseg -r (failed)", 12_200_000)
+            ]
+        );
+        assert!(ev
+            .iter()
+            .filter(|e| e["cat"] == "operator")
+            .all(|e| e["pid"] == OPERATOR_PID && e["tid"] == OPERATOR_TID));
         // The resync of dbid 2 after sdw1 came back, as a recovery span on its thread.
         assert!(ev.iter().any(|e| e["cat"] == "recovery"
             && e["tid"] == 2

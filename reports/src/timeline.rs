@@ -60,6 +60,14 @@ pub enum Event {
         kind: String,
         dbids: Vec<u16>,
     },
+    /// The operator ran a utility (`recoverseg`, `recoverseg -F`, `recoverseg -r`, ...) once
+    /// the faults healed: whether it succeeded and what it reported.
+    Operator {
+        at_ms: u64,
+        command: String,
+        ok: bool,
+        outcome: String,
+    },
     /// A client transaction, from invocation to its outcome (`ok`, `fail`, `unknown`).
     Txn {
         at_ms: u64,
@@ -81,6 +89,7 @@ impl Event {
             | Event::InstanceDown { at_ms, .. }
             | Event::InstanceUp { at_ms, .. }
             | Event::Fault { at_ms, .. }
+            | Event::Operator { at_ms, .. }
             | Event::Txn { at_ms, .. } => *at_ms,
         }
     }
@@ -336,8 +345,20 @@ pub(crate) mod tests {
                     at_ms: 8000,
                     host: "sdw1".into(),
                 },
+                Event::Operator {
+                    at_ms: 9500,
+                    command: "recoverseg".into(),
+                    ok: true,
+                    outcome: "dbid 2 content 0: incremental recovery from dbid 3".into(),
+                },
                 change(12_000, 0, 2, 'm', 'u', 's'),
                 change(12_000, 0, 3, 'p', 'u', 's'),
+                Event::Operator {
+                    at_ms: 12_200,
+                    command: "recoverseg -r".into(),
+                    ok: false,
+                    outcome: "content 1 is not synchronized".into(),
+                },
                 Event::Txn {
                     at_ms: 12_500,
                     end_ms: 13_000,

@@ -1,6 +1,7 @@
 //! What one run recorded, handed to `reports` for the state timeline and the Perfetto trace:
 //! the initial catalog, the host crashes and restarts the nemesis carried out, the prober's
-//! catalog changes and finished promotions from the log, and the clients' transactions.
+//! catalog changes and finished promotions from the log, the operator's actions, and the
+//! clients' transactions.
 
 use cluster::catalog::SegmentConfig;
 use reports::timeline::{Event, Instance, Recording};
@@ -8,6 +9,7 @@ use reports::timeline::{Event, Instance, Recording};
 use crate::failover::HostEvent;
 use crate::history::{Outcome, TxnRecord};
 use crate::nemesis::{Fault, ScheduledFault};
+use crate::runner::OperatorAction;
 use crate::trace::ClusterEvent;
 
 #[allow(clippy::too_many_arguments)]
@@ -18,6 +20,7 @@ pub fn of_run(
     workload_started_ms: u64,
     host_events: &[HostEvent],
     cluster_events: &[ClusterEvent],
+    operator: &[OperatorAction],
     txns: &[TxnRecord],
     end_ms: u64,
 ) -> Recording {
@@ -120,6 +123,12 @@ pub fn of_run(
             },
         });
     }
+    events.extend(operator.iter().map(|a| Event::Operator {
+        at_ms: a.at_ms,
+        command: a.command.clone(),
+        ok: a.ok,
+        outcome: a.outcome.clone(),
+    }));
     for t in txns {
         events.push(Event::Txn {
             at_ms: t.invoked_ms,

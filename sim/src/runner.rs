@@ -248,6 +248,7 @@ fn run_seed_here(
                     out.workload_started_ms,
                     &out.host_events,
                     &out.cluster_events,
+                    &out.operator_actions,
                     &out.history.txns(),
                     out.sim_time_ms,
                 ));

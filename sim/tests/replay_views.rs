@@ -10,7 +10,8 @@ use reports::timeline::{Event, State};
 use sim::config::RunConfig;
 use sim::runner::run_seed_recorded;
 
-/// Seed 1 of the pair: its first host crash takes the primary down and the mirror is promoted.
+/// Seed 1 of the pair: its first host crash takes the primary down and the mirror is promoted;
+/// once the faults heal the operator recovers the old primary and rebalances.
 const SEED: u64 = 1;
 
 /// Runs the seed as `hasim replay` does: the log subscriber records the prober's decisions.
@@ -53,7 +54,7 @@ fn the_perfetto_trace_has_a_track_per_instance_with_states_faults_and_prober_dec
     let processes: BTreeSet<String> = meta("process_name").into_values().collect();
     assert_eq!(
         processes,
-        ["clients", "sdw1", "sdw2"]
+        ["clients", "operator", "sdw1", "sdw2"]
             .iter()
             .map(|s| s.to_string())
             .collect()
@@ -121,6 +122,39 @@ fn the_perfetto_trace_has_a_track_per_instance_with_states_faults_and_prober_dec
         .filter(|e| e["ph"] == "X" && e["cat"] == "txn")
         .count() as u64;
     assert_eq!(txns, result.events.invoked, "every transaction is a span");
+    // The operator's actions, as the run's result lists them, are instants on its own track.
+    let operator_track = meta("thread_name")
+        .into_iter()
+        .find(|(_, name)| name == "operator actions")
+        .map(|(track, _)| track)
+        .expect("an operator track");
+    assert_eq!(
+        meta("process_name")
+            .get(&(operator_track.0, 0))
+            .map(String::as_str),
+        Some("operator")
+    );
+    let marked: Vec<(u64, String)> = events
+        .iter()
+        .filter(|e| e["ph"] == "i" && e["cat"] == "operator")
+        .map(|e| {
+            let track = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+            assert_eq!(track, operator_track, "{e}");
+            let command = e["args"]["command"].as_str().unwrap().to_string();
+            (e["ts"].as_u64().unwrap(), command)
+        })
+        .collect();
+    let acted: Vec<(u64, String)> = result
+        .operator
+        .iter()
+        .map(|a| (a.at_ms * 1000, a.command.clone()))
+        .collect();
+    assert_eq!(marked, acted);
+    let commands: Vec<&str> = acted.iter().map(|(_, c)| c.as_str()).collect();
+    assert!(
+        commands.contains(&"recoverseg") && commands.contains(&"recoverseg -r"),
+        "the operator recovered and rebalanced: {commands:?}"
+    );
 }
 
 #[test]
@@ -148,6 +182,39 @@ fn the_timeline_shows_the_promotion_and_the_resynchronization() {
     );
     let svg = reports::charts::timeline(&rec).unwrap();
     assert!(svg.contains("seg0 dbid 2 sdw1") && svg.contains("seg0 dbid 3 sdw2"));
+    // The operator's actions: recorded in the run's order, and drawn on the operator's row,
+    // each listed by number, command and time.
+    let recorded: Vec<(u64, &str)> = rec
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Operator { at_ms, command, .. } => Some((*at_ms, command.as_str())),
+            _ => None,
+        })
+        .collect();
+    let acted: Vec<(u64, &str)> = result
+        .operator
+        .iter()
+        .map(|a| (a.at_ms, a.command.as_str()))
+        .collect();
+    assert_eq!(recorded, acted);
+    assert!(
+        acted.iter().any(|(_, c)| *c == "recoverseg -r"),
+        "{acted:?}"
+    );
+    // SVG text sits on a line of its own.
+    let texts: Vec<&str> = svg.lines().collect();
+    assert!(texts.contains(&"operator"), "the operator's row");
+    for (i, a) in result.operator.iter().enumerate() {
+        let failed = if a.ok { "" } else { ", failed" };
+        let line = format!(
+            "{} operator: {} at {:.1} s{failed}",
+            i + 1,
+            a.command,
+            a.at_ms as f64 / 1000.0
+        );
+        assert!(texts.contains(&line.as_str()), "{line} in the timeline");
+    }
 }
 
 /// Seed 003's claim on the simulator: with group mirroring one host failure leaves every
