@@ -53,7 +53,7 @@ macro_rules! caught {
                 assert_caught($bug);
             }
         )*
-        const TESTED: &[&str] = &[$($bug,)* "recovery-skips-rewind", "evict-before-wal-flush"];
+        const TESTED: &[&str] = &[$($bug,)* "evict-before-wal-flush", "recovery-skips-rewind"];
     };
 }
 

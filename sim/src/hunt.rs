@@ -75,16 +75,16 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 50,
     },
     PlantedBug {
-        name: "recovery-skips-rewind",
-        scenario: "standard",
-        caught_by: "identical-replicas",
-        seed_budget: 100,
-    },
-    PlantedBug {
         name: "evict-before-wal-flush",
         scenario: "slow-disk",
         caught_by: "identical-replicas",
         seed_budget: 150,
+    },
+    PlantedBug {
+        name: "recovery-skips-rewind",
+        scenario: "standard",
+        caught_by: "identical-replicas",
+        seed_budget: 100,
     },
 ];
 
