@@ -230,6 +230,16 @@ fn recoverseg_and_rebalance_over_real_processes() {
     });
     let out = cluster.verb(&["state", "-m"]);
     assert!(out.contains("Passive, Synchronized"), "{out}");
+    let out = cluster.verb(&["state"]);
+    assert!(
+        out.contains("Mirroring: configured") && out.contains("Contents: 1"),
+        "{out}"
+    );
+    let out = cluster.verb(&["state", "-c"]);
+    assert!(
+        out.contains("preferred role") && out.contains("127.0.0.1:"),
+        "{out}"
+    );
     // gpstop -r: every process stops and starts again; the data is all there.
     let out = Command::new(HACLUSTER)
         .args(["restart", "--cluster"])

@@ -96,11 +96,14 @@ enum Command {
         #[command(subcommand)]
         statement: client_cmd::Statement,
     },
-    /// Print the segment configuration as a table, as `gpstate -c` does; with a flag, one of
-    /// gpstate's views.
+    /// Print the cluster's status summary, as `gpstate` does; with a flag, one of gpstate's
+    /// other views.
     State {
         #[command(flatten)]
         target: CoordinatorArgs,
+        /// The segment configuration as a table, primaries and their mirrors (`gpstate -c`).
+        #[arg(short = 'c', group = "view")]
+        config: bool,
         /// Error conditions: roles switched, unsynchronized pairs, downed instances.
         #[arg(short = 'e', group = "view")]
         errors: bool,
@@ -320,6 +323,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::State {
             target,
+            config,
             errors,
             mirrors,
             standby,
@@ -327,16 +331,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             use cluster::admin::state::View;
             let view = match (errors, mirrors, standby, detail) {
-                (true, ..) => Some(View::Errors),
-                (_, true, ..) => Some(View::Mirrors),
-                (_, _, true, _) => Some(View::Standby),
-                (.., true) => Some(View::Detail),
-                _ => None,
+                (true, ..) => View::Errors,
+                (_, true, ..) => View::Mirrors,
+                (_, _, true, _) => View::Standby,
+                (.., true) => View::Detail,
+                _ => View::Summary,
             };
             let mut client = target.client();
-            match view {
-                None => print!("{}", client_cmd::state(&mut client).await?),
-                Some(view) => print!("{}", admin_cmd::state(&mut client, view).await?),
+            if config {
+                print!("{}", client_cmd::state(&mut client).await?);
+            } else {
+                print!("{}", admin_cmd::state(&mut client, view).await?);
             }
             Ok(ExitCode::SUCCESS)
         }
