@@ -118,11 +118,11 @@ pub struct StateReport {
     pub not_operational: Option<Content>,
     /// The coordinator's mirroring view (`gpstate -f`): its standby's replication state.
     #[serde(default)]
-    pub standby: Option<crate::standby::MirroringStatus>,
+    pub standby: Option<Box<crate::standby::MirroringStatus>>,
     /// What the configured standby says about itself; `None` if none is configured or it did
     /// not answer (its host is down).
     #[serde(default)]
-    pub standby_passive: Option<crate::standby::PassiveStatus>,
+    pub standby_passive: Option<Box<crate::standby::PassiveStatus>>,
 }
 
 /// Timeouts the coordinator uses towards instances, and its planted bugs.
@@ -546,7 +546,9 @@ async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, S
     let history = store.history().await.map_err(|e| e.to_string())?;
     let mirroring = store.mirroring_status().await;
     let standby_passive = match &mirroring.standby {
-        Some(row) => crate::standby::admin::passive_status(&row.endpoint(), t.connect).await,
+        Some(row) => crate::standby::admin::passive_status(&row.endpoint(), t.connect)
+            .await
+            .map(Box::new),
         None => None,
     };
     Ok(AdminReply::State(StateReport {
@@ -554,7 +556,7 @@ async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, S
         replication,
         history,
         not_operational: store.unmirrored_lost(),
-        standby: Some(mirroring),
+        standby: Some(Box::new(mirroring)),
         standby_passive,
     }))
 }

@@ -392,7 +392,7 @@ mod tests {
         standby.hostname = "smdw".into();
         cat.segments.insert(9, standby.clone());
         let mut r = report(cat);
-        r.standby = Some(MirroringStatus {
+        r.standby = Some(Box::new(MirroringStatus {
             summary_state: SummaryState::NotSynchronized,
             detail_state: String::new(),
             log_time_ms: Some(5),
@@ -400,7 +400,7 @@ mod tests {
             standby: Some(standby),
             coordinator_flushed_lsn: 700,
             standby_flushed_lsn: 400,
-        });
+        }));
         let out = render(&r, View::Standby);
         assert!(out.contains("(Standby host DOWN)"), "{out}");
         assert!(out.contains("Mirroring state:   Not Synchronized"), "{out}");
