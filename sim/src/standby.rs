@@ -150,7 +150,8 @@ impl World {
     /// coordinator, made ready for a new standby (the seed's first step for a standby host):
     /// powered on without its old coordinator process, which must never run again beside the
     /// activated standby, with a standby process of its own at `10.0.0.2`, streaming from the
-    /// activated standby on `smdw`.
+    /// activated standby on `smdw`. (A later `restart_host("mdw")` restarts every process of
+    /// the host, the old coordinator's too: scenarios that use this do not restart `mdw`.)
     pub fn prepare_coordinator_host_for_standby(&mut self, cfg: &RunConfig) -> StandbyHost {
         let ip: IpAddr = "10.0.0.2".parse().unwrap();
         let node = self
