@@ -44,6 +44,13 @@ impl World {
             Fault::PartitionHeal {
                 from, to, one_way, ..
             } => self.clog(from, to, *one_way, false),
+            Fault::ConnectionReset { host } => {
+                let h = &self.hosts[host];
+                for ip in h.processes.iter().map(|p| p.ip) {
+                    cluster::io::net::resets::reset_host(ip);
+                }
+                info!(host, "connections reset");
+            }
             Fault::LatencySpike { min_ms, max_ms } => {
                 let range = Duration::from_millis(*min_ms)..Duration::from_millis(*max_ms + 1);
                 NetSim::current().update_config(|c| c.send_latency = range);

@@ -7,7 +7,8 @@
 //! every file), one instance killed, one instance paused, both instances of a pair killed (a
 //! double fault), the coordinator crashed, partitions (one host isolated, the hosts split in
 //! random halves, the coordinator cut from the segments, one-way, a clogged link between two
-//! hosts), latency spikes, packet loss, a full disk, and a flipped bit in an instance's data.
+//! hosts), connection resets, latency spikes, packet loss, a full disk, and a flipped bit in
+//! an instance's data.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -92,6 +93,11 @@ pub enum Fault {
         to: Vec<String>,
         one_way: bool,
     },
+    /// Every established connection with an end on the host is reset at once (its processes
+    /// and listeners live on; new connections work). Heals by itself: an instant.
+    ConnectionReset {
+        host: String,
+    },
     /// Every packet takes between `min_ms` and `max_ms` (normally 1 to 10 ms).
     LatencySpike {
         min_ms: u64,
@@ -134,6 +140,7 @@ pub const KINDS: &[&str] = &[
     "coordinator-cut",
     "one-way",
     "link-clog",
+    "connection-reset",
     "latency-spike",
     "packet-loss",
     "disk-full",
@@ -201,6 +208,7 @@ impl Fault {
                 Shape::OneWay => "one-way",
                 Shape::LinkClog => "link-clog",
             },
+            Fault::ConnectionReset { .. } => "connection-reset",
             Fault::LatencySpike { .. } => "latency-spike",
             Fault::PacketLoss { .. } => "packet-loss",
             Fault::DiskFull { .. } => "disk-full",
@@ -253,6 +261,7 @@ impl FaultWeights {
             ("coordinator-cut", 1),
             ("one-way", 1),
             ("link-clog", 2),
+            ("connection-reset", 2),
             ("latency-spike", 2),
             ("packet-loss", 2),
             ("disk-full", 1),
@@ -427,6 +436,12 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
                 };
                 (partition(shape, vec![a], vec![b], kind == "one-way"), net())
             }
+            "connection-reset" => (
+                Fault::ConnectionReset {
+                    host: pick(rng, &all_hosts).clone(),
+                },
+                Vec::new(),
+            ),
             "latency-spike" => {
                 let max_ms = 50 + rng.next_u64() % 450;
                 (
@@ -601,6 +616,15 @@ pub fn exposure(faults: &[ScheduledFault], segments: &[SegmentConfig], end_ms: u
                     .collect()
             }
             Fault::CoordinatorCrash => out.whole_cluster.push(span),
+            // An instant: the connections it cut are found broken at once or at their next use.
+            Fault::ConnectionReset { host } if host == "mdw" => {
+                out.whole_cluster.push((f.at_ms, f.at_ms))
+            }
+            Fault::ConnectionReset { host } => {
+                for d in on_host(host) {
+                    out.per_dbid.entry(d).or_default().push((f.at_ms, f.at_ms));
+                }
+            }
             Fault::Partition { from, to, .. } => {
                 if from.iter().chain(to).any(|h| h == "mdw") {
                     // The coordinator is cut from some hosts: their instances are out of reach.
@@ -800,6 +824,7 @@ pub fn validate(
                     ));
                 }
             }
+            Fault::ConnectionReset { host } => host_ok(host, "host", &hosts)?,
             Fault::PacketLoss { percent } => {
                 if *percent == 0 || *percent > 90 {
                     return Err(format!("{}: must be 1 to 90", at("percent")));
@@ -896,6 +921,7 @@ pub const ENTRY_KINDS: &[&str] = &[
     "coordinator-restart",
     "partition",
     "partition-heal",
+    "connection-reset",
     "latency-spike",
     "latency-heal",
     "packet-loss",
@@ -991,6 +1017,46 @@ mod tests {
             label(&pause_then_kill, &segments, 60_000, gap),
             Label::MustStayAvailable
         );
+    }
+
+    #[test]
+    fn a_connection_reset_is_an_instant_on_its_host_or_on_the_whole_cluster() {
+        let cfg = RunConfig::standard();
+        let (hosts, segments) = layout_of(&cfg);
+        let layout = Layout {
+            segment_hosts: hosts,
+            segments: &segments,
+        };
+        let reset = |host: &str| {
+            vec![ScheduledFault {
+                at_ms: 5_000,
+                episode: 1,
+                fault: Fault::ConnectionReset { host: host.into() },
+            }]
+        };
+        let on_sdw1 = exposure(&reset("sdw1"), &segments, 60_000);
+        assert!(on_sdw1.whole_cluster.is_empty());
+        for s in &segments {
+            let spans = on_sdw1.per_dbid.get(&s.dbid);
+            if s.hostname == "sdw1" {
+                assert_eq!(spans, Some(&vec![(5_000, 5_000)]), "dbid {}", s.dbid);
+            } else {
+                assert_eq!(spans, None, "dbid {}", s.dbid);
+            }
+        }
+        let gap = Duration::from_secs(16);
+        assert_eq!(
+            label(&reset("sdw1"), &segments, 60_000, gap),
+            Label::MustStayAvailable
+        );
+        // The clients' connections to the coordinator break: every content may look down.
+        assert_eq!(
+            exposure(&reset("mdw"), &segments, 60_000).whole_cluster,
+            vec![(5_000, 5_000)]
+        );
+        assert!(validate(&reset("mdw"), &layout, cfg.fault_time).is_ok());
+        let e = validate(&reset("sdw9"), &layout, cfg.fault_time).unwrap_err();
+        assert!(e.contains("faults[0].host") && e.contains("sdw9"), "{e}");
     }
 
     #[test]

@@ -31,11 +31,12 @@ async fn a_transaction_in_flight_during_a_failover_is_retried_on_the_promoted_mi
     let client = node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
         for _ in 0..200 {
-            let _ = c.create_table("t", TableKind::Heap).await;
-            if c.catalog()
-                .await
-                .map(|cat| cat.epoch > 1 && cat.pair(0).unwrap().primary.mode == Mode::Synced)
-                .unwrap_or(false)
+            let created = c.create_table("t", TableKind::Heap).await.is_ok();
+            if created
+                && c.catalog()
+                    .await
+                    .map(|cat| cat.epoch > 1 && cat.pair(0).unwrap().primary.mode == Mode::Synced)
+                    .unwrap_or(false)
             {
                 break;
             }

@@ -302,7 +302,6 @@ impl Session {
     }
 
     async fn exec(&mut self, op: Op, content: Option<Content>) -> ClientResponse {
-        let epoch = self.store.epoch();
         match self.exec_once(&op, content).await {
             Ok(result) => self.logged(op, content, result),
             Err(ExecError::Refused(e)) => {
@@ -313,7 +312,7 @@ impl Session {
                 }
                 ClientResponse::Error(e)
             }
-            Err(ExecError::Lost(why)) => self.retry_after_failover(op, content, epoch, why).await,
+            Err(ExecError::Lost(why)) => self.retry_after_failover(op, content, why).await,
         }
     }
 
@@ -330,15 +329,15 @@ impl Session {
         Replay::Same
     }
 
-    /// A primary was lost in the middle of the transaction: roll it back everywhere, wait for
-    /// the prober to reconfigure the content, and run the transaction again on the new primaries.
+    /// A primary was lost in the middle of the transaction (it failed, or the connection to it
+    /// did): roll it back everywhere, and run it again on the primaries the catalog names (after
+    /// a failover, once the prober reconfigured the content).
     /// The client sees the statement's result only if every earlier statement returned exactly
     /// what it returned the first time; otherwise a clear error, never a partial result.
     async fn retry_after_failover(
         &mut self,
         op: Op,
         content: Option<Content>,
-        epoch: u64,
         why: String,
     ) -> ClientResponse {
         let log = self
@@ -350,15 +349,16 @@ impl Session {
         let rolled_back =
             |detail: String| failed(format!("{why}; transaction rolled back{detail}"));
         let deadline = Instant::now() + self.cfg.statement_timeout;
+        // The primary may have failed (the prober records the catalog flip, then promotes the
+        // mirror), or only the connection may have been reset: run the transaction again, on
+        // whatever the catalog names as each content's primary, until it goes through or the
+        // statement timeout passes.
+        let mut backoff = Duration::from_millis(100);
         loop {
-            // The prober records the catalog flip before it promotes the mirror: wait for the
-            // flip, and while the new primary still answers as a mirror (or is lost again), roll
-            // back and wait for the next attempt, until the statement timeout.
-            while self.store.epoch() == epoch {
-                if Instant::now() >= deadline {
-                    return rolled_back(String::new());
-                }
-                runtime::sleep(Duration::from_millis(100)).await;
+            runtime::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+            if Instant::now() >= deadline {
+                return rolled_back(String::new());
             }
             let xid = self.dtx.next_xid.fetch_add(1, Ordering::Relaxed);
             self.txn = Some(Txn {
@@ -375,13 +375,7 @@ impl Session {
                          what it did"
                     ));
                 }
-                Replay::Lost => {
-                    self.abandon().await;
-                    if Instant::now() >= deadline {
-                        return rolled_back(String::new());
-                    }
-                    runtime::sleep(Duration::from_millis(100)).await;
-                }
+                Replay::Lost => self.abandon().await,
             }
         }
         self.txn.as_mut().expect("open").log = log;

@@ -119,12 +119,82 @@ pub struct FrameReader {
     half: ReadHalf<TcpStream>,
     buf: Vec<u8>,
     peer: String,
+    ends: resets::Ends,
 }
 
 /// The sending half of a connection.
 pub struct FrameWriter {
     half: WriteHalf<TcpStream>,
     peer: String,
+    ends: resets::Ends,
+}
+
+/// Connection resets: every established connection with an end on one host fails at once, as
+/// when a middlebox or a flapping switch port resets them, while listeners and new connections
+/// work on. Only the simulator's nemesis injects them. The registry is per thread, as a
+/// simulated world runs on one thread; a connection compares against the count of resets when
+/// it was opened, so what an earlier world on the thread did does not matter.
+pub mod resets {
+    use std::collections::BTreeMap;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use tokio::net::TcpStream;
+
+    use crate::sync::Watch;
+
+    type Registry = Arc<Watch<BTreeMap<IpAddr, u64>>>;
+
+    thread_local! {
+        static RESETS: Registry = Arc::new(Watch::new(BTreeMap::new()));
+    }
+
+    /// Resets every established connection with an end at `ip`.
+    pub fn reset_host(ip: IpAddr) {
+        RESETS.with(|r| r.modify(|m| *m.entry(ip).or_default() += 1));
+    }
+
+    /// The two ends of a connection and the resets each had seen when it opened.
+    #[derive(Clone)]
+    pub(super) struct Ends {
+        registry: Registry,
+        seen: Vec<(IpAddr, u64)>,
+    }
+
+    impl Ends {
+        pub(super) fn of(stream: &TcpStream) -> Ends {
+            let registry = RESETS.with(Arc::clone);
+            let now = registry.get();
+            let seen = [stream.local_addr(), stream.peer_addr()]
+                .into_iter()
+                .flatten()
+                .map(|a| (a.ip(), now.get(&a.ip()).copied().unwrap_or(0)))
+                .collect();
+            Ends { registry, seen }
+        }
+
+        fn reset_in(&self, now: &BTreeMap<IpAddr, u64>) -> bool {
+            self.seen
+                .iter()
+                .any(|(ip, n)| now.get(ip).copied().unwrap_or(0) > *n)
+        }
+
+        pub(super) fn is_reset(&self) -> bool {
+            self.reset_in(&self.registry.get())
+        }
+
+        /// Resolves once an end of the connection is reset.
+        pub(super) async fn reset(&self) {
+            self.registry.wait_until(|now| self.reset_in(now)).await;
+        }
+    }
+}
+
+fn reset_error(peer: &str) -> NetError {
+    NetError::Io {
+        peer: peer.to_string(),
+        source: io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer"),
+    }
 }
 
 impl FrameReader {
@@ -134,15 +204,19 @@ impl FrameReader {
                 self.buf.drain(..used);
                 return Ok(msg);
             }
+            if self.ends.is_reset() {
+                return Err(reset_error(&self.peer));
+            }
             let mut chunk = [0u8; 16 * 1024];
-            let n = self
-                .half
-                .read(&mut chunk)
-                .await
-                .map_err(|source| NetError::Io {
-                    peer: self.peer.clone(),
-                    source,
-                })?;
+            let read = tokio::select! {
+                biased;
+                () = self.ends.reset() => return Err(reset_error(&self.peer)),
+                read = self.half.read(&mut chunk) => read,
+            };
+            let n = read.map_err(|source| NetError::Io {
+                peer: self.peer.clone(),
+                source,
+            })?;
             if n == 0 {
                 return Err(NetError::Closed {
                     peer: self.peer.clone(),
@@ -159,6 +233,9 @@ impl FrameReader {
 
 impl FrameWriter {
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), NetError> {
+        if self.ends.is_reset() {
+            return Err(reset_error(&self.peer));
+        }
         let frame = encode_frame(msg);
         let io = |source| NetError::Io {
             peer: self.peer.clone(),
@@ -186,14 +263,20 @@ pub struct Connection {
 impl Connection {
     pub fn new(stream: TcpStream, peer: String) -> Connection {
         let _ = stream.set_nodelay(true);
+        let ends = resets::Ends::of(&stream);
         let (read, write) = tokio::io::split(stream);
         Connection {
             reader: FrameReader {
                 half: read,
                 buf: Vec::new(),
                 peer: peer.clone(),
+                ends: ends.clone(),
             },
-            writer: FrameWriter { half: write, peer },
+            writer: FrameWriter {
+                half: write,
+                peer,
+                ends,
+            },
         }
     }
 

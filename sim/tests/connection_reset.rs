@@ -1,0 +1,150 @@
+//! Connection resets (the nemesis's `connection-reset`): every established connection with an
+//! end on the host fails at once, while listeners and new connections work on; a transaction
+//! whose connection to its primary was reset runs again and commits.
+
+use std::time::Duration;
+
+use cluster::catalog::Mode;
+use cluster::client::Client;
+use cluster::io::net::{listen, resets, Connection, NetError};
+use cluster::wal::TableKind;
+use sim::config::RunConfig;
+use sim::nemesis::Fault;
+use sim::world::World;
+use tokio::sync::oneshot;
+
+fn is_reset(e: &NetError) -> bool {
+    matches!(e, NetError::Io { source, .. } if source.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+/// A reader blocked on a connection wakes with "connection reset" on both ends; the listener
+/// still accepts, and a new connection carries frames.
+#[madsim::test]
+async fn a_reset_breaks_established_connections_only() {
+    let handle = madsim::runtime::Handle::current();
+    let server = handle
+        .create_node()
+        .name("server")
+        .ip("10.9.0.1".parse().unwrap())
+        .build();
+    let client = handle
+        .create_node()
+        .name("client")
+        .ip("10.9.0.2".parse().unwrap())
+        .build();
+    let (ready, listening) = oneshot::channel::<()>();
+    let served = server.spawn(async move {
+        let listener = listen("10.9.0.1:7000").await.unwrap();
+        ready.send(()).unwrap();
+        let mut outcomes = Vec::new();
+        for _ in 0..2 {
+            let (stream, peer) = listener.accept().await.unwrap();
+            let mut conn = Connection::new(stream, peer.to_string());
+            // Echo until the connection fails.
+            loop {
+                match conn.recv::<u64>().await {
+                    Ok(n) => conn.send(&n).await.unwrap(),
+                    Err(e) => {
+                        outcomes.push(is_reset(&e));
+                        break;
+                    }
+                }
+            }
+        }
+        outcomes
+    });
+    listening.await.unwrap();
+    let checked = client.spawn(async move {
+        let mut first = Connection::connect("10.9.0.1:7000", Duration::from_secs(1))
+            .await
+            .unwrap();
+        let echoed: u64 = first.call(&7u64, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(echoed, 7);
+        // The server's side is blocked reading; reset the server's host.
+        resets::reset_host("10.9.0.1".parse().unwrap());
+        let e = first.call::<u64, u64>(&8, Duration::from_secs(1)).await;
+        assert!(
+            matches!(&e, Err(e) if is_reset(e)),
+            "the old connection is reset: {e:?}"
+        );
+        let mut second = Connection::connect("10.9.0.1:7000", Duration::from_secs(1))
+            .await
+            .unwrap();
+        let echoed: u64 = second.call(&9u64, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(echoed, 9, "a new connection works");
+        resets::reset_host("10.9.0.2".parse().unwrap());
+        let e = second.recv::<u64>().await;
+        assert!(
+            matches!(&e, Err(e) if is_reset(e)),
+            "a reset of the reader's own host wakes it: {e:?}"
+        );
+    });
+    checked.await.unwrap();
+    assert_eq!(
+        served.await.unwrap(),
+        vec![true, true],
+        "the server's blocked reads both end with a reset"
+    );
+}
+
+/// A transaction has written on content 0 when every connection of the primary's host is
+/// reset: its next statement finds the connection broken, the coordinator rolls the
+/// transaction back and runs it again on the same primary (no failover happened), and it
+/// commits with exactly its rows.
+#[madsim::test]
+async fn a_transaction_whose_connection_was_reset_runs_again_and_commits() {
+    let mut world = World::build(&RunConfig::pair(), 21);
+    let coordinator = world.coordinator_addr.clone();
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("client")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
+    let (mid_txn, reset_now) = oneshot::channel::<()>();
+    let (was_reset, after_reset) = oneshot::channel::<()>();
+    let client = node.spawn(async move {
+        let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
+        for _ in 0..200 {
+            let created = c.create_table("t", TableKind::Heap).await.is_ok();
+            if created
+                && c.catalog()
+                    .await
+                    .map(|cat| cat.pair(0).unwrap().primary.mode == Mode::Synced)
+                    .unwrap_or(false)
+            {
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(250)).await;
+        }
+        let primary = c.catalog().await.unwrap().pair(0).unwrap().primary.dbid;
+        c.begin().await.unwrap();
+        c.insert("t", 1, b"first".to_vec()).await.unwrap();
+        mid_txn.send(()).unwrap();
+        after_reset.await.unwrap();
+        c.insert("t", 2, b"second".to_vec())
+            .await
+            .expect("run again after the reset");
+        c.commit().await.unwrap();
+        let catalog = c.catalog().await.unwrap();
+        assert_eq!(
+            catalog.pair(0).unwrap().primary.dbid,
+            primary,
+            "no failover: the primary never failed"
+        );
+        c.begin().await.unwrap();
+        let rows: Vec<i64> = c
+            .scan("t", 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(rows, vec![1, 2], "both statements, once each");
+    });
+    reset_now.await.unwrap();
+    world.apply(&Fault::ConnectionReset {
+        host: "sdw1".into(),
+    });
+    was_reset.send(()).unwrap();
+    client.await.unwrap();
+}
