@@ -28,6 +28,10 @@ pub struct PlantedBugs {
     /// The coordinator ships catalog WAL to its standby before that WAL is durable on the
     /// coordinator itself (the real rule: only flushed WAL is sent).
     pub walsender_ships_unflushed_wal: bool,
+    /// The standby's walreceiver reports catalog WAL as flushed once it has received (written)
+    /// it, and flushes it later, so the coordinator acts on changes a standby host crash loses
+    /// (the real rule: write, flush, then report).
+    pub standby_acks_unflushed_wal: bool,
     /// The prober waits for a probe's reply without its timeout: a primary that accepts the
     /// connection but never answers (stalled, paused) holds up the whole probe cycle.
     pub probe_without_timeout: bool,
@@ -84,6 +88,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "the coordinator streams catalog WAL to its standby before flushing it",
     ),
     (
+        "standby-acks-unflushed-wal",
+        "the standby reports catalog WAL flushed that it has only received",
+    ),
+    (
         "probe-without-timeout",
         "the prober waits for a probe's reply without a timeout",
     ),
@@ -126,6 +134,7 @@ impl PlantedBugs {
             "skip-epoch-check" => &mut self.skip_epoch_check,
             "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
             "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
+            "standby-acks-unflushed-wal" => &mut self.standby_acks_unflushed_wal,
             "probe-without-timeout" => &mut self.probe_without_timeout,
             "rebalance-unsynchronized" => &mut self.rebalance_unsynchronized,
             "mirror-replays-out-of-order" => &mut self.mirror_replays_out_of_order,

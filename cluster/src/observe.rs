@@ -25,6 +25,9 @@ pub enum Fact {
         epoch: u64,
         end_lsn: Lsn,
     },
+    /// The coordinator acted on its catalog WAL up to `lsn` (a configuration change, a table,
+    /// a distributed-commit record) because its synchronized standby reported it flushed.
+    StandbyFlushed { lsn: Lsn },
 }
 
 pub trait Observer: Send + Sync + 'static {

@@ -51,6 +51,11 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
         test: "sim/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
     },
     ScriptedCatch {
+        name: "standby-acks-unflushed-wal",
+        caught_by: "standby-catalog",
+        test: "sim/tests/standby.rs::a_standby_acknowledging_unflushed_wal_is_caught",
+    },
+    ScriptedCatch {
         name: "rebalance-unsynchronized",
         caught_by: "no-lost-commits",
         test: "sim/tests/recoverseg.rs::the_no_lost_commits_check_catches_a_rebalance_before_resynchronization",

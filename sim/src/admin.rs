@@ -92,6 +92,20 @@ impl AdminHarness {
             .expect("admin task panicked")
     }
 
+    /// The admin host, where verbs run.
+    pub fn node(&self) -> &madsim::runtime::NodeHandle {
+        &self.node
+    }
+
+    /// A client host of its own (`10.0.1.x`), for clients that run beside the verbs.
+    pub fn new_client_host(&self, name: &str, ip: &str) -> madsim::runtime::NodeHandle {
+        madsim::runtime::Handle::current()
+            .create_node()
+            .name(name)
+            .ip(ip.parse().unwrap())
+            .build()
+    }
+
     /// Adds a spare segment host `sdwN`; returns its address prefix `10.N.0`.
     pub fn add_spare_host(&self, name: &str) -> String {
         let cfg = self.hosts.2.clone();
@@ -145,10 +159,43 @@ pub fn preferred_roles(cat: &cluster::catalog::Catalog) -> bool {
 /// Inserts `key` in its own transaction, retrying (a failover in between) up to 100 times;
 /// returns whether it was acknowledged.
 pub async fn insert_retrying(c: &mut cluster::client::Client, table: &str, key: i64) -> bool {
+    insert_all_retrying(c, table, &[key]).await
+}
+
+/// The first key from `from` on `content` (of `contents`).
+pub fn key_on(content: i16, from: i64, contents: i16) -> i64 {
+    (from..)
+        .find(|k| cluster::coordinator::content_for_key(*k, contents as usize) == content)
+        .expect("every content owns keys")
+}
+
+/// `n` pairs of keys from `from` up, each pair on contents 0 and 1 (of `contents`): written
+/// together, a pair commits in two phases, with a distributed-commit record in the catalog.
+pub fn key_pairs(from: i64, n: usize, contents: i16) -> Vec<[i64; 2]> {
+    let mut next = from;
+    (0..n)
+        .map(|_| {
+            let a = key_on(0, next, contents);
+            let b = key_on(1, next, contents);
+            next = a.max(b) + 1;
+            [a, b]
+        })
+        .collect()
+}
+
+/// Inserts `keys` in one transaction, retrying as [`insert_retrying`] does; returns whether it
+/// was acknowledged.
+pub async fn insert_all_retrying(
+    c: &mut cluster::client::Client,
+    table: &str,
+    keys: &[i64],
+) -> bool {
     for _ in 0..100 {
         let r = async {
             c.begin().await?;
-            c.insert(table, key, key.to_le_bytes().to_vec()).await?;
+            for key in keys {
+                c.insert(table, *key, key.to_le_bytes().to_vec()).await?;
+            }
             c.commit().await
         }
         .await;

@@ -1,4 +1,5 @@
-//! The recovery and administration scenarios of seeds 002 and 003, step by step: each returns
+//! The recovery and administration scenarios of seeds 002 and 003 (and, listed here, seed
+//! 000's standby procedures in `crate::standby_scenarios`), step by step: each returns
 //! the `state` report (`-e` and `-m`) or the file a verb wrote after each step, named. The
 //! scenario tests snapshot them; `hasim scenario NAME` prints them.
 
@@ -17,7 +18,7 @@ use crate::config::RunConfig;
 pub type Steps = Vec<(String, String)>;
 
 /// `state -e` then `state -m`, as an administrator checks them.
-async fn state(c: &mut Client) -> String {
+pub(crate) async fn state(c: &mut Client) -> String {
     let e = driver::state(c, View::Errors).await.unwrap();
     let m = driver::state(c, View::Mirrors).await.unwrap();
     format!("$ state -e\n{e}$ state -m\n{m}")
@@ -476,11 +477,18 @@ pub const SCENARIOS: &[(&str, u64)] = &[
     ("mirroring_disabled_segment_fails_system_stops", 7),
     ("add_mirrors_from_a_file_onto_other_hosts", 8),
     ("move_mirrors_into_a_block_layout", 9),
+    // Seed 000's standby procedures (`crate::standby_scenarios`).
+    ("add-standby", 10),
+    ("coordinator-fails-standby-activated", 11),
+    ("stale-standby-resynchronized", 12),
 ];
 
 /// Runs scenario `name` in a fresh simulation with `seed`.
 pub fn run(name: &str, seed: u64) -> Result<Steps, String> {
     let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    if let Some(steps) = crate::standby_scenarios::run(&rt, name, seed) {
+        return Ok(steps);
+    }
     let steps = match name {
         "primary_fails_recoverseg_then_rebalance" => {
             rt.block_on(primary_fails_recoverseg_then_rebalance(seed))

@@ -46,8 +46,9 @@ pub enum Command {
     /// Cut a failing seed's fault schedule down to a minimal one that still fails the same
     /// checker; write it to a file `replay --schedule` reads.
     Shrink(ShrinkArgs),
-    /// Run a recovery and administration scenario of seeds 002/003 step by step, printing the
-    /// state after each step (`hasim scenario list` names them).
+    /// Run a recovery and administration scenario of seeds 002/003, or a standby procedure of
+    /// seed 000, step by step, printing the state after each step (`hasim scenario list` names
+    /// them).
     Scenario {
         name: String,
         #[arg(long)]

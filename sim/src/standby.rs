@@ -30,9 +30,11 @@ fn standby_ip() -> IpAddr {
     "10.0.2.1".parse().unwrap()
 }
 
-/// What starting the standby process on `smdw` needs.
+/// What starting a standby process on its host (`smdw`, or a host prepared for a new standby)
+/// needs.
 #[derive(Clone)]
 pub struct StandbyHost {
+    pub hostname: String,
     pub addr: String,
     node: NodeHandle,
     disk: SimDisk,
@@ -41,7 +43,17 @@ pub struct StandbyHost {
 }
 
 impl StandbyHost {
-    /// Starts the standby process for the catalog row `row` on `smdw`.
+    /// Where `init-standby -s` puts the standby on this host.
+    fn new_standby(&self) -> NewStandby {
+        NewStandby {
+            hostname: self.hostname.clone(),
+            address: self.addr.split(':').next().unwrap().into(),
+            port: COORDINATOR_PORT,
+            datadir: STANDBY_DATADIR.into(),
+        }
+    }
+
+    /// Starts the standby process for the catalog row `row` on its host.
     pub fn launch(&self, row: &SegmentConfig) {
         let cfg = StandbyConfig {
             dbid: row.dbid,
@@ -73,6 +85,7 @@ impl World {
             .init(|| async { std::future::pending::<()>().await })
             .build();
         self.standby = Some(StandbyHost {
+            hostname: STANDBY_HOST.into(),
             addr: format!("{}:{COORDINATOR_PORT}", standby_ip()),
             node: node.clone(),
             disk: disk.clone(),
@@ -107,14 +120,20 @@ impl World {
         within: Duration,
     ) -> impl std::future::Future<Output = Result<MirroringStatus, StandbyAdminError>> {
         let host = self.standby.clone().expect("the run places a standby host");
+        self.init_standby_on(node, host, resync, within)
+    }
+
+    /// `init-standby -s HOST` (`resync: false`) or `-n`, for the standby on `host`.
+    pub fn init_standby_on(
+        &self,
+        node: &NodeHandle,
+        host: StandbyHost,
+        resync: bool,
+        within: Duration,
+    ) -> impl std::future::Future<Output = Result<MirroringStatus, StandbyAdminError>> {
         let coordinator = self.coordinator_row();
         let addrs = self.coordinator_addrs();
-        let new = (!resync).then(|| NewStandby {
-            hostname: STANDBY_HOST.into(),
-            address: standby_ip().to_string(),
-            port: COORDINATOR_PORT,
-            datadir: STANDBY_DATADIR.into(),
-        });
+        let new = (!resync).then(|| host.new_standby());
         let task = node.spawn(async move {
             let mode = admin::init_mode(new, resync)?;
             let mut client = Client::new(addrs, Duration::from_secs(5));
@@ -125,6 +144,43 @@ impl World {
             admin::init_standby(&mut client, coordinator, mode, launch, within).await
         });
         async move { task.await.expect("init-standby task") }
+    }
+
+    /// The original coordinator's host `mdw`, repaired after `activate-standby` replaced its
+    /// coordinator, made ready for a new standby (the seed's first step for a standby host):
+    /// powered on without its old coordinator process, which must never run again beside the
+    /// activated standby, with a standby process of its own at `10.0.0.2`, streaming from the
+    /// activated standby on `smdw`. (A later `restart_host("mdw")` restarts every process of
+    /// the host, the old coordinator's too: scenarios that use this do not restart `mdw`.)
+    pub fn prepare_coordinator_host_for_standby(&mut self, cfg: &RunConfig) -> StandbyHost {
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        let node = self
+            .handle()
+            .create_node()
+            .name("mdw-standby")
+            .ip(ip)
+            .init(|| async { std::future::pending::<()>().await })
+            .build();
+        let active = self
+            .standby
+            .as_ref()
+            .expect("a standby was activated")
+            .addr
+            .clone();
+        let mut coordinator = self.coordinator_config(cfg);
+        coordinator.listen_addr = format!("{ip}:{COORDINATOR_PORT}");
+        let host = self.hosts.get_mut("mdw").expect("the coordinator's host");
+        host.up = true;
+        host.processes
+            .push(crate::world::Process::idle(ip, node.clone()));
+        StandbyHost {
+            hostname: "mdw".into(),
+            addr: format!("{ip}:{COORDINATOR_PORT}"),
+            node,
+            disk: host.disk.clone(),
+            coordinator_addr: active,
+            coordinator,
+        }
     }
 
     /// `activate-standby`, run against `smdw` from `node`.

@@ -153,6 +153,11 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         activation.end_lsn,
         activated_at_ms,
     ));
+    violations.extend(invariants::standby_catalog::check_acknowledged(
+        &recorder.facts(),
+        activation.end_lsn,
+        activated_at_ms,
+    ));
     let count = |o: Outcome| txns.iter().filter(|t| t.outcome == Some(o)).count();
     let client_errors = txns
         .iter()

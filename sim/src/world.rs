@@ -58,6 +58,19 @@ pub struct Process {
 pub type InstanceSlot = Arc<std::sync::Mutex<Option<(InstanceConfig, Arc<dyn Disk>)>>>;
 
 impl Process {
+    /// A running process with nothing configured in it yet (a standby's, before
+    /// `init-standby` starts the standby in it).
+    pub(crate) fn idle(ip: IpAddr, node: NodeHandle) -> Process {
+        Process {
+            dbid: None,
+            ip,
+            node,
+            up: true,
+            stopped: Arc::new(AtomicBool::new(false)),
+            slot: None,
+        }
+    }
+
     /// Whether an instance is configured to run in this process.
     fn slot_in_use(&self) -> bool {
         self.slot
@@ -144,6 +157,7 @@ impl World {
         ccfg.probe = cfg.probe.clone();
         ccfg.statement_timeout = cfg.statement_timeout;
         ccfg.bugs = cfg.bugs;
+        ccfg.observe = self.observe.clone();
         ccfg
     }
 

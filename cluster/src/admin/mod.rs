@@ -116,6 +116,13 @@ pub struct StateReport {
     /// An unmirrored content whose primary is lost: the system is not operational.
     #[serde(default)]
     pub not_operational: Option<Content>,
+    /// The coordinator's mirroring view (`gpstate -f`): its standby's replication state.
+    #[serde(default)]
+    pub standby: Option<Box<crate::standby::MirroringStatus>>,
+    /// What the configured standby says about itself; `None` if none is configured or it did
+    /// not answer (its host is down).
+    #[serde(default)]
+    pub standby_passive: Option<Box<crate::standby::PassiveStatus>>,
 }
 
 /// Timeouts the coordinator uses towards instances, and its planted bugs.
@@ -537,10 +544,19 @@ async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, S
         replication.insert(row.dbid, info);
     }
     let history = store.history().await.map_err(|e| e.to_string())?;
+    let mirroring = store.mirroring_status().await;
+    let standby_passive = match &mirroring.standby {
+        Some(row) => crate::standby::admin::passive_status(&row.endpoint(), t.connect)
+            .await
+            .map(Box::new),
+        None => None,
+    };
     Ok(AdminReply::State(StateReport {
         catalog,
         replication,
         history,
         not_operational: store.unmirrored_lost(),
+        standby: Some(Box::new(mirroring)),
+        standby_passive,
     }))
 }

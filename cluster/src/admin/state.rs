@@ -219,24 +219,70 @@ fn mirrors(report: &StateReport) -> String {
 }
 
 fn standby(report: &StateReport) -> String {
-    let standby = report
-        .catalog
+    let cat = &report.catalog;
+    let mut out = String::new();
+    let acting = cat
         .segments
         .values()
-        .find(|s| s.content == -1 && s.role == Role::Mirror);
+        .find(|s| s.content == -1 && s.role == Role::Primary && s.status == Status::Up);
+    if let Some(c) = acting {
+        let _ = writeln!(
+            out,
+            "Coordinator: {}:{} {} (Active)",
+            c.hostname, c.port, c.datadir
+        );
+    }
+    // The configured standby; a row an activation left down is no standby.
+    let standby = cat
+        .segments
+        .values()
+        .find(|s| s.content == -1 && s.role == Role::Mirror && s.status == Status::Up);
     match standby {
-        None => "Standby: not configured\n".to_string(),
-        Some(s) => format!(
-            "Standby: {}:{} {} ({})\n",
-            s.hostname,
-            s.port,
-            s.datadir,
-            if s.status == Status::Up {
-                "Standby host passive"
-            } else {
-                "Standby host DOWN"
-            }
-        ),
+        None => out.push_str("Standby: not configured\n"),
+        Some(s) => {
+            // Without the coordinator's mirroring view (an older report), the catalog row.
+            let answers = report.standby.is_none() || report.standby_passive.is_some();
+            let _ = writeln!(
+                out,
+                "Standby: {}:{} {} ({})",
+                s.hostname,
+                s.port,
+                s.datadir,
+                if answers {
+                    "Standby host passive"
+                } else {
+                    "Standby host DOWN"
+                }
+            );
+        }
+    }
+    if let Some(m) = &report.standby {
+        mirroring(m, &mut out);
+    }
+    out
+}
+
+/// The mirroring view's row (`gp_master_mirroring`) and the walsender's state, as `gpstate -f`
+/// shows them.
+fn mirroring(m: &crate::standby::MirroringStatus, out: &mut String) {
+    let _ = writeln!(out, "  Mirroring state:   {}", m.summary_state.label());
+    if m.standby.is_none() {
+        return;
+    }
+    let sender = if m.detail_state.is_empty() {
+        "not connected"
+    } else {
+        m.detail_state.as_str()
+    };
+    let _ = writeln!(out, "  WAL sender state:  {sender}");
+    let _ = writeln!(
+        out,
+        "  Catalog WAL lag:   {} bytes (the coordinator's flushed WAL the standby lacks)",
+        m.coordinator_flushed_lsn
+            .saturating_sub(m.standby_flushed_lsn)
+    );
+    if let Some(e) = &m.error_message {
+        let _ = writeln!(out, "  Error:             {e}");
     }
 }
 
@@ -318,6 +364,8 @@ mod tests {
             replication,
             history: Vec::new(),
             not_operational: None,
+            standby: None,
+            standby_passive: None,
         }
     }
 
@@ -332,6 +380,34 @@ mod tests {
         let out = render(&report(cat), View::Standby);
         assert!(
             out.contains("smdw") && out.contains("Standby host passive"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_standby_view_shows_the_mirroring_state() {
+        use crate::standby::{MirroringStatus, SummaryState};
+        let mut cat = synced_pair();
+        let mut standby = row(9, -1, Role::Mirror, Mode::Synced, Status::Up);
+        standby.hostname = "smdw".into();
+        cat.segments.insert(9, standby.clone());
+        let mut r = report(cat);
+        r.standby = Some(Box::new(MirroringStatus {
+            summary_state: SummaryState::NotSynchronized,
+            detail_state: String::new(),
+            log_time_ms: Some(5),
+            error_message: Some("the standby sent nothing for 3s".into()),
+            standby: Some(standby),
+            coordinator_flushed_lsn: 700,
+            standby_flushed_lsn: 400,
+        }));
+        let out = render(&r, View::Standby);
+        assert!(out.contains("(Standby host DOWN)"), "{out}");
+        assert!(out.contains("Mirroring state:   Not Synchronized"), "{out}");
+        assert!(out.contains("WAL sender state:  not connected"), "{out}");
+        assert!(out.contains("Catalog WAL lag:   300 bytes"), "{out}");
+        assert!(
+            out.contains("Error:             the standby sent nothing"),
             "{out}"
         );
     }

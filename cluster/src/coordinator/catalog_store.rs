@@ -63,6 +63,13 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CatalogStoreError> {
 }
 
 impl CatalogStore {
+    /// This store, reporting to `observe` the catalog positions it acts on once its
+    /// synchronized standby flushed them. Called before the store is shared.
+    pub fn observed(mut self, observe: crate::observe::Observe) -> CatalogStore {
+        self.standby = Arc::new(crate::standby::StandbyLink::observed(observe));
+        self
+    }
+
     /// Loads the catalog, or initializes it from `initial` on a fresh coordinator.
     pub async fn open(
         mut engine: Engine,

@@ -38,6 +38,8 @@ pub struct CoordinatorConfig {
     pub connect_timeout: Duration,
     pub cache_blocks_max: usize,
     pub bugs: PlantedBugs,
+    /// Where the catalog reports what it acts on (the simulator's checkers; off in production).
+    pub observe: crate::observe::Observe,
 }
 
 impl CoordinatorConfig {
@@ -51,6 +53,7 @@ impl CoordinatorConfig {
             connect_timeout: Duration::from_secs(2),
             cache_blocks_max: 64,
             bugs: PlantedBugs::none(),
+            observe: Default::default(),
         }
     }
 }
@@ -77,7 +80,9 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             },
         )
         .await?;
-        let store = CatalogStore::open(engine, &cfg.segments).await?;
+        let store = CatalogStore::open(engine, &cfg.segments)
+            .await?
+            .observed(cfg.observe.clone());
         let listener = net::listen(&cfg.listen_addr)
             .await
             .map_err(CoordinatorError::Listen)?;

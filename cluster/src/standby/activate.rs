@@ -65,7 +65,9 @@ pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateErro
         .ok_or(ActivateError::NoCatalog)?;
     let end_lsn = engine.end_of_valid_wal()?;
     engine.wal().flush_to(end_lsn).await?;
-    let store = CatalogStore::open(engine, &[]).await?;
+    let store = CatalogStore::open(engine, &[])
+        .await?
+        .observed(cfg.coordinator.observe.clone());
     let epoch = take_over(&store, cfg.dbid).await?;
     info!(
         epoch,

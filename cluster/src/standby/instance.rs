@@ -282,6 +282,16 @@ impl Shared {
     }
 
     async fn position(&self) -> Result<WalFeedback, StorageError> {
+        if self.cfg.coordinator.bugs.standby_acks_unflushed_wal {
+            // The bug's receiver flushes what it already reported only when the stream is idle.
+            let wal = self.wal().await;
+            wal.flush_to(wal.end_lsn()).await?;
+            let mut engine = self.engine.lock().await;
+            let engine = engine
+                .as_mut()
+                .expect("checked by the caller: storage is open");
+            engine.replay()?;
+        }
         let engine = self.engine.lock().await;
         let engine = engine
             .as_ref()
@@ -290,6 +300,22 @@ impl Shared {
             flushed: engine.wal().flushed_lsn(),
             replayed: engine.replay_lsn(),
         })
+    }
+
+    async fn replay_lsn(&self) -> Lsn {
+        let engine = self.engine.lock().await;
+        engine
+            .as_ref()
+            .expect("checked by the caller: storage is open")
+            .replay_lsn()
+    }
+
+    async fn wal(&self) -> Arc<crate::wal::Wal> {
+        let engine = self.engine.lock().await;
+        engine
+            .as_ref()
+            .expect("checked by the caller: storage is open")
+            .wal()
     }
 
     /// Write, flush, then report: the coordinator's commits wait on the flushed position we
@@ -304,6 +330,14 @@ impl Shared {
             engine.receive_wal(start, bytes)?;
             engine.wal()
         };
+        if self.cfg.coordinator.bugs.standby_acks_unflushed_wal {
+            // Planted bug: report as flushed what is only written.
+            let replayed = self.replay_lsn().await;
+            return Ok(WalFeedback {
+                flushed: end,
+                replayed,
+            });
+        }
         let flushed = wal.flush_to(end).await?;
         let replayed = {
             let mut engine = self.engine.lock().await;

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Role, SegmentConfig, Status};
+use crate::observe::{Fact, Observe};
 use crate::sync::Watch;
 use crate::wal::Lsn;
 
@@ -163,18 +164,26 @@ struct SyncPoint {
 pub struct StandbyLink {
     tracker: Mutex<Tracker>,
     sync: Watch<SyncPoint>,
+    observe: Observe,
 }
 
 impl Default for StandbyLink {
     fn default() -> StandbyLink {
-        StandbyLink {
-            tracker: Mutex::default(),
-            sync: Watch::new(SyncPoint::default()),
-        }
+        StandbyLink::observed(Observe::default())
     }
 }
 
 impl StandbyLink {
+    /// A link that reports each catalog position the coordinator acts on once the standby
+    /// flushed it ([`Fact::StandbyFlushed`]).
+    pub fn observed(observe: Observe) -> StandbyLink {
+        StandbyLink {
+            tracker: Mutex::default(),
+            sync: Watch::new(SyncPoint::default()),
+            observe,
+        }
+    }
+
     pub fn tracker(&self) -> Tracker {
         self.tracker.lock().unwrap().clone()
     }
@@ -199,9 +208,13 @@ impl StandbyLink {
         if !self.sync.get().synchronized {
             return;
         }
-        self.sync
+        let point = self
+            .sync
             .wait_until(|p| !p.synchronized || p.flushed >= lsn)
             .await;
+        if point.synchronized {
+            self.observe.report(Fact::StandbyFlushed { lsn });
+        }
     }
 }
 

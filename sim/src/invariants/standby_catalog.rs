@@ -7,9 +7,17 @@
 //! the standby's catalog WAL up to the point where activation cut it is a byte-identical prefix
 //! of the coordinator's durable WAL (what survived the coordinator's crash). A standby holding a
 //! catalog record the coordinator never made durable, or a different one, breaks it.
+//!
+//! And its other half ([`check_acknowledged`]): the activated standby holds every catalog change
+//! the coordinator acted on because the standby reported it flushed. The coordinator waits for
+//! that report before it acts on a change (a commit record before COMMIT PREPARED, a new epoch
+//! before any segment sees it), so a change the standby loses when its host crashes is one the
+//! cluster was already told about.
 
 use super::Violation;
 use crate::history::Event;
+use crate::observer::Observed;
+use cluster::observe::Fact;
 
 pub const NAME: &str = "standby-catalog";
 
@@ -55,6 +63,40 @@ pub fn check(
         .collect()
 }
 
+/// `facts`: what the instances reported during the run; `end_lsn`: where the standby's
+/// activation cut its catalog WAL, at `activated_at_ms`. Every position the coordinator acted on
+/// as flushed by its standby ([`Fact::StandbyFlushed`]) before the activation must lie within it.
+pub fn check_acknowledged(
+    facts: &[Observed],
+    end_lsn: u64,
+    activated_at_ms: u64,
+) -> Vec<Violation> {
+    let acted = facts
+        .iter()
+        .filter(|o| o.at_ms <= activated_at_ms)
+        .filter_map(|o| match o.fact {
+            Fact::StandbyFlushed { lsn } if lsn > end_lsn => Some((o.at_ms, lsn)),
+            _ => None,
+        })
+        .max_by_key(|(_, lsn)| *lsn);
+    acted
+        .map(|(at_ms, lsn)| Violation {
+            checker: NAME,
+            message: format!(
+                "the coordinator acted on catalog WAL up to {lsn} once its standby reported it flushed, but the activated standby's catalog WAL ends at {end_lsn}: a catalog change the cluster was told about is lost"
+            ),
+            first_event: Event {
+                at_ms,
+                client: 0,
+                txn: 0,
+                kind: "standby-flushed".into(),
+                detail: format!("the standby reported catalog WAL up to {lsn} flushed"),
+            },
+        })
+        .into_iter()
+        .collect()
+}
+
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
 }
@@ -86,5 +128,26 @@ mod tests {
             .contains("differs from the coordinator's at byte 2"));
         let v = check(&[1, 2], &[1, 2, 3], 3, 10);
         assert!(v[0].message.contains("short of"));
+    }
+
+    fn flushed(at_ms: u64, lsn: u64) -> Observed {
+        Observed {
+            at_ms,
+            fact: Fact::StandbyFlushed { lsn },
+        }
+    }
+
+    #[test]
+    fn a_change_acted_on_must_survive_in_the_activated_standby() {
+        let facts = [flushed(5, 40), flushed(6, 90), flushed(20, 300)];
+        assert!(check_acknowledged(&facts, 90, 10).is_empty());
+        assert!(
+            check_acknowledged(&facts, 120, 10).is_empty(),
+            "later facts come from the new coordinator"
+        );
+        let v = check_acknowledged(&facts, 60, 10);
+        assert_eq!(v.len(), 1);
+        assert!(v[0].message.contains("up to 90"), "{}", v[0].message);
+        assert_eq!(v[0].first_event.at_ms, 6);
     }
 }

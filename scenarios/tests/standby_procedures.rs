@@ -1,0 +1,31 @@
+//! Seed 000's standby coordinator procedures (see `sim::standby_scenarios`), with the `state`
+//! report (`-f`, `-e`, `-m`) snapshotted after each step. Each also runs as
+//! `hasim scenario NAME`.
+
+use sim::admin_scenarios::{run, SCENARIOS};
+
+fn check(name: &str) {
+    let seed = SCENARIOS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .expect("a known scenario");
+    for (step, text) in run(name, seed).unwrap() {
+        insta::assert_snapshot!(step.as_str(), text);
+    }
+}
+
+#[test]
+fn a_standby_added_while_clients_commit_becomes_synchronized() {
+    check("add-standby");
+}
+
+#[test]
+fn the_coordinator_fails_the_standby_is_activated_and_a_new_standby_follows_it() {
+    check("coordinator-fails-standby-activated");
+}
+
+#[test]
+fn a_stale_standby_is_resynchronized_by_init_standby_n() {
+    check("stale-standby-resynchronized");
+}
