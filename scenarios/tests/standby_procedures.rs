@@ -17,15 +17,15 @@ fn check(name: &str) {
 
 #[test]
 fn a_standby_added_while_clients_commit_becomes_synchronized() {
-    check("add-standby");
+    check("add_standby");
 }
 
 #[test]
 fn the_coordinator_fails_the_standby_is_activated_and_a_new_standby_follows_it() {
-    check("coordinator-fails-standby-activated");
+    check("coordinator_fails_standby_activated");
 }
 
 #[test]
 fn a_stale_standby_is_resynchronized_by_init_standby_n() {
-    check("stale-standby-resynchronized");
+    check("stale_standby_resynchronized");
 }

@@ -478,9 +478,9 @@ pub const SCENARIOS: &[(&str, u64)] = &[
     ("add_mirrors_from_a_file_onto_other_hosts", 8),
     ("move_mirrors_into_a_block_layout", 9),
     // Seed 000's standby procedures (`crate::standby_scenarios`).
-    ("add-standby", 10),
-    ("coordinator-fails-standby-activated", 11),
-    ("stale-standby-resynchronized", 12),
+    ("add_standby", 10),
+    ("coordinator_fails_standby_activated", 11),
+    ("stale_standby_resynchronized", 12),
 ];
 
 /// Runs scenario `name` in a fresh simulation with `seed`.

@@ -27,11 +27,11 @@ use crate::world::STANDBY_HOST;
 /// Runs scenario `name` of this module in `rt`; `None` if it is not one of them.
 pub fn run(rt: &madsim::runtime::Runtime, name: &str, seed: u64) -> Option<Steps> {
     Some(match name {
-        "add-standby" => rt.block_on(add_standby(seed)),
-        "coordinator-fails-standby-activated" => {
+        "add_standby" => rt.block_on(add_standby(seed)),
+        "coordinator_fails_standby_activated" => {
             rt.block_on(coordinator_fails_standby_activated(seed))
         }
-        "stale-standby-resynchronized" => rt.block_on(stale_standby_resynchronized(seed)),
+        "stale_standby_resynchronized" => rt.block_on(stale_standby_resynchronized(seed)),
         _ => return None,
     })
 }
