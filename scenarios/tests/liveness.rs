@@ -56,3 +56,18 @@ fn a_deposed_primary_demoted_while_committing_does_not_answer_done() {
     let result = run_seed(212, &RunConfig::swarm()).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
 }
+
+/// Regression (swarm seed 167): a primary in Change Tracking acknowledged commits alone; its
+/// mirror reconnected and caught up, then a partition held its stream back while the primary
+/// acknowledged more alone. The next probe turned synchronous waiting on and reported the pair
+/// in sync, though the mirror lacked those commits, and a later failover promoted it. A mirror
+/// is now in sync only once it has flushed everything acknowledged without it.
+#[test]
+fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() {
+    let result = run_seed(167, &RunConfig::swarm()).0;
+    assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
+    assert!(result
+        .faults
+        .iter()
+        .any(|f| matches!(f.fault, sim::nemesis::Fault::DoubleFault { content: 3 })));
+}

@@ -113,6 +113,10 @@ struct SenderState {
 struct SyncState {
     mirror_flushed: Lsn,
     syncrep: bool,
+    /// The primary's flushed WAL when synchronous waiting last went back on: commits up to
+    /// here may have been acknowledged without the mirror (Change Tracking), so the mirror is
+    /// in sync again only once it has flushed this far.
+    acked_alone_upto: Lsn,
 }
 
 struct State {
@@ -210,6 +214,7 @@ impl Instance {
         let sync = Watch::new(SyncState {
             mirror_flushed: 0,
             syncrep,
+            acked_alone_upto: 0,
         });
         let failure = Watch::new(None);
         Instance {
@@ -374,6 +379,21 @@ impl Instance {
         }
     }
 
+    /// Whether the mirror holds every commit this primary acknowledged: it caught up since it
+    /// connected and, in synchronous mode, synchronous waiting is on and the mirror has flushed
+    /// whatever was acknowledged without it while waiting was off. (In asynchronous mode a
+    /// caught-up mirror counts as in sync: that mode accepts the loss.)
+    fn mirror_in_sync(&self, sender: &SenderState) -> bool {
+        if !sender.caught_up {
+            return false;
+        }
+        if self.inner.cfg.replication == ReplicationMode::Async {
+            return true;
+        }
+        let sync = self.inner.sync.get();
+        sync.syncrep && sync.mirror_flushed >= sync.acked_alone_upto
+    }
+
     /// The newest configuration epoch this instance has seen.
     pub(super) fn epoch(&self) -> u64 {
         self.inner.state.lock().unwrap().epoch
@@ -402,8 +422,15 @@ impl Instance {
             && self.inner.cfg.replication == ReplicationMode::Sync
             && !self.inner.sync.get().syncrep
         {
-            info!("mirror is up again: synchronous waiting on");
-            self.inner.sync.modify(|s| s.syncrep = true);
+            let flushed = self.inner.wal.flushed_lsn();
+            info!(
+                flushed,
+                "mirror is up again: synchronous waiting on; in sync once it has flushed this far"
+            );
+            self.inner.sync.modify(|s| {
+                s.syncrep = true;
+                s.acked_alone_upto = s.acked_alone_upto.max(flushed);
+            });
         }
         let since = sender.last_disconnect.max(self.inner.started);
         let request_retry = !mirror_up
@@ -412,7 +439,7 @@ impl Instance {
         SegmentResponse::Probe(ProbeReply {
             is_mirror: false,
             mirror_up,
-            in_sync: mirror_up && sender.caught_up,
+            in_sync: mirror_up && self.mirror_in_sync(&sender),
             syncrep_enabled: self.inner.sync.get().syncrep,
             request_retry,
         })

@@ -200,7 +200,7 @@ impl Instance {
             role: state.role,
             flushed: self.inner.wal.flushed_lsn(),
             mirror_connected: state.role == Role::Primary && state.sender.connected,
-            mirror_caught_up: state.role == Role::Primary && state.sender.caught_up,
+            mirror_caught_up: state.role == Role::Primary && self.mirror_in_sync(&state.sender),
             mirror_flushed: self.inner.sync.get().mirror_flushed,
             replay_lsn,
         })
