@@ -319,3 +319,27 @@ async fn create_table(inst: &Instance, def: TableDef) -> Option<SegmentResponse>
         .await
         .map(done_if_durable)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::DbError;
+
+    /// A prepare or COMMIT PREPARED that waited for the mirror answers "done" only if the
+    /// change is durable where it must be; an instance demoted while it waited keeps its error
+    /// (a deposed primary once answered "done" for a commit its promoted mirror never had, and
+    /// the coordinator forgot the distributed commit with the content only prepared).
+    #[test]
+    fn only_a_durable_acknowledgement_becomes_done() {
+        assert!(matches!(
+            done_if_durable(SegmentResponse::Committed { lsn: 7 }),
+            SegmentResponse::Ok
+        ));
+        let why = "dbid 8 stopped acting as primary while committing";
+        let demoted = SegmentResponse::Error(DbError::Unknown(why.into()));
+        assert!(matches!(
+            done_if_durable(demoted),
+            SegmentResponse::Error(DbError::Unknown(m)) if m == why
+        ));
+    }
+}
