@@ -225,6 +225,38 @@ pub async fn create_table(c: &mut cluster::client::Client, table: &str) {
     panic!("could not create table {table}");
 }
 
+/// Creates heap `table` and waits until content 0's pair is Synchronized: the start of a test
+/// that then faults the pair.
+pub async fn table_on_a_synchronized_pair(c: &mut cluster::client::Client, table: &str) {
+    for _ in 0..200 {
+        let created = c
+            .create_table(table, cluster::wal::TableKind::Heap)
+            .await
+            .is_ok();
+        let synced = c
+            .catalog()
+            .await
+            .is_ok_and(|cat| cat.pair(0).unwrap().primary.mode == cluster::catalog::Mode::Synced);
+        if created && synced {
+            return;
+        }
+        madsim::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("table {table} never stood on a synchronized pair");
+}
+
+/// The keys a new transaction's scan of `table` on `content` returns (the transaction stays
+/// open).
+pub async fn scan_keys(c: &mut cluster::client::Client, table: &str, content: i16) -> Vec<i64> {
+    c.begin().await.unwrap();
+    c.scan(table, content)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
 /// Every row of `table` on every content, sorted by key.
 pub async fn all_keys(c: &mut cluster::client::Client, table: &str, contents: i16) -> Vec<i64> {
     let mut keys = Vec::new();

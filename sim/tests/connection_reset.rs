@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use cluster::catalog::Mode;
 use cluster::client::Client;
 use cluster::io::net::{listen, resets, Connection, NetError};
-use cluster::wal::TableKind;
 use sim::config::RunConfig;
 use sim::nemesis::Fault;
 use sim::world::World;
@@ -104,18 +102,7 @@ async fn a_transaction_whose_connection_was_reset_runs_again_and_commits() {
     let (was_reset, after_reset) = oneshot::channel::<()>();
     let client = node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
-        for _ in 0..200 {
-            let created = c.create_table("t", TableKind::Heap).await.is_ok();
-            if created
-                && c.catalog()
-                    .await
-                    .map(|cat| cat.pair(0).unwrap().primary.mode == Mode::Synced)
-                    .unwrap_or(false)
-            {
-                break;
-            }
-            madsim::time::sleep(Duration::from_millis(250)).await;
-        }
+        sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
         let primary = c.catalog().await.unwrap().pair(0).unwrap().primary.dbid;
         c.begin().await.unwrap();
         c.insert("t", 1, b"first".to_vec()).await.unwrap();
@@ -131,14 +118,7 @@ async fn a_transaction_whose_connection_was_reset_runs_again_and_commits() {
             primary,
             "no failover: the primary never failed"
         );
-        c.begin().await.unwrap();
-        let rows: Vec<i64> = c
-            .scan("t", 0)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
         assert_eq!(rows, vec![1, 2], "both statements, once each");
     });
     reset_now.await.unwrap();

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use cluster::catalog::Mode;
 use cluster::client::Client;
-use cluster::wal::TableKind;
 use sim::config::RunConfig;
 use sim::world::World;
 use tokio::sync::oneshot;
@@ -30,18 +28,7 @@ async fn a_transaction_in_flight_during_a_failover_is_retried_on_the_promoted_mi
     let (crashed, after_crash) = oneshot::channel::<()>();
     let client = node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
-        for _ in 0..200 {
-            let created = c.create_table("t", TableKind::Heap).await.is_ok();
-            if created
-                && c.catalog()
-                    .await
-                    .map(|cat| cat.epoch > 1 && cat.pair(0).unwrap().primary.mode == Mode::Synced)
-                    .unwrap_or(false)
-            {
-                break;
-            }
-            madsim::time::sleep(Duration::from_millis(250)).await;
-        }
+        sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
         c.begin().await.unwrap();
         c.insert("t", 1, b"first".to_vec()).await.unwrap();
         mid_txn.send(()).unwrap();
@@ -56,14 +43,7 @@ async fn a_transaction_in_flight_during_a_failover_is_retried_on_the_promoted_mi
             3,
             "the mirror was promoted"
         );
-        c.begin().await.unwrap();
-        let rows: Vec<i64> = c
-            .scan("t", 0)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
         assert_eq!(
             rows,
             vec![1, 2],

@@ -90,17 +90,7 @@ impl Engine {
     /// instance (a full copy follows). Afterwards the engine may receive WAL as a replica.
     /// Returns the WAL bytes discarded.
     pub async fn rewind_to(&mut self, lsn: Lsn) -> Result<u64, StorageError> {
-        let end = self.wal.end_lsn();
-        if lsn > end {
-            return Err(StorageError::FlushBeyondEnd { lsn, end });
-        }
-        // Redo from 0 from now on, whatever happens next.
-        Control::default().write(&*self.disk).await?;
-        self.wal.truncate(lsn)?;
-        self.disk
-            .sync(WAL_PATH)
-            .await
-            .map_err(|source| StorageError::io("sync", WAL_PATH, source))?;
+        let end = self.cut_wal(lsn).await?;
         for kind in [TableKind::Heap, TableKind::AppendOptimized] {
             let dir = TableFile::dir(kind);
             let files = self
@@ -139,6 +129,17 @@ impl Engine {
     /// are: whatever this instance applied past `lsn` stays in its data, and blocks stamped
     /// with a later page LSN skip the primary's changes to them. Returns the WAL bytes cut.
     pub async fn cut_wal_keeping_blocks(&mut self, lsn: Lsn) -> Result<u64, StorageError> {
+        let end = self.cut_wal(lsn).await?;
+        self.applied_lsn = self.applied_lsn.min(lsn);
+        self.role = Role::Undecided;
+        self.check_invariants();
+        tracing::info!(cut_to = lsn, cut = end - lsn, "wal cut, blocks kept");
+        Ok(end - lsn)
+    }
+
+    /// Cuts the WAL durably at `lsn` (a record boundary), after resetting the control file so
+    /// that redo starts from 0 whatever happens next. Returns the WAL's end before the cut.
+    async fn cut_wal(&mut self, lsn: Lsn) -> Result<Lsn, StorageError> {
         let end = self.wal.end_lsn();
         if lsn > end {
             return Err(StorageError::FlushBeyondEnd { lsn, end });
@@ -149,10 +150,6 @@ impl Engine {
             .sync(WAL_PATH)
             .await
             .map_err(|source| StorageError::io("sync", WAL_PATH, source))?;
-        self.applied_lsn = self.applied_lsn.min(lsn);
-        self.role = Role::Undecided;
-        self.check_invariants();
-        tracing::info!(cut_to = lsn, cut = end - lsn, "wal cut, blocks kept");
-        Ok(end - lsn)
+        Ok(end)
     }
 }
