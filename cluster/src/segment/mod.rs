@@ -108,6 +108,17 @@ struct SenderState {
     last_disconnect: Instant,
 }
 
+/// The rule behind [`Instance::mirror_in_sync`], apart from the instance's state.
+fn in_sync(caught_up: bool, replication: ReplicationMode, sync: SyncState) -> bool {
+    if !caught_up {
+        return false;
+    }
+    if replication == ReplicationMode::Async {
+        return true;
+    }
+    sync.syncrep && sync.mirror_flushed >= sync.acked_alone_upto
+}
+
 /// What a commit waiting for the mirror watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SyncState {
@@ -384,14 +395,11 @@ impl Instance {
     /// whatever was acknowledged without it while waiting was off. (In asynchronous mode a
     /// caught-up mirror counts as in sync: that mode accepts the loss.)
     fn mirror_in_sync(&self, sender: &SenderState) -> bool {
-        if !sender.caught_up {
-            return false;
-        }
-        if self.inner.cfg.replication == ReplicationMode::Async {
-            return true;
-        }
-        let sync = self.inner.sync.get();
-        sync.syncrep && sync.mirror_flushed >= sync.acked_alone_upto
+        in_sync(
+            sender.caught_up,
+            self.inner.cfg.replication,
+            self.inner.sync.get(),
+        )
     }
 
     /// The newest configuration epoch this instance has seen.
@@ -493,5 +501,37 @@ impl Instance {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Swarm seed 167: a mirror that caught up once, then fell behind while its primary
+    /// acknowledged commits alone, is not in sync when synchronous waiting goes back on; it is
+    /// once it has flushed what was acknowledged without it.
+    #[test]
+    fn a_mirror_is_in_sync_only_past_what_was_acknowledged_without_it() {
+        let sync = |mirror_flushed, syncrep| SyncState {
+            mirror_flushed,
+            syncrep,
+            acked_alone_upto: 41_098,
+        };
+        let sync_mode = ReplicationMode::Sync;
+        assert!(!in_sync(true, sync_mode, sync(37_576, true)));
+        assert!(
+            !in_sync(true, sync_mode, sync(41_098, false)),
+            "waiting still off"
+        );
+        assert!(in_sync(true, sync_mode, sync(41_098, true)));
+        assert!(
+            !in_sync(false, sync_mode, sync(50_000, true)),
+            "not caught up"
+        );
+        assert!(
+            in_sync(true, ReplicationMode::Async, sync(0, false)),
+            "asynchronous mode accepts the loss"
+        );
     }
 }
