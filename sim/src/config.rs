@@ -165,12 +165,14 @@ impl RunConfig {
         }
     }
 
-    /// The standard cluster (DESIGN section 7): coordinator `mdw`, 4 segment hosts with 2
-    /// primaries each (8 contents), group mirroring, 8 clients running the mixed workload, host
-    /// crashes for 60 simulated seconds.
+    /// The standard cluster (DESIGN section 7): coordinator `mdw` with a standby on `smdw`
+    /// (`init-standby -s smdw` at start-up), 4 segment hosts with 2 primaries each (8
+    /// contents), group mirroring, 8 clients running the mixed workload, the full fault
+    /// catalogue for 60 simulated seconds.
     pub fn standard() -> RunConfig {
         RunConfig {
             scenario: "standard".into(),
+            standby: true,
             segment_hosts: 4,
             contents: 8,
             clients: 8,
@@ -198,7 +200,8 @@ impl RunConfig {
     }
 
     /// Swarm testing: each seed draws its own cluster (2 to 5 segment hosts, 1 to 3 primaries
-    /// per host, mirrors on or off), probe settings, cache size and fault mix (see
+    /// per host, mirrors on or off, a standby coordinator or not), probe settings, cache size
+    /// and fault mix (see
     /// `crate::swarm`); synchronous replication, the mixed workload, 60 simulated seconds.
     pub fn swarm() -> RunConfig {
         RunConfig {

@@ -36,8 +36,8 @@ impl World {
                     self.restart_instance(dbid);
                 }
             }
-            Fault::CoordinatorCrash => self.kill_host("mdw"),
-            Fault::CoordinatorRestart => self.restart_host("mdw"),
+            Fault::CoordinatorCrash => self.crash_coordinator(),
+            Fault::CoordinatorRestart => self.restart_crashed_coordinator(),
             Fault::Partition {
                 from, to, one_way, ..
             } => self.clog(from, to, *one_way, true),

@@ -24,6 +24,7 @@ pub mod runner;
 pub mod shrink;
 pub mod standby;
 pub mod standby_failover;
+pub mod standby_runs;
 pub mod standby_scenarios;
 pub mod swarm;
 pub mod trace;

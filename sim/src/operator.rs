@@ -4,25 +4,55 @@
 //! and some instance is not in its preferred role; after a double fault (or a failed
 //! unmirrored segment) restart the cluster once its hosts are back, then `recoverseg`.
 //!
+//! With a standby coordinator (seed 000, "Failing Over to a Standby Master"): when the acting
+//! coordinator's host is down and the standby was Synchronized when last seen, fence the lost
+//! coordinator and `activate-standby` (starting the standby first if its process is not
+//! running, as gpactivatestandby `-f` does); once a host for a standby is free (the failed
+//! coordinator's, back up), `init-standby -s HOST`; a standby that is configured but not
+//! running (its host restarted), `init-standby -n`. The coordinator rules apply at once, even
+//! while faults are still being injected; the segment rules wait until every fault healed
+//! ([`Operator::faults_running`]). A standby last seen Not Synchronized is never activated (it
+//! may lack commits the coordinator acknowledged alone): the operator waits for the
+//! coordinator's host to come back instead, as without a standby.
+//!
 //! [`Operator::decide`] is pure (a function of what the operator observes and remembers);
 //! [`Operator::act`] observes the world, decides, and carries the action out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use cluster::admin::driver::{self, RecoverOptions, RecoverOutcome};
-use cluster::catalog::{Catalog, Content, Dbid, Mode, Status};
+use cluster::catalog::{Catalog, Content, Dbid, Mode, SegmentConfig, Status};
 use cluster::client::Client;
+use cluster::standby::admin as standby_admin;
+use cluster::standby::{MirroringStatus, SummaryState};
 
 use crate::admin::SimHosts;
 
 /// What the operator sees when it looks.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    pub catalog: Catalog,
+    /// The segment configuration (`state`), when the acting coordinator answered.
+    pub catalog: Option<Catalog>,
     /// Hosts that are down (the operator can ping them).
     pub down_hosts: BTreeSet<String>,
     /// An unmirrored content whose primary is lost (`state -e`: not operational).
     pub not_operational: Option<Content>,
+    /// The coordinator and its standby, in a cluster with a standby host.
+    pub coordinator: Option<CoordinatorObserved>,
+}
+
+/// What the operator sees of the coordinator and its standby.
+#[derive(Clone, Debug, Default)]
+pub struct CoordinatorObserved {
+    /// The hosts that can hold a coordinator or a standby (`mdw`, `smdw`).
+    pub hosts: Vec<String>,
+    /// The acting coordinator's host.
+    pub acting_host: String,
+    /// The mirroring view (`state -f`), when the acting coordinator answered.
+    pub mirroring: Option<MirroringStatus>,
+    /// Whether a standby process answers at the known standby's address.
+    pub standby_running: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,16 +63,31 @@ pub enum Action {
     Rebalance,
     /// `restart` (gpstop -r).
     Restart,
+    /// Fence the lost coordinator on `from`, then `activate-standby` on the standby `standby`
+    /// (its process started first when `start`: gpactivatestandby `-f`).
+    ActivateStandby {
+        from: String,
+        standby: Box<SegmentConfig>,
+        start: bool,
+    },
+    /// `init-standby -s HOST`.
+    InitStandby { host: String },
+    /// `init-standby -n`, for the standby on `host`.
+    ResyncStandby { host: String },
 }
 
 impl Action {
     /// The utility as an administrator types it.
-    pub fn command(&self) -> &'static str {
+    pub fn command(&self) -> String {
         match self {
-            Action::Recover { full: false } => "recoverseg",
-            Action::Recover { full: true } => "recoverseg -F",
-            Action::Rebalance => "recoverseg -r",
-            Action::Restart => "restart",
+            Action::Recover { full: false } => "recoverseg".into(),
+            Action::Recover { full: true } => "recoverseg -F".into(),
+            Action::Rebalance => "recoverseg -r".into(),
+            Action::Restart => "restart".into(),
+            Action::ActivateStandby { start: false, .. } => "activate-standby".into(),
+            Action::ActivateStandby { start: true, .. } => "activate-standby -f".into(),
+            Action::InitStandby { host } => format!("init-standby -s {host}"),
+            Action::ResyncStandby { .. } => "init-standby -n".into(),
         }
     }
 }
@@ -54,6 +99,12 @@ pub struct Operator {
     double_faulted: BTreeSet<Content>,
     /// Instances whose incremental recovery failed: next time, a full copy.
     failed_incremental: BTreeSet<Dbid>,
+    /// The standby as last seen in the mirroring view, and whether it was Synchronized then.
+    standby: Option<(SegmentConfig, bool)>,
+    /// Faults are still being injected: only the coordinator rules apply.
+    pub faults_running: bool,
+    /// How long `init-standby` waits for Synchronized.
+    pub standby_wait: Option<Duration>,
     /// Actions taken, in order, with their outcome.
     pub log: Vec<(Action, Result<String, String>)>,
 }
@@ -65,7 +116,15 @@ impl Operator {
 
     /// The next action, if any.
     pub fn decide(&mut self, obs: &Observed) -> Option<Action> {
-        let cat = &obs.catalog;
+        if let Some(c) = &obs.coordinator {
+            if let Some(action) = self.decide_coordinator(c, &obs.down_hosts) {
+                return action;
+            }
+        }
+        if self.faults_running {
+            return None;
+        }
+        let cat = obs.catalog.as_ref()?;
         for pair in cat.pairs() {
             let Some(mirror) = &pair.mirror else { continue };
             if mirror.status == Status::Down && obs.down_hosts.contains(&pair.primary.hostname) {
@@ -121,25 +180,134 @@ impl Operator {
         None
     }
 
+    /// The coordinator rules: `Some(decision)` when they decide (an action, or to wait with
+    /// nothing else done), `None` to go on to the segment rules.
+    fn decide_coordinator(
+        &mut self,
+        c: &CoordinatorObserved,
+        down: &BTreeSet<String>,
+    ) -> Option<Option<Action>> {
+        if let Some(m) = &c.mirroring {
+            self.standby = m
+                .standby
+                .clone()
+                .map(|row| (row, m.summary_state == SummaryState::Synchronized));
+        }
+        if down.contains(&c.acting_host) {
+            // The coordinator is lost: activate a standby that was Synchronized, on a host
+            // that is up; otherwise wait for the coordinator's host to come back.
+            return Some(match &self.standby {
+                Some((row, true)) if !down.contains(&row.hostname) => {
+                    Some(Action::ActivateStandby {
+                        from: c.acting_host.clone(),
+                        standby: Box::new(row.clone()),
+                        start: !c.standby_running,
+                    })
+                }
+                _ => None,
+            });
+        }
+        let m = c.mirroring.as_ref()?;
+        match (&m.summary_state, &m.standby) {
+            (SummaryState::NotConfigured, _) => {
+                let free = c
+                    .hosts
+                    .iter()
+                    .find(|h| **h != c.acting_host && !down.contains(*h))?;
+                Some(Some(Action::InitStandby { host: free.clone() }))
+            }
+            (SummaryState::NotSynchronized, Some(row))
+                if !c.standby_running && !down.contains(&row.hostname) =>
+            {
+                Some(Some(Action::ResyncStandby {
+                    host: row.hostname.clone(),
+                }))
+            }
+            _ => None,
+        }
+    }
+
     /// Looks at the world, decides, and carries the action out; returns it with its outcome.
     pub async fn act(
         &mut self,
         client: &mut Client,
         hosts: &SimHosts,
     ) -> Option<(Action, Result<String, String>)> {
-        let report = driver::state_report(client).await.ok()?;
-        let down_hosts: BTreeSet<String> =
-            hosts.0.lock().unwrap().down_hosts().into_iter().collect();
+        let (down_hosts, acting, coordinator_hosts) = {
+            let world = hosts.0.lock().unwrap();
+            let down: BTreeSet<String> = world.down_hosts().into_iter().collect();
+            (down, world.acting.host.clone(), world.coordinator_hosts())
+        };
+        let acting_down = down_hosts.contains(&acting);
+        let report = if acting_down {
+            None
+        } else {
+            driver::state_report(client).await.ok()
+        };
+        let coordinator = if coordinator_hosts.len() > 1 {
+            let mirroring = if acting_down {
+                None
+            } else {
+                standby_admin::mirroring_status(client).await.ok()
+            };
+            let known = mirroring
+                .as_ref()
+                .and_then(|m| m.standby.clone())
+                .or_else(|| self.standby.as_ref().map(|(row, _)| row.clone()));
+            let standby_running = match known {
+                Some(row) if !down_hosts.contains(&row.hostname) => {
+                    standby_admin::passive_status(&row.endpoint(), Duration::from_secs(1))
+                        .await
+                        .is_some()
+                }
+                _ => false,
+            };
+            Some(CoordinatorObserved {
+                hosts: coordinator_hosts,
+                acting_host: acting,
+                mirroring,
+                standby_running,
+            })
+        } else {
+            None
+        };
+        if report.is_none() && coordinator.is_none() {
+            return None;
+        }
         let obs = Observed {
-            catalog: report.catalog,
+            not_operational: report.as_ref().and_then(|r| r.not_operational),
+            catalog: report.map(|r| r.catalog),
             down_hosts,
-            not_operational: report.not_operational,
+            coordinator,
         };
         let action = self.decide(&obs)?;
+        let wait = self.standby_wait.unwrap_or(Duration::from_secs(30));
         let outcome = match &action {
             Action::Restart => {
                 let restarted = hosts.0.lock().unwrap().restart_cluster();
+                // The standby process stopped with the rest: it is Not Synchronized until
+                // `init-standby -n`.
+                if let Some((_, synced)) = &mut self.standby {
+                    *synced = false;
+                }
                 Ok(format!("restarted {restarted:?}"))
+            }
+            Action::ActivateStandby {
+                from,
+                standby,
+                start,
+            } => activate(hosts, from, standby, *start).await,
+            Action::InitStandby { host } => {
+                crate::standby_runs::init_standby(hosts, host, false, wait, client_timeout())
+                    .await
+                    .map(|s| describe_standby(&s))
+                    .map_err(|e| e.to_string())
+            }
+            Action::ResyncStandby { host } => {
+                crate::standby_runs::init_standby(hosts, host, true, wait, client_timeout())
+                    .await
+                    .map(|s| describe_standby(&s))
+                    .map_err(|e| e.to_string())
             }
             Action::Rebalance => {
                 let opts = RecoverOptions {
@@ -179,9 +347,77 @@ impl Operator {
                 }
             }
         };
+        if matches!(action, Action::ActivateStandby { .. }) && outcome.is_ok() {
+            // The activated standby is the coordinator now; the next look finds no standby.
+            self.standby = None;
+        }
         tracing::info!(?action, ?outcome, "operator acted");
         self.log.push((action.clone(), outcome.clone()));
         Some((action, outcome))
+    }
+}
+
+/// How long the operator's own connections wait for an answer.
+fn client_timeout() -> Duration {
+    Duration::from_secs(7)
+}
+
+fn describe_standby(s: &MirroringStatus) -> String {
+    format!(
+        "standby {} {}",
+        s.standby
+            .as_ref()
+            .map(|r| format!("dbid {} on {}", r.dbid, r.hostname))
+            .unwrap_or_default(),
+        s.summary_state.label()
+    )
+}
+
+/// Fences the lost coordinator on `from`, starts the standby if asked, and activates it; on
+/// success the world's acting coordinator moves to the standby's host. A refused activation
+/// (the old coordinator answers again, for one) lifts the fence.
+async fn activate(
+    hosts: &SimHosts,
+    from: &str,
+    standby: &SegmentConfig,
+    start: bool,
+) -> Result<String, String> {
+    let fenced = hosts.0.lock().unwrap().fence_coordinator(from);
+    if start {
+        let world = hosts.0.lock().unwrap();
+        match world.standby_host_on(&hosts.2, &standby.hostname) {
+            Some(h) => h.launch(standby),
+            None => {
+                drop(world);
+                hosts.0.lock().unwrap().unfence(from, fenced);
+                return Err(format!("{} is not a coordinator host", standby.hostname));
+            }
+        }
+    }
+    match standby_admin::activate_standby(&standby.endpoint(), Duration::from_secs(30)).await {
+        Ok(a) => {
+            let at_ms = crate::workload::now_ms();
+            let text = format!(
+                "dbid {} on {} is the coordinator at epoch {} (catalog WAL {}; in doubt: {} committed, {} aborted, {} contents unreached)",
+                a.dbid,
+                standby.hostname,
+                a.epoch,
+                a.end_lsn,
+                a.committed.len(),
+                a.aborted.len(),
+                a.unreached.len()
+            );
+            hosts
+                .0
+                .lock()
+                .unwrap()
+                .standby_activated(&hosts.2, &standby.hostname, a, at_ms);
+            Ok(text)
+        }
+        Err(e) => {
+            hosts.0.lock().unwrap().unfence(from, fenced);
+            Err(e.to_string())
+        }
     }
 }
 
@@ -214,9 +450,10 @@ mod tests {
 
     fn obs(cat: &Catalog, down: &[&str]) -> Observed {
         Observed {
-            catalog: cat.clone(),
+            catalog: Some(cat.clone()),
             down_hosts: down.iter().map(|s| s.to_string()).collect(),
             not_operational: None,
+            coordinator: None,
         }
     }
 

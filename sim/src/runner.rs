@@ -77,7 +77,9 @@ pub struct SeedResult {
     pub events: EventCounts,
     /// Every primary a host crash took down, with its failover milestones.
     pub failovers: Vec<Failover>,
-    /// What the operator agent did once every fault had healed.
+    /// What the operator agent did: with a standby coordinator, from the first fault on (it
+    /// activates the standby when the coordinator is lost); otherwise once every fault had
+    /// healed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub operator: Vec<OperatorAction>,
     pub sim_time_ms: u64,
@@ -178,6 +180,8 @@ struct SimOutput {
     /// The prober's logged catalog changes, and the history table and epoch read at the end.
     catalog_lines: Vec<trace::CatalogLine>,
     configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
+    /// Every activation of a standby, with the catalog WALs it is judged on.
+    activations: Vec<crate::standby_runs::ActivationRecord>,
 }
 
 /// Runs one seed on a fresh thread; returns its result and its captured log.
@@ -338,6 +342,12 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                 identical_replicas::NAME,
                 identical_replicas::check(&out.checksums, out.sim_time_ms),
             );
+            if !out.activations.is_empty() {
+                check(
+                    standby_catalog::NAME,
+                    crate::standby_runs::check_activations(&out.activations, &out.facts),
+                );
+            }
             if let Some((rows, epoch)) = &out.configuration_history {
                 check(
                     configuration_history::NAME,
@@ -371,8 +381,7 @@ fn client_ip(i: u32) -> IpAddr {
 async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let handle = madsim::runtime::Handle::current();
     let recorder = Recorder::default();
-    let mut world =
-        World::build_observed(&cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
+    let world = World::build_observed(&cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
     let coordinator = world.coordinator_addr.clone();
     let client_timeout = cfg.statement_timeout + Duration::from_secs(2);
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
@@ -382,6 +391,14 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     if let Err(e) = setup.await.expect("setup task") {
         panic!("cluster never came up: {e}");
     }
+    if world.standby.is_some() {
+        // A standby coordinator, added as an administrator adds one to a running cluster.
+        let init = world.init_standby(&admin, false, Duration::from_secs(30));
+        if let Err(e) = init.await {
+            panic!("init-standby -s {}: {e}", crate::world::STANDBY_HOST);
+        }
+    }
+    let addrs = world.coordinator_addrs();
 
     let start_ms = now_ms();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
@@ -395,7 +412,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             .build();
         let spec = workload::ClientSpec {
             id: c,
-            coordinators: vec![coordinator.clone()],
+            coordinators: addrs.clone(),
             timeout: client_timeout,
             workload: cfg.workload.clone(),
             contents: cfg.contents,
@@ -415,39 +432,56 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             nemesis::plan(&mut stream(seed, "nemesis"), &cfg, &layout)
         }
     };
-    let host_events = run_schedule(&mut world, &faults, start_ms).await;
-    // Heal: everything the schedule left in force; then the clients finish their last
-    // transactions.
-    let healed_at_end = world.heal_all();
-    for c in clients {
-        let _ = c.await;
-    }
+    let with_standby = world.standby.is_some();
     let contents = world.contents();
     let segments = world.segments.clone();
-    let coordinator_addr = world.coordinator_addr.clone();
-    // Liveness: the operator recovers and rebalances until the cluster has converged; then the
-    // final read.
     let hosts = crate::admin::SimHosts(
         std::sync::Arc::new(std::sync::Mutex::new(world)),
         Default::default(),
         std::sync::Arc::new(cfg.clone()),
     );
-    let (converged, operator_actions) = if cfg.operator {
-        admin
+    // With a standby, the operator watches the coordinator while faults are injected.
+    let watch = (cfg.operator && with_standby).then(|| {
+        admin.spawn(crate::standby_runs::watch(
+            hosts.clone(),
+            addrs.clone(),
+            client_timeout,
+            stop_at_ms,
+            stream(seed, "operator-watch"),
+        ))
+    });
+    let host_events = run_schedule(&hosts, &faults, start_ms).await;
+    let (operator, mut operator_actions) = match watch {
+        Some(w) => w.await.expect("watch task"),
+        None => (crate::operator::Operator::new(), Vec::new()),
+    };
+    // Heal: everything the schedule left in force; then the clients finish their last
+    // transactions.
+    let healed_at_end = hosts.0.lock().unwrap().heal_all();
+    for c in clients {
+        let _ = c.await;
+    }
+    // Liveness: the operator recovers and rebalances until the cluster has converged; then the
+    // final read.
+    let converged = if cfg.operator {
+        let (verdict, actions) = admin
             .spawn(converge(
                 hosts.clone(),
-                coordinator.clone(),
+                operator,
+                addrs.clone(),
                 client_timeout,
                 cfg.heal_bound,
                 stream(seed, "operator"),
             ))
             .await
-            .expect("converge task")
+            .expect("converge task");
+        operator_actions.extend(actions);
+        verdict
     } else {
-        (Ok(()), Vec::new())
+        Ok(())
     };
-    let read = admin.spawn(read_everything(
-        coordinator,
+    let read = admin.spawn(read_everything_at(
+        addrs.clone(),
         client_timeout,
         contents,
         cfg.heal_bound,
@@ -455,17 +489,17 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let final_rows = read.await.expect("read task");
     let checksums = if final_rows.is_ok() {
         admin
-            .spawn(pair_checksums(coordinator_addr.clone(), client_timeout))
+            .spawn(pair_checksums_at(addrs.clone(), client_timeout))
             .await
             .expect("checksum task")
     } else {
         Vec::new()
     };
     let configuration_history = if final_rows.is_ok() {
-        let (addr, timeout) = (coordinator_addr.clone(), client_timeout);
+        let (addrs, timeout) = (addrs.clone(), client_timeout);
         admin
             .spawn(async move {
-                Client::new(vec![addr], timeout)
+                Client::new(addrs, timeout)
                     .configuration_history()
                     .await
                     .ok()
@@ -475,6 +509,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     } else {
         None
     };
+    let activations = std::mem::take(&mut hosts.0.lock().unwrap().activations);
     SimOutput {
         facts: recorder.facts(),
         checksums,
@@ -488,6 +523,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         cluster_events: trace::take_cluster_events(),
         catalog_lines: trace::take_catalog_lines(),
         configuration_history,
+        activations,
         history,
         final_rows,
         sim_time_ms: now_ms(),
@@ -496,7 +532,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
 
 /// Carries out the schedule at its times; returns the host crashes and restarts among it.
 async fn run_schedule(
-    world: &mut World,
+    world: &crate::admin::SimHosts,
     faults: &[ScheduledFault],
     start_ms: u64,
 ) -> Vec<HostEvent> {
@@ -508,7 +544,7 @@ async fn run_schedule(
             madsim::time::sleep(Duration::from_millis(at - now)).await;
         }
         trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
-        world.apply(&f.fault);
+        world.0.lock().unwrap().apply(&f.fault);
         let host_event = match &f.fault {
             Fault::HostCrash { host } | Fault::TornWrite { host } => Some((host, true)),
             Fault::HostRestart { host } => Some((host, false)),
@@ -526,24 +562,34 @@ async fn run_schedule(
 }
 
 /// Lets the operator agent act, each time after a seeded delay of 0.5 to 3 s (an administrator
-/// is not instant), until the catalog meets [`invariants::converged::requirement`], up to
-/// `bound`; returns the verdict and what the operator did.
+/// is not instant), until the cluster meets [`invariants::converged::requirement`] (and, with
+/// a standby host, [`invariants::converged::coordinator_requirement`]), up to `bound`; returns
+/// the verdict and what the operator did.
 async fn converge(
     hosts: crate::admin::SimHosts,
-    coordinator: String,
+    mut operator: crate::operator::Operator,
+    addrs: Vec<String>,
     timeout: Duration,
     bound: Duration,
     mut rng: ChaCha8Rng,
 ) -> (Result<(), String>, Vec<OperatorAction>) {
     use rand_chacha::rand_core::Rng;
     let deadline = now_ms() + bound.as_millis() as u64;
-    let mut client = Client::new(vec![coordinator], timeout);
-    let mut operator = crate::operator::Operator::new();
+    let with_standby = addrs.len() > 1;
+    let mut client = Client::new(addrs, timeout);
+    operator.faults_running = false;
     let mut actions = Vec::new();
     loop {
         let last = match client.catalog().await {
             Ok(catalog) => match invariants::converged::requirement(&catalog) {
-                Ok(()) => return (Ok(()), actions),
+                Ok(()) if !with_standby => return (Ok(()), actions),
+                Ok(()) => {
+                    let status = cluster::standby::admin::mirroring_status(&mut client).await;
+                    match invariants::converged::coordinator_requirement(&catalog, status) {
+                        Ok(()) => return (Ok(()), actions),
+                        Err(e) => e,
+                    }
+                }
                 Err(e) => e,
             },
             Err(e) => e.to_string(),
@@ -555,12 +601,9 @@ async fn converge(
         let at_ms = now_ms();
         let left = Duration::from_millis(deadline.saturating_sub(at_ms).max(1));
         match madsim::time::timeout(left, operator.act(&mut client, &hosts)).await {
-            Ok(Some((action, outcome))) => actions.push(OperatorAction {
-                at_ms,
-                command: action.command().to_string(),
-                ok: outcome.is_ok(),
-                outcome: outcome.unwrap_or_else(|e| e).trim().replace('\n', "; "),
-            }),
+            Ok(Some((action, outcome))) => {
+                actions.push(OperatorAction::new(at_ms, &action, outcome))
+            }
             Ok(None) => {}
             Err(_) => {
                 return (
@@ -574,7 +617,7 @@ async fn converge(
     }
 }
 
-/// One action of the operator agent in the liveness phase.
+/// One action of the operator agent.
 #[derive(Clone, Debug, Serialize)]
 pub struct OperatorAction {
     /// Simulated ms since the run began.
@@ -586,11 +629,34 @@ pub struct OperatorAction {
     pub outcome: String,
 }
 
+impl OperatorAction {
+    pub fn new(
+        at_ms: u64,
+        action: &crate::operator::Action,
+        outcome: Result<String, String>,
+    ) -> OperatorAction {
+        OperatorAction {
+            at_ms,
+            command: action.command(),
+            ok: outcome.is_ok(),
+            outcome: outcome.unwrap_or_else(|e| e).trim().replace('\n', "; "),
+        }
+    }
+}
+
 /// For every pair the catalog shows in sync, the primary's and the mirror's checksums, taken
 /// once the mirror has replayed up to the primary's flushed WAL (the cluster is idle by now;
 /// pairs that do not get there within a few seconds are left out).
 pub async fn pair_checksums(
     coordinator: String,
+    timeout: Duration,
+) -> Vec<invariants::identical_replicas::PairChecksums> {
+    pair_checksums_at(vec![coordinator], timeout).await
+}
+
+/// [`pair_checksums`], through whichever of the coordinator addresses `addrs` is active.
+pub async fn pair_checksums_at(
+    addrs: Vec<String>,
     timeout: Duration,
 ) -> Vec<invariants::identical_replicas::PairChecksums> {
     use cluster::catalog::Mode;
@@ -609,7 +675,7 @@ pub async fn pair_checksums(
             _ => None,
         }
     }
-    let mut client = Client::new(vec![coordinator], timeout);
+    let mut client = Client::new(addrs, timeout);
     let Ok(catalog) = client.catalog().await else {
         return Vec::new();
     };
@@ -676,8 +742,18 @@ pub async fn read_everything(
     contents: Vec<i16>,
     bound: Duration,
 ) -> Result<BTreeMap<(String, Key), Value>, String> {
+    read_everything_at(vec![coordinator], timeout, contents, bound).await
+}
+
+/// [`read_everything`], through whichever of the coordinator addresses `addrs` is active.
+pub async fn read_everything_at(
+    addrs: Vec<String>,
+    timeout: Duration,
+    contents: Vec<i16>,
+    bound: Duration,
+) -> Result<BTreeMap<(String, Key), Value>, String> {
     let deadline = now_ms() + bound.as_millis() as u64;
-    let mut client = Client::new(vec![coordinator], timeout);
+    let mut client = Client::new(addrs, timeout);
     let mut last = String::new();
     // Converged first: every distributed transaction decided before the heal is carried out on
     // every content (a read earlier could see one in the middle of its second phase).

@@ -36,15 +36,15 @@ fn standby_ip() -> IpAddr {
 pub struct StandbyHost {
     pub hostname: String,
     pub addr: String,
-    node: NodeHandle,
-    disk: SimDisk,
-    coordinator_addr: String,
-    coordinator: CoordinatorConfig,
+    pub(crate) node: NodeHandle,
+    pub(crate) disk: SimDisk,
+    pub(crate) coordinator_addr: String,
+    pub(crate) coordinator: CoordinatorConfig,
 }
 
 impl StandbyHost {
     /// Where `init-standby -s` puts the standby on this host.
-    fn new_standby(&self) -> NewStandby {
+    pub(crate) fn new_standby(&self) -> NewStandby {
         NewStandby {
             hostname: self.hostname.clone(),
             address: self.addr.split(':').next().unwrap().into(),
@@ -77,13 +77,8 @@ impl StandbyHost {
 impl World {
     pub(crate) fn add_standby_host(&mut self, cfg: &RunConfig) {
         let disk = World::new_disk_for(cfg);
-        let node = self
-            .handle()
-            .create_node()
-            .name(STANDBY_HOST)
-            .ip(standby_ip())
-            .init(|| async { std::future::pending::<()>().await })
-            .build();
+        let (node, _) =
+            self.coordinator_node(STANDBY_HOST, standby_ip(), Arc::new(Default::default()));
         self.standby = Some(StandbyHost {
             hostname: STANDBY_HOST.into(),
             addr: format!("{}:{COORDINATOR_PORT}", standby_ip()),

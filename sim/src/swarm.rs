@@ -30,6 +30,8 @@ pub struct SwarmOptions {
     pub fault_every_mean_ms: u64,
     /// Every fault kind with its weight; 0 is switched off for this seed.
     pub fault_weights: FaultWeights,
+    /// A standby coordinator on `smdw` (initialized at start-up).
+    pub standby: bool,
 }
 
 impl SwarmOptions {
@@ -43,11 +45,12 @@ impl SwarmOptions {
             .map(|(k, w)| format!("{k}:{w}"))
             .collect();
         format!(
-            "{} hosts x {} primaries, mirrors {} ({}), {:?} replication, {} clients, cache {} blocks, probe every {:?} timeout {:?} retries {} gap {:?}, a fault every {} ms on average: {}",
+            "{} hosts x {} primaries, mirrors {} ({}), standby {}, {:?} replication, {} clients, cache {} blocks, probe every {:?} timeout {:?} retries {} gap {:?}, a fault every {} ms on average: {}",
             self.segment_hosts,
             self.primaries_per_host,
             if self.mirrors { "on" } else { "off" },
             self.layout,
+            if self.standby { "on" } else { "off" },
             self.replication,
             self.clients,
             self.cache_blocks_max,
@@ -104,6 +107,8 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
     if weights.0.values().all(|w| *w == 0) {
         weights.0.insert("host-crash".into(), 1);
     }
+    // Drawn last, so that the draws above stay what they were for every seed.
+    let standby = between(&mut rng, 0, 1) == 1;
     SwarmOptions {
         segment_hosts,
         primaries_per_host,
@@ -115,6 +120,7 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
         probe,
         fault_every_mean_ms,
         fault_weights: weights,
+        standby,
     }
 }
 
@@ -141,6 +147,7 @@ pub fn derive(seed: u64, base: &RunConfig) -> RunConfig {
         probe: o.probe.clone(),
         fault_every_mean: Duration::from_millis(o.fault_every_mean_ms),
         fault_weights: o.fault_weights.clone(),
+        standby: o.standby,
         swarm: Some(o),
         ..base.clone()
     }
@@ -166,6 +173,7 @@ mod tests {
             }
         }
         assert!(drawn.iter().any(|o| !o.mirrors) && drawn.iter().any(|o| o.mirrors));
+        assert!(drawn.iter().any(|o| !o.standby) && drawn.iter().any(|o| o.standby));
         for o in &drawn {
             o.layout
                 .validate(o.segment_hosts, o.primaries_per_host)

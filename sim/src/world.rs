@@ -57,6 +57,21 @@ pub struct Process {
 /// What an instance process runs when it starts (see [`Process::slot`]).
 pub type InstanceSlot = Arc<std::sync::Mutex<Option<(InstanceConfig, Arc<dyn Disk>)>>>;
 
+/// What a coordinator host's process (`mdw`, `smdw`) runs when the host boots: the coordinator
+/// (its settings and data directory), or nothing. A standby host boots with nothing
+/// (`init-standby` starts the standby in the running process); a coordinator host is fenced
+/// (nothing) once its standby was activated, and an activated standby's host boots as the
+/// coordinator from the standby's data directory.
+pub type CoordinatorBoot = Arc<std::sync::Mutex<Option<(CoordinatorConfig, Arc<dyn Disk>)>>>;
+
+/// The acting coordinator: its host, address and data directory.
+#[derive(Clone)]
+pub struct ActingCoordinator {
+    pub host: String,
+    pub addr: String,
+    pub disk: Arc<dyn Disk>,
+}
+
 impl Process {
     /// A running process with nothing configured in it yet (a standby's, before
     /// `init-standby` starts the standby in it).
@@ -96,6 +111,14 @@ pub struct World {
     pub standby: Option<crate::standby::StandbyHost>,
     /// Instances paused by the nemesis.
     pub(crate) paused: std::collections::BTreeSet<u16>,
+    /// What each coordinator host's process runs at boot.
+    pub(crate) coordinator_boot: BTreeMap<String, CoordinatorBoot>,
+    /// The acting coordinator (`mdw` until a standby is activated).
+    pub acting: ActingCoordinator,
+    /// The hosts the coordinator-crash fault in force took down.
+    pub(crate) coordinator_crashed: Vec<String>,
+    /// Every activation of a standby in this run, with the catalog WALs it is judged on.
+    pub activations: Vec<crate::standby_runs::ActivationRecord>,
 }
 
 /// The coordinator's address (host index 0).
@@ -126,12 +149,20 @@ impl World {
         let mut world = World {
             handle,
             hosts: BTreeMap::new(),
+            acting: ActingCoordinator {
+                host: "mdw".into(),
+                addr: coordinator_addr.clone(),
+                disk: Arc::new(SimDisk::new()),
+            },
             coordinator_addr,
             segments,
             rng: ChaCha8Rng::seed_from_u64(disk_seed),
             observe,
             standby: None,
             paused: Default::default(),
+            coordinator_boot: BTreeMap::new(),
+            coordinator_crashed: Vec::new(),
+            activations: Vec::new(),
         };
         world.add_coordinator(cfg);
         for name in &segment_hosts {
@@ -188,25 +219,9 @@ impl World {
         let disk = World::new_disk(cfg);
         let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
-        let stopped = Arc::new(AtomicBool::new(false));
-        let flag = stopped.clone();
-        let node = self
-            .handle
-            .create_node()
-            .name("mdw")
-            .ip(host_ip(0))
-            .init(move || {
-                let (ccfg, disk, flag) = (ccfg.clone(), node_disk.clone(), flag.clone());
-                async move {
-                    flag.store(false, Ordering::SeqCst);
-                    if let Err(e) = coordinator::run(ccfg, disk).await {
-                        warn!(error = %e, "coordinator stopped");
-                    }
-                    flag.store(true, Ordering::SeqCst);
-                    std::future::pending::<()>().await
-                }
-            })
-            .build();
+        self.acting.disk = node_disk.clone();
+        let boot: CoordinatorBoot = Arc::new(std::sync::Mutex::new(Some((ccfg, node_disk))));
+        let (node, stopped) = self.coordinator_node("mdw", host_ip(0), boot);
         self.hosts.insert(
             "mdw".into(),
             Host {
@@ -223,6 +238,43 @@ impl World {
                 }],
             },
         );
+    }
+
+    /// The process of a coordinator host: each time it starts it runs what `boot` holds then
+    /// (see [`CoordinatorBoot`]).
+    pub(crate) fn coordinator_node(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        boot: CoordinatorBoot,
+    ) -> (NodeHandle, Arc<AtomicBool>) {
+        self.coordinator_boot.insert(name.into(), boot.clone());
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        let node = self
+            .handle
+            .create_node()
+            .name(name)
+            .ip(ip)
+            .init(move || {
+                let (run, flag) = (boot.lock().unwrap().clone(), flag.clone());
+                async move {
+                    flag.store(false, Ordering::SeqCst);
+                    match run {
+                        Some((ccfg, disk)) => {
+                            if let Err(e) = coordinator::run(ccfg, disk).await {
+                                warn!(error = %e, "coordinator stopped");
+                            }
+                            flag.store(true, Ordering::SeqCst);
+                        }
+                        // Nothing to run at boot: the process counts as stopped.
+                        None => flag.store(true, Ordering::SeqCst),
+                    }
+                    std::future::pending::<()>().await
+                }
+            })
+            .build();
+        (node, stopped)
     }
 
     fn add_segment_host(&mut self, cfg: &RunConfig, name: &str) {

@@ -9,8 +9,14 @@
 //! The requirement, [`requirement`]: every instance is up and in its preferred role, and every
 //! mirrored pair is Synchronized (both rows mode `s`). The runner lets the simulator's operator
 //! agent (`crate::operator`) act after every fault healed and judges this within the bound.
+//!
+//! With a standby coordinator (seed 000: after an activation, "configure a new standby
+//! master"), also [`coordinator_requirement`]: one acting coordinator, up, and a standby the
+//! mirroring view reports Synchronized. The coordinator need not be back on its original host.
 
-use cluster::catalog::{Catalog, Mode, Status};
+use cluster::catalog::{Catalog, Mode, Role, Status};
+use cluster::standby::admin::StandbyAdminError;
+use cluster::standby::{MirroringStatus, SummaryState};
 
 pub const NAME: &str = "converged";
 
@@ -39,6 +45,37 @@ pub fn requirement(catalog: &Catalog) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// `Ok` if the catalog has exactly one acting coordinator row (content -1, role p, up) and the
+/// mirroring view `status` (asked of the acting coordinator) reports its standby Synchronized.
+pub fn coordinator_requirement(
+    catalog: &Catalog,
+    status: Result<MirroringStatus, StandbyAdminError>,
+) -> Result<(), String> {
+    let acting: Vec<_> = catalog
+        .segments
+        .values()
+        .filter(|r| r.content == -1 && r.role == Role::Primary && r.status == Status::Up)
+        .collect();
+    if acting.len() != 1 {
+        return Err(format!(
+            "the catalog names {} acting coordinators (content -1, role p, up)",
+            acting.len()
+        ));
+    }
+    let status = status.map_err(|e| format!("mirroring view: {e}"))?;
+    if status.summary_state != SummaryState::Synchronized {
+        return Err(format!(
+            "the standby coordinator is {}{}",
+            status.summary_state.label(),
+            status
+                .error_message
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
     }
     Ok(())
 }

@@ -1,0 +1,315 @@
+//! The coordinator pair in randomized runs: which host acts as the coordinator, the
+//! coordinator-crash fault (which takes the acting coordinator's host down), fencing a lost
+//! coordinator before its standby is activated, activation and a new standby on whichever
+//! coordinator host is free, as the operator agent (`crate::operator`) carries them out; and
+//! the record of every activation, judged by the standby-catalog checker.
+//!
+//! The coordinator hosts are `mdw` (the coordinator at start-up) and `smdw` (its standby). Each
+//! keeps one address for life, so clients that hold both addresses always find the acting
+//! coordinator: the coordinator and any standby on a host listen there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info;
+
+use cluster::catalog::{Mode, Role, SegmentConfig, Status};
+use cluster::client::Client;
+use cluster::io::Disk;
+use cluster::standby::admin::{self, InitMode, StandbyAdminError};
+use cluster::standby::{Activation, MirroringStatus};
+use cluster::wal::WAL_PATH;
+
+use crate::config::RunConfig;
+use crate::disk::SubDisk;
+use crate::invariants::{self, Violation};
+use crate::observer::Observed;
+use crate::standby::{StandbyHost, STANDBY_DATADIR};
+use crate::world::{ActingCoordinator, World, COORDINATOR_PORT};
+
+/// One activation of a standby during a run.
+#[derive(Clone, Debug)]
+pub struct ActivationRecord {
+    /// Simulated ms since the run began.
+    pub at_ms: u64,
+    /// The hosts of the lost coordinator and of the activated standby.
+    pub from_host: String,
+    pub to_host: String,
+    pub activation: Activation,
+    /// The activated standby's catalog WAL, and the lost coordinator's as its disk kept it,
+    /// read at the activation.
+    pub standby_wal: Vec<u8>,
+    pub coordinator_wal: Vec<u8>,
+}
+
+impl ActivationRecord {
+    /// The standby-catalog checker over this activation: the standby's catalog WAL up to its
+    /// activation point is a prefix of what the lost coordinator made durable, and holds every
+    /// catalog position the coordinator acted on as flushed by its standby since `since_ms`
+    /// (the previous activation, or the start of the run).
+    pub fn check(&self, facts: &[Observed], since_ms: u64) -> Vec<Violation> {
+        let mut v = invariants::standby_catalog::check(
+            &self.standby_wal,
+            &self.coordinator_wal,
+            self.activation.end_lsn,
+            self.at_ms,
+        );
+        let window: Vec<Observed> = facts
+            .iter()
+            .filter(|o| o.at_ms >= since_ms)
+            .cloned()
+            .collect();
+        v.extend(invariants::standby_catalog::check_acknowledged(
+            &window,
+            self.activation.end_lsn,
+            self.at_ms,
+        ));
+        v
+    }
+}
+
+/// The standby-catalog checker over every activation of a run, in order.
+pub fn check_activations(records: &[ActivationRecord], facts: &[Observed]) -> Vec<Violation> {
+    let mut since = 0;
+    let mut out = Vec::new();
+    for r in records {
+        out.extend(r.check(facts, since));
+        since = r.at_ms;
+    }
+    out
+}
+
+fn read_wal(disk: &dyn Disk) -> Vec<u8> {
+    let len = disk.len(WAL_PATH).unwrap_or(0);
+    disk.read_at(WAL_PATH, 0, len as usize).unwrap_or_default()
+}
+
+impl World {
+    /// The hosts that can hold a coordinator or its standby: `mdw`, and `smdw` when the run
+    /// places one.
+    pub fn coordinator_hosts(&self) -> Vec<String> {
+        let mut hosts = vec!["mdw".to_string()];
+        hosts.extend(self.standby.as_ref().map(|s| s.hostname.clone()));
+        hosts
+    }
+
+    /// The address a coordinator (or a standby) on `host` listens at.
+    pub fn coordinator_addr_on(&self, host: &str) -> Option<String> {
+        if host == "mdw" {
+            return Some(self.coordinator_addr.clone());
+        }
+        self.standby
+            .as_ref()
+            .filter(|s| s.hostname == host)
+            .map(|s| s.addr.clone())
+    }
+
+    /// The coordinator-crash fault: power loss on the acting coordinator's host.
+    pub fn crash_coordinator(&mut self) {
+        let host = self.acting.host.clone();
+        self.kill_host(&host);
+        self.coordinator_crashed.push(host);
+    }
+
+    /// The heal of [`World::crash_coordinator`]: power back on the host it took down.
+    pub fn restart_crashed_coordinator(&mut self) {
+        let hosts = std::mem::take(&mut self.coordinator_crashed);
+        for host in if hosts.is_empty() {
+            vec!["mdw".to_string()]
+        } else {
+            hosts
+        } {
+            self.restart_host(&host);
+        }
+    }
+
+    /// Fences the coordinator on `host` before its standby is activated (as an administrator
+    /// makes sure a failed coordinator cannot come back beside the new one): from now on the
+    /// host boots without it. Returns what the host booted before, for [`World::unfence`].
+    pub fn fence_coordinator(
+        &mut self,
+        host: &str,
+    ) -> Option<(cluster::coordinator::CoordinatorConfig, Arc<dyn Disk>)> {
+        let boot = self.coordinator_boot.get(host)?;
+        let before = boot.lock().unwrap().take();
+        info!(host, "coordinator fenced: the host no longer starts it");
+        before
+    }
+
+    /// Undoes a fence when the activation did not happen: the host boots its coordinator
+    /// again, and if the host is up and the coordinator is not running, it is started.
+    pub fn unfence(
+        &mut self,
+        host: &str,
+        before: Option<(cluster::coordinator::CoordinatorConfig, Arc<dyn Disk>)>,
+    ) {
+        let Some(boot) = self.coordinator_boot.get(host) else {
+            return;
+        };
+        if before.is_none() {
+            return;
+        }
+        *boot.lock().unwrap() = before;
+        // A host that booted while fenced runs no coordinator: start it.
+        let h = &self.hosts[host];
+        let p = &h.processes[0];
+        if h.up && p.stopped() {
+            self.handle.kill(p.node.id());
+            self.handle.restart(p.node.id());
+        }
+        info!(host, "coordinator fence lifted");
+    }
+
+    /// Where a standby on coordinator host `host` runs: the host's process, the standby's
+    /// data directory on its disk, streaming from the acting coordinator.
+    pub fn standby_host_on(&self, cfg: &RunConfig, host: &str) -> Option<StandbyHost> {
+        let addr = self.coordinator_addr_on(host)?;
+        let h = self.hosts.get(host)?;
+        let mut coordinator = self.coordinator_config(cfg);
+        coordinator.listen_addr = addr.clone();
+        Some(StandbyHost {
+            hostname: host.into(),
+            addr,
+            node: h.processes[0].node.clone(),
+            disk: h.disk.clone(),
+            coordinator_addr: self.acting.addr.clone(),
+            coordinator,
+        })
+    }
+
+    /// The acting coordinator's own catalog row, as `init-standby` records it if the catalog
+    /// lacks it.
+    pub fn acting_coordinator_row(&self) -> SegmentConfig {
+        let ActingCoordinator { host, addr, .. } = &self.acting;
+        SegmentConfig {
+            dbid: 1,
+            content: -1,
+            role: Role::Primary,
+            preferred_role: Role::Primary,
+            mode: Mode::NotSynced,
+            status: Status::Up,
+            hostname: host.clone(),
+            address: addr.split(':').next().unwrap_or_default().into(),
+            port: COORDINATOR_PORT,
+            datadir: if host == "mdw" {
+                "/data/coordinator".into()
+            } else {
+                STANDBY_DATADIR.into()
+            },
+        }
+    }
+
+    /// After `activate-standby` succeeded on `host`: it is the acting coordinator, and boots
+    /// as the coordinator from the standby's data directory. Records the activation with the
+    /// catalog WALs the standby-catalog checker reads.
+    pub fn standby_activated(
+        &mut self,
+        cfg: &RunConfig,
+        host: &str,
+        activation: Activation,
+        at_ms: u64,
+    ) {
+        let Some(addr) = self.coordinator_addr_on(host) else {
+            return;
+        };
+        let disk: Arc<dyn Disk> =
+            Arc::new(SubDisk::new(self.hosts[host].disk.clone(), STANDBY_DATADIR));
+        let mut ccfg = self.coordinator_config(cfg);
+        ccfg.listen_addr = addr.clone();
+        if let Some(boot) = self.coordinator_boot.get(host) {
+            *boot.lock().unwrap() = Some((ccfg, disk.clone()));
+        }
+        let before = std::mem::replace(
+            &mut self.acting,
+            ActingCoordinator {
+                host: host.into(),
+                addr,
+                disk: disk.clone(),
+            },
+        );
+        self.activations.push(ActivationRecord {
+            at_ms,
+            from_host: before.host,
+            to_host: host.into(),
+            activation,
+            standby_wal: read_wal(&*disk),
+            coordinator_wal: read_wal(&*before.disk),
+        });
+        info!(host, "the activated standby is the acting coordinator");
+    }
+}
+
+/// `init-standby -s HOST` (`resync: false`, the data directory wiped first, as a new standby
+/// needs an empty one) or `init-standby -n` (the standby on `host`, restarted on the data it
+/// kept), run against the acting coordinator; waits up to `within` for Synchronized.
+pub async fn init_standby(
+    hosts: &crate::admin::SimHosts,
+    host: &str,
+    resync: bool,
+    within: Duration,
+    timeout: Duration,
+) -> Result<MirroringStatus, StandbyAdminError> {
+    let (standby, coordinator, addrs) = {
+        let world = hosts.0.lock().unwrap();
+        let standby =
+            world
+                .standby_host_on(&hosts.2, host)
+                .ok_or_else(|| StandbyAdminError::Launch {
+                    host: host.into(),
+                    why: "not a coordinator host of this cluster".into(),
+                })?;
+        (
+            standby,
+            world.acting_coordinator_row(),
+            world.coordinator_addrs(),
+        )
+    };
+    let mode = admin::init_mode((!resync).then(|| standby.new_standby()), resync)?;
+    let mut client = Client::new(addrs, timeout);
+    let fresh = matches!(mode, InitMode::Add(_));
+    let launch = move |row: SegmentConfig| {
+        let result = if fresh {
+            let dir = SubDisk::new(standby.disk.clone(), &row.datadir);
+            cluster::storage::wipe_instance_dir(&dir)
+                .map_err(|e| format!("cannot empty {}:{}: {e}", row.hostname, row.datadir))
+        } else {
+            Ok(())
+        };
+        if result.is_ok() {
+            standby.launch(&row);
+        }
+        async move { result }
+    };
+    admin::init_standby(&mut client, coordinator, mode, launch, within).await
+}
+
+/// The operator while faults are injected (runs with a standby host): every 0.5 to 3 s (a
+/// seeded delay: an administrator is not instant) it looks and applies its coordinator rules
+/// ([`crate::operator`]), until the fault phase ends at `stop_at_ms`. Returns the operator,
+/// with what it remembers, and what it did.
+pub async fn watch(
+    hosts: crate::admin::SimHosts,
+    addrs: Vec<String>,
+    timeout: Duration,
+    stop_at_ms: u64,
+    mut rng: rand_chacha::ChaCha8Rng,
+) -> (
+    crate::operator::Operator,
+    Vec<crate::runner::OperatorAction>,
+) {
+    use rand_chacha::rand_core::Rng;
+    let mut operator = crate::operator::Operator::new();
+    operator.faults_running = true;
+    let mut client = Client::new(addrs, timeout);
+    let mut actions = Vec::new();
+    loop {
+        madsim::time::sleep(Duration::from_millis(500 + rng.next_u64() % 2500)).await;
+        let at_ms = crate::workload::now_ms();
+        if at_ms >= stop_at_ms {
+            return (operator, actions);
+        }
+        if let Some((action, outcome)) = operator.act(&mut client, &hosts).await {
+            actions.push(crate::runner::OperatorAction::new(at_ms, &action, outcome));
+        }
+    }
+}
