@@ -38,6 +38,8 @@ impl World {
             }
             Fault::CoordinatorCrash => self.crash_coordinator(),
             Fault::CoordinatorRestart => self.restart_crashed_coordinator(),
+            Fault::CoordinatorPairCrash => self.crash_coordinator_pair(),
+            Fault::CoordinatorPairRestart => self.restart_standby_of_pair(),
             Fault::Partition {
                 from, to, one_way, ..
             } => self.clog(from, to, *one_way, true),

@@ -76,9 +76,15 @@ pub enum Fault {
     DoubleFaultHeal {
         content: i16,
     },
-    /// The coordinator host loses power.
+    /// The acting coordinator's host loses power (`mdw`, until a standby is activated).
     CoordinatorCrash,
     CoordinatorRestart,
+    /// Both coordinator hosts (the acting coordinator's and its standby's) lose power at once.
+    /// At the heal only the standby's host gets power back; the coordinator's stays down until
+    /// the fault phase ends (a longer outage: the operator may activate the standby meanwhile).
+    /// Only in a cluster with a standby host.
+    CoordinatorPairCrash,
+    CoordinatorPairRestart,
     /// Traffic from every host of `from` to every host of `to` (and back, unless `one_way`)
     /// waits until the heal.
     Partition {
@@ -145,6 +151,7 @@ pub const KINDS: &[&str] = &[
     "packet-loss",
     "disk-full",
     "bit-flip",
+    "coordinator-pair-crash",
 ];
 
 impl Fault {
@@ -157,6 +164,7 @@ impl Fault {
                 | Fault::InstanceResume { .. }
                 | Fault::DoubleFaultHeal { .. }
                 | Fault::CoordinatorRestart
+                | Fault::CoordinatorPairRestart
                 | Fault::PartitionHeal { .. }
                 | Fault::LatencyHeal
                 | Fault::PacketLossHeal
@@ -174,6 +182,7 @@ impl Fault {
             Fault::InstancePause { dbid } => Fault::InstanceResume { dbid: *dbid },
             Fault::DoubleFault { content } => Fault::DoubleFaultHeal { content: *content },
             Fault::CoordinatorCrash => Fault::CoordinatorRestart,
+            Fault::CoordinatorPairCrash => Fault::CoordinatorPairRestart,
             Fault::Partition {
                 shape,
                 from,
@@ -201,6 +210,7 @@ impl Fault {
             Fault::InstancePause { .. } => "instance-pause",
             Fault::DoubleFault { .. } => "double-fault",
             Fault::CoordinatorCrash => "coordinator-crash",
+            Fault::CoordinatorPairCrash => "coordinator-pair-crash",
             Fault::Partition { shape, .. } => match shape {
                 Shape::IsolateHost => "isolate-host",
                 Shape::Halves => "halves",
@@ -266,6 +276,7 @@ impl FaultWeights {
             ("packet-loss", 2),
             ("disk-full", 1),
             ("bit-flip", 1),
+            ("coordinator-pair-crash", 1),
         ])
     }
 }
@@ -389,6 +400,10 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
                 layout.pair_hosts(seg.content),
             ),
             "coordinator-crash" => (Fault::CoordinatorCrash, vec!["mdw".to_string()]),
+            "coordinator-pair-crash" => (
+                Fault::CoordinatorPairCrash,
+                vec!["mdw".to_string(), "standby".to_string()],
+            ),
             "isolate-host" => {
                 let h = pick(rng, &all_hosts).clone();
                 let others = all_hosts.iter().filter(|o| **o != h).cloned().collect();
@@ -544,6 +559,7 @@ fn partition(shape: Shape, from: Vec<String>, to: Vec<String>, one_way: bool) ->
 fn possible(kind: &str, cfg: &RunConfig) -> bool {
     match kind {
         "double-fault" => cfg.mirrors,
+        "coordinator-pair-crash" => cfg.standby,
         _ => true,
     }
 }
@@ -616,6 +632,8 @@ pub fn exposure(faults: &[ScheduledFault], segments: &[SegmentConfig], end_ms: u
                     .collect()
             }
             Fault::CoordinatorCrash => out.whole_cluster.push(span),
+            // The coordinator's host stays down to the end of the fault phase.
+            Fault::CoordinatorPairCrash => out.whole_cluster.push((f.at_ms, end_ms)),
             // An instant: the connections it cut are found broken at once or at their next use.
             Fault::ConnectionReset { host } if host == "mdw" => {
                 out.whole_cluster.push((f.at_ms, f.at_ms))
@@ -832,6 +850,8 @@ pub fn validate(
             }
             Fault::CoordinatorCrash
             | Fault::CoordinatorRestart
+            | Fault::CoordinatorPairCrash
+            | Fault::CoordinatorPairRestart
             | Fault::LatencyHeal
             | Fault::PacketLossHeal => {}
         }
@@ -919,6 +939,8 @@ pub const ENTRY_KINDS: &[&str] = &[
     "double-fault-heal",
     "coordinator-crash",
     "coordinator-restart",
+    "coordinator-pair-crash",
+    "coordinator-pair-restart",
     "partition",
     "partition-heal",
     "connection-reset",

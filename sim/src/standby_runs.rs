@@ -123,6 +123,33 @@ impl World {
         }
     }
 
+    /// The coordinator-pair-crash fault: power loss on every coordinator host, the standby's
+    /// first, then the acting coordinator's.
+    pub fn crash_coordinator_pair(&mut self) {
+        let acting = self.acting.host.clone();
+        let mut hosts: Vec<String> = self
+            .coordinator_hosts()
+            .into_iter()
+            .filter(|h| *h != acting)
+            .collect();
+        hosts.push(acting);
+        for h in &hosts {
+            self.kill_host(h);
+        }
+        info!(hosts = ?hosts, "power lost on both coordinator hosts");
+        self.pair_crashed = hosts;
+    }
+
+    /// The heal of [`World::crash_coordinator_pair`]: power back on the standby's host only;
+    /// the coordinator's host stays down until every fault is healed.
+    pub fn restart_standby_of_pair(&mut self) {
+        let mut hosts = std::mem::take(&mut self.pair_crashed);
+        hosts.pop();
+        for h in hosts {
+            self.restart_host(&h);
+        }
+    }
+
     /// Fences the coordinator on `host` before its standby is activated (as an administrator
     /// makes sure a failed coordinator cannot come back beside the new one): from now on the
     /// host boots without it. Returns what the host booted before, for [`World::unfence`].

@@ -117,6 +117,8 @@ pub struct World {
     pub acting: ActingCoordinator,
     /// The hosts the coordinator-crash fault in force took down.
     pub(crate) coordinator_crashed: Vec<String>,
+    /// The hosts the coordinator-pair-crash fault in force took down, the coordinator's last.
+    pub(crate) pair_crashed: Vec<String>,
     /// Every activation of a standby in this run, with the catalog WALs it is judged on.
     pub activations: Vec<crate::standby_runs::ActivationRecord>,
 }
@@ -162,6 +164,7 @@ impl World {
             paused: Default::default(),
             coordinator_boot: BTreeMap::new(),
             coordinator_crashed: Vec::new(),
+            pair_crashed: Vec::new(),
             activations: Vec::new(),
         };
         world.add_coordinator(cfg);
