@@ -63,6 +63,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 100,
     },
     PlantedBug {
+        name: "activation-ignores-commit-records",
+        scenario: "standard",
+        caught_by: "aborted-stays-aborted",
+        seed_budget: 100,
+    },
+    PlantedBug {
+        name: "standby-acks-unflushed-wal",
+        scenario: "standard",
+        caught_by: "standby-catalog",
+        seed_budget: 100,
+    },
+    PlantedBug {
         name: "mirror-replays-out-of-order",
         scenario: "standard",
         caught_by: "identical-replicas",

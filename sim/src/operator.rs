@@ -424,7 +424,7 @@ async fn activate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cluster::catalog::{Role, SegmentConfig};
+    use cluster::catalog::Role;
 
     fn row(dbid: Dbid, content: Content, role: Role, host: &str) -> SegmentConfig {
         SegmentConfig {
@@ -504,5 +504,138 @@ mod tests {
             op.decide(&obs(&cat, &[])),
             Some(Action::Recover { full: false })
         );
+    }
+
+    fn standby_row(dbid: Dbid, host: &str) -> SegmentConfig {
+        SegmentConfig {
+            content: -1,
+            ..row(dbid, -1, Role::Mirror, host)
+        }
+    }
+
+    fn mirroring(state: SummaryState, standby: Option<SegmentConfig>) -> MirroringStatus {
+        MirroringStatus {
+            summary_state: state,
+            detail_state: String::new(),
+            log_time_ms: None,
+            error_message: None,
+            standby,
+            coordinator_flushed_lsn: 0,
+            standby_flushed_lsn: 0,
+        }
+    }
+
+    /// A look at a cluster with coordinator hosts `mdw` and `smdw`: the coordinator acts on
+    /// `acting`; `mirroring` is what it answered (`None`: it did not).
+    fn look(
+        acting: &str,
+        mirroring: Option<MirroringStatus>,
+        standby_running: bool,
+        down: &[&str],
+    ) -> Observed {
+        Observed {
+            catalog: mirroring.as_ref().map(|_| pair()),
+            down_hosts: down.iter().map(|s| s.to_string()).collect(),
+            not_operational: None,
+            coordinator: Some(CoordinatorObserved {
+                hosts: vec!["mdw".into(), "smdw".into()],
+                acting_host: acting.into(),
+                mirroring,
+                standby_running,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lost_coordinator_is_replaced_by_its_synchronized_standby_then_a_new_standby_follows() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let smdw = standby_row(18, "smdw");
+        let synced = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        // The coordinator's host is down: the standby, Synchronized when last seen, is
+        // activated (its process runs: no start).
+        let lost = look("mdw", None, true, &["mdw"]);
+        let activate = Action::ActivateStandby {
+            from: "mdw".into(),
+            standby: Box::new(smdw.clone()),
+            start: false,
+        };
+        assert_eq!(op.decide(&lost), Some(activate));
+        assert_eq!(op.decide(&lost).unwrap().command(), "activate-standby");
+        // Its process stopped (its host lost power too and came back): start it first.
+        let stopped = look("mdw", None, false, &["mdw"]);
+        assert_eq!(
+            op.decide(&stopped),
+            Some(Action::ActivateStandby {
+                from: "mdw".into(),
+                standby: Box::new(smdw.clone()),
+                start: true,
+            })
+        );
+        // Its host is down as well: nothing to activate, wait for a host.
+        assert_eq!(op.decide(&look("mdw", None, false, &["mdw", "smdw"])), None);
+        // Activated: the coordinator acts on smdw, no standby is configured. While mdw is
+        // down there is nowhere to put one; once it is back, `init-standby -s mdw`.
+        op.standby = None;
+        let none = mirroring(SummaryState::NotConfigured, None);
+        assert_eq!(op.decide(&look("smdw", Some(none.clone()), false, &["mdw"])), None);
+        let init = op.decide(&look("smdw", Some(none), false, &[]));
+        assert_eq!(init, Some(Action::InitStandby { host: "mdw".into() }));
+        assert_eq!(init.unwrap().command(), "init-standby -s mdw");
+    }
+
+    #[test]
+    fn a_standby_last_seen_not_synchronized_is_never_activated() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let smdw = standby_row(18, "smdw");
+        let behind = mirroring(SummaryState::NotSynchronized, Some(smdw.clone()));
+        // It catches up by itself while it runs: nothing to do.
+        assert_eq!(op.decide(&look("mdw", Some(behind), true, &[])), None);
+        // The coordinator is lost while the standby may lack what it acknowledged alone: wait
+        // for the coordinator's host, as without a standby.
+        assert_eq!(op.decide(&look("mdw", None, true, &["mdw"])), None);
+        // Without any standby, too.
+        let mut alone = Operator::new();
+        let none = mirroring(SummaryState::NotConfigured, None);
+        assert_eq!(alone.decide(&look("mdw", Some(none), false, &["smdw"])), None);
+        assert_eq!(alone.decide(&look("mdw", None, false, &["mdw"])), None);
+    }
+
+    #[test]
+    fn a_configured_standby_that_does_not_run_is_resynchronized() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let smdw = standby_row(18, "smdw");
+        let stale = mirroring(SummaryState::NotSynchronized, Some(smdw.clone()));
+        assert_eq!(
+            op.decide(&look("mdw", Some(stale.clone()), false, &["smdw"])),
+            None,
+            "its host is down"
+        );
+        let resync = op.decide(&look("mdw", Some(stale), false, &[]));
+        assert_eq!(
+            resync,
+            Some(Action::ResyncStandby {
+                host: "smdw".into()
+            })
+        );
+        assert_eq!(resync.unwrap().command(), "init-standby -n");
+    }
+
+    #[test]
+    fn segment_rules_wait_until_the_faults_stop() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let mut cat = pair();
+        let r = cat.segments.get_mut(&2).unwrap();
+        r.status = Status::Down;
+        let synced = mirroring(SummaryState::Synchronized, Some(standby_row(18, "smdw")));
+        let mut o = look("mdw", Some(synced), true, &[]);
+        o.catalog = Some(cat);
+        assert_eq!(op.decide(&o), None, "faults still running");
+        op.faults_running = false;
+        assert_eq!(op.decide(&o), Some(Action::Recover { full: false }));
     }
 }
