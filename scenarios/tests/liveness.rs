@@ -6,11 +6,13 @@ use sim::config::RunConfig;
 use sim::runner::{run_seed, Verdict};
 
 /// Standard seed 267 with the schedule kept in `scenarios/schedules/` (a bit flipped in dbid 6
-/// at 9.3 s among 12 other faults): the instance fails itself, incremental recovery cannot
-/// reach it, a full copy can, and a rebalance returns every content to its preferred roles.
+/// at 9.3 s among 12 other faults), on the standard cluster as it was when the schedule was kept
+/// (no standby coordinator): the instance fails itself, incremental recovery cannot reach it, a
+/// full copy can, and a rebalance returns every content to its preferred roles.
 #[test]
 fn the_operator_recovers_with_a_full_copy_where_incremental_fails_then_rebalances() {
     let mut cfg = RunConfig::standard();
+    cfg.standby = false;
     cfg.schedule = Some(
         sim::nemesis::parse_schedule(include_str!(
             "../schedules/bit-flipped-instance-needs-a-full-copy.json"
@@ -51,10 +53,15 @@ fn without_the_operator_no_action_is_taken() {
 /// mirror reconnected and caught up, then a partition held its stream back while the primary
 /// acknowledged more alone. The next probe turned synchronous waiting on and reported the pair
 /// in sync, though the mirror lacked those commits, and a later failover promoted it. A mirror
-/// is now in sync only once it has flushed everything acknowledged without it.
+/// is now in sync only once it has flushed everything acknowledged without it. The seed's
+/// draw as it was before swarm seeds drew a standby coordinator: pinned (a scenario name
+/// outside `swarm*` is not drawn again), without one.
 #[test]
 fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() {
-    let result = run_seed(167, &RunConfig::swarm()).0;
+    let mut cfg = sim::swarm::derive(167, &RunConfig::swarm());
+    cfg.scenario = "pinned swarm seed 167".into();
+    cfg.standby = false;
+    let result = run_seed(167, &cfg).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
     assert!(result
         .faults

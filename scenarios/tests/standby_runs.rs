@@ -30,15 +30,18 @@ fn commands(r: &SeedResult) -> Vec<(String, bool)> {
 }
 
 fn assert_clean(r: &SeedResult) {
-    assert_eq!(
-        r.verdict,
-        Verdict::Ok,
-        "{:?} {:#?}",
-        r.error,
-        r.violations
-    );
-    for checker in ["no-lost-commits", "aborted-stays-aborted", "standby-catalog", "converged"] {
-        assert!(r.checkers.contains(&checker), "{checker} did not run: {:?}", r.checkers);
+    assert_eq!(r.verdict, Verdict::Ok, "{:?} {:#?}", r.error, r.violations);
+    for checker in [
+        "no-lost-commits",
+        "aborted-stays-aborted",
+        "standby-catalog",
+        "converged",
+    ] {
+        assert!(
+            r.checkers.contains(&checker),
+            "{checker} did not run: {:?}",
+            r.checkers
+        );
     }
 }
 

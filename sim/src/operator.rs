@@ -394,7 +394,10 @@ async fn activate(
             }
         }
     }
-    match standby_admin::activate_standby(&standby.endpoint(), Duration::from_secs(30)).await {
+    // As gpactivatestandby waits for the promotion (`pg_ctl promote -t 600`): activation
+    // resolves every in-doubt transaction, and unreachable primaries cost their timeouts.
+    let addr = standby.endpoint();
+    match standby_admin::activate_standby(&addr, Duration::from_secs(300)).await {
         Ok(a) => {
             let at_ms = crate::workload::now_ms();
             let text = format!(
@@ -415,6 +418,21 @@ async fn activate(
             Ok(text)
         }
         Err(e) => {
+            // No answer is not a refusal: if the standby serves as the coordinator now, the
+            // activation went through and the fence stays.
+            let mut probe = Client::new(vec![addr], client_timeout());
+            if probe.catalog().await.is_ok() {
+                let at_ms = crate::workload::now_ms();
+                hosts.0.lock().unwrap().standby_activated_unreported(
+                    &hosts.2,
+                    &standby.hostname,
+                    at_ms,
+                );
+                return Ok(format!(
+                    "dbid {} on {} is the coordinator (activate-standby itself reported: {e})",
+                    standby.dbid, standby.hostname
+                ));
+            }
             hosts.0.lock().unwrap().unfence(from, fenced);
             Err(e.to_string())
         }
@@ -579,7 +597,10 @@ mod tests {
         // down there is nowhere to put one; once it is back, `init-standby -s mdw`.
         op.standby = None;
         let none = mirroring(SummaryState::NotConfigured, None);
-        assert_eq!(op.decide(&look("smdw", Some(none.clone()), false, &["mdw"])), None);
+        assert_eq!(
+            op.decide(&look("smdw", Some(none.clone()), false, &["mdw"])),
+            None
+        );
         let init = op.decide(&look("smdw", Some(none), false, &[]));
         assert_eq!(init, Some(Action::InitStandby { host: "mdw".into() }));
         assert_eq!(init.unwrap().command(), "init-standby -s mdw");
@@ -599,7 +620,10 @@ mod tests {
         // Without any standby, too.
         let mut alone = Operator::new();
         let none = mirroring(SummaryState::NotConfigured, None);
-        assert_eq!(alone.decide(&look("mdw", Some(none), false, &["smdw"])), None);
+        assert_eq!(
+            alone.decide(&look("mdw", Some(none), false, &["smdw"])),
+            None
+        );
         assert_eq!(alone.decide(&look("mdw", None, false, &["mdw"])), None);
     }
 

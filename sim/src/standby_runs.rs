@@ -236,6 +236,24 @@ impl World {
         activation: Activation,
         at_ms: u64,
     ) {
+        self.take_over_acting(cfg, host, Some(activation), at_ms);
+    }
+
+    /// [`World::standby_activated`] for an activation whose report never reached the
+    /// operator (the standby serves as the coordinator, but where activation cut its catalog
+    /// WAL is unknown): the world follows it; there is nothing for the standby-catalog
+    /// checker to judge.
+    pub fn standby_activated_unreported(&mut self, cfg: &RunConfig, host: &str, at_ms: u64) {
+        self.take_over_acting(cfg, host, None, at_ms);
+    }
+
+    fn take_over_acting(
+        &mut self,
+        cfg: &RunConfig,
+        host: &str,
+        activation: Option<Activation>,
+        at_ms: u64,
+    ) {
         let Some(addr) = self.coordinator_addr_on(host) else {
             return;
         };
@@ -254,14 +272,16 @@ impl World {
                 disk: disk.clone(),
             },
         );
-        self.activations.push(ActivationRecord {
-            at_ms,
-            from_host: before.host,
-            to_host: host.into(),
-            activation,
-            standby_wal: read_wal(&*disk),
-            coordinator_wal: read_wal(&*before.disk),
-        });
+        if let Some(activation) = activation {
+            self.activations.push(ActivationRecord {
+                at_ms,
+                from_host: before.host,
+                to_host: host.into(),
+                activation,
+                standby_wal: read_wal(&*disk),
+                coordinator_wal: read_wal(&*before.disk),
+            });
+        }
         info!(host, "the activated standby is the acting coordinator");
     }
 }
