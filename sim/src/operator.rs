@@ -49,6 +49,9 @@ pub struct CoordinatorObserved {
     pub hosts: Vec<String>,
     /// The acting coordinator's host.
     pub acting_host: String,
+    /// The acting coordinator was fenced for an activation whose outcome is not known yet:
+    /// it is lost as if its host were down.
+    pub acting_fenced: bool,
     /// The mirroring view (`state -f`), when the acting coordinator answered.
     pub mirroring: Option<MirroringStatus>,
     /// Whether a standby process answers at the known standby's address.
@@ -193,7 +196,7 @@ impl Operator {
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        if down.contains(&c.acting_host) {
+        if down.contains(&c.acting_host) || c.acting_fenced {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -233,12 +236,14 @@ impl Operator {
         client: &mut Client,
         hosts: &SimHosts,
     ) -> Option<(Action, Result<String, String>)> {
-        let (down_hosts, acting, coordinator_hosts) = {
+        let (down_hosts, acting, acting_fenced, coordinator_hosts) = {
             let world = hosts.0.lock().unwrap();
             let down: BTreeSet<String> = world.down_hosts().into_iter().collect();
-            (down, world.acting.host.clone(), world.coordinator_hosts())
+            let acting = world.acting.host.clone();
+            let fenced = world.coordinator_fenced(&acting);
+            (down, acting, fenced, world.coordinator_hosts())
         };
-        let acting_down = down_hosts.contains(&acting);
+        let acting_down = down_hosts.contains(&acting) || acting_fenced;
         let report = if acting_down {
             None
         } else {
@@ -265,6 +270,7 @@ impl Operator {
             Some(CoordinatorObserved {
                 hosts: coordinator_hosts,
                 acting_host: acting,
+                acting_fenced,
                 mirroring,
                 standby_running,
             })
@@ -374,8 +380,10 @@ fn describe_standby(s: &MirroringStatus) -> String {
 }
 
 /// Fences the lost coordinator on `from`, starts the standby if asked, and activates it; on
-/// success the world's acting coordinator moves to the standby's host. A refused activation
-/// (the old coordinator answers again, for one) lifts the fence.
+/// success the world's acting coordinator moves to the standby's host. Only a refusal because
+/// the old coordinator answers again lifts the fence; after any other failure the activation
+/// may have begun, so the fence stays and the next look tries again (a standby whose catalog
+/// already names it the coordinator is started as the coordinator).
 async fn activate(
     hosts: &SimHosts,
     from: &str,
@@ -433,8 +441,26 @@ async fn activate(
                     standby.dbid, standby.hostname
                 ));
             }
-            hosts.0.lock().unwrap().unfence(from, fenced);
-            Err(e.to_string())
+            let why = e.to_string();
+            let mut world = hosts.0.lock().unwrap();
+            if why.contains("is still alive and answering") {
+                // Refused before anything changed: the old coordinator is back.
+                world.unfence(from, fenced);
+            } else if why.contains("is not the standby in the replicated catalog") {
+                // Its own catalog names it the coordinator: an earlier activation took over
+                // and was cut short. Start it as the coordinator; the fence stays.
+                let at_ms = crate::workload::now_ms();
+                world.resume_as_coordinator(&hosts.2, &standby.hostname, at_ms);
+                return Ok(format!(
+                    "dbid {} on {} was already activated; started as the coordinator",
+                    standby.dbid, standby.hostname
+                ));
+            } else {
+                // Unknown: the activation may have begun. The fence stays, and the standby's
+                // process starts afresh from its disk for the next attempt.
+                world.restart_coordinator_process(&standby.hostname);
+            }
+            Err(why)
         }
     }
 }
@@ -558,6 +584,7 @@ mod tests {
             coordinator: Some(CoordinatorObserved {
                 hosts: vec!["mdw".into(), "smdw".into()],
                 acting_host: acting.into(),
+                acting_fenced: false,
                 mirroring,
                 standby_running,
             }),

@@ -150,6 +150,34 @@ impl World {
         }
     }
 
+    /// Whether coordinator host `host` is fenced (boots no coordinator).
+    pub fn coordinator_fenced(&self, host: &str) -> bool {
+        self.coordinator_boot
+            .get(host)
+            .is_some_and(|b| b.lock().unwrap().is_none())
+    }
+
+    /// Stops whatever runs in coordinator host `host`'s process (a standby an activation
+    /// left in an unknown state); the process comes back running what the host boots.
+    pub fn restart_coordinator_process(&mut self, host: &str) {
+        let h = &self.hosts[host];
+        if h.up {
+            let id = h.processes[0].node.id();
+            self.handle.kill(id);
+            self.handle.restart(id);
+            info!(host, "coordinator host process restarted");
+        }
+    }
+
+    /// A standby whose own catalog already names it the coordinator (an activation took over
+    /// and was cut short by a crash) is started as the coordinator from its data directory,
+    /// as an administrator starts a promoted standby; in-doubt transactions are resolved by
+    /// its resolver, as after any coordinator restart.
+    pub fn resume_as_coordinator(&mut self, cfg: &RunConfig, host: &str, at_ms: u64) {
+        self.take_over_acting(cfg, host, None, at_ms);
+        self.restart_coordinator_process(host);
+    }
+
     /// Fences the coordinator on `host` before its standby is activated (as an administrator
     /// makes sure a failed coordinator cannot come back beside the new one): from now on the
     /// host boots without it. Returns what the host booted before, for [`World::unfence`].
