@@ -77,7 +77,7 @@ pub const CATALOGUE: &[PlantedBug] = &[
     PlantedBug {
         name: "evict-before-wal-flush",
         scenario: "slow-disk",
-        caught_by: "identical-replicas",
+        caught_by: "wal-before-data",
         seed_budget: 150,
     },
     PlantedBug {

@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::storage::{Engine, Key, Lsn, StorageError, Value, Wal, Write, Xid, TUPLE_SPACE};
+use cluster::storage::{
+    Engine, EngineOptions, Key, Lsn, StorageError, Value, Wal, Write, Xid, TUPLE_SPACE,
+};
 use proptest::prelude::*;
 use sim::disk::{SimDisk, TornTail};
 use tokio::sync::Mutex;
@@ -533,6 +535,58 @@ fn unflushed_commits_never_reach_table_files() {
         let mut engine = open(&disk, 1).await.unwrap();
         assert_eq!(keys(engine.scan(AO).unwrap()), Vec::<Key>::new());
         assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1]);
+    });
+}
+
+/// The same run with the planted bug `evict-before-wal-flush`: blocks of unflushed commits
+/// reach the table files, the crash keeps them and loses their WAL, and recovery refuses to
+/// open (`BlockBeyondWal`) rather than serve changes it has no log of.
+#[test]
+fn recovery_refuses_a_block_written_before_its_wal() {
+    run(7, async {
+        let disk = sim_disk();
+        let opts = EngineOptions {
+            cache_blocks_max: 1,
+            evict_before_wal_flush: true,
+            ..EngineOptions::default()
+        };
+        let mut engine = Engine::open(Arc::new(disk.clone()), opts.clone())
+            .await
+            .unwrap();
+        for def in defs() {
+            engine.create_table(def).unwrap();
+        }
+        engine.commit(1, &[put(HEAP, 1, 1, 100)]).unwrap();
+        engine.checkpoint().await.unwrap();
+        for xid in 2..12 {
+            let key = xid as Key;
+            engine.commit(xid, &[put(AO, xid, key, 3000)]).unwrap();
+            assert!(engine.get(HEAP, 1).unwrap().is_some());
+        }
+        let wal_end = engine.wal().flushed_lsn();
+        drop(engine);
+        disk.crash(|path, unsynced| {
+            if path.ends_with("pg_wal/wal") {
+                TornTail::None
+            } else {
+                TornTail::Keep(unsynced)
+            }
+        });
+        let err = Engine::open(Arc::new(disk.clone()), opts)
+            .await
+            .err()
+            .expect("recovery must refuse a block beyond its WAL");
+        match err {
+            StorageError::BlockBeyondWal {
+                page_lsn,
+                wal_end: end,
+                ..
+            } => {
+                assert_eq!(end, wal_end);
+                assert!(page_lsn > wal_end);
+            }
+            other => panic!("expected BlockBeyondWal, got {other}"),
+        }
     });
 }
 
