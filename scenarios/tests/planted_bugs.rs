@@ -65,6 +65,7 @@ caught! {
     a_mirror_skipping_deletes_drifts_from_its_primary => "mirror-skips-deletes",
     a_mirror_replaying_out_of_order_drifts_from_its_primary => "mirror-replays-out-of-order",
     a_catalog_change_without_its_history_row_is_found => "forget-configuration-history",
+    committing_without_a_durable_decision_half_applies_a_transaction => "lose-distributed-commit-record",
 }
 
 /// `recovery-skips-rewind` needs a primary that logged commits its mirror never flushed, a
