@@ -122,6 +122,20 @@ fn dump_dom(chromium: &Path, page: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The SVG files in `dir`.
+fn svg_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
+        .count()
+}
+
 fn attr(dom: &str, name: &str) -> Option<usize> {
     let at = dom.find(&format!("{name}=\""))? + name.len() + 2;
     dom[at..].split('"').next()?.parse().ok()
@@ -138,16 +152,7 @@ fn every_chart_of_the_report_loads_in_headless_chromium() {
         timelines: &timelines,
     };
     let page = reports::report(Path::new(RESULTS), &extras, &out).unwrap();
-    let charts = std::fs::read_dir(&out)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "svg")
-        })
-        .count();
+    let charts = svg_files(&out);
     assert!(
         charts >= 9,
         "failover, throughput, faults, checkers, bugs, two layout charts, the timeline (and its source): {charts}"
@@ -179,16 +184,7 @@ fn the_page_of_a_real_seed_sweep_loads_in_headless_chromium() {
     let dir = page.parent().unwrap();
     // Every SVG beside the page is a chart of it (timelines are read from elsewhere and
     // embedded under their own names).
-    let charts = std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "svg")
-        })
-        .count();
+    let charts = svg_files(dir);
     assert!(
         charts >= 7,
         "failover, throughput, faults, checkers, two layout charts, a timeline: {charts}"

@@ -125,6 +125,21 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
     let attempt = |candidate: &Vec<ScheduledFault>, runs: &mut u32| {
         attempt_for(candidate, cfg.fault_time, runs)
     };
+    // Keeps `candidate` as the best schedule if the run still fails with it.
+    let keep_if_failing = |candidate: Vec<ScheduledFault>,
+                           best: &mut Vec<ScheduledFault>,
+                           best_result: &mut SeedResult,
+                           runs: &mut u32|
+     -> bool {
+        match attempt(&candidate, runs) {
+            Some(r) => {
+                *best = candidate;
+                *best_result = r;
+                true
+            }
+            None => false,
+        }
+    };
     // Delta debugging over episodes: try dropping chunks of n, n = 2, 4, ... single episodes.
     let mut chunks = 2usize;
     loop {
@@ -171,12 +186,8 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
             let mut candidate = best.clone();
             candidate[heal].at_ms = start.at_ms + gap / 2;
             nemesis::sort(&mut candidate);
-            match attempt(&candidate, &mut runs) {
-                Some(r) => {
-                    best = candidate;
-                    best_result = r;
-                }
-                None => break,
+            if !keep_if_failing(candidate, &mut best, &mut best_result, &mut runs) {
+                break;
             }
         }
     }
@@ -202,12 +213,8 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
                 f.at_ms -= shift;
             }
             nemesis::sort(&mut candidate);
-            match attempt(&candidate, &mut runs) {
-                Some(r) => {
-                    best = candidate;
-                    best_result = r;
-                }
-                None => break,
+            if !keep_if_failing(candidate, &mut best, &mut best_result, &mut runs) {
+                break;
             }
         }
     }
