@@ -187,10 +187,12 @@ impl RunConfig {
 
     /// The standard cluster on slow disks (every fsync takes 5 to 40 ms, a busy spinning disk)
     /// with a buffer cache of 1 block per instance: dirty blocks are written back under load
-    /// while commits wait for their WAL flush, so the WAL-before-data rule is at work.
+    /// while commits wait for their WAL flush, so the WAL-before-data rule is at work. No
+    /// standby coordinator: the scenario is about the segments' disks.
     pub fn slow_disk() -> RunConfig {
         RunConfig {
             scenario: "slow-disk".into(),
+            standby: false,
             clients: 32,
             cache_blocks_max: 1,
             fsync_latency_min: Duration::from_millis(5),
