@@ -71,7 +71,19 @@ impl Client {
         let mut tries = 0;
         loop {
             let conn = self.connection().await?;
-            match conn.call::<_, ClientResponse>(&req, timeout).await {
+            let answer = conn.call::<_, ClientResponse>(&req, timeout).await;
+            // A warm standby answers a status request with its own passive status: it is not
+            // the active coordinator either.
+            let answer = match answer {
+                Ok(ClientResponse::Standby(StandbyReply::Passive(p))) => {
+                    Ok(ClientResponse::NotActive(format!(
+                        "dbid {} is a standby following {}",
+                        p.dbid, p.coordinator
+                    )))
+                }
+                other => other,
+            };
+            match answer {
                 Ok(ClientResponse::Error(e)) => return Err(e),
                 Ok(ClientResponse::NotActive(why)) => {
                     self.conn = None;

@@ -21,7 +21,8 @@ fn a_standby_added_while_clients_commit_becomes_synchronized() {
 }
 
 #[test]
-fn the_coordinator_fails_the_standby_is_activated_and_a_new_standby_follows_it() {
+fn the_coordinator_fails_the_standby_is_activated_a_new_standby_follows_and_the_original_hosts_are_restored(
+) {
     check("coordinator_fails_standby_activated");
 }
 

@@ -384,7 +384,7 @@ fn describe_standby(s: &MirroringStatus) -> String {
 /// the old coordinator answers again lifts the fence; after any other failure the activation
 /// may have begun, so the fence stays and the next look tries again (a standby whose catalog
 /// already names it the coordinator is started as the coordinator).
-async fn activate(
+pub(crate) async fn activate(
     hosts: &SimHosts,
     from: &str,
     standby: &SegmentConfig,

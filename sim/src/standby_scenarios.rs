@@ -10,7 +10,7 @@ use madsim::time::Instant;
 
 use cluster::admin::driver;
 use cluster::admin::state::View;
-use cluster::catalog::{Role, Status};
+use cluster::catalog::{Catalog, Role, SegmentConfig, Status};
 use cluster::client::Client;
 use cluster::standby::{MirroringStatus, SummaryState};
 
@@ -104,18 +104,21 @@ fn all_pairs(n: usize) -> Vec<i64> {
 /// Waits until the mirroring view has the standby Synchronized and holding every catalog
 /// record the coordinator flushed (no commit in flight).
 async fn caught_up(node: &NodeHandle, h: &AdminHarness) -> MirroringStatus {
+    let mut last = None;
     for _ in 0..300 {
         let status = h.world.lock().unwrap().mirroring_status(node);
-        if let Ok(s) = status.await {
-            if s.summary_state == SummaryState::Synchronized
-                && s.standby_flushed_lsn == s.coordinator_flushed_lsn
+        match status.await {
+            Ok(s)
+                if s.summary_state == SummaryState::Synchronized
+                    && s.standby_flushed_lsn == s.coordinator_flushed_lsn =>
             {
-                return s;
+                return s
             }
+            other => last = Some(other),
         }
         madsim::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the standby never caught up with the coordinator");
+    panic!("the standby never caught up with the coordinator; last seen: {last:?}");
 }
 
 /// Creates table `t` and waits until every segment pair is synchronized.
@@ -175,12 +178,16 @@ pub async fn add_standby(seed: u64) -> Steps {
     h.hosts.steps()
 }
 
-/// Seed 000, "Failing Over to a Standby Master": 1. a Synchronized standby; clients hold the
-/// list of coordinator addresses and commit; 2. the coordinator's host fails;
-/// `activate-standby` on smdw: it becomes the coordinator (Active), the old coordinator's row
-/// is down, the segments follow it, and the clients go on committing through it; 3. (optional,
-/// recommended) a new standby: the original coordinator's host, repaired, gets one with
-/// `init-standby -s mdw`: Passive, Synchronized. Every acknowledged commit is kept.
+/// Seed 000, "Failing Over to a Standby Master", then the coordinator back on its original
+/// host: 1. a Synchronized standby; clients hold the list of coordinator addresses and commit;
+/// 2. the coordinator's host fails; `activate-standby` on smdw (the lost coordinator fenced
+/// first, so it never comes back beside the new one): it becomes the coordinator, the old
+/// coordinator's row is down, the segments follow it, and the clients go on committing through
+/// it; 3. (optional, recommended) a new standby: the original coordinator's host, repaired,
+/// gets one with `init-standby -s mdw`: Synchronized; 4. the original hosts restored, as an
+/// administrator does it: the coordinator on smdw stopped (`stop -m`), `activate-standby` on
+/// mdw, and `init-standby -s smdw`: mdw is the coordinator again and smdw its Synchronized
+/// standby. Every acknowledged commit is kept.
 pub async fn coordinator_fails_standby_activated(seed: u64) -> Steps {
     let cfg = with_standby_host();
     let h = AdminHarness::build(&cfg, seed);
@@ -200,10 +207,13 @@ pub async fn coordinator_fails_standby_activated(seed: u64) -> Steps {
     madsim::time::sleep(Duration::from_millis(700)).await;
     h.kill_host("mdw");
     madsim::time::sleep(Duration::from_secs(1)).await;
-    let activate = h.world.lock().unwrap().activate_standby(&node);
-    let activation = activate.await.expect("activate-standby");
+    let standby = synced.standby.expect("the standby's row");
+    let text = activate_on(&h, "mdw", standby.clone()).await;
     let activated_at = Instant::now();
-    assert_eq!(activation.dbid, synced.standby.unwrap().dbid);
+    assert!(
+        text.contains(&format!("dbid {} on smdw", standby.dbid)),
+        "{text}"
+    );
     let acked = client.await.unwrap();
     let after = acked.iter().filter(|(_, at)| *at > activated_at).count();
     assert!(
@@ -211,37 +221,39 @@ pub async fn coordinator_fails_standby_activated(seed: u64) -> Steps {
         "no commit went through the new coordinator: {acked:?}"
     );
     let acked = keys_of(&acked);
-    let cat_addrs = addrs.clone();
-    let cat = h
-        .run(move |_, _| async move {
-            let mut c = Client::new(cat_addrs, Duration::from_secs(30));
-            wait_catalog(&mut c, "segments following the new coordinator", |cat| {
-                all_synchronized(cat)
-            })
-            .await
-        })
-        .await;
-    let me = &cat.segments[&activation.dbid];
+    let cat = catalog_once_synchronized(&h, &addrs).await;
+    let me = &cat.segments[&standby.dbid];
     assert_eq!((me.role, me.status), (Role::Primary, Status::Up));
     assert_eq!(cat.segments[&1].status, Status::Down);
     h.hosts
         .step("activate_1_activated", state(&h, &addrs).await);
-    let mdw = h
-        .world
-        .lock()
-        .unwrap()
-        .prepare_coordinator_host_for_standby(&cfg);
-    let init = h
-        .world
-        .lock()
-        .unwrap()
-        .init_standby_on(&node, mdw, false, Duration::from_secs(30));
-    let again = init.await.expect("init-standby -s mdw");
-    assert_eq!(again.summary_state, SummaryState::Synchronized);
-    assert_eq!(again.standby.as_ref().unwrap().hostname, "mdw");
-    caught_up(&node, &h).await;
+    // The repaired host boots without its fenced coordinator; a new standby goes there.
+    h.restart_host("mdw");
+    let on_mdw = new_standby_on(&h, "mdw").await;
     h.hosts
         .step("activate_2_new_standby", state(&h, &addrs).await);
+    // Back to the original hosts: stop the coordinator on smdw, activate mdw's standby, and
+    // put a new standby on smdw.
+    {
+        let mut world = h.world.lock().unwrap();
+        world.fence_coordinator("smdw");
+        world.restart_coordinator_process("smdw");
+    }
+    let text = activate_on(&h, "smdw", on_mdw.clone()).await;
+    assert!(
+        text.contains(&format!("dbid {} on mdw", on_mdw.dbid)),
+        "{text}"
+    );
+    let cat = catalog_once_synchronized(&h, &addrs).await;
+    let me = &cat.segments[&on_mdw.dbid];
+    assert_eq!((me.role, me.status), (Role::Primary, Status::Up));
+    h.hosts.step(
+        "activate_3_coordinator_back_on_mdw",
+        state(&h, &addrs).await,
+    );
+    new_standby_on(&h, "smdw").await;
+    h.hosts
+        .step("activate_4_standby_back_on_smdw", state(&h, &addrs).await);
     let keys = h
         .run(move |_, _| async move {
             let mut c = Client::new(addrs, Duration::from_secs(30));
@@ -252,6 +264,55 @@ pub async fn coordinator_fails_standby_activated(seed: u64) -> Steps {
         assert!(keys.contains(k), "acknowledged key {k} lost");
     }
     h.hosts.steps()
+}
+
+/// Fences the coordinator on `from` and runs `activate-standby` on `standby`'s host, as the
+/// operator agent does; returns what it reported.
+async fn activate_on(h: &AdminHarness, from: &str, standby: SegmentConfig) -> String {
+    let from = from.to_string();
+    h.run(move |_, hosts| async move {
+        crate::operator::activate(&hosts, &from, &standby, false)
+            .await
+            .expect("activate-standby")
+    })
+    .await
+}
+
+/// `init-standby -s HOST` against the acting coordinator; waits until the standby holds every
+/// catalog record; returns its row.
+async fn new_standby_on(h: &AdminHarness, host: &str) -> SegmentConfig {
+    let host = host.to_string();
+    let status = h
+        .run(move |_, hosts| async move {
+            crate::standby_runs::init_standby(
+                &hosts,
+                &host,
+                false,
+                Duration::from_secs(30),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("init-standby -s {host}: {e}"))
+        })
+        .await;
+    assert_eq!(status.summary_state, SummaryState::Synchronized);
+    caught_up(h.node(), h).await;
+    status.standby.expect("the new standby's row")
+}
+
+/// The catalog, asked of whichever coordinator is active, once every pair is synchronized.
+async fn catalog_once_synchronized(h: &AdminHarness, addrs: &[String]) -> Catalog {
+    let addrs = addrs.to_vec();
+    h.run(move |_, _| async move {
+        let mut c = Client::new(addrs, Duration::from_secs(30));
+        wait_catalog(
+            &mut c,
+            "segments following the coordinator",
+            all_synchronized,
+        )
+        .await
+    })
+    .await
 }
 
 /// Seed 000, "Resynchronizing Standby with the Master": 1. a Synchronized standby; 2. its host
