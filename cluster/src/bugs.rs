@@ -51,6 +51,11 @@ pub struct PlantedBugs {
     /// the histories matched, and keeps the data, which still holds what the instance applied
     /// past that point (commits it logged but that were never acknowledged).
     pub recovery_skips_rewind: bool,
+    /// The coordinator sends COMMIT PREPARED without first making the distributed-commit
+    /// record durable, so a coordinator restart (or the resolver, when a writer misses its
+    /// second phase) finds prepared transactions with no record and aborts them, after other
+    /// writers already committed.
+    pub lose_distributed_commit_record: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -108,6 +113,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "a catalog change is committed without its configuration history row",
     ),
     (
+        "lose-distributed-commit-record",
+        "the coordinator commits prepared transactions without a durable distributed-commit record",
+    ),
+    (
         "evict-before-wal-flush",
         "a dirty block is written back before the WAL covering it is durable",
     ),
@@ -130,6 +139,7 @@ impl PlantedBugs {
                 &mut self.syncrep_off_without_marking_mirror_down
             }
             "commit-without-prepare" => &mut self.commit_without_prepare,
+            "lose-distributed-commit-record" => &mut self.lose_distributed_commit_record,
             "mirror-skips-deletes" => &mut self.mirror_skips_deletes,
             "skip-epoch-check" => &mut self.skip_epoch_check,
             "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,

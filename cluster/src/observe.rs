@@ -28,6 +28,16 @@ pub enum Fact {
     /// The coordinator acted on its catalog WAL up to `lsn` (a configuration change, a table,
     /// a distributed-commit record) because its synchronized standby reported it flushed.
     StandbyFlushed { lsn: Lsn },
+    /// Crash recovery found a block on disk stamped with a page LSN beyond the end of the
+    /// recovered WAL, and the instance failed itself.
+    BlockBeyondWal {
+        content: Content,
+        dbid: Dbid,
+        file: String,
+        block: u32,
+        page_lsn: Lsn,
+        wal_end: Lsn,
+    },
 }
 
 pub trait Observer: Send + Sync + 'static {

@@ -122,6 +122,20 @@ fn dump_dom(chromium: &Path, page: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The SVG files in `dir`.
+fn svg_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "svg")
+        })
+        .count()
+}
+
 fn attr(dom: &str, name: &str) -> Option<usize> {
     let at = dom.find(&format!("{name}=\""))? + name.len() + 2;
     dom[at..].split('"').next()?.parse().ok()
@@ -138,16 +152,7 @@ fn every_chart_of_the_report_loads_in_headless_chromium() {
         timelines: &timelines,
     };
     let page = reports::report(Path::new(RESULTS), &extras, &out).unwrap();
-    let charts = std::fs::read_dir(&out)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "svg")
-        })
-        .count();
+    let charts = svg_files(&out);
     assert!(
         charts >= 9,
         "failover, throughput, faults, checkers, bugs, two layout charts, the timeline (and its source): {charts}"
@@ -160,7 +165,38 @@ fn every_chart_of_the_report_loads_in_headless_chromium() {
         eprintln!("\n\n!!!!! SKIPPED: chromium not found on PATH; the report's charts were NOT checked in a browser. Install it with .ci/install-chromium !!!!!\n");
         return;
     };
-    let dom = dump_dom(&chromium, &page);
+    check_page_in_chromium(&chromium, &page, charts);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The page `.ci/run` writes from its own seed sweep (`hasim report --input
+/// target/ci/results.jsonl --layouts ... --timeline ... --out target/ci/report`), named by
+/// `HASIM_REPORT_PAGE`. `.ci/run` runs it after the sweep; by hand:
+/// `HASIM_REPORT_PAGE=out/index.html cargo test -p reports --test browser -- --ignored`.
+#[test]
+#[ignore = "needs HASIM_REPORT_PAGE, the index.html of a `hasim report` run (.ci/run sets it)"]
+fn the_page_of_a_real_seed_sweep_loads_in_headless_chromium() {
+    let page = std::env::var_os("HASIM_REPORT_PAGE")
+        .map(PathBuf::from)
+        .expect("HASIM_REPORT_PAGE names the index.html written by `hasim report`");
+    let page = std::fs::canonicalize(&page)
+        .unwrap_or_else(|e| panic!("HASIM_REPORT_PAGE {}: {e}", page.display()));
+    let dir = page.parent().unwrap();
+    // Every SVG beside the page is a chart of it (timelines are read from elsewhere and
+    // embedded under their own names).
+    let charts = svg_files(dir);
+    assert!(
+        charts >= 7,
+        "failover, throughput, faults, checkers, two layout charts, a timeline: {charts}"
+    );
+    let chromium = chromium().expect("chromium on PATH (.ci/install-chromium)");
+    check_page_in_chromium(&chromium, &page, charts);
+}
+
+/// Loads `page` in headless Chromium and checks that each of its `charts` images decoded and
+/// that the page's sections are there.
+fn check_page_in_chromium(chromium: &Path, page: &Path, charts: usize) {
+    let dom = dump_dom(chromium, page);
     assert!(
         dom.contains("<h1>hasim report</h1>"),
         "the page rendered: {dom:.500}"
@@ -186,7 +222,6 @@ fn every_chart_of_the_report_loads_in_headless_chromium() {
     ] {
         assert!(dom.contains(heading), "{heading}");
     }
-    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]

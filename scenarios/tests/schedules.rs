@@ -50,11 +50,17 @@ fn a_shrunk_schedule_is_no_longer_and_replays_to_the_same_checker() {
     assert_eq!(shrunk.checker, original.violations[0].checker);
     assert!(shrunk.faults.len() <= original.faults.len());
     assert!(shrunk.runs <= 12);
+    assert!(shrunk.fault_time_ms <= shrunk.original_fault_time_ms);
+    assert_eq!(
+        shrunk.original_fault_time_ms,
+        cfg.fault_time.as_millis() as u64
+    );
 
     // Through the file format and back.
     let text = serde_json::to_string_pretty(&shrunk).unwrap();
     let mut replay = cfg.clone();
-    replay.schedule = Some(sim::nemesis::parse_schedule(&text).unwrap());
+    sim::shrink::apply_schedule_file(&mut replay, &text).unwrap();
+    assert_eq!(replay.fault_time.as_millis() as u64, shrunk.fault_time_ms);
     let again = run_seed(seed, &replay).0;
     assert!(
         fails_with(&again, &shrunk.checker),

@@ -139,6 +139,30 @@ pub async fn wait_catalog(
 }
 
 /// Every pair with a mirror is up and synchronized.
+/// Panics unless the world places every instance of the catalog where the catalog says (host,
+/// address, port, directory), as fault injection relies on it.
+pub fn assert_world_places_as(hosts: &SimHosts, cat: &cluster::catalog::Catalog) {
+    let world = hosts.0.lock().unwrap();
+    for row in cat.segments.values() {
+        let placed = world
+            .segments
+            .iter()
+            .find(|s| s.dbid == row.dbid)
+            .unwrap_or_else(|| panic!("the world has no instance dbid {}", row.dbid));
+        assert_eq!(
+            (
+                &placed.hostname,
+                &placed.address,
+                placed.port,
+                &placed.datadir
+            ),
+            (&row.hostname, &row.address, row.port, &row.datadir),
+            "dbid {}: the world places it elsewhere than the catalog",
+            row.dbid
+        );
+    }
+}
+
 pub fn all_synchronized(cat: &cluster::catalog::Catalog) -> bool {
     use cluster::catalog::{Mode, Status};
     cat.pairs().iter().all(|p| {

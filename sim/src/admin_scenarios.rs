@@ -9,8 +9,8 @@ use cluster::catalog::{Mode, Role, Status};
 use cluster::client::Client;
 
 use crate::admin::{
-    all_keys, all_synchronized, create_table, insert_retrying, preferred_roles, wait_catalog,
-    AdminHarness,
+    all_keys, all_synchronized, assert_world_places_as, create_table, insert_retrying,
+    preferred_roles, wait_catalog, AdminHarness,
 };
 use crate::config::RunConfig;
 
@@ -246,6 +246,7 @@ pub async fn unrecoverable_host_recoverseg_onto_a_spare(seed: u64) -> Steps {
         .unwrap();
         let cat = wait_catalog(&mut c, "synchronized on the spare", all_synchronized).await;
         assert_eq!(cat.segments[&3].hostname, "sdw3");
+        assert_world_places_as(&hosts, &cat);
         hosts.step("spare_1_recovered", state(&mut c).await);
         assert_eq!(all_keys(&mut c, "t", 1).await, (0..10).collect::<Vec<_>>());
     })
@@ -284,6 +285,7 @@ pub async fn add_mirrors_to_an_unmirrored_cluster(seed: u64) -> Steps {
         .unwrap()
         .unwrap();
         let cat = wait_catalog(&mut c, "mirrors synchronized", all_synchronized).await;
+        assert_world_places_as(&hosts, &cat);
         assert!(cat
             .pairs()
             .iter()
@@ -320,6 +322,7 @@ pub async fn move_mirrors_and_back_out(seed: u64) -> Steps {
         hosts.step("move_0_backout_file", backout.clone());
         let cat = wait_catalog(&mut c, "synchronized after the move", all_synchronized).await;
         assert_eq!(cat.segments[&3].hostname, "sdw3");
+        assert_world_places_as(&hosts, &cat);
         assert!(insert_retrying(&mut c, "t", 1).await);
         hosts.step("move_1_moved", state(&mut c).await);
         driver::move_mirrors(&mut c, &hosts, &backout)
@@ -327,6 +330,7 @@ pub async fn move_mirrors_and_back_out(seed: u64) -> Steps {
             .unwrap();
         let cat = wait_catalog(&mut c, "synchronized after backing out", all_synchronized).await;
         assert_eq!(cat.segments[&3].hostname, "sdw2");
+        assert_world_places_as(&hosts, &cat);
         assert_eq!(cat.segments[&3].mode, Mode::Synced);
         assert_eq!(all_keys(&mut c, "t", 1).await, vec![1]);
     })
@@ -456,6 +460,7 @@ pub async fn add_mirrors_from_a_file_onto_other_hosts(seed: u64) -> Steps {
             .unwrap()
             .unwrap();
         let cat = wait_catalog(&mut c, "mirrors synchronized", all_synchronized).await;
+        assert_world_places_as(&hosts, &cat);
         assert!(cat
             .pairs()
             .iter()
@@ -598,6 +603,7 @@ pub async fn move_mirrors_into_a_block_layout(seed: u64) -> Steps {
         let (_, backout) = driver::move_mirrors(&mut c, &hosts, &file).await.unwrap();
         hosts.step("block_1_backout_file", backout.clone());
         let cat = wait_catalog(&mut c, "synchronized in block layout", all_synchronized).await;
+        assert_world_places_as(&hosts, &cat);
         for pair in cat.pairs() {
             assert_eq!(pair.mirror.unwrap().hostname, want[&pair.content]);
         }
@@ -606,6 +612,7 @@ pub async fn move_mirrors_into_a_block_layout(seed: u64) -> Steps {
             .await
             .unwrap();
         let back = wait_catalog(&mut c, "synchronized after backing out", all_synchronized).await;
+        assert_world_places_as(&hosts, &back);
         for pair in back.pairs() {
             let host_index = pair.primary.hostname[3..].parse::<usize>().unwrap() - 1;
             assert_eq!(

@@ -467,12 +467,9 @@ fn replay(args: ReplayArgs) -> i32 {
     });
     let mut cfg = args.world.config();
     if let Some(path) = &args.schedule {
-        match load_schedule(path, args.seed, &cfg) {
-            Ok(schedule) => cfg.schedule = Some(schedule),
-            Err(e) => {
-                eprintln!("schedule {}: {e}", path.display());
-                return EXIT_USAGE;
-            }
+        if let Err(e) = load_schedule(path, args.seed, &mut cfg) {
+            eprintln!("schedule {}: {e}", path.display());
+            return EXIT_USAGE;
         }
     }
     let (result, log, recording) = crate::runner::run_seed_recorded(args.seed, &cfg);
@@ -522,15 +519,15 @@ fn replay(args: ReplayArgs) -> i32 {
     result.verdict.exit_code()
 }
 
-/// Reads and checks a schedule file against the cluster seed `seed` runs.
-fn load_schedule(
-    path: &Path,
-    seed: u64,
-    cfg: &RunConfig,
-) -> Result<Vec<crate::nemesis::ScheduledFault>, String> {
+/// Reads a schedule file, checks it against the cluster seed `seed` runs, and applies it to
+/// `cfg` (its faults, and its fault phase's length when it has one); on an error `cfg` is
+/// unchanged.
+fn load_schedule(path: &Path, seed: u64, cfg: &mut RunConfig) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let schedule = crate::nemesis::parse_schedule(&text)?;
-    let seeded = crate::swarm::derive(seed, cfg);
+    let mut with = cfg.clone();
+    crate::shrink::apply_schedule_file(&mut with, &text)?;
+    let schedule = with.schedule.clone().unwrap_or_default();
+    let seeded = crate::swarm::derive(seed, &with);
     let segments = crate::world::layout(&seeded);
     let layout = crate::nemesis::Layout {
         segment_hosts: (1..=seeded.segment_hosts)
@@ -539,19 +536,17 @@ fn load_schedule(
         segments: &segments,
     };
     crate::nemesis::validate(&schedule, &layout, seeded.fault_time)?;
-    Ok(schedule)
+    *cfg = with;
+    Ok(())
 }
 
 fn shrink(args: ShrinkArgs) -> i32 {
     crate::trace::install("warn");
     let mut cfg = args.world.config();
     if let Some(path) = &args.schedule {
-        match load_schedule(path, args.seed, &cfg) {
-            Ok(schedule) => cfg.schedule = Some(schedule),
-            Err(e) => {
-                eprintln!("schedule {}: {e}", path.display());
-                return EXIT_USAGE;
-            }
+        if let Err(e) = load_schedule(path, args.seed, &mut cfg) {
+            eprintln!("schedule {}: {e}", path.display());
+            return EXIT_USAGE;
         }
     }
     let Some((shrunk, result)) = crate::shrink::shrink(args.seed, &cfg, args.max_runs) else {
@@ -574,6 +569,13 @@ fn shrink(args: ShrinkArgs) -> i32 {
         shrunk.runs,
         shrunk.checker
     );
+    if shrunk.fault_time_ms < shrunk.original_fault_time_ms {
+        println!(
+            "fault phase (and workload) cut from {:.1} to {:.1} simulated s",
+            shrunk.original_fault_time_ms as f64 / 1000.0,
+            shrunk.fault_time_ms as f64 / 1000.0
+        );
+    }
     for f in &shrunk.faults {
         println!(
             "  fault at {:>6} ms (episode {}): {:?}",

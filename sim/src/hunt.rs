@@ -75,9 +75,15 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 50,
     },
     PlantedBug {
+        name: "lose-distributed-commit-record",
+        scenario: "standard",
+        caught_by: "aborted-stays-aborted",
+        seed_budget: 100,
+    },
+    PlantedBug {
         name: "evict-before-wal-flush",
         scenario: "slow-disk",
-        caught_by: "identical-replicas",
+        caught_by: "wal-before-data",
         seed_budget: 150,
     },
     PlantedBug {

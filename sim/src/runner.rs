@@ -334,6 +334,7 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             check(latest_value::NAME, latest_value::check(&txns));
             check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
             check(linear_history::NAME, linear_history::check(&out.facts));
+            check(wal_before_data::NAME, wal_before_data::check(&out.facts));
             check(
                 identical_replicas::NAME,
                 identical_replicas::check(&out.checksums, out.sim_time_ms),

@@ -1,7 +1,14 @@
-//! Shrinking a failing seed's fault schedule: the workload stays the seed's, the schedule is cut
-//! down greedily (delta debugging over episodes: halves, then smaller chunks, then single
-//! episodes; then each remaining fault's downtime shortened), keeping only cuts after which the
-//! run still fails the same way.
+//! Shrinking a failing seed's fault schedule, greedily, keeping only cuts after which the run
+//! still fails the same way:
+//! 1. delta debugging over episodes (halves, then smaller chunks, then single episodes);
+//! 2. each remaining fault's downtime shortened;
+//! 3. each remaining episode moved earlier (fault and heal together);
+//! 4. the fault phase, and with it the workload, cut short after the last entry.
+//!
+//! The workload is the seed's; step 4 is how it shrinks (clients stop when the fault phase
+//! ends). The schedule file carries the shortened phase as `fault_time_ms`.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -37,7 +44,39 @@ pub struct Shrunk {
     pub checker: String,
     pub original_faults: usize,
     pub runs: u32,
+    /// Simulated ms of the fault phase (and of the workload) in the original run and in the
+    /// shrunk one; `replay --schedule` runs the file's.
+    pub original_fault_time_ms: u64,
+    pub fault_time_ms: u64,
     pub faults: Vec<ScheduledFault>,
+}
+
+/// Applies a schedule file (`hasim shrink` output, a result line, or an array of faults) to
+/// `cfg`: its faults, and its `fault_time_ms` when it has one. Changes nothing on an error.
+pub fn apply_schedule_file(cfg: &mut RunConfig, text: &str) -> Result<(), String> {
+    let faults = nemesis::parse_schedule(text)?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let fault_time = match value.get("fault_time_ms") {
+        None => None,
+        Some(v) => match v.as_u64() {
+            Some(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+            _ => return Err("fault_time_ms: must be a whole number of ms above 0".into()),
+        },
+    };
+    if let (Some(t), Some(last)) = (fault_time, faults.iter().map(|f| f.at_ms).max()) {
+        if last > t.as_millis() as u64 {
+            return Err(format!(
+                "fault_time_ms: {} is before the last fault entry at {last} ms",
+                t.as_millis()
+            ));
+        }
+    }
+    if let Some(t) = fault_time {
+        cfg.fault_time = t;
+    }
+    cfg.schedule = Some(faults);
+    Ok(())
 }
 
 /// The episodes of a schedule, in order of their first entry.
@@ -68,15 +107,38 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
     let mut runs = 1u32;
     let mut best = original.clone();
     let mut best_result = first;
-    let attempt = |candidate: &Vec<ScheduledFault>, runs: &mut u32| -> Option<SeedResult> {
+    let mut fault_time = cfg.fault_time;
+    let attempt_for = |candidate: &Vec<ScheduledFault>,
+                       fault_time: Duration,
+                       runs: &mut u32|
+     -> Option<SeedResult> {
         if *runs >= max_runs {
             return None;
         }
         *runs += 1;
         let mut c = cfg.clone();
         c.schedule = Some(candidate.clone());
+        c.fault_time = fault_time;
         let (r, _) = run_seed(seed, &c);
         fails_with(&r, &target).then_some(r)
+    };
+    let attempt = |candidate: &Vec<ScheduledFault>, runs: &mut u32| {
+        attempt_for(candidate, cfg.fault_time, runs)
+    };
+    // Keeps `candidate` as the best schedule if the run still fails with it.
+    let keep_if_failing = |candidate: Vec<ScheduledFault>,
+                           best: &mut Vec<ScheduledFault>,
+                           best_result: &mut SeedResult,
+                           runs: &mut u32|
+     -> bool {
+        match attempt(&candidate, runs) {
+            Some(r) => {
+                *best = candidate;
+                *best_result = r;
+                true
+            }
+            None => false,
+        }
     };
     // Delta debugging over episodes: try dropping chunks of n, n = 2, 4, ... single episodes.
     let mut chunks = 2usize;
@@ -124,13 +186,52 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
             let mut candidate = best.clone();
             candidate[heal].at_ms = start.at_ms + gap / 2;
             nemesis::sort(&mut candidate);
-            match attempt(&candidate, &mut runs) {
-                Some(r) => {
-                    best = candidate;
-                    best_result = r;
-                }
-                None => break,
+            if !keep_if_failing(candidate, &mut best, &mut best_result, &mut runs) {
+                break;
             }
+        }
+    }
+    // Earlier episodes: move each (fault and heal together) halfway towards the start of the
+    // episode before it, while the run still fails.
+    for ep in episodes(&best) {
+        for _ in 0..4 {
+            let Some(start) = best.iter().find(|f| f.episode == ep).map(|f| f.at_ms) else {
+                break;
+            };
+            let floor = best
+                .iter()
+                .filter(|f| f.episode != ep && f.at_ms <= start)
+                .map(|f| f.at_ms)
+                .max()
+                .unwrap_or(0);
+            let shift = (start - floor) / 2;
+            if shift < 100 {
+                break;
+            }
+            let mut candidate = best.clone();
+            for f in candidate.iter_mut().filter(|f| f.episode == ep) {
+                f.at_ms -= shift;
+            }
+            nemesis::sort(&mut candidate);
+            if !keep_if_failing(candidate, &mut best, &mut best_result, &mut runs) {
+                break;
+            }
+        }
+    }
+    // A shorter fault phase (and workload): halve the time left after the last entry.
+    let last = best.iter().map(|f| f.at_ms).max().unwrap_or(0);
+    for _ in 0..6 {
+        let left = (fault_time.as_millis() as u64).saturating_sub(last);
+        if left < 500 {
+            break;
+        }
+        let candidate = Duration::from_millis(last + left / 2);
+        match attempt_for(&best, candidate, &mut runs) {
+            Some(r) => {
+                fault_time = candidate;
+                best_result = r;
+            }
+            None => break,
         }
     }
     Some((
@@ -141,6 +242,8 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
             checker: target,
             original_faults: original.len(),
             runs,
+            original_fault_time_ms: cfg.fault_time.as_millis() as u64,
+            fault_time_ms: fault_time.as_millis() as u64,
             faults: best,
         },
         best_result,
@@ -153,4 +256,47 @@ pub fn replay_with_schedule(seed: u64, cfg: &RunConfig, file: &str) -> String {
         "{} --schedule {file}",
         crate::runner::replay_command(seed, cfg)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"{"fault_time_ms": 9000, "faults": [
+        {"at_ms": 1000, "episode": 0, "kind": "host-crash", "host": "sdw1"},
+        {"at_ms": 4000, "episode": 0, "kind": "host-restart", "host": "sdw1"}]}"#;
+
+    #[test]
+    fn a_schedule_file_sets_the_faults_and_the_fault_phase() {
+        let mut cfg = RunConfig::pair();
+        apply_schedule_file(&mut cfg, FILE).unwrap();
+        assert_eq!(cfg.fault_time, Duration::from_secs(9));
+        assert_eq!(cfg.schedule.as_ref().map(Vec::len), Some(2));
+        // Without the field, the fault phase stays the configuration's.
+        let mut cfg = RunConfig::pair();
+        let before = cfg.fault_time;
+        apply_schedule_file(&mut cfg, &FILE.replace(r#""fault_time_ms": 9000, "#, "")).unwrap();
+        assert_eq!(cfg.fault_time, before);
+    }
+
+    #[test]
+    fn a_bad_fault_phase_names_the_field_and_changes_nothing() {
+        for (bad, says) in [
+            ("0", "above 0"),
+            ("-3", "whole number"),
+            ("\"9s\"", "whole number"),
+            ("3000", "before the last fault entry at 4000 ms"),
+        ] {
+            let mut cfg = RunConfig::pair();
+            let before = cfg.fault_time;
+            let text = FILE.replace("9000", bad);
+            let e = apply_schedule_file(&mut cfg, &text).unwrap_err();
+            assert!(
+                e.starts_with("fault_time_ms: ") && e.contains(says),
+                "{bad}: {e}"
+            );
+            assert_eq!(cfg.fault_time, before);
+            assert!(cfg.schedule.is_none());
+        }
+    }
 }

@@ -422,7 +422,24 @@ impl World {
             }
         }
         info!(dbid = row.dbid, host = %row.hostname, address = %row.address, port = row.port, "mirror instance started");
+        self.place(row);
         Ok(())
+    }
+
+    /// Records where instance `row.dbid` now runs (a recovery onto another host, a moved
+    /// mirror, a mirror added): the world's placements follow the catalog's, so faults aimed
+    /// at an instance or a host hit what now runs there. The roles stay those of the initial
+    /// layout (its preferred roles); a new instance is added as the row gives it.
+    fn place(&mut self, row: &SegmentConfig) {
+        match self.segments.iter_mut().find(|s| s.dbid == row.dbid) {
+            Some(s) => {
+                s.hostname = row.hostname.clone();
+                s.address = row.address.clone();
+                s.port = row.port;
+                s.datadir = row.datadir.clone();
+            }
+            None => self.segments.push(row.clone()),
+        }
     }
 
     /// Stops the instance process at `row`'s address for good: it runs nothing from now on,

@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::storage::{Engine, Key, Lsn, StorageError, Value, Wal, Write, Xid, TUPLE_SPACE};
+use cluster::storage::{
+    Engine, EngineOptions, Key, Lsn, StorageError, Value, Wal, Write, Xid, TUPLE_SPACE,
+};
 use proptest::prelude::*;
 use sim::disk::{SimDisk, TornTail};
 use tokio::sync::Mutex;
@@ -500,6 +502,44 @@ proptest! {
     }
 }
 
+/// Commits ten transactions on a one-block cache without flushing their WAL, each followed by
+/// a read that evicts their blocks, then crashes the disk keeping every unsynced byte of the
+/// table files and none of the WAL. Returns the WAL's durable end at the crash.
+async fn commit_unflushed_and_crash(disk: &SimDisk, opts: EngineOptions) -> Lsn {
+    let mut engine = Engine::open(Arc::new(disk.clone()), opts).await.unwrap();
+    for def in defs() {
+        engine.create_table(def).unwrap();
+    }
+    engine.commit(1, &[put(HEAP, 1, 1, 100)]).unwrap();
+    engine.checkpoint().await.unwrap();
+    let flushed = engine.wal().flushed_lsn();
+    for xid in 2..12 {
+        let key = xid as Key;
+        engine.commit(xid, &[put(AO, xid, key, 3000)]).unwrap();
+        // Reading the heap block evicts the new append-optimized blocks.
+        assert!(engine.get(HEAP, 1).unwrap().is_some());
+    }
+    assert!(engine.stats().evictions > 0);
+    assert_eq!(engine.wal().flushed_lsn(), flushed);
+    drop(engine);
+    disk.crash(|path, unsynced| {
+        if path.ends_with("pg_wal/wal") {
+            TornTail::None
+        } else {
+            TornTail::Keep(unsynced)
+        }
+    });
+    flushed
+}
+
+fn one_block_cache(evict_before_wal_flush: bool) -> EngineOptions {
+    EngineOptions {
+        cache_blocks_max: 1,
+        evict_before_wal_flush,
+        ..EngineOptions::default()
+    }
+}
+
 /// WAL before data: blocks of transactions whose commit records are not durable never reach
 /// the table files, even when a tiny cache must evict them and every unsynced byte of the
 /// table files survives the crash.
@@ -507,32 +547,36 @@ proptest! {
 fn unflushed_commits_never_reach_table_files() {
     run(7, async {
         let disk = sim_disk();
-        let mut engine = open(&disk, 1).await.unwrap();
-        for def in defs() {
-            engine.create_table(def).unwrap();
-        }
-        engine.commit(1, &[put(HEAP, 1, 1, 100)]).unwrap();
-        engine.checkpoint().await.unwrap();
-        let flushed = engine.wal().flushed_lsn();
-        for xid in 2..12 {
-            let key = xid as Key;
-            engine.commit(xid, &[put(AO, xid, key, 3000)]).unwrap();
-            // Reading the heap block evicts the new append-optimized blocks.
-            assert!(engine.get(HEAP, 1).unwrap().is_some());
-        }
-        assert!(engine.stats().evictions > 0);
-        assert_eq!(engine.wal().flushed_lsn(), flushed);
-        drop(engine);
-        disk.crash(|path, unsynced| {
-            if path.ends_with("pg_wal/wal") {
-                TornTail::None
-            } else {
-                TornTail::Keep(unsynced)
-            }
-        });
+        commit_unflushed_and_crash(&disk, one_block_cache(false)).await;
         let mut engine = open(&disk, 1).await.unwrap();
         assert_eq!(keys(engine.scan(AO).unwrap()), Vec::<Key>::new());
         assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1]);
+    });
+}
+
+/// The same run with the planted bug `evict-before-wal-flush`: blocks of unflushed commits
+/// reach the table files, the crash keeps them and loses their WAL, and recovery refuses to
+/// open (`BlockBeyondWal`) rather than serve changes it has no log of.
+#[test]
+fn recovery_refuses_a_block_written_before_its_wal() {
+    run(7, async {
+        let disk = sim_disk();
+        let wal_end = commit_unflushed_and_crash(&disk, one_block_cache(true)).await;
+        let err = Engine::open(Arc::new(disk.clone()), one_block_cache(true))
+            .await
+            .err()
+            .expect("recovery must refuse a block beyond its WAL");
+        match err {
+            StorageError::BlockBeyondWal {
+                page_lsn,
+                wal_end: end,
+                ..
+            } => {
+                assert_eq!(end, wal_end);
+                assert!(page_lsn > wal_end);
+            }
+            other => panic!("expected BlockBeyondWal, got {other}"),
+        }
     });
 }
 

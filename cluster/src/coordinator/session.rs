@@ -491,7 +491,12 @@ impl Session {
             ));
         }
         // The decision: durable on the coordinator before any writer hears "commit".
-        if let Err(e) = self.store.record_distributed_commit(xid, writers).await {
+        let record = if self.cfg.bugs.lose_distributed_commit_record {
+            Ok(())
+        } else {
+            self.store.record_distributed_commit(xid, writers).await
+        };
+        if let Err(e) = record {
             self.abort_prepared(xid, &prepared).await;
             return failed(format!(
                 "the distributed-commit record could not be written: {e}; transaction rolled back"

@@ -23,6 +23,7 @@ use crate::catalog::{Content, Dbid, Role};
 use crate::io::net::{self, Connection};
 use crate::io::runtime::{self, Instant, JoinHandle};
 use crate::io::Disk;
+use crate::observe::Fact;
 use crate::proto::{SegmentRequest, SegmentResponse};
 use crate::storage::{Engine, EngineOptions, StorageError};
 use crate::sync::Watch;
@@ -184,7 +185,25 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             },
         )
         .await
-        .map_err(|source| InstanceError::Storage { dbid, source })?;
+        .map_err(|source| {
+            if let StorageError::BlockBeyondWal {
+                file,
+                block,
+                page_lsn,
+                wal_end,
+            } = &source
+            {
+                cfg.observe.report(Fact::BlockBeyondWal {
+                    content: cfg.content,
+                    dbid,
+                    file: file.clone(),
+                    block: *block,
+                    page_lsn: *page_lsn,
+                    wal_end: *wal_end,
+                });
+            }
+            InstanceError::Storage { dbid, source }
+        })?;
         let role = role_file::load_or_init(&*disk, cfg.initial_role)
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;

@@ -15,6 +15,15 @@ pub enum StorageError {
     Corrupt { file: String, block: u32 },
     #[error("wal record at lsn {lsn} is corrupt")]
     CorruptWal { lsn: Lsn },
+    /// The WAL-before-data rule was broken: a block reached disk before the WAL that covers it,
+    /// and that WAL was lost in a crash.
+    #[error("block {block} of {file} has page lsn {page_lsn} beyond the end of the wal ({wal_end}): it reached disk before the wal covering it was durable")]
+    BlockBeyondWal {
+        file: String,
+        block: u32,
+        page_lsn: Lsn,
+        wal_end: Lsn,
+    },
     #[error("control file {path} is corrupt")]
     CorruptControl { path: String },
     #[error("control file says redo starts at lsn {redo_lsn} but the wal ends at {wal_end}")]

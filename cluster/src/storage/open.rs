@@ -39,7 +39,7 @@ impl Engine {
         };
         for def in &control.tables {
             let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);
-            let table = Table::load(&*engine.disk, def.clone(), blocks)?;
+            let table = Table::load(&*engine.disk, def.clone(), blocks, wal_end)?;
             engine.tables.insert(def.id, table);
         }
         let redone = engine.redo(wal_end)?;

@@ -50,11 +50,14 @@ impl Table {
     /// Rebuilds the index and free space from the table file. A block that is torn or zeroed
     /// past the checkpointed length was never synced, so all its content comes from WAL after
     /// the redo point; it is reset to empty for redo to refill. Damage inside the checkpointed
-    /// length is real corruption.
+    /// length is real corruption. So is a block whose page LSN lies beyond `wal_end`, the end
+    /// of the recovered WAL: it holds changes whose WAL was lost (the WAL-before-data rule was
+    /// broken), which redo could never take out again.
     pub fn load(
         disk: &dyn Disk,
         def: TableDef,
         checkpoint_blocks: u32,
+        wal_end: super::Lsn,
     ) -> Result<Table, StorageError> {
         let mut table = Table::empty(def);
         table.checkpoint_blocks = checkpoint_blocks;
@@ -73,6 +76,14 @@ impl Table {
                 }
                 Err(err) => return Err(err),
             };
+            if page.lsn > wal_end {
+                return Err(StorageError::BlockBeyondWal {
+                    file: path,
+                    block,
+                    page_lsn: page.lsn,
+                    wal_end,
+                });
+            }
             // A key found in two blocks (a move whose two pages reached disk at different
             // times) is settled by redo, which replays the move.
             for (key, value) in page.rows() {

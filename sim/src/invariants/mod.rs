@@ -13,6 +13,7 @@ pub mod model;
 pub mod no_lost_commits;
 pub mod promoted_in_sync;
 pub mod standby_catalog;
+pub mod wal_before_data;
 
 use serde::Serialize;
 
