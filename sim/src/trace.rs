@@ -11,12 +11,13 @@ use std::sync::Once;
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
+use tracing::subscriber::Interest;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -93,21 +94,133 @@ pub fn install(default_level: &str) {
     static ONCE: Once = Once::new();
     let default_level = default_level.to_string();
     ONCE.call_once(move || {
+        let directives =
+            std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| default_level.clone());
         let filter =
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+            EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default_level));
         let fmt = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .with_timer(SimTime)
-            .with_writer(CaptureWriter)
-            .with_filter(filter);
-        let hash = HashLayer.with_filter(LevelFilter::INFO);
-        let milestones = MilestoneLayer.with_filter(LevelFilter::INFO);
+            .with_writer(CaptureWriter);
         let _ = tracing_subscriber::registry()
-            .with(fmt)
-            .with(hash)
-            .with(milestones)
+            .with(SimLayer {
+                fmt,
+                // Only span directives (`[span{field=value}]`) make the filter follow spans.
+                filter_follows_spans: directives.contains('['),
+                filter,
+            })
             .try_init();
     });
+}
+
+/// The simulator's one layer: the log (every event `RUST_LOG` enables, formatted into the
+/// seed's capture), the trace hash and the failover milestones (every event at INFO or above,
+/// whatever `RUST_LOG` says).
+///
+/// One unfiltered layer rather than three with per-layer filters: with per-layer filters, every
+/// poll of an instrumented future (every instance's tasks run inside their instance's span)
+/// looked the span up in the registry once per filtered layer on entering and again on leaving;
+/// here entering and leaving a span costs the registry's own push and pop.
+struct SimLayer<F> {
+    fmt: F,
+    filter: EnvFilter,
+    filter_follows_spans: bool,
+}
+
+/// Whether an event feeds the trace hash and the milestones.
+fn always_seen(meta: &tracing::Metadata<'_>) -> bool {
+    *meta.level() <= Level::INFO
+}
+
+impl<S, F> Layer<S> for SimLayer<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    F: Layer<S>,
+{
+    fn register_callsite(&self, meta: &'static tracing::Metadata<'static>) -> Interest {
+        if always_seen(meta) {
+            return Interest::always();
+        }
+        let interest = Filter::<S>::callsite_enabled(&self.filter, meta);
+        if interest.is_never() {
+            Interest::never()
+        } else {
+            interest
+        }
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        always_seen(meta) || Filter::enabled(&self.filter, meta, &ctx)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(
+            Filter::<S>::max_level_hint(&self.filter)
+                .unwrap_or(LevelFilter::TRACE)
+                .max(LevelFilter::INFO),
+        )
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if self.filter_follows_spans {
+            Filter::on_new_span(&self.filter, attrs, id, ctx.clone());
+        }
+        if attrs.metadata().name() == "instance" {
+            let mut ids = InstanceIds::default();
+            attrs.record(&mut ids);
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(ids);
+            }
+        }
+        self.fmt.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        if self.filter_follows_spans {
+            Filter::on_record(&self.filter, id, values, ctx.clone());
+        }
+        self.fmt.on_record(id, values, ctx);
+    }
+
+    fn on_follows_from(&self, id: &Id, follows: &Id, ctx: Context<'_, S>) {
+        self.fmt.on_follows_from(id, follows, ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.filter_follows_spans {
+            Filter::on_enter(&self.filter, id, ctx.clone());
+        }
+        self.fmt.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.filter_follows_spans {
+            Filter::on_exit(&self.filter, id, ctx.clone());
+        }
+        self.fmt.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.filter_follows_spans {
+            Filter::on_close(&self.filter, id.clone(), ctx.clone());
+        }
+        self.fmt.on_close(id, ctx);
+    }
+
+    fn on_id_change(&self, old: &Id, new: &Id, ctx: Context<'_, S>) {
+        self.fmt.on_id_change(old, new, ctx);
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if always_seen(meta) {
+            hash_event(event);
+            record_milestone(event, &ctx);
+        }
+        if Filter::enabled(&self.filter, meta, &ctx) {
+            self.fmt.on_event(event, ctx);
+        }
+    }
 }
 
 /// Starts capturing this thread's log and trace hash.
@@ -203,8 +316,6 @@ impl<'a> MakeWriter<'a> for CaptureWriter {
     }
 }
 
-struct HashLayer;
-
 struct FieldText(String);
 
 impl Visit for FieldText {
@@ -213,21 +324,20 @@ impl Visit for FieldText {
     }
 }
 
-impl<S: Subscriber> Layer<S> for HashLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        CAPTURE.with(|c| {
-            if let Some(cap) = c.borrow_mut().as_mut() {
-                let mut text = FieldText(String::new());
-                event.record(&mut text);
-                let meta = event.metadata();
-                cap.hash
-                    .write_u64(sim_elapsed().map(|d| d.as_nanos() as u64).unwrap_or(0));
-                cap.hash.write(meta.target().as_bytes());
-                cap.hash.write(level_tag(*meta.level()));
-                cap.hash.write(text.0.as_bytes());
-            }
-        });
-    }
+/// Feeds an event (its simulated time, target, level and fields) into the seed's trace hash.
+fn hash_event(event: &Event<'_>) {
+    CAPTURE.with(|c| {
+        if let Some(cap) = c.borrow_mut().as_mut() {
+            let mut text = FieldText(String::new());
+            event.record(&mut text);
+            let meta = event.metadata();
+            cap.hash
+                .write_u64(sim_elapsed().map(|d| d.as_nanos() as u64).unwrap_or(0));
+            cap.hash.write(meta.target().as_bytes());
+            cap.hash.write(level_tag(*meta.level()));
+            cap.hash.write(text.0.as_bytes());
+        }
+    });
 }
 
 fn level_tag(level: Level) -> &'static [u8] {
@@ -320,94 +430,78 @@ pub fn parse_history_line(line: &str) -> Option<(u16, i16, char, char, char)> {
 
 /// Records the failover milestones: the prober's catalog changes and "promoted" lines, with the
 /// simulated time and the instance (from the enclosing `instance` span) they concern.
-struct MilestoneLayer;
-
-impl<S> Layer<S> for MilestoneLayer
+fn record_milestone<S>(event: &Event<'_>, ctx: &Context<'_, S>)
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != "instance" {
-            return;
-        }
-        let mut ids = InstanceIds::default();
-        attrs.record(&mut ids);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(ids);
-        }
+    let target = event.metadata().target();
+    if target != PROBER_TARGET && target != WALRECEIVER_TARGET && target != CONFIGURATION_TARGET {
+        return;
     }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let target = event.metadata().target();
-        if target != PROBER_TARGET && target != WALRECEIVER_TARGET && target != CONFIGURATION_TARGET
-        {
-            return;
-        }
-        let Some(at_ms) = sim_elapsed().map(|d| d.as_millis() as u64) else {
-            return;
-        };
-        let mut fields = MessageAndContent::default();
-        event.record(&mut fields);
-        // A committed configuration change: the administration utilities name the dbid in a
-        // field, the prober in its history line.
-        let keep_line = |dbid: Option<u16>| {
-            if let (Some(dbid), Some(epoch)) = (dbid, fields.epoch) {
-                let line = CatalogLine {
-                    at_ms,
-                    epoch,
-                    dbid,
-                    desc: fields.message.clone(),
-                };
-                CAPTURE.with(|c| {
-                    if let Some(cap) = c.borrow_mut().as_mut() {
-                        cap.catalog_lines.push(line);
-                    }
-                });
-            }
-        };
-        if target == CONFIGURATION_TARGET {
-            keep_line(fields.dbid);
-            return;
-        }
-        let recorded = if target == PROBER_TARGET {
-            keep_line(parse_history_line(&fields.message).map(|(dbid, ..)| dbid));
-            parse_history_line(&fields.message).map(|(dbid, content, role, status, mode)| {
-                ClusterEvent::CatalogChange {
-                    at_ms,
-                    content,
-                    dbid,
-                    role,
-                    status,
-                    mode,
-                }
-            })
-        } else if fields.message == PROMOTED_MESSAGE {
-            let ids = ctx.event_scope(event).and_then(|scope| {
-                scope
-                    .from_root()
-                    .find_map(|span| span.extensions().get::<InstanceIds>().copied())
-            });
-            match ids {
-                Some(InstanceIds {
-                    dbid: Some(dbid),
-                    content: Some(content),
-                }) => Some(ClusterEvent::Promoted {
-                    at_ms,
-                    content,
-                    dbid,
-                }),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if let Some(e) = recorded {
+    let Some(at_ms) = sim_elapsed().map(|d| d.as_millis() as u64) else {
+        return;
+    };
+    let mut fields = MessageAndContent::default();
+    event.record(&mut fields);
+    // A committed configuration change: the administration utilities name the dbid in a
+    // field, the prober in its history line.
+    let keep_line = |dbid: Option<u16>| {
+        if let (Some(dbid), Some(epoch)) = (dbid, fields.epoch) {
+            let line = CatalogLine {
+                at_ms,
+                epoch,
+                dbid,
+                desc: fields.message.clone(),
+            };
             CAPTURE.with(|c| {
                 if let Some(cap) = c.borrow_mut().as_mut() {
-                    cap.events.push(e);
+                    cap.catalog_lines.push(line);
                 }
             });
         }
+    };
+    if target == CONFIGURATION_TARGET {
+        keep_line(fields.dbid);
+        return;
+    }
+    let recorded = if target == PROBER_TARGET {
+        keep_line(parse_history_line(&fields.message).map(|(dbid, ..)| dbid));
+        parse_history_line(&fields.message).map(|(dbid, content, role, status, mode)| {
+            ClusterEvent::CatalogChange {
+                at_ms,
+                content,
+                dbid,
+                role,
+                status,
+                mode,
+            }
+        })
+    } else if fields.message == PROMOTED_MESSAGE {
+        let ids = ctx.event_scope(event).and_then(|scope| {
+            scope
+                .from_root()
+                .find_map(|span| span.extensions().get::<InstanceIds>().copied())
+        });
+        match ids {
+            Some(InstanceIds {
+                dbid: Some(dbid),
+                content: Some(content),
+            }) => Some(ClusterEvent::Promoted {
+                at_ms,
+                content,
+                dbid,
+            }),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if let Some(e) = recorded {
+        CAPTURE.with(|c| {
+            if let Some(cap) = c.borrow_mut().as_mut() {
+                cap.events.push(e);
+            }
+        });
     }
 }
 

@@ -16,11 +16,12 @@ pub mod state;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::catalog::{Catalog, Content, Dbid, HistoryRow, Mode, Role, SegmentConfig, Status};
 use crate::coordinator::CatalogStore;
 use crate::io::net::Connection;
+use crate::io::runtime;
 use crate::proto::{SegmentRequest, SegmentResponse};
 use crate::wal::Lsn;
 
@@ -207,8 +208,8 @@ async fn recover(
             .cloned()
             .collect(),
     };
-    // Every check before any change.
-    let mut plan = Vec::new();
+    // Every check before any change; the primaries are asked all at once.
+    let mut checks = Vec::new();
     for target in &targets {
         let pair = cat
             .pair(target.content)
@@ -219,55 +220,90 @@ async fn recover(
                 target.dbid, target.content
             ));
         }
-        if pair.primary.status != Status::Up || !primary_is_up(&pair.primary, cat.epoch, t).await {
+        let primary = pair.primary.clone();
+        let epoch = cat.epoch;
+        let up = pair.primary.status == Status::Up;
+        let check = async move { up && primary_is_up(&primary, epoch, t).await };
+        checks.push((
+            target.clone(),
+            pair.primary,
+            runtime::spawn(check.in_current_span()),
+        ));
+    }
+    let mut plan = Vec::new();
+    for (target, primary, check) in checks {
+        if !check.await.unwrap_or(false) {
             return Err(format!(
                 "Primary segment is not up for content {} (dbid {} at {}): both halves of the \
                  pair are down (double fault), so dbid {} cannot be recovered from it; restart \
                  the cluster (restart), then run recoverseg",
                 target.content,
-                pair.primary.dbid,
-                pair.primary.endpoint(),
+                primary.dbid,
+                primary.endpoint(),
                 target.dbid
             ));
         }
-        plan.push((target.clone(), pair.primary.clone()));
+        plan.push((target, primary));
     }
+    // As gprecoverseg recovers segments in parallel: one after another, a large cluster's
+    // recovery would take the sum of every rewind.
+    let tasks: Vec<_> = plan
+        .into_iter()
+        .map(|(target, primary)| {
+            let one = recover_one(store.clone(), target, primary, full, t);
+            runtime::spawn(one.in_current_span())
+        })
+        .collect();
     let mut results = Vec::new();
-    for (target, primary) in plan {
-        let outcome = rejoin(&target, &primary, full, cat.epoch, t).await;
-        if let Ok(report) = &outcome {
-            let how = if full { "full copy" } else { "incremental" };
-            let desc = format!(
-                "gprecoverseg: dbid {} with contentid {} recovered ({how}) from dbid {}: \
-                 rewound to lsn {}, resynchronizing",
-                target.dbid, target.content, primary.dbid, report.divergence_lsn
-            );
-            let dbid = target.dbid;
-            store
-                .edit_rows(|cat| {
-                    let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
-                    row.role = Role::Mirror;
-                    row.status = Status::Up;
-                    row.mode = Mode::NotSynced;
-                    for other in cat.segments.values_mut() {
-                        if other.content == target.content && other.dbid != dbid {
-                            other.mode = Mode::NotSynced;
-                        }
-                    }
-                    Ok(vec![(dbid, desc)])
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        results.push(Recovered {
-            dbid: target.dbid,
-            content: target.content,
-            source_dbid: primary.dbid,
-            full,
-            outcome,
-        });
+    for task in tasks {
+        results.push(
+            task.await
+                .map_err(|e| format!("a recovery task failed: {e}"))??,
+        );
     }
     Ok(AdminReply::Recovered(results))
+}
+
+/// Recovers one instance from its acting primary and records it as a resynchronizing mirror.
+async fn recover_one(
+    store: CatalogStore,
+    target: SegmentConfig,
+    primary: SegmentConfig,
+    full: bool,
+    t: Timeouts,
+) -> Result<Recovered, String> {
+    let outcome = rejoin(&target, &primary, full, store.epoch(), t).await;
+    if let Ok(report) = &outcome {
+        let how = if full { "full copy" } else { "incremental" };
+        let desc = format!(
+            "gprecoverseg: dbid {} with contentid {} recovered ({how}) from dbid {}: \
+             rewound to lsn {}, resynchronizing",
+            target.dbid, target.content, primary.dbid, report.divergence_lsn
+        );
+        let dbid = target.dbid;
+        store
+            .edit_rows(|cat| {
+                let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
+                row.role = Role::Mirror;
+                row.status = Status::Up;
+                row.mode = Mode::NotSynced;
+                for other in cat.segments.values_mut() {
+                    if other.content == target.content && other.dbid != dbid {
+                        other.mode = Mode::NotSynced;
+                    }
+                }
+                Ok(vec![(dbid, desc)])
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(Recovered {
+        dbid: target.dbid,
+        content: target.content,
+        source_dbid: primary.dbid,
+        full,
+        outcome,
+    })
 }
 
 async fn rejoin(
@@ -335,85 +371,107 @@ async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, Stri
             ));
         }
     }
+    // Every pair at once, as gprecoverseg -r does.
+    let tasks: Vec<_> = cat
+        .pairs()
+        .into_iter()
+        .filter(|pair| pair.mirror.is_some() && pair.primary.preferred_role != Role::Primary)
+        .map(|pair| {
+            let content = pair.content;
+            let one = rebalance_one(store.clone(), pair, t);
+            (content, runtime::spawn(one.in_current_span()))
+        })
+        .collect();
     let mut moved = Vec::new();
-    for pair in cat.pairs() {
-        let Some(mirror) = pair.mirror else { continue };
-        if pair.primary.preferred_role == Role::Primary {
-            continue;
-        }
-        let (old, preferred) = (pair.primary, mirror);
-        // As the prober fails over: the flip is durable before PROMOTE.
-        let next = store
-            .edit_rows(|cat| {
-                for (dbid, role, status) in [
-                    (old.dbid, Role::Mirror, Status::Down),
-                    (preferred.dbid, Role::Primary, Status::Up),
-                ] {
-                    let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
-                    row.role = role;
-                    row.status = status;
-                    row.mode = Mode::NotSynced;
-                }
-                Ok(vec![
-                    (
-                        preferred.dbid,
-                        format!(
-                            "gprecoverseg -r: dbid {} with contentid {} returns to its preferred \
-                             role p",
-                            preferred.dbid, pair.content
-                        ),
-                    ),
-                    (
-                        old.dbid,
-                        format!(
-                            "gprecoverseg -r: dbid {} with contentid {} stops acting as primary",
-                            old.dbid, pair.content
-                        ),
-                    ),
-                ])
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let promote = SegmentRequest::Promote {
-            dbid: preferred.dbid,
-            epoch: next.epoch,
-        };
-        match call(&preferred.endpoint(), &promote, t).await {
-            Ok(SegmentResponse::Ok) => {}
-            other => warn!(dbid = preferred.dbid, ?other, "promote during rebalance"),
-        }
-        let mut preferred_now = preferred.clone();
-        preferred_now.role = Role::Primary;
-        let outcome = rejoin(&old, &preferred_now, false, next.epoch, t).await;
-        match outcome {
-            Ok(report) => {
-                store
-                    .edit_rows(|cat| {
-                        let row = cat.segments.get_mut(&old.dbid).ok_or("row vanished")?;
-                        row.status = Status::Up;
-                        Ok(vec![(
-                            old.dbid,
-                            format!(
-                                "gprecoverseg -r: dbid {} with contentid {} rejoined as mirror \
-                                 at lsn {}, resynchronizing",
-                                old.dbid, pair.content, report.divergence_lsn
-                            ),
-                        )])
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Err(e) => {
-                return Err(format!(
-                    "content {} switched to its preferred primary dbid {}, but dbid {} did not \
-                     rejoin: {e}; run recoverseg",
-                    pair.content, preferred.dbid, old.dbid
-                ))
-            }
-        }
-        moved.push(pair.content);
+    for (content, task) in tasks {
+        task.await
+            .map_err(|e| format!("content {content}: a rebalance task failed: {e}"))??;
+        moved.push(content);
     }
     Ok(AdminReply::Rebalanced(moved))
+}
+
+/// Switches one pair back to its preferred roles: the flip durable first, then PROMOTE to the
+/// preferred primary, then the old primary rejoins as its mirror.
+async fn rebalance_one(
+    store: CatalogStore,
+    pair: crate::catalog::Pair,
+    t: Timeouts,
+) -> Result<(), String> {
+    let mirror = pair.mirror.clone().expect("filtered: mirrored pairs only");
+    let (old, preferred) = (pair.primary, mirror);
+    // As the prober fails over: the flip is durable before PROMOTE.
+    store
+        .edit_rows(|cat| {
+            for (dbid, role, status) in [
+                (old.dbid, Role::Mirror, Status::Down),
+                (preferred.dbid, Role::Primary, Status::Up),
+            ] {
+                let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
+                row.role = role;
+                row.status = status;
+                row.mode = Mode::NotSynced;
+            }
+            Ok(vec![
+                (
+                    preferred.dbid,
+                    format!(
+                        "gprecoverseg -r: dbid {} with contentid {} returns to its preferred \
+                         role p",
+                        preferred.dbid, pair.content
+                    ),
+                ),
+                (
+                    old.dbid,
+                    format!(
+                        "gprecoverseg -r: dbid {} with contentid {} stops acting as primary",
+                        old.dbid, pair.content
+                    ),
+                ),
+            ])
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    // The epoch current when sending, not the flip's: other pairs switch meanwhile, and the
+    // prober may already have shown this instance a newer epoch.
+    let promote = SegmentRequest::Promote {
+        dbid: preferred.dbid,
+        epoch: store.epoch(),
+    };
+    match call(&preferred.endpoint(), &promote, t).await {
+        Ok(SegmentResponse::Ok) => {}
+        other => warn!(dbid = preferred.dbid, ?other, "promote during rebalance"),
+    }
+    let mut preferred_now = preferred.clone();
+    preferred_now.role = Role::Primary;
+    let outcome = rejoin(&old, &preferred_now, false, store.epoch(), t).await;
+    match outcome {
+        Ok(report) => {
+            store
+                .edit_rows(|cat| {
+                    let row = cat.segments.get_mut(&old.dbid).ok_or("row vanished")?;
+                    row.status = Status::Up;
+                    Ok(vec![(
+                        old.dbid,
+                        format!(
+                            "gprecoverseg -r: dbid {} with contentid {} rejoined as mirror \
+                             at lsn {}, resynchronizing",
+                            old.dbid, pair.content, report.divergence_lsn
+                        ),
+                    )])
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Err(e) => {
+            return Err(format!(
+                "content {} switched to its preferred primary dbid {}, but dbid {} did not \
+                 rejoin: {e}; run recoverseg",
+                pair.content, preferred.dbid, old.dbid
+            ))
+        }
+    }
+    Ok(())
 }
 
 async fn relocate(
@@ -531,17 +589,29 @@ async fn add_mirrors(
 
 async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, String> {
     let catalog = store.snapshot();
+    // Every instance asked at once, as gpstate's worker pool does: one after another, a large
+    // cluster's report would outlast the client's timeout.
+    let asks: Vec<_> = catalog
+        .segments
+        .values()
+        .filter(|s| s.content >= 0)
+        .map(|row| {
+            let (dbid, addr, down) = (row.dbid, row.endpoint(), row.status == Status::Down);
+            let ask = async move {
+                if down {
+                    return None;
+                }
+                match call(&addr, &SegmentRequest::ReplicationStatus, t).await {
+                    Ok(SegmentResponse::Replication(info)) => Some(info),
+                    _ => None,
+                }
+            };
+            (dbid, runtime::spawn(ask.in_current_span()))
+        })
+        .collect();
     let mut replication = std::collections::BTreeMap::new();
-    for row in catalog.segments.values().filter(|s| s.content >= 0) {
-        let info = if row.status == Status::Down {
-            None
-        } else {
-            match call(&row.endpoint(), &SegmentRequest::ReplicationStatus, t).await {
-                Ok(SegmentResponse::Replication(info)) => Some(info),
-                _ => None,
-            }
-        };
-        replication.insert(row.dbid, info);
+    for (dbid, ask) in asks {
+        replication.insert(dbid, ask.await.ok().flatten());
     }
     let history = store.history().await.map_err(|e| e.to_string())?;
     let mirroring = store.mirroring_status().await;

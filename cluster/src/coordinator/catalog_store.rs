@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bugs::PlantedBugs;
-use crate::catalog::{Catalog, CatalogError, Content, HistoryRow, RowChange, SegmentConfig};
+use crate::catalog::{Catalog, CatalogError, Content, HistoryRow, Pair, RowChange, SegmentConfig};
 use crate::io::runtime;
 use crate::storage::{Engine, StorageError};
 use crate::wal::{TableDef, TableId, TableKind, Write};
@@ -45,6 +45,10 @@ pub enum CatalogStoreError {
 pub struct CatalogStore {
     engine: Arc<tokio::sync::Mutex<Engine>>,
     current: Arc<Mutex<Catalog>>,
+    /// The newest catalog committed to the engine, durable or still flushing: what the next
+    /// change starts from. Set under the engine lock. A change that started from `current`
+    /// while an earlier one was flushing would reuse its epoch and, once published, undo it.
+    latest: Arc<Mutex<Catalog>>,
     tables: Arc<Mutex<BTreeMap<String, TableDef>>>,
     /// Unmirrored contents whose primary the prober cannot reach (not catalog state: the
     /// catalog never marks an acting primary down).
@@ -137,6 +141,7 @@ impl CatalogStore {
         }
         Ok(CatalogStore {
             engine: Arc::new(tokio::sync::Mutex::new(engine)),
+            latest: Arc::new(Mutex::new(catalog.clone())),
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
@@ -192,8 +197,37 @@ impl CatalogStore {
         changes: &[RowChange],
         bugs: PlantedBugs,
     ) -> Result<Catalog, CatalogStoreError> {
+        self.record_checked(None, changes, bugs).await
+    }
+
+    /// Records a decision taken on `pair`, only if the catalog still has the pair as it was:
+    /// a decision on rows that changed since (an administrator's recovery, say) is stale, and
+    /// the next probe decides afresh.
+    pub async fn record_decision(
+        &self,
+        pair: &Pair,
+        changes: &[RowChange],
+        bugs: PlantedBugs,
+    ) -> Result<Catalog, CatalogStoreError> {
+        self.record_checked(Some(pair), changes, bugs).await
+    }
+
+    async fn record_checked(
+        &self,
+        decided_on: Option<&Pair>,
+        changes: &[RowChange],
+        bugs: PlantedBugs,
+    ) -> Result<Catalog, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
-        let mut next = self.snapshot();
+        let mut next = self.latest.lock().unwrap().clone();
+        if let Some(pair) = decided_on {
+            if next.pair(pair.content).as_ref() != Some(pair) {
+                return Err(CatalogStoreError::Refused(format!(
+                    "content {} changed since the decision (epoch {} now)",
+                    pair.content, next.epoch
+                )));
+            }
+        }
         next.apply(changes)?;
         next.check()?;
         let now = runtime::unix_time_ms();
@@ -242,11 +276,16 @@ impl CatalogStore {
             value: encode(&next.epoch),
         });
         let lsn = engine.commit(next.epoch, &writes)?;
+        *self.latest.lock().unwrap() = next.clone();
         let wal = engine.wal();
         drop(engine);
         wal.flush_to(lsn).await?;
         self.standby.wait_flushed(lsn).await;
-        *self.current.lock().unwrap() = next.clone();
+        // Changes flush in order, but their waiters may wake in any order: publish only forward.
+        let mut current = self.current.lock().unwrap();
+        if next.epoch > current.epoch {
+            *current = next.clone();
+        }
         Ok(next)
     }
 
@@ -259,7 +298,7 @@ impl CatalogStore {
         E: FnOnce(&mut Catalog) -> Result<Vec<(crate::catalog::Dbid, String)>, String>,
     {
         let mut engine = self.engine.lock().await;
-        let before = self.snapshot();
+        let before = self.latest.lock().unwrap().clone();
         let mut next = before.clone();
         let history = edit(&mut next).map_err(CatalogStoreError::Refused)?;
         next.epoch = before.epoch + 1;

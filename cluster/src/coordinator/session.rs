@@ -605,21 +605,28 @@ impl Session {
                 Err(e) => return failed(e.to_string()),
             },
         };
-        // Every content's primary records the table in its WAL (mirrors get it by streaming).
-        for content in self.store.snapshot().contents() {
-            if let Err(e) = self.primary_of(content) {
+        // Every content's primary records the table in its WAL (mirrors get it by streaming),
+        // all at once, as a dispatcher sends a statement to every segment of its gang: one
+        // content after another would cost the cluster's size times a synchronous commit.
+        let contents = self.store.snapshot().contents();
+        for content in &contents {
+            if let Err(e) = self.primary_of(*content) {
                 return ClientResponse::Error(e);
             }
-            let req = SegmentRequest::CreateTable { def: def.clone() };
-            match primary_call(
-                &self.store,
-                content,
-                &req,
-                self.cfg.connect_timeout,
-                self.cfg.statement_timeout,
-            )
-            .await
-            {
+        }
+        let calls: Vec<_> = contents
+            .into_iter()
+            .map(|content| {
+                let store = self.store.clone();
+                let req = SegmentRequest::CreateTable { def: def.clone() };
+                let (connect, statement) = (self.cfg.connect_timeout, self.cfg.statement_timeout);
+                let call =
+                    async move { primary_call(&store, content, &req, connect, statement).await };
+                (content, runtime::spawn(call))
+            })
+            .collect();
+        for (content, call) in calls {
+            match call.await.ok().flatten() {
                 Some(SegmentResponse::Ok) => {}
                 Some(SegmentResponse::Error(e)) => {
                     return failed(format!(

@@ -1,12 +1,12 @@
-//! The prober's driver: every `probe_interval` it probes each mirrored content's acting primary
-//! (with `probe_timeout` per attempt and up to `probe_retries` retries), feeds the outcome to
-//! [`decide`], and carries the decision out, recording catalog changes durably before sending
-//! anything that acts on them.
+//! The prober's driver: every `probe_interval` it probes every content's acting primary at
+//! once (with `probe_timeout` per attempt and up to `probe_retries` retries), feeds each
+//! outcome to [`decide`], and carries the decisions out, each content on its own, recording
+//! catalog changes durably before sending anything that acts on them.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use super::{decide_with, Decision, ProbeOutcome, ProbeReply};
 use crate::bugs::PlantedBugs;
@@ -67,97 +67,131 @@ impl Prober {
         }
     }
 
-    /// One probe cycle over every content. Mirrored contents go through the decision table; an
-    /// unmirrored content's primary is only checked for life, because the catalog never marks
-    /// an acting primary down: while one is unreachable the store says the system is not
-    /// operational (without mirroring, one failed segment stops the whole system).
+    /// One probe cycle over every content. As the real prober does, every content is handled
+    /// at once: its primary probed, probed again while the decision says so (a mirror within
+    /// its grace period), and the decision carried out, so one content's retries or an
+    /// unreachable instance never hold back another's failover. The cycle ends when every
+    /// content is done. Catalog changes are serialized by the store.
     pub async fn probe_all(&mut self) {
         let pairs: Vec<Pair> = self.store.snapshot().pairs();
-        // Probe all primaries at once, as the real prober does; act on results in content order.
-        let probes: Vec<_> = pairs
-            .iter()
+        let tasks: Vec<_> = pairs
+            .into_iter()
             .map(|pair| {
-                let settings = self.settings.clone();
-                let epoch = self.store.epoch();
-                let primary = pair.primary.clone();
-                let bugs = self.bugs;
-                runtime::spawn(
-                    async move { probe_with_retries(&settings, &primary, epoch, bugs).await },
-                )
+                let dbid = pair.primary.dbid;
+                let content = ContentProber {
+                    settings: self.settings.clone(),
+                    store: self.store.clone(),
+                    bugs: self.bugs,
+                    starting: self.starting.get(&dbid).copied().unwrap_or(0),
+                };
+                (dbid, runtime::spawn(content.run(pair).in_current_span()))
             })
             .collect();
-        for (pair, probe) in pairs.into_iter().zip(probes) {
-            let answer = probe.await.unwrap_or(Answer::Unreachable);
-            if pair.mirror.is_none() {
-                let lost = matches!(answer, Answer::Unreachable);
-                if self.store.set_unmirrored_lost(pair.content, lost) {
-                    if lost {
-                        warn!(content = pair.content, dbid = pair.primary.dbid, "segment failed and has no mirror: the system is not operational until it is recovered");
-                    } else {
-                        info!(
-                            content = pair.content,
-                            dbid = pair.primary.dbid,
-                            "unmirrored segment is back: the system is operational"
-                        );
-                    }
+        for (dbid, task) in tasks {
+            match task.await {
+                Ok(0) => {
+                    self.starting.remove(&dbid);
                 }
-                continue;
+                Ok(n) => {
+                    self.starting.insert(dbid, n);
+                }
+                Err(_) => {}
             }
-            let outcome = self.outcome(&pair.primary, answer);
-            self.act(&pair, outcome).await;
         }
     }
+}
 
-    fn outcome(&mut self, primary: &SegmentConfig, answer: Answer) -> ProbeOutcome {
+/// The prober's work on one content in one cycle.
+struct ContentProber {
+    settings: ProbeSettings,
+    store: CatalogStore,
+    bugs: PlantedBugs,
+    /// Consecutive "starting" answers of the content's acting primary.
+    starting: u32,
+}
+
+impl ContentProber {
+    /// Probes, decides and acts; returns the primary's count of consecutive "starting" answers.
+    ///
+    /// Mirrored contents go through the decision table; an unmirrored content's primary is only
+    /// checked for life, because the catalog never marks an acting primary down: while one is
+    /// unreachable the store says the system is not operational (without mirroring, one failed
+    /// segment stops the whole system).
+    async fn run(mut self, pair: Pair) -> u32 {
+        let answer =
+            probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
+        if pair.mirror.is_none() {
+            let lost = matches!(answer, Answer::Unreachable);
+            if self.store.set_unmirrored_lost(pair.content, lost) {
+                if lost {
+                    warn!(content = pair.content, dbid = pair.primary.dbid, "segment failed and has no mirror: the system is not operational until it is recovered");
+                } else {
+                    info!(
+                        content = pair.content,
+                        dbid = pair.primary.dbid,
+                        "unmirrored segment is back: the system is operational"
+                    );
+                }
+            }
+            return self.starting;
+        }
+        let outcome = self.outcome(answer);
+        self.act(&pair, outcome).await;
+        self.starting
+    }
+
+    fn outcome(&mut self, answer: Answer) -> ProbeOutcome {
         match answer {
             Answer::Reply(reply) => {
-                self.starting.remove(&primary.dbid);
+                self.starting = 0;
                 ProbeOutcome::Answered(reply)
             }
             Answer::Starting => {
-                let n = self.starting.entry(primary.dbid).or_default();
-                *n += 1;
-                if *n > self.settings.starting_probes_max {
+                self.starting += 1;
+                if self.starting > self.settings.starting_probes_max {
                     ProbeOutcome::Unreachable
                 } else {
                     ProbeOutcome::Restarting
                 }
             }
             Answer::Unreachable => {
-                self.starting.remove(&primary.dbid);
+                self.starting = 0;
                 ProbeOutcome::Unreachable
             }
         }
     }
 
-    async fn act(&mut self, pair: &Pair, outcome: ProbeOutcome) {
+    async fn act(&mut self, pair: &Pair, mut outcome: ProbeOutcome) {
         let mut decision = decide_with(pair, outcome, self.bugs);
         let mut retries = 0;
         while decision == Decision::ProbeAgain && retries < self.settings.probe_retries {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
             let answer =
-                probe_with_retries(&self.settings, &pair.primary, self.store.epoch(), self.bugs)
-                    .await;
-            let outcome = self.outcome(&pair.primary, answer);
+                probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
+            outcome = self.outcome(answer);
             decision = decide_with(pair, outcome, self.bugs);
         }
         let content = pair.content;
+        debug!(
+            content,
+            primary = pair.primary.dbid,
+            ?outcome,
+            ?decision,
+            "decided"
+        );
         match decision {
             Decision::Nothing | Decision::ProbeAgain => {}
             Decision::Record(changes) => {
-                self.record(content, &changes).await;
+                self.record(pair, &changes).await;
             }
             Decision::MarkMirrorDown(changes) => {
-                if changes.is_empty() || self.record(content, &changes).await {
-                    send(
-                        &self.settings,
-                        &pair.primary,
-                        SegmentRequest::SyncrepOff {
-                            dbid: pair.primary.dbid,
-                            epoch: self.store.epoch(),
-                        },
-                    )
+                if changes.is_empty() || self.record(pair, &changes).await {
+                    let dbid = pair.primary.dbid;
+                    self.send(&pair.primary, |epoch| SegmentRequest::SyncrepOff {
+                        dbid,
+                        epoch,
+                    })
                     .await;
                 }
             }
@@ -166,16 +200,13 @@ impl Prober {
                 // The role flip is durable in the catalog before the mirror hears of it: if the
                 // coordinator dies in between, the next prober re-sends PROMOTE; it never finds
                 // a promoted mirror the catalog does not know of.
-                if self.record(content, &changes).await
-                    && !send(
-                        &self.settings,
-                        mirror,
-                        SegmentRequest::Promote {
+                if self.record(pair, &changes).await
+                    && !self
+                        .send(mirror, |epoch| SegmentRequest::Promote {
                             dbid: mirror.dbid,
-                            epoch: self.store.epoch(),
-                        },
-                    )
-                    .await
+                            epoch,
+                        })
+                        .await
                 {
                     warn!(
                         content,
@@ -190,14 +221,11 @@ impl Prober {
                     dbid = pair.primary.dbid,
                     "acting primary answers as a mirror: resending promote"
                 );
-                send(
-                    &self.settings,
-                    &pair.primary,
-                    SegmentRequest::Promote {
-                        dbid: pair.primary.dbid,
-                        epoch: self.store.epoch(),
-                    },
-                )
+                let dbid = pair.primary.dbid;
+                self.send(&pair.primary, |epoch| SegmentRequest::Promote {
+                    dbid,
+                    epoch,
+                })
                 .await;
             }
             Decision::DoubleFault => {
@@ -206,8 +234,10 @@ impl Prober {
         }
     }
 
-    async fn record(&self, content: i16, changes: &[RowChange]) -> bool {
-        match self.store.record_with(changes, self.bugs).await {
+    /// Records a decision on `pair`; false if the catalog refused it (or has changed since).
+    async fn record(&self, pair: &Pair, changes: &[RowChange]) -> bool {
+        let content = pair.content;
+        match self.store.record_decision(pair, changes, self.bugs).await {
             Ok(catalog) => {
                 for change in changes {
                     info!(
@@ -225,6 +255,21 @@ impl Prober {
             }
         }
     }
+
+    /// Sends a request (built for the configuration epoch current at each attempt) until the
+    /// target answers OK, with the probe's retries; false if it never does.
+    async fn send(&self, target: &SegmentConfig, request: impl Fn(u64) -> SegmentRequest) -> bool {
+        for attempt in 0..=self.settings.probe_retries {
+            if attempt > 0 {
+                runtime::sleep(self.settings.retry_gap).await;
+            }
+            let req = request(self.store.epoch());
+            if let Some(SegmentResponse::Ok) = call(&self.settings, target, req).await {
+                return true;
+            }
+        }
+        false
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -234,11 +279,13 @@ enum Answer {
     Unreachable,
 }
 
-/// Up to `probe_retries + 1` attempts, each bounded by `probe_timeout`, `retry_gap` apart.
+/// Up to `probe_retries + 1` attempts, each bounded by `probe_timeout`, `retry_gap` apart, each
+/// with the configuration epoch current when it is sent: other contents' changes move the epoch
+/// meanwhile, and an instance refuses a probe older than an epoch it has seen.
 async fn probe_with_retries(
     settings: &ProbeSettings,
     primary: &SegmentConfig,
-    epoch: u64,
+    store: &CatalogStore,
     bugs: PlantedBugs,
 ) -> Answer {
     let unbounded;
@@ -261,7 +308,7 @@ async fn probe_with_retries(
             SegmentRequest::Probe {
                 dbid: primary.dbid,
                 content: primary.content,
-                epoch,
+                epoch: store.epoch(),
             },
         )
         .await
@@ -287,16 +334,4 @@ async fn call(
         .probe_timeout
         .saturating_sub(Instant::now().saturating_duration_since(began));
     conn.call(&req, left).await.ok()
-}
-
-async fn send(settings: &ProbeSettings, target: &SegmentConfig, req: SegmentRequest) -> bool {
-    for attempt in 0..=settings.probe_retries {
-        if attempt > 0 {
-            runtime::sleep(settings.retry_gap).await;
-        }
-        if let Some(SegmentResponse::Ok) = call(settings, target, req.clone()).await {
-            return true;
-        }
-    }
-    false
 }

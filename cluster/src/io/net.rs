@@ -19,6 +19,8 @@ use super::runtime::{sleep, timeout, Instant};
 /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 const HEADER_BYTES: usize = 8;
+/// Room made in a reader's buffer before each read.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -118,6 +120,8 @@ pub fn decode_frame<T: DeserializeOwned>(
 pub struct FrameReader {
     half: ReadHalf<TcpStream>,
     buf: Vec<u8>,
+    /// Where the first unread byte of `buf` is.
+    start: usize,
     peer: String,
     ends: resets::Ends,
 }
@@ -200,18 +204,29 @@ fn reset_error(peer: &str) -> NetError {
 impl FrameReader {
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, NetError> {
         loop {
-            if let Some((msg, used)) = decode_frame(&self.buf, &self.peer)? {
-                self.buf.drain(..used);
+            if let Some((msg, used)) = decode_frame(&self.buf[self.start..], &self.peer)? {
+                self.start += used;
+                if self.start == self.buf.len() {
+                    self.buf.clear();
+                    self.start = 0;
+                }
                 return Ok(msg);
+            }
+            // Only a partial frame is left: move it to the front once, not once per frame.
+            if self.start > 0 {
+                self.buf.drain(..self.start);
+                self.start = 0;
             }
             if self.ends.is_reset() {
                 return Err(reset_error(&self.peer));
             }
-            let mut chunk = [0u8; 16 * 1024];
+            // Read straight into the buffer's spare room: a chunk array on the stack would live
+            // in this future's state and be copied with it on every move.
+            self.buf.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
                 biased;
                 () = self.ends.reset() => return Err(reset_error(&self.peer)),
-                read = self.half.read(&mut chunk) => read,
+                read = self.half.read_buf(&mut self.buf) => read,
             };
             let n = read.map_err(|source| NetError::Io {
                 peer: self.peer.clone(),
@@ -222,7 +237,6 @@ impl FrameReader {
                     peer: self.peer.clone(),
                 });
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
@@ -269,6 +283,7 @@ impl Connection {
             reader: FrameReader {
                 half: read,
                 buf: Vec::new(),
+                start: 0,
                 peer: peer.clone(),
                 ends: ends.clone(),
             },

@@ -63,7 +63,8 @@ impl<'a> WalReader<'a> {
         let mut need = FRAME_HEADER_LEN;
         loop {
             let have = self.fill(need)?;
-            match decode_frame(self.pos, &self.buf[..have]) {
+            let from = (self.pos - self.buf_start) as usize;
+            match decode_frame(self.pos, &self.buf[from..from + have]) {
                 Frame::Complete { record, end } => {
                     let lsn = self.pos;
                     self.pos = end;
@@ -84,16 +85,15 @@ impl<'a> WalReader<'a> {
         }
     }
 
-    /// Makes at least `need` bytes from the position available at `buf[0..]`, or as many as
+    /// Makes at least `need` bytes from the position available in `buf`, or as many as
     /// the limit and the file allow; returns how many are available.
     fn fill(&mut self, need: usize) -> Result<usize, StorageError> {
         let consumed = (self.pos - self.buf_start) as usize;
-        if consumed > 0 {
+        let buffered_end = self.buf_start + self.buf.len() as u64;
+        if self.buf.len() - consumed < need && buffered_end < self.limit {
+            // Drop what was read only when reading more: once per chunk, not once per record.
             self.buf.drain(..consumed);
             self.buf_start = self.pos;
-        }
-        let buffered_end = self.buf_start + self.buf.len() as u64;
-        if self.buf.len() < need && buffered_end < self.limit {
             let want = need.max(READ_CHUNK) - self.buf.len();
             let len = want.min((self.limit - buffered_end) as usize);
             let bytes = self
@@ -102,6 +102,6 @@ impl<'a> WalReader<'a> {
                 .map_err(|source| StorageError::io("read", WAL_PATH, source))?;
             self.buf.extend_from_slice(&bytes);
         }
-        Ok(self.buf.len())
+        Ok(self.buf.len() - (self.pos - self.buf_start) as usize)
     }
 }
