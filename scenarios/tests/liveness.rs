@@ -5,15 +5,14 @@
 use sim::config::RunConfig;
 use sim::runner::{run_seed, Verdict};
 
-/// Standard seed 267 with the schedule kept in `scenarios/schedules/` (a bit flipped in dbid 6
-/// at 9.3 s among 12 other faults), on the standard cluster as it was when the schedule was kept
-/// (no standby coordinator): the instance fails itself, incremental recovery cannot reach it, a
-/// full copy can, and a rebalance returns every content to its preferred roles.
+/// The schedule kept in `scenarios/schedules/`: a bit flipped in a durable block of dbid 6 (the
+/// primary of content 2 on sdw2) at 9 s, then sdw2 loses power at 10 s and is back at 13 s. The
+/// restarted instance reads the damaged block as it opens and fails itself rather than serve
+/// it; incremental recovery cannot reach it, a full copy can, and a rebalance returns every
+/// content to its preferred roles.
 #[test]
-#[ignore = "not reached since the prober handles contents at once: the flipped bit is no longer read before the heal (seeds 0..330 with this schedule, and standard seeds 0..400, never need a full copy); to be found again"]
 fn the_operator_recovers_with_a_full_copy_where_incremental_fails_then_rebalances() {
     let mut cfg = RunConfig::standard();
-    cfg.standby = false;
     cfg.schedule = Some(
         sim::nemesis::parse_schedule(include_str!(
             "../schedules/bit-flipped-instance-needs-a-full-copy.json"
