@@ -77,6 +77,22 @@ pub struct SegmentConfig {
 }
 
 impl SegmentConfig {
+    /// The coordinator's own row (dbid 1, content -1, up), as `init-standby` records it.
+    pub fn coordinator(hostname: String, address: String, port: u16, datadir: String) -> Self {
+        SegmentConfig {
+            dbid: 1,
+            content: -1,
+            role: Role::Primary,
+            preferred_role: Role::Primary,
+            mode: Mode::NotSynced,
+            status: Status::Up,
+            hostname,
+            address,
+            port,
+            datadir,
+        }
+    }
+
     /// `address:port`, what clients of this instance connect to.
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.address, self.port)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use madsim::runtime::NodeHandle;
 use tracing::warn;
 
-use cluster::catalog::{Mode, Role, SegmentConfig, Status};
+use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
 use cluster::coordinator::CoordinatorConfig;
 use cluster::io::Disk;
@@ -92,18 +92,7 @@ impl World {
 
     /// The coordinator's own catalog row, as `init-standby` records it.
     pub fn coordinator_row(&self) -> SegmentConfig {
-        SegmentConfig {
-            dbid: 1,
-            content: -1,
-            role: Role::Primary,
-            preferred_role: Role::Primary,
-            mode: Mode::NotSynced,
-            status: Status::Up,
-            hostname: "mdw".into(),
-            address: self.coordinator_addr.split(':').next().unwrap().into(),
-            port: COORDINATOR_PORT,
-            datadir: "/data/coordinator".into(),
-        }
+        crate::standby_runs::coordinator_row_at("mdw", &self.coordinator_addr, "/data/coordinator")
     }
 
     /// `init-standby -s smdw` (`resync: false`) or `init-standby -n` (`resync: true`), as an

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use cluster::catalog::{Mode, Role, SegmentConfig, Status};
+use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
 use cluster::io::Disk;
 use cluster::standby::admin::{self, InitMode, StandbyAdminError};
@@ -236,22 +236,12 @@ impl World {
     /// lacks it.
     pub fn acting_coordinator_row(&self) -> SegmentConfig {
         let ActingCoordinator { host, addr, .. } = &self.acting;
-        SegmentConfig {
-            dbid: 1,
-            content: -1,
-            role: Role::Primary,
-            preferred_role: Role::Primary,
-            mode: Mode::NotSynced,
-            status: Status::Up,
-            hostname: host.clone(),
-            address: addr.split(':').next().unwrap_or_default().into(),
-            port: COORDINATOR_PORT,
-            datadir: if host == "mdw" {
-                "/data/coordinator".into()
-            } else {
-                STANDBY_DATADIR.into()
-            },
-        }
+        let datadir = if host == "mdw" {
+            "/data/coordinator"
+        } else {
+            STANDBY_DATADIR
+        };
+        coordinator_row_at(host, addr, datadir)
     }
 
     /// After `activate-standby` succeeded on `host`: it is the acting coordinator, and boots
@@ -312,6 +302,17 @@ impl World {
         }
         info!(host, "the activated standby is the acting coordinator");
     }
+}
+
+/// The catalog row of a coordinator on `host`, listening at `addr` (`address:port`), as
+/// `init-standby` records it.
+pub fn coordinator_row_at(host: &str, addr: &str, datadir: &str) -> SegmentConfig {
+    SegmentConfig::coordinator(
+        host.into(),
+        addr.split(':').next().unwrap_or_default().into(),
+        COORDINATOR_PORT,
+        datadir.into(),
+    )
 }
 
 /// `init-standby -s HOST` (`resync: false`, the data directory wiped first, as a new standby

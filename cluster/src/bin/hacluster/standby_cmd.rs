@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use cluster::catalog::{Dbid, Mode, Role, SegmentConfig, Status};
+use cluster::catalog::{Dbid, SegmentConfig};
 use cluster::client::Client;
 use cluster::io::{Disk, RealDisk};
 use cluster::standby::admin::{self, NewStandby};
@@ -76,18 +76,12 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
             .to_string(),
     });
     let mode = admin::init_mode(new, args.resync)?;
-    let coordinator = SegmentConfig {
-        dbid: 1,
-        content: -1,
-        role: Role::Primary,
-        preferred_role: Role::Primary,
-        mode: Mode::NotSynced,
-        status: Status::Up,
-        hostname: c.hostname.clone(),
-        address: c.address.clone(),
-        port: c.port,
-        datadir: c.datadir.display().to_string(),
-    };
+    let coordinator = SegmentConfig::coordinator(
+        c.hostname.clone(),
+        c.address.clone(),
+        c.port,
+        c.datadir.display().to_string(),
+    );
     let addrs = if args.coordinators.is_empty() {
         vec![c.endpoint()]
     } else {
