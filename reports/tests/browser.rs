@@ -179,6 +179,12 @@ fn the_page_of_a_real_seed_sweep_loads_in_headless_chromium() {
     let page = std::env::var_os("HASIM_REPORT_PAGE")
         .map(PathBuf::from)
         .expect("HASIM_REPORT_PAGE names the index.html written by `hasim report`");
+    // Tests run in their package's directory: a relative path is the workspace root's.
+    let page = if page.is_relative() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(page)
+    } else {
+        page
+    };
     let page = std::fs::canonicalize(&page)
         .unwrap_or_else(|e| panic!("HASIM_REPORT_PAGE {}: {e}", page.display()));
     let dir = page.parent().unwrap();
