@@ -2,6 +2,10 @@
 //! content that owns the row (one connection per content the transaction touches); the commit
 //! follows [`crate::dtx::plan_commit`]: one phase where one content wrote, two-phase commit
 //! where several did.
+//!
+//! A session keeps its connections to the contents' primaries between transactions, as a
+//! dispatcher keeps its gang for the session's life: the next transaction on a content begins
+//! on the kept connection, unless the catalog has since named another primary.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -13,7 +17,7 @@ use tracing::{debug, warn};
 use super::{content_for_key, primary_call, CatalogStore, CoordinatorConfig, DtxState};
 use crate::catalog::{Catalog, Content, Role, Status};
 use crate::dtx::{plan_commit, CommitPlan};
-use crate::io::net::Connection;
+use crate::io::net::{Connection, NetError};
 use crate::io::runtime::{self, Instant};
 use crate::proto::{
     ClientRequest, ClientResponse, DbError, Op, OpResult, SegmentRequest, SegmentResponse,
@@ -25,11 +29,45 @@ pub(super) struct Session {
     store: CatalogStore,
     dtx: Arc<DtxState>,
     txn: Option<Txn>,
+    /// Connections to primaries that carried earlier transactions, by content.
+    kept: BTreeMap<Content, Connection>,
 }
 
 struct Participant {
     conn: Connection,
     wrote: bool,
+    /// Every call so far had its answer: the connection is in step and may carry the
+    /// session's next transaction. One that failed or timed out may yet deliver a late answer.
+    in_step: bool,
+}
+
+impl Participant {
+    fn new(conn: Connection) -> Participant {
+        Participant {
+            conn,
+            wrote: false,
+            in_step: true,
+        }
+    }
+
+    async fn call(
+        &mut self,
+        req: &SegmentRequest,
+        within: Duration,
+    ) -> Result<SegmentResponse, NetError> {
+        let answer = self.conn.call::<_, SegmentResponse>(req, within).await;
+        self.in_step &= answer.is_ok();
+        answer
+    }
+}
+
+/// How a `Begin` went.
+enum Began {
+    Yes(Participant),
+    /// The instance answered and refused (no longer the primary, or a newer epoch).
+    Refused(String),
+    /// No answer: the connection is broken.
+    Broken(String),
 }
 
 struct Txn {
@@ -74,6 +112,16 @@ impl Session {
             store,
             dtx,
             txn: None,
+            kept: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps the connections of a finished transaction that are still in step.
+    fn keep(&mut self, participants: BTreeMap<Content, Participant>) {
+        for (content, p) in participants {
+            if p.in_step {
+                self.kept.insert(content, p.conn);
+            }
         }
     }
 
@@ -151,13 +199,13 @@ impl Session {
     /// Rolls back the open transaction, if any, on every participant (best effort: a
     /// participant that is gone has lost the transaction anyway).
     async fn abandon(&mut self) {
-        if let Some(txn) = self.txn.take() {
-            for (_, mut p) in txn.participants {
+        if let Some(mut txn) = self.txn.take() {
+            for p in txn.participants.values_mut() {
                 let _ = p
-                    .conn
-                    .call::<_, SegmentResponse>(&SegmentRequest::Abort, self.cfg.statement_timeout)
+                    .call(&SegmentRequest::Abort, self.cfg.statement_timeout)
                     .await;
             }
+            self.keep(txn.participants);
         }
     }
 
@@ -204,21 +252,35 @@ impl Session {
         let lost = |e: String| {
             ExecError::Lost(format!("content {content}: cannot reach its primary: {e}"))
         };
-        let mut conn = Connection::connect(&addr, self.cfg.connect_timeout)
+        if let Some(conn) = self.kept.remove(&content) {
+            // A kept connection to the acting primary, given the time a new one would have had
+            // to connect: it may have broken while it sat idle (its instance restarted, the
+            // link was reset or cut), and then a new connection is tried as usual.
+            if conn.peer() == addr {
+                match Session::begin(conn, xid, epoch, self.cfg.connect_timeout).await {
+                    Began::Yes(p) => return Ok(p),
+                    Began::Refused(e) => return Err(lost(e)),
+                    Began::Broken(_) => {}
+                }
+            }
+        }
+        let conn = Connection::connect(&addr, self.cfg.connect_timeout)
             .await
             .map_err(|e| lost(e.to_string()))?;
-        match conn
-            .call::<_, SegmentResponse>(
-                &SegmentRequest::Begin { xid, epoch },
-                self.cfg.statement_timeout,
-            )
-            .await
-        {
-            Ok(SegmentResponse::Ok) => Ok(Participant { conn, wrote: false }),
+        match Session::begin(conn, xid, epoch, self.cfg.statement_timeout).await {
+            Began::Yes(p) => Ok(p),
+            Began::Refused(e) | Began::Broken(e) => Err(lost(e)),
+        }
+    }
+
+    async fn begin(conn: Connection, xid: u64, epoch: u64, within: Duration) -> Began {
+        let mut p = Participant::new(conn);
+        match p.call(&SegmentRequest::Begin { xid, epoch }, within).await {
+            Ok(SegmentResponse::Ok) => Began::Yes(p),
             // Refused at begin: an instance that is no longer the primary, or a newer epoch.
-            Ok(SegmentResponse::Error(e)) => Err(lost(e.to_string())),
-            Ok(other) => Err(lost(format!("unexpected answer to begin: {other:?}"))),
-            Err(e) => Err(lost(e.to_string())),
+            Ok(SegmentResponse::Error(e)) => Began::Refused(e.to_string()),
+            Ok(other) => Began::Refused(format!("unexpected answer to begin: {other:?}")),
+            Err(e) => Began::Broken(e.to_string()),
         }
     }
 
@@ -269,8 +331,7 @@ impl Session {
             .get_mut(&target)
             .expect("opened above");
         match p
-            .conn
-            .call::<_, SegmentResponse>(
+            .call(
                 &SegmentRequest::Exec { op: op.clone() },
                 self.cfg.statement_timeout,
             )
@@ -402,7 +463,7 @@ impl Session {
             .iter()
             .map(|(c, p)| (*c, p.wrote))
             .collect();
-        match plan_commit(&wrote) {
+        let resp = match plan_commit(&wrote) {
             CommitPlan::ReadOnly { readers } => {
                 self.release(&mut txn, &readers).await;
                 ClientResponse::Committed
@@ -418,7 +479,9 @@ impl Session {
                 self.release(&mut txn, &readers).await;
                 resp
             }
-        }
+        };
+        self.keep(txn.participants);
+        resp
     }
 
     /// Ends the transaction where it only read.
@@ -426,8 +489,7 @@ impl Session {
         for c in readers {
             if let Some(p) = txn.participants.get_mut(c) {
                 let _ = p
-                    .conn
-                    .call::<_, SegmentResponse>(&SegmentRequest::Commit, self.cfg.statement_timeout)
+                    .call(&SegmentRequest::Commit, self.cfg.statement_timeout)
                     .await;
             }
         }
@@ -439,8 +501,7 @@ impl Session {
             .get_mut(&content)
             .expect("the writer is a participant");
         match p
-            .conn
-            .call::<_, SegmentResponse>(&SegmentRequest::Commit, self.cfg.statement_timeout)
+            .call(&SegmentRequest::Commit, self.cfg.statement_timeout)
             .await
         {
             Ok(SegmentResponse::Committed { lsn }) => {
@@ -472,11 +533,7 @@ impl Session {
                 .participants
                 .get_mut(c)
                 .expect("writers are participants");
-            let reason = match p
-                .conn
-                .call::<_, SegmentResponse>(&req, self.cfg.statement_timeout)
-                .await
-            {
+            let reason = match p.call(&req, self.cfg.statement_timeout).await {
                 Ok(SegmentResponse::Ok | SegmentResponse::Committed { .. }) => {
                     prepared.push(*c);
                     continue;
@@ -546,11 +603,7 @@ impl Session {
             .read(|c| c.pair(content).map(|p| p.primary.endpoint()));
         if let Some(p) = txn.participants.get_mut(&content) {
             if acting.as_deref() == Some(p.conn.peer()) {
-                if let Ok(SegmentResponse::Ok) = p
-                    .conn
-                    .call::<_, SegmentResponse>(&req, self.cfg.statement_timeout)
-                    .await
-                {
+                if let Ok(SegmentResponse::Ok) = p.call(&req, self.cfg.statement_timeout).await {
                     return true;
                 }
             }
