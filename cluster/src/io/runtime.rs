@@ -15,7 +15,77 @@ compile_error!(
 );
 
 pub use tokio::task::JoinHandle;
-pub use tokio::time::{sleep, timeout, Instant};
+pub use tokio::time::Instant;
+#[cfg(not(madsim))]
+pub use tokio::time::{sleep, timeout};
+
+#[cfg(madsim)]
+pub use sim_time::{sleep, timeout};
+
+/// madsim's `Sleep` puts a new timer in the simulation's timer heap every time it is polled
+/// before its deadline, and a sleep inside `timeout` is polled every time the future it guards
+/// is woken (a WAL position that moved but not far enough, half a frame). The heap then holds
+/// timers by the hundred thousand, each popped and fired for nothing. Here a sleep sets one
+/// timer, and another only if a different task polls it.
+#[cfg(madsim)]
+mod sim_time {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Duration;
+
+    pub use tokio::time::error::Elapsed;
+
+    pub struct Sleep {
+        inner: tokio::time::Sleep,
+        /// The waker the timer was set for.
+        set_for: Option<Waker>,
+    }
+
+    pub fn sleep(duration: Duration) -> Sleep {
+        Sleep {
+            inner: tokio::time::sleep(duration),
+            set_for: None,
+        }
+    }
+
+    impl Future for Sleep {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.inner.is_elapsed() {
+                return Poll::Ready(());
+            }
+            if !self
+                .set_for
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                let _ = Pin::new(&mut self.inner).poll(cx);
+                self.set_for = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+    }
+
+    /// `tokio::time::timeout` over [`Sleep`]: the deadline is fixed when it is called.
+    pub fn timeout<F: Future>(
+        duration: Duration,
+        future: F,
+    ) -> impl Future<Output = Result<F::Output, Elapsed>> {
+        let mut deadline = sleep(duration);
+        async move {
+            tokio::pin!(future);
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(out) = future.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(out));
+                }
+                Pin::new(&mut deadline).poll(cx).map(|()| Err(Elapsed))
+            })
+            .await
+        }
+    }
+}
 
 /// Spawns a task on the current runtime (the current simulated node, in the simulator).
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
