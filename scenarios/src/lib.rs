@@ -5,7 +5,7 @@
 
 use sim::config::RunConfig;
 use sim::hunt::{hunt_config, hunt_range, Catch};
-use sim::runner::{run_seed, SeedResult};
+use sim::runner::{run_seed_quiet, SeedResult};
 
 pub use sim::hunt::{catalogued, PlantedBug, CATALOGUE};
 
@@ -106,7 +106,7 @@ impl Regression {
         let schedule = sim::nemesis::parse_schedule(self.schedule)
             .unwrap_or_else(|e| panic!("regression {}: {e}", self.name));
         cfg.schedule = Some(schedule);
-        run_seed(self.seed, &cfg).0
+        run_seed_quiet(self.seed, &cfg)
     }
 }
 

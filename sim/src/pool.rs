@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::config::RunConfig;
-use crate::runner::{run_seed, SeedResult};
+use crate::runner::{run_seed, run_seed_quiet, SeedResult, Verdict};
 
 /// One seed's run: its result, its captured log, and with `twice`, how its second run differed.
 pub struct SeedRun {
@@ -71,21 +71,35 @@ pub fn run_seeds(
     }
 }
 
+/// Runs a seed without its log; a failing seed, or every seed with `twice`, runs again with its
+/// log, and the two runs must give the same trace hash (the log is only an observer).
 fn run_one(seed: u64, cfg: &RunConfig, twice: bool) -> SeedRun {
+    let quiet = run_seed_quiet(seed, cfg);
+    if quiet.verdict == Verdict::Ok && !twice {
+        return SeedRun {
+            result: quiet,
+            log: Vec::new(),
+            mismatch: None,
+        };
+    }
     let (result, log) = run_seed(seed, cfg);
-    let mismatch = if twice {
+    let mismatch = (result.trace_hash != quiet.trace_hash).then(|| {
+        // Where the runs part, if two logged runs part too.
         let (again, again_log) = run_seed(seed, cfg);
-        (again.trace_hash != result.trace_hash).then(|| {
+        let divergence = if again.trace_hash != result.trace_hash {
             format!(
-                "trace hash {} then {}; first divergence: {}",
-                result.trace_hash,
+                "; logged again: {}; first divergence: {}",
                 again.trace_hash,
                 crate::cli::first_divergence(&log, &again_log)
             )
-        })
-    } else {
-        None
-    };
+        } else {
+            "; logged again: the same as with the log".to_string()
+        };
+        format!(
+            "trace hash {} without the log, then {} with it{divergence}",
+            quiet.trace_hash, result.trace_hash
+        )
+    });
     SeedRun {
         result,
         log,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::nemesis::{self, ScheduledFault};
-use crate::runner::{run_seed, SeedResult, Verdict};
+use crate::runner::{run_seed_quiet, SeedResult, Verdict};
 
 /// How a run failed: the checker that fired first, or the verdict class when no checker did
 /// (a liveness failure, a crash).
@@ -101,7 +101,7 @@ fn keep(faults: &[ScheduledFault], episodes: &[u32]) -> Vec<ScheduledFault> {
 /// Shrinks the schedule seed `seed` fails with under `cfg`. `None` if the seed passes. At most
 /// `max_runs` runs are spent.
 pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, SeedResult)> {
-    let (first, _) = run_seed(seed, cfg);
+    let first = run_seed_quiet(seed, cfg);
     let target = failure_of(&first)?;
     let original = first.faults.clone();
     let mut runs = 1u32;
@@ -119,7 +119,7 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
         let mut c = cfg.clone();
         c.schedule = Some(candidate.clone());
         c.fault_time = fault_time;
-        let (r, _) = run_seed(seed, &c);
+        let r = run_seed_quiet(seed, &c);
         fails_with(&r, &target).then_some(r)
     };
     let attempt = |candidate: &Vec<ScheduledFault>, runs: &mut u32| {

@@ -3,6 +3,7 @@
 //! at INFO or above feeds the seed's trace hash, whatever `RUST_LOG` says, so a replay at debug
 //! level still yields the same hash; and the cluster's failover milestones (the prober's catalog
 //! changes, a mirror's promotion) are kept with their simulated time for the failover figures.
+//! A run whose log nobody will read goes without it ([`quietly`]): same hash, same milestones.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -165,13 +166,6 @@ where
         if self.filter_follows_spans {
             Filter::on_new_span(&self.filter, attrs, id, ctx.clone());
         }
-        if attrs.metadata().name() == "instance" {
-            let mut ids = InstanceIds::default();
-            attrs.record(&mut ids);
-            if let Some(span) = ctx.span(id) {
-                span.extensions_mut().insert(ids);
-            }
-        }
         self.fmt.on_new_span(attrs, id, ctx);
     }
 
@@ -215,12 +209,61 @@ where
         let meta = event.metadata();
         if always_seen(meta) {
             hash_event(event);
-            record_milestone(event, &ctx);
+            record_milestone(event);
         }
         if Filter::enabled(&self.filter, meta, &ctx) {
             self.fmt.on_event(event, ctx);
         }
     }
+}
+
+/// The subscriber of a run whose log nobody reads (a sweep's passing seed, a hunt, a
+/// benchmark): it feeds the trace hash and the failover milestones exactly as [`SimLayer`] does,
+/// and nothing else. Every span is disabled, so the simulator's per-task spans (madsim makes one
+/// for every task and enters it on every poll) and the cluster's instance spans cost nothing,
+/// and no line is formatted. A failing seed runs again with the log (see `runner::run_seed`);
+/// the trace hash is the same in both, which `hasim run --check-determinism` checks.
+struct Quiet;
+
+impl Subscriber for Quiet {
+    fn register_callsite(&self, meta: &'static tracing::Metadata<'static>) -> Interest {
+        if self.enabled(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        meta.is_event() && always_seen(meta)
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        // Never called: no span is enabled.
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        hash_event(event);
+        record_milestone(event);
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+/// Runs `f` on this thread with the [`Quiet`] subscriber.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    tracing::subscriber::with_default(Quiet, f)
 }
 
 /// Starts capturing this thread's log and trace hash.
@@ -350,29 +393,6 @@ fn level_tag(level: Level) -> &'static [u8] {
     }
 }
 
-/// The instance a span belongs to, kept in the span's extensions.
-#[derive(Clone, Copy, Debug, Default)]
-struct InstanceIds {
-    dbid: Option<u16>,
-    content: Option<i16>,
-}
-
-impl Visit for InstanceIds {
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        match field.name() {
-            "dbid" => self.dbid = u16::try_from(value).ok(),
-            "content" => self.content = i16::try_from(value).ok(),
-            _ => {}
-        }
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record_i64(field, value as i64);
-    }
-
-    fn record_debug(&mut self, _field: &Field, _value: &dyn std::fmt::Debug) {}
-}
-
 /// An event's message and its `content` field.
 #[derive(Default)]
 struct MessageAndContent {
@@ -430,10 +450,7 @@ pub fn parse_history_line(line: &str) -> Option<(u16, i16, char, char, char)> {
 
 /// Records the failover milestones: the prober's catalog changes and "promoted" lines, with the
 /// simulated time and the instance (from the enclosing `instance` span) they concern.
-fn record_milestone<S>(event: &Event<'_>, ctx: &Context<'_, S>)
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
+fn record_milestone(event: &Event<'_>) {
     let target = event.metadata().target();
     if target != PROBER_TARGET && target != WALRECEIVER_TARGET && target != CONFIGURATION_TARGET {
         return;
@@ -477,16 +494,8 @@ where
             }
         })
     } else if fields.message == PROMOTED_MESSAGE {
-        let ids = ctx.event_scope(event).and_then(|scope| {
-            scope
-                .from_root()
-                .find_map(|span| span.extensions().get::<InstanceIds>().copied())
-        });
-        match ids {
-            Some(InstanceIds {
-                dbid: Some(dbid),
-                content: Some(content),
-            }) => Some(ClusterEvent::Promoted {
+        match (fields.dbid, fields.content) {
+            (Some(dbid), Some(content)) => Some(ClusterEvent::Promoted {
                 at_ms,
                 content,
                 dbid,

@@ -140,7 +140,13 @@ impl Instance {
                 // The new primary has no mirror yet: it does not wait for one.
                 self.inner.sync.modify(|s| s.syncrep = false);
                 drop(state);
-                info!(end_lsn = end, "promoted: now the primary");
+                // The instance's ids ride on the line itself, for readers that see no spans.
+                info!(
+                    dbid = self.dbid(),
+                    content = self.inner.cfg.content,
+                    end_lsn = end,
+                    "promoted: now the primary"
+                );
                 self.inner
                     .cfg
                     .observe
