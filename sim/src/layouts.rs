@@ -67,7 +67,11 @@ pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
             let mut rt =
                 madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.set_time_limit(SETTLE * 2 + SYNC_BOUND * 2);
-            let out = rt.block_on(simulate(seed, cfg, k));
+            let out = rt.block_on(async {
+                let out = simulate(seed, cfg, k).await;
+                crate::runner::release_every_task(&madsim::runtime::Handle::current()).await;
+                out
+            });
             crate::trace::end_capture();
             out
         })

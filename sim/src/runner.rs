@@ -551,7 +551,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
 /// dropped (the task holds its own waker), and with it everything the task holds: disks, WAL
 /// buffers, connections; about 4.7 MB a world, which one process running thousands of seeds
 /// cannot afford. Killing a node wakes its tasks, and the executor drops them on its next turn.
-async fn release_every_task(handle: &madsim::runtime::Handle) {
+pub(crate) async fn release_every_task(handle: &madsim::runtime::Handle) {
     for name in handle.metrics().num_tasks_by_node().keys() {
         handle.kill(name.as_str());
     }
