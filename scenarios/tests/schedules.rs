@@ -120,3 +120,33 @@ fn an_epoch_the_lost_coordinator_never_logged_is_explained_by_its_history_row() 
         result.error
     );
 }
+
+/// Found by a 10,000-seed swarm run (seed 8606), shrunk to these two entries: the coordinator
+/// is cut from `sdw2` 39 ms into the workload, before the prober has recorded content 2's
+/// mirror in sync. The prober then never promotes that mirror (it reports a double fault), and
+/// the content stays down until the cut heals, in a run that had been labelled "must stay
+/// available". The cluster is right; the label now counts the run's start as every mirror's
+/// return, so the run may lose availability, never data.
+#[test]
+fn a_primary_cut_off_before_its_mirror_is_recorded_in_sync_may_lose_availability_never_data() {
+    let text = include_str!("../schedules/primary-cut-before-sync-swarm-8606.json");
+    let mut cfg = RunConfig::swarm();
+    sim::shrink::apply_schedule_file(&mut cfg, text).unwrap();
+    let result = run_seed(8606, &cfg).0;
+    assert_eq!(
+        result.label,
+        sim::nemesis::Label::MayLoseAvailabilityNeverData
+    );
+    assert!(
+        result.events.fail > 0,
+        "the content was down for a while: {:?}",
+        result.events
+    );
+    assert_eq!(
+        result.verdict,
+        Verdict::Ok,
+        "{:?} {:?}",
+        result.violations.first(),
+        result.error
+    );
+}

@@ -698,7 +698,10 @@ fn segments_hosts(segments: &[SegmentConfig]) -> Vec<&str> {
 /// instance needs that long to catch up with its partner) and the first touched only the
 /// mirror: a mirror rejoins by itself, but once a fault touched the primary, its mirror may
 /// have been promoted, and the deposed primary stays down until an operator recovers it, so
-/// the promoted mirror is the content's last instance for the rest of the run.
+/// the promoted mirror is the content's last instance for the rest of the run. The run's start
+/// counts as every mirror's return: a mirror catches up with its primary after start-up, and
+/// until the prober has recorded the pair in sync its primary cannot fail over, so a fault on a
+/// preferred primary within `resync_gap` of the start may take its content down too.
 pub fn label(
     faults: &[ScheduledFault],
     segments: &[SegmentConfig],
@@ -741,7 +744,9 @@ pub fn label(
                 (b, a)
             };
             if let Some(first) = primary.iter().map(|(t0, _)| *t0).min() {
-                if mirror.iter().any(|(m0, _)| *m0 >= first) {
+                // (A connection reset is an instant: new connections work at once.)
+                let before_sync = primary.iter().any(|(t0, t1)| *t0 < gap && t1 > t0);
+                if before_sync || mirror.iter().any(|(m0, _)| *m0 >= first) {
                     return Label::MayLoseAvailabilityNeverData;
                 }
             }
@@ -1017,11 +1022,12 @@ mod tests {
         };
         let host = primary.hostname.clone();
         let gap = Duration::from_secs(16);
-        // Seed 1568: the primary's host crashes and returns, its mirror is promoted; a pause of
-        // the promoted mirror half a minute later leaves the content without an instance.
+        // Seed 1568 (its crash moved past the start-up gap): the primary's host crashes and
+        // returns, its mirror is promoted; a pause of the promoted mirror later leaves the
+        // content without an instance.
         let crash_then_pause = vec![
-            at(4_078, 1, Fault::HostCrash { host: host.clone() }),
-            at(6_907, 1, Fault::HostRestart { host }),
+            at(20_078, 1, Fault::HostCrash { host: host.clone() }),
+            at(22_907, 1, Fault::HostRestart { host }),
             at(43_127, 2, Fault::InstancePause { dbid: mirror.dbid }),
             at(60_000, 2, Fault::InstanceResume { dbid: mirror.dbid }),
         ];
@@ -1037,6 +1043,61 @@ mod tests {
         ];
         assert_eq!(
             label(&pause_then_kill, &segments, 60_000, gap),
+            Label::MustStayAvailable
+        );
+    }
+
+    /// Swarm seed 8606: the coordinator was cut from a primary's host 39 ms into the workload,
+    /// before the prober had recorded its mirror in sync, so the content stayed down (the
+    /// prober never promotes a mirror it has not seen in sync) in a run labelled "must stay
+    /// available". The same cut once the start-up gap has passed leaves the mirror to take over.
+    #[test]
+    fn a_primary_cut_off_before_its_mirror_is_recorded_in_sync_may_cost_availability() {
+        let cfg = RunConfig::standard();
+        let (_, segments) = layout_of(&cfg);
+        let primary = segments
+            .iter()
+            .find(|s| s.content == 2 && s.preferred_role == Role::Primary)
+            .unwrap();
+        let cut = |at_ms: u64| {
+            let partition = |heal| {
+                let (from, to) = (vec!["mdw".to_string()], vec![primary.hostname.clone()]);
+                if heal {
+                    Fault::PartitionHeal {
+                        shape: Shape::OneWay,
+                        from,
+                        to,
+                        one_way: true,
+                    }
+                } else {
+                    Fault::Partition {
+                        shape: Shape::OneWay,
+                        from,
+                        to,
+                        one_way: true,
+                    }
+                }
+            };
+            vec![
+                ScheduledFault {
+                    at_ms,
+                    episode: 1,
+                    fault: partition(false),
+                },
+                ScheduledFault {
+                    at_ms: at_ms + 16_353,
+                    episode: 1,
+                    fault: partition(true),
+                },
+            ]
+        };
+        let gap = Duration::from_secs(12);
+        assert_eq!(
+            label(&cut(39), &segments, 60_000, gap),
+            Label::MayLoseAvailabilityNeverData
+        );
+        assert_eq!(
+            label(&cut(12_001), &segments, 60_000, gap),
             Label::MustStayAvailable
         );
     }
