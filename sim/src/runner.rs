@@ -387,10 +387,14 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
 }
 
 /// Clients live on 10.0.1.1, 10.0.1.2, ... (250 per /24, for the scaled clusters' hundreds).
+/// Clients live in 10.0.1.0/24, and past 250 of them from 10.0.10.0 on: 10.0.2.1 is the
+/// standby coordinator's host.
 fn client_ip(i: u32) -> IpAddr {
-    format!("10.0.{}.{}", 1 + i / 250, i % 250 + 1)
-        .parse()
-        .unwrap()
+    let block = match 1 + i / 250 {
+        1 => 1,
+        b => b + 8,
+    };
+    format!("10.0.{block}.{}", i % 250 + 1).parse().unwrap()
 }
 
 async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
