@@ -36,6 +36,9 @@ pub struct CoordinatorConfig {
     /// the outcome is unknown (the resolver keeps going).
     pub dtx_phase2_retry: Duration,
     pub connect_timeout: Duration,
+    /// How many idle connections to segments a session keeps for its next transactions, the
+    /// most recently used first (`gp_cached_segworkers_threshold`, default 5).
+    pub cached_segment_connections: usize,
     pub cache_blocks_max: usize,
     pub bugs: PlantedBugs,
     /// Where the catalog reports what it acts on (the simulator's checkers; off in production).
@@ -51,6 +54,7 @@ impl CoordinatorConfig {
             statement_timeout: Duration::from_secs(30),
             dtx_phase2_retry: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(2),
+            cached_segment_connections: 5,
             cache_blocks_max: 64,
             bugs: PlantedBugs::none(),
             observe: Default::default(),

@@ -29,8 +29,10 @@ pub(super) struct Session {
     store: CatalogStore,
     dtx: Arc<DtxState>,
     txn: Option<Txn>,
-    /// Connections to primaries that carried earlier transactions, by content.
-    kept: BTreeMap<Content, Connection>,
+    /// Connections to primaries that carried earlier transactions, by content, each with when
+    /// it was last used (a count of kept connections).
+    kept: BTreeMap<Content, (u64, Connection)>,
+    kept_count: u64,
 }
 
 struct Participant {
@@ -113,15 +115,27 @@ impl Session {
             dtx,
             txn: None,
             kept: BTreeMap::new(),
+            kept_count: 0,
         }
     }
 
-    /// Keeps the connections of a finished transaction that are still in step.
+    /// Keeps the connections of a finished transaction that are still in step, up to the
+    /// configured number, the least recently used going first.
     fn keep(&mut self, participants: BTreeMap<Content, Participant>) {
         for (content, p) in participants {
             if p.in_step {
-                self.kept.insert(content, p.conn);
+                self.kept_count += 1;
+                self.kept.insert(content, (self.kept_count, p.conn));
             }
+        }
+        while self.kept.len() > self.cfg.cached_segment_connections {
+            let oldest = self
+                .kept
+                .iter()
+                .min_by_key(|(_, (used, _))| *used)
+                .map(|(c, _)| *c)
+                .expect("not empty");
+            self.kept.remove(&oldest);
         }
     }
 
@@ -252,7 +266,7 @@ impl Session {
         let lost = |e: String| {
             ExecError::Lost(format!("content {content}: cannot reach its primary: {e}"))
         };
-        if let Some(conn) = self.kept.remove(&content) {
+        if let Some((_, conn)) = self.kept.remove(&content) {
             // A kept connection to the acting primary, given the time a new one would have had
             // to connect: it may have broken while it sat idle (its instance restarted, the
             // link was reset or cut), and then a new connection is tried as usual.
