@@ -24,8 +24,8 @@ use std::time::Duration;
 use cluster::admin::driver::{self, RecoverOptions, RecoverOutcome};
 use cluster::catalog::{Catalog, Content, Dbid, Mode, SegmentConfig, Status};
 use cluster::client::Client;
-use cluster::standby::admin as standby_admin;
-use cluster::standby::{MirroringStatus, SummaryState};
+use cluster::standby::admin::{self as standby_admin, StandbyAdminError};
+use cluster::standby::{ActivateRefusal, MirroringStatus, SummaryState};
 
 use crate::admin::SimHosts;
 
@@ -441,12 +441,16 @@ pub(crate) async fn activate(
                     standby.dbid, standby.hostname
                 ));
             }
+            let refusal = match &e {
+                StandbyAdminError::ActivateRefused { why, .. } => *why,
+                _ => ActivateRefusal::Other,
+            };
             let why = e.to_string();
             let mut world = hosts.0.lock().unwrap();
-            if why.contains("is still alive and answering") {
+            if refusal == ActivateRefusal::CoordinatorAlive {
                 // Refused before anything changed: the old coordinator is back.
                 world.unfence(from, fenced);
-            } else if why.contains("is not the standby in the replicated catalog") {
+            } else if refusal == ActivateRefusal::NotTheStandby {
                 // Its own catalog names it the coordinator: an earlier activation took over
                 // and was cut short. Start it as the coordinator; the fence stays.
                 let at_ms = crate::workload::now_ms();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cluster::catalog::{Role, SegmentConfig, Status};
 use cluster::client::Client;
 use cluster::standby::admin::{self, StandbyAdminError};
-use cluster::standby::{StandbyRequest, SummaryState};
+use cluster::standby::{ActivateRefusal, StandbyRequest, SummaryState};
 use sim::standby_failover;
 use sim::world::{World, STANDBY_HOST};
 
@@ -395,6 +395,17 @@ async fn refusals() {
     // Activation while the coordinator is alive and reachable.
     let err = world.activate_standby(&admin).await.unwrap_err();
     assert!(err.to_string().contains("still alive"), "{err}");
+    // The reason travels typed, for the operator to act on.
+    assert!(
+        matches!(
+            err,
+            StandbyAdminError::ActivateRefused {
+                why: ActivateRefusal::CoordinatorAlive,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         catalog_epoch(&admin, coordinator).await,
         epoch,

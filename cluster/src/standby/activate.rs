@@ -38,6 +38,16 @@ pub enum ActivateError {
     Catalog(#[from] CatalogStoreError),
 }
 
+impl ActivateError {
+    pub fn refusal(&self) -> super::ActivateRefusal {
+        match self {
+            ActivateError::CoordinatorAlive(_) => super::ActivateRefusal::CoordinatorAlive,
+            ActivateError::NotTheStandby(_) => super::ActivateRefusal::NotTheStandby,
+            _ => super::ActivateRefusal::Other,
+        }
+    }
+}
+
 /// How long the old coordinator gets to answer before it counts as gone.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -34,6 +34,11 @@ pub enum StandbyAdminError {
     NotSynchronized { within: Duration, state: String },
     #[error("activate-standby: {0}")]
     Activate(String),
+    #[error("activate-standby: {message}")]
+    ActivateRefused {
+        why: super::ActivateRefusal,
+        message: String,
+    },
 }
 
 /// Where the new standby lives (`-s HOST` and its port and data directory).
@@ -217,6 +222,9 @@ pub async fn activate_standby(
         .map_err(|e| failed(e.to_string()))?
     {
         ClientResponse::Standby(StandbyReply::Activated(a)) => Ok(a),
+        ClientResponse::Standby(StandbyReply::Refused { why, message }) => {
+            Err(StandbyAdminError::ActivateRefused { why, message })
+        }
         ClientResponse::Error(e) => Err(failed(e.to_string())),
         other => Err(failed(format!("unexpected answer: {other:?}"))),
     }

@@ -133,7 +133,10 @@ impl Shared {
                 ClientRequest::Standby(StandbyRequest::Activate) => {
                     match super::activate::activate(&self).await {
                         Ok(done) => ClientResponse::Standby(StandbyReply::Activated(done)),
-                        Err(e) => ClientResponse::Error(DbError::Failed(e.to_string())),
+                        Err(e) => ClientResponse::Standby(StandbyReply::Refused {
+                            why: e.refusal(),
+                            message: e.to_string(),
+                        }),
                     }
                 }
                 ClientRequest::Standby(_) => ClientResponse::Error(DbError::Failed(format!(

@@ -63,6 +63,23 @@ pub enum StandbyReply {
     /// What a standby says about itself.
     Passive(PassiveStatus),
     Activated(Activation),
+    /// The standby did not activate.
+    Refused {
+        why: ActivateRefusal,
+        message: String,
+    },
+}
+
+/// Why a standby refused to activate, for a caller that acts on the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActivateRefusal {
+    /// The coordinator still answers; nothing changed.
+    CoordinatorAlive,
+    /// Its replicated catalog names it the coordinator already: an earlier activation took
+    /// over and was cut short.
+    NotTheStandby,
+    /// Anything else; the activation may have begun.
+    Other,
 }
 
 /// A standby's own view (`gpstate -f`'s standby half).
