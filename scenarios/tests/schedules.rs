@@ -4,8 +4,18 @@
 
 use scenarios::REGRESSIONS;
 use sim::config::RunConfig;
-use sim::runner::{run_seed, Verdict};
+use sim::runner::{run_seed, SeedResult, Verdict};
 use sim::shrink::{fails_with, shrink};
+
+fn passes(result: &SeedResult) {
+    assert_eq!(
+        result.verdict,
+        Verdict::Ok,
+        "{:?} {:?}",
+        result.violations.first(),
+        result.error
+    );
+}
 
 #[test]
 fn every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without() {
@@ -112,13 +122,7 @@ fn an_epoch_the_lost_coordinator_never_logged_is_explained_by_its_history_row() 
         "the standby was activated: {:?}",
         result.operator
     );
-    assert_eq!(
-        result.verdict,
-        Verdict::Ok,
-        "{:?} {:?}",
-        result.violations.first(),
-        result.error
-    );
+    passes(&result);
 }
 
 /// Found by a 10,000-seed swarm run (seed 8606), shrunk to these two entries: the coordinator
@@ -142,11 +146,5 @@ fn a_primary_cut_off_before_its_mirror_is_recorded_in_sync_may_lose_availability
         "the content was down for a while: {:?}",
         result.events
     );
-    assert_eq!(
-        result.verdict,
-        Verdict::Ok,
-        "{:?} {:?}",
-        result.violations.first(),
-        result.error
-    );
+    passes(&result);
 }
