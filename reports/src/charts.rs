@@ -368,11 +368,11 @@ pub fn timeline(rec: &Recording) -> Result<String> {
                         }))
                         .map_err(err)?;
                 }
-                Event::CatalogChange { at_ms, dbid, .. } => {
-                    if let Some(row) = row_of(*dbid) {
+                Event::CatalogChange(c) => {
+                    if let Some(row) = row_of(c.dbid) {
                         chart
                             .draw_series(std::iter::once(TriangleMarker::new(
-                                (*at_ms as f64 / 1000.0, SegmentValue::CenterOf(row)),
+                                (c.at_ms as f64 / 1000.0, SegmentValue::CenterOf(row)),
                                 5,
                                 BLACK.filled(),
                             )))

@@ -77,20 +77,13 @@ pub fn trace(rec: &Recording) -> Value {
                 ev.push(json!({"ph": "i", "s": "p", "name": name, "cat": "fault",
                     "pid": pid_of(host), "tid": 0, "ts": us(*at_ms), "args": {"host": host}}));
             }
-            Event::CatalogChange {
-                at_ms,
-                content,
-                dbid,
-                role,
-                status,
-                mode,
-            } => {
-                let Some(i) = inst_of(*dbid) else { continue };
+            Event::CatalogChange(c) => {
+                let Some(i) = inst_of(c.dbid) else { continue };
                 ev.push(json!({"ph": "i", "s": "t",
-                    "name": format!("prober: role {role}, status {status}, mode {mode}"),
-                    "cat": "prober", "pid": pid_of(&i.host), "tid": dbid, "ts": us(*at_ms),
-                    "args": {"content": content, "role": role.to_string(),
-                        "status": status.to_string(), "mode": mode.to_string()}}));
+                    "name": format!("prober: role {}, status {}, mode {}", c.role, c.status, c.mode),
+                    "cat": "prober", "pid": pid_of(&i.host), "tid": c.dbid, "ts": us(c.at_ms),
+                    "args": {"content": c.content, "role": c.role.to_string(),
+                        "status": c.status.to_string(), "mode": c.mode.to_string()}}));
             }
             Event::InstanceDown { at_ms, dbid } | Event::InstanceUp { at_ms, dbid } => {
                 let Some(i) = inst_of(*dbid) else { continue };
@@ -206,14 +199,10 @@ fn acting_primaries(rec: &Recording, at_ms: u64, contents: &[i16]) -> Vec<u16> {
         .map(|i| (i.content, i.dbid))
         .collect();
     for e in rec.events.iter().take_while(|e| e.at_ms() <= at_ms) {
-        if let Event::CatalogChange {
-            content,
-            dbid,
-            role: 'p',
-            ..
-        } = e
-        {
-            acting.insert(*content, *dbid);
+        if let Event::CatalogChange(c) = e {
+            if c.role == 'p' {
+                acting.insert(c.content, c.dbid);
+            }
         }
     }
     contents

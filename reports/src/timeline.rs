@@ -30,14 +30,7 @@ pub enum Event {
         host: String,
     },
     /// The prober recorded a catalog row change.
-    CatalogChange {
-        at_ms: u64,
-        content: i16,
-        dbid: u16,
-        role: char,
-        status: char,
-        mode: char,
-    },
+    CatalogChange(CatalogChange),
     /// The instance logged that its promotion finished.
     Promoted {
         at_ms: u64,
@@ -79,12 +72,23 @@ pub enum Event {
     },
 }
 
+/// A change of one `gp_segment_configuration` row, as the prober logged it (its history line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogChange {
+    pub at_ms: u64,
+    pub content: i16,
+    pub dbid: u16,
+    pub role: char,
+    pub status: char,
+    pub mode: char,
+}
+
 impl Event {
     pub fn at_ms(&self) -> u64 {
         match self {
             Event::HostCrash { at_ms, .. }
             | Event::HostRestart { at_ms, .. }
-            | Event::CatalogChange { at_ms, .. }
+            | Event::CatalogChange(CatalogChange { at_ms, .. })
             | Event::Promoted { at_ms, .. }
             | Event::InstanceDown { at_ms, .. }
             | Event::InstanceUp { at_ms, .. }
@@ -228,13 +232,9 @@ fn raw_spans(rec: &Recording) -> Vec<Span> {
                 }
                 Event::InstanceDown { dbid, .. } if *dbid == inst.dbid => process_up = false,
                 Event::InstanceUp { dbid, .. } if *dbid == inst.dbid => process_up = true,
-                Event::CatalogChange {
-                    dbid,
-                    role: r,
-                    status: s,
-                    mode: m,
-                    ..
-                } if *dbid == inst.dbid => (role, status, mode) = (*r, *s, *m),
+                Event::CatalogChange(c) if c.dbid == inst.dbid => {
+                    (role, status, mode) = (c.role, c.status, c.mode)
+                }
                 _ => continue,
             }
             let state = State::of(role, status, mode, host_up && process_up);
@@ -302,13 +302,15 @@ pub(crate) mod tests {
             status: 'u',
             mode: 's',
         };
-        let change = |at_ms, content, dbid, role, status, mode| Event::CatalogChange {
-            at_ms,
-            content,
-            dbid,
-            role,
-            status,
-            mode,
+        let change = |at_ms, content, dbid, role, status, mode| {
+            Event::CatalogChange(CatalogChange {
+                at_ms,
+                content,
+                dbid,
+                role,
+                status,
+                mode,
+            })
         };
         Recording {
             seed: 7,
@@ -408,14 +410,14 @@ pub(crate) mod tests {
         let mut rec = recording();
         rec.events.insert(
             8,
-            Event::CatalogChange {
+            Event::CatalogChange(CatalogChange {
                 at_ms: 9000,
                 content: 0,
                 dbid: 2,
                 role: 'm',
                 status: 'u',
                 mode: 'n',
-            },
+            }),
         );
         assert_eq!(
             resyncs(&rec),

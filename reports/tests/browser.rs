@@ -14,7 +14,7 @@ const LAYOUTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/layouts.j
 
 /// A small recorded run: a primary's host crashes, its mirror is promoted, the host returns.
 fn recording() -> reports::timeline::Recording {
-    use reports::timeline::{Event, Instance, Recording};
+    use reports::timeline::{CatalogChange, Event, Instance, Recording};
     let inst = |dbid, content, host: &str, role| Instance {
         dbid,
         content,
@@ -23,13 +23,15 @@ fn recording() -> reports::timeline::Recording {
         status: 'u',
         mode: 's',
     };
-    let change = |at_ms, dbid, role, status, mode| Event::CatalogChange {
-        at_ms,
-        content: 0,
-        dbid,
-        role,
-        status,
-        mode,
+    let change = |at_ms, dbid, role, status, mode| {
+        Event::CatalogChange(CatalogChange {
+            at_ms,
+            content: 0,
+            dbid,
+            role,
+            status,
+            mode,
+        })
     };
     Recording {
         seed: 7,

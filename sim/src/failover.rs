@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use cluster::catalog::{Content, Dbid, Role, SegmentConfig};
+use reports::timeline::CatalogChange;
 
 use crate::history::{Outcome, TxnRecord};
 use crate::trace::ClusterEvent;
@@ -141,23 +142,15 @@ fn catalog_at(
         })
         .collect();
     for e in events {
-        if let ClusterEvent::CatalogChange {
-            at_ms: t,
-            content,
-            dbid,
-            role,
-            status,
-            mode,
-        } = *e
-        {
-            if t < at_ms {
+        if let ClusterEvent::CatalogChange(c) = e {
+            if c.at_ms < at_ms {
                 rows.insert(
-                    dbid,
+                    c.dbid,
                     Row {
-                        content,
-                        role,
-                        status,
-                        mode,
+                        content: c.content,
+                        role: c.role,
+                        status: c.status,
+                        mode: c.mode,
                     },
                 );
             }
@@ -171,14 +164,14 @@ fn flips(segments: &[SegmentConfig], events: &[ClusterEvent]) -> Vec<Flip> {
     let mut acting: BTreeMap<Content, Dbid> = initial_primaries(segments);
     let mut flips = Vec::new();
     for e in events {
-        if let ClusterEvent::CatalogChange {
+        if let ClusterEvent::CatalogChange(CatalogChange {
             at_ms,
             content,
             dbid,
             role: 'p',
             status: 'u',
             ..
-        } = *e
+        }) = *e
         {
             let old = acting.insert(content, dbid);
             if let Some(old) = old.filter(|old| *old != dbid) {
@@ -316,14 +309,14 @@ mod tests {
     }
 
     fn change(at_ms: u64, content: Content, dbid: Dbid, role: char, status: char) -> ClusterEvent {
-        ClusterEvent::CatalogChange {
+        ClusterEvent::CatalogChange(CatalogChange {
             at_ms,
             content,
             dbid,
             role,
             status,
             mode: 'n',
-        }
+        })
     }
 
     #[test]

@@ -95,34 +95,7 @@ pub fn of_run(
             }
         }
     }
-    for e in cluster_events {
-        events.push(match *e {
-            ClusterEvent::CatalogChange {
-                at_ms,
-                content,
-                dbid,
-                role,
-                status,
-                mode,
-            } => Event::CatalogChange {
-                at_ms,
-                content,
-                dbid,
-                role,
-                status,
-                mode,
-            },
-            ClusterEvent::Promoted {
-                at_ms,
-                content,
-                dbid,
-            } => Event::Promoted {
-                at_ms,
-                content,
-                dbid,
-            },
-        });
-    }
+    events.extend(cluster_events.iter().cloned());
     events.extend(operator.iter().map(|a| Event::Operator {
         at_ms: a.at_ms,
         command: a.command.clone(),

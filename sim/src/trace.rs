@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::sync::Once;
 
+use reports::timeline::CatalogChange;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::subscriber::Interest;
@@ -45,21 +46,10 @@ pub struct CatalogLine {
     pub desc: String,
 }
 
-/// A failover milestone the cluster logged, at simulated milliseconds since the run began.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClusterEvent {
-    /// The prober recorded a change of one `gp_segment_configuration` row (its history line).
-    CatalogChange {
-        at_ms: u64,
-        content: i16,
-        dbid: u16,
-        role: char,
-        status: char,
-        mode: char,
-    },
-    /// A mirror finished promotion and is now the primary.
-    Promoted { at_ms: u64, content: i16, dbid: u16 },
-}
+/// A failover milestone the cluster logged, at simulated milliseconds since the run began: a
+/// prober's catalog change ([`ClusterEvent::CatalogChange`]) or a finished promotion
+/// ([`ClusterEvent::Promoted`]), the same events a recording's timeline draws.
+pub type ClusterEvent = reports::timeline::Event;
 
 const PROBER_TARGET: &str = "cluster::fts::prober";
 /// Where administration utilities' committed configuration changes are logged.
@@ -429,9 +419,10 @@ impl Visit for MessageAndContent {
     }
 }
 
-/// Parses the prober's history line (`RowChange::history_desc`): "FTS: update role, status,
-/// and mode for dbid 3 with contentid 0 to p, u, and n" gives (3, 0, 'p', 'u', 'n').
-pub fn parse_history_line(line: &str) -> Option<(u16, i16, char, char, char)> {
+/// Parses the prober's history line (`RowChange::history_desc`), logged at `at_ms`: "FTS:
+/// update role, status, and mode for dbid 3 with contentid 0 to p, u, and n" gives dbid 3,
+/// content 0, role 'p', status 'u', mode 'n'.
+pub fn parse_history_line(line: &str, at_ms: u64) -> Option<CatalogChange> {
     let rest = line.strip_prefix("FTS: update role, status, and mode for dbid ")?;
     let (dbid, rest) = rest.split_once(" with contentid ")?;
     let (content, rest) = rest.split_once(" to ")?;
@@ -439,13 +430,14 @@ pub fn parse_history_line(line: &str) -> Option<(u16, i16, char, char, char)> {
         .split(", ")
         .map(|c| c.trim_start_matches("and ").chars().next());
     let (role, status, mode) = (codes.next()??, codes.next()??, codes.next()??);
-    Some((
-        dbid.parse().ok()?,
-        content.parse().ok()?,
+    Some(CatalogChange {
+        at_ms,
+        content: content.parse().ok()?,
+        dbid: dbid.parse().ok()?,
         role,
         status,
         mode,
-    ))
+    })
 }
 
 /// Records the failover milestones: the prober's catalog changes and "promoted" lines, with the
@@ -482,17 +474,9 @@ fn record_milestone(event: &Event<'_>) {
         return;
     }
     let recorded = if target == PROBER_TARGET {
-        keep_line(parse_history_line(&fields.message).map(|(dbid, ..)| dbid));
-        parse_history_line(&fields.message).map(|(dbid, content, role, status, mode)| {
-            ClusterEvent::CatalogChange {
-                at_ms,
-                content,
-                dbid,
-                role,
-                status,
-                mode,
-            }
-        })
+        let change = parse_history_line(&fields.message, at_ms);
+        keep_line(change.map(|c| c.dbid));
+        change.map(ClusterEvent::CatalogChange)
     } else if fields.message == PROMOTED_MESSAGE {
         match (fields.dbid, fields.content) {
             (Some(dbid), Some(content)) => Some(ClusterEvent::Promoted {
@@ -528,9 +512,16 @@ mod tests {
             mode: Mode::NotSynced,
         };
         assert_eq!(
-            parse_history_line(&change.history_desc(5)),
-            Some((12, 5, 'p', 'u', 'n'))
+            parse_history_line(&change.history_desc(5), 700),
+            Some(CatalogChange {
+                at_ms: 700,
+                content: 5,
+                dbid: 12,
+                role: 'p',
+                status: 'u',
+                mode: 'n',
+            })
         );
-        assert_eq!(parse_history_line("coordinator started"), None);
+        assert_eq!(parse_history_line("coordinator started", 700), None);
     }
 }
