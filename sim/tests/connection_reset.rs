@@ -128,3 +128,47 @@ async fn a_transaction_whose_connection_was_reset_runs_again_and_commits() {
     was_reset.send(()).unwrap();
     client.await.unwrap();
 }
+
+/// A session keeps its connection to content 0's primary after a commit. Every connection of
+/// the primary's host is reset while the session is idle: the next transaction finds the kept
+/// connection broken, opens a new one to the same primary, and commits exactly its rows.
+#[madsim::test]
+async fn a_kept_connection_reset_while_idle_is_replaced_by_a_new_one() {
+    let mut world = World::build(&RunConfig::pair(), 22);
+    let coordinator = world.coordinator_addr.clone();
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("client")
+        .ip("10.0.1.1".parse().unwrap())
+        .build();
+    let (idle, reset_now) = oneshot::channel::<()>();
+    let (was_reset, after_reset) = oneshot::channel::<()>();
+    let client = node.spawn(async move {
+        let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
+        sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
+        let primary = c.catalog().await.unwrap().pair(0).unwrap().primary.dbid;
+        c.begin().await.unwrap();
+        c.insert("t", 1, b"first".to_vec()).await.unwrap();
+        c.commit().await.unwrap();
+        idle.send(()).unwrap();
+        after_reset.await.unwrap();
+        c.begin().await.unwrap();
+        c.insert("t", 2, b"second".to_vec())
+            .await
+            .expect("a new connection replaces the broken one");
+        c.commit().await.unwrap();
+        assert_eq!(
+            c.catalog().await.unwrap().pair(0).unwrap().primary.dbid,
+            primary,
+            "no failover: the primary never failed"
+        );
+        let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
+        assert_eq!(rows, vec![1, 2]);
+    });
+    reset_now.await.unwrap();
+    world.apply(&Fault::ConnectionReset {
+        host: "sdw1".into(),
+    });
+    was_reset.send(()).unwrap();
+    client.await.unwrap();
+}

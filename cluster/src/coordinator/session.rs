@@ -29,10 +29,47 @@ pub(super) struct Session {
     store: CatalogStore,
     dtx: Arc<DtxState>,
     txn: Option<Txn>,
-    /// Connections to primaries that carried earlier transactions, by content, each with when
-    /// it was last used (a count of kept connections).
-    kept: BTreeMap<Content, (u64, Connection)>,
-    kept_count: u64,
+    /// Connections to primaries that carried earlier transactions.
+    kept: Kept<Connection>,
+}
+
+/// What a session keeps between transactions, by content: at most `cap` entries, the least
+/// recently kept going first.
+struct Kept<V> {
+    cap: usize,
+    /// Each entry with when it was kept (a count of entries kept so far).
+    entries: BTreeMap<Content, (u64, V)>,
+    kept: u64,
+}
+
+impl<V> Kept<V> {
+    fn new(cap: usize) -> Kept<V> {
+        Kept {
+            cap,
+            entries: BTreeMap::new(),
+            kept: 0,
+        }
+    }
+
+    /// Keeps `value` for `content`, replacing what was kept for it; drops the least recently
+    /// kept entries beyond the cap.
+    fn keep(&mut self, content: Content, value: V) {
+        self.kept += 1;
+        self.entries.insert(content, (self.kept, value));
+        while self.entries.len() > self.cap {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(c, _)| *c)
+                .expect("over the cap, so not empty");
+            self.entries.remove(&oldest);
+        }
+    }
+
+    fn take(&mut self, content: Content) -> Option<V> {
+        self.entries.remove(&content).map(|(_, v)| v)
+    }
 }
 
 struct Participant {
@@ -109,13 +146,13 @@ impl Session {
         store: CatalogStore,
         dtx: Arc<DtxState>,
     ) -> Session {
+        let kept = Kept::new(cfg.cached_segment_connections);
         Session {
             cfg,
             store,
             dtx,
             txn: None,
-            kept: BTreeMap::new(),
-            kept_count: 0,
+            kept,
         }
     }
 
@@ -124,18 +161,8 @@ impl Session {
     fn keep(&mut self, participants: BTreeMap<Content, Participant>) {
         for (content, p) in participants {
             if p.in_step {
-                self.kept_count += 1;
-                self.kept.insert(content, (self.kept_count, p.conn));
+                self.kept.keep(content, p.conn);
             }
-        }
-        while self.kept.len() > self.cfg.cached_segment_connections {
-            let oldest = self
-                .kept
-                .iter()
-                .min_by_key(|(_, (used, _))| *used)
-                .map(|(c, _)| *c)
-                .expect("not empty");
-            self.kept.remove(&oldest);
         }
     }
 
@@ -266,7 +293,7 @@ impl Session {
         let lost = |e: String| {
             ExecError::Lost(format!("content {content}: cannot reach its primary: {e}"))
         };
-        if let Some((_, conn)) = self.kept.remove(&content) {
+        if let Some(conn) = self.kept.take(content) {
             // A kept connection to the acting primary, given the time a new one would have had
             // to connect: it may have broken while it sat idle (its instance restarted, the
             // link was reset or cut), and then a new connection is tried as usual.
@@ -708,5 +735,26 @@ impl Session {
             }
         }
         ClientResponse::Ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kept;
+
+    #[test]
+    fn kept_connections_stay_under_the_cap_the_least_recently_kept_going_first() {
+        let mut kept = Kept::new(2);
+        kept.keep(0, "a");
+        kept.keep(1, "b");
+        kept.keep(0, "a again"); // content 0 is now the most recent
+        kept.keep(2, "c"); // over the cap: content 1 goes
+        assert_eq!(kept.take(1), None);
+        assert_eq!(kept.take(0), Some("a again"));
+        assert_eq!(kept.take(0), None, "taken once");
+        assert_eq!(kept.take(2), Some("c"));
+        let mut none = Kept::new(0);
+        none.keep(3, "d");
+        assert_eq!(none.take(3), None, "a cap of 0 keeps nothing");
     }
 }
