@@ -85,77 +85,54 @@ async fn a_reset_breaks_established_connections_only() {
     );
 }
 
-/// A transaction has written on content 0 when every connection of the primary's host is
-/// reset: its next statement finds the connection broken, the coordinator rolls the
-/// transaction back and runs it again on the same primary (no failover happened), and it
-/// commits with exactly its rows.
-#[madsim::test]
-async fn a_transaction_whose_connection_was_reset_runs_again_and_commits() {
-    let mut world = World::build(&RunConfig::pair(), 21);
+/// Runs `client` on its own node against the pair cluster (seed `seed`); when the client sends
+/// on its sender, every connection of the primary's host `sdw1` is reset, and the client hears
+/// on its receiver once that is done.
+async fn with_a_reset_of_sdw1<F>(
+    seed: u64,
+    client: impl FnOnce(Client, oneshot::Sender<()>, oneshot::Receiver<()>) -> F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut world = World::build(&RunConfig::pair(), seed);
     let coordinator = world.coordinator_addr.clone();
     let node = madsim::runtime::Handle::current()
         .create_node()
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
-    let (mid_txn, reset_now) = oneshot::channel::<()>();
+    let (ready, reset_now) = oneshot::channel::<()>();
     let (was_reset, after_reset) = oneshot::channel::<()>();
-    let client = node.spawn(async move {
-        let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
-        sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
-        let primary = c.catalog().await.unwrap().pair(0).unwrap().primary.dbid;
-        c.begin().await.unwrap();
-        c.insert("t", 1, b"first".to_vec()).await.unwrap();
-        mid_txn.send(()).unwrap();
-        after_reset.await.unwrap();
-        c.insert("t", 2, b"second".to_vec())
-            .await
-            .expect("run again after the reset");
-        c.commit().await.unwrap();
-        let catalog = c.catalog().await.unwrap();
-        assert_eq!(
-            catalog.pair(0).unwrap().primary.dbid,
-            primary,
-            "no failover: the primary never failed"
-        );
-        let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
-        assert_eq!(rows, vec![1, 2], "both statements, once each");
-    });
+    let c = Client::new(vec![coordinator], Duration::from_secs(60));
+    let task = node.spawn(client(c, ready, after_reset));
     reset_now.await.unwrap();
     world.apply(&Fault::ConnectionReset {
         host: "sdw1".into(),
     });
     was_reset.send(()).unwrap();
-    client.await.unwrap();
+    task.await.unwrap();
 }
 
-/// A session keeps its connection to content 0's primary after a commit. Every connection of
-/// the primary's host is reset while the session is idle: the next transaction finds the kept
-/// connection broken, opens a new one to the same primary, and commits exactly its rows.
-#[madsim::test]
-async fn a_kept_connection_reset_while_idle_is_replaced_by_a_new_one() {
-    let mut world = World::build(&RunConfig::pair(), 22);
-    let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    let (idle, reset_now) = oneshot::channel::<()>();
-    let (was_reset, after_reset) = oneshot::channel::<()>();
-    let client = node.spawn(async move {
-        let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
+/// Key 1, then key 2, on content 0, with every connection of the primary's host reset in
+/// between; with `commit_between`, the first is its own transaction and the reset finds the
+/// session idle. No failover happens, and both rows are there exactly once.
+async fn insert_across_a_reset(seed: u64, commit_between: bool) {
+    with_a_reset_of_sdw1(seed, move |mut c, reset_now, after_reset| async move {
         sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
         let primary = c.catalog().await.unwrap().pair(0).unwrap().primary.dbid;
         c.begin().await.unwrap();
         c.insert("t", 1, b"first".to_vec()).await.unwrap();
-        c.commit().await.unwrap();
-        idle.send(()).unwrap();
+        if commit_between {
+            c.commit().await.unwrap();
+        }
+        reset_now.send(()).unwrap();
         after_reset.await.unwrap();
-        c.begin().await.unwrap();
+        if commit_between {
+            c.begin().await.unwrap();
+        }
         c.insert("t", 2, b"second".to_vec())
             .await
-            .expect("a new connection replaces the broken one");
+            .expect("the statement after the reset goes through");
         c.commit().await.unwrap();
         assert_eq!(
             c.catalog().await.unwrap().pair(0).unwrap().primary.dbid,
@@ -163,12 +140,24 @@ async fn a_kept_connection_reset_while_idle_is_replaced_by_a_new_one() {
             "no failover: the primary never failed"
         );
         let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
-        assert_eq!(rows, vec![1, 2]);
-    });
-    reset_now.await.unwrap();
-    world.apply(&Fault::ConnectionReset {
-        host: "sdw1".into(),
-    });
-    was_reset.send(()).unwrap();
-    client.await.unwrap();
+        assert_eq!(rows, vec![1, 2], "both statements, once each");
+    })
+    .await;
+}
+
+/// A transaction has written on content 0 when every connection of the primary's host is
+/// reset: its next statement finds the connection broken, the coordinator rolls the
+/// transaction back and runs it again on the same primary (no failover happened), and it
+/// commits with exactly its rows.
+#[madsim::test]
+async fn a_transaction_whose_connection_was_reset_runs_again_and_commits() {
+    insert_across_a_reset(21, false).await;
+}
+
+/// A session keeps its connection to content 0's primary after a commit. Every connection of
+/// the primary's host is reset while the session is idle: the next transaction finds the kept
+/// connection broken, opens a new one to the same primary, and commits exactly its rows.
+#[madsim::test]
+async fn a_kept_connection_reset_while_idle_is_replaced_by_a_new_one() {
+    insert_across_a_reset(22, true).await;
 }
