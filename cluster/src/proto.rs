@@ -6,6 +6,29 @@ use crate::catalog::{Catalog, Content, Dbid};
 use crate::fts::ProbeReply;
 use crate::wal::{Key, Lsn, TableDef, TableKind, Value};
 
+/// Appends the postcard encoding of `value` to `out`, without an intermediate buffer.
+pub(crate) fn encode_append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    /// A postcard output that appends to a borrowed vector, slices at once.
+    struct Append<'a>(&'a mut Vec<u8>);
+    impl postcard::ser_flavors::Flavor for Append<'_> {
+        type Output = ();
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            self.0.push(data);
+            Ok(())
+        }
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
+    }
+    // Appending to a vector cannot fail; only a type that refuses to serialize could, and the
+    // encoded types are plain data.
+    postcard::serialize_with_flavor(value, Append(out)).expect("plain data always encodes");
+}
+
 /// One statement of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
@@ -13,12 +36,14 @@ pub enum Op {
     Insert {
         table: String,
         key: Key,
+        #[serde(with = "serde_bytes")]
         value: Value,
     },
     /// Returns the number of rows changed (0 or 1).
     Update {
         table: String,
         key: Key,
+        #[serde(with = "serde_bytes")]
         value: Value,
     },
     /// Returns the number of rows removed (0 or 1).
@@ -63,7 +88,7 @@ impl Op {
 pub enum OpResult {
     Done,
     Count(u64),
-    Row(Option<Value>),
+    Row(#[serde(with = "serde_bytes")] Option<Value>),
     Rows(Vec<(Key, Value)>),
 }
 
@@ -225,7 +250,7 @@ pub enum SegmentResponse {
         flushed: Lsn,
         crcs: Vec<u32>,
     },
-    WalBytes(Vec<u8>),
+    WalBytes(#[serde(with = "serde_bytes")] Vec<u8>),
     Replication(crate::admin::ReplicationInfo),
     Error(DbError),
 }
@@ -234,7 +259,11 @@ pub enum SegmentResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WalMessage {
     /// Raw WAL bytes starting at `start`.
-    Data { start: Lsn, bytes: Vec<u8> },
+    Data {
+        start: Lsn,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// Nothing new; the primary's flushed LSN, so the mirror knows it is caught up.
     Keepalive { flushed: Lsn },
     /// The stream cannot continue (the mirror is ahead of the primary: it needs recovery).

@@ -19,8 +19,13 @@ use super::runtime::{sleep, timeout, Instant};
 /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
 const HEADER_BYTES: usize = 8;
-/// Room made in a reader's buffer before each read.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Room made in a reader's buffer before a read when the next frame's length is not known yet.
+const READ_CHUNK_BYTES: usize = 512;
+/// The most room made before one read: a frame's declared length is not trusted with more.
+const READ_LARGEST_BYTES: usize = 64 * 1024;
+/// A buffer (a reader's, or a writer's scratch) this large or smaller is kept for the next frame
+/// once it is empty; a larger one goes back to the allocator.
+const KEEP_BUFFER_BYTES: usize = 4 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -63,17 +68,25 @@ impl NetError {
 
 /// Encodes a message into one frame.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
-    let payload = postcard::to_stdvec(msg).expect("messages always encode");
-    assert!(
-        payload.len() <= MAX_FRAME_BYTES,
-        "message of {} bytes exceeds the frame limit",
-        payload.len()
-    );
-    let mut frame = Vec::with_capacity(HEADER_BYTES + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
+    let mut frame = Vec::new();
+    encode_frame_into(msg, &mut frame);
     frame
+}
+
+/// Encodes a message into one frame in `out`, which is cleared first: the payload is written
+/// once, after room for the header, which is filled in last.
+fn encode_frame_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    crate::proto::encode_append(msg, out);
+    let len = out.len() - HEADER_BYTES;
+    assert!(
+        len <= MAX_FRAME_BYTES,
+        "message of {len} bytes exceeds the frame limit"
+    );
+    let crc = crc32c::crc32c(&out[HEADER_BYTES..]);
+    out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Parses the first frame of `buf` if it is complete: `Ok(Some((message, frame_len)))`.
@@ -129,6 +142,8 @@ pub struct FrameReader {
 /// The sending half of a connection.
 pub struct FrameWriter {
     half: WriteHalf<TcpStream>,
+    /// Where a frame is encoded before it is written.
+    scratch: Vec<u8>,
     peer: String,
     ends: resets::Ends,
 }
@@ -207,11 +222,13 @@ impl FrameReader {
             if let Some((msg, used)) = decode_frame(&self.buf[self.start..], &self.peer)? {
                 self.start += used;
                 if self.start == self.buf.len() {
-                    // Nothing left: give the buffer back. A connection mostly sits idle between
-                    // requests (a session keeps one per content), and thousands of idle 16 KiB
-                    // buffers cost more than taking one from the allocator per frame.
-                    self.buf = Vec::new();
+                    // Nothing left: keep a small buffer for the next frame, and give a large one
+                    // back (a connection mostly sits idle between requests).
+                    self.buf.clear();
                     self.start = 0;
+                    if self.buf.capacity() > KEEP_BUFFER_BYTES {
+                        self.buf = Vec::new();
+                    }
                 }
                 return Ok(msg);
             }
@@ -224,8 +241,17 @@ impl FrameReader {
                 return Err(reset_error(&self.peer));
             }
             // Read straight into the buffer's spare room: a chunk array on the stack would live
-            // in this future's state and be copied with it on every move.
-            self.buf.reserve(READ_CHUNK_BYTES);
+            // in this future's state and be copied with it on every move. Once the header is in,
+            // make room for the whole frame; before, for a small chunk.
+            let missing = match self.buf.get(..4) {
+                Some(len) => {
+                    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+                    (HEADER_BYTES + len).saturating_sub(self.buf.len())
+                }
+                None => 0,
+            };
+            self.buf
+                .reserve(missing.clamp(READ_CHUNK_BYTES, READ_LARGEST_BYTES));
             let read = tokio::select! {
                 biased;
                 () = self.ends.reset() => return Err(reset_error(&self.peer)),
@@ -253,12 +279,16 @@ impl FrameWriter {
         if self.ends.is_reset() {
             return Err(reset_error(&self.peer));
         }
-        let frame = encode_frame(msg);
+        encode_frame_into(msg, &mut self.scratch);
         let io = |source| NetError::Io {
             peer: self.peer.clone(),
             source,
         };
-        self.half.write_all(&frame).await.map_err(io)?;
+        let written = self.half.write_all(&self.scratch).await;
+        if self.scratch.capacity() > KEEP_BUFFER_BYTES {
+            self.scratch = Vec::new();
+        }
+        written.map_err(io)?;
         // Simulated TCP sends only on flush; real TCP must not hold back an acknowledgement.
         self.half.flush().await.map_err(|source| NetError::Io {
             peer: self.peer.clone(),
@@ -292,6 +322,7 @@ impl Connection {
             },
             writer: FrameWriter {
                 half: write,
+                scratch: Vec::new(),
                 peer,
                 ends,
             },
@@ -325,7 +356,6 @@ impl Connection {
         req: &Req,
         within: Duration,
     ) -> Result<Resp, NetError> {
-        let peer = self.writer.peer.clone();
         match timeout(within, async {
             self.send(req).await?;
             self.recv().await
@@ -334,7 +364,7 @@ impl Connection {
         {
             Ok(result) => result,
             Err(_) => Err(NetError::Timeout {
-                peer,
+                peer: self.writer.peer.clone(),
                 after: within,
             }),
         }

@@ -114,8 +114,14 @@ pub struct Activation {
 /// as file chunks (a file's chunks in order, appended) ended by `BackupEnd`; then WAL.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum CatalogStream {
-    BackupChunk { path: String, bytes: Vec<u8> },
-    BackupEnd { wal_end: Lsn },
+    BackupChunk {
+        path: String,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    BackupEnd {
+        wal_end: Lsn,
+    },
     Wal(WalMessage),
 }
 

@@ -44,6 +44,7 @@ pub enum Write {
     Put {
         table: TableId,
         key: Key,
+        #[serde(with = "serde_bytes")]
         value: Value,
     },
     Delete {
