@@ -26,6 +26,11 @@ impl<T: Clone> Watch<T> {
         self.value.lock().expect("watch poisoned").clone()
     }
 
+    /// Looks at the value without copying it.
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.value.lock().expect("watch poisoned"))
+    }
+
     /// Replaces the value and wakes every waiter.
     pub fn set(&self, value: T) {
         *self.value.lock().expect("watch poisoned") = value;
@@ -45,8 +50,8 @@ impl<T: Clone> Watch<T> {
             tokio::pin!(notified);
             // Register before looking, so a change between the look and the wait is not missed.
             notified.as_mut().enable();
-            let value = self.get();
-            if ready(&value) {
+            // Copied only once it is the answer: a waiter looks at every change.
+            if let Some(value) = self.read(|v| ready(v).then(|| v.clone())) {
                 return value;
             }
             notified.await;

@@ -457,11 +457,14 @@ impl SubDisk {
     }
 
     fn path(&self, rel: &str) -> String {
-        if rel.is_empty() {
-            self.root.clone()
-        } else {
-            format!("{}/{rel}", self.root)
+        // Every disk operation joins a path: plain appends, not the formatting machinery.
+        let mut path = String::with_capacity(self.root.len() + 1 + rel.len());
+        path.push_str(&self.root);
+        if !rel.is_empty() {
+            path.push('/');
+            path.push_str(rel);
         }
+        path
     }
 }
 

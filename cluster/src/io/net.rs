@@ -199,7 +199,7 @@ pub mod resets {
         }
 
         pub(super) fn is_reset(&self) -> bool {
-            self.reset_in(&self.registry.get())
+            self.registry.read(|now| self.reset_in(now))
         }
 
         /// Resolves once an end of the connection is reset.
