@@ -156,21 +156,35 @@ pub struct FrameWriter {
 pub mod resets {
     use std::collections::BTreeMap;
     use std::net::IpAddr;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
     use tokio::net::TcpStream;
 
     use crate::sync::Watch;
 
-    type Registry = Arc<Watch<BTreeMap<IpAddr, u64>>>;
+    /// Resets per host, and their total: a connection that opened after the last reset of any
+    /// host needs no look at the map.
+    struct Resets {
+        by_host: Watch<BTreeMap<IpAddr, u64>>,
+        total: AtomicU64,
+    }
+
+    type Registry = Arc<Resets>;
 
     thread_local! {
-        static RESETS: Registry = Arc::new(Watch::new(BTreeMap::new()));
+        static RESETS: Registry = Arc::new(Resets {
+            by_host: Watch::new(BTreeMap::new()),
+            total: AtomicU64::new(0),
+        });
     }
 
     /// Resets every established connection with an end at `ip`.
     pub fn reset_host(ip: IpAddr) {
-        RESETS.with(|r| r.modify(|m| *m.entry(ip).or_default() += 1));
+        RESETS.with(|r| {
+            r.total.fetch_add(1, Ordering::Relaxed);
+            r.by_host.modify(|m| *m.entry(ip).or_default() += 1)
+        });
     }
 
     /// The two ends of a connection and the resets each had seen when it opened.
@@ -178,18 +192,26 @@ pub mod resets {
     pub(super) struct Ends {
         registry: Registry,
         seen: Vec<(IpAddr, u64)>,
+        /// Resets of every host when it opened.
+        total_seen: u64,
     }
 
     impl Ends {
         pub(super) fn of(stream: &TcpStream) -> Ends {
             let registry = RESETS.with(Arc::clone);
-            let now = registry.get();
-            let seen = [stream.local_addr(), stream.peer_addr()]
-                .into_iter()
-                .flatten()
-                .map(|a| (a.ip(), now.get(&a.ip()).copied().unwrap_or(0)))
-                .collect();
-            Ends { registry, seen }
+            let total_seen = registry.total.load(Ordering::Relaxed);
+            let seen = registry.by_host.read(|now| {
+                [stream.local_addr(), stream.peer_addr()]
+                    .into_iter()
+                    .flatten()
+                    .map(|a| (a.ip(), now.get(&a.ip()).copied().unwrap_or(0)))
+                    .collect()
+            });
+            Ends {
+                registry,
+                seen,
+                total_seen,
+            }
         }
 
         fn reset_in(&self, now: &BTreeMap<IpAddr, u64>) -> bool {
@@ -199,12 +221,16 @@ pub mod resets {
         }
 
         pub(super) fn is_reset(&self) -> bool {
-            self.registry.read(|now| self.reset_in(now))
+            self.registry.total.load(Ordering::Relaxed) != self.total_seen
+                && self.registry.by_host.read(|now| self.reset_in(now))
         }
 
         /// Resolves once an end of the connection is reset.
         pub(super) async fn reset(&self) {
-            self.registry.wait_until(|now| self.reset_in(now)).await;
+            self.registry
+                .by_host
+                .wait_until(|now| self.reset_in(now))
+                .await;
         }
     }
 }
