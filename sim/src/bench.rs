@@ -183,16 +183,18 @@ pub fn main(args: BenchArgs) -> i32 {
         "scenario {}: {n} seeds per row, release build recommended; CPU s is this process's user + system time",
         cfg.scenario
     );
-    println!("| jobs | seeds | wall s | CPU s | simulations/s | simulated s per wall s | simulated s per CPU s |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| jobs | seeds | wall s | CPU s | simulations/s | simulated s per wall s | simulated s per CPU s | messages per simulated s | CPU µs per message |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut worst = Verdict::Ok;
     let mut failovers: Vec<Failover> = Vec::new();
     for jobs in [1u32, 2] {
         let started = Instant::now();
         let (cpu0, _) = usage();
         let mut sim_ms = 0u64;
+        let mut messages = 0u64;
         run_many(&cfg, args.seeds, jobs, false, |r, _, _| {
             sim_ms += r.sim_time_ms;
+            messages += r.messages;
             worst = worst.max(r.verdict);
             if jobs == 1 {
                 failovers.extend(r.failovers);
@@ -200,11 +202,14 @@ pub fn main(args: BenchArgs) -> i32 {
         });
         let wall = started.elapsed().as_secs_f64();
         let cpu = usage().0 - cpu0;
+        let sim_s = sim_ms as f64 / 1000.0;
         println!(
-            "| {jobs} | {n} | {wall:.2} | {cpu:.2} | {:.2} | {:.0} | {:.0} |",
+            "| {jobs} | {n} | {wall:.2} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} |",
             n as f64 / wall,
-            sim_ms as f64 / 1000.0 / wall,
-            sim_ms as f64 / 1000.0 / cpu.max(1e-9)
+            sim_s / wall,
+            sim_s / cpu.max(1e-9),
+            messages as f64 / sim_s.max(1e-9),
+            cpu * 1e6 / (messages as f64).max(1.0)
         );
         let _ = std::io::stdout().flush();
     }

@@ -84,6 +84,11 @@ pub struct SeedResult {
     pub operator: Vec<OperatorAction>,
     pub sim_time_ms: u64,
     pub wall_time_ms: u64,
+    /// Messages the simulated network carried (madsim's count: every flush of a simulated TCP
+    /// stream and every connection handshake; a message held back by a partition counts at
+    /// each retry).
+    #[serde(default)]
+    pub messages: u64,
     pub violations: Vec<Violation>,
     /// The checkers that ran over the history (none when the healed cluster never served the
     /// final read).
@@ -113,6 +118,7 @@ impl SeedResult {
             operator: Vec::new(),
             sim_time_ms: 0,
             wall_time_ms: 0,
+            messages: 0,
             violations: Vec::new(),
             checkers: Vec::new(),
             trace_hash: String::new(),
@@ -177,6 +183,7 @@ struct SimOutput {
     history: History,
     final_rows: Result<BTreeMap<(String, Key), Value>, String>,
     sim_time_ms: u64,
+    messages: u64,
     /// The prober's logged catalog changes, and the history table and epoch read at the end.
     catalog_lines: Vec<trace::CatalogLine>,
     configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
@@ -328,6 +335,7 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     result.operator = out.operator_actions;
     result.workload_started_ms = out.workload_started_ms;
     result.sim_time_ms = out.sim_time_ms;
+    result.messages = out.messages;
     match out.final_rows {
         Err(e) => {
             result.verdict = Verdict::Liveness;
@@ -546,6 +554,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         history,
         final_rows,
         sim_time_ms: now_ms(),
+        messages: madsim::net::NetSim::current().stat().msg_count,
     };
     release_every_task(&handle).await;
     out
