@@ -352,12 +352,16 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             };
             use invariants::*;
             check(availability::NAME, availability);
-            check(no_lost_commits::NAME, no_lost_commits::check(&txns, &rows));
+            let model = model::Model::build(&txns);
+            check(
+                no_lost_commits::NAME,
+                no_lost_commits::check_with(&txns, &model, &rows),
+            );
             check(
                 aborted_stays_aborted::NAME,
-                aborted_stays_aborted::check(&txns, &rows),
+                aborted_stays_aborted::check_with(&txns, &model, &rows),
             );
-            check(latest_value::NAME, latest_value::check(&txns));
+            check(latest_value::NAME, latest_value::check_with(&txns, &model));
             check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
             check(linear_history::NAME, linear_history::check(&out.facts));
             check(wal_before_data::NAME, wal_before_data::check(&out.facts));

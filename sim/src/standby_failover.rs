@@ -142,9 +142,14 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
 
     let txns = history.txns();
     let mut violations = Vec::new();
-    violations.extend(invariants::no_lost_commits::check(&txns, &rows));
-    violations.extend(invariants::aborted_stays_aborted::check(&txns, &rows));
-    violations.extend(invariants::latest_value::check(&txns));
+    let model = invariants::model::Model::build(&txns);
+    violations.extend(invariants::no_lost_commits::check_with(
+        &txns, &model, &rows,
+    ));
+    violations.extend(invariants::aborted_stays_aborted::check_with(
+        &txns, &model, &rows,
+    ));
+    violations.extend(invariants::latest_value::check_with(&txns, &model));
     violations.extend(invariants::promoted_in_sync::check(&recorder.facts()));
     violations.extend(invariants::identical_replicas::check(&checksums, now_ms()));
     violations.extend(invariants::standby_catalog::check(

@@ -21,7 +21,15 @@ use crate::history::{Outcome, TxnRecord};
 pub const NAME: &str = "aborted-stays-aborted";
 
 pub fn check(txns: &[TxnRecord], final_rows: &BTreeMap<(String, Key), Value>) -> Vec<Violation> {
-    let model = Model::build(txns);
+    check_with(txns, &Model::build(txns), final_rows)
+}
+
+/// [`check`] on a model of `txns` already built (the runner builds one for three checkers).
+pub fn check_with(
+    txns: &[TxnRecord],
+    model: &Model,
+    final_rows: &BTreeMap<(String, Key), Value>,
+) -> Vec<Violation> {
     let mut violations = Vec::new();
     for (i, txn) in txns.iter().enumerate() {
         let (mut present, mut absent) = (0usize, 0usize);

@@ -28,13 +28,17 @@ pub const NAME: &str = "latest-value";
 const SCAN_ROWS_SHOWN: usize = 3;
 
 pub fn check(txns: &[TxnRecord]) -> Vec<Violation> {
-    let model = Model::build(txns);
+    check_with(txns, &Model::build(txns))
+}
+
+/// [`check`] on a model of `txns` already built (the runner builds one for three checkers).
+pub fn check_with(txns: &[TxnRecord], model: &Model) -> Vec<Violation> {
     let mut violations = Vec::new();
     for txn in txns {
         for read in txn.reads() {
             if let Some(why) = judge(
                 txns,
-                &model,
+                model,
                 &read.table,
                 read.key,
                 read.value.as_ref(),
@@ -65,7 +69,7 @@ pub fn check(txns: &[TxnRecord]) -> Vec<Violation> {
                     let seen = scan.rows.get(&key).copied();
                     judge(
                         txns,
-                        &model,
+                        model,
                         scan.table,
                         key,
                         seen,

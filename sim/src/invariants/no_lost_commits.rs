@@ -22,7 +22,15 @@ pub const NAME: &str = "no-lost-commits";
 
 /// `final_rows`: every row of every table, as read from the cluster after healing.
 pub fn check(txns: &[TxnRecord], final_rows: &BTreeMap<(String, Key), Value>) -> Vec<Violation> {
-    let model = Model::build(txns);
+    check_with(txns, &Model::build(txns), final_rows)
+}
+
+/// [`check`] on a model of `txns` already built (the runner builds one for three checkers).
+pub fn check_with(
+    txns: &[TxnRecord],
+    model: &Model,
+    final_rows: &BTreeMap<(String, Key), Value>,
+) -> Vec<Violation> {
     // Lost rows, grouped by the acknowledged transaction whose write is gone.
     let mut lost: BTreeMap<usize, Vec<(Key, String)>> = BTreeMap::new();
     for ((table, key), writes) in model.rows() {
