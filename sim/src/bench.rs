@@ -1,6 +1,8 @@
 //! `hasim bench`: the simulator's throughput (simulations per second, simulated seconds per wall
-//! second and per CPU second, on 1 and 2 jobs), failover times, and with `--scaling` how the
-//! cost of one simulation grows from 8 to 64 to 256 segments, with its peak memory.
+//! second and per CPU second, on 1 and 2 jobs), failover times, the transport's floor (what a
+//! message costs with nothing of the cluster around it, and so the most simulated seconds per CPU
+//! second the scenario's traffic allows), and with `--scaling` how the cost of one simulation
+//! grows from 8 to 64 to 256 segments, with its peak memory.
 //!
 //! Peak memory is the peak resident set size (`VmHWM` of `/proc/self/status`, which a new
 //! program starts afresh, unlike `getrusage`'s, which Linux carries across `exec` from the
@@ -187,6 +189,8 @@ pub fn main(args: BenchArgs) -> i32 {
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut worst = Verdict::Ok;
     let mut failovers: Vec<Failover> = Vec::new();
+    // Messages and simulated seconds of the one-job row: the traffic the floor is set against.
+    let mut traffic = (0u64, 0f64);
     for jobs in [1u32, 2] {
         let started = Instant::now();
         let (cpu0, _) = usage();
@@ -203,6 +207,9 @@ pub fn main(args: BenchArgs) -> i32 {
         let wall = started.elapsed().as_secs_f64();
         let cpu = usage().0 - cpu0;
         let sim_s = sim_ms as f64 / 1000.0;
+        if jobs == 1 {
+            traffic = (messages, sim_s);
+        }
         println!(
             "| {jobs} | {n} | {wall:.2} | {cpu:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} |",
             n as f64 / wall,
@@ -240,5 +247,200 @@ pub fn main(args: BenchArgs) -> i32 {
             return 3;
         }
     }
+    let per_sim_s = traffic.0 as f64 / traffic.1.max(1e-9);
+    println!();
+    println!(
+        "transport floor: {FLOOR_CLIENTS} client nodes calling one server node back to back for {} simulated s, nothing else running; the last column is the most simulated s per CPU s a scenario carrying the {per_sim_s:.0} messages per simulated s measured above could reach were this its only cost",
+        FLOOR_TIME.as_secs()
+    );
+    println!(
+        "| transport | messages | CPU s | CPU µs per message | ceiling: simulated s per CPU s |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (name, transport) in [
+        ("madsim's TCP alone (write, flush, read)", Transport::Raw),
+        (
+            "the cluster's connection (checksummed frames, call timeout, reset check)",
+            Transport::Framed,
+        ),
+    ] {
+        let (messages, cpu) = floor(transport, FLOOR_TIME);
+        let per_message = cpu / (messages as f64).max(1.0);
+        println!(
+            "| {name} | {messages} | {cpu:.2} | {:.2} | {:.0} |",
+            per_message * 1e6,
+            1.0 / (per_message * per_sim_s).max(1e-12)
+        );
+        let _ = std::io::stdout().flush();
+    }
     worst.exit_code()
+}
+
+const FLOOR_CLIENTS: u32 = 8;
+const FLOOR_TIME: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    /// madsim's simulated TCP with no framing: a 64-byte write and flush, a 16-byte answer.
+    Raw,
+    /// `cluster::io::net::Connection::call`: the frames, checksums, timeouts and reset checks
+    /// every message of the cluster goes through.
+    Framed,
+}
+
+#[derive(Serialize, Deserialize)]
+enum FloorMessage {
+    Request {
+        id: u64,
+        /// A byte string, encoded as one slice as the cluster's row values are.
+        #[serde(with = "serde_bytes")]
+        body: Vec<u8>,
+    },
+    Answer {
+        id: u64,
+    },
+}
+
+/// Runs the transport floor in a world of its own, on a fresh thread under the quiet subscriber
+/// the seed runs use: the messages carried and the CPU seconds they took.
+fn floor(transport: Transport, time: std::time::Duration) -> (u64, f64) {
+    std::thread::Builder::new()
+        .name("floor".into())
+        .spawn(move || {
+            crate::trace::quietly(|| {
+                let cpu0 = usage_thread();
+                let rt =
+                    madsim::runtime::Runtime::with_seed_and_config(0, madsim::Config::default());
+                let messages = rt.block_on(floor_world(transport, time));
+                drop(rt);
+                (messages, usage_thread() - cpu0)
+            })
+        })
+        .expect("spawn floor thread")
+        .join()
+        .expect("floor world panicked")
+}
+
+async fn floor_world(transport: Transport, time: std::time::Duration) -> u64 {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SERVER: &str = "10.99.0.1:5000";
+    let handle = madsim::runtime::Handle::current();
+    let server = handle
+        .create_node()
+        .name("floor-server")
+        .ip("10.99.0.1".parse().expect("ip"))
+        .build();
+    server.spawn(async move {
+        let listener = cluster::io::net::listen(SERVER)
+            .await
+            .expect("floor listener");
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                match transport {
+                    Transport::Raw => {
+                        let mut stream = stream;
+                        let mut buf = [0u8; 64];
+                        while stream.read_exact(&mut buf).await.is_ok() {
+                            if stream.write_all(&buf[..16]).await.is_err()
+                                || stream.flush().await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    Transport::Framed => {
+                        let mut conn = cluster::io::net::Connection::new(stream, "client".into());
+                        while let Ok(FloorMessage::Request { id, .. }) = conn.recv().await {
+                            if conn.send(&FloorMessage::Answer { id }).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    madsim::time::sleep(Duration::from_millis(10)).await;
+    let clients: Vec<_> = (0..FLOOR_CLIENTS)
+        .map(|i| {
+            let node = handle
+                .create_node()
+                .name(format!("floor-client-{i}"))
+                .ip(format!("10.99.1.{}", i + 1).parse().expect("ip"))
+                .build();
+            node.spawn(async move {
+                let end = tokio::time::Instant::now() + time;
+                match transport {
+                    Transport::Raw => {
+                        let mut stream = tokio::net::TcpStream::connect(SERVER)
+                            .await
+                            .expect("floor connect");
+                        let mut buf = [7u8; 64];
+                        while tokio::time::Instant::now() < end {
+                            stream.write_all(&buf).await.expect("floor write");
+                            stream.flush().await.expect("floor flush");
+                            stream.read_exact(&mut buf[..16]).await.expect("floor read");
+                        }
+                    }
+                    Transport::Framed => {
+                        let mut conn =
+                            cluster::io::net::Connection::connect(SERVER, Duration::from_secs(2))
+                                .await
+                                .expect("floor connect");
+                        let mut id = 0;
+                        while tokio::time::Instant::now() < end {
+                            let request = FloorMessage::Request {
+                                id,
+                                body: vec![1; 40],
+                            };
+                            let _: FloorMessage = conn
+                                .call(&request, Duration::from_secs(5))
+                                .await
+                                .expect("floor call");
+                            id += 1;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("floor client");
+    }
+    // The server's tasks would outlive the world otherwise (see the runner).
+    handle.kill(server.id());
+    madsim::net::NetSim::current().stat().msg_count
+}
+
+/// User plus system CPU time of the calling thread.
+fn usage_thread() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass and reads nothing else.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    if rc != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both transports carry the same traffic (a call is a request and an answer, back to back
+    /// on every client), so their costs per message compare like with like.
+    #[test]
+    fn the_floor_carries_the_same_calls_on_both_transports() {
+        let time = std::time::Duration::from_secs(20);
+        let (raw, raw_cpu) = floor(Transport::Raw, time);
+        let (framed, framed_cpu) = floor(Transport::Framed, time);
+        // 8 clients, a round trip of two 1-10 ms hops: some 1,450 messages per simulated second.
+        assert!(raw > 20 * 1_000, "{raw} messages");
+        let ratio = framed as f64 / raw as f64;
+        assert!((0.95..1.05).contains(&ratio), "{framed} against {raw}");
+        assert!(raw_cpu > 0.0 && framed_cpu > 0.0);
+    }
 }
