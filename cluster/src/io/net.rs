@@ -6,7 +6,9 @@
 //! a panic; the connection is then dropped. Every frame is flushed as it is written: simulated
 //! TCP sends only on flush, and real TCP should not sit on a commit acknowledgement.
 
+use std::future::Future;
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -157,80 +159,114 @@ pub mod resets {
     use std::collections::BTreeMap;
     use std::net::IpAddr;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex, Weak};
+    use std::task::Waker;
 
     use tokio::net::TcpStream;
 
-    use crate::sync::Watch;
+    /// One connection as the registry knows it: its ends with the resets each had seen when it
+    /// opened, and where its reader leaves its waker while it waits for bytes.
+    struct Opened {
+        seen: [Option<(IpAddr, u64)>; 2],
+        /// Resets of every host when it opened.
+        total_seen: u64,
+        waker: Mutex<Option<Waker>>,
+    }
+
+    impl Opened {
+        fn wake(&self) {
+            if let Some(w) = self.waker.lock().expect("reset slot poisoned").take() {
+                w.wake();
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct State {
+        /// Resets per host.
+        by_host: BTreeMap<IpAddr, u64>,
+        /// The open connections (dropped ones are swept out now and then).
+        open: Vec<Weak<Opened>>,
+        /// Sweep `open` when it holds this many.
+        sweep_at: usize,
+    }
 
     /// Resets per host, and their total: a connection that opened after the last reset of any
     /// host needs no look at the map.
+    #[derive(Default)]
     struct Resets {
-        by_host: Watch<BTreeMap<IpAddr, u64>>,
+        state: Mutex<State>,
         total: AtomicU64,
     }
 
     type Registry = Arc<Resets>;
 
     thread_local! {
-        static RESETS: Registry = Arc::new(Resets {
-            by_host: Watch::new(BTreeMap::new()),
-            total: AtomicU64::new(0),
-        });
+        static RESETS: Registry = Arc::default();
     }
 
     /// Resets every established connection with an end at `ip`.
     pub fn reset_host(ip: IpAddr) {
-        RESETS.with(|r| {
+        let woken: Vec<Arc<Opened>> = RESETS.with(|r| {
             r.total.fetch_add(1, Ordering::Relaxed);
-            r.by_host.modify(|m| *m.entry(ip).or_default() += 1)
+            let mut state = r.state.lock().expect("resets poisoned");
+            *state.by_host.entry(ip).or_default() += 1;
+            state
+                .open
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|c| c.seen.iter().flatten().any(|(end, _)| *end == ip))
+                .collect()
         });
+        for connection in woken {
+            connection.wake();
+        }
     }
 
-    /// The two ends of a connection and the resets each had seen when it opened.
+    /// A connection's two ends, shared by its reader and its writer.
     #[derive(Clone)]
     pub(super) struct Ends {
         registry: Registry,
-        seen: Vec<(IpAddr, u64)>,
-        /// Resets of every host when it opened.
-        total_seen: u64,
+        opened: Arc<Opened>,
     }
 
     impl Ends {
         pub(super) fn of(stream: &TcpStream) -> Ends {
             let registry = RESETS.with(Arc::clone);
-            let total_seen = registry.total.load(Ordering::Relaxed);
-            let seen = registry.by_host.read(|now| {
-                [stream.local_addr(), stream.peer_addr()]
-                    .into_iter()
-                    .flatten()
-                    .map(|a| (a.ip(), now.get(&a.ip()).copied().unwrap_or(0)))
-                    .collect()
+            let ips = [stream.local_addr(), stream.peer_addr()].map(|a| a.ok().map(|a| a.ip()));
+            let mut state = registry.state.lock().expect("resets poisoned");
+            let opened = Arc::new(Opened {
+                seen: ips.map(|ip| ip.map(|ip| (ip, state.by_host.get(&ip).copied().unwrap_or(0)))),
+                total_seen: registry.total.load(Ordering::Relaxed),
+                waker: Mutex::new(None),
             });
-            Ends {
-                registry,
-                seen,
-                total_seen,
+            if state.open.len() >= state.sweep_at {
+                state.open.retain(|c| c.strong_count() > 0);
+                state.sweep_at = (2 * state.open.len()).max(64);
+            }
+            state.open.push(Arc::downgrade(&opened));
+            drop(state);
+            Ends { registry, opened }
+        }
+
+        /// Leaves `waker` to be woken by a reset of either end (a clone only when the waiting
+        /// task changes).
+        pub(super) fn wait_with(&self, waker: &Waker) {
+            let mut slot = self.opened.waker.lock().expect("reset slot poisoned");
+            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *slot = Some(waker.clone());
             }
         }
 
-        fn reset_in(&self, now: &BTreeMap<IpAddr, u64>) -> bool {
-            self.seen
-                .iter()
-                .any(|(ip, n)| now.get(ip).copied().unwrap_or(0) > *n)
-        }
-
         pub(super) fn is_reset(&self) -> bool {
-            self.registry.total.load(Ordering::Relaxed) != self.total_seen
-                && self.registry.by_host.read(|now| self.reset_in(now))
-        }
-
-        /// Resolves once an end of the connection is reset.
-        pub(super) async fn reset(&self) {
-            self.registry
-                .by_host
-                .wait_until(|now| self.reset_in(now))
-                .await;
+            self.registry.total.load(Ordering::Relaxed) != self.opened.total_seen && {
+                let state = self.registry.state.lock().expect("resets poisoned");
+                self.opened
+                    .seen
+                    .iter()
+                    .flatten()
+                    .any(|(ip, n)| state.by_host.get(ip).copied().unwrap_or(0) > *n)
+            }
         }
     }
 }
@@ -278,10 +314,21 @@ impl FrameReader {
             };
             self.buf
                 .reserve(missing.clamp(READ_CHUNK_BYTES, READ_LARGEST_BYTES));
-            let read = tokio::select! {
-                biased;
-                () = self.ends.reset() => return Err(reset_error(&self.peer)),
-                read = self.half.read_buf(&mut self.buf) => read,
+            let read = {
+                let read = self.half.read_buf(&mut self.buf);
+                tokio::pin!(read);
+                let ends = &self.ends;
+                std::future::poll_fn(|cx| {
+                    ends.wait_with(cx.waker());
+                    if ends.is_reset() {
+                        return Poll::Ready(None);
+                    }
+                    read.as_mut().poll(cx).map(Some)
+                })
+                .await
+            };
+            let Some(read) = read else {
+                return Err(reset_error(&self.peer));
             };
             let n = read.map_err(|source| NetError::Io {
                 peer: self.peer.clone(),

@@ -26,26 +26,47 @@ pub use sim_time::{sleep, timeout};
 /// before its deadline, and a sleep inside `timeout` is polled every time the future it guards
 /// is woken (a WAL position that moved but not far enough, half a frame). The heap then holds
 /// timers by the hundred thousand, each popped and fired for nothing. Here a sleep sets one
-/// timer, and another only if a different task polls it.
+/// timer, whichever task polls it, and the timer wakes the task through a relay the sleep
+/// disarms when it is dropped: madsim cannot take a timer back, and the timeout of every
+/// answered call would otherwise wake its task for nothing seconds later.
 #[cfg(madsim)]
 mod sim_time {
     use std::future::Future;
     use std::pin::Pin;
-    use std::task::{Context, Poll, Waker};
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
     use std::time::Duration;
 
     pub use tokio::time::error::Elapsed;
 
     pub struct Sleep {
         inner: tokio::time::Sleep,
-        /// The waker the timer was set for.
-        set_for: Option<Waker>,
+        /// Stands between the simulation's timer and the task that waits: set once, it is
+        /// disarmed when the sleep is dropped, so a timer that outlives its sleep (the timeout of
+        /// a call that was answered) wakes nobody when it fires.
+        relay: Option<Arc<Relay>>,
+    }
+
+    struct Relay {
+        waiter: Mutex<Option<Waker>>,
+    }
+
+    impl Wake for Relay {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            if let Some(w) = self.waiter.lock().expect("relay poisoned").take() {
+                w.wake();
+            }
+        }
     }
 
     pub fn sleep(duration: Duration) -> Sleep {
         Sleep {
             inner: tokio::time::sleep(duration),
-            set_for: None,
+            relay: None,
         }
     }
 
@@ -56,15 +77,31 @@ mod sim_time {
             if self.inner.is_elapsed() {
                 return Poll::Ready(());
             }
-            if !self
-                .set_for
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()))
-            {
-                let _ = Pin::new(&mut self.inner).poll(cx);
-                self.set_for = Some(cx.waker().clone());
+            match &self.relay {
+                Some(relay) => {
+                    let mut waiter = relay.waiter.lock().expect("relay poisoned");
+                    if !waiter.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *waiter = Some(cx.waker().clone());
+                    }
+                }
+                None => {
+                    let relay = Arc::new(Relay {
+                        waiter: Mutex::new(Some(cx.waker().clone())),
+                    });
+                    let waker = Waker::from(Arc::clone(&relay));
+                    let _ = Pin::new(&mut self.inner).poll(&mut Context::from_waker(&waker));
+                    self.relay = Some(relay);
+                }
             }
             Poll::Pending
+        }
+    }
+
+    impl Drop for Sleep {
+        fn drop(&mut self) {
+            if let Some(relay) = &self.relay {
+                relay.waiter.lock().expect("relay poisoned").take();
+            }
         }
     }
 
