@@ -60,12 +60,12 @@ pub enum Source {
     Write(usize),
 }
 
-pub type RowId = (String, Key);
-
+/// By table, then by key: a look-up by `&str` needs no owned key, and compares the table's
+/// name once.
 #[derive(Default)]
 pub struct Model {
-    rows: BTreeMap<RowId, Vec<WriteOf>>,
-    by_content: BTreeMap<(String, Content), BTreeSet<Key>>,
+    rows: BTreeMap<String, BTreeMap<Key, Vec<WriteOf>>>,
+    by_content: BTreeMap<String, BTreeMap<Content, BTreeSet<Key>>>,
 }
 
 impl Model {
@@ -76,17 +76,15 @@ impl Model {
                 if let (Some(key), false) =
                     (op.op.key(), matches!(op.op, cluster::proto::Op::Get { .. }))
                 {
-                    model
-                        .by_content
-                        .entry((op.op.table().to_string(), op.content))
+                    table_entry(&mut model.by_content, op.op.table())
+                        .entry(op.content)
                         .or_default()
                         .insert(key);
                 }
             }
             for w in txn.writes() {
-                model
-                    .rows
-                    .entry((w.table, w.key))
+                table_entry(&mut model.rows, &w.table)
+                    .entry(w.key)
                     .or_default()
                     .push(WriteOf {
                         txn: i,
@@ -100,13 +98,18 @@ impl Model {
         model
     }
 
-    pub fn rows(&self) -> impl Iterator<Item = (&RowId, &[WriteOf])> {
-        self.rows.iter().map(|(id, w)| (id, w.as_slice()))
+    /// Every row with its writes: table, key, writes, in that order.
+    pub fn rows(&self) -> impl Iterator<Item = (&str, Key, &[WriteOf])> {
+        self.rows.iter().flat_map(|(table, keys)| {
+            keys.iter()
+                .map(move |(key, w)| (table.as_str(), *key, w.as_slice()))
+        })
     }
 
     pub fn writes(&self, table: &str, key: Key) -> &[WriteOf] {
         self.rows
-            .get(&(table.to_string(), key))
+            .get(table)
+            .and_then(|keys| keys.get(&key))
             .map(|w| w.as_slice())
             .unwrap_or(&[])
     }
@@ -114,7 +117,8 @@ impl Model {
     /// Every key of `table` some statement routed to `content`.
     pub fn keys_on(&self, table: &str, content: Content) -> impl Iterator<Item = Key> + '_ {
         self.by_content
-            .get(&(table.to_string(), content))
+            .get(table)
+            .and_then(|contents| contents.get(&content))
             .into_iter()
             .flatten()
             .copied()
@@ -131,6 +135,14 @@ impl Model {
     ) -> Vec<Source> {
         possible(self.writes(table, key), invoke_seq, returned_seq)
     }
+}
+
+/// The map of `table`, made on its first use (the name is copied once per table, not per row).
+fn table_entry<'m, V: Default>(maps: &'m mut BTreeMap<String, V>, table: &str) -> &'m mut V {
+    if !maps.contains_key(table) {
+        maps.insert(table.to_string(), V::default());
+    }
+    maps.get_mut(table).expect("inserted above")
 }
 
 /// The rule of the module doc, over one row's writes.

@@ -33,8 +33,8 @@ pub fn check_with(
 ) -> Vec<Violation> {
     // Lost rows, grouped by the acknowledged transaction whose write is gone.
     let mut lost: BTreeMap<usize, Vec<(Key, String)>> = BTreeMap::new();
-    for ((table, key), writes) in model.rows() {
-        let seen = final_rows.get(&(table.clone(), *key));
+    for (table, key, writes) in model.rows() {
+        let seen = final_rows.get(&(table.to_string(), key));
         let states = possible(writes, u64::MAX, u64::MAX);
         if states.iter().any(|s| value_of(writes, *s) == seen) {
             continue;
@@ -49,7 +49,7 @@ pub fn check_with(
             .max_by_key(|w| w.complete_seq);
         if let Some(w) = latest {
             lost.entry(w.txn).or_default().push((
-                *key,
+                key,
                 format!(
                     "key {key} of \"{table}\" holds {}",
                     show(txns, writes, seen)
