@@ -37,7 +37,12 @@ pub struct CoordinatorConfig {
     pub dtx_phase2_retry: Duration,
     pub connect_timeout: Duration,
     /// How many idle connections to segments a session keeps for its next transactions, the
-    /// most recently used first (`gp_cached_segworkers_threshold`, default 5).
+    /// most recently used first (default 5). Greenplum keeps a session's writer process on
+    /// every segment it used, and caches up to `gp_cached_segworkers_threshold` (5) idle
+    /// readers per segment; here a session has one connection per content and keeps at most
+    /// this many in all, because madsim binds every new connection by scanning its host's ports
+    /// from 1, and tens of thousands of idle connections on the coordinator's host (256
+    /// sessions of 256 contents) make each connect cost their number.
     pub cached_segment_connections: usize,
     pub cache_blocks_max: usize,
     pub bugs: PlantedBugs,
