@@ -128,7 +128,11 @@ impl SimDisk {
                 0
             };
             let mut survived = inode.durable.clone();
-            survived.extend_from_slice(&inode.data[durable_len..durable_len + keep]);
+            // `data` may be shorter than `durable` (a truncate not yet synced, which the crash
+            // undoes): then nothing was appended and no tail survives.
+            if keep > 0 {
+                survived.extend_from_slice(&inode.data[durable_len..durable_len + keep]);
+            }
             for (offset, len) in std::mem::take(&mut inode.unsynced_writes) {
                 let (start, end) = (offset as usize, offset as usize + len);
                 if end <= inode.data.len() && writeback(&name, offset, len) {
@@ -551,6 +555,20 @@ mod tests {
             TornTail::Keep(2)
         });
         assert_eq!(disk.read_at("f", 0, 100).unwrap(), b"abcde");
+    }
+
+    #[test]
+    fn a_truncate_not_synced_is_undone_by_a_crash() {
+        let disk = SimDisk::new();
+        disk.create("f").unwrap();
+        block_on(disk.sync_dir("")).unwrap();
+        disk.write_at("f", 0, &[1; 8192]).unwrap();
+        block_on(disk.sync("f")).unwrap();
+        disk.truncate("f", 0).unwrap();
+        disk.append("f", &[2; 100]).unwrap();
+        disk.crash_with_writeback(|_, _| TornTail::Keep(100), |_, _, _| true);
+        assert_eq!(disk.read_at("f", 0, 8192).unwrap(), vec![1; 8192]);
+        assert_eq!(disk.len("f").unwrap(), 8192);
     }
 
     #[test]
