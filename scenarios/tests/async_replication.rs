@@ -8,7 +8,7 @@ use sim::invariants::no_lost_commits;
 use sim::runner::{run_seed, Verdict};
 
 /// Seeds compared. BENCHMARKS.md records how many seeds asynchronous mode needs to lose a
-/// commit (the first is seed 3; 12 of seeds 0..100).
+/// commit (the first is seed 3; 9 of seeds 0..100).
 const SEEDS: std::ops::Range<u64> = 0..40;
 
 /// Sequence: clients insert into the pair; hosts crash and restart; the prober promotes the
