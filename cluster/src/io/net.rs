@@ -165,7 +165,9 @@ pub mod resets {
     use tokio::net::TcpStream;
 
     /// One connection as the registry knows it: its ends with the resets each had seen when it
-    /// opened, and where its reader leaves its waker while it waits for bytes.
+    /// opened, and where its reader leaves its waker while it waits for bytes. The waker stays
+    /// until a reset takes it or the connection is dropped, so a reset may wake a task that has
+    /// since stopped reading; that task looks, finds nothing to do, and waits on.
     struct Opened {
         seen: [Option<(IpAddr, u64)>; 2],
         /// Resets of every host when it opened.
