@@ -56,6 +56,21 @@ pub struct PlantedBugs {
     /// second phase) finds prepared transactions with no record and aborts them, after other
     /// writers already committed.
     pub lose_distributed_commit_record: bool,
+    /// The coordinator fence is off: an activated standby goes on counting epochs in the old
+    /// coordinator's generation instead of starting the next one, and a coordinator never
+    /// learns that an activated standby deposed it; so an old coordinator that starts again
+    /// after an activation, refused at first, counts its own changes up past its successor's
+    /// epoch and is obeyed beside it (the real rule: each activation starts a new generation,
+    /// which outranks every epoch of an older one, and a deposed coordinator stops serving).
+    pub coordinator_fence_off: bool,
+    /// An instance starts on a data directory without its identity (missing, emptied by a
+    /// replaced disk) by making it anew and serving it empty, as if it were new (the real
+    /// rule: only init and a full recovery make a directory; otherwise refuse to start).
+    pub skip_identity_check: bool,
+    /// When the prober replaces a content's primary, the coordinator's calls in flight to the
+    /// old one wait for their own timeout instead of being cancelled and retried on the new
+    /// primary, so clients sit on a hung primary past the failover.
+    pub no_cancel_on_failover: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -124,6 +139,18 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "recovery-skips-rewind",
         "incremental recovery streams from the new primary without rewinding the old one's data",
     ),
+    (
+        "coordinator-fence-off",
+        "a deposed coordinator started again after an activation is obeyed beside the new one",
+    ),
+    (
+        "skip-identity-check",
+        "an instance whose data directory is missing or empty starts anew and serves it empty",
+    ),
+    (
+        "no-cancel-on-failover",
+        "calls in flight to a replaced primary wait for their timeout instead of moving on",
+    ),
 ];
 
 impl PlantedBugs {
@@ -151,6 +178,9 @@ impl PlantedBugs {
             "forget-configuration-history" => &mut self.forget_configuration_history,
             "evict-before-wal-flush" => &mut self.evict_before_wal_flush,
             "recovery-skips-rewind" => &mut self.recovery_skips_rewind,
+            "coordinator-fence-off" => &mut self.coordinator_fence_off,
+            "skip-identity-check" => &mut self.skip_identity_check,
+            "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
             _ => return None,
         })
     }

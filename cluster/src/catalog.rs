@@ -117,6 +117,45 @@ impl fmt::Display for SegmentConfig {
     }
 }
 
+/// Configuration epochs across coordinators.
+///
+/// An epoch is one number, compared as a number everywhere, but its high 32 bits are the
+/// coordinator generation: a fresh cluster's coordinator works in generation 0, and each
+/// `activate-standby` starts the next generation at its first change. A coordinator counts
+/// changes in the low bits only, so a deposed coordinator that comes back (a host reboot, a
+/// restart from stale files) and records change after change of its own still never reaches
+/// an epoch of its successor's generation: every instance that has followed the new generation
+/// refuses it, however many changes it makes. (Counting on the plain number alone, as before
+/// generations, both coordinators reached the same epochs and instances obeyed both.)
+pub mod epoch {
+    const GENERATION_SHIFT: u32 = 32;
+    const CHANGE_MASK: u64 = (1 << GENERATION_SHIFT) - 1;
+
+    /// The coordinator generation an epoch belongs to.
+    pub fn generation(epoch: u64) -> u32 {
+        (epoch >> GENERATION_SHIFT) as u32
+    }
+
+    /// The change count within its generation.
+    pub fn change(epoch: u64) -> u64 {
+        epoch & CHANGE_MASK
+    }
+
+    /// The first epoch of the generation after `epoch`'s: what an activated standby records.
+    pub fn first_of_next_generation(epoch: u64) -> u64 {
+        ((generation(epoch) as u64 + 1) << GENERATION_SHIFT) | 1
+    }
+
+    /// The epoch as people read it: `7` in generation 0, `2:7` (generation 2, change 7) after
+    /// activations.
+    pub fn describe(epoch: u64) -> String {
+        match generation(epoch) {
+            0 => change(epoch).to_string(),
+            g => format!("{g}:{}", change(epoch)),
+        }
+    }
+}
+
 /// One row of `gp_configuration_history`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryRow {
@@ -337,6 +376,22 @@ pub(crate) mod tests {
         assert_eq!(cat.segments[&2].preferred_role, Role::Primary);
         assert_eq!(cat.pair(0).unwrap().primary.dbid, 3);
         cat.check().unwrap();
+    }
+
+    #[test]
+    fn a_new_generation_outranks_every_epoch_of_the_old_one() {
+        let old = 41;
+        let next = epoch::first_of_next_generation(old);
+        assert_eq!(epoch::generation(next), 1);
+        assert_eq!(epoch::change(next), 1);
+        assert!(
+            next > u32::MAX as u64,
+            "however many changes the old coordinator makes"
+        );
+        assert_eq!(epoch::describe(old), "41");
+        assert_eq!(epoch::describe(next + 4), "1:5");
+        let after = epoch::first_of_next_generation(next + 99);
+        assert_eq!((epoch::generation(after), epoch::change(after)), (2, 1));
     }
 
     #[test]

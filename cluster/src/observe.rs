@@ -25,6 +25,15 @@ pub enum Fact {
         epoch: u64,
         end_lsn: Lsn,
     },
+    /// An instance obeyed a fenced request (a probe, a promotion, a transaction's begin...)
+    /// stamped with `epoch` from the coordinator at address `from` (its host's address), the
+    /// first from there since it last obeyed another coordinator.
+    Obeyed {
+        content: Content,
+        dbid: Dbid,
+        epoch: u64,
+        from: String,
+    },
     /// The coordinator acted on its catalog WAL up to `lsn` (a configuration change, a table,
     /// a distributed-commit record) because its synchronized standby reported it flushed.
     StandbyFlushed { lsn: Lsn },

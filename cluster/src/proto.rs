@@ -186,16 +186,22 @@ pub enum SegmentRequest {
     Abort,
     /// First phase: make the open transaction's writes durable as prepared, under its xid.
     Prepare,
-    /// Second phase, on any connection. Harmless if already done.
+    /// Second phase, on any connection. Harmless if already done. Fenced: only the acting
+    /// coordinator decides the fate of a prepared transaction (a deposed one, started again,
+    /// would find its successor's in-doubt transactions and abort them).
     CommitPrepared {
         xid: u64,
+        epoch: u64,
     },
-    /// Rolls a prepared transaction back, on any connection. Harmless if already done.
+    /// Rolls a prepared transaction back, on any connection. Harmless if already done. Fenced.
     AbortPrepared {
         xid: u64,
+        epoch: u64,
     },
-    /// The transactions this primary holds prepared (in-doubt resolution).
-    ListPrepared,
+    /// The transactions this primary holds prepared (in-doubt resolution). Fenced.
+    ListPrepared {
+        epoch: u64,
+    },
     /// A digest of the instance's data and the WAL position it reflects (the primary's flushed
     /// LSN, the mirror's replay LSN): comparing a pair's, as gpcheckmirrorseg does.
     Checksum,
@@ -203,9 +209,12 @@ pub enum SegmentRequest {
         def: TableDef,
     },
     /// A mirror asks its primary for WAL from `from`; the connection becomes a WAL stream.
+    /// `system_id`: the WAL history the mirror holds (`None`: none yet, a new mirror asking
+    /// from 0); the primary refuses a mirror of another history.
     StartReplication {
         mirror_dbid: Dbid,
         from: Lsn,
+        system_id: Option<u64>,
     },
     /// Recovery: become a mirror of `primary` (`ip:port`). Incremental: rewind to where this
     /// instance's WAL and the primary's part ways; `full`: wipe and copy everything. Then stream.
@@ -249,23 +258,57 @@ pub enum SegmentResponse {
     WalSummary {
         flushed: Lsn,
         crcs: Vec<u32>,
+        /// The WAL history the answering instance holds.
+        system_id: Option<u64>,
     },
     WalBytes(#[serde(with = "serde_bytes")] Vec<u8>),
     Replication(crate::admin::ReplicationInfo),
     Error(DbError),
+    /// A fenced request refused: it carries configuration epoch `epoch`, older than the epoch
+    /// `followed` this instance follows (a decision the catalog has since replaced, or a
+    /// coordinator deposed by an activated standby; see [`crate::catalog::epoch`]).
+    Fenced {
+        dbid: Dbid,
+        epoch: u64,
+        followed: u64,
+    },
+}
+
+/// What a [`SegmentResponse::Fenced`] says, for people.
+pub fn fenced_message(dbid: Dbid, epoch: u64, followed: u64) -> String {
+    use crate::catalog::epoch::{describe, generation};
+    if generation(followed) > generation(epoch) {
+        format!(
+            "stale configuration epoch {}: dbid {dbid} follows epoch {} of coordinator generation {}; the coordinator that sent it was deposed by an activated standby",
+            describe(epoch),
+            describe(followed),
+            generation(followed)
+        )
+    } else {
+        format!(
+            "stale configuration epoch {}: dbid {dbid} has seen epoch {}",
+            describe(epoch),
+            describe(followed)
+        )
+    }
 }
 
 /// Frames of a replication stream, primary → mirror.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WalMessage {
+    /// The stream's first frame: the primary's WAL history (a new mirror takes it on) and the
+    /// configuration epoch the primary follows (the mirror follows it too, so a deposed
+    /// coordinator finds the mirror fenced as well as the primary).
+    Start { system_id: u64, epoch: u64 },
     /// Raw WAL bytes starting at `start`.
     Data {
         start: Lsn,
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
-    /// Nothing new; the primary's flushed LSN, so the mirror knows it is caught up.
-    Keepalive { flushed: Lsn },
+    /// Nothing new; the primary's flushed LSN, so the mirror knows it is caught up, and the
+    /// epoch it follows.
+    Keepalive { flushed: Lsn, epoch: u64 },
     /// The stream cannot continue (the mirror is ahead of the primary: it needs recovery).
     Refused { reason: String },
 }

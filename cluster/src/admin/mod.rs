@@ -328,18 +328,19 @@ async fn rejoin(
             info!(dbid = target.dbid, ?report, "instance rejoined as mirror");
             Ok(report)
         }
-        Ok(SegmentResponse::Error(e)) => Err(format!(
-            "dbid {} refused recovery: {e}{}",
-            target.dbid,
-            if full {
-                ""
-            } else {
-                "; a full copy (-F) may succeed"
-            }
-        )),
+        // The instance says itself when a full copy would help (another WAL history, nothing
+        // shared); most refusals (an unreachable source, a failed instance) it would not.
+        Ok(SegmentResponse::Error(e)) => Err(format!("dbid {} refused recovery: {e}", target.dbid)),
+        Ok(SegmentResponse::Fenced {
+            dbid,
+            epoch,
+            followed,
+        }) => Err(crate::proto::fenced_message(dbid, epoch, followed)),
         Ok(other) => Err(format!("dbid {} answered {other:?}", target.dbid)),
         Err(e) => Err(format!(
-            "dbid {}: {e}; start its instance, or recover it onto another host with -i",
+            "dbid {}: {e}; start its instance (if its data directory is missing or was replaced, \
+             it refuses to start: recover it with a full copy, recoverseg -F), or recover it onto \
+             another host with -i",
             target.dbid
         )),
     }

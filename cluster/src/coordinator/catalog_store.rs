@@ -25,6 +25,8 @@ const TABLES_TABLE: TableId = 4;
 const DTX_TABLE: TableId = 5;
 const FIRST_USER_TABLE: TableId = 100;
 const EPOCH_KEY: i64 = 0;
+/// Set once this coordinator learns an activated standby replaced it: why, for people.
+const DEPOSED_KEY: i64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogStoreError {
@@ -56,6 +58,8 @@ pub struct CatalogStore {
     /// The standby coordinator's replication state; changes wait for its flush while it is
     /// synchronized.
     standby: Arc<crate::standby::StandbyLink>,
+    /// Why this coordinator no longer serves, once an activated standby deposed it.
+    deposed: Arc<crate::sync::Watch<Option<String>>>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -139,6 +143,10 @@ impl CatalogStore {
             let def: TableDef = decode(&value)?;
             tables.insert(def.name.clone(), def);
         }
+        let deposed = match engine.get(META_TABLE, DEPOSED_KEY)? {
+            Some(v) => Some(decode::<String>(&v)?),
+            None => None,
+        };
         Ok(CatalogStore {
             engine: Arc::new(tokio::sync::Mutex::new(engine)),
             latest: Arc::new(Mutex::new(catalog.clone())),
@@ -146,7 +154,68 @@ impl CatalogStore {
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
             standby: Default::default(),
+            deposed: Arc::new(crate::sync::Watch::new(deposed)),
         })
+    }
+
+    /// Why this coordinator no longer serves, if an activated standby deposed it.
+    pub fn deposed(&self) -> Option<String> {
+        self.deposed.get()
+    }
+
+    /// Waits until this coordinator is deposed; returns why.
+    pub async fn wait_deposed(&self) -> String {
+        self.deposed
+            .wait_until(|d| d.is_some())
+            .await
+            .expect("waited for a reason")
+    }
+
+    /// Records that a coordinator of a later generation than this one's acts for the cluster
+    /// (an instance follows epoch `newer`, or the activated standby answered with it): from
+    /// now on this coordinator serves nothing, and says why, even after a restart. Does
+    /// nothing for an epoch of this coordinator's own generation. Returns whether it is
+    /// deposed.
+    pub async fn depose(&self, newer: u64, seen_at: &str) -> bool {
+        use crate::catalog::epoch::{describe, generation};
+        if self.deposed().is_some() {
+            return true;
+        }
+        let ours = self.latest.lock().unwrap().epoch;
+        if generation(newer) <= generation(ours) {
+            return false;
+        }
+        let reason = format!(
+            "this coordinator (configuration epoch {}) was deposed: {seen_at} follows epoch {} \
+             of coordinator generation {}, set by an activated standby. It serves nothing more; \
+             the activated standby is the coordinator. To bring this host back, make it a \
+             standby of the acting coordinator (init-standby -s HOST)",
+            describe(ours),
+            describe(newer),
+            generation(newer)
+        );
+        let mut engine = self.engine.lock().await;
+        let written = engine.commit(
+            ours,
+            &[Write::Put {
+                table: META_TABLE,
+                key: DEPOSED_KEY,
+                value: encode(&reason),
+            }],
+        );
+        match written {
+            Ok(lsn) => {
+                let wal = engine.wal();
+                drop(engine);
+                if let Err(e) = wal.flush_to(lsn).await {
+                    tracing::warn!(error = %e, "could not make the deposition durable");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record the deposition"),
+        }
+        tracing::error!("{reason}");
+        self.deposed.set(Some(reason));
+        true
     }
 
     /// Records whether an unmirrored content's primary is lost; returns whether that changed.

@@ -26,6 +26,8 @@ use crate::storage::{Engine, EngineOptions};
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
+    /// The cluster the coordinator belongs to: its data directory's identity must name it.
+    pub cluster_id: u64,
     pub listen_addr: String,
     /// The segment configuration a fresh coordinator starts from.
     pub segments: Vec<SegmentConfig>,
@@ -53,6 +55,7 @@ pub struct CoordinatorConfig {
 impl CoordinatorConfig {
     pub fn new(listen_addr: impl Into<String>, segments: Vec<SegmentConfig>) -> CoordinatorConfig {
         CoordinatorConfig {
+            cluster_id: 0,
             listen_addr: listen_addr.into(),
             segments,
             probe: ProbeSettings::default(),
@@ -75,12 +78,23 @@ pub enum CoordinatorError {
     Catalog(#[from] CatalogStoreError),
     #[error("coordinator storage: {0}")]
     Storage(#[from] crate::storage::StorageError),
+    #[error("coordinator refuses to start: {0}")]
+    Identity(#[from] crate::storage::identity::IdentityError),
+    #[error("{0}")]
+    Deposed(String),
 }
 
-/// Runs the coordinator until its listener fails.
+/// Runs the coordinator until its listener fails, or it learns it was deposed.
 pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), CoordinatorError> {
     let span = tracing::info_span!("coordinator", dbid = 1, content = -1);
     async move {
+        use crate::storage::identity::{Expected, Identity};
+        let expected = Expected {
+            cluster_id: cfg.cluster_id,
+            dbid: None,
+            content: -1,
+        };
+        Identity::read_expected(&*disk, "of the coordinator", expected)?;
         let engine = Engine::open(
             disk,
             EngineOptions {
@@ -92,23 +106,65 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
         let store = CatalogStore::open(engine, &cfg.segments)
             .await?
             .observed(cfg.observe.clone());
+        if !cfg.bugs.coordinator_fence_off {
+            ask_standby_whether_replaced(&store, &cfg).await;
+        }
+        if let Some(reason) = store.deposed() {
+            return Err(CoordinatorError::Deposed(reason));
+        }
         let listener = net::listen(&cfg.listen_addr)
             .await
             .map_err(CoordinatorError::Listen)?;
-        info!(epoch = store.snapshot().epoch, "coordinator started");
-        let services = Services::start(cfg, store, 0);
+        info!(epoch = %crate::catalog::epoch::describe(store.snapshot().epoch), "coordinator started");
+        let services = Services::start(cfg, store.clone(), 0);
         loop {
-            match listener.accept().await {
-                Ok((stream, addr)) => services.serve(Connection::new(stream, addr.to_string())),
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    runtime::sleep(Duration::from_millis(100)).await;
-                }
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, addr)) => services.serve(Connection::new(stream, addr.to_string())),
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        runtime::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                reason = store.wait_deposed() => return Err(CoordinatorError::Deposed(reason)),
             }
         }
     }
     .instrument(span)
     .await
+}
+
+/// A coordinator starting again (a host reboot, a restart from the cluster file) first asks the
+/// standby its catalog names whether it was activated meanwhile: if it answers as the
+/// coordinator of a later generation, this one was deposed and must not serve. A standby that
+/// does not answer settles nothing: the instances refuse a deposed coordinator anyway, and the
+/// prober learns it from their refusals.
+async fn ask_standby_whether_replaced(store: &CatalogStore, cfg: &CoordinatorConfig) {
+    use crate::proto::{ClientRequest, ClientResponse};
+    let standbys: Vec<SegmentConfig> = store.read(|c| {
+        c.segments
+            .values()
+            .filter(|s| s.content == -1 && s.role == crate::catalog::Role::Mirror)
+            .cloned()
+            .collect()
+    });
+    for standby in standbys {
+        let Ok(mut conn) = Connection::connect(&standby.endpoint(), cfg.connect_timeout).await
+        else {
+            continue;
+        };
+        if let Ok(ClientResponse::Catalog(catalog)) = conn
+            .call::<_, ClientResponse>(&ClientRequest::Catalog, cfg.connect_timeout)
+            .await
+        {
+            let at = format!(
+                "the activated standby dbid {} at {}",
+                standby.dbid,
+                standby.endpoint()
+            );
+            store.depose(catalog.epoch, &at).await;
+        }
+    }
 }
 
 /// A running coordinator's background work (prober, in-doubt resolver) and what its client
@@ -144,6 +200,7 @@ impl Services {
                 cfg.probe.probe_interval,
                 cfg.connect_timeout,
                 cfg.statement_timeout,
+                cfg.bugs,
             )
             .in_current_span(),
         );

@@ -19,9 +19,14 @@ pub(super) async fn run(
     every: Duration,
     connect_timeout: Duration,
     call_timeout: Duration,
+    bugs: crate::bugs::PlantedBugs,
 ) {
     loop {
-        if let Err(e) = resolve_once(&store, &dtx, connect_timeout, call_timeout).await {
+        if store.deposed().is_some() {
+            // An activated standby replaced this coordinator: what is in doubt is its to decide.
+            return;
+        }
+        if let Err(e) = resolve_once(&store, &dtx, connect_timeout, call_timeout, bugs).await {
             warn!(error = %e, "in-doubt resolution failed; will retry");
         }
         runtime::sleep(every).await;
@@ -33,6 +38,7 @@ async fn resolve_once(
     dtx: &DtxState,
     connect_timeout: Duration,
     call_timeout: Duration,
+    bugs: crate::bugs::PlantedBugs,
 ) -> Result<(), super::CatalogStoreError> {
     let committed = store.distributed_commits().await?;
     let mut prepared = BTreeMap::new();
@@ -40,7 +46,9 @@ async fn resolve_once(
         if let Some(SegmentResponse::PreparedList(gxids)) = primary_call(
             store,
             content,
-            &SegmentRequest::ListPrepared,
+            &SegmentRequest::ListPrepared {
+                epoch: store.epoch(),
+            },
             connect_timeout,
             call_timeout,
         )
@@ -60,17 +68,34 @@ async fn resolve_once(
     let mut unfinished: BTreeMap<u64, bool> = committed.keys().map(|g| (*g, false)).collect();
     for action in actions {
         let (content, gxid, req) = match action {
-            Resolution::CommitPrepared { content, gxid } => {
-                (content, gxid, SegmentRequest::CommitPrepared { xid: gxid })
-            }
-            Resolution::AbortPrepared { content, gxid } => {
-                (content, gxid, SegmentRequest::AbortPrepared { xid: gxid })
-            }
+            Resolution::CommitPrepared { content, gxid } => (
+                content,
+                gxid,
+                SegmentRequest::CommitPrepared {
+                    xid: gxid,
+                    epoch: store.epoch(),
+                },
+            ),
+            Resolution::AbortPrepared { content, gxid } => (
+                content,
+                gxid,
+                SegmentRequest::AbortPrepared {
+                    xid: gxid,
+                    epoch: store.epoch(),
+                },
+            ),
         };
-        let done = matches!(
-            primary_call(store, content, &req, connect_timeout, call_timeout).await,
-            Some(SegmentResponse::Ok)
-        );
+        let answer = primary_call(store, content, &req, connect_timeout, call_timeout).await;
+        if let Some(SegmentResponse::Fenced { dbid, followed, .. }) = answer {
+            if !bugs.coordinator_fence_off
+                && store
+                    .depose(followed, &format!("dbid {dbid} (content {content})"))
+                    .await
+            {
+                return Ok(());
+            }
+        }
+        let done = matches!(answer, Some(SegmentResponse::Ok));
         match (&req, done) {
             (SegmentRequest::AbortPrepared { .. }, true) => {
                 dtx.orphans.lock().unwrap().remove(&(content, gxid));

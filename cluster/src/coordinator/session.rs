@@ -103,6 +103,11 @@ impl Participant {
 /// How a `Begin` went.
 enum Began {
     Yes(Participant),
+    /// The instance follows a later epoch than the transaction's.
+    Fenced {
+        dbid: u16,
+        followed: u64,
+    },
     /// The instance answered and refused (no longer the primary, or a newer epoch).
     Refused(String),
     /// No answer: the connection is broken.
@@ -134,6 +139,31 @@ enum ExecError {
     Lost(String),
     /// The statement failed on its own terms, or the content is known to be down.
     Refused(DbError),
+}
+
+/// A primary refused a transaction's epoch: a later change the catalog will show in a moment
+/// (the primary counts as lost, and the transaction is retried), or a later coordinator
+/// generation, which deposes this coordinator.
+async fn fenced(
+    store: &CatalogStore,
+    bugs: crate::bugs::PlantedBugs,
+    content: Content,
+    dbid: u16,
+    epoch: u64,
+    followed: u64,
+) -> ExecError {
+    let message = crate::proto::fenced_message(dbid, epoch, followed);
+    if !bugs.coordinator_fence_off {
+        let at = format!("dbid {dbid} (content {content})");
+        if store.depose(followed, &at).await {
+            return ExecError::Refused(DbError::Failed(format!(
+                "content {content}: {message}; this coordinator no longer serves, connect to the acting one"
+            )));
+        }
+    }
+    ExecError::Lost(format!(
+        "content {content}: cannot reach its primary: {message}"
+    ))
 }
 
 fn failed(msg: impl Into<String>) -> ClientResponse {
@@ -187,6 +217,11 @@ impl Session {
     }
 
     async fn handle(&mut self, req: ClientRequest) -> ClientResponse {
+        if let Some(reason) = self.store.deposed() {
+            // Clients move on to the next coordinator address they hold.
+            self.txn = None;
+            return ClientResponse::NotActive(reason);
+        }
         match req {
             ClientRequest::Begin => {
                 self.abandon().await;
@@ -300,6 +335,10 @@ impl Session {
             if conn.peer() == addr {
                 match Session::begin(conn, xid, epoch, self.cfg.connect_timeout).await {
                     Began::Yes(p) => return Ok(p),
+                    Began::Fenced { dbid, followed } => {
+                        let (store, bugs) = (&self.store, self.cfg.bugs);
+                        return Err(fenced(store, bugs, content, dbid, epoch, followed).await);
+                    }
                     Began::Refused(e) => return Err(lost(e)),
                     Began::Broken(_) => {}
                 }
@@ -310,6 +349,9 @@ impl Session {
             .map_err(|e| lost(e.to_string()))?;
         match Session::begin(conn, xid, epoch, self.cfg.statement_timeout).await {
             Began::Yes(p) => Ok(p),
+            Began::Fenced { dbid, followed } => {
+                Err(fenced(&self.store, self.cfg.bugs, content, dbid, epoch, followed).await)
+            }
             Began::Refused(e) | Began::Broken(e) => Err(lost(e)),
         }
     }
@@ -318,6 +360,7 @@ impl Session {
         let mut p = Participant::new(conn);
         match p.call(&SegmentRequest::Begin { xid, epoch }, within).await {
             Ok(SegmentResponse::Ok) => Began::Yes(p),
+            Ok(SegmentResponse::Fenced { dbid, followed, .. }) => Began::Fenced { dbid, followed },
             // Refused at begin: an instance that is no longer the primary, or a newer epoch.
             Ok(SegmentResponse::Error(e)) => Began::Refused(e.to_string()),
             Ok(other) => Began::Refused(format!("unexpected answer to begin: {other:?}")),
@@ -635,7 +678,13 @@ impl Session {
         content: Content,
         deadline: Instant,
     ) -> bool {
-        let req = SegmentRequest::CommitPrepared { xid: txn.xid };
+        // Stamped with the epoch current at each attempt: the catalog may move on while the
+        // second phase is retried, and an instance refuses an epoch older than it follows.
+        let xid = txn.xid;
+        let req = |store: &CatalogStore| SegmentRequest::CommitPrepared {
+            xid,
+            epoch: store.epoch(),
+        };
         // The transaction's own connection only while its instance is still the acting
         // primary: a deposed primary's commit may never reach the promoted mirror, and its
         // "done" would let the distributed commit be forgotten with the content still prepared.
@@ -644,6 +693,7 @@ impl Session {
             .read(|c| c.pair(content).map(|p| p.primary.endpoint()));
         if let Some(p) = txn.participants.get_mut(&content) {
             if acting.as_deref() == Some(p.conn.peer()) {
+                let req = req(&self.store);
                 if let Ok(SegmentResponse::Ok) = p.call(&req, self.cfg.statement_timeout).await {
                     return true;
                 }
@@ -654,7 +704,7 @@ impl Session {
             if let Some(SegmentResponse::Ok) = primary_call(
                 &self.store,
                 content,
-                &req,
+                &req(&self.store),
                 self.cfg.connect_timeout,
                 self.cfg.statement_timeout,
             )
@@ -669,7 +719,10 @@ impl Session {
     /// Rolls prepared writers back; one that cannot be reached now is left to the resolver.
     async fn abort_prepared(&mut self, xid: u64, prepared: &[Content]) {
         for c in prepared {
-            let req = SegmentRequest::AbortPrepared { xid };
+            let req = SegmentRequest::AbortPrepared {
+                xid,
+                epoch: self.store.epoch(),
+            };
             if !matches!(
                 primary_call(
                     &self.store,

@@ -60,6 +60,10 @@ impl Prober {
 
     pub async fn run(mut self) {
         loop {
+            if self.store.deposed().is_some() {
+                // An activated standby replaced this coordinator: it decides nothing more.
+                return;
+            }
             let began = Instant::now();
             self.probe_all().await;
             let elapsed = Instant::now().saturating_duration_since(began);
@@ -120,6 +124,9 @@ impl ContentProber {
     async fn run(mut self, pair: Pair) -> u32 {
         let answer =
             probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
+        if let Answer::Deposed = answer {
+            return self.starting;
+        }
         if pair.mirror.is_none() {
             let lost = matches!(answer, Answer::Unreachable);
             if self.store.set_unmirrored_lost(pair.content, lost) {
@@ -158,6 +165,8 @@ impl ContentProber {
                 self.starting = 0;
                 ProbeOutcome::Unreachable
             }
+            // Not reached: a deposed coordinator stops before deciding.
+            Answer::Deposed => ProbeOutcome::Restarting,
         }
     }
 
@@ -169,6 +178,9 @@ impl ContentProber {
             runtime::sleep(self.settings.retry_gap).await;
             let answer =
                 probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
+            if let Answer::Deposed = answer {
+                return;
+            }
             outcome = self.outcome(answer);
             decision = decide_with(pair, outcome, self.bugs);
         }
@@ -264,8 +276,14 @@ impl ContentProber {
                 runtime::sleep(self.settings.retry_gap).await;
             }
             let req = request(self.store.epoch());
-            if let Some(SegmentResponse::Ok) = call(&self.settings, target, req).await {
-                return true;
+            match call(&self.settings, target, req).await {
+                Some(SegmentResponse::Ok) => return true,
+                Some(SegmentResponse::Fenced { followed, .. })
+                    if deposed_by(&self.store, self.bugs, target, followed).await =>
+                {
+                    return false
+                }
+                _ => {}
             }
         }
         false
@@ -277,6 +295,25 @@ enum Answer {
     Reply(ProbeReply),
     Starting,
     Unreachable,
+    /// The instance follows a later coordinator generation: this coordinator was deposed.
+    Deposed,
+}
+
+/// Whether an instance's refusal (it follows epoch `followed`) means an activated standby
+/// deposed this coordinator; if so the store records it, and the coordinator stops serving.
+/// A refusal within this coordinator's own generation is a late answer to an older change,
+/// and deposes nothing.
+async fn deposed_by(
+    store: &CatalogStore,
+    bugs: PlantedBugs,
+    target: &SegmentConfig,
+    followed: u64,
+) -> bool {
+    if bugs.coordinator_fence_off {
+        return false;
+    }
+    let at = format!("dbid {} at {}", target.dbid, target.endpoint());
+    store.depose(followed, &at).await
 }
 
 /// Up to `probe_retries + 1` attempts, each bounded by `probe_timeout`, `retry_gap` apart, each
@@ -315,6 +352,11 @@ async fn probe_with_retries(
         {
             Some(SegmentResponse::Probe(reply)) => return Answer::Reply(reply),
             Some(SegmentResponse::Starting { .. }) => return Answer::Starting,
+            Some(SegmentResponse::Fenced { followed, .. })
+                if deposed_by(store, bugs, primary, followed).await =>
+            {
+                return Answer::Deposed
+            }
             other => debug!(dbid = primary.dbid, attempt, answer = ?other, "probe failed"),
         }
     }

@@ -6,6 +6,7 @@
 //! the prober promotes it. An instance that meets a storage fault (a corrupt block, a failed
 //! fsync) fails itself: it stops serving rather than serve bad or unacknowledged data.
 
+mod followed;
 mod rejoin;
 pub use rejoin::StopSignal;
 mod role_file;
@@ -19,12 +20,13 @@ use std::time::Duration;
 use tracing::{info, warn, Instrument};
 
 use crate::bugs::PlantedBugs;
-use crate::catalog::{Content, Dbid, Role};
+use crate::catalog::{epoch, Content, Dbid, Role};
 use crate::io::net::{self, Connection};
 use crate::io::runtime::{self, Instant, JoinHandle};
 use crate::io::Disk;
 use crate::observe::Fact;
 use crate::proto::{SegmentRequest, SegmentResponse};
+use crate::storage::identity::{Expected, Identity, IdentityError};
 use crate::storage::{Engine, EngineOptions, StorageError};
 use crate::sync::Watch;
 use crate::wal::{Lsn, Wal};
@@ -41,6 +43,8 @@ pub enum ReplicationMode {
 
 #[derive(Clone, Debug)]
 pub struct InstanceConfig {
+    /// The cluster the instance belongs to: its data directory's identity must name it.
+    pub cluster_id: u64,
     pub dbid: Dbid,
     pub content: Content,
     /// Address to listen on, `ip:port`.
@@ -70,6 +74,7 @@ impl InstanceConfig {
         initial_role: Role,
     ) -> InstanceConfig {
         InstanceConfig {
+            cluster_id: 0,
             dbid,
             content,
             listen_addr: listen_addr.into(),
@@ -95,6 +100,8 @@ pub enum InstanceError {
     Listen { dbid: Dbid, source: net::NetError },
     #[error("dbid {dbid}: {reason}")]
     Failed { dbid: Dbid, reason: String },
+    #[error("dbid {dbid} refuses to start: {source}")]
+    Identity { dbid: Dbid, source: IdentityError },
 }
 
 /// What the primary knows of its mirror's replication stream.
@@ -136,8 +143,12 @@ struct State {
     sender: SenderState,
     /// Set when the instance failed itself; every request is refused from then on.
     failed: Option<String>,
-    /// The newest configuration epoch this instance has seen on a request.
+    /// The newest configuration epoch this instance follows (seen on a request or from its
+    /// primary; kept on disk from one coordinator generation to the next).
     epoch: u64,
+    /// The address of the last coordinator whose fenced request this instance obeyed (for the
+    /// checkers).
+    obeyed_from: Option<String>,
     receiver: Option<JoinHandle<()>>,
     /// A promotion is under way: a second PROMOTE arriving meanwhile (requests held up by a
     /// stall are delivered together) is ignored rather than promoting twice.
@@ -153,6 +164,11 @@ pub struct Instance {
 struct Inner {
     cfg: InstanceConfig,
     disk: Arc<dyn Disk>,
+    /// The data directory's identity; its system identifier is taken on at a new mirror's
+    /// first copy.
+    identity: Mutex<Identity>,
+    /// Held while a newer coordinator generation is made durable.
+    following: tokio::sync::Mutex<()>,
     engine: tokio::sync::Mutex<Engine>,
     wal: Arc<Wal>,
     state: Mutex<State>,
@@ -172,6 +188,9 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
     );
     async move {
         let dbid = cfg.dbid;
+        let mut identity = check_identity(&cfg, &*disk).await?;
+        let followed =
+            followed::load(&*disk).map_err(|source| InstanceError::Storage { dbid, source })?;
         let listener = net::listen(&cfg.listen_addr)
             .await
             .map_err(|source| InstanceError::Listen { dbid, source })?;
@@ -208,7 +227,17 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;
         tracing::Span::current().record("role", role.code().to_string());
-        let instance = Instance::new(cfg, disk, engine, role);
+        if role == Role::Primary && identity.system_id.is_none() && engine.wal().flushed_lsn() == 0
+        {
+            // A primary with no WAL yet (made by init) starts the content's WAL history; its
+            // mirror takes the identifier on at its first copy.
+            identity.system_id = Some(crate::storage::identity::new_id(dbid as u64));
+            identity
+                .write(&*disk)
+                .await
+                .map_err(|source| InstanceError::Storage { dbid, source })?;
+        }
+        let instance = Instance::new(cfg, disk, engine, role, identity, followed);
         info!(role = ?role, flushed_lsn = instance.inner.wal.flushed_lsn(), "instance started");
         let mut tasks = vec![runtime::spawn(
             instance.clone().checkpoint_loop().in_current_span(),
@@ -232,8 +261,49 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
     .await
 }
 
+/// Reads the data directory's identity before anything is touched: a directory that is
+/// missing, empty, damaged or another instance's is refused, and nothing changes.
+async fn check_identity(cfg: &InstanceConfig, disk: &dyn Disk) -> Result<Identity, InstanceError> {
+    let dbid = cfg.dbid;
+    let expected = Expected {
+        cluster_id: cfg.cluster_id,
+        dbid: Some(dbid),
+        content: cfg.content,
+    };
+    let dir = format!("of dbid {dbid}");
+    match Identity::read_expected(disk, &dir, expected) {
+        Ok(identity) => Ok(identity),
+        Err(IdentityError::Missing { .. }) if cfg.bugs.skip_identity_check => {
+            // Planted bug: make the directory anew and serve it, as if it were new.
+            warn!("no identity in the data directory: starting it anew");
+            let identity = Identity {
+                cluster_id: cfg.cluster_id,
+                dbid,
+                content: cfg.content,
+                system_id: None,
+            };
+            identity
+                .write(disk)
+                .await
+                .map_err(|source| InstanceError::Storage { dbid, source })?;
+            Ok(identity)
+        }
+        Err(source) => {
+            warn!(error = %source, "refusing to start");
+            Err(InstanceError::Identity { dbid, source })
+        }
+    }
+}
+
 impl Instance {
-    fn new(cfg: InstanceConfig, disk: Arc<dyn Disk>, engine: Engine, role: Role) -> Instance {
+    fn new(
+        cfg: InstanceConfig,
+        disk: Arc<dyn Disk>,
+        engine: Engine,
+        role: Role,
+        identity: Identity,
+        followed: u64,
+    ) -> Instance {
         let wal = engine.wal();
         let now = Instant::now();
         // A primary configured with a mirror starts waiting for it (synchronous_standby_names
@@ -251,6 +321,8 @@ impl Instance {
             inner: Arc::new(Inner {
                 cfg,
                 disk,
+                identity: Mutex::new(identity),
+                following: tokio::sync::Mutex::new(()),
                 engine: tokio::sync::Mutex::new(engine),
                 wal,
                 state: Mutex::new(State {
@@ -262,7 +334,8 @@ impl Instance {
                         last_disconnect: now,
                     },
                     failed: None,
-                    epoch: 0,
+                    epoch: followed,
+                    obeyed_from: None,
                     receiver: None,
                     promoting: false,
                 }),
@@ -332,16 +405,23 @@ impl Instance {
                     .await;
                 return;
             }
+            let peer = conn.peer().to_string();
             let resp = match req {
-                SegmentRequest::StartReplication { mirror_dbid, from } => {
-                    self.clone().stream_wal(conn, mirror_dbid, from).await;
+                SegmentRequest::StartReplication {
+                    mirror_dbid,
+                    from,
+                    system_id,
+                } => {
+                    self.clone()
+                        .stream_wal(conn, mirror_dbid, from, system_id)
+                        .await;
                     return;
                 }
-                SegmentRequest::Probe { epoch, .. } => match self.fence(epoch) {
+                SegmentRequest::Probe { epoch, .. } => match self.fence(epoch, &peer).await {
                     Ok(()) => self.probe().await,
                     Err(refusal) => refusal,
                 },
-                SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch) {
+                SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch, &peer).await {
                     Ok(()) => self.syncrep_off(),
                     Err(refusal) => refusal,
                 },
@@ -349,7 +429,7 @@ impl Instance {
                     Some(resp) => resp,
                     None => return,
                 },
-                SegmentRequest::Promote { epoch, .. } => match self.fence(epoch) {
+                SegmentRequest::Promote { epoch, .. } => match self.fence(epoch, &peer).await {
                     Ok(()) => self.promote().await,
                     Err(refusal) => refusal,
                 },
@@ -357,14 +437,14 @@ impl Instance {
                     epoch,
                     primary,
                     full,
-                } => match self.fence(epoch) {
+                } => match self.fence(epoch, &peer).await {
                     Ok(()) => self.rejoin(primary, full).await,
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::WalSummary { upto } => self.wal_summary(upto).await,
                 SegmentRequest::ReadWal { from, len } => self.read_wal_for_rejoin(from, len).await,
                 SegmentRequest::ReplicationStatus => self.replication_status().await,
-                other => match session.handle(&self, other).await {
+                other => match session.handle(&self, other, &peer).await {
                     Some(resp) => resp,
                     None => return, // a storage fault: the instance failed itself
                 },
@@ -376,20 +456,79 @@ impl Instance {
     }
 
     /// Fencing by configuration epoch: work stamped with an epoch older than the newest this
-    /// instance has seen comes from a decision the catalog has since replaced (a late message
-    /// after a partition, a session routed by an old configuration) and is refused.
-    pub(super) fn fence(&self, epoch: u64) -> Result<(), SegmentResponse> {
-        let mut state = self.inner.state.lock().unwrap();
-        if epoch < state.epoch && !self.inner.cfg.bugs.skip_epoch_check {
-            let msg = format!(
-                "stale configuration epoch {epoch}: dbid {} has seen epoch {}",
-                self.dbid(),
-                state.epoch
-            );
-            return Err(SegmentResponse::Error(crate::proto::DbError::Failed(msg)));
+    /// instance follows comes from a decision the catalog has since replaced (a late message
+    /// after a partition, a session routed by an old configuration), or from a coordinator an
+    /// activated standby deposed (an older generation), and is refused. A newer epoch is
+    /// followed from then on.
+    pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
+        let followed = self.epoch();
+        if epoch < followed && !self.inner.cfg.bugs.skip_epoch_check {
+            return Err(SegmentResponse::Fenced {
+                dbid: self.dbid(),
+                epoch,
+                followed,
+            });
         }
+        if let Err(e) = self.follow(epoch).await {
+            return Err(SegmentResponse::Error(crate::proto::DbError::Failed(
+                self.storage_fault(&e),
+            )));
+        }
+        self.obeyed(epoch, from);
+        Ok(())
+    }
+
+    /// Follows `epoch` if it is newer than the one followed. A new coordinator generation is
+    /// made durable before anything acts on it: once this instance has obeyed the new
+    /// coordinator, no restart lets it obey the deposed one again.
+    pub(super) async fn follow(&self, epoch: u64) -> Result<(), StorageError> {
+        let new_generation = |followed: u64| epoch::generation(epoch) > epoch::generation(followed);
+        if new_generation(self.epoch()) {
+            let _one = self.inner.following.lock().await;
+            if new_generation(self.epoch()) {
+                followed::store(&*self.inner.disk, epoch).await?;
+                info!(
+                    epoch = %epoch::describe(epoch),
+                    generation = epoch::generation(epoch),
+                    "following a new coordinator generation"
+                );
+            }
+        }
+        let mut state = self.inner.state.lock().unwrap();
         state.epoch = state.epoch.max(epoch);
         Ok(())
+    }
+
+    /// Reports a fenced request obeyed from another coordinator (by address) than the last.
+    fn obeyed(&self, epoch: u64, from: &str) {
+        let host = from.rsplit_once(':').map_or(from, |(host, _)| host);
+        let mut state = self.inner.state.lock().unwrap();
+        if state.obeyed_from.as_deref() != Some(host) {
+            state.obeyed_from = Some(host.to_string());
+            drop(state);
+            self.inner.cfg.observe.report(Fact::Obeyed {
+                content: self.inner.cfg.content,
+                dbid: self.dbid(),
+                epoch,
+                from: host.to_string(),
+            });
+        }
+    }
+
+    /// The WAL history this instance holds.
+    pub(super) fn system_id(&self) -> Option<u64> {
+        self.inner.identity.lock().unwrap().system_id
+    }
+
+    /// Records the WAL history this instance now holds (taken on from its primary at a first
+    /// copy, or forgotten before a full one), durably.
+    pub(super) async fn set_system_id(&self, system_id: Option<u64>) -> Result<(), StorageError> {
+        let identity = {
+            let mut identity = self.inner.identity.lock().unwrap();
+            identity.system_id = system_id;
+            *identity
+        };
+        identity.write(&*self.inner.disk).await
     }
 
     /// The data digest and the WAL position it reflects; `None` if a storage fault failed the
@@ -421,7 +560,7 @@ impl Instance {
         )
     }
 
-    /// The newest configuration epoch this instance has seen.
+    /// The newest configuration epoch this instance follows.
     pub(super) fn epoch(&self) -> u64 {
         self.inner.state.lock().unwrap().epoch
     }

@@ -56,7 +56,7 @@ impl Instance {
             Err(e) => return failed(format!("cannot reach the acting primary {primary}: {e}")),
         };
         let local_flushed = self.inner.wal.flushed_lsn();
-        let (source_flushed, source_crcs) = match conn
+        let (source_flushed, source_crcs, source_history) = match conn
             .call(
                 &SegmentRequest::WalSummary {
                     upto: local_flushed,
@@ -65,7 +65,11 @@ impl Instance {
             )
             .await
         {
-            Ok(SegmentResponse::WalSummary { flushed, crcs }) => (flushed, crcs),
+            Ok(SegmentResponse::WalSummary {
+                flushed,
+                crcs,
+                system_id,
+            }) => (flushed, crcs, system_id),
             Ok(SegmentResponse::Error(e)) => {
                 return failed(format!("acting primary {primary} refused: {e}"))
             }
@@ -75,6 +79,13 @@ impl Instance {
                 ))
             }
         };
+        if !full {
+            if let Some(refusal) =
+                incremental_refusal(self.dbid(), self.system_id(), &primary, source_history)
+            {
+                return failed(refusal);
+            }
+        }
         // Stop acting as a primary: new work is refused, and commits waiting for a mirror
         // wake up, see the role, and fail instead of being acknowledged.
         {
@@ -130,6 +141,14 @@ impl Instance {
                 Err(e) => return failed(self.storage_fault(&e)),
             }
         };
+        if !full && divergence == 0 && local_flushed > 0 {
+            // Same history, yet not one record in common: rewinding would discard everything
+            // this instance holds, not a diverged tail.
+            return failed(format!(
+                "dbid {} shares no WAL with the acting primary {primary} ({local_flushed} bytes                  of its own would be discarded); incremental recovery refused; a full copy                  (recoverseg -F) replaces it",
+                self.dbid()
+            ));
+        }
         let rewind = if !full && self.inner.cfg.bugs.recovery_skips_rewind {
             engine.cut_wal_keeping_blocks(divergence).await
         } else {
@@ -140,6 +159,12 @@ impl Instance {
             Err(e) => return failed(self.storage_fault(&e)),
         };
         drop(engine);
+        if full {
+            // A full copy starts over: the history is taken on afresh from the primary.
+            if let Err(e) = self.set_system_id(None).await {
+                return failed(self.storage_fault(&e));
+            }
+        }
         info!(
             primary,
             divergence, discarded, compare_bytes, full, "rejoining as mirror"
@@ -175,7 +200,11 @@ impl Instance {
         let engine = self.inner.engine.lock().await;
         let flushed = self.inner.wal.flushed_lsn();
         match engine.wal_summary(upto) {
-            Ok((_, crcs)) => SegmentResponse::WalSummary { flushed, crcs },
+            Ok((_, crcs)) => SegmentResponse::WalSummary {
+                flushed,
+                crcs,
+                system_id: self.system_id(),
+            },
             Err(e) => failed(self.storage_fault(&e)),
         }
     }
@@ -204,5 +233,53 @@ impl Instance {
             mirror_flushed: self.inner.sync.get().mirror_flushed,
             replay_lsn,
         })
+    }
+}
+
+/// Why incremental recovery may not rewind dbid `dbid` (history `ours`) onto the acting
+/// primary at `primary` (history `theirs`); `None` when it may.
+///
+/// The rule: both must hold the same WAL history (system identifier). A rewind keeps the WAL
+/// the two share and discards only this instance's diverged tail; two histories made apart (a
+/// primary that started again on an empty directory and began its own, say) share nothing,
+/// and rewinding one onto the other would discard everything it holds. The identifier is
+/// exact where a rule on checkpoints is not: a tail may hold a checkpoint record legitimately
+/// (one written just before a failover), and a foreign history may have checkpoints where
+/// this one has.
+fn incremental_refusal(
+    dbid: crate::catalog::Dbid,
+    ours: Option<u64>,
+    primary: &str,
+    theirs: Option<u64>,
+) -> Option<String> {
+    match (ours, theirs) {
+        (Some(a), Some(b)) if a == b => None,
+        (None, _) => None,
+        (Some(a), b) => Some(format!(
+            "dbid {dbid} holds another WAL history than the acting primary {primary} (system              identifier {a:016x}, the primary's {}): an incremental rewind would discard all of              it, not a diverged tail; refused. A full copy (recoverseg -F) replaces it with the              primary's",
+            b.map(|b| format!("{b:016x}"))
+                .unwrap_or_else(|| "none".into())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::incremental_refusal;
+
+    #[test]
+    fn an_incremental_rewind_needs_the_same_history() {
+        assert_eq!(incremental_refusal(2, Some(5), "p:1", Some(5)), None);
+        assert_eq!(
+            incremental_refusal(2, None, "p:1", Some(5)),
+            None,
+            "a new mirror has no history to lose"
+        );
+        let refusal = incremental_refusal(2, Some(5), "p:1", Some(6)).unwrap();
+        assert!(
+            refusal.contains("another WAL history") && refusal.contains("-F"),
+            "{refusal}"
+        );
+        assert!(incremental_refusal(2, Some(5), "p:1", None).is_some());
     }
 }

@@ -33,6 +33,7 @@ impl Session {
         &mut self,
         inst: &Instance,
         req: SegmentRequest,
+        peer: &str,
     ) -> Option<SegmentResponse> {
         if inst.role() != Role::Primary {
             self.txn = None;
@@ -43,7 +44,7 @@ impl Session {
         }
         match req {
             SegmentRequest::Begin { xid, epoch } => {
-                if let Err(refusal) = inst.fence(epoch) {
+                if let Err(refusal) = inst.fence(epoch, peer).await {
                     return Some(refusal);
                 }
                 self.txn = Some(Txn {
@@ -81,11 +82,20 @@ impl Session {
                 };
                 txn.prepare(inst).await
             }
-            SegmentRequest::CommitPrepared { xid } => finish_prepared(inst, xid, true).await,
-            SegmentRequest::AbortPrepared { xid } => finish_prepared(inst, xid, false).await,
-            SegmentRequest::ListPrepared => Some(SegmentResponse::PreparedList(
-                inst.inner.engine.lock().await.prepared(),
-            )),
+            SegmentRequest::CommitPrepared { xid, epoch } => match inst.fence(epoch, peer).await {
+                Ok(()) => finish_prepared(inst, xid, true).await,
+                Err(refusal) => Some(refusal),
+            },
+            SegmentRequest::AbortPrepared { xid, epoch } => match inst.fence(epoch, peer).await {
+                Ok(()) => finish_prepared(inst, xid, false).await,
+                Err(refusal) => Some(refusal),
+            },
+            SegmentRequest::ListPrepared { epoch } => match inst.fence(epoch, peer).await {
+                Ok(()) => Some(SegmentResponse::PreparedList(
+                    inst.inner.engine.lock().await.prepared(),
+                )),
+                Err(refusal) => Some(refusal),
+            },
             SegmentRequest::CreateTable { def } => create_table(inst, def).await,
             other => Some(failed(format!("unexpected request {other:?}"))),
         }

@@ -64,6 +64,7 @@ impl Instance {
             .send(&SegmentRequest::StartReplication {
                 mirror_dbid: self.dbid(),
                 from,
+                system_id: self.system_id(),
             })
             .await
         {
@@ -87,14 +88,50 @@ impl Instance {
                     Ok(feedback) => feedback,
                     Err(e) => return StreamEnd::Storage(e),
                 },
-                WalMessage::Keepalive { .. } => WalFeedback {
-                    flushed: self.inner.wal.flushed_lsn(),
-                    replayed: self.inner.engine.lock().await.replay_lsn(),
-                },
+                WalMessage::Start { system_id, epoch } => {
+                    match self.take_history(system_id).await {
+                        Ok(Some(refusal)) => return StreamEnd::Refused(refusal),
+                        Ok(None) => {}
+                        Err(e) => return StreamEnd::Storage(e),
+                    }
+                    if let Err(e) = self.follow(epoch).await {
+                        return StreamEnd::Storage(e);
+                    }
+                    continue;
+                }
+                WalMessage::Keepalive { epoch, .. } => {
+                    if let Err(e) = self.follow(epoch).await {
+                        return StreamEnd::Storage(e);
+                    }
+                    WalFeedback {
+                        flushed: self.inner.wal.flushed_lsn(),
+                        replayed: self.inner.engine.lock().await.replay_lsn(),
+                    }
+                }
                 WalMessage::Refused { reason } => return StreamEnd::Refused(reason),
             };
             if let Err(e) = conn.send(&feedback).await {
                 return StreamEnd::Net(e);
+            }
+        }
+    }
+
+    /// Checks the primary's WAL history against this instance's: a new mirror (no history,
+    /// no WAL) takes it on, durably, before it writes a byte of it; another history is a
+    /// refusal (`Some(why)`).
+    async fn take_history(&self, system_id: u64) -> Result<Option<String>, StorageError> {
+        match self.system_id() {
+            Some(ours) if ours == system_id => Ok(None),
+            Some(ours) => Ok(Some(format!(
+                "the primary holds another WAL history (system identifier {system_id:016x}, this instance's is {ours:016x}); recover this instance with a full copy (recoverseg -F)"
+            ))),
+            None if self.inner.wal.flushed_lsn() > 0 => Ok(Some(
+                "this instance has WAL but no system identifier; recover it with a full copy (recoverseg -F)".into(),
+            )),
+            None => {
+                self.set_system_id(Some(system_id)).await?;
+                info!(system_id = format!("{system_id:016x}"), "took on the primary's WAL history");
+                Ok(None)
             }
         }
     }

@@ -78,13 +78,19 @@ pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateErro
     let store = CatalogStore::open(engine, &[])
         .await?
         .observed(cfg.coordinator.observe.clone());
-    let epoch = take_over(&store, cfg.dbid).await?;
+    let epoch = take_over(
+        &store,
+        cfg.dbid,
+        !cfg.coordinator.bugs.coordinator_fence_off,
+    )
+    .await?;
     info!(
-        epoch,
+        epoch = %crate::catalog::epoch::describe(epoch),
         end_lsn, "activated: the standby is now the coordinator"
     );
     let mut ccfg = cfg.coordinator.clone();
     ccfg.listen_addr = cfg.listen_addr.clone();
+    announce(&store, &ccfg).await;
     let outcome = resolve(&store, &ccfg).await?;
     let services = Services::start(ccfg, store, outcome.xid_floor);
     *shared.active.lock().unwrap() = Some(services);
@@ -110,9 +116,50 @@ async fn coordinator_answers(addr: &str) -> bool {
     )
 }
 
-/// The catalog change of activation, under a new epoch: the standby's row becomes the acting
-/// coordinator (content -1, role p), every old coordinator row is marked down.
-async fn take_over(store: &CatalogStore, dbid: u16) -> Result<u64, ActivateError> {
+/// Tells every segment instance, primaries and mirrors, the new epoch at once (a probe, which
+/// each instance fences and follows, keeping the new generation on disk): from then on none of
+/// them obeys the deposed coordinator, should it start again. Best effort: an instance down
+/// now learns it from its primary's stream or the prober's first request when it is back.
+async fn announce(store: &CatalogStore, cfg: &crate::coordinator::CoordinatorConfig) {
+    let catalog = store.snapshot();
+    let calls: Vec<_> = catalog
+        .segments
+        .values()
+        .filter(|s| s.content >= 0)
+        .map(|s| {
+            let req = SegmentRequest::Probe {
+                dbid: s.dbid,
+                content: s.content,
+                epoch: catalog.epoch,
+            };
+            let (addr, connect, call) = (s.endpoint(), cfg.connect_timeout, cfg.connect_timeout);
+            crate::io::runtime::spawn(async move {
+                let mut conn = Connection::connect(&addr, connect).await.ok()?;
+                conn.call::<_, SegmentResponse>(&req, call).await.ok()
+            })
+        })
+        .collect();
+    let mut told = 0;
+    for call in calls {
+        if let Ok(Some(SegmentResponse::Probe(_))) = call.await {
+            told += 1;
+        }
+    }
+    info!(
+        told,
+        instances = catalog.segments.values().filter(|s| s.content >= 0).count(),
+        "new coordinator generation announced"
+    );
+}
+
+/// The catalog change of activation, under the first epoch of the next coordinator generation
+/// (see [`crate::catalog::epoch`]): the standby's row becomes the acting coordinator (content
+/// -1, role p), every old coordinator row is marked down.
+async fn take_over(
+    store: &CatalogStore,
+    dbid: u16,
+    new_generation: bool,
+) -> Result<u64, ActivateError> {
     let catalog = store.snapshot();
     let me = catalog
         .segments
@@ -151,7 +198,9 @@ async fn take_over(store: &CatalogStore, dbid: u16) -> Result<u64, ActivateError
             ),
         ));
     }
-    Ok(store.record_rows(&rows).await?.epoch)
+    // Planted bug `coordinator-fence-off`: the epoch count goes on in the old generation, so a
+    // deposed coordinator's own changes reach epochs the instances obey.
+    Ok(store.record_rows(&rows, new_generation).await?.epoch)
 }
 
 struct Resolved {
@@ -176,7 +225,9 @@ async fn resolve(
         match primary_call(
             store,
             content,
-            &SegmentRequest::ListPrepared,
+            &SegmentRequest::ListPrepared {
+                epoch: store.epoch(),
+            },
             cfg.connect_timeout,
             cfg.statement_timeout,
         )
@@ -209,12 +260,22 @@ async fn resolve(
     let mut unfinished = BTreeSet::new();
     for action in actions {
         let (content, gxid, req) = match action {
-            Resolution::CommitPrepared { content, gxid } => {
-                (content, gxid, SegmentRequest::CommitPrepared { xid: gxid })
-            }
-            Resolution::AbortPrepared { content, gxid } => {
-                (content, gxid, SegmentRequest::AbortPrepared { xid: gxid })
-            }
+            Resolution::CommitPrepared { content, gxid } => (
+                content,
+                gxid,
+                SegmentRequest::CommitPrepared {
+                    xid: gxid,
+                    epoch: store.epoch(),
+                },
+            ),
+            Resolution::AbortPrepared { content, gxid } => (
+                content,
+                gxid,
+                SegmentRequest::AbortPrepared {
+                    xid: gxid,
+                    epoch: store.epoch(),
+                },
+            ),
         };
         let done = matches!(
             primary_call(

@@ -41,6 +41,8 @@ pub enum StandbyError {
     Listen(NetError),
     #[error("standby storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("standby refuses to start: {0}")]
+    Identity(#[from] crate::storage::identity::IdentityError),
 }
 
 enum StreamEnd {
@@ -64,6 +66,13 @@ pub(super) struct Shared {
 pub async fn run(cfg: StandbyConfig, disk: Arc<dyn Disk>) -> Result<(), StandbyError> {
     let span = tracing::info_span!("standby", dbid = cfg.dbid, content = -1);
     async move {
+        use crate::storage::identity::{Expected, Identity};
+        let expected = Expected {
+            cluster_id: cfg.coordinator.cluster_id,
+            dbid: Some(cfg.dbid),
+            content: -1,
+        };
+        Identity::read_expected(&*disk, "of the standby", expected)?;
         let listener = net::listen(&cfg.listen_addr)
             .await
             .map_err(StandbyError::Listen)?;
@@ -257,6 +266,12 @@ impl Shared {
                 CatalogStream::Wal(WalMessage::Keepalive { .. }) => self.position().await,
                 CatalogStream::Wal(WalMessage::Refused { reason }) => {
                     return StreamEnd::Refused(reason)
+                }
+                // A segment stream's opening, never sent on the catalog's.
+                CatalogStream::Wal(WalMessage::Start { .. }) => {
+                    return StreamEnd::Refused(
+                        "a segment WAL stream's start frame on the catalog stream".into(),
+                    )
                 }
             };
             let feedback = match feedback {

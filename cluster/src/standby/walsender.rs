@@ -110,7 +110,7 @@ async fn register(
         row.endpoint()
     );
     rows.push((row.clone(), desc));
-    match store.record_rows(&rows).await {
+    match store.record_rows(&rows, false).await {
         Ok(catalog) => {
             info!(dbid = row.dbid, host = %row.hostname, epoch = catalog.epoch, "standby coordinator registered");
             ClientResponse::Standby(StandbyReply::Registered {
@@ -245,7 +245,10 @@ pub async fn stream(
                         continue;
                     }
                 }
-                WalMessage::Keepalive { flushed }
+                WalMessage::Keepalive {
+                    flushed,
+                    epoch: store.epoch(),
+                }
             };
             if let Err(e) = writer.send(&CatalogStream::Wal(msg)).await {
                 break Some(format!("lost the connection to the standby: {e}"));

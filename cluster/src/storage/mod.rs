@@ -17,10 +17,12 @@ pub mod base_backup;
 mod cache;
 mod control;
 mod error;
+pub mod identity;
 mod open;
 mod page;
 mod redo;
 mod rewind;
+pub mod small_file;
 mod table;
 mod txn;
 

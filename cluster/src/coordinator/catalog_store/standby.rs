@@ -43,17 +43,23 @@ impl CatalogStore {
 
     /// Writes `rows` (added or replaced whole, by dbid) with one history line each, under a new
     /// epoch, as one durable transaction; then updates the in-memory catalog. Nothing changes
-    /// if the result would break the catalog's invariants.
+    /// if the result would break the catalog's invariants. `new_generation`: the epoch is the
+    /// first of the next coordinator generation (activation; see [`crate::catalog::epoch`]).
     pub async fn record_rows(
         &self,
         rows: &[(SegmentConfig, String)],
+        new_generation: bool,
     ) -> Result<Catalog, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
         let mut next = self.snapshot();
         for (row, _) in rows {
             next.segments.insert(row.dbid, row.clone());
         }
-        next.epoch += 1;
+        next.epoch = if new_generation {
+            crate::catalog::epoch::first_of_next_generation(next.epoch)
+        } else {
+            next.epoch + 1
+        };
         next.check()?;
         let now = runtime::unix_time_ms();
         let history_base = engine
