@@ -150,6 +150,63 @@ impl SimDisk {
         }
     }
 
+    /// Writes a whole file, durable at once with its directory entry (its directories made), as
+    /// a tool that wrote and synced it before anything else ran there (`init` laying out an
+    /// instance's directory, a verb making a new mirror's).
+    pub fn install(&self, path: &str, bytes: &[u8]) {
+        let path = path.trim_matches('/');
+        let mut st = self.state.lock().unwrap();
+        let mut dir = parent_dir(path);
+        loop {
+            st.dirs.insert(dir.to_string());
+            if dir.is_empty() {
+                break;
+            }
+            dir = parent_dir(dir);
+        }
+        let id = match st.names.get(path) {
+            Some(id) => *id,
+            None => {
+                let id = st.next_inode;
+                st.next_inode += 1;
+                st.names.insert(path.to_string(), id);
+                id
+            }
+        };
+        st.durable_names.insert(path.to_string(), id);
+        st.inodes.insert(
+            id,
+            Inode {
+                data: bytes.to_vec(),
+                durable: bytes.to_vec(),
+                dirty_from: bytes.len(),
+                ..Inode::default()
+            },
+        );
+    }
+
+    /// Every file and directory under `dir` gone for good, durable or not (an instance's
+    /// directory deleted, or its mount lost); `""` empties the whole disk (a disk replaced).
+    pub fn remove_tree(&self, dir: &str) {
+        let dir = dir.trim_matches('/');
+        let under = |name: &str| {
+            dir.is_empty()
+                || name == dir
+                || name.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+        };
+        let mut st = self.state.lock().unwrap();
+        st.names.retain(|n, _| !under(n));
+        st.durable_names.retain(|n, _| !under(n));
+        let live: std::collections::BTreeSet<u64> = st
+            .names
+            .values()
+            .chain(st.durable_names.values())
+            .copied()
+            .collect();
+        st.inodes.retain(|id, _| live.contains(id));
+        st.dirs.retain(|d| !under(d) || d.is_empty());
+    }
+
     /// Makes every write from now on that grows a file fail once the disk holds `bytes`.
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.state.lock().unwrap().capacity = bytes;

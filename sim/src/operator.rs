@@ -5,11 +5,16 @@
 //! unmirrored segment) restart the cluster once its hosts are back, then `recoverseg`.
 //!
 //! With a standby coordinator (seed 000, "Failing Over to a Standby Master"): when the acting
-//! coordinator's host is down and the standby was Synchronized when last seen, fence the lost
-//! coordinator and `activate-standby` (starting the standby first if its process is not
-//! running, as gpactivatestandby `-f` does); once a host for a standby is free (the failed
-//! coordinator's, back up), `init-standby -s HOST`; a standby that is configured but not
-//! running (its host restarted), `init-standby -n`. The coordinator rules apply at once, even
+//! coordinator's host is down and the standby was Synchronized when last seen,
+//! `activate-standby` (starting the standby first if its process is not running, as
+//! gpactivatestandby `-f` does). A careful operator fences the lost coordinator first, so its
+//! host boots without it; one who follows the README's way back does not: when the host
+//! returns (or the cluster is restarted from its files) the old coordinator starts again, and
+//! the cluster's own fence must keep it from acting. Which one acts is drawn per look
+//! ([`Operator::fence_before_activation`]). Once a host for a standby is free (the failed
+//! coordinator's, back up), `init-standby -s HOST` (stopping the old coordinator there first,
+//! if it runs); a standby that is configured but not running (its host restarted),
+//! `init-standby -n`. The coordinator rules apply at once, even
 //! while faults are still being injected; the segment rules wait until every fault healed
 //! ([`Operator::faults_running`]). A standby last seen Not Synchronized is never activated (it
 //! may lack commits the coordinator acknowledged alone): the operator waits for the
@@ -66,12 +71,13 @@ pub enum Action {
     Rebalance,
     /// `restart` (gpstop -r).
     Restart,
-    /// Fence the lost coordinator on `from`, then `activate-standby` on the standby `standby`
-    /// (its process started first when `start`: gpactivatestandby `-f`).
+    /// `activate-standby` on the standby `standby` (its process started first when `start`:
+    /// gpactivatestandby `-f`), the lost coordinator on `from` fenced first when `fence`.
     ActivateStandby {
         from: String,
         standby: Box<SegmentConfig>,
         start: bool,
+        fence: bool,
     },
     /// `init-standby -s HOST`.
     InitStandby { host: String },
@@ -106,6 +112,9 @@ pub struct Operator {
     standby: Option<(SegmentConfig, bool)>,
     /// Faults are still being injected: only the coordinator rules apply.
     pub faults_running: bool,
+    /// Fence a lost coordinator before activating its standby (the careful procedure); off,
+    /// the README's way: nothing keeps the old coordinator from starting again.
+    pub fence_before_activation: bool,
     /// How long `init-standby` waits for Synchronized.
     pub standby_wait: Option<Duration>,
     /// Actions taken, in order, with their outcome.
@@ -205,6 +214,7 @@ impl Operator {
                         from: c.acting_host.clone(),
                         standby: Box::new(row.clone()),
                         start: !c.standby_running,
+                        fence: self.fence_before_activation,
                     })
                 }
                 _ => None,
@@ -302,7 +312,8 @@ impl Operator {
                 from,
                 standby,
                 start,
-            } => activate(hosts, from, standby, *start).await,
+                fence,
+            } => activate(hosts, from, standby, *start, *fence).await,
             Action::InitStandby { host } => {
                 crate::standby_runs::init_standby(hosts, host, false, wait, client_timeout())
                     .await
@@ -379,18 +390,24 @@ fn describe_standby(s: &MirroringStatus) -> String {
     )
 }
 
-/// Fences the lost coordinator on `from`, starts the standby if asked, and activates it; on
-/// success the world's acting coordinator moves to the standby's host. Only a refusal because
-/// the old coordinator answers again lifts the fence; after any other failure the activation
-/// may have begun, so the fence stays and the next look tries again (a standby whose catalog
-/// already names it the coordinator is started as the coordinator).
+/// Fences the lost coordinator on `from` if asked, starts the standby if asked, and activates
+/// it; on success the world's acting coordinator moves to the standby's host. Only a refusal
+/// because the old coordinator answers again lifts the fence; after any other failure the
+/// activation may have begun, so the fence stays and the next look tries again (a standby
+/// whose catalog already names it the coordinator is started as the coordinator).
 pub(crate) async fn activate(
     hosts: &SimHosts,
     from: &str,
     standby: &SegmentConfig,
     start: bool,
+    fence: bool,
 ) -> Result<String, String> {
-    let fenced = hosts.0.lock().unwrap().fence_coordinator(from);
+    hosts.0.lock().unwrap().activation_began_ms = Some(crate::workload::now_ms());
+    let fenced = if fence {
+        hosts.0.lock().unwrap().fence_coordinator(from)
+    } else {
+        None
+    };
     if start {
         let world = hosts.0.lock().unwrap();
         match world.standby_host_on(&hosts.2, &standby.hostname) {
@@ -609,6 +626,7 @@ mod tests {
             from: "mdw".into(),
             standby: Box::new(smdw.clone()),
             start: false,
+            fence: false,
         };
         assert_eq!(op.decide(&lost), Some(activate));
         assert_eq!(op.decide(&lost).unwrap().command(), "activate-standby");
@@ -620,8 +638,16 @@ mod tests {
                 from: "mdw".into(),
                 standby: Box::new(smdw.clone()),
                 start: true,
+                fence: false,
             })
         );
+        // A careful operator fences the lost coordinator first.
+        op.fence_before_activation = true;
+        assert!(matches!(
+            op.decide(&stopped),
+            Some(Action::ActivateStandby { fence: true, .. })
+        ));
+        op.fence_before_activation = false;
         // Its host is down as well: nothing to activate, wait for a host.
         assert_eq!(op.decide(&look("mdw", None, false, &["mdw", "smdw"])), None);
         // Activated: the coordinator acts on smdw, no standby is configured. While mdw is

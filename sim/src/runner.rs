@@ -189,6 +189,8 @@ struct SimOutput {
     configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
     /// Every activation of a standby, with the catalog WALs it is judged on.
     activations: Vec<crate::standby_runs::ActivationRecord>,
+    /// Every change of acting coordinator, with the hosts' addresses.
+    successions: Vec<invariants::one_acting_coordinator::Succession>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -364,6 +366,10 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             check(latest_value::NAME, latest_value::check_with(&txns, &model));
             check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
             check(linear_history::NAME, linear_history::check(&out.facts));
+            check(
+                one_acting_coordinator::NAME,
+                one_acting_coordinator::check(&out.facts, &out.successions),
+            );
             check(wal_before_data::NAME, wal_before_data::check(&out.facts));
             check(
                 identical_replicas::NAME,
@@ -541,6 +547,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         None
     };
     let activations = std::mem::take(&mut hosts.0.lock().unwrap().activations);
+    let successions = std::mem::take(&mut hosts.0.lock().unwrap().successions);
     let out = SimOutput {
         facts: recorder.facts(),
         checksums,
@@ -555,6 +562,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         catalog_lines: trace::take_catalog_lines(),
         configuration_history,
         activations,
+        successions,
         history,
         final_rows,
         sim_time_ms: now_ms(),

@@ -53,6 +53,22 @@ impl StandbyHost {
         }
     }
 
+    /// Makes the standby's data directory anew for `row`, as `init-standby -s` does: emptied,
+    /// with the standby's identity.
+    pub(crate) fn make_directory(&self, row: &SegmentConfig) -> Result<(), String> {
+        let dir = SubDisk::new(self.disk.clone(), &row.datadir);
+        cluster::storage::wipe_instance_dir(&dir)
+            .map_err(|e| format!("cannot empty {}:{}: {e}", row.hostname, row.datadir))?;
+        crate::world::install_identity(
+            &self.disk,
+            self.coordinator.cluster_id,
+            &row.datadir,
+            row.dbid,
+            -1,
+        );
+        Ok(())
+    }
+
     /// Starts the standby process for the catalog row `row` on its host.
     pub fn launch(&self, row: &SegmentConfig) {
         let cfg = StandbyConfig {
@@ -122,8 +138,15 @@ impl World {
             let mode = admin::init_mode(new, resync)?;
             let mut client = Client::new(addrs, Duration::from_secs(5));
             let launch = |row: SegmentConfig| {
-                host.launch(&row);
-                async { Ok(()) }
+                let made = if resync {
+                    Ok(())
+                } else {
+                    host.make_directory(&row)
+                };
+                if made.is_ok() {
+                    host.launch(&row);
+                }
+                async move { made }
             };
             admin::init_standby(&mut client, coordinator, mode, launch, within).await
         });

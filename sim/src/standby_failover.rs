@@ -212,7 +212,12 @@ async fn leftovers(
             .await
             .map_err(|e| e.to_string())?;
         match conn
-            .call(&SegmentRequest::ListPrepared, timeout)
+            .call(
+                &SegmentRequest::ListPrepared {
+                    epoch: catalog.epoch,
+                },
+                timeout,
+            )
             .await
             .map_err(|e| e.to_string())?
         {

@@ -191,6 +191,15 @@ impl World {
         before
     }
 
+    /// Stops the coordinator that coordinator host `host` runs, if any, and fences it, before the
+    /// host is made a standby's: an administrator stops the old coordinator before running
+    /// `init-standby -s` there.
+    pub fn retire_coordinator(&mut self, host: &str) {
+        if self.fence_coordinator(host).is_some() {
+            self.restart_coordinator_process(host);
+        }
+    }
+
     /// Undoes a fence when the activation did not happen: the host boots its coordinator
     /// again, and if the host is up and the coordinator is not running, it is started.
     pub fn unfence(
@@ -282,6 +291,16 @@ impl World {
         if let Some(boot) = self.coordinator_boot.get(host) {
             *boot.lock().unwrap() = Some((ccfg, disk.clone()));
         }
+        let ip = |addr: &str| addr.rsplit_once(':').map_or(addr, |(ip, _)| ip).to_string();
+        let succession = crate::invariants::one_acting_coordinator::Succession {
+            began_ms: self.activation_began_ms.take().unwrap_or(at_ms),
+            at_ms,
+            deposed: ip(&self.acting.addr),
+            successor: ip(&addr),
+        };
+        if succession.deposed != succession.successor {
+            self.successions.push(succession);
+        }
         let before = std::mem::replace(
             &mut self.acting,
             ActingCoordinator {
@@ -340,14 +359,17 @@ pub async fn init_standby(
             world.coordinator_addrs(),
         )
     };
+    if !resync {
+        // The host becomes a standby's: the coordinator that ran there (an old one, deposed by
+        // an activation) is stopped and never started there again.
+        hosts.0.lock().unwrap().retire_coordinator(host);
+    }
     let mode = admin::init_mode((!resync).then(|| standby.new_standby()), resync)?;
     let mut client = Client::new(addrs, timeout);
     let fresh = matches!(mode, InitMode::Add(_));
     let launch = move |row: SegmentConfig| {
         let result = if fresh {
-            let dir = SubDisk::new(standby.disk.clone(), &row.datadir);
-            cluster::storage::wipe_instance_dir(&dir)
-                .map_err(|e| format!("cannot empty {}:{}: {e}", row.hostname, row.datadir))
+            standby.make_directory(&row)
         } else {
             Ok(())
         };
@@ -384,6 +406,9 @@ pub async fn watch(
         if at_ms >= stop_at_ms {
             return (operator, actions);
         }
+        // Some operators fence a lost coordinator before activating its standby; others follow
+        // the README and leave the old coordinator to find out it was replaced.
+        operator.fence_before_activation = rng.next_u32().is_multiple_of(2);
         if let Some((action, outcome)) = operator.act(&mut client, &hosts).await {
             actions.push(crate::runner::OperatorAction::new(at_ms, &action, outcome));
         }

@@ -271,7 +271,7 @@ pub async fn coordinator_fails_standby_activated(seed: u64) -> Steps {
 async fn activate_on(h: &AdminHarness, from: &str, standby: SegmentConfig) -> String {
     let from = from.to_string();
     h.run(move |_, hosts| async move {
-        crate::operator::activate(&hosts, &from, &standby, false)
+        crate::operator::activate(&hosts, &from, &standby, false, true)
             .await
             .expect("activate-standby")
     })

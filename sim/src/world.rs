@@ -121,6 +121,43 @@ pub struct World {
     pub(crate) pair_crashed: Vec<String>,
     /// Every activation of a standby in this run, with the catalog WALs it is judged on.
     pub activations: Vec<crate::standby_runs::ActivationRecord>,
+    /// The cluster's identifier, in every data directory's identity.
+    pub cluster_id: u64,
+    /// Every change of acting coordinator (an activation the operator saw through, reported
+    /// or not), for the one-acting-coordinator checker.
+    pub successions: Vec<crate::invariants::one_acting_coordinator::Succession>,
+    /// When the operator began the activation under way, if one is.
+    pub activation_began_ms: Option<u64>,
+}
+
+/// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.
+pub(crate) fn install_identity(
+    disk: &SimDisk,
+    cluster_id: u64,
+    datadir: &str,
+    dbid: u16,
+    content: i16,
+) {
+    let identity = cluster::storage::identity::Identity {
+        cluster_id,
+        dbid,
+        content,
+        system_id: None,
+    };
+    let path = format!(
+        "{}/{}",
+        datadir.trim_matches('/'),
+        cluster::storage::identity::IDENTITY_PATH
+    );
+    disk.install(path.trim_start_matches('/'), &identity.encoded());
+}
+
+/// The cluster identifier of a run: a fixed mix of its disk seed, so no random draw moves.
+fn cluster_id_of(disk_seed: u64) -> u64 {
+    let mut z = disk_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The coordinator's address (host index 0).
@@ -166,6 +203,9 @@ impl World {
             coordinator_crashed: Vec::new(),
             pair_crashed: Vec::new(),
             activations: Vec::new(),
+            cluster_id: cluster_id_of(disk_seed),
+            successions: Vec::new(),
+            activation_began_ms: None,
         };
         world.add_coordinator(cfg);
         for name in &segment_hosts {
@@ -188,6 +228,7 @@ impl World {
     /// The coordinator's settings in this run.
     pub(crate) fn coordinator_config(&self, cfg: &RunConfig) -> CoordinatorConfig {
         let mut ccfg = CoordinatorConfig::new(self.coordinator_addr.clone(), self.segments.clone());
+        ccfg.cluster_id = self.cluster_id;
         ccfg.probe = cfg.probe.clone();
         ccfg.statement_timeout = cfg.statement_timeout;
         ccfg.bugs = cfg.bugs;
@@ -218,8 +259,15 @@ impl World {
         &self.handle
     }
 
+    /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`,
+    /// as `init` (or a verb making a new instance) does before the instance first starts.
+    pub(crate) fn install_identity(&self, disk: &SimDisk, datadir: &str, dbid: u16, content: i16) {
+        install_identity(disk, self.cluster_id, datadir, dbid, content);
+    }
+
     fn add_coordinator(&mut self, cfg: &RunConfig) {
         let disk = World::new_disk(cfg);
+        self.install_identity(&disk, "", 1, -1);
         let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
         self.acting.disk = node_disk.clone();
@@ -290,6 +338,7 @@ impl World {
                 .iter()
                 .find(|p| p.content == seg.content && p.dbid != seg.dbid)
                 .map(|p| p.endpoint());
+            self.install_identity(&disk, &seg.datadir, seg.dbid, seg.content);
             let dir_disk = self.instance_disk(&disk, seg);
             self.fill_instance(cfg, &mut icfg);
             let ip: IpAddr = seg.address.parse().expect("instance address is an IP");
@@ -309,6 +358,7 @@ impl World {
 
     /// The instance settings a run varies.
     fn fill_instance(&self, cfg: &RunConfig, icfg: &mut InstanceConfig) {
+        icfg.cluster_id = self.cluster_id;
         icfg.replication = cfg.replication;
         icfg.mirror_down_grace_period = cfg.mirror_down_grace_period;
         icfg.wal_timeout = cfg.wal_timeout;
@@ -456,6 +506,8 @@ impl World {
         let disk = self.instance_disk(&host.disk, &mirror);
         cluster::storage::wipe_instance_dir(&*disk)
             .map_err(|e| format!("cannot wipe {}:{}: {e}", row.hostname, row.datadir))?;
+        let host_disk = host.disk.clone();
+        self.install_identity(&host_disk, &row.datadir, row.dbid, row.content);
         let reuse = host.processes.iter().position(|p| p.ip == ip);
         match reuse {
             Some(i) => {

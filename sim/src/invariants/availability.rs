@@ -150,7 +150,7 @@ pub fn check(
             violations.push(Violation {
                 checker: NAME,
                 message: format!(
-                    "content {c} was unavailable at {at} ms of the workload in a run that must stay available, outside the {w} ms detection window after every fault touching it"
+                    "content {c} was unavailable at {at} ms of the workload in a run that must stay available, outside the {w} ms detection window after every fault touching it: {err}"
                 ),
                 first_event: t.completion_event(),
             });

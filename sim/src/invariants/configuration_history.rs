@@ -13,6 +13,13 @@
 //!   its history rows are there, matched by no logged change. So the epochs without a logged
 //!   change may not outnumber the history rows no logged change accounts for: the catalog
 //!   never moved to a new configuration nobody recorded.
+//!
+//! Epochs count within a coordinator generation (`cluster::catalog::epoch`): an activation
+//! starts the next generation at its change 1. A coordinator deposed by an activation may still
+//! record changes of the old generation in its own catalog before it learns it was replaced
+//! (they never reach the acting catalog, and what the instances did with them is
+//! `one-acting-coordinator`'s and `linear-history`'s to judge): lines of a generation logged
+//! after the next generation's first line are not the acting catalog's, and are left out.
 
 use cluster::catalog::HistoryRow;
 
@@ -26,7 +33,23 @@ pub const NAME: &str = "configuration-history";
 const INITIAL_EPOCH: u64 = 1;
 
 pub fn check(lines: &[CatalogLine], rows: &[HistoryRow], final_epoch: u64) -> Vec<Violation> {
+    use cluster::catalog::epoch::generation;
     let mut violations = Vec::new();
+    // When each generation's first change was logged (its activation).
+    let mut began: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+    for l in lines {
+        let at = began.entry(generation(l.epoch)).or_insert(l.at_ms);
+        *at = (*at).min(l.at_ms);
+    }
+    let lines: Vec<CatalogLine> = lines
+        .iter()
+        .filter(|l| {
+            began
+                .get(&(generation(l.epoch) + 1))
+                .is_none_or(|next| l.at_ms <= *next)
+        })
+        .cloned()
+        .collect();
     // Logged changes, in commit (epoch) order, must be a subsequence of the history rows; two
     // writers may log their commits in another order than they made them.
     let mut in_order: Vec<&CatalogLine> = lines.iter().collect();
@@ -57,9 +80,31 @@ pub fn check(lines: &[CatalogLine], rows: &[HistoryRow], final_epoch: u64) -> Ve
         }
     }
     let logged: std::collections::BTreeSet<u64> = lines.iter().map(|l| l.epoch).collect();
-    let unlogged: Vec<u64> = (INITIAL_EPOCH + 1..=final_epoch)
-        .filter(|e| !logged.contains(e))
-        .collect();
+    // The epochs the acting catalog went through: from the first after the initial one to the
+    // final epoch in its generation, and in each earlier generation up to its last logged
+    // change (where its successor took over).
+    let final_generation = generation(final_epoch);
+    let mut unlogged: Vec<u64> = Vec::new();
+    for g in 0..=final_generation {
+        let first = if g == 0 {
+            INITIAL_EPOCH + 1
+        } else {
+            cluster::catalog::epoch::first_of_next_generation(((g - 1) as u64) << 32)
+        };
+        let last = if g == final_generation {
+            final_epoch
+        } else {
+            match logged
+                .range(first..)
+                .take_while(|e| generation(**e) == g)
+                .last()
+            {
+                Some(e) => *e,
+                None => continue,
+            }
+        };
+        unlogged.extend((first..=last).filter(|e| !logged.contains(e)));
+    }
     let unaccounted_rows = rows.len().saturating_sub(matched);
     if let Some(&epoch) = unlogged.get(unaccounted_rows.min(unlogged.len())) {
         violations.push(violation(

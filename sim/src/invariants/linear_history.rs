@@ -120,7 +120,7 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
                 );
             }
             // The coordinator's catalog, not a content's history.
-            Fact::StandbyFlushed { .. } | Fact::BlockBeyondWal { .. } => {}
+            Fact::StandbyFlushed { .. } | Fact::BlockBeyondWal { .. } | Fact::Obeyed { .. } => {}
         }
     }
     violations

@@ -11,6 +11,7 @@ pub mod latest_value;
 pub mod linear_history;
 pub mod model;
 pub mod no_lost_commits;
+pub mod one_acting_coordinator;
 pub mod promoted_in_sync;
 pub mod standby_catalog;
 pub mod wal_before_data;

@@ -1,0 +1,135 @@
+//! **One acting coordinator: once an instance has obeyed the coordinator an activation put in
+//! charge, it never obeys the coordinator that activation deposed.**
+//!
+//! Seed 000 ("Failing Over to a Standby Master"): after `gpactivatestandby` the standby *is* the
+//! master, and the old master must not come back beside it; seed 002: "segments refuse work
+//! stamped with an older epoch". A deposed coordinator may start again (its host reboots, an
+//! operator restarts the cluster from stale files) and send requests; every instance that has
+//! obeyed its successor must refuse them, or two coordinators act side by side (two catalogs,
+//! two primaries for one content).
+//!
+//! Ground truth, not the cluster's own account: who was deposed when comes from the simulated
+//! world (every activation the operator carried out, with the hosts' addresses); what each
+//! instance obeyed from whom comes from its reports (each instance reports the first fenced
+//! request — a probe, a promotion, a transaction's begin — it obeys from a coordinator address
+//! other than the last). A violation: an instance obeys the deposed coordinator after it obeyed
+//! the successor, while the deposed one is not acting again.
+
+use std::collections::BTreeMap;
+
+use super::Violation;
+use crate::history::Event;
+use crate::observer::Observed;
+use cluster::catalog::{epoch, Dbid};
+use cluster::observe::Fact;
+
+pub const NAME: &str = "one-acting-coordinator";
+
+/// An activation: the coordinator at address `deposed` replaced by the one at `successor`
+/// (hosts' addresses, without ports), begun at `began_ms` (the operator ran
+/// `activate-standby`) and seen through at `at_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Succession {
+    pub began_ms: u64,
+    pub at_ms: u64,
+    pub deposed: String,
+    pub successor: String,
+}
+
+pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    // Per instance: when it last obeyed each coordinator address.
+    let mut obeyed: BTreeMap<Dbid, BTreeMap<&str, u64>> = BTreeMap::new();
+    for o in facts {
+        let Fact::Obeyed {
+            content,
+            dbid,
+            epoch: e,
+            ref from,
+        } = o.fact
+        else {
+            continue;
+        };
+        let seen = obeyed.entry(dbid).or_default();
+        for (k, s) in successions.iter().enumerate() {
+            if *from != s.deposed || s.at_ms > o.at_ms {
+                continue;
+            }
+            // Acting again by a later activation begun before this request (it tells every
+            // instance its new epoch before the operator sees it through): obeying it is right.
+            let back = successions[k + 1..]
+                .iter()
+                .any(|later| later.successor == s.deposed && later.began_ms <= o.at_ms);
+            let followed_successor = seen.contains_key(s.successor.as_str());
+            if !back && followed_successor {
+                let message = format!(
+                    "content {content}: dbid {dbid} obeyed the coordinator at {from} (epoch {}) at {} ms, after that coordinator was deposed by the activation of the one at {} ({} ms), which dbid {dbid} had obeyed: two coordinators acted side by side",
+                    epoch::describe(e),
+                    o.at_ms,
+                    s.successor,
+                    s.at_ms
+                );
+                violations.push(Violation {
+                    checker: NAME,
+                    first_event: Event {
+                        at_ms: o.at_ms,
+                        client: 0,
+                        txn: 0,
+                        kind: "obeyed".into(),
+                        detail: message.clone(),
+                    },
+                    message,
+                });
+            }
+        }
+        seen.insert(from.as_str(), o.at_ms);
+        if violations.len() >= 10 {
+            break;
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obeyed(at_ms: u64, dbid: Dbid, from: &str) -> Observed {
+        Observed {
+            at_ms,
+            fact: Fact::Obeyed {
+                content: 0,
+                dbid,
+                epoch: 7,
+                from: from.into(),
+            },
+        }
+    }
+
+    fn activation(at_ms: u64, deposed: &str, successor: &str) -> Succession {
+        Succession {
+            began_ms: at_ms - 5,
+            at_ms,
+            deposed: deposed.into(),
+            successor: successor.into(),
+        }
+    }
+
+    #[test]
+    fn an_instance_that_obeyed_the_successor_never_obeys_the_deposed_coordinator() {
+        let (mdw, smdw) = ("10.0.0.1", "10.0.2.1");
+        let swap = [activation(100, mdw, smdw)];
+        // dbid 2 obeys mdw, then the activated smdw, then mdw again.
+        let facts = vec![obeyed(10, 2, mdw), obeyed(90, 2, smdw), obeyed(150, 2, mdw)];
+        let v = check(&facts, &swap);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].message.contains("dbid 2") && v[0].message.contains(mdw));
+        assert_eq!(v[0].first_event.at_ms, 150);
+        // An instance that never heard from the successor yet: no violation.
+        assert!(check(&[obeyed(10, 3, mdw), obeyed(150, 3, mdw)], &swap).is_empty());
+        // mdw acting again after a second activation (begun at 150, before it was seen
+        // through): obeying it is right.
+        let back = [activation(100, mdw, smdw), activation(155, smdw, mdw)];
+        assert!(check(&facts, &back).is_empty());
+    }
+}
