@@ -47,6 +47,9 @@ pub struct CoordinatorConfig {
     /// sessions of 256 contents) make each connect cost their number.
     pub cached_segment_connections: usize,
     pub cache_blocks_max: usize,
+    /// What the coordinator's listener allows the peers it accepts (clients, the standby's
+    /// stream, administrative verbs).
+    pub server_limits: net::ServerLimits,
     pub bugs: PlantedBugs,
     /// Where the catalog reports what it acts on (the simulator's checkers; off in production).
     pub observe: crate::observe::Observe,
@@ -64,6 +67,7 @@ impl CoordinatorConfig {
             connect_timeout: Duration::from_secs(2),
             cached_segment_connections: 5,
             cache_blocks_max: 64,
+            server_limits: net::ServerLimits::coordinator(),
             bugs: PlantedBugs::none(),
             observe: Default::default(),
         }
@@ -112,15 +116,15 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
         if let Some(reason) = store.deposed() {
             return Err(CoordinatorError::Deposed(reason));
         }
-        let listener = net::listen(&cfg.listen_addr)
+        let mut server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(CoordinatorError::Listen)?;
         info!(epoch = %crate::catalog::epoch::describe(store.snapshot().epoch), "coordinator started");
         let services = Services::start(cfg, store.clone(), 0);
         loop {
             tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, addr)) => services.serve(Connection::new(stream, addr.to_string())),
+                accepted = server.accept() => match accepted {
+                    Ok(conn) => services.serve(conn),
                     Err(e) => {
                         warn!(error = %e, "accept failed");
                         runtime::sleep(Duration::from_millis(100)).await;

@@ -59,6 +59,8 @@ pub struct InstanceConfig {
     pub wal_timeout: Duration,
     pub checkpoint_interval: Duration,
     pub cache_blocks_max: usize,
+    /// What the instance's listener allows the peers it accepts.
+    pub server_limits: net::ServerLimits,
     pub bugs: PlantedBugs,
     /// Read-only hooks for the simulator's checkers.
     pub observe: crate::observe::Observe,
@@ -85,6 +87,7 @@ impl InstanceConfig {
             wal_timeout: Duration::from_secs(10),
             checkpoint_interval: Duration::from_secs(30),
             cache_blocks_max: 256,
+            server_limits: net::ServerLimits::segment(),
             bugs: PlantedBugs::none(),
             observe: Default::default(),
             stop: StopSignal::default(),
@@ -191,7 +194,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         let mut identity = check_identity(&cfg, &*disk).await?;
         let followed =
             followed::load(&*disk).map_err(|source| InstanceError::Storage { dbid, source })?;
-        let listener = net::listen(&cfg.listen_addr)
+        let server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(|source| InstanceError::Listen { dbid, source })?;
         let engine = Engine::open(
@@ -245,7 +248,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         if role == Role::Mirror {
             instance.start_receiver();
         }
-        let server = runtime::spawn(instance.clone().accept_loop(listener).in_current_span());
+        let server = runtime::spawn(instance.clone().accept_loop(server).in_current_span());
         tasks.push(server);
         let reason = instance.failed_or_stopped().await;
         for task in tasks {
@@ -369,11 +372,10 @@ impl Instance {
         reason
     }
 
-    async fn accept_loop(self, listener: tokio::net::TcpListener) {
+    async fn accept_loop(self, mut server: net::Server) {
         loop {
-            match listener.accept().await {
-                Ok((stream, addr)) => {
-                    let conn = Connection::new(stream, addr.to_string());
+            match server.accept().await {
+                Ok(conn) => {
                     runtime::spawn(self.clone().serve(conn).in_current_span());
                 }
                 Err(e) => {

@@ -31,7 +31,9 @@ pub struct StandbyConfig {
     pub listen_addr: String,
     /// The coordinator it streams from.
     pub coordinator_addr: String,
-    /// The coordinator it becomes; `listen_addr` is overridden by the standby's own.
+    /// The coordinator it becomes; `listen_addr` is overridden by the standby's own. Its
+    /// `server_limits` hold the standby's listener too: the connections it accepts become the
+    /// coordinator's sessions on activation.
     pub coordinator: CoordinatorConfig,
 }
 
@@ -73,7 +75,7 @@ pub async fn run(cfg: StandbyConfig, disk: Arc<dyn Disk>) -> Result<(), StandbyE
             content: -1,
         };
         Identity::read_expected(&*disk, "of the standby", expected)?;
-        let listener = net::listen(&cfg.listen_addr)
+        let mut server = net::Server::bind(&cfg.listen_addr, cfg.coordinator.server_limits)
             .await
             .map_err(StandbyError::Listen)?;
         let engine = if base_backup::present(&*disk) {
@@ -94,9 +96,8 @@ pub async fn run(cfg: StandbyConfig, disk: Arc<dyn Disk>) -> Result<(), StandbyE
         let task = runtime::spawn(shared.clone().receive_loop().in_current_span());
         *shared.receiver.lock().unwrap() = Some(task);
         loop {
-            match listener.accept().await {
-                Ok((stream, addr)) => {
-                    let conn = Connection::new(stream, addr.to_string());
+            match server.accept().await {
+                Ok(conn) => {
                     let shared = shared.clone();
                     runtime::spawn(shared.serve(conn).in_current_span());
                 }
