@@ -214,13 +214,13 @@ async fn the_activated_standby_serves_every_acknowledged_row() {
     }
 
     // Activation is refused while the coordinator answers.
-    let out = hacluster(&["activate-standby", "--standby", &standby]);
+    let out = hacluster(&["activate-standby", "--cluster", &file]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("still alive"), "{err}");
 
     c.kill("coordinator");
-    let out = hacluster(&["activate-standby", "--standby", &standby]);
+    let out = hacluster(&["activate-standby", "--cluster", &file]);
     assert!(
         out.status.success(),
         "activate-standby failed: {}{}",

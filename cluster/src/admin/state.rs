@@ -66,7 +66,11 @@ fn summary(report: &StateReport) -> String {
     let mut out = String::new();
     let pairs = cat.pairs();
     let segs: Vec<&SegmentConfig> = cat.segments.values().filter(|s| s.content >= 0).collect();
-    let _ = writeln!(out, "Configuration epoch: {}", cat.epoch);
+    let _ = writeln!(
+        out,
+        "Configuration epoch: {}",
+        crate::catalog::epoch::describe(cat.epoch)
+    );
     not_operational(report, &mut out);
     let mirrored = pairs.iter().any(|p| p.mirror.is_some());
     let _ = writeln!(

@@ -4,16 +4,15 @@
 //!
 //! ```text
 //! hacluster init-local --dir /tmp/c --base-port 15432
-//! hacluster coordinator --cluster /tmp/c/cluster.json &
-//! hacluster segment --cluster /tmp/c/cluster.json --dbid 2 &
-//! hacluster segment --cluster /tmp/c/cluster.json --dbid 3 &
+//! hacluster start --cluster /tmp/c/cluster.json
 //! hacluster client --coordinator 127.0.0.1:15432 create-table t
 //! hacluster client --coordinator 127.0.0.1:15432 insert t 1 hello
 //! hacluster state --coordinator 127.0.0.1:15432
+//! hacluster stop --cluster /tmp/c/cluster.json
 //! ```
 //!
-//! Logs go to standard error (`RUST_LOG` filters them); answers meant for scripts are JSON on
-//! standard output.
+//! An instance process logs to standard error (`RUST_LOG` filters it); `start` sends each to
+//! `DATADIR.log`. Answers meant for scripts are JSON on standard output.
 
 // A binary's root file looks for its modules beside it; these live in `hacluster/`.
 #[path = "hacluster/admin_cmd.rs"]
@@ -22,6 +21,8 @@ mod admin_cmd;
 mod client_cmd;
 #[path = "hacluster/cluster_file.rs"]
 mod cluster_file;
+#[path = "hacluster/processes.rs"]
+mod processes;
 #[path = "hacluster/standby_cmd.rs"]
 mod standby_cmd;
 
@@ -76,10 +77,28 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         primaries_per_host: usize,
     },
+    /// Start every process of the cluster that is not running (gpstart): the coordinator, the
+    /// standby if there is one, every segment instance; each logs to DATADIR.log.
+    Start {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[command(flatten)]
+        test: TestOnly,
+    },
+    /// Stop every process of the cluster (gpstop).
+    Stop {
+        #[arg(long)]
+        cluster: PathBuf,
+        /// fast and smart: SIGTERM and wait (every instance is crash-safe); immediate: SIGKILL.
+        #[arg(short = 'M', long, value_enum, default_value = "fast")]
+        mode: processes::StopMode,
+    },
     /// Run the coordinator (and its prober) until killed.
     Coordinator {
         #[arg(long)]
         cluster: PathBuf,
+        #[command(flatten)]
+        test: TestOnly,
     },
     /// Run one segment instance until it fails (exit code 1) or is killed.
     Segment {
@@ -87,6 +106,8 @@ enum Command {
         cluster: PathBuf,
         #[arg(long)]
         dbid: Dbid,
+        #[command(flatten)]
+        test: TestOnly,
     },
     /// Run one statement in its own transaction and print the answer as JSON. Exit code 1: it
     /// failed and nothing was committed; 2: a commit's outcome is unknown.
@@ -162,6 +183,8 @@ enum Command {
     Restart {
         #[arg(long)]
         cluster: PathBuf,
+        #[command(flatten)]
+        test: TestOnly,
     },
     /// Move mirrors (gpmovemirrors); writes a backout file beside the input.
     MoveMirrors {
@@ -176,11 +199,12 @@ enum Command {
     /// Add a standby coordinator (`-s HOST`) or resynchronize the configured one (`-n`), as
     /// gpinitstandby does; waits until it is Synchronized and prints the mirroring state.
     InitStandby(standby_cmd::InitStandbyArgs),
-    /// Promote the standby coordinator once the coordinator is gone (gpactivatestandby).
+    /// Promote the standby coordinator once the coordinator is gone (gpactivatestandby), and
+    /// record it in the cluster file as the coordinator.
     ActivateStandby {
-        /// The standby's address `ip:port`.
+        /// The cluster file: its standby is activated, and becomes its coordinator.
         #[arg(long)]
-        standby: String,
+        cluster: PathBuf,
         #[arg(long, default_value_t = 60_000)]
         timeout_ms: u64,
     },
@@ -191,6 +215,15 @@ enum Command {
     },
     /// Run a standby coordinator until killed (`init-standby` starts it).
     Standby(standby_cmd::StandbyArgs),
+}
+
+/// Options for testing the cluster's tests, never for real use.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct TestOnly {
+    /// Run the planted bugs the cluster file names (deliberate defects that prove the
+    /// simulator's checkers can fire); without it a process refuses a file that names any.
+    #[arg(long, hide = true)]
+    pub allow_planted_bugs: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -265,32 +298,44 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Coordinator { cluster } => {
+        Command::Start { cluster, test } => {
             let file = ClusterFile::load(&cluster)?;
+            print!(
+                "{}",
+                processes::start(&file, &cluster, test.allow_planted_bugs)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { cluster, mode } => {
+            let file = ClusterFile::load(&cluster)?;
+            print!("{}", processes::stop(&file, &cluster, mode)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Coordinator { cluster, test } => {
+            let mut file = ClusterFile::load(&cluster)?;
+            file.allow_planted_bugs = test.allow_planted_bugs;
             let cfg = file.coordinator_config()?;
-            let disk = real_disk(&file.coordinator.datadir)?;
-            std::fs::write(
-                file.coordinator.datadir.join(admin_cmd::PID_FILE),
-                format!("{}\n", std::process::id()),
-            )
-            .context("cannot write the coordinator's pid file")?;
-            info!(listen = %cfg.listen_addr, datadir = %file.coordinator.datadir.display(), "starting coordinator");
+            let datadir = file.coordinator.datadir.clone();
+            let _lock = processes::DataDirLock::acquire(&datadir, "coordinator")?;
+            let disk = real_disk(&datadir)?;
+            info!(listen = %cfg.listen_addr, datadir = %datadir.display(), "starting coordinator");
             let Some(result) = until_signalled(cluster::coordinator::run(cfg, disk)).await? else {
                 return Ok(ExitCode::SUCCESS);
             };
             result.context("coordinator stopped")?;
             anyhow::bail!("coordinator stopped without an error")
         }
-        Command::Segment { cluster, dbid } => {
-            let file = ClusterFile::load(&cluster)?;
+        Command::Segment {
+            cluster,
+            dbid,
+            test,
+        } => {
+            let mut file = ClusterFile::load(&cluster)?;
+            file.allow_planted_bugs = test.allow_planted_bugs;
             let (cfg, datadir) = file.instance_config(dbid)?;
+            let _lock =
+                processes::DataDirLock::acquire(&datadir, &format!("segment --dbid {dbid}"))?;
             let disk = real_disk(&datadir)?;
-            // Lets `move-mirrors` stop this process when its instance moves elsewhere.
-            std::fs::write(
-                datadir.join(admin_cmd::PID_FILE),
-                format!("{}\n", std::process::id()),
-            )
-            .with_context(|| format!("cannot write the pid file in {}", datadir.display()))?;
             info!(dbid, content = cfg.content, listen = %cfg.listen_addr, peer = ?cfg.peer_addr, datadir = %datadir.display(), "starting segment instance");
             let Some(result) = until_signalled(cluster::segment::run(cfg, disk)).await? else {
                 return Ok(ExitCode::SUCCESS);
@@ -381,8 +426,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restart { cluster } => {
-            print!("{}", admin_cmd::restart(&cluster)?);
+        Command::Restart { cluster, test } => {
+            let file = ClusterFile::load(&cluster)?;
+            print!(
+                "{}",
+                processes::stop(&file, &cluster, processes::StopMode::Fast)?
+            );
+            print!(
+                "{}",
+                processes::start(&file, &cluster, test.allow_planted_bugs)?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::MoveMirrors {
@@ -400,10 +453,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ActivateStandby {
-            standby,
+            cluster,
             timeout_ms,
         } => {
-            println!("{}", standby_cmd::activate(&standby, timeout_ms).await?);
+            println!("{}", standby_cmd::activate(&cluster, timeout_ms).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::StandbyState { target } => {
@@ -423,7 +476,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The data directory, which must exist (only init and a full recovery make one).
 fn real_disk(datadir: &std::path::Path) -> anyhow::Result<Arc<dyn Disk>> {
+    if !datadir.is_dir() {
+        anyhow::bail!("data directory {} does not exist", datadir.display());
+    }
     let disk = RealDisk::new(datadir)
         .with_context(|| format!("cannot open data directory {}", datadir.display()))?;
     Ok(Arc::new(disk))

@@ -1,12 +1,11 @@
 //! The administration verbs over real I/O: `recoverseg`, `add-mirrors`, `move-mirrors`,
 //! `state`. They run [`cluster::admin::driver`] against the coordinator; where a verb needs a
-//! new instance process (a mirror on a new host or directory), [`ProcessHosts`] records it in
-//! the cluster file and starts `hacluster segment` for it, detached, logging to
-//! `DATADIR.log`. The process of a moved instance is stopped through the pid file every
-//! segment process writes in its data directory.
+//! new instance process (a mirror on a new host or directory, or a full copy in place),
+//! [`ProcessHosts`] makes its data directory anew, records it in the cluster file and starts
+//! `hacluster segment` for it, detached, logging to `DATADIR.log`. The process of a moved
+//! instance is stopped through its data directory's lock (see [`crate::processes`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use anyhow::Context;
@@ -17,9 +16,7 @@ use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
 
 use super::cluster_file::{ClusterFile, SegmentEntry};
-
-/// The pid file a segment process keeps in its data directory.
-pub const PID_FILE: &str = "instance.pid";
+use super::processes;
 
 /// Hosts of a local cluster: every "host" is an address of this machine.
 pub struct ProcessHosts {
@@ -68,6 +65,12 @@ impl Hosts for ProcessHosts {
         let _one = self.lock.lock().unwrap();
         let (path, mut file) = self.file()?;
         let datadir = PathBuf::from(&row.datadir);
+        if let Some(pid) = processes::running(&datadir) {
+            return Err(format!(
+                "{} is in use by a running instance (pid {pid}); stop it first",
+                datadir.display()
+            ));
+        }
         if datadir.exists() {
             std::fs::remove_dir_all(&datadir)
                 .map_err(|e| format!("cannot wipe {}: {e}", datadir.display()))?;
@@ -85,27 +88,19 @@ impl Hosts for ProcessHosts {
             Some(s) => *s = entry,
             None => file.segments.push(entry),
         }
-        file.validate().map_err(|e| format!("{e:#}"))?;
-        let mut text = serde_json::to_string_pretty(&file).expect("the cluster file encodes");
-        text.push('\n');
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot update {}: {e}", path.display()))?;
-        let log = PathBuf::from(format!("{}.log", datadir.display()));
-        let out = std::fs::File::create(&log)
-            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-            .arg("segment")
-            .arg("--cluster")
-            .arg(path)
-            .args(["--dbid", &row.dbid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| format!("cannot start dbid {}: {e}", row.dbid))?;
+        file.store(path).map_err(|e| format!("{e:#}"))?;
+        // The instance's data directory is made here, as a full copy makes it: the instance
+        // itself never makes one.
+        crate::cluster_file::make_data_directory(&file, &datadir, row.dbid, row.content)
+            .map_err(|e| format!("{e:#}"))?;
+        let mut args: Vec<std::ffi::OsString> =
+            vec!["segment".into(), "--cluster".into(), path.into()];
+        args.extend(["--dbid".into(), row.dbid.to_string().into()]);
+        if file.allow_planted_bugs {
+            args.push("--allow-planted-bugs".into());
+        }
+        processes::spawn_detached(&args, &processes::log_path(&datadir))
+            .map_err(|e| format!("cannot start dbid {}: {e:#}", row.dbid))?;
         Ok(())
     }
 
@@ -119,12 +114,11 @@ impl Hosts for ProcessHosts {
     }
 
     fn stop_instance(&self, row: &SegmentConfig) {
-        let pid_file = Path::new(&row.datadir).join(PID_FILE);
-        let Ok(text) = std::fs::read_to_string(&pid_file) else {
-            return;
-        };
-        if let Ok(pid) = text.trim().parse::<u32>() {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+        let name = format!("dbid {}", row.dbid);
+        if let Err(e) =
+            processes::stop_one(&name, Path::new(&row.datadir), processes::StopMode::Fast)
+        {
+            tracing::warn!("{e:#}");
         }
     }
 }
@@ -166,7 +160,7 @@ pub async fn recoverseg(
         }
         RecoverOutcome::Relocated(cat) => format!(
             "Recorded at configuration epoch {}; the new mirrors are resynchronizing\n",
-            cat.epoch
+            cluster::catalog::epoch::describe(cat.epoch)
         ),
         RecoverOutcome::Sample(text) => {
             let path = output.expect("-o given");
@@ -204,7 +198,7 @@ pub async fn add_mirrors(
     {
         Ok(cat) => Ok(format!(
             "Mirrors added at configuration epoch {}; they are resynchronizing\n",
-            cat.epoch
+            cluster::catalog::epoch::describe(cat.epoch)
         )),
         Err(sample) => {
             let path = output.expect("-o given");
@@ -237,7 +231,7 @@ pub async fn move_mirrors(
     std::fs::write(&path, backout).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(format!(
         "Mirrors moved at configuration epoch {}; backout file: {}\n",
-        cat.epoch,
+        cluster::catalog::epoch::describe(cat.epoch),
         path.display()
     ))
 }
@@ -247,72 +241,4 @@ pub async fn state(client: &mut Client, view: View) -> anyhow::Result<String> {
     driver::state(client, view)
         .await
         .map_err(anyhow::Error::msg)
-}
-
-/// Starts `hacluster ARGS --cluster FILE` detached, logging to `log`.
-fn spawn_detached(cluster: &Path, args: &[String], log: &Path) -> anyhow::Result<u32> {
-    let out =
-        std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let err = out.try_clone()?;
-    let child = Command::new(std::env::current_exe()?)
-        .args(args)
-        .arg("--cluster")
-        .arg(cluster)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .with_context(|| format!("cannot start hacluster {}", args.join(" ")))?;
-    Ok(child.id())
-}
-
-/// Whether process `pid` is alive.
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.split_whitespace().nth(2) == Some("Z"))
-            .unwrap_or(true)
-}
-
-/// `restart` (gpstop -r): stops every process of the cluster file (SIGTERM through the pid file
-/// in its data directory, waiting up to 10 s for each to go), then starts the coordinator and
-/// every segment instance again, detached. Returns one line per process.
-pub fn restart(cluster: &Path) -> anyhow::Result<String> {
-    let file = ClusterFile::load(cluster)?;
-    let mut procs: Vec<(Vec<String>, PathBuf)> =
-        vec![(vec!["coordinator".into()], file.coordinator.datadir.clone())];
-    for s in &file.segments {
-        procs.push((
-            vec!["segment".into(), "--dbid".into(), s.dbid.to_string()],
-            s.datadir.clone(),
-        ));
-    }
-    let mut out = String::new();
-    for (args, datadir) in &procs {
-        let pid_file = datadir.join(PID_FILE);
-        let Ok(text) = std::fs::read_to_string(&pid_file) else {
-            out.push_str(&format!("{}: not running (no pid file)\n", args.join(" ")));
-            continue;
-        };
-        let Ok(pid) = text.trim().parse::<u32>() else {
-            continue;
-        };
-        if alive(pid) {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            let began = std::time::Instant::now();
-            while alive(pid) && began.elapsed() < std::time::Duration::from_secs(10) {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            if alive(pid) {
-                anyhow::bail!("{} (pid {pid}) did not stop within 10 s", args.join(" "));
-            }
-            out.push_str(&format!("{}: stopped pid {pid}\n", args.join(" ")));
-        }
-    }
-    for (args, datadir) in &procs {
-        let log = PathBuf::from(format!("{}.log", datadir.display()));
-        let pid = spawn_detached(cluster, args, &log)?;
-        out.push_str(&format!("{}: started pid {pid}\n", args.join(" ")));
-    }
-    Ok(out)
 }

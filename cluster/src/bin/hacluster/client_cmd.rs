@@ -172,7 +172,10 @@ pub fn state_table(catalog: &Catalog) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
         .collect();
-    let mut out = format!("configuration epoch {}\n", catalog.epoch);
+    let mut out = format!(
+        "configuration epoch {}\n",
+        cluster::catalog::epoch::describe(catalog.epoch)
+    );
     for row in &table {
         let cells: Vec<String> = row
             .iter()

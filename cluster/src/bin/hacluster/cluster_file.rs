@@ -4,7 +4,10 @@
 //!
 //! The segment rows are the configuration a fresh coordinator starts from. Once the
 //! coordinator has run, its durable catalog is the truth (roles after a failover live there,
-//! not here); the file still says where each instance listens and keeps its data.
+//! not here); the file still says where each instance listens and keeps its data. The
+//! `coordinator` entry is the acting coordinator: `activate-standby` moves the standby's entry
+//! there, so every later verb (`start`, `restart`, the instances' own start) uses the activated
+//! standby's catalog, never the deposed coordinator's.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -29,7 +32,14 @@ pub const FILE_NAME: &str = "cluster.json";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterFile {
+    /// The cluster's identifier (16 hex digits), chosen by `init-local` and written into every
+    /// data directory's identity: an instance refuses a directory of another cluster.
+    pub cluster_id: String,
+    /// The acting coordinator.
     pub coordinator: CoordinatorEntry,
+    /// The standby coordinator, once `init-standby -s` added one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby: Option<StandbyEntry>,
     pub segments: Vec<SegmentEntry>,
     pub replication: ReplicationMode,
     pub probe: ProbeEntry,
@@ -39,9 +49,45 @@ pub struct ClusterFile {
     pub statement_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub cache_blocks_max: usize,
-    /// Planted bugs to turn on (see `cluster::bugs`); empty in any real use.
-    #[serde(default)]
+    /// Connections the coordinator (and an activated standby) accepts at once; more are closed
+    /// at once.
+    #[serde(default = "default_coordinator_connections")]
+    pub coordinator_max_connections: usize,
+    /// Connections each segment instance accepts at once.
+    #[serde(default = "default_segment_connections")]
+    pub segment_max_connections: usize,
+    /// Planted bugs (see `cluster::bugs`), for testing the tests only: the processes refuse
+    /// them unless started with `--allow-planted-bugs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<String>,
+    /// Whether this process was started with `--allow-planted-bugs` (not part of the file).
+    #[serde(skip)]
+    pub allow_planted_bugs: bool,
+}
+
+fn default_coordinator_connections() -> usize {
+    cluster::io::net::ServerLimits::coordinator().max_connections
+}
+
+fn default_segment_connections() -> usize {
+    cluster::io::net::ServerLimits::segment().max_connections
+}
+
+/// The standby coordinator, as `init-standby -s` recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyEntry {
+    pub dbid: Dbid,
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+    pub datadir: PathBuf,
+}
+
+impl StandbyEntry {
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +137,10 @@ impl SegmentEntry {
 /// What `init-local` lays out: a coordinator and one mirrored content on one machine, with
 /// probe timings short enough for a test to see a failover within seconds.
 pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFile> {
+    let cluster_id = format!(
+        "{:016x}",
+        cluster::storage::identity::new_id(u64::from(std::process::id()))
+    );
     let port = |offset: u16| {
         base_port
             .checked_add(offset)
@@ -106,12 +156,14 @@ pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFi
         datadir: dir.join(name),
     };
     Ok(ClusterFile {
+        cluster_id,
         coordinator: CoordinatorEntry {
             hostname: host.to_string(),
             address: host.to_string(),
             port: base_port,
             datadir: dir.join("coordinator"),
         },
+        standby: None,
         segments: vec![
             segment(2, Role::Primary, port(1)?, "primary0"),
             segment(3, Role::Mirror, port(2)?, "mirror0"),
@@ -130,7 +182,10 @@ pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFi
         statement_timeout_ms: 10_000,
         connect_timeout_ms: 1000,
         cache_blocks_max: 256,
+        coordinator_max_connections: default_coordinator_connections(),
+        segment_max_connections: default_segment_connections(),
         bugs: Vec::new(),
+        allow_planted_bugs: false,
     })
 }
 
@@ -234,6 +289,14 @@ pub fn init_local(
     };
     file.validate()?;
     file.check_ports_free()?;
+    for (datadir, _, _) in file.data_directories() {
+        if datadir.exists() {
+            bail!(
+                "{} exists; init makes every data directory anew and will not reuse one",
+                datadir.display()
+            );
+        }
+    }
     let mut text = serde_json::to_string_pretty(&file).expect("the cluster file always encodes");
     text.push('\n');
     // `create_new`: two concurrent inits in one directory cannot both win.
@@ -245,7 +308,44 @@ pub fn init_local(
     out.write_all(text.as_bytes())
         .and_then(|_| out.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    for (datadir, dbid, content) in file.data_directories() {
+        make_data_directory(&file, &datadir, dbid, content)?;
+    }
     Ok((path, file))
+}
+
+/// Makes an instance's data directory: created, with the identity that names it, both
+/// durable. Only `init`, a full recovery and the verbs placing a new instance make one; an
+/// instance never makes its own.
+pub fn make_data_directory(
+    file: &ClusterFile,
+    datadir: &Path,
+    dbid: Dbid,
+    content: Content,
+) -> anyhow::Result<()> {
+    use cluster::storage::identity::{Identity, IDENTITY_PATH};
+    let identity = Identity {
+        cluster_id: file.cluster_id()?,
+        dbid,
+        content,
+        system_id: None,
+    };
+    let make = || -> std::io::Result<()> {
+        std::fs::create_dir_all(datadir)?;
+        let path = datadir.join(IDENTITY_PATH);
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        out.write_all(&identity.encoded())?;
+        out.sync_all()?;
+        std::fs::File::open(datadir)?.sync_all()?;
+        if let Some(parent) = datadir.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    };
+    make().with_context(|| format!("cannot make data directory {}", datadir.display()))
 }
 
 impl ClusterFile {
@@ -325,24 +425,210 @@ impl ClusterFile {
                 bail!("segments: content {content} has {primaries} primaries and {mirrors} mirrors; it needs one primary and at most one mirror");
             }
         }
-        let probe = &self.probe;
-        for (field, ms) in [
-            ("probe.probe_interval_ms", probe.probe_interval_ms),
-            ("probe.probe_timeout_ms", probe.probe_timeout_ms),
-            ("wal_timeout_ms", self.wal_timeout_ms),
-            ("checkpoint_interval_ms", self.checkpoint_interval_ms),
-            ("statement_timeout_ms", self.statement_timeout_ms),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-        ] {
-            if ms == 0 {
-                bail!("{field}: must be greater than 0");
+        self.cluster_id()?;
+        if let Some(standby) = &self.standby {
+            if standby.dbid <= 1 || self.segments.iter().any(|s| s.dbid == standby.dbid) {
+                bail!(
+                    "standby.dbid: {} is the coordinator's or a segment's",
+                    standby.dbid
+                );
+            }
+            if standby.port == 0 {
+                bail!("standby.port: 0 is not a port");
+            }
+            if !endpoints.insert(standby.endpoint()) {
+                bail!(
+                    "standby.port: {} is already used by another instance",
+                    standby.endpoint()
+                );
+            }
+            if !datadirs.insert(standby.datadir.clone()) {
+                bail!(
+                    "standby.datadir: {} is already used by another instance",
+                    standby.datadir.display()
+                );
             }
         }
-        if self.cache_blocks_max == 0 {
-            bail!("cache_blocks_max: must be greater than 0");
+        for (field, path) in std::iter::once(("coordinator.datadir", &self.coordinator.datadir))
+            .chain(self.standby.iter().map(|s| ("standby.datadir", &s.datadir)))
+            .chain(
+                self.segments
+                    .iter()
+                    .map(|s| ("segments[].datadir", &s.datadir)),
+            )
+        {
+            if path.is_relative() {
+                bail!(
+                    "{field}: {} is relative; data directories are absolute paths (instances may start from any working directory)",
+                    path.display()
+                );
+            }
         }
-        self.planted_bugs()?;
+        self.check_settings()?;
+        self.named_bugs()?;
         Ok(())
+    }
+
+    /// The timing and size settings, each in its range, and the rules between them; an error
+    /// names the field and the rule.
+    fn check_settings(&self) -> anyhow::Result<()> {
+        const HOUR_MS: u64 = 3_600_000;
+        const DAY_MS: u64 = 24 * HOUR_MS;
+        let probe = &self.probe;
+        let in_range = |field: &str, value: u64, min: u64, max: u64, unit: &str| {
+            if value < min || value > max {
+                bail!("{field}: {value} is out of range: it must be {min} to {max} {unit}");
+            }
+            Ok(())
+        };
+        in_range(
+            "probe.probe_interval_ms",
+            probe.probe_interval_ms,
+            100,
+            HOUR_MS,
+            "ms",
+        )?;
+        in_range(
+            "probe.probe_timeout_ms",
+            probe.probe_timeout_ms,
+            10,
+            HOUR_MS,
+            "ms",
+        )?;
+        in_range(
+            "probe.probe_retries",
+            probe.probe_retries.into(),
+            0,
+            100,
+            "retries",
+        )?;
+        in_range("probe.retry_gap_ms", probe.retry_gap_ms, 10, HOUR_MS, "ms")?;
+        in_range(
+            "probe.starting_probes_max",
+            probe.starting_probes_max.into(),
+            1,
+            1000,
+            "probes",
+        )?;
+        in_range(
+            "mirror_down_grace_period_ms",
+            self.mirror_down_grace_period_ms,
+            0,
+            HOUR_MS,
+            "ms",
+        )?;
+        in_range("wal_timeout_ms", self.wal_timeout_ms, 100, HOUR_MS, "ms")?;
+        in_range(
+            "checkpoint_interval_ms",
+            self.checkpoint_interval_ms,
+            100,
+            DAY_MS,
+            "ms",
+        )?;
+        in_range(
+            "statement_timeout_ms",
+            self.statement_timeout_ms,
+            100,
+            DAY_MS,
+            "ms",
+        )?;
+        in_range(
+            "connect_timeout_ms",
+            self.connect_timeout_ms,
+            10,
+            HOUR_MS,
+            "ms",
+        )?;
+        in_range(
+            "cache_blocks_max",
+            self.cache_blocks_max as u64,
+            1,
+            1 << 20,
+            "blocks of 8 KiB",
+        )?;
+        in_range(
+            "coordinator_max_connections",
+            self.coordinator_max_connections as u64,
+            8,
+            100_000,
+            "connections",
+        )?;
+        in_range(
+            "segment_max_connections",
+            self.segment_max_connections as u64,
+            8,
+            100_000,
+            "connections",
+        )?;
+        let order = |rule: &str, holds: bool| {
+            if !holds {
+                bail!("{rule}");
+            }
+            Ok(())
+        };
+        order(
+            &format!(
+                "probe.probe_timeout_ms: {} exceeds probe.probe_interval_ms ({}); a probe must end within its interval",
+                probe.probe_timeout_ms, probe.probe_interval_ms
+            ),
+            probe.probe_timeout_ms <= probe.probe_interval_ms,
+        )?;
+        order(
+            &format!(
+                "probe.retry_gap_ms: {} is not shorter than probe.probe_interval_ms ({}); retries happen within one probe cycle",
+                probe.retry_gap_ms, probe.probe_interval_ms
+            ),
+            probe.retry_gap_ms < probe.probe_interval_ms,
+        )?;
+        order(
+            &format!(
+                "connect_timeout_ms: {} is not shorter than statement_timeout_ms ({}); a statement's connect happens within it",
+                self.connect_timeout_ms, self.statement_timeout_ms
+            ),
+            self.connect_timeout_ms < self.statement_timeout_ms,
+        )?;
+        Ok(())
+    }
+
+    /// The cluster identifier as a number.
+    pub fn cluster_id(&self) -> anyhow::Result<u64> {
+        if self.cluster_id.len() != 16 {
+            bail!("cluster_id: {:?} is not 16 hex digits", self.cluster_id);
+        }
+        u64::from_str_radix(&self.cluster_id, 16)
+            .map_err(|_| anyhow::anyhow!("cluster_id: {:?} is not 16 hex digits", self.cluster_id))
+    }
+
+    /// Every data directory of the file: the coordinator's (dbid 1, content -1), the standby's
+    /// and every segment instance's, with dbid and content.
+    pub fn data_directories(&self) -> Vec<(PathBuf, Dbid, Content)> {
+        let mut dirs = vec![(self.coordinator.datadir.clone(), 1, -1)];
+        dirs.extend(self.standby.iter().map(|s| (s.datadir.clone(), s.dbid, -1)));
+        dirs.extend(
+            self.segments
+                .iter()
+                .map(|s| (s.datadir.clone(), s.dbid, s.content)),
+        );
+        dirs
+    }
+
+    /// Writes the file back durably (a verb recorded a change), replacing it atomically.
+    pub fn store(&self, path: &Path) -> anyhow::Result<()> {
+        self.validate()?;
+        let mut text = serde_json::to_string_pretty(self).expect("the cluster file encodes");
+        text.push('\n');
+        let tmp = path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            let mut out = std::fs::File::create(&tmp)?;
+            out.write_all(text.as_bytes())?;
+            out.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().with_context(|| format!("cannot update {}", path.display()))
     }
 
     /// Fails if any instance's port is taken right now (another cluster, another program).
@@ -359,11 +645,24 @@ impl ClusterFile {
         Ok(())
     }
 
-    fn planted_bugs(&self) -> anyhow::Result<PlantedBugs> {
+    fn named_bugs(&self) -> anyhow::Result<PlantedBugs> {
         let mut bugs = PlantedBugs::none();
         for (i, name) in self.bugs.iter().enumerate() {
             bugs.enable(name)
                 .map_err(|e| anyhow::anyhow!("bugs[{i}]: {e}"))?;
+        }
+        Ok(bugs)
+    }
+
+    /// The planted bugs a process runs with: none, unless it was started with the test-only
+    /// `--allow-planted-bugs`.
+    fn planted_bugs(&self) -> anyhow::Result<PlantedBugs> {
+        let bugs = self.named_bugs()?;
+        if !self.bugs.is_empty() && !self.allow_planted_bugs {
+            bail!(
+                "bugs: {:?} are planted bugs, deliberate defects for testing the simulator's checkers; a production process refuses them (remove the field, or start with --allow-planted-bugs in a test)",
+                self.bugs
+            );
         }
         Ok(bugs)
     }
@@ -416,6 +715,8 @@ impl ClusterFile {
         };
         cfg.statement_timeout = ms(self.statement_timeout_ms);
         cfg.connect_timeout = ms(self.connect_timeout_ms);
+        cfg.cluster_id = self.cluster_id()?;
+        cfg.server_limits.max_connections = self.coordinator_max_connections;
         cfg.bugs = self.planted_bugs()?;
         Ok(cfg)
     }
@@ -434,6 +735,8 @@ impl ClusterFile {
         cfg.wal_timeout = ms(self.wal_timeout_ms);
         cfg.checkpoint_interval = ms(self.checkpoint_interval_ms);
         cfg.cache_blocks_max = self.cache_blocks_max;
+        cfg.cluster_id = self.cluster_id()?;
+        cfg.server_limits.max_connections = self.segment_max_connections;
         cfg.bugs = self.planted_bugs()?;
         Ok((cfg, seg.datadir.clone()))
     }

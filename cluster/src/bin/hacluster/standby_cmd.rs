@@ -2,22 +2,21 @@
 //! `activate-standby` (gpactivatestandby), `standby-state` (the `gp_master_mirroring` view),
 //! and `standby`, the standby process itself, which `init-standby` starts.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use cluster::catalog::{Dbid, SegmentConfig};
+use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
 use cluster::io::{Disk, RealDisk};
 use cluster::standby::admin::{self, NewStandby};
 use cluster::standby::instance::{self, StandbyConfig};
 use cluster::standby::MirroringStatus;
 
-use crate::cluster_file::ClusterFile;
+use crate::cluster_file::{ClusterFile, CoordinatorEntry, StandbyEntry};
+use crate::processes;
 
 #[derive(clap::Args, Debug)]
 pub struct InitStandbyArgs {
@@ -32,7 +31,8 @@ pub struct InitStandbyArgs {
     /// The standby's port [default: the coordinator's].
     #[arg(long)]
     pub standby_port: Option<u16>,
-    /// The standby's data directory [default: `standby` beside the cluster file].
+    /// The standby's data directory, which must not exist or be empty [default: `standby`
+    /// beside the cluster file, or `standby-N` where that is taken].
     #[arg(long)]
     pub standby_datadir: Option<PathBuf>,
     /// The active coordinator (repeatable) [default: the cluster file's coordinator].
@@ -41,41 +41,55 @@ pub struct InitStandbyArgs {
     /// How long to wait for the standby to become Synchronized.
     #[arg(long, default_value_t = 30_000)]
     pub timeout_ms: u64,
+    #[command(flatten)]
+    pub test: crate::TestOnly,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct StandbyArgs {
+    /// The cluster file; its `standby` entry is the standby this process runs.
     #[arg(long)]
     pub cluster: PathBuf,
-    #[arg(long)]
-    pub dbid: Dbid,
-    /// `ip:port` to listen on.
-    #[arg(long)]
-    pub listen: String,
-    #[arg(long)]
-    pub datadir: PathBuf,
-    /// The coordinator to stream the catalog from.
-    #[arg(long)]
-    pub coordinator_addr: String,
+    #[command(flatten)]
+    pub test: crate::TestOnly,
 }
 
 /// `init-standby`: prints the mirroring view once Synchronized, and the standby process's pid
-/// if it started one.
+/// if it started one. `-s` makes the standby's data directory, records the standby in the
+/// cluster file and starts it; `-n` starts the recorded one again.
 pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::Value> {
     let file = ClusterFile::load(&args.cluster)?;
     let c = &file.coordinator;
-    let new = args.standby_host.as_ref().map(|host| NewStandby {
-        hostname: host.clone(),
-        address: host.clone(),
-        port: args.standby_port.unwrap_or(c.port),
-        datadir: args
-            .standby_datadir
-            .clone()
-            .unwrap_or_else(|| sibling(&args.cluster, "standby"))
-            .display()
-            .to_string(),
-    });
+    let new = match &args.standby_host {
+        Some(host) => {
+            let datadir = match &args.standby_datadir {
+                Some(dir) => absolute(dir)?,
+                None => free_sibling(&file, &args.cluster)?,
+            };
+            if std::fs::read_dir(&datadir).is_ok_and(|mut d| d.next().is_some()) {
+                anyhow::bail!(
+                    "--standby-datadir: {} exists and is not empty; a new standby needs an empty directory (remove it, or name another)",
+                    datadir.display()
+                );
+            }
+            Some(NewStandby {
+                hostname: host.clone(),
+                address: host.clone(),
+                port: args.standby_port.unwrap_or(c.port),
+                datadir: datadir.display().to_string(),
+            })
+        }
+        None => None,
+    };
     let mode = admin::init_mode(new, args.resync)?;
+    if let (true, Some(standby)) = (args.resync, &file.standby) {
+        if let Some(pid) = processes::running(&standby.datadir) {
+            anyhow::bail!(
+                "init-standby -n: the standby dbid {} runs already (pid {pid}); stop it first",
+                standby.dbid
+            );
+        }
+    }
     let coordinator = SegmentConfig::coordinator(
         c.hostname.clone(),
         c.address.clone(),
@@ -88,13 +102,18 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
         args.coordinators.clone()
     };
     let mut client = Client::new(addrs.clone(), Duration::from_secs(10));
-    let mut started = None;
+    let started = std::cell::Cell::new(None);
+    let fresh = !args.resync;
+    let allow_bugs = args.test.allow_planted_bugs;
+    let cluster = args.cluster.clone();
     let launch = |row: SegmentConfig| {
-        let result = start_standby(&args.cluster, &row, &addrs[0]);
-        if let Ok(pid) = &result {
-            started = Some(*pid);
+        let (cluster, started) = (&cluster, &started);
+        async move {
+            let pid =
+                start_standby(cluster, &row, fresh, allow_bugs).map_err(|e| format!("{e:#}"))?;
+            started.set(Some(pid));
+            Ok(())
         }
-        async move { result.map(|_| ()).map_err(|e| format!("{e:#}")) }
     };
     let status = admin::init_standby(
         &mut client,
@@ -105,60 +124,82 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
     )
     .await?;
     let mut out = status_json(&status);
-    out["standby_pid"] = serde_json::json!(started);
+    out["standby_pid"] = serde_json::json!(started.get());
     Ok(out)
 }
 
-fn sibling(cluster_file: &Path, name: &str) -> PathBuf {
-    cluster_file
-        .parent()
-        .unwrap_or_else(|| Path::new("."))
-        .join(name)
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
 }
 
-/// Starts `hacluster standby` for the catalog row `row`, detached, its log beside its data
-/// directory; returns its pid.
-fn start_standby(cluster: &Path, row: &SegmentConfig, coordinator: &str) -> anyhow::Result<u32> {
+/// `standby` beside the cluster file, or the first `standby-N` no instance of the file uses
+/// (after an activation the coordinator works in the former standby's directory).
+fn free_sibling(file: &ClusterFile, cluster: &Path) -> anyhow::Result<PathBuf> {
+    let dir = absolute(cluster.parent().unwrap_or_else(|| Path::new(".")))?;
+    let used: Vec<PathBuf> = file
+        .data_directories()
+        .into_iter()
+        .map(|(d, _, _)| d)
+        .collect();
+    (0..1000)
+        .map(|n| match n {
+            0 => dir.join("standby"),
+            n => dir.join(format!("standby-{n}")),
+        })
+        .find(|d| !used.contains(d) && !d.exists())
+        .context("no free name for the standby's data directory; name one with --standby-datadir")
+}
+
+/// Starts the standby process for the catalog row `row`, detached, logging to
+/// `DATADIR.log`; returns its pid. A new standby (`fresh`) gets its data directory made and is
+/// recorded in the cluster file first; the process reads its entry there.
+fn start_standby(
+    cluster: &Path,
+    row: &SegmentConfig,
+    fresh: bool,
+    allow_bugs: bool,
+) -> anyhow::Result<u32> {
     let datadir = PathBuf::from(&row.datadir);
-    std::fs::create_dir_all(&datadir).with_context(|| {
-        format!(
-            "cannot create the standby's data directory {}",
-            datadir.display()
-        )
-    })?;
-    let log_path = datadir.with_extension("log");
-    let log = File::create(&log_path)
-        .with_context(|| format!("cannot create the standby's log {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("cannot find the hacluster executable")?;
-    let child = Command::new(exe)
-        .arg("standby")
-        .arg("--cluster")
-        .arg(cluster)
-        .args(["--dbid", &row.dbid.to_string()])
-        .args(["--listen", &row.endpoint()])
-        .arg("--datadir")
-        .arg(&datadir)
-        .args(["--coordinator-addr", coordinator])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start the standby process")?;
-    Ok(child.id())
+    if fresh {
+        let mut file = ClusterFile::load(cluster)?;
+        crate::cluster_file::make_data_directory(&file, &datadir, row.dbid, -1)?;
+        file.standby = Some(StandbyEntry {
+            dbid: row.dbid,
+            hostname: row.hostname.clone(),
+            address: row.address.clone(),
+            port: row.port,
+            datadir: datadir.clone(),
+        });
+        file.store(cluster)?;
+    }
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["standby".into(), "--cluster".into(), cluster.into()];
+    if allow_bugs {
+        args.push("--allow-planted-bugs".into());
+    }
+    processes::spawn_detached(&args, &processes::log_path(&datadir))
 }
 
-/// `standby`: the standby process.
+/// `standby`: the standby process of the cluster file's `standby` entry, streaming from its
+/// coordinator.
 pub async fn run_standby(args: StandbyArgs) -> anyhow::Result<()> {
-    let file = ClusterFile::load(&args.cluster)?;
+    let mut file = ClusterFile::load(&args.cluster)?;
+    file.allow_planted_bugs = args.test.allow_planted_bugs;
+    let entry = file
+        .standby
+        .clone()
+        .context("the cluster file records no standby (init-standby -s adds one)")?;
     let cfg = StandbyConfig {
-        dbid: args.dbid,
-        listen_addr: args.listen,
-        coordinator_addr: args.coordinator_addr,
+        dbid: entry.dbid,
+        listen_addr: entry.endpoint(),
+        coordinator_addr: file.coordinator.endpoint(),
         coordinator: file.coordinator_config()?,
     };
+    let _lock =
+        processes::DataDirLock::acquire(&entry.datadir, &format!("standby --dbid {}", entry.dbid))?;
     let disk: Arc<dyn Disk> = Arc::new(
-        RealDisk::new(&args.datadir)
-            .with_context(|| format!("cannot open data directory {}", args.datadir.display()))?,
+        RealDisk::new(&entry.datadir)
+            .with_context(|| format!("cannot open data directory {}", entry.datadir.display()))?,
     );
     tracing::info!(dbid = cfg.dbid, listen = %cfg.listen_addr, coordinator = %cfg.coordinator_addr, "starting standby coordinator");
     instance::run(cfg, disk)
@@ -166,16 +207,33 @@ pub async fn run_standby(args: StandbyArgs) -> anyhow::Result<()> {
         .context("standby coordinator stopped")
 }
 
-/// `activate-standby`.
-pub async fn activate(standby: &str, timeout_ms: u64) -> anyhow::Result<serde_json::Value> {
-    let a = admin::activate_standby(standby, Duration::from_millis(timeout_ms)).await?;
+/// `activate-standby`: activates the cluster file's standby and records it as the cluster's
+/// coordinator, so every later verb reads the activated standby's catalog.
+pub async fn activate(cluster: &Path, timeout_ms: u64) -> anyhow::Result<serde_json::Value> {
+    let mut file = ClusterFile::load(cluster)?;
+    let standby = file
+        .standby
+        .clone()
+        .context("the cluster file records no standby to activate (init-standby -s adds one)")?;
+    let a = admin::activate_standby(&standby.endpoint(), Duration::from_millis(timeout_ms)).await?;
+    let deposed = file.coordinator.clone();
+    file.coordinator = CoordinatorEntry {
+        hostname: standby.hostname.clone(),
+        address: standby.address.clone(),
+        port: standby.port,
+        datadir: standby.datadir.clone(),
+    };
+    file.standby = None;
+    file.store(cluster)?;
     Ok(serde_json::json!({
         "activated": a.dbid,
-        "epoch": a.epoch,
+        "epoch": cluster::catalog::epoch::describe(a.epoch),
         "end_lsn": a.end_lsn,
         "committed_in_doubt": a.committed,
         "aborted_in_doubt": a.aborted,
         "unreached_contents": a.unreached,
+        "coordinator": file.coordinator.endpoint(),
+        "deposed": format!("{} ({}): it refuses to serve if started again; make its host a standby with init-standby -s", deposed.endpoint(), deposed.datadir.display()),
     }))
 }
 

@@ -1,0 +1,256 @@
+//! The processes of a local cluster, as an operator starts and stops them (gpstart, gpstop).
+//!
+//! Every instance process locks its data directory before it touches anything, as
+//! PostgreSQL's `postmaster.pid` does: `instance.pid` there holds an advisory lock for as long
+//! as the process lives (the kernel drops it when the process dies, however it dies) and says
+//! which process holds it. A second process started on the same directory is refused and
+//! changes nothing; a verb that signals an instance only signals the process that holds its
+//! directory's lock, never a number left in a stale file. Each process appends its log to
+//! `DATADIR.log`, beside its data directory.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::cluster_file::ClusterFile;
+
+/// The lock file a process keeps in its data directory.
+pub const PID_FILE: &str = "instance.pid";
+
+/// A data directory this process holds; released when dropped (or when the process dies).
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    /// Locks `datadir` for this process, which runs `what`. Refused, changing nothing, when the
+    /// directory does not exist or another process holds it.
+    pub fn acquire(datadir: &Path, what: &str) -> anyhow::Result<DataDirLock> {
+        if !datadir.is_dir() {
+            bail!(
+                "data directory {} does not exist (an unmounted or replaced disk?): refusing to start, nothing was changed. Data directories are made by init-local, and by a full recovery from the instance's partner (recoverseg -F)",
+                datadir.display()
+            );
+        }
+        let path = datadir.join(PID_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = read_pid(&mut file)
+                    .map(|pid| format!("pid {pid}"))
+                    .unwrap_or_else(|| "another process".into());
+                bail!(
+                    "data directory {} is in use by {holder} ({}): another instance runs on it; nothing was changed",
+                    datadir.display(),
+                    path.display()
+                );
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| write!(file, "{}\n{what}\n", std::process::id()))
+            .and_then(|_| file.sync_all())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+fn read_pid(file: &mut File) -> Option<u32> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
+/// The process running on `datadir` now: the holder of its lock, `None` if no process holds it
+/// (a pid file left by a process that died names nobody).
+pub fn running(datadir: &Path) -> Option<u32> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(datadir.join(PID_FILE))
+        .ok()?;
+    match file.try_lock() {
+        // Nobody holds it; dropping the file releases our own lock at once.
+        Ok(()) => None,
+        Err(TryLockError::WouldBlock) => read_pid(&mut file),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
+/// Where the process of `datadir` logs.
+pub fn log_path(datadir: &Path) -> PathBuf {
+    let mut name = datadir.as_os_str().to_owned();
+    name.push(".log");
+    PathBuf::from(name)
+}
+
+/// Starts `hacluster ARGS` detached from this process (its own process group, so a ctrl-c
+/// aimed at the caller does not reach it), appending to `log`; returns its pid.
+pub fn spawn_detached(args: &[OsString], log: &Path) -> anyhow::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open the log {}", log.display()))?;
+    let err = out.try_clone()?;
+    let child = Command::new(std::env::current_exe().context("cannot find hacluster")?)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("cannot start hacluster {:?}", args))?;
+    Ok(child.id())
+}
+
+/// One process of a cluster: what it is, how it is started, where its data is.
+pub struct ClusterProcess {
+    pub name: String,
+    pub args: Vec<OsString>,
+    pub datadir: PathBuf,
+}
+
+/// Every process of the cluster file: the acting coordinator, the standby (if the file has
+/// one) and every segment instance.
+pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> Vec<ClusterProcess> {
+    let with = |verb: &str, extra: &[String]| {
+        let mut args: Vec<OsString> = vec![verb.into(), "--cluster".into(), path.into()];
+        args.extend(extra.iter().map(OsString::from));
+        if allow_bugs {
+            args.push("--allow-planted-bugs".into());
+        }
+        args
+    };
+    let mut procs = vec![ClusterProcess {
+        name: "coordinator".into(),
+        args: with("coordinator", &[]),
+        datadir: file.coordinator.datadir.clone(),
+    }];
+    if let Some(standby) = &file.standby {
+        procs.push(ClusterProcess {
+            name: format!("standby dbid {}", standby.dbid),
+            args: with("standby", &[]),
+            datadir: standby.datadir.clone(),
+        });
+    }
+    for s in &file.segments {
+        procs.push(ClusterProcess {
+            name: format!("segment dbid {}", s.dbid),
+            args: with("segment", &["--dbid".into(), s.dbid.to_string()]),
+            datadir: s.datadir.clone(),
+        });
+    }
+    procs
+}
+
+/// How `stop` ends the processes (gpstop's modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StopMode {
+    /// SIGTERM, then wait: every instance is crash-safe, so leaving at once is what a crash
+    /// is, and the next start runs recovery; `fast` and `smart` are the same here.
+    Fast,
+    Smart,
+    /// SIGKILL.
+    Immediate,
+}
+
+/// Starts every process of the cluster that is not running; one line each.
+pub fn start(file: &ClusterFile, path: &Path, allow_bugs: bool) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for p in cluster_processes(file, path, allow_bugs) {
+        if let Some(pid) = running(&p.datadir) {
+            out.push_str(&format!("{}: already running (pid {pid})\n", p.name));
+            continue;
+        }
+        let log = log_path(&p.datadir);
+        let pid = spawn_detached(&p.args, &log)?;
+        out.push_str(&format!(
+            "{}: started pid {pid}, log {}\n",
+            p.name,
+            log.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// Stops every running process of the cluster (the coordinator first, so no new work starts);
+/// waits up to 10 s for each to release its data directory. One line each.
+pub fn stop(file: &ClusterFile, path: &Path, mode: StopMode) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for p in cluster_processes(file, path, false) {
+        out.push_str(&stop_one(&p.name, &p.datadir, mode)?);
+    }
+    Ok(out)
+}
+
+/// Stops the process running on `datadir`, if one does; its line.
+pub fn stop_one(name: &str, datadir: &Path, mode: StopMode) -> anyhow::Result<String> {
+    let Some(pid) = running(datadir) else {
+        return Ok(format!("{name}: not running\n"));
+    };
+    let signal = match mode {
+        StopMode::Fast | StopMode::Smart => "-TERM",
+        StopMode::Immediate => "-KILL",
+    };
+    let _ = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status();
+    let began = Instant::now();
+    while running(datadir) == Some(pid) {
+        if began.elapsed() > Duration::from_secs(10) {
+            bail!("{name} (pid {pid}) did not stop within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(format!("{name}: stopped pid {pid}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_directory_refuses_a_second_process_and_names_the_first() {
+        let dir = std::env::temp_dir().join(format!("hacluster-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let missing = DataDirLock::acquire(&dir, "segment")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(missing.contains("does not exist"), "{missing}");
+        assert!(!dir.exists(), "a refusal makes nothing");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(running(&dir), None);
+        let lock = DataDirLock::acquire(&dir, "segment --dbid 2").unwrap();
+        assert_eq!(running(&dir), Some(std::process::id()));
+        let second = DataDirLock::acquire(&dir, "segment --dbid 2")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            second.contains(&format!("pid {}", std::process::id())),
+            "{second}"
+        );
+        drop(lock);
+        assert_eq!(running(&dir), None, "a released lock names nobody");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
