@@ -113,7 +113,8 @@ impl Drop for Cluster {
                     dirs.push(path);
                 } else if path.file_name().is_some_and(|n| n == "instance.pid") {
                     if let Ok(pid) = std::fs::read_to_string(&path) {
-                        let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+                        let pid = pid.lines().next().unwrap_or_default().trim().to_string();
+                        let _ = Command::new("kill").args(["-9", &pid]).status();
                     }
                 }
             }

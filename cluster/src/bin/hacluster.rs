@@ -106,6 +106,10 @@ enum Command {
         cluster: PathBuf,
         #[arg(long)]
         dbid: Dbid,
+        /// A data directory just made for a copy: start as a mirror, whatever role the cluster
+        /// file gives the instance (once the instance has run, its own data says its role).
+        #[arg(long)]
+        new_mirror: bool,
         #[command(flatten)]
         test: TestOnly,
     },
@@ -328,11 +332,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Segment {
             cluster,
             dbid,
+            new_mirror,
             test,
         } => {
             let mut file = ClusterFile::load(&cluster)?;
             file.allow_planted_bugs = test.allow_planted_bugs;
-            let (cfg, datadir) = file.instance_config(dbid)?;
+            let (mut cfg, datadir) = file.instance_config(dbid)?;
+            if new_mirror {
+                cfg.initial_role = cluster::catalog::Role::Mirror;
+            }
             let _lock =
                 processes::DataDirLock::acquire(&datadir, &format!("segment --dbid {dbid}"))?;
             let disk = real_disk(&datadir)?;

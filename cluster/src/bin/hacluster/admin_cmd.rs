@@ -95,12 +95,26 @@ impl Hosts for ProcessHosts {
             .map_err(|e| format!("{e:#}"))?;
         let mut args: Vec<std::ffi::OsString> =
             vec!["segment".into(), "--cluster".into(), path.into()];
-        args.extend(["--dbid".into(), row.dbid.to_string().into()]);
+        // A new directory waits for its copy as a mirror, whatever role the file gives it.
+        args.extend([
+            "--dbid".into(),
+            row.dbid.to_string().into(),
+            "--new-mirror".into(),
+        ]);
         if file.allow_planted_bugs {
             args.push("--allow-planted-bugs".into());
         }
-        processes::spawn_detached(&args, &processes::log_path(&datadir))
+        let pid = processes::spawn_detached(&args, &processes::log_path(&datadir))
             .map_err(|e| format!("cannot start dbid {}: {e:#}", row.dbid))?;
+        // The coordinator asks it to copy as soon as this returns.
+        if !processes::wait_listening(&row.endpoint(), std::time::Duration::from_secs(10)) {
+            return Err(format!(
+                "dbid {} (pid {pid}) did not listen at {} within 10 s; see {}",
+                row.dbid,
+                row.endpoint(),
+                processes::log_path(&datadir).display()
+            ));
+        }
         Ok(())
     }
 

@@ -93,6 +93,30 @@ pub fn running(datadir: &Path) -> Option<u32> {
     }
 }
 
+/// Whether process `pid` is alive (a zombie is not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Waits up to `within` until something accepts connections at `endpoint` (`ip:port`).
+pub fn wait_listening(endpoint: &str, within: Duration) -> bool {
+    let began = Instant::now();
+    while began.elapsed() < within {
+        if std::net::TcpStream::connect(endpoint).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// Where the process of `datadir` logs.
 pub fn log_path(datadir: &Path) -> PathBuf {
     let mut name = datadir.as_os_str().to_owned();
@@ -214,7 +238,9 @@ pub fn stop_one(name: &str, datadir: &Path, mode: StopMode) -> anyhow::Result<St
         .args([signal, &pid.to_string()])
         .status();
     let began = Instant::now();
-    while running(datadir) == Some(pid) {
+    // Gone once its lock is released and the process has exited (it releases the lock first,
+    // then winds its runtime down).
+    while running(datadir) == Some(pid) || alive(pid) {
         if began.elapsed() > Duration::from_secs(10) {
             bail!("{name} (pid {pid}) did not stop within 10 s");
         }
