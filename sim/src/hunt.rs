@@ -104,6 +104,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "identical-replicas",
         seed_budget: 100,
     },
+    PlantedBug {
+        name: "coordinator-fence-off",
+        scenario: "standard",
+        caught_by: "one-acting-coordinator",
+        seed_budget: 300,
+    },
+    PlantedBug {
+        name: "skip-identity-check",
+        scenario: "standard",
+        caught_by: "no-lost-commits",
+        seed_budget: 400,
+    },
 ];
 
 /// The catalogue entry of a bug.

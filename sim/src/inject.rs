@@ -82,6 +82,25 @@ impl World {
                 self.restart_stopped(host);
             }
             Fault::BitFlip { dbid, pick } => self.flip_bit(*dbid, *pick),
+            Fault::DiskReplaced { host } => {
+                self.kill_host(host);
+                self.hosts[host].disk.remove_tree("");
+                info!(
+                    host,
+                    "disk replaced: the host will come back with an empty disk"
+                );
+            }
+            Fault::DatadirLost { dbid } => {
+                self.kill_instance(*dbid);
+                let seg = self
+                    .segments
+                    .iter()
+                    .find(|s| s.dbid == *dbid)
+                    .expect("known dbid");
+                let (host, dir) = (seg.hostname.clone(), seg.datadir.clone());
+                self.hosts[&host].disk.remove_tree(&dir);
+                info!(dbid, host, datadir = dir, "data directory lost");
+            }
         }
     }
 

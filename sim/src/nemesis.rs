@@ -7,8 +7,9 @@
 //! every file), one instance killed, one instance paused, both instances of a pair killed (a
 //! double fault), the coordinator crashed, partitions (one host isolated, the hosts split in
 //! random halves, the coordinator cut from the segments, one-way, a clogged link between two
-//! hosts), connection resets, latency spikes, packet loss, a full disk, and a flipped bit in
-//! an instance's data.
+//! hosts), connection resets, latency spikes, packet loss, a full disk, a flipped bit in
+//! an instance's data, and a disk that comes back empty (a host's, replaced; or one instance's
+//! directory, lost).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -131,6 +132,17 @@ pub enum Fault {
         dbid: u16,
         pick: u64,
     },
+    /// Power loss on a host, which comes back (at `host-restart`) with a new, empty disk where
+    /// its data was (a disk replaced, or not mounted). Its instances must refuse to start on
+    /// the empty directories; only a full recovery from their partners brings them back.
+    DiskReplaced {
+        host: String,
+    },
+    /// One instance's process dies and its data directory is gone (deleted, or its mount
+    /// lost); the process starts again at `instance-restart` and must refuse the empty place.
+    DatadirLost {
+        dbid: u16,
+    },
 }
 
 /// The kinds of fault, by name: what the weights and the coverage speak of.
@@ -152,6 +164,8 @@ pub const KINDS: &[&str] = &[
     "disk-full",
     "bit-flip",
     "coordinator-pair-crash",
+    "disk-replaced",
+    "datadir-lost",
 ];
 
 impl Fault {
@@ -175,10 +189,12 @@ impl Fault {
     /// The healing of a fault that starts here (`None` for a fault that never heals by itself).
     pub fn heal(&self) -> Option<Fault> {
         Some(match self {
-            Fault::HostCrash { host } | Fault::TornWrite { host } => {
-                Fault::HostRestart { host: host.clone() }
+            Fault::HostCrash { host }
+            | Fault::TornWrite { host }
+            | Fault::DiskReplaced { host } => Fault::HostRestart { host: host.clone() },
+            Fault::InstanceKill { dbid } | Fault::DatadirLost { dbid } => {
+                Fault::InstanceRestart { dbid: *dbid }
             }
-            Fault::InstanceKill { dbid } => Fault::InstanceRestart { dbid: *dbid },
             Fault::InstancePause { dbid } => Fault::InstanceResume { dbid: *dbid },
             Fault::DoubleFault { content } => Fault::DoubleFaultHeal { content: *content },
             Fault::CoordinatorCrash => Fault::CoordinatorRestart,
@@ -223,6 +239,8 @@ impl Fault {
             Fault::PacketLoss { .. } => "packet-loss",
             Fault::DiskFull { .. } => "disk-full",
             Fault::BitFlip { .. } => "bit-flip",
+            Fault::DiskReplaced { .. } => "disk-replaced",
+            Fault::DatadirLost { .. } => "datadir-lost",
             _ => return None,
         })
     }
@@ -277,6 +295,8 @@ impl FaultWeights {
             ("disk-full", 1),
             ("bit-flip", 1),
             ("coordinator-pair-crash", 1),
+            ("disk-replaced", 1),
+            ("datadir-lost", 1),
         ])
     }
 }
@@ -481,17 +501,37 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
                 },
                 vec![seg.hostname.clone()],
             ),
+            "disk-replaced" => (Fault::DiskReplaced { host: host.clone() }, vec![host]),
+            "datadir-lost" => (
+                Fault::DatadirLost { dbid: seg.dbid },
+                vec![seg.hostname.clone()],
+            ),
             other => unreachable!("unknown fault kind {other}"),
         };
         if !resources.iter().all(|r| free(&busy, r)) {
             continue;
         }
-        if let Fault::BitFlip { dbid, .. } = &fault {
-            // Only a pair that no fault touched yet is surely in sync, its partner ready to take
-            // over: flipping a bit in the one good copy of a content loses it for good.
-            if touched_before(&faults, layout.segments, *dbid, t) {
-                continue;
-            }
+        // Faults that destroy one copy of a content's data: only where the other copy is surely
+        // in sync and ready to take over (no fault touched the pair yet, and the start-up gap
+        // passed), or they would lose the content for good, which no system survives.
+        let destroys: Vec<u16> = match &fault {
+            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
+            Fault::DiskReplaced { host } => layout
+                .segments
+                .iter()
+                .filter(|s| s.hostname == *host)
+                .map(|s| s.dbid)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if destroys
+            .iter()
+            .any(|dbid| touched_before(&faults, layout.segments, *dbid, t))
+        {
+            continue;
+        }
+        if !matches!(fault, Fault::BitFlip { .. }) && !destroys.is_empty() && t < gap {
+            continue;
         }
         let heal_at = (t + duration).min(cfg.fault_time);
         let mut candidate = faults.clone();
@@ -512,6 +552,9 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
         {
             continue;
         }
+        if endangers_a_lost_copy(&candidate, layout.segments, end_ms, gap) {
+            continue;
+        }
         episode += 1;
         faults = candidate;
         for r in resources {
@@ -520,6 +563,82 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<Sched
     }
     sort(&mut faults);
     faults
+}
+
+/// Whether a fault of `faults` could make the prober fail a content over onto a copy another
+/// fault destroyed (a bit flip, a lost directory, a replaced disk), before the prober can have
+/// marked that copy down: a fault touching the content's other instance, or the whole cluster,
+/// or slowing the whole network, within `gap` after the copy was destroyed. The prober would
+/// then promote a mirror that holds nothing (as the real prober does on a stale catalog) and
+/// the content is lost to a double fault no operator procedure undoes.
+fn endangers_a_lost_copy(
+    faults: &[ScheduledFault],
+    segments: &[SegmentConfig],
+    end_ms: u64,
+    gap: Duration,
+) -> bool {
+    let gap = gap.as_millis() as u64;
+    let mut heal_at: BTreeMap<u32, u64> = BTreeMap::new();
+    for f in faults.iter().filter(|f| f.fault.is_heal()) {
+        heal_at.entry(f.episode).or_insert(f.at_ms);
+    }
+    let destroyed = |f: &Fault| -> Vec<u16> {
+        match f {
+            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
+            Fault::DiskReplaced { host } => segments
+                .iter()
+                .filter(|s| s.hostname == *host)
+                .map(|s| s.dbid)
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let overlaps = |(a, b): (u64, u64), (c, d): (u64, u64)| a <= d && c <= b;
+    for d in faults.iter().filter(|f| !f.fault.is_heal()) {
+        let lost = destroyed(&d.fault);
+        if lost.is_empty() {
+            continue;
+        }
+        let window = (d.at_ms, d.at_ms.saturating_add(gap));
+        let partners: Vec<u16> = lost
+            .iter()
+            .flat_map(|dbid| {
+                let content = segments.iter().find(|s| s.dbid == *dbid).map(|s| s.content);
+                segments
+                    .iter()
+                    .filter(move |s| Some(s.content) == content && s.dbid != *dbid)
+                    .map(|s| s.dbid)
+            })
+            .filter(|p| !lost.contains(p))
+            .collect();
+        for f in faults
+            .iter()
+            .filter(|f| !f.fault.is_heal() && f.episode != d.episode)
+        {
+            let span = (f.at_ms, heal_at.get(&f.episode).copied().unwrap_or(end_ms));
+            if matches!(
+                f.fault,
+                Fault::LatencySpike { .. } | Fault::PacketLoss { .. }
+            ) {
+                if overlaps(span, window) {
+                    return true;
+                }
+                continue;
+            }
+            let exp = exposure(std::slice::from_ref(f), segments, end_ms);
+            if exp.whole_cluster.iter().any(|s| overlaps(*s, window)) {
+                return true;
+            }
+            if partners.iter().any(|p| {
+                exp.per_dbid
+                    .get(p)
+                    .is_some_and(|spans| spans.iter().any(|s| overlaps(*s, window)))
+            }) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Whether any fault in `faults` touched the content of `dbid` before `t`.
@@ -558,7 +677,7 @@ fn partition(shape: Shape, from: Vec<String>, to: Vec<String>, one_way: bool) ->
 /// Whether a kind of fault can happen in this cluster at all.
 fn possible(kind: &str, cfg: &RunConfig) -> bool {
     match kind {
-        "double-fault" => cfg.mirrors,
+        "double-fault" | "disk-replaced" | "datadir-lost" => cfg.mirrors,
         "coordinator-pair-crash" => cfg.standby,
         _ => true,
     }
@@ -618,11 +737,17 @@ pub fn exposure(faults: &[ScheduledFault], segments: &[SegmentConfig], end_ms: u
                 touched = on_host(host)
             }
             Fault::InstanceKill { dbid } | Fault::InstancePause { dbid } => touched = vec![*dbid],
-            Fault::BitFlip { dbid, .. } => {
+            // A copy destroyed stays gone until an operator's full recovery.
+            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => {
                 out.per_dbid
                     .entry(*dbid)
                     .or_default()
                     .push((f.at_ms, end_ms));
+            }
+            Fault::DiskReplaced { host } => {
+                for d in on_host(host) {
+                    out.per_dbid.entry(d).or_default().push((f.at_ms, end_ms));
+                }
             }
             Fault::DoubleFault { content } => {
                 touched = segments
@@ -804,12 +929,14 @@ pub fn validate(
             | Fault::TornWrite { host }
             | Fault::HostRestart { host }
             | Fault::DiskFull { host }
-            | Fault::DiskFullHeal { host } => host_ok(host, "host", &hosts[1..])?,
+            | Fault::DiskFullHeal { host }
+            | Fault::DiskReplaced { host } => host_ok(host, "host", &hosts[1..])?,
             Fault::InstanceKill { dbid }
             | Fault::InstanceRestart { dbid }
             | Fault::InstancePause { dbid }
             | Fault::InstanceResume { dbid }
-            | Fault::BitFlip { dbid, .. } => {
+            | Fault::BitFlip { dbid, .. }
+            | Fault::DatadirLost { dbid } => {
                 if layout.host_of(*dbid).is_empty() {
                     return Err(format!(
                         "{}: no segment instance has dbid {dbid}",
@@ -956,6 +1083,8 @@ pub const ENTRY_KINDS: &[&str] = &[
     "disk-full",
     "disk-full-heal",
     "bit-flip",
+    "disk-replaced",
+    "datadir-lost",
 ];
 
 fn known_entry(kind: &str) -> bool {

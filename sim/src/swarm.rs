@@ -127,7 +127,11 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
 /// Kinds that need a mirror to make sense: a double fault, and a bit flip (the only copy of a
 /// content, corrupt, is lost for good until restored from a backup).
 fn possible(kind: &str, mirrors: bool) -> bool {
-    mirrors || !matches!(kind, "double-fault" | "bit-flip")
+    mirrors
+        || !matches!(
+            kind,
+            "double-fault" | "bit-flip" | "disk-replaced" | "datadir-lost"
+        )
 }
 
 /// The run configuration of one seed of a swarm scenario; any other scenario as it is.
