@@ -150,6 +150,8 @@ pub struct ClusterProcess {
     pub name: String,
     pub args: Vec<OsString>,
     pub datadir: PathBuf,
+    /// Where it listens once started.
+    pub endpoint: String,
 }
 
 /// Every process of the cluster file: the acting coordinator, the standby (if the file has
@@ -167,12 +169,14 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
         name: "coordinator".into(),
         args: with("coordinator", &[]),
         datadir: file.coordinator.datadir.clone(),
+        endpoint: file.coordinator.endpoint(),
     }];
     if let Some(standby) = &file.standby {
         procs.push(ClusterProcess {
             name: format!("standby dbid {}", standby.dbid),
             args: with("standby", &[]),
             datadir: standby.datadir.clone(),
+            endpoint: standby.endpoint(),
         });
     }
     for s in &file.segments {
@@ -180,6 +184,7 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
             name: format!("segment dbid {}", s.dbid),
             args: with("segment", &["--dbid".into(), s.dbid.to_string()]),
             datadir: s.datadir.clone(),
+            endpoint: s.endpoint(),
         });
     }
     procs
@@ -196,9 +201,12 @@ pub enum StopMode {
     Immediate,
 }
 
-/// Starts every process of the cluster that is not running; one line each.
+/// Starts every process of the cluster that is not running, and waits until each listens (as
+/// gpstart waits for its instances); one line each. A process that exits instead (a refused
+/// data directory, a port in use) fails the verb, quoting the end of its log.
 pub fn start(file: &ClusterFile, path: &Path, allow_bugs: bool) -> anyhow::Result<String> {
     let mut out = String::new();
+    let mut started = Vec::new();
     for p in cluster_processes(file, path, allow_bugs) {
         if let Some(pid) = running(&p.datadir) {
             out.push_str(&format!("{}: already running (pid {pid})\n", p.name));
@@ -211,6 +219,34 @@ pub fn start(file: &ClusterFile, path: &Path, allow_bugs: bool) -> anyhow::Resul
             p.name,
             log.display()
         ));
+        started.push((p, pid));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (p, pid) in started {
+        loop {
+            if std::net::TcpStream::connect(&p.endpoint).is_ok() {
+                break;
+            }
+            if !alive(pid) || Instant::now() > deadline {
+                let log = log_path(&p.datadir);
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "{out}{} (pid {pid}) {} at {}; the end of {}:\n{}",
+                    p.name,
+                    if alive(pid) {
+                        "does not listen"
+                    } else {
+                        "exited instead of listening"
+                    },
+                    p.endpoint,
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     Ok(out)
 }
