@@ -54,13 +54,16 @@ fn without_the_operator_no_action_is_taken() {
 /// acknowledged more alone. The next probe turned synchronous waiting on and reported the pair
 /// in sync, though the mirror lacked those commits, and a later failover promoted it. A mirror
 /// is now in sync only once it has flushed everything acknowledged without it. The seed's
-/// draw as it was before swarm seeds drew a standby coordinator: pinned (a scenario name
-/// outside `swarm*` is not drawn again), without one.
+/// draw as it was before swarm seeds drew a standby coordinator and the disk faults existed:
+/// pinned (a scenario name outside `swarm*` is not drawn again), without either.
 #[test]
 fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() {
     let mut cfg = sim::swarm::derive(167, &RunConfig::swarm());
     cfg.scenario = "pinned swarm seed 167".into();
     cfg.standby = false;
+    for kind in ["disk-replaced", "datadir-lost"] {
+        cfg.fault_weights.0.insert(kind.into(), 0);
+    }
     let result = run_seed(167, &cfg).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);
     assert!(result

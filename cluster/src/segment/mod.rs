@@ -388,6 +388,7 @@ impl Instance {
 
     async fn serve(self, mut conn: Connection) {
         let mut session = session::Session::default();
+        let peer = conn.peer().to_string();
         loop {
             let req: SegmentRequest = match conn.recv().await {
                 Ok(req) => req,
@@ -407,7 +408,6 @@ impl Instance {
                     .await;
                 return;
             }
-            let peer = conn.peer().to_string();
             let resp = match req {
                 SegmentRequest::StartReplication {
                     mirror_dbid,

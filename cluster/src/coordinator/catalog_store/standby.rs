@@ -51,7 +51,9 @@ impl CatalogStore {
         new_generation: bool,
     ) -> Result<Catalog, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
-        let mut next = self.snapshot();
+        // The newest committed catalog, not the published one: a change still flushing (a
+        // prober's decision) would otherwise be built over, its epoch reused and its rows lost.
+        let mut next = self.latest.lock().unwrap().clone();
         for (row, _) in rows {
             next.segments.insert(row.dbid, row.clone());
         }
