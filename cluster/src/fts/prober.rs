@@ -165,8 +165,7 @@ impl ContentProber {
                 self.starting = 0;
                 ProbeOutcome::Unreachable
             }
-            // Not reached: a deposed coordinator stops before deciding.
-            Answer::Deposed => ProbeOutcome::Restarting,
+            Answer::Deposed => unreachable!("a deposed coordinator stops before deciding"),
         }
     }
 
