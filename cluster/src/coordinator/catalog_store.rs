@@ -47,6 +47,9 @@ pub enum CatalogStoreError {
 pub struct CatalogStore {
     engine: Arc<tokio::sync::Mutex<Engine>>,
     current: Arc<Mutex<Catalog>>,
+    /// The epoch of `current`, set each time it moves forward: what a call to an acting primary
+    /// waits on to learn that the prober replaced it, without a copy of the catalog per call.
+    published: Arc<crate::sync::Watch<u64>>,
     /// The newest catalog committed to the engine, durable or still flushing: what the next
     /// change starts from. Set under the engine lock. A change that started from `current`
     /// while an earlier one was flushing would reuse its epoch and, once published, undo it.
@@ -150,6 +153,7 @@ impl CatalogStore {
         Ok(CatalogStore {
             engine: Arc::new(tokio::sync::Mutex::new(engine)),
             latest: Arc::new(Mutex::new(catalog.clone())),
+            published: Arc::new(crate::sync::Watch::new(catalog.epoch)),
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
@@ -247,6 +251,15 @@ impl CatalogStore {
     /// The current configuration epoch.
     pub fn epoch(&self) -> u64 {
         self.read(|c| c.epoch)
+    }
+
+    /// Waits until the published catalog stops naming the instance at `endpoint` as `content`'s
+    /// acting primary (another instance acts for the content, or this one is marked down);
+    /// returns at once if it already does not.
+    pub async fn replaced(&self, content: Content, endpoint: &str) {
+        self.published
+            .wait_until(|_| !self.read(|c| c.is_acting_primary(content, endpoint)))
+            .await;
     }
 
     pub fn table(&self, name: &str) -> Option<TableDef> {
@@ -351,9 +364,17 @@ impl CatalogStore {
         wal.flush_to(lsn).await?;
         self.standby.wait_flushed(lsn).await;
         // Changes flush in order, but their waiters may wake in any order: publish only forward.
-        let mut current = self.current.lock().unwrap();
-        if next.epoch > current.epoch {
-            *current = next.clone();
+        let moved = {
+            let mut current = self.current.lock().unwrap();
+            let moved = next.epoch > current.epoch;
+            if moved {
+                *current = next.clone();
+            }
+            moved
+        };
+        // Set with `current` unlocked: a waiter reads `current` while it holds the watch's lock.
+        if moved {
+            self.published.set(next.epoch);
         }
         Ok(next)
     }
