@@ -222,6 +222,15 @@ impl CatalogStore {
         true
     }
 
+    fn refuse_if_deposed(&self) -> Result<(), CatalogStoreError> {
+        match self.deposed() {
+            Some(_) => Err(CatalogStoreError::Refused(
+                "this coordinator was deposed: it changes the configuration no more".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Records whether an unmirrored content's primary is lost; returns whether that changed.
     pub fn set_unmirrored_lost(&self, content: Content, lost: bool) -> bool {
         let mut set = self.unmirrored_lost.lock().unwrap();
@@ -345,13 +354,19 @@ impl CatalogStore {
 
     /// Commits a configuration change: `writes` and the new epoch go in one transaction, durable
     /// on the coordinator (and on a synchronized standby) before the catalog anyone reads moves
-    /// to `next`.
+    /// to `next`. Refused once this coordinator is deposed, also where the deposition came while
+    /// the change was flushing: the prober's work on each content is already under way when a
+    /// refusal deposes the coordinator, and an instance that never heard of the new generation
+    /// would obey what it decides (a restarted old coordinator turned a stale primary's
+    /// synchronous waiting off, and that primary acknowledged a commit the promoted mirror
+    /// never had).
     async fn commit_configuration(
         &self,
         mut engine: tokio::sync::MutexGuard<'_, Engine>,
         next: Catalog,
         mut writes: Vec<Write>,
     ) -> Result<Catalog, CatalogStoreError> {
+        self.refuse_if_deposed()?;
         writes.push(Write::Put {
             table: META_TABLE,
             key: EPOCH_KEY,
@@ -363,6 +378,7 @@ impl CatalogStore {
         drop(engine);
         wal.flush_to(lsn).await?;
         self.standby.wait_flushed(lsn).await;
+        self.refuse_if_deposed()?;
         // Changes flush in order, but their waiters may wake in any order: publish only forward.
         let moved = {
             let mut current = self.current.lock().unwrap();
