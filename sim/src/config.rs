@@ -136,7 +136,7 @@ impl RunConfig {
             cache_blocks_max: 16,
             fsync_latency_min: Duration::from_micros(200),
             fsync_latency_max: Duration::from_millis(3),
-            statement_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
             clients: 3,
             workload: Workload::inserts(),
             fault_time: Duration::from_secs(30),
