@@ -53,7 +53,12 @@ macro_rules! caught {
                 assert_caught($bug);
             }
         )*
-        const TESTED: &[&str] = &[$($bug,)* "evict-before-wal-flush", "recovery-skips-rewind"];
+        const TESTED: &[&str] = &[
+            $($bug,)*
+            "evict-before-wal-flush",
+            "recovery-skips-rewind",
+            "no-cancel-on-failover",
+        ];
     };
 }
 
@@ -144,6 +149,44 @@ fn a_block_written_before_its_wal_is_durable_survives_a_crash_and_is_found() {
             result.verdict,
             Verdict::Ok,
             "seed {seed} fails without the bug"
+        );
+    }
+}
+
+/// `no-cancel-on-failover` needs a paused acting primary with a transaction on its content
+/// and no other fault around it; the `pauses` scenario (pauses as common as every other fault
+/// together) shows one within a few seeds, and `availability` finds the transaction held past
+/// the failover bound by its statement timeout. Hunted from seed 0 as the others, and the seeds
+/// up to the one caught pass without the bug: the session cancels its calls to the replaced
+/// primary and the same transactions finish on the promoted mirror in time.
+#[test]
+fn calls_left_waiting_on_a_paused_primary_hold_its_clients_past_the_failover() {
+    assert_caught("no-cancel-on-failover");
+    let bug = catalogued("no-cancel-on-failover").unwrap();
+    let (found, _) = hunt_range(
+        &bug_config(bug),
+        0,
+        bug.seed_budget,
+        1,
+        Catch::Checker(bug.caught_by),
+        |_| {},
+    );
+    let found = found.expect("caught within the budget");
+    assert!(
+        found.violations.iter().any(|v| v.checker == bug.caught_by
+            && v.message.contains("was paused at")
+            && v.message.contains("failover bound")),
+        "{:?}",
+        found.violations
+    );
+    let clean = RunConfig::by_name(bug.scenario).unwrap();
+    for seed in 0..=found.seed {
+        let (result, _) = run_seed(seed, &clean);
+        assert_eq!(
+            result.verdict,
+            Verdict::Ok,
+            "seed {seed} fails without the bug: {:?}",
+            result.violations.first()
         );
     }
 }

@@ -104,6 +104,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "identical-replicas",
         seed_budget: 100,
     },
+    PlantedBug {
+        name: "no-cancel-on-failover",
+        scenario: "pauses",
+        caught_by: "availability",
+        seed_budget: 60,
+    },
 ];
 
 /// The catalogue entry of a bug.
