@@ -259,6 +259,25 @@ impl Catalog {
         })
     }
 
+    /// Whether the instance at `endpoint` (`address:port`, as [`SegmentConfig::endpoint`] makes
+    /// it) is `content`'s acting primary and not marked down. Compared field by field: a session
+    /// asks this of every call it has in flight, and an endpoint string per row would allocate.
+    pub fn is_acting_primary(&self, content: Content, endpoint: &str) -> bool {
+        let Some((address, port)) = endpoint.rsplit_once(':') else {
+            return false;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            return false;
+        };
+        self.segments.values().any(|s| {
+            s.content == content
+                && s.role == Role::Primary
+                && s.status != Status::Down
+                && s.port == port
+                && s.address == address
+        })
+    }
+
     pub fn pairs(&self) -> Vec<Pair> {
         self.contents()
             .into_iter()
@@ -352,6 +371,42 @@ pub(crate) mod tests {
             row(2, 0, Role::Primary, Mode::Synced, Status::Up),
             row(3, 0, Role::Mirror, Mode::Synced, Status::Up),
         ])
+    }
+
+    #[test]
+    fn only_the_live_acting_primary_of_the_content_is_its_acting_primary() {
+        let mut cat = synced_pair();
+        let (primary, mirror) = (cat.segments[&2].endpoint(), cat.segments[&3].endpoint());
+        assert!(cat.is_acting_primary(0, &primary));
+        assert!(!cat.is_acting_primary(0, &mirror), "a mirror");
+        assert!(!cat.is_acting_primary(1, &primary), "another content");
+        assert!(!cat.is_acting_primary(0, "10.0.0.2:6001"), "another port");
+        assert!(
+            !cat.is_acting_primary(0, "10.0.0.22:6000"),
+            "another address"
+        );
+        assert!(!cat.is_acting_primary(0, "10.0.0.2"), "no port");
+        // The prober flips the pair: the old primary stops acting the moment it is published.
+        cat.apply(&[
+            RowChange {
+                dbid: 2,
+                role: Role::Mirror,
+                status: Status::Down,
+                mode: Mode::NotSynced,
+            },
+            RowChange {
+                dbid: 3,
+                role: Role::Primary,
+                status: Status::Up,
+                mode: Mode::NotSynced,
+            },
+        ])
+        .unwrap();
+        assert!(!cat.is_acting_primary(0, &primary));
+        assert!(cat.is_acting_primary(0, &mirror));
+        // A primary row marked down (an administrator's edit) acts for nobody either.
+        cat.segments.get_mut(&3).unwrap().status = Status::Down;
+        assert!(!cat.is_acting_primary(0, &mirror));
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl RunConfig {
             cache_blocks_max: 16,
             fsync_latency_min: Duration::from_micros(200),
             fsync_latency_max: Duration::from_millis(3),
-            statement_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
             clients: 3,
             workload: Workload::inserts(),
             fault_time: Duration::from_secs(30),
@@ -201,6 +201,26 @@ impl RunConfig {
         }
     }
 
+    /// The standard cluster where hung instances are the commonest fault: `instance-pause`
+    /// weighs as much as every other kind together, and most seeds draw schedules that must
+    /// leave the cluster available, so that a paused acting primary is judged against the
+    /// availability checker's failover bound (clients must see the failover, not their
+    /// statement timeout).
+    pub fn pauses() -> RunConfig {
+        let mut fault_weights = FaultWeights::full();
+        let others: u32 = (fault_weights.0.iter())
+            .filter(|(kind, _)| *kind != "instance-pause")
+            .map(|(_, w)| *w)
+            .sum();
+        fault_weights.0.insert("instance-pause".into(), others);
+        RunConfig {
+            scenario: "pauses".into(),
+            fault_weights,
+            available_share: 80,
+            ..RunConfig::standard()
+        }
+    }
+
     /// Swarm testing: each seed draws its own cluster (2 to 5 segment hosts, 1 to 3 primaries
     /// per host, mirrors on or off, a standby coordinator or not), probe settings, cache size
     /// and fault mix (see
@@ -246,6 +266,7 @@ impl RunConfig {
             "scaled-256" => Some(RunConfig::scaled(256)),
             "standard" => Some(RunConfig::standard()),
             "slow-disk" => Some(RunConfig::slow_disk()),
+            "pauses" => Some(RunConfig::pauses()),
             "swarm" => Some(RunConfig::swarm()),
             "pair" => Some(RunConfig::pair()),
             "async-pair" => Some(RunConfig::async_pair()),
@@ -260,6 +281,7 @@ impl RunConfig {
         "async-pair",
         "swarm",
         "slow-disk",
+        "pauses",
         "scaled-8",
         "scaled-64",
         "scaled-256",

@@ -116,6 +116,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "no-lost-commits",
         seed_budget: 400,
     },
+    PlantedBug {
+        name: "no-cancel-on-failover",
+        scenario: "pauses",
+        caught_by: "availability",
+        seed_budget: 60,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -323,7 +323,7 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
         cfg.mirror_down_grace_period,
     );
     result.label = nemesis::label(&out.faults, &out.segments, end_ms, window);
-    let availability = invariants::availability::check(
+    let mut availability = invariants::availability::check(
         result.label,
         &out.faults,
         &out.segments,
@@ -332,6 +332,15 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
         end_ms,
         window,
     );
+    availability.extend(invariants::availability::check_paused_primaries(
+        result.label,
+        &out.faults,
+        &out.segments,
+        &txns,
+        out.workload_started_ms,
+        end_ms,
+        &cfg.probe,
+    ));
     result.faults = out.faults;
     result.healed_at_end = out.healed_at_end;
     result.operator = out.operator_actions;

@@ -47,6 +47,9 @@ pub enum CatalogStoreError {
 pub struct CatalogStore {
     engine: Arc<tokio::sync::Mutex<Engine>>,
     current: Arc<Mutex<Catalog>>,
+    /// The epoch of `current`, set each time it moves forward: what a call to an acting primary
+    /// waits on to learn that the prober replaced it, without a copy of the catalog per call.
+    published: Arc<crate::sync::Watch<u64>>,
     /// The newest catalog committed to the engine, durable or still flushing: what the next
     /// change starts from. Set under the engine lock. A change that started from `current`
     /// while an earlier one was flushing would reuse its epoch and, once published, undo it.
@@ -150,6 +153,7 @@ impl CatalogStore {
         Ok(CatalogStore {
             engine: Arc::new(tokio::sync::Mutex::new(engine)),
             latest: Arc::new(Mutex::new(catalog.clone())),
+            published: Arc::new(crate::sync::Watch::new(catalog.epoch)),
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
@@ -218,6 +222,15 @@ impl CatalogStore {
         true
     }
 
+    fn refuse_if_deposed(&self) -> Result<(), CatalogStoreError> {
+        match self.deposed() {
+            Some(_) => Err(CatalogStoreError::Refused(
+                "this coordinator was deposed: it changes the configuration no more".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Records whether an unmirrored content's primary is lost; returns whether that changed.
     pub fn set_unmirrored_lost(&self, content: Content, lost: bool) -> bool {
         let mut set = self.unmirrored_lost.lock().unwrap();
@@ -247,6 +260,15 @@ impl CatalogStore {
     /// The current configuration epoch.
     pub fn epoch(&self) -> u64 {
         self.read(|c| c.epoch)
+    }
+
+    /// Waits until the published catalog stops naming the instance at `endpoint` as `content`'s
+    /// acting primary (another instance acts for the content, or this one is marked down);
+    /// returns at once if it already does not.
+    pub async fn replaced(&self, content: Content, endpoint: &str) {
+        self.published
+            .wait_until(|_| !self.read(|c| c.is_acting_primary(content, endpoint)))
+            .await;
     }
 
     pub fn table(&self, name: &str) -> Option<TableDef> {
@@ -332,13 +354,19 @@ impl CatalogStore {
 
     /// Commits a configuration change: `writes` and the new epoch go in one transaction, durable
     /// on the coordinator (and on a synchronized standby) before the catalog anyone reads moves
-    /// to `next`.
+    /// to `next`. Refused once this coordinator is deposed, also where the deposition came while
+    /// the change was flushing: the prober's work on each content is already under way when a
+    /// refusal deposes the coordinator, and an instance that never heard of the new generation
+    /// would obey what it decides (a restarted old coordinator turned a stale primary's
+    /// synchronous waiting off, and that primary acknowledged a commit the promoted mirror
+    /// never had).
     async fn commit_configuration(
         &self,
         mut engine: tokio::sync::MutexGuard<'_, Engine>,
         next: Catalog,
         mut writes: Vec<Write>,
     ) -> Result<Catalog, CatalogStoreError> {
+        self.refuse_if_deposed()?;
         writes.push(Write::Put {
             table: META_TABLE,
             key: EPOCH_KEY,
@@ -350,10 +378,19 @@ impl CatalogStore {
         drop(engine);
         wal.flush_to(lsn).await?;
         self.standby.wait_flushed(lsn).await;
+        self.refuse_if_deposed()?;
         // Changes flush in order, but their waiters may wake in any order: publish only forward.
-        let mut current = self.current.lock().unwrap();
-        if next.epoch > current.epoch {
-            *current = next.clone();
+        let moved = {
+            let mut current = self.current.lock().unwrap();
+            let moved = next.epoch > current.epoch;
+            if moved {
+                *current = next.clone();
+            }
+            moved
+        };
+        // Set with `current` unlocked: a waiter reads `current` while it holds the watch's lock.
+        if moved {
+            self.published.set(next.epoch);
         }
         Ok(next)
     }

@@ -56,6 +56,15 @@ pub struct CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
+    /// What a session's calls to a primary do when the catalog replaces it.
+    pub(crate) fn on_failover(&self) -> OnFailover {
+        if self.bugs.no_cancel_on_failover {
+            OnFailover::Wait
+        } else {
+            OnFailover::Cancel
+        }
+    }
+
     pub fn new(listen_addr: impl Into<String>, segments: Vec<SegmentConfig>) -> CoordinatorConfig {
         CoordinatorConfig {
             cluster_id: 0,
@@ -229,18 +238,78 @@ pub(crate) struct DtxState {
     pub orphans: Mutex<BTreeSet<(Content, u64)>>,
 }
 
+/// What a call to a content's acting primary does when the published catalog stops naming
+/// that instance (the prober promoted the mirror, or the instance is marked down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnFailover {
+    /// End at once, as a lost primary: a client sees the failover within the prober's
+    /// detection time, not after the call's own timeout (a hung primary never answers).
+    Cancel,
+    /// Wait for the answer or the call's timeout.
+    Wait,
+}
+
+/// Why a call to a content's primary ended without an answer.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    Net(net::NetError),
+    /// The catalog replaced the instance while the call waited ([`OnFailover::Cancel`]).
+    Replaced {
+        peer: String,
+        content: Content,
+    },
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Net(e) => e.fmt(f),
+            CallError::Replaced { peer, content } => write!(
+                f,
+                "{peer} is no longer the acting primary of content {content}; the call was cancelled"
+            ),
+        }
+    }
+}
+
+/// Sends `req` over `conn`, a connection to `content`'s acting primary, and waits for the answer
+/// up to `within`; with [`OnFailover::Cancel`], only as long as the published catalog names
+/// `conn`'s peer the acting primary (checked at once, then at every change).
+pub(crate) async fn call_primary(
+    store: &CatalogStore,
+    on_failover: OnFailover,
+    content: Content,
+    conn: &mut Connection,
+    req: &SegmentRequest,
+    within: Duration,
+) -> Result<SegmentResponse, CallError> {
+    if on_failover == OnFailover::Wait {
+        return conn.call(req, within).await.map_err(CallError::Net);
+    }
+    let peer = conn.peer().to_string();
+    tokio::select! {
+        biased;
+        answer = conn.call(req, within) => answer.map_err(CallError::Net),
+        () = store.replaced(content, &peer) => Err(CallError::Replaced { peer, content }),
+    }
+}
+
 /// One request to the acting primary of `content` as the catalog names it now, on a fresh
-/// connection. `None` if it cannot be reached or does not answer in time.
+/// connection. `None` if it cannot be reached, does not answer in time, or (with
+/// [`OnFailover::Cancel`]) stops being the acting primary first.
 pub(crate) async fn primary_call(
     store: &CatalogStore,
     content: Content,
     req: &SegmentRequest,
     connect_timeout: Duration,
     call_timeout: Duration,
+    on_failover: OnFailover,
 ) -> Option<SegmentResponse> {
     let addr = store.read(|c| c.pair(content).map(|p| p.primary.endpoint()))?;
     let mut conn = Connection::connect(&addr, connect_timeout).await.ok()?;
-    conn.call(req, call_timeout).await.ok()
+    call_primary(store, on_failover, content, &mut conn, req, call_timeout)
+        .await
+        .ok()
 }
 
 /// The content a key belongs to: a fixed hash of the key, modulo the number of contents.

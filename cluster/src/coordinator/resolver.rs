@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::{primary_call, CatalogStore, DtxState};
+use super::{primary_call, CatalogStore, DtxState, OnFailover};
 use crate::dtx::{resolve_in_doubt, Resolution};
 use crate::io::runtime;
 use crate::proto::{SegmentRequest, SegmentResponse};
@@ -51,6 +51,7 @@ async fn resolve_once(
             },
             connect_timeout,
             call_timeout,
+            OnFailover::Wait,
         )
         .await
         {
@@ -85,7 +86,15 @@ async fn resolve_once(
                 },
             ),
         };
-        let answer = primary_call(store, content, &req, connect_timeout, call_timeout).await;
+        let answer = primary_call(
+            store,
+            content,
+            &req,
+            connect_timeout,
+            call_timeout,
+            OnFailover::Wait,
+        )
+        .await;
         if let Some(SegmentResponse::Fenced { dbid, followed, .. }) = answer {
             if !bugs.coordinator_fence_off
                 && store

@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use tracing::{debug, warn};
 
-use super::{content_for_key, primary_call, CatalogStore, CoordinatorConfig, DtxState};
+use super::{
+    call_primary, content_for_key, primary_call, CallError, CatalogStore, CoordinatorConfig,
+    DtxState, OnFailover,
+};
 use crate::catalog::{Catalog, Content, Role, Status};
 use crate::dtx::{plan_commit, CommitPlan};
-use crate::io::net::{Connection, NetError};
+use crate::io::net::Connection;
 use crate::io::runtime::{self, Instant};
 use crate::proto::{
     ClientRequest, ClientResponse, DbError, Op, OpResult, SegmentRequest, SegmentResponse,
@@ -74,6 +77,8 @@ impl<V> Kept<V> {
 
 struct Participant {
     conn: Connection,
+    /// The content whose acting primary `conn` reaches.
+    content: Content,
     wrote: bool,
     /// Every call so far had its answer: the connection is in step and may carry the
     /// session's next transaction. One that failed or timed out may yet deliver a late answer.
@@ -81,20 +86,33 @@ struct Participant {
 }
 
 impl Participant {
-    fn new(conn: Connection) -> Participant {
+    fn new(conn: Connection, content: Content) -> Participant {
         Participant {
             conn,
+            content,
             wrote: false,
             in_step: true,
         }
     }
 
+    /// A call that ends, as a lost primary, once `store`'s published catalog stops naming this
+    /// participant's instance as its content's acting primary (see [`OnFailover`]).
     async fn call(
         &mut self,
+        store: &CatalogStore,
+        on_failover: OnFailover,
         req: &SegmentRequest,
         within: Duration,
-    ) -> Result<SegmentResponse, NetError> {
-        let answer = self.conn.call::<_, SegmentResponse>(req, within).await;
+    ) -> Result<SegmentResponse, CallError> {
+        let answer = call_primary(
+            store,
+            on_failover,
+            self.content,
+            &mut self.conn,
+            req,
+            within,
+        )
+        .await;
         self.in_step &= answer.is_ok();
         answer
     }
@@ -278,7 +296,12 @@ impl Session {
         if let Some(mut txn) = self.txn.take() {
             for p in txn.participants.values_mut() {
                 let _ = p
-                    .call(&SegmentRequest::Abort, self.cfg.statement_timeout)
+                    .call(
+                        &self.store,
+                        self.cfg.on_failover(),
+                        &SegmentRequest::Abort,
+                        self.cfg.statement_timeout,
+                    )
                     .await;
             }
             self.keep(txn.participants);
@@ -333,7 +356,11 @@ impl Session {
             // to connect: it may have broken while it sat idle (its instance restarted, the
             // link was reset or cut), and then a new connection is tried as usual.
             if conn.peer() == addr {
-                match Session::begin(conn, xid, epoch, self.cfg.connect_timeout).await {
+                let (store, on_failover) = (&self.store, self.cfg.on_failover());
+                let within = self.cfg.connect_timeout;
+                let began =
+                    Session::begin(store, on_failover, conn, content, xid, epoch, within).await;
+                match began {
                     Began::Yes(p) => return Ok(p),
                     Began::Fenced { dbid, followed } => {
                         let (store, bugs) = (&self.store, self.cfg.bugs);
@@ -347,7 +374,10 @@ impl Session {
         let conn = Connection::connect(&addr, self.cfg.connect_timeout)
             .await
             .map_err(|e| lost(e.to_string()))?;
-        match Session::begin(conn, xid, epoch, self.cfg.statement_timeout).await {
+        let (store, on_failover) = (&self.store, self.cfg.on_failover());
+        let within = self.cfg.statement_timeout;
+        let began = Session::begin(store, on_failover, conn, content, xid, epoch, within).await;
+        match began {
             Began::Yes(p) => Ok(p),
             Began::Fenced { dbid, followed } => {
                 Err(fenced(&self.store, self.cfg.bugs, content, dbid, epoch, followed).await)
@@ -356,15 +386,26 @@ impl Session {
         }
     }
 
-    async fn begin(conn: Connection, xid: u64, epoch: u64, within: Duration) -> Began {
-        let mut p = Participant::new(conn);
-        match p.call(&SegmentRequest::Begin { xid, epoch }, within).await {
+    async fn begin(
+        store: &CatalogStore,
+        on_failover: OnFailover,
+        conn: Connection,
+        content: Content,
+        xid: u64,
+        epoch: u64,
+        within: Duration,
+    ) -> Began {
+        let mut p = Participant::new(conn, content);
+        let req = SegmentRequest::Begin { xid, epoch };
+        match p.call(store, on_failover, &req, within).await {
             Ok(SegmentResponse::Ok) => Began::Yes(p),
             Ok(SegmentResponse::Fenced { dbid, followed, .. }) => Began::Fenced { dbid, followed },
             // Refused at begin: an instance that is no longer the primary, or a newer epoch.
             Ok(SegmentResponse::Error(e)) => Began::Refused(e.to_string()),
             Ok(other) => Began::Refused(format!("unexpected answer to begin: {other:?}")),
-            Err(e) => Began::Broken(e.to_string()),
+            // Replaced: a new connection to the same instance would be cancelled too.
+            Err(e @ CallError::Replaced { .. }) => Began::Refused(e.to_string()),
+            Err(e @ CallError::Net(_)) => Began::Broken(e.to_string()),
         }
     }
 
@@ -416,6 +457,8 @@ impl Session {
             .expect("opened above");
         match p
             .call(
+                &self.store,
+                self.cfg.on_failover(),
                 &SegmentRequest::Exec { op: op.clone() },
                 self.cfg.statement_timeout,
             )
@@ -573,7 +616,12 @@ impl Session {
         for c in readers {
             if let Some(p) = txn.participants.get_mut(c) {
                 let _ = p
-                    .call(&SegmentRequest::Commit, self.cfg.statement_timeout)
+                    .call(
+                        &self.store,
+                        self.cfg.on_failover(),
+                        &SegmentRequest::Commit,
+                        self.cfg.statement_timeout,
+                    )
                     .await;
             }
         }
@@ -585,7 +633,12 @@ impl Session {
             .get_mut(&content)
             .expect("the writer is a participant");
         match p
-            .call(&SegmentRequest::Commit, self.cfg.statement_timeout)
+            .call(
+                &self.store,
+                self.cfg.on_failover(),
+                &SegmentRequest::Commit,
+                self.cfg.statement_timeout,
+            )
             .await
         {
             Ok(SegmentResponse::Committed { lsn }) => {
@@ -596,7 +649,11 @@ impl Session {
             Ok(other) => ClientResponse::Error(DbError::Unknown(format!(
                 "content {content}: unexpected answer to commit: {other:?}"
             ))),
-            // The commit was sent: it may have been made durable before the connection broke.
+            // The commit was sent: it may have been made durable before the connection broke,
+            // or before the catalog replaced the primary (whose mirror then has it, or not).
+            Err(e @ CallError::Replaced { .. }) => ClientResponse::Error(DbError::Unknown(
+                format!("content {content}: lost the primary: {e}"),
+            )),
             Err(e) => ClientResponse::Error(DbError::Unknown(format!("content {content}: {e}"))),
         }
     }
@@ -617,7 +674,13 @@ impl Session {
                 .participants
                 .get_mut(c)
                 .expect("writers are participants");
-            let reason = match p.call(&req, self.cfg.statement_timeout).await {
+            // Cancelled because the catalog replaced the primary, a prepare fails as one that
+            // timed out: the transaction is rolled back.
+            let (store, on_failover) = (&self.store, self.cfg.on_failover());
+            let answer = p
+                .call(store, on_failover, &req, self.cfg.statement_timeout)
+                .await;
+            let reason = match answer {
                 Ok(SegmentResponse::Ok | SegmentResponse::Committed { .. }) => {
                     prepared.push(*c);
                     continue;
@@ -694,7 +757,12 @@ impl Session {
         if let Some(p) = txn.participants.get_mut(&content) {
             if acting.as_deref() == Some(p.conn.peer()) {
                 let req = req(&self.store);
-                if let Ok(SegmentResponse::Ok) = p.call(&req, self.cfg.statement_timeout).await {
+                let (store, on_failover) = (&self.store, self.cfg.on_failover());
+                // Cancelled once the catalog names another primary: the loop below goes there.
+                let answer = p
+                    .call(store, on_failover, &req, self.cfg.statement_timeout)
+                    .await;
+                if let Ok(SegmentResponse::Ok) = answer {
                     return true;
                 }
             }
@@ -707,6 +775,7 @@ impl Session {
                 &req(&self.store),
                 self.cfg.connect_timeout,
                 self.cfg.statement_timeout,
+                self.cfg.on_failover(),
             )
             .await
             {
@@ -729,7 +798,8 @@ impl Session {
                     *c,
                     &req,
                     self.cfg.connect_timeout,
-                    self.cfg.statement_timeout
+                    self.cfg.statement_timeout,
+                    self.cfg.on_failover(),
                 )
                 .await,
                 Some(SegmentResponse::Ok)
@@ -767,8 +837,10 @@ impl Session {
                 let store = self.store.clone();
                 let req = SegmentRequest::CreateTable { def: def.clone() };
                 let (connect, statement) = (self.cfg.connect_timeout, self.cfg.statement_timeout);
-                let call =
-                    async move { primary_call(&store, content, &req, connect, statement).await };
+                let on_failover = self.cfg.on_failover();
+                let call = async move {
+                    primary_call(&store, content, &req, connect, statement, on_failover).await
+                };
                 (content, runtime::spawn(call))
             })
             .collect();

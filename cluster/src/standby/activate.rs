@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use super::instance::Shared;
 use super::{Activation, StandbyReply, StandbyRequest};
 use crate::catalog::{Content, Mode, Role, SegmentConfig, Status};
-use crate::coordinator::{primary_call, CatalogStore, CatalogStoreError, Services};
+use crate::coordinator::{primary_call, CatalogStore, CatalogStoreError, OnFailover, Services};
 use crate::dtx::{resolve_in_doubt, Resolution};
 use crate::io::net::Connection;
 use crate::proto::{ClientRequest, ClientResponse, SegmentRequest, SegmentResponse};
@@ -230,6 +230,7 @@ async fn resolve(
             },
             cfg.connect_timeout,
             cfg.statement_timeout,
+            OnFailover::Wait,
         )
         .await
         {
@@ -283,7 +284,8 @@ async fn resolve(
                 content,
                 &req,
                 cfg.connect_timeout,
-                cfg.statement_timeout
+                cfg.statement_timeout,
+                OnFailover::Wait,
             )
             .await,
             Some(SegmentResponse::Ok)

@@ -60,7 +60,17 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
             let back = successions[k + 1..]
                 .iter()
                 .any(|later| later.successor == s.deposed && later.began_ms <= o.at_ms);
-            let followed_successor = seen.contains_key(s.successor.as_str());
+            // Obeyed since an earlier activation last deposed the successor's address, if one
+            // did: before that the address served an older generation, and an instance that
+            // slept through the later activation has no reason to refuse the one it deposed.
+            let since = successions[..k]
+                .iter()
+                .filter(|earlier| earlier.deposed == s.successor)
+                .map(|earlier| earlier.at_ms)
+                .max();
+            let followed_successor = seen
+                .get(s.successor.as_str())
+                .is_some_and(|last| since.is_none_or(|t| *last > t));
             if !back && followed_successor {
                 let message = format!(
                     "content {content}: dbid {dbid} obeyed the coordinator at {from} (epoch {}) at {} ms, after that coordinator was deposed by the activation of the one at {} ({} ms), which dbid {dbid} had obeyed: two coordinators acted side by side",
@@ -131,5 +141,27 @@ mod tests {
         // through): obeying it is right.
         let back = [activation(100, mdw, smdw), activation(155, smdw, mdw)];
         assert!(check(&facts, &back).is_empty());
+    }
+
+    /// Standard seed 407: dbid 6 obeyed mdw (generation 0), then smdw activated in its place;
+    /// its host was down while mdw was activated back (generation 2), and the deposed smdw,
+    /// restarting, probed it before it learned it was deposed. dbid 6 never obeyed generation 2:
+    /// nothing told it to refuse generation 1.
+    #[test]
+    fn obeying_the_successors_address_before_its_activation_is_no_promise() {
+        let (mdw, smdw) = ("10.0.0.1", "10.0.2.1");
+        let both = [activation(100, mdw, smdw), activation(300, smdw, mdw)];
+        let slept_through = vec![
+            obeyed(10, 6, mdw),
+            obeyed(90, 6, smdw),
+            obeyed(480, 6, smdw),
+        ];
+        assert!(check(&slept_through, &both).is_empty());
+        // Once it obeyed generation 2 at mdw, it must refuse smdw.
+        let mut told = slept_through;
+        told.insert(2, obeyed(400, 6, mdw));
+        let v = check(&told, &both);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].first_event.at_ms, 480);
     }
 }
