@@ -34,6 +34,14 @@ pub enum Fact {
         epoch: u64,
         from: String,
     },
+    /// An instance started: the configuration epoch it follows from its data directory, and
+    /// whether the directory held no WAL yet (made by init or for a full copy).
+    Started {
+        content: Content,
+        dbid: Dbid,
+        followed: u64,
+        fresh: bool,
+    },
     /// The coordinator acted on its catalog WAL up to `lsn` (a configuration change, a table,
     /// a distributed-commit record) because its synchronized standby reported it flushed.
     StandbyFlushed { lsn: Lsn },

@@ -12,6 +12,8 @@
 //!   starts and stops with the cluster.
 //! - Absurd settings and planted bugs in the cluster file are refused, naming the field and
 //!   the rule.
+//! - A client whose statement sits on a hung (SIGSTOPped) primary sees the failover within the
+//!   prober's detection bound, not after its statement timeout.
 //!
 //! Build and run: `RUSTFLAGS= cargo test -p cluster --features real-io --test real_io_safety`.
 
@@ -327,6 +329,72 @@ fn one_process_per_data_directory_and_stop_signals_only_that_process() {
     });
     let log = std::fs::read_to_string(c.dir.join("primary0.log")).unwrap();
     assert_eq!(log.matches("starting segment instance").count(), 2, "{log}");
+}
+
+/// Finding: a SIGSTOPped primary was replaced by the prober in about 4 s, but clients stayed
+/// blocked on it until their 10 s statement timeout.
+#[test]
+fn a_client_on_a_hung_primary_moves_on_with_the_failover() {
+    let c = LocalCluster::init("safety_hung_primary", &[]);
+    started(&c);
+    let addr = c.coordinator.clone();
+    for key in 0..5 {
+        insert(&c, &[&addr], key);
+    }
+    until("the pair in sync", Duration::from_secs(30), || {
+        catalog(&c, &addr).filter(|cat| synced(cat, 2, 3))
+    });
+    let file = c.file_json();
+    let probe = &file["probe"];
+    let ms = |v: &serde_json::Value| v.as_u64().unwrap();
+    let attempts = ms(&probe["probe_retries"]) + 1;
+    // The prober notices within an interval and a probe with all its attempts; the promotion
+    // and the moved transaction take well under a second more on loopback.
+    let detection = ms(&probe["probe_interval_ms"])
+        + attempts * ms(&probe["probe_timeout_ms"])
+        + (attempts - 1) * ms(&probe["retry_gap_ms"]);
+    let statement_timeout = ms(&file["statement_timeout_ms"]);
+    let bound = Duration::from_millis(detection + 2_000);
+    assert!(
+        bound < Duration::from_millis(statement_timeout),
+        "the test needs a detection bound under the statement timeout"
+    );
+
+    let pid = c.pid_in(&c.datadir("primary0")).expect("the primary runs");
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    let began = std::time::Instant::now();
+    let out = c.run(&[
+        "client",
+        "--timeout-ms",
+        "30000",
+        "--coordinator",
+        &addr,
+        "insert",
+        TABLE,
+        "100",
+        "row-100",
+    ]);
+    let took = began.elapsed();
+    signal("-CONT");
+    assert!(
+        out.status.success(),
+        "the insert failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        took < bound,
+        "the client waited {took:?} on the hung primary; the failover bound is {bound:?} (statement timeout {statement_timeout} ms)"
+    );
+    let cat = catalog(&c, &addr).unwrap();
+    assert_eq!(row(&cat, 3).0, "Primary", "{cat}");
+    assert_eq!(get(&c, &[&addr], 100), Some("row-100".into()));
 }
 
 /// A change to a cluster file.

@@ -131,13 +131,7 @@ pub struct World {
 }
 
 /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.
-pub(crate) fn install_identity(
-    disk: &SimDisk,
-    cluster_id: u64,
-    datadir: &str,
-    dbid: u16,
-    content: i16,
-) {
+pub fn install_identity(disk: &SimDisk, cluster_id: u64, datadir: &str, dbid: u16, content: i16) {
     let identity = cluster::storage::identity::Identity {
         cluster_id,
         dbid,

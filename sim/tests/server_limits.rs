@@ -122,7 +122,10 @@ async fn a_listener_refuses_over_its_limits_and_serves_a_normal_peer() {
     host.spawn(async {
         let mut cfg = InstanceConfig::new(2, 0, ADDR, Role::Primary);
         cfg.server_limits = limits();
-        let disk: Arc<dyn Disk> = Arc::new(SimDisk::new());
+        let disk = SimDisk::new();
+        // A data directory as init makes it.
+        sim::world::install_identity(&disk, cfg.cluster_id, "", cfg.dbid, cfg.content);
+        let disk: Arc<dyn Disk> = Arc::new(disk);
         let stopped = segment::run(cfg, disk).await;
         panic!("the instance stopped: {stopped:?}");
     });

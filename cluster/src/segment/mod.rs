@@ -240,6 +240,12 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
                 .await
                 .map_err(|source| InstanceError::Storage { dbid, source })?;
         }
+        cfg.observe.report(Fact::Started {
+            content: cfg.content,
+            dbid,
+            followed,
+            fresh: engine.wal().flushed_lsn() == 0,
+        });
         let instance = Instance::new(cfg, disk, engine, role, identity, followed);
         info!(role = ?role, flushed_lsn = instance.inner.wal.flushed_lsn(), "instance started");
         let mut tasks = vec![runtime::spawn(

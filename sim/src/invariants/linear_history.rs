@@ -120,7 +120,10 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
                 );
             }
             // The coordinator's catalog, not a content's history.
-            Fact::StandbyFlushed { .. } | Fact::BlockBeyondWal { .. } | Fact::Obeyed { .. } => {}
+            Fact::StandbyFlushed { .. }
+            | Fact::BlockBeyondWal { .. }
+            | Fact::Obeyed { .. }
+            | Fact::Started { .. } => {}
         }
     }
     violations

@@ -14,6 +14,10 @@
 //! request — a probe, a promotion, a transaction's begin — it obeys from a coordinator address
 //! other than the last). A violation: an instance obeys the deposed coordinator after it obeyed
 //! the successor, while the deposed one is not acting again.
+//!
+//! And the fence's durability: an instance that obeyed a coordinator generation never starts
+//! again (on the same data directory, not one made anew) following an older one; forgetting it
+//! would let the deposed coordinator be obeyed after the next restart.
 
 use std::collections::BTreeMap;
 
@@ -40,7 +44,34 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
     let mut violations = Vec::new();
     // Per instance: when it last obeyed each coordinator address.
     let mut obeyed: BTreeMap<Dbid, BTreeMap<&str, u64>> = BTreeMap::new();
+    // Per instance: the newest generation it obeyed since its directory was last made.
+    let mut newest: BTreeMap<Dbid, u64> = BTreeMap::new();
     for o in facts {
+        if let Fact::Started {
+            content,
+            dbid,
+            followed,
+            fresh,
+        } = o.fact
+        {
+            if fresh {
+                newest.remove(&dbid);
+            } else if let Some(&obeyed) = newest.get(&dbid) {
+                if epoch::generation(followed) < epoch::generation(obeyed) {
+                    violations.push(violation(
+                        o.at_ms,
+                        format!(
+                            "content {content}: dbid {dbid} started again following epoch {} (generation {}) though it had obeyed epoch {} (generation {}): it forgot the coordinator generation it followed, and would obey a deposed coordinator",
+                            epoch::describe(followed),
+                            epoch::generation(followed),
+                            epoch::describe(obeyed),
+                            epoch::generation(obeyed)
+                        ),
+                    ));
+                }
+            }
+            continue;
+        }
         let Fact::Obeyed {
             content,
             dbid,
@@ -50,6 +81,8 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
         else {
             continue;
         };
+        let top = newest.entry(dbid).or_insert(e);
+        *top = (*top).max(e);
         let seen = obeyed.entry(dbid).or_default();
         for (k, s) in successions.iter().enumerate() {
             if *from != s.deposed || s.at_ms > o.at_ms {
@@ -79,17 +112,7 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
                     s.successor,
                     s.at_ms
                 );
-                violations.push(Violation {
-                    checker: NAME,
-                    first_event: Event {
-                        at_ms: o.at_ms,
-                        client: 0,
-                        txn: 0,
-                        kind: "obeyed".into(),
-                        detail: message.clone(),
-                    },
-                    message,
-                });
+                violations.push(violation(o.at_ms, message));
             }
         }
         seen.insert(from.as_str(), o.at_ms);
@@ -98,6 +121,20 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
         }
     }
     violations
+}
+
+fn violation(at_ms: u64, message: String) -> Violation {
+    Violation {
+        checker: NAME,
+        first_event: Event {
+            at_ms,
+            client: 0,
+            txn: 0,
+            kind: "obeyed".into(),
+            detail: message.clone(),
+        },
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -123,6 +160,42 @@ mod tests {
             deposed: deposed.into(),
             successor: successor.into(),
         }
+    }
+
+    fn started(at_ms: u64, dbid: Dbid, followed: u64, fresh: bool) -> Observed {
+        Observed {
+            at_ms,
+            fact: Fact::Started {
+                content: 0,
+                dbid,
+                followed,
+                fresh,
+            },
+        }
+    }
+
+    #[test]
+    fn an_instance_never_forgets_across_a_restart_the_generation_it_obeyed() {
+        let next = epoch::first_of_next_generation(9);
+        let mut obeyed_next = obeyed(20, 2, "10.0.2.1");
+        obeyed_next.fact = Fact::Obeyed {
+            content: 0,
+            dbid: 2,
+            epoch: next,
+            from: "10.0.2.1".into(),
+        };
+        // Restarted on its own directory, following generation 0 again: forgotten.
+        let forgot = vec![
+            started(0, 2, 0, true),
+            obeyed_next.clone(),
+            started(30, 2, 0, false),
+        ];
+        let v = check(&forgot, &[]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].message.contains("forgot"), "{}", v[0].message);
+        // Remembered, or a directory made anew (a full copy): no violation.
+        assert!(check(&[obeyed_next.clone(), started(30, 2, next, false)], &[]).is_empty());
+        assert!(check(&[obeyed_next, started(30, 2, 0, true)], &[]).is_empty());
     }
 
     #[test]
