@@ -426,14 +426,15 @@ pub(crate) async fn activate(
         Ok(a) => {
             let at_ms = crate::workload::now_ms();
             let text = format!(
-                "dbid {} on {} is the coordinator at epoch {} (catalog WAL {}; in doubt: {} committed, {} aborted, {} contents unreached)",
+                "dbid {} on {} is the coordinator at epoch {} (catalog WAL {}; in doubt: {} committed, {} aborted, {} contents unreached; the lost coordinator {})",
                 a.dbid,
                 standby.hostname,
-                a.epoch,
+                cluster::catalog::epoch::describe(a.epoch),
                 a.end_lsn,
                 a.committed.len(),
                 a.aborted.len(),
-                a.unreached.len()
+                a.unreached.len(),
+                if fence { "fenced first" } else { "left unfenced" }
             );
             hosts
                 .0
