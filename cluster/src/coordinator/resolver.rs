@@ -68,24 +68,8 @@ async fn resolve_once(
     );
     let mut unfinished: BTreeMap<u64, bool> = committed.keys().map(|g| (*g, false)).collect();
     for action in actions {
-        let (content, gxid, req) = match action {
-            Resolution::CommitPrepared { content, gxid } => (
-                content,
-                gxid,
-                SegmentRequest::CommitPrepared {
-                    xid: gxid,
-                    epoch: store.epoch(),
-                },
-            ),
-            Resolution::AbortPrepared { content, gxid } => (
-                content,
-                gxid,
-                SegmentRequest::AbortPrepared {
-                    xid: gxid,
-                    epoch: store.epoch(),
-                },
-            ),
-        };
+        let (content, gxid) = action.target();
+        let req = action.request(store.epoch());
         let answer = primary_call(
             store,
             content,

@@ -64,6 +64,29 @@ pub enum Resolution {
     AbortPrepared { content: Content, gxid: Gxid },
 }
 
+impl Resolution {
+    /// The content and transaction it acts on.
+    pub fn target(&self) -> (Content, Gxid) {
+        match *self {
+            Resolution::CommitPrepared { content, gxid }
+            | Resolution::AbortPrepared { content, gxid } => (content, gxid),
+        }
+    }
+
+    /// The request that carries it out, stamped with the coordinator's configuration `epoch`.
+    pub fn request(&self, epoch: u64) -> crate::proto::SegmentRequest {
+        use crate::proto::SegmentRequest;
+        match *self {
+            Resolution::CommitPrepared { gxid, .. } => {
+                SegmentRequest::CommitPrepared { xid: gxid, epoch }
+            }
+            Resolution::AbortPrepared { gxid, .. } => {
+                SegmentRequest::AbortPrepared { xid: gxid, epoch }
+            }
+        }
+    }
+}
+
 /// Decides the fate of every prepared transaction found on the segments.
 ///
 /// - `committed`: the distributed-commit records (not yet forgotten) and their writers;

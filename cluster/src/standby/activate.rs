@@ -17,7 +17,7 @@ use super::instance::Shared;
 use super::{Activation, StandbyReply, StandbyRequest};
 use crate::catalog::{Content, Mode, Role, SegmentConfig, Status};
 use crate::coordinator::{primary_call, CatalogStore, CatalogStoreError, OnFailover, Services};
-use crate::dtx::{resolve_in_doubt, Resolution};
+use crate::dtx::resolve_in_doubt;
 use crate::io::net::Connection;
 use crate::proto::{ClientRequest, ClientResponse, SegmentRequest, SegmentResponse};
 use crate::storage::StorageError;
@@ -260,24 +260,8 @@ async fn resolve(
     };
     let mut unfinished = BTreeSet::new();
     for action in actions {
-        let (content, gxid, req) = match action {
-            Resolution::CommitPrepared { content, gxid } => (
-                content,
-                gxid,
-                SegmentRequest::CommitPrepared {
-                    xid: gxid,
-                    epoch: store.epoch(),
-                },
-            ),
-            Resolution::AbortPrepared { content, gxid } => (
-                content,
-                gxid,
-                SegmentRequest::AbortPrepared {
-                    xid: gxid,
-                    epoch: store.epoch(),
-                },
-            ),
-        };
+        let (content, gxid) = action.target();
+        let req = action.request(store.epoch());
         let done = matches!(
             primary_call(
                 store,
