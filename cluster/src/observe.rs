@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::catalog::{Content, Dbid};
+use crate::catalog::{Content, Dbid, Mode, Role, Status};
 use crate::wal::Lsn;
 
 /// A fact about one instance.
@@ -42,6 +42,15 @@ pub enum Fact {
         followed: u64,
         fresh: bool,
     },
+    /// The coordinator committed a configuration change and acts on it: one row's history line
+    /// (as `gp_configuration_history` holds it) under `epoch`; `fts` when the prober decided
+    /// it, with the row's new role, status and mode.
+    CatalogChanged {
+        epoch: u64,
+        dbid: Dbid,
+        desc: String,
+        fts: Option<FtsChange>,
+    },
     /// The coordinator acted on its catalog WAL up to `lsn` (a configuration change, a table,
     /// a distributed-commit record) because its synchronized standby reported it flushed.
     StandbyFlushed { lsn: Lsn },
@@ -55,6 +64,15 @@ pub enum Fact {
         page_lsn: Lsn,
         wal_end: Lsn,
     },
+}
+
+/// A row change the prober decided (see [`Fact::CatalogChanged`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FtsChange {
+    pub content: Content,
+    pub role: Role,
+    pub status: Status,
+    pub mode: Mode,
 }
 
 pub trait Observer: Send + Sync + 'static {

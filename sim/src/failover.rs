@@ -12,7 +12,7 @@ use cluster::catalog::{Content, Dbid, Role, SegmentConfig};
 use reports::timeline::CatalogChange;
 
 use crate::history::{Outcome, TxnRecord};
-use crate::trace::ClusterEvent;
+use crate::observer::ClusterEvent;
 
 /// One primary lost to a host crash, and how long its content took to commit again. Times are
 /// simulated milliseconds since the run began (the log's clock). A milestone that never came

@@ -1,9 +1,11 @@
 //! The harness side of the cluster's observation hooks: records every fact with the simulated
-//! time it was reported, for the checkers that reason about WAL positions.
+//! time it was reported. The checkers and the failover figures read these typed facts, never
+//! log text: the prober's and the utilities' committed catalog changes, promotions with their
+//! end of WAL, acknowledged commits, the requests instances obeyed.
 
 use std::sync::{Arc, Mutex};
 
-use cluster::observe::{Fact, Observe, Observer};
+use cluster::observe::{Fact, FtsChange, Observe, Observer};
 
 /// A fact and when it was reported (simulated milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,4 +37,73 @@ impl Recorder {
     pub fn facts(&self) -> Vec<Observed> {
         self.facts.lock().unwrap().clone()
     }
+}
+
+/// A failover milestone (a prober's catalog change, a finished promotion) at simulated ms since
+/// the run began: the events a recording's timeline draws.
+pub type ClusterEvent = reports::timeline::Event;
+
+/// A committed configuration change of one row, with its epoch (for the configuration-history
+/// checker).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogLine {
+    pub at_ms: u64,
+    pub epoch: u64,
+    pub dbid: u16,
+    /// The history line itself (as `gp_configuration_history` holds it).
+    pub desc: String,
+}
+
+/// The failover milestones among `facts`, in order: every catalog change the prober committed,
+/// and every finished promotion.
+pub fn milestones(facts: &[Observed]) -> Vec<ClusterEvent> {
+    facts
+        .iter()
+        .filter_map(|o| match &o.fact {
+            Fact::CatalogChanged {
+                dbid,
+                fts:
+                    Some(FtsChange {
+                        content,
+                        role,
+                        status,
+                        mode,
+                    }),
+                ..
+            } => Some(ClusterEvent::CatalogChange(
+                reports::timeline::CatalogChange {
+                    at_ms: o.at_ms,
+                    content: *content,
+                    dbid: *dbid,
+                    role: role.code(),
+                    status: status.code(),
+                    mode: mode.code(),
+                },
+            )),
+            Fact::Promoted { content, dbid, .. } => Some(ClusterEvent::Promoted {
+                at_ms: o.at_ms,
+                content: *content,
+                dbid: *dbid,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every committed configuration change among `facts`, in order.
+pub fn catalog_lines(facts: &[Observed]) -> Vec<CatalogLine> {
+    facts
+        .iter()
+        .filter_map(|o| match &o.fact {
+            Fact::CatalogChanged {
+                epoch, dbid, desc, ..
+            } => Some(CatalogLine {
+                at_ms: o.at_ms,
+                epoch: *epoch,
+                dbid: *dbid,
+                desc: desc.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }

@@ -9,8 +9,8 @@ use reports::timeline::{Event, Instance, Recording};
 use crate::failover::HostEvent;
 use crate::history::{Outcome, TxnRecord};
 use crate::nemesis::{Fault, ScheduledFault};
+use crate::observer::ClusterEvent;
 use crate::runner::OperatorAction;
-use crate::trace::ClusterEvent;
 
 #[allow(clippy::too_many_arguments)]
 pub fn of_run(

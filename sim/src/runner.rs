@@ -179,13 +179,13 @@ struct SimOutput {
     workload_started_ms: u64,
     host_events: Vec<HostEvent>,
     segments: Vec<cluster::catalog::SegmentConfig>,
-    cluster_events: Vec<trace::ClusterEvent>,
+    cluster_events: Vec<crate::observer::ClusterEvent>,
     history: History,
     final_rows: Result<BTreeMap<(String, Key), Value>, String>,
     sim_time_ms: u64,
     messages: u64,
     /// The prober's logged catalog changes, and the history table and epoch read at the end.
-    catalog_lines: Vec<trace::CatalogLine>,
+    catalog_lines: Vec<crate::observer::CatalogLine>,
     configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
     /// Every activation of a standby, with the catalog WALs it is judged on.
     activations: Vec<crate::standby_runs::ActivationRecord>,
@@ -557,8 +557,11 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     };
     let activations = std::mem::take(&mut hosts.0.lock().unwrap().activations);
     let successions = std::mem::take(&mut hosts.0.lock().unwrap().successions);
+    let facts = recorder.facts();
     let out = SimOutput {
-        facts: recorder.facts(),
+        cluster_events: crate::observer::milestones(&facts),
+        catalog_lines: crate::observer::catalog_lines(&facts),
+        facts,
         checksums,
         faults,
         healed_at_end,
@@ -567,8 +570,6 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         workload_started_ms: start_ms,
         host_events,
         segments,
-        cluster_events: trace::take_cluster_events(),
-        catalog_lines: trace::take_catalog_lines(),
         configuration_history,
         activations,
         successions,

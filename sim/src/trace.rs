@@ -1,16 +1,15 @@
 //! Tracing for simulated runs: every log line carries simulated time; each seed's lines are
 //! captured in memory on the thread that runs it (kept only if the seed fails); every event
 //! at INFO or above feeds the seed's trace hash, whatever `RUST_LOG` says, so a replay at debug
-//! level still yields the same hash; and the cluster's failover milestones (the prober's catalog
-//! changes, a mirror's promotion) are kept with their simulated time for the failover figures.
-//! A run whose log nobody will read goes without it ([`quietly`]): same hash, same milestones.
+//! level still yields the same hash. Logs are for people: what the checkers and the failover
+//! figures read comes as typed facts (`crate::observer`), never from log text. A run whose log
+//! nobody will read goes without it ([`quietly`]): same hash.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io;
 use std::sync::Once;
 
-use reports::timeline::CatalogChange;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::subscriber::Interest;
@@ -31,31 +30,7 @@ thread_local! {
 struct Capture {
     log: Vec<u8>,
     hash: Fnv,
-    events: Vec<ClusterEvent>,
-    catalog_lines: Vec<CatalogLine>,
 }
-
-/// A catalog change the prober logged after committing it, with the configuration epoch of
-/// that commit (for the configuration-history checker).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CatalogLine {
-    pub at_ms: u64,
-    pub epoch: u64,
-    pub dbid: u16,
-    /// The history line itself (`RowChange::history_desc`).
-    pub desc: String,
-}
-
-/// A failover milestone the cluster logged, at simulated milliseconds since the run began: a
-/// prober's catalog change ([`ClusterEvent::CatalogChange`]) or a finished promotion
-/// ([`ClusterEvent::Promoted`]), the same events a recording's timeline draws.
-pub type ClusterEvent = reports::timeline::Event;
-
-const PROBER_TARGET: &str = "cluster::fts::prober";
-/// Where administration utilities' committed configuration changes are logged.
-const CONFIGURATION_TARGET: &str = "cluster::configuration";
-const WALRECEIVER_TARGET: &str = "cluster::segment::walreceiver";
-const PROMOTED_MESSAGE: &str = "promoted: now the primary";
 
 /// FNV-1a, 64 bit: small, fast and the same in every build.
 #[derive(Clone, Copy)]
@@ -118,7 +93,7 @@ struct SimLayer<F> {
     filter_follows_spans: bool,
 }
 
-/// Whether an event feeds the trace hash and the milestones.
+/// Whether an event feeds the trace hash.
 fn always_seen(meta: &tracing::Metadata<'_>) -> bool {
     *meta.level() <= Level::INFO
 }
@@ -199,7 +174,6 @@ where
         let meta = event.metadata();
         if always_seen(meta) {
             hash_event(event);
-            record_milestone(event);
         }
         if Filter::enabled(&self.filter, meta, &ctx) {
             self.fmt.on_event(event, ctx);
@@ -208,7 +182,7 @@ where
 }
 
 /// The subscriber of a run whose log nobody reads (a sweep's passing seed, a hunt, a
-/// benchmark): it feeds the trace hash and the failover milestones exactly as [`SimLayer`] does,
+/// benchmark): it feeds the trace hash exactly as [`SimLayer`] does,
 /// and nothing else. Every span is disabled, so the simulator's per-task spans (madsim makes one
 /// for every task and enters it on every poll) and the cluster's instance spans cost nothing,
 /// and no line is formatted. A failing seed runs again with the log (see `runner::run_seed`);
@@ -243,7 +217,6 @@ impl Subscriber for Quiet {
 
     fn event(&self, event: &Event<'_>) {
         hash_event(event);
-        record_milestone(event);
     }
 
     fn enter(&self, _: &Id) {}
@@ -262,8 +235,6 @@ pub fn begin_capture() {
         *c.borrow_mut() = Some(Capture {
             log: Vec::new(),
             hash: Fnv::default(),
-            events: Vec::new(),
-            catalog_lines: Vec::new(),
         })
     });
 }
@@ -276,26 +247,6 @@ pub fn hash_fact(fact: &str) {
             cap.hash.write(b"\n");
         }
     });
-}
-
-/// The failover milestones logged so far on this thread (none unless capturing).
-pub fn take_cluster_events() -> Vec<ClusterEvent> {
-    CAPTURE.with(|c| {
-        c.borrow_mut()
-            .as_mut()
-            .map(|cap| std::mem::take(&mut cap.events))
-            .unwrap_or_default()
-    })
-}
-
-/// The prober's catalog-change lines logged so far on this thread (none unless capturing).
-pub fn take_catalog_lines() -> Vec<CatalogLine> {
-    CAPTURE.with(|c| {
-        c.borrow_mut()
-            .as_mut()
-            .map(|cap| std::mem::take(&mut cap.catalog_lines))
-            .unwrap_or_default()
-    })
 }
 
 /// Ends capturing; returns the log and the trace hash.
@@ -380,148 +331,5 @@ fn level_tag(level: Level) -> &'static [u8] {
         Level::INFO => b"I",
         Level::DEBUG => b"D",
         Level::TRACE => b"T",
-    }
-}
-
-/// An event's message and its `content` field.
-#[derive(Default)]
-struct MessageAndContent {
-    message: String,
-    content: Option<i16>,
-    epoch: Option<u64>,
-    dbid: Option<u16>,
-}
-
-impl Visit for MessageAndContent {
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        match field.name() {
-            "content" => self.content = i16::try_from(value).ok(),
-            "epoch" => self.epoch = u64::try_from(value).ok(),
-            "dbid" => self.dbid = u16::try_from(value).ok(),
-            _ => {}
-        }
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record_i64(field, value as i64);
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.message = value.to_string();
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.message = format!("{value:?}");
-        }
-    }
-}
-
-/// Parses the prober's history line (`RowChange::history_desc`), logged at `at_ms`: "FTS:
-/// update role, status, and mode for dbid 3 with contentid 0 to p, u, and n" gives dbid 3,
-/// content 0, role 'p', status 'u', mode 'n'.
-pub fn parse_history_line(line: &str, at_ms: u64) -> Option<CatalogChange> {
-    let rest = line.strip_prefix("FTS: update role, status, and mode for dbid ")?;
-    let (dbid, rest) = rest.split_once(" with contentid ")?;
-    let (content, rest) = rest.split_once(" to ")?;
-    let mut codes = rest
-        .split(", ")
-        .map(|c| c.trim_start_matches("and ").chars().next());
-    let (role, status, mode) = (codes.next()??, codes.next()??, codes.next()??);
-    Some(CatalogChange {
-        at_ms,
-        content: content.parse().ok()?,
-        dbid: dbid.parse().ok()?,
-        role,
-        status,
-        mode,
-    })
-}
-
-/// Records the failover milestones: the prober's catalog changes and "promoted" lines, with the
-/// simulated time and the instance (from the enclosing `instance` span) they concern.
-fn record_milestone(event: &Event<'_>) {
-    let target = event.metadata().target();
-    if target != PROBER_TARGET && target != WALRECEIVER_TARGET && target != CONFIGURATION_TARGET {
-        return;
-    }
-    let Some(at_ms) = sim_elapsed().map(|d| d.as_millis() as u64) else {
-        return;
-    };
-    let mut fields = MessageAndContent::default();
-    event.record(&mut fields);
-    // A committed configuration change: the administration utilities name the dbid in a
-    // field, the prober in its history line.
-    let keep_line = |dbid: Option<u16>| {
-        if let (Some(dbid), Some(epoch)) = (dbid, fields.epoch) {
-            let line = CatalogLine {
-                at_ms,
-                epoch,
-                dbid,
-                desc: fields.message.clone(),
-            };
-            CAPTURE.with(|c| {
-                if let Some(cap) = c.borrow_mut().as_mut() {
-                    cap.catalog_lines.push(line);
-                }
-            });
-        }
-    };
-    if target == CONFIGURATION_TARGET {
-        keep_line(fields.dbid);
-        return;
-    }
-    let recorded = if target == PROBER_TARGET {
-        let change = parse_history_line(&fields.message, at_ms);
-        keep_line(change.map(|c| c.dbid));
-        change.map(ClusterEvent::CatalogChange)
-    } else if fields.message == PROMOTED_MESSAGE {
-        match (fields.dbid, fields.content) {
-            (Some(dbid), Some(content)) => Some(ClusterEvent::Promoted {
-                at_ms,
-                content,
-                dbid,
-            }),
-            _ => None,
-        }
-    } else {
-        None
-    };
-    if let Some(e) = recorded {
-        CAPTURE.with(|c| {
-            if let Some(cap) = c.borrow_mut().as_mut() {
-                cap.events.push(e);
-            }
-        });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cluster::catalog::{Mode, Role, RowChange, Status};
-
-    #[test]
-    fn reads_the_probers_history_line_as_the_cluster_writes_it() {
-        let change = RowChange {
-            dbid: 12,
-            role: Role::Primary,
-            status: Status::Up,
-            mode: Mode::NotSynced,
-        };
-        assert_eq!(
-            parse_history_line(&change.history_desc(5), 700),
-            Some(CatalogChange {
-                at_ms: 700,
-                content: 5,
-                dbid: 12,
-                role: 'p',
-                status: 'u',
-                mode: 'n',
-            })
-        );
-        assert_eq!(parse_history_line("coordinator started", 700), None);
     }
 }

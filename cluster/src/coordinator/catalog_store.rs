@@ -63,6 +63,8 @@ pub struct CatalogStore {
     standby: Arc<crate::standby::StandbyLink>,
     /// Why this coordinator no longer serves, once an activated standby deposed it.
     deposed: Arc<crate::sync::Watch<Option<String>>>,
+    /// Where the changes it commits are reported (the simulator's checkers; off in production).
+    observe: crate::observe::Observe,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -77,8 +79,36 @@ impl CatalogStore {
     /// This store, reporting to `observe` the catalog positions it acts on once its
     /// synchronized standby flushed them. Called before the store is shared.
     pub fn observed(mut self, observe: crate::observe::Observe) -> CatalogStore {
-        self.standby = Arc::new(crate::standby::StandbyLink::observed(observe));
+        self.standby = Arc::new(crate::standby::StandbyLink::observed(observe.clone()));
+        self.observe = observe;
         self
+    }
+
+    /// Reports a committed configuration change of one row (see
+    /// [`crate::observe::Fact::CatalogChanged`]).
+    pub(crate) fn report_change(
+        &self,
+        epoch: u64,
+        dbid: crate::catalog::Dbid,
+        desc: String,
+        fts: Option<crate::observe::FtsChange>,
+    ) {
+        self.observe.report(crate::observe::Fact::CatalogChanged {
+            epoch,
+            dbid,
+            desc,
+            fts,
+        });
+    }
+
+    /// Logs the history lines of a committed administration change, with its epoch, and
+    /// reports them: the account of every configuration change an administrator's utility made
+    /// (the prober logs and reports its own).
+    pub(crate) fn committed(&self, epoch: u64, history: &[(crate::catalog::Dbid, String)]) {
+        for (dbid, desc) in history {
+            tracing::info!(target: "cluster::configuration", dbid = *dbid, epoch, "{desc}");
+            self.report_change(epoch, *dbid, desc.clone(), None);
+        }
     }
 
     /// Loads the catalog, or initializes it from `initial` on a fresh coordinator.
@@ -159,6 +189,7 @@ impl CatalogStore {
             unmirrored_lost: Default::default(),
             standby: Default::default(),
             deposed: Arc::new(crate::sync::Watch::new(deposed)),
+            observe: Default::default(),
         })
     }
 
@@ -446,7 +477,7 @@ impl CatalogStore {
             });
         }
         let committed = self.commit_configuration(engine, next, writes).await?;
-        log_committed(committed.epoch, &history);
+        self.committed(committed.epoch, &history);
         Ok(committed)
     }
 
@@ -542,13 +573,5 @@ impl CatalogStore {
             .unwrap()
             .insert(name.to_string(), def.clone());
         Ok(def)
-    }
-}
-
-/// Logs the history lines of a committed administration change, with its epoch: the account of
-/// every configuration change an administrator's utility made (the prober logs its own).
-pub(crate) fn log_committed(epoch: u64, history: &[(crate::catalog::Dbid, String)]) {
-    for (dbid, desc) in history {
-        tracing::info!(target: "cluster::configuration", dbid = *dbid, epoch, "{desc}");
     }
 }

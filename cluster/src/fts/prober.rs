@@ -251,12 +251,16 @@ impl ContentProber {
         match self.store.record_decision(pair, changes, self.bugs).await {
             Ok(catalog) => {
                 for change in changes {
-                    info!(
+                    let desc = change.history_desc(content);
+                    info!(content, epoch = catalog.epoch, "{desc}");
+                    let fts = crate::observe::FtsChange {
                         content,
-                        epoch = catalog.epoch,
-                        "{}",
-                        change.history_desc(content)
-                    );
+                        role: change.role,
+                        status: change.status,
+                        mode: change.mode,
+                    };
+                    self.store
+                        .report_change(catalog.epoch, change.dbid, desc, Some(fts));
                 }
                 true
             }

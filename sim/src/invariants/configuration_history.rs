@@ -25,7 +25,7 @@ use cluster::catalog::HistoryRow;
 
 use super::Violation;
 use crate::history::Event;
-use crate::trace::CatalogLine;
+use crate::observer::CatalogLine;
 
 pub const NAME: &str = "configuration-history";
 

@@ -123,7 +123,8 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             Fact::StandbyFlushed { .. }
             | Fact::BlockBeyondWal { .. }
             | Fact::Obeyed { .. }
-            | Fact::Started { .. } => {}
+            | Fact::Started { .. }
+            | Fact::CatalogChanged { .. } => {}
         }
     }
     violations

@@ -89,7 +89,7 @@ impl CatalogStore {
         }
         let committed = self.commit_configuration(engine, next, writes).await?;
         let history: Vec<_> = rows.iter().map(|(r, d)| (r.dbid, d.clone())).collect();
-        super::log_committed(committed.epoch, &history);
+        self.committed(committed.epoch, &history);
         Ok(committed)
     }
 
