@@ -49,7 +49,7 @@ impl World {
             Fault::ConnectionReset { host } => {
                 let h = &self.hosts[host];
                 for ip in h.processes.iter().map(|p| p.ip) {
-                    cluster::io::net::resets::reset_host(ip);
+                    cluster::io::runtime::resets::reset_host(ip);
                 }
                 info!(host, "connections reset");
             }

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use cluster::client::Client;
-use cluster::io::net::{listen, resets, Connection, NetError};
+use cluster::io::net::{listen, Connection, NetError};
+use cluster::io::runtime::resets;
 use sim::config::RunConfig;
 use sim::nemesis::Fault;
 use sim::world::World;

@@ -162,5 +162,30 @@ pub fn unix_time_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// Connection resets, a fault only the simulator injects: in production a connection is never
+/// reset by anything but the network, and no registry exists.
+#[cfg(madsim)]
+#[path = "resets.rs"]
+pub mod resets;
+
+#[cfg(not(madsim))]
+pub mod resets {
+    /// A connection's two ends: nothing to know in production.
+    #[derive(Clone)]
+    pub(crate) struct Ends;
+
+    impl Ends {
+        pub(crate) fn of(_stream: &tokio::net::TcpStream) -> Ends {
+            Ends
+        }
+
+        pub(crate) fn wait_with(&self, _waker: &std::task::Waker) {}
+
+        pub(crate) fn is_reset(&self) -> bool {
+            false
+        }
+    }
+}
+
 /// Whether this build runs inside the simulator (for log formatting only).
 pub const SIMULATED: bool = cfg!(madsim);
