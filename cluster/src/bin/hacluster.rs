@@ -273,8 +273,10 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Carries out one verb. Servers run until stopped; every other verb prints its answer (text for
+/// people, JSON where scripts read it) and returns.
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    match command {
+    let text = match command {
         Command::InitLocal {
             dir,
             base_port,
@@ -291,148 +293,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }),
                 _ => None,
             };
-            let (path, file) = cluster_file::init_local(&dir, &host, base_port, shape)?;
-            let summary = serde_json::json!({
-                "cluster_file": path,
-                "coordinator": file.coordinator.endpoint(),
-                "segments": file.segments.iter().map(|s| serde_json::json!({
-                    "dbid": s.dbid, "content": s.content, "role": s.role, "address": s.endpoint(), "datadir": s.datadir,
-                })).collect::<Vec<_>>(),
-            });
-            println!("{summary}");
-            Ok(ExitCode::SUCCESS)
+            init_local(&dir, &host, base_port, shape)?
         }
-        Command::Start { cluster, test } => {
-            let file = ClusterFile::load(&cluster)?;
-            print!(
-                "{}",
-                processes::start(&file, &cluster, test.allow_planted_bugs)?
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Start { cluster, test } => processes::start(
+            &ClusterFile::load(&cluster)?,
+            &cluster,
+            test.allow_planted_bugs,
+        )?,
         Command::Stop { cluster, mode } => {
-            let file = ClusterFile::load(&cluster)?;
-            print!("{}", processes::stop(&file, &cluster, mode)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Coordinator { cluster, test } => {
-            let mut file = ClusterFile::load(&cluster)?;
-            file.allow_planted_bugs = test.allow_planted_bugs;
-            let cfg = file.coordinator_config()?;
-            let datadir = file.coordinator.datadir.clone();
-            let _lock = processes::DataDirLock::acquire(&datadir, "coordinator")?;
-            let disk = real_disk(&datadir)?;
-            info!(listen = %cfg.listen_addr, datadir = %datadir.display(), "starting coordinator");
-            let Some(result) = until_signalled(cluster::coordinator::run(cfg, disk)).await? else {
-                return Ok(ExitCode::SUCCESS);
-            };
-            result.context("coordinator stopped")?;
-            anyhow::bail!("coordinator stopped without an error")
-        }
-        Command::Segment {
-            cluster,
-            dbid,
-            new_mirror,
-            test,
-        } => {
-            let mut file = ClusterFile::load(&cluster)?;
-            file.allow_planted_bugs = test.allow_planted_bugs;
-            let (mut cfg, datadir) = file.instance_config(dbid)?;
-            if new_mirror {
-                cfg.initial_role = cluster::catalog::Role::Mirror;
-            }
-            let _lock =
-                processes::DataDirLock::acquire(&datadir, &format!("segment --dbid {dbid}"))?;
-            let disk = real_disk(&datadir)?;
-            info!(dbid, content = cfg.content, listen = %cfg.listen_addr, peer = ?cfg.peer_addr, datadir = %datadir.display(), "starting segment instance");
-            let Some(result) = until_signalled(cluster::segment::run(cfg, disk)).await? else {
-                return Ok(ExitCode::SUCCESS);
-            };
-            result.with_context(|| format!("segment instance dbid {dbid} stopped"))?;
-            anyhow::bail!("segment instance dbid {dbid} stopped without an error")
-        }
-        Command::Client { target, statement } => {
-            let mut client = target.client();
-            Ok(match client_cmd::run(&mut client, statement).await {
-                client_cmd::Outcome::Done(answer) => {
-                    println!("{answer}");
-                    ExitCode::SUCCESS
-                }
-                client_cmd::Outcome::Failed(error) => {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "outcome": "failed", "error": error })
-                    );
-                    ExitCode::from(1)
-                }
-                client_cmd::Outcome::Unknown(error) => {
-                    println!(
-                        "{}",
-                        serde_json::json!({ "outcome": "unknown", "error": error })
-                    );
-                    ExitCode::from(2)
-                }
-            })
-        }
-        Command::State {
-            target,
-            config,
-            errors,
-            mirrors,
-            standby,
-            detail,
-        } => {
-            use cluster::admin::state::View;
-            let view = match (errors, mirrors, standby, detail) {
-                (true, ..) => View::Errors,
-                (_, true, ..) => View::Mirrors,
-                (_, _, true, _) => View::Standby,
-                (.., true) => View::Detail,
-                _ => View::Summary,
-            };
-            let mut client = target.client();
-            if config {
-                print!("{}", client_cmd::state(&mut client).await?);
-            } else {
-                print!("{}", admin_cmd::state(&mut client, view).await?);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Recoverseg {
-            target,
-            full,
-            rebalance,
-            input,
-            output,
-            cluster,
-        } => {
-            let hosts = admin_cmd::ProcessHosts::new(cluster);
-            let text =
-                admin_cmd::recoverseg(&mut target.client(), &hosts, full, rebalance, input, output)
-                    .await?;
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::AddMirrors {
-            target,
-            offset,
-            mirror_mode,
-            input,
-            output,
-            cluster,
-        } => {
-            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
-            let text = admin_cmd::add_mirrors(
-                &mut target.client(),
-                &hosts,
-                offset,
-                mirror_mode,
-                input,
-                output,
-            )
-            .await?;
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
+            processes::stop(&ClusterFile::load(&cluster)?, &cluster, mode)?
         }
         Command::Restart { cluster, test } => {
             let file = ClusterFile::load(&cluster)?;
@@ -440,37 +309,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 "{}",
                 processes::stop(&file, &cluster, processes::StopMode::Fast)?
             );
-            print!(
-                "{}",
-                processes::start(&file, &cluster, test.allow_planted_bugs)?
-            );
-            Ok(ExitCode::SUCCESS)
+            processes::start(&file, &cluster, test.allow_planted_bugs)?
         }
-        Command::MoveMirrors {
-            target,
-            input,
+        Command::Coordinator { cluster, test } => return serve_coordinator(&cluster, test).await,
+        Command::Segment {
             cluster,
-        } => {
-            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
-            let text = admin_cmd::move_mirrors(&mut target.client(), &hosts, input).await?;
-            print!("{text}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::InitStandby(args) => {
-            println!("{}", standby_cmd::init_standby(args).await?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::ActivateStandby {
-            cluster,
-            timeout_ms,
-        } => {
-            println!("{}", standby_cmd::activate(&cluster, timeout_ms).await?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::StandbyState { target } => {
-            println!("{}", standby_cmd::state(&mut target.client()).await?);
-            Ok(ExitCode::SUCCESS)
-        }
+            dbid,
+            new_mirror,
+            test,
+        } => return serve_segment(&cluster, dbid, new_mirror, test).await,
         Command::Standby(args) => {
             if until_signalled(standby_cmd::run_standby(args))
                 .await?
@@ -481,7 +328,180 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             anyhow::bail!("standby coordinator stopped without an error")
         }
+        Command::Client { target, statement } => return client(target, statement).await,
+        Command::State {
+            target,
+            config,
+            errors,
+            mirrors,
+            standby,
+            detail,
+        } => state(target, config, errors, mirrors, standby, detail).await?,
+        command => return admin_verb(command).await,
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// gpstate's views: the summary, or the one a flag picks.
+async fn state(
+    target: CoordinatorArgs,
+    config: bool,
+    errors: bool,
+    mirrors: bool,
+    standby: bool,
+    detail: bool,
+) -> anyhow::Result<String> {
+    use cluster::admin::state::View;
+    let view = match (errors, mirrors, standby, detail) {
+        (true, ..) => View::Errors,
+        (_, true, ..) => View::Mirrors,
+        (_, _, true, _) => View::Standby,
+        (.., true) => View::Detail,
+        _ => View::Summary,
+    };
+    let mut client = target.client();
+    if config {
+        client_cmd::state(&mut client).await
+    } else {
+        admin_cmd::state(&mut client, view).await
     }
+}
+
+/// The recovery and standby verbs (gprecoverseg, gpaddmirrors, gpmovemirrors, gpinitstandby,
+/// gpactivatestandby): each prints what it did.
+async fn admin_verb(command: Command) -> anyhow::Result<ExitCode> {
+    let text = match command {
+        Command::Recoverseg {
+            target,
+            full,
+            rebalance,
+            input,
+            output,
+            cluster,
+        } => {
+            let hosts = admin_cmd::ProcessHosts::new(cluster);
+            admin_cmd::recoverseg(&mut target.client(), &hosts, full, rebalance, input, output)
+                .await?
+        }
+        Command::AddMirrors {
+            target,
+            offset,
+            mirror_mode,
+            input,
+            output,
+            cluster,
+        } => {
+            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
+            admin_cmd::add_mirrors(
+                &mut target.client(),
+                &hosts,
+                offset,
+                mirror_mode,
+                input,
+                output,
+            )
+            .await?
+        }
+        Command::MoveMirrors {
+            target,
+            input,
+            cluster,
+        } => {
+            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
+            admin_cmd::move_mirrors(&mut target.client(), &hosts, input).await?
+        }
+        Command::InitStandby(args) => format!("{}\n", standby_cmd::init_standby(args).await?),
+        Command::ActivateStandby {
+            cluster,
+            timeout_ms,
+        } => format!("{}\n", standby_cmd::activate(&cluster, timeout_ms).await?),
+        Command::StandbyState { target } => {
+            format!("{}\n", standby_cmd::state(&mut target.client()).await?)
+        }
+        other => unreachable!("{other:?} is not an admin verb"),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lays out a loopback cluster and returns a JSON summary of what it made.
+fn init_local(
+    dir: &std::path::Path,
+    host: &str,
+    base_port: u16,
+    shape: Option<cluster_file::LocalShape>,
+) -> anyhow::Result<String> {
+    let (path, file) = cluster_file::init_local(dir, host, base_port, shape)?;
+    let summary = serde_json::json!({
+        "cluster_file": path,
+        "coordinator": file.coordinator.endpoint(),
+        "segments": file.segments.iter().map(|s| serde_json::json!({
+            "dbid": s.dbid, "content": s.content, "role": s.role, "address": s.endpoint(), "datadir": s.datadir,
+        })).collect::<Vec<_>>(),
+    });
+    Ok(format!("{summary}\n"))
+}
+
+/// Runs the coordinator (and its prober) on its locked data directory until stopped.
+async fn serve_coordinator(cluster: &std::path::Path, test: TestOnly) -> anyhow::Result<ExitCode> {
+    let mut file = ClusterFile::load(cluster)?;
+    file.allow_planted_bugs = test.allow_planted_bugs;
+    let cfg = file.coordinator_config()?;
+    let datadir = file.coordinator.datadir.clone();
+    let _lock = processes::DataDirLock::acquire(&datadir, "coordinator")?;
+    let disk = real_disk(&datadir)?;
+    info!(listen = %cfg.listen_addr, datadir = %datadir.display(), "starting coordinator");
+    let Some(result) = until_signalled(cluster::coordinator::run(cfg, disk)).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    result.context("coordinator stopped")?;
+    anyhow::bail!("coordinator stopped without an error")
+}
+
+/// Runs one segment instance on its locked data directory until it fails or is stopped.
+async fn serve_segment(
+    cluster: &std::path::Path,
+    dbid: Dbid,
+    new_mirror: bool,
+    test: TestOnly,
+) -> anyhow::Result<ExitCode> {
+    let mut file = ClusterFile::load(cluster)?;
+    file.allow_planted_bugs = test.allow_planted_bugs;
+    let (mut cfg, datadir) = file.instance_config(dbid)?;
+    if new_mirror {
+        cfg.initial_role = cluster::catalog::Role::Mirror;
+    }
+    let _lock = processes::DataDirLock::acquire(&datadir, &format!("segment --dbid {dbid}"))?;
+    let disk = real_disk(&datadir)?;
+    info!(dbid, content = cfg.content, listen = %cfg.listen_addr, peer = ?cfg.peer_addr, datadir = %datadir.display(), "starting segment instance");
+    let Some(result) = until_signalled(cluster::segment::run(cfg, disk)).await? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    result.with_context(|| format!("segment instance dbid {dbid} stopped"))?;
+    anyhow::bail!("segment instance dbid {dbid} stopped without an error")
+}
+
+/// Runs one statement; the exit code says whether it committed (0), failed (1) or has an
+/// unknown outcome (2).
+async fn client(
+    target: CoordinatorArgs,
+    statement: client_cmd::Statement,
+) -> anyhow::Result<ExitCode> {
+    let mut client = target.client();
+    let (outcome, error, code) = match client_cmd::run(&mut client, statement).await {
+        client_cmd::Outcome::Done(answer) => {
+            println!("{answer}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        client_cmd::Outcome::Failed(error) => ("failed", error, 1),
+        client_cmd::Outcome::Unknown(error) => ("unknown", error, 2),
+    };
+    println!(
+        "{}",
+        serde_json::json!({ "outcome": outcome, "error": error })
+    );
+    Ok(ExitCode::from(code))
 }
 
 /// The data directory, which must exist (only init and a full recovery make one).
