@@ -371,12 +371,31 @@ impl ClusterFile {
 
     /// The rules a cluster file must follow; each error names the field at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
+        let mut endpoints = BTreeSet::from([self.coordinator.endpoint()]);
+        let mut datadirs = BTreeSet::from([self.coordinator.datadir.clone()]);
+        self.check_segments(&mut endpoints, &mut datadirs)?;
+        if self.coordinator.port == 0 {
+            bail!("coordinator.port: 0 is not a port");
+        }
+        self.check_contents()?;
+        self.cluster_id()?;
+        self.check_standby(&mut endpoints, &mut datadirs)?;
+        self.check_datadirs_absolute()?;
+        self.check_settings()?;
+        self.named_bugs()?;
+        Ok(())
+    }
+
+    /// Each segment entry on its own, and no dbid, address or data directory used twice.
+    fn check_segments(
+        &self,
+        endpoints: &mut BTreeSet<String>,
+        datadirs: &mut BTreeSet<PathBuf>,
+    ) -> anyhow::Result<()> {
         if self.segments.is_empty() {
             bail!("segments: at least one segment is required");
         }
         let mut dbids = BTreeSet::new();
-        let mut endpoints = BTreeSet::from([self.coordinator.endpoint()]);
-        let mut datadirs = BTreeSet::from([self.coordinator.datadir.clone()]);
         for (i, seg) in self.segments.iter().enumerate() {
             if seg.dbid <= 1 {
                 bail!("segments[{i}].dbid: {} is reserved (dbid 1 is the coordinator); segments start at 2", seg.dbid);
@@ -406,9 +425,11 @@ impl ClusterFile {
                 );
             }
         }
-        if self.coordinator.port == 0 {
-            bail!("coordinator.port: 0 is not a port");
-        }
+        Ok(())
+    }
+
+    /// Contents 0..N-1 without gaps, each with one primary and at most one mirror.
+    fn check_contents(&self) -> anyhow::Result<()> {
         let contents: BTreeSet<Content> = self.segments.iter().map(|s| s.content).collect();
         for (n, content) in contents.iter().enumerate() {
             if *content as usize != n {
@@ -425,30 +446,44 @@ impl ClusterFile {
                 bail!("segments: content {content} has {primaries} primaries and {mirrors} mirrors; it needs one primary and at most one mirror");
             }
         }
-        self.cluster_id()?;
-        if let Some(standby) = &self.standby {
-            if standby.dbid <= 1 || self.segments.iter().any(|s| s.dbid == standby.dbid) {
-                bail!(
-                    "standby.dbid: {} is the coordinator's or a segment's",
-                    standby.dbid
-                );
-            }
-            if standby.port == 0 {
-                bail!("standby.port: 0 is not a port");
-            }
-            if !endpoints.insert(standby.endpoint()) {
-                bail!(
-                    "standby.port: {} is already used by another instance",
-                    standby.endpoint()
-                );
-            }
-            if !datadirs.insert(standby.datadir.clone()) {
-                bail!(
-                    "standby.datadir: {} is already used by another instance",
-                    standby.datadir.display()
-                );
-            }
+        Ok(())
+    }
+
+    /// The standby entry, if any: its own dbid, address and data directory.
+    fn check_standby(
+        &self,
+        endpoints: &mut BTreeSet<String>,
+        datadirs: &mut BTreeSet<PathBuf>,
+    ) -> anyhow::Result<()> {
+        let Some(standby) = &self.standby else {
+            return Ok(());
+        };
+        if standby.dbid <= 1 || self.segments.iter().any(|s| s.dbid == standby.dbid) {
+            bail!(
+                "standby.dbid: {} is the coordinator's or a segment's",
+                standby.dbid
+            );
         }
+        if standby.port == 0 {
+            bail!("standby.port: 0 is not a port");
+        }
+        if !endpoints.insert(standby.endpoint()) {
+            bail!(
+                "standby.port: {} is already used by another instance",
+                standby.endpoint()
+            );
+        }
+        if !datadirs.insert(standby.datadir.clone()) {
+            bail!(
+                "standby.datadir: {} is already used by another instance",
+                standby.datadir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Data directories are absolute: instances may start from any working directory.
+    fn check_datadirs_absolute(&self) -> anyhow::Result<()> {
         for (field, path) in std::iter::once(("coordinator.datadir", &self.coordinator.datadir))
             .chain(self.standby.iter().map(|s| ("standby.datadir", &s.datadir)))
             .chain(
@@ -464,8 +499,6 @@ impl ClusterFile {
                 );
             }
         }
-        self.check_settings()?;
-        self.named_bugs()?;
         Ok(())
     }
 
@@ -475,91 +508,28 @@ impl ClusterFile {
         const HOUR_MS: u64 = 3_600_000;
         const DAY_MS: u64 = 24 * HOUR_MS;
         let probe = &self.probe;
-        let in_range = |field: &str, value: u64, min: u64, max: u64, unit: &str| {
+        // One line per setting: field, value, least, most, unit.
+        #[rustfmt::skip]
+        let ranges: [(&str, u64, u64, u64, &str); 13] = [
+            ("probe.probe_interval_ms", probe.probe_interval_ms, 100, HOUR_MS, "ms"),
+            ("probe.probe_timeout_ms", probe.probe_timeout_ms, 10, HOUR_MS, "ms"),
+            ("probe.probe_retries", probe.probe_retries.into(), 0, 100, "retries"),
+            ("probe.retry_gap_ms", probe.retry_gap_ms, 10, HOUR_MS, "ms"),
+            ("probe.starting_probes_max", probe.starting_probes_max.into(), 1, 1000, "probes"),
+            ("mirror_down_grace_period_ms", self.mirror_down_grace_period_ms, 0, HOUR_MS, "ms"),
+            ("wal_timeout_ms", self.wal_timeout_ms, 100, HOUR_MS, "ms"),
+            ("checkpoint_interval_ms", self.checkpoint_interval_ms, 100, DAY_MS, "ms"),
+            ("statement_timeout_ms", self.statement_timeout_ms, 100, DAY_MS, "ms"),
+            ("connect_timeout_ms", self.connect_timeout_ms, 10, HOUR_MS, "ms"),
+            ("cache_blocks_max", self.cache_blocks_max as u64, 1, 1 << 20, "blocks of 8 KiB"),
+            ("coordinator_max_connections", self.coordinator_max_connections as u64, 8, 100_000, "connections"),
+            ("segment_max_connections", self.segment_max_connections as u64, 8, 100_000, "connections"),
+        ];
+        for (field, value, min, max, unit) in ranges {
             if value < min || value > max {
                 bail!("{field}: {value} is out of range: it must be {min} to {max} {unit}");
             }
-            Ok(())
-        };
-        in_range(
-            "probe.probe_interval_ms",
-            probe.probe_interval_ms,
-            100,
-            HOUR_MS,
-            "ms",
-        )?;
-        in_range(
-            "probe.probe_timeout_ms",
-            probe.probe_timeout_ms,
-            10,
-            HOUR_MS,
-            "ms",
-        )?;
-        in_range(
-            "probe.probe_retries",
-            probe.probe_retries.into(),
-            0,
-            100,
-            "retries",
-        )?;
-        in_range("probe.retry_gap_ms", probe.retry_gap_ms, 10, HOUR_MS, "ms")?;
-        in_range(
-            "probe.starting_probes_max",
-            probe.starting_probes_max.into(),
-            1,
-            1000,
-            "probes",
-        )?;
-        in_range(
-            "mirror_down_grace_period_ms",
-            self.mirror_down_grace_period_ms,
-            0,
-            HOUR_MS,
-            "ms",
-        )?;
-        in_range("wal_timeout_ms", self.wal_timeout_ms, 100, HOUR_MS, "ms")?;
-        in_range(
-            "checkpoint_interval_ms",
-            self.checkpoint_interval_ms,
-            100,
-            DAY_MS,
-            "ms",
-        )?;
-        in_range(
-            "statement_timeout_ms",
-            self.statement_timeout_ms,
-            100,
-            DAY_MS,
-            "ms",
-        )?;
-        in_range(
-            "connect_timeout_ms",
-            self.connect_timeout_ms,
-            10,
-            HOUR_MS,
-            "ms",
-        )?;
-        in_range(
-            "cache_blocks_max",
-            self.cache_blocks_max as u64,
-            1,
-            1 << 20,
-            "blocks of 8 KiB",
-        )?;
-        in_range(
-            "coordinator_max_connections",
-            self.coordinator_max_connections as u64,
-            8,
-            100_000,
-            "connections",
-        )?;
-        in_range(
-            "segment_max_connections",
-            self.segment_max_connections as u64,
-            8,
-            100_000,
-            "connections",
-        )?;
+        }
         let order = |rule: &str, holds: bool| {
             if !holds {
                 bail!("{rule}");
