@@ -490,33 +490,7 @@ enum Waited {
 impl FrameReader {
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, NetError> {
         loop {
-            if let (Some(admission), Some(len)) =
-                (&mut self.admission, declared_len(&self.buf[self.start..]))
-            {
-                admission.admit(len, &self.peer)?;
-            }
-            if let Some((msg, used)) = decode_frame(&self.buf[self.start..], &self.peer)? {
-                self.start += used;
-                let more = self.start < self.buf.len();
-                if let Some(admission) = &mut self.admission {
-                    admission.consumed(more);
-                }
-                if !more {
-                    // Nothing left: keep a small buffer for the next frame, and give a large one
-                    // back (a connection mostly sits idle between requests).
-                    self.buf.clear();
-                    self.start = 0;
-                    if self.buf.capacity() > KEEP_BUFFER_BYTES {
-                        self.buf = Vec::new();
-                    }
-                } else if self.buf.capacity() > KEEP_BUFFER_BYTES
-                    && self.buf.len() - self.start <= KEEP_BUFFER_BYTES
-                {
-                    // The start of the next frame came with a large one: the large buffer goes,
-                    // as the budget it was paid from has been given back.
-                    self.buf = self.buf.split_off(self.start);
-                    self.start = 0;
-                }
+            if let Some(msg) = self.take_frame()? {
                 return Ok(msg);
             }
             // Only a partial frame is left: move it to the front once, not once per frame.
@@ -528,54 +502,94 @@ impl FrameReader {
                 return Err(reset_error(&self.peer));
             }
             self.make_room();
-            let deadline = self
-                .admission
-                .as_ref()
-                .and_then(|a| Some((a.deadline()?, a.frame_deadline())));
-            let waited = {
-                let read = self.half.read_buf(&mut self.buf);
-                tokio::pin!(read);
-                let ends = &self.ends;
-                let read = std::future::poll_fn(|cx| {
-                    ends.wait_with(cx.waker());
-                    if ends.is_reset() {
-                        return Poll::Ready(Waited::Reset);
-                    }
-                    read.as_mut().poll(cx).map(Waited::Read)
-                });
-                match deadline {
-                    None => read.await,
-                    // A read that can complete at once still does, past the deadline: bytes that
-                    // arrived while the caller was busy count as arrived in time.
-                    Some((at, after)) => {
-                        timeout(at.saturating_duration_since(Instant::now()), read)
-                            .await
-                            .unwrap_or(Waited::Deadline(after))
-                    }
-                }
-            };
-            let n = match waited {
-                Waited::Read(read) => read.map_err(|source| NetError::Io {
-                    peer: self.peer.clone(),
-                    source,
-                })?,
-                Waited::Reset => return Err(reset_error(&self.peer)),
-                Waited::Deadline(after) => {
-                    return Err(NetError::FrameDeadline {
-                        peer: self.peer.clone(),
-                        after,
-                    })
-                }
-            };
-            if n == 0 {
-                return Err(NetError::Closed {
-                    peer: self.peer.clone(),
-                });
-            }
-            if let Some(admission) = &mut self.admission {
-                admission.read(Instant::now());
-            }
+            self.read_more().await?;
         }
+    }
+
+    /// The next whole frame in the buffer, if one has arrived (admitted first: its declared
+    /// length is checked against the connection's limits before anything waits for its bytes).
+    fn take_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, NetError> {
+        if let (Some(admission), Some(len)) =
+            (&mut self.admission, declared_len(&self.buf[self.start..]))
+        {
+            admission.admit(len, &self.peer)?;
+        }
+        if let Some((msg, used)) = decode_frame(&self.buf[self.start..], &self.peer)? {
+            self.start += used;
+            let more = self.start < self.buf.len();
+            if let Some(admission) = &mut self.admission {
+                admission.consumed(more);
+            }
+            if !more {
+                // Nothing left: keep a small buffer for the next frame, and give a large one
+                // back (a connection mostly sits idle between requests).
+                self.buf.clear();
+                self.start = 0;
+                if self.buf.capacity() > KEEP_BUFFER_BYTES {
+                    self.buf = Vec::new();
+                }
+            } else if self.buf.capacity() > KEEP_BUFFER_BYTES
+                && self.buf.len() - self.start <= KEEP_BUFFER_BYTES
+            {
+                // The start of the next frame came with a large one: the large buffer goes,
+                // as the budget it was paid from has been given back.
+                self.buf = self.buf.split_off(self.start);
+                self.start = 0;
+            }
+            return Ok(Some(msg));
+        }
+        Ok(None)
+    }
+
+    /// Reads what the peer sends next into the buffer's spare room, within the frame deadline
+    /// if one runs; a reset, a deadline passed or the peer closing is an error.
+    async fn read_more(&mut self) -> Result<(), NetError> {
+        let deadline = self
+            .admission
+            .as_ref()
+            .and_then(|a| Some((a.deadline()?, a.frame_deadline())));
+        let waited = {
+            let read = self.half.read_buf(&mut self.buf);
+            tokio::pin!(read);
+            let ends = &self.ends;
+            let read = std::future::poll_fn(|cx| {
+                ends.wait_with(cx.waker());
+                if ends.is_reset() {
+                    return Poll::Ready(Waited::Reset);
+                }
+                read.as_mut().poll(cx).map(Waited::Read)
+            });
+            match deadline {
+                None => read.await,
+                // A read that can complete at once still does, past the deadline: bytes that
+                // arrived while the caller was busy count as arrived in time.
+                Some((at, after)) => timeout(at.saturating_duration_since(Instant::now()), read)
+                    .await
+                    .unwrap_or(Waited::Deadline(after)),
+            }
+        };
+        let n = match waited {
+            Waited::Read(read) => read.map_err(|source| NetError::Io {
+                peer: self.peer.clone(),
+                source,
+            })?,
+            Waited::Reset => return Err(reset_error(&self.peer)),
+            Waited::Deadline(after) => {
+                return Err(NetError::FrameDeadline {
+                    peer: self.peer.clone(),
+                    after,
+                })
+            }
+        };
+        if n == 0 {
+            return Err(NetError::Closed {
+                peer: self.peer.clone(),
+            });
+        }
+        if let Some(admission) = &mut self.admission {
+            admission.read(Instant::now());
+        }
+        Ok(())
     }
 
     /// Makes room in the buffer (which starts with the partial frame, if any) for the next
