@@ -2,6 +2,8 @@
 //! are needed and the page opens anywhere.
 
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::SegmentedCoord;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -346,93 +348,7 @@ pub fn timeline(rec: &Recording) -> Result<String> {
                 Some(r)
             }))
             .map_err(err)?;
-        for e in &rec.events {
-            match e {
-                Event::HostCrash { at_ms, host } | Event::HostRestart { at_ms, host } => {
-                    let colour = if matches!(e, Event::HostCrash { .. }) {
-                        RGBColor(180, 0, 0)
-                    } else {
-                        RGBColor(0, 120, 0)
-                    };
-                    let x = *at_ms as f64 / 1000.0;
-                    chart
-                        .draw_series(rows.iter().filter(|i| &i.host == host).filter_map(|i| {
-                            let row = row_of(i.dbid)?;
-                            Some(PathElement::new(
-                                vec![
-                                    (x, SegmentValue::Exact(row)),
-                                    (x, SegmentValue::Exact(row + 1)),
-                                ],
-                                colour.stroke_width(3),
-                            ))
-                        }))
-                        .map_err(err)?;
-                }
-                Event::CatalogChange(c) => {
-                    if let Some(row) = row_of(c.dbid) {
-                        chart
-                            .draw_series(std::iter::once(TriangleMarker::new(
-                                (c.at_ms as f64 / 1000.0, SegmentValue::CenterOf(row)),
-                                5,
-                                BLACK.filled(),
-                            )))
-                            .map_err(err)?;
-                    }
-                }
-                Event::Promoted { at_ms, dbid, .. } => {
-                    if let Some(row) = row_of(*dbid) {
-                        let x = *at_ms as f64 / 1000.0;
-                        chart
-                            .draw_series(std::iter::once(
-                                EmptyElement::at((x, SegmentValue::CenterOf(row)))
-                                    + Circle::new((0, 0), 7, WHITE.filled())
-                                    + Circle::new((0, 0), 7, BLACK.stroke_width(2))
-                                    + Text::new("P", (-4, -6), (FONT, 12).into_font()),
-                            ))
-                            .map_err(err)?;
-                    }
-                }
-                Event::InstanceDown { at_ms, dbid } | Event::InstanceUp { at_ms, dbid } => {
-                    let colour = if matches!(e, Event::InstanceDown { .. }) {
-                        RGBColor(180, 0, 0)
-                    } else {
-                        RGBColor(0, 120, 0)
-                    };
-                    if let Some(row) = row_of(*dbid) {
-                        let x = *at_ms as f64 / 1000.0;
-                        chart
-                            .draw_series(std::iter::once(PathElement::new(
-                                vec![
-                                    (x, SegmentValue::Exact(row)),
-                                    (x, SegmentValue::Exact(row + 1)),
-                                ],
-                                colour.stroke_width(3),
-                            )))
-                            .map_err(err)?;
-                    }
-                }
-                Event::Fault { at_ms, dbids, .. } => {
-                    let x = *at_ms as f64 / 1000.0;
-                    let rows: Vec<i32> = if dbids.is_empty() {
-                        (0..n).collect()
-                    } else {
-                        dbids.iter().filter_map(|d| row_of(*d)).collect()
-                    };
-                    chart
-                        .draw_series(rows.into_iter().map(|row| {
-                            PathElement::new(
-                                vec![
-                                    (x, SegmentValue::Exact(row)),
-                                    (x, SegmentValue::Exact(row + 1)),
-                                ],
-                                RGBColor(120, 0, 160).stroke_width(2),
-                            )
-                        }))
-                        .map_err(err)?;
-                }
-                Event::Operator { .. } | Event::Txn { .. } => {}
-            }
-        }
+        draw_marks(&mut chart, event_marks(rec, &rows, &row_of, n))?;
         chart
             .draw_series(operator.iter().map(|m| {
                 let x = m.at_ms as f64 / 1000.0;
@@ -445,6 +361,141 @@ pub fn timeline(rec: &Recording) -> Result<String> {
         legend(&lower)?;
         operator_legend(&lower, &operator)
     })
+}
+
+/// The timeline's plot: seconds across, instance rows (and the operator's) up.
+type TimelinePlot<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordi32>>>;
+
+/// Draws the events' marks, each event's as one series.
+fn draw_marks(chart: &mut TimelinePlot<'_, '_>, marks: Vec<Marks>) -> Result<()> {
+    for marks in marks {
+        match marks {
+            Marks::Ticks {
+                x,
+                rows,
+                colour,
+                width,
+            } => chart
+                .draw_series(rows.into_iter().map(|row| {
+                    PathElement::new(
+                        vec![
+                            (x, SegmentValue::Exact(row)),
+                            (x, SegmentValue::Exact(row + 1)),
+                        ],
+                        colour.stroke_width(width),
+                    )
+                }))
+                .map_err(err)?,
+            Marks::CatalogChange { x, row } => chart
+                .draw_series(std::iter::once(TriangleMarker::new(
+                    (x, SegmentValue::CenterOf(row)),
+                    5,
+                    BLACK.filled(),
+                )))
+                .map_err(err)?,
+            Marks::Promoted { x, row } => chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((x, SegmentValue::CenterOf(row)))
+                        + Circle::new((0, 0), 7, WHITE.filled())
+                        + Circle::new((0, 0), 7, BLACK.stroke_width(2))
+                        + Text::new("P", (-4, -6), (FONT, 12).into_font()),
+                ))
+                .map_err(err)?,
+        };
+    }
+    Ok(())
+}
+
+/// What one recorded event draws on the timeline, in plot coordinates (seconds, row).
+enum Marks {
+    /// Vertical strokes across rows: host crashes and restarts, instances going down or up,
+    /// faults.
+    Ticks {
+        x: f64,
+        rows: Vec<i32>,
+        colour: RGBColor,
+        width: u32,
+    },
+    /// The prober's catalog change, a triangle on the instance's row.
+    CatalogChange { x: f64, row: i32 },
+    /// A finished promotion, a circled P on the instance's row.
+    Promoted { x: f64, row: i32 },
+}
+
+/// The marks of each event, in the order recorded (each event's marks drawn as one series).
+fn event_marks(
+    rec: &Recording,
+    rows: &[&timeline::Instance],
+    row_of: &dyn Fn(u16) -> Option<i32>,
+    n: i32,
+) -> Vec<Marks> {
+    const DOWN: RGBColor = RGBColor(180, 0, 0);
+    const UP: RGBColor = RGBColor(0, 120, 0);
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    let mut out = Vec::new();
+    for e in &rec.events {
+        match e {
+            Event::HostCrash { at_ms, host } | Event::HostRestart { at_ms, host } => {
+                out.push(Marks::Ticks {
+                    x: secs(*at_ms),
+                    rows: rows
+                        .iter()
+                        .filter(|i| &i.host == host)
+                        .filter_map(|i| row_of(i.dbid))
+                        .collect(),
+                    colour: if matches!(e, Event::HostCrash { .. }) {
+                        DOWN
+                    } else {
+                        UP
+                    },
+                    width: 3,
+                })
+            }
+            Event::CatalogChange(c) => {
+                if let Some(row) = row_of(c.dbid) {
+                    out.push(Marks::CatalogChange {
+                        x: secs(c.at_ms),
+                        row,
+                    });
+                }
+            }
+            Event::Promoted { at_ms, dbid, .. } => {
+                if let Some(row) = row_of(*dbid) {
+                    out.push(Marks::Promoted {
+                        x: secs(*at_ms),
+                        row,
+                    });
+                }
+            }
+            Event::InstanceDown { at_ms, dbid } | Event::InstanceUp { at_ms, dbid } => {
+                if let Some(row) = row_of(*dbid) {
+                    out.push(Marks::Ticks {
+                        x: secs(*at_ms),
+                        rows: vec![row],
+                        colour: if matches!(e, Event::InstanceDown { .. }) {
+                            DOWN
+                        } else {
+                            UP
+                        },
+                        width: 3,
+                    });
+                }
+            }
+            Event::Fault { at_ms, dbids, .. } => out.push(Marks::Ticks {
+                x: secs(*at_ms),
+                rows: if dbids.is_empty() {
+                    (0..n).collect()
+                } else {
+                    dbids.iter().filter_map(|d| row_of(*d)).collect()
+                },
+                colour: RGBColor(120, 0, 160),
+                width: 2,
+            }),
+            Event::Operator { .. } | Event::Txn { .. } => {}
+        }
+    }
+    out
 }
 
 /// Under the legend: the operator's actions by number, time and command, four to a line.

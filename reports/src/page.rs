@@ -96,14 +96,45 @@ window.addEventListener("load", function () {{
 
 fn sections(input: &Input) -> Result<Vec<Section>> {
     let lines = input.lines;
-    let mut out = Vec::new();
-    out.push(Section {
+    let mut out = vec![Section {
         title: "Runs",
         intro: "What was run and how it ended.".into(),
         charts: Vec::new(),
         tables: vec![tables::overview(lines)],
+    }];
+    out.push(failover_section(lines)?);
+    out.push(throughput_section(lines)?);
+    out.push(coverage_section(lines)?);
+
+    if !input.timelines.is_empty() {
+        out.push(Section {
+            title: "State timelines",
+            intro: "Replayed seeds (<code>hasim replay --timeline</code>): each instance's role, mode and status over simulated time, from the prober's recorded catalog changes and the host crashes and restarts.".into(),
+            charts: input
+                .timelines
+                .iter()
+                .map(|(name, svg)| (format!("timeline-{name}"), svg.clone()))
+                .collect(),
+            tables: Vec::new(),
+        });
+    }
+
+    out.push(Section {
+        title: "Failing seeds",
+        intro: "Every seed that did not pass, with the one command that replays it.".into(),
+        charts: Vec::new(),
+        tables: vec![tables::failing(lines, 200)],
     });
 
+    out.push(layout_section(
+        input.layouts.unwrap_or(&[]),
+        input.layouts.is_some(),
+    )?);
+    Ok(out)
+}
+
+/// Failover time split into its parts, as a distribution and a table.
+fn failover_section(lines: &[SeedLine]) -> Result<Section> {
     let parts = tables::failover_parts(lines);
     let series: Vec<(String, Vec<(f64, f64)>)> = tables::FAILOVER_PARTS
         .iter()
@@ -127,13 +158,16 @@ fn sections(input: &Input) -> Result<Vec<Section>> {
             )?,
         ));
     }
-    out.push(Section {
+    Ok(Section {
         title: "Failover",
         intro: "From a primary's host crash to the first commit on its content: detection (the prober records the role flip), promotion (the mirror finishes promotion) and first commit (a client's write commits on the content again).".into(),
         charts: failover_charts,
         tables: vec![tables::failover(lines)],
-    });
+    })
+}
 
+/// Simulated seconds per wall second, seed by seed.
+fn throughput_section(lines: &[SeedLine]) -> Result<Section> {
     let points: Vec<(f64, f64)> = lines
         .iter()
         .map(|l| {
@@ -143,7 +177,7 @@ fn sections(input: &Input) -> Result<Vec<Section>> {
             )
         })
         .collect();
-    out.push(Section {
+    Ok(Section {
         title: "Simulator throughput",
         intro: "Simulated seconds per wall second for each seed (wall time of that seed on one core; machine-dependent, so it is shown and never asserted).".into(),
         charts: vec![(
@@ -156,8 +190,11 @@ fn sections(input: &Input) -> Result<Vec<Section>> {
             )?,
         )],
         tables: Vec::new(),
-    });
+    })
+}
 
+/// Faults injected, checkers run and planted bugs caught.
+fn coverage_section(lines: &[SeedLine]) -> Result<Section> {
     let (faults, checkers) = tables::coverage(lines);
     let bar_items = |t: &Table, col: usize| -> Vec<(String, f64)> {
         t.rows
@@ -202,38 +239,12 @@ fn sections(input: &Input) -> Result<Vec<Section>> {
             )?,
         ));
     }
-    out.push(Section {
+    Ok(Section {
         title: "Fault and checker coverage",
         intro: "Which faults the nemesis injected, which checkers ran, and which planted bugs the checkers caught.".into(),
         charts: coverage_charts,
         tables: vec![faults, checkers, bugs],
-    });
-
-    if !input.timelines.is_empty() {
-        out.push(Section {
-            title: "State timelines",
-            intro: "Replayed seeds (<code>hasim replay --timeline</code>): each instance's role, mode and status over simulated time, from the prober's recorded catalog changes and the host crashes and restarts.".into(),
-            charts: input
-                .timelines
-                .iter()
-                .map(|(name, svg)| (format!("timeline-{name}"), svg.clone()))
-                .collect(),
-            tables: Vec::new(),
-        });
-    }
-
-    out.push(Section {
-        title: "Failing seeds",
-        intro: "Every seed that did not pass, with the one command that replays it.".into(),
-        charts: Vec::new(),
-        tables: vec![tables::failing(lines, 200)],
-    });
-
-    out.push(layout_section(
-        input.layouts.unwrap_or(&[]),
-        input.layouts.is_some(),
-    )?);
-    Ok(out)
+    })
 }
 
 fn layout_section(sims: &[Simulated], measured: bool) -> Result<Section> {
