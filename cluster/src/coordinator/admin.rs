@@ -8,14 +8,111 @@ use std::time::Duration;
 
 use tracing::{info, warn, Instrument};
 
-use super::CatalogStore;
-use crate::io::net::Connection;
+use super::{CatalogStore, CatalogStoreError};
+use crate::io::net::{Connection, NetError};
 use crate::io::runtime;
-use crate::model::catalog::{Catalog, Dbid, Mode, Role, SegmentConfig, Status};
+use crate::model::catalog::{Catalog, Content, Dbid, Mode, Role, SegmentConfig, Status};
 use crate::wire::{
-    AdminReply, AdminRequest, Recovered, RejoinReport, Relocation, SegmentRequest, SegmentResponse,
-    StateReport,
+    fenced_message, AdminReply, AdminRequest, DbError, Recovered, RejoinReport, Relocation,
+    SegmentRequest, SegmentResponse, StateReport,
 };
+
+/// Why the coordinator refused an administration request (nothing changed, unless the message
+/// says what did), or why one instance's recovery failed. The text is what the operator reads.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot reach {addr}: {source}")]
+    Unreachable { addr: String, source: NetError },
+    #[error("no answer from {addr}: {source}")]
+    NoAnswer { addr: String, source: NetError },
+    #[error(
+        "mirroring is not configured for this cluster; nothing to recover \
+                    (add mirrors with add-mirrors)"
+    )]
+    NotMirrored,
+    #[error("a segment to recover was not found in configuration: dbid {dbid}")]
+    UnknownDbid { dbid: Dbid },
+    #[error("content {content} has no acting primary")]
+    NoActingPrimary { content: Content },
+    #[error(
+        "dbid {dbid} is the acting primary of content {content}; it may not be recovered from itself"
+    )]
+    RecoverFromItself { dbid: Dbid, content: Content },
+    #[error(
+        "Primary segment is not up for content {content} (dbid {primary_dbid} at {primary_addr}): \
+         both halves of the pair are down (double fault), so dbid {dbid} cannot be recovered \
+         from it; restart the cluster (restart), then run recoverseg"
+    )]
+    DoubleFault {
+        content: Content,
+        primary_dbid: Dbid,
+        primary_addr: String,
+        dbid: Dbid,
+    },
+    #[error("a recovery task failed: {0}")]
+    RecoveryTask(#[source] tokio::task::JoinError),
+    #[error("dbid {dbid} refused recovery: {reason}")]
+    RejoinRefused { dbid: Dbid, reason: DbError },
+    #[error("{}", fenced_message(*.dbid, *.epoch, *.followed))]
+    Fenced {
+        dbid: Dbid,
+        epoch: u64,
+        followed: u64,
+    },
+    #[error("dbid {dbid} answered {answer}")]
+    Unexpected { dbid: Dbid, answer: String },
+    #[error(
+        "dbid {dbid}: {source}; start its instance (if its data directory is missing or was \
+         replaced, it refuses to start: recover it with a full copy, recoverseg -F), or recover \
+         it onto another host with -i"
+    )]
+    InstanceDown { dbid: Dbid, source: Box<AdminError> },
+    #[error(
+        "rebalance refused: content {content} is not synchronized (primary dbid {primary_dbid} \
+         {primary_status}/{primary_mode}, mirror dbid {mirror_dbid} {mirror_status}/{mirror_mode}); \
+         every pair must be Synchronized (see state -m)"
+    )]
+    NotSynchronized {
+        content: Content,
+        primary_dbid: Dbid,
+        primary_status: char,
+        primary_mode: char,
+        mirror_dbid: Dbid,
+        mirror_status: char,
+        mirror_mode: char,
+    },
+    #[error("content {content}: a rebalance task failed: {source}")]
+    RebalanceTask {
+        content: Content,
+        source: tokio::task::JoinError,
+    },
+    #[error(
+        "content {content} switched to its preferred primary dbid {preferred}, but dbid {old} did \
+         not rejoin: {source}; run recoverseg"
+    )]
+    NotRejoined {
+        content: Content,
+        preferred: Dbid,
+        old: Dbid,
+        source: Box<AdminError>,
+    },
+    #[error("a segment to move was not found in configuration: dbid {dbid}")]
+    UnknownMove { dbid: Dbid },
+    #[error("dbid {dbid} is not a mirror (role {role}); only mirrors are relocated")]
+    NotAMirror { dbid: Dbid, role: char },
+    #[error("dbid {dbid} cannot move to host {host}: its primary is on that host")]
+    MoveOntoPrimaryHost { dbid: Dbid, host: String },
+    #[error("content {content} does not exist in the configuration")]
+    UnknownContent { content: Content },
+    #[error("content {content} is already configured with a mirror")]
+    AlreadyMirrored { content: Content },
+    #[error("the mirror of content {content} may not sit on its primary's host {host}")]
+    MirrorOnPrimaryHost { content: Content, host: String },
+    /// The catalog refused or failed the change. The refusals of a move or a new mirror are
+    /// found inside the catalog's edit, which takes them as text, and come back this way.
+    #[error(transparent)]
+    Catalog(#[from] CatalogStoreError),
+}
 
 /// Timeouts the coordinator uses towards instances, and its planted bugs.
 #[derive(Clone, Copy, Debug)]
@@ -25,13 +122,23 @@ pub struct Timeouts {
     pub bugs: crate::model::bugs::PlantedBugs,
 }
 
-async fn call(addr: &str, req: &SegmentRequest, t: Timeouts) -> Result<SegmentResponse, String> {
+async fn call(
+    addr: &str,
+    req: &SegmentRequest,
+    t: Timeouts,
+) -> Result<SegmentResponse, AdminError> {
     let mut conn = Connection::connect(addr, t.connect)
         .await
-        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+        .map_err(|source| AdminError::Unreachable {
+            addr: addr.to_string(),
+            source,
+        })?;
     conn.call(req, t.call)
         .await
-        .map_err(|e| format!("no answer from {addr}: {e}"))
+        .map_err(|source| AdminError::NoAnswer {
+            addr: addr.to_string(),
+            source,
+        })
 }
 
 /// Carries out one request on the coordinator. An `Err` is a refusal: nothing changed.
@@ -39,7 +146,7 @@ pub async fn handle(
     store: &CatalogStore,
     req: AdminRequest,
     t: Timeouts,
-) -> Result<AdminReply, String> {
+) -> Result<AdminReply, AdminError> {
     match req {
         AdminRequest::Recover { full, only } => recover(store, full, only, t).await,
         AdminRequest::Rebalance => rebalance(store, t).await,
@@ -49,13 +156,9 @@ pub async fn handle(
     }
 }
 
-fn require_mirrors(cat: &Catalog) -> Result<(), String> {
+fn require_mirrors(cat: &Catalog) -> Result<(), AdminError> {
     if cat.pairs().iter().all(|p| p.mirror.is_none()) {
-        return Err(
-            "mirroring is not configured for this cluster; nothing to recover \
-                    (add mirrors with add-mirrors)"
-                .into(),
-        );
+        return Err(AdminError::NotMirrored);
     }
     Ok(())
 }
@@ -78,16 +181,17 @@ async fn recover(
     full: bool,
     only: Option<Vec<Dbid>>,
     t: Timeouts,
-) -> Result<AdminReply, String> {
+) -> Result<AdminReply, AdminError> {
     let cat = store.snapshot();
     require_mirrors(&cat)?;
     let targets: Vec<SegmentConfig> = match &only {
         Some(dbids) => {
             let mut rows = Vec::new();
             for dbid in dbids {
-                let row = cat.segments.get(dbid).ok_or_else(|| {
-                    format!("a segment to recover was not found in configuration: dbid {dbid}")
-                })?;
+                let row = cat
+                    .segments
+                    .get(dbid)
+                    .ok_or(AdminError::UnknownDbid { dbid: *dbid })?;
                 rows.push(row.clone());
             }
             rows
@@ -104,12 +208,14 @@ async fn recover(
     for target in &targets {
         let pair = cat
             .pair(target.content)
-            .ok_or_else(|| format!("content {} has no acting primary", target.content))?;
+            .ok_or(AdminError::NoActingPrimary {
+                content: target.content,
+            })?;
         if pair.primary.dbid == target.dbid {
-            return Err(format!(
-                "dbid {} is the acting primary of content {}; it may not be recovered from itself",
-                target.dbid, target.content
-            ));
+            return Err(AdminError::RecoverFromItself {
+                dbid: target.dbid,
+                content: target.content,
+            });
         }
         let primary = pair.primary.clone();
         let epoch = cat.epoch;
@@ -124,15 +230,12 @@ async fn recover(
     let mut plan = Vec::new();
     for (target, primary, check) in checks {
         if !check.await.unwrap_or(false) {
-            return Err(format!(
-                "Primary segment is not up for content {} (dbid {} at {}): both halves of the \
-                 pair are down (double fault), so dbid {} cannot be recovered from it; restart \
-                 the cluster (restart), then run recoverseg",
-                target.content,
-                primary.dbid,
-                primary.endpoint(),
-                target.dbid
-            ));
+            return Err(AdminError::DoubleFault {
+                content: target.content,
+                primary_dbid: primary.dbid,
+                primary_addr: primary.endpoint(),
+                dbid: target.dbid,
+            });
         }
         plan.push((target, primary));
     }
@@ -147,10 +250,7 @@ async fn recover(
         .collect();
     let mut results = Vec::new();
     for task in tasks {
-        results.push(
-            task.await
-                .map_err(|e| format!("a recovery task failed: {e}"))??,
-        );
+        results.push(task.await.map_err(AdminError::RecoveryTask)??);
     }
     Ok(AdminReply::Recovered(results))
 }
@@ -162,7 +262,7 @@ async fn recover_one(
     primary: SegmentConfig,
     full: bool,
     t: Timeouts,
-) -> Result<Recovered, String> {
+) -> Result<Recovered, AdminError> {
     let outcome = rejoin(&target, &primary, full, store.epoch(), t).await;
     if let Ok(report) = &outcome {
         let how = if full { "full copy" } else { "incremental" };
@@ -185,15 +285,14 @@ async fn recover_one(
                 }
                 Ok(vec![(dbid, desc)])
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     Ok(Recovered {
         dbid: target.dbid,
         content: target.content,
         source_dbid: primary.dbid,
         full,
-        outcome,
+        outcome: outcome.map_err(|e| e.to_string()),
     })
 }
 
@@ -203,7 +302,7 @@ async fn rejoin(
     full: bool,
     epoch: u64,
     t: Timeouts,
-) -> Result<RejoinReport, String> {
+) -> Result<RejoinReport, AdminError> {
     let req = SegmentRequest::Rejoin {
         epoch,
         primary: primary.endpoint(),
@@ -221,23 +320,31 @@ async fn rejoin(
         }
         // The instance says itself when a full copy would help (another WAL history, nothing
         // shared); most refusals (an unreachable source, a failed instance) it would not.
-        Ok(SegmentResponse::Error(e)) => Err(format!("dbid {} refused recovery: {e}", target.dbid)),
+        Ok(SegmentResponse::Error(reason)) => Err(AdminError::RejoinRefused {
+            dbid: target.dbid,
+            reason,
+        }),
         Ok(SegmentResponse::Fenced {
             dbid,
             epoch,
             followed,
-        }) => Err(crate::wire::fenced_message(dbid, epoch, followed)),
-        Ok(other) => Err(format!("dbid {} answered {other:?}", target.dbid)),
-        Err(e) => Err(format!(
-            "dbid {}: {e}; start its instance (if its data directory is missing or was replaced, \
-             it refuses to start: recover it with a full copy, recoverseg -F), or recover it onto \
-             another host with -i",
-            target.dbid
-        )),
+        }) => Err(AdminError::Fenced {
+            dbid,
+            epoch,
+            followed,
+        }),
+        Ok(other) => Err(AdminError::Unexpected {
+            dbid: target.dbid,
+            answer: format!("{other:?}"),
+        }),
+        Err(e) => Err(AdminError::InstanceDown {
+            dbid: target.dbid,
+            source: Box::new(e),
+        }),
     }
 }
 
-async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, String> {
+async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, AdminError> {
     let cat = store.snapshot();
     require_mirrors(&cat)?;
     for pair in cat.pairs() {
@@ -250,17 +357,15 @@ async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, Stri
             || mirror.status != Status::Up
             || pair.primary.status != Status::Up
         {
-            return Err(format!(
-                "rebalance refused: content {} is not synchronized (primary dbid {} {}/{}, \
-                 mirror dbid {} {}/{}); every pair must be Synchronized (see state -m)",
-                pair.content,
-                pair.primary.dbid,
-                pair.primary.status.code(),
-                pair.primary.mode.code(),
-                mirror.dbid,
-                mirror.status.code(),
-                mirror.mode.code()
-            ));
+            return Err(AdminError::NotSynchronized {
+                content: pair.content,
+                primary_dbid: pair.primary.dbid,
+                primary_status: pair.primary.status.code(),
+                primary_mode: pair.primary.mode.code(),
+                mirror_dbid: mirror.dbid,
+                mirror_status: mirror.status.code(),
+                mirror_mode: mirror.mode.code(),
+            });
         }
     }
     // Every pair at once, as gprecoverseg -r does.
@@ -277,7 +382,7 @@ async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, Stri
     let mut moved = Vec::new();
     for (content, task) in tasks {
         task.await
-            .map_err(|e| format!("content {content}: a rebalance task failed: {e}"))??;
+            .map_err(|source| AdminError::RebalanceTask { content, source })??;
         moved.push(content);
     }
     Ok(AdminReply::Rebalanced(moved))
@@ -289,7 +394,7 @@ async fn rebalance_one(
     store: CatalogStore,
     pair: crate::model::catalog::Pair,
     t: Timeouts,
-) -> Result<(), String> {
+) -> Result<(), AdminError> {
     let mirror = pair.mirror.clone().expect("filtered: mirrored pairs only");
     let (old, preferred) = (pair.primary, mirror);
     // As the prober fails over: the flip is durable before PROMOTE.
@@ -322,18 +427,8 @@ async fn rebalance_one(
                 ),
             ])
         })
-        .await
-        .map_err(|e| e.to_string())?;
-    // The epoch current when sending, not the flip's: other pairs switch meanwhile, and the
-    // prober may already have shown this instance a newer epoch.
-    let promote = SegmentRequest::Promote {
-        dbid: preferred.dbid,
-        epoch: store.epoch(),
-    };
-    match call(&preferred.endpoint(), &promote, t).await {
-        Ok(SegmentResponse::Ok) => {}
-        other => warn!(dbid = preferred.dbid, ?other, "promote during rebalance"),
-    }
+        .await?;
+    promote_preferred(&store, &preferred, t).await;
     let mut preferred_now = preferred.clone();
     preferred_now.role = Role::Primary;
     let outcome = rejoin(&old, &preferred_now, false, store.epoch(), t).await;
@@ -352,41 +447,59 @@ async fn rebalance_one(
                         ),
                     )])
                 })
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         Err(e) => {
-            return Err(format!(
-                "content {} switched to its preferred primary dbid {}, but dbid {} did not \
-                 rejoin: {e}; run recoverseg",
-                pair.content, preferred.dbid, old.dbid
-            ))
+            return Err(AdminError::NotRejoined {
+                content: pair.content,
+                preferred: preferred.dbid,
+                old: old.dbid,
+                source: Box::new(e),
+            })
         }
     }
     Ok(())
+}
+
+/// Sends PROMOTE to a pair's preferred primary during a rebalance. A refusal is only logged:
+/// the rejoin that follows finds out whether the switch took.
+async fn promote_preferred(store: &CatalogStore, preferred: &SegmentConfig, t: Timeouts) {
+    // The epoch current when sending, not the flip's: other pairs switch meanwhile, and the
+    // prober may already have shown this instance a newer epoch.
+    let promote = SegmentRequest::Promote {
+        dbid: preferred.dbid,
+        epoch: store.epoch(),
+    };
+    match call(&preferred.endpoint(), &promote, t).await {
+        Ok(SegmentResponse::Ok) => {}
+        other => {
+            // Logged with the refusal's text, as it always was.
+            let other = other.map_err(|e| e.to_string());
+            warn!(dbid = preferred.dbid, ?other, "promote during rebalance")
+        }
+    }
 }
 
 async fn relocate(
     store: &CatalogStore,
     moves: Vec<Relocation>,
     why: String,
-) -> Result<AdminReply, String> {
+) -> Result<AdminReply, AdminError> {
     let cat = store
         .edit_rows(|cat| {
             let mut history = Vec::new();
             for mv in &moves {
-                let row = cat.segments.get(&mv.dbid).ok_or_else(|| {
-                    format!(
-                        "a segment to move was not found in configuration: dbid {}",
-                        mv.dbid
-                    )
-                })?;
+                let row = cat
+                    .segments
+                    .get(&mv.dbid)
+                    .ok_or_else(|| AdminError::UnknownMove { dbid: mv.dbid }.to_string())?;
                 if row.role != Role::Mirror {
-                    return Err(format!(
-                        "dbid {} is not a mirror (role {}); only mirrors are relocated",
-                        mv.dbid,
-                        row.role.code()
-                    ));
+                    let role = row.role.code();
+                    return Err(AdminError::NotAMirror {
+                        dbid: mv.dbid,
+                        role,
+                    }
+                    .to_string());
                 }
                 let content = row.content;
                 let from = row.endpoint();
@@ -395,10 +508,12 @@ async fn relocate(
                     .map(|p| p.primary.hostname)
                     .unwrap_or_default();
                 if primary_host == mv.hostname {
-                    return Err(format!(
-                        "dbid {} cannot move to host {}: its primary is on that host",
-                        mv.dbid, mv.hostname
-                    ));
+                    let host = mv.hostname.clone();
+                    return Err(AdminError::MoveOntoPrimaryHost {
+                        dbid: mv.dbid,
+                        host,
+                    }
+                    .to_string());
                 }
                 let row = cat.segments.get_mut(&mv.dbid).expect("checked");
                 row.hostname = mv.hostname.clone();
@@ -422,34 +537,29 @@ async fn relocate(
             }
             Ok(history)
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(AdminReply::Recorded(cat))
 }
 
 async fn add_mirrors(
     store: &CatalogStore,
     mirrors: Vec<SegmentConfig>,
-) -> Result<AdminReply, String> {
+) -> Result<AdminReply, AdminError> {
     let cat = store
         .edit_rows(|cat| {
             let mut history = Vec::new();
             let first_dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1;
             for (next_dbid, m) in (first_dbid..).zip(mirrors.iter()) {
-                let pair = cat.pair(m.content).ok_or_else(|| {
-                    format!("content {} does not exist in the configuration", m.content)
-                })?;
+                let content = m.content;
+                let pair = cat
+                    .pair(content)
+                    .ok_or_else(|| AdminError::UnknownContent { content }.to_string())?;
                 if pair.mirror.is_some() {
-                    return Err(format!(
-                        "content {} is already configured with a mirror",
-                        m.content
-                    ));
+                    return Err(AdminError::AlreadyMirrored { content }.to_string());
                 }
                 if pair.primary.hostname == m.hostname {
-                    return Err(format!(
-                        "the mirror of content {} may not sit on its primary's host {}",
-                        m.content, m.hostname
-                    ));
+                    let host = m.hostname.clone();
+                    return Err(AdminError::MirrorOnPrimaryHost { content, host }.to_string());
                 }
                 let mut row = m.clone();
                 row.dbid = next_dbid;
@@ -474,12 +584,11 @@ async fn add_mirrors(
             }
             Ok(history)
         })
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(AdminReply::Recorded(cat))
 }
 
-async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, String> {
+async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, AdminError> {
     let catalog = store.snapshot();
     // Every instance asked at once, as gpstate's worker pool does: one after another, a large
     // cluster's report would outlast the client's timeout.
@@ -505,7 +614,7 @@ async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, S
     for (dbid, ask) in asks {
         replication.insert(dbid, ask.await.ok().flatten());
     }
-    let history = store.history().await.map_err(|e| e.to_string())?;
+    let history = store.history().await?;
     let mirroring = store.mirroring_status().await;
     let standby_passive = match &mirroring.standby {
         Some(row) => crate::client::passive_status(&row.endpoint(), t.connect)
@@ -521,4 +630,80 @@ async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, S
         standby: Some(Box::new(mirroring)),
         standby_passive,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals read as they did when they were built as text: the operator, the
+    /// simulator's scenarios and the trace hashes see these exact words.
+    #[test]
+    fn refusals_read_as_before() {
+        assert_eq!(
+            AdminError::NotMirrored.to_string(),
+            "mirroring is not configured for this cluster; nothing to recover (add mirrors with add-mirrors)"
+        );
+        let double = AdminError::DoubleFault {
+            content: 0,
+            primary_dbid: 2,
+            primary_addr: "10.0.0.2:6000".into(),
+            dbid: 5,
+        };
+        assert_eq!(
+            double.to_string(),
+            "Primary segment is not up for content 0 (dbid 2 at 10.0.0.2:6000): both halves of \
+             the pair are down (double fault), so dbid 5 cannot be recovered from it; restart the \
+             cluster (restart), then run recoverseg"
+        );
+        let down = AdminError::InstanceDown {
+            dbid: 5,
+            source: Box::new(AdminError::NoAnswer {
+                addr: "10.0.0.3:6001".into(),
+                source: NetError::Closed {
+                    peer: "10.0.0.3:6001".into(),
+                },
+            }),
+        };
+        assert_eq!(
+            down.to_string(),
+            "dbid 5: no answer from 10.0.0.3:6001: 10.0.0.3:6001 closed the connection; start its \
+             instance (if its data directory is missing or was replaced, it refuses to start: \
+             recover it with a full copy, recoverseg -F), or recover it onto another host with -i"
+        );
+        let unsynced = AdminError::NotSynchronized {
+            content: 1,
+            primary_dbid: 3,
+            primary_status: 'u',
+            primary_mode: 'n',
+            mirror_dbid: 6,
+            mirror_status: 'd',
+            mirror_mode: 'n',
+        };
+        assert_eq!(
+            unsynced.to_string(),
+            "rebalance refused: content 1 is not synchronized (primary dbid 3 u/n, mirror dbid 6 \
+             d/n); every pair must be Synchronized (see state -m)"
+        );
+        let not_rejoined = AdminError::NotRejoined {
+            content: 1,
+            preferred: 3,
+            old: 6,
+            source: Box::new(AdminError::RejoinRefused {
+                dbid: 6,
+                reason: DbError::Failed("no".into()),
+            }),
+        };
+        assert_eq!(
+            not_rejoined.to_string(),
+            "content 1 switched to its preferred primary dbid 3, but dbid 6 did not rejoin: dbid 6 \
+             refused recovery: no; run recoverseg"
+        );
+        let fenced = AdminError::Fenced {
+            dbid: 6,
+            epoch: 4,
+            followed: 7,
+        };
+        assert_eq!(fenced.to_string(), fenced_message(6, 4, 7));
+    }
 }

@@ -277,7 +277,7 @@ impl Session {
                 };
                 match Box::pin(super::admin::handle(&self.store, req, t)).await {
                     Ok(reply) => ClientResponse::Admin(reply),
-                    Err(refusal) => failed(refusal),
+                    Err(refusal) => failed(refusal.to_string()),
                 }
             }
             ClientRequest::ConfigurationHistory => match self.store.history().await {
