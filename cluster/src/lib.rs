@@ -49,8 +49,7 @@ pub use protocol::dtx;
 /// Every message type, at the former path of the messages (now [`wire`]).
 pub use wire as proto;
 
-/// Fault detection at its former path: the pure rules ([`protocol::fts`]) and the coordinator's
-/// prober ([`coordinator::prober`]), which used to sit together.
+/// Fault detection at its former path: the rules ([`protocol::fts`]) and [`coordinator::prober`].
 pub mod fts {
     pub use crate::coordinator::prober;
     pub use crate::protocol::fts::*;
