@@ -10,11 +10,13 @@
 
 use std::time::Duration;
 
-use crate::catalog::{Catalog, Content};
 use crate::io::net::{Backoff, Connection};
-use crate::proto::{ClientRequest, ClientResponse, DbError, Op, OpResult};
-use crate::standby::{StandbyReply, StandbyRequest};
+use crate::model::catalog::{Catalog, Content};
 use crate::wal::{Key, TableKind, Value};
+use crate::wire::{
+    ClientRequest, ClientResponse, DbError, Op, OpResult, PassiveStatus, StandbyReply,
+    StandbyRequest,
+};
 
 pub struct Client {
     coordinators: Vec<String>,
@@ -250,7 +252,7 @@ impl Client {
     /// The configuration history, oldest first, and the current configuration epoch.
     pub async fn configuration_history(
         &mut self,
-    ) -> Result<(Vec<crate::catalog::HistoryRow>, u64), DbError> {
+    ) -> Result<(Vec<crate::model::catalog::HistoryRow>, u64), DbError> {
         match self
             .request(ClientRequest::ConfigurationHistory, false)
             .await?
@@ -270,11 +272,24 @@ impl Client {
     /// Runs an administration request on the coordinator (see [`crate::admin`]).
     pub async fn admin(
         &mut self,
-        req: crate::admin::AdminRequest,
-    ) -> Result<crate::admin::AdminReply, DbError> {
+        req: crate::wire::AdminRequest,
+    ) -> Result<crate::wire::AdminReply, DbError> {
         match self.request(ClientRequest::Admin(req), false).await? {
             ClientResponse::Admin(reply) => Ok(reply),
             other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
         }
+    }
+}
+
+/// What a standby at `addr` says about itself; `None` if nothing answers there as a standby.
+pub async fn passive_status(addr: &str, within: Duration) -> Option<PassiveStatus> {
+    let mut conn = Connection::connect(addr, within).await.ok()?;
+    match conn
+        .call::<_, ClientResponse>(&ClientRequest::Standby(StandbyRequest::Status), within)
+        .await
+        .ok()?
+    {
+        ClientResponse::Standby(StandbyReply::Passive(p)) => Some(p),
+        _ => None,
     }
 }

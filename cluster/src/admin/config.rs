@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::catalog::{Catalog, Content, Role, SegmentConfig, Status};
+use crate::model::catalog::{Catalog, Content, Role, SegmentConfig, Status};
 
 /// An instance's location as the files name it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

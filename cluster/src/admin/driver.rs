@@ -2,10 +2,10 @@
 //! the catalog, new instances started on their hosts ([`Hosts`]), then the coordinator asked to
 //! carry out and record the change. Shared by the simulator and the production binary.
 
-use crate::catalog::{Catalog, Role, SegmentConfig};
 use crate::client::Client;
-use crate::layout::Layout;
-use crate::proto::DbError;
+use crate::model::catalog::{Catalog, Role, SegmentConfig};
+use crate::model::layout::Layout;
+use crate::wire::DbError;
 
 use super::config::{self, Location};
 use super::state::{self, View};
@@ -94,7 +94,7 @@ pub fn describe_recovered(results: &[Recovered]) -> String {
 #[derive(Clone, Debug)]
 pub enum RecoverOutcome {
     Recovered(Vec<Recovered>),
-    Rebalanced(Vec<crate::catalog::Content>),
+    Rebalanced(Vec<crate::model::catalog::Content>),
     Relocated(Catalog),
     /// `-o`: the sample file's text.
     Sample(String),
@@ -216,7 +216,7 @@ async fn start_stopped_for_full_copy<H: Hosts>(
     client: &mut Client,
     hosts: &H,
 ) -> Result<(), String> {
-    use crate::catalog::Status;
+    use crate::model::catalog::Status;
     let cat = client.catalog().await.map_err(db)?;
     for row in cat
         .segments
@@ -445,7 +445,7 @@ pub async fn state_report(client: &mut Client) -> Result<StateReport, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{Mode, Status};
+    use crate::model::catalog::{Mode, Status};
 
     fn unmirrored(hosts: usize, per_host: usize) -> Catalog {
         let mut rows = Vec::new();

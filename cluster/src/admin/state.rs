@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use super::{ReplicationInfo, StateReport};
-use crate::catalog::{Mode, Role, SegmentConfig, Status};
+use crate::model::catalog::{Mode, Role, SegmentConfig, Status};
 
 /// Which view of `state` to print.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,7 +69,7 @@ fn summary(report: &StateReport) -> String {
     let _ = writeln!(
         out,
         "Configuration epoch: {}",
-        crate::catalog::epoch::describe(cat.epoch)
+        crate::model::catalog::epoch::describe(cat.epoch)
     );
     not_operational(report, &mut out);
     let mirrored = pairs.iter().any(|p| p.mirror.is_some());
@@ -346,8 +346,8 @@ fn detail(report: &StateReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::tests::{row, synced_pair};
-    use crate::catalog::Catalog;
+    use crate::model::catalog::tests::{row, synced_pair};
+    use crate::model::catalog::Catalog;
 
     fn report(catalog: Catalog) -> StateReport {
         let mut replication = std::collections::BTreeMap::new();

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::bugs::PlantedBugs;
-use crate::catalog::{Catalog, CatalogError, Content, HistoryRow, Pair, RowChange, SegmentConfig};
 use crate::io::runtime;
+use crate::model::bugs::PlantedBugs;
+use crate::model::catalog::{
+    Catalog, CatalogError, Content, HistoryRow, Pair, RowChange, SegmentConfig,
+};
 use crate::storage::{Engine, StorageError};
 use crate::wal::{TableDef, TableId, TableKind, Write};
 
@@ -49,7 +51,7 @@ pub struct CatalogStore {
     current: Arc<Mutex<Catalog>>,
     /// The epoch of `current`, set each time it moves forward: what a call to an acting primary
     /// waits on to learn that the prober replaced it, without a copy of the catalog per call.
-    published: Arc<crate::sync::Watch<u64>>,
+    published: Arc<crate::io::sync::Watch<u64>>,
     /// The newest catalog committed to the engine, durable or still flushing: what the next
     /// change starts from. Set under the engine lock. A change that started from `current`
     /// while an earlier one was flushing would reuse its epoch and, once published, undo it.
@@ -60,11 +62,11 @@ pub struct CatalogStore {
     unmirrored_lost: Arc<Mutex<std::collections::BTreeSet<Content>>>,
     /// The standby coordinator's replication state; changes wait for its flush while it is
     /// synchronized.
-    standby: Arc<crate::standby::StandbyLink>,
+    standby: Arc<crate::standby::link::StandbyLink>,
     /// Why this coordinator no longer serves, once an activated standby deposed it.
-    deposed: Arc<crate::sync::Watch<Option<String>>>,
+    deposed: Arc<crate::io::sync::Watch<Option<String>>>,
     /// Where the changes it commits are reported (the simulator's checkers; off in production).
-    observe: crate::observe::Observe,
+    observe: crate::model::observe::Observe,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -78,33 +80,34 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CatalogStoreError> {
 impl CatalogStore {
     /// This store, reporting to `observe` the catalog positions it acts on once its
     /// synchronized standby flushed them. Called before the store is shared.
-    pub fn observed(mut self, observe: crate::observe::Observe) -> CatalogStore {
-        self.standby = Arc::new(crate::standby::StandbyLink::observed(observe.clone()));
+    pub fn observed(mut self, observe: crate::model::observe::Observe) -> CatalogStore {
+        self.standby = Arc::new(crate::standby::link::StandbyLink::observed(observe.clone()));
         self.observe = observe;
         self
     }
 
     /// Reports a committed configuration change of one row (see
-    /// [`crate::observe::Fact::CatalogChanged`]).
+    /// [`crate::model::observe::Fact::CatalogChanged`]).
     pub(crate) fn report_change(
         &self,
         epoch: u64,
-        dbid: crate::catalog::Dbid,
+        dbid: crate::model::catalog::Dbid,
         desc: String,
-        fts: Option<crate::observe::FtsChange>,
+        fts: Option<crate::model::observe::FtsChange>,
     ) {
-        self.observe.report(crate::observe::Fact::CatalogChanged {
-            epoch,
-            dbid,
-            desc,
-            fts,
-        });
+        self.observe
+            .report(crate::model::observe::Fact::CatalogChanged {
+                epoch,
+                dbid,
+                desc,
+                fts,
+            });
     }
 
     /// Logs the history lines of a committed administration change, with its epoch, and
     /// reports them: the account of every configuration change an administrator's utility made
     /// (the prober logs and reports its own).
-    pub(crate) fn committed(&self, epoch: u64, history: &[(crate::catalog::Dbid, String)]) {
+    pub(crate) fn committed(&self, epoch: u64, history: &[(crate::model::catalog::Dbid, String)]) {
         for (dbid, desc) in history {
             tracing::info!(target: "cluster::configuration", dbid = *dbid, epoch, "{desc}");
             self.report_change(epoch, *dbid, desc.clone(), None);
@@ -183,12 +186,12 @@ impl CatalogStore {
         Ok(CatalogStore {
             engine: Arc::new(tokio::sync::Mutex::new(engine)),
             latest: Arc::new(Mutex::new(catalog.clone())),
-            published: Arc::new(crate::sync::Watch::new(catalog.epoch)),
+            published: Arc::new(crate::io::sync::Watch::new(catalog.epoch)),
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
             standby: Default::default(),
-            deposed: Arc::new(crate::sync::Watch::new(deposed)),
+            deposed: Arc::new(crate::io::sync::Watch::new(deposed)),
             observe: Default::default(),
         })
     }
@@ -212,7 +215,7 @@ impl CatalogStore {
     /// nothing for an epoch of this coordinator's own generation. Returns whether it is
     /// deposed.
     pub async fn depose(&self, newer: u64, seen_at: &str) -> bool {
-        use crate::catalog::epoch::{describe, generation};
+        use crate::model::catalog::epoch::{describe, generation};
         if self.deposed().is_some() {
             return true;
         }
@@ -432,7 +435,7 @@ impl CatalogStore {
     /// result breaks the prober's invariants.
     pub async fn edit_rows<E>(&self, edit: E) -> Result<Catalog, CatalogStoreError>
     where
-        E: FnOnce(&mut Catalog) -> Result<Vec<(crate::catalog::Dbid, String)>, String>,
+        E: FnOnce(&mut Catalog) -> Result<Vec<(crate::model::catalog::Dbid, String)>, String>,
     {
         let mut engine = self.engine.lock().await;
         let before = self.latest.lock().unwrap().clone();

@@ -1,8 +1,11 @@
 //! The coordinator: the clients' only entry point. It holds the catalog (and no user data),
 //! routes each statement to the acting primary of the content that owns the row, and runs the
-//! prober ([`crate::fts::prober`]).
+//! prober ([`prober`]), the driver of the pure FTS rules ([`crate::protocol::fts`]). It also
+//! carries out the administration verbs ([`admin`]).
 
+pub mod admin;
 mod catalog_store;
+pub mod prober;
 mod resolver;
 mod session;
 
@@ -15,14 +18,14 @@ use std::time::Duration;
 
 use tracing::{info, warn, Instrument};
 
-use crate::bugs::PlantedBugs;
-use crate::catalog::{Content, SegmentConfig};
-use crate::fts::prober::{ProbeSettings, Prober};
 use crate::io::net::{self, Connection};
 use crate::io::runtime;
 use crate::io::Disk;
-use crate::proto::{SegmentRequest, SegmentResponse};
+use crate::model::bugs::PlantedBugs;
+use crate::model::catalog::{Content, SegmentConfig};
 use crate::storage::{Engine, EngineOptions};
+use crate::wire::{SegmentRequest, SegmentResponse};
+use prober::{ProbeSettings, Prober};
 
 #[derive(Clone, Debug)]
 pub struct CoordinatorConfig {
@@ -52,7 +55,7 @@ pub struct CoordinatorConfig {
     pub server_limits: net::ServerLimits,
     pub bugs: PlantedBugs,
     /// Where the catalog reports what it acts on (the simulator's checkers; off in production).
-    pub observe: crate::observe::Observe,
+    pub observe: crate::model::observe::Observe,
 }
 
 impl CoordinatorConfig {
@@ -128,7 +131,7 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
         let mut server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(CoordinatorError::Listen)?;
-        info!(epoch = %crate::catalog::epoch::describe(store.snapshot().epoch), "coordinator started");
+        info!(epoch = %crate::model::catalog::epoch::describe(store.snapshot().epoch), "coordinator started");
         let services = Services::start(cfg, store.clone(), 0);
         loop {
             tokio::select! {
@@ -153,11 +156,11 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
 /// does not answer settles nothing: the instances refuse a deposed coordinator anyway, and the
 /// prober learns it from their refusals.
 async fn ask_standby_whether_replaced(store: &CatalogStore, cfg: &CoordinatorConfig) {
-    use crate::proto::{ClientRequest, ClientResponse};
+    use crate::wire::{ClientRequest, ClientResponse};
     let standbys: Vec<SegmentConfig> = store.read(|c| {
         c.segments
             .values()
-            .filter(|s| s.content == -1 && s.role == crate::catalog::Role::Mirror)
+            .filter(|s| s.content == -1 && s.role == crate::model::catalog::Role::Mirror)
             .cloned()
             .collect()
     });
@@ -313,13 +316,13 @@ pub(crate) async fn primary_call(
 }
 
 /// The content a key belongs to: a fixed hash of the key, modulo the number of contents.
-pub fn content_for_key(key: i64, contents: usize) -> crate::catalog::Content {
+pub fn content_for_key(key: i64, contents: usize) -> crate::model::catalog::Content {
     // splitmix64: a fixed, well-mixed hash, the same on every platform and in every run.
     let mut z = (key as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^= z >> 31;
-    (z % contents.max(1) as u64) as crate::catalog::Content
+    (z % contents.max(1) as u64) as crate::model::catalog::Content
 }
 
 #[cfg(test)]

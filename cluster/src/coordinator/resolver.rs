@@ -1,6 +1,6 @@
 //! The in-doubt resolver: carries out distributed commits whose second phase a session could
 //! not finish, and aborts prepared transactions nobody will ever decide (see
-//! [`crate::dtx::resolve_in_doubt`]). Runs on every coordinator, from start-up on.
+//! [`crate::protocol::dtx::resolve_in_doubt`]). Runs on every coordinator, from start-up on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,9 +9,9 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::{primary_call, CatalogStore, DtxState, OnFailover};
-use crate::dtx::{resolve_in_doubt, Resolution};
 use crate::io::runtime;
-use crate::proto::{SegmentRequest, SegmentResponse};
+use crate::protocol::dtx::{resolve_in_doubt, Resolution};
+use crate::wire::{SegmentRequest, SegmentResponse};
 
 pub(super) async fn run(
     store: CatalogStore,
@@ -19,7 +19,7 @@ pub(super) async fn run(
     every: Duration,
     connect_timeout: Duration,
     call_timeout: Duration,
-    bugs: crate::bugs::PlantedBugs,
+    bugs: crate::model::bugs::PlantedBugs,
 ) {
     loop {
         if store.deposed().is_some() {
@@ -38,7 +38,7 @@ async fn resolve_once(
     dtx: &DtxState,
     connect_timeout: Duration,
     call_timeout: Duration,
-    bugs: crate::bugs::PlantedBugs,
+    bugs: crate::model::bugs::PlantedBugs,
 ) -> Result<(), super::CatalogStoreError> {
     let committed = store.distributed_commits().await?;
     let mut prepared = BTreeMap::new();

@@ -1,7 +1,7 @@
 //! A client session on the coordinator. Statements are forwarded to the acting primary of the
 //! content that owns the row (one connection per content the transaction touches); the commit
-//! follows [`crate::dtx::plan_commit`]: one phase where one content wrote, two-phase commit
-//! where several did.
+//! follows [`crate::protocol::dtx::plan_commit`]: one phase where one content wrote, two-phase
+//! commit where several did.
 //!
 //! A session keeps its connections to the contents' primaries between transactions, as a
 //! dispatcher keeps its gang for the session's life: the next transaction on a content begins
@@ -18,14 +18,14 @@ use super::{
     call_primary, content_for_key, primary_call, CallError, CatalogStore, CoordinatorConfig,
     DtxState, OnFailover,
 };
-use crate::catalog::{Catalog, Content, Role, Status};
-use crate::dtx::{plan_commit, CommitPlan};
 use crate::io::net::Connection;
 use crate::io::runtime::{self, Instant};
-use crate::proto::{
+use crate::model::catalog::{Catalog, Content, Role, Status};
+use crate::protocol::dtx::{plan_commit, CommitPlan};
+use crate::wire::StandbyRequest;
+use crate::wire::{
     ClientRequest, ClientResponse, DbError, Op, OpResult, SegmentRequest, SegmentResponse,
 };
-use crate::standby::StandbyRequest;
 
 pub(super) struct Session {
     cfg: Arc<CoordinatorConfig>,
@@ -164,13 +164,13 @@ enum ExecError {
 /// generation, which deposes this coordinator.
 async fn fenced(
     store: &CatalogStore,
-    bugs: crate::bugs::PlantedBugs,
+    bugs: crate::model::bugs::PlantedBugs,
     content: Content,
     dbid: u16,
     epoch: u64,
     followed: u64,
 ) -> ExecError {
-    let message = crate::proto::fenced_message(dbid, epoch, followed);
+    let message = crate::wire::fenced_message(dbid, epoch, followed);
     if !bugs.coordinator_fence_off {
         let at = format!("dbid {dbid} (content {content})");
         if store.depose(followed, &at).await {
@@ -270,14 +270,14 @@ impl Session {
                 Err(e) => failed(e.to_string()),
             },
             ClientRequest::Admin(req) => {
-                let t = crate::admin::Timeouts {
+                let t = super::admin::Timeouts {
                     connect: self.cfg.connect_timeout,
                     call: self.cfg.statement_timeout,
                     bugs: self.cfg.bugs,
                 };
-                match Box::pin(crate::admin::handle(&self.store, req, t)).await {
+                match Box::pin(super::admin::handle(&self.store, req, t)).await {
                     Ok(reply) => ClientResponse::Admin(reply),
-                    Err(refusal) => failed(refusal),
+                    Err(refusal) => failed(refusal.to_string()),
                 }
             }
             ClientRequest::ConfigurationHistory => match self.store.history().await {

@@ -127,7 +127,7 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
 fn encode_frame_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&[0; HEADER_BYTES]);
-    crate::proto::encode_append(msg, out);
+    super::codec::encode_append(msg, out);
     let len = out.len() - HEADER_BYTES;
     assert!(
         len <= MAX_FRAME_BYTES,
@@ -167,7 +167,7 @@ pub fn decode_frame<T: DeserializeOwned>(
             actual,
         });
     }
-    let msg = postcard::from_bytes(payload).map_err(|e| NetError::Decode {
+    let msg = super::codec::decode(payload).map_err(|e| NetError::Decode {
         peer: peer.to_string(),
         what: std::any::type_name::<T>()
             .rsplit("::")

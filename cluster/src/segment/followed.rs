@@ -1,5 +1,5 @@
 //! The newest configuration epoch an instance follows, kept in `global/followed_epoch` each
-//! time it enters a new coordinator generation (see [`crate::catalog::epoch`]), so that an
+//! time it enters a new coordinator generation (see [`crate::model::catalog::epoch`]), so that an
 //! instance restarted after an activation still refuses the coordinator the activation
 //! deposed. Within one generation the epoch lives in memory only: a restarted instance follows
 //! its coordinator's next request, as before generations existed.

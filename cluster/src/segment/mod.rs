@@ -19,17 +19,17 @@ use std::time::Duration;
 
 use tracing::{info, warn, Instrument};
 
-use crate::bugs::PlantedBugs;
-use crate::catalog::{epoch, Content, Dbid, Role};
 use crate::io::net::{self, Connection};
 use crate::io::runtime::{self, Instant, JoinHandle};
+use crate::io::sync::Watch;
 use crate::io::Disk;
-use crate::observe::Fact;
-use crate::proto::{SegmentRequest, SegmentResponse};
+use crate::model::bugs::PlantedBugs;
+use crate::model::catalog::{epoch, Content, Dbid, Role};
+use crate::model::observe::Fact;
 use crate::storage::identity::{Expected, Identity, IdentityError};
 use crate::storage::{Engine, EngineOptions, StorageError};
-use crate::sync::Watch;
 use crate::wal::{Lsn, Wal};
+use crate::wire::{SegmentRequest, SegmentResponse};
 
 /// How the primary waits for its mirror.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -63,7 +63,7 @@ pub struct InstanceConfig {
     pub server_limits: net::ServerLimits,
     pub bugs: PlantedBugs,
     /// Read-only hooks for the simulator's checkers.
-    pub observe: crate::observe::Observe,
+    pub observe: crate::model::observe::Observe,
     /// Raised to stop the instance (an administrator moving or removing it).
     pub stop: StopSignal,
 }
@@ -408,7 +408,7 @@ impl Instance {
             let failed = self.inner.state.lock().unwrap().failed.clone();
             if let Some(reason) = failed {
                 let _ = conn
-                    .send(&SegmentResponse::Error(crate::proto::DbError::Failed(
+                    .send(&SegmentResponse::Error(crate::wire::DbError::Failed(
                         reason,
                     )))
                     .await;
@@ -478,7 +478,7 @@ impl Instance {
             });
         }
         if let Err(e) = self.follow(epoch).await {
-            return Err(SegmentResponse::Error(crate::proto::DbError::Failed(
+            return Err(SegmentResponse::Error(crate::wire::DbError::Failed(
                 self.storage_fault(&e),
             )));
         }
@@ -577,9 +577,9 @@ impl Instance {
     /// the disk still writes and reads, and turns synchronous waiting back on once the mirror is
     /// up again.
     async fn probe(&self) -> SegmentResponse {
-        use crate::fts::ProbeReply;
+        use crate::wire::ProbeReply;
         if let Err(e) = self.disk_check().await {
-            return SegmentResponse::Error(crate::proto::DbError::Failed(format!(
+            return SegmentResponse::Error(crate::wire::DbError::Failed(format!(
                 "disk IO check during FTS probe failed: {e}"
             )));
         }

@@ -7,21 +7,20 @@
 use tracing::{info, Instrument};
 
 use super::{role_file, Instance};
-use crate::admin::{RejoinReport, ReplicationInfo};
-use crate::catalog::Role;
 use crate::io::net::Connection;
-use crate::proto::{DbError, SegmentRequest, SegmentResponse};
+use crate::model::catalog::Role;
 use crate::storage::WAL_SUMMARY_CHUNK;
 use crate::wal::Lsn;
+use crate::wire::{DbError, RejoinReport, ReplicationInfo, SegmentRequest, SegmentResponse};
 
 /// Stops an instance from outside: once raised, the instance fails itself ("stopped by the
 /// administrator") and serves nothing more.
 #[derive(Clone)]
-pub struct StopSignal(std::sync::Arc<crate::sync::Watch<bool>>);
+pub struct StopSignal(std::sync::Arc<crate::io::sync::Watch<bool>>);
 
 impl Default for StopSignal {
     fn default() -> StopSignal {
-        StopSignal(std::sync::Arc::new(crate::sync::Watch::new(false)))
+        StopSignal(std::sync::Arc::new(crate::io::sync::Watch::new(false)))
     }
 }
 
@@ -247,7 +246,7 @@ impl Instance {
 /// (one written just before a failover), and a foreign history may have checkpoints where
 /// this one has.
 fn incremental_refusal(
-    dbid: crate::catalog::Dbid,
+    dbid: crate::model::catalog::Dbid,
     ours: Option<u64>,
     primary: &str,
     theirs: Option<u64>,

@@ -1,8 +1,8 @@
 //! The instance's role, kept in its data directory so a restarted instance comes back in the
 //! role it last had (a promoted mirror stays a primary).
 
-use crate::catalog::Role;
 use crate::io::Disk;
+use crate::model::catalog::Role;
 use crate::storage::StorageError;
 
 const ROLE_FILE: &str = "global/role";

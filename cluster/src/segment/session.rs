@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use tracing::debug;
 
 use super::Instance;
-use crate::catalog::Role;
-use crate::proto::{DbError, Op, OpResult, SegmentRequest, SegmentResponse};
+use crate::model::catalog::Role;
 use crate::storage::StorageError;
 use crate::wal::{Key, TableDef, TableId, TableKind, Value, Write, Xid};
+use crate::wire::{DbError, Op, OpResult, SegmentRequest, SegmentResponse};
 
 #[derive(Default)]
 pub(super) struct Session {
@@ -291,7 +291,7 @@ async fn acknowledge_after_durable(
     if inst.role() != Role::Primary {
         // Demoted while waiting (recoverseg -r): the mirror this waited for was promoted, and
         // may or may not hold the commit record.
-        return Some(SegmentResponse::Error(crate::proto::DbError::Unknown(
+        return Some(SegmentResponse::Error(crate::wire::DbError::Unknown(
             format!(
                 "dbid {} stopped acting as primary while committing",
                 inst.dbid()
@@ -302,7 +302,7 @@ async fn acknowledge_after_durable(
     inst.inner
         .cfg
         .observe
-        .report(crate::observe::Fact::Acknowledged {
+        .report(crate::model::observe::Fact::Acknowledged {
             content: inst.inner.cfg.content,
             dbid: inst.dbid(),
             epoch: inst.epoch(),
@@ -333,7 +333,7 @@ async fn create_table(inst: &Instance, def: TableDef) -> Option<SegmentResponse>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::DbError;
+    use crate::wire::DbError;
 
     /// A prepare or COMMIT PREPARED that waited for the mirror answers "done" only if the
     /// change is durable where it must be; an instance demoted while it waited keeps its error

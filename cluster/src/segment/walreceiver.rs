@@ -7,12 +7,12 @@ use std::time::Duration;
 use tracing::{info, warn, Instrument};
 
 use super::{role_file, Instance};
-use crate::catalog::Role;
 use crate::io::net::{Backoff, Connection, NetError};
 use crate::io::runtime::{self, timeout};
-use crate::proto::{SegmentRequest, SegmentResponse, WalFeedback, WalMessage};
+use crate::model::catalog::Role;
 use crate::storage::StorageError;
 use crate::wal::Lsn;
+use crate::wire::{SegmentRequest, SegmentResponse, WalFeedback, WalMessage};
 
 enum StreamEnd {
     Net(NetError),
@@ -187,7 +187,7 @@ impl Instance {
                 self.inner
                     .cfg
                     .observe
-                    .report(crate::observe::Fact::Promoted {
+                    .report(crate::model::observe::Fact::Promoted {
                         content: self.inner.cfg.content,
                         dbid: self.dbid(),
                         epoch: self.epoch(),
@@ -198,7 +198,7 @@ impl Instance {
             Err(e) => {
                 self.inner.state.lock().unwrap().promoting = false;
                 let reason = self.storage_fault(&e);
-                SegmentResponse::Error(crate::proto::DbError::Failed(reason))
+                SegmentResponse::Error(crate::wire::DbError::Failed(reason))
             }
         }
     }

@@ -6,11 +6,11 @@
 use tracing::{info, warn, Instrument};
 
 use super::Instance;
-use crate::catalog::{Dbid, Role};
 use crate::io::net::Connection;
 use crate::io::runtime::{self, timeout, Instant};
-use crate::proto::{WalFeedback, WalMessage};
+use crate::model::catalog::{Dbid, Role};
 use crate::wal::Lsn;
+use crate::wire::{WalFeedback, WalMessage};
 
 const MAX_CHUNK_BYTES: usize = 128 * 1024;
 

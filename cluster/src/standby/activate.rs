@@ -15,12 +15,12 @@ use tracing::{info, warn};
 
 use super::instance::Shared;
 use super::{Activation, StandbyReply, StandbyRequest};
-use crate::catalog::{Content, Mode, Role, SegmentConfig, Status};
 use crate::coordinator::{primary_call, CatalogStore, CatalogStoreError, OnFailover, Services};
-use crate::dtx::resolve_in_doubt;
 use crate::io::net::Connection;
-use crate::proto::{ClientRequest, ClientResponse, SegmentRequest, SegmentResponse};
+use crate::model::catalog::{Content, Mode, Role, SegmentConfig, Status};
+use crate::protocol::dtx::resolve_in_doubt;
 use crate::storage::StorageError;
+use crate::wire::{ClientRequest, ClientResponse, SegmentRequest, SegmentResponse};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {
@@ -85,7 +85,7 @@ pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateErro
     )
     .await?;
     info!(
-        epoch = %crate::catalog::epoch::describe(epoch),
+        epoch = %crate::model::catalog::epoch::describe(epoch),
         end_lsn, "activated: the standby is now the coordinator"
     );
     let mut ccfg = cfg.coordinator.clone();

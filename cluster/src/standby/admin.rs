@@ -7,14 +7,15 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::{
-    Activation, MirroringStatus, PassiveStatus, StandbyReply, StandbyRequest, SummaryState,
-};
-use crate::catalog::{Mode, Role, SegmentConfig, Status};
+use super::{Activation, MirroringStatus, StandbyReply, StandbyRequest, SummaryState};
 use crate::client::Client;
 use crate::io::net::Connection;
 use crate::io::runtime::{self, Instant};
-use crate::proto::{ClientRequest, ClientResponse, DbError};
+use crate::model::catalog::{Mode, Role, SegmentConfig, Status};
+use crate::wire::{ClientRequest, ClientResponse, DbError};
+
+/// Asks a standby for its own view; the client library's, as the coordinator asks it too.
+pub use crate::client::passive_status;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StandbyAdminError {
@@ -98,19 +99,6 @@ pub async fn mirroring_status(client: &mut Client) -> Result<MirroringStatus, St
         other => Err(StandbyAdminError::Coordinator(format!(
             "unexpected answer: {other:?}"
         ))),
-    }
-}
-
-/// What a standby at `addr` says about itself; `None` if nothing answers there as a standby.
-pub async fn passive_status(addr: &str, within: Duration) -> Option<PassiveStatus> {
-    let mut conn = Connection::connect(addr, within).await.ok()?;
-    match conn
-        .call::<_, ClientResponse>(&ClientRequest::Standby(StandbyRequest::Status), within)
-        .await
-        .ok()?
-    {
-        ClientResponse::Standby(StandbyReply::Passive(p)) => Some(p),
-        _ => None,
     }
 }
 

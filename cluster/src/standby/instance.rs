@@ -15,14 +15,14 @@ use super::{
     not_active_message, BackupAssembly, CatalogStream, PassiveStatus, StandbyReply, StandbyRequest,
     STANDBY_WAL_TIMEOUT,
 };
-use crate::catalog::Dbid;
 use crate::coordinator::{CoordinatorConfig, Services};
 use crate::io::net::{self, Backoff, Connection, NetError};
 use crate::io::runtime::{self, timeout, JoinHandle};
 use crate::io::Disk;
-use crate::proto::{ClientRequest, ClientResponse, DbError, WalFeedback, WalMessage};
+use crate::model::catalog::Dbid;
 use crate::storage::{base_backup, Engine, EngineOptions, StorageError};
 use crate::wal::Lsn;
+use crate::wire::{ClientRequest, ClientResponse, DbError, WalFeedback, WalMessage};
 
 #[derive(Clone, Debug)]
 pub struct StandbyConfig {

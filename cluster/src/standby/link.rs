@@ -10,45 +10,11 @@
 
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
-use crate::catalog::{Catalog, Role, SegmentConfig, Status};
-use crate::observe::{Fact, Observe};
-use crate::sync::Watch;
+use crate::io::sync::Watch;
+use crate::model::catalog::{Catalog, Role, SegmentConfig, Status};
+use crate::model::observe::{Fact, Observe};
 use crate::wal::Lsn;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SummaryState {
-    NotConfigured,
-    Synchronized,
-    NotSynchronized,
-}
-
-impl SummaryState {
-    pub fn label(self) -> &'static str {
-        match self {
-            SummaryState::NotConfigured => "Not Configured",
-            SummaryState::Synchronized => "Synchronized",
-            SummaryState::NotSynchronized => "Not Synchronized",
-        }
-    }
-}
-
-/// One row of the mirroring view.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MirroringStatus {
-    pub summary_state: SummaryState,
-    /// The walsender's state: `backup`, `catchup`, `streaming`, or empty when not connected.
-    pub detail_state: String,
-    /// When the summary state last changed (unix ms); `None` before any change.
-    pub log_time_ms: Option<u64>,
-    pub error_message: Option<String>,
-    /// The standby's catalog row.
-    pub standby: Option<SegmentConfig>,
-    /// The coordinator's flushed catalog WAL, and how far the standby has flushed it.
-    pub coordinator_flushed_lsn: Lsn,
-    pub standby_flushed_lsn: Lsn,
-}
+use crate::wire::standby::{MirroringStatus, SummaryState};
 
 /// The configured standby in `catalog`: the content -1 row in the mirror role that is up.
 pub fn configured_standby(catalog: &Catalog) -> Option<SegmentConfig> {
@@ -221,7 +187,7 @@ impl StandbyLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Mode;
+    use crate::model::catalog::Mode;
 
     fn with_standby() -> Catalog {
         Catalog::new(vec![SegmentConfig {

@@ -11,6 +11,9 @@
 //! - [`activate`]: activation (replay, take over the catalog with a new epoch, resolve
 //!   in-doubt distributed transactions).
 //! - [`admin`]: the `init-standby` and `activate-standby` verbs, their checks and refusals.
+//!
+//! The messages (verbs, reports, the catalog stream's frames) are the wire layer's
+//! ([`crate::wire::standby`]), re-exported here.
 
 pub mod activate;
 pub mod admin;
@@ -20,110 +23,19 @@ pub mod walsender;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::catalog::{Dbid, SegmentConfig};
-use crate::proto::WalMessage;
 use crate::storage::base_backup::BaseBackup;
 use crate::wal::Lsn;
 
-pub use link::{MirroringStatus, StandbyLink, SummaryState};
+/// The standby's messages, defined in the wire layer, under the role that speaks them.
+pub use crate::wire::standby::{
+    ActivateRefusal, Activation, CatalogStream, MirroringStatus, PassiveStatus, StandbyReply,
+    StandbyRequest, SummaryState,
+};
+pub use link::StandbyLink;
 
 /// How long either side of the catalog stream waits for the other before it counts the
 /// stream as broken (a keepalive goes every third of it).
 pub const STANDBY_WAL_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Standby requests, carried in [`crate::proto::ClientRequest::Standby`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum StandbyRequest {
-    /// `init-standby -s`, to the coordinator: record the standby in the catalog (and the
-    /// coordinator's own row, if the catalog does not have it yet).
-    Register {
-        coordinator: SegmentConfig,
-        standby: SegmentConfig,
-    },
-    /// The mirroring state (to the coordinator) or the standby's own state (to a standby).
-    Status,
-    /// From the standby to the coordinator: the connection becomes a catalog stream
-    /// ([`CatalogStream`] one way, [`crate::proto::WalFeedback`] the other). `from: None` asks
-    /// for a base backup first.
-    StartReplication { dbid: Dbid, from: Option<Lsn> },
-    /// `activate-standby`, to the standby.
-    Activate,
-}
-
-/// Answers, carried in [`crate::proto::ClientResponse::Standby`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum StandbyReply {
-    Registered {
-        epoch: u64,
-        standby: SegmentConfig,
-    },
-    Status(MirroringStatus),
-    /// What a standby says about itself.
-    Passive(PassiveStatus),
-    Activated(Activation),
-    /// The standby did not activate.
-    Refused {
-        why: ActivateRefusal,
-        message: String,
-    },
-}
-
-/// Why a standby refused to activate, for a caller that acts on the reason.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ActivateRefusal {
-    /// The coordinator still answers; nothing changed.
-    CoordinatorAlive,
-    /// Its replicated catalog names it the coordinator already: an earlier activation took
-    /// over and was cut short.
-    NotTheStandby,
-    /// Anything else; the activation may have begun.
-    Other,
-}
-
-/// A standby's own view (`gpstate -f`'s standby half).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PassiveStatus {
-    pub dbid: Dbid,
-    pub coordinator: String,
-    /// Whether its stream from the coordinator is up now.
-    pub streaming: bool,
-    pub flushed_lsn: Lsn,
-    pub replayed_lsn: Lsn,
-}
-
-/// What activation did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Activation {
-    pub dbid: Dbid,
-    pub epoch: u64,
-    /// The end of the replayed WAL: the coordinator's state at its last committed transaction
-    /// the standby received.
-    pub end_lsn: Lsn,
-    /// In-doubt distributed transactions whose commit was carried out (gxid, content).
-    pub committed: Vec<(u64, i16)>,
-    /// Prepared transactions without a commit record, rolled back (gxid, content).
-    pub aborted: Vec<(u64, i16)>,
-    /// Contents whose prepared transactions could not be listed at activation (their primary
-    /// did not answer); the resolver keeps trying.
-    pub unreached: Vec<i16>,
-}
-
-/// Frames of the catalog stream, coordinator → standby: for a fresh standby, a base backup
-/// as file chunks (a file's chunks in order, appended) ended by `BackupEnd`; then WAL.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum CatalogStream {
-    BackupChunk {
-        path: String,
-        #[serde(with = "serde_bytes")]
-        bytes: Vec<u8>,
-    },
-    BackupEnd {
-        wal_end: Lsn,
-    },
-    Wal(WalMessage),
-}
 
 /// The largest backup chunk in one frame.
 pub const BACKUP_CHUNK_BYTES: usize = 1 << 20;
@@ -180,7 +92,7 @@ pub fn not_active_message(addr: &str) -> String {
 mod tests {
     use super::*;
     use crate::io::net::decode_frame;
-    use crate::proto::ClientRequest;
+    use crate::wire::ClientRequest;
 
     #[test]
     fn a_backup_survives_chunking() {

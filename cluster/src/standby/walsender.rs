@@ -6,13 +6,13 @@ use tracing::{info, warn, Instrument};
 
 use super::link::configured_standby;
 use super::{backup_frames, CatalogStream, StandbyReply, StandbyRequest, STANDBY_WAL_TIMEOUT};
-use crate::bugs::PlantedBugs;
-use crate::catalog::{Dbid, Mode, Role, SegmentConfig, Status};
 use crate::coordinator::CatalogStore;
 use crate::io::net::Connection;
 use crate::io::runtime::{self, timeout};
-use crate::proto::{ClientResponse, DbError, WalFeedback, WalMessage};
+use crate::model::bugs::PlantedBugs;
+use crate::model::catalog::{Dbid, Mode, Role, SegmentConfig, Status};
 use crate::wal::Lsn;
+use crate::wire::{ClientResponse, DbError, WalFeedback, WalMessage};
 
 const MAX_CHUNK_BYTES: usize = 128 * 1024;
 

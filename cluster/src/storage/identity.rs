@@ -17,8 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Content, Dbid};
 use crate::io::Disk;
+use crate::model::catalog::{Content, Dbid};
 
 use super::small_file::{self, SmallFileError};
 use super::StorageError;

@@ -16,7 +16,6 @@ mod apply;
 pub mod base_backup;
 mod cache;
 mod control;
-mod error;
 pub mod identity;
 mod open;
 mod page;
@@ -31,8 +30,8 @@ use std::sync::Arc;
 
 use crate::io::Disk;
 
+pub use crate::wal::StorageError;
 pub use crate::wal::{Key, Lsn, Record, TableDef, TableId, TableKind, Value, Wal, Write, Xid};
-pub use error::StorageError;
 pub use page::{BLOCK_SIZE, TUPLE_SPACE};
 pub use rewind::{wipe_instance_dir, WAL_SUMMARY_CHUNK};
 

@@ -6,10 +6,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::sync::Watch;
+use crate::io::sync::Watch;
 
+use super::StorageError;
 use crate::io::Disk;
-use crate::storage::StorageError;
 
 use super::Lsn;
 

@@ -1,7 +1,7 @@
 //! Sequential reading of WAL records from the disk, in bounded chunks.
 
+use super::StorageError;
 use crate::io::Disk;
-use crate::storage::StorageError;
 
 use super::record::{decode_frame, Frame, FRAME_HEADER_LEN};
 use super::{Lsn, Record, WAL_PATH};

@@ -105,7 +105,7 @@ pub fn encode_frame(lsn: Lsn, record: &Record, out: &mut Vec<u8>) -> Lsn {
     // The body goes straight after room for the header, which is filled in last.
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
-    crate::proto::encode_append(record, out);
+    crate::io::codec::encode_append(record, out);
     let body = &out[start + FRAME_HEADER_LEN..];
     assert!(body.len() <= RECORD_BODY_MAX, "wal record body too large");
     let (len, crc) = (body.len(), frame_crc(lsn, body));
@@ -144,7 +144,7 @@ pub fn decode_frame(lsn: Lsn, buf: &[u8]) -> Frame {
     if frame_crc(lsn, body) != crc {
         return Frame::Bad;
     }
-    match postcard::from_bytes::<Record>(body) {
+    match crate::io::codec::decode::<Record>(body) {
         Ok(record) => Frame::Complete {
             record,
             end: lsn + total as u64,

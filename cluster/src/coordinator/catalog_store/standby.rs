@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use super::{encode, CatalogStore, CatalogStoreError, CONFIG_TABLE, HISTORY_TABLE};
-use crate::catalog::{Catalog, Dbid, HistoryRow, SegmentConfig};
 use crate::io::runtime;
-use crate::standby::{MirroringStatus, StandbyLink};
+use crate::model::catalog::{Catalog, Dbid, HistoryRow, SegmentConfig};
+use crate::standby::link::StandbyLink;
 use crate::storage::base_backup::BaseBackup;
 use crate::wal::{Lsn, Wal, Write};
+use crate::wire::MirroringStatus;
 
 impl CatalogStore {
     pub fn standby_link(&self) -> &Arc<StandbyLink> {
@@ -44,7 +45,7 @@ impl CatalogStore {
     /// Writes `rows` (added or replaced whole, by dbid) with one history line each, under a new
     /// epoch, as one durable transaction; then updates the in-memory catalog. Nothing changes
     /// if the result would break the catalog's invariants. `new_generation`: the epoch is the
-    /// first of the next coordinator generation (activation; see [`crate::catalog::epoch`]).
+    /// first of the next coordinator generation (activation; see [`crate::model::catalog::epoch`]).
     pub async fn record_rows(
         &self,
         rows: &[(SegmentConfig, String)],
@@ -58,7 +59,7 @@ impl CatalogStore {
             next.segments.insert(row.dbid, row.clone());
         }
         next.epoch = if new_generation {
-            crate::catalog::epoch::first_of_next_generation(next.epoch)
+            crate::model::catalog::epoch::first_of_next_generation(next.epoch)
         } else {
             next.epoch + 1
         };

@@ -1,5 +1,5 @@
-//! Fault detection (FTS): the prober's decision table as a pure function, and the driver that
-//! probes primaries and carries decisions out ([`prober`]).
+//! Fault detection (FTS): the prober's decision table as a pure function. The coordinator's
+//! driver probes primaries and carries decisions out ([`crate::coordinator::prober`]).
 //!
 //! Decisions per content, after probing its acting primary (retries included):
 //! - primary answers, mirror up and in sync, catalog agrees: nothing;
@@ -12,22 +12,9 @@
 //! - primary unreachable, mirror in sync per the catalog: record the role flip first, then PROMOTE;
 //! - primary unreachable, mirror not in sync: no promotion; the content is down (double fault).
 
-pub mod prober;
-
-use serde::{Deserialize, Serialize};
-
-use crate::bugs::PlantedBugs;
-use crate::catalog::{Mode, Pair, Role, RowChange, Status};
-
-/// What a segment instance answers to a probe (the real reply's booleans).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeReply {
-    pub is_mirror: bool,
-    pub mirror_up: bool,
-    pub in_sync: bool,
-    pub syncrep_enabled: bool,
-    pub request_retry: bool,
-}
+use crate::model::bugs::PlantedBugs;
+use crate::model::catalog::{Mode, Pair, Role, RowChange, Status};
+use crate::wire::ProbeReply;
 
 /// The outcome of probing one primary, all retries spent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +43,7 @@ pub enum Decision {
     DoubleFault,
 }
 
-fn change(dbid: crate::catalog::Dbid, role: Role, status: Status, mode: Mode) -> RowChange {
+fn change(dbid: crate::model::catalog::Dbid, role: Role, status: Status, mode: Mode) -> RowChange {
     RowChange {
         dbid,
         role,
@@ -148,8 +135,8 @@ pub fn decide_with(pair: &Pair, outcome: ProbeOutcome, bugs: PlantedBugs) -> Dec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::tests::{row, synced_pair};
-    use crate::catalog::Catalog;
+    use crate::model::catalog::tests::{row, synced_pair};
+    use crate::model::catalog::Catalog;
 
     fn pair(cat: &Catalog) -> Pair {
         cat.pair(0).unwrap()

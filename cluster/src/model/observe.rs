@@ -4,8 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::catalog::{Content, Dbid, Mode, Role, Status};
-use crate::wal::Lsn;
+use crate::model::catalog::{Content, Dbid, Mode, Role, Status};
+use crate::model::data::Lsn;
 
 /// A fact about one instance.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::catalog::Content;
+use crate::model::catalog::Content;
 
 pub type Gxid = u64;
 
@@ -74,8 +74,8 @@ impl Resolution {
     }
 
     /// The request that carries it out, stamped with the coordinator's configuration `epoch`.
-    pub fn request(&self, epoch: u64) -> crate::proto::SegmentRequest {
-        use crate::proto::SegmentRequest;
+    pub fn request(&self, epoch: u64) -> crate::wire::SegmentRequest {
+        use crate::wire::SegmentRequest;
         match *self {
             Resolution::CommitPrepared { gxid, .. } => {
                 SegmentRequest::CommitPrepared { xid: gxid, epoch }

@@ -1,20 +1,22 @@
 //! The prober's driver: every `probe_interval` it probes every content's acting primary at
 //! once (with `probe_timeout` per attempt and up to `probe_retries` retries), feeds each
-//! outcome to [`decide`], and carries the decisions out, each content on its own, recording
-//! catalog changes durably before sending anything that acts on them.
+//! outcome to the pure rules ([`crate::protocol::fts::decide`]), and carries the decisions out,
+//! each content on its own, recording catalog changes durably before sending anything that acts
+//! on them.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn, Instrument};
 
-use super::{decide_with, Decision, ProbeOutcome, ProbeReply};
-use crate::bugs::PlantedBugs;
-use crate::catalog::{Pair, RowChange, SegmentConfig};
-use crate::coordinator::CatalogStore;
+use super::CatalogStore;
 use crate::io::net::Connection;
 use crate::io::runtime::{self, Instant};
-use crate::proto::{SegmentRequest, SegmentResponse};
+use crate::model::bugs::PlantedBugs;
+use crate::model::catalog::{Pair, RowChange, SegmentConfig};
+use crate::protocol::fts::{decide_with, Decision, ProbeOutcome};
+use crate::wire::ProbeReply;
+use crate::wire::{SegmentRequest, SegmentResponse};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeSettings {
@@ -253,7 +255,7 @@ impl ContentProber {
                 for change in changes {
                     let desc = change.history_desc(content);
                     info!(content, epoch = catalog.epoch, "{desc}");
-                    let fts = crate::observe::FtsChange {
+                    let fts = crate::model::observe::FtsChange {
                         content,
                         role: change.role,
                         status: change.status,

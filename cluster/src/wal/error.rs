@@ -1,4 +1,5 @@
-//! The storage layer's errors: the world's faults (I/O, corruption) and refused requests.
+//! The storage layer's errors: the world's faults (I/O, corruption) and refused requests. The
+//! WAL and the tables above it share this one type; it lives with the WAL, the lower of the two.
 
 use super::{Key, Lsn, TableId, Xid};
 

@@ -1,0 +1,709 @@
+//! The coordinator's side of the administration verbs (`recoverseg`, `recoverseg -r`,
+//! `move-mirrors`, `add-mirrors`, `state`): each [`AdminRequest`] is checked against the catalog,
+//! carried out by talking to the instances, and recorded as one catalog change with a new epoch
+//! and history rows. An `Err` is a refusal: nothing changed. The operator's side (the config
+//! files, starting processes on hosts, the `state` report's text) is [`crate::admin`].
+
+use std::time::Duration;
+
+use tracing::{info, warn, Instrument};
+
+use super::{CatalogStore, CatalogStoreError};
+use crate::io::net::{Connection, NetError};
+use crate::io::runtime;
+use crate::model::catalog::{Catalog, Content, Dbid, Mode, Role, SegmentConfig, Status};
+use crate::wire::{
+    fenced_message, AdminReply, AdminRequest, DbError, Recovered, RejoinReport, Relocation,
+    SegmentRequest, SegmentResponse, StateReport,
+};
+
+/// Why the coordinator refused an administration request (nothing changed, unless the message
+/// says what did), or why one instance's recovery failed. The text is what the operator reads.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot reach {addr}: {source}")]
+    Unreachable { addr: String, source: NetError },
+    #[error("no answer from {addr}: {source}")]
+    NoAnswer { addr: String, source: NetError },
+    #[error(
+        "mirroring is not configured for this cluster; nothing to recover \
+                    (add mirrors with add-mirrors)"
+    )]
+    NotMirrored,
+    #[error("a segment to recover was not found in configuration: dbid {dbid}")]
+    UnknownDbid { dbid: Dbid },
+    #[error("content {content} has no acting primary")]
+    NoActingPrimary { content: Content },
+    #[error(
+        "dbid {dbid} is the acting primary of content {content}; it may not be recovered from itself"
+    )]
+    RecoverFromItself { dbid: Dbid, content: Content },
+    #[error(
+        "Primary segment is not up for content {content} (dbid {primary_dbid} at {primary_addr}): \
+         both halves of the pair are down (double fault), so dbid {dbid} cannot be recovered \
+         from it; restart the cluster (restart), then run recoverseg"
+    )]
+    DoubleFault {
+        content: Content,
+        primary_dbid: Dbid,
+        primary_addr: String,
+        dbid: Dbid,
+    },
+    #[error("a recovery task failed: {0}")]
+    RecoveryTask(#[source] tokio::task::JoinError),
+    #[error("dbid {dbid} refused recovery: {reason}")]
+    RejoinRefused { dbid: Dbid, reason: DbError },
+    #[error("{}", fenced_message(*.dbid, *.epoch, *.followed))]
+    Fenced {
+        dbid: Dbid,
+        epoch: u64,
+        followed: u64,
+    },
+    #[error("dbid {dbid} answered {answer}")]
+    Unexpected { dbid: Dbid, answer: String },
+    #[error(
+        "dbid {dbid}: {source}; start its instance (if its data directory is missing or was \
+         replaced, it refuses to start: recover it with a full copy, recoverseg -F), or recover \
+         it onto another host with -i"
+    )]
+    InstanceDown { dbid: Dbid, source: Box<AdminError> },
+    #[error(
+        "rebalance refused: content {content} is not synchronized (primary dbid {primary_dbid} \
+         {primary_status}/{primary_mode}, mirror dbid {mirror_dbid} {mirror_status}/{mirror_mode}); \
+         every pair must be Synchronized (see state -m)"
+    )]
+    NotSynchronized {
+        content: Content,
+        primary_dbid: Dbid,
+        primary_status: char,
+        primary_mode: char,
+        mirror_dbid: Dbid,
+        mirror_status: char,
+        mirror_mode: char,
+    },
+    #[error("content {content}: a rebalance task failed: {source}")]
+    RebalanceTask {
+        content: Content,
+        source: tokio::task::JoinError,
+    },
+    #[error(
+        "content {content} switched to its preferred primary dbid {preferred}, but dbid {old} did \
+         not rejoin: {source}; run recoverseg"
+    )]
+    NotRejoined {
+        content: Content,
+        preferred: Dbid,
+        old: Dbid,
+        source: Box<AdminError>,
+    },
+    #[error("a segment to move was not found in configuration: dbid {dbid}")]
+    UnknownMove { dbid: Dbid },
+    #[error("dbid {dbid} is not a mirror (role {role}); only mirrors are relocated")]
+    NotAMirror { dbid: Dbid, role: char },
+    #[error("dbid {dbid} cannot move to host {host}: its primary is on that host")]
+    MoveOntoPrimaryHost { dbid: Dbid, host: String },
+    #[error("content {content} does not exist in the configuration")]
+    UnknownContent { content: Content },
+    #[error("content {content} is already configured with a mirror")]
+    AlreadyMirrored { content: Content },
+    #[error("the mirror of content {content} may not sit on its primary's host {host}")]
+    MirrorOnPrimaryHost { content: Content, host: String },
+    /// The catalog refused or failed the change. The refusals of a move or a new mirror are
+    /// found inside the catalog's edit, which takes them as text, and come back this way.
+    #[error(transparent)]
+    Catalog(#[from] CatalogStoreError),
+}
+
+/// Timeouts the coordinator uses towards instances, and its planted bugs.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub call: Duration,
+    pub bugs: crate::model::bugs::PlantedBugs,
+}
+
+async fn call(
+    addr: &str,
+    req: &SegmentRequest,
+    t: Timeouts,
+) -> Result<SegmentResponse, AdminError> {
+    let mut conn = Connection::connect(addr, t.connect)
+        .await
+        .map_err(|source| AdminError::Unreachable {
+            addr: addr.to_string(),
+            source,
+        })?;
+    conn.call(req, t.call)
+        .await
+        .map_err(|source| AdminError::NoAnswer {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Carries out one request on the coordinator. An `Err` is a refusal: nothing changed.
+pub async fn handle(
+    store: &CatalogStore,
+    req: AdminRequest,
+    t: Timeouts,
+) -> Result<AdminReply, AdminError> {
+    match req {
+        AdminRequest::Recover { full, only } => recover(store, full, only, t).await,
+        AdminRequest::Rebalance => rebalance(store, t).await,
+        AdminRequest::Relocate { moves, why } => relocate(store, moves, why).await,
+        AdminRequest::AddMirrors { mirrors } => add_mirrors(store, mirrors).await,
+        AdminRequest::State => state_report(store, t).await,
+    }
+}
+
+fn require_mirrors(cat: &Catalog) -> Result<(), AdminError> {
+    if cat.pairs().iter().all(|p| p.mirror.is_none()) {
+        return Err(AdminError::NotMirrored);
+    }
+    Ok(())
+}
+
+/// Whether the acting primary of a content answers as a primary.
+async fn primary_is_up(primary: &SegmentConfig, epoch: u64, t: Timeouts) -> bool {
+    let req = SegmentRequest::Probe {
+        dbid: primary.dbid,
+        content: primary.content,
+        epoch,
+    };
+    matches!(
+        call(&primary.endpoint(), &req, t).await,
+        Ok(SegmentResponse::Probe(reply)) if !reply.is_mirror
+    )
+}
+
+async fn recover(
+    store: &CatalogStore,
+    full: bool,
+    only: Option<Vec<Dbid>>,
+    t: Timeouts,
+) -> Result<AdminReply, AdminError> {
+    let cat = store.snapshot();
+    require_mirrors(&cat)?;
+    let targets: Vec<SegmentConfig> = match &only {
+        Some(dbids) => {
+            let mut rows = Vec::new();
+            for dbid in dbids {
+                let row = cat
+                    .segments
+                    .get(dbid)
+                    .ok_or(AdminError::UnknownDbid { dbid: *dbid })?;
+                rows.push(row.clone());
+            }
+            rows
+        }
+        None => cat
+            .segments
+            .values()
+            .filter(|s| s.content >= 0 && s.status == Status::Down)
+            .cloned()
+            .collect(),
+    };
+    // Every check before any change; the primaries are asked all at once.
+    let mut checks = Vec::new();
+    for target in &targets {
+        let pair = cat
+            .pair(target.content)
+            .ok_or(AdminError::NoActingPrimary {
+                content: target.content,
+            })?;
+        if pair.primary.dbid == target.dbid {
+            return Err(AdminError::RecoverFromItself {
+                dbid: target.dbid,
+                content: target.content,
+            });
+        }
+        let primary = pair.primary.clone();
+        let epoch = cat.epoch;
+        let up = pair.primary.status == Status::Up;
+        let check = async move { up && primary_is_up(&primary, epoch, t).await };
+        checks.push((
+            target.clone(),
+            pair.primary,
+            runtime::spawn(check.in_current_span()),
+        ));
+    }
+    let mut plan = Vec::new();
+    for (target, primary, check) in checks {
+        if !check.await.unwrap_or(false) {
+            return Err(AdminError::DoubleFault {
+                content: target.content,
+                primary_dbid: primary.dbid,
+                primary_addr: primary.endpoint(),
+                dbid: target.dbid,
+            });
+        }
+        plan.push((target, primary));
+    }
+    // As gprecoverseg recovers segments in parallel: one after another, a large cluster's
+    // recovery would take the sum of every rewind.
+    let tasks: Vec<_> = plan
+        .into_iter()
+        .map(|(target, primary)| {
+            let one = recover_one(store.clone(), target, primary, full, t);
+            runtime::spawn(one.in_current_span())
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.map_err(AdminError::RecoveryTask)??);
+    }
+    Ok(AdminReply::Recovered(results))
+}
+
+/// Recovers one instance from its acting primary and records it as a resynchronizing mirror.
+async fn recover_one(
+    store: CatalogStore,
+    target: SegmentConfig,
+    primary: SegmentConfig,
+    full: bool,
+    t: Timeouts,
+) -> Result<Recovered, AdminError> {
+    let outcome = rejoin(&target, &primary, full, store.epoch(), t).await;
+    if let Ok(report) = &outcome {
+        let how = if full { "full copy" } else { "incremental" };
+        let desc = format!(
+            "gprecoverseg: dbid {} with contentid {} recovered ({how}) from dbid {}: \
+             rewound to lsn {}, resynchronizing",
+            target.dbid, target.content, primary.dbid, report.divergence_lsn
+        );
+        let dbid = target.dbid;
+        store
+            .edit_rows(|cat| {
+                let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
+                row.role = Role::Mirror;
+                row.status = Status::Up;
+                row.mode = Mode::NotSynced;
+                for other in cat.segments.values_mut() {
+                    if other.content == target.content && other.dbid != dbid {
+                        other.mode = Mode::NotSynced;
+                    }
+                }
+                Ok(vec![(dbid, desc)])
+            })
+            .await?;
+    }
+    Ok(Recovered {
+        dbid: target.dbid,
+        content: target.content,
+        source_dbid: primary.dbid,
+        full,
+        outcome: outcome.map_err(|e| e.to_string()),
+    })
+}
+
+async fn rejoin(
+    target: &SegmentConfig,
+    primary: &SegmentConfig,
+    full: bool,
+    epoch: u64,
+    t: Timeouts,
+) -> Result<RejoinReport, AdminError> {
+    let req = SegmentRequest::Rejoin {
+        epoch,
+        primary: primary.endpoint(),
+        full,
+    };
+    // A rewind replays the whole WAL: give it longer than one statement.
+    let long = Timeouts {
+        call: t.call * 4,
+        ..t
+    };
+    match call(&target.endpoint(), &req, long).await {
+        Ok(SegmentResponse::Rejoined(report)) => {
+            info!(dbid = target.dbid, ?report, "instance rejoined as mirror");
+            Ok(report)
+        }
+        // The instance says itself when a full copy would help (another WAL history, nothing
+        // shared); most refusals (an unreachable source, a failed instance) it would not.
+        Ok(SegmentResponse::Error(reason)) => Err(AdminError::RejoinRefused {
+            dbid: target.dbid,
+            reason,
+        }),
+        Ok(SegmentResponse::Fenced {
+            dbid,
+            epoch,
+            followed,
+        }) => Err(AdminError::Fenced {
+            dbid,
+            epoch,
+            followed,
+        }),
+        Ok(other) => Err(AdminError::Unexpected {
+            dbid: target.dbid,
+            answer: format!("{other:?}"),
+        }),
+        Err(e) => Err(AdminError::InstanceDown {
+            dbid: target.dbid,
+            source: Box::new(e),
+        }),
+    }
+}
+
+async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, AdminError> {
+    let cat = store.snapshot();
+    require_mirrors(&cat)?;
+    for pair in cat.pairs() {
+        let Some(mirror) = &pair.mirror else { continue };
+        if t.bugs.rebalance_unsynchronized {
+            // Planted bug: the real rule needs every pair Synchronized first.
+            break;
+        }
+        if pair.primary.mode != Mode::Synced
+            || mirror.status != Status::Up
+            || pair.primary.status != Status::Up
+        {
+            return Err(AdminError::NotSynchronized {
+                content: pair.content,
+                primary_dbid: pair.primary.dbid,
+                primary_status: pair.primary.status.code(),
+                primary_mode: pair.primary.mode.code(),
+                mirror_dbid: mirror.dbid,
+                mirror_status: mirror.status.code(),
+                mirror_mode: mirror.mode.code(),
+            });
+        }
+    }
+    // Every pair at once, as gprecoverseg -r does.
+    let tasks: Vec<_> = cat
+        .pairs()
+        .into_iter()
+        .filter(|pair| pair.mirror.is_some() && pair.primary.preferred_role != Role::Primary)
+        .map(|pair| {
+            let content = pair.content;
+            let one = rebalance_one(store.clone(), pair, t);
+            (content, runtime::spawn(one.in_current_span()))
+        })
+        .collect();
+    let mut moved = Vec::new();
+    for (content, task) in tasks {
+        task.await
+            .map_err(|source| AdminError::RebalanceTask { content, source })??;
+        moved.push(content);
+    }
+    Ok(AdminReply::Rebalanced(moved))
+}
+
+/// Switches one pair back to its preferred roles: the flip durable first, then PROMOTE to the
+/// preferred primary, then the old primary rejoins as its mirror.
+async fn rebalance_one(
+    store: CatalogStore,
+    pair: crate::model::catalog::Pair,
+    t: Timeouts,
+) -> Result<(), AdminError> {
+    let mirror = pair.mirror.clone().expect("filtered: mirrored pairs only");
+    let (old, preferred) = (pair.primary, mirror);
+    // As the prober fails over: the flip is durable before PROMOTE.
+    store
+        .edit_rows(|cat| {
+            for (dbid, role, status) in [
+                (old.dbid, Role::Mirror, Status::Down),
+                (preferred.dbid, Role::Primary, Status::Up),
+            ] {
+                let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
+                row.role = role;
+                row.status = status;
+                row.mode = Mode::NotSynced;
+            }
+            Ok(vec![
+                (
+                    preferred.dbid,
+                    format!(
+                        "gprecoverseg -r: dbid {} with contentid {} returns to its preferred \
+                         role p",
+                        preferred.dbid, pair.content
+                    ),
+                ),
+                (
+                    old.dbid,
+                    format!(
+                        "gprecoverseg -r: dbid {} with contentid {} stops acting as primary",
+                        old.dbid, pair.content
+                    ),
+                ),
+            ])
+        })
+        .await?;
+    promote_preferred(&store, &preferred, t).await;
+    let mut preferred_now = preferred.clone();
+    preferred_now.role = Role::Primary;
+    let outcome = rejoin(&old, &preferred_now, false, store.epoch(), t).await;
+    match outcome {
+        Ok(report) => {
+            store
+                .edit_rows(|cat| {
+                    let row = cat.segments.get_mut(&old.dbid).ok_or("row vanished")?;
+                    row.status = Status::Up;
+                    Ok(vec![(
+                        old.dbid,
+                        format!(
+                            "gprecoverseg -r: dbid {} with contentid {} rejoined as mirror \
+                             at lsn {}, resynchronizing",
+                            old.dbid, pair.content, report.divergence_lsn
+                        ),
+                    )])
+                })
+                .await?;
+        }
+        Err(e) => {
+            return Err(AdminError::NotRejoined {
+                content: pair.content,
+                preferred: preferred.dbid,
+                old: old.dbid,
+                source: Box::new(e),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Sends PROMOTE to a pair's preferred primary during a rebalance. A refusal is only logged:
+/// the rejoin that follows finds out whether the switch took.
+async fn promote_preferred(store: &CatalogStore, preferred: &SegmentConfig, t: Timeouts) {
+    // The epoch current when sending, not the flip's: other pairs switch meanwhile, and the
+    // prober may already have shown this instance a newer epoch.
+    let promote = SegmentRequest::Promote {
+        dbid: preferred.dbid,
+        epoch: store.epoch(),
+    };
+    match call(&preferred.endpoint(), &promote, t).await {
+        Ok(SegmentResponse::Ok) => {}
+        other => {
+            // Logged with the refusal's text, as it always was.
+            let other = other.map_err(|e| e.to_string());
+            warn!(dbid = preferred.dbid, ?other, "promote during rebalance")
+        }
+    }
+}
+
+async fn relocate(
+    store: &CatalogStore,
+    moves: Vec<Relocation>,
+    why: String,
+) -> Result<AdminReply, AdminError> {
+    let cat = store
+        .edit_rows(|cat| {
+            let mut history = Vec::new();
+            for mv in &moves {
+                let row = cat
+                    .segments
+                    .get(&mv.dbid)
+                    .ok_or_else(|| AdminError::UnknownMove { dbid: mv.dbid }.to_string())?;
+                if row.role != Role::Mirror {
+                    let role = row.role.code();
+                    return Err(AdminError::NotAMirror {
+                        dbid: mv.dbid,
+                        role,
+                    }
+                    .to_string());
+                }
+                let content = row.content;
+                let from = row.endpoint();
+                let primary_host = cat
+                    .pair(content)
+                    .map(|p| p.primary.hostname)
+                    .unwrap_or_default();
+                if primary_host == mv.hostname {
+                    let host = mv.hostname.clone();
+                    return Err(AdminError::MoveOntoPrimaryHost {
+                        dbid: mv.dbid,
+                        host,
+                    }
+                    .to_string());
+                }
+                let row = cat.segments.get_mut(&mv.dbid).expect("checked");
+                row.hostname = mv.hostname.clone();
+                row.address = mv.address.clone();
+                row.port = mv.port;
+                row.datadir = mv.datadir.clone();
+                row.status = Status::Up;
+                row.mode = Mode::NotSynced;
+                for other in cat.segments.values_mut() {
+                    if other.content == content {
+                        other.mode = Mode::NotSynced;
+                    }
+                }
+                history.push((
+                    mv.dbid,
+                    format!(
+                        "{why}: dbid {} with contentid {content} moved from {from} to {}:{} {}",
+                        mv.dbid, mv.address, mv.port, mv.datadir
+                    ),
+                ));
+            }
+            Ok(history)
+        })
+        .await?;
+    Ok(AdminReply::Recorded(cat))
+}
+
+async fn add_mirrors(
+    store: &CatalogStore,
+    mirrors: Vec<SegmentConfig>,
+) -> Result<AdminReply, AdminError> {
+    let cat = store
+        .edit_rows(|cat| {
+            let mut history = Vec::new();
+            let first_dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1;
+            for (next_dbid, m) in (first_dbid..).zip(mirrors.iter()) {
+                let content = m.content;
+                let pair = cat
+                    .pair(content)
+                    .ok_or_else(|| AdminError::UnknownContent { content }.to_string())?;
+                if pair.mirror.is_some() {
+                    return Err(AdminError::AlreadyMirrored { content }.to_string());
+                }
+                if pair.primary.hostname == m.hostname {
+                    let host = m.hostname.clone();
+                    return Err(AdminError::MirrorOnPrimaryHost { content, host }.to_string());
+                }
+                let mut row = m.clone();
+                row.dbid = next_dbid;
+                row.role = Role::Mirror;
+                row.preferred_role = Role::Mirror;
+                row.mode = Mode::NotSynced;
+                row.status = Status::Up;
+                if let Some(p) = cat.segments.get_mut(&pair.primary.dbid) {
+                    p.mode = Mode::NotSynced;
+                }
+                history.push((
+                    row.dbid,
+                    format!(
+                        "gpaddmirrors: dbid {} added as mirror of contentid {} at {} {}",
+                        row.dbid,
+                        row.content,
+                        row.endpoint(),
+                        row.datadir
+                    ),
+                ));
+                cat.segments.insert(row.dbid, row);
+            }
+            Ok(history)
+        })
+        .await?;
+    Ok(AdminReply::Recorded(cat))
+}
+
+async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, AdminError> {
+    let catalog = store.snapshot();
+    // Every instance asked at once, as gpstate's worker pool does: one after another, a large
+    // cluster's report would outlast the client's timeout.
+    let asks: Vec<_> = catalog
+        .segments
+        .values()
+        .filter(|s| s.content >= 0)
+        .map(|row| {
+            let (dbid, addr, down) = (row.dbid, row.endpoint(), row.status == Status::Down);
+            let ask = async move {
+                if down {
+                    return None;
+                }
+                match call(&addr, &SegmentRequest::ReplicationStatus, t).await {
+                    Ok(SegmentResponse::Replication(info)) => Some(info),
+                    _ => None,
+                }
+            };
+            (dbid, runtime::spawn(ask.in_current_span()))
+        })
+        .collect();
+    let mut replication = std::collections::BTreeMap::new();
+    for (dbid, ask) in asks {
+        replication.insert(dbid, ask.await.ok().flatten());
+    }
+    let history = store.history().await?;
+    let mirroring = store.mirroring_status().await;
+    let standby_passive = match &mirroring.standby {
+        Some(row) => crate::client::passive_status(&row.endpoint(), t.connect)
+            .await
+            .map(Box::new),
+        None => None,
+    };
+    Ok(AdminReply::State(StateReport {
+        catalog,
+        replication,
+        history,
+        not_operational: store.unmirrored_lost(),
+        standby: Some(Box::new(mirroring)),
+        standby_passive,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusals read as they did when they were built as text: the operator, the
+    /// simulator's scenarios and the trace hashes see these exact words.
+    #[test]
+    fn refusals_read_as_before() {
+        assert_eq!(
+            AdminError::NotMirrored.to_string(),
+            "mirroring is not configured for this cluster; nothing to recover (add mirrors with add-mirrors)"
+        );
+        let double = AdminError::DoubleFault {
+            content: 0,
+            primary_dbid: 2,
+            primary_addr: "10.0.0.2:6000".into(),
+            dbid: 5,
+        };
+        assert_eq!(
+            double.to_string(),
+            "Primary segment is not up for content 0 (dbid 2 at 10.0.0.2:6000): both halves of \
+             the pair are down (double fault), so dbid 5 cannot be recovered from it; restart the \
+             cluster (restart), then run recoverseg"
+        );
+        let down = AdminError::InstanceDown {
+            dbid: 5,
+            source: Box::new(AdminError::NoAnswer {
+                addr: "10.0.0.3:6001".into(),
+                source: NetError::Closed {
+                    peer: "10.0.0.3:6001".into(),
+                },
+            }),
+        };
+        assert_eq!(
+            down.to_string(),
+            "dbid 5: no answer from 10.0.0.3:6001: 10.0.0.3:6001 closed the connection; start its \
+             instance (if its data directory is missing or was replaced, it refuses to start: \
+             recover it with a full copy, recoverseg -F), or recover it onto another host with -i"
+        );
+        let unsynced = AdminError::NotSynchronized {
+            content: 1,
+            primary_dbid: 3,
+            primary_status: 'u',
+            primary_mode: 'n',
+            mirror_dbid: 6,
+            mirror_status: 'd',
+            mirror_mode: 'n',
+        };
+        assert_eq!(
+            unsynced.to_string(),
+            "rebalance refused: content 1 is not synchronized (primary dbid 3 u/n, mirror dbid 6 \
+             d/n); every pair must be Synchronized (see state -m)"
+        );
+        let not_rejoined = AdminError::NotRejoined {
+            content: 1,
+            preferred: 3,
+            old: 6,
+            source: Box::new(AdminError::RejoinRefused {
+                dbid: 6,
+                reason: DbError::Failed("no".into()),
+            }),
+        };
+        assert_eq!(
+            not_rejoined.to_string(),
+            "content 1 switched to its preferred primary dbid 3, but dbid 6 did not rejoin: dbid 6 \
+             refused recovery: no; run recoverseg"
+        );
+        let fenced = AdminError::Fenced {
+            dbid: 6,
+            epoch: 4,
+            followed: 7,
+        };
+        assert_eq!(fenced.to_string(), fenced_message(6, 4, 7));
+    }
+}
