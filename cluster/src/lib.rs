@@ -12,6 +12,7 @@ pub mod io;
 pub mod layout;
 pub mod observe;
 pub mod proto;
+pub mod protocol;
 pub mod segment;
 pub mod standby;
 pub mod storage;
