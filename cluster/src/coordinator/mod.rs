@@ -3,7 +3,7 @@
 //! prober ([`crate::fts::prober`]).
 
 mod catalog_store;
-mod resolver;
+pub(crate) mod resolver;
 mod session;
 
 pub use catalog_store::{CatalogStore, CatalogStoreError};
