@@ -221,7 +221,7 @@ impl Instance {
         SegmentResponse::Replication(ReplicationInfo {
             role: state.role,
             flushed: self.inner.wal.flushed_lsn(),
-            mirror_connected: state.role == Role::Primary && state.sender.connected,
+            mirror_connected: state.role == Role::Primary && state.sender.pair.connected,
             mirror_caught_up: state.role == Role::Primary && self.mirror_in_sync(&state.sender),
             mirror_flushed: self.inner.sync.get().mirror_flushed,
             replay_lsn,
