@@ -1,6 +1,8 @@
 //! The in-doubt resolver: carries out distributed commits whose second phase a session could
 //! not finish, and aborts prepared transactions nobody will ever decide (see
-//! [`crate::dtx::resolve_in_doubt`]). Runs on every coordinator, from start-up on.
+//! [`crate::dtx::resolve_in_doubt`]). Runs on every coordinator, from start-up on. Its
+//! gathering ([`in_doubt`]) and its executor ([`execute`]) are the only ones: an activated
+//! standby resolves what its old coordinator left in doubt with them too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

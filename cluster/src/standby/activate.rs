@@ -6,7 +6,9 @@
 //! becomes the primary, the old coordinator's is marked down), so every segment follows the
 //! new coordinator and refuses the old one; resolve the distributed transactions left in doubt
 //! (COMMIT PREPARED where a commit record survives, ROLLBACK PREPARED for every other prepared
-//! transaction); then start the prober and the resolver and serve clients.
+//! transaction); then start the prober and the resolver and serve clients. The order is the
+//! activation machine's ([`crate::protocol::activation`]); this module carries out its steps,
+//! the in-doubt resolution with the resolver's executor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
