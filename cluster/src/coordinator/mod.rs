@@ -6,7 +6,7 @@
 pub mod admin;
 mod catalog_store;
 pub mod prober;
-mod resolver;
+pub(crate) mod resolver;
 mod session;
 
 pub use catalog_store::{CatalogStore, CatalogStoreError};

@@ -26,6 +26,7 @@ use crate::io::Disk;
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{epoch, Content, Dbid, Role};
 use crate::model::observe::Fact;
+use crate::protocol::replication::{Pair, Rules, Waiting};
 use crate::storage::identity::{Expected, Identity, IdentityError};
 use crate::storage::{Engine, EngineOptions, StorageError};
 use crate::wal::{Lsn, Wal};
@@ -110,24 +111,22 @@ pub enum InstanceError {
 /// What the primary knows of its mirror's replication stream.
 #[derive(Clone, Copy, Debug)]
 struct SenderState {
-    /// A stream is connected.
-    connected: bool,
-    /// The mirror has caught up with the primary's flushed WAL since it connected (streaming).
-    caught_up: bool,
-    /// Generation of the current stream, so a stale stream's exit does not clear a newer one.
-    generation: u64,
+    /// Which stream is current, whether it is connected and whether the mirror caught up.
+    pair: Pair,
     last_disconnect: Instant,
 }
 
-/// The rule behind [`Instance::mirror_in_sync`], apart from the instance's state.
-fn in_sync(caught_up: bool, replication: ReplicationMode, sync: SyncState) -> bool {
-    if !caught_up {
-        return false;
+/// The synchronous waiting the in-sync rule ([`Pair::in_sync`]) weighs, from the primary's
+/// replication mode and what its commits watch.
+fn waiting(replication: ReplicationMode, sync: SyncState) -> Waiting {
+    match replication {
+        ReplicationMode::Async => Waiting::Never,
+        ReplicationMode::Sync => Waiting::Synchronous {
+            on: sync.syncrep,
+            receiver_flushed: sync.mirror_flushed,
+            acked_alone_upto: sync.acked_alone_upto,
+        },
     }
-    if replication == ReplicationMode::Async {
-        return true;
-    }
-    sync.syncrep && sync.mirror_flushed >= sync.acked_alone_upto
 }
 
 /// What a commit waiting for the mirror watches.
@@ -337,9 +336,7 @@ impl Instance {
                 state: Mutex::new(State {
                     role,
                     sender: SenderState {
-                        connected: false,
-                        caught_up: false,
-                        generation: 0,
+                        pair: Pair::default(),
                         last_disconnect: now,
                     },
                     failed: None,
@@ -561,11 +558,14 @@ impl Instance {
     /// whatever was acknowledged without it while waiting was off. (In asynchronous mode a
     /// caught-up mirror counts as in sync: that mode accepts the loss.)
     fn mirror_in_sync(&self, sender: &SenderState) -> bool {
-        in_sync(
-            sender.caught_up,
-            self.inner.cfg.replication,
-            self.inner.sync.get(),
-        )
+        sender
+            .pair
+            .in_sync(waiting(self.inner.cfg.replication, self.inner.sync.get()))
+    }
+
+    /// The rules of segment mirroring.
+    fn replication_rules(&self) -> Rules {
+        Rules::segment(self.inner.cfg.wal_timeout)
     }
 
     /// The newest configuration epoch this instance follows.
@@ -591,7 +591,7 @@ impl Instance {
             });
         }
         let sender = state.sender;
-        let mirror_up = sender.connected;
+        let mirror_up = sender.pair.connected;
         if mirror_up
             && self.inner.cfg.replication == ReplicationMode::Sync
             && !self.inner.sync.get().syncrep
@@ -683,6 +683,13 @@ mod tests {
             mirror_flushed,
             syncrep,
             acked_alone_upto: 41_098,
+        };
+        let in_sync = |caught_up, mode, s| {
+            let pair = Pair {
+                caught_up,
+                ..Pair::default()
+            };
+            pair.in_sync(waiting(mode, s))
         };
         let sync_mode = ReplicationMode::Sync;
         assert!(!in_sync(true, sync_mode, sync(37_576, true)));

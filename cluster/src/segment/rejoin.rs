@@ -9,6 +9,7 @@ use tracing::{info, Instrument};
 use super::{role_file, Instance};
 use crate::io::net::Connection;
 use crate::model::catalog::Role;
+use crate::protocol::recovery::{from_itself, Agreement, Decision, Recovery, WalSummary};
 use crate::storage::WAL_SUMMARY_CHUNK;
 use crate::wal::Lsn;
 use crate::wire::{DbError, RejoinReport, ReplicationInfo, SegmentRequest, SegmentResponse};
@@ -41,12 +42,11 @@ fn failed(msg: String) -> SegmentResponse {
 }
 
 impl Instance {
+    /// Gathers what the [`Recovery`] machine asks for, in its order, and carries out its
+    /// decision.
     pub(super) async fn rejoin(&self, primary: String, full: bool) -> SegmentResponse {
-        if primary == self.inner.cfg.listen_addr {
-            return failed(format!(
-                "dbid {} may not be recovered from itself",
-                self.dbid()
-            ));
+        if let Some(refusal) = from_itself(self.dbid(), &primary, &self.inner.cfg.listen_addr) {
+            return failed(refusal);
         }
         // Ask the source first: refusing leaves this instance as it was.
         let wal_timeout = self.inner.cfg.wal_timeout;
@@ -54,104 +54,44 @@ impl Instance {
             Ok(conn) => conn,
             Err(e) => return failed(format!("cannot reach the acting primary {primary}: {e}")),
         };
-        let local_flushed = self.inner.wal.flushed_lsn();
-        let (source_flushed, source_crcs, source_history) = match conn
-            .call(
-                &SegmentRequest::WalSummary {
-                    upto: local_flushed,
-                },
-                wal_timeout,
-            )
-            .await
-        {
-            Ok(SegmentResponse::WalSummary {
-                flushed,
-                crcs,
-                system_id,
-            }) => (flushed, crcs, system_id),
-            Ok(SegmentResponse::Error(e)) => {
-                return failed(format!("acting primary {primary} refused: {e}"))
-            }
-            other => {
-                return failed(format!(
-                    "acting primary {primary} did not send its WAL summary: {other:?}"
-                ))
-            }
+        let recovery = Recovery {
+            dbid: self.dbid(),
+            primary: primary.clone(),
+            full,
+            local_flushed: self.inner.wal.flushed_lsn(),
+            chunk: WAL_SUMMARY_CHUNK,
         };
-        if !full {
-            if let Some(refusal) =
-                incremental_refusal(self.dbid(), self.system_id(), &primary, source_history)
-            {
-                return failed(refusal);
-            }
+        let (source, source_history) =
+            match source_summary(&mut conn, &primary, recovery.local_flushed, wal_timeout).await {
+                Ok(got) => got,
+                Err(reason) => return failed(reason),
+            };
+        if let Err(refusal) = recovery.admit(self.system_id(), source_history) {
+            return failed(refusal);
         }
-        // Stop acting as a primary: new work is refused, and commits waiting for a mirror
-        // wake up, see the role, and fail instead of being acknowledged.
-        {
-            let mut state = self.inner.state.lock().unwrap();
-            state.role = Role::Mirror;
-            if let Some(receiver) = state.receiver.take() {
-                receiver.abort();
-            }
-        }
-        tracing::Span::current().record("role", "m");
-        self.inner.sync.modify(|s| s.syncrep = false);
-        if let Err(e) = role_file::store(&*self.inner.disk, Role::Mirror).await {
+        if let Err(e) = self.stop_acting_as_primary().await {
             return failed(self.storage_fault(&e));
         }
         let mut engine = self.inner.engine.lock().await;
-        let mut compare_bytes = source_crcs.len() as u64 * 4;
-        let divergence = if full {
-            0
+        let (divergence, compare_bytes) = if full {
+            (0, Recovery::compare_bytes(&source, 0))
         } else {
-            let (local_flushed, local_crcs) = match engine.wal_summary(local_flushed) {
-                Ok(s) => s,
-                Err(e) => return failed(self.storage_fault(&e)),
-            };
-            let same_chunks = source_crcs
-                .iter()
-                .zip(&local_crcs)
-                .take_while(|(a, b)| a == b)
-                .count() as u64;
-            let both = source_flushed.min(local_flushed);
-            let mut common = (same_chunks * WAL_SUMMARY_CHUNK).min(both);
-            if common < both {
-                let req = SegmentRequest::ReadWal {
-                    from: common,
-                    len: WAL_SUMMARY_CHUNK,
-                };
-                let theirs = match conn.call(&req, wal_timeout).await {
-                    Ok(SegmentResponse::WalBytes(bytes)) => bytes,
-                    other => {
-                        return failed(format!(
-                            "acting primary {primary} did not send WAL at {common}: {other:?}"
-                        ))
-                    }
-                };
-                compare_bytes += theirs.len() as u64;
-                let ours = match engine.wal_bytes(common, WAL_SUMMARY_CHUNK) {
-                    Ok(b) => b,
-                    Err(e) => return failed(self.storage_fault(&e)),
-                };
-                common += ours.iter().zip(&theirs).take_while(|(a, b)| a == b).count() as Lsn;
-            }
-            match engine.record_boundary_before(common) {
-                Ok(lsn) => lsn,
-                Err(e) => return failed(self.storage_fault(&e)),
+            match self
+                .divergence(&recovery, &engine, &mut conn, &source)
+                .await
+            {
+                Ok(found) => found,
+                Err(reason) => return failed(reason),
             }
         };
-        if !full && divergence == 0 && local_flushed > 0 {
-            // Same history, yet not one record in common: rewinding would discard everything
-            // this instance holds, not a diverged tail.
-            return failed(format!(
-                "dbid {} shares no WAL with the acting primary {primary} ({local_flushed} bytes                  of its own would be discarded); incremental recovery refused; a full copy                  (recoverseg -F) replaces it",
-                self.dbid()
-            ));
-        }
+        let cut_at = match recovery.decide(divergence) {
+            Decision::Refuse(refusal) => return failed(refusal),
+            decision => decision.cut_at().expect("only a refusal cuts nowhere"),
+        };
         let rewind = if !full && self.inner.cfg.bugs.recovery_skips_rewind {
-            engine.cut_wal_keeping_blocks(divergence).await
+            engine.cut_wal_keeping_blocks(cut_at).await
         } else {
-            engine.rewind_to(divergence).await
+            engine.rewind_to(cut_at).await
         };
         let discarded = match rewind {
             Ok(n) => n,
@@ -176,8 +116,61 @@ impl Instance {
             divergence_lsn: divergence,
             discarded_bytes: discarded,
             compare_bytes,
-            source_flushed,
+            source_flushed: source.flushed,
         })
+    }
+
+    /// Stops acting as a primary: new work is refused, and commits waiting for a mirror wake
+    /// up, see the role, and fail instead of being acknowledged. The new role is kept on disk.
+    async fn stop_acting_as_primary(&self) -> Result<(), crate::storage::StorageError> {
+        {
+            let mut state = self.inner.state.lock().unwrap();
+            state.role = Role::Mirror;
+            if let Some(receiver) = state.receiver.take() {
+                receiver.abort();
+            }
+        }
+        tracing::Span::current().record("role", "m");
+        self.inner.sync.modify(|s| s.syncrep = false);
+        role_file::store(&*self.inner.disk, Role::Mirror).await
+    }
+
+    /// Where this instance's WAL and the primary's (summed up in `source`) part ways, as a
+    /// record boundary, and the bytes compared to find it; `Err` says why it could not be found.
+    async fn divergence(
+        &self,
+        recovery: &Recovery,
+        engine: &crate::storage::Engine,
+        conn: &mut Connection,
+        source: &WalSummary,
+    ) -> Result<(Lsn, u64), String> {
+        let primary = &recovery.primary;
+        let (flushed, crcs) = engine
+            .wal_summary(recovery.local_flushed)
+            .map_err(|e| self.storage_fault(&e))?;
+        let local = WalSummary { flushed, crcs };
+        let (common, chunk_sent) = match recovery.agreement(source, &local) {
+            Agreement::Common(common) => (common, 0),
+            Agreement::CompareChunk { from, len } => {
+                let req = SegmentRequest::ReadWal { from, len };
+                let theirs = match conn.call(&req, self.inner.cfg.wal_timeout).await {
+                    Ok(SegmentResponse::WalBytes(bytes)) => bytes,
+                    other => {
+                        return Err(format!(
+                            "acting primary {primary} did not send WAL at {from}: {other:?}"
+                        ))
+                    }
+                };
+                let ours = engine
+                    .wal_bytes(from, len)
+                    .map_err(|e| self.storage_fault(&e))?;
+                (recovery.refine(from, &ours, &theirs), theirs.len())
+            }
+        };
+        let divergence = engine
+            .record_boundary_before(common)
+            .map_err(|e| self.storage_fault(&e))?;
+        Ok((divergence, Recovery::compare_bytes(source, chunk_sent)))
     }
 
     /// Waits until the instance fails itself or an administrator stops it; returns why.
@@ -227,7 +220,7 @@ impl Instance {
         SegmentResponse::Replication(ReplicationInfo {
             role: state.role,
             flushed: self.inner.wal.flushed_lsn(),
-            mirror_connected: state.role == Role::Primary && state.sender.connected,
+            mirror_connected: state.role == Role::Primary && state.sender.pair.connected,
             mirror_caught_up: state.role == Role::Primary && self.mirror_in_sync(&state.sender),
             mirror_flushed: self.inner.sync.get().mirror_flushed,
             replay_lsn,
@@ -235,50 +228,25 @@ impl Instance {
     }
 }
 
-/// Why incremental recovery may not rewind dbid `dbid` (history `ours`) onto the acting
-/// primary at `primary` (history `theirs`); `None` when it may.
-///
-/// The rule: both must hold the same WAL history (system identifier). A rewind keeps the WAL
-/// the two share and discards only this instance's diverged tail; two histories made apart (a
-/// primary that started again on an empty directory and began its own, say) share nothing,
-/// and rewinding one onto the other would discard everything it holds. The identifier is
-/// exact where a rule on checkpoints is not: a tail may hold a checkpoint record legitimately
-/// (one written just before a failover), and a foreign history may have checkpoints where
-/// this one has.
-fn incremental_refusal(
-    dbid: crate::model::catalog::Dbid,
-    ours: Option<u64>,
+/// The acting primary's WAL summary up to `upto` and its WAL history (system identifier).
+async fn source_summary(
+    conn: &mut Connection,
     primary: &str,
-    theirs: Option<u64>,
-) -> Option<String> {
-    match (ours, theirs) {
-        (Some(a), Some(b)) if a == b => None,
-        (None, _) => None,
-        (Some(a), b) => Some(format!(
-            "dbid {dbid} holds another WAL history than the acting primary {primary} (system              identifier {a:016x}, the primary's {}): an incremental rewind would discard all of              it, not a diverged tail; refused. A full copy (recoverseg -F) replaces it with the              primary's",
-            b.map(|b| format!("{b:016x}"))
-                .unwrap_or_else(|| "none".into())
+    upto: Lsn,
+    wal_timeout: std::time::Duration,
+) -> Result<(WalSummary, Option<u64>), String> {
+    match conn
+        .call(&SegmentRequest::WalSummary { upto }, wal_timeout)
+        .await
+    {
+        Ok(SegmentResponse::WalSummary {
+            flushed,
+            crcs,
+            system_id,
+        }) => Ok((WalSummary { flushed, crcs }, system_id)),
+        Ok(SegmentResponse::Error(e)) => Err(format!("acting primary {primary} refused: {e}")),
+        other => Err(format!(
+            "acting primary {primary} did not send its WAL summary: {other:?}"
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::incremental_refusal;
-
-    #[test]
-    fn an_incremental_rewind_needs_the_same_history() {
-        assert_eq!(incremental_refusal(2, Some(5), "p:1", Some(5)), None);
-        assert_eq!(
-            incremental_refusal(2, None, "p:1", Some(5)),
-            None,
-            "a new mirror has no history to lose"
-        );
-        let refusal = incremental_refusal(2, Some(5), "p:1", Some(6)).unwrap();
-        assert!(
-            refusal.contains("another WAL history") && refusal.contains("-F"),
-            "{refusal}"
-        );
-        assert!(incremental_refusal(2, Some(5), "p:1", None).is_some());
     }
 }

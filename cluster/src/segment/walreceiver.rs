@@ -71,14 +71,15 @@ impl Instance {
             return StreamEnd::Net(e);
         }
         info!(primary, from, "streaming from primary");
+        let give_up_after = self.replication_rules().give_up_after();
         loop {
-            let msg: WalMessage = match timeout(wal_timeout, conn.recv()).await {
+            let msg: WalMessage = match timeout(give_up_after, conn.recv()).await {
                 Ok(Ok(msg)) => msg,
                 Ok(Err(e)) => return StreamEnd::Net(e),
                 Err(_) => {
                     return StreamEnd::Net(NetError::Timeout {
                         peer: primary.to_string(),
-                        after: wal_timeout,
+                        after: give_up_after,
                     })
                 }
             };

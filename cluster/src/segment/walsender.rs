@@ -1,14 +1,16 @@
 //! The primary's side of replication: streams flushed WAL to the mirror and tracks how far the
-//! mirror has flushed. The mirror counts as in sync (streaming) once it has caught up with the
+//! mirror has flushed, driving the replication machine ([`crate::protocol::replication`]) under
+//! the segment's rules. The mirror counts as in sync (streaming) once it has caught up with the
 //! primary's flushed WAL; from then on, in synchronous mode, no commit is acknowledged before
 //! the mirror has it.
 
 use tracing::{info, warn, Instrument};
 
 use super::Instance;
-use crate::io::net::Connection;
-use crate::io::runtime::{self, timeout, Instant};
+use crate::io::net::{Connection, FrameWriter};
+use crate::io::runtime::{self, timeout, Instant, JoinHandle};
 use crate::model::catalog::{Dbid, Role};
+use crate::protocol::replication::{Next, Outgoing, Rules};
 use crate::wal::Lsn;
 use crate::wire::{WalFeedback, WalMessage};
 
@@ -36,13 +38,8 @@ impl Instance {
             let _ = conn.send(&WalMessage::Refused { reason }).await;
             return;
         }
-        let generation = {
-            let mut state = self.inner.state.lock().unwrap();
-            state.sender.generation += 1;
-            state.sender.connected = true;
-            state.sender.caught_up = false;
-            state.sender.generation
-        };
+        let rules = self.replication_rules();
+        let generation = self.inner.state.lock().unwrap().sender.pair.connect(&rules);
         self.inner.sync.modify(|s| s.mirror_flushed = from);
         info!(mirror_dbid, from, "mirror connected: catching up");
         let Connection {
@@ -55,71 +52,31 @@ impl Instance {
         };
         if writer.send(&start).await.is_err() {
             let mut state = self.inner.state.lock().unwrap();
-            if state.sender.generation == generation {
-                state.sender.connected = false;
+            if state.sender.pair.disconnect(generation) {
                 state.sender.last_disconnect = Instant::now();
             }
             return;
         }
         let feedback = {
             let inst = self.clone();
-            let wal_timeout = self.inner.cfg.wal_timeout;
+            let give_up_after = rules.give_up_after();
             runtime::spawn(
                 async move {
                     loop {
-                        let msg: WalFeedback = match timeout(wal_timeout, reader.recv()).await {
+                        let msg: WalFeedback = match timeout(give_up_after, reader.recv()).await {
                             Ok(Ok(msg)) => msg,
                             _ => return,
                         };
-                        inst.mirror_flushed(generation, msg.flushed);
+                        inst.mirror_flushed(&rules, generation, msg.flushed);
                     }
                 }
                 .in_current_span(),
             )
         };
-        let mut sent = from;
-        let keepalive = self.inner.cfg.wal_timeout / 3;
-        loop {
-            if feedback.is_finished() {
-                break;
-            }
-            let flushed = self.inner.wal.flushed_lsn();
-            let msg = if sent < flushed {
-                let bytes = match self
-                    .inner
-                    .engine
-                    .lock()
-                    .await
-                    .read_wal(sent, MAX_CHUNK_BYTES)
-                {
-                    Ok(bytes) => bytes,
-                    Err(e) => {
-                        self.storage_fault(&e);
-                        break;
-                    }
-                };
-                let start = sent;
-                sent += bytes.len() as Lsn;
-                WalMessage::Data { start, bytes }
-            } else {
-                let _ = timeout(keepalive, self.inner.wal.wait_flushed_beyond(sent)).await;
-                if self.inner.wal.flushed_lsn() > sent {
-                    continue;
-                }
-                WalMessage::Keepalive {
-                    flushed,
-                    epoch: self.epoch(),
-                }
-            };
-            if writer.send(&msg).await.is_err() {
-                break;
-            }
-        }
+        self.send_wal(&mut writer, &feedback, &rules, from).await;
         feedback.abort();
         let mut state = self.inner.state.lock().unwrap();
-        if state.sender.generation == generation {
-            state.sender.connected = false;
-            state.sender.caught_up = false;
+        if state.sender.pair.disconnect(generation) {
             state.sender.last_disconnect = Instant::now();
             info!(mirror_dbid, "mirror disconnected");
             if self.inner.cfg.bugs.syncrep_off_without_marking_mirror_down {
@@ -130,13 +87,68 @@ impl Instance {
         }
     }
 
-    fn mirror_flushed(&self, generation: u64, lsn: Lsn) {
+    /// Sends flushed WAL from `from`, and keepalives while there is none, until the mirror
+    /// is given up (`feedback` ended), the connection breaks or the WAL cannot be read.
+    async fn send_wal(
+        &self,
+        writer: &mut FrameWriter,
+        feedback: &JoinHandle<()>,
+        rules: &Rules,
+        from: Lsn,
+    ) {
+        let mut out = Outgoing::starting_at(from);
+        loop {
+            if feedback.is_finished() {
+                return;
+            }
+            let flushed = self.inner.wal.flushed_lsn();
+            let msg = match out.next(flushed) {
+                Next::Send { from, .. } => {
+                    let read = self
+                        .inner
+                        .engine
+                        .lock()
+                        .await
+                        .read_wal(from, MAX_CHUNK_BYTES);
+                    let bytes = match read {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            self.storage_fault(&e);
+                            return;
+                        }
+                    };
+                    let start = out.sending(bytes.len());
+                    WalMessage::Data { start, bytes }
+                }
+                Next::Idle => {
+                    let more = self.inner.wal.wait_flushed_beyond(out.sent);
+                    let _ = timeout(rules.keepalive_every(), more).await;
+                    if out.more_than_sent(self.inner.wal.flushed_lsn()) {
+                        continue;
+                    }
+                    WalMessage::Keepalive {
+                        flushed,
+                        epoch: self.epoch(),
+                    }
+                }
+            };
+            if writer.send(&msg).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn mirror_flushed(&self, rules: &Rules, generation: u64, lsn: Lsn) {
         let mut state = self.inner.state.lock().unwrap();
-        if state.sender.generation != generation {
+        if !state.sender.pair.current(generation) {
             return;
         }
-        if !state.sender.caught_up && lsn >= self.inner.wal.flushed_lsn() {
-            state.sender.caught_up = true;
+        let primary_flushed = self.inner.wal.flushed_lsn();
+        if state
+            .sender
+            .pair
+            .feedback(rules, generation, lsn, primary_flushed)
+        {
             info!(lsn, "mirror caught up: streaming, in sync");
         }
         drop(state);

@@ -6,7 +6,9 @@
 //! becomes the primary, the old coordinator's is marked down), so every segment follows the
 //! new coordinator and refuses the old one; resolve the distributed transactions left in doubt
 //! (COMMIT PREPARED where a commit record survives, ROLLBACK PREPARED for every other prepared
-//! transaction); then start the prober and the resolver and serve clients.
+//! transaction); then start the prober and the resolver and serve clients. The order is the
+//! activation machine's ([`crate::protocol::activation`]); this module carries out its steps,
+//! the in-doubt resolution with the resolver's executor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -15,11 +17,14 @@ use tracing::{info, warn};
 
 use super::instance::Shared;
 use super::{Activation, StandbyReply, StandbyRequest};
-use crate::coordinator::{primary_call, CatalogStore, CatalogStoreError, OnFailover, Services};
+use crate::coordinator::resolver::{self, InDoubt, OnFenced};
+use crate::coordinator::{CatalogStore, CatalogStoreError, Services};
 use crate::io::net::Connection;
 use crate::model::catalog::{Content, Mode, Role, SegmentConfig, Status};
-use crate::protocol::dtx::resolve_in_doubt;
+use crate::protocol::activation::{self as machine, Event, Next, Refusal, Step};
+use crate::protocol::dtx::{resolve_in_doubt, Resolution};
 use crate::storage::StorageError;
+use crate::wal::Lsn;
 use crate::wire::{ClientRequest, ClientResponse, SegmentRequest, SegmentResponse};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,57 +56,133 @@ impl ActivateError {
 /// How long the old coordinator gets to answer before it counts as gone.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Runs activation's steps in the order [`machine::Activation`] gives them.
 pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateError> {
     let _one = shared.activating.lock().await;
-    if shared.active.lock().unwrap().is_some() {
-        return Err(ActivateError::AlreadyActive);
+    let mut machine = machine::Activation::default();
+    let mut run = Run {
+        shared,
+        end_lsn: 0,
+        engine: None,
+        store: None,
+        epoch: 0,
+        outcome: None,
+    };
+    loop {
+        match machine.next() {
+            Next::Run(step) => machine.record(run.step(step).await?),
+            Next::Refuse(refusal) => return Err(run.refusal(refusal)),
+            Next::Activated => return Ok(run.report()),
+        }
     }
-    let cfg = &shared.cfg;
-    if shared.engine.lock().await.is_none() {
-        return Err(ActivateError::NoCatalog);
+}
+
+/// What the steps so far produced, for the steps after them.
+struct Run<'a> {
+    shared: &'a Shared,
+    /// The end of the valid WAL replayed ([`Step::ReplayToEnd`]).
+    end_lsn: Lsn,
+    engine: Option<crate::storage::Engine>,
+    /// The catalog taken over, and its epoch ([`Step::TakeOver`]).
+    store: Option<CatalogStore>,
+    epoch: u64,
+    outcome: Option<Resolved>,
+}
+
+impl Run<'_> {
+    /// Carries out `step`; says what happened.
+    async fn step(&mut self, step: Step) -> Result<Event, ActivateError> {
+        let shared = self.shared;
+        let cfg = &shared.cfg;
+        match step {
+            Step::CheckNotActive => {
+                return Ok(Event::Active(shared.active.lock().unwrap().is_some()))
+            }
+            Step::CheckCatalog => {
+                return Ok(Event::HasCatalog(shared.engine.lock().await.is_some()))
+            }
+            Step::ProbeOldCoordinator => {
+                return Ok(Event::OldCoordinatorAnswered(
+                    coordinator_answers(&cfg.coordinator_addr).await,
+                ))
+            }
+            Step::StopReceiving => shared.stop_receiver(),
+            Step::ReplayToEnd => {
+                let mut engine = shared
+                    .engine
+                    .lock()
+                    .await
+                    .take()
+                    .ok_or(ActivateError::NoCatalog)?;
+                self.end_lsn = engine.end_of_valid_wal()?;
+                engine.wal().flush_to(self.end_lsn).await?;
+                self.engine = Some(engine);
+            }
+            Step::TakeOver => {
+                let engine = self.engine.take().expect("replayed to the end first");
+                let store = CatalogStore::open(engine, &[])
+                    .await?
+                    .observed(cfg.coordinator.observe.clone());
+                self.epoch = take_over(
+                    &store,
+                    cfg.dbid,
+                    !cfg.coordinator.bugs.coordinator_fence_off,
+                )
+                .await?;
+                info!(
+                    epoch = %crate::model::catalog::epoch::describe(self.epoch),
+                    end_lsn = self.end_lsn, "activated: the standby is now the coordinator"
+                );
+                self.store = Some(store);
+            }
+            Step::Announce => announce(self.store(), &self.coordinator_config()).await,
+            Step::ResolveInDoubt => {
+                self.outcome = Some(resolve(self.store(), &self.coordinator_config()).await?);
+            }
+            Step::Serve => {
+                let store = self.store.take().expect("taken over first");
+                let xid_floor = self.outcome.as_ref().expect("resolved first").xid_floor;
+                let services = Services::start(self.coordinator_config(), store, xid_floor);
+                *shared.active.lock().unwrap() = Some(services);
+            }
+        }
+        Ok(Event::Done(step))
     }
-    if coordinator_answers(&cfg.coordinator_addr).await {
-        warn!(coordinator = %cfg.coordinator_addr, "activation refused: the coordinator still answers");
-        return Err(ActivateError::CoordinatorAlive(
-            cfg.coordinator_addr.clone(),
-        ));
+
+    fn store(&self) -> &CatalogStore {
+        self.store.as_ref().expect("taken over first")
     }
-    shared.stop_receiver();
-    let mut engine = shared
-        .engine
-        .lock()
-        .await
-        .take()
-        .ok_or(ActivateError::NoCatalog)?;
-    let end_lsn = engine.end_of_valid_wal()?;
-    engine.wal().flush_to(end_lsn).await?;
-    let store = CatalogStore::open(engine, &[])
-        .await?
-        .observed(cfg.coordinator.observe.clone());
-    let epoch = take_over(
-        &store,
-        cfg.dbid,
-        !cfg.coordinator.bugs.coordinator_fence_off,
-    )
-    .await?;
-    info!(
-        epoch = %crate::model::catalog::epoch::describe(epoch),
-        end_lsn, "activated: the standby is now the coordinator"
-    );
-    let mut ccfg = cfg.coordinator.clone();
-    ccfg.listen_addr = cfg.listen_addr.clone();
-    announce(&store, &ccfg).await;
-    let outcome = resolve(&store, &ccfg).await?;
-    let services = Services::start(ccfg, store, outcome.xid_floor);
-    *shared.active.lock().unwrap() = Some(services);
-    Ok(Activation {
-        dbid: cfg.dbid,
-        epoch,
-        end_lsn,
-        committed: outcome.committed,
-        aborted: outcome.aborted,
-        unreached: outcome.unreached,
-    })
+
+    /// The coordinator this standby becomes: listening where the standby does.
+    fn coordinator_config(&self) -> crate::coordinator::CoordinatorConfig {
+        let mut ccfg = self.shared.cfg.coordinator.clone();
+        ccfg.listen_addr = self.shared.cfg.listen_addr.clone();
+        ccfg
+    }
+
+    fn refusal(&self, refusal: Refusal) -> ActivateError {
+        let cfg = &self.shared.cfg;
+        match refusal {
+            Refusal::AlreadyActive => ActivateError::AlreadyActive,
+            Refusal::NoCatalog => ActivateError::NoCatalog,
+            Refusal::CoordinatorAlive => {
+                warn!(coordinator = %cfg.coordinator_addr, "activation refused: the coordinator still answers");
+                ActivateError::CoordinatorAlive(cfg.coordinator_addr.clone())
+            }
+        }
+    }
+
+    fn report(self) -> Activation {
+        let outcome = self.outcome.expect("resolved first");
+        Activation {
+            dbid: self.shared.cfg.dbid,
+            epoch: self.epoch,
+            end_lsn: self.end_lsn,
+            committed: outcome.committed,
+            aborted: outcome.aborted,
+            unreached: outcome.unreached,
+        }
+    }
 }
 
 /// Whether the coordinator at `addr` still answers a request.
@@ -153,7 +234,7 @@ async fn announce(store: &CatalogStore, cfg: &crate::coordinator::CoordinatorCon
 }
 
 /// The catalog change of activation, under the first epoch of the next coordinator generation
-/// (see [`crate::catalog::epoch`]): the standby's row becomes the acting coordinator (content
+/// (see [`crate::model::catalog::epoch`]): the standby's row becomes the acting coordinator (content
 /// -1, role p), every old coordinator row is marked down.
 async fn take_over(
     store: &CatalogStore,
@@ -213,33 +294,18 @@ struct Resolved {
 
 /// In-doubt resolution at activation: every prepared transaction on the segments belongs to
 /// the old coordinator, so each one is committed if its commit record survived, and rolled
-/// back otherwise. What cannot be reached now is left to the resolver, which keeps going.
+/// back otherwise, by the resolver's executor. What cannot be reached now is left to the
+/// resolver, which keeps going.
 async fn resolve(
     store: &CatalogStore,
     cfg: &crate::coordinator::CoordinatorConfig,
 ) -> Result<Resolved, ActivateError> {
-    let records = store.distributed_commits().await?;
-    let mut prepared = BTreeMap::new();
-    let mut unreached = Vec::new();
-    for content in store.snapshot().contents() {
-        match primary_call(
-            store,
-            content,
-            &SegmentRequest::ListPrepared {
-                epoch: store.epoch(),
-            },
-            cfg.connect_timeout,
-            cfg.statement_timeout,
-            OnFailover::Wait,
-        )
-        .await
-        {
-            Some(SegmentResponse::PreparedList(gxids)) => {
-                prepared.insert(content, gxids);
-            }
-            _ => unreached.push(content),
-        }
-    }
+    let timeouts = (cfg.connect_timeout, cfg.statement_timeout);
+    let InDoubt {
+        committed: records,
+        prepared,
+        unreached,
+    } = resolver::in_doubt(store, timeouts.0, timeouts.1).await?;
     let xid_floor = records
         .keys()
         .chain(prepared.values().flatten())
@@ -259,29 +325,24 @@ async fn resolve(
         xid_floor,
     };
     let mut unfinished = BTreeSet::new();
-    for action in actions {
-        let (content, gxid) = action.target();
-        let req = action.request(store.epoch());
-        let done = matches!(
-            primary_call(
-                store,
-                content,
-                &req,
-                cfg.connect_timeout,
-                cfg.statement_timeout,
-                OnFailover::Wait,
-            )
-            .await,
-            Some(SegmentResponse::Ok)
-        );
-        match (req, done) {
-            (SegmentRequest::CommitPrepared { .. }, true) => out.committed.push((gxid, content)),
-            (SegmentRequest::AbortPrepared { .. }, true) => out.aborted.push((gxid, content)),
-            _ => {
-                unfinished.insert(gxid);
+    resolver::execute(
+        store,
+        actions,
+        timeouts,
+        OnFenced::Ignore,
+        |action, done| match (*action, done) {
+            (Resolution::CommitPrepared { content, gxid }, true) => {
+                out.committed.push((gxid, content))
             }
-        }
-    }
+            (Resolution::AbortPrepared { content, gxid }, true) => {
+                out.aborted.push((gxid, content))
+            }
+            (_, false) => {
+                unfinished.insert(action.target().1);
+            }
+        },
+    )
+    .await;
     for gxid in records.keys() {
         if !unfinished.contains(gxid) && out.unreached.is_empty() {
             store.forget_distributed_commit(*gxid).await?;

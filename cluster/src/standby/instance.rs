@@ -230,13 +230,14 @@ impl Shared {
         info!(coordinator = %addr, ?from, "streaming the catalog from the coordinator");
         let mut backup = BackupAssembly::default();
         loop {
-            let msg: CatalogStream = match timeout(STANDBY_WAL_TIMEOUT, conn.recv()).await {
+            let give_up_after = super::link::rules().give_up_after();
+            let msg: CatalogStream = match timeout(give_up_after, conn.recv()).await {
                 Ok(Ok(msg)) => msg,
                 Ok(Err(e)) => return StreamEnd::Net(e),
                 Err(_) => {
                     return StreamEnd::Net(NetError::Timeout {
                         peer: addr,
-                        after: STANDBY_WAL_TIMEOUT,
+                        after: give_up_after,
                     })
                 }
             };

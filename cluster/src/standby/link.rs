@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use crate::io::sync::Watch;
 use crate::model::catalog::{Catalog, Role, SegmentConfig, Status};
 use crate::model::observe::{Fact, Observe};
+use crate::protocol::replication::{Pair, Rules, Waiting};
 use crate::wal::Lsn;
 use crate::wire::standby::{MirroringStatus, SummaryState};
 
@@ -25,32 +26,35 @@ pub fn configured_standby(catalog: &Catalog) -> Option<SegmentConfig> {
         .cloned()
 }
 
+/// The rules of catalog mirroring (see [`crate::protocol::replication`]).
+pub fn rules() -> Rules {
+    Rules::catalog(super::STANDBY_WAL_TIMEOUT)
+}
+
 /// The walsender's state as the reporting side sees it. Pure: each transition takes the time.
+/// Whether the standby is Synchronized is the replication machine's ([`Pair`]) under the
+/// catalog's [`rules`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tracker {
-    /// Bumped at each new stream, so a stale stream's end changes nothing.
-    pub generation: u64,
+    /// The current stream and the standby's catch-up.
+    pub pair: Pair,
     pub detail: &'static str,
-    pub synchronized: bool,
     pub changed_at_ms: Option<u64>,
     pub error: Option<String>,
     pub standby_flushed: Lsn,
-    /// What the walsender had sent the last time it ran out of WAL to send.
-    pub catchup_target: Option<Lsn>,
 }
 
 impl Tracker {
     /// A stream starts (after a backup, if one was asked for); returns its generation.
     pub fn connected(&mut self, backup: bool) -> u64 {
-        self.generation += 1;
-        self.catchup_target = None;
+        let generation = self.pair.connect(&rules());
         self.detail = if backup { "backup" } else { "catchup" };
-        self.generation
+        generation
     }
 
     /// The standby reports it has flushed up to `flushed`.
     pub fn feedback(&mut self, generation: u64, flushed: Lsn) {
-        if generation == self.generation {
+        if self.pair.current(generation) {
             self.standby_flushed = self.standby_flushed.max(flushed);
         }
     }
@@ -60,15 +64,12 @@ impl Tracker {
     /// target, so a standby one round trip behind a busy coordinator still gets there): from
     /// then on commits wait for it. Returns whether it just became Synchronized.
     pub fn caught_up(&mut self, generation: u64, sent: Lsn, now_ms: u64) -> bool {
-        if generation != self.generation || self.synchronized {
+        if !self
+            .pair
+            .idle(&rules(), generation, sent, self.standby_flushed)
+        {
             return false;
         }
-        let target = *self.catchup_target.get_or_insert(sent);
-        if self.standby_flushed < target {
-            return false;
-        }
-        self.catchup_target = None;
-        self.synchronized = true;
         self.detail = "streaming";
         self.changed_at_ms = Some(now_ms);
         self.error = None;
@@ -77,22 +78,31 @@ impl Tracker {
 
     /// The stream of `generation` ended. Returns whether that ended synchronization.
     pub fn disconnected(&mut self, generation: u64, error: String, now_ms: u64) -> bool {
-        if generation != self.generation {
+        let was = self.synchronized();
+        if !self.pair.disconnect(generation) {
             return false;
         }
         self.detail = "";
-        let was = self.synchronized;
         if was || self.error.is_none() {
             self.changed_at_ms = Some(now_ms);
         }
-        self.synchronized = false;
         self.error = Some(error);
         was
     }
 
+    /// Whether the standby is Synchronized: the in-sync rule, with commits always waiting for
+    /// a synchronized standby and none acknowledged without it past its catch-up target.
+    pub fn synchronized(&self) -> bool {
+        self.pair.in_sync(Waiting::Synchronous {
+            on: true,
+            receiver_flushed: self.standby_flushed,
+            acked_alone_upto: 0,
+        })
+    }
+
     pub fn status(&self, catalog: &Catalog, ours: Lsn) -> MirroringStatus {
         let standby = configured_standby(catalog);
-        let summary_state = match (&standby, self.synchronized) {
+        let summary_state = match (&standby, self.synchronized()) {
             (None, _) => SummaryState::NotConfigured,
             (Some(_), true) => SummaryState::Synchronized,
             (Some(_), false) => SummaryState::NotSynchronized,
@@ -158,7 +168,7 @@ impl StandbyLink {
         let mut tracker = self.tracker.lock().unwrap();
         let r = f(&mut tracker);
         let point = SyncPoint {
-            synchronized: tracker.synchronized,
+            synchronized: tracker.synchronized(),
             flushed: tracker.standby_flushed,
         };
         drop(tracker);

@@ -1,17 +1,21 @@
 //! The coordinator's side of master mirroring: the standby verbs it answers, and the catalog
 //! stream — a base backup when the standby has nothing, then the WAL recorded meanwhile, then
-//! every flushed catalog record as it comes.
+//! every flushed catalog record as it comes, driving the replication machine
+//! ([`crate::protocol::replication`]) under the catalog's rules.
 
 use tracing::{info, warn, Instrument};
 
-use super::link::configured_standby;
+use std::sync::Arc;
+
+use super::link::{configured_standby, rules, StandbyLink};
 use super::{backup_frames, CatalogStream, StandbyReply, StandbyRequest, STANDBY_WAL_TIMEOUT};
-use crate::coordinator::CatalogStore;
-use crate::io::net::Connection;
-use crate::io::runtime::{self, timeout};
+use crate::coordinator::{CatalogStore, CatalogStoreError};
+use crate::io::net::{Connection, FrameReader, FrameWriter};
+use crate::io::runtime::{self, timeout, JoinHandle};
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{Dbid, Mode, Role, SegmentConfig, Status};
-use crate::wal::Lsn;
+use crate::protocol::replication::{Next, Outgoing};
+use crate::wal::{Lsn, Wal};
 use crate::wire::{ClientResponse, DbError, WalFeedback, WalMessage};
 
 const MAX_CHUNK_BYTES: usize = 128 * 1024;
@@ -132,129 +136,31 @@ pub async fn stream(
 ) {
     let span = tracing::info_span!("walsender", standby_dbid = dbid);
     async move {
-        let link = store.standby_link().clone();
-        let refusal = match configured_standby(&store.snapshot()) {
-            Some(row) if row.dbid == dbid => None,
-            Some(row) => Some(format!(
-                "dbid {dbid} is not the configured standby (that is dbid {})",
-                row.dbid
-            )),
-            None => Some(format!(
-                "no standby is configured; dbid {dbid} must be added by init-standby first"
-            )),
-        };
+        let not_the_standby = not_the_standby(&store, dbid);
         let wal = store.wal().await;
-        let refusal = refusal.or_else(|| match from {
-            Some(from) if from > wal.flushed_lsn() => Some(format!(
-                "the standby asks for catalog WAL from {from}, ahead of the coordinator's flushed {}; it needs a new base backup",
-                wal.flushed_lsn()
-            )),
-            _ => None,
-        });
-        if let Some(reason) = refusal {
+        if let Some(reason) = not_the_standby.or_else(|| ahead(&wal, from)) {
             warn!(%reason, "standby replication refused");
             let _ = conn
                 .send(&CatalogStream::Wal(WalMessage::Refused { reason }))
                 .await;
             return;
         }
+        let link = store.standby_link().clone();
         let generation = link.update(|t| t.connected(from.is_none()));
-        let mut sent = match from {
-            Some(from) => from,
-            None => match store.base_backup().await {
-                Ok(backup) => {
-                    let end = backup.wal_end;
-                    info!(wal_end = end, files = backup.files.len(), "sending a base backup of the catalog");
-                    for frame in backup_frames(backup) {
-                        if let Err(e) = conn.send(&frame).await {
-                            end_stream(&store, generation, format!("lost the standby while sending the base backup: {e}"));
-                            return;
-                        }
-                    }
-                    end
-                }
-                Err(e) => {
-                    end_stream(&store, generation, format!("base backup failed: {e}"));
-                    return;
-                }
-            },
+        let Some(sent) = starting_point(&store, &mut conn, generation, from).await else {
+            return;
         };
         info!(from = sent, "standby connected: catching up");
-        let Connection {
-            mut reader,
-            mut writer,
-        } = conn;
-        let feedback = {
-            let link = link.clone();
-            runtime::spawn(
-                async move {
-                    loop {
-                        match timeout(STANDBY_WAL_TIMEOUT, reader.recv::<WalFeedback>()).await {
-                            Ok(Ok(msg)) => link.update(|t| t.feedback(generation, msg.flushed)),
-                            Ok(Err(e)) => return format!("lost the connection to the standby: {e}"),
-                            Err(_) => {
-                                return format!(
-                                    "the standby sent nothing for {STANDBY_WAL_TIMEOUT:?}"
-                                )
-                            }
-                        }
-                    }
-                }
-                .in_current_span(),
-            )
+        let Connection { reader, mut writer } = conn;
+        let feedback = spawn_feedback(link.clone(), generation, reader);
+        let sender = Sender {
+            store: &store,
+            wal: &wal,
+            link: &link,
+            generation,
+            bugs,
         };
-        let keepalive = STANDBY_WAL_TIMEOUT / 3;
-        let reason = loop {
-            if feedback.is_finished() {
-                break None;
-            }
-            let flushed = wal.flushed_lsn();
-            // Planted bug: ship what is written but not yet durable here.
-            let limit = if bugs.walsender_ships_unflushed_wal {
-                wal.end_lsn()
-            } else {
-                flushed
-            };
-            let msg = if sent < limit {
-                let read = if bugs.walsender_ships_unflushed_wal {
-                    let len = (limit - sent).min(MAX_CHUNK_BYTES as Lsn) as usize;
-                    wal.read(sent, len).map_err(Into::into)
-                } else {
-                    store.read_wal(sent, MAX_CHUNK_BYTES).await
-                };
-                let bytes = match read {
-                    Ok(bytes) => bytes,
-                    Err(e) => break Some(format!("cannot read the catalog WAL: {e}")),
-                };
-                let start = sent;
-                sent += bytes.len() as Lsn;
-                WalMessage::Data { start, bytes }
-            } else {
-                if link.update(|t| t.caught_up(generation, sent, runtime::unix_time_ms())) {
-                    info!(lsn = sent, "standby caught up: synchronized");
-                }
-                if bugs.walsender_ships_unflushed_wal {
-                    // The bug's sender watches the WAL's end, not its flushed position.
-                    runtime::sleep(std::time::Duration::from_millis(1)).await;
-                    if wal.end_lsn() > sent {
-                        continue;
-                    }
-                } else {
-                    let _ = timeout(keepalive, wal.wait_flushed_beyond(sent)).await;
-                    if wal.flushed_lsn() > sent {
-                        continue;
-                    }
-                }
-                WalMessage::Keepalive {
-                    flushed,
-                    epoch: store.epoch(),
-                }
-            };
-            if let Err(e) = writer.send(&CatalogStream::Wal(msg)).await {
-                break Some(format!("lost the connection to the standby: {e}"));
-            }
-        };
-        let reason = match reason {
+        let reason = match sender.send(&mut writer, &feedback, sent).await {
             Some(r) => {
                 feedback.abort();
                 r
@@ -267,6 +173,181 @@ pub async fn stream(
     }
     .instrument(span)
     .await
+}
+
+/// Why `dbid` may not stream the catalog: it is not the configured standby.
+fn not_the_standby(store: &CatalogStore, dbid: Dbid) -> Option<String> {
+    match configured_standby(&store.snapshot()) {
+        Some(row) if row.dbid == dbid => None,
+        Some(row) => Some(format!(
+            "dbid {dbid} is not the configured standby (that is dbid {})",
+            row.dbid
+        )),
+        None => Some(format!(
+            "no standby is configured; dbid {dbid} must be added by init-standby first"
+        )),
+    }
+}
+
+/// Why a standby asking from `from` may not stream: it is ahead of the coordinator.
+fn ahead(wal: &Wal, from: Option<Lsn>) -> Option<String> {
+    match from {
+        Some(from) if from > wal.flushed_lsn() => Some(format!(
+            "the standby asks for catalog WAL from {from}, ahead of the coordinator's flushed {}; it needs a new base backup",
+            wal.flushed_lsn()
+        )),
+        _ => None,
+    }
+}
+
+/// Where the stream of `generation` starts: at `from`, or, for a standby with nothing, at the
+/// end of the base backup sent first. `None` when the stream ended (and was reported so).
+async fn starting_point(
+    store: &CatalogStore,
+    conn: &mut Connection,
+    generation: u64,
+    from: Option<Lsn>,
+) -> Option<Lsn> {
+    if let Some(from) = from {
+        return Some(from);
+    }
+    match store.base_backup().await {
+        Ok(backup) => {
+            let end = backup.wal_end;
+            info!(
+                wal_end = end,
+                files = backup.files.len(),
+                "sending a base backup of the catalog"
+            );
+            for frame in backup_frames(backup) {
+                if let Err(e) = conn.send(&frame).await {
+                    end_stream(
+                        store,
+                        generation,
+                        format!("lost the standby while sending the base backup: {e}"),
+                    );
+                    return None;
+                }
+            }
+            Some(end)
+        }
+        Err(e) => {
+            end_stream(store, generation, format!("base backup failed: {e}"));
+            None
+        }
+    }
+}
+
+/// Reads the standby's feedback into the link until it falls silent past the catalog's
+/// `wal_timeout` or the connection breaks; returns why it stopped.
+fn spawn_feedback(
+    link: Arc<StandbyLink>,
+    generation: u64,
+    mut reader: FrameReader,
+) -> JoinHandle<String> {
+    let give_up_after = rules().give_up_after();
+    runtime::spawn(
+        async move {
+            loop {
+                match timeout(give_up_after, reader.recv::<WalFeedback>()).await {
+                    Ok(Ok(msg)) => link.update(|t| t.feedback(generation, msg.flushed)),
+                    Ok(Err(e)) => return format!("lost the connection to the standby: {e}"),
+                    Err(_) => {
+                        return format!("the standby sent nothing for {STANDBY_WAL_TIMEOUT:?}")
+                    }
+                }
+            }
+        }
+        .in_current_span(),
+    )
+}
+
+/// The catalog stream's sending side: the replication machine's moves, carried out.
+struct Sender<'a> {
+    store: &'a CatalogStore,
+    wal: &'a Wal,
+    link: &'a StandbyLink,
+    generation: u64,
+    bugs: PlantedBugs,
+}
+
+impl Sender<'_> {
+    /// Sends the catalog WAL from `from` until the standby is given up (`feedback` ended:
+    /// `None`) or the stream breaks (`Some(why)`).
+    async fn send(
+        &self,
+        writer: &mut FrameWriter,
+        feedback: &JoinHandle<String>,
+        from: Lsn,
+    ) -> Option<String> {
+        let mut out = Outgoing::starting_at(from);
+        loop {
+            if feedback.is_finished() {
+                return None;
+            }
+            let flushed = self.wal.flushed_lsn();
+            // Planted bug: ship what is written but not yet durable here.
+            let limit = if self.bugs.walsender_ships_unflushed_wal {
+                self.wal.end_lsn()
+            } else {
+                flushed
+            };
+            let msg = match out.next(limit) {
+                Next::Send { from, available } => {
+                    let bytes = match self.read(from, available).await {
+                        Ok(bytes) => bytes,
+                        Err(e) => return Some(format!("cannot read the catalog WAL: {e}")),
+                    };
+                    let start = out.sending(bytes.len());
+                    WalMessage::Data { start, bytes }
+                }
+                Next::Idle => {
+                    let now = || runtime::unix_time_ms();
+                    let generation = self.generation;
+                    if self
+                        .link
+                        .update(|t| t.caught_up(generation, out.sent, now()))
+                    {
+                        info!(lsn = out.sent, "standby caught up: synchronized");
+                    }
+                    if self.more_came(&out).await {
+                        continue;
+                    }
+                    WalMessage::Keepalive {
+                        flushed,
+                        epoch: self.store.epoch(),
+                    }
+                }
+            };
+            if let Err(e) = writer.send(&CatalogStream::Wal(msg)).await {
+                return Some(format!("lost the connection to the standby: {e}"));
+            }
+        }
+    }
+
+    /// Reads WAL from `from` for sending, of the `available` bytes.
+    async fn read(&self, from: Lsn, available: u64) -> Result<Vec<u8>, CatalogStoreError> {
+        if self.bugs.walsender_ships_unflushed_wal {
+            // Planted bug: read straight from the log, past its flushed position.
+            let len = available.min(MAX_CHUNK_BYTES as Lsn) as usize;
+            self.wal.read(from, len).map_err(Into::into)
+        } else {
+            self.store.read_wal(from, MAX_CHUNK_BYTES).await
+        }
+    }
+
+    /// An idle sender waits for more WAL (at most a keepalive interval); whether some came.
+    async fn more_came(&self, out: &Outgoing) -> bool {
+        if self.bugs.walsender_ships_unflushed_wal {
+            // The bug's sender watches the WAL's end, not its flushed position.
+            runtime::sleep(std::time::Duration::from_millis(1)).await;
+            out.more_than_sent(self.wal.end_lsn())
+        } else {
+            let more = self.wal.wait_flushed_beyond(out.sent);
+            let _ = timeout(rules().keepalive_every(), more).await;
+            out.more_than_sent(self.wal.flushed_lsn())
+        }
+    }
 }
 
 fn end_stream(store: &CatalogStore, generation: u64, reason: String) {
