@@ -11,13 +11,13 @@
 //! | 1 | [`model`] | catalog rows and epochs, layouts, the data vocabulary, facts, planted bugs |
 //! | 2 | [`wire`] | every message type, by who speaks it |
 //! | 3 | [`wal`], [`storage`] | the WAL, blocks, buffer cache, tables, checkpoints, redo |
-//! | 4 | [`protocol`] | pure machines: FTS decisions, distributed transactions |
+//! | 4 | [`protocol`] | pure machines: FTS decisions, distributed transactions, replication, recovery, activation |
 //! | 5 | [`coordinator`], [`segment`], [`standby`], [`client`] | roles: drivers over the seam |
 //! | 6 | [`admin`] | the operator's side of the administration verbs |
 //!
-//! The production binary, `bin/hacluster`, sits on top. One exception among the roles: the
-//! coordinator uses `standby::walsender` and `standby::link`, the coordinator's side of catalog
-//! mirroring, which still lives under `standby/` while the standby uses the coordinator.
+//! The production binary, `bin/hacluster`, sits on top. Among the roles the arrows point one way
+//! too: the standby (which becomes a coordinator when activated) uses the coordinator, whose
+//! side of catalog mirroring lives in [`coordinator::mirroring`].
 //!
 //! The paths the modules had before they moved into layers stay as re-exports below, for code
 //! outside the crate.

@@ -30,25 +30,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("fts", 7),
 ];
 
-/// The one use between modules of a layer that the cycle check lets through, and only where
-/// the path goes on into one of the listed submodules.
-struct Allowed {
-    from: &'static str,
-    to: &'static str,
-    via: &'static [&'static str],
-}
-
-/// The coordinator runs the coordinator's side of catalog mirroring, which still lives under
-/// `standby/`: `standby/walsender.rs` (the catalog's base backup and WAL stream, which the
-/// coordinator's sessions serve) and `standby/link.rs` (the mirroring state the coordinator
-/// reports and waits on). Both move to `coordinator/` once their bodies are rewritten; the
-/// standby, which becomes a coordinator on activation, uses the coordinator the other way.
-const ALLOWED: &[Allowed] = &[Allowed {
-    from: "coordinator",
-    to: "standby",
-    via: &["standby::walsender", "standby::link"],
-}];
-
 fn src_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
@@ -379,18 +360,6 @@ fn layer_of(module: &str) -> Option<u32> {
     LAYERS.iter().find(|(m, _)| *m == module).map(|&(_, l)| l)
 }
 
-/// Whether an edge between two modules of one layer is the allowed one, taken as the listed
-/// submodules.
-fn allowed(r: &Reference, to: &str) -> bool {
-    ALLOWED.iter().any(|a| {
-        a.from == r.from
-            && a.to == to
-            && a.via
-                .iter()
-                .any(|v| r.path == *v || r.path.starts_with(&format!("{v}::")))
-    })
-}
-
 /// The downward rule: each reference leads to the same layer or a lower one. Returns the edges
 /// between different modules of one layer, each with its first reference.
 fn check_downward(
@@ -419,7 +388,7 @@ fn check_downward(
                 r.path,
                 if r.from == "model" && to == "wire" { "; model never uses wire" } else { "" }
             ));
-        } else if to_layer == from_layer && to != r.from && !allowed(r, to) {
+        } else if to_layer == from_layer && to != r.from {
             same_layer
                 .entry((r.from.clone(), to.to_string()))
                 .or_insert_with(|| r.clone());

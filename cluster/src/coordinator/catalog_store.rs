@@ -62,7 +62,7 @@ pub struct CatalogStore {
     unmirrored_lost: Arc<Mutex<std::collections::BTreeSet<Content>>>,
     /// The standby coordinator's replication state; changes wait for its flush while it is
     /// synchronized.
-    standby: Arc<crate::standby::link::StandbyLink>,
+    standby: Arc<crate::coordinator::mirroring::link::StandbyLink>,
     /// Why this coordinator no longer serves, once an activated standby deposed it.
     deposed: Arc<crate::io::sync::Watch<Option<String>>>,
     /// Where the changes it commits are reported (the simulator's checkers; off in production).
@@ -81,7 +81,9 @@ impl CatalogStore {
     /// This store, reporting to `observe` the catalog positions it acts on once its
     /// synchronized standby flushed them. Called before the store is shared.
     pub fn observed(mut self, observe: crate::model::observe::Observe) -> CatalogStore {
-        self.standby = Arc::new(crate::standby::link::StandbyLink::observed(observe.clone()));
+        self.standby = Arc::new(crate::coordinator::mirroring::link::StandbyLink::observed(
+            observe.clone(),
+        ));
         self.observe = observe;
         self
     }

@@ -1,10 +1,12 @@
 //! The coordinator: the clients' only entry point. It holds the catalog (and no user data),
 //! routes each statement to the acting primary of the content that owns the row, and runs the
-//! prober ([`prober`]), the driver of the pure FTS rules ([`crate::protocol::fts`]). It also
-//! carries out the administration verbs ([`admin`]).
+//! prober ([`prober`]), the driver of the pure FTS rules ([`crate::protocol::fts`]), and the
+//! sending side of its catalog's mirroring to the standby ([`mirroring`]). It also carries out
+//! the administration verbs ([`admin`]).
 
 pub mod admin;
 mod catalog_store;
+pub mod mirroring;
 pub mod prober;
 pub(crate) mod resolver;
 mod session;

@@ -223,7 +223,14 @@ impl Session {
             if let ClientRequest::Standby(StandbyRequest::StartReplication { dbid, from }) = req {
                 self.abandon().await;
                 let bugs = self.cfg.bugs;
-                crate::standby::walsender::stream(self.store.clone(), conn, dbid, from, bugs).await;
+                crate::coordinator::mirroring::sender::stream(
+                    self.store.clone(),
+                    conn,
+                    dbid,
+                    from,
+                    bugs,
+                )
+                .await;
                 return;
             }
             let resp = self.handle(req).await;
@@ -263,7 +270,12 @@ impl Session {
             ClientRequest::CreateTable { name, kind } => self.create_table(&name, kind).await,
             ClientRequest::Catalog => ClientResponse::Catalog(self.store.snapshot()),
             ClientRequest::Standby(req) => {
-                crate::standby::walsender::handle(&self.store, &self.cfg.listen_addr, req).await
+                crate::coordinator::mirroring::sender::handle(
+                    &self.store,
+                    &self.cfg.listen_addr,
+                    req,
+                )
+                .await
             }
             ClientRequest::DistributedLog => match self.store.distributed_commits().await {
                 Ok(log) => ClientResponse::DistributedLog(log.into_iter().collect()),

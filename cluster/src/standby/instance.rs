@@ -230,7 +230,7 @@ impl Shared {
         info!(coordinator = %addr, ?from, "streaming the catalog from the coordinator");
         let mut backup = BackupAssembly::default();
         loop {
-            let give_up_after = super::link::rules().give_up_after();
+            let give_up_after = crate::coordinator::mirroring::link::rules().give_up_after();
             let msg: CatalogStream = match timeout(give_up_after, conn.recv()).await {
                 Ok(Ok(msg)) => msg,
                 Ok(Err(e)) => return StreamEnd::Net(e),

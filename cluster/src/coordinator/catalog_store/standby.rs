@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use super::{encode, CatalogStore, CatalogStoreError, CONFIG_TABLE, HISTORY_TABLE};
+use crate::coordinator::mirroring::link::StandbyLink;
 use crate::io::runtime;
 use crate::model::catalog::{Catalog, Dbid, HistoryRow, SegmentConfig};
-use crate::standby::link::StandbyLink;
 use crate::storage::base_backup::BaseBackup;
 use crate::wal::{Lsn, Wal, Write};
 use crate::wire::MirroringStatus;

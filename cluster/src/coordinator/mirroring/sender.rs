@@ -8,7 +8,7 @@ use tracing::{info, warn, Instrument};
 use std::sync::Arc;
 
 use super::link::{configured_standby, rules, StandbyLink};
-use super::{backup_frames, CatalogStream, StandbyReply, StandbyRequest, STANDBY_WAL_TIMEOUT};
+use super::{backup_frames, STANDBY_WAL_TIMEOUT};
 use crate::coordinator::{CatalogStore, CatalogStoreError};
 use crate::io::net::{Connection, FrameReader, FrameWriter};
 use crate::io::runtime::{self, timeout, JoinHandle};
@@ -16,6 +16,7 @@ use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{Dbid, Mode, Role, SegmentConfig, Status};
 use crate::protocol::replication::{Next, Outgoing};
 use crate::wal::{Lsn, Wal};
+use crate::wire::standby::{CatalogStream, StandbyReply, StandbyRequest};
 use crate::wire::{ClientResponse, DbError, WalFeedback, WalMessage};
 
 const MAX_CHUNK_BYTES: usize = 128 * 1024;
