@@ -5,7 +5,7 @@
 
 use sim::config::RunConfig;
 use sim::invariants::no_lost_commits;
-use sim::runner::{run_seed, Verdict};
+use sim::run::{run_seed, Verdict};
 
 /// Seeds compared. BENCHMARKS.md records how many seeds asynchronous mode needs to lose a
 /// commit (the first is seed 3; 9 of seeds 0..100).
@@ -17,7 +17,7 @@ const SEEDS: std::ops::Range<u64> = 0..40;
 #[test]
 fn asynchronous_replication_loses_acknowledged_commits_on_failover_and_synchronous_does_not() {
     // The failover milestones come from the cluster's log.
-    sim::trace::install("warn");
+    sim::run::trace::install("warn");
     let (async_cfg, sync_cfg) = (RunConfig::async_pair(), RunConfig::pair());
     assert_eq!(async_cfg.contents, sync_cfg.contents);
     let mut lost_seeds = Vec::new();

@@ -3,7 +3,7 @@
 //! roles.
 
 use sim::config::RunConfig;
-use sim::runner::{run_seed, Verdict};
+use sim::run::{run_seed, Verdict};
 
 /// The schedule kept in `scenarios/schedules/`: a bit flipped in a durable block of dbid 6 (the
 /// primary of content 2 on sdw2) at 9 s, then sdw2 loses power at 10 s and is back at 13 s. The

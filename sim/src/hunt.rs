@@ -14,9 +14,9 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::RunConfig;
-use crate::pool::{run_seeds, SeedRun};
-use crate::progress::Progress;
-use crate::runner::{SeedResult, Verdict};
+use crate::run::pool::{run_seeds, SeedRun};
+use crate::run::progress::Progress;
+use crate::run::{SeedResult, Verdict};
 
 /// A planted bug, the scenario it is hunted in and the checker that must catch it.
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -279,7 +279,7 @@ pub fn median(mut values: Vec<Option<u64>>) -> Option<f64> {
 }
 
 pub fn main(args: HuntArgs) -> i32 {
-    crate::trace::install("warn");
+    crate::run::trace::install("warn");
     let bugs: Vec<&'static PlantedBug> = match &args.bug {
         Some(name) => vec![catalogued(name).expect("validated by clap")],
         None => CATALOGUE.iter().collect(),

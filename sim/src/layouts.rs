@@ -19,7 +19,7 @@ use reports::layouts::Simulated;
 
 use crate::config::RunConfig;
 use crate::observer::Recorder;
-use crate::runner::stream;
+use crate::run::stream;
 use crate::world::World;
 
 /// How long the prober gets to act after the crash: enough for detection with every retry
@@ -63,16 +63,16 @@ pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
         .stack_size(16 << 20)
         .spawn(move || {
             // The trial's log is not kept (a layout trial checks the catalog, not the log).
-            crate::trace::begin_capture();
+            crate::run::trace::begin_capture();
             let mut rt =
                 madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.set_time_limit(SETTLE * 2 + SYNC_BOUND * 2);
             let out = rt.block_on(async {
                 let out = simulate(seed, cfg, k).await;
-                crate::runner::release_every_task(&madsim::runtime::Handle::current()).await;
+                crate::run::release_every_task(&madsim::runtime::Handle::current()).await;
                 out
             });
-            crate::trace::end_capture();
+            crate::run::trace::end_capture();
             out
         })
         .expect("spawn trial thread")

@@ -28,8 +28,8 @@ use cluster::catalog::{Role, SegmentConfig};
 use cluster::fts::prober::ProbeSettings;
 
 use super::Violation;
-use crate::history::TxnRecord;
 use crate::nemesis::{exposure, Fault, Label, ScheduledFault};
+use crate::workload::history::TxnRecord;
 
 pub const NAME: &str = "availability";
 
@@ -158,7 +158,7 @@ pub fn check(
         let (Some(done), Some(err)) = (t.completed_ms, t.error.as_deref()) else {
             continue;
         };
-        if t.outcome == Some(crate::history::Outcome::Ok) {
+        if t.outcome == Some(crate::workload::history::Outcome::Ok) {
             continue;
         }
         let at = done.saturating_sub(workload_started_ms);
@@ -275,9 +275,9 @@ pub fn check_paused_primaries(
                 format!("begun at {invoked} ms, after")
             };
             let outcome = match t.outcome {
-                Some(crate::history::Outcome::Ok) => "ok",
-                Some(crate::history::Outcome::Fail) => "failed",
-                Some(crate::history::Outcome::Unknown) | None => "unknown",
+                Some(crate::workload::history::Outcome::Ok) => "ok",
+                Some(crate::workload::history::Outcome::Fail) => "failed",
+                Some(crate::workload::history::Outcome::Unknown) | None => "unknown",
             };
             let how = match (t.completed_ms, t.error.as_deref()) {
                 (None, _) => "never completed".to_string(),
@@ -346,7 +346,7 @@ mod tests {
         txns: &[(u64, u64)],
         pause_dbid: impl Fn(&[SegmentConfig]) -> u16,
     ) -> Vec<Violation> {
-        use crate::history::{testing, Outcome};
+        use crate::workload::history::{testing, Outcome};
         let cfg = crate::config::RunConfig::standard();
         let segments = crate::world::layout(&cfg);
         let dbid = pause_dbid(&segments);

@@ -24,8 +24,8 @@
 use cluster::catalog::HistoryRow;
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::CatalogLine;
+use crate::workload::history::Event;
 
 pub const NAME: &str = "configuration-history";
 

@@ -22,8 +22,8 @@
 use std::collections::BTreeMap;
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::Observed;
+use crate::workload::history::Event;
 use cluster::catalog::{epoch, Dbid};
 use cluster::observe::Fact;
 

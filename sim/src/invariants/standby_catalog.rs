@@ -15,8 +15,8 @@
 //! cluster was already told about.
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::Observed;
+use crate::workload::history::Event;
 use cluster::observe::Fact;
 
 pub const NAME: &str = "standby-catalog";

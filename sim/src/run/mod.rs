@@ -2,6 +2,13 @@
 //! back, checks the invariants. Each seed runs on a fresh thread (madsim and `HashMap` seeding
 //! are per thread), so seeds are independent and can run in parallel.
 
+pub mod failover;
+pub mod pool;
+pub mod progress;
+pub mod recording;
+pub mod shrink;
+pub mod trace;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
@@ -15,14 +22,13 @@ use cluster::client::Client;
 use cluster::wal::{Key, Value};
 
 use crate::config::RunConfig;
-use crate::failover::{self, Failover, HostEvent};
-use crate::history::{History, Outcome as TxnOutcome};
 use crate::invariants::{self, Violation};
 use crate::nemesis::{self, Fault, Label, ScheduledFault};
 use crate::observer::Recorder;
-use crate::trace;
+use crate::workload::history::{History, Outcome as TxnOutcome};
 use crate::workload::{self, now_ms, TABLES};
 use crate::world::World;
+use failover::{Failover, HostEvent};
 
 /// How a seed ended, by class. The exit code of `hasim` is the worst class over its seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -188,12 +194,12 @@ struct SimOutput {
     catalog_lines: Vec<crate::observer::CatalogLine>,
     configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
     /// Every activation of a standby, with the catalog WALs it is judged on.
-    activations: Vec<crate::standby_runs::ActivationRecord>,
+    activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// Every change of acting coordinator, with the hosts' addresses.
     successions: Vec<invariants::one_acting_coordinator::Succession>,
 }
 
-/// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
+/// Runs one seed on a fresh thread without its log (see [`crate::run::trace::quietly`]): the same
 /// result and trace hash as [`run_seed`], at a fraction of the cost.
 pub fn run_seed_quiet(seed: u64, cfg: &RunConfig) -> SeedResult {
     trace::install("warn");
@@ -268,7 +274,7 @@ fn run_seed_here(
         }
         Ok(out) => {
             if record {
-                recording = Some(crate::recording::of_run(
+                recording = Some(crate::run::recording::of_run(
                     seed,
                     &out.segments,
                     &out.faults,
@@ -295,8 +301,8 @@ pub async fn run_in_current_runtime(cfg: RunConfig) -> SeedResult {
     let cfg = crate::swarm::derive(seed, &cfg);
     // Checkers fed by log lines (the prober's catalog changes, failover milestones) need the
     // subscriber and this thread's capture, as `run_seed` sets them up.
-    crate::trace::install("warn");
-    crate::trace::begin_capture();
+    crate::run::trace::install("warn");
+    crate::run::trace::begin_capture();
     let out = simulate(seed, cfg.clone()).await;
     let mut result = SeedResult::empty(seed, &cfg);
     judge(&mut result, out);
@@ -387,7 +393,7 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             if !out.activations.is_empty() {
                 check(
                     standby_catalog::NAME,
-                    crate::standby_runs::check_activations(&out.activations, &out.facts),
+                    crate::world::coordinator_pair::check_activations(&out.activations, &out.facts),
                 );
             }
             if let Some((rows, epoch)) = &out.configuration_history {
@@ -481,14 +487,14 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let with_standby = world.standby.is_some();
     let contents = world.contents();
     let segments = world.segments.clone();
-    let hosts = crate::admin::SimHosts(
+    let hosts = crate::operator::harness::SimHosts(
         std::sync::Arc::new(std::sync::Mutex::new(world)),
         Default::default(),
         std::sync::Arc::new(cfg.clone()),
     );
     // With a standby, the operator watches the coordinator while faults are injected.
     let watch = (cfg.operator && with_standby).then(|| {
-        admin.spawn(crate::standby_runs::watch(
+        admin.spawn(crate::world::coordinator_pair::watch(
             hosts.clone(),
             addrs.clone(),
             client_timeout,
@@ -601,7 +607,7 @@ pub(crate) async fn release_every_task(handle: &madsim::runtime::Handle) {
 
 /// Carries out the schedule at its times; returns the host crashes and restarts among it.
 async fn run_schedule(
-    world: &crate::admin::SimHosts,
+    world: &crate::operator::harness::SimHosts,
     faults: &[ScheduledFault],
     start_ms: u64,
 ) -> Vec<HostEvent> {
@@ -635,7 +641,7 @@ async fn run_schedule(
 /// a standby host, [`invariants::converged::coordinator_requirement`]), up to `bound`; returns
 /// the verdict and what the operator did.
 async fn converge(
-    hosts: crate::admin::SimHosts,
+    hosts: crate::operator::harness::SimHosts,
     mut operator: crate::operator::Operator,
     addrs: Vec<String>,
     timeout: Duration,

@@ -6,11 +6,11 @@
 use cluster::catalog::SegmentConfig;
 use reports::timeline::{Event, Instance, Recording};
 
-use crate::failover::HostEvent;
-use crate::history::{Outcome, TxnRecord};
 use crate::nemesis::{Fault, ScheduledFault};
 use crate::observer::ClusterEvent;
-use crate::runner::OperatorAction;
+use crate::run::failover::HostEvent;
+use crate::run::OperatorAction;
+use crate::workload::history::{Outcome, TxnRecord};
 
 #[allow(clippy::too_many_arguments)]
 pub fn of_run(

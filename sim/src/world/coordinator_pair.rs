@@ -21,10 +21,10 @@ use cluster::standby::{Activation, MirroringStatus};
 use cluster::wal::WAL_PATH;
 
 use crate::config::RunConfig;
-use crate::disk::SubDisk;
 use crate::invariants::{self, Violation};
 use crate::observer::Observed;
-use crate::standby::{StandbyHost, STANDBY_DATADIR};
+use crate::world::disk::SubDisk;
+use crate::world::standby_host::{StandbyHost, STANDBY_DATADIR};
 use crate::world::{ActingCoordinator, World, COORDINATOR_PORT};
 
 /// One activation of a standby during a run.
@@ -338,7 +338,7 @@ pub fn coordinator_row_at(host: &str, addr: &str, datadir: &str) -> SegmentConfi
 /// needs an empty one) or `init-standby -n` (the standby on `host`, restarted on the data it
 /// kept), run against the acting coordinator; waits up to `within` for Synchronized.
 pub async fn init_standby(
-    hosts: &crate::admin::SimHosts,
+    hosts: &crate::operator::harness::SimHosts,
     host: &str,
     resync: bool,
     within: Duration,
@@ -386,15 +386,12 @@ pub async fn init_standby(
 /// ([`crate::operator`]), until the fault phase ends at `stop_at_ms`. Returns the operator,
 /// with what it remembers, and what it did.
 pub async fn watch(
-    hosts: crate::admin::SimHosts,
+    hosts: crate::operator::harness::SimHosts,
     addrs: Vec<String>,
     timeout: Duration,
     stop_at_ms: u64,
     mut rng: rand_chacha::ChaCha8Rng,
-) -> (
-    crate::operator::Operator,
-    Vec<crate::runner::OperatorAction>,
-) {
+) -> (crate::operator::Operator, Vec<crate::run::OperatorAction>) {
     use rand_chacha::rand_core::Rng;
     let mut operator = crate::operator::Operator::new();
     operator.faults_running = true;
@@ -410,7 +407,7 @@ pub async fn watch(
         // the README and leave the old coordinator to find out it was replaced.
         operator.fence_before_activation = rng.next_u32().is_multiple_of(2);
         if let Some((action, outcome)) = operator.act(&mut client, &hosts).await {
-            actions.push(crate::runner::OperatorAction::new(at_ms, &action, outcome));
+            actions.push(crate::run::OperatorAction::new(at_ms, &action, outcome));
         }
     }
 }

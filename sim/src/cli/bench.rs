@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{run_many, SeedRange, World};
 use crate::config::RunConfig;
-use crate::failover::{self, Failover};
-use crate::runner::Verdict;
+use crate::run::failover::{self, Failover};
+use crate::run::Verdict;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -83,7 +83,7 @@ pub fn peak_rss_kib() -> u64 {
 }
 
 pub fn child(args: ChildArgs) -> i32 {
-    crate::trace::install("warn");
+    crate::run::trace::install("warn");
     let cfg = RunConfig::by_name(&args.scenario).expect("validated by clap");
     let started = Instant::now();
     let (cpu0, _) = usage();
@@ -178,7 +178,7 @@ fn scaling(seeds: SeedRange) -> Result<(), String> {
 }
 
 pub fn main(args: BenchArgs) -> i32 {
-    crate::trace::install("warn");
+    crate::run::trace::install("warn");
     let cfg = args.world.config();
     let n = args.seeds.end - args.seeds.start;
     println!(
@@ -307,7 +307,7 @@ fn floor(transport: Transport, time: std::time::Duration) -> (u64, f64) {
     std::thread::Builder::new()
         .name("floor".into())
         .spawn(move || {
-            crate::trace::quietly(|| {
+            crate::run::trace::quietly(|| {
                 let cpu0 = usage_thread();
                 let rt =
                     madsim::runtime::Runtime::with_seed_and_config(0, madsim::Config::default());

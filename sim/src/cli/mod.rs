@@ -1,5 +1,8 @@
 //! The `hasim` command line: run seeds, replay one, benchmark the simulator.
 
+pub mod bench;
+pub mod report;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -9,8 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use cluster::segment::ReplicationMode;
 
 use crate::config::RunConfig;
-use crate::failover::{self, Failover};
-use crate::runner::{SeedResult, Verdict};
+use crate::run::failover::{self, Failover};
+use crate::run::{SeedResult, Verdict};
 
 pub const EXIT_USAGE: i32 = 64;
 
@@ -32,17 +35,17 @@ pub enum Command {
     /// Replay one seed exactly, optionally writing its full trace.
     Replay(ReplayArgs),
     /// Measure simulator throughput on 1 and 2 jobs.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::cli::bench::BenchArgs),
     /// One measured run for `hasim bench --scaling` (a child process, so its peak memory is
     /// its own).
     #[command(hide = true)]
-    BenchChild(crate::bench::ChildArgs),
+    BenchChild(crate::cli::bench::ChildArgs),
     /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
     Hunt(crate::hunt::HuntArgs),
     /// Write an HTML report with charts from `hasim run --json` results.
-    Report(crate::report_cli::ReportArgs),
+    Report(crate::cli::report::ReportArgs),
     /// Measure mirror layouts under k simultaneous host failures (availability, load).
-    Layouts(crate::report_cli::LayoutsArgs),
+    Layouts(crate::cli::report::LayoutsArgs),
     /// Cut a failing seed's fault schedule down to a minimal one that still fails the same
     /// checker; write it to a file `replay --schedule` reads.
     Shrink(ShrinkArgs),
@@ -115,8 +118,8 @@ pub struct RunArgs {
     pub check_determinism: bool,
     /// Run only shard K of N (K counts from 1): the seeds at offsets o of the range with
     /// o % N == K - 1. The N shards' JSON lines, concatenated and sorted, are the whole run's.
-    #[arg(long, value_parser = crate::pool::Shard::parse)]
-    pub shard: Option<crate::pool::Shard>,
+    #[arg(long, value_parser = crate::run::pool::Shard::parse)]
+    pub shard: Option<crate::run::pool::Shard>,
     /// Where a failing seed's result and log are kept.
     #[arg(long, default_value = "hasim-failures")]
     pub failures_dir: PathBuf,
@@ -264,13 +267,13 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
-        Command::Bench(args) => crate::bench::main(args),
-        Command::BenchChild(args) => crate::bench::child(args),
+        Command::Bench(args) => crate::cli::bench::main(args),
+        Command::BenchChild(args) => crate::cli::bench::child(args),
         Command::Hunt(args) => crate::hunt::main(args),
         Command::Shrink(args) => shrink(args),
-        Command::Report(args) => crate::report_cli::report(&args),
-        Command::Layouts(args) => crate::report_cli::layouts(&args),
-        Command::Scenario { name, seed } => crate::admin_scenarios::cli(&name, seed),
+        Command::Report(args) => crate::cli::report::report(&args),
+        Command::Layouts(args) => crate::cli::report::layouts(&args),
+        Command::Scenario { name, seed } => crate::procedures::cli(&name, seed),
     }
 }
 
@@ -283,7 +286,7 @@ pub fn run_many(
     mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
 ) {
     let list: Vec<u64> = (seeds.start..seeds.end).collect();
-    crate::pool::run_seeds(cfg, &list, jobs, twice, |run| {
+    crate::run::pool::run_seeds(cfg, &list, jobs, twice, |run| {
         each(run.result, run.log, run.mismatch);
         std::ops::ControlFlow::Continue(())
     });
@@ -375,7 +378,7 @@ fn explain_failure(r: &SeedResult) -> String {
 }
 
 fn run(args: RunArgs) -> i32 {
-    crate::trace::install("info");
+    crate::run::trace::install("info");
     let cfg = args.world.config();
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let started = Instant::now();
@@ -387,13 +390,13 @@ fn run(args: RunArgs) -> i32 {
         Some(shard) => shard.seeds(args.seeds.start, args.seeds.end),
         None => (args.seeds.start..args.seeds.end).collect(),
     };
-    let mut progress = crate::progress::Progress::new(seeds.len() as u64, args.json);
-    crate::pool::run_seeds(
+    let mut progress = crate::run::progress::Progress::new(seeds.len() as u64, args.json);
+    crate::run::pool::run_seeds(
         &cfg,
         &seeds,
         jobs,
         args.check_determinism,
-        |crate::pool::SeedRun {
+        |crate::run::pool::SeedRun {
              mut result,
              log,
              mismatch,
@@ -460,7 +463,7 @@ fn run(args: RunArgs) -> i32 {
 }
 
 fn replay(args: ReplayArgs) -> i32 {
-    crate::trace::install(if args.trace.is_some() {
+    crate::run::trace::install(if args.trace.is_some() {
         "debug"
     } else {
         "info"
@@ -472,8 +475,8 @@ fn replay(args: ReplayArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let (result, log, recording) = crate::runner::run_seed_recorded(args.seed, &cfg);
-    if let Err(e) = crate::report_cli::replay_outputs(&args, recording.as_ref()) {
+    let (result, log, recording) = crate::run::run_seed_recorded(args.seed, &cfg);
+    if let Err(e) = crate::cli::report::replay_outputs(&args, recording.as_ref()) {
         eprintln!("error: {e:#}");
         return EXIT_USAGE;
     }
@@ -525,7 +528,7 @@ fn replay(args: ReplayArgs) -> i32 {
 fn load_schedule(path: &Path, seed: u64, cfg: &mut RunConfig) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut with = cfg.clone();
-    crate::shrink::apply_schedule_file(&mut with, &text)?;
+    crate::run::shrink::apply_schedule_file(&mut with, &text)?;
     let schedule = with.schedule.clone().unwrap_or_default();
     let seeded = crate::swarm::derive(seed, &with);
     let segments = crate::world::layout(&seeded);
@@ -541,7 +544,7 @@ fn load_schedule(path: &Path, seed: u64, cfg: &mut RunConfig) -> Result<(), Stri
 }
 
 fn shrink(args: ShrinkArgs) -> i32 {
-    crate::trace::install("warn");
+    crate::run::trace::install("warn");
     let mut cfg = args.world.config();
     if let Some(path) = &args.schedule {
         if let Err(e) = load_schedule(path, args.seed, &mut cfg) {
@@ -549,7 +552,7 @@ fn shrink(args: ShrinkArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let Some((shrunk, result)) = crate::shrink::shrink(args.seed, &cfg, args.max_runs) else {
+    let Some((shrunk, result)) = crate::run::shrink::shrink(args.seed, &cfg, args.max_runs) else {
         eprintln!("seed {} passes: nothing to shrink", args.seed);
         return EXIT_USAGE;
     };
@@ -585,7 +588,7 @@ fn shrink(args: ShrinkArgs) -> i32 {
     println!("written to {}; replay with:", out.display());
     println!(
         "  {}",
-        crate::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
+        crate::run::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
     );
     result.verdict.exit_code()
 }

@@ -2,6 +2,11 @@
 //! that it outlives a crash. Speaks the operator's language: `kill_host("sdw1")`,
 //! `restart_host("sdw1")`.
 
+pub mod coordinator_pair;
+pub mod disk;
+pub mod faults;
+pub mod standby_host;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +26,7 @@ use cluster::observe::Observe;
 use cluster::segment::{self, InstanceConfig, ReplicationMode};
 
 use crate::config::RunConfig;
-use crate::disk::{SimDisk, TornTail};
+use crate::world::disk::{SimDisk, TornTail};
 
 pub const COORDINATOR_PORT: u16 = 5432;
 /// The standby coordinator's host, when the run has one.
@@ -108,7 +113,7 @@ pub struct World {
     pub(crate) rng: ChaCha8Rng,
     observe: Observe,
     /// The standby coordinator's host, if the configuration places one.
-    pub standby: Option<crate::standby::StandbyHost>,
+    pub standby: Option<crate::world::standby_host::StandbyHost>,
     /// Instances paused by the nemesis.
     pub(crate) paused: std::collections::BTreeSet<u16>,
     /// What each coordinator host's process runs at boot.
@@ -120,7 +125,7 @@ pub struct World {
     /// The hosts the coordinator-pair-crash fault in force took down, the coordinator's last.
     pub(crate) pair_crashed: Vec<String>,
     /// Every activation of a standby in this run, with the catalog WALs it is judged on.
-    pub activations: Vec<crate::standby_runs::ActivationRecord>,
+    pub activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// The cluster's identifier, in every data directory's identity.
     pub cluster_id: u64,
     /// Every change of acting coordinator (an activation the operator saw through, reported
@@ -364,7 +369,7 @@ impl World {
 
     /// An instance's own data directory on its host's disk.
     fn instance_disk(&self, disk: &SimDisk, seg: &SegmentConfig) -> Arc<dyn Disk> {
-        Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir))
+        Arc::new(crate::world::disk::SubDisk::new(disk.clone(), &seg.datadir))
     }
 
     /// A process of its own for an instance: it runs whatever `slot` holds each time it starts.

@@ -11,6 +11,8 @@
 //! two-phase commit. Where only one choice is possible nothing is drawn, so the insert-only
 //! workload of one content draws exactly what it always did.
 
+pub mod history;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use cluster::proto::{DbError, Op, OpResult};
 use cluster::wal::{Key, TableKind};
 
 use crate::config::Workload;
-use crate::history::{History, Outcome};
+use crate::workload::history::{History, Outcome};
 
 pub const TABLES: &[(&str, TableKind)] = &[
     ("t_heap", TableKind::Heap),
@@ -256,7 +258,7 @@ pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
         };
         history.complete(txn, outcome, error, now_ms());
         state.learn(&ops, &results, outcome);
-        crate::trace::hash_fact(&format!("txn {txn} {outcome:?} at {}", now_ms()));
+        crate::run::trace::hash_fact(&format!("txn {txn} {outcome:?} at {}", now_ms()));
         // After a failure, back off as a real client would rather than spin on an unavailable
         // content.
         let think = match outcome {

@@ -7,8 +7,8 @@ use madsim::task::NodeId;
 use rand_chacha::rand_core::Rng;
 use tracing::info;
 
-use crate::disk::TornTail;
 use crate::nemesis::Fault;
+use crate::world::disk::TornTail;
 use crate::world::World;
 
 /// madsim's normal per-packet latency.

@@ -23,6 +23,8 @@
 //! [`Operator::decide`] is pure (a function of what the operator observes and remembers);
 //! [`Operator::act`] observes the world, decides, and carries the action out.
 
+pub mod harness;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use cluster::client::Client;
 use cluster::standby::admin::{self as standby_admin, StandbyAdminError};
 use cluster::standby::{ActivateRefusal, MirroringStatus, SummaryState};
 
-use crate::admin::SimHosts;
+use crate::operator::harness::SimHosts;
 
 /// What the operator sees when it looks.
 #[derive(Clone, Debug, Default)]
@@ -314,18 +316,26 @@ impl Operator {
                 start,
                 fence,
             } => activate(hosts, from, standby, *start, *fence).await,
-            Action::InitStandby { host } => {
-                crate::standby_runs::init_standby(hosts, host, false, wait, client_timeout())
-                    .await
-                    .map(|s| describe_standby(&s))
-                    .map_err(|e| e.to_string())
-            }
-            Action::ResyncStandby { host } => {
-                crate::standby_runs::init_standby(hosts, host, true, wait, client_timeout())
-                    .await
-                    .map(|s| describe_standby(&s))
-                    .map_err(|e| e.to_string())
-            }
+            Action::InitStandby { host } => crate::world::coordinator_pair::init_standby(
+                hosts,
+                host,
+                false,
+                wait,
+                client_timeout(),
+            )
+            .await
+            .map(|s| describe_standby(&s))
+            .map_err(|e| e.to_string()),
+            Action::ResyncStandby { host } => crate::world::coordinator_pair::init_standby(
+                hosts,
+                host,
+                true,
+                wait,
+                client_timeout(),
+            )
+            .await
+            .map(|s| describe_standby(&s))
+            .map_err(|e| e.to_string()),
             Action::Rebalance => {
                 let opts = RecoverOptions {
                     rebalance: true,

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::nemesis::{self, ScheduledFault};
-use crate::runner::{run_seed_quiet, SeedResult, Verdict};
+use crate::run::{run_seed_quiet, SeedResult, Verdict};
 
 /// How a run failed: the checker that fired first, or the verdict class when no checker did
 /// (a liveness failure, a crash).
@@ -254,7 +254,7 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
 pub fn replay_with_schedule(seed: u64, cfg: &RunConfig, file: &str) -> String {
     format!(
         "{} --schedule {file}",
-        crate::runner::replay_command(seed, cfg)
+        crate::run::replay_command(seed, cfg)
     )
 }
 

@@ -2,7 +2,7 @@
 //! distributed transactions gets a standby (`init-standby -s smdw`, while it serves); once the
 //! standby is Synchronized the coordinator's host crashes; the operator runs
 //! `activate-standby`; clients reconnect to the new coordinator; then everything is read back
-//! through it and judged by the same checkers as every seed ([`crate::runner`]).
+//! through it and judged by the same checkers as every seed ([`crate::run`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,12 +18,12 @@ use cluster::standby::{Activation, MirroringStatus};
 use cluster::wal::WAL_PATH;
 
 use crate::config::{RunConfig, Workload};
-use crate::disk::SubDisk;
-use crate::history::{History, Outcome};
 use crate::invariants::{self, Violation};
 use crate::observer::Recorder;
-use crate::runner::{self, stream};
+use crate::run::{self, stream};
+use crate::workload::history::{History, Outcome};
 use crate::workload::{self, now_ms};
+use crate::world::disk::SubDisk;
 use crate::world::World;
 
 /// Two segment hosts with two mirrored contents each, six clients on the mixed workload (most
@@ -75,7 +75,7 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         .ip("10.0.1.1".parse().unwrap())
         .build();
     admin
-        .spawn(runner::create_tables(addrs[0].clone(), timeout))
+        .spawn(run::create_tables(addrs[0].clone(), timeout))
         .await
         .unwrap()?;
 
@@ -122,7 +122,7 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
     }
     let contents = world.contents();
     let rows = admin
-        .spawn(runner::read_everything(
+        .spawn(run::read_everything(
             standby_addr.clone(),
             timeout,
             contents,
@@ -132,7 +132,7 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         .unwrap()
         .map_err(|e| format!("the new coordinator did not serve a full read: {e}"))?;
     let checksums = admin
-        .spawn(runner::pair_checksums(standby_addr.clone(), timeout))
+        .spawn(run::pair_checksums(standby_addr.clone(), timeout))
         .await
         .unwrap();
     let (catalog, prepared_left) = admin
@@ -195,7 +195,10 @@ pub fn catalog_wals(world: &World) -> (Vec<u8>, Vec<u8>) {
         disk.read_at(WAL_PATH, 0, len as usize).unwrap_or_default()
     };
     let standby_host = &world.hosts[crate::world::STANDBY_HOST];
-    let standby = SubDisk::new(standby_host.disk.clone(), crate::standby::STANDBY_DATADIR);
+    let standby = SubDisk::new(
+        standby_host.disk.clone(),
+        crate::world::standby_host::STANDBY_DATADIR,
+    );
     (read(&standby), read(&world.hosts["mdw"].disk))
 }
 
