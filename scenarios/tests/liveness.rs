@@ -3,6 +3,7 @@
 //! roles.
 
 use sim::config::RunConfig;
+use sim::nemesis::FaultKind;
 use sim::run::{run_seed, Verdict};
 
 /// The schedule kept in `scenarios/schedules/`: a bit flipped in a durable block of dbid 6 (the
@@ -61,8 +62,8 @@ fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() 
     let mut cfg = sim::swarm::derive(167, &RunConfig::swarm());
     cfg.scenario = "pinned swarm seed 167".into();
     cfg.standby = false;
-    for kind in ["disk-replaced", "datadir-lost"] {
-        cfg.fault_weights.0.insert(kind.into(), 0);
+    for kind in [FaultKind::DiskReplaced, FaultKind::DatadirLost] {
+        cfg.fault_weights.set(kind, 0);
     }
     let result = run_seed(167, &cfg).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);

@@ -10,7 +10,7 @@ use cluster::fts::prober::ProbeSettings;
 use cluster::layout::Layout;
 use cluster::segment::ReplicationMode;
 
-use crate::nemesis::FaultWeights;
+use crate::nemesis::{FaultKind, FaultWeights};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -38,7 +38,7 @@ pub struct RunConfig {
     pub fault_time: Duration,
     /// Mean simulated time between the starts of two faults.
     pub fault_every_mean: Duration,
-    /// Relative weights of the fault kinds (`nemesis::KINDS`); 0 switches a kind off.
+    /// Relative weights of the fault kinds (`nemesis::FaultKind`); 0 switches a kind off.
     pub fault_weights: FaultWeights,
     /// Percentage of seeds whose schedule is drawn to leave the cluster available throughout
     /// (`nemesis::Label::MustStayAvailable`); the others may take it down, never lose data.
@@ -209,10 +209,10 @@ impl RunConfig {
     pub fn pauses() -> RunConfig {
         let mut fault_weights = FaultWeights::full();
         let others: u32 = (fault_weights.0.iter())
-            .filter(|(kind, _)| *kind != "instance-pause")
+            .filter(|(kind, _)| **kind != FaultKind::InstancePause)
             .map(|(_, w)| *w)
             .sum();
-        fault_weights.0.insert("instance-pause".into(), others);
+        fault_weights.set(FaultKind::InstancePause, others);
         RunConfig {
             scenario: "pauses".into(),
             fault_weights,

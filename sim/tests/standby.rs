@@ -444,7 +444,10 @@ fn the_standby_verbs_refuse_what_the_real_tools_refuse() {
 fn the_failover_is_deterministic() {
     let hash = || {
         std::thread::spawn(|| {
-            in_runtime_hashed(2, || coordinator_failover::run(coordinator_failover::config(), 2)).1
+            in_runtime_hashed(2, || {
+                coordinator_failover::run(coordinator_failover::config(), 2)
+            })
+            .1
         })
         .join()
         .unwrap()

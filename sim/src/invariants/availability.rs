@@ -28,28 +28,10 @@ use cluster::catalog::{Role, SegmentConfig};
 use cluster::fts::prober::ProbeSettings;
 
 use super::Violation;
-use crate::nemesis::{exposure, Fault, Label, ScheduledFault};
+use crate::nemesis::{exposure, one_probe, Fault, Label, ScheduledFault};
 use crate::workload::history::TxnRecord;
 
 pub const NAME: &str = "availability";
-
-/// How long after a fault the prober may take to detect it and make the content available
-/// again: one probe interval, a probe with all its retries, the promote request with all its
-/// retries, and the time a promoted mirror or an abandoned sync wait needs (the WAL timeout and
-/// the mirror-down grace period).
-pub fn detection_window(
-    probe: &ProbeSettings,
-    wal_timeout: Duration,
-    mirror_down_grace: Duration,
-) -> Duration {
-    probe.probe_interval + one_probe(probe) * 2 + wal_timeout + mirror_down_grace
-}
-
-/// One probe of an instance that never answers: every attempt times out, `retry_gap` apart.
-fn one_probe(probe: &ProbeSettings) -> Duration {
-    let attempts = probe.probe_retries + 1;
-    probe.probe_timeout * attempts + probe.retry_gap * probe.probe_retries
-}
 
 /// What the coordinator's session needs, once the catalog names the promoted mirror, to cancel
 /// its calls to the hung primary, roll the transaction back, and run it again there: the
@@ -508,7 +490,11 @@ mod tests {
     #[test]
     fn the_window_covers_a_probe_cycle_with_retries() {
         let probe = crate::world::sim_probe_settings();
-        let w = detection_window(&probe, Duration::from_secs(3), Duration::from_secs(3));
+        let w = crate::nemesis::detection_window(
+            &probe,
+            Duration::from_secs(3),
+            Duration::from_secs(3),
+        );
         assert!(w > probe.probe_interval + probe.probe_timeout * (probe.probe_retries + 1));
     }
 }

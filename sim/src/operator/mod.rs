@@ -249,7 +249,7 @@ impl Operator {
         hosts: &SimHosts,
     ) -> Option<(Action, Result<String, String>)> {
         let (down_hosts, acting, acting_fenced, coordinator_hosts) = {
-            let world = hosts.0.lock().unwrap();
+            let world = hosts.world.lock().unwrap();
             let down: BTreeSet<String> = world.down_hosts().into_iter().collect();
             let acting = world.acting.host.clone();
             let fenced = world.coordinator_fenced(&acting);
@@ -302,7 +302,7 @@ impl Operator {
         let wait = self.standby_wait.unwrap_or(Duration::from_secs(30));
         let outcome = match &action {
             Action::Restart => {
-                let restarted = hosts.0.lock().unwrap().restart_cluster();
+                let restarted = hosts.world.lock().unwrap().restart_cluster();
                 // The standby process stopped with the rest: it is Not Synchronized until
                 // `init-standby -n`.
                 if let Some((_, synced)) = &mut self.standby {
@@ -412,19 +412,19 @@ pub(crate) async fn activate(
     start: bool,
     fence: bool,
 ) -> Result<String, String> {
-    hosts.0.lock().unwrap().activation_began_ms = Some(crate::workload::now_ms());
+    hosts.world.lock().unwrap().activation_began_ms = Some(crate::workload::now_ms());
     let fenced = if fence {
-        hosts.0.lock().unwrap().fence_coordinator(from)
+        hosts.world.lock().unwrap().fence_coordinator(from)
     } else {
         None
     };
     if start {
-        let world = hosts.0.lock().unwrap();
-        match world.standby_host_on(&hosts.2, &standby.hostname) {
+        let world = hosts.world.lock().unwrap();
+        match world.standby_host_on(&hosts.cfg, &standby.hostname) {
             Some(h) => h.launch(standby),
             None => {
                 drop(world);
-                hosts.0.lock().unwrap().unfence(from, fenced);
+                hosts.world.lock().unwrap().unfence(from, fenced);
                 return Err(format!("{} is not a coordinator host", standby.hostname));
             }
         }
@@ -447,10 +447,10 @@ pub(crate) async fn activate(
                 if fence { "fenced first" } else { "left unfenced" }
             );
             hosts
-                .0
+                .world
                 .lock()
                 .unwrap()
-                .standby_activated(&hosts.2, &standby.hostname, a, at_ms);
+                .standby_activated(&hosts.cfg, &standby.hostname, a, at_ms);
             Ok(text)
         }
         Err(e) => {
@@ -459,8 +459,8 @@ pub(crate) async fn activate(
             let mut probe = Client::new(vec![addr], client_timeout());
             if probe.catalog().await.is_ok() {
                 let at_ms = crate::workload::now_ms();
-                hosts.0.lock().unwrap().standby_activated_unreported(
-                    &hosts.2,
+                hosts.world.lock().unwrap().standby_activated_unreported(
+                    &hosts.cfg,
                     &standby.hostname,
                     at_ms,
                 );
@@ -474,7 +474,7 @@ pub(crate) async fn activate(
                 _ => ActivateRefusal::Other,
             };
             let why = e.to_string();
-            let mut world = hosts.0.lock().unwrap();
+            let mut world = hosts.world.lock().unwrap();
             if refusal == ActivateRefusal::CoordinatorAlive {
                 // Refused before anything changed: the old coordinator is back.
                 world.unfence(from, fenced);
@@ -482,7 +482,7 @@ pub(crate) async fn activate(
                 // Its own catalog names it the coordinator: an earlier activation took over
                 // and was cut short. Start it as the coordinator; the fence stays.
                 let at_ms = crate::workload::now_ms();
-                world.resume_as_coordinator(&hosts.2, &standby.hostname, at_ms);
+                world.resume_as_coordinator(&hosts.cfg, &standby.hostname, at_ms);
                 return Ok(format!(
                     "dbid {} on {} was already activated; started as the coordinator",
                     standby.dbid, standby.hostname

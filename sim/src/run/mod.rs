@@ -323,11 +323,8 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
         failover::measure(&out.segments, &out.host_events, &out.cluster_events, &txns);
     let end_ms = out.sim_time_ms.saturating_sub(out.workload_started_ms);
     let cfg = &result.config;
-    let window = invariants::availability::detection_window(
-        &cfg.probe,
-        cfg.wal_timeout,
-        cfg.mirror_down_grace_period,
-    );
+    let window =
+        nemesis::detection_window(&cfg.probe, cfg.wal_timeout, cfg.mirror_down_grace_period);
     result.label = nemesis::label(&out.faults, &out.segments, end_ms, window);
     let mut availability = invariants::availability::check(
         result.label,
@@ -487,11 +484,11 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let with_standby = world.standby.is_some();
     let contents = world.contents();
     let segments = world.segments.clone();
-    let hosts = crate::operator::harness::SimHosts(
-        std::sync::Arc::new(std::sync::Mutex::new(world)),
-        Default::default(),
-        std::sync::Arc::new(cfg.clone()),
-    );
+    let hosts = crate::operator::harness::SimHosts {
+        world: std::sync::Arc::new(std::sync::Mutex::new(world)),
+        steps: Default::default(),
+        cfg: std::sync::Arc::new(cfg.clone()),
+    };
     // With a standby, the operator watches the coordinator while faults are injected.
     let watch = (cfg.operator && with_standby).then(|| {
         admin.spawn(crate::world::coordinator_pair::watch(
@@ -509,7 +506,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     };
     // Heal: everything the schedule left in force; then the clients finish their last
     // transactions.
-    let healed_at_end = hosts.0.lock().unwrap().heal_all();
+    let healed_at_end = hosts.world.lock().unwrap().heal_all();
     for c in clients {
         let _ = c.await;
     }
@@ -561,8 +558,8 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     } else {
         None
     };
-    let activations = std::mem::take(&mut hosts.0.lock().unwrap().activations);
-    let successions = std::mem::take(&mut hosts.0.lock().unwrap().successions);
+    let activations = std::mem::take(&mut hosts.world.lock().unwrap().activations);
+    let successions = std::mem::take(&mut hosts.world.lock().unwrap().successions);
     let facts = recorder.facts();
     let out = SimOutput {
         cluster_events: crate::observer::milestones(&facts),
@@ -619,7 +616,7 @@ async fn run_schedule(
             madsim::time::sleep(Duration::from_millis(at - now)).await;
         }
         trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
-        world.0.lock().unwrap().apply(&f.fault);
+        world.world.lock().unwrap().apply(&f.fault);
         let host_event = match &f.fault {
             Fault::HostCrash { host } | Fault::TornWrite { host } => Some((host, true)),
             Fault::HostRestart { host } => Some((host, false)),

@@ -345,10 +345,10 @@ pub async fn init_standby(
     timeout: Duration,
 ) -> Result<MirroringStatus, StandbyAdminError> {
     let (standby, coordinator, addrs) = {
-        let world = hosts.0.lock().unwrap();
+        let world = hosts.world.lock().unwrap();
         let standby =
             world
-                .standby_host_on(&hosts.2, host)
+                .standby_host_on(&hosts.cfg, host)
                 .ok_or_else(|| StandbyAdminError::Launch {
                     host: host.into(),
                     why: "not a coordinator host of this cluster".into(),
@@ -362,7 +362,7 @@ pub async fn init_standby(
     if !resync {
         // The host becomes a standby's: the coordinator that ran there (an old one, deposed by
         // an activation) is stopped and never started there again.
-        hosts.0.lock().unwrap().retire_coordinator(host);
+        hosts.world.lock().unwrap().retire_coordinator(host);
     }
     let mode = admin::init_mode((!resync).then(|| standby.new_standby()), resync)?;
     let mut client = Client::new(addrs, timeout);
