@@ -281,7 +281,7 @@ async fn new_standby_on(h: &AdminHarness, host: &str) -> SegmentConfig {
     let host = host.to_string();
     let status = h
         .run(move |_, hosts| async move {
-            crate::world::coordinator_pair::init_standby(
+            crate::operator::standby::init_standby(
                 &hosts,
                 &host,
                 false,

@@ -25,6 +25,7 @@ use crate::config::RunConfig;
 use crate::invariants::{self, Violation};
 use crate::nemesis::{self, Fault, Label, ScheduledFault};
 use crate::observer::Recorder;
+use crate::operator::harness::SimHosts;
 use crate::workload::history::{History, Outcome as TxnOutcome};
 use crate::workload::{self, now_ms, TABLES};
 use crate::world::World;
@@ -196,7 +197,7 @@ struct SimOutput {
     /// Every activation of a standby, with the catalog WALs it is judged on.
     activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// Every change of acting coordinator, with the hosts' addresses.
-    successions: Vec<invariants::one_acting_coordinator::Succession>,
+    successions: Vec<crate::world::coordinator_pair::Succession>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::run::trace::quietly`]): the same
@@ -390,7 +391,7 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             if !out.activations.is_empty() {
                 check(
                     standby_catalog::NAME,
-                    crate::world::coordinator_pair::check_activations(&out.activations, &out.facts),
+                    invariants::standby_catalog::check_activations(&out.activations, &out.facts),
                 );
             }
             if let Some((rows, epoch)) = &out.configuration_history {
@@ -430,68 +431,26 @@ fn client_ip(i: u32) -> IpAddr {
 async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let handle = madsim::runtime::Handle::current();
     let recorder = Recorder::default();
-    let world = World::build_observed(&cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
-    let coordinator = world.coordinator_addr.clone();
     let client_timeout = cfg.statement_timeout + Duration::from_secs(2);
-    let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
-
-    let setup_addr = coordinator.clone();
-    let setup = admin.spawn(async move { create_tables(setup_addr, client_timeout).await });
-    if let Err(e) = setup.await.expect("setup task") {
-        panic!("cluster never came up: {e}");
-    }
-    if world.standby.is_some() {
-        // A standby coordinator, added as an administrator adds one to a running cluster.
-        let init = world.init_standby(&admin, false, Duration::from_secs(30));
-        if let Err(e) = init.await {
-            panic!("init-standby -s {}: {e}", crate::world::STANDBY_HOST);
-        }
-    }
+    let (world, admin) = start_cluster(&handle, &cfg, seed, &recorder, client_timeout).await;
     let addrs = world.coordinator_addrs();
 
     let start_ms = now_ms();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
     let history = History::default();
-    let mut clients = Vec::new();
-    for c in 1..=cfg.clients {
-        let node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(client_ip(c))
-            .build();
-        let spec = workload::ClientSpec {
-            id: c,
-            coordinators: addrs.clone(),
-            timeout: client_timeout,
-            workload: cfg.workload.clone(),
-            contents: cfg.contents,
-            stop_at_ms,
-        };
-        let rng = stream(seed, &format!("client-{c}"));
-        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
-    }
-
-    let faults = match &cfg.schedule {
-        Some(schedule) => schedule.clone(),
-        None => {
-            let layout = nemesis::Layout {
-                segment_hosts: world.segment_host_names(),
-                segments: &world.segments,
-            };
-            nemesis::plan(&mut stream(seed, "nemesis"), &cfg, &layout)
-        }
-    };
+    let clients = start_clients(&handle, &cfg, seed, &addrs, client_timeout, stop_at_ms, &history);
+    let faults = schedule_of(&cfg, seed, &world);
     let with_standby = world.standby.is_some();
     let contents = world.contents();
     let segments = world.segments.clone();
-    let hosts = crate::operator::harness::SimHosts {
+    let hosts = SimHosts {
         world: std::sync::Arc::new(std::sync::Mutex::new(world)),
         steps: Default::default(),
         cfg: std::sync::Arc::new(cfg.clone()),
     };
     // With a standby, the operator watches the coordinator while faults are injected.
     let watch = (cfg.operator && with_standby).then(|| {
-        admin.spawn(crate::world::coordinator_pair::watch(
+        admin.spawn(crate::operator::standby::watch(
             hosts.clone(),
             addrs.clone(),
             client_timeout,
@@ -513,39 +472,146 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     // Liveness: the operator recovers and rebalances until the cluster has converged; then the
     // final read.
     let converged = if cfg.operator {
-        let (verdict, actions) = admin
-            .spawn(converge(
-                hosts.clone(),
-                operator,
-                addrs.clone(),
-                client_timeout,
-                cfg.heal_bound,
-                stream(seed, "operator"),
-            ))
-            .await
-            .expect("converge task");
+        let converging = converge(
+            hosts.clone(),
+            operator,
+            addrs.clone(),
+            client_timeout,
+            cfg.heal_bound,
+            stream(seed, "operator"),
+        );
+        let (verdict, actions) = admin.spawn(converging).await.expect("converge task");
         operator_actions.extend(actions);
         verdict
     } else {
         Ok(())
     };
-    let read = admin.spawn(read_everything_at(
-        addrs.clone(),
-        client_timeout,
-        contents,
-        cfg.heal_bound,
-    ));
-    let final_rows = read.await.expect("read task");
-    let checksums = if final_rows.is_ok() {
+    let reads = final_reads(&admin, &addrs, client_timeout, contents, cfg.heal_bound).await;
+    let activations = std::mem::take(&mut hosts.world.lock().unwrap().activations);
+    let successions = std::mem::take(&mut hosts.world.lock().unwrap().successions);
+    let facts = recorder.facts();
+    let out = SimOutput {
+        cluster_events: crate::observer::milestones(&facts),
+        catalog_lines: crate::observer::catalog_lines(&facts),
+        facts,
+        checksums: reads.checksums,
+        faults,
+        healed_at_end,
+        converged,
+        operator_actions,
+        workload_started_ms: start_ms,
+        host_events,
+        segments,
+        configuration_history: reads.configuration_history,
+        activations,
+        successions,
+        history,
+        final_rows: reads.rows,
+        sim_time_ms: now_ms(),
+        messages: madsim::net::NetSim::current().stat().msg_count,
+    };
+    release_every_task(&handle).await;
+    out
+}
+
+/// Builds the world and the admin host, creates the tables, and adds the standby coordinator
+/// when the run places one, as an administrator adds one to a running cluster.
+async fn start_cluster(
+    handle: &madsim::runtime::Handle,
+    cfg: &RunConfig,
+    seed: u64,
+    recorder: &Recorder,
+    client_timeout: Duration,
+) -> (World, madsim::runtime::NodeHandle) {
+    let world = World::build_observed(cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
+    let coordinator = world.coordinator_addr.clone();
+    let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
+    let setup = admin.spawn(async move { create_tables(coordinator, client_timeout).await });
+    if let Err(e) = setup.await.expect("setup task") {
+        panic!("cluster never came up: {e}");
+    }
+    if world.standby.is_some() {
+        let init = world.init_standby(&admin, false, Duration::from_secs(30));
+        if let Err(e) = init.await {
+            panic!("init-standby -s {}: {e}", crate::world::STANDBY_HOST);
+        }
+    }
+    (world, admin)
+}
+
+/// Starts the clients, each on a host of its own with its own random stream, until
+/// `stop_at_ms`.
+fn start_clients(
+    handle: &madsim::runtime::Handle,
+    cfg: &RunConfig,
+    seed: u64,
+    addrs: &[String],
+    timeout: Duration,
+    stop_at_ms: u64,
+    history: &History,
+) -> Vec<madsim::task::JoinHandle<()>> {
+    let mut clients = Vec::new();
+    for c in 1..=cfg.clients {
+        let node = handle
+            .create_node()
+            .name(format!("client-{c}"))
+            .ip(client_ip(c))
+            .build();
+        let spec = workload::ClientSpec {
+            id: c,
+            coordinators: addrs.to_vec(),
+            timeout,
+            workload: cfg.workload.clone(),
+            contents: cfg.contents,
+            stop_at_ms,
+        };
+        let rng = stream(seed, &format!("client-{c}"));
+        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
+    }
+    clients
+}
+
+/// The run's fault schedule: the one it was given, or drawn from the seed's nemesis stream.
+fn schedule_of(cfg: &RunConfig, seed: u64, world: &World) -> Vec<ScheduledFault> {
+    match &cfg.schedule {
+        Some(schedule) => schedule.clone(),
+        None => {
+            let layout = nemesis::Layout {
+                segment_hosts: world.segment_host_names(),
+                segments: &world.segments,
+            };
+            nemesis::plan(&mut stream(seed, "nemesis"), cfg, &layout)
+        }
+    }
+}
+
+/// What the run reads back once it healed: every row, and when that succeeded, each pair's
+/// checksums and the configuration history.
+struct FinalReads {
+    rows: Result<BTreeMap<(String, Key), Value>, String>,
+    checksums: Vec<invariants::identical_replicas::PairChecksums>,
+    configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
+}
+
+async fn final_reads(
+    admin: &madsim::runtime::NodeHandle,
+    addrs: &[String],
+    timeout: Duration,
+    contents: Vec<i16>,
+    bound: Duration,
+) -> FinalReads {
+    let read = admin.spawn(read_everything_at(addrs.to_vec(), timeout, contents, bound));
+    let rows = read.await.expect("read task");
+    let checksums = if rows.is_ok() {
         admin
-            .spawn(pair_checksums_at(addrs.clone(), client_timeout))
+            .spawn(pair_checksums_at(addrs.to_vec(), timeout))
             .await
             .expect("checksum task")
     } else {
         Vec::new()
     };
-    let configuration_history = if final_rows.is_ok() {
-        let (addrs, timeout) = (addrs.clone(), client_timeout);
+    let configuration_history = if rows.is_ok() {
+        let addrs = addrs.to_vec();
         admin
             .spawn(async move {
                 Client::new(addrs, timeout)
@@ -558,31 +624,11 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     } else {
         None
     };
-    let activations = std::mem::take(&mut hosts.world.lock().unwrap().activations);
-    let successions = std::mem::take(&mut hosts.world.lock().unwrap().successions);
-    let facts = recorder.facts();
-    let out = SimOutput {
-        cluster_events: crate::observer::milestones(&facts),
-        catalog_lines: crate::observer::catalog_lines(&facts),
-        facts,
+    FinalReads {
+        rows,
         checksums,
-        faults,
-        healed_at_end,
-        converged,
-        operator_actions,
-        workload_started_ms: start_ms,
-        host_events,
-        segments,
         configuration_history,
-        activations,
-        successions,
-        history,
-        final_rows,
-        sim_time_ms: now_ms(),
-        messages: madsim::net::NetSim::current().stat().msg_count,
-    };
-    release_every_task(&handle).await;
-    out
+    }
 }
 
 /// Drops every task of the world. madsim keeps a task that is still pending when its runtime is

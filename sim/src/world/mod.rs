@@ -130,7 +130,7 @@ pub struct World {
     pub cluster_id: u64,
     /// Every change of acting coordinator (an activation the operator saw through, reported
     /// or not), for the one-acting-coordinator checker.
-    pub successions: Vec<crate::invariants::one_acting_coordinator::Succession>,
+    pub successions: Vec<crate::world::coordinator_pair::Succession>,
     /// When the operator began the activation under way, if one is.
     pub activation_began_ms: Option<u64>,
 }
