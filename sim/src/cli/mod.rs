@@ -1,4 +1,7 @@
 //! The `hasim` command line: run seeds, replay one, benchmark the simulator.
+//!
+//! `hasim bench` is in [`bench`]; `hasim report`, `hasim layouts` and the replay's
+//! timeline and Perfetto outputs in [`report`].
 
 pub mod bench;
 pub mod report;
@@ -290,28 +293,6 @@ pub fn run_many(
         each(run.result, run.log, run.mismatch);
         std::ops::ControlFlow::Continue(())
     });
-}
-
-/// The first log line that differs between two runs of one seed, ignoring madsim's task ids
-/// (a process-wide counter that differs between runs in one process by design).
-pub fn first_divergence(a: &[u8], b: &[u8]) -> String {
-    fn strip(line: &str) -> String {
-        let mut out = String::new();
-        let mut rest = line;
-        while let Some(i) = rest.find("task{id=") {
-            out.push_str(&rest[..i]);
-            rest = rest[i..].split_once('}').map(|(_, r)| r).unwrap_or("");
-        }
-        out.push_str(rest);
-        out
-    }
-    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
-    for (n, (x, y)) in a.lines().zip(b.lines()).enumerate() {
-        if strip(x) != strip(y) {
-            return format!("line {}:\n    first run:  {x}\n    second run: {y}", n + 1);
-        }
-    }
-    "the logs agree line by line (the difference is in events below the log level; rerun with RUST_LOG=debug)".to_string()
 }
 
 fn default_jobs() -> u32 {

@@ -54,6 +54,7 @@ pub struct Exposure {
 /// Which instances each fault touches, and when. A fault touches an instance from its start to
 /// its heal (a flipped bit: to the end of the run); global network faults (latency, loss) are
 /// left out, as they slow the cluster down but cut nothing.
+/// (Kept whole: one arm per fault kind says what that kind touches.)
 pub fn exposure(faults: &[ScheduledFault], segments: &[SegmentConfig], end_ms: u64) -> Exposure {
     let mut heal_at: BTreeMap<u32, u64> = BTreeMap::new();
     for f in faults.iter().filter(|f| f.fault.is_heal()) {

@@ -9,6 +9,7 @@ use super::{Fault, Layout, ScheduledFault};
 /// Checks a schedule against the cluster it will run on: every host, dbid and content exists,
 /// every heal follows its fault in the same episode, times are within the run. The error names
 /// the entry and its field.
+/// (Kept whole: one arm per entry kind, each with its own rule, reads as the rule list.)
 pub fn validate(
     faults: &[ScheduledFault],
     layout: &Layout,

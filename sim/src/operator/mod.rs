@@ -22,6 +22,10 @@
 //!
 //! [`Operator::decide`] is pure (a function of what the operator observes and remembers);
 //! [`Operator::act`] observes the world, decides, and carries the action out.
+//!
+//! The rooms: the rules (here, [`Operator::decide`]), carrying them out (`act`), the standby
+//! verbs and the operator's watch during faults ([`standby`]), and the harness the verbs run
+//! through ([`harness`]: the world as the admin utilities' hosts).
 
 mod act;
 pub mod harness;

@@ -1,6 +1,10 @@
 //! Runs one seed: builds the world, starts clients and the nemesis, heals, reads everything
 //! back, checks the invariants. Each seed runs on a fresh thread (madsim and `HashMap` seeding
 //! are per thread), so seeds are independent and can run in parallel.
+//!
+//! The rooms: many seeds on a pool of threads ([`pool`]), the log and its hash ([`trace`]),
+//! shrinking a failing schedule ([`shrink`]), failover figures ([`failover`]), what a run
+//! hands `reports` ([`recording`]), and the progress bar ([`progress`]).
 
 pub mod failover;
 pub mod pool;
@@ -438,7 +442,15 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let start_ms = now_ms();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
     let history = History::default();
-    let clients = start_clients(&handle, &cfg, seed, &addrs, client_timeout, stop_at_ms, &history);
+    let clients = start_clients(
+        &handle,
+        &cfg,
+        seed,
+        &addrs,
+        client_timeout,
+        stop_at_ms,
+        &history,
+    );
     let faults = schedule_of(&cfg, seed, &world);
     let with_standby = world.standby.is_some();
     let contents = world.contents();

@@ -12,6 +12,7 @@ use crate::run::failover::HostEvent;
 use crate::run::OperatorAction;
 use crate::workload::history::{Outcome, TxnRecord};
 
+/// (Kept whole: one pass per source of events, in the order the timeline layers them.)
 #[allow(clippy::too_many_arguments)]
 pub fn of_run(
     seed: u64,

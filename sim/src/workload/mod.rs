@@ -10,6 +10,8 @@
 //! hash to it, as the coordinator refuses transactions that span contents until it has
 //! two-phase commit. Where only one choice is possible nothing is drawn, so the insert-only
 //! workload of one content draws exactly what it always did.
+//!
+//! The history the clients record lives in [`history`].
 
 pub mod history;
 

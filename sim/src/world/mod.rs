@@ -1,6 +1,10 @@
 //! The simulated world: hosts as madsim nodes, each with a simulated disk the harness holds so
 //! that it outlives a crash. Speaks the operator's language: `kill_host("sdw1")`,
 //! `restart_host("sdw1")`.
+//!
+//! The rooms: the simulated disk ([`disk`]), carrying out the nemesis's faults ([`faults`]),
+//! the standby coordinator's host ([`standby_host`]) and the coordinator pair in randomized
+//! runs: crashes, fencing, activation ([`coordinator_pair`]).
 
 pub mod coordinator_pair;
 pub mod disk;
