@@ -72,9 +72,17 @@ fn parse_seeds(s: &str) -> Result<SeedRange, String> {
 }
 
 pub fn report(args: &ReportArgs) -> i32 {
+    let shapes = match crate::layouts::standard_shapes_placed() {
+        Ok(shapes) => shapes,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 3;
+        }
+    };
     let extras = reports::Extras {
         layouts: args.layouts.as_deref(),
         timelines: &args.timeline,
+        shapes: &shapes,
     };
     match reports::report(&args.input, &extras, &args.out) {
         Ok(page) => {
@@ -104,7 +112,7 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
     }
     let ks: Vec<usize> = (1..=K_MAX).collect();
     let mut sims: Vec<Simulated> = Vec::new();
-    for shape in layout_report::standard_shapes() {
+    for shape in crate::layouts::standard_shapes() {
         for layout in &shape.layouts {
             let started = std::time::Instant::now();
             let mut sim = Simulated {
@@ -158,8 +166,19 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
         return 0;
     }
     let mut shape_reports = Vec::new();
-    for shape in layout_report::standard_shapes() {
-        match layout_report::shape_report(&shape, &sims) {
+    let shapes = crate::layouts::standard_shapes()
+        .iter()
+        .map(crate::layouts::Shape::placed)
+        .collect::<Result<Vec<_>>>();
+    let shapes = match shapes {
+        Ok(shapes) => shapes,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 3;
+        }
+    };
+    for shape in &shapes {
+        match layout_report::shape_report(shape, &sims) {
             Ok(r) => {
                 println!("{}", r.table.markdown());
                 shape_reports.push(r);

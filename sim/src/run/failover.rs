@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use cluster::catalog::{Content, Dbid, Role, SegmentConfig};
-use reports::timeline::CatalogChange;
 
-use crate::observer::ClusterEvent;
+use crate::observer::{CatalogChange, ClusterEvent};
 use crate::workload::history::{Outcome, TxnRecord};
 
 /// One primary lost to a host crash, and how long its content took to commit again. Times are
