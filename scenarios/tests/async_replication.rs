@@ -17,7 +17,7 @@ const SEEDS: std::ops::Range<u64> = 0..40;
 #[test]
 fn asynchronous_replication_loses_acknowledged_commits_on_failover_and_synchronous_does_not() {
     // The failover milestones come from the cluster's log.
-    sim::run::trace::install("warn");
+    sim::trace::install("warn");
     let (async_cfg, sync_cfg) = (RunConfig::async_pair(), RunConfig::pair());
     assert_eq!(async_cfg.contents, sync_cfg.contents);
     let mut lost_seeds = Vec::new();

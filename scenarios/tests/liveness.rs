@@ -59,7 +59,7 @@ fn without_the_operator_no_action_is_taken() {
 /// pinned (a scenario name outside `swarm*` is not drawn again), without either.
 #[test]
 fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() {
-    let mut cfg = sim::swarm::derive(167, &RunConfig::swarm());
+    let mut cfg = sim::config::swarm::derive(167, &RunConfig::swarm());
     cfg.scenario = "pinned swarm seed 167".into();
     cfg.standby = false;
     for kind in [FaultKind::DiskReplaced, FaultKind::DatadirLost] {

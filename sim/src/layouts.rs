@@ -128,7 +128,7 @@ pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
         .stack_size(16 << 20)
         .spawn(move || {
             // The trial's log is not kept (a layout trial checks the catalog, not the log).
-            crate::run::trace::begin_capture();
+            crate::trace::begin_capture();
             let mut rt =
                 madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
             rt.set_time_limit(SETTLE * 2 + SYNC_BOUND * 2);
@@ -137,7 +137,7 @@ pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
                 crate::run::release_every_task(&madsim::runtime::Handle::current()).await;
                 out
             });
-            crate::run::trace::end_capture();
+            crate::trace::end_capture();
             out
         })
         .expect("spawn trial thread")

@@ -1,12 +1,13 @@
 //! The deterministic simulator of the cluster: simulated hosts and disks, a nemesis, a client
 //! workload with a Jepsen-style history, invariant checkers, and the seed runner behind `hasim`.
 //!
-//! The rooms: [`world`] (hosts, disks, the coordinator pair, carrying out faults), [`nemesis`]
-//! (drawing and reading fault schedules), [`operator`] (the administrator agent and the harness
-//! its verbs run through), [`workload`] (clients and their history), [`invariants`] (the
-//! checkers), [`run`] (one seed's run loop, its results, the pool, the trace, shrinking),
-//! [`procedures`] (the seed documents' administrator procedures, step by step), [`cli`]
-//! (`hasim`).
+//! The rooms: [`config`] (a run's configuration, and the swarm's draw of one), [`world`]
+//! (hosts, disks, the coordinator pair, carrying out faults), [`nemesis`] (drawing and reading
+//! fault schedules), [`operator`] (the administrator agent and the harness its verbs run
+//! through), [`workload`] (clients and their history), [`invariants`] (the checkers), [`run`]
+//! (one seed's run loop, its results, the pool, shrinking), [`trace`] (the log and its hash,
+//! which the workload feeds too), [`procedures`] (the seed documents' administrator
+//! procedures, step by step), [`cli`] (`hasim`).
 
 pub mod cli;
 pub mod config;
@@ -17,7 +18,8 @@ pub mod nemesis;
 pub mod observer;
 pub mod operator;
 pub mod procedures;
+pub mod random;
 pub mod run;
-pub mod swarm;
+pub mod trace;
 pub mod workload;
 pub mod world;

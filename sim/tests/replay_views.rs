@@ -16,7 +16,7 @@ const SEED: u64 = 1;
 
 /// Runs the seed as `hasim replay` does: the log subscriber records the prober's decisions.
 fn replay() -> (sim::run::SeedResult, reports::timeline::Recording) {
-    sim::run::trace::install("warn");
+    sim::trace::install("warn");
     let (result, _, recording) = run_seed_recorded(SEED, &RunConfig::pair());
     (result, recording.expect("the run recorded its events"))
 }

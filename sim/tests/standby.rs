@@ -43,10 +43,10 @@ fn in_runtime_hashed<T, F: std::future::Future<Output = T> + 'static>(
 ) -> (T, u64) {
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     rt.set_time_limit(Duration::from_secs(600));
-    sim::run::trace::install("info");
-    sim::run::trace::begin_capture();
+    sim::trace::install("info");
+    sim::trace::begin_capture();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(f())));
-    let (log, hash) = sim::run::trace::end_capture();
+    let (log, hash) = sim::trace::end_capture();
     match r {
         Ok(v) => (v, hash),
         Err(p) => {

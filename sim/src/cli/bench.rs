@@ -17,21 +17,21 @@ use std::time::Instant;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{run_many, SeedRange, World};
+use crate::cli::args::{self, SeedRange, World};
 use crate::config::RunConfig;
 use crate::run::failover::{self, Failover};
-use crate::run::Verdict;
+use crate::run::{SeedResult, Verdict};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Seeds per measurement.
-    #[arg(long, default_value = "0..40", value_parser = crate::cli::parse_seeds)]
+    #[arg(long, default_value = "0..40", value_parser = args::parse_seeds)]
     pub seeds: SeedRange,
     /// Also measure 8, 64 and 256 segments (scenarios scaled-8, scaled-64, scaled-256).
     #[arg(long)]
     pub scaling: bool,
     /// Seeds per size for `--scaling`.
-    #[arg(long, default_value = "0..3", value_parser = crate::cli::parse_seeds)]
+    #[arg(long, default_value = "0..3", value_parser = args::parse_seeds)]
     pub scaling_seeds: SeedRange,
     #[command(flatten)]
     pub world: World,
@@ -39,7 +39,7 @@ pub struct BenchArgs {
 
 #[derive(Args, Debug)]
 pub struct ChildArgs {
-    #[arg(long, value_parser = crate::cli::parse_scenario)]
+    #[arg(long, value_parser = args::parse_scenario)]
     pub scenario: String,
     /// Seeds to run, one at a time; none measures the process's start-up alone.
     #[arg(long)]
@@ -83,7 +83,7 @@ pub fn peak_rss_kib() -> u64 {
 }
 
 pub fn child(args: ChildArgs) -> i32 {
-    crate::run::trace::install("warn");
+    crate::trace::install("warn");
     let cfg = RunConfig::by_name(&args.scenario).expect("validated by clap");
     let started = Instant::now();
     let (cpu0, _) = usage();
@@ -97,11 +97,11 @@ pub fn child(args: ChildArgs) -> i32 {
         transactions: 0,
     };
     if let Some(seeds) = &args.seeds {
-        let seeds = match crate::cli::parse_seeds(seeds) {
+        let seeds = match args::parse_seeds(seeds) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("--seeds: {e}");
-                return crate::cli::EXIT_USAGE;
+                return args::EXIT_USAGE;
             }
         };
         run_many(&cfg, seeds, 1, false, |r, _, _| {
@@ -178,7 +178,7 @@ fn scaling(seeds: SeedRange) -> Result<(), String> {
 }
 
 pub fn main(args: BenchArgs) -> i32 {
-    crate::run::trace::install("warn");
+    crate::trace::install("warn");
     let cfg = args.world.config();
     let n = args.seeds.end - args.seeds.start;
     println!(
@@ -307,7 +307,7 @@ fn floor(transport: Transport, time: std::time::Duration) -> (u64, f64) {
     std::thread::Builder::new()
         .name("floor".into())
         .spawn(move || {
-            crate::run::trace::quietly(|| {
+            crate::trace::quietly(|| {
                 let cpu0 = usage_thread();
                 let rt =
                     madsim::runtime::Runtime::with_seed_and_config(0, madsim::Config::default());
@@ -424,6 +424,21 @@ fn usage_thread() -> f64 {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+/// Runs seeds on `jobs` workers; calls `each` in seed order.
+fn run_many(
+    cfg: &RunConfig,
+    seeds: SeedRange,
+    jobs: u32,
+    twice: bool,
+    mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
+) {
+    let list: Vec<u64> = (seeds.start..seeds.end).collect();
+    crate::run::pool::run_seeds(cfg, &list, jobs, twice, |run| {
+        each(run.result, run.log, run.mismatch);
+        std::ops::ControlFlow::Continue(())
+    });
 }
 
 #[cfg(test)]

@@ -1,24 +1,23 @@
 //! The `hasim` command line: run seeds, replay one, benchmark the simulator.
 //!
-//! `hasim bench` is in [`bench`]; `hasim report`, `hasim layouts` and the replay's
+//! `hasim bench` is in [`bench`], `hasim hunt` in [`hunt`]; `hasim report`, `hasim layouts` and the replay's
 //! timeline and Perfetto outputs in [`report`].
 
+pub mod args;
 pub mod bench;
+pub mod hunt;
 pub mod report;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand};
-
-use cluster::segment::ReplicationMode;
+use clap::{Parser, Subcommand};
 
 use crate::config::RunConfig;
 use crate::run::failover::{self, Failover};
 use crate::run::{SeedResult, Verdict};
-
-pub const EXIT_USAGE: i32 = 64;
+use args::{ReplayArgs, RunArgs, ShrinkArgs, World, EXIT_USAGE};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,7 +43,7 @@ pub enum Command {
     #[command(hide = true)]
     BenchChild(crate::cli::bench::ChildArgs),
     /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
-    Hunt(crate::hunt::HuntArgs),
+    Hunt(hunt::HuntArgs),
     /// Write an HTML report with charts from `hasim run --json` results.
     Report(crate::cli::report::ReportArgs),
     /// Measure mirror layouts under k simultaneous host failures (availability, load).
@@ -60,182 +59,6 @@ pub enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-}
-
-#[derive(Args, Debug)]
-pub struct ShrinkArgs {
-    #[arg(long)]
-    pub seed: u64,
-    /// Where the shrunk schedule goes (default: shrunk-seed-N.json).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Runs to spend at most.
-    #[arg(long, default_value_t = 150)]
-    pub max_runs: u32,
-    /// Start from the schedule in this file (as `replay --schedule`) instead of the seed's.
-    #[arg(long)]
-    pub schedule: Option<PathBuf>,
-    #[command(flatten)]
-    pub world: World,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct World {
-    /// Scenario to run (known: standard, pair, async-pair, swarm).
-    #[arg(long, default_value = "standard", value_parser = parse_scenario)]
-    pub scenario: String,
-    /// Replication mode of every segment, overriding the scenario's: sync (a commit waits for
-    /// the mirror's flush) or async (it does not).
-    #[arg(long, value_parser = parse_replication)]
-    pub replication: Option<ReplicationMode>,
-    /// Let a transaction's statements route to several contents (committed by two-phase commit;
-    /// the standard scenario has them on already).
-    #[arg(long)]
-    pub multi_content_txns: bool,
-    /// Leave out the liveness phase: no operator agent recovers or rebalances once every fault
-    /// healed, and convergence to the preferred roles is not required (the final read still is).
-    #[arg(long)]
-    pub no_operator: bool,
-    /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
-    /// per host) or block:SIZE (the size must divide the number of segment hosts).
-    #[arg(long, value_parser = str::parse::<cluster::layout::Layout>)]
-    pub layout: Option<cluster::layout::Layout>,
-    /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
-    #[arg(long = "bug", value_parser = parse_bug)]
-    pub bugs: Vec<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Seeds to run: `A..B` (B excluded) or a single seed.
-    #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
-    pub seeds: SeedRange,
-    /// Seeds run in parallel (default: available cores).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: Option<u32>,
-    /// One JSON object per seed on standard output, nothing else there.
-    #[arg(long)]
-    pub json: bool,
-    /// Run every seed twice and compare trace hashes.
-    #[arg(long)]
-    pub check_determinism: bool,
-    /// Run only shard K of N (K counts from 1): the seeds at offsets o of the range with
-    /// o % N == K - 1. The N shards' JSON lines, concatenated and sorted, are the whole run's.
-    #[arg(long, value_parser = crate::run::pool::Shard::parse)]
-    pub shard: Option<crate::run::pool::Shard>,
-    /// Where a failing seed's result and log are kept.
-    #[arg(long, default_value = "hasim-failures")]
-    pub failures_dir: PathBuf,
-    #[command(flatten)]
-    pub world: World,
-}
-
-#[derive(Args, Debug)]
-pub struct ReplayArgs {
-    #[arg(long)]
-    pub seed: u64,
-    /// Write the seed's full log (level from RUST_LOG, default debug) to this file.
-    #[arg(long)]
-    pub trace: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
-    /// Draw the state timeline of every instance (SVG) to this file.
-    #[arg(long)]
-    pub timeline: Option<PathBuf>,
-    /// Write a Chrome trace-event JSON file (opens in ui.perfetto.dev) to this file.
-    #[arg(long)]
-    pub perfetto: Option<PathBuf>,
-    /// Carry out the fault schedule in this JSON file (a result line, or an array of faults)
-    /// instead of the one drawn from the seed; the workload is still the seed's.
-    #[arg(long)]
-    pub schedule: Option<PathBuf>,
-    #[command(flatten)]
-    pub world: World,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeedRange {
-    pub start: u64,
-    pub end: u64,
-}
-
-pub fn parse_seeds(s: &str) -> Result<SeedRange, String> {
-    let range = match s.split_once("..") {
-        Some((a, b)) => {
-            let start = a
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| format!("seed range start {a:?}: {e}"))?;
-            let end = b
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| format!("seed range end {b:?}: {e}"))?;
-            SeedRange { start, end }
-        }
-        None => {
-            let seed = s
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| format!("seed {s:?}: {e} (expected N or A..B)"))?;
-            SeedRange {
-                start: seed,
-                end: seed + 1,
-            }
-        }
-    };
-    if range.end <= range.start {
-        return Err(format!(
-            "seed range {s:?} is empty: the end must be greater than the start"
-        ));
-    }
-    Ok(range)
-}
-
-pub fn parse_scenario(s: &str) -> Result<String, String> {
-    RunConfig::by_name(s).map(|_| s.to_string()).ok_or_else(|| {
-        format!(
-            "unknown scenario {s:?}; known: {}",
-            RunConfig::SCENARIOS.join(", ")
-        )
-    })
-}
-
-fn parse_replication(s: &str) -> Result<ReplicationMode, String> {
-    match s {
-        "sync" => Ok(ReplicationMode::Sync),
-        "async" => Ok(ReplicationMode::Async),
-        other => Err(format!(
-            "unknown replication mode {other:?}; known: sync, async"
-        )),
-    }
-}
-
-fn parse_bug(s: &str) -> Result<String, String> {
-    cluster::bugs::PlantedBugs::default()
-        .enable(s)
-        .map(|_| s.to_string())
-}
-
-impl World {
-    pub fn config(&self) -> RunConfig {
-        let mut cfg = RunConfig::by_name(&self.scenario).expect("validated by clap");
-        if let Some(mode) = self.replication {
-            cfg.replication = mode;
-        }
-        if self.multi_content_txns {
-            cfg.workload.multi_content_txns = true;
-        }
-        if self.no_operator {
-            cfg.operator = false;
-        }
-        if let Some(layout) = self.layout {
-            cfg.layout = layout;
-        }
-        for bug in &self.bugs {
-            cfg.bugs.enable(bug).expect("validated by clap");
-        }
-        cfg
-    }
 }
 
 /// Parses arguments and runs; returns the process exit code.
@@ -272,27 +95,12 @@ pub fn main() -> i32 {
         Command::Replay(args) => replay(args),
         Command::Bench(args) => crate::cli::bench::main(args),
         Command::BenchChild(args) => crate::cli::bench::child(args),
-        Command::Hunt(args) => crate::hunt::main(args),
+        Command::Hunt(args) => hunt::main(args),
         Command::Shrink(args) => shrink(args),
         Command::Report(args) => crate::cli::report::report(&args),
         Command::Layouts(args) => crate::cli::report::layouts(&args),
         Command::Scenario { name, seed } => crate::procedures::cli(&name, seed),
     }
-}
-
-/// Runs seeds on `jobs` workers; calls `each` in seed order.
-pub fn run_many(
-    cfg: &RunConfig,
-    seeds: SeedRange,
-    jobs: u32,
-    twice: bool,
-    mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
-) {
-    let list: Vec<u64> = (seeds.start..seeds.end).collect();
-    crate::run::pool::run_seeds(cfg, &list, jobs, twice, |run| {
-        each(run.result, run.log, run.mismatch);
-        std::ops::ControlFlow::Continue(())
-    });
 }
 
 fn default_jobs() -> u32 {
@@ -359,7 +167,7 @@ fn explain_failure(r: &SeedResult) -> String {
 }
 
 fn run(args: RunArgs) -> i32 {
-    crate::run::trace::install("info");
+    crate::trace::install("info");
     let cfg = args.world.config();
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let started = Instant::now();
@@ -444,7 +252,7 @@ fn run(args: RunArgs) -> i32 {
 }
 
 fn replay(args: ReplayArgs) -> i32 {
-    crate::run::trace::install(if args.trace.is_some() {
+    crate::trace::install(if args.trace.is_some() {
         "debug"
     } else {
         "info"
@@ -511,7 +319,7 @@ fn load_schedule(path: &Path, seed: u64, cfg: &mut RunConfig) -> Result<(), Stri
     let mut with = cfg.clone();
     crate::run::shrink::apply_schedule_file(&mut with, &text)?;
     let schedule = with.schedule.clone().unwrap_or_default();
-    let seeded = crate::swarm::derive(seed, &with);
+    let seeded = crate::config::swarm::derive(seed, &with);
     let segments = crate::world::layout(&seeded);
     let layout = crate::nemesis::Layout {
         segment_hosts: (1..=seeded.segment_hosts)
@@ -525,7 +333,7 @@ fn load_schedule(path: &Path, seed: u64, cfg: &mut RunConfig) -> Result<(), Stri
 }
 
 fn shrink(args: ShrinkArgs) -> i32 {
-    crate::run::trace::install("warn");
+    crate::trace::install("warn");
     let mut cfg = args.world.config();
     if let Some(path) = &args.schedule {
         if let Err(e) = load_schedule(path, args.seed, &mut cfg) {

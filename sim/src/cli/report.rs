@@ -10,7 +10,7 @@ use reports::layout_report::{self, K_MAX};
 use reports::layouts::Simulated;
 use reports::timeline::Recording;
 
-use crate::cli::{ReplayArgs, SeedRange, EXIT_USAGE};
+use crate::cli::args::{ReplayArgs, SeedRange, EXIT_USAGE};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {

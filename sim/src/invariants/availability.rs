@@ -489,7 +489,7 @@ mod tests {
 
     #[test]
     fn the_window_covers_a_probe_cycle_with_retries() {
-        let probe = crate::world::sim_probe_settings();
+        let probe = crate::config::sim_probe_settings();
         let w = crate::nemesis::detection_window(
             &probe,
             Duration::from_secs(3),

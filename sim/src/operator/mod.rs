@@ -36,6 +36,8 @@ pub use act::activate;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use cluster::catalog::{Catalog, Content, Dbid, Mode, SegmentConfig, Status};
 use cluster::standby::{MirroringStatus, SummaryState};
 
@@ -242,6 +244,29 @@ impl Operator {
                 }))
             }
             _ => None,
+        }
+    }
+}
+
+/// One action of the operator agent.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorAction {
+    /// Simulated ms since the run began.
+    pub at_ms: u64,
+    /// The utility as an administrator types it (`recoverseg -r`).
+    pub command: String,
+    pub ok: bool,
+    /// What the utility reported, or its error.
+    pub outcome: String,
+}
+
+impl OperatorAction {
+    pub fn new(at_ms: u64, action: &Action, outcome: Result<String, String>) -> OperatorAction {
+        OperatorAction {
+            at_ms,
+            command: action.command(),
+            ok: outcome.is_ok(),
+            outcome: outcome.unwrap_or_else(|e| e).trim().replace('\n', "; "),
         }
     }
 }

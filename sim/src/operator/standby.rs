@@ -10,8 +10,7 @@ use cluster::standby::admin::{self, InitMode, StandbyAdminError};
 use cluster::standby::MirroringStatus;
 
 use super::harness::SimHosts;
-use super::Operator;
-use crate::run::OperatorAction;
+use super::{Operator, OperatorAction};
 
 /// `init-standby -s HOST` (`resync: false`, the data directory wiped first, as a new standby
 /// needs an empty one) or `init-standby -n` (the standby on `host`, restarted on the data it
@@ -70,7 +69,10 @@ pub async fn watch(
     timeout: Duration,
     stop_at_ms: u64,
     mut rng: rand_chacha::ChaCha8Rng,
-) -> (crate::operator::Operator, Vec<crate::run::OperatorAction>) {
+) -> (
+    crate::operator::Operator,
+    Vec<crate::operator::OperatorAction>,
+) {
     use rand_chacha::rand_core::Rng;
     let mut operator = Operator::new();
     operator.faults_running = true;

@@ -2,7 +2,7 @@
 //! back, checks the invariants. Each seed runs on a fresh thread (madsim and `HashMap` seeding
 //! are per thread), so seeds are independent and can run in parallel.
 //!
-//! The rooms: many seeds on a pool of threads ([`pool`]), the log and its hash ([`trace`]),
+//! The rooms: many seeds on a pool of threads ([`pool`]),
 //! shrinking a failing schedule ([`shrink`]), failover figures ([`failover`]), what a run
 //! hands `reports` ([`recording`]), and the progress bar ([`progress`]).
 
@@ -11,14 +11,12 @@ pub mod pool;
 pub mod progress;
 pub mod recording;
 pub mod shrink;
-pub mod trace;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant as WallInstant};
 
-use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
@@ -30,6 +28,9 @@ use crate::invariants::{self, Violation};
 use crate::nemesis::{self, Fault, Label, ScheduledFault};
 use crate::observer::Recorder;
 use crate::operator::harness::SimHosts;
+use crate::operator::OperatorAction;
+pub use crate::random::stream;
+use crate::trace;
 use crate::workload::history::{History, Outcome as TxnOutcome};
 use crate::workload::{self, now_ms, TABLES};
 use crate::world::World;
@@ -70,9 +71,9 @@ pub struct EventCounts {
 #[derive(Clone, Debug, Serialize)]
 pub struct SeedResult {
     pub seed: u64,
-    /// What a swarm scenario drew for this seed (see `crate::swarm`).
+    /// What a swarm scenario drew for this seed (see `crate::config::swarm`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub swarm: Option<crate::swarm::SwarmOptions>,
+    pub swarm: Option<crate::config::swarm::SwarmOptions>,
     pub verdict: Verdict,
     pub config: RunConfig,
     /// Whether the schedule must leave the cluster available, judged from the schedule.
@@ -140,15 +141,6 @@ impl SeedResult {
     }
 }
 
-/// Derives an independent random stream for one concern of one seed, so that a draw added in
-/// one concern does not shift the others.
-pub fn stream(seed: u64, concern: &str) -> ChaCha8Rng {
-    let mut h = trace::Fnv::default();
-    h.write_u64(seed);
-    h.write(concern.as_bytes());
-    ChaCha8Rng::seed_from_u64(h.0)
-}
-
 /// The command that replays a seed.
 pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
     let mut cmd = format!("cargo run --release -p sim -- replay --seed {seed}");
@@ -204,11 +196,11 @@ struct SimOutput {
     successions: Vec<crate::world::coordinator_pair::Succession>,
 }
 
-/// Runs one seed on a fresh thread without its log (see [`crate::run::trace::quietly`]): the same
+/// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
 /// result and trace hash as [`run_seed`], at a fraction of the cost.
 pub fn run_seed_quiet(seed: u64, cfg: &RunConfig) -> SeedResult {
     trace::install("warn");
-    let cfg_thread = crate::swarm::derive(seed, cfg);
+    let cfg_thread = crate::config::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
@@ -223,7 +215,7 @@ pub fn run_seed(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
     // The trace hash and the checkers fed by log lines (failover milestones, the prober's
     // catalog changes) need the subscriber; `hasim` installs it first with its own level.
     trace::install("warn");
-    let cfg_thread = crate::swarm::derive(seed, cfg);
+    let cfg_thread = crate::config::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
@@ -240,7 +232,7 @@ pub fn run_seed_recorded(
     seed: u64,
     cfg: &RunConfig,
 ) -> (SeedResult, Vec<u8>, Option<reports::timeline::Recording>) {
-    let cfg_thread = crate::swarm::derive(seed, cfg);
+    let cfg_thread = crate::config::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
@@ -303,11 +295,11 @@ fn run_seed_here(
 /// are left out: the caller owns the runtime and the log.
 pub async fn run_in_current_runtime(cfg: RunConfig) -> SeedResult {
     let seed = madsim::runtime::Handle::current().seed();
-    let cfg = crate::swarm::derive(seed, &cfg);
+    let cfg = crate::config::swarm::derive(seed, &cfg);
     // Checkers fed by log lines (the prober's catalog changes, failover milestones) need the
     // subscriber and this thread's capture, as `run_seed` sets them up.
-    crate::run::trace::install("warn");
-    crate::run::trace::begin_capture();
+    crate::trace::install("warn");
+    crate::trace::begin_capture();
     let out = simulate(seed, cfg.clone()).await;
     let mut result = SeedResult::empty(seed, &cfg);
     judge(&mut result, out);
@@ -743,33 +735,6 @@ async fn converge(
                     actions,
                 )
             }
-        }
-    }
-}
-
-/// One action of the operator agent.
-#[derive(Clone, Debug, Serialize)]
-pub struct OperatorAction {
-    /// Simulated ms since the run began.
-    pub at_ms: u64,
-    /// The utility as an administrator types it (`recoverseg -r`).
-    pub command: String,
-    pub ok: bool,
-    /// What the utility reported, or its error.
-    pub outcome: String,
-}
-
-impl OperatorAction {
-    pub fn new(
-        at_ms: u64,
-        action: &crate::operator::Action,
-        outcome: Result<String, String>,
-    ) -> OperatorAction {
-        OperatorAction {
-            at_ms,
-            command: action.command(),
-            ok: outcome.is_ok(),
-            outcome: outcome.unwrap_or_else(|e| e).trim().replace('\n', "; "),
         }
     }
 }

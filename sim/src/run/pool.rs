@@ -90,7 +90,7 @@ fn run_one(seed: u64, cfg: &RunConfig, twice: bool) -> SeedRun {
             format!(
                 "; logged again: {}; first divergence: {}",
                 again.trace_hash,
-                crate::run::trace::first_divergence(&log, &again_log)
+                crate::trace::first_divergence(&log, &again_log)
             )
         } else {
             "; logged again: the same as with the log".to_string()

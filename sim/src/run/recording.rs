@@ -8,8 +8,8 @@ use reports::timeline::{CatalogChange, Event, Instance, Recording};
 
 use crate::nemesis::{Fault, ScheduledFault};
 use crate::observer::ClusterEvent;
+use crate::operator::OperatorAction;
 use crate::run::failover::HostEvent;
-use crate::run::OperatorAction;
 use crate::workload::history::{Outcome, TxnRecord};
 
 /// (Kept whole: one pass per source of events, in the order the timeline layers them.)

@@ -260,7 +260,7 @@ pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
         };
         history.complete(txn, outcome, error, now_ms());
         state.learn(&ops, &results, outcome);
-        crate::run::trace::hash_fact(&format!("txn {txn} {outcome:?} at {}", now_ms()));
+        crate::trace::hash_fact(&format!("txn {txn} {outcome:?} at {}", now_ms()));
         // After a failure, back off as a real client would rather than spin on an unavailable
         // content.
         let think = match outcome {

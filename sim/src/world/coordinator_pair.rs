@@ -1,7 +1,7 @@
 //! The coordinator pair in randomized runs: which host acts as the coordinator, the
 //! coordinator-crash fault (which takes the acting coordinator's host down), fencing a lost
 //! coordinator before its standby is activated, activation and a new standby on whichever
-//! coordinator host is free, as the operator agent (`crate::operator`) carries them out; and
+//! coordinator host is free, as the operator agent (`operator/`) carries them out; and
 //! the record of every activation, judged by the standby-catalog checker.
 //!
 //! The coordinator hosts are `mdw` (the coordinator at start-up) and `smdw` (its standby). Each

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -24,10 +23,9 @@ use tracing::{info, warn};
 
 use cluster::catalog::{Mode, Role, SegmentConfig, Status};
 use cluster::coordinator::{self, CoordinatorConfig};
-use cluster::fts::prober::ProbeSettings;
 use cluster::io::Disk;
 use cluster::observe::Observe;
-use cluster::segment::{self, InstanceConfig, ReplicationMode};
+use cluster::segment::{self, InstanceConfig};
 
 use crate::config::RunConfig;
 use crate::world::disk::{SimDisk, TornTail};
@@ -771,21 +769,6 @@ pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'stat
     for h in handles {
         let _ = h.await;
     }
-}
-
-/// Settings the world is built with that a run's configuration does not vary (yet).
-pub fn sim_probe_settings() -> ProbeSettings {
-    ProbeSettings {
-        probe_interval: Duration::from_secs(2),
-        probe_timeout: Duration::from_secs(1),
-        probe_retries: 2,
-        retry_gap: Duration::from_millis(500),
-        starting_probes_max: 5,
-    }
-}
-
-pub fn default_replication() -> ReplicationMode {
-    ReplicationMode::Sync
 }
 
 #[cfg(test)]

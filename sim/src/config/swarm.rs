@@ -72,7 +72,7 @@ fn between(rng: &mut impl Rng, lo: u64, hi: u64) -> u64 {
 /// (asynchronous replication may lose acknowledged commits, so only a scenario that asks for it
 /// gets it).
 pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
-    let mut rng = crate::run::stream(seed, "swarm");
+    let mut rng = crate::random::stream(seed, "swarm");
     let segment_hosts = between(&mut rng, 2, 5) as usize;
     let primaries_per_host = between(&mut rng, 1, 3) as usize;
     let mirrors = between(&mut rng, 0, 9) < 8;
