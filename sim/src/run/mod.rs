@@ -318,36 +318,8 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     }
     result.failovers =
         failover::measure(&out.segments, &out.host_events, &out.cluster_events, &txns);
-    let end_ms = out.sim_time_ms.saturating_sub(out.workload_started_ms);
-    let cfg = &result.config;
-    let window =
-        nemesis::detection_window(&cfg.probe, cfg.wal_timeout, cfg.mirror_down_grace_period);
-    result.label = nemesis::label(&out.faults, &out.segments, end_ms, window);
-    let mut availability = invariants::availability::check(
-        result.label,
-        &out.faults,
-        &out.segments,
-        &txns,
-        out.workload_started_ms,
-        end_ms,
-        window,
-    );
-    availability.extend(invariants::availability::check_paused_primaries(
-        result.label,
-        &out.faults,
-        &out.segments,
-        &txns,
-        out.workload_started_ms,
-        end_ms,
-        &cfg.probe,
-    ));
-    result.faults = out.faults;
-    result.healed_at_end = out.healed_at_end;
-    result.operator = out.operator_actions;
-    result.workload_started_ms = out.workload_started_ms;
-    result.sim_time_ms = out.sim_time_ms;
-    result.messages = out.messages;
-    match out.final_rows {
+    let availability = judge_availability(result, &out, &txns);
+    match &out.final_rows {
         Err(e) => {
             result.verdict = Verdict::Liveness;
             result.error = Some(format!(
@@ -356,52 +328,10 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             ));
         }
         Ok(rows) => {
-            // Each checker runs through `check`, which also lists it in the result.
-            let mut check = |name: &'static str, found: Vec<Violation>| {
-                result.checkers.push(name);
-                result.violations.extend(found);
-            };
-            use invariants::*;
-            check(availability::NAME, availability);
-            let model = model::Model::build(&txns);
-            check(
-                no_lost_commits::NAME,
-                no_lost_commits::check_with(&txns, &model, &rows),
-            );
-            check(
-                aborted_stays_aborted::NAME,
-                aborted_stays_aborted::check_with(&txns, &model, &rows),
-            );
-            check(latest_value::NAME, latest_value::check_with(&txns, &model));
-            check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
-            check(linear_history::NAME, linear_history::check(&out.facts));
-            check(
-                one_acting_coordinator::NAME,
-                one_acting_coordinator::check(&out.facts, &out.successions),
-            );
-            check(wal_before_data::NAME, wal_before_data::check(&out.facts));
-            check(
-                identical_replicas::NAME,
-                identical_replicas::check(&out.checksums, out.sim_time_ms),
-            );
-            if !out.activations.is_empty() {
-                check(
-                    standby_catalog::NAME,
-                    invariants::standby_catalog::check_activations(&out.activations, &out.facts),
-                );
-            }
-            if let Some((rows, epoch)) = &out.configuration_history {
-                check(
-                    configuration_history::NAME,
-                    configuration_history::check(&out.catalog_lines, rows, *epoch),
-                );
-            }
-            if result.config.operator {
-                result.checkers.push(converged::NAME);
-            }
+            run_checkers(result, &out, &txns, rows, availability);
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
-            } else if let Err(e) = out.converged {
+            } else if let Err(e) = &out.converged {
                 result.verdict = Verdict::Liveness;
                 result.error = Some(format!(
                     "[{}] the healed cluster did not converge within {:?}: {e}",
@@ -410,6 +340,98 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                 ));
             }
         }
+    }
+    result.faults = out.faults;
+    result.healed_at_end = out.healed_at_end;
+    result.operator = out.operator_actions;
+    result.workload_started_ms = out.workload_started_ms;
+    result.sim_time_ms = out.sim_time_ms;
+    result.messages = out.messages;
+}
+
+/// Labels the run from its schedule and judges availability by the label (the violations are
+/// listed with the other checkers' once the final read succeeded).
+fn judge_availability(
+    result: &mut SeedResult,
+    out: &SimOutput,
+    txns: &[crate::workload::history::TxnRecord],
+) -> Vec<Violation> {
+    let end_ms = out.sim_time_ms.saturating_sub(out.workload_started_ms);
+    let cfg = &result.config;
+    let window =
+        nemesis::detection_window(&cfg.probe, cfg.wal_timeout, cfg.mirror_down_grace_period);
+    let label = nemesis::label(&out.faults, &out.segments, end_ms, window);
+    let mut availability = invariants::availability::check(
+        label,
+        &out.faults,
+        &out.segments,
+        txns,
+        out.workload_started_ms,
+        end_ms,
+        window,
+    );
+    availability.extend(invariants::availability::check_paused_primaries(
+        label,
+        &out.faults,
+        &out.segments,
+        txns,
+        out.workload_started_ms,
+        end_ms,
+        &cfg.probe,
+    ));
+    result.label = label;
+    availability
+}
+
+/// Every safety checker over what the run recorded and read back, each listed in the result.
+fn run_checkers(
+    result: &mut SeedResult,
+    out: &SimOutput,
+    txns: &[crate::workload::history::TxnRecord],
+    rows: &BTreeMap<(String, Key), Value>,
+    availability: Vec<Violation>,
+) {
+    let mut check = |name: &'static str, found: Vec<Violation>| {
+        result.checkers.push(name);
+        result.violations.extend(found);
+    };
+    use invariants::*;
+    check(availability::NAME, availability);
+    let model = model::Model::build(txns);
+    check(
+        no_lost_commits::NAME,
+        no_lost_commits::check_with(txns, &model, rows),
+    );
+    check(
+        aborted_stays_aborted::NAME,
+        aborted_stays_aborted::check_with(txns, &model, rows),
+    );
+    check(latest_value::NAME, latest_value::check_with(txns, &model));
+    check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
+    check(linear_history::NAME, linear_history::check(&out.facts));
+    check(
+        one_acting_coordinator::NAME,
+        one_acting_coordinator::check(&out.facts, &out.successions),
+    );
+    check(wal_before_data::NAME, wal_before_data::check(&out.facts));
+    check(
+        identical_replicas::NAME,
+        identical_replicas::check(&out.checksums, out.sim_time_ms),
+    );
+    if !out.activations.is_empty() {
+        check(
+            standby_catalog::NAME,
+            standby_catalog::check_activations(&out.activations, &out.facts),
+        );
+    }
+    if let Some((rows, epoch)) = &out.configuration_history {
+        check(
+            configuration_history::NAME,
+            configuration_history::check(&out.catalog_lines, rows, *epoch),
+        );
+    }
+    if result.config.operator {
+        result.checkers.push(converged::NAME);
     }
 }
 
@@ -452,21 +474,9 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         steps: Default::default(),
         cfg: std::sync::Arc::new(cfg.clone()),
     };
-    // With a standby, the operator watches the coordinator while faults are injected.
-    let watch = (cfg.operator && with_standby).then(|| {
-        admin.spawn(crate::operator::standby::watch(
-            hosts.clone(),
-            addrs.clone(),
-            client_timeout,
-            stop_at_ms,
-            stream(seed, "operator-watch"),
-        ))
-    });
-    let host_events = run_schedule(&hosts, &faults, start_ms).await;
-    let (operator, mut operator_actions) = match watch {
-        Some(w) => w.await.expect("watch task"),
-        None => (crate::operator::Operator::new(), Vec::new()),
-    };
+    let watch = (cfg.operator && with_standby).then(|| (seed, addrs.clone(), stop_at_ms));
+    let (host_events, operator, mut operator_actions) =
+        fault_phase(&admin, &hosts, &faults, start_ms, client_timeout, watch).await;
     // Heal: everything the schedule left in force; then the clients finish their last
     // transactions.
     let healed_at_end = hosts.world.lock().unwrap().heal_all();
@@ -516,6 +526,39 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     };
     release_every_task(&handle).await;
     out
+}
+
+/// The fault phase: the schedule carried out on `hosts`; meanwhile, when `watch` is given (a
+/// run with a standby: its seed, the coordinator addresses, when faults stop), the operator
+/// watches the coordinator pair. Returns the host crashes and restarts, and the operator with
+/// what it remembers and what it did.
+async fn fault_phase(
+    admin: &madsim::runtime::NodeHandle,
+    hosts: &SimHosts,
+    faults: &[ScheduledFault],
+    start_ms: u64,
+    client_timeout: Duration,
+    watch: Option<(u64, Vec<String>, u64)>,
+) -> (
+    Vec<HostEvent>,
+    crate::operator::Operator,
+    Vec<OperatorAction>,
+) {
+    let watch = watch.map(|(seed, addrs, stop_at_ms)| {
+        admin.spawn(crate::operator::standby::watch(
+            hosts.clone(),
+            addrs,
+            client_timeout,
+            stop_at_ms,
+            stream(seed, "operator-watch"),
+        ))
+    });
+    let host_events = run_schedule(hosts, faults, start_ms).await;
+    let (operator, actions) = match watch {
+        Some(w) => w.await.expect("watch task"),
+        None => (crate::operator::Operator::new(), Vec::new()),
+    };
+    (host_events, operator, actions)
 }
 
 /// Builds the world and the admin host, creates the tables, and adds the standby coordinator
