@@ -165,12 +165,14 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
         );
         return 0;
     }
+    print_tables(&sims)
+}
+
+/// The exact and simulated figures of every shape side by side, then the document's claims,
+/// as markdown tables.
+fn print_tables(sims: &[Simulated]) -> i32 {
     let mut shape_reports = Vec::new();
-    let shapes = crate::layouts::standard_shapes()
-        .iter()
-        .map(crate::layouts::Shape::placed)
-        .collect::<Result<Vec<_>>>();
-    let shapes = match shapes {
+    let shapes = match crate::layouts::standard_shapes_placed() {
         Ok(shapes) => shapes,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -178,7 +180,7 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
         }
     };
     for shape in &shapes {
-        match layout_report::shape_report(shape, &sims) {
+        match layout_report::shape_report(shape, sims) {
             Ok(r) => {
                 println!("{}", r.table.markdown());
                 shape_reports.push(r);
