@@ -120,6 +120,45 @@ pub fn config(layout: Layout, hosts: usize, per_host: usize) -> RunConfig {
     }
 }
 
+/// A trial's outcome from the catalog after the crash of `failed`: whether every content has a
+/// live, up primary that is its original primary or a finished promotion, and how many acting
+/// primaries each surviving host (`hosts`) runs.
+fn outcome(
+    catalog: &cluster::catalog::Catalog,
+    facts: &[crate::observer::Observed],
+    failed: Vec<String>,
+    hosts: &[String],
+) -> Trial {
+    let promoted: Vec<u16> = facts
+        .iter()
+        .filter_map(|o| match &o.fact {
+            Fact::Promoted { dbid, .. } => Some(*dbid),
+            _ => None,
+        })
+        .collect();
+    let live = |host: &str| !failed.iter().any(|f| f == host);
+    let mut acting: BTreeMap<String, usize> = hosts.iter().map(|h| (h.clone(), 0)).collect();
+    let mut available = true;
+    for content in catalog.contents() {
+        let serving = catalog.segments.values().find(|s| {
+            s.content == content
+                && s.role == Role::Primary
+                && s.status == Status::Up
+                && live(&s.hostname)
+                && (s.preferred_role == Role::Primary || promoted.contains(&s.dbid))
+        });
+        match serving {
+            Some(s) => *acting.entry(s.hostname.clone()).or_default() += 1,
+            None => available = false,
+        }
+    }
+    Trial {
+        failed,
+        available,
+        acting,
+    }
+}
+
 /// Crashes `k` hosts drawn from `seed` at once, lets the prober act, reads the outcome.
 pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
     let cfg = cfg.clone();
@@ -208,35 +247,7 @@ async fn simulate(seed: u64, cfg: RunConfig, k: usize) -> Result<Trial, String> 
     madsim::time::sleep(SETTLE).await;
     let catalog = read().await.map_err(|e| e.to_string())??;
 
-    let promoted: Vec<u16> = recorder
-        .facts()
-        .into_iter()
-        .filter_map(|o| match o.fact {
-            Fact::Promoted { dbid, .. } => Some(dbid),
-            _ => None,
-        })
-        .collect();
-    let live = |host: &str| !failed.iter().any(|f| f == host);
-    let mut acting: BTreeMap<String, usize> = hosts.iter().map(|h| (h.clone(), 0)).collect();
-    let mut available = true;
-    for content in catalog.contents() {
-        let serving = catalog.segments.values().find(|s| {
-            s.content == content
-                && s.role == Role::Primary
-                && s.status == Status::Up
-                && live(&s.hostname)
-                && (s.preferred_role == Role::Primary || promoted.contains(&s.dbid))
-        });
-        match serving {
-            Some(s) => *acting.entry(s.hostname.clone()).or_default() += 1,
-            None => available = false,
-        }
-    }
-    Ok(Trial {
-        failed,
-        available,
-        acting,
-    })
+    Ok(outcome(&catalog, &recorder.facts(), failed, &hosts))
 }
 
 /// Runs `seeds` trials for each k in `ks` on `jobs` threads; returns the simulated figures.

@@ -166,6 +166,27 @@ fn explain_failure(r: &SeedResult) -> String {
     out
 }
 
+/// One seed's result on standard output: its JSON line, or its human line (with the swarm's
+/// draw first, and an explanation when it failed).
+fn print_result(result: &SeedResult, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(result).expect("results serialize")
+        );
+    } else {
+        if let Some(o) = &result.swarm {
+            let _ = writeln!(out, "seed {:>6} swarm: {}", result.seed, o.summary());
+        }
+        let _ = writeln!(out, "{}", human_line(result));
+        if result.verdict != Verdict::Ok {
+            let _ = write!(out, "{}", explain_failure(result));
+        }
+    }
+}
+
 fn run(args: RunArgs) -> i32 {
     crate::trace::install("info");
     let cfg = args.world.config();
@@ -174,7 +195,6 @@ fn run(args: RunArgs) -> i32 {
     let (mut worst, mut counts, mut sim_ms, mut mismatches) = (Verdict::Ok, [0u64; 4], 0u64, 0u64);
     let mut failing = Vec::new();
     let mut failovers: Vec<Failover> = Vec::new();
-    let stdout = std::io::stdout();
     let seeds = match args.shard {
         Some(shard) => shard.seeds(args.seeds.start, args.seeds.end),
         None => (args.seeds.start..args.seeds.end).collect(),
@@ -204,25 +224,7 @@ fn run(args: RunArgs) -> i32 {
             sim_ms += result.sim_time_ms;
             failovers.extend(result.failovers.iter().cloned());
             progress.seed_done(result.verdict != Verdict::Ok);
-            let _ = progress.suspend(|| -> std::io::Result<()> {
-                let mut out = stdout.lock();
-                if args.json {
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string(&result).expect("results serialize")
-                    );
-                } else {
-                    if let Some(o) = &result.swarm {
-                        let _ = writeln!(out, "seed {:>6} swarm: {}", result.seed, o.summary());
-                    }
-                    let _ = writeln!(out, "{}", human_line(&result));
-                    if result.verdict != Verdict::Ok {
-                        let _ = write!(out, "{}", explain_failure(&result));
-                    }
-                }
-                Ok(())
-            });
+            progress.suspend(|| print_result(&result, args.json));
             std::ops::ControlFlow::Continue(())
         },
     );
