@@ -1,59 +1,25 @@
 //! The layout section of the report: exact availability and load skew of group, spread and
-//! block mirroring for the standard cluster shapes (placements from `cluster::layout`), set
+//! block mirroring for the cluster shapes the caller places (the simulator: from the cluster's own
+//! layout code), set
 //! beside the simulator's figures when it measured them, and the document's claims judged.
 
-use anyhow::{anyhow, Result};
-use cluster::layout::Layout;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
 
 use crate::layouts::{self, Claim, Exact, Placement, Simulated};
 use crate::tables::Table;
 
-/// Hosts, primaries per host and the layouts compared on that shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A cluster shape and the layouts compared on it, each as its placement: the report's input,
+/// computed by the caller from the cluster's own layout code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shape {
     pub hosts: usize,
     pub primaries_per_host: usize,
-    pub layouts: Vec<Layout>,
-}
-
-/// The shapes the report studies: the document's example (8 hosts x 4 primaries, blocks of 4)
-/// and the simulator's standard cluster (4 hosts x 2 primaries, blocks of 2).
-pub fn standard_shapes() -> Vec<Shape> {
-    vec![
-        Shape {
-            hosts: 8,
-            primaries_per_host: 4,
-            layouts: vec![Layout::Group, Layout::Spread, Layout::Block { size: 4 }],
-        },
-        Shape {
-            hosts: 4,
-            primaries_per_host: 2,
-            layouts: vec![Layout::Group, Layout::Spread, Layout::Block { size: 2 }],
-        },
-    ]
+    pub placements: Vec<Placement>,
 }
 
 /// Failed hosts considered: 1..=K_MAX.
 pub const K_MAX: usize = 4;
-
-pub fn placement(layout: Layout, hosts: usize, per_host: usize) -> Result<Placement> {
-    let placed = layout
-        .place(hosts, per_host, hosts * per_host)
-        .map_err(|e| anyhow!("layout {layout}: {e}"))?;
-    Ok(Placement {
-        layout: layout.to_string(),
-        hosts,
-        primaries_per_host: per_host,
-        pairs: placed
-            .iter()
-            .map(|p| (p.primary_host, p.mirror_host))
-            .collect(),
-    })
-}
-
-pub fn exact(layout: Layout, hosts: usize, per_host: usize) -> Result<Exact> {
-    Ok(layouts::exact(&placement(layout, hosts, per_host)?, K_MAX))
-}
 
 /// One shape's results: exact and simulated side by side, and the claims.
 pub struct ShapeReport {
@@ -74,10 +40,10 @@ fn sim_for<'a>(sims: &'a [Simulated], e: &Exact) -> Option<&'a Simulated> {
 
 pub fn shape_report(shape: &Shape, sims: &[Simulated]) -> Result<ShapeReport> {
     let exact: Vec<Exact> = shape
-        .layouts
+        .placements
         .iter()
-        .map(|l| self::exact(*l, shape.hosts, shape.primaries_per_host))
-        .collect::<Result<_>>()?;
+        .map(|p| layouts::exact(p, K_MAX))
+        .collect();
     let mut table = Table {
         title: format!(
             "{} hosts x {} primaries per host",
@@ -194,6 +160,11 @@ pub fn claims_table(reports: &[ShapeReport]) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The simulator's standard shapes, placed (`sim` checks that this file is what it places).
+    fn standard_shapes() -> Vec<Shape> {
+        serde_json::from_str(include_str!("../tests/data/shapes.json")).unwrap()
+    }
 
     #[test]
     fn the_documents_example_shape() {

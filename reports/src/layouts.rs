@@ -1,6 +1,6 @@
 //! Exact availability and load skew of mirror layouts (the mirroring document's claims),
-//! computed by enumeration over a placement. Pure: the caller gives the placement (from
-//! `cluster::layout::Layout::place`) as (primary host, mirror host) per content.
+//! computed by enumeration over a placement. Pure: the caller gives the placement (the
+//! simulator: from the cluster's own layout code) as (primary host, mirror host) per content.
 
 use serde::{Deserialize, Serialize};
 

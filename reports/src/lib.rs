@@ -25,6 +25,8 @@ pub struct Extras<'a> {
     pub layouts: Option<&'a Path>,
     /// State timelines drawn by `hasim replay --timeline` (SVG), shown on the page.
     pub timelines: &'a [PathBuf],
+    /// The cluster shapes the layout section studies, with each layout's placement.
+    pub shapes: &'a [layout_report::Shape],
 }
 
 /// Reads `input` (the output of `hasim run --json`) and the extras, and writes the page into
@@ -67,6 +69,7 @@ pub fn report(input: &Path, extras: &Extras, out: &Path) -> Result<PathBuf> {
             lines: &lines,
             source: input.display().to_string(),
             layouts: sims.as_deref(),
+            shapes: extras.shapes,
             timelines,
         },
         out,

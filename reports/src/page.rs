@@ -18,6 +18,8 @@ pub struct Input<'a> {
     pub source: String,
     /// The simulator's layout figures (`hasim layouts --json`), if measured.
     pub layouts: Option<&'a [Simulated]>,
+    /// The shapes the layout section studies, placed.
+    pub shapes: &'a [layout_report::Shape],
     /// State timelines of replayed seeds: (name, SVG).
     pub timelines: Vec<(String, String)>,
 }
@@ -127,6 +129,7 @@ fn sections(input: &Input) -> Result<Vec<Section>> {
     });
 
     out.push(layout_section(
+        input.shapes,
         input.layouts.unwrap_or(&[]),
         input.layouts.is_some(),
     )?);
@@ -247,8 +250,12 @@ fn coverage_section(lines: &[SeedLine]) -> Result<Section> {
     })
 }
 
-fn layout_section(sims: &[Simulated], measured: bool) -> Result<Section> {
-    let reports: Vec<ShapeReport> = layout_report::standard_shapes()
+fn layout_section(
+    shapes: &[layout_report::Shape],
+    sims: &[Simulated],
+    measured: bool,
+) -> Result<Section> {
+    let reports: Vec<ShapeReport> = shapes
         .iter()
         .map(|s| layout_report::shape_report(s, sims))
         .collect::<Result<_>>()?;

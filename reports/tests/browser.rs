@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 const RESULTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/results.jsonl");
 const LAYOUTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/layouts.json");
+/// The simulator's standard shapes, placed (`sim` checks that this file is what it places).
+const SHAPES: &str = include_str!("data/shapes.json");
 
 /// A small recorded run: a primary's host crashes, its mirror is promoted, the host returns.
 fn recording() -> reports::timeline::Recording {
@@ -149,9 +151,11 @@ fn every_chart_of_the_report_loads_in_headless_chromium() {
     let timeline = out.join("seed-7.svg");
     std::fs::write(&timeline, reports::charts::timeline(&recording()).unwrap()).unwrap();
     let timelines = [timeline];
+    let shapes: Vec<reports::layout_report::Shape> = serde_json::from_str(SHAPES).unwrap();
     let extras = reports::Extras {
         layouts: Some(Path::new(LAYOUTS)),
         timelines: &timelines,
+        shapes: &shapes,
     };
     let page = reports::report(Path::new(RESULTS), &extras, &out).unwrap();
     let charts = svg_files(&out);

@@ -5,7 +5,7 @@
 
 use sim::config::RunConfig;
 use sim::hunt::{hunt_config, hunt_range, Catch};
-use sim::runner::{run_seed_quiet, SeedResult};
+use sim::run::{run_seed_quiet, SeedResult};
 
 pub use sim::hunt::{catalogued, PlantedBug, CATALOGUE};
 
@@ -104,7 +104,7 @@ impl Regression {
         if bug_on {
             cfg.bugs.enable(self.bug).expect("catalogued bug");
         }
-        sim::shrink::apply_schedule_file(&mut cfg, self.schedule)
+        sim::run::shrink::apply_schedule_file(&mut cfg, self.schedule)
             .unwrap_or_else(|e| panic!("regression {}: {e}", self.name));
         run_seed_quiet(self.seed, &cfg)
     }

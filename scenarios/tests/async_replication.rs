@@ -5,7 +5,7 @@
 
 use sim::config::RunConfig;
 use sim::invariants::no_lost_commits;
-use sim::runner::{run_seed, Verdict};
+use sim::run::{run_seed, Verdict};
 
 /// Seeds compared. BENCHMARKS.md records how many seeds asynchronous mode needs to lose a
 /// commit (the first is seed 3; 9 of seeds 0..100).

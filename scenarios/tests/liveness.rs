@@ -3,7 +3,8 @@
 //! roles.
 
 use sim::config::RunConfig;
-use sim::runner::{run_seed, Verdict};
+use sim::nemesis::FaultKind;
+use sim::run::{run_seed, Verdict};
 
 /// The schedule kept in `scenarios/schedules/`: a bit flipped in a durable block of dbid 6 (the
 /// primary of content 2 on sdw2) at 9 s, then sdw2 loses power at 10 s and is back at 13 s. The
@@ -58,11 +59,11 @@ fn without_the_operator_no_action_is_taken() {
 /// pinned (a scenario name outside `swarm*` is not drawn again), without either.
 #[test]
 fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() {
-    let mut cfg = sim::swarm::derive(167, &RunConfig::swarm());
+    let mut cfg = sim::config::swarm::derive(167, &RunConfig::swarm());
     cfg.scenario = "pinned swarm seed 167".into();
     cfg.standby = false;
-    for kind in ["disk-replaced", "datadir-lost"] {
-        cfg.fault_weights.0.insert(kind.into(), 0);
+    for kind in [FaultKind::DiskReplaced, FaultKind::DatadirLost] {
+        cfg.fault_weights.set(kind, 0);
     }
     let result = run_seed(167, &cfg).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.violations);

@@ -5,7 +5,7 @@
 use scenarios::{bug_config, catalogued, CATALOGUE, SCRIPTED};
 use sim::config::RunConfig;
 use sim::hunt::{hunt_range, Catch};
-use sim::runner::{run_seed, Verdict};
+use sim::run::{run_seed, Verdict};
 
 fn assert_caught(name: &str) {
     let bug = catalogued(name).expect("catalogued");
@@ -38,7 +38,7 @@ fn assert_caught(name: &str) {
         "replay of seed {} diverged",
         found.seed
     );
-    let messages = |r: &sim::runner::SeedResult| -> Vec<String> {
+    let messages = |r: &sim::run::SeedResult| -> Vec<String> {
         r.violations.iter().map(|v| v.message.clone()).collect()
     };
     assert_eq!(messages(&again), messages(&found));

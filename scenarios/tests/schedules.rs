@@ -4,8 +4,8 @@
 
 use scenarios::REGRESSIONS;
 use sim::config::RunConfig;
-use sim::runner::{run_seed, SeedResult, Verdict};
-use sim::shrink::{fails_with, shrink};
+use sim::run::shrink::{fails_with, shrink};
+use sim::run::{run_seed, SeedResult, Verdict};
 
 fn passes(result: &SeedResult) {
     assert_eq!(
@@ -69,7 +69,7 @@ fn a_shrunk_schedule_is_no_longer_and_replays_to_the_same_checker() {
     // Through the file format and back.
     let text = serde_json::to_string_pretty(&shrunk).unwrap();
     let mut replay = cfg.clone();
-    sim::shrink::apply_schedule_file(&mut replay, &text).unwrap();
+    sim::run::shrink::apply_schedule_file(&mut replay, &text).unwrap();
     assert_eq!(replay.fault_time.as_millis() as u64, shrunk.fault_time_ms);
     let again = run_seed(seed, &replay).0;
     assert!(
@@ -135,7 +135,7 @@ fn an_epoch_the_lost_coordinator_never_logged_is_explained_by_its_history_row() 
 fn a_primary_cut_off_before_its_mirror_is_recorded_in_sync_may_lose_availability_never_data() {
     let text = include_str!("../schedules/primary-cut-before-sync-swarm-8606.json");
     let mut cfg = RunConfig::swarm();
-    sim::shrink::apply_schedule_file(&mut cfg, text).unwrap();
+    sim::run::shrink::apply_schedule_file(&mut cfg, text).unwrap();
     let result = run_seed(8606, &cfg).0;
     assert_eq!(
         result.label,

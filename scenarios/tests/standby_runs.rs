@@ -1,4 +1,4 @@
-//! The standby coordinator in randomized runs (`sim::standby_runs`): the standard cluster runs
+//! The standby coordinator in randomized runs (`sim::world::coordinator_pair`): the standard cluster runs
 //! with a standby on `smdw`; when the coordinator's host is lost the operator activates the
 //! standby, the clients follow it through their address lists, and once the lost host is back
 //! it gets a new standby. Kept schedules (as `hasim replay --schedule` reads them) make the
@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use sim::config::RunConfig;
-use sim::runner::{run_seed, SeedResult, Verdict};
+use sim::run::{run_seed, SeedResult, Verdict};
 
 fn run(schedule: &str, seed: u64) -> SeedResult {
     let mut cfg = RunConfig::standard();

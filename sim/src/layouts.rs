@@ -2,7 +2,8 @@
 //! random segment hosts (drawn from the seed) crash at once, the real prober acts, and then the
 //! catalog and the instances tell whether every content still has a live instance serving as
 //! primary, and how many acting primaries each surviving host runs. Over many seeds this
-//! measures what `reports::layouts` computes exactly.
+//! measures what `reports::layouts` computes exactly. The shapes studied, and their
+//! placements as the report reads them, come from here too.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,11 +16,12 @@ use cluster::catalog::{Mode, Role, Status};
 use cluster::client::Client;
 use cluster::layout::Layout;
 use cluster::observe::Fact;
-use reports::layouts::Simulated;
+use reports::layout_report;
+use reports::layouts::{Placement, Simulated};
 
 use crate::config::RunConfig;
 use crate::observer::Recorder;
-use crate::runner::stream;
+use crate::run::stream;
 use crate::world::World;
 
 /// How long the prober gets to act after the crash: enough for detection with every retry
@@ -43,6 +45,69 @@ pub struct Trial {
     pub acting: BTreeMap<String, usize>,
 }
 
+/// A cluster shape the report studies, and the layouts compared on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub hosts: usize,
+    pub primaries_per_host: usize,
+    pub layouts: Vec<Layout>,
+}
+
+/// The shapes the report studies: the mirroring document's example (8 hosts x 4 primaries,
+/// blocks of 4) and the simulator's standard cluster (4 hosts x 2 primaries, blocks of 2).
+pub fn standard_shapes() -> Vec<Shape> {
+    vec![
+        Shape {
+            hosts: 8,
+            primaries_per_host: 4,
+            layouts: vec![Layout::Group, Layout::Spread, Layout::Block { size: 4 }],
+        },
+        Shape {
+            hosts: 4,
+            primaries_per_host: 2,
+            layouts: vec![Layout::Group, Layout::Spread, Layout::Block { size: 2 }],
+        },
+    ]
+}
+
+impl Shape {
+    /// The shape as the report reads it: every layout's placement, from the cluster's own
+    /// layout code.
+    pub fn placed(&self) -> anyhow::Result<layout_report::Shape> {
+        let placements = self
+            .layouts
+            .iter()
+            .map(|l| placement(*l, self.hosts, self.primaries_per_host))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(layout_report::Shape {
+            hosts: self.hosts,
+            primaries_per_host: self.primaries_per_host,
+            placements,
+        })
+    }
+}
+
+/// The standard shapes, placed: the layout section's input.
+pub fn standard_shapes_placed() -> anyhow::Result<Vec<layout_report::Shape>> {
+    standard_shapes().iter().map(Shape::placed).collect()
+}
+
+/// Where `layout` puts each content's primary and mirror, hosts numbered from 0.
+pub fn placement(layout: Layout, hosts: usize, per_host: usize) -> anyhow::Result<Placement> {
+    let placed = layout
+        .place(hosts, per_host, hosts * per_host)
+        .map_err(|e| anyhow::anyhow!("layout {layout}: {e}"))?;
+    Ok(Placement {
+        layout: layout.to_string(),
+        hosts,
+        primaries_per_host: per_host,
+        pairs: placed
+            .iter()
+            .map(|p| (p.primary_host, p.mirror_host))
+            .collect(),
+    })
+}
+
 /// The configuration of a layout trial: the standard cluster's settings with this shape.
 pub fn config(layout: Layout, hosts: usize, per_host: usize) -> RunConfig {
     RunConfig {
@@ -52,6 +117,45 @@ pub fn config(layout: Layout, hosts: usize, per_host: usize) -> RunConfig {
         layout,
         clients: 0,
         ..RunConfig::standard()
+    }
+}
+
+/// A trial's outcome from the catalog after the crash of `failed`: whether every content has a
+/// live, up primary that is its original primary or a finished promotion, and how many acting
+/// primaries each surviving host (`hosts`) runs.
+fn outcome(
+    catalog: &cluster::catalog::Catalog,
+    facts: &[crate::observer::Observed],
+    failed: Vec<String>,
+    hosts: &[String],
+) -> Trial {
+    let promoted: Vec<u16> = facts
+        .iter()
+        .filter_map(|o| match &o.fact {
+            Fact::Promoted { dbid, .. } => Some(*dbid),
+            _ => None,
+        })
+        .collect();
+    let live = |host: &str| !failed.iter().any(|f| f == host);
+    let mut acting: BTreeMap<String, usize> = hosts.iter().map(|h| (h.clone(), 0)).collect();
+    let mut available = true;
+    for content in catalog.contents() {
+        let serving = catalog.segments.values().find(|s| {
+            s.content == content
+                && s.role == Role::Primary
+                && s.status == Status::Up
+                && live(&s.hostname)
+                && (s.preferred_role == Role::Primary || promoted.contains(&s.dbid))
+        });
+        match serving {
+            Some(s) => *acting.entry(s.hostname.clone()).or_default() += 1,
+            None => available = false,
+        }
+    }
+    Trial {
+        failed,
+        available,
+        acting,
     }
 }
 
@@ -69,7 +173,7 @@ pub fn trial(seed: u64, cfg: &RunConfig, k: usize) -> Result<Trial, String> {
             rt.set_time_limit(SETTLE * 2 + SYNC_BOUND * 2);
             let out = rt.block_on(async {
                 let out = simulate(seed, cfg, k).await;
-                crate::runner::release_every_task(&madsim::runtime::Handle::current()).await;
+                crate::run::release_every_task(&madsim::runtime::Handle::current()).await;
                 out
             });
             crate::trace::end_capture();
@@ -143,35 +247,7 @@ async fn simulate(seed: u64, cfg: RunConfig, k: usize) -> Result<Trial, String> 
     madsim::time::sleep(SETTLE).await;
     let catalog = read().await.map_err(|e| e.to_string())??;
 
-    let promoted: Vec<u16> = recorder
-        .facts()
-        .into_iter()
-        .filter_map(|o| match o.fact {
-            Fact::Promoted { dbid, .. } => Some(dbid),
-            _ => None,
-        })
-        .collect();
-    let live = |host: &str| !failed.iter().any(|f| f == host);
-    let mut acting: BTreeMap<String, usize> = hosts.iter().map(|h| (h.clone(), 0)).collect();
-    let mut available = true;
-    for content in catalog.contents() {
-        let serving = catalog.segments.values().find(|s| {
-            s.content == content
-                && s.role == Role::Primary
-                && s.status == Status::Up
-                && live(&s.hostname)
-                && (s.preferred_role == Role::Primary || promoted.contains(&s.dbid))
-        });
-        match serving {
-            Some(s) => *acting.entry(s.hostname.clone()).or_default() += 1,
-            None => available = false,
-        }
-    }
-    Ok(Trial {
-        failed,
-        available,
-        acting,
-    })
+    Ok(outcome(&catalog, &recorder.facts(), failed, &hosts))
 }
 
 /// Runs `seeds` trials for each k in `ks` on `jobs` threads; returns the simulated figures.
@@ -241,4 +317,29 @@ pub fn measure(
         survive: survive.into_iter().map(|(k, (s, n))| (k, s, n)).collect(),
         max_acting_after_one: max_acting,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `reports` reads the placed shapes as data in its own tests; that file must be what the
+    /// cluster's layout code places. `SIM_WRITE_SHAPES=1` rewrites it.
+    #[test]
+    fn the_reports_shape_fixture_is_what_the_cluster_places() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../reports/tests/data/shapes.json"
+        );
+        let placed = standard_shapes_placed().unwrap();
+        let want = serde_json::to_string_pretty(&placed).unwrap() + "\n";
+        if std::env::var_os("SIM_WRITE_SHAPES").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let fixture = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            fixture, want,
+            "rerun with SIM_WRITE_SHAPES=1 to rewrite {path}"
+        );
+    }
 }

@@ -40,8 +40,27 @@ impl Recorder {
 }
 
 /// A failover milestone (a prober's catalog change, a finished promotion) at simulated ms since
-/// the run began: the events a recording's timeline draws.
-pub type ClusterEvent = reports::timeline::Event;
+/// the run began: what the failover figures are computed from, and (converted at the boundary,
+/// `run::recording`) what a recording's timeline draws.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// The prober committed a change of one catalog row.
+    CatalogChange(CatalogChange),
+    /// The instance reported that its promotion finished.
+    Promoted { at_ms: u64, content: i16, dbid: u16 },
+}
+
+/// A change of one `gp_segment_configuration` row, as the prober committed it, with the
+/// catalog's codes: role `p`/`m`, status `u`/`d`, mode `s`/`n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatalogChange {
+    pub at_ms: u64,
+    pub content: i16,
+    pub dbid: u16,
+    pub role: char,
+    pub status: char,
+    pub mode: char,
+}
 
 /// A committed configuration change of one row, with its epoch (for the configuration-history
 /// checker).
@@ -70,16 +89,14 @@ pub fn milestones(facts: &[Observed]) -> Vec<ClusterEvent> {
                         mode,
                     }),
                 ..
-            } => Some(ClusterEvent::CatalogChange(
-                reports::timeline::CatalogChange {
-                    at_ms: o.at_ms,
-                    content: *content,
-                    dbid: *dbid,
-                    role: role.code(),
-                    status: status.code(),
-                    mode: mode.code(),
-                },
-            )),
+            } => Some(ClusterEvent::CatalogChange(CatalogChange {
+                at_ms: o.at_ms,
+                content: *content,
+                dbid: *dbid,
+                role: role.code(),
+                status: status.code(),
+                mode: mode.code(),
+            })),
             Fact::Promoted { content, dbid, .. } => Some(ClusterEvent::Promoted {
                 at_ms: o.at_ms,
                 content: *content,

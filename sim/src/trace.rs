@@ -23,6 +23,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
+use crate::random::Fnv;
+
 thread_local! {
     static CAPTURE: RefCell<Option<Capture>> = const { RefCell::new(None) };
 }
@@ -30,29 +32,6 @@ thread_local! {
 struct Capture {
     log: Vec<u8>,
     hash: Fnv,
-}
-
-/// FNV-1a, 64 bit: small, fast and the same in every build.
-#[derive(Clone, Copy)]
-pub struct Fnv(pub u64);
-
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    pub fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    pub fn write_u64(&mut self, v: u64) {
-        self.write(&v.to_le_bytes());
-    }
 }
 
 /// Installs the global subscriber once. Log level from `RUST_LOG` (default `default_level`).
@@ -333,4 +312,26 @@ fn level_tag(level: Level) -> &'static [u8] {
         Level::DEBUG => b"D",
         Level::TRACE => b"T",
     }
+}
+
+/// The first log line that differs between two runs of one seed, ignoring madsim's task ids
+/// (a process-wide counter that differs between runs in one process by design).
+pub fn first_divergence(a: &[u8], b: &[u8]) -> String {
+    fn strip(line: &str) -> String {
+        let mut out = String::new();
+        let mut rest = line;
+        while let Some(i) = rest.find("task{id=") {
+            out.push_str(&rest[..i]);
+            rest = rest[i..].split_once('}').map(|(_, r)| r).unwrap_or("");
+        }
+        out.push_str(rest);
+        out
+    }
+    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+    for (n, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+        if strip(x) != strip(y) {
+            return format!("line {}:\n    first run:  {x}\n    second run: {y}", n + 1);
+        }
+    }
+    "the logs agree line by line (the difference is in events below the log level; rerun with RUST_LOG=debug)".to_string()
 }

@@ -39,7 +39,7 @@ async fn pause_mid_statement(bugs: PlantedBugs) -> Seen {
     let (paused, paused_at) = oneshot::channel::<Instant>();
     let client = node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
-        sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
+        sim::operator::harness::table_on_a_synchronized_pair(&mut c, "t").await;
         c.begin().await.unwrap();
         c.insert("t", 1, b"first".to_vec()).await.unwrap();
         sending.send(()).unwrap();
@@ -48,7 +48,7 @@ async fn pause_mid_statement(bugs: PlantedBugs) -> Seen {
         let done = Instant::now();
         let after_pause = done - paused_at.await.unwrap();
         let primary = c.catalog().await.unwrap().pair(0).unwrap().primary.dbid;
-        let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
+        let rows = sim::operator::harness::scan_keys(&mut c, "t", 0).await;
         Seen {
             insert: insert.map(|_| ()).map_err(|e| e.to_string()),
             commit: commit.map_err(|e| e.to_string()),

@@ -119,7 +119,7 @@ async fn with_a_reset_of_sdw1<F>(
 /// session idle. No failover happens, and both rows are there exactly once.
 async fn insert_across_a_reset(seed: u64, commit_between: bool) {
     with_a_reset_of_sdw1(seed, move |mut c, reset_now, after_reset| async move {
-        sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
+        sim::operator::harness::table_on_a_synchronized_pair(&mut c, "t").await;
         let primary = c.catalog().await.unwrap().pair(0).unwrap().primary.dbid;
         c.begin().await.unwrap();
         c.insert("t", 1, b"first".to_vec()).await.unwrap();
@@ -140,7 +140,7 @@ async fn insert_across_a_reset(seed: u64, commit_between: bool) {
             primary,
             "no failover: the primary never failed"
         );
-        let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
+        let rows = sim::operator::harness::scan_keys(&mut c, "t", 0).await;
         assert_eq!(rows, vec![1, 2], "both statements, once each");
     })
     .await;

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use cluster::catalog::Status;
-use sim::admin::{
+use sim::config::RunConfig;
+use sim::operator::harness::{
     all_synchronized, create_table, insert_retrying, preferred_roles, wait_catalog, AdminHarness,
 };
-use sim::config::RunConfig;
 use sim::operator::{Action, Operator};
 
 /// Lets the operator look every second until `done` holds; returns what it did.

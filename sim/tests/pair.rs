@@ -3,7 +3,7 @@
 //! `MADSIM_TEST_CHECK_DETERMINISM=1` makes madsim run each seed twice and compare.
 
 use sim::config::RunConfig;
-use sim::runner::{run_in_current_runtime, Verdict};
+use sim::run::{run_in_current_runtime, Verdict};
 
 /// Seed 002: "in synchronous mode a commit is acknowledged only after the mirror has flushed
 /// the commit record". Sequence: clients insert; hosts crash and restart; the prober fails over;

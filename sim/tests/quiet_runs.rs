@@ -3,7 +3,7 @@
 //! milestones and the prober's catalog changes. The log only observes.
 
 use sim::config::RunConfig;
-use sim::runner::{run_seed, run_seed_quiet};
+use sim::run::{run_seed, run_seed_quiet};
 
 fn same_with_and_without_the_log(seed: u64, cfg: &RunConfig) {
     let quiet = run_seed_quiet(seed, cfg);

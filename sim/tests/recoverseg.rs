@@ -5,11 +5,11 @@
 
 use cluster::admin::driver::{self, RecoverOptions, RecoverOutcome};
 use cluster::catalog::{Role, Status};
-use sim::admin::{
+use sim::config::RunConfig;
+use sim::operator::harness::{
     all_keys, all_synchronized, create_table, insert_retrying, pair_digests, preferred_roles,
     wait_catalog, AdminHarness,
 };
-use sim::config::RunConfig;
 
 async fn write_directly(addr: &str, epoch: u64) {
     use cluster::io::net::Connection;
@@ -287,11 +287,11 @@ fn bench_recovery_bytes_shipped() {
 /// Inserts `key`, recording the transaction in `history` as the simulator's workload does.
 async fn recorded_insert(
     c: &mut cluster::client::Client,
-    history: &sim::history::History,
+    history: &sim::workload::history::History,
     key: i64,
 ) {
     use cluster::proto::{DbError, Op, OpResult};
-    use sim::history::Outcome;
+    use sim::workload::history::Outcome;
     let now = || madsim::time::Instant::now().elapsed().as_millis() as u64;
     let op = Op::Insert {
         table: "t".into(),
@@ -330,7 +330,7 @@ fn rebalance_before_resync(bug: bool) -> (Result<(), String>, Vec<sim::invariant
     let rt = madsim::runtime::Runtime::with_seed_and_config(41, madsim::Config::default());
     rt.block_on(async move {
         let h = AdminHarness::build(&cfg, 41);
-        let history = sim::history::History::default();
+        let history = sim::workload::history::History::default();
         let hist = history.clone();
         h.run(move |mut c, _| async move {
             create_table(&mut c, "t").await;

@@ -8,14 +8,14 @@ use serde_json::Value;
 use cluster::layout::Layout;
 use reports::timeline::{Event, State};
 use sim::config::RunConfig;
-use sim::runner::run_seed_recorded;
+use sim::run::run_seed_recorded;
 
 /// Seed 1 of the pair: its first host crash takes the primary down and the mirror is promoted;
 /// once the faults heal the operator recovers the old primary and rebalances.
 const SEED: u64 = 1;
 
 /// Runs the seed as `hasim replay` does: the log subscriber records the prober's decisions.
-fn replay() -> (sim::runner::SeedResult, reports::timeline::Recording) {
+fn replay() -> (sim::run::SeedResult, reports::timeline::Recording) {
     sim::trace::install("warn");
     let (result, _, recording) = run_seed_recorded(SEED, &RunConfig::pair());
     (result, recording.expect("the run recorded its events"))

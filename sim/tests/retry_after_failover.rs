@@ -28,7 +28,7 @@ async fn a_transaction_in_flight_during_a_failover_is_retried_on_the_promoted_mi
     let (crashed, after_crash) = oneshot::channel::<()>();
     let client = node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
-        sim::admin::table_on_a_synchronized_pair(&mut c, "t").await;
+        sim::operator::harness::table_on_a_synchronized_pair(&mut c, "t").await;
         c.begin().await.unwrap();
         c.insert("t", 1, b"first".to_vec()).await.unwrap();
         mid_txn.send(()).unwrap();
@@ -43,7 +43,7 @@ async fn a_transaction_in_flight_during_a_failover_is_retried_on_the_promoted_mi
             3,
             "the mirror was promoted"
         );
-        let rows = sim::admin::scan_keys(&mut c, "t", 0).await;
+        let rows = sim::operator::harness::scan_keys(&mut c, "t", 0).await;
         assert_eq!(
             rows,
             vec![1, 2],

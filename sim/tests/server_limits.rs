@@ -12,7 +12,7 @@ use cluster::io::net::{decode_frame, encode_frame, Connection, NetError, Server,
 use cluster::io::Disk;
 use cluster::proto::{SegmentRequest, SegmentResponse};
 use cluster::segment::{self, InstanceConfig};
-use sim::disk::SimDisk;
+use sim::world::disk::SimDisk;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;

@@ -2,7 +2,7 @@
 //! `MADSIM_TEST_SEED`, default 0; `MADSIM_TEST_NUM` consecutive seeds).
 
 use sim::config::RunConfig;
-use sim::runner::{run_in_current_runtime, Verdict};
+use sim::run::{run_in_current_runtime, Verdict};
 
 /// DESIGN section 7, with seed 003's group mirroring: "host i's mirrors on host i + 1".
 /// Sequence: 8 clients insert, update, delete, read and scan on 8 contents over 4 segment

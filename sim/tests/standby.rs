@@ -2,7 +2,7 @@
 //! kept Synchronized by WAL streaming, and activated when the coordinator fails; the refusals
 //! of gpinitstandby and gpactivatestandby; planted bugs in the catalog stream. The seed's
 //! procedures step by step (adding a standby, failing over, resynchronizing a stale standby
-//! with `init-standby -n`) are `sim::standby_scenarios`, snapshotted in
+//! with `init-standby -n`) are `sim::procedures::standby`, snapshotted in
 //! `scenarios/tests/standby_procedures.rs`.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use cluster::catalog::{Role, SegmentConfig, Status};
 use cluster::client::Client;
 use cluster::standby::admin::{self, StandbyAdminError};
 use cluster::standby::{ActivateRefusal, StandbyRequest, SummaryState};
-use sim::standby_failover;
+use sim::procedures::coordinator_failover;
 use sim::world::{World, STANDBY_HOST};
 
 /// Runs `f` in a fresh runtime seeded with `seed`, on a fresh thread (madsim seeds hash maps
@@ -59,8 +59,8 @@ fn in_runtime_hashed<T, F: std::future::Future<Output = T> + 'static>(
     }
 }
 
-fn run_seed(seed: u64, cfg: sim::config::RunConfig) -> standby_failover::FailoverReport {
-    in_runtime(seed, move || standby_failover::run(cfg, seed))
+fn run_seed(seed: u64, cfg: sim::config::RunConfig) -> coordinator_failover::FailoverReport {
+    in_runtime(seed, move || coordinator_failover::run(cfg, seed))
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"))
 }
 
@@ -70,7 +70,7 @@ fn run_seed(seed: u64, cfg: sim::config::RunConfig) -> standby_failover::Failove
 #[test]
 fn the_activated_standby_keeps_every_acknowledged_commit() {
     let seed = 1;
-    let r = run_seed(seed, standby_failover::config());
+    let r = run_seed(seed, coordinator_failover::config());
     eprintln!("{r:#?}");
     assert_eq!(r.synchronized.summary_state, SummaryState::Synchronized);
     assert!(r.synchronized.log_time_ms.is_some());
@@ -106,7 +106,7 @@ fn the_activated_standby_keeps_every_acknowledged_commit() {
 /// the atomicity checker reports; the same seed without the bug is clean.
 #[test]
 fn activation_that_ignores_commit_records_is_caught() {
-    let mut buggy = standby_failover::config();
+    let mut buggy = coordinator_failover::config();
     buggy
         .bugs
         .enable("activation-ignores-commit-records")
@@ -121,12 +121,12 @@ fn activation_that_ignores_commit_records_is_caught() {
         })
         .expect("no seed in 1..=20 caught the planted bug");
     eprintln!("caught at seed {seed}: {violations:#?}");
-    let clean = run_seed(seed, standby_failover::config());
+    let clean = run_seed(seed, coordinator_failover::config());
     assert!(clean.violations.is_empty(), "{:#?}", clean.violations);
 }
 
 async fn one_forget_left_unflushed(bug: bool) -> Vec<sim::invariants::Violation> {
-    let mut cfg = standby_failover::config();
+    let mut cfg = coordinator_failover::config();
     if bug {
         cfg.bugs.enable("walsender-ships-unflushed-wal").unwrap();
     }
@@ -137,7 +137,7 @@ async fn one_forget_left_unflushed(bug: bool) -> Vec<sim::invariants::Violation>
         .ip("10.0.1.1".parse().unwrap())
         .build();
     admin
-        .spawn(sim::runner::create_tables(
+        .spawn(sim::run::create_tables(
             world.coordinator_addr.clone(),
             Duration::from_secs(7),
         ))
@@ -155,7 +155,7 @@ async fn one_forget_left_unflushed(bug: bool) -> Vec<sim::invariants::Violation>
     madsim::time::sleep(Duration::from_millis(50)).await;
     world.kill_host("mdw");
     let activation = world.activate_standby(&admin).await.unwrap();
-    let (standby_wal, coordinator_wal) = standby_failover::catalog_wals(&world);
+    let (standby_wal, coordinator_wal) = coordinator_failover::catalog_wals(&world);
     sim::invariants::standby_catalog::check(&standby_wal, &coordinator_wal, activation.end_lsn, 0)
 }
 
@@ -183,7 +183,7 @@ fn a_walsender_shipping_unflushed_wal_is_caught() {
 /// standby flushes anything more; the standby's host comes back, the operator starts the
 /// standby and activates it. Returns what the standby-catalog checker says.
 async fn acknowledged_table_then_both_hosts_fail(bug: bool) -> Vec<sim::invariants::Violation> {
-    let mut cfg = standby_failover::config();
+    let mut cfg = coordinator_failover::config();
     if bug {
         cfg.bugs.enable("standby-acks-unflushed-wal").unwrap();
     }
@@ -195,7 +195,7 @@ async fn acknowledged_table_then_both_hosts_fail(bug: bool) -> Vec<sim::invarian
         .ip("10.0.1.1".parse().unwrap())
         .build();
     admin
-        .spawn(sim::runner::create_tables(
+        .spawn(sim::run::create_tables(
             world.coordinator_addr.clone(),
             Duration::from_secs(7),
         ))
@@ -228,7 +228,7 @@ async fn acknowledged_table_then_both_hosts_fail(bug: bool) -> Vec<sim::invarian
     madsim::time::sleep(Duration::from_secs(1)).await;
     let activation = world.activate_standby(&admin).await.unwrap();
     let now = sim::workload::now_ms();
-    let (standby_wal, coordinator_wal) = standby_failover::catalog_wals(&world);
+    let (standby_wal, coordinator_wal) = coordinator_failover::catalog_wals(&world);
     let mut violations = sim::invariants::standby_catalog::check(
         &standby_wal,
         &coordinator_wal,
@@ -271,14 +271,14 @@ fn a_standby_acknowledging_unflushed_wal_is_caught() {
 
 /// A world with a standby host and no workload, its tables created, and an admin node.
 async fn quiet_world() -> (World, madsim::runtime::NodeHandle) {
-    let world = World::build(&standby_failover::config(), 7);
+    let world = World::build(&coordinator_failover::config(), 7);
     let admin = madsim::runtime::Handle::current()
         .create_node()
         .name("admin")
         .ip("10.0.1.1".parse().unwrap())
         .build();
     admin
-        .spawn(sim::runner::create_tables(
+        .spawn(sim::run::create_tables(
             world.coordinator_addr.clone(),
             Duration::from_secs(7),
         ))
@@ -293,7 +293,7 @@ async fn quiet_world() -> (World, madsim::runtime::NodeHandle) {
 async fn commit_pairs(node: &madsim::runtime::NodeHandle, addrs: Vec<String>, from: i64, n: usize) {
     node.spawn(async move {
         let mut c = Client::new(addrs, Duration::from_secs(10));
-        for [a, b] in sim::admin::key_pairs(from, n, 4) {
+        for [a, b] in sim::operator::harness::key_pairs(from, n, 4) {
             c.begin().await.unwrap();
             c.insert("t_heap", a, b"stale".to_vec()).await.unwrap();
             c.insert("t_heap", b, b"stale".to_vec()).await.unwrap();
@@ -444,7 +444,10 @@ fn the_standby_verbs_refuse_what_the_real_tools_refuse() {
 fn the_failover_is_deterministic() {
     let hash = || {
         std::thread::spawn(|| {
-            in_runtime_hashed(2, || standby_failover::run(standby_failover::config(), 2)).1
+            in_runtime_hashed(2, || {
+                coordinator_failover::run(coordinator_failover::config(), 2)
+            })
+            .1
         })
         .join()
         .unwrap()

@@ -23,7 +23,7 @@ use cluster::storage::{
     Engine, EngineOptions, Key, Lsn, StorageError, Value, Wal, Write, Xid, TUPLE_SPACE,
 };
 use proptest::prelude::*;
-use sim::disk::{SimDisk, TornTail};
+use sim::world::disk::{SimDisk, TornTail};
 use tokio::sync::Mutex;
 
 use storage_support::*;

@@ -10,7 +10,7 @@ mod storage_support;
 
 use cluster::storage::{Engine, Key, Lsn, StorageError, Write, Xid};
 use proptest::prelude::*;
-use sim::disk::{SimDisk, TornTail};
+use sim::world::disk::{SimDisk, TornTail};
 
 use storage_support::*;
 

@@ -16,7 +16,7 @@ use cluster::wal::{Key, Value};
 
 use super::model::{possible, value_of, Model, Source};
 use super::Violation;
-use crate::history::{Outcome, TxnRecord};
+use crate::workload::history::{Outcome, TxnRecord};
 
 pub const NAME: &str = "aborted-stays-aborted";
 
@@ -87,7 +87,7 @@ pub fn check_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::testing::{delete, insert, rows, txn, update};
+    use crate::workload::history::testing::{delete, insert, rows, txn, update};
 
     #[test]
     fn fires_on_a_present_failed_transaction_and_a_half_applied_unknown_one() {

@@ -28,28 +28,10 @@ use cluster::catalog::{Role, SegmentConfig};
 use cluster::fts::prober::ProbeSettings;
 
 use super::Violation;
-use crate::history::TxnRecord;
-use crate::nemesis::{exposure, Fault, Label, ScheduledFault};
+use crate::nemesis::{exposure, one_probe, Fault, Label, ScheduledFault};
+use crate::workload::history::TxnRecord;
 
 pub const NAME: &str = "availability";
-
-/// How long after a fault the prober may take to detect it and make the content available
-/// again: one probe interval, a probe with all its retries, the promote request with all its
-/// retries, and the time a promoted mirror or an abandoned sync wait needs (the WAL timeout and
-/// the mirror-down grace period).
-pub fn detection_window(
-    probe: &ProbeSettings,
-    wal_timeout: Duration,
-    mirror_down_grace: Duration,
-) -> Duration {
-    probe.probe_interval + one_probe(probe) * 2 + wal_timeout + mirror_down_grace
-}
-
-/// One probe of an instance that never answers: every attempt times out, `retry_gap` apart.
-fn one_probe(probe: &ProbeSettings) -> Duration {
-    let attempts = probe.probe_retries + 1;
-    probe.probe_timeout * attempts + probe.retry_gap * probe.probe_retries
-}
 
 /// What the coordinator's session needs, once the catalog names the promoted mirror, to cancel
 /// its calls to the hung primary, roll the transaction back, and run it again there: the
@@ -158,7 +140,7 @@ pub fn check(
         let (Some(done), Some(err)) = (t.completed_ms, t.error.as_deref()) else {
             continue;
         };
-        if t.outcome == Some(crate::history::Outcome::Ok) {
+        if t.outcome == Some(crate::workload::history::Outcome::Ok) {
             continue;
         }
         let at = done.saturating_sub(workload_started_ms);
@@ -275,9 +257,9 @@ pub fn check_paused_primaries(
                 format!("begun at {invoked} ms, after")
             };
             let outcome = match t.outcome {
-                Some(crate::history::Outcome::Ok) => "ok",
-                Some(crate::history::Outcome::Fail) => "failed",
-                Some(crate::history::Outcome::Unknown) | None => "unknown",
+                Some(crate::workload::history::Outcome::Ok) => "ok",
+                Some(crate::workload::history::Outcome::Fail) => "failed",
+                Some(crate::workload::history::Outcome::Unknown) | None => "unknown",
             };
             let how = match (t.completed_ms, t.error.as_deref()) {
                 (None, _) => "never completed".to_string(),
@@ -346,7 +328,7 @@ mod tests {
         txns: &[(u64, u64)],
         pause_dbid: impl Fn(&[SegmentConfig]) -> u16,
     ) -> Vec<Violation> {
-        use crate::history::{testing, Outcome};
+        use crate::workload::history::{testing, Outcome};
         let cfg = crate::config::RunConfig::standard();
         let segments = crate::world::layout(&cfg);
         let dbid = pause_dbid(&segments);
@@ -507,8 +489,12 @@ mod tests {
 
     #[test]
     fn the_window_covers_a_probe_cycle_with_retries() {
-        let probe = crate::world::sim_probe_settings();
-        let w = detection_window(&probe, Duration::from_secs(3), Duration::from_secs(3));
+        let probe = crate::config::sim_probe_settings();
+        let w = crate::nemesis::detection_window(
+            &probe,
+            Duration::from_secs(3),
+            Duration::from_secs(3),
+        );
         assert!(w > probe.probe_interval + probe.probe_timeout * (probe.probe_retries + 1));
     }
 }

@@ -21,11 +21,12 @@
 //! `one-acting-coordinator`'s and `linear-history`'s to judge): lines of a generation logged
 //! after the next generation's first line are not the acting catalog's, and are left out.
 
+use cluster::catalog::epoch::generation;
 use cluster::catalog::HistoryRow;
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::CatalogLine;
+use crate::workload::history::Event;
 
 pub const NAME: &str = "configuration-history";
 
@@ -33,78 +34,12 @@ pub const NAME: &str = "configuration-history";
 const INITIAL_EPOCH: u64 = 1;
 
 pub fn check(lines: &[CatalogLine], rows: &[HistoryRow], final_epoch: u64) -> Vec<Violation> {
-    use cluster::catalog::epoch::generation;
+    let lines = acting_lines(lines);
     let mut violations = Vec::new();
-    // When each generation's first change was logged (its activation).
-    let mut began: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
-    for l in lines {
-        let at = began.entry(generation(l.epoch)).or_insert(l.at_ms);
-        *at = (*at).min(l.at_ms);
-    }
-    let lines: Vec<CatalogLine> = lines
-        .iter()
-        .filter(|l| {
-            began
-                .get(&(generation(l.epoch) + 1))
-                .is_none_or(|next| l.at_ms <= *next)
-        })
-        .cloned()
-        .collect();
-    // Logged changes, in commit (epoch) order, must be a subsequence of the history rows; two
-    // writers may log their commits in another order than they made them.
-    let mut in_order: Vec<&CatalogLine> = lines.iter().collect();
-    in_order.sort_by_key(|l| l.epoch);
-    let mut next_row = 0;
-    let mut matched = 0;
-    for line in in_order {
-        let found = rows[next_row..]
-            .iter()
-            .position(|r| r.dbid == line.dbid && r.desc == line.desc);
-        match found {
-            Some(i) => {
-                next_row += i + 1;
-                matched += 1;
-            }
-            None => {
-                violations.push(violation(
-                    line.at_ms,
-                    format!(
-                        "the prober committed \"{}\" at epoch {} ({} ms) but gp_configuration_history has no such row after the {} rows matched before it ({} rows in all)",
-                        line.desc, line.epoch, line.at_ms, next_row, rows.len()
-                    ),
-                    format!("catalog change at epoch {}: {}", line.epoch, line.desc),
-                ));
-                // Report the first missing row only: the rest would repeat it.
-                break;
-            }
-        }
-    }
+    let (missing, matched) = first_missing_row(&lines, rows);
+    violations.extend(missing);
     let logged: std::collections::BTreeSet<u64> = lines.iter().map(|l| l.epoch).collect();
-    // The epochs the acting catalog went through: from the first after the initial one to the
-    // final epoch in its generation, and in each earlier generation up to its last logged
-    // change (where its successor took over).
-    let final_generation = generation(final_epoch);
-    let mut unlogged: Vec<u64> = Vec::new();
-    for g in 0..=final_generation {
-        let first = if g == 0 {
-            INITIAL_EPOCH + 1
-        } else {
-            cluster::catalog::epoch::first_of_next_generation(((g - 1) as u64) << 32)
-        };
-        let last = if g == final_generation {
-            final_epoch
-        } else {
-            match logged
-                .range(first..)
-                .take_while(|e| generation(**e) == g)
-                .last()
-            {
-                Some(e) => *e,
-                None => continue,
-            }
-        };
-        unlogged.extend((first..=last).filter(|e| !logged.contains(e)));
-    }
+    let unlogged = unlogged_epochs(&logged, final_epoch);
     let unaccounted_rows = rows.len().saturating_sub(matched);
     if let Some(&epoch) = unlogged.get(unaccounted_rows.min(unlogged.len())) {
         violations.push(violation(
@@ -127,6 +62,88 @@ pub fn check(lines: &[CatalogLine], rows: &[HistoryRow], final_epoch: u64) -> Ve
         ));
     }
     violations
+}
+
+/// The changes the acting catalog made: a generation's changes logged after the next
+/// generation began (its successor's activation) are left out.
+fn acting_lines(lines: &[CatalogLine]) -> Vec<CatalogLine> {
+    // When each generation's first change was logged (its activation).
+    let mut began: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+    for l in lines {
+        let at = began.entry(generation(l.epoch)).or_insert(l.at_ms);
+        *at = (*at).min(l.at_ms);
+    }
+    lines
+        .iter()
+        .filter(|l| {
+            began
+                .get(&(generation(l.epoch) + 1))
+                .is_none_or(|next| l.at_ms <= *next)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Logged changes, in commit (epoch) order, must be a subsequence of the history rows; two
+/// writers may log their commits in another order than they made them. Returns the first
+/// change with no row (the rest would repeat it), and how many rows were matched.
+fn first_missing_row(lines: &[CatalogLine], rows: &[HistoryRow]) -> (Option<Violation>, usize) {
+    let mut in_order: Vec<&CatalogLine> = lines.iter().collect();
+    in_order.sort_by_key(|l| l.epoch);
+    let mut next_row = 0;
+    let mut matched = 0;
+    for line in in_order {
+        let found = rows[next_row..]
+            .iter()
+            .position(|r| r.dbid == line.dbid && r.desc == line.desc);
+        match found {
+            Some(i) => {
+                next_row += i + 1;
+                matched += 1;
+            }
+            None => {
+                let v = violation(
+                    line.at_ms,
+                    format!(
+                        "the prober committed \"{}\" at epoch {} ({} ms) but gp_configuration_history has no such row after the {} rows matched before it ({} rows in all)",
+                        line.desc, line.epoch, line.at_ms, next_row, rows.len()
+                    ),
+                    format!("catalog change at epoch {}: {}", line.epoch, line.desc),
+                );
+                return (Some(v), matched);
+            }
+        }
+    }
+    (None, matched)
+}
+
+/// The epochs the acting catalog went through that no logged change explains: from the first
+/// after the initial one to the final epoch in its generation, and in each earlier generation
+/// up to its last logged change (where its successor took over).
+fn unlogged_epochs(logged: &std::collections::BTreeSet<u64>, final_epoch: u64) -> Vec<u64> {
+    let final_generation = generation(final_epoch);
+    let mut unlogged: Vec<u64> = Vec::new();
+    for g in 0..=final_generation {
+        let first = if g == 0 {
+            INITIAL_EPOCH + 1
+        } else {
+            cluster::catalog::epoch::first_of_next_generation(((g - 1) as u64) << 32)
+        };
+        let last = if g == final_generation {
+            final_epoch
+        } else {
+            match logged
+                .range(first..)
+                .take_while(|e| generation(**e) == g)
+                .last()
+            {
+                Some(e) => *e,
+                None => continue,
+            }
+        };
+        unlogged.extend((first..=last).filter(|e| !logged.contains(e)));
+    }
+    unlogged
 }
 
 fn violation(at_ms: u64, message: String, detail: String) -> Violation {

@@ -8,7 +8,7 @@
 //!
 //! The requirement, [`requirement`]: every instance is up and in its preferred role, and every
 //! mirrored pair is Synchronized (both rows mode `s`). The runner lets the simulator's operator
-//! agent (`crate::operator`) act after every fault healed and judges this within the bound.
+//! agent (`operator/`) act after every fault healed and judges this within the bound.
 //!
 //! With a standby coordinator (seed 000: after an activation, "configure a new standby
 //! master"), also [`coordinator_requirement`]: one acting coordinator, up, and a standby the

@@ -7,7 +7,7 @@
 //! gpcheckmirrorseg checks).
 
 use super::Violation;
-use crate::history::Event;
+use crate::workload::history::Event;
 
 pub const NAME: &str = "identical-replicas";
 

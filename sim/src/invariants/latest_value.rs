@@ -20,7 +20,7 @@ use cluster::wal::{Key, Value};
 
 use super::model::{show, value_of, Model};
 use super::Violation;
-use crate::history::{Event, TxnRecord};
+use crate::workload::history::{Event, TxnRecord};
 
 pub const NAME: &str = "latest-value";
 
@@ -147,8 +147,8 @@ fn read_event(txn: &TxnRecord, at_ms: u64, detail: String) -> Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::testing::{delete, get, insert, txn, update};
-    use crate::history::Outcome;
+    use crate::workload::history::testing::{delete, get, insert, txn, update};
+    use crate::workload::history::Outcome;
     use cluster::proto::{Op, OpResult};
 
     #[test]

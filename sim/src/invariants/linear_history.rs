@@ -17,8 +17,8 @@
 use std::collections::BTreeMap;
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::Observed;
+use crate::workload::history::Event;
 use cluster::catalog::{Content, Dbid};
 use cluster::observe::Fact;
 use cluster::wal::Lsn;

@@ -18,7 +18,7 @@ pub mod wal_before_data;
 
 use serde::Serialize;
 
-use crate::history::Event;
+use crate::workload::history::Event;
 
 /// A broken property, with the first event that shows it.
 #[derive(Clone, Debug, Serialize)]

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cluster::catalog::Content;
 use cluster::wal::{Key, Value};
 
-use crate::history::{Outcome, TxnRecord};
+use crate::workload::history::{Outcome, TxnRecord};
 
 /// One write of one row.
 #[derive(Clone, Debug)]

@@ -16,7 +16,7 @@ use cluster::wal::{Key, Value};
 
 use super::model::{possible, show, value_of, Model, Source};
 use super::Violation;
-use crate::history::TxnRecord;
+use crate::workload::history::TxnRecord;
 
 pub const NAME: &str = "no-lost-commits";
 
@@ -82,8 +82,8 @@ pub fn check_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::testing::{delete, insert, rows, txn, update};
-    use crate::history::Outcome;
+    use crate::workload::history::testing::{delete, insert, rows, txn, update};
+    use crate::workload::history::Outcome;
 
     #[test]
     fn fires_on_a_missing_or_changed_acknowledged_row_only() {

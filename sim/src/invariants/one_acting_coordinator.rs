@@ -22,23 +22,13 @@
 use std::collections::BTreeMap;
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::Observed;
+use crate::workload::history::Event;
+use crate::world::coordinator_pair::Succession;
 use cluster::catalog::{epoch, Dbid};
 use cluster::observe::Fact;
 
 pub const NAME: &str = "one-acting-coordinator";
-
-/// An activation: the coordinator at address `deposed` replaced by the one at `successor`
-/// (hosts' addresses, without ports), begun at `began_ms` (the operator ran
-/// `activate-standby`) and seen through at `at_ms`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Succession {
-    pub began_ms: u64,
-    pub at_ms: u64,
-    pub deposed: String,
-    pub successor: String,
-}
 
 pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
     let mut violations = Vec::new();

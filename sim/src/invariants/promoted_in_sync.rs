@@ -7,8 +7,8 @@
 //! prefix of its primary's, so the positions are comparable.
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::Observed;
+use crate::workload::history::Event;
 use cluster::observe::Fact;
 
 pub const NAME: &str = "promoted-in-sync";

@@ -15,8 +15,9 @@
 //! cluster was already told about.
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::Observed;
+use crate::workload::history::Event;
+use crate::world::coordinator_pair::ActivationRecord;
 use cluster::observe::Fact;
 
 pub const NAME: &str = "standby-catalog";
@@ -99,6 +100,45 @@ pub fn check_acknowledged(
 
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
+}
+
+/// The standby-catalog checker over this activation: the standby's catalog WAL up to its
+/// activation point is a prefix of what the lost coordinator made durable, and holds every
+/// catalog position the coordinator acted on as flushed by its standby since `since_ms`
+/// (the previous activation, or the start of the run).
+pub fn check_activation(
+    record: &ActivationRecord,
+    facts: &[Observed],
+    since_ms: u64,
+) -> Vec<Violation> {
+    let mut v = check(
+        &record.standby_wal,
+        &record.coordinator_wal,
+        record.activation.end_lsn,
+        record.at_ms,
+    );
+    let window: Vec<Observed> = facts
+        .iter()
+        .filter(|o| o.at_ms >= since_ms)
+        .cloned()
+        .collect();
+    v.extend(check_acknowledged(
+        &window,
+        record.activation.end_lsn,
+        record.at_ms,
+    ));
+    v
+}
+
+/// The standby-catalog checker over every activation of a run, in order.
+pub fn check_activations(records: &[ActivationRecord], facts: &[Observed]) -> Vec<Violation> {
+    let mut since = 0;
+    let mut out = Vec::new();
+    for r in records {
+        out.extend(check_activation(r, facts, since));
+        since = r.at_ms;
+    }
+    out
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 //! not. Injected faults never produce it: a bit flip fails the block's checksum first.
 
 use super::Violation;
-use crate::history::Event;
 use crate::observer::Observed;
+use crate::workload::history::Event;
 use cluster::observe::Fact;
 
 pub const NAME: &str = "wal-before-data";

@@ -14,7 +14,7 @@ use cluster::storage::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
-use sim::disk::SimDisk;
+use sim::world::disk::SimDisk;
 
 pub const HEAP: TableId = 1;
 pub const AO: TableId = 2;

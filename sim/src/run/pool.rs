@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 
 use crate::config::RunConfig;
-use crate::runner::{run_seed, run_seed_quiet, SeedResult, Verdict};
+use crate::run::{run_seed, run_seed_quiet, SeedResult, Verdict};
 
 /// One seed's run: its result, its captured log, and with `twice`, how its second run differed.
 pub struct SeedRun {
@@ -90,7 +90,7 @@ fn run_one(seed: u64, cfg: &RunConfig, twice: bool) -> SeedRun {
             format!(
                 "; logged again: {}; first divergence: {}",
                 again.trace_hash,
-                crate::cli::first_divergence(&log, &again_log)
+                crate::trace::first_divergence(&log, &again_log)
             )
         } else {
             "; logged again: the same as with the log".to_string()

@@ -1,18 +1,23 @@
 //! The `hasim` command line: run seeds, replay one, benchmark the simulator.
+//!
+//! `hasim bench` is in [`bench`], `hasim hunt` in [`hunt`]; `hasim report`, `hasim layouts` and the replay's
+//! timeline and Perfetto outputs in [`report`].
+
+pub mod args;
+pub mod bench;
+pub mod hunt;
+pub mod report;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand};
-
-use cluster::segment::ReplicationMode;
+use clap::{Parser, Subcommand};
 
 use crate::config::RunConfig;
-use crate::failover::{self, Failover};
-use crate::runner::{SeedResult, Verdict};
-
-pub const EXIT_USAGE: i32 = 64;
+use crate::run::failover::{self, Failover};
+use crate::run::{SeedResult, Verdict};
+use args::{ReplayArgs, RunArgs, ShrinkArgs, World, EXIT_USAGE};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,17 +37,17 @@ pub enum Command {
     /// Replay one seed exactly, optionally writing its full trace.
     Replay(ReplayArgs),
     /// Measure simulator throughput on 1 and 2 jobs.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::cli::bench::BenchArgs),
     /// One measured run for `hasim bench --scaling` (a child process, so its peak memory is
     /// its own).
     #[command(hide = true)]
-    BenchChild(crate::bench::ChildArgs),
+    BenchChild(crate::cli::bench::ChildArgs),
     /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
-    Hunt(crate::hunt::HuntArgs),
+    Hunt(hunt::HuntArgs),
     /// Write an HTML report with charts from `hasim run --json` results.
-    Report(crate::report_cli::ReportArgs),
+    Report(crate::cli::report::ReportArgs),
     /// Measure mirror layouts under k simultaneous host failures (availability, load).
-    Layouts(crate::report_cli::LayoutsArgs),
+    Layouts(crate::cli::report::LayoutsArgs),
     /// Cut a failing seed's fault schedule down to a minimal one that still fails the same
     /// checker; write it to a file `replay --schedule` reads.
     Shrink(ShrinkArgs),
@@ -54,182 +59,6 @@ pub enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-}
-
-#[derive(Args, Debug)]
-pub struct ShrinkArgs {
-    #[arg(long)]
-    pub seed: u64,
-    /// Where the shrunk schedule goes (default: shrunk-seed-N.json).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Runs to spend at most.
-    #[arg(long, default_value_t = 150)]
-    pub max_runs: u32,
-    /// Start from the schedule in this file (as `replay --schedule`) instead of the seed's.
-    #[arg(long)]
-    pub schedule: Option<PathBuf>,
-    #[command(flatten)]
-    pub world: World,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct World {
-    /// Scenario to run (known: standard, pair, async-pair, swarm).
-    #[arg(long, default_value = "standard", value_parser = parse_scenario)]
-    pub scenario: String,
-    /// Replication mode of every segment, overriding the scenario's: sync (a commit waits for
-    /// the mirror's flush) or async (it does not).
-    #[arg(long, value_parser = parse_replication)]
-    pub replication: Option<ReplicationMode>,
-    /// Let a transaction's statements route to several contents (committed by two-phase commit;
-    /// the standard scenario has them on already).
-    #[arg(long)]
-    pub multi_content_txns: bool,
-    /// Leave out the liveness phase: no operator agent recovers or rebalances once every fault
-    /// healed, and convergence to the preferred roles is not required (the final read still is).
-    #[arg(long)]
-    pub no_operator: bool,
-    /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
-    /// per host) or block:SIZE (the size must divide the number of segment hosts).
-    #[arg(long, value_parser = str::parse::<cluster::layout::Layout>)]
-    pub layout: Option<cluster::layout::Layout>,
-    /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
-    #[arg(long = "bug", value_parser = parse_bug)]
-    pub bugs: Vec<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Seeds to run: `A..B` (B excluded) or a single seed.
-    #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
-    pub seeds: SeedRange,
-    /// Seeds run in parallel (default: available cores).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub jobs: Option<u32>,
-    /// One JSON object per seed on standard output, nothing else there.
-    #[arg(long)]
-    pub json: bool,
-    /// Run every seed twice and compare trace hashes.
-    #[arg(long)]
-    pub check_determinism: bool,
-    /// Run only shard K of N (K counts from 1): the seeds at offsets o of the range with
-    /// o % N == K - 1. The N shards' JSON lines, concatenated and sorted, are the whole run's.
-    #[arg(long, value_parser = crate::pool::Shard::parse)]
-    pub shard: Option<crate::pool::Shard>,
-    /// Where a failing seed's result and log are kept.
-    #[arg(long, default_value = "hasim-failures")]
-    pub failures_dir: PathBuf,
-    #[command(flatten)]
-    pub world: World,
-}
-
-#[derive(Args, Debug)]
-pub struct ReplayArgs {
-    #[arg(long)]
-    pub seed: u64,
-    /// Write the seed's full log (level from RUST_LOG, default debug) to this file.
-    #[arg(long)]
-    pub trace: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
-    /// Draw the state timeline of every instance (SVG) to this file.
-    #[arg(long)]
-    pub timeline: Option<PathBuf>,
-    /// Write a Chrome trace-event JSON file (opens in ui.perfetto.dev) to this file.
-    #[arg(long)]
-    pub perfetto: Option<PathBuf>,
-    /// Carry out the fault schedule in this JSON file (a result line, or an array of faults)
-    /// instead of the one drawn from the seed; the workload is still the seed's.
-    #[arg(long)]
-    pub schedule: Option<PathBuf>,
-    #[command(flatten)]
-    pub world: World,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeedRange {
-    pub start: u64,
-    pub end: u64,
-}
-
-pub fn parse_seeds(s: &str) -> Result<SeedRange, String> {
-    let range = match s.split_once("..") {
-        Some((a, b)) => {
-            let start = a
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| format!("seed range start {a:?}: {e}"))?;
-            let end = b
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| format!("seed range end {b:?}: {e}"))?;
-            SeedRange { start, end }
-        }
-        None => {
-            let seed = s
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| format!("seed {s:?}: {e} (expected N or A..B)"))?;
-            SeedRange {
-                start: seed,
-                end: seed + 1,
-            }
-        }
-    };
-    if range.end <= range.start {
-        return Err(format!(
-            "seed range {s:?} is empty: the end must be greater than the start"
-        ));
-    }
-    Ok(range)
-}
-
-pub fn parse_scenario(s: &str) -> Result<String, String> {
-    RunConfig::by_name(s).map(|_| s.to_string()).ok_or_else(|| {
-        format!(
-            "unknown scenario {s:?}; known: {}",
-            RunConfig::SCENARIOS.join(", ")
-        )
-    })
-}
-
-fn parse_replication(s: &str) -> Result<ReplicationMode, String> {
-    match s {
-        "sync" => Ok(ReplicationMode::Sync),
-        "async" => Ok(ReplicationMode::Async),
-        other => Err(format!(
-            "unknown replication mode {other:?}; known: sync, async"
-        )),
-    }
-}
-
-fn parse_bug(s: &str) -> Result<String, String> {
-    cluster::bugs::PlantedBugs::default()
-        .enable(s)
-        .map(|_| s.to_string())
-}
-
-impl World {
-    pub fn config(&self) -> RunConfig {
-        let mut cfg = RunConfig::by_name(&self.scenario).expect("validated by clap");
-        if let Some(mode) = self.replication {
-            cfg.replication = mode;
-        }
-        if self.multi_content_txns {
-            cfg.workload.multi_content_txns = true;
-        }
-        if self.no_operator {
-            cfg.operator = false;
-        }
-        if let Some(layout) = self.layout {
-            cfg.layout = layout;
-        }
-        for bug in &self.bugs {
-            cfg.bugs.enable(bug).expect("validated by clap");
-        }
-        cfg
-    }
 }
 
 /// Parses arguments and runs; returns the process exit code.
@@ -264,51 +93,14 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Replay(args) => replay(args),
-        Command::Bench(args) => crate::bench::main(args),
-        Command::BenchChild(args) => crate::bench::child(args),
-        Command::Hunt(args) => crate::hunt::main(args),
+        Command::Bench(args) => crate::cli::bench::main(args),
+        Command::BenchChild(args) => crate::cli::bench::child(args),
+        Command::Hunt(args) => hunt::main(args),
         Command::Shrink(args) => shrink(args),
-        Command::Report(args) => crate::report_cli::report(&args),
-        Command::Layouts(args) => crate::report_cli::layouts(&args),
-        Command::Scenario { name, seed } => crate::admin_scenarios::cli(&name, seed),
+        Command::Report(args) => crate::cli::report::report(&args),
+        Command::Layouts(args) => crate::cli::report::layouts(&args),
+        Command::Scenario { name, seed } => crate::procedures::cli(&name, seed),
     }
-}
-
-/// Runs seeds on `jobs` workers; calls `each` in seed order.
-pub fn run_many(
-    cfg: &RunConfig,
-    seeds: SeedRange,
-    jobs: u32,
-    twice: bool,
-    mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
-) {
-    let list: Vec<u64> = (seeds.start..seeds.end).collect();
-    crate::pool::run_seeds(cfg, &list, jobs, twice, |run| {
-        each(run.result, run.log, run.mismatch);
-        std::ops::ControlFlow::Continue(())
-    });
-}
-
-/// The first log line that differs between two runs of one seed, ignoring madsim's task ids
-/// (a process-wide counter that differs between runs in one process by design).
-pub fn first_divergence(a: &[u8], b: &[u8]) -> String {
-    fn strip(line: &str) -> String {
-        let mut out = String::new();
-        let mut rest = line;
-        while let Some(i) = rest.find("task{id=") {
-            out.push_str(&rest[..i]);
-            rest = rest[i..].split_once('}').map(|(_, r)| r).unwrap_or("");
-        }
-        out.push_str(rest);
-        out
-    }
-    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
-    for (n, (x, y)) in a.lines().zip(b.lines()).enumerate() {
-        if strip(x) != strip(y) {
-            return format!("line {}:\n    first run:  {x}\n    second run: {y}", n + 1);
-        }
-    }
-    "the logs agree line by line (the difference is in events below the log level; rerun with RUST_LOG=debug)".to_string()
 }
 
 fn default_jobs() -> u32 {
@@ -374,6 +166,27 @@ fn explain_failure(r: &SeedResult) -> String {
     out
 }
 
+/// One seed's result on standard output: its JSON line, or its human line (with the swarm's
+/// draw first, and an explanation when it failed).
+fn print_result(result: &SeedResult, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string(result).expect("results serialize")
+        );
+    } else {
+        if let Some(o) = &result.swarm {
+            let _ = writeln!(out, "seed {:>6} swarm: {}", result.seed, o.summary());
+        }
+        let _ = writeln!(out, "{}", human_line(result));
+        if result.verdict != Verdict::Ok {
+            let _ = write!(out, "{}", explain_failure(result));
+        }
+    }
+}
+
 fn run(args: RunArgs) -> i32 {
     crate::trace::install("info");
     let cfg = args.world.config();
@@ -382,18 +195,17 @@ fn run(args: RunArgs) -> i32 {
     let (mut worst, mut counts, mut sim_ms, mut mismatches) = (Verdict::Ok, [0u64; 4], 0u64, 0u64);
     let mut failing = Vec::new();
     let mut failovers: Vec<Failover> = Vec::new();
-    let stdout = std::io::stdout();
     let seeds = match args.shard {
         Some(shard) => shard.seeds(args.seeds.start, args.seeds.end),
         None => (args.seeds.start..args.seeds.end).collect(),
     };
-    let mut progress = crate::progress::Progress::new(seeds.len() as u64, args.json);
-    crate::pool::run_seeds(
+    let mut progress = crate::run::progress::Progress::new(seeds.len() as u64, args.json);
+    crate::run::pool::run_seeds(
         &cfg,
         &seeds,
         jobs,
         args.check_determinism,
-        |crate::pool::SeedRun {
+        |crate::run::pool::SeedRun {
              mut result,
              log,
              mismatch,
@@ -412,25 +224,7 @@ fn run(args: RunArgs) -> i32 {
             sim_ms += result.sim_time_ms;
             failovers.extend(result.failovers.iter().cloned());
             progress.seed_done(result.verdict != Verdict::Ok);
-            let _ = progress.suspend(|| -> std::io::Result<()> {
-                let mut out = stdout.lock();
-                if args.json {
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        serde_json::to_string(&result).expect("results serialize")
-                    );
-                } else {
-                    if let Some(o) = &result.swarm {
-                        let _ = writeln!(out, "seed {:>6} swarm: {}", result.seed, o.summary());
-                    }
-                    let _ = writeln!(out, "{}", human_line(&result));
-                    if result.verdict != Verdict::Ok {
-                        let _ = write!(out, "{}", explain_failure(&result));
-                    }
-                }
-                Ok(())
-            });
+            progress.suspend(|| print_result(&result, args.json));
             std::ops::ControlFlow::Continue(())
         },
     );
@@ -472,8 +266,8 @@ fn replay(args: ReplayArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let (result, log, recording) = crate::runner::run_seed_recorded(args.seed, &cfg);
-    if let Err(e) = crate::report_cli::replay_outputs(&args, recording.as_ref()) {
+    let (result, log, recording) = crate::run::run_seed_recorded(args.seed, &cfg);
+    if let Err(e) = crate::cli::report::replay_outputs(&args, recording.as_ref()) {
         eprintln!("error: {e:#}");
         return EXIT_USAGE;
     }
@@ -525,9 +319,9 @@ fn replay(args: ReplayArgs) -> i32 {
 fn load_schedule(path: &Path, seed: u64, cfg: &mut RunConfig) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut with = cfg.clone();
-    crate::shrink::apply_schedule_file(&mut with, &text)?;
+    crate::run::shrink::apply_schedule_file(&mut with, &text)?;
     let schedule = with.schedule.clone().unwrap_or_default();
-    let seeded = crate::swarm::derive(seed, &with);
+    let seeded = crate::config::swarm::derive(seed, &with);
     let segments = crate::world::layout(&seeded);
     let layout = crate::nemesis::Layout {
         segment_hosts: (1..=seeded.segment_hosts)
@@ -549,7 +343,7 @@ fn shrink(args: ShrinkArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let Some((shrunk, result)) = crate::shrink::shrink(args.seed, &cfg, args.max_runs) else {
+    let Some((shrunk, result)) = crate::run::shrink::shrink(args.seed, &cfg, args.max_runs) else {
         eprintln!("seed {} passes: nothing to shrink", args.seed);
         return EXIT_USAGE;
     };
@@ -585,7 +379,7 @@ fn shrink(args: ShrinkArgs) -> i32 {
     println!("written to {}; replay with:", out.display());
     println!(
         "  {}",
-        crate::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
+        crate::run::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
     );
     result.verdict.exit_code()
 }

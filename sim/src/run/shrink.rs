@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::config::RunConfig;
 use crate::nemesis::{self, ScheduledFault};
-use crate::runner::{run_seed_quiet, SeedResult, Verdict};
+use crate::run::{run_seed_quiet, SeedResult, Verdict};
 
 /// How a run failed: the checker that fired first, or the verdict class when no checker did
 /// (a liveness failure, a crash).
@@ -104,157 +104,200 @@ pub fn shrink(seed: u64, cfg: &RunConfig, max_runs: u32) -> Option<(Shrunk, Seed
     let first = run_seed_quiet(seed, cfg);
     let target = failure_of(&first)?;
     let original = first.faults.clone();
-    let mut runs = 1u32;
-    let mut best = original.clone();
-    let mut best_result = first;
-    let mut fault_time = cfg.fault_time;
-    let attempt_for = |candidate: &Vec<ScheduledFault>,
-                       fault_time: Duration,
-                       runs: &mut u32|
-     -> Option<SeedResult> {
-        if *runs >= max_runs {
-            return None;
-        }
-        *runs += 1;
-        let mut c = cfg.clone();
-        c.schedule = Some(candidate.clone());
-        c.fault_time = fault_time;
-        let r = run_seed_quiet(seed, &c);
-        fails_with(&r, &target).then_some(r)
+    let mut s = Shrinker {
+        seed,
+        cfg,
+        max_runs,
+        target,
+        runs: 1,
+        best: original.clone(),
+        best_result: first,
+        fault_time: cfg.fault_time,
     };
-    let attempt = |candidate: &Vec<ScheduledFault>, runs: &mut u32| {
-        attempt_for(candidate, cfg.fault_time, runs)
-    };
-    // Keeps `candidate` as the best schedule if the run still fails with it.
-    let keep_if_failing = |candidate: Vec<ScheduledFault>,
-                           best: &mut Vec<ScheduledFault>,
-                           best_result: &mut SeedResult,
-                           runs: &mut u32|
-     -> bool {
-        match attempt(&candidate, runs) {
-            Some(r) => {
-                *best = candidate;
-                *best_result = r;
-                true
-            }
-            None => false,
-        }
-    };
-    // Delta debugging over episodes: try dropping chunks of n, n = 2, 4, ... single episodes.
-    let mut chunks = 2usize;
-    loop {
-        let eps = episodes(&best);
-        if eps.is_empty() {
-            break;
-        }
-        let size = eps.len().div_ceil(chunks.min(eps.len()));
-        let mut cut = false;
-        for chunk in eps.chunks(size) {
-            let rest: Vec<u32> = eps.iter().copied().filter(|e| !chunk.contains(e)).collect();
-            let candidate = keep(&best, &rest);
-            if let Some(r) = attempt(&candidate, &mut runs) {
-                best = candidate;
-                best_result = r;
-                cut = true;
-                break;
-            }
-        }
-        if cut {
-            chunks = (chunks - 1).max(2);
-        } else if size == 1 || runs >= max_runs {
-            break;
-        } else {
-            chunks = (chunks * 2).min(eps.len());
-        }
-    }
-    // Shorter downtimes: move each heal halfway to its fault, while the run still fails.
-    for ep in episodes(&best) {
-        for _ in 0..4 {
-            let Some(start) = best.iter().find(|f| f.episode == ep && !f.fault.is_heal()) else {
-                break;
-            };
-            let Some(heal) = best
-                .iter()
-                .position(|f| f.episode == ep && f.fault.is_heal())
-            else {
-                break;
-            };
-            let gap = best[heal].at_ms.saturating_sub(start.at_ms);
-            if gap < 200 {
-                break;
-            }
-            let mut candidate = best.clone();
-            candidate[heal].at_ms = start.at_ms + gap / 2;
-            nemesis::sort(&mut candidate);
-            if !keep_if_failing(candidate, &mut best, &mut best_result, &mut runs) {
-                break;
-            }
-        }
-    }
-    // Earlier episodes: move each (fault and heal together) halfway towards the start of the
-    // episode before it, while the run still fails.
-    for ep in episodes(&best) {
-        for _ in 0..4 {
-            let Some(start) = best.iter().find(|f| f.episode == ep).map(|f| f.at_ms) else {
-                break;
-            };
-            let floor = best
-                .iter()
-                .filter(|f| f.episode != ep && f.at_ms <= start)
-                .map(|f| f.at_ms)
-                .max()
-                .unwrap_or(0);
-            let shift = (start - floor) / 2;
-            if shift < 100 {
-                break;
-            }
-            let mut candidate = best.clone();
-            for f in candidate.iter_mut().filter(|f| f.episode == ep) {
-                f.at_ms -= shift;
-            }
-            nemesis::sort(&mut candidate);
-            if !keep_if_failing(candidate, &mut best, &mut best_result, &mut runs) {
-                break;
-            }
-        }
-    }
-    // A shorter fault phase (and workload): halve the time left after the last entry.
-    let last = best.iter().map(|f| f.at_ms).max().unwrap_or(0);
-    for _ in 0..6 {
-        let left = (fault_time.as_millis() as u64).saturating_sub(last);
-        if left < 500 {
-            break;
-        }
-        let candidate = Duration::from_millis(last + left / 2);
-        match attempt_for(&best, candidate, &mut runs) {
-            Some(r) => {
-                fault_time = candidate;
-                best_result = r;
-            }
-            None => break,
-        }
-    }
+    s.drop_episodes();
+    s.shorten_downtimes();
+    s.move_episodes_earlier();
+    s.shorten_fault_phase();
     Some((
         Shrunk {
             seed,
             scenario: cfg.scenario.clone(),
             bugs: cfg.bugs.enabled(),
-            checker: target,
+            checker: s.target,
             original_faults: original.len(),
-            runs,
+            runs: s.runs,
             original_fault_time_ms: cfg.fault_time.as_millis() as u64,
-            fault_time_ms: fault_time.as_millis() as u64,
-            faults: best,
+            fault_time_ms: s.fault_time.as_millis() as u64,
+            faults: s.best,
         },
-        best_result,
+        s.best_result,
     ))
+}
+
+/// A shrink under way: the smallest schedule found that still fails with `target`, and the
+/// runs spent.
+struct Shrinker<'a> {
+    seed: u64,
+    cfg: &'a RunConfig,
+    max_runs: u32,
+    target: String,
+    runs: u32,
+    best: Vec<ScheduledFault>,
+    best_result: SeedResult,
+    fault_time: Duration,
+}
+
+impl Shrinker<'_> {
+    /// Runs `candidate` with a fault phase of `fault_time`; its result if it still fails the
+    /// same way (`None` also once the runs are spent).
+    fn attempt_for(
+        &mut self,
+        candidate: &[ScheduledFault],
+        fault_time: Duration,
+    ) -> Option<SeedResult> {
+        if self.runs >= self.max_runs {
+            return None;
+        }
+        self.runs += 1;
+        let mut c = self.cfg.clone();
+        c.schedule = Some(candidate.to_vec());
+        c.fault_time = fault_time;
+        let r = run_seed_quiet(self.seed, &c);
+        fails_with(&r, &self.target).then_some(r)
+    }
+
+    fn attempt(&mut self, candidate: &[ScheduledFault]) -> Option<SeedResult> {
+        self.attempt_for(candidate, self.cfg.fault_time)
+    }
+
+    /// Keeps `candidate` as the best schedule if the run still fails with it.
+    fn keep_if_failing(&mut self, candidate: Vec<ScheduledFault>) -> bool {
+        match self.attempt(&candidate) {
+            Some(r) => {
+                self.best = candidate;
+                self.best_result = r;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Delta debugging over episodes: try dropping chunks of n, n = 2, 4, ... single episodes.
+    fn drop_episodes(&mut self) {
+        let mut chunks = 2usize;
+        loop {
+            let eps = episodes(&self.best);
+            if eps.is_empty() {
+                break;
+            }
+            let size = eps.len().div_ceil(chunks.min(eps.len()));
+            let mut cut = false;
+            for chunk in eps.chunks(size) {
+                let rest: Vec<u32> = eps.iter().copied().filter(|e| !chunk.contains(e)).collect();
+                let candidate = keep(&self.best, &rest);
+                if let Some(r) = self.attempt(&candidate) {
+                    self.best = candidate;
+                    self.best_result = r;
+                    cut = true;
+                    break;
+                }
+            }
+            if cut {
+                chunks = (chunks - 1).max(2);
+            } else if size == 1 || self.runs >= self.max_runs {
+                break;
+            } else {
+                chunks = (chunks * 2).min(eps.len());
+            }
+        }
+    }
+
+    /// Shorter downtimes: move each heal halfway to its fault, while the run still fails.
+    fn shorten_downtimes(&mut self) {
+        for ep in episodes(&self.best) {
+            for _ in 0..4 {
+                let best = &self.best;
+                let Some(start) = best.iter().find(|f| f.episode == ep && !f.fault.is_heal())
+                else {
+                    break;
+                };
+                let Some(heal) = best
+                    .iter()
+                    .position(|f| f.episode == ep && f.fault.is_heal())
+                else {
+                    break;
+                };
+                let gap = best[heal].at_ms.saturating_sub(start.at_ms);
+                if gap < 200 {
+                    break;
+                }
+                let mut candidate = best.clone();
+                candidate[heal].at_ms = start.at_ms + gap / 2;
+                nemesis::sort(&mut candidate);
+                if !self.keep_if_failing(candidate) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Earlier episodes: move each (fault and heal together) halfway towards the start of the
+    /// episode before it, while the run still fails.
+    fn move_episodes_earlier(&mut self) {
+        for ep in episodes(&self.best) {
+            for _ in 0..4 {
+                let best = &self.best;
+                let Some(start) = best.iter().find(|f| f.episode == ep).map(|f| f.at_ms) else {
+                    break;
+                };
+                let floor = best
+                    .iter()
+                    .filter(|f| f.episode != ep && f.at_ms <= start)
+                    .map(|f| f.at_ms)
+                    .max()
+                    .unwrap_or(0);
+                let shift = (start - floor) / 2;
+                if shift < 100 {
+                    break;
+                }
+                let mut candidate = best.clone();
+                for f in candidate.iter_mut().filter(|f| f.episode == ep) {
+                    f.at_ms -= shift;
+                }
+                nemesis::sort(&mut candidate);
+                if !self.keep_if_failing(candidate) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A shorter fault phase (and workload): halve the time left after the last entry.
+    fn shorten_fault_phase(&mut self) {
+        let last = self.best.iter().map(|f| f.at_ms).max().unwrap_or(0);
+        for _ in 0..6 {
+            let left = (self.fault_time.as_millis() as u64).saturating_sub(last);
+            if left < 500 {
+                break;
+            }
+            let candidate = Duration::from_millis(last + left / 2);
+            let best = self.best.clone();
+            match self.attempt_for(&best, candidate) {
+                Some(r) => {
+                    self.fault_time = candidate;
+                    self.best_result = r;
+                }
+                None => break,
+            }
+        }
+    }
 }
 
 /// The command that replays a seed with a schedule file.
 pub fn replay_with_schedule(seed: u64, cfg: &RunConfig, file: &str) -> String {
     format!(
         "{} --schedule {file}",
-        crate::runner::replay_command(seed, cfg)
+        crate::run::replay_command(seed, cfg)
     )
 }
 

@@ -13,7 +13,7 @@ use cluster::layout::Layout;
 use cluster::segment::ReplicationMode;
 
 use crate::config::RunConfig;
-use crate::nemesis::{FaultWeights, KINDS};
+use crate::nemesis::{FaultKind, FaultWeights};
 
 /// The options one seed drew.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -72,7 +72,7 @@ fn between(rng: &mut impl Rng, lo: u64, hi: u64) -> u64 {
 /// (asynchronous replication may lose acknowledged commits, so only a scenario that asks for it
 /// gets it).
 pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
-    let mut rng = crate::runner::stream(seed, "swarm");
+    let mut rng = crate::random::stream(seed, "swarm");
     let segment_hosts = between(&mut rng, 2, 5) as usize;
     let primaries_per_host = between(&mut rng, 1, 3) as usize;
     let mirrors = between(&mut rng, 0, 9) < 8;
@@ -94,7 +94,7 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
     let fault_every_mean_ms = between(&mut rng, 3000, 10_000);
     let base_weights = FaultWeights::full();
     let mut weights = FaultWeights::only(&[]);
-    for kind in KINDS {
+    for kind in FaultKind::ALL {
         // A third of the kinds are off for this seed; the rest get a drawn weight.
         let on = between(&mut rng, 0, 2) > 0;
         let w = if on && possible(kind, mirrors) {
@@ -102,10 +102,10 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
         } else {
             0
         };
-        weights.0.insert(kind.to_string(), w);
+        weights.set(kind, w);
     }
     if weights.0.values().all(|w| *w == 0) {
-        weights.0.insert("host-crash".into(), 1);
+        weights.set(FaultKind::HostCrash, 1);
     }
     // Drawn last, so that the draws above stay what they were for every seed.
     let standby = between(&mut rng, 0, 1) == 1;
@@ -126,11 +126,14 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
 
 /// Kinds that need a mirror to make sense: a double fault, and a bit flip (the only copy of a
 /// content, corrupt, is lost for good until restored from a backup).
-fn possible(kind: &str, mirrors: bool) -> bool {
+fn possible(kind: FaultKind, mirrors: bool) -> bool {
     mirrors
         || !matches!(
             kind,
-            "double-fault" | "bit-flip" | "disk-replaced" | "datadir-lost"
+            FaultKind::DoubleFault
+                | FaultKind::BitFlip
+                | FaultKind::DiskReplaced
+                | FaultKind::DatadirLost
         )
 }
 
@@ -173,7 +176,7 @@ mod tests {
             assert!(o.probe.probe_timeout < o.probe.probe_interval * 2);
             assert!(o.fault_weights.0.values().any(|w| *w > 0));
             if !o.mirrors {
-                assert_eq!(o.fault_weights.get("double-fault"), 0);
+                assert_eq!(o.fault_weights.get(FaultKind::DoubleFault), 0);
             }
         }
         assert!(drawn.iter().any(|o| !o.mirrors) && drawn.iter().any(|o| o.mirrors));
@@ -184,7 +187,7 @@ mod tests {
                 .unwrap();
         }
         assert!(drawn.iter().any(|o| o.layout == Layout::Spread));
-        for kind in KINDS {
+        for kind in FaultKind::ALL {
             assert!(
                 drawn.iter().any(|o| o.fault_weights.get(kind) == 0)
                     && drawn.iter().any(|o| o.fault_weights.get(kind) > 0),

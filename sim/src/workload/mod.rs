@@ -10,6 +10,10 @@
 //! hash to it, as the coordinator refuses transactions that span contents until it has
 //! two-phase commit. Where only one choice is possible nothing is drawn, so the insert-only
 //! workload of one content draws exactly what it always did.
+//!
+//! The history the clients record lives in [`history`].
+
+pub mod history;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,7 +28,7 @@ use cluster::proto::{DbError, Op, OpResult};
 use cluster::wal::{Key, TableKind};
 
 use crate::config::Workload;
-use crate::history::{History, Outcome};
+use crate::workload::history::{History, Outcome};
 
 pub const TABLES: &[(&str, TableKind)] = &[
     ("t_heap", TableKind::Heap),

@@ -1,5 +1,9 @@
 //! A run's configuration: the cluster, its settings, the workload and the fault mix. Derived
 //! from the run options alone (never from the clock), printed first in every result.
+//!
+//! A swarm scenario draws each seed's configuration in [`swarm`].
+
+pub mod swarm;
 
 use std::time::Duration;
 
@@ -10,7 +14,7 @@ use cluster::fts::prober::ProbeSettings;
 use cluster::layout::Layout;
 use cluster::segment::ReplicationMode;
 
-use crate::nemesis::FaultWeights;
+use crate::nemesis::{FaultKind, FaultWeights};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -38,7 +42,7 @@ pub struct RunConfig {
     pub fault_time: Duration,
     /// Mean simulated time between the starts of two faults.
     pub fault_every_mean: Duration,
-    /// Relative weights of the fault kinds (`nemesis::KINDS`); 0 switches a kind off.
+    /// Relative weights of the fault kinds (`nemesis::FaultKind`); 0 switches a kind off.
     pub fault_weights: FaultWeights,
     /// Percentage of seeds whose schedule is drawn to leave the cluster available throughout
     /// (`nemesis::Label::MustStayAvailable`); the others may take it down, never lose data.
@@ -58,9 +62,9 @@ pub struct RunConfig {
     /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
-    /// What a swarm scenario drew for the seed (set by `crate::swarm::derive`).
+    /// What a swarm scenario drew for the seed (set by `swarm::derive`).
     #[serde(skip)]
-    pub swarm: Option<crate::swarm::SwarmOptions>,
+    pub swarm: Option<swarm::SwarmOptions>,
     /// A fault schedule to carry out instead of drawing one from the seed (`hasim replay
     /// --schedule`).
     #[serde(skip)]
@@ -129,7 +133,7 @@ impl RunConfig {
             layout: Layout::Group,
             mirrors: true,
             replication: ReplicationMode::Sync,
-            probe: crate::world::sim_probe_settings(),
+            probe: sim_probe_settings(),
             mirror_down_grace_period: Duration::from_secs(3),
             wal_timeout: Duration::from_secs(3),
             checkpoint_interval: Duration::from_secs(5),
@@ -209,10 +213,10 @@ impl RunConfig {
     pub fn pauses() -> RunConfig {
         let mut fault_weights = FaultWeights::full();
         let others: u32 = (fault_weights.0.iter())
-            .filter(|(kind, _)| *kind != "instance-pause")
+            .filter(|(kind, _)| **kind != FaultKind::InstancePause)
             .map(|(_, w)| *w)
             .sum();
-        fault_weights.0.insert("instance-pause".into(), others);
+        fault_weights.set(FaultKind::InstancePause, others);
         RunConfig {
             scenario: "pauses".into(),
             fault_weights,
@@ -224,7 +228,7 @@ impl RunConfig {
     /// Swarm testing: each seed draws its own cluster (2 to 5 segment hosts, 1 to 3 primaries
     /// per host, mirrors on or off, a standby coordinator or not), probe settings, cache size
     /// and fault mix (see
-    /// `crate::swarm`); synchronous replication, the mixed workload, 60 simulated seconds.
+    /// `swarm`); synchronous replication, the mixed workload, 60 simulated seconds.
     pub fn swarm() -> RunConfig {
         RunConfig {
             scenario: "swarm".into(),
@@ -290,5 +294,16 @@ impl RunConfig {
     /// Primaries per segment host (the last host may hold fewer).
     pub fn primaries_per_host(&self) -> usize {
         self.contents.div_ceil(self.segment_hosts).max(1)
+    }
+}
+
+/// Settings the world is built with that a run's configuration does not vary (yet).
+pub fn sim_probe_settings() -> ProbeSettings {
+    ProbeSettings {
+        probe_interval: Duration::from_secs(2),
+        probe_timeout: Duration::from_secs(1),
+        probe_retries: 2,
+        retry_gap: Duration::from_millis(500),
+        starting_probes_max: 5,
     }
 }

@@ -7,8 +7,8 @@ use madsim::task::NodeId;
 use rand_chacha::rand_core::Rng;
 use tracing::info;
 
-use crate::disk::TornTail;
 use crate::nemesis::Fault;
+use crate::world::disk::TornTail;
 use crate::world::World;
 
 /// madsim's normal per-packet latency.
@@ -17,6 +17,7 @@ const NORMAL_LATENCY: std::ops::Range<Duration> =
 
 impl World {
     /// Carries out one schedule entry.
+    /// (Kept whole: one arm per fault kind, each the world's verb for it.)
     pub fn apply(&mut self, fault: &Fault) {
         match fault {
             Fault::HostCrash { host } => self.kill_host(host),

@@ -17,21 +17,21 @@ use std::time::Instant;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{run_many, SeedRange, World};
+use crate::cli::args::{self, SeedRange, World};
 use crate::config::RunConfig;
-use crate::failover::{self, Failover};
-use crate::runner::Verdict;
+use crate::run::failover::{self, Failover};
+use crate::run::{SeedResult, Verdict};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Seeds per measurement.
-    #[arg(long, default_value = "0..40", value_parser = crate::cli::parse_seeds)]
+    #[arg(long, default_value = "0..40", value_parser = args::parse_seeds)]
     pub seeds: SeedRange,
     /// Also measure 8, 64 and 256 segments (scenarios scaled-8, scaled-64, scaled-256).
     #[arg(long)]
     pub scaling: bool,
     /// Seeds per size for `--scaling`.
-    #[arg(long, default_value = "0..3", value_parser = crate::cli::parse_seeds)]
+    #[arg(long, default_value = "0..3", value_parser = args::parse_seeds)]
     pub scaling_seeds: SeedRange,
     #[command(flatten)]
     pub world: World,
@@ -39,7 +39,7 @@ pub struct BenchArgs {
 
 #[derive(Args, Debug)]
 pub struct ChildArgs {
-    #[arg(long, value_parser = crate::cli::parse_scenario)]
+    #[arg(long, value_parser = args::parse_scenario)]
     pub scenario: String,
     /// Seeds to run, one at a time; none measures the process's start-up alone.
     #[arg(long)]
@@ -97,11 +97,11 @@ pub fn child(args: ChildArgs) -> i32 {
         transactions: 0,
     };
     if let Some(seeds) = &args.seeds {
-        let seeds = match crate::cli::parse_seeds(seeds) {
+        let seeds = match args::parse_seeds(seeds) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("--seeds: {e}");
-                return crate::cli::EXIT_USAGE;
+                return args::EXIT_USAGE;
             }
         };
         run_many(&cfg, seeds, 1, false, |r, _, _| {
@@ -177,6 +177,62 @@ fn scaling(seeds: SeedRange) -> Result<(), String> {
     Ok(())
 }
 
+/// The failover milestones of the one-job row, as a table of medians and 90th percentiles.
+fn print_failovers(failovers: &[Failover]) {
+    let summary = failover::summarize(failovers);
+    println!();
+    println!(
+        "failover: {} of {} primaries lost to a host crash with their mirror in sync failed over and committed again ({} more had no in-sync mirror)",
+        summary.complete, summary.with_mirror, summary.without_mirror
+    );
+    println!();
+    println!("| simulated s from | median | p90 |");
+    println!("|---|---:|---:|");
+    for (part, (median, p90)) in [
+        ("crash to catalog flip (detection)", summary.detection_ms),
+        ("flip to \"promoted\" (promotion)", summary.promotion_ms),
+        ("promoted to first commit", summary.first_commit_ms),
+        ("crash to first commit (total)", summary.total_ms),
+    ] {
+        println!(
+            "| {part} | {:.2} | {:.2} |",
+            median as f64 / 1000.0,
+            p90 as f64 / 1000.0
+        );
+    }
+}
+
+/// The transport floor: what the bare transports cost per message, set against `traffic` (the
+/// messages and simulated seconds of the one-job row).
+fn print_floor(traffic: (u64, f64)) {
+    let per_sim_s = traffic.0 as f64 / traffic.1.max(1e-9);
+    println!();
+    println!(
+        "transport floor: {FLOOR_CLIENTS} client nodes calling one server node back to back for {} simulated s, nothing else running; the last column is the most simulated s per CPU s a scenario carrying the {per_sim_s:.0} messages per simulated s measured above could reach were this its only cost",
+        FLOOR_TIME.as_secs()
+    );
+    println!(
+        "| transport | messages | CPU s | CPU µs per message | ceiling: simulated s per CPU s |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (name, transport) in [
+        ("madsim's TCP alone (write, flush, read)", Transport::Raw),
+        (
+            "the cluster's connection (checksummed frames, call timeout, reset check)",
+            Transport::Framed,
+        ),
+    ] {
+        let (messages, cpu) = floor(transport, FLOOR_TIME);
+        let per_message = cpu / (messages as f64).max(1.0);
+        println!(
+            "| {name} | {messages} | {cpu:.2} | {:.2} | {:.0} |",
+            per_message * 1e6,
+            1.0 / (per_message * per_sim_s).max(1e-12)
+        );
+        let _ = std::io::stdout().flush();
+    }
+}
+
 pub fn main(args: BenchArgs) -> i32 {
     crate::trace::install("warn");
     let cfg = args.world.config();
@@ -220,63 +276,20 @@ pub fn main(args: BenchArgs) -> i32 {
         );
         let _ = std::io::stdout().flush();
     }
-    let summary = failover::summarize(&failovers);
-    println!();
-    println!(
-        "failover: {} of {} primaries lost to a host crash with their mirror in sync failed over and committed again ({} more had no in-sync mirror)",
-        summary.complete, summary.with_mirror, summary.without_mirror
-    );
-    println!();
-    println!("| simulated s from | median | p90 |");
-    println!("|---|---:|---:|");
-    for (part, (median, p90)) in [
-        ("crash to catalog flip (detection)", summary.detection_ms),
-        ("flip to \"promoted\" (promotion)", summary.promotion_ms),
-        ("promoted to first commit", summary.first_commit_ms),
-        ("crash to first commit (total)", summary.total_ms),
-    ] {
-        println!(
-            "| {part} | {:.2} | {:.2} |",
-            median as f64 / 1000.0,
-            p90 as f64 / 1000.0
-        );
-    }
+    print_failovers(&failovers);
     if args.scaling {
         if let Err(e) = scaling(args.scaling_seeds) {
             eprintln!("{e}");
             return 3;
         }
     }
-    let per_sim_s = traffic.0 as f64 / traffic.1.max(1e-9);
-    println!();
-    println!(
-        "transport floor: {FLOOR_CLIENTS} client nodes calling one server node back to back for {} simulated s, nothing else running; the last column is the most simulated s per CPU s a scenario carrying the {per_sim_s:.0} messages per simulated s measured above could reach were this its only cost",
-        FLOOR_TIME.as_secs()
-    );
-    println!(
-        "| transport | messages | CPU s | CPU µs per message | ceiling: simulated s per CPU s |"
-    );
-    println!("|---|---:|---:|---:|---:|");
-    for (name, transport) in [
-        ("madsim's TCP alone (write, flush, read)", Transport::Raw),
-        (
-            "the cluster's connection (checksummed frames, call timeout, reset check)",
-            Transport::Framed,
-        ),
-    ] {
-        let (messages, cpu) = floor(transport, FLOOR_TIME);
-        let per_message = cpu / (messages as f64).max(1.0);
-        println!(
-            "| {name} | {messages} | {cpu:.2} | {:.2} | {:.0} |",
-            per_message * 1e6,
-            1.0 / (per_message * per_sim_s).max(1e-12)
-        );
-        let _ = std::io::stdout().flush();
-    }
+    print_floor(traffic);
     worst.exit_code()
 }
 
 const FLOOR_CLIENTS: u32 = 8;
+/// Where the floor's server listens.
+const SERVER: &str = "10.99.0.1:5000";
 const FLOOR_TIME: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Clone, Copy, PartialEq)]
@@ -321,11 +334,70 @@ fn floor(transport: Transport, time: std::time::Duration) -> (u64, f64) {
         .expect("floor world panicked")
 }
 
-async fn floor_world(transport: Transport, time: std::time::Duration) -> u64 {
+/// The floor's server side of one connection: answers every message.
+async fn floor_serve(stream: tokio::net::TcpStream, transport: Transport) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    match transport {
+        Transport::Raw => {
+            let mut stream = stream;
+            let mut buf = [0u8; 64];
+            while stream.read_exact(&mut buf).await.is_ok() {
+                if stream.write_all(&buf[..16]).await.is_err() || stream.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+        Transport::Framed => {
+            let mut conn = cluster::io::net::Connection::new(stream, "client".into());
+            while let Ok(FloorMessage::Request { id, .. }) = conn.recv().await {
+                if conn.send(&FloorMessage::Answer { id }).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One floor client: calls the server back to back for `time`.
+async fn floor_calls(transport: Transport, time: std::time::Duration) {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let end = tokio::time::Instant::now() + time;
+    match transport {
+        Transport::Raw => {
+            let mut stream = tokio::net::TcpStream::connect(SERVER)
+                .await
+                .expect("floor connect");
+            let mut buf = [7u8; 64];
+            while tokio::time::Instant::now() < end {
+                stream.write_all(&buf).await.expect("floor write");
+                stream.flush().await.expect("floor flush");
+                stream.read_exact(&mut buf[..16]).await.expect("floor read");
+            }
+        }
+        Transport::Framed => {
+            let mut conn = cluster::io::net::Connection::connect(SERVER, Duration::from_secs(2))
+                .await
+                .expect("floor connect");
+            let mut id = 0;
+            while tokio::time::Instant::now() < end {
+                let request = FloorMessage::Request {
+                    id,
+                    body: vec![1; 40],
+                };
+                let _: FloorMessage = conn
+                    .call(&request, Duration::from_secs(5))
+                    .await
+                    .expect("floor call");
+                id += 1;
+            }
+        }
+    }
+}
 
-    const SERVER: &str = "10.99.0.1:5000";
+async fn floor_world(transport: Transport, time: std::time::Duration) -> u64 {
+    use std::time::Duration;
+
     let handle = madsim::runtime::Handle::current();
     let server = handle
         .create_node()
@@ -337,29 +409,7 @@ async fn floor_world(transport: Transport, time: std::time::Duration) -> u64 {
             .await
             .expect("floor listener");
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                match transport {
-                    Transport::Raw => {
-                        let mut stream = stream;
-                        let mut buf = [0u8; 64];
-                        while stream.read_exact(&mut buf).await.is_ok() {
-                            if stream.write_all(&buf[..16]).await.is_err()
-                                || stream.flush().await.is_err()
-                            {
-                                break;
-                            }
-                        }
-                    }
-                    Transport::Framed => {
-                        let mut conn = cluster::io::net::Connection::new(stream, "client".into());
-                        while let Ok(FloorMessage::Request { id, .. }) = conn.recv().await {
-                            if conn.send(&FloorMessage::Answer { id }).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
+            tokio::spawn(floor_serve(stream, transport));
         }
     });
     madsim::time::sleep(Duration::from_millis(10)).await;
@@ -370,40 +420,7 @@ async fn floor_world(transport: Transport, time: std::time::Duration) -> u64 {
                 .name(format!("floor-client-{i}"))
                 .ip(format!("10.99.1.{}", i + 1).parse().expect("ip"))
                 .build();
-            node.spawn(async move {
-                let end = tokio::time::Instant::now() + time;
-                match transport {
-                    Transport::Raw => {
-                        let mut stream = tokio::net::TcpStream::connect(SERVER)
-                            .await
-                            .expect("floor connect");
-                        let mut buf = [7u8; 64];
-                        while tokio::time::Instant::now() < end {
-                            stream.write_all(&buf).await.expect("floor write");
-                            stream.flush().await.expect("floor flush");
-                            stream.read_exact(&mut buf[..16]).await.expect("floor read");
-                        }
-                    }
-                    Transport::Framed => {
-                        let mut conn =
-                            cluster::io::net::Connection::connect(SERVER, Duration::from_secs(2))
-                                .await
-                                .expect("floor connect");
-                        let mut id = 0;
-                        while tokio::time::Instant::now() < end {
-                            let request = FloorMessage::Request {
-                                id,
-                                body: vec![1; 40],
-                            };
-                            let _: FloorMessage = conn
-                                .call(&request, Duration::from_secs(5))
-                                .await
-                                .expect("floor call");
-                            id += 1;
-                        }
-                    }
-                }
-            })
+            node.spawn(floor_calls(transport, time))
         })
         .collect();
     for client in clients {
@@ -424,6 +441,21 @@ fn usage_thread() -> f64 {
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+/// Runs seeds on `jobs` workers; calls `each` in seed order.
+fn run_many(
+    cfg: &RunConfig,
+    seeds: SeedRange,
+    jobs: u32,
+    twice: bool,
+    mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
+) {
+    let list: Vec<u64> = (seeds.start..seeds.end).collect();
+    crate::run::pool::run_seeds(cfg, &list, jobs, twice, |run| {
+        each(run.result, run.log, run.mismatch);
+        std::ops::ControlFlow::Continue(())
+    });
 }
 
 #[cfg(test)]

@@ -1,13 +1,22 @@
 //! Runs one seed: builds the world, starts clients and the nemesis, heals, reads everything
 //! back, checks the invariants. Each seed runs on a fresh thread (madsim and `HashMap` seeding
 //! are per thread), so seeds are independent and can run in parallel.
+//!
+//! The rooms: many seeds on a pool of threads ([`pool`]),
+//! shrinking a failing schedule ([`shrink`]), failover figures ([`failover`]), what a run
+//! hands `reports` ([`recording`]), and the progress bar ([`progress`]).
+
+pub mod failover;
+pub mod pool;
+pub mod progress;
+pub mod recording;
+pub mod shrink;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant as WallInstant};
 
-use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
@@ -15,14 +24,17 @@ use cluster::client::Client;
 use cluster::wal::{Key, Value};
 
 use crate::config::RunConfig;
-use crate::failover::{self, Failover, HostEvent};
-use crate::history::{History, Outcome as TxnOutcome};
 use crate::invariants::{self, Violation};
 use crate::nemesis::{self, Fault, Label, ScheduledFault};
 use crate::observer::Recorder;
+use crate::operator::harness::SimHosts;
+use crate::operator::OperatorAction;
+pub use crate::random::stream;
 use crate::trace;
+use crate::workload::history::{History, Outcome as TxnOutcome};
 use crate::workload::{self, now_ms, TABLES};
 use crate::world::World;
+use failover::{Failover, HostEvent};
 
 /// How a seed ended, by class. The exit code of `hasim` is the worst class over its seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -59,9 +71,9 @@ pub struct EventCounts {
 #[derive(Clone, Debug, Serialize)]
 pub struct SeedResult {
     pub seed: u64,
-    /// What a swarm scenario drew for this seed (see `crate::swarm`).
+    /// What a swarm scenario drew for this seed (see `crate::config::swarm`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub swarm: Option<crate::swarm::SwarmOptions>,
+    pub swarm: Option<crate::config::swarm::SwarmOptions>,
     pub verdict: Verdict,
     pub config: RunConfig,
     /// Whether the schedule must leave the cluster available, judged from the schedule.
@@ -129,15 +141,6 @@ impl SeedResult {
     }
 }
 
-/// Derives an independent random stream for one concern of one seed, so that a draw added in
-/// one concern does not shift the others.
-pub fn stream(seed: u64, concern: &str) -> ChaCha8Rng {
-    let mut h = trace::Fnv::default();
-    h.write_u64(seed);
-    h.write(concern.as_bytes());
-    ChaCha8Rng::seed_from_u64(h.0)
-}
-
 /// The command that replays a seed.
 pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
     let mut cmd = format!("cargo run --release -p sim -- replay --seed {seed}");
@@ -188,16 +191,16 @@ struct SimOutput {
     catalog_lines: Vec<crate::observer::CatalogLine>,
     configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
     /// Every activation of a standby, with the catalog WALs it is judged on.
-    activations: Vec<crate::standby_runs::ActivationRecord>,
+    activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// Every change of acting coordinator, with the hosts' addresses.
-    successions: Vec<invariants::one_acting_coordinator::Succession>,
+    successions: Vec<crate::world::coordinator_pair::Succession>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
 /// result and trace hash as [`run_seed`], at a fraction of the cost.
 pub fn run_seed_quiet(seed: u64, cfg: &RunConfig) -> SeedResult {
     trace::install("warn");
-    let cfg_thread = crate::swarm::derive(seed, cfg);
+    let cfg_thread = crate::config::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
@@ -212,7 +215,7 @@ pub fn run_seed(seed: u64, cfg: &RunConfig) -> (SeedResult, Vec<u8>) {
     // The trace hash and the checkers fed by log lines (failover milestones, the prober's
     // catalog changes) need the subscriber; `hasim` installs it first with its own level.
     trace::install("warn");
-    let cfg_thread = crate::swarm::derive(seed, cfg);
+    let cfg_thread = crate::config::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
@@ -229,7 +232,7 @@ pub fn run_seed_recorded(
     seed: u64,
     cfg: &RunConfig,
 ) -> (SeedResult, Vec<u8>, Option<reports::timeline::Recording>) {
-    let cfg_thread = crate::swarm::derive(seed, cfg);
+    let cfg_thread = crate::config::swarm::derive(seed, cfg);
     std::thread::Builder::new()
         .name(format!("seed-{seed}"))
         .stack_size(16 << 20)
@@ -268,7 +271,7 @@ fn run_seed_here(
         }
         Ok(out) => {
             if record {
-                recording = Some(crate::recording::of_run(
+                recording = Some(crate::run::recording::of_run(
                     seed,
                     &out.segments,
                     &out.faults,
@@ -292,7 +295,7 @@ fn run_seed_here(
 /// are left out: the caller owns the runtime and the log.
 pub async fn run_in_current_runtime(cfg: RunConfig) -> SeedResult {
     let seed = madsim::runtime::Handle::current().seed();
-    let cfg = crate::swarm::derive(seed, &cfg);
+    let cfg = crate::config::swarm::derive(seed, &cfg);
     // Checkers fed by log lines (the prober's catalog changes, failover milestones) need the
     // subscriber and this thread's capture, as `run_seed` sets them up.
     crate::trace::install("warn");
@@ -315,39 +318,8 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     }
     result.failovers =
         failover::measure(&out.segments, &out.host_events, &out.cluster_events, &txns);
-    let end_ms = out.sim_time_ms.saturating_sub(out.workload_started_ms);
-    let cfg = &result.config;
-    let window = invariants::availability::detection_window(
-        &cfg.probe,
-        cfg.wal_timeout,
-        cfg.mirror_down_grace_period,
-    );
-    result.label = nemesis::label(&out.faults, &out.segments, end_ms, window);
-    let mut availability = invariants::availability::check(
-        result.label,
-        &out.faults,
-        &out.segments,
-        &txns,
-        out.workload_started_ms,
-        end_ms,
-        window,
-    );
-    availability.extend(invariants::availability::check_paused_primaries(
-        result.label,
-        &out.faults,
-        &out.segments,
-        &txns,
-        out.workload_started_ms,
-        end_ms,
-        &cfg.probe,
-    ));
-    result.faults = out.faults;
-    result.healed_at_end = out.healed_at_end;
-    result.operator = out.operator_actions;
-    result.workload_started_ms = out.workload_started_ms;
-    result.sim_time_ms = out.sim_time_ms;
-    result.messages = out.messages;
-    match out.final_rows {
+    let availability = judge_availability(result, &out, &txns);
+    match &out.final_rows {
         Err(e) => {
             result.verdict = Verdict::Liveness;
             result.error = Some(format!(
@@ -356,52 +328,10 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
             ));
         }
         Ok(rows) => {
-            // Each checker runs through `check`, which also lists it in the result.
-            let mut check = |name: &'static str, found: Vec<Violation>| {
-                result.checkers.push(name);
-                result.violations.extend(found);
-            };
-            use invariants::*;
-            check(availability::NAME, availability);
-            let model = model::Model::build(&txns);
-            check(
-                no_lost_commits::NAME,
-                no_lost_commits::check_with(&txns, &model, &rows),
-            );
-            check(
-                aborted_stays_aborted::NAME,
-                aborted_stays_aborted::check_with(&txns, &model, &rows),
-            );
-            check(latest_value::NAME, latest_value::check_with(&txns, &model));
-            check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
-            check(linear_history::NAME, linear_history::check(&out.facts));
-            check(
-                one_acting_coordinator::NAME,
-                one_acting_coordinator::check(&out.facts, &out.successions),
-            );
-            check(wal_before_data::NAME, wal_before_data::check(&out.facts));
-            check(
-                identical_replicas::NAME,
-                identical_replicas::check(&out.checksums, out.sim_time_ms),
-            );
-            if !out.activations.is_empty() {
-                check(
-                    standby_catalog::NAME,
-                    crate::standby_runs::check_activations(&out.activations, &out.facts),
-                );
-            }
-            if let Some((rows, epoch)) = &out.configuration_history {
-                check(
-                    configuration_history::NAME,
-                    configuration_history::check(&out.catalog_lines, rows, *epoch),
-                );
-            }
-            if result.config.operator {
-                result.checkers.push(converged::NAME);
-            }
+            run_checkers(result, &out, &txns, rows, availability);
             if !result.violations.is_empty() {
                 result.verdict = Verdict::Safety;
-            } else if let Err(e) = out.converged {
+            } else if let Err(e) = &out.converged {
                 result.verdict = Verdict::Liveness;
                 result.error = Some(format!(
                     "[{}] the healed cluster did not converge within {:?}: {e}",
@@ -410,6 +340,98 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                 ));
             }
         }
+    }
+    result.faults = out.faults;
+    result.healed_at_end = out.healed_at_end;
+    result.operator = out.operator_actions;
+    result.workload_started_ms = out.workload_started_ms;
+    result.sim_time_ms = out.sim_time_ms;
+    result.messages = out.messages;
+}
+
+/// Labels the run from its schedule and judges availability by the label (the violations are
+/// listed with the other checkers' once the final read succeeded).
+fn judge_availability(
+    result: &mut SeedResult,
+    out: &SimOutput,
+    txns: &[crate::workload::history::TxnRecord],
+) -> Vec<Violation> {
+    let end_ms = out.sim_time_ms.saturating_sub(out.workload_started_ms);
+    let cfg = &result.config;
+    let window =
+        nemesis::detection_window(&cfg.probe, cfg.wal_timeout, cfg.mirror_down_grace_period);
+    let label = nemesis::label(&out.faults, &out.segments, end_ms, window);
+    let mut availability = invariants::availability::check(
+        label,
+        &out.faults,
+        &out.segments,
+        txns,
+        out.workload_started_ms,
+        end_ms,
+        window,
+    );
+    availability.extend(invariants::availability::check_paused_primaries(
+        label,
+        &out.faults,
+        &out.segments,
+        txns,
+        out.workload_started_ms,
+        end_ms,
+        &cfg.probe,
+    ));
+    result.label = label;
+    availability
+}
+
+/// Every safety checker over what the run recorded and read back, each listed in the result.
+fn run_checkers(
+    result: &mut SeedResult,
+    out: &SimOutput,
+    txns: &[crate::workload::history::TxnRecord],
+    rows: &BTreeMap<(String, Key), Value>,
+    availability: Vec<Violation>,
+) {
+    let mut check = |name: &'static str, found: Vec<Violation>| {
+        result.checkers.push(name);
+        result.violations.extend(found);
+    };
+    use invariants::*;
+    check(availability::NAME, availability);
+    let model = model::Model::build(txns);
+    check(
+        no_lost_commits::NAME,
+        no_lost_commits::check_with(txns, &model, rows),
+    );
+    check(
+        aborted_stays_aborted::NAME,
+        aborted_stays_aborted::check_with(txns, &model, rows),
+    );
+    check(latest_value::NAME, latest_value::check_with(txns, &model));
+    check(promoted_in_sync::NAME, promoted_in_sync::check(&out.facts));
+    check(linear_history::NAME, linear_history::check(&out.facts));
+    check(
+        one_acting_coordinator::NAME,
+        one_acting_coordinator::check(&out.facts, &out.successions),
+    );
+    check(wal_before_data::NAME, wal_before_data::check(&out.facts));
+    check(
+        identical_replicas::NAME,
+        identical_replicas::check(&out.checksums, out.sim_time_ms),
+    );
+    if !out.activations.is_empty() {
+        check(
+            standby_catalog::NAME,
+            standby_catalog::check_activations(&out.activations, &out.facts),
+        );
+    }
+    if let Some((rows, epoch)) = &out.configuration_history {
+        check(
+            configuration_history::NAME,
+            configuration_history::check(&out.catalog_lines, rows, *epoch),
+        );
+    }
+    if result.config.operator {
+        result.checkers.push(converged::NAME);
     }
 }
 
@@ -427,28 +449,154 @@ fn client_ip(i: u32) -> IpAddr {
 async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let handle = madsim::runtime::Handle::current();
     let recorder = Recorder::default();
-    let world = World::build_observed(&cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
-    let coordinator = world.coordinator_addr.clone();
     let client_timeout = cfg.statement_timeout + Duration::from_secs(2);
-    let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
-
-    let setup_addr = coordinator.clone();
-    let setup = admin.spawn(async move { create_tables(setup_addr, client_timeout).await });
-    if let Err(e) = setup.await.expect("setup task") {
-        panic!("cluster never came up: {e}");
-    }
-    if world.standby.is_some() {
-        // A standby coordinator, added as an administrator adds one to a running cluster.
-        let init = world.init_standby(&admin, false, Duration::from_secs(30));
-        if let Err(e) = init.await {
-            panic!("init-standby -s {}: {e}", crate::world::STANDBY_HOST);
-        }
-    }
+    let (world, admin) = start_cluster(&handle, &cfg, seed, &recorder, client_timeout).await;
     let addrs = world.coordinator_addrs();
 
     let start_ms = now_ms();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
     let history = History::default();
+    let clients = start_clients(
+        &handle,
+        &cfg,
+        seed,
+        &addrs,
+        client_timeout,
+        stop_at_ms,
+        &history,
+    );
+    let faults = schedule_of(&cfg, seed, &world);
+    let with_standby = world.standby.is_some();
+    let contents = world.contents();
+    let segments = world.segments.clone();
+    let hosts = SimHosts {
+        world: std::sync::Arc::new(std::sync::Mutex::new(world)),
+        steps: Default::default(),
+        cfg: std::sync::Arc::new(cfg.clone()),
+    };
+    let watch = (cfg.operator && with_standby).then(|| (seed, addrs.clone(), stop_at_ms));
+    let (host_events, operator, mut operator_actions) =
+        fault_phase(&admin, &hosts, &faults, start_ms, client_timeout, watch).await;
+    // Heal: everything the schedule left in force; then the clients finish their last
+    // transactions.
+    let healed_at_end = hosts.world.lock().unwrap().heal_all();
+    for c in clients {
+        let _ = c.await;
+    }
+    // Liveness: the operator recovers and rebalances until the cluster has converged; then the
+    // final read.
+    let converged = if cfg.operator {
+        let converging = converge(
+            hosts.clone(),
+            operator,
+            addrs.clone(),
+            client_timeout,
+            cfg.heal_bound,
+            stream(seed, "operator"),
+        );
+        let (verdict, actions) = admin.spawn(converging).await.expect("converge task");
+        operator_actions.extend(actions);
+        verdict
+    } else {
+        Ok(())
+    };
+    let reads = final_reads(&admin, &addrs, client_timeout, contents, cfg.heal_bound).await;
+    let activations = std::mem::take(&mut hosts.world.lock().unwrap().activations);
+    let successions = std::mem::take(&mut hosts.world.lock().unwrap().successions);
+    let facts = recorder.facts();
+    let out = SimOutput {
+        cluster_events: crate::observer::milestones(&facts),
+        catalog_lines: crate::observer::catalog_lines(&facts),
+        facts,
+        checksums: reads.checksums,
+        faults,
+        healed_at_end,
+        converged,
+        operator_actions,
+        workload_started_ms: start_ms,
+        host_events,
+        segments,
+        configuration_history: reads.configuration_history,
+        activations,
+        successions,
+        history,
+        final_rows: reads.rows,
+        sim_time_ms: now_ms(),
+        messages: madsim::net::NetSim::current().stat().msg_count,
+    };
+    release_every_task(&handle).await;
+    out
+}
+
+/// The fault phase: the schedule carried out on `hosts`; meanwhile, when `watch` is given (a
+/// run with a standby: its seed, the coordinator addresses, when faults stop), the operator
+/// watches the coordinator pair. Returns the host crashes and restarts, and the operator with
+/// what it remembers and what it did.
+async fn fault_phase(
+    admin: &madsim::runtime::NodeHandle,
+    hosts: &SimHosts,
+    faults: &[ScheduledFault],
+    start_ms: u64,
+    client_timeout: Duration,
+    watch: Option<(u64, Vec<String>, u64)>,
+) -> (
+    Vec<HostEvent>,
+    crate::operator::Operator,
+    Vec<OperatorAction>,
+) {
+    let watch = watch.map(|(seed, addrs, stop_at_ms)| {
+        admin.spawn(crate::operator::standby::watch(
+            hosts.clone(),
+            addrs,
+            client_timeout,
+            stop_at_ms,
+            stream(seed, "operator-watch"),
+        ))
+    });
+    let host_events = run_schedule(hosts, faults, start_ms).await;
+    let (operator, actions) = match watch {
+        Some(w) => w.await.expect("watch task"),
+        None => (crate::operator::Operator::new(), Vec::new()),
+    };
+    (host_events, operator, actions)
+}
+
+/// Builds the world and the admin host, creates the tables, and adds the standby coordinator
+/// when the run places one, as an administrator adds one to a running cluster.
+async fn start_cluster(
+    handle: &madsim::runtime::Handle,
+    cfg: &RunConfig,
+    seed: u64,
+    recorder: &Recorder,
+    client_timeout: Duration,
+) -> (World, madsim::runtime::NodeHandle) {
+    let world = World::build_observed(cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
+    let coordinator = world.coordinator_addr.clone();
+    let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
+    let setup = admin.spawn(async move { create_tables(coordinator, client_timeout).await });
+    if let Err(e) = setup.await.expect("setup task") {
+        panic!("cluster never came up: {e}");
+    }
+    if world.standby.is_some() {
+        let init = world.init_standby(&admin, false, Duration::from_secs(30));
+        if let Err(e) = init.await {
+            panic!("init-standby -s {}: {e}", crate::world::STANDBY_HOST);
+        }
+    }
+    (world, admin)
+}
+
+/// Starts the clients, each on a host of its own with its own random stream, until
+/// `stop_at_ms`.
+fn start_clients(
+    handle: &madsim::runtime::Handle,
+    cfg: &RunConfig,
+    seed: u64,
+    addrs: &[String],
+    timeout: Duration,
+    stop_at_ms: u64,
+    history: &History,
+) -> Vec<madsim::task::JoinHandle<()>> {
     let mut clients = Vec::new();
     for c in 1..=cfg.clients {
         let node = handle
@@ -458,8 +606,8 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             .build();
         let spec = workload::ClientSpec {
             id: c,
-            coordinators: addrs.clone(),
-            timeout: client_timeout,
+            coordinators: addrs.to_vec(),
+            timeout,
             workload: cfg.workload.clone(),
             contents: cfg.contents,
             stop_at_ms,
@@ -467,82 +615,50 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         let rng = stream(seed, &format!("client-{c}"));
         clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
     }
+    clients
+}
 
-    let faults = match &cfg.schedule {
+/// The run's fault schedule: the one it was given, or drawn from the seed's nemesis stream.
+fn schedule_of(cfg: &RunConfig, seed: u64, world: &World) -> Vec<ScheduledFault> {
+    match &cfg.schedule {
         Some(schedule) => schedule.clone(),
         None => {
             let layout = nemesis::Layout {
                 segment_hosts: world.segment_host_names(),
                 segments: &world.segments,
             };
-            nemesis::plan(&mut stream(seed, "nemesis"), &cfg, &layout)
+            nemesis::plan(&mut stream(seed, "nemesis"), cfg, &layout)
         }
-    };
-    let with_standby = world.standby.is_some();
-    let contents = world.contents();
-    let segments = world.segments.clone();
-    let hosts = crate::admin::SimHosts(
-        std::sync::Arc::new(std::sync::Mutex::new(world)),
-        Default::default(),
-        std::sync::Arc::new(cfg.clone()),
-    );
-    // With a standby, the operator watches the coordinator while faults are injected.
-    let watch = (cfg.operator && with_standby).then(|| {
-        admin.spawn(crate::standby_runs::watch(
-            hosts.clone(),
-            addrs.clone(),
-            client_timeout,
-            stop_at_ms,
-            stream(seed, "operator-watch"),
-        ))
-    });
-    let host_events = run_schedule(&hosts, &faults, start_ms).await;
-    let (operator, mut operator_actions) = match watch {
-        Some(w) => w.await.expect("watch task"),
-        None => (crate::operator::Operator::new(), Vec::new()),
-    };
-    // Heal: everything the schedule left in force; then the clients finish their last
-    // transactions.
-    let healed_at_end = hosts.0.lock().unwrap().heal_all();
-    for c in clients {
-        let _ = c.await;
     }
-    // Liveness: the operator recovers and rebalances until the cluster has converged; then the
-    // final read.
-    let converged = if cfg.operator {
-        let (verdict, actions) = admin
-            .spawn(converge(
-                hosts.clone(),
-                operator,
-                addrs.clone(),
-                client_timeout,
-                cfg.heal_bound,
-                stream(seed, "operator"),
-            ))
-            .await
-            .expect("converge task");
-        operator_actions.extend(actions);
-        verdict
-    } else {
-        Ok(())
-    };
-    let read = admin.spawn(read_everything_at(
-        addrs.clone(),
-        client_timeout,
-        contents,
-        cfg.heal_bound,
-    ));
-    let final_rows = read.await.expect("read task");
-    let checksums = if final_rows.is_ok() {
+}
+
+/// What the run reads back once it healed: every row, and when that succeeded, each pair's
+/// checksums and the configuration history.
+struct FinalReads {
+    rows: Result<BTreeMap<(String, Key), Value>, String>,
+    checksums: Vec<invariants::identical_replicas::PairChecksums>,
+    configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
+}
+
+async fn final_reads(
+    admin: &madsim::runtime::NodeHandle,
+    addrs: &[String],
+    timeout: Duration,
+    contents: Vec<i16>,
+    bound: Duration,
+) -> FinalReads {
+    let read = admin.spawn(read_everything_at(addrs.to_vec(), timeout, contents, bound));
+    let rows = read.await.expect("read task");
+    let checksums = if rows.is_ok() {
         admin
-            .spawn(pair_checksums_at(addrs.clone(), client_timeout))
+            .spawn(pair_checksums_at(addrs.to_vec(), timeout))
             .await
             .expect("checksum task")
     } else {
         Vec::new()
     };
-    let configuration_history = if final_rows.is_ok() {
-        let (addrs, timeout) = (addrs.clone(), client_timeout);
+    let configuration_history = if rows.is_ok() {
+        let addrs = addrs.to_vec();
         admin
             .spawn(async move {
                 Client::new(addrs, timeout)
@@ -555,31 +671,11 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     } else {
         None
     };
-    let activations = std::mem::take(&mut hosts.0.lock().unwrap().activations);
-    let successions = std::mem::take(&mut hosts.0.lock().unwrap().successions);
-    let facts = recorder.facts();
-    let out = SimOutput {
-        cluster_events: crate::observer::milestones(&facts),
-        catalog_lines: crate::observer::catalog_lines(&facts),
-        facts,
+    FinalReads {
+        rows,
         checksums,
-        faults,
-        healed_at_end,
-        converged,
-        operator_actions,
-        workload_started_ms: start_ms,
-        host_events,
-        segments,
         configuration_history,
-        activations,
-        successions,
-        history,
-        final_rows,
-        sim_time_ms: now_ms(),
-        messages: madsim::net::NetSim::current().stat().msg_count,
-    };
-    release_every_task(&handle).await;
-    out
+    }
 }
 
 /// Drops every task of the world. madsim keeps a task that is still pending when its runtime is
@@ -601,7 +697,7 @@ pub(crate) async fn release_every_task(handle: &madsim::runtime::Handle) {
 
 /// Carries out the schedule at its times; returns the host crashes and restarts among it.
 async fn run_schedule(
-    world: &crate::admin::SimHosts,
+    world: &crate::operator::harness::SimHosts,
     faults: &[ScheduledFault],
     start_ms: u64,
 ) -> Vec<HostEvent> {
@@ -613,7 +709,7 @@ async fn run_schedule(
             madsim::time::sleep(Duration::from_millis(at - now)).await;
         }
         trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
-        world.0.lock().unwrap().apply(&f.fault);
+        world.world.lock().unwrap().apply(&f.fault);
         let host_event = match &f.fault {
             Fault::HostCrash { host } | Fault::TornWrite { host } => Some((host, true)),
             Fault::HostRestart { host } => Some((host, false)),
@@ -635,7 +731,7 @@ async fn run_schedule(
 /// a standby host, [`invariants::converged::coordinator_requirement`]), up to `bound`; returns
 /// the verdict and what the operator did.
 async fn converge(
-    hosts: crate::admin::SimHosts,
+    hosts: crate::operator::harness::SimHosts,
     mut operator: crate::operator::Operator,
     addrs: Vec<String>,
     timeout: Duration,
@@ -682,33 +778,6 @@ async fn converge(
                     actions,
                 )
             }
-        }
-    }
-}
-
-/// One action of the operator agent.
-#[derive(Clone, Debug, Serialize)]
-pub struct OperatorAction {
-    /// Simulated ms since the run began.
-    pub at_ms: u64,
-    /// The utility as an administrator types it (`recoverseg -r`).
-    pub command: String,
-    pub ok: bool,
-    /// What the utility reported, or its error.
-    pub outcome: String,
-}
-
-impl OperatorAction {
-    pub fn new(
-        at_ms: u64,
-        action: &crate::operator::Action,
-        outcome: Result<String, String>,
-    ) -> OperatorAction {
-        OperatorAction {
-            at_ms,
-            command: action.command(),
-            ok: outcome.is_ok(),
-            outcome: outcome.unwrap_or_else(|e| e).trim().replace('\n', "; "),
         }
     }
 }

@@ -10,7 +10,7 @@ use reports::layout_report::{self, K_MAX};
 use reports::layouts::Simulated;
 use reports::timeline::Recording;
 
-use crate::cli::{ReplayArgs, SeedRange, EXIT_USAGE};
+use crate::cli::args::{ReplayArgs, SeedRange, EXIT_USAGE};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -72,9 +72,17 @@ fn parse_seeds(s: &str) -> Result<SeedRange, String> {
 }
 
 pub fn report(args: &ReportArgs) -> i32 {
+    let shapes = match crate::layouts::standard_shapes_placed() {
+        Ok(shapes) => shapes,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 3;
+        }
+    };
     let extras = reports::Extras {
         layouts: args.layouts.as_deref(),
         timelines: &args.timeline,
+        shapes: &shapes,
     };
     match reports::report(&args.input, &extras, &args.out) {
         Ok(page) => {
@@ -104,7 +112,7 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
     }
     let ks: Vec<usize> = (1..=K_MAX).collect();
     let mut sims: Vec<Simulated> = Vec::new();
-    for shape in layout_report::standard_shapes() {
+    for shape in crate::layouts::standard_shapes() {
         for layout in &shape.layouts {
             let started = std::time::Instant::now();
             let mut sim = Simulated {
@@ -157,9 +165,22 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
         );
         return 0;
     }
+    print_tables(&sims)
+}
+
+/// The exact and simulated figures of every shape side by side, then the document's claims,
+/// as markdown tables.
+fn print_tables(sims: &[Simulated]) -> i32 {
     let mut shape_reports = Vec::new();
-    for shape in layout_report::standard_shapes() {
-        match layout_report::shape_report(&shape, &sims) {
+    let shapes = match crate::layouts::standard_shapes_placed() {
+        Ok(shapes) => shapes,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return 3;
+        }
+    };
+    for shape in &shapes {
+        match layout_report::shape_report(shape, sims) {
             Ok(r) => {
                 println!("{}", r.table.markdown());
                 shape_reports.push(r);

@@ -22,17 +22,24 @@
 //!
 //! [`Operator::decide`] is pure (a function of what the operator observes and remembers);
 //! [`Operator::act`] observes the world, decides, and carries the action out.
+//!
+//! The rooms: the rules (here, [`Operator::decide`]), carrying them out (`act`), the standby
+//! verbs and the operator's watch during faults ([`standby`]), and the harness the verbs run
+//! through ([`harness`]: the world as the admin utilities' hosts).
 
-use std::collections::{BTreeMap, BTreeSet};
+mod act;
+pub mod harness;
+pub mod standby;
+
+pub use act::activate;
+
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use cluster::admin::driver::{self, RecoverOptions, RecoverOutcome};
-use cluster::catalog::{Catalog, Content, Dbid, Mode, SegmentConfig, Status};
-use cluster::client::Client;
-use cluster::standby::admin::{self as standby_admin, StandbyAdminError};
-use cluster::standby::{ActivateRefusal, MirroringStatus, SummaryState};
+use serde::Serialize;
 
-use crate::admin::SimHosts;
+use cluster::catalog::{Catalog, Content, Dbid, Mode, SegmentConfig, Status};
+use cluster::standby::{MirroringStatus, SummaryState};
 
 /// What the operator sees when it looks.
 #[derive(Clone, Debug, Default)]
@@ -239,250 +246,27 @@ impl Operator {
             _ => None,
         }
     }
-
-    /// Looks at the world, decides, and carries the action out; returns it with its outcome.
-    pub async fn act(
-        &mut self,
-        client: &mut Client,
-        hosts: &SimHosts,
-    ) -> Option<(Action, Result<String, String>)> {
-        let (down_hosts, acting, acting_fenced, coordinator_hosts) = {
-            let world = hosts.0.lock().unwrap();
-            let down: BTreeSet<String> = world.down_hosts().into_iter().collect();
-            let acting = world.acting.host.clone();
-            let fenced = world.coordinator_fenced(&acting);
-            (down, acting, fenced, world.coordinator_hosts())
-        };
-        let acting_down = down_hosts.contains(&acting) || acting_fenced;
-        let report = if acting_down {
-            None
-        } else {
-            driver::state_report(client).await.ok()
-        };
-        let coordinator = if coordinator_hosts.len() > 1 {
-            let mirroring = if acting_down {
-                None
-            } else {
-                standby_admin::mirroring_status(client).await.ok()
-            };
-            let known = mirroring
-                .as_ref()
-                .and_then(|m| m.standby.clone())
-                .or_else(|| self.standby.as_ref().map(|(row, _)| row.clone()));
-            let standby_running = match known {
-                Some(row) if !down_hosts.contains(&row.hostname) => {
-                    standby_admin::passive_status(&row.endpoint(), Duration::from_secs(1))
-                        .await
-                        .is_some()
-                }
-                _ => false,
-            };
-            Some(CoordinatorObserved {
-                hosts: coordinator_hosts,
-                acting_host: acting,
-                acting_fenced,
-                mirroring,
-                standby_running,
-            })
-        } else {
-            None
-        };
-        if report.is_none() && coordinator.is_none() {
-            return None;
-        }
-        let obs = Observed {
-            not_operational: report.as_ref().and_then(|r| r.not_operational),
-            catalog: report.map(|r| r.catalog),
-            down_hosts,
-            coordinator,
-        };
-        let action = self.decide(&obs)?;
-        let wait = self.standby_wait.unwrap_or(Duration::from_secs(30));
-        let outcome = match &action {
-            Action::Restart => {
-                let restarted = hosts.0.lock().unwrap().restart_cluster();
-                // The standby process stopped with the rest: it is Not Synchronized until
-                // `init-standby -n`.
-                if let Some((_, synced)) = &mut self.standby {
-                    *synced = false;
-                }
-                Ok(format!("restarted {restarted:?}"))
-            }
-            Action::ActivateStandby {
-                from,
-                standby,
-                start,
-                fence,
-            } => activate(hosts, from, standby, *start, *fence).await,
-            Action::InitStandby { host } => {
-                crate::standby_runs::init_standby(hosts, host, false, wait, client_timeout())
-                    .await
-                    .map(|s| describe_standby(&s))
-                    .map_err(|e| e.to_string())
-            }
-            Action::ResyncStandby { host } => {
-                crate::standby_runs::init_standby(hosts, host, true, wait, client_timeout())
-                    .await
-                    .map(|s| describe_standby(&s))
-                    .map_err(|e| e.to_string())
-            }
-            Action::Rebalance => {
-                let opts = RecoverOptions {
-                    rebalance: true,
-                    ..Default::default()
-                };
-                driver::recoverseg(client, hosts, &opts)
-                    .await
-                    .map(|o| format!("{o:?}"))
-            }
-            Action::Recover { full } => {
-                let opts = RecoverOptions {
-                    full: *full,
-                    ..Default::default()
-                };
-                match driver::recoverseg(client, hosts, &opts).await {
-                    Ok(RecoverOutcome::Recovered(results)) => {
-                        let failed: BTreeMap<Dbid, String> = results
-                            .iter()
-                            .filter_map(|r| r.outcome.clone().err().map(|e| (r.dbid, e)))
-                            .collect();
-                        for r in &results {
-                            if r.outcome.is_err() && !r.full {
-                                self.failed_incremental.insert(r.dbid);
-                            } else if r.outcome.is_ok() {
-                                self.failed_incremental.remove(&r.dbid);
-                            }
-                        }
-                        if failed.is_empty() {
-                            Ok(driver::describe_recovered(&results))
-                        } else {
-                            Err(format!("{failed:?}"))
-                        }
-                    }
-                    Ok(other) => Ok(format!("{other:?}")),
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        if matches!(action, Action::ActivateStandby { .. }) && outcome.is_ok() {
-            // The activated standby is the coordinator now; the next look finds no standby.
-            self.standby = None;
-        }
-        tracing::info!(?action, ?outcome, "operator acted");
-        self.log.push((action.clone(), outcome.clone()));
-        Some((action, outcome))
-    }
 }
 
-/// How long the operator's own connections wait for an answer.
-fn client_timeout() -> Duration {
-    Duration::from_secs(7)
+/// One action of the operator agent.
+#[derive(Clone, Debug, Serialize)]
+pub struct OperatorAction {
+    /// Simulated ms since the run began.
+    pub at_ms: u64,
+    /// The utility as an administrator types it (`recoverseg -r`).
+    pub command: String,
+    pub ok: bool,
+    /// What the utility reported, or its error.
+    pub outcome: String,
 }
 
-fn describe_standby(s: &MirroringStatus) -> String {
-    format!(
-        "standby {} {}",
-        s.standby
-            .as_ref()
-            .map(|r| format!("dbid {} on {}", r.dbid, r.hostname))
-            .unwrap_or_default(),
-        s.summary_state.label()
-    )
-}
-
-/// Fences the lost coordinator on `from` if asked, starts the standby if asked, and activates
-/// it; on success the world's acting coordinator moves to the standby's host. Only a refusal
-/// because the old coordinator answers again lifts the fence; after any other failure the
-/// activation may have begun, so the fence stays and the next look tries again (a standby
-/// whose catalog already names it the coordinator is started as the coordinator).
-pub(crate) async fn activate(
-    hosts: &SimHosts,
-    from: &str,
-    standby: &SegmentConfig,
-    start: bool,
-    fence: bool,
-) -> Result<String, String> {
-    hosts.0.lock().unwrap().activation_began_ms = Some(crate::workload::now_ms());
-    let fenced = if fence {
-        hosts.0.lock().unwrap().fence_coordinator(from)
-    } else {
-        None
-    };
-    if start {
-        let world = hosts.0.lock().unwrap();
-        match world.standby_host_on(&hosts.2, &standby.hostname) {
-            Some(h) => h.launch(standby),
-            None => {
-                drop(world);
-                hosts.0.lock().unwrap().unfence(from, fenced);
-                return Err(format!("{} is not a coordinator host", standby.hostname));
-            }
-        }
-    }
-    // As gpactivatestandby waits for the promotion (`pg_ctl promote -t 600`): activation
-    // resolves every in-doubt transaction, and unreachable primaries cost their timeouts.
-    let addr = standby.endpoint();
-    match standby_admin::activate_standby(&addr, Duration::from_secs(300)).await {
-        Ok(a) => {
-            let at_ms = crate::workload::now_ms();
-            let text = format!(
-                "dbid {} on {} is the coordinator at epoch {} (catalog WAL {}; in doubt: {} committed, {} aborted, {} contents unreached; the lost coordinator {})",
-                a.dbid,
-                standby.hostname,
-                cluster::catalog::epoch::describe(a.epoch),
-                a.end_lsn,
-                a.committed.len(),
-                a.aborted.len(),
-                a.unreached.len(),
-                if fence { "fenced first" } else { "left unfenced" }
-            );
-            hosts
-                .0
-                .lock()
-                .unwrap()
-                .standby_activated(&hosts.2, &standby.hostname, a, at_ms);
-            Ok(text)
-        }
-        Err(e) => {
-            // No answer is not a refusal: if the standby serves as the coordinator now, the
-            // activation went through and the fence stays.
-            let mut probe = Client::new(vec![addr], client_timeout());
-            if probe.catalog().await.is_ok() {
-                let at_ms = crate::workload::now_ms();
-                hosts.0.lock().unwrap().standby_activated_unreported(
-                    &hosts.2,
-                    &standby.hostname,
-                    at_ms,
-                );
-                return Ok(format!(
-                    "dbid {} on {} is the coordinator (activate-standby itself reported: {e})",
-                    standby.dbid, standby.hostname
-                ));
-            }
-            let refusal = match &e {
-                StandbyAdminError::ActivateRefused { why, .. } => *why,
-                _ => ActivateRefusal::Other,
-            };
-            let why = e.to_string();
-            let mut world = hosts.0.lock().unwrap();
-            if refusal == ActivateRefusal::CoordinatorAlive {
-                // Refused before anything changed: the old coordinator is back.
-                world.unfence(from, fenced);
-            } else if refusal == ActivateRefusal::NotTheStandby {
-                // Its own catalog names it the coordinator: an earlier activation took over
-                // and was cut short. Start it as the coordinator; the fence stays.
-                let at_ms = crate::workload::now_ms();
-                world.resume_as_coordinator(&hosts.2, &standby.hostname, at_ms);
-                return Ok(format!(
-                    "dbid {} on {} was already activated; started as the coordinator",
-                    standby.dbid, standby.hostname
-                ));
-            } else {
-                // Unknown: the activation may have begun. The fence stays, and the standby's
-                // process starts afresh from its disk for the next attempt.
-                world.restart_coordinator_process(&standby.hostname);
-            }
-            Err(why)
+impl OperatorAction {
+    pub fn new(at_ms: u64, action: &Action, outcome: Result<String, String>) -> OperatorAction {
+        OperatorAction {
+            at_ms,
+            command: action.command(),
+            ok: outcome.is_ok(),
+            outcome: outcome.unwrap_or_else(|e| e).trim().replace('\n', "; "),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The coordinator pair in randomized runs: which host acts as the coordinator, the
 //! coordinator-crash fault (which takes the acting coordinator's host down), fencing a lost
 //! coordinator before its standby is activated, activation and a new standby on whichever
-//! coordinator host is free, as the operator agent (`crate::operator`) carries them out; and
+//! coordinator host is free, as the operator agent (`operator/`) carries them out; and
 //! the record of every activation, judged by the standby-catalog checker.
 //!
 //! The coordinator hosts are `mdw` (the coordinator at start-up) and `smdw` (its standby). Each
@@ -9,22 +9,17 @@
 //! coordinator: the coordinator and any standby on a host listen there.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::info;
 
 use cluster::catalog::SegmentConfig;
-use cluster::client::Client;
 use cluster::io::Disk;
-use cluster::standby::admin::{self, InitMode, StandbyAdminError};
-use cluster::standby::{Activation, MirroringStatus};
+use cluster::standby::Activation;
 use cluster::wal::WAL_PATH;
 
 use crate::config::RunConfig;
-use crate::disk::SubDisk;
-use crate::invariants::{self, Violation};
-use crate::observer::Observed;
-use crate::standby::{StandbyHost, STANDBY_DATADIR};
+use crate::world::disk::SubDisk;
+use crate::world::standby_host::{StandbyHost, STANDBY_DATADIR};
 use crate::world::{ActingCoordinator, World, COORDINATOR_PORT};
 
 /// One activation of a standby during a run.
@@ -42,41 +37,15 @@ pub struct ActivationRecord {
     pub coordinator_wal: Vec<u8>,
 }
 
-impl ActivationRecord {
-    /// The standby-catalog checker over this activation: the standby's catalog WAL up to its
-    /// activation point is a prefix of what the lost coordinator made durable, and holds every
-    /// catalog position the coordinator acted on as flushed by its standby since `since_ms`
-    /// (the previous activation, or the start of the run).
-    pub fn check(&self, facts: &[Observed], since_ms: u64) -> Vec<Violation> {
-        let mut v = invariants::standby_catalog::check(
-            &self.standby_wal,
-            &self.coordinator_wal,
-            self.activation.end_lsn,
-            self.at_ms,
-        );
-        let window: Vec<Observed> = facts
-            .iter()
-            .filter(|o| o.at_ms >= since_ms)
-            .cloned()
-            .collect();
-        v.extend(invariants::standby_catalog::check_acknowledged(
-            &window,
-            self.activation.end_lsn,
-            self.at_ms,
-        ));
-        v
-    }
-}
-
-/// The standby-catalog checker over every activation of a run, in order.
-pub fn check_activations(records: &[ActivationRecord], facts: &[Observed]) -> Vec<Violation> {
-    let mut since = 0;
-    let mut out = Vec::new();
-    for r in records {
-        out.extend(r.check(facts, since));
-        since = r.at_ms;
-    }
-    out
+/// An activation: the coordinator at address `deposed` replaced by the one at `successor`
+/// (hosts' addresses, without ports), begun at `began_ms` (the operator ran
+/// `activate-standby`) and seen through at `at_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Succession {
+    pub began_ms: u64,
+    pub at_ms: u64,
+    pub deposed: String,
+    pub successor: String,
 }
 
 fn read_wal(disk: &dyn Disk) -> Vec<u8> {
@@ -292,7 +261,7 @@ impl World {
             *boot.lock().unwrap() = Some((ccfg, disk.clone()));
         }
         let ip = |addr: &str| addr.rsplit_once(':').map_or(addr, |(ip, _)| ip).to_string();
-        let succession = crate::invariants::one_acting_coordinator::Succession {
+        let succession = Succession {
             began_ms: self.activation_began_ms.take().unwrap_or(at_ms),
             at_ms,
             deposed: ip(&self.acting.addr),
@@ -332,85 +301,4 @@ pub fn coordinator_row_at(host: &str, addr: &str, datadir: &str) -> SegmentConfi
         COORDINATOR_PORT,
         datadir.into(),
     )
-}
-
-/// `init-standby -s HOST` (`resync: false`, the data directory wiped first, as a new standby
-/// needs an empty one) or `init-standby -n` (the standby on `host`, restarted on the data it
-/// kept), run against the acting coordinator; waits up to `within` for Synchronized.
-pub async fn init_standby(
-    hosts: &crate::admin::SimHosts,
-    host: &str,
-    resync: bool,
-    within: Duration,
-    timeout: Duration,
-) -> Result<MirroringStatus, StandbyAdminError> {
-    let (standby, coordinator, addrs) = {
-        let world = hosts.0.lock().unwrap();
-        let standby =
-            world
-                .standby_host_on(&hosts.2, host)
-                .ok_or_else(|| StandbyAdminError::Launch {
-                    host: host.into(),
-                    why: "not a coordinator host of this cluster".into(),
-                })?;
-        (
-            standby,
-            world.acting_coordinator_row(),
-            world.coordinator_addrs(),
-        )
-    };
-    if !resync {
-        // The host becomes a standby's: the coordinator that ran there (an old one, deposed by
-        // an activation) is stopped and never started there again.
-        hosts.0.lock().unwrap().retire_coordinator(host);
-    }
-    let mode = admin::init_mode((!resync).then(|| standby.new_standby()), resync)?;
-    let mut client = Client::new(addrs, timeout);
-    let fresh = matches!(mode, InitMode::Add(_));
-    let launch = move |row: SegmentConfig| {
-        let result = if fresh {
-            standby.make_directory(&row)
-        } else {
-            Ok(())
-        };
-        if result.is_ok() {
-            standby.launch(&row);
-        }
-        async move { result }
-    };
-    admin::init_standby(&mut client, coordinator, mode, launch, within).await
-}
-
-/// The operator while faults are injected (runs with a standby host): every 0.5 to 3 s (a
-/// seeded delay: an administrator is not instant) it looks and applies its coordinator rules
-/// ([`crate::operator`]), until the fault phase ends at `stop_at_ms`. Returns the operator,
-/// with what it remembers, and what it did.
-pub async fn watch(
-    hosts: crate::admin::SimHosts,
-    addrs: Vec<String>,
-    timeout: Duration,
-    stop_at_ms: u64,
-    mut rng: rand_chacha::ChaCha8Rng,
-) -> (
-    crate::operator::Operator,
-    Vec<crate::runner::OperatorAction>,
-) {
-    use rand_chacha::rand_core::Rng;
-    let mut operator = crate::operator::Operator::new();
-    operator.faults_running = true;
-    let mut client = Client::new(addrs, timeout);
-    let mut actions = Vec::new();
-    loop {
-        madsim::time::sleep(Duration::from_millis(500 + rng.next_u64() % 2500)).await;
-        let at_ms = crate::workload::now_ms();
-        if at_ms >= stop_at_ms {
-            return (operator, actions);
-        }
-        // Some operators fence a lost coordinator before activating its standby; others follow
-        // the README and leave the old coordinator to find out it was replaced.
-        operator.fence_before_activation = rng.next_u32().is_multiple_of(2);
-        if let Some((action, outcome)) = operator.act(&mut client, &hosts).await {
-            actions.push(crate::runner::OperatorAction::new(at_ms, &action, outcome));
-        }
-    }
 }

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use cluster::catalog::{Content, Dbid, Role, SegmentConfig};
-use reports::timeline::CatalogChange;
 
-use crate::history::{Outcome, TxnRecord};
-use crate::observer::ClusterEvent;
+use crate::observer::{CatalogChange, ClusterEvent};
+use crate::workload::history::{Outcome, TxnRecord};
 
 /// One primary lost to a host crash, and how long its content took to commit again. Times are
 /// simulated milliseconds since the run began (the log's clock). A milestone that never came
@@ -290,7 +289,7 @@ impl std::fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::testing::{insert, txn};
+    use crate::workload::history::testing::{insert, txn};
     use cluster::catalog::{Mode, Status};
 
     fn seg(dbid: Dbid, content: Content, role: Role, host: &str) -> SegmentConfig {

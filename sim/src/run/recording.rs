@@ -4,14 +4,15 @@
 //! clients' transactions.
 
 use cluster::catalog::SegmentConfig;
-use reports::timeline::{Event, Instance, Recording};
+use reports::timeline::{CatalogChange, Event, Instance, Recording};
 
-use crate::failover::HostEvent;
-use crate::history::{Outcome, TxnRecord};
 use crate::nemesis::{Fault, ScheduledFault};
 use crate::observer::ClusterEvent;
-use crate::runner::OperatorAction;
+use crate::operator::OperatorAction;
+use crate::run::failover::HostEvent;
+use crate::workload::history::{Outcome, TxnRecord};
 
+/// (Kept whole: one pass per source of events, in the order the timeline layers them.)
 #[allow(clippy::too_many_arguments)]
 pub fn of_run(
     seed: u64,
@@ -95,7 +96,7 @@ pub fn of_run(
             }
         }
     }
-    events.extend(cluster_events.iter().cloned());
+    events.extend(cluster_events.iter().map(timeline_event));
     events.extend(operator.iter().map(|a| Event::Operator {
         at_ms: a.at_ms,
         command: a.command.clone(),
@@ -124,5 +125,28 @@ pub fn of_run(
         end_ms,
         instances,
         events,
+    }
+}
+
+/// A milestone as the report's timeline reads it.
+fn timeline_event(e: &ClusterEvent) -> Event {
+    match *e {
+        ClusterEvent::CatalogChange(c) => Event::CatalogChange(CatalogChange {
+            at_ms: c.at_ms,
+            content: c.content,
+            dbid: c.dbid,
+            role: c.role,
+            status: c.status,
+            mode: c.mode,
+        }),
+        ClusterEvent::Promoted {
+            at_ms,
+            content,
+            dbid,
+        } => Event::Promoted {
+            at_ms,
+            content,
+            dbid,
+        },
     }
 }

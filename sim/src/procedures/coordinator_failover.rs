@@ -2,7 +2,7 @@
 //! distributed transactions gets a standby (`init-standby -s smdw`, while it serves); once the
 //! standby is Synchronized the coordinator's host crashes; the operator runs
 //! `activate-standby`; clients reconnect to the new coordinator; then everything is read back
-//! through it and judged by the same checkers as every seed ([`crate::runner`]).
+//! through it and judged by the same checkers as every seed ([`crate::run`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,15 +15,16 @@ use cluster::io::net::Connection;
 use cluster::io::Disk;
 use cluster::proto::{SegmentRequest, SegmentResponse};
 use cluster::standby::{Activation, MirroringStatus};
-use cluster::wal::WAL_PATH;
+use cluster::wal::{Key, Value, WAL_PATH};
 
 use crate::config::{RunConfig, Workload};
-use crate::disk::SubDisk;
-use crate::history::{History, Outcome};
+use crate::invariants::identical_replicas::PairChecksums;
 use crate::invariants::{self, Violation};
 use crate::observer::Recorder;
-use crate::runner::{self, stream};
+use crate::run::{self, stream};
+use crate::workload::history::{History, Outcome, TxnRecord};
 use crate::workload::{self, now_ms};
+use crate::world::disk::SubDisk;
 use crate::world::World;
 
 /// Two segment hosts with two mirrored contents each, six clients on the mixed workload (most
@@ -75,30 +76,14 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         .ip("10.0.1.1".parse().unwrap())
         .build();
     admin
-        .spawn(runner::create_tables(addrs[0].clone(), timeout))
+        .spawn(run::create_tables(addrs[0].clone(), timeout))
         .await
         .unwrap()?;
 
     let start_ms = now_ms();
     let history = History::default();
-    let mut clients = Vec::new();
-    for c in 1..=cfg.clients {
-        let node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(format!("10.0.1.{}", c + 1).parse().unwrap())
-            .build();
-        let spec = workload::ClientSpec {
-            id: c,
-            coordinators: addrs.clone(),
-            timeout,
-            workload: cfg.workload.clone(),
-            contents: cfg.contents,
-            stop_at_ms: start_ms + cfg.fault_time.as_millis() as u64,
-        };
-        let rng = stream(seed, &format!("client-{c}"));
-        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
-    }
+    let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
+    let clients = start_clients(&cfg, seed, &addrs, timeout, stop_at_ms, &history);
 
     madsim::time::sleep(Duration::from_secs(1)).await;
     let synchronized = world
@@ -120,49 +105,26 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
     for c in clients {
         let _ = c.await;
     }
-    let contents = world.contents();
-    let rows = admin
-        .spawn(runner::read_everything(
-            standby_addr.clone(),
-            timeout,
-            contents,
-            cfg.heal_bound,
-        ))
-        .await
-        .unwrap()
-        .map_err(|e| format!("the new coordinator did not serve a full read: {e}"))?;
-    let checksums = admin
-        .spawn(runner::pair_checksums(standby_addr.clone(), timeout))
-        .await
-        .unwrap();
-    let (catalog, prepared_left) = admin
-        .spawn(leftovers(standby_addr, timeout))
-        .await
-        .unwrap()?;
+    let (rows, checksums, catalog, prepared_left) = read_back(
+        &admin,
+        standby_addr,
+        timeout,
+        world.contents(),
+        cfg.heal_bound,
+    )
+    .await?;
 
     let txns = history.txns();
-    let mut violations = Vec::new();
-    let model = invariants::model::Model::build(&txns);
-    violations.extend(invariants::no_lost_commits::check_with(
-        &txns, &model, &rows,
-    ));
-    violations.extend(invariants::aborted_stays_aborted::check_with(
-        &txns, &model, &rows,
-    ));
-    violations.extend(invariants::latest_value::check_with(&txns, &model));
-    violations.extend(invariants::promoted_in_sync::check(&recorder.facts()));
-    violations.extend(invariants::identical_replicas::check(&checksums, now_ms()));
-    violations.extend(invariants::standby_catalog::check(
-        &standby_wal,
-        &coordinator_wal,
-        activation.end_lsn,
+    let wals = (standby_wal, coordinator_wal);
+    let violations = checks(
+        &txns,
+        &rows,
+        &recorder,
+        &checksums,
+        &wals,
+        &activation,
         activated_at_ms,
-    ));
-    violations.extend(invariants::standby_catalog::check_acknowledged(
-        &recorder.facts(),
-        activation.end_lsn,
-        activated_at_ms,
-    ));
+    );
     let count = |o: Outcome| txns.iter().filter(|t| t.outcome == Some(o)).count();
     let client_errors = txns
         .iter()
@@ -187,6 +149,103 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
     })
 }
 
+/// Everything read back through the new coordinator at `addr`: every row, each pair's
+/// checksums, the catalog and the prepared transactions left on each content's primary.
+#[allow(clippy::type_complexity)]
+async fn read_back(
+    admin: &madsim::runtime::NodeHandle,
+    addr: String,
+    timeout: Duration,
+    contents: Vec<i16>,
+    bound: Duration,
+) -> Result<
+    (
+        BTreeMap<(String, Key), Value>,
+        Vec<PairChecksums>,
+        Catalog,
+        BTreeMap<Content, Vec<u64>>,
+    ),
+    String,
+> {
+    let rows = admin
+        .spawn(run::read_everything(addr.clone(), timeout, contents, bound))
+        .await
+        .unwrap()
+        .map_err(|e| format!("the new coordinator did not serve a full read: {e}"))?;
+    let checksums = admin
+        .spawn(run::pair_checksums(addr.clone(), timeout))
+        .await
+        .unwrap();
+    let (catalog, prepared_left) = admin.spawn(leftovers(addr, timeout)).await.unwrap()?;
+    Ok((rows, checksums, catalog, prepared_left))
+}
+
+/// The clients, each on a host of its own (`10.0.1.2` on), until `stop_at_ms`.
+fn start_clients(
+    cfg: &RunConfig,
+    seed: u64,
+    addrs: &[String],
+    timeout: Duration,
+    stop_at_ms: u64,
+    history: &History,
+) -> Vec<madsim::task::JoinHandle<()>> {
+    let handle = madsim::runtime::Handle::current();
+    let mut clients = Vec::new();
+    for c in 1..=cfg.clients {
+        let node = handle
+            .create_node()
+            .name(format!("client-{c}"))
+            .ip(format!("10.0.1.{}", c + 1).parse().unwrap())
+            .build();
+        let spec = workload::ClientSpec {
+            id: c,
+            coordinators: addrs.to_vec(),
+            timeout,
+            workload: cfg.workload.clone(),
+            contents: cfg.contents,
+            stop_at_ms,
+        };
+        let rng = stream(seed, &format!("client-{c}"));
+        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
+    }
+    clients
+}
+
+/// The checkers over the run: the history against the rows read back, the promotions, the
+/// pairs' checksums, and the activated standby's catalog (`wals`: the standby's, then the lost
+/// coordinator's).
+fn checks(
+    txns: &[TxnRecord],
+    rows: &BTreeMap<(String, Key), Value>,
+    recorder: &Recorder,
+    checksums: &[PairChecksums],
+    wals: &(Vec<u8>, Vec<u8>),
+    activation: &Activation,
+    activated_at_ms: u64,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let model = invariants::model::Model::build(txns);
+    violations.extend(invariants::no_lost_commits::check_with(txns, &model, rows));
+    violations.extend(invariants::aborted_stays_aborted::check_with(
+        txns, &model, rows,
+    ));
+    violations.extend(invariants::latest_value::check_with(txns, &model));
+    violations.extend(invariants::promoted_in_sync::check(&recorder.facts()));
+    violations.extend(invariants::identical_replicas::check(checksums, now_ms()));
+    violations.extend(invariants::standby_catalog::check(
+        &wals.0,
+        &wals.1,
+        activation.end_lsn,
+        activated_at_ms,
+    ));
+    violations.extend(invariants::standby_catalog::check_acknowledged(
+        &recorder.facts(),
+        activation.end_lsn,
+        activated_at_ms,
+    ));
+    violations
+}
+
 /// The catalog WAL of the activated standby and of the crashed coordinator, as their disks
 /// hold them.
 pub fn catalog_wals(world: &World) -> (Vec<u8>, Vec<u8>) {
@@ -195,7 +254,10 @@ pub fn catalog_wals(world: &World) -> (Vec<u8>, Vec<u8>) {
         disk.read_at(WAL_PATH, 0, len as usize).unwrap_or_default()
     };
     let standby_host = &world.hosts[crate::world::STANDBY_HOST];
-    let standby = SubDisk::new(standby_host.disk.clone(), crate::standby::STANDBY_DATADIR);
+    let standby = SubDisk::new(
+        standby_host.disk.clone(),
+        crate::world::standby_host::STANDBY_DATADIR,
+    );
     (read(&standby), read(&world.hosts["mdw"].disk))
 }
 

@@ -21,7 +21,7 @@ use cluster::standby::instance::{self, StandbyConfig};
 use cluster::standby::{Activation, MirroringStatus};
 
 use crate::config::RunConfig;
-use crate::disk::{SimDisk, SubDisk};
+use crate::world::disk::{SimDisk, SubDisk};
 use crate::world::{World, COORDINATOR_PORT, STANDBY_HOST};
 
 pub const STANDBY_DATADIR: &str = "/data/standby";
@@ -108,7 +108,11 @@ impl World {
 
     /// The coordinator's own catalog row, as `init-standby` records it.
     pub fn coordinator_row(&self) -> SegmentConfig {
-        crate::standby_runs::coordinator_row_at("mdw", &self.coordinator_addr, "/data/coordinator")
+        crate::world::coordinator_pair::coordinator_row_at(
+            "mdw",
+            &self.coordinator_addr,
+            "/data/coordinator",
+        )
     }
 
     /// `init-standby -s smdw` (`resync: false`) or `init-standby -n` (`resync: true`), as an

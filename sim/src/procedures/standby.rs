@@ -1,7 +1,7 @@
 //! The standby coordinator procedures of seed 000 ("Using Master Mirroring"), step by step, as
 //! named scenarios: each returns the `state` report after each step (`state -f` for the
 //! standby, then `-e` and `-m`), named. `scenarios/tests/standby_procedures.rs` snapshots them;
-//! `hasim scenario NAME` prints them (they are listed in [`crate::admin_scenarios::SCENARIOS`]).
+//! `hasim scenario NAME` prints them (they are listed in [`crate::procedures::SCENARIOS`]).
 
 use std::time::Duration;
 
@@ -14,14 +14,14 @@ use cluster::catalog::{Catalog, Role, SegmentConfig, Status};
 use cluster::client::Client;
 use cluster::standby::{MirroringStatus, SummaryState};
 
-use crate::admin::{
+use crate::config::RunConfig;
+use crate::invariants::standby_catalog;
+use crate::operator::harness::{
     all_keys, all_synchronized, create_table, insert_all_retrying, key_pairs, wait_catalog,
     AdminHarness,
 };
-use crate::admin_scenarios::Steps;
-use crate::config::RunConfig;
-use crate::invariants::standby_catalog;
-use crate::standby_failover::catalog_wals;
+use crate::procedures::coordinator_failover::catalog_wals;
+use crate::procedures::Steps;
 use crate::world::STANDBY_HOST;
 
 /// Runs scenario `name` of this module in `rt`; `None` if it is not one of them.
@@ -56,10 +56,7 @@ async fn state(h: &AdminHarness, addrs: &[String]) -> String {
         let mut c = Client::new(addrs, Duration::from_secs(30));
         wait_catalog(&mut c, "segments synchronized", all_synchronized).await;
         let f = driver::state(&mut c, View::Standby).await.unwrap();
-        format!(
-            "$ state -f\n{f}{}",
-            crate::admin_scenarios::state(&mut c).await
-        )
+        format!("$ state -f\n{f}{}", crate::procedures::state(&mut c).await)
     })
     .await
 }
@@ -284,7 +281,7 @@ async fn new_standby_on(h: &AdminHarness, host: &str) -> SegmentConfig {
     let host = host.to_string();
     let status = h
         .run(move |_, hosts| async move {
-            crate::standby_runs::init_standby(
+            crate::operator::standby::init_standby(
                 &hosts,
                 &host,
                 false,

@@ -11,39 +11,47 @@ use crate::world::World;
 /// A shared handle on the world, usable from a client node's task; also collects the named
 /// outputs of a scenario's steps.
 #[derive(Clone)]
-pub struct SimHosts(
-    pub Arc<Mutex<World>>,
-    pub Arc<Mutex<Vec<(String, String)>>>,
-    pub Arc<crate::config::RunConfig>,
-);
+pub struct SimHosts {
+    pub world: Arc<Mutex<World>>,
+    /// The named outputs of a scenario's steps, in order.
+    pub steps: Arc<Mutex<Vec<(String, String)>>>,
+    /// The run's configuration, which the world consults to start an instance.
+    pub cfg: Arc<crate::config::RunConfig>,
+}
 
 impl SimHosts {
     /// Records a step's output under `name`.
     pub fn step(&self, name: &str, text: impl Into<String>) {
-        self.1.lock().unwrap().push((name.to_string(), text.into()));
+        self.steps
+            .lock()
+            .unwrap()
+            .push((name.to_string(), text.into()));
     }
 
     /// Every step recorded so far.
     pub fn steps(&self) -> Vec<(String, String)> {
-        self.1.lock().unwrap().clone()
+        self.steps.lock().unwrap().clone()
     }
 }
 
 impl Hosts for SimHosts {
     fn hostname_of(&self, address: &str) -> Option<String> {
-        self.0.lock().unwrap().hostname_of(address)
+        self.world.lock().unwrap().hostname_of(address)
     }
 
     fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), String> {
-        self.0.lock().unwrap().start_mirror(&self.2, row, primary)
+        self.world
+            .lock()
+            .unwrap()
+            .start_mirror(&self.cfg, row, primary)
     }
 
     fn new_address(&self, hostname: &str, nth: usize) -> Option<String> {
-        self.0.lock().unwrap().free_address(hostname, nth)
+        self.world.lock().unwrap().free_address(hostname, nth)
     }
 
     fn stop_instance(&self, row: &SegmentConfig) {
-        self.0.lock().unwrap().stop_instance(row)
+        self.world.lock().unwrap().stop_instance(row)
     }
 }
 
@@ -67,7 +75,11 @@ impl AdminHarness {
             .ip("10.0.1.1".parse().unwrap())
             .build();
         AdminHarness {
-            hosts: SimHosts(world.clone(), Default::default(), Arc::new(cfg.clone())),
+            hosts: SimHosts {
+                world: world.clone(),
+                steps: Default::default(),
+                cfg: Arc::new(cfg.clone()),
+            },
             world,
             coordinator,
             node,
@@ -108,7 +120,7 @@ impl AdminHarness {
 
     /// Adds a spare segment host `sdwN`; returns its address prefix `10.N.0`.
     pub fn add_spare_host(&self, name: &str) -> String {
-        let cfg = self.hosts.2.clone();
+        let cfg = self.hosts.cfg.clone();
         self.world.lock().unwrap().add_spare_host(&cfg, name)
     }
 
@@ -142,7 +154,7 @@ pub async fn wait_catalog(
 /// Panics unless the world places every instance of the catalog where the catalog says (host,
 /// address, port, directory), as fault injection relies on it.
 pub fn assert_world_places_as(hosts: &SimHosts, cat: &cluster::catalog::Catalog) {
-    let world = hosts.0.lock().unwrap();
+    let world = hosts.world.lock().unwrap();
     for row in cat.segments.values() {
         let placed = world
             .segments

@@ -1,12 +1,20 @@
 //! The simulated world: hosts as madsim nodes, each with a simulated disk the harness holds so
 //! that it outlives a crash. Speaks the operator's language: `kill_host("sdw1")`,
 //! `restart_host("sdw1")`.
+//!
+//! The rooms: the simulated disk ([`disk`]), carrying out the nemesis's faults ([`faults`]),
+//! the standby coordinator's host ([`standby_host`]) and the coordinator pair in randomized
+//! runs: crashes, fencing, activation ([`coordinator_pair`]).
+
+pub mod coordinator_pair;
+pub mod disk;
+pub mod faults;
+pub mod standby_host;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use madsim::runtime::{Handle, NodeHandle};
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -15,13 +23,12 @@ use tracing::{info, warn};
 
 use cluster::catalog::{Mode, Role, SegmentConfig, Status};
 use cluster::coordinator::{self, CoordinatorConfig};
-use cluster::fts::prober::ProbeSettings;
 use cluster::io::Disk;
 use cluster::observe::Observe;
-use cluster::segment::{self, InstanceConfig, ReplicationMode};
+use cluster::segment::{self, InstanceConfig};
 
 use crate::config::RunConfig;
-use crate::disk::{SimDisk, TornTail};
+use crate::world::disk::{SimDisk, TornTail};
 
 pub const COORDINATOR_PORT: u16 = 5432;
 /// The standby coordinator's host, when the run has one.
@@ -108,7 +115,7 @@ pub struct World {
     pub(crate) rng: ChaCha8Rng,
     observe: Observe,
     /// The standby coordinator's host, if the configuration places one.
-    pub standby: Option<crate::standby::StandbyHost>,
+    pub standby: Option<crate::world::standby_host::StandbyHost>,
     /// Instances paused by the nemesis.
     pub(crate) paused: std::collections::BTreeSet<u16>,
     /// What each coordinator host's process runs at boot.
@@ -120,12 +127,12 @@ pub struct World {
     /// The hosts the coordinator-pair-crash fault in force took down, the coordinator's last.
     pub(crate) pair_crashed: Vec<String>,
     /// Every activation of a standby in this run, with the catalog WALs it is judged on.
-    pub activations: Vec<crate::standby_runs::ActivationRecord>,
+    pub activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// The cluster's identifier, in every data directory's identity.
     pub cluster_id: u64,
     /// Every change of acting coordinator (an activation the operator saw through, reported
     /// or not), for the one-acting-coordinator checker.
-    pub successions: Vec<crate::invariants::one_acting_coordinator::Succession>,
+    pub successions: Vec<crate::world::coordinator_pair::Succession>,
     /// When the operator began the activation under way, if one is.
     pub activation_began_ms: Option<u64>,
 }
@@ -364,7 +371,7 @@ impl World {
 
     /// An instance's own data directory on its host's disk.
     fn instance_disk(&self, disk: &SimDisk, seg: &SegmentConfig) -> Arc<dyn Disk> {
-        Arc::new(crate::disk::SubDisk::new(disk.clone(), &seg.datadir))
+        Arc::new(crate::world::disk::SubDisk::new(disk.clone(), &seg.datadir))
     }
 
     /// A process of its own for an instance: it runs whatever `slot` holds each time it starts.
@@ -762,21 +769,6 @@ pub async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'stat
     for h in handles {
         let _ = h.await;
     }
-}
-
-/// Settings the world is built with that a run's configuration does not vary (yet).
-pub fn sim_probe_settings() -> ProbeSettings {
-    ProbeSettings {
-        probe_interval: Duration::from_secs(2),
-        probe_timeout: Duration::from_secs(1),
-        probe_retries: 2,
-        retry_gap: Duration::from_millis(500),
-        starting_probes_max: 5,
-    }
-}
-
-pub fn default_replication() -> ReplicationMode {
-    ReplicationMode::Sync
 }
 
 #[cfg(test)]
