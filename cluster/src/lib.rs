@@ -18,9 +18,6 @@
 //! The production binary, `bin/hacluster`, sits on top. Among the roles the arrows point one way
 //! too: the standby (which becomes a coordinator when activated) uses the coordinator, whose
 //! side of catalog mirroring lives in [`coordinator::mirroring`].
-//!
-//! The paths the modules had before they moved into layers stay as re-exports below, for code
-//! outside the crate.
 
 pub mod admin;
 pub mod client;
@@ -33,24 +30,3 @@ pub mod standby;
 pub mod storage;
 pub mod wal;
 pub mod wire;
-
-/// The waitable value, at its former path (now [`io::sync`]).
-pub use io::sync;
-/// The planted-bug switches, at their former path (now [`model::bugs`]).
-pub use model::bugs;
-/// The cluster configuration, at its former path (now [`model::catalog`]).
-pub use model::catalog;
-/// The mirror layouts, at their former path (now [`model::layout`]).
-pub use model::layout;
-/// The typed observation facts, at their former path (now [`model::observe`]).
-pub use model::observe;
-/// Distributed transactions' decisions, at their former path (now [`protocol::dtx`]).
-pub use protocol::dtx;
-/// Every message type, at the former path of the messages (now [`wire`]).
-pub use wire as proto;
-
-/// Fault detection at its former path: the rules ([`protocol::fts`]) and [`coordinator::prober`].
-pub mod fts {
-    pub use crate::coordinator::prober;
-    pub use crate::protocol::fts::*;
-}

@@ -25,9 +25,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("standby", 5),
     ("client", 5),
     ("admin", 6),
-    // The former path of fault detection, kept for code outside the crate: above everything, so
-    // no module inside uses it.
-    ("fts", 7),
 ];
 
 fn src_dir() -> PathBuf {

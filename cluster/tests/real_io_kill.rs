@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::catalog::{Mode, Role, Status};
 use cluster::client::Client;
-use cluster::proto::DbError;
+use cluster::model::catalog::{Mode, Role, Status};
 use cluster::wal::{Key, TableKind, Value};
+use cluster::wire::DbError;
 
 const HACLUSTER: &str = env!("CARGO_BIN_EXE_hacluster");
 const TABLE: &str = "kill_test";

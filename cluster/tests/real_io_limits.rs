@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use cluster::client::Client;
 use cluster::io::net::{decode_frame, encode_frame, Connection, ServerLimits};
-use cluster::proto::{SegmentRequest, SegmentResponse};
 use cluster::wal::TableKind;
+use cluster::wire::{SegmentRequest, SegmentResponse};
 
 const HACLUSTER: &str = env!("CARGO_BIN_EXE_hacluster");
 const PRIMARY: u16 = 2;

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::catalog::{Catalog, Mode, Role, Status};
 use cluster::client::Client;
+use cluster::model::catalog::{Catalog, Mode, Role, Status};
 use cluster::wal::TableKind;
 
 const HACLUSTER: &str = env!("CARGO_BIN_EXE_hacluster");
@@ -149,7 +149,7 @@ async fn insert(c: &mut Client, key: i64, began: Instant) {
         .await;
         match r {
             Ok(()) => return,
-            Err(cluster::proto::DbError::Unknown(e)) => panic!("outcome unknown for {key}: {e}"),
+            Err(cluster::wire::DbError::Unknown(e)) => panic!("outcome unknown for {key}: {e}"),
             Err(_) => {
                 let _ = c.abort().await;
                 tokio::time::sleep(Duration::from_millis(100)).await;

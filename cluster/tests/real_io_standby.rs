@@ -256,5 +256,5 @@ async fn the_activated_standby_serves_every_acknowledged_row() {
     client.commit().await.unwrap();
     let catalog = client.catalog().await.unwrap();
     let old = &catalog.segments[&1];
-    assert_eq!(old.status, cluster::catalog::Status::Down);
+    assert_eq!(old.status, cluster::model::catalog::Status::Down);
 }

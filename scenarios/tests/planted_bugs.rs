@@ -238,7 +238,10 @@ fn calls_left_waiting_on_a_paused_primary_hold_its_clients_past_the_failover() {
 
 #[test]
 fn every_catalogued_bug_has_its_test_here_and_every_planted_bug_is_hunted_or_scripted() {
-    let planted: Vec<&str> = cluster::bugs::CATALOGUE.iter().map(|(n, _)| *n).collect();
+    let planted: Vec<&str> = cluster::model::bugs::CATALOGUE
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     for name in &planted {
         assert!(
             CATALOGUE.iter().any(|b| b.name == *name) || SCRIPTED.iter().any(|b| b.name == *name),

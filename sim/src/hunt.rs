@@ -26,7 +26,7 @@ pub struct PlantedBug {
     pub seed_budget: u64,
 }
 
-/// The planted bugs of `cluster::bugs::CATALOGUE` that random seeds catch, in its order, with
+/// The planted bugs of `cluster::model::bugs::CATALOGUE` that random seeds catch, in its order, with
 /// where they are hunted (the others are caught by scripted scenarios: `scenarios::SCRIPTED`).
 pub const CATALOGUE: &[PlantedBug] = &[
     PlantedBug {
@@ -211,7 +211,10 @@ mod tests {
 
     #[test]
     fn every_hunted_bug_is_planted_in_catalogue_order_in_a_known_scenario() {
-        let planted: Vec<&str> = cluster::bugs::CATALOGUE.iter().map(|(n, _)| *n).collect();
+        let planted: Vec<&str> = cluster::model::bugs::CATALOGUE
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
         let positions: Vec<usize> = CATALOGUE
             .iter()
             .map(|b| {

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::Rng;
 
-use cluster::catalog::{Mode, Role, Status};
 use cluster::client::Client;
-use cluster::layout::Layout;
-use cluster::observe::Fact;
+use cluster::model::catalog::{Mode, Role, Status};
+use cluster::model::layout::Layout;
+use cluster::model::observe::Fact;
 use reports::layout_report;
 use reports::layouts::{Placement, Simulated};
 
@@ -124,7 +124,7 @@ pub fn config(layout: Layout, hosts: usize, per_host: usize) -> RunConfig {
 /// live, up primary that is its original primary or a finished promotion, and how many acting
 /// primaries each surviving host (`hosts`) runs.
 fn outcome(
-    catalog: &cluster::catalog::Catalog,
+    catalog: &cluster::model::catalog::Catalog,
     facts: &[crate::observer::Observed],
     failed: Vec<String>,
     hosts: &[String],

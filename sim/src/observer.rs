@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cluster::observe::{Fact, FtsChange, Observe, Observer};
+use cluster::model::observe::{Fact, FtsChange, Observe, Observer};
 
 /// A fact and when it was reported (simulated milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]

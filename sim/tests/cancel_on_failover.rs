@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use cluster::bugs::PlantedBugs;
 use cluster::client::Client;
+use cluster::model::bugs::PlantedBugs;
 use sim::config::RunConfig;
 use sim::invariants::availability::paused_primary_bound;
 use sim::nemesis::Fault;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use cluster::catalog::Mode;
 use cluster::client::Client;
-use cluster::proto::DbError;
+use cluster::model::catalog::Mode;
 use cluster::wal::TableKind;
+use cluster::wire::DbError;
 use sim::config::RunConfig;
 use sim::world::World;
 

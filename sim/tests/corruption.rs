@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use cluster::catalog::{Mode, Role};
 use cluster::client::Client;
+use cluster::model::catalog::{Mode, Role};
 use cluster::wal::TableKind;
 use sim::config::RunConfig;
 use sim::world::World;

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use cluster::catalog::Mode;
 use cluster::client::Client;
 use cluster::io::net::Connection;
-use cluster::proto::{SegmentRequest, SegmentResponse};
+use cluster::model::catalog::Mode;
 use cluster::wal::TableKind;
+use cluster::wire::{SegmentRequest, SegmentResponse};
 use sim::config::RunConfig;
 use sim::world::World;
 
@@ -73,12 +73,12 @@ async fn work_stamped_with_an_older_configuration_epoch_is_refused() {
     .unwrap();
 }
 
-fn pair_mode(cat: &cluster::catalog::Catalog) -> (cluster::catalog::Status, Mode) {
+fn pair_mode(cat: &cluster::model::catalog::Catalog) -> (cluster::model::catalog::Status, Mode) {
     let m = cat.pair(0).unwrap().mirror.unwrap();
     (m.status, m.mode)
 }
 
-async fn wait_for_pair(coordinator: &str, want: (cluster::catalog::Status, Mode)) -> u64 {
+async fn wait_for_pair(coordinator: &str, want: (cluster::model::catalog::Status, Mode)) -> u64 {
     let mut c = Client::new(vec![coordinator.to_string()], Duration::from_secs(5));
     for _ in 0..600 {
         if let Ok(cat) = c.catalog().await {
@@ -123,7 +123,7 @@ async fn late_syncrep_off(bug: bool) -> Vec<sim::invariants::Violation> {
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
-    use cluster::catalog::Status::{Down, Up};
+    use cluster::model::catalog::Status::{Down, Up};
 
     let addr = coordinator.clone();
     client

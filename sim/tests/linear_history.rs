@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cluster::catalog::{Catalog, Mode, Status};
 use cluster::client::Client;
+use cluster::model::catalog::{Catalog, Mode, Status};
 use cluster::wal::TableKind;
 use madsim::net::NetSim;
 use sim::config::RunConfig;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use cluster::catalog::{Catalog, Mode, Status};
 use cluster::client::Client;
+use cluster::model::catalog::{Catalog, Mode, Status};
 use cluster::wal::TableKind;
 use sim::config::RunConfig;
 use sim::world::World;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cluster::catalog::Status;
+use cluster::model::catalog::Status;
 use sim::config::RunConfig;
 use sim::operator::harness::{
     all_synchronized, create_table, insert_retrying, preferred_roles, wait_catalog, AdminHarness,
@@ -15,7 +15,7 @@ use sim::operator::{Action, Operator};
 async fn operate_until(
     h: &AdminHarness,
     mut op: Operator,
-    done: fn(&cluster::catalog::Catalog) -> bool,
+    done: fn(&cluster::model::catalog::Catalog) -> bool,
 ) -> Vec<Action> {
     h.run(move |mut c, hosts| async move {
         for _ in 0..120 {

@@ -4,7 +4,7 @@
 //! acknowledged row survives, and the pair's data is identical.
 
 use cluster::admin::driver::{self, RecoverOptions, RecoverOutcome};
-use cluster::catalog::{Role, Status};
+use cluster::model::catalog::{Role, Status};
 use sim::config::RunConfig;
 use sim::operator::harness::{
     all_keys, all_synchronized, create_table, insert_retrying, pair_digests, preferred_roles,
@@ -13,7 +13,7 @@ use sim::operator::harness::{
 
 async fn write_directly(addr: &str, epoch: u64) {
     use cluster::io::net::Connection;
-    use cluster::proto::{Op, SegmentRequest, SegmentResponse};
+    use cluster::wire::{Op, SegmentRequest, SegmentResponse};
     let mut conn = Connection::connect(addr, std::time::Duration::from_secs(2))
         .await
         .unwrap();
@@ -290,7 +290,7 @@ async fn recorded_insert(
     history: &sim::workload::history::History,
     key: i64,
 ) {
-    use cluster::proto::{DbError, Op, OpResult};
+    use cluster::wire::{DbError, Op, OpResult};
     use sim::workload::history::Outcome;
     let now = || madsim::time::Instant::now().elapsed().as_millis() as u64;
     let op = Op::Insert {

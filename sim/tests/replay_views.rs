@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use cluster::layout::Layout;
+use cluster::model::layout::Layout;
 use reports::timeline::{Event, State};
 use sim::config::RunConfig;
 use sim::run::run_seed_recorded;

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::catalog::Role;
 use cluster::io::net::{decode_frame, encode_frame, Connection, NetError, Server, ServerLimits};
 use cluster::io::Disk;
-use cluster::proto::{SegmentRequest, SegmentResponse};
+use cluster::model::catalog::Role;
 use cluster::segment::{self, InstanceConfig};
+use cluster::wire::{SegmentRequest, SegmentResponse};
 use sim::world::disk::SimDisk;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use cluster::catalog::{Role, SegmentConfig, Status};
 use cluster::client::Client;
+use cluster::model::catalog::{Role, SegmentConfig, Status};
 use cluster::standby::admin::{self, StandbyAdminError};
 use cluster::standby::{ActivateRefusal, StandbyRequest, SummaryState};
 use sim::procedures::coordinator_failover;

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use cluster::catalog::Mode;
 use cluster::client::Client;
 use cluster::coordinator::content_for_key;
+use cluster::model::catalog::Mode;
 use cluster::wal::TableKind;
 use sim::config::RunConfig;
 use sim::world::World;
@@ -25,7 +25,7 @@ fn key_on(content: i16, from: i64) -> i64 {
 
 async fn ready(c: &mut Client) {
     for _ in 0..200 {
-        let synced = |cat: &cluster::catalog::Catalog| {
+        let synced = |cat: &cluster::model::catalog::Catalog| {
             cat.pairs().iter().all(|p| p.primary.mode == Mode::Synced)
         };
         if c.create_table("t", TableKind::Heap).await.is_ok()

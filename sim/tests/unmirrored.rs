@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use cluster::client::Client;
 use cluster::coordinator::content_for_key;
-use cluster::proto::DbError;
 use cluster::wal::TableKind;
+use cluster::wire::DbError;
 use sim::config::RunConfig;
 use sim::world::World;
 

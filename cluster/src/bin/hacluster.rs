@@ -38,9 +38,9 @@ use clap::{Parser, Subcommand};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-use cluster::catalog::Dbid;
 use cluster::client::Client;
 use cluster::io::{Disk, RealDisk};
+use cluster::model::catalog::Dbid;
 use cluster_file::ClusterFile;
 
 #[derive(Parser, Debug)]
@@ -69,7 +69,7 @@ enum Command {
         /// (spread needs more hosts than primaries per host; block's size must divide the
         /// number of hosts).
         #[arg(long, requires = "hosts")]
-        layout: Option<cluster::layout::Layout>,
+        layout: Option<cluster::model::layout::Layout>,
         /// Loopback "hosts" for --layout (host1..hostN).
         #[arg(long, requires = "layout")]
         hosts: Option<usize>,
@@ -172,7 +172,7 @@ enum Command {
         /// How -p places mirrors: group (default) or spread (needs more hosts than primaries
         /// per host).
         #[arg(long, default_value = "group")]
-        mirror_mode: cluster::layout::Layout,
+        mirror_mode: cluster::model::layout::Layout,
         /// Mirror file: `content|address|port|dataDirectory` lines.
         #[arg(short = 'i')]
         input: Option<PathBuf>,
@@ -470,7 +470,7 @@ async fn serve_segment(
     file.allow_planted_bugs = test.allow_planted_bugs;
     let (mut cfg, datadir) = file.instance_config(dbid)?;
     if new_mirror {
-        cfg.initial_role = cluster::catalog::Role::Mirror;
+        cfg.initial_role = cluster::model::catalog::Role::Mirror;
     }
     let _lock = processes::DataDirLock::acquire(&datadir, &format!("segment --dbid {dbid}"))?;
     let disk = real_disk(&datadir)?;

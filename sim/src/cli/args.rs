@@ -47,9 +47,9 @@ pub struct World {
     pub no_operator: bool,
     /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
     /// per host) or block:SIZE (the size must divide the number of segment hosts).
-    #[arg(long, value_parser = str::parse::<cluster::layout::Layout>)]
-    pub layout: Option<cluster::layout::Layout>,
-    /// Turn on a planted bug (repeatable); `cluster::bugs::CATALOGUE` lists them.
+    #[arg(long, value_parser = str::parse::<cluster::model::layout::Layout>)]
+    pub layout: Option<cluster::model::layout::Layout>,
+    /// Turn on a planted bug (repeatable); `cluster::model::bugs::CATALOGUE` lists them.
     #[arg(long = "bug", value_parser = parse_bug)]
     pub bugs: Vec<String>,
 }
@@ -160,7 +160,7 @@ fn parse_replication(s: &str) -> Result<ReplicationMode, String> {
 }
 
 fn parse_bug(s: &str) -> Result<String, String> {
-    cluster::bugs::PlantedBugs::default()
+    cluster::model::bugs::PlantedBugs::default()
         .enable(s)
         .map(|_| s.to_string())
 }

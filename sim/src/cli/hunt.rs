@@ -15,7 +15,7 @@ use crate::run::Verdict;
 
 #[derive(Args, Debug)]
 pub struct HuntArgs {
-    /// The planted bug to hunt (see `cluster::bugs::CATALOGUE`).
+    /// The planted bug to hunt (see `cluster::model::bugs::CATALOGUE`).
     #[arg(long, value_parser = parse_catalogued, required_unless_present = "all", conflicts_with = "all")]
     pub bug: Option<String>,
     /// Hunt every bug of the catalogue, each in its own scenario.
@@ -44,7 +44,7 @@ pub struct HuntArgs {
 }
 
 fn parse_catalogued(s: &str) -> Result<String, String> {
-    cluster::bugs::PlantedBugs::default().enable(s)?;
+    cluster::model::bugs::PlantedBugs::default().enable(s)?;
     catalogued(s)
         .map(|b| b.name.to_string())
         .ok_or_else(|| format!("planted bug {s:?} has no hunt in sim::hunt::CATALOGUE"))

@@ -197,7 +197,7 @@ fn print_tables(sims: &[Simulated]) -> i32 {
 
 /// Runs one batch (`LAYOUT/HOSTS/PER_HOST/K`) here and prints its figures as JSON.
 fn run_batch(spec: &str, seeds: std::ops::Range<u64>, jobs: usize) -> i32 {
-    let parsed = (|| -> Result<(cluster::layout::Layout, usize, usize, usize), String> {
+    let parsed = (|| -> Result<(cluster::model::layout::Layout, usize, usize, usize), String> {
         let parts: Vec<&str> = spec.split('/').collect();
         let [layout, hosts, per_host, k] = parts[..] else {
             return Err(format!(

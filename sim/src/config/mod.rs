@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use cluster::bugs::PlantedBugs;
-use cluster::fts::prober::ProbeSettings;
-use cluster::layout::Layout;
+use cluster::coordinator::prober::ProbeSettings;
+use cluster::model::bugs::PlantedBugs;
+use cluster::model::layout::Layout;
 use cluster::segment::ReplicationMode;
 
 use crate::nemesis::{FaultKind, FaultWeights};
@@ -24,7 +24,7 @@ pub struct RunConfig {
     /// evenly over the segment hosts in content order (`sdw1` holds the first ones), and every
     /// mirror of host `i`'s primaries sits on host `i + 1` (mod the number of hosts).
     pub contents: usize,
-    /// Where mirrors go (group, spread or block); see `cluster::layout`.
+    /// Where mirrors go (group, spread or block); see `cluster::model::layout`.
     pub layout: Layout,
     pub mirrors: bool,
     pub replication: ReplicationMode,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rand_chacha::rand_core::Rng;
 use serde::Serialize;
 
-use cluster::fts::prober::ProbeSettings;
-use cluster::layout::Layout;
+use cluster::coordinator::prober::ProbeSettings;
+use cluster::model::layout::Layout;
 use cluster::segment::ReplicationMode;
 
 use crate::config::RunConfig;

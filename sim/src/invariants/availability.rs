@@ -24,8 +24,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cluster::catalog::{Role, SegmentConfig};
-use cluster::fts::prober::ProbeSettings;
+use cluster::coordinator::prober::ProbeSettings;
+use cluster::model::catalog::{Role, SegmentConfig};
 
 use super::Violation;
 use crate::nemesis::{exposure, one_probe, Fault, Label, ScheduledFault};

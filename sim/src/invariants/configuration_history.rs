@@ -14,15 +14,15 @@
 //!   change may not outnumber the history rows no logged change accounts for: the catalog
 //!   never moved to a new configuration nobody recorded.
 //!
-//! Epochs count within a coordinator generation (`cluster::catalog::epoch`): an activation
+//! Epochs count within a coordinator generation (`cluster::model::catalog::epoch`): an activation
 //! starts the next generation at its change 1. A coordinator deposed by an activation may still
 //! record changes of the old generation in its own catalog before it learns it was replaced
 //! (they never reach the acting catalog, and what the instances did with them is
 //! `one-acting-coordinator`'s and `linear-history`'s to judge): lines of a generation logged
 //! after the next generation's first line are not the acting catalog's, and are left out.
 
-use cluster::catalog::epoch::generation;
-use cluster::catalog::HistoryRow;
+use cluster::model::catalog::epoch::generation;
+use cluster::model::catalog::HistoryRow;
 
 use super::Violation;
 use crate::observer::CatalogLine;
@@ -127,7 +127,7 @@ fn unlogged_epochs(logged: &std::collections::BTreeSet<u64>, final_epoch: u64) -
         let first = if g == 0 {
             INITIAL_EPOCH + 1
         } else {
-            cluster::catalog::epoch::first_of_next_generation(((g - 1) as u64) << 32)
+            cluster::model::catalog::epoch::first_of_next_generation(((g - 1) as u64) << 32)
         };
         let last = if g == final_generation {
             final_epoch

@@ -14,7 +14,7 @@
 //! master"), also [`coordinator_requirement`]: one acting coordinator, up, and a standby the
 //! mirroring view reports Synchronized. The coordinator need not be back on its original host.
 
-use cluster::catalog::{Catalog, Mode, Role, Status};
+use cluster::model::catalog::{Catalog, Mode, Role, Status};
 use cluster::standby::admin::StandbyAdminError;
 use cluster::standby::{MirroringStatus, SummaryState};
 
@@ -83,7 +83,7 @@ pub fn coordinator_requirement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cluster::catalog::{Role, SegmentConfig};
+    use cluster::model::catalog::{Role, SegmentConfig};
 
     fn row(dbid: u16, role: Role) -> SegmentConfig {
         SegmentConfig {

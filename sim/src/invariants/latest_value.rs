@@ -149,7 +149,7 @@ mod tests {
     use super::*;
     use crate::workload::history::testing::{delete, get, insert, txn, update};
     use crate::workload::history::Outcome;
-    use cluster::proto::{Op, OpResult};
+    use cluster::wire::{Op, OpResult};
 
     #[test]
     fn fires_on_stale_failed_and_vanished_reads_only() {

@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use super::Violation;
 use crate::observer::Observed;
 use crate::workload::history::Event;
-use cluster::catalog::{Content, Dbid};
-use cluster::observe::Fact;
+use cluster::model::catalog::{Content, Dbid};
+use cluster::model::observe::Fact;
 use cluster::wal::Lsn;
 
 pub const NAME: &str = "linear-history";

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cluster::catalog::Content;
+use cluster::model::catalog::Content;
 use cluster::wal::{Key, Value};
 
 use crate::workload::history::{Outcome, TxnRecord};
@@ -74,7 +74,7 @@ impl Model {
         for (i, txn) in txns.iter().enumerate() {
             for op in &txn.ops {
                 if let (Some(key), false) =
-                    (op.op.key(), matches!(op.op, cluster::proto::Op::Get { .. }))
+                    (op.op.key(), matches!(op.op, cluster::wire::Op::Get { .. }))
                 {
                     table_entry(&mut model.by_content, op.op.table())
                         .entry(op.content)

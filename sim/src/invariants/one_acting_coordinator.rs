@@ -25,8 +25,8 @@ use super::Violation;
 use crate::observer::Observed;
 use crate::workload::history::Event;
 use crate::world::coordinator_pair::Succession;
-use cluster::catalog::{epoch, Dbid};
-use cluster::observe::Fact;
+use cluster::model::catalog::{epoch, Dbid};
+use cluster::model::observe::Fact;
 
 pub const NAME: &str = "one-acting-coordinator";
 

@@ -9,7 +9,7 @@
 use super::Violation;
 use crate::observer::Observed;
 use crate::workload::history::Event;
-use cluster::observe::Fact;
+use cluster::model::observe::Fact;
 
 pub const NAME: &str = "promoted-in-sync";
 

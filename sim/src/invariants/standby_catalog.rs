@@ -18,7 +18,7 @@ use super::Violation;
 use crate::observer::Observed;
 use crate::workload::history::Event;
 use crate::world::coordinator_pair::ActivationRecord;
-use cluster::observe::Fact;
+use cluster::model::observe::Fact;
 
 pub const NAME: &str = "standby-catalog";
 

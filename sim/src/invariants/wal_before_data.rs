@@ -15,7 +15,7 @@
 use super::Violation;
 use crate::observer::Observed;
 use crate::workload::history::Event;
-use cluster::observe::Fact;
+use cluster::model::observe::Fact;
 
 pub const NAME: &str = "wal-before-data";
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use cluster::catalog::{Role, SegmentConfig};
-use cluster::fts::prober::ProbeSettings;
+use cluster::coordinator::prober::ProbeSettings;
+use cluster::model::catalog::{Role, SegmentConfig};
 
 use super::{Fault, ScheduledFault};
 

@@ -27,7 +27,7 @@ pub use schedule_file::{parse_schedule, validate, ENTRY_KINDS};
 
 use serde::{Deserialize, Serialize};
 
-use cluster::catalog::SegmentConfig;
+use cluster::model::catalog::SegmentConfig;
 
 /// The shape of a network partition: which links are clogged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -275,7 +275,7 @@ pub fn sort(faults: &mut [ScheduledFault]) {
 mod tests {
     use super::*;
     use crate::config::RunConfig;
-    use cluster::catalog::Role;
+    use cluster::model::catalog::Role;
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha8Rng;
     use std::collections::BTreeMap;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand_chacha::rand_core::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use cluster::catalog::SegmentConfig;
+use cluster::model::catalog::SegmentConfig;
 
 use super::{
     detection_window, exposure, label, sort, Fault, FaultKind, Label, Layout, ScheduledFault, Shape,

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::admin::driver::{self, RecoverOptions, RecoverOutcome};
-use cluster::catalog::{Dbid, SegmentConfig};
 use cluster::client::Client;
 use cluster::io::Disk;
+use cluster::model::catalog::{Dbid, SegmentConfig};
 use cluster::standby::admin::{self as standby_admin, StandbyAdminError};
 use cluster::standby::{ActivateRefusal, MirroringStatus};
 
@@ -235,7 +235,7 @@ pub async fn activate(
                 "dbid {} on {} is the coordinator at epoch {} (catalog WAL {}; in doubt: {} committed, {} aborted, {} contents unreached; the lost coordinator {})",
                 a.dbid,
                 standby.hostname,
-                cluster::catalog::epoch::describe(a.epoch),
+                cluster::model::catalog::epoch::describe(a.epoch),
                 a.end_lsn,
                 a.committed.len(),
                 a.aborted.len(),

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use cluster::admin::Hosts;
-use cluster::catalog::SegmentConfig;
+use cluster::model::catalog::SegmentConfig;
 
 use crate::world::World;
 
@@ -137,8 +137,8 @@ impl AdminHarness {
 pub async fn wait_catalog(
     c: &mut cluster::client::Client,
     what: &str,
-    ready: impl Fn(&cluster::catalog::Catalog) -> bool,
-) -> cluster::catalog::Catalog {
+    ready: impl Fn(&cluster::model::catalog::Catalog) -> bool,
+) -> cluster::model::catalog::Catalog {
     for _ in 0..600 {
         if let Ok(cat) = c.catalog().await {
             if ready(&cat) {
@@ -153,7 +153,7 @@ pub async fn wait_catalog(
 /// Every pair with a mirror is up and synchronized.
 /// Panics unless the world places every instance of the catalog where the catalog says (host,
 /// address, port, directory), as fault injection relies on it.
-pub fn assert_world_places_as(hosts: &SimHosts, cat: &cluster::catalog::Catalog) {
+pub fn assert_world_places_as(hosts: &SimHosts, cat: &cluster::model::catalog::Catalog) {
     let world = hosts.world.lock().unwrap();
     for row in cat.segments.values() {
         let placed = world
@@ -175,8 +175,8 @@ pub fn assert_world_places_as(hosts: &SimHosts, cat: &cluster::catalog::Catalog)
     }
 }
 
-pub fn all_synchronized(cat: &cluster::catalog::Catalog) -> bool {
-    use cluster::catalog::{Mode, Status};
+pub fn all_synchronized(cat: &cluster::model::catalog::Catalog) -> bool {
+    use cluster::model::catalog::{Mode, Status};
     cat.pairs().iter().all(|p| {
         p.mirror.as_ref().is_some_and(|m| {
             m.status == Status::Up && m.mode == Mode::Synced && p.primary.mode == Mode::Synced
@@ -185,7 +185,7 @@ pub fn all_synchronized(cat: &cluster::catalog::Catalog) -> bool {
 }
 
 /// Every instance is in its preferred role.
-pub fn preferred_roles(cat: &cluster::catalog::Catalog) -> bool {
+pub fn preferred_roles(cat: &cluster::model::catalog::Catalog) -> bool {
     cat.segments
         .values()
         .filter(|s| s.content >= 0)
@@ -237,7 +237,7 @@ pub async fn insert_all_retrying(
         .await;
         match r {
             Ok(()) => return true,
-            Err(cluster::proto::DbError::Unknown(_)) => return false,
+            Err(cluster::wire::DbError::Unknown(_)) => return false,
             Err(_) => {
                 let _ = c.abort().await;
                 madsim::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -269,10 +269,9 @@ pub async fn table_on_a_synchronized_pair(c: &mut cluster::client::Client, table
             .create_table(table, cluster::wal::TableKind::Heap)
             .await
             .is_ok();
-        let synced = c
-            .catalog()
-            .await
-            .is_ok_and(|cat| cat.pair(0).unwrap().primary.mode == cluster::catalog::Mode::Synced);
+        let synced = c.catalog().await.is_ok_and(|cat| {
+            cat.pair(0).unwrap().primary.mode == cluster::model::catalog::Mode::Synced
+        });
         if created && synced {
             return;
         }
@@ -302,7 +301,7 @@ pub async fn all_keys(c: &mut cluster::client::Client, table: &str, contents: i1
                 c.begin().await?;
                 let rows = c.scan(table, content).await?;
                 c.commit().await?;
-                Ok::<_, cluster::proto::DbError>(rows)
+                Ok::<_, cluster::wire::DbError>(rows)
             }
             .await;
             match r {
@@ -324,11 +323,11 @@ pub async fn all_keys(c: &mut cluster::client::Client, table: &str, contents: i1
 /// The data digests of a content's two instances, taken once the mirror has replayed exactly
 /// to the primary's flushed WAL: `(primary digest, mirror digest, lsn)`.
 pub async fn pair_digests(
-    cat: &cluster::catalog::Catalog,
+    cat: &cluster::model::catalog::Catalog,
     content: i16,
 ) -> Option<(u64, u64, u64)> {
     use cluster::io::net::Connection;
-    use cluster::proto::{SegmentRequest, SegmentResponse};
+    use cluster::wire::{SegmentRequest, SegmentResponse};
     let pair = cat.pair(content)?;
     let mirror = pair.mirror?;
     for _ in 0..100 {

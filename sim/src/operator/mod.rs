@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use cluster::catalog::{Catalog, Content, Dbid, Mode, SegmentConfig, Status};
+use cluster::model::catalog::{Catalog, Content, Dbid, Mode, SegmentConfig, Status};
 use cluster::standby::{MirroringStatus, SummaryState};
 
 /// What the operator sees when it looks.
@@ -274,7 +274,7 @@ impl OperatorAction {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cluster::catalog::Role;
+    use cluster::model::catalog::Role;
 
     fn row(dbid: Dbid, content: Content, role: Role, host: &str) -> SegmentConfig {
         SegmentConfig {

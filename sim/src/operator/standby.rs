@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
+use cluster::model::catalog::SegmentConfig;
 use cluster::standby::admin::{self, InitMode, StandbyAdminError};
 use cluster::standby::MirroringStatus;
 

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use rand_chacha::rand_core::Rng;
 
-use cluster::catalog::{Catalog, Content};
 use cluster::client::Client;
 use cluster::io::net::Connection;
 use cluster::io::Disk;
-use cluster::proto::{SegmentRequest, SegmentResponse};
+use cluster::model::catalog::{Catalog, Content};
 use cluster::standby::{Activation, MirroringStatus};
 use cluster::wal::{Key, Value, WAL_PATH};
+use cluster::wire::{SegmentRequest, SegmentResponse};
 
 use crate::config::{RunConfig, Workload};
 use crate::invariants::identical_replicas::PairChecksums;

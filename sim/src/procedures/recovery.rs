@@ -3,7 +3,7 @@
 
 use cluster::admin::driver::{self, MirrorSource, RecoverOptions, RecoverOutcome};
 use cluster::admin::state::View;
-use cluster::catalog::{Mode, Role, Status};
+use cluster::model::catalog::{Mode, Role, Status};
 
 use crate::config::RunConfig;
 use crate::operator::harness::{
@@ -268,7 +268,7 @@ pub async fn add_mirrors_to_an_unmirrored_cluster(seed: u64) -> Steps {
         driver::add_mirrors(
             &mut c,
             &hosts,
-            &MirrorSource::Offset(1000, cluster::layout::Layout::Group),
+            &MirrorSource::Offset(1000, cluster::model::layout::Layout::Group),
         )
         .await
         .unwrap()
@@ -283,7 +283,7 @@ pub async fn add_mirrors_to_an_unmirrored_cluster(seed: u64) -> Steps {
         let err = driver::add_mirrors(
             &mut c,
             &hosts,
-            &MirrorSource::Offset(1000, cluster::layout::Layout::Group),
+            &MirrorSource::Offset(1000, cluster::model::layout::Layout::Group),
         )
         .await
         .unwrap_err();
@@ -464,7 +464,7 @@ pub async fn add_mirrors_from_a_file_onto_other_hosts(seed: u64) -> Steps {
 /// primaries each moves the mirrors that are not where block mirroring (blocks of 2 hosts)
 /// wants them with `move-mirrors -i`; the backout file returns them to the group layout.
 pub async fn move_mirrors_into_a_block_layout(seed: u64) -> Steps {
-    use cluster::layout::Layout;
+    use cluster::model::layout::Layout;
     let cfg = RunConfig {
         segment_hosts: 4,
         contents: 8,

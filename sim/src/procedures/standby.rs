@@ -10,8 +10,8 @@ use madsim::time::Instant;
 
 use cluster::admin::driver;
 use cluster::admin::state::View;
-use cluster::catalog::{Catalog, Role, SegmentConfig, Status};
 use cluster::client::Client;
+use cluster::model::catalog::{Catalog, Role, SegmentConfig, Status};
 use cluster::standby::{MirroringStatus, SummaryState};
 
 use crate::config::RunConfig;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use cluster::catalog::{Content, Dbid, Role, SegmentConfig};
+use cluster::model::catalog::{Content, Dbid, Role, SegmentConfig};
 
 use crate::observer::{CatalogChange, ClusterEvent};
 use crate::workload::history::{Outcome, TxnRecord};
@@ -290,7 +290,7 @@ impl std::fmt::Display for Summary {
 mod tests {
     use super::*;
     use crate::workload::history::testing::{insert, txn};
-    use cluster::catalog::{Mode, Status};
+    use cluster::model::catalog::{Mode, Status};
 
     fn seg(dbid: Dbid, content: Content, role: Role, host: &str) -> SegmentConfig {
         SegmentConfig {

@@ -181,7 +181,7 @@ struct SimOutput {
     operator_actions: Vec<OperatorAction>,
     workload_started_ms: u64,
     host_events: Vec<HostEvent>,
-    segments: Vec<cluster::catalog::SegmentConfig>,
+    segments: Vec<cluster::model::catalog::SegmentConfig>,
     cluster_events: Vec<crate::observer::ClusterEvent>,
     history: History,
     final_rows: Result<BTreeMap<(String, Key), Value>, String>,
@@ -189,7 +189,7 @@ struct SimOutput {
     messages: u64,
     /// The prober's logged catalog changes, and the history table and epoch read at the end.
     catalog_lines: Vec<crate::observer::CatalogLine>,
-    configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
+    configuration_history: Option<(Vec<cluster::model::catalog::HistoryRow>, u64)>,
     /// Every activation of a standby, with the catalog WALs it is judged on.
     activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// Every change of acting coordinator, with the hosts' addresses.
@@ -637,7 +637,7 @@ fn schedule_of(cfg: &RunConfig, seed: u64, world: &World) -> Vec<ScheduledFault>
 struct FinalReads {
     rows: Result<BTreeMap<(String, Key), Value>, String>,
     checksums: Vec<invariants::identical_replicas::PairChecksums>,
-    configuration_history: Option<(Vec<cluster::catalog::HistoryRow>, u64)>,
+    configuration_history: Option<(Vec<cluster::model::catalog::HistoryRow>, u64)>,
 }
 
 async fn final_reads(
@@ -797,9 +797,9 @@ pub async fn pair_checksums_at(
     addrs: Vec<String>,
     timeout: Duration,
 ) -> Vec<invariants::identical_replicas::PairChecksums> {
-    use cluster::catalog::Mode;
     use cluster::io::net::Connection;
-    use cluster::proto::{SegmentRequest, SegmentResponse};
+    use cluster::model::catalog::Mode;
+    use cluster::wire::{SegmentRequest, SegmentResponse};
     async fn checksum(addr: &str) -> Option<(u64, u64)> {
         let mut conn = Connection::connect(addr, Duration::from_secs(1))
             .await
@@ -923,7 +923,7 @@ pub async fn read_everything_at(
                         // cluster acknowledged (an instance that started anew on an empty
                         // directory): every row it held is gone, which no-lost-commits then
                         // judges, rather than a read that never succeeds.
-                        Err(cluster::proto::DbError::Failed(e))
+                        Err(cluster::wire::DbError::Failed(e))
                             if e.contains(&format!("relation \"{table}\" does not exist")) =>
                         {
                             tracing::warn!(table, content, "the final read finds the table gone");
@@ -933,7 +933,7 @@ pub async fn read_everything_at(
                     }
                 }
             }
-            Ok::<_, cluster::proto::DbError>(rows)
+            Ok::<_, cluster::wire::DbError>(rows)
         };
         match attempt.await {
             Ok(rows) => return Ok(rows),

@@ -3,7 +3,7 @@
 //! catalog changes and finished promotions from the log, the operator's actions, and the
 //! clients' transactions.
 
-use cluster::catalog::SegmentConfig;
+use cluster::model::catalog::SegmentConfig;
 use reports::timeline::{CatalogChange, Event, Instance, Recording};
 
 use crate::nemesis::{Fault, ScheduledFault};

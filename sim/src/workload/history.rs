@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use cluster::catalog::Content;
-use cluster::proto::{Op, OpResult};
+use cluster::model::catalog::Content;
 use cluster::wal::{Key, Value};
+use cluster::wire::{Op, OpResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -21,11 +21,11 @@ use std::time::Duration;
 use rand_chacha::rand_core::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use cluster::catalog::Content;
 use cluster::client::Client;
 use cluster::coordinator::content_for_key;
-use cluster::proto::{DbError, Op, OpResult};
+use cluster::model::catalog::Content;
 use cluster::wal::{Key, TableKind};
+use cluster::wire::{DbError, Op, OpResult};
 
 use crate::config::Workload;
 use crate::workload::history::{History, Outcome};

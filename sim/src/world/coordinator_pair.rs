@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use cluster::catalog::SegmentConfig;
 use cluster::io::Disk;
+use cluster::model::catalog::SegmentConfig;
 use cluster::standby::Activation;
 use cluster::wal::WAL_PATH;
 

@@ -21,10 +21,10 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracing::{info, warn};
 
-use cluster::catalog::{Mode, Role, SegmentConfig, Status};
 use cluster::coordinator::{self, CoordinatorConfig};
 use cluster::io::Disk;
-use cluster::observe::Observe;
+use cluster::model::catalog::{Mode, Role, SegmentConfig, Status};
+use cluster::model::observe::Observe;
 use cluster::segment::{self, InstanceConfig};
 
 use crate::config::RunConfig;
@@ -726,7 +726,7 @@ pub fn layout(cfg: &RunConfig) -> Vec<SegmentConfig> {
     segments
 }
 
-/// Where a content's instances live, by the run's layout (`cluster::layout`). Host `h` (0-based)
+/// Where a content's instances live, by the run's layout (`cluster::model::layout`). Host `h` (0-based)
 /// holds the primaries of contents `h * per_host ..`, on ports `SEGMENT_PORT + slot`; mirrors sit
 /// on ports `SEGMENT_PORT + per_host + mirror slot`, so no two instances of a host share a port
 /// (as `gpinitsystem`'s separate primary and mirror port bases).

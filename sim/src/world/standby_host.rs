@@ -12,10 +12,10 @@ use std::time::Duration;
 use madsim::runtime::NodeHandle;
 use tracing::warn;
 
-use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
 use cluster::coordinator::CoordinatorConfig;
 use cluster::io::Disk;
+use cluster::model::catalog::SegmentConfig;
 use cluster::standby::admin::{self, NewStandby, StandbyAdminError};
 use cluster::standby::instance::{self, StandbyConfig};
 use cluster::standby::{Activation, MirroringStatus};

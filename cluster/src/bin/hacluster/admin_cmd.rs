@@ -12,8 +12,8 @@ use anyhow::Context;
 
 use cluster::admin::driver::{self, Hosts, MirrorSource, RecoverOptions, RecoverOutcome};
 use cluster::admin::state::View;
-use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
+use cluster::model::catalog::SegmentConfig;
 
 use super::cluster_file::{ClusterFile, SegmentEntry};
 use super::processes;
@@ -174,7 +174,7 @@ pub async fn recoverseg(
         }
         RecoverOutcome::Relocated(cat) => format!(
             "Recorded at configuration epoch {}; the new mirrors are resynchronizing\n",
-            cluster::catalog::epoch::describe(cat.epoch)
+            cluster::model::catalog::epoch::describe(cat.epoch)
         ),
         RecoverOutcome::Sample(text) => {
             let path = output.expect("-o given");
@@ -190,7 +190,7 @@ pub async fn add_mirrors(
     client: &mut Client,
     hosts: &ProcessHosts,
     offset: Option<u16>,
-    layout: cluster::layout::Layout,
+    layout: cluster::model::layout::Layout,
     input: Option<PathBuf>,
     output: Option<PathBuf>,
 ) -> anyhow::Result<String> {
@@ -212,7 +212,7 @@ pub async fn add_mirrors(
     {
         Ok(cat) => Ok(format!(
             "Mirrors added at configuration epoch {}; they are resynchronizing\n",
-            cluster::catalog::epoch::describe(cat.epoch)
+            cluster::model::catalog::epoch::describe(cat.epoch)
         )),
         Err(sample) => {
             let path = output.expect("-o given");
@@ -245,7 +245,7 @@ pub async fn move_mirrors(
     std::fs::write(&path, backout).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(format!(
         "Mirrors moved at configuration epoch {}; backout file: {}\n",
-        cluster::catalog::epoch::describe(cat.epoch),
+        cluster::model::catalog::epoch::describe(cat.epoch),
         path.display()
     ))
 }

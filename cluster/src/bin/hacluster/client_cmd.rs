@@ -8,10 +8,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value as Json};
 
-use cluster::catalog::{Catalog, Content, Mode, Role, Status};
 use cluster::client::Client;
-use cluster::proto::DbError;
+use cluster::model::catalog::{Catalog, Content, Mode, Role, Status};
 use cluster::wal::{Key, TableKind};
+use cluster::wire::DbError;
 
 #[derive(Subcommand, Debug)]
 pub enum Statement {
@@ -174,7 +174,7 @@ pub fn state_table(catalog: &Catalog) -> String {
         .collect();
     let mut out = format!(
         "configuration epoch {}\n",
-        cluster::catalog::epoch::describe(catalog.epoch)
+        cluster::model::catalog::epoch::describe(catalog.epoch)
     );
     for row in &table {
         let cells: Vec<String> = row
@@ -208,7 +208,7 @@ pub async fn state(client: &mut Client) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cluster::catalog::SegmentConfig;
+    use cluster::model::catalog::SegmentConfig;
 
     #[test]
     fn the_state_table_marks_instances_out_of_their_preferred_role() {

@@ -19,10 +19,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use cluster::bugs::PlantedBugs;
-use cluster::catalog::{Content, Dbid, Mode, Role, SegmentConfig, Status};
+use cluster::coordinator::prober::ProbeSettings;
 use cluster::coordinator::CoordinatorConfig;
-use cluster::fts::prober::ProbeSettings;
+use cluster::model::bugs::PlantedBugs;
+use cluster::model::catalog::{Content, Dbid, Mode, Role, SegmentConfig, Status};
 use cluster::segment::{InstanceConfig, ReplicationMode};
 
 pub const FILE_NAME: &str = "cluster.json";
@@ -56,7 +56,7 @@ pub struct ClusterFile {
     /// Connections each segment instance accepts at once.
     #[serde(default = "default_segment_connections")]
     pub segment_max_connections: usize,
-    /// Planted bugs (see `cluster::bugs`), for testing the tests only: the processes refuse
+    /// Planted bugs (see `cluster::model::bugs`), for testing the tests only: the processes refuse
     /// them unless started with `--allow-planted-bugs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bugs: Vec<String>,
@@ -195,7 +195,7 @@ pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFi
 pub struct LocalShape {
     pub hosts: usize,
     pub per_host: usize,
-    pub layout: cluster::layout::Layout,
+    pub layout: cluster::model::layout::Layout,
 }
 
 /// A local cluster of `shape`: host `i` (1-based name `host{i}`; on `127.0.0.1` each host gets
@@ -791,7 +791,7 @@ mod tests {
 
     #[test]
     fn layouts_place_mirrors_off_their_primarys_host_and_bad_shapes_are_refused() {
-        use cluster::layout::Layout;
+        use cluster::model::layout::Layout;
         let shape = |hosts, per_host, layout| LocalShape {
             hosts,
             per_host,

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use cluster::catalog::SegmentConfig;
 use cluster::client::Client;
 use cluster::io::{Disk, RealDisk};
+use cluster::model::catalog::SegmentConfig;
 use cluster::standby::admin::{self, NewStandby};
 use cluster::standby::instance::{self, StandbyConfig};
 use cluster::standby::MirroringStatus;
@@ -227,7 +227,7 @@ pub async fn activate(cluster: &Path, timeout_ms: u64) -> anyhow::Result<serde_j
     file.store(cluster)?;
     Ok(serde_json::json!({
         "activated": a.dbid,
-        "epoch": cluster::catalog::epoch::describe(a.epoch),
+        "epoch": cluster::model::catalog::epoch::describe(a.epoch),
         "end_lsn": a.end_lsn,
         "committed_in_doubt": a.committed,
         "aborted_in_doubt": a.aborted,
