@@ -134,6 +134,17 @@ pub async fn recoverseg<H: Hosts>(
             other => Err(format!("unexpected answer {other:?}")),
         };
     };
+    recover_from_file(client, hosts, opts.full, text).await
+}
+
+/// `-i FILE`: failed instances recovered in place, and failed mirrors recovered onto the new
+/// locations the file names (started there, then recorded, then stopped at the old place).
+async fn recover_from_file<H: Hosts>(
+    client: &mut Client,
+    hosts: &H,
+    full: bool,
+    text: &str,
+) -> Result<RecoverOutcome, String> {
     let lines = config::parse_recover(text).map_err(|e| e.to_string())?;
     let cat = client.catalog().await.map_err(db)?;
     let plan =
@@ -143,36 +154,13 @@ pub async fn recoverseg<H: Hosts>(
         .filter(|(_, new)| new.is_none())
         .map(|(row, _)| row.dbid)
         .collect();
-    let mut moves = Vec::new();
-    for (row, new) in &plan {
-        let Some((loc, host)) = new else { continue };
-        if row.role == Role::Primary {
-            return Err(format!(
-                "dbid {} is the acting primary of content {}; only a failed mirror can be \
-                 recovered onto another host",
-                row.dbid, row.content
-            ));
-        }
-        let primary = cat
-            .pair(row.content)
-            .map(|p| p.primary)
-            .ok_or_else(|| format!("content {} has no primary", row.content))?;
-        let moved = relocated_row(row, loc, host);
-        hosts.start_mirror(&moved, &primary.endpoint())?;
-        moves.push(Relocation {
-            dbid: row.dbid,
-            hostname: host.clone(),
-            address: loc.address.clone(),
-            port: loc.port,
-            datadir: loc.datadir.clone(),
-        });
-    }
+    let moves = start_relocated_mirrors(&cat, hosts, &plan)?;
     let mut recovered = Vec::new();
     if !in_place.is_empty() {
         match admin(
             client,
             AdminRequest::Recover {
-                full: opts.full,
+                full,
                 only: Some(in_place),
             },
         )
@@ -206,6 +194,40 @@ pub async fn recoverseg<H: Hosts>(
         }
         other => Err(format!("unexpected answer {other:?}")),
     }
+}
+
+/// Starts each failed mirror the plan moves at its new location, streaming from its content's
+/// primary; the moves to record. A failed primary cannot move.
+fn start_relocated_mirrors<H: Hosts>(
+    cat: &Catalog,
+    hosts: &H,
+    plan: &[config::RecoverTarget],
+) -> Result<Vec<Relocation>, String> {
+    let mut moves = Vec::new();
+    for (row, new) in plan {
+        let Some((loc, host)) = new else { continue };
+        if row.role == Role::Primary {
+            return Err(format!(
+                "dbid {} is the acting primary of content {}; only a failed mirror can be \
+                 recovered onto another host",
+                row.dbid, row.content
+            ));
+        }
+        let primary = cat
+            .pair(row.content)
+            .map(|p| p.primary)
+            .ok_or_else(|| format!("content {} has no primary", row.content))?;
+        let moved = relocated_row(row, loc, host);
+        hosts.start_mirror(&moved, &primary.endpoint())?;
+        moves.push(Relocation {
+            dbid: row.dbid,
+            hostname: host.clone(),
+            address: loc.address.clone(),
+            port: loc.port,
+            datadir: loc.datadir.clone(),
+        });
+    }
+    Ok(moves)
 }
 
 /// `-F` in place: a failed instance whose process no longer runs (it failed itself on a corrupt

@@ -196,35 +196,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         let server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(|source| InstanceError::Listen { dbid, source })?;
-        let engine = Engine::open(
-            disk.clone(),
-            EngineOptions {
-                cache_blocks_max: cfg.cache_blocks_max,
-                replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
-                replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
-                evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
-            },
-        )
-        .await
-        .map_err(|source| {
-            if let StorageError::BlockBeyondWal {
-                file,
-                block,
-                page_lsn,
-                wal_end,
-            } = &source
-            {
-                cfg.observe.report(Fact::BlockBeyondWal {
-                    content: cfg.content,
-                    dbid,
-                    file: file.clone(),
-                    block: *block,
-                    page_lsn: *page_lsn,
-                    wal_end: *wal_end,
-                });
-            }
-            InstanceError::Storage { dbid, source }
-        })?;
+        let engine = open_engine(&cfg, disk.clone()).await?;
         let role = role_file::load_or_init(&*disk, cfg.initial_role)
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;
@@ -267,6 +239,41 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
     }
     .instrument(span)
     .await
+}
+
+/// Opens the storage engine (crash recovery runs here); a block found beyond the recovered WAL
+/// is reported as a fact before the instance fails.
+async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine, InstanceError> {
+    let dbid = cfg.dbid;
+    Engine::open(
+        disk,
+        EngineOptions {
+            cache_blocks_max: cfg.cache_blocks_max,
+            replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
+            replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
+            evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
+        },
+    )
+    .await
+    .map_err(|source| {
+        if let StorageError::BlockBeyondWal {
+            file,
+            block,
+            page_lsn,
+            wal_end,
+        } = &source
+        {
+            cfg.observe.report(Fact::BlockBeyondWal {
+                content: cfg.content,
+                dbid,
+                file: file.clone(),
+                block: *block,
+                page_lsn: *page_lsn,
+                wal_end: *wal_end,
+            });
+        }
+        InstanceError::Storage { dbid, source }
+    })
 }
 
 /// Reads the data directory's identity before anything is touched: a directory that is
