@@ -105,36 +105,9 @@ pub fn check(
         return Vec::new();
     }
     let w = window.as_millis() as u64;
-    let exp = exposure(faults, segments, end_ms);
     let mut contents: Vec<i16> = segments.iter().map(|s| s.content).collect();
     contents.dedup();
-    let mut excuses: BTreeMap<i16, Vec<(u64, u64)>> = BTreeMap::new();
-    for s in segments {
-        for (a, b) in exp.per_dbid.get(&s.dbid).into_iter().flatten() {
-            let e = excuses.entry(s.content).or_default();
-            e.push((*a, a + w));
-            e.push((*b, b.saturating_add(w)));
-        }
-    }
-    // Latency and loss slow everything down for as long as they last.
-    let mut heal_at: BTreeMap<u32, u64> = BTreeMap::new();
-    for f in faults.iter().filter(|f| f.fault.is_heal()) {
-        heal_at.insert(f.episode, f.at_ms);
-    }
-    for f in faults {
-        if matches!(
-            f.fault,
-            Fault::LatencySpike { .. } | Fault::PacketLoss { .. }
-        ) {
-            let end = heal_at.get(&f.episode).copied().unwrap_or(end_ms);
-            for c in &contents {
-                excuses
-                    .entry(*c)
-                    .or_default()
-                    .push((f.at_ms, end.saturating_add(w)));
-            }
-        }
-    }
+    let excuses = excuses(faults, segments, &contents, end_ms, w);
     let mut violations = Vec::new();
     for t in txns {
         let (Some(done), Some(err)) = (t.completed_ms, t.error.as_deref()) else {
@@ -176,6 +149,47 @@ pub fn check(
     violations
 }
 
+/// Per content, the spans in which it may be unavailable: each fault touching it, and its heal,
+/// followed by the detection window `w`; and everywhere, latency and loss for as long as they
+/// last (then `w`).
+fn excuses(
+    faults: &[ScheduledFault],
+    segments: &[SegmentConfig],
+    contents: &[i16],
+    end_ms: u64,
+    w: u64,
+) -> BTreeMap<i16, Vec<(u64, u64)>> {
+    let exp = exposure(faults, segments, end_ms);
+    let mut excuses: BTreeMap<i16, Vec<(u64, u64)>> = BTreeMap::new();
+    for s in segments {
+        for (a, b) in exp.per_dbid.get(&s.dbid).into_iter().flatten() {
+            let e = excuses.entry(s.content).or_default();
+            e.push((*a, a + w));
+            e.push((*b, b.saturating_add(w)));
+        }
+    }
+    // Latency and loss slow everything down for as long as they last.
+    let mut heal_at: BTreeMap<u32, u64> = BTreeMap::new();
+    for f in faults.iter().filter(|f| f.fault.is_heal()) {
+        heal_at.insert(f.episode, f.at_ms);
+    }
+    for f in faults {
+        if matches!(
+            f.fault,
+            Fault::LatencySpike { .. } | Fault::PacketLoss { .. }
+        ) {
+            let end = heal_at.get(&f.episode).copied().unwrap_or(end_ms);
+            for c in contents {
+                excuses
+                    .entry(*c)
+                    .or_default()
+                    .push((f.at_ms, end.saturating_add(w)));
+            }
+        }
+    }
+    excuses
+}
+
 /// The rule for a hung primary (see the module's doc), in a run labelled
 /// [`Label::MustStayAvailable`]. A pause is judged only where the schedule
 /// shows the paused instance was its content's acting primary (its preferred role is primary
@@ -197,13 +211,19 @@ pub fn check_paused_primaries(
     if label != Label::MustStayAvailable {
         return Vec::new();
     }
-    let bound = paused_primary_bound(probe).as_millis() as u64;
-    let detect = paused_primary_detection(probe).as_millis() as u64;
-    let exp = exposure(faults, segments, end_ms);
     let mut heal_at: BTreeMap<u32, u64> = BTreeMap::new();
     for f in faults.iter().filter(|f| f.fault.is_heal()) {
         heal_at.entry(f.episode).or_insert(f.at_ms);
     }
+    let pauses = Pauses {
+        faults,
+        segments,
+        exp: exposure(faults, segments, end_ms),
+        heal_at,
+        bound: paused_primary_bound(probe).as_millis() as u64,
+        detect: paused_primary_detection(probe).as_millis() as u64,
+        end_ms,
+    };
     let mut violations = Vec::new();
     for f in faults {
         let Fault::InstancePause { dbid } = f.fault else {
@@ -212,34 +232,13 @@ pub fn check_paused_primaries(
         let Some(paused) = segments.iter().find(|s| s.dbid == dbid) else {
             continue;
         };
-        let (at, content) = (f.at_ms, paused.content);
-        let acting = paused.preferred_role == Role::Primary
-            && !segments.iter().filter(|s| s.content == content).any(|s| {
-                exp.per_dbid
-                    .get(&s.dbid)
-                    .is_some_and(|spans| spans.iter().any(|(a, _)| *a < at))
-            });
-        let disturbed = faults.iter().any(|g| {
-            if g.episode == f.episode || g.fault.is_heal() {
-                return false;
-            }
-            let slows = matches!(
-                g.fault,
-                Fault::LatencySpike { .. } | Fault::PacketLoss { .. }
-            );
-            let until = if slows {
-                heal_at.get(&g.episode).copied().unwrap_or(end_ms)
-            } else {
-                g.at_ms
-            };
-            g.at_ms <= at + bound && until >= at.saturating_sub(detect)
-        });
-        if !acting || disturbed {
+        if !pauses.judged(f, paused) {
             continue;
         }
-        let resumed = heal_at.get(&f.episode).copied().unwrap_or(end_ms);
+        let (at, content) = (f.at_ms, paused.content);
+        let resumed = pauses.heal_at.get(&f.episode).copied().unwrap_or(end_ms);
         // Later transactions find the promoted mirror in the catalog.
-        let last_start = resumed.min(at + detect);
+        let last_start = resumed.min(at + pauses.detect);
         for t in txns {
             if !t.ops.iter().any(|o| o.content == content) {
                 continue;
@@ -248,30 +247,12 @@ pub fn check_paused_primaries(
             let done = t
                 .completed_ms
                 .map_or(end_ms, |d| d.saturating_sub(workload_started_ms));
-            if invoked > last_start || done <= at + bound {
+            if invoked > last_start || done <= at + pauses.bound {
                 continue;
             }
-            let when = if invoked <= at {
-                "in flight when".to_string()
-            } else {
-                format!("begun at {invoked} ms, after")
-            };
-            let outcome = match t.outcome {
-                Some(crate::workload::history::Outcome::Ok) => "ok",
-                Some(crate::workload::history::Outcome::Fail) => "failed",
-                Some(crate::workload::history::Outcome::Unknown) | None => "unknown",
-            };
-            let how = match (t.completed_ms, t.error.as_deref()) {
-                (None, _) => "never completed".to_string(),
-                (Some(_), None) => format!("completed ({outcome}) at {done} ms"),
-                (Some(_), Some(e)) => format!("completed ({outcome}) at {done} ms: {e}"),
-            };
             violations.push(Violation {
                 checker: NAME,
-                message: format!(
-                    "transaction {} of client {} touching content {content} was {when} its acting primary dbid {dbid} was paused at {at} ms (episode {}), and {how}: more than the {bound} ms failover bound after the pause",
-                    t.id, t.client, f.episode
-                ),
+                message: pauses.late(t, f, paused, invoked, done),
                 first_event: t.completion_event(),
             });
             if violations.len() >= 20 {
@@ -280,6 +261,86 @@ pub fn check_paused_primaries(
         }
     }
     violations
+}
+
+/// What judging paused primaries needs: the schedule, where it struck, and the bounds.
+struct Pauses<'a> {
+    faults: &'a [ScheduledFault],
+    segments: &'a [SegmentConfig],
+    exp: crate::nemesis::Exposure,
+    /// Each episode's heal, by episode.
+    heal_at: BTreeMap<u32, u64>,
+    bound: u64,
+    detect: u64,
+    end_ms: u64,
+}
+
+impl Pauses<'_> {
+    /// Whether the pause `f` of `paused` is judged: the instance was its content's acting
+    /// primary (no fault had struck the content before), and no other fault disturbed the
+    /// window from its detection before the pause to the bound after it.
+    fn judged(&self, f: &ScheduledFault, paused: &SegmentConfig) -> bool {
+        let (at, content) = (f.at_ms, paused.content);
+        let acting = paused.preferred_role == Role::Primary
+            && !self
+                .segments
+                .iter()
+                .filter(|s| s.content == content)
+                .any(|s| {
+                    self.exp
+                        .per_dbid
+                        .get(&s.dbid)
+                        .is_some_and(|spans| spans.iter().any(|(a, _)| *a < at))
+                });
+        let disturbed = self.faults.iter().any(|g| {
+            if g.episode == f.episode || g.fault.is_heal() {
+                return false;
+            }
+            let slows = matches!(
+                g.fault,
+                Fault::LatencySpike { .. } | Fault::PacketLoss { .. }
+            );
+            let until = if slows {
+                self.heal_at.get(&g.episode).copied().unwrap_or(self.end_ms)
+            } else {
+                g.at_ms
+            };
+            g.at_ms <= at + self.bound && until >= at.saturating_sub(self.detect)
+        });
+        acting && !disturbed
+    }
+
+    /// The violation's text for transaction `t`, begun at `invoked` and done at `done` (ms since
+    /// the workload began), which waited past the bound on the paused primary.
+    fn late(
+        &self,
+        t: &TxnRecord,
+        f: &ScheduledFault,
+        paused: &SegmentConfig,
+        invoked: u64,
+        done: u64,
+    ) -> String {
+        let (at, content, dbid, bound) = (f.at_ms, paused.content, paused.dbid, self.bound);
+        let when = if invoked <= at {
+            "in flight when".to_string()
+        } else {
+            format!("begun at {invoked} ms, after")
+        };
+        let outcome = match t.outcome {
+            Some(crate::workload::history::Outcome::Ok) => "ok",
+            Some(crate::workload::history::Outcome::Fail) => "failed",
+            Some(crate::workload::history::Outcome::Unknown) | None => "unknown",
+        };
+        let how = match (t.completed_ms, t.error.as_deref()) {
+            (None, _) => "never completed".to_string(),
+            (Some(_), None) => format!("completed ({outcome}) at {done} ms"),
+            (Some(_), Some(e)) => format!("completed ({outcome}) at {done} ms: {e}"),
+        };
+        format!(
+            "transaction {} of client {} touching content {content} was {when} its acting primary dbid {dbid} was paused at {at} ms (episode {}), and {how}: more than the {bound} ms failover bound after the pause",
+            t.id, t.client, f.episode
+        )
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! before any promotion, a second promotion stamped with an epoch no newer than the first — is
 //! a fork: two histories of one content.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::Violation;
 use crate::observer::Observed;
@@ -36,98 +36,105 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
     let mut lines: BTreeMap<Content, Line> = BTreeMap::new();
     let mut violations = Vec::new();
     // One violation per content: the first fork is the evidence; what follows is its echo.
-    let mut forked: BTreeMap<Content, ()> = BTreeMap::new();
-    let mut fork = |content: Content, at_ms: u64, kind: &str, message: String| {
-        if forked.insert(content, ()).is_none() {
-            violations.push(Violation {
-                checker: NAME,
-                first_event: Event {
-                    at_ms,
-                    client: 0,
-                    txn: 0,
-                    kind: kind.into(),
-                    detail: message.clone(),
-                },
-                message,
-            });
-        }
-    };
+    let mut forked: BTreeSet<Content> = BTreeSet::new();
     for o in facts {
-        match o.fact {
+        let fork = match o.fact {
             Fact::Acknowledged {
                 content,
                 dbid,
                 epoch,
                 lsn,
-            } => {
-                let line = lines.entry(content).or_insert(Line {
-                    acting: dbid,
-                    promoted: None,
-                });
-                if line.acting == dbid {
-                    continue;
-                }
-                match line.promoted {
-                    Some((_, end)) if lsn <= end => {}
-                    Some((promoted_epoch, end)) => fork(
-                        content,
-                        o.at_ms,
-                        "acknowledge",
-                        format!(
-                            "content {content}: dbid {dbid} acknowledged a commit ending at {lsn} (its epoch {epoch}) after dbid {} was promoted at epoch {promoted_epoch} with its WAL ending at {end}: two instances accepted writes",
-                            line.acting
-                        ),
-                    ),
-                    None => fork(
-                        content,
-                        o.at_ms,
-                        "acknowledge",
-                        format!(
-                            "content {content}: dbids {} and {dbid} both acknowledged commits (the latter at {lsn}, epoch {epoch}) with no promotion between them",
-                            line.acting
-                        ),
-                    ),
-                }
-            }
+            } => acknowledged(&mut lines, content, dbid, epoch, lsn)
+                .map(|message| (content, "acknowledge", message)),
             Fact::Promoted {
                 content,
                 dbid,
                 epoch,
                 end_lsn,
-            } => {
-                if let Some(Line {
-                    promoted: Some((before, _)),
-                    acting,
-                }) = lines.get(&content)
-                {
-                    if epoch <= *before {
-                        fork(
-                            content,
-                            o.at_ms,
-                            "promote",
-                            format!(
-                                "content {content}: dbid {dbid} was promoted at epoch {epoch}, no newer than dbid {acting}'s promotion at epoch {before}"
-                            ),
-                        );
-                    }
-                }
-                lines.insert(
-                    content,
-                    Line {
-                        acting: dbid,
-                        promoted: Some((epoch, end_lsn)),
-                    },
-                );
-            }
+            } => promoted(&mut lines, content, dbid, epoch, end_lsn)
+                .map(|message| (content, "promote", message)),
             // The coordinator's catalog, not a content's history.
             Fact::StandbyFlushed { .. }
             | Fact::BlockBeyondWal { .. }
             | Fact::Obeyed { .. }
             | Fact::Started { .. }
-            | Fact::CatalogChanged { .. } => {}
+            | Fact::CatalogChanged { .. } => None,
+        };
+        if let Some((content, kind, message)) = fork {
+            if forked.insert(content) {
+                violations.push(Violation {
+                    checker: NAME,
+                    first_event: Event {
+                        at_ms: o.at_ms,
+                        client: 0,
+                        txn: 0,
+                        kind: kind.into(),
+                        detail: message.clone(),
+                    },
+                    message,
+                });
+            }
         }
     }
     violations
+}
+
+/// A primary acknowledged a commit ending at `lsn`: a fork unless it is the content's acting
+/// primary, or the acting primary was promoted with its WAL reaching past `lsn` (an
+/// acknowledgement from before the promotion, seen late).
+fn acknowledged(
+    lines: &mut BTreeMap<Content, Line>,
+    content: Content,
+    dbid: Dbid,
+    epoch: u64,
+    lsn: Lsn,
+) -> Option<String> {
+    let line = lines.entry(content).or_insert(Line {
+        acting: dbid,
+        promoted: None,
+    });
+    if line.acting == dbid {
+        return None;
+    }
+    match line.promoted {
+        Some((_, end)) if lsn <= end => None,
+        Some((promoted_epoch, end)) => Some(format!(
+            "content {content}: dbid {dbid} acknowledged a commit ending at {lsn} (its epoch {epoch}) after dbid {} was promoted at epoch {promoted_epoch} with its WAL ending at {end}: two instances accepted writes",
+            line.acting
+        )),
+        None => Some(format!(
+            "content {content}: dbids {} and {dbid} both acknowledged commits (the latter at {lsn}, epoch {epoch}) with no promotion between them",
+            line.acting
+        )),
+    }
+}
+
+/// A mirror was promoted: it becomes the content's acting primary; a fork if its epoch is no
+/// newer than the promotion before it.
+fn promoted(
+    lines: &mut BTreeMap<Content, Line>,
+    content: Content,
+    dbid: Dbid,
+    epoch: u64,
+    end_lsn: Lsn,
+) -> Option<String> {
+    let fork = match lines.get(&content) {
+        Some(Line {
+            promoted: Some((before, _)),
+            acting,
+        }) if epoch <= *before => Some(format!(
+            "content {content}: dbid {dbid} was promoted at epoch {epoch}, no newer than dbid {acting}'s promotion at epoch {before}"
+        )),
+        _ => None,
+    };
+    lines.insert(
+        content,
+        Line {
+            acting: dbid,
+            promoted: Some((epoch, end_lsn)),
+        },
+    );
+    fork
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use super::Violation;
 use crate::observer::Observed;
 use crate::workload::history::Event;
 use crate::world::coordinator_pair::Succession;
-use cluster::model::catalog::{epoch, Dbid};
+use cluster::model::catalog::{epoch, Content, Dbid};
 use cluster::model::observe::Fact;
 
 pub const NAME: &str = "one-acting-coordinator";
@@ -44,21 +44,8 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
             fresh,
         } = o.fact
         {
-            if fresh {
-                newest.remove(&dbid);
-            } else if let Some(&obeyed) = newest.get(&dbid) {
-                if epoch::generation(followed) < epoch::generation(obeyed) {
-                    violations.push(violation(
-                        o.at_ms,
-                        format!(
-                            "content {content}: dbid {dbid} started again following epoch {} (generation {}) though it had obeyed epoch {} (generation {}): it forgot the coordinator generation it followed, and would obey a deposed coordinator",
-                            epoch::describe(followed),
-                            epoch::generation(followed),
-                            epoch::describe(obeyed),
-                            epoch::generation(obeyed)
-                        ),
-                    ));
-                }
+            if let Some(message) = restarted(&mut newest, content, dbid, followed, fresh) {
+                violations.push(violation(o.at_ms, message));
             }
             continue;
         }
@@ -111,6 +98,31 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
         }
     }
     violations
+}
+
+/// Instance `dbid` started following epoch `followed`: its directory was made anew (`fresh`:
+/// it starts over), or it must follow no older a generation than it had obeyed.
+fn restarted(
+    newest: &mut BTreeMap<Dbid, u64>,
+    content: Content,
+    dbid: Dbid,
+    followed: u64,
+    fresh: bool,
+) -> Option<String> {
+    if fresh {
+        newest.remove(&dbid);
+        return None;
+    }
+    let obeyed = *newest.get(&dbid)?;
+    (epoch::generation(followed) < epoch::generation(obeyed)).then(|| {
+        format!(
+            "content {content}: dbid {dbid} started again following epoch {} (generation {}) though it had obeyed epoch {} (generation {}): it forgot the coordinator generation it followed, and would obey a deposed coordinator",
+            epoch::describe(followed),
+            epoch::generation(followed),
+            epoch::describe(obeyed),
+            epoch::generation(obeyed)
+        )
+    })
 }
 
 fn violation(at_ms: u64, message: String) -> Violation {

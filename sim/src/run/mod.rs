@@ -486,15 +486,8 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     // Liveness: the operator recovers and rebalances until the cluster has converged; then the
     // final read.
     let converged = if cfg.operator {
-        let converging = converge(
-            hosts.clone(),
-            operator,
-            addrs.clone(),
-            client_timeout,
-            cfg.heal_bound,
-            stream(seed, "operator"),
-        );
-        let (verdict, actions) = admin.spawn(converging).await.expect("converge task");
+        let (verdict, actions) =
+            operator_converges(&admin, &hosts, operator, &addrs, client_timeout, seed).await;
         operator_actions.extend(actions);
         verdict
     } else {
@@ -724,6 +717,28 @@ async fn run_schedule(
         }
     }
     host_events
+}
+
+/// The liveness phase on the admin node: the operator recovers and rebalances until the
+/// cluster has converged, within the run's heal bound.
+async fn operator_converges(
+    admin: &madsim::runtime::NodeHandle,
+    hosts: &SimHosts,
+    operator: crate::operator::Operator,
+    addrs: &[String],
+    client_timeout: Duration,
+    seed: u64,
+) -> (Result<(), String>, Vec<OperatorAction>) {
+    let bound = hosts.cfg.heal_bound;
+    let converging = converge(
+        hosts.clone(),
+        operator,
+        addrs.to_vec(),
+        client_timeout,
+        bound,
+        stream(seed, "operator"),
+    );
+    admin.spawn(converging).await.expect("converge task")
 }
 
 /// Lets the operator agent act, each time after a seeded delay of 0.5 to 3 s (an administrator
