@@ -58,64 +58,12 @@ pub fn shape_report(shape: &Shape, sims: &[Simulated]) -> Result<ShapeReport> {
         .collect(),
         rows: Vec::new(),
     };
-    let mut agrees_all = true;
-    let mut any_sim = false;
+    let mut seen = Agreement {
+        any_sim: false,
+        all: true,
+    };
     for e in &exact {
-        let sim = sim_for(sims, e);
-        for (i, (s, n)) in e.survive.iter().enumerate() {
-            let k = i + 1;
-            let p = *s as f64 / *n as f64;
-            let simulated = sim.and_then(|m| m.survive.iter().find(|(kk, _, _)| *kk == k));
-            let (sim_cell, interval, agrees) = match simulated {
-                Some((_, ss, nn)) => {
-                    any_sim = true;
-                    let (lo, hi) = layouts::wilson_99(*ss, *nn);
-                    let ok = lo <= p && p <= hi;
-                    agrees_all &= ok;
-                    (
-                        format!("{:.3} ({ss}/{nn})", *ss as f64 / *nn as f64),
-                        format!("[{lo:.3}, {hi:.3}]"),
-                        if ok { "yes" } else { "NO" }.to_string(),
-                    )
-                }
-                None => ("-".into(), "-".into(), "-".into()),
-            };
-            table.rows.push(vec![
-                e.layout.clone(),
-                k.to_string(),
-                format!("{p:.3}"),
-                format!("{s}/{n}"),
-                sim_cell,
-                interval,
-                agrees,
-            ]);
-        }
-        let sim_max = sim.and_then(|m| m.max_acting_after_one);
-        let agrees = match sim_max {
-            Some(m) => {
-                any_sim = true;
-                agrees_all &= m == e.max_acting_after_one;
-                if m == e.max_acting_after_one {
-                    "yes"
-                } else {
-                    "NO"
-                }
-            }
-            None => "-",
-        };
-        table.rows.push(vec![
-            e.layout.clone(),
-            "busiest host after 1".into(),
-            format!(
-                "{} acting primaries (x{:.2})",
-                e.max_acting_after_one,
-                e.max_acting_after_one as f64 / e.primaries_per_host as f64
-            ),
-            "-".into(),
-            sim_max.map_or("-".into(), |m| m.to_string()),
-            "exact match".into(),
-            agrees.into(),
-        ]);
+        layout_rows(e, sim_for(sims, e), &mut table.rows, &mut seen);
     }
     let claims = layouts::claims(&exact);
     Ok(ShapeReport {
@@ -123,8 +71,78 @@ pub fn shape_report(shape: &Shape, sims: &[Simulated]) -> Result<ShapeReport> {
         exact,
         table,
         claims,
-        simulation_agrees: any_sim.then_some(agrees_all),
+        simulation_agrees: seen.any_sim.then_some(seen.all),
     })
+}
+
+/// Whether any simulated figure was found, and whether all of them agreed with the exact ones.
+struct Agreement {
+    any_sim: bool,
+    all: bool,
+}
+
+/// One layout's rows: per number of failed hosts, the exact and the simulated share of
+/// survivals; then the busiest host after one failure.
+fn layout_rows(
+    e: &Exact,
+    sim: Option<&Simulated>,
+    rows: &mut Vec<Vec<String>>,
+    seen: &mut Agreement,
+) {
+    for (i, (s, n)) in e.survive.iter().enumerate() {
+        let k = i + 1;
+        let p = *s as f64 / *n as f64;
+        let simulated = sim.and_then(|m| m.survive.iter().find(|(kk, _, _)| *kk == k));
+        let (sim_cell, interval, agrees) = match simulated {
+            Some((_, ss, nn)) => {
+                seen.any_sim = true;
+                let (lo, hi) = layouts::wilson_99(*ss, *nn);
+                let ok = lo <= p && p <= hi;
+                seen.all &= ok;
+                (
+                    format!("{:.3} ({ss}/{nn})", *ss as f64 / *nn as f64),
+                    format!("[{lo:.3}, {hi:.3}]"),
+                    if ok { "yes" } else { "NO" }.to_string(),
+                )
+            }
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        rows.push(vec![
+            e.layout.clone(),
+            k.to_string(),
+            format!("{p:.3}"),
+            format!("{s}/{n}"),
+            sim_cell,
+            interval,
+            agrees,
+        ]);
+    }
+    let sim_max = sim.and_then(|m| m.max_acting_after_one);
+    let agrees = match sim_max {
+        Some(m) => {
+            seen.any_sim = true;
+            seen.all &= m == e.max_acting_after_one;
+            if m == e.max_acting_after_one {
+                "yes"
+            } else {
+                "NO"
+            }
+        }
+        None => "-",
+    };
+    rows.push(vec![
+        e.layout.clone(),
+        "busiest host after 1".into(),
+        format!(
+            "{} acting primaries (x{:.2})",
+            e.max_acting_after_one,
+            e.max_acting_after_one as f64 / e.primaries_per_host as f64
+        ),
+        "-".into(),
+        sim_max.map_or("-".into(), |m| m.to_string()),
+        "exact match".into(),
+        agrees.into(),
+    ]);
 }
 
 /// The claims of every shape as one table.

@@ -189,6 +189,18 @@ pub fn claims(exacts: &[Exact]) -> Vec<Claim> {
         return out;
     };
     let n = first.primaries_per_host;
+    group_claims(group, n, &mut out);
+    if let Some(spread) = find(exacts, "spread") {
+        spread_claims(exacts, spread, n, &mut out);
+    }
+    if let Some(block) = find(exacts, "block:") {
+        block_claims(exacts, block, group, &mut out);
+    }
+    out
+}
+
+/// Group mirroring's claims: a host failure doubles one host's load; half the hosts may fail.
+fn group_claims(group: &Exact, n: usize, out: &mut Vec<Claim>) {
     out.push(Claim {
         text:
             "Group mirroring: any host failure doubles the number of acting primaries on one host"
@@ -210,78 +222,81 @@ pub fn claims(exacts: &[Exact]) -> Vec<Claim> {
             ),
         });
     }
-    if let Some(spread) = find(exacts, "spread") {
+}
+
+/// Spread mirroring's claims: a failure adds 1/N; the likeliest to fail with two hosts down.
+fn spread_claims(exacts: &[Exact], spread: &Exact, n: usize, out: &mut Vec<Claim>) {
+    out.push(Claim {
+        text: "Spread mirroring: a host failure increases the load by 1/N (N primaries per host)"
+            .into(),
+        holds: spread.max_acting_after_one == n + 1,
+        evidence: format!(
+            "busiest host after one failure: {} acting primaries = {} + {} (load x{:.3}; 1 + 1/N = {:.3})",
+            spread.max_acting_after_one,
+            n,
+            spread.max_acting_after_one as isize - n as isize,
+            spread.max_acting_after_one as f64 / n as f64,
+            1.0 + 1.0 / n as f64
+        ),
+    });
+    let ks: Vec<usize> = (2..=spread.survive.len()).collect();
+    let worst_everywhere = ks.iter().all(|&k| {
+        let a = spread.availability(k).unwrap_or(1.0);
+        exacts.iter().all(|e| e.availability(k).unwrap_or(1.0) >= a)
+    });
+    let strictly = ks.iter().any(|&k| {
+        let a = spread.availability(k).unwrap_or(1.0);
+        exacts
+            .iter()
+            .filter(|e| e.layout != spread.layout)
+            .all(|e| e.availability(k).unwrap_or(1.0) > a)
+    });
+    out.push(Claim {
+        text: "Spread mirroring is the most likely to fail catastrophically when two or more hosts fail".into(),
+        holds: worst_everywhere && strictly,
+        evidence: ks
+            .iter()
+            .map(|&k| {
+                let parts: Vec<String> = exacts
+                    .iter()
+                    .map(|e| format!("{} {:.3}", e.layout, e.availability(k).unwrap_or(f64::NAN)))
+                    .collect();
+                format!("P(available) with {k} hosts down: {}", parts.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    });
+}
+
+/// Block mirroring's claims: failures in distinct blocks survive; its impact lies between.
+fn block_claims(exacts: &[Exact], block: &Exact, group: &Exact, out: &mut Vec<Claim>) {
+    if let Some(distinct) = block
+        .survive_distinct_blocks
+        .as_ref()
+        .filter(|d| !d.is_empty())
+    {
         out.push(Claim {
-            text: "Spread mirroring: a host failure increases the load by 1/N (N primaries per host)"
-                .into(),
-            holds: spread.max_acting_after_one == n + 1,
-            evidence: format!(
-                "busiest host after one failure: {} acting primaries = {} + {} (load x{:.3}; 1 + 1/N = {:.3})",
-                spread.max_acting_after_one,
-                n,
-                spread.max_acting_after_one as isize - n as isize,
-                spread.max_acting_after_one as f64 / n as f64,
-                1.0 + 1.0 / n as f64
-            ),
-        });
-        let ks: Vec<usize> = (2..=spread.survive.len()).collect();
-        let worst_everywhere = ks.iter().all(|&k| {
-            let a = spread.availability(k).unwrap_or(1.0);
-            exacts.iter().all(|e| e.availability(k).unwrap_or(1.0) >= a)
-        });
-        let strictly = ks.iter().any(|&k| {
-            let a = spread.availability(k).unwrap_or(1.0);
-            exacts
+            text: "Block mirroring survives multiple host failures as long as the failed hosts are in different blocks".into(),
+            holds: distinct.iter().all(|(s, n)| s == n),
+            evidence: distinct
                 .iter()
-                .filter(|e| e.layout != spread.layout)
-                .all(|e| e.availability(k).unwrap_or(1.0) > a)
-        });
-        out.push(Claim {
-            text: "Spread mirroring is the most likely to fail catastrophically when two or more hosts fail".into(),
-            holds: worst_everywhere && strictly,
-            evidence: ks
-                .iter()
-                .map(|&k| {
-                    let parts: Vec<String> = exacts
-                        .iter()
-                        .map(|e| format!("{} {:.3}", e.layout, e.availability(k).unwrap_or(f64::NAN)))
-                        .collect();
-                    format!("P(available) with {k} hosts down: {}", parts.join(", "))
-                })
+                .enumerate()
+                .map(|(i, (s, n))| format!("{} hosts in distinct blocks: {s} of {n} subsets survive", i + 2))
                 .collect::<Vec<_>>()
                 .join("; "),
         });
     }
-    if let Some(block) = find(exacts, "block:") {
-        if let Some(distinct) = block
-            .survive_distinct_blocks
-            .as_ref()
-            .filter(|d| !d.is_empty())
-        {
-            out.push(Claim {
-                text: "Block mirroring survives multiple host failures as long as the failed hosts are in different blocks".into(),
-                holds: distinct.iter().all(|(s, n)| s == n),
-                evidence: distinct
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (s, n))| format!("{} hosts in distinct blocks: {s} of {n} subsets survive", i + 2))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            });
-        }
-        if let Some(spread) = find(exacts, "spread") {
-            let b = block.max_acting_after_one;
-            out.push(Claim {
-                text: "Block mirroring's single-failure impact is higher than spread's and lower than group's".into(),
-                holds: spread.max_acting_after_one < b && b < group.max_acting_after_one,
-                evidence: format!(
-                    "busiest host after one failure: spread {}, {} {}, group {}",
-                    spread.max_acting_after_one, block.layout, b, group.max_acting_after_one
-                ),
-            });
-        }
+    if let Some(spread) = find(exacts, "spread") {
+        let b = block.max_acting_after_one;
+        out.push(Claim {
+            text: "Block mirroring's single-failure impact is higher than spread's and lower than group's".into(),
+            holds: spread.max_acting_after_one < b && b < group.max_acting_after_one,
+            evidence: format!(
+                "busiest host after one failure: spread {}, {} {}, group {}",
+                spread.max_acting_after_one, block.layout, b, group.max_acting_after_one
+            ),
+        });
     }
-    out
 }
 
 #[cfg(test)]
