@@ -50,7 +50,10 @@ impl Table {
         for r in &self.rows {
             s += "<tr>";
             for cell in r {
-                if cell.starts_with("cargo run") || cell.starts_with("hasim ") {
+                if ["cargo run", "cargo hasim ", "hasim "]
+                    .iter()
+                    .any(|p| cell.starts_with(p))
+                {
                     s += &format!("<td><code>{}</code></td>", esc(cell));
                 } else {
                     s += &format!("<td>{}</td>", esc(cell));

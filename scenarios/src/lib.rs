@@ -1,13 +1,18 @@
-//! Named scenarios from the seed documents and the planted-bug catalogue.
-//!
-//! The catalogue itself lives in `sim::hunt` (so `hasim hunt` can use it); it is re-exported
-//! here with the hunt the tests run.
+//! The stories the simulator runs: the seed documents' administrator procedures step by step
+//! ([`procedures`]), the planted-bug catalogue and its hunts ([`hunt`]), the planted bugs
+//! caught by scripted scenarios ([`SCRIPTED`]), the kept regression schedules
+//! ([`REGRESSIONS`]), and `hasim`, the command line ([`cli`]). The machinery they run on (the
+//! world, the nemesis, the run loop, replay, shrinking) is the `sim` crate.
 
+pub mod cli;
+pub mod hunt;
+pub mod procedures;
+
+use hunt::{hunt_config, hunt_range, Catch};
 use sim::config::RunConfig;
-use sim::hunt::{hunt_config, hunt_range, Catch};
 use sim::run::{run_seed_quiet, SeedResult};
 
-pub use sim::hunt::{catalogued, PlantedBug, CATALOGUE};
+pub use hunt::{catalogued, PlantedBug, CATALOGUE};
 
 /// A planted bug whose failure needs a precise interleaving (a message held in a partitioned
 /// link and delivered after a newer decision) is caught by a scripted scenario rather than by a
@@ -43,17 +48,17 @@ pub const SCRIPTED: &[ScriptedCatch] = &[
     ScriptedCatch {
         name: "activation-ignores-commit-records",
         caught_by: "aborted-stays-aborted",
-        test: "sim/tests/standby.rs::activation_that_ignores_commit_records_is_caught",
+        test: "scenarios/tests/standby.rs::activation_that_ignores_commit_records_is_caught",
     },
     ScriptedCatch {
         name: "walsender-ships-unflushed-wal",
         caught_by: "standby-catalog",
-        test: "sim/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
+        test: "scenarios/tests/standby.rs::a_walsender_shipping_unflushed_wal_is_caught",
     },
     ScriptedCatch {
         name: "standby-acks-unflushed-wal",
         caught_by: "standby-catalog",
-        test: "sim/tests/standby.rs::a_standby_acknowledging_unflushed_wal_is_caught",
+        test: "scenarios/tests/standby.rs::a_standby_acknowledging_unflushed_wal_is_caught",
     },
     ScriptedCatch {
         name: "rebalance-unsynchronized",

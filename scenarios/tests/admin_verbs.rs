@@ -1,8 +1,8 @@
 //! The recovery and administration scenarios of seeds 002 and 003 (see
-//! `sim::procedures`), with the `state` report snapshotted after each step. Each also runs
+//! `scenarios::procedures`), with the `state` report snapshotted after each step. Each also runs
 //! as `hasim scenario NAME`.
 
-use sim::procedures::{run, SCENARIOS};
+use scenarios::procedures::{run, SCENARIOS};
 
 fn check(name: &str) {
     let seed = SCENARIOS

@@ -2,9 +2,9 @@
 //! the catalogue, and the printed replay command reproduces the very same violation. One test
 //! per bug, so they run in parallel and a failure names the bug.
 
+use scenarios::hunt::{hunt_range, Catch};
 use scenarios::{bug_config, catalogued, CATALOGUE, SCRIPTED};
 use sim::config::RunConfig;
-use sim::hunt::{hunt_range, Catch};
 use sim::run::{run_seed, Verdict};
 
 fn assert_caught(name: &str) {

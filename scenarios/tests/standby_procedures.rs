@@ -1,8 +1,8 @@
-//! Seed 000's standby coordinator procedures (see `sim::procedures::standby`), with the `state`
+//! Seed 000's standby coordinator procedures (see `scenarios::procedures::standby`), with the `state`
 //! report (`-f`, `-e`, `-m`) snapshotted after each step. Each also runs as
 //! `hasim scenario NAME`.
 
-use sim::procedures::{run, SCENARIOS};
+use scenarios::procedures::{run, SCENARIOS};
 
 fn check(name: &str) {
     let seed = SCENARIOS

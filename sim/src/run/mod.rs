@@ -143,7 +143,7 @@ impl SeedResult {
 
 /// The command that replays a seed.
 pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
-    let mut cmd = format!("cargo run --release -p sim -- replay --seed {seed}");
+    let mut cmd = format!("cargo hasim replay --seed {seed}");
     if cfg.scenario != RunConfig::SCENARIOS[0] {
         cmd += &format!(" --scenario {}", cfg.scenario);
     }

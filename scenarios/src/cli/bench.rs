@@ -18,9 +18,9 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::args::{self, SeedRange, World};
-use crate::config::RunConfig;
-use crate::run::failover::{self, Failover};
-use crate::run::{SeedResult, Verdict};
+use sim::config::RunConfig;
+use sim::run::failover::{self, Failover};
+use sim::run::{SeedResult, Verdict};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -83,7 +83,7 @@ pub fn peak_rss_kib() -> u64 {
 }
 
 pub fn child(args: ChildArgs) -> i32 {
-    crate::trace::install("warn");
+    sim::trace::install("warn");
     let cfg = RunConfig::by_name(&args.scenario).expect("validated by clap");
     let started = Instant::now();
     let (cpu0, _) = usage();
@@ -234,7 +234,7 @@ fn print_floor(traffic: (u64, f64)) {
 }
 
 pub fn main(args: BenchArgs) -> i32 {
-    crate::trace::install("warn");
+    sim::trace::install("warn");
     let cfg = args.world.config();
     let n = args.seeds.end - args.seeds.start;
     println!(
@@ -320,7 +320,7 @@ fn floor(transport: Transport, time: std::time::Duration) -> (u64, f64) {
     std::thread::Builder::new()
         .name("floor".into())
         .spawn(move || {
-            crate::trace::quietly(|| {
+            sim::trace::quietly(|| {
                 let cpu0 = usage_thread();
                 let rt =
                     madsim::runtime::Runtime::with_seed_and_config(0, madsim::Config::default());
@@ -452,7 +452,7 @@ fn run_many(
     mut each: impl FnMut(SeedResult, Vec<u8>, Option<String>),
 ) {
     let list: Vec<u64> = (seeds.start..seeds.end).collect();
-    crate::run::pool::run_seeds(cfg, &list, jobs, twice, |run| {
+    sim::run::pool::run_seeds(cfg, &list, jobs, twice, |run| {
         each(run.result, run.log, run.mismatch);
         std::ops::ControlFlow::Continue(())
     });

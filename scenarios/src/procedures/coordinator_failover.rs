@@ -2,7 +2,7 @@
 //! distributed transactions gets a standby (`init-standby -s smdw`, while it serves); once the
 //! standby is Synchronized the coordinator's host crashes; the operator runs
 //! `activate-standby`; clients reconnect to the new coordinator; then everything is read back
-//! through it and judged by the same checkers as every seed ([`crate::run`]).
+//! through it and judged by the same checkers as every seed ([`sim::run`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,15 +17,15 @@ use cluster::standby::{Activation, MirroringStatus};
 use cluster::wal::{Key, Value, WAL_PATH};
 use cluster::wire::{SegmentRequest, SegmentResponse};
 
-use crate::config::{RunConfig, Workload};
-use crate::invariants::identical_replicas::PairChecksums;
-use crate::invariants::{self, Violation};
-use crate::observer::Recorder;
-use crate::run::{self, stream};
-use crate::workload::history::{History, Outcome, TxnRecord};
-use crate::workload::{self, now_ms};
-use crate::world::disk::SubDisk;
-use crate::world::World;
+use sim::config::{RunConfig, Workload};
+use sim::invariants::identical_replicas::PairChecksums;
+use sim::invariants::{self, Violation};
+use sim::observer::Recorder;
+use sim::run::{self, stream};
+use sim::workload::history::{History, Outcome, TxnRecord};
+use sim::workload::{self, now_ms};
+use sim::world::disk::SubDisk;
+use sim::world::World;
 
 /// Two segment hosts with two mirrored contents each, six clients on the mixed workload (most
 /// write transactions span contents, so they commit in two phases), and a standby host.
@@ -253,10 +253,10 @@ pub fn catalog_wals(world: &World) -> (Vec<u8>, Vec<u8>) {
         let len = disk.len(WAL_PATH).unwrap_or(0);
         disk.read_at(WAL_PATH, 0, len as usize).unwrap_or_default()
     };
-    let standby_host = &world.hosts[crate::world::STANDBY_HOST];
+    let standby_host = &world.hosts[sim::world::STANDBY_HOST];
     let standby = SubDisk::new(
         standby_host.disk.clone(),
-        crate::world::standby_host::STANDBY_DATADIR,
+        sim::world::standby_host::STANDBY_DATADIR,
     );
     (read(&standby), read(&world.hosts["mdw"].disk))
 }

@@ -6,5 +6,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    std::process::exit(sim::cli::main());
+    std::process::exit(scenarios::cli::main());
 }

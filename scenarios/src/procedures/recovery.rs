@@ -5,8 +5,8 @@ use cluster::admin::driver::{self, MirrorSource, RecoverOptions, RecoverOutcome}
 use cluster::admin::state::View;
 use cluster::model::catalog::{Mode, Role, Status};
 
-use crate::config::RunConfig;
-use crate::operator::harness::{
+use sim::config::RunConfig;
+use sim::operator::harness::{
     all_keys, all_synchronized, assert_world_places_as, create_table, insert_retrying,
     preferred_roles, wait_catalog, AdminHarness,
 };

@@ -14,15 +14,15 @@ use cluster::client::Client;
 use cluster::model::catalog::{Catalog, Role, SegmentConfig, Status};
 use cluster::standby::{MirroringStatus, SummaryState};
 
-use crate::config::RunConfig;
-use crate::invariants::standby_catalog;
-use crate::operator::harness::{
+use crate::procedures::coordinator_failover::catalog_wals;
+use crate::procedures::Steps;
+use sim::config::RunConfig;
+use sim::invariants::standby_catalog;
+use sim::operator::harness::{
     all_keys, all_synchronized, create_table, insert_all_retrying, key_pairs, wait_catalog,
     AdminHarness,
 };
-use crate::procedures::coordinator_failover::catalog_wals;
-use crate::procedures::Steps;
-use crate::world::STANDBY_HOST;
+use sim::world::STANDBY_HOST;
 
 /// Runs scenario `name` of this module in `rt`; `None` if it is not one of them.
 pub fn run(rt: &madsim::runtime::Runtime, name: &str, seed: u64) -> Option<Steps> {
@@ -268,7 +268,7 @@ pub async fn coordinator_fails_standby_activated(seed: u64) -> Steps {
 async fn activate_on(h: &AdminHarness, from: &str, standby: SegmentConfig) -> String {
     let from = from.to_string();
     h.run(move |_, hosts| async move {
-        crate::operator::activate(&hosts, &from, &standby, false, true)
+        sim::operator::activate(&hosts, &from, &standby, false, true)
             .await
             .expect("activate-standby")
     })
@@ -281,7 +281,7 @@ async fn new_standby_on(h: &AdminHarness, host: &str) -> SegmentConfig {
     let host = host.to_string();
     let status = h
         .run(move |_, hosts| async move {
-            crate::operator::standby::init_standby(
+            sim::operator::standby::init_standby(
                 &hosts,
                 &host,
                 false,

@@ -6,7 +6,7 @@ use clap::Args;
 
 use cluster::segment::ReplicationMode;
 
-use crate::config::RunConfig;
+use sim::config::RunConfig;
 
 /// The exit code of a bad invocation or input.
 pub const EXIT_USAGE: i32 = 64;
@@ -70,8 +70,8 @@ pub struct RunArgs {
     pub check_determinism: bool,
     /// Run only shard K of N (K counts from 1): the seeds at offsets o of the range with
     /// o % N == K - 1. The N shards' JSON lines, concatenated and sorted, are the whole run's.
-    #[arg(long, value_parser = crate::run::pool::Shard::parse)]
-    pub shard: Option<crate::run::pool::Shard>,
+    #[arg(long, value_parser = sim::run::pool::Shard::parse)]
+    pub shard: Option<sim::run::pool::Shard>,
     /// Where a failing seed's result and log are kept.
     #[arg(long, default_value = "hasim-failures")]
     pub failures_dir: PathBuf,

@@ -11,23 +11,23 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 
-use crate::config::RunConfig;
-use crate::run::pool::{run_seeds, SeedRun};
-use crate::run::{SeedResult, Verdict};
+use sim::config::RunConfig;
+use sim::run::pool::{run_seeds, SeedRun};
+use sim::run::{SeedResult, Verdict};
 
 /// A planted bug, the scenario it is hunted in and the checker that must catch it.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct PlantedBug {
     pub name: &'static str,
     pub scenario: &'static str,
-    /// The checker expected to catch it (a `NAME` of `crate::invariants`).
+    /// The checker expected to catch it (a `NAME` of `sim::invariants`).
     pub caught_by: &'static str,
     /// Seeds within which a hunt from seed 0 must catch it (the test of the catalogue).
     pub seed_budget: u64,
 }
 
 /// The planted bugs of `cluster::model::bugs::CATALOGUE` that random seeds catch, in its order, with
-/// where they are hunted (the others are caught by scripted scenarios: `scenarios::SCRIPTED`).
+/// where they are hunted (the others are caught by scripted scenarios: [`crate::SCRIPTED`]).
 pub const CATALOGUE: &[PlantedBug] = &[
     PlantedBug {
         name: "ack-before-mirror-flush",

@@ -2,7 +2,7 @@
 //! kept Synchronized by WAL streaming, and activated when the coordinator fails; the refusals
 //! of gpinitstandby and gpactivatestandby; planted bugs in the catalog stream. The seed's
 //! procedures step by step (adding a standby, failing over, resynchronizing a stale standby
-//! with `init-standby -n`) are `sim::procedures::standby`, snapshotted in
+//! with `init-standby -n`) are `scenarios::procedures::standby`, snapshotted in
 //! `scenarios/tests/standby_procedures.rs`.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use cluster::client::Client;
 use cluster::model::catalog::{Role, SegmentConfig, Status};
 use cluster::standby::admin::{self, StandbyAdminError};
 use cluster::standby::{ActivateRefusal, StandbyRequest, SummaryState};
-use sim::procedures::coordinator_failover;
+use scenarios::procedures::coordinator_failover;
 use sim::world::{World, STANDBY_HOST};
 
 /// Runs `f` in a fresh runtime seeded with `seed`, on a fresh thread (madsim seeds hash maps

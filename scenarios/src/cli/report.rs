@@ -72,7 +72,7 @@ fn parse_seeds(s: &str) -> Result<SeedRange, String> {
 }
 
 pub fn report(args: &ReportArgs) -> i32 {
-    let shapes = match crate::layouts::standard_shapes_placed() {
+    let shapes = match sim::layouts::standard_shapes_placed() {
         Ok(shapes) => shapes,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -112,7 +112,7 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
     }
     let ks: Vec<usize> = (1..=K_MAX).collect();
     let mut sims: Vec<Simulated> = Vec::new();
-    for shape in crate::layouts::standard_shapes() {
+    for shape in sim::layouts::standard_shapes() {
         for layout in &shape.layouts {
             let started = std::time::Instant::now();
             let mut sim = Simulated {
@@ -172,7 +172,7 @@ pub fn layouts(args: &LayoutsArgs) -> i32 {
 /// as markdown tables.
 fn print_tables(sims: &[Simulated]) -> i32 {
     let mut shape_reports = Vec::new();
-    let shapes = match crate::layouts::standard_shapes_placed() {
+    let shapes = match sim::layouts::standard_shapes_placed() {
         Ok(shapes) => shapes,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -222,7 +222,7 @@ fn run_batch(spec: &str, seeds: std::ops::Range<u64>, jobs: usize) -> i32 {
             return EXIT_USAGE;
         }
     };
-    match crate::layouts::measure(layout, hosts, per_host, &[k], seeds, jobs) {
+    match sim::layouts::measure(layout, hosts, per_host, &[k], seeds, jobs) {
         Ok(sim) => {
             println!(
                 "{}",

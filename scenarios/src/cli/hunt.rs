@@ -8,10 +8,10 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::cli::args::{parse_scenario, parse_seeds, SeedRange};
-use crate::config::RunConfig;
 use crate::hunt::{catalogued, hunt_config, hunt_range, median, Catch, PlantedBug, CATALOGUE};
-use crate::run::progress::Progress;
-use crate::run::Verdict;
+use sim::config::RunConfig;
+use sim::run::progress::Progress;
+use sim::run::Verdict;
 
 #[derive(Args, Debug)]
 pub struct HuntArgs {
@@ -47,7 +47,7 @@ fn parse_catalogued(s: &str) -> Result<String, String> {
     cluster::model::bugs::PlantedBugs::default().enable(s)?;
     catalogued(s)
         .map(|b| b.name.to_string())
-        .ok_or_else(|| format!("planted bug {s:?} has no hunt in sim::hunt::CATALOGUE"))
+        .ok_or_else(|| format!("planted bug {s:?} has no hunt in scenarios::hunt::CATALOGUE"))
 }
 
 /// What one hunt over one range found.
@@ -92,7 +92,7 @@ pub struct BugSummary {
 }
 
 pub fn main(args: HuntArgs) -> i32 {
-    crate::trace::install("warn");
+    sim::trace::install("warn");
     let bugs: Vec<&'static PlantedBug> = match &args.bug {
         Some(name) => vec![catalogued(name).expect("validated by clap")],
         None => CATALOGUE.iter().collect(),

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::RunConfig;
-use crate::run::failover::{self, Failover};
-use crate::run::{SeedResult, Verdict};
 use args::{ReplayArgs, RunArgs, ShrinkArgs, World, EXIT_USAGE};
+use sim::config::RunConfig;
+use sim::run::failover::{self, Failover};
+use sim::run::{SeedResult, Verdict};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -188,7 +188,7 @@ fn print_result(result: &SeedResult, json: bool) {
 }
 
 fn run(args: RunArgs) -> i32 {
-    crate::trace::install("info");
+    sim::trace::install("info");
     let cfg = args.world.config();
     let jobs = args.jobs.unwrap_or_else(default_jobs);
     let started = Instant::now();
@@ -199,13 +199,13 @@ fn run(args: RunArgs) -> i32 {
         Some(shard) => shard.seeds(args.seeds.start, args.seeds.end),
         None => (args.seeds.start..args.seeds.end).collect(),
     };
-    let mut progress = crate::run::progress::Progress::new(seeds.len() as u64, args.json);
-    crate::run::pool::run_seeds(
+    let mut progress = sim::run::progress::Progress::new(seeds.len() as u64, args.json);
+    sim::run::pool::run_seeds(
         &cfg,
         &seeds,
         jobs,
         args.check_determinism,
-        |crate::run::pool::SeedRun {
+        |sim::run::pool::SeedRun {
              mut result,
              log,
              mismatch,
@@ -254,7 +254,7 @@ fn run(args: RunArgs) -> i32 {
 }
 
 fn replay(args: ReplayArgs) -> i32 {
-    crate::trace::install(if args.trace.is_some() {
+    sim::trace::install(if args.trace.is_some() {
         "debug"
     } else {
         "info"
@@ -266,7 +266,7 @@ fn replay(args: ReplayArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let (result, log, recording) = crate::run::run_seed_recorded(args.seed, &cfg);
+    let (result, log, recording) = sim::run::run_seed_recorded(args.seed, &cfg);
     if let Err(e) = crate::cli::report::replay_outputs(&args, recording.as_ref()) {
         eprintln!("error: {e:#}");
         return EXIT_USAGE;
@@ -319,23 +319,23 @@ fn replay(args: ReplayArgs) -> i32 {
 fn load_schedule(path: &Path, seed: u64, cfg: &mut RunConfig) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut with = cfg.clone();
-    crate::run::shrink::apply_schedule_file(&mut with, &text)?;
+    sim::run::shrink::apply_schedule_file(&mut with, &text)?;
     let schedule = with.schedule.clone().unwrap_or_default();
-    let seeded = crate::config::swarm::derive(seed, &with);
-    let segments = crate::world::layout(&seeded);
-    let layout = crate::nemesis::Layout {
+    let seeded = sim::config::swarm::derive(seed, &with);
+    let segments = sim::world::layout(&seeded);
+    let layout = sim::nemesis::Layout {
         segment_hosts: (1..=seeded.segment_hosts)
             .map(|i| format!("sdw{i}"))
             .collect(),
         segments: &segments,
     };
-    crate::nemesis::validate(&schedule, &layout, seeded.fault_time)?;
+    sim::nemesis::validate(&schedule, &layout, seeded.fault_time)?;
     *cfg = with;
     Ok(())
 }
 
 fn shrink(args: ShrinkArgs) -> i32 {
-    crate::trace::install("warn");
+    sim::trace::install("warn");
     let mut cfg = args.world.config();
     if let Some(path) = &args.schedule {
         if let Err(e) = load_schedule(path, args.seed, &mut cfg) {
@@ -343,7 +343,7 @@ fn shrink(args: ShrinkArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    let Some((shrunk, result)) = crate::run::shrink::shrink(args.seed, &cfg, args.max_runs) else {
+    let Some((shrunk, result)) = sim::run::shrink::shrink(args.seed, &cfg, args.max_runs) else {
         eprintln!("seed {} passes: nothing to shrink", args.seed);
         return EXIT_USAGE;
     };
@@ -379,7 +379,7 @@ fn shrink(args: ShrinkArgs) -> i32 {
     println!("written to {}; replay with:", out.display());
     println!(
         "  {}",
-        crate::run::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
+        sim::run::shrink::replay_with_schedule(args.seed, &cfg, &out.display().to_string())
     );
     result.verdict.exit_code()
 }
