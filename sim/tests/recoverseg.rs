@@ -361,7 +361,10 @@ fn rebalance_before_resync(bug: bool) -> (Result<(), String>, Vec<sim::invariant
                     rebalance: true,
                     ..Default::default()
                 };
-                let rebalanced = driver::recoverseg(&mut c, &hosts, &opts).await.map(|_| ());
+                let rebalanced = driver::recoverseg(&mut c, &hosts, &opts)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
                 if rebalanced.is_err() {
                     // The administrator does it right: recover, wait, then rebalance.
                     driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())

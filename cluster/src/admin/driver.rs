@@ -41,26 +41,51 @@ pub struct RecoverOptions {
 
 impl RecoverOptions {
     /// The real tool's exclusions.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), VerbError> {
         if self.input.is_some() && self.rebalance {
-            return Err("Only one of -i and -r may be specified".into());
+            return Err(VerbError::Options("Only one of -i and -r may be specified"));
         }
         if self.output && (self.input.is_some() || self.rebalance) {
-            return Err("-o cannot be combined with -i or -r".into());
+            return Err(VerbError::Options("-o cannot be combined with -i or -r"));
         }
         if self.rebalance && self.full {
-            return Err("-F cannot be combined with -r".into());
+            return Err(VerbError::Options("-F cannot be combined with -r"));
         }
         Ok(())
     }
 }
 
-fn db(e: DbError) -> String {
-    e.to_string()
+/// Why a verb did not do what was asked, in the words the operator reads.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerbError {
+    /// Options that exclude each other (the real tool's rules).
+    #[error("{0}")]
+    Options(&'static str),
+    /// A line of an input file (or of the plan written as one) breaks a rule.
+    #[error(transparent)]
+    Input(#[from] config::LineError),
+    /// The coordinator refused, or could not be reached.
+    #[error(transparent)]
+    Coordinator(#[from] DbError),
+    /// The coordinator answered with something the verb did not ask for.
+    #[error("unexpected answer {0}")]
+    Unexpected(String),
+    /// A host could not start an instance.
+    #[error("{0}")]
+    Host(String),
+    /// What was asked cannot be done on this cluster.
+    #[error("{0}")]
+    Refused(String),
 }
 
-async fn admin(client: &mut Client, req: AdminRequest) -> Result<AdminReply, String> {
-    client.admin(req).await.map_err(db)
+impl VerbError {
+    fn unexpected(reply: AdminReply) -> Self {
+        VerbError::Unexpected(format!("{reply:?}"))
+    }
+}
+
+async fn admin(client: &mut Client, req: AdminRequest) -> Result<AdminReply, VerbError> {
+    Ok(client.admin(req).await?)
 }
 
 /// One line per recovered instance.
@@ -105,16 +130,16 @@ pub async fn recoverseg<H: Hosts>(
     client: &mut Client,
     hosts: &H,
     opts: &RecoverOptions,
-) -> Result<RecoverOutcome, String> {
+) -> Result<RecoverOutcome, VerbError> {
     opts.check()?;
     if opts.output {
-        let cat = client.catalog().await.map_err(db)?;
+        let cat = client.catalog().await?;
         return Ok(RecoverOutcome::Sample(config::sample_recover(&cat)));
     }
     if opts.rebalance {
         return match admin(client, AdminRequest::Rebalance).await? {
             AdminReply::Rebalanced(c) => Ok(RecoverOutcome::Rebalanced(c)),
-            other => Err(format!("unexpected answer {other:?}")),
+            other => Err(VerbError::unexpected(other)),
         };
     }
     let Some(text) = &opts.input else {
@@ -131,7 +156,7 @@ pub async fn recoverseg<H: Hosts>(
         .await?
         {
             AdminReply::Recovered(r) => Ok(RecoverOutcome::Recovered(r)),
-            other => Err(format!("unexpected answer {other:?}")),
+            other => Err(VerbError::unexpected(other)),
         };
     };
     recover_from_file(client, hosts, opts.full, text).await
@@ -144,11 +169,10 @@ async fn recover_from_file<H: Hosts>(
     hosts: &H,
     full: bool,
     text: &str,
-) -> Result<RecoverOutcome, String> {
-    let lines = config::parse_recover(text).map_err(|e| e.to_string())?;
-    let cat = client.catalog().await.map_err(db)?;
-    let plan =
-        config::check_recover(&cat, &lines, |a| hosts.hostname_of(a)).map_err(|e| e.to_string())?;
+) -> Result<RecoverOutcome, VerbError> {
+    let lines = config::parse_recover(text)?;
+    let cat = client.catalog().await?;
+    let plan = config::check_recover(&cat, &lines, |a| hosts.hostname_of(a))?;
     let in_place: Vec<u16> = plan
         .iter()
         .filter(|(_, new)| new.is_none())
@@ -167,7 +191,7 @@ async fn recover_from_file<H: Hosts>(
         .await?
         {
             AdminReply::Recovered(r) => recovered = r,
-            other => return Err(format!("unexpected answer {other:?}")),
+            other => return Err(VerbError::unexpected(other)),
         }
     }
     if moves.is_empty() {
@@ -192,7 +216,7 @@ async fn recover_from_file<H: Hosts>(
             }
             Ok(RecoverOutcome::Relocated(cat))
         }
-        other => Err(format!("unexpected answer {other:?}")),
+        other => Err(VerbError::unexpected(other)),
     }
 }
 
@@ -202,23 +226,25 @@ fn start_relocated_mirrors<H: Hosts>(
     cat: &Catalog,
     hosts: &H,
     plan: &[config::RecoverTarget],
-) -> Result<Vec<Relocation>, String> {
+) -> Result<Vec<Relocation>, VerbError> {
     let mut moves = Vec::new();
     for (row, new) in plan {
         let Some((loc, host)) = new else { continue };
         if row.role == Role::Primary {
-            return Err(format!(
+            return Err(VerbError::Refused(format!(
                 "dbid {} is the acting primary of content {}; only a failed mirror can be \
                  recovered onto another host",
                 row.dbid, row.content
-            ));
+            )));
         }
         let primary = cat
             .pair(row.content)
             .map(|p| p.primary)
-            .ok_or_else(|| format!("content {} has no primary", row.content))?;
+            .ok_or_else(|| VerbError::Refused(format!("content {} has no primary", row.content)))?;
         let moved = relocated_row(row, loc, host);
-        hosts.start_mirror(&moved, &primary.endpoint())?;
+        hosts
+            .start_mirror(&moved, &primary.endpoint())
+            .map_err(VerbError::Host)?;
         moves.push(Relocation {
             dbid: row.dbid,
             hostname: host.clone(),
@@ -237,9 +263,9 @@ fn start_relocated_mirrors<H: Hosts>(
 async fn start_stopped_for_full_copy<H: Hosts>(
     client: &mut Client,
     hosts: &H,
-) -> Result<(), String> {
+) -> Result<(), VerbError> {
     use crate::model::catalog::Status;
-    let cat = client.catalog().await.map_err(db)?;
+    let cat = client.catalog().await?;
     for row in cat
         .segments
         .values()
@@ -281,7 +307,7 @@ pub fn plan_mirrors_by_offset(
     offset: u16,
     layout: Layout,
     new_address: impl Fn(&str, usize) -> Option<String>,
-) -> Result<Vec<SegmentConfig>, String> {
+) -> Result<Vec<SegmentConfig>, VerbError> {
     let primaries: Vec<SegmentConfig> = cat.pairs().into_iter().map(|p| p.primary).collect();
     let mut host_names: Vec<String> = primaries.iter().map(|p| p.hostname.clone()).collect();
     host_names.sort();
@@ -292,9 +318,11 @@ pub fn plan_mirrors_by_offset(
         .map(|h| primaries.iter().filter(|p| p.hostname == *h).count())
         .max()
         .unwrap_or(1);
-    layout
-        .validate(n, per_host)
-        .map_err(|e| format!("cannot place mirrors with the {layout} layout: {e}"))?;
+    layout.validate(n, per_host).map_err(|e| {
+        VerbError::Refused(format!(
+            "cannot place mirrors with the {layout} layout: {e}"
+        ))
+    })?;
     let mut per_host_index = vec![0usize; n];
     let mut mirrors_on = vec![0u16; n];
     let mut out = Vec::new();
@@ -314,12 +342,13 @@ pub fn plan_mirrors_by_offset(
         let port = u32::from(lowest) + u32::from(mirrors_on[target]) + u32::from(offset);
         if port > 61000 {
             // The real tool keeps mirror ports at or below 61000.
-            return Err(format!(
+            return Err(VerbError::Refused(format!(
                 "mirror port {port} for content {} is above 61000; use a smaller -p",
                 p.content
-            ));
+            )));
         }
-        let port = u16::try_from(port).map_err(|_| format!("mirror port {port} is too large"))?;
+        let port = u16::try_from(port)
+            .map_err(|_| VerbError::Refused(format!("mirror port {port} is too large")))?;
         let nth = mirrors_on[target] as usize;
         mirrors_on[target] += 1;
         let mut row = p.clone();
@@ -328,10 +357,10 @@ pub fn plan_mirrors_by_offset(
         row.preferred_role = Role::Mirror;
         row.hostname = host_names[target].clone();
         row.address = new_address(&host_names[target], nth).ok_or_else(|| {
-            format!(
+            VerbError::Refused(format!(
                 "no address for a new instance on host {}",
                 host_names[target]
-            )
+            ))
         })?;
         row.port = port;
         row.datadir = format!("/data/mirror/gpseg{}", p.content);
@@ -356,8 +385,8 @@ pub async fn add_mirrors<H: Hosts>(
     client: &mut Client,
     hosts: &H,
     source: &MirrorSource,
-) -> Result<Result<Catalog, String>, String> {
-    let cat = client.catalog().await.map_err(db)?;
+) -> Result<Result<Catalog, String>, VerbError> {
+    let cat = client.catalog().await?;
     let rows = match source {
         MirrorSource::Sample => {
             let plan =
@@ -369,14 +398,12 @@ pub async fn add_mirrors<H: Hosts>(
                 plan_mirrors_by_offset(&cat, *offset, *layout, |h, n| hosts.new_address(h, n))?;
             // The same checks a file gets.
             let text = config::render_add_mirrors(&plan);
-            let lines = config::parse_add_mirrors(&text).map_err(|e| e.to_string())?;
-            config::check_add_mirrors(&cat, &lines, |a| hosts.hostname_of(a))
-                .map_err(|e| e.to_string())?
+            let lines = config::parse_add_mirrors(&text)?;
+            config::check_add_mirrors(&cat, &lines, |a| hosts.hostname_of(a))?
         }
         MirrorSource::File(text) => {
-            let lines = config::parse_add_mirrors(text).map_err(|e| e.to_string())?;
-            config::check_add_mirrors(&cat, &lines, |a| hosts.hostname_of(a))
-                .map_err(|e| e.to_string())?
+            let lines = config::parse_add_mirrors(text)?;
+            config::check_add_mirrors(&cat, &lines, |a| hosts.hostname_of(a))?
         }
     };
     let mut started = Vec::new();
@@ -386,12 +413,14 @@ pub async fn add_mirrors<H: Hosts>(
         // The instance needs its dbid before the coordinator records it: the next free ones,
         // in the order the coordinator assigns them.
         with_dbid.dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1 + started.len() as u16;
-        hosts.start_mirror(&with_dbid, &primary.endpoint())?;
+        hosts
+            .start_mirror(&with_dbid, &primary.endpoint())
+            .map_err(VerbError::Host)?;
         started.push(with_dbid);
     }
     match admin(client, AdminRequest::AddMirrors { mirrors: rows }).await {
         Ok(AdminReply::Recorded(cat)) => Ok(Ok(cat)),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Ok(other) => Err(VerbError::unexpected(other)),
         Err(e) => {
             for row in &started {
                 hosts.stop_instance(row);
@@ -406,15 +435,16 @@ pub async fn move_mirrors<H: Hosts>(
     client: &mut Client,
     hosts: &H,
     text: &str,
-) -> Result<(Catalog, String), String> {
-    let lines = config::parse_move_mirrors(text).map_err(|e| e.to_string())?;
-    let cat = client.catalog().await.map_err(db)?;
-    let plan = config::check_move_mirrors(&cat, &lines, |a| hosts.hostname_of(a))
-        .map_err(|e| e.to_string())?;
+) -> Result<(Catalog, String), VerbError> {
+    let lines = config::parse_move_mirrors(text)?;
+    let cat = client.catalog().await?;
+    let plan = config::check_move_mirrors(&cat, &lines, |a| hosts.hostname_of(a))?;
     let mut moves = Vec::new();
     for (row, loc, host) in &plan {
         let primary = cat.pair(row.content).expect("checked").primary;
-        hosts.start_mirror(&relocated_row(row, loc, host), &primary.endpoint())?;
+        hosts
+            .start_mirror(&relocated_row(row, loc, host), &primary.endpoint())
+            .map_err(VerbError::Host)?;
         moves.push(Relocation {
             dbid: row.dbid,
             hostname: host.clone(),
@@ -438,7 +468,7 @@ pub async fn move_mirrors<H: Hosts>(
             }
             Ok((cat, config::render_backout(&lines)))
         }
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Ok(other) => Err(VerbError::unexpected(other)),
         Err(e) => {
             for (row, loc, host) in &plan {
                 hosts.stop_instance(&relocated_row(row, loc, host));
@@ -449,18 +479,18 @@ pub async fn move_mirrors<H: Hosts>(
 }
 
 /// `state [-e|-m|-f|-s]`.
-pub async fn state(client: &mut Client, view: View) -> Result<String, String> {
+pub async fn state(client: &mut Client, view: View) -> Result<String, VerbError> {
     match admin(client, AdminRequest::State).await? {
         AdminReply::State(report) => Ok(state::render(&report, view)),
-        other => Err(format!("unexpected answer {other:?}")),
+        other => Err(VerbError::unexpected(other)),
     }
 }
 
 /// The raw `state` report.
-pub async fn state_report(client: &mut Client) -> Result<StateReport, String> {
+pub async fn state_report(client: &mut Client) -> Result<StateReport, VerbError> {
     match admin(client, AdminRequest::State).await? {
         AdminReply::State(report) => Ok(report),
-        other => Err(format!("unexpected answer {other:?}")),
+        other => Err(VerbError::unexpected(other)),
     }
 }
 
@@ -510,7 +540,11 @@ mod tests {
         }
         let err =
             plan_mirrors_by_offset(&unmirrored(2, 2), 1000, Layout::Spread, addr).unwrap_err();
-        assert!(err.contains("spread mirroring needs more hosts"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("spread mirroring needs more hosts"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -521,7 +555,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            both.check().unwrap_err(),
+            both.check().unwrap_err().to_string(),
             "Only one of -i and -r may be specified"
         );
         let o = RecoverOptions {
@@ -529,7 +563,11 @@ mod tests {
             rebalance: true,
             ..Default::default()
         };
-        assert!(o.check().unwrap_err().contains("-o cannot be combined"));
+        assert!(o
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("-o cannot be combined"));
         assert!(RecoverOptions::default().check().is_ok());
     }
 }

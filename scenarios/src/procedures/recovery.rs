@@ -117,7 +117,8 @@ pub async fn double_fault_restart_then_recoverseg(seed: u64) -> Steps {
         madsim::time::sleep(std::time::Duration::from_secs(10)).await;
         let err = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("Primary segment is not up for content 0"),
             "{err}"
@@ -205,7 +206,8 @@ pub async fn unrecoverable_host_recoverseg_onto_a_spare(seed: u64) -> Steps {
             },
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             err,
             "line 1: expected 3 parts (address|port|dataDirectory) in the new group but found 2"
@@ -220,7 +222,8 @@ pub async fn unrecoverable_host_recoverseg_onto_a_spare(seed: u64) -> Steps {
             },
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("may not sit on its primary's host"), "{err}");
         let good = format!("{failed} {spare}.1|7000|/data/mirror/gpseg0\n");
         driver::recoverseg(
@@ -286,7 +289,8 @@ pub async fn add_mirrors_to_an_unmirrored_cluster(seed: u64) -> Steps {
             &MirrorSource::Offset(1000, cluster::model::layout::Layout::Group),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("already configured with mirrors"), "{err}");
         assert_eq!(all_keys(&mut c, "t", 2).await, (0..10).collect::<Vec<_>>());
     })
@@ -395,7 +399,8 @@ pub async fn mirroring_disabled_segment_fails_system_stops(seed: u64) -> Steps {
         hosts.step("unmirrored_1_stopped", e);
         let err = driver::recoverseg(&mut c, &hosts, &RecoverOptions::default())
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mirroring is not configured"), "{err}");
         let err = async {
             c.begin().await?;
@@ -403,7 +408,8 @@ pub async fn mirroring_disabled_segment_fails_system_stops(seed: u64) -> Steps {
             c.commit().await
         }
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.to_string().contains("not operational"), "{err}");
     })
     .await;
@@ -437,7 +443,8 @@ pub async fn add_mirrors_from_a_file_onto_other_hosts(seed: u64) -> Steps {
         let short = format!("# mirrors\n0|{spare}.1|7000|/data/mirror/gpseg0\n");
         let err = driver::add_mirrors(&mut c, &hosts, &MirrorSource::File(short))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "line 2: wrong number of mirrors specified: 1 lines for 2 contents"

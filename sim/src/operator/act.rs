@@ -136,6 +136,7 @@ impl Operator {
                 driver::recoverseg(client, hosts, &opts)
                     .await
                     .map(|o| format!("{o:?}"))
+                    .map_err(|e| e.to_string())
             }
             Action::Recover { full } => {
                 let opts = RecoverOptions {
@@ -175,7 +176,7 @@ impl Operator {
                 }
             }
             Ok(other) => Ok(format!("{other:?}")),
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
