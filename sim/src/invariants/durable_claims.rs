@@ -196,22 +196,18 @@ impl Catalog {
                 && r.status == Status::Up
                 && r.mode == Mode::Synced
         };
-        let rows: Vec<(Dbid, Row)> = self
+        let is_primary = self
+            .rows
+            .get(&primary)
+            .is_some_and(|r| in_sync(r, Role::Primary));
+        let mut mirrors = self
             .rows
             .iter()
-            .filter(|(_, r)| r.content == content)
-            .map(|(d, r)| (*d, *r))
-            .collect();
-        let is_primary = rows
-            .iter()
-            .any(|(d, r)| *d == primary && in_sync(r, Role::Primary));
-        let mirrors: Vec<Dbid> = rows
-            .iter()
-            .filter(|(d, r)| *d != primary && in_sync(r, Role::Mirror))
-            .map(|(d, _)| *d)
-            .collect();
-        match (is_primary, mirrors.as_slice()) {
-            (true, [mirror]) => Some(*mirror),
+            .filter(|(d, r)| **d != primary && in_sync(r, Role::Mirror))
+            .map(|(d, _)| *d);
+        // Exactly one in-sync mirror (two would be a catalog this checker does not judge).
+        match (is_primary, mirrors.next(), mirrors.next()) {
+            (true, Some(mirror), None) => Some(mirror),
             _ => None,
         }
     }
