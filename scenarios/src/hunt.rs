@@ -72,6 +72,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 100,
     },
     PlantedBug {
+        name: "mirror-acks-unflushed-wal",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 20,
+    },
+    PlantedBug {
         name: "mirror-replays-out-of-order",
         scenario: "standard",
         caught_by: "identical-replicas",

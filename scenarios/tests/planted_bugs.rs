@@ -72,6 +72,7 @@ caught! {
     a_mirror_skipping_deletes_drifts_from_its_primary => "mirror-skips-deletes",
     an_activation_ignoring_commit_records_half_applies_a_transaction => "activation-ignores-commit-records",
     a_standby_acknowledging_unflushed_wal_loses_a_catalog_change => "standby-acks-unflushed-wal",
+    a_mirror_acknowledging_unflushed_wal_is_found_as_it_acknowledges => "mirror-acks-unflushed-wal",
     a_mirror_replaying_out_of_order_drifts_from_its_primary => "mirror-replays-out-of-order",
     a_catalog_change_without_its_history_row_is_found => "forget-configuration-history",
     committing_without_a_durable_decision_half_applies_a_transaction => "lose-distributed-commit-record",

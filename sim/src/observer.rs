@@ -1,11 +1,15 @@
 //! The harness side of the cluster's observation hooks: records every fact with the simulated
 //! time it was reported. The checkers and the failover figures read these typed facts, never
 //! log text: the prober's and the utilities' committed catalog changes, promotions with their
-//! end of WAL, acknowledged commits, the requests instances obeyed.
+//! end of WAL, acknowledged commits, the requests instances obeyed. One checker,
+//! [`crate::invariants::durable_claims`], judges each fact as it is reported, while the
+//! simulated disks still are as they were then.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cluster::model::observe::{Fact, FtsChange, Observe, Observer};
+
+use crate::invariants::durable_claims::DurableClaims;
 
 /// A fact and when it was reported (simulated milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +21,8 @@ pub struct Observed {
 #[derive(Clone, Default)]
 pub struct Recorder {
     facts: Arc<Mutex<Vec<Observed>>>,
+    /// The checker that judges facts against the simulated disks as they arrive, once set.
+    durable_claims: Arc<OnceLock<DurableClaims>>,
 }
 
 impl Observer for Recorder {
@@ -24,6 +30,9 @@ impl Observer for Recorder {
         let at_ms = madsim::time::TimeHandle::try_current()
             .map(|t| t.elapsed().as_millis() as u64)
             .unwrap_or(0);
+        if let Some(checker) = self.durable_claims.get() {
+            checker.observe(at_ms, &fact);
+        }
         self.facts.lock().unwrap().push(Observed { at_ms, fact });
     }
 }
@@ -31,6 +40,19 @@ impl Observer for Recorder {
 impl Recorder {
     pub fn hook(&self) -> Observe {
         Observe::new(Arc::new(self.clone()))
+    }
+
+    /// From now on, judges each fact as it arrives with `checker` (see
+    /// [`crate::invariants::durable_claims`]). Set once, before the cluster runs.
+    pub fn judge_durable_claims(&self, checker: DurableClaims) {
+        if self.durable_claims.set(checker).is_err() {
+            panic!("the durable-claims checker is set once");
+        }
+    }
+
+    /// What the durable-claims checker found, if it judged this run.
+    pub fn durable_claims(&self) -> Option<Vec<crate::invariants::Violation>> {
+        self.durable_claims.get().map(DurableClaims::violations)
     }
 
     /// Every fact so far, in the order reported.

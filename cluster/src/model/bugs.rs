@@ -32,6 +32,10 @@ pub struct PlantedBugs {
     /// it, and flushes it later, so the coordinator acts on changes a standby host crash loses
     /// (the real rule: write, flush, then report).
     pub standby_acks_unflushed_wal: bool,
+    /// A segment mirror's walreceiver reports WAL as flushed once it has written it, and flushes
+    /// it only when the next message arrives, so its primary acknowledges commits a crash of the
+    /// mirror's host loses (the real rule: write, flush, then report).
+    pub mirror_acks_unflushed_wal: bool,
     /// The prober waits for a probe's reply without its timeout: a primary that accepts the
     /// connection but never answers (stalled, paused) holds up the whole probe cycle.
     pub probe_without_timeout: bool,
@@ -112,6 +116,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "the standby reports catalog WAL flushed that it has only received",
     ),
     (
+        "mirror-acks-unflushed-wal",
+        "a segment mirror reports WAL flushed that it has only written",
+    ),
+    (
         "probe-without-timeout",
         "the prober waits for a probe's reply without a timeout",
     ),
@@ -172,6 +180,7 @@ impl PlantedBugs {
             "activation-ignores-commit-records" => &mut self.activation_ignores_commit_records,
             "walsender-ships-unflushed-wal" => &mut self.walsender_ships_unflushed_wal,
             "standby-acks-unflushed-wal" => &mut self.standby_acks_unflushed_wal,
+            "mirror-acks-unflushed-wal" => &mut self.mirror_acks_unflushed_wal,
             "probe-without-timeout" => &mut self.probe_without_timeout,
             "rebalance-unsynchronized" => &mut self.rebalance_unsynchronized,
             "mirror-replays-out-of-order" => &mut self.mirror_replays_out_of_order,

@@ -142,7 +142,14 @@ impl Instance {
     async fn write_received(&self, start: Lsn, bytes: &[u8]) -> Result<WalFeedback, StorageError> {
         let end = start + bytes.len() as Lsn;
         self.inner.engine.lock().await.receive_wal(start, bytes)?;
-        let flushed = self.inner.wal.flush_to(end).await?;
+        let flushed = if self.inner.cfg.bugs.mirror_acks_unflushed_wal {
+            // Planted bug: report this message as flushed, having flushed only what came
+            // before it.
+            self.inner.wal.flush_to(start).await?;
+            end
+        } else {
+            self.inner.wal.flush_to(end).await?
+        };
         let replayed = self.inner.engine.lock().await.replay()?;
         Ok(WalFeedback { flushed, replayed })
     }

@@ -6,6 +6,7 @@ pub mod aborted_stays_aborted;
 pub mod availability;
 pub mod configuration_history;
 pub mod converged;
+pub mod durable_claims;
 pub mod identical_replicas;
 pub mod latest_value;
 pub mod linear_history;

@@ -194,6 +194,8 @@ struct SimOutput {
     activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// Every change of acting coordinator, with the hosts' addresses.
     successions: Vec<crate::world::coordinator_pair::Succession>,
+    /// What the durable-claims checker found as the run went.
+    durable_claims: Vec<Violation>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -414,6 +416,7 @@ fn run_checkers(
         one_acting_coordinator::check(&out.facts, &out.successions),
     );
     check(wal_before_data::NAME, wal_before_data::check(&out.facts));
+    check(durable_claims::NAME, out.durable_claims.clone());
     check(
         identical_replicas::NAME,
         identical_replicas::check(&out.checksums, out.sim_time_ms),
@@ -512,6 +515,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         configuration_history: reads.configuration_history,
         activations,
         successions,
+        durable_claims: recorder.durable_claims().unwrap_or_default(),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -564,6 +568,11 @@ async fn start_cluster(
     client_timeout: Duration,
 ) -> (World, madsim::runtime::NodeHandle) {
     let world = World::build_observed(cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
+    recorder.judge_durable_claims(invariants::durable_claims::DurableClaims::new(
+        world.dirs.clone(),
+        invariants::durable_claims::Catalog::initial(&world.segments),
+        cfg.replication == cluster::segment::ReplicationMode::Sync,
+    ));
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
     let setup = admin.spawn(async move { create_tables(coordinator, client_timeout).await });

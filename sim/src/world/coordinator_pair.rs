@@ -205,6 +205,7 @@ impl World {
             addr,
             node: h.processes[0].node.clone(),
             disk: h.disk.clone(),
+            dirs: self.dirs.clone(),
             coordinator_addr: self.acting.addr.clone(),
             coordinator,
         })
@@ -255,6 +256,7 @@ impl World {
         };
         let disk: Arc<dyn Disk> =
             Arc::new(SubDisk::new(self.hosts[host].disk.clone(), STANDBY_DATADIR));
+        self.dirs.standby_gone();
         let mut ccfg = self.coordinator_config(cfg);
         ccfg.listen_addr = addr.clone();
         if let Some(boot) = self.coordinator_boot.get(host) {

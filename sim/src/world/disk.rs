@@ -246,6 +246,14 @@ impl SimDisk {
             .collect()
     }
 
+    /// How many bytes of the file at `path` survive a crash: its synced content, if its name
+    /// is durable (`None` if a crash would leave no file there).
+    pub fn durable_len(&self, path: &str) -> Option<u64> {
+        let st = self.state.lock().unwrap();
+        let id = st.durable_names.get(path.trim_matches('/'))?;
+        st.inodes.get(id).map(|i| i.durable.len() as u64)
+    }
+
     pub fn stats(&self) -> DiskStats {
         self.state.lock().unwrap().stats
     }

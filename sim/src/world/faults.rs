@@ -86,6 +86,7 @@ impl World {
             Fault::DiskReplaced { host } => {
                 self.kill_host(host);
                 self.hosts[host].disk.remove_tree("");
+                self.dirs.host_lost(host);
                 info!(
                     host,
                     "disk replaced: the host will come back with an empty disk"
@@ -100,6 +101,7 @@ impl World {
                     .expect("known dbid");
                 let (host, dir) = (seg.hostname.clone(), seg.datadir.clone());
                 self.hosts[&host].disk.remove_tree(&dir);
+                self.dirs.lost(*dbid);
                 info!(dbid, host, datadir = dir, "data directory lost");
             }
         }

@@ -135,6 +135,8 @@ pub struct World {
     pub successions: Vec<crate::world::coordinator_pair::Succession>,
     /// When the operator began the activation under way, if one is.
     pub activation_began_ms: Option<u64>,
+    /// Where every instance's data directory lies, for the checkers that read the disks.
+    pub dirs: crate::invariants::durable_claims::DataDirs,
 }
 
 /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.
@@ -207,6 +209,7 @@ impl World {
             cluster_id: cluster_id_of(disk_seed),
             successions: Vec::new(),
             activation_began_ms: None,
+            dirs: Default::default(),
         };
         world.add_coordinator(cfg);
         for name in &segment_hosts {
@@ -371,6 +374,8 @@ impl World {
 
     /// An instance's own data directory on its host's disk.
     fn instance_disk(&self, disk: &SimDisk, seg: &SegmentConfig) -> Arc<dyn Disk> {
+        self.dirs
+            .segment(seg.dbid, &seg.hostname, disk, &seg.datadir);
         Arc::new(crate::world::disk::SubDisk::new(disk.clone(), &seg.datadir))
     }
 

@@ -38,6 +38,8 @@ pub struct StandbyHost {
     pub addr: String,
     pub(crate) node: NodeHandle,
     pub(crate) disk: SimDisk,
+    /// Where the world keeps the data directories (the standby's is recorded at launch).
+    pub(crate) dirs: crate::invariants::durable_claims::DataDirs,
     pub(crate) coordinator_addr: String,
     pub(crate) coordinator: CoordinatorConfig,
 }
@@ -78,6 +80,7 @@ impl StandbyHost {
             coordinator: self.coordinator.clone(),
         };
         let disk: Arc<dyn Disk> = Arc::new(SubDisk::new(self.disk.clone(), &row.datadir));
+        self.dirs.standby(&self.hostname, &self.disk, &row.datadir);
         // The handle of the host as it is now: a restart gives the host a new life.
         let node = madsim::runtime::Handle::current()
             .get_node(self.node.id())
@@ -100,6 +103,7 @@ impl World {
             addr: format!("{}:{COORDINATOR_PORT}", standby_ip()),
             node: node.clone(),
             disk: disk.clone(),
+            dirs: self.dirs.clone(),
             coordinator_addr: self.coordinator_addr.clone(),
             coordinator: self.coordinator_config(cfg),
         });
@@ -189,6 +193,7 @@ impl World {
             addr: format!("{ip}:{COORDINATOR_PORT}"),
             node,
             disk: host.disk.clone(),
+            dirs: self.dirs.clone(),
             coordinator_addr: active,
             coordinator,
         }
