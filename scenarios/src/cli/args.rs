@@ -30,7 +30,8 @@ pub struct ShrinkArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct World {
-    /// Scenario to run (known: standard, pair, async-pair, swarm).
+    /// Scenario to run: standard, pair, async-pair, swarm, slow-disk, pauses, scaled-8,
+    /// scaled-64 or scaled-256.
     #[arg(long, default_value = "standard", value_parser = parse_scenario)]
     pub scenario: String,
     /// Replication mode of every segment, overriding the scenario's: sync (a commit waits for
@@ -184,5 +185,26 @@ impl World {
             cfg.bugs.enable(bug).expect("validated by clap");
         }
         cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::super::Cli;
+    use sim::config::RunConfig;
+
+    #[test]
+    fn the_run_help_names_every_known_scenario() {
+        let mut cli = Cli::command();
+        let help = cli
+            .find_subcommand_mut("run")
+            .expect("a run subcommand")
+            .render_long_help()
+            .to_string();
+        for name in RunConfig::SCENARIOS {
+            assert!(help.contains(name), "`hasim run --help` omits {name}");
+        }
     }
 }
