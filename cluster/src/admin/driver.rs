@@ -245,13 +245,7 @@ fn start_relocated_mirrors<H: Hosts>(
         hosts
             .start_mirror(&moved, &primary.endpoint())
             .map_err(VerbError::Host)?;
-        moves.push(Relocation {
-            dbid: row.dbid,
-            hostname: host.clone(),
-            address: loc.address.clone(),
-            port: loc.port,
-            datadir: loc.datadir.clone(),
-        });
+        moves.push(relocation(row, loc, host));
     }
     Ok(moves)
 }
@@ -287,6 +281,17 @@ async fn start_stopped_for_full_copy<H: Hosts>(
         }
     }
     Ok(())
+}
+
+/// The move of `row` to `loc` on `host`, as the coordinator records it.
+fn relocation(row: &SegmentConfig, loc: &Location, host: &str) -> Relocation {
+    Relocation {
+        dbid: row.dbid,
+        hostname: host.to_string(),
+        address: loc.address.clone(),
+        port: loc.port,
+        datadir: loc.datadir.clone(),
+    }
 }
 
 fn relocated_row(row: &SegmentConfig, loc: &Location, host: &str) -> SegmentConfig {
@@ -445,13 +450,7 @@ pub async fn move_mirrors<H: Hosts>(
         hosts
             .start_mirror(&relocated_row(row, loc, host), &primary.endpoint())
             .map_err(VerbError::Host)?;
-        moves.push(Relocation {
-            dbid: row.dbid,
-            hostname: host.clone(),
-            address: loc.address.clone(),
-            port: loc.port,
-            datadir: loc.datadir.clone(),
-        });
+        moves.push(relocation(row, loc, host));
     }
     let reply = admin(
         client,
