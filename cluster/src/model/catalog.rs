@@ -366,6 +366,40 @@ pub(crate) mod tests {
         }
     }
 
+    /// The standby coordinator's row: content -1, a mirror, up.
+    pub fn standby_row() -> SegmentConfig {
+        SegmentConfig {
+            dbid: 9,
+            content: -1,
+            role: Role::Mirror,
+            preferred_role: Role::Mirror,
+            mode: Mode::Synced,
+            status: Status::Up,
+            hostname: "smdw".into(),
+            address: "10.0.3.1".into(),
+            port: 5432,
+            datadir: "/data/standby".into(),
+        }
+    }
+
+    /// The prober's failover of [`synced_pair`]: the primary down, the mirror acting.
+    pub fn failover_of_synced_pair() -> [RowChange; 2] {
+        [
+            RowChange {
+                dbid: 2,
+                role: Role::Mirror,
+                status: Status::Down,
+                mode: Mode::NotSynced,
+            },
+            RowChange {
+                dbid: 3,
+                role: Role::Primary,
+                status: Status::Up,
+                mode: Mode::NotSynced,
+            },
+        ]
+    }
+
     pub fn synced_pair() -> Catalog {
         Catalog::new(vec![
             row(2, 0, Role::Primary, Mode::Synced, Status::Up),
@@ -387,21 +421,7 @@ pub(crate) mod tests {
         );
         assert!(!cat.is_acting_primary(0, "10.0.0.2"), "no port");
         // The prober flips the pair: the old primary stops acting the moment it is published.
-        cat.apply(&[
-            RowChange {
-                dbid: 2,
-                role: Role::Mirror,
-                status: Status::Down,
-                mode: Mode::NotSynced,
-            },
-            RowChange {
-                dbid: 3,
-                role: Role::Primary,
-                status: Status::Up,
-                mode: Mode::NotSynced,
-            },
-        ])
-        .unwrap();
+        cat.apply(&failover_of_synced_pair()).unwrap();
         assert!(!cat.is_acting_primary(0, &primary));
         assert!(cat.is_acting_primary(0, &mirror));
         // A primary row marked down (an administrator's edit) acts for nobody either.
@@ -412,21 +432,7 @@ pub(crate) mod tests {
     #[test]
     fn a_change_bumps_the_epoch_once_and_keeps_preferred_roles() {
         let mut cat = synced_pair();
-        cat.apply(&[
-            RowChange {
-                dbid: 2,
-                role: Role::Mirror,
-                status: Status::Down,
-                mode: Mode::NotSynced,
-            },
-            RowChange {
-                dbid: 3,
-                role: Role::Primary,
-                status: Status::Up,
-                mode: Mode::NotSynced,
-            },
-        ])
-        .unwrap();
+        cat.apply(&failover_of_synced_pair()).unwrap();
         assert_eq!(cat.epoch, 2);
         assert_eq!(cat.segments[&2].preferred_role, Role::Primary);
         assert_eq!(cat.pair(0).unwrap().primary.dbid, 3);

@@ -248,18 +248,7 @@ mod tests {
     }
 
     fn row() -> SegmentConfig {
-        SegmentConfig {
-            dbid: 9,
-            content: -1,
-            role: Role::Mirror,
-            preferred_role: Role::Mirror,
-            mode: Mode::Synced,
-            status: Status::Up,
-            hostname: "smdw".into(),
-            address: "10.0.3.1".into(),
-            port: 5432,
-            datadir: "/data/standby".into(),
-        }
+        crate::model::catalog::tests::standby_row()
     }
 
     #[test]

@@ -23,7 +23,7 @@ use sim::invariants::{self, Violation};
 use sim::observer::Recorder;
 use sim::run::{self, stream};
 use sim::workload::history::{History, Outcome, TxnRecord};
-use sim::workload::{self, now_ms};
+use sim::workload::now_ms;
 use sim::world::disk::SubDisk;
 use sim::world::World;
 
@@ -83,7 +83,8 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
     let start_ms = now_ms();
     let history = History::default();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
-    let clients = start_clients(&cfg, seed, &addrs, timeout, stop_at_ms, &history);
+    let handle = madsim::runtime::Handle::current();
+    let clients = run::start_clients(&handle, &cfg, seed, &addrs, timeout, stop_at_ms, &history);
 
     madsim::time::sleep(Duration::from_secs(1)).await;
     let synchronized = world
@@ -178,37 +179,6 @@ async fn read_back(
         .unwrap();
     let (catalog, prepared_left) = admin.spawn(leftovers(addr, timeout)).await.unwrap()?;
     Ok((rows, checksums, catalog, prepared_left))
-}
-
-/// The clients, each on a host of its own (`10.0.1.2` on), until `stop_at_ms`.
-fn start_clients(
-    cfg: &RunConfig,
-    seed: u64,
-    addrs: &[String],
-    timeout: Duration,
-    stop_at_ms: u64,
-    history: &History,
-) -> Vec<madsim::task::JoinHandle<()>> {
-    let handle = madsim::runtime::Handle::current();
-    let mut clients = Vec::new();
-    for c in 1..=cfg.clients {
-        let node = handle
-            .create_node()
-            .name(format!("client-{c}"))
-            .ip(format!("10.0.1.{}", c + 1).parse().unwrap())
-            .build();
-        let spec = workload::ClientSpec {
-            id: c,
-            coordinators: addrs.to_vec(),
-            timeout,
-            workload: cfg.workload.clone(),
-            contents: cfg.contents,
-            stop_at_ms,
-        };
-        let rng = stream(seed, &format!("client-{c}"));
-        clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
-    }
-    clients
 }
 
 /// The checkers over the run: the history against the rows read back, the promotions, the

@@ -588,9 +588,9 @@ async fn start_cluster(
     (world, admin)
 }
 
-/// Starts the clients, each on a host of its own with its own random stream, until
-/// `stop_at_ms`.
-fn start_clients(
+/// Starts the clients, each on a host of its own (`10.0.1.2` on) with its own random stream,
+/// until `stop_at_ms`. The seed procedures start theirs this way too.
+pub fn start_clients(
     handle: &madsim::runtime::Handle,
     cfg: &RunConfig,
     seed: u64,

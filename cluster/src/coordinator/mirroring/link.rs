@@ -197,21 +197,9 @@ impl StandbyLink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::catalog::Mode;
 
     fn with_standby() -> Catalog {
-        Catalog::new(vec![SegmentConfig {
-            dbid: 9,
-            content: -1,
-            role: Role::Mirror,
-            preferred_role: Role::Mirror,
-            mode: Mode::Synced,
-            status: Status::Up,
-            hostname: "smdw".into(),
-            address: "10.0.3.1".into(),
-            port: 5432,
-            datadir: "/data/standby".into(),
-        }])
+        Catalog::new(vec![crate::model::catalog::tests::standby_row()])
     }
 
     #[test]
