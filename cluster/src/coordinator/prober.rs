@@ -11,6 +11,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use super::CatalogStore;
 use crate::io::net::Connection;
+use crate::io::points::FaultPoint;
 use crate::io::runtime::{self, Instant};
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{Pair, RowChange, SegmentConfig};
@@ -200,6 +201,9 @@ impl ContentProber {
             }
             Decision::MarkMirrorDown(changes) => {
                 if changes.is_empty() || self.record(pair, &changes).await {
+                    if announce_lost(&changes).await {
+                        return;
+                    }
                     let dbid = pair.primary.dbid;
                     self.send(&pair.primary, |epoch| SegmentRequest::SyncrepOff {
                         dbid,
@@ -214,6 +218,7 @@ impl ContentProber {
                 // coordinator dies in between, the next prober re-sends PROMOTE; it never finds
                 // a promoted mirror the catalog does not know of.
                 if self.record(pair, &changes).await
+                    && !announce_lost(&changes).await
                     && !self
                         .send(mirror, |epoch| SegmentRequest::Promote {
                             dbid: mirror.dbid,
@@ -302,6 +307,15 @@ enum Answer {
     Unreachable,
     /// The instance follows a later coordinator generation: this coordinator was deposed.
     Deposed,
+}
+
+/// The fault point between a decision's catalog write and the message announcing it; true if
+/// the message is lost there (the next probe finds the instance unaware and acts again).
+async fn announce_lost(changes: &[RowChange]) -> bool {
+    !changes.is_empty()
+        && runtime::fault_point(FaultPoint::CatalogWrittenBeforeAnnounce)
+            .await
+            .dropped()
 }
 
 /// Whether an instance's refusal (it follows epoch `followed`) means an activated standby

@@ -2,11 +2,13 @@
 //!
 //! Besides the seam proper ([`runtime`], [`net`], [`disk`]), the bottom layer holds what every
 //! layer above needs and that knows nothing of the cluster: the byte encoding ([`codec`]) and a
-//! value tasks wait on that wakes them in a fixed order ([`sync`]).
+//! value tasks wait on that wakes them in a fixed order ([`sync`]), and the names of the fault
+//! points the simulator may arm ([`points`]).
 
 pub mod codec;
 pub mod disk;
 pub mod net;
+pub mod points;
 pub mod runtime;
 pub mod sync;
 

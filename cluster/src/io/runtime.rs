@@ -187,5 +187,21 @@ pub mod resets {
     }
 }
 
+/// Fault points, armed by the simulator alone: in production [`fault_point`] is an empty
+/// inline function and no registry or point name exists in the binary.
+#[cfg(madsim)]
+#[path = "points_armed.rs"]
+pub mod fault_points;
+
+#[cfg(madsim)]
+pub use fault_points::fault_point;
+
+/// Marks a fault point (see [`crate::io::points`]): nothing happens in production.
+#[cfg(not(madsim))]
+#[inline(always)]
+pub async fn fault_point(_point: crate::io::points::FaultPoint) -> crate::io::points::Pass {
+    crate::io::points::Pass::Go
+}
+
 /// Whether this build runs inside the simulator (for log formatting only).
 pub const SIMULATED: bool = cfg!(madsim);

@@ -8,6 +8,7 @@ use tracing::{info, warn, Instrument};
 
 use super::{role_file, Instance};
 use crate::io::net::{Backoff, Connection, NetError};
+use crate::io::points::FaultPoint;
 use crate::io::runtime::{self, timeout};
 use crate::model::catalog::Role;
 use crate::storage::StorageError;
@@ -71,6 +72,7 @@ impl Instance {
             return StreamEnd::Net(e);
         }
         info!(primary, from, "streaming from primary");
+        runtime::fault_point(FaultPoint::RecoveryReconnected).await;
         let give_up_after = self.replication_rules().give_up_after();
         loop {
             let msg: WalMessage = match timeout(give_up_after, conn.recv()).await {
@@ -84,11 +86,17 @@ impl Instance {
                 }
             };
             let feedback = match msg {
-                WalMessage::Data { start, bytes } => match self.write_received(start, &bytes).await
-                {
-                    Ok(feedback) => feedback,
-                    Err(e) => return StreamEnd::Storage(e),
-                },
+                WalMessage::Data { start, bytes } => {
+                    let feedback = match self.write_received(start, &bytes).await {
+                        Ok(feedback) => feedback,
+                        Err(e) => return StreamEnd::Storage(e),
+                    };
+                    if let Err(e) = conn.send(&feedback).await {
+                        return StreamEnd::Net(e);
+                    }
+                    runtime::fault_point(FaultPoint::FlushFeedbackSent).await;
+                    continue;
+                }
                 WalMessage::Start { system_id, epoch } => {
                     match self.take_history(system_id).await {
                         Ok(Some(refusal)) => return StreamEnd::Refused(refusal),
@@ -150,6 +158,7 @@ impl Instance {
         } else {
             self.inner.wal.flush_to(end).await?
         };
+        runtime::fault_point(FaultPoint::FsyncBeforeReplay).await;
         let replayed = self.inner.engine.lock().await.replay()?;
         Ok(WalFeedback { flushed, replayed })
     }
@@ -217,6 +226,7 @@ impl Instance {
         let mut engine = self.inner.engine.lock().await;
         let end = engine.end_of_valid_wal()?;
         self.inner.wal.flush_to(end).await?;
+        runtime::fault_point(FaultPoint::PromotionMidReplay).await;
         engine.replay()?;
         role_file::store(&*self.inner.disk, Role::Primary).await?;
         Ok(end)

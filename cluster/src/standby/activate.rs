@@ -20,6 +20,8 @@ use super::{Activation, StandbyReply, StandbyRequest};
 use crate::coordinator::resolver::{self, InDoubt, OnFenced};
 use crate::coordinator::{CatalogStore, CatalogStoreError, Services};
 use crate::io::net::Connection;
+use crate::io::points::FaultPoint;
+use crate::io::runtime;
 use crate::model::catalog::{Content, Mode, Role, SegmentConfig, Status};
 use crate::protocol::activation::{self as machine, Event, Next, Refusal, Step};
 use crate::protocol::dtx::{resolve_in_doubt, Resolution};
@@ -117,6 +119,7 @@ impl Run<'_> {
                 self.end_lsn = engine.end_of_valid_wal()?;
                 engine.wal().flush_to(self.end_lsn).await?;
                 self.engine = Some(engine);
+                runtime::fault_point(FaultPoint::ActivationMidway).await;
             }
             Step::TakeOver => {
                 let engine = self.engine.take().expect("replayed to the end first");

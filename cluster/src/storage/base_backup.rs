@@ -2,7 +2,8 @@
 //! down on an empty data directory, from which [`Engine::open`] recovers and WAL streaming
 //! continues (what `pg_basebackup` is to a Postgres standby).
 
-use crate::io::Disk;
+use crate::io::points::FaultPoint;
+use crate::io::{runtime, Disk};
 use crate::wal::{WAL_DIR, WAL_PATH};
 
 use super::cache::TableFile;
@@ -73,6 +74,9 @@ pub async fn restore(disk: &dyn Disk, backup: &BaseBackup) -> Result<(), Storage
         .iter()
         .partition(|(path, _)| path == super::control::CONTROL_PATH);
     for (path, bytes) in rest.into_iter().chain(control) {
+        if path == super::control::CONTROL_PATH {
+            runtime::fault_point(FaultPoint::BaseBackupMidway).await;
+        }
         let io = |op| move |source| StorageError::io(op, path, source);
         if disk.exists(path) {
             disk.truncate(path, 0).map_err(io("truncate"))?;

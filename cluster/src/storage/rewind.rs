@@ -8,6 +8,8 @@
 //! from 0" before anything is cut, so a crash mid-rewind leaves an instance that recovers to a
 //! consistent prefix and can be rewound again.
 
+use crate::io::points::FaultPoint;
+use crate::io::runtime;
 use crate::wal::reader::{Next, WalReader};
 use crate::wal::WAL_PATH;
 
@@ -108,6 +110,7 @@ impl Engine {
                 .await
                 .map_err(|source| StorageError::io("sync", dir, source))?;
         }
+        runtime::fault_point(FaultPoint::RewindMidway).await;
         self.tables.clear();
         self.prepared.clear();
         self.cache = BufferCache::new(self.cache.max());

@@ -6,6 +6,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::io::points::FaultPoint;
+use crate::io::runtime;
 use crate::io::sync::Watch;
 
 use super::StorageError;
@@ -112,6 +114,7 @@ impl Wal {
             st.syncing_upto = Some(st.end);
             st.end
         };
+        runtime::fault_point(FaultPoint::WalWrittenBeforeFsync).await;
         let result = self.disk.sync(WAL_PATH).await;
         let flushed = {
             let mut st = self.lock();

@@ -46,6 +46,9 @@ pub struct World {
     /// healed, and convergence to the preferred roles is not required (the final read still is).
     #[arg(long)]
     pub no_operator: bool,
+    /// Arm no fault points, even in a scenario that arms them (standard, swarm).
+    #[arg(long)]
+    pub no_fault_points: bool,
     /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
     /// per host) or block:SIZE (the size must divide the number of segment hosts).
     #[arg(long, value_parser = str::parse::<cluster::model::layout::Layout>)]
@@ -177,6 +180,9 @@ impl World {
         }
         if self.no_operator {
             cfg.operator = false;
+        }
+        if self.no_fault_points {
+            cfg.fault_points = false;
         }
         if let Some(layout) = self.layout {
             cfg.layout = layout;

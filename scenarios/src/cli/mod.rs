@@ -1,11 +1,12 @@
 //! The `hasim` command line: run seeds, replay one, benchmark the simulator.
 //!
-//! `hasim bench` is in [`bench`], `hasim hunt` in [`hunt`]; `hasim report`, `hasim layouts` and the replay's
+//! `hasim bench` is in [`bench`], `hasim hunt` in [`hunt`], `hasim points` in [`points`]; `hasim report`, `hasim layouts` and the replay's
 //! timeline and Perfetto outputs in [`report`].
 
 pub mod args;
 pub mod bench;
 pub mod hunt;
+pub mod points;
 pub mod report;
 
 use std::io::Write;
@@ -44,6 +45,9 @@ pub enum Command {
     BenchChild(crate::cli::bench::ChildArgs),
     /// Hunt planted bugs: run seeds in order with a bug on until a checker catches it.
     Hunt(hunt::HuntArgs),
+    /// Tabulate fault points from `hasim run --json` results: per point, the seeds it fired in
+    /// and its firings.
+    Points(crate::cli::points::PointsArgs),
     /// Write an HTML report with charts from `hasim run --json` results.
     Report(crate::cli::report::ReportArgs),
     /// Measure mirror layouts under k simultaneous host failures (availability, load).
@@ -78,7 +82,7 @@ pub fn main() -> i32 {
         Command::Replay(args) => Some(&args.world),
         Command::Bench(args) => Some(&args.world),
         Command::Shrink(args) => Some(&args.world),
-        Command::Report(_) | Command::Layouts(_) => None,
+        Command::Report(_) | Command::Layouts(_) | Command::Points(_) => None,
         Command::BenchChild(_) | Command::Hunt(_) => None,
     };
     if let Some(cfg) = world.map(World::config) {
@@ -98,6 +102,7 @@ pub fn main() -> i32 {
         Command::Hunt(args) => hunt::main(args),
         Command::Shrink(args) => shrink(args),
         Command::Report(args) => crate::cli::report::report(&args),
+        Command::Points(args) => crate::cli::points::main(&args),
         Command::Layouts(args) => crate::cli::report::layouts(&args),
         Command::Scenario { name, seed } => crate::procedures::cli(&name, seed),
     }

@@ -59,6 +59,10 @@ pub struct RunConfig {
     /// only waits for the prober's own rejoins before the final read.
     pub operator: bool,
     pub bugs: PlantedBugs,
+    /// Arm fault points (`cluster::io::points`): per seed, a few of the protocol's own moments
+    /// are drawn to crash, stall, delay or drop right there (see `nemesis::points`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fault_points: bool,
     /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
@@ -154,6 +158,7 @@ impl RunConfig {
             operator: true,
             bugs: PlantedBugs::none(),
             standby: false,
+            fault_points: false,
             swarm: None,
             schedule: None,
         }
@@ -172,7 +177,7 @@ impl RunConfig {
     /// The standard cluster (DESIGN section 7): coordinator `mdw` with a standby on `smdw`
     /// (`init-standby -s smdw` at start-up), 4 segment hosts with 2 primaries each (8
     /// contents), group mirroring, 8 clients running the mixed workload, the full fault
-    /// catalogue for 60 simulated seconds.
+    /// catalogue for 60 simulated seconds, and fault points armed.
     pub fn standard() -> RunConfig {
         RunConfig {
             scenario: "standard".into(),
@@ -185,6 +190,7 @@ impl RunConfig {
             fault_every_mean: Duration::from_secs(6),
             fault_weights: FaultWeights::full(),
             available_share: 50,
+            fault_points: true,
             ..RunConfig::pair()
         }
     }
@@ -201,6 +207,7 @@ impl RunConfig {
             cache_blocks_max: 1,
             fsync_latency_min: Duration::from_millis(5),
             fsync_latency_max: Duration::from_millis(40),
+            fault_points: false,
             ..RunConfig::standard()
         }
     }
@@ -221,6 +228,7 @@ impl RunConfig {
             scenario: "pauses".into(),
             fault_weights,
             available_share: 80,
+            fault_points: false,
             ..RunConfig::standard()
         }
     }
@@ -259,6 +267,7 @@ impl RunConfig {
             clients: segments as u32,
             fault_time: Duration::from_secs(20),
             fault_every_mean: per_host_crash_every / hosts as u32,
+            fault_points: false,
             ..standard
         }
     }

@@ -13,11 +13,12 @@
 //!
 //! The rooms: the kinds and their weights ([`kind`]), drawing a schedule ([`plan`]), what a
 //! schedule exposes ([`exposure`]: which instances, when; the availability label), and reading
-//! a schedule from a file ([`schedule_file`]).
+//! a schedule from a file ([`schedule_file`]); and which fault points a seed arms ([`points`]).
 
 pub mod exposure;
 pub mod kind;
 pub mod plan;
+pub mod points;
 pub mod schedule_file;
 
 pub use exposure::{detection_window, exposure, label, one_probe, Exposure, Label};

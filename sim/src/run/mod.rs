@@ -2,11 +2,12 @@
 //! back, checks the invariants. Each seed runs on a fresh thread (madsim and `HashMap` seeding
 //! are per thread), so seeds are independent and can run in parallel.
 //!
-//! The rooms: many seeds on a pool of threads ([`pool`]),
+//! The rooms: many seeds on a pool of threads ([`pool`]), fault points carried out ([`points`]),
 //! shrinking a failing schedule ([`shrink`]), failover figures ([`failover`]), what a run
 //! hands `reports` ([`recording`]), and the progress bar ([`progress`]).
 
 pub mod failover;
+pub mod points;
 pub mod pool;
 pub mod progress;
 pub mod recording;
@@ -85,6 +86,13 @@ pub struct SeedResult {
     /// schedule left in force).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub healed_at_end: Vec<Fault>,
+    /// How many times each fault point fired (by name; points that never fired left out).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub points: BTreeMap<String, u32>,
+    /// The faults the fault points carried out, as schedule entries (episodes from
+    /// `points::FIRST_EPISODE`); the availability label counts them with the schedule's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub point_faults: Vec<ScheduledFault>,
     pub workload_started_ms: u64,
     pub events: EventCounts,
     /// Every primary a host crash took down, with its failover milestones.
@@ -124,6 +132,8 @@ impl SeedResult {
             label: Label::MustStayAvailable,
             faults: Vec::new(),
             healed_at_end: Vec::new(),
+            points: BTreeMap::new(),
+            point_faults: Vec::new(),
             workload_started_ms: 0,
             events: EventCounts::default(),
             failovers: Vec::new(),
@@ -163,8 +173,14 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
     {
         cmd += " --multi-content-txns";
     }
-    if scenario.is_some_and(|s| s.operator != cfg.operator) && !cfg.operator {
+    if scenario
+        .as_ref()
+        .is_some_and(|s| s.operator != cfg.operator && !cfg.operator)
+    {
         cmd += " --no-operator";
+    }
+    if scenario.is_some_and(|s| s.fault_points && !cfg.fault_points) {
+        cmd += " --no-fault-points";
     }
     for bug in cfg.bugs.enabled() {
         cmd += &format!(" --bug {bug}");
@@ -177,6 +193,8 @@ struct SimOutput {
     checksums: Vec<invariants::identical_replicas::PairChecksums>,
     faults: Vec<ScheduledFault>,
     healed_at_end: Vec<Fault>,
+    /// What the fault points did.
+    point_log: points::PointLog,
     converged: Result<(), String>,
     operator_actions: Vec<OperatorAction>,
     workload_started_ms: u64,
@@ -345,6 +363,8 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     }
     result.faults = out.faults;
     result.healed_at_end = out.healed_at_end;
+    result.points = out.point_log.fired;
+    result.point_faults = out.point_log.faults;
     result.operator = out.operator_actions;
     result.workload_started_ms = out.workload_started_ms;
     result.sim_time_ms = out.sim_time_ms;
@@ -362,10 +382,14 @@ fn judge_availability(
     let cfg = &result.config;
     let window =
         nemesis::detection_window(&cfg.probe, cfg.wal_timeout, cfg.mirror_down_grace_period);
-    let label = nemesis::label(&out.faults, &out.segments, end_ms, window);
+    let mut faults = out.faults.clone();
+    faults.extend(out.point_log.faults.iter().cloned());
+    faults.sort_by_key(|f| f.at_ms);
+    let faults = &faults;
+    let label = nemesis::label(faults, &out.segments, end_ms, window);
     let mut availability = invariants::availability::check(
         label,
-        &out.faults,
+        faults,
         &out.segments,
         txns,
         out.workload_started_ms,
@@ -374,7 +398,7 @@ fn judge_availability(
     );
     availability.extend(invariants::availability::check_paused_primaries(
         label,
-        &out.faults,
+        faults,
         &out.segments,
         txns,
         out.workload_started_ms,
@@ -478,11 +502,12 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         cfg: std::sync::Arc::new(cfg.clone()),
     };
     let watch = (cfg.operator && with_standby).then(|| (seed, addrs.clone(), stop_at_ms));
-    let (host_events, operator, mut operator_actions) =
+    let points = points::Points::start(&hosts, seed, start_ms);
+    let (mut host_events, operator, mut operator_actions) =
         fault_phase(&admin, &hosts, &faults, start_ms, client_timeout, watch).await;
     // Heal: everything the schedule left in force; then the clients finish their last
     // transactions.
-    let healed_at_end = hosts.world.lock().unwrap().heal_all();
+    let mut healed_at_end = hosts.world.lock().unwrap().heal_all();
     for c in clients {
         let _ = c.await;
     }
@@ -496,6 +521,14 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     } else {
         Ok(())
     };
+    // Fault points stay armed through the recovery (rewinds, base backups, reconnections are
+    // theirs too); disarmed, whatever they left in force is healed before the final read.
+    let point_log = points.map(points::Points::stop).unwrap_or_default();
+    if !point_log.faults.is_empty() {
+        healed_at_end.extend(hosts.world.lock().unwrap().heal_all());
+        host_events.extend(point_log.host_events.iter().cloned());
+        host_events.sort_by_key(|e| e.at_ms);
+    }
     let reads = final_reads(&admin, &addrs, client_timeout, contents, cfg.heal_bound).await;
     let activations = std::mem::take(&mut hosts.world.lock().unwrap().activations);
     let successions = std::mem::take(&mut hosts.world.lock().unwrap().successions);
@@ -507,6 +540,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         checksums: reads.checksums,
         faults,
         healed_at_end,
+        point_log,
         converged,
         operator_actions,
         workload_started_ms: start_ms,

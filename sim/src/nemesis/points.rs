@@ -1,0 +1,127 @@
+//! Which fault points a seed arms, and with what: the protocol's own moments (`cluster::io::
+//! points`) where a crash, a stall, a delay or a lost message lands inside a window a few
+//! milliseconds wide. Drawn from the seed's own stream (`fault-points`), so the schedule's
+//! draws do not move.
+//!
+//! A seed arms up to three points, most seeds one or two; each fires once or twice. Points
+//! passed thousands of times a run (a WAL flush, a mirror's feedback) let a drawn number of
+//! passages go by first, so the firing falls anywhere in the run; the rare moments (a
+//! promotion, a rewind, an activation) fire on their first passage.
+
+use std::time::Duration;
+
+use rand_chacha::rand_core::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use cluster::io::points::FaultPoint;
+use cluster::io::runtime::fault_points::{Action, Arming};
+
+use crate::config::RunConfig;
+
+/// How often a point is passed in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Frequency {
+    /// Thousands of times (every WAL flush, every received WAL message).
+    Constant,
+    /// Now and then (every reconnection, every catalog decision).
+    Occasional,
+    /// A few times at most (promotions, rewinds, base backups, activations).
+    Rare,
+}
+
+fn frequency(point: FaultPoint) -> Frequency {
+    match point {
+        FaultPoint::WalWrittenBeforeFsync
+        | FaultPoint::FlushFeedbackSent
+        | FaultPoint::FsyncBeforeReplay => Frequency::Constant,
+        FaultPoint::RecoveryReconnected | FaultPoint::CatalogWrittenBeforeAnnounce => {
+            Frequency::Occasional
+        }
+        FaultPoint::PromotionMidReplay
+        | FaultPoint::RewindMidway
+        | FaultPoint::BaseBackupMidway
+        | FaultPoint::ActivationMidway => Frequency::Rare,
+    }
+}
+
+fn between(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> u64 {
+    lo + rng.next_u64() % (hi - lo + 1)
+}
+
+fn ms(rng: &mut ChaCha8Rng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(between(rng, lo, hi))
+}
+
+/// The action one firing of `point` takes: a crash (at once, or after the task stalled), a
+/// kill, a pause of the process, a delay of the task, or (before a send) a lost message.
+fn action(rng: &mut ChaCha8Rng, point: FaultPoint) -> Action {
+    let kinds = if point.before_a_send() { 6 } else { 5 };
+    match rng.next_u64() % kinds {
+        0 => Action::CrashHost,
+        1 => Action::StallThenCrash(ms(rng, 2, 40)),
+        2 => Action::KillProcess,
+        3 => Action::Pause(ms(rng, 200, 3000)),
+        4 => Action::Delay(ms(rng, 5, 300)),
+        _ => Action::Drop,
+    }
+}
+
+/// The points seed's `rng` arms in a run of `cfg` (none unless the scenario arms points).
+pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig) -> Vec<Arming> {
+    if !cfg.fault_points {
+        return Vec::new();
+    }
+    let mut left: Vec<FaultPoint> = FaultPoint::ALL.to_vec();
+    // 0, 1, 1, 2, 2, 3 points: most seeds one or two.
+    let count = [0, 1, 1, 2, 2, 3][(rng.next_u64() % 6) as usize];
+    let mut armings = Vec::new();
+    for _ in 0..count {
+        let point = left.remove((rng.next_u64() % left.len() as u64) as usize);
+        let skip = match frequency(point) {
+            Frequency::Constant => between(rng, 0, 2000) as u32,
+            Frequency::Occasional => between(rng, 0, 3) as u32,
+            Frequency::Rare => 0,
+        };
+        armings.push(Arming {
+            point,
+            action: action(rng, point),
+            skip,
+            fires: between(rng, 1, 2) as u32,
+        });
+    }
+    armings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::stream;
+
+    #[test]
+    fn a_scenario_without_fault_points_arms_none() {
+        let cfg = RunConfig::pair();
+        assert!(plan(&mut stream(1, "fault-points"), &cfg).is_empty());
+    }
+
+    #[test]
+    fn every_point_is_armed_by_some_seed_and_no_seed_arms_more_than_three() {
+        let cfg = RunConfig::standard();
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let armed = plan(&mut stream(seed, "fault-points"), &cfg);
+            assert!(armed.len() <= 3);
+            assert!(armed.iter().all(|a| (1..=2).contains(&a.fires)));
+            seen.extend(armed.iter().map(|a| a.point));
+        }
+        assert_eq!(seen.len(), FaultPoint::ALL.len());
+    }
+
+    #[test]
+    fn a_message_is_dropped_only_at_a_point_before_a_send() {
+        for seed in 0..500 {
+            for a in plan(&mut stream(seed, "fault-points"), &RunConfig::standard()) {
+                assert!(a.action != Action::Drop || a.point.before_a_send());
+            }
+        }
+    }
+}

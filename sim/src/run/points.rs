@@ -1,0 +1,230 @@
+//! Fault points at run time: arms the points the seed drew ([`crate::nemesis::points`]) and
+//! carries out their firings on the world with the nemesis's own verbs (a host crash, an
+//! instance kill or pause, the coordinator's crash), each healed again after a drawn time. A
+//! firing inside a node's own task cannot take its node down from there: the point hands it
+//! to this supervisor, on the run's own node, and waits inside its window until it is done.
+//!
+//! Every fault carried out is recorded as a schedule entry of its own (episodes from
+//! [`FIRST_EPISODE`]), so the availability label and the failover figures account for it,
+//! and each point's firings are counted for the seed's result.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand_chacha::rand_core::Rng;
+use rand_chacha::ChaCha8Rng;
+use tracing::info;
+
+use cluster::io::runtime::fault_points::{self, Action, Hit};
+
+use crate::nemesis::{Fault, ScheduledFault};
+use crate::operator::harness::SimHosts;
+use crate::run::failover::HostEvent;
+use crate::trace;
+use crate::workload::now_ms;
+
+/// Episodes of the faults fault points carry out start here, apart from the schedule's.
+pub const FIRST_EPISODE: u32 = 100_000;
+
+/// What the fault points did in a run.
+#[derive(Default)]
+pub struct PointLog {
+    /// The faults carried out, as schedule entries.
+    pub faults: Vec<ScheduledFault>,
+    /// The host crashes and restarts among them.
+    pub host_events: Vec<HostEvent>,
+    /// Firings per point (by name).
+    pub fired: BTreeMap<String, u32>,
+}
+
+/// The supervisor of a run's fault points.
+pub struct Points {
+    active: Arc<AtomicBool>,
+    log: Arc<Mutex<PointLog>>,
+    task: madsim::task::JoinHandle<()>,
+}
+
+/// What a firing's node is in the world.
+enum Target {
+    /// A segment instance: its host and dbid.
+    Instance(String, u16),
+    /// A coordinator host's process (`mdw` or `smdw`); whether it is the acting coordinator's.
+    Coordinator(String, bool),
+    Unknown,
+}
+
+struct Ctx {
+    hosts: SimHosts,
+    start_ms: u64,
+    active: Arc<AtomicBool>,
+    log: Arc<Mutex<PointLog>>,
+    rng: Mutex<ChaCha8Rng>,
+    episode: Mutex<u32>,
+}
+
+impl Points {
+    /// Arms the points `seed` draws for `hosts`' run and starts the supervisor; `None` when
+    /// the scenario arms no points.
+    pub fn start(hosts: &SimHosts, seed: u64, start_ms: u64) -> Option<Points> {
+        let plan = crate::nemesis::points::plan(
+            &mut crate::random::stream(seed, "fault-points"),
+            &hosts.cfg,
+        );
+        if !hosts.cfg.fault_points {
+            return None;
+        }
+        for a in &plan {
+            info!(point = a.point.name(), action = ?a.action, skip = a.skip, fires = a.fires, "fault point armed");
+        }
+        fault_points::arm(plan);
+        let active = Arc::new(AtomicBool::new(true));
+        let log = Arc::new(Mutex::new(PointLog::default()));
+        let ctx = Arc::new(Ctx {
+            hosts: hosts.clone(),
+            start_ms,
+            active: active.clone(),
+            log: log.clone(),
+            rng: Mutex::new(crate::random::stream(seed, "fault-points-heal")),
+            episode: Mutex::new(FIRST_EPISODE),
+        });
+        let task = madsim::task::spawn(async move {
+            loop {
+                let hit = fault_points::next_hit().await;
+                if !ctx.active.load(Ordering::SeqCst) {
+                    hit.carry_on();
+                    continue;
+                }
+                madsim::task::spawn(carry_out(ctx.clone(), hit));
+            }
+        });
+        Some(Points { active, log, task })
+    }
+
+    /// Disarms every point and stops carrying out firings (a stalled point goes on); returns
+    /// what the points did. Faults they left in force are the caller's to heal.
+    pub fn stop(self) -> PointLog {
+        fault_points::disarm();
+        self.active.store(false, Ordering::SeqCst);
+        let mut log = std::mem::take(&mut *self.log.lock().unwrap());
+        for (point, n) in fault_points::fired() {
+            log.fired.insert(point.name().to_string(), n);
+        }
+        log.faults.sort_by_key(|f| f.at_ms);
+        // The loop keeps letting stalled points go on until the run's nodes are released.
+        drop(self.task);
+        log
+    }
+}
+
+impl Ctx {
+    fn target(&self, hit: &Hit) -> Target {
+        let world = self.hosts.world.lock().unwrap();
+        for h in world.hosts.values() {
+            if let Some(p) = h.processes.iter().find(|p| p.node.id() == hit.node) {
+                return match p.dbid {
+                    Some(dbid) => Target::Instance(h.name.clone(), dbid),
+                    None => Target::Coordinator(h.name.clone(), world.acting.host == h.name),
+                };
+            }
+        }
+        Target::Unknown
+    }
+
+    fn draw_ms(&self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.rng.lock().unwrap().next_u64() % (hi - lo + 1))
+    }
+
+    fn new_episode(&self) -> u32 {
+        let mut e = self.episode.lock().unwrap();
+        *e += 1;
+        *e
+    }
+
+    /// Carries out `fault` on the world and records it (a heal always, a fault only while the
+    /// points are active); false if it was not carried out.
+    fn apply(&self, episode: u32, fault: Fault) -> bool {
+        let heal = matches!(
+            fault,
+            Fault::HostRestart { .. }
+                | Fault::InstanceRestart { .. }
+                | Fault::InstanceResume { .. }
+                | Fault::CoordinatorRestart
+        );
+        if !heal && !self.active.load(Ordering::SeqCst) {
+            return false;
+        }
+        let now = now_ms();
+        trace::hash_fact(&format!("point fault {fault:?} at {now}"));
+        self.hosts.world.lock().unwrap().apply(&fault);
+        let mut log = self.log.lock().unwrap();
+        let host_event = match &fault {
+            Fault::HostCrash { host } => Some((host.clone(), true)),
+            Fault::HostRestart { host } => Some((host.clone(), false)),
+            _ => None,
+        };
+        if let Some((host, crash)) = host_event {
+            log.host_events.push(HostEvent {
+                at_ms: now,
+                host,
+                crash,
+            });
+        }
+        log.faults.push(ScheduledFault {
+            at_ms: now.saturating_sub(self.start_ms),
+            episode,
+            fault,
+        });
+        true
+    }
+
+    /// A fault, then its heal after `down`.
+    async fn fault_and_heal(&self, fault: Fault, heal: Fault, down: Duration) {
+        let episode = self.new_episode();
+        if self.apply(episode, fault) {
+            madsim::time::sleep(down).await;
+            self.apply(episode, heal);
+        }
+    }
+}
+
+/// Carries out one firing.
+async fn carry_out(ctx: Arc<Ctx>, hit: Hit) {
+    let target = ctx.target(&hit);
+    info!(point = hit.point.name(), action = ?hit.action, "fault point: carrying out");
+    let down = ctx.draw_ms(500, 4000);
+    let (crash, heal) = match (&target, hit.action) {
+        (Target::Unknown, _) => return hit.carry_on(),
+        (_, Action::Delay(d)) | (Target::Coordinator(..), Action::Pause(d)) => {
+            madsim::time::sleep(d).await;
+            return hit.carry_on();
+        }
+        (Target::Instance(_, dbid), Action::Pause(d)) => {
+            let episode = ctx.new_episode();
+            ctx.apply(episode, Fault::InstancePause { dbid: *dbid });
+            hit.carry_on();
+            madsim::time::sleep(d).await;
+            ctx.apply(episode, Fault::InstanceResume { dbid: *dbid });
+            return;
+        }
+        (Target::Instance(_, dbid), Action::KillProcess) => (
+            Fault::InstanceKill { dbid: *dbid },
+            Fault::InstanceRestart { dbid: *dbid },
+        ),
+        (Target::Instance(host, _), _) | (Target::Coordinator(host, false), _) => (
+            Fault::HostCrash { host: host.clone() },
+            Fault::HostRestart { host: host.clone() },
+        ),
+        (Target::Coordinator(_, true), _) => (Fault::CoordinatorCrash, Fault::CoordinatorRestart),
+    };
+    if let Action::StallThenCrash(d) = hit.action {
+        madsim::time::sleep(d).await;
+    }
+    if !ctx.active.load(Ordering::SeqCst) {
+        return hit.carry_on();
+    }
+    // The task at the point dies with its node; the hit is dropped unopened.
+    drop(hit);
+    ctx.fault_and_heal(crash, heal, down).await;
+}
