@@ -125,6 +125,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "availability",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "mirror-acks-large-write-before-fsync",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "promote-before-catalog-write",
+        scenario: "standard",
+        caught_by: "linear-history",
+        seed_budget: 60,
+    },
 ];
 
 /// The catalogue entry of a bug.

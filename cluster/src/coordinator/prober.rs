@@ -212,6 +212,15 @@ impl ContentProber {
                     .await;
                 }
             }
+            Decision::Promote(changes) if self.bugs.promote_before_catalog_write => {
+                // Planted bug: announce first, record after.
+                let mirror = pair.mirror.as_ref().expect("promotion needs a mirror");
+                let dbid = mirror.dbid;
+                self.send(mirror, |epoch| SegmentRequest::Promote { dbid, epoch })
+                    .await;
+                runtime::fault_point(FaultPoint::CatalogWrittenBeforeAnnounce).await;
+                self.record(pair, &changes).await;
+            }
             Decision::Promote(changes) => {
                 let mirror = pair.mirror.as_ref().expect("promotion needs a mirror");
                 // The role flip is durable in the catalog before the mirror hears of it: if the

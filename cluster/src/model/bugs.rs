@@ -75,7 +75,21 @@ pub struct PlantedBugs {
     /// old one wait for their own timeout instead of being cancelled and retried on the new
     /// primary, so clients sit on a hung primary past the failover.
     pub no_cancel_on_failover: bool,
+    /// A mirror that receives a large WAL message (at least `LARGE_WAL_MESSAGE` bytes)
+    /// reports it flushed as soon as it is written, to keep a bulk load moving, and flushes it
+    /// right after; a crash or a stall between the report and the `fsync` leaves the primary
+    /// acknowledging commits the mirror does not hold durably (the real rule: write, flush,
+    /// then report, whatever the size).
+    pub mirror_acks_large_write_before_fsync: bool,
+    /// The prober sends PROMOTE to the mirror first and records the role flip in the catalog
+    /// after, to save the mirror a wait; a coordinator that dies in between comes back with a
+    /// catalog that does not know of the promotion (the real rule: the catalog change is
+    /// durable before the instance hears of it).
+    pub promote_before_catalog_write: bool,
 }
+
+/// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
+pub const LARGE_WAL_MESSAGE: usize = 256;
 
 /// `(name, what it breaks)` for every planted bug.
 pub const CATALOGUE: &[(&str, &str)] = &[
@@ -159,6 +173,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "no-cancel-on-failover",
         "calls in flight to a replaced primary wait for their timeout instead of moving on",
     ),
+    (
+        "mirror-acks-large-write-before-fsync",
+        "a mirror reports a large WAL message flushed before its fsync",
+    ),
+    (
+        "promote-before-catalog-write",
+        "the prober sends PROMOTE before the catalog records the promotion",
+    ),
 ];
 
 impl PlantedBugs {
@@ -190,6 +212,10 @@ impl PlantedBugs {
             "coordinator-fence-off" => &mut self.coordinator_fence_off,
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
+            "mirror-acks-large-write-before-fsync" => {
+                &mut self.mirror_acks_large_write_before_fsync
+            }
+            "promote-before-catalog-write" => &mut self.promote_before_catalog_write,
             _ => return None,
         })
     }

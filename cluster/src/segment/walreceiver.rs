@@ -86,6 +86,29 @@ impl Instance {
                 }
             };
             let feedback = match msg {
+                WalMessage::Data { start, bytes }
+                    if self.inner.cfg.bugs.mirror_acks_large_write_before_fsync
+                        && bytes.len() >= crate::model::bugs::LARGE_WAL_MESSAGE =>
+                {
+                    // Planted bug: report a large message flushed once it is written, then
+                    // flush it.
+                    let end = start + bytes.len() as Lsn;
+                    if let Err(e) = self.inner.engine.lock().await.receive_wal(start, &bytes) {
+                        return StreamEnd::Storage(e);
+                    }
+                    let early = WalFeedback {
+                        flushed: end,
+                        replayed: self.inner.engine.lock().await.replay_lsn(),
+                    };
+                    if let Err(e) = conn.send(&early).await {
+                        return StreamEnd::Net(e);
+                    }
+                    runtime::fault_point(FaultPoint::FlushFeedbackSent).await;
+                    match self.flush_and_replay(end).await {
+                        Ok(feedback) => feedback,
+                        Err(e) => return StreamEnd::Storage(e),
+                    }
+                }
                 WalMessage::Data { start, bytes } => {
                     let feedback = match self.write_received(start, &bytes).await {
                         Ok(feedback) => feedback,
@@ -158,6 +181,15 @@ impl Instance {
         } else {
             self.inner.wal.flush_to(end).await?
         };
+        runtime::fault_point(FaultPoint::FsyncBeforeReplay).await;
+        let replayed = self.inner.engine.lock().await.replay()?;
+        Ok(WalFeedback { flushed, replayed })
+    }
+
+    /// Flushes received WAL up to `end` and replays it (planted bug
+    /// `mirror-acks-large-write-before-fsync`, after its early report).
+    async fn flush_and_replay(&self, end: Lsn) -> Result<WalFeedback, StorageError> {
+        let flushed = self.inner.wal.flush_to(end).await?;
         runtime::fault_point(FaultPoint::FsyncBeforeReplay).await;
         let replayed = self.inner.engine.lock().await.replay()?;
         Ok(WalFeedback { flushed, replayed })

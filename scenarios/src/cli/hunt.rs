@@ -34,6 +34,10 @@ pub struct HuntArgs {
     /// catalogue's checker for the bug.
     #[arg(long)]
     pub any_checker: bool,
+    /// Arm no fault points, even in a scenario that arms them (to measure what the points
+    /// add).
+    #[arg(long)]
+    pub no_fault_points: bool,
     /// Seeds run in parallel (default: available cores). Results are judged in seed order, so
     /// the answer does not depend on it.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -134,7 +138,10 @@ pub fn main(args: HuntArgs) -> i32 {
 }
 
 fn hunt_bug(bug: &'static PlantedBug, args: &HuntArgs, jobs: u32) -> BugSummary {
-    let cfg = hunt_config(bug, args.scenario.as_deref());
+    let mut cfg = hunt_config(bug, args.scenario.as_deref());
+    if args.no_fault_points {
+        cfg.fault_points = false;
+    }
     let first = args.seeds.unwrap_or(SeedRange {
         start: 0,
         end: bug.seed_budget,
