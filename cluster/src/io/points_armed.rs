@@ -248,10 +248,10 @@ mod tests {
     #[test]
     fn an_armed_point_fires_after_its_skipped_passages_and_no_more_than_its_firings() {
         arm(vec![armed(FaultPoint::RewindMidway, 2, 2)]);
-        let fired: Vec<bool> = (0..12)
+        let passages: Vec<bool> = (0..12)
             .map(|_| passage(FaultPoint::RewindMidway).is_some())
             .collect();
-        let at: Vec<usize> = (0..12).filter(|i| fired[*i]).collect();
+        let at: Vec<usize> = (0..12).filter(|i| passages[*i]).collect();
         assert_eq!(at, vec![2, 5]);
         assert!(passage(FaultPoint::FlushFeedbackSent).is_none());
         assert_eq!(fired(), vec![(FaultPoint::RewindMidway, 2)]);
