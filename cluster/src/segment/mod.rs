@@ -197,9 +197,10 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             .await
             .map_err(|source| InstanceError::Listen { dbid, source })?;
         let engine = open_engine(&cfg, disk.clone()).await?;
-        let role = role_file::load_or_init(&*disk, cfg.initial_role)
+        let stored = role_file::load_or_init(&*disk, cfg.initial_role)
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;
+        let role = stored.role();
         tracing::Span::current().record("role", role.code().to_string());
         if role == Role::Primary && identity.system_id.is_none() && engine.wal().flushed_lsn() == 0
         {
@@ -222,8 +223,13 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         let mut tasks = vec![runtime::spawn(
             instance.clone().checkpoint_loop().in_current_span(),
         )];
-        if role == Role::Mirror {
-            instance.start_receiver();
+        match stored {
+            role_file::Stored::Role(Role::Mirror) => instance.start_receiver(),
+            role_file::Stored::Recovering => warn!(
+                "a recovery as a mirror was interrupted before its rewind finished: this \
+                 instance does not stream until it is recovered again (recoverseg)"
+            ),
+            role_file::Stored::Role(Role::Primary) => {}
         }
         let server = runtime::spawn(instance.clone().accept_loop(server).in_current_span());
         tasks.push(server);

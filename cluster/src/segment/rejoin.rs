@@ -104,6 +104,11 @@ impl Instance {
                 return failed(self.storage_fault(&e));
             }
         }
+        // The WAL now ends where the primary's history continues: only from here may this
+        // directory stream (until now, a restart finds it "recovering" and waits).
+        if let Err(e) = role_file::store(&*self.inner.disk, Role::Mirror).await {
+            return failed(self.storage_fault(&e));
+        }
         info!(
             primary,
             divergence, discarded, compare_bytes, full, "rejoining as mirror"
@@ -121,7 +126,10 @@ impl Instance {
     }
 
     /// Stops acting as a primary: new work is refused, and commits waiting for a mirror wake
-    /// up, see the role, and fail instead of being acknowledged. The new role is kept on disk.
+    /// up, see the role, and fail instead of being acknowledged. The new role is kept on disk
+    /// as "recovering": if the recovery stops before its rewind is done (the source is lost, or
+    /// this host crashes), the directory is not taken for a mirror that may stream from its own
+    /// WAL end, whose tail the primary may never have had.
     async fn stop_acting_as_primary(&self) -> Result<(), crate::storage::StorageError> {
         {
             let mut state = self.inner.state.lock().unwrap();
@@ -132,7 +140,7 @@ impl Instance {
         }
         tracing::Span::current().record("role", "m");
         self.inner.sync.modify(|s| s.syncrep = false);
-        role_file::store(&*self.inner.disk, Role::Mirror).await
+        role_file::store_recovering(&*self.inner.disk).await
     }
 
     /// Where this instance's WAL and the primary's (summed up in `source`) part ways, as a
