@@ -106,6 +106,30 @@ impl CatalogStore {
             });
     }
 
+    /// Reports the catalog this coordinator starts on, as recovered from its disk (see
+    /// [`crate::model::observe::Fact::CatalogRecovered`]).
+    pub(crate) fn report_recovered(&self) {
+        let catalog = self.snapshot();
+        let rows = catalog
+            .segments
+            .values()
+            .map(|row| {
+                let fts = crate::model::observe::FtsChange {
+                    content: row.content,
+                    role: row.role,
+                    status: row.status,
+                    mode: row.mode,
+                };
+                (row.dbid, fts)
+            })
+            .collect();
+        self.observe
+            .report(crate::model::observe::Fact::CatalogRecovered {
+                epoch: catalog.epoch,
+                rows,
+            });
+    }
+
     /// Logs the history lines of a committed administration change, with its epoch, and
     /// reports them: the account of every configuration change an administrator's utility made
     /// (the prober logs and reports its own).

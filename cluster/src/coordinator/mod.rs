@@ -130,6 +130,7 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
         if let Some(reason) = store.deposed() {
             return Err(CoordinatorError::Deposed(reason));
         }
+        store.report_recovered();
         let mut server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(CoordinatorError::Listen)?;

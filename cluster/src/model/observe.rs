@@ -51,6 +51,14 @@ pub enum Fact {
         desc: String,
         fts: Option<FtsChange>,
     },
+    /// A coordinator started on its recovered catalog (after a crash or a restart) and acts on
+    /// it from now on: every row as it holds it, under `epoch`. A change made durable just
+    /// before a crash may be in it without its [`Fact::CatalogChanged`] ever having been
+    /// reported.
+    CatalogRecovered {
+        epoch: u64,
+        rows: Vec<(Dbid, FtsChange)>,
+    },
     /// The coordinator acted on its catalog WAL up to `lsn` (a configuration change, a table,
     /// a distributed-commit record) because its synchronized standby reported it flushed.
     StandbyFlushed { lsn: Lsn },

@@ -187,6 +187,29 @@ impl Catalog {
         }
     }
 
+    /// Follows a coordinator that started on its recovered catalog: what it acts on from now
+    /// on is exactly `rows` (changes it made durable just before a crash included, reported or
+    /// not), unless it belongs to an older generation (a deposed coordinator).
+    pub fn recovered(&mut self, at_epoch: u64, rows: &[(Dbid, FtsChange)]) {
+        let generation = epoch::generation(at_epoch);
+        if matches!(self.generation, Some(g) if generation < g) {
+            return;
+        }
+        self.generation = Some(generation);
+        self.rows = rows
+            .iter()
+            .map(|(dbid, c)| {
+                let row = Row {
+                    content: c.content,
+                    role: c.role,
+                    status: c.status,
+                    mode: c.mode,
+                };
+                (*dbid, row)
+            })
+            .collect();
+    }
+
     /// The mirror of `content` if the catalog says the pair is in sync with `primary` as its
     /// primary.
     pub fn in_sync_mirror(&self, content: Content, primary: Dbid) -> Option<Dbid> {
@@ -244,6 +267,7 @@ impl DurableClaims {
             Fact::CatalogChanged {
                 epoch, dbid, fts, ..
             } => catalog.changed(*epoch, *dbid, *fts),
+            Fact::CatalogRecovered { epoch, rows } => catalog.recovered(*epoch, rows),
             Fact::Acknowledged {
                 content,
                 dbid,
@@ -435,6 +459,82 @@ mod tests {
         );
         checker.observe(50, &ack(150));
         assert!(checker.violations().is_empty());
+    }
+
+    /// Standard seed 983: the acting coordinator's host crashed at the point
+    /// catalog-written-before-announce; the flush that made one content's decision durable also
+    /// carried another content's "mirror down", whose report never ran. Restarted, the
+    /// coordinator acted on its recovered catalog and turned that primary's synchronous waiting
+    /// off, as the catalog says it may.
+    #[test]
+    fn an_ack_after_a_restart_is_judged_against_the_recovered_catalog() {
+        let (dirs, _disk) = world(200, 0);
+        let checker = in_sync_checker(dirs);
+        let recovered = |mode, status| {
+            let row = |role, status| FtsChange {
+                content: 0,
+                role,
+                status,
+                mode,
+            };
+            Fact::CatalogRecovered {
+                epoch: 5,
+                rows: vec![
+                    (2, row(Role::Primary, Status::Up)),
+                    (3, row(Role::Mirror, status)),
+                ],
+            }
+        };
+        checker.observe(10, &recovered(Mode::NotSynced, Status::Down));
+        checker.observe(50, &ack(150));
+        assert!(checker.violations().is_empty());
+        checker.observe(60, &recovered(Mode::Synced, Status::Up));
+        checker.observe(70, &ack(150));
+        assert_eq!(
+            checker.violations().len(),
+            1,
+            "in sync again once recovered so"
+        );
+    }
+
+    #[test]
+    fn a_deposed_coordinators_recovered_catalog_is_ignored() {
+        let (dirs, _disk) = world(200, 0);
+        let checker = in_sync_checker(dirs);
+        let next = first_of_next_generation(3);
+        checker.observe(
+            5,
+            &Fact::CatalogChanged {
+                epoch: next,
+                dbid: 2,
+                desc: String::new(),
+                fts: row(0, Role::Primary, Mode::Synced),
+            },
+        );
+        checker.observe(
+            6,
+            &Fact::CatalogChanged {
+                epoch: next,
+                dbid: 3,
+                desc: String::new(),
+                fts: row(0, Role::Mirror, Mode::Synced),
+            },
+        );
+        let down = FtsChange {
+            content: 0,
+            role: Role::Mirror,
+            status: Status::Down,
+            mode: Mode::NotSynced,
+        };
+        checker.observe(
+            10,
+            &Fact::CatalogRecovered {
+                epoch: 4,
+                rows: vec![(3, down)],
+            },
+        );
+        checker.observe(50, &ack(150));
+        assert_eq!(checker.violations().len(), 1);
     }
 
     #[test]
