@@ -209,7 +209,14 @@ pub async fn activate(
     start: bool,
     fence: bool,
 ) -> Result<String, String> {
-    hosts.world.lock().unwrap().activation_began_ms = Some(crate::workload::now_ms());
+    // An earlier attempt whose outcome never reached the operator may have taken over
+    // already (and told the instances): the activation under way began with it.
+    hosts
+        .world
+        .lock()
+        .unwrap()
+        .activation_began_ms
+        .get_or_insert(crate::workload::now_ms());
     let fenced = if fence {
         hosts.world.lock().unwrap().fence_coordinator(from)
     } else {
@@ -286,8 +293,10 @@ async fn after_failed_activation(
     let why = e.to_string();
     let mut world = hosts.world.lock().unwrap();
     if refusal == ActivateRefusal::CoordinatorAlive {
-        // Refused before anything changed: the old coordinator is back.
+        // Refused before anything changed: the old coordinator is back, and no activation
+        // is under way.
         world.unfence(from, fenced);
+        world.activation_began_ms = None;
     } else if refusal == ActivateRefusal::NotTheStandby {
         // Its own catalog names it the coordinator: an earlier activation took over
         // and was cut short. Start it as the coordinator; the fence stays.

@@ -133,7 +133,8 @@ pub struct World {
     /// Every change of acting coordinator (an activation the operator saw through, reported
     /// or not), for the one-acting-coordinator checker.
     pub successions: Vec<crate::world::coordinator_pair::Succession>,
-    /// When the operator began the activation under way, if one is.
+    /// When the operator began the activation under way, if one is: its first attempt, when
+    /// attempts whose outcome never reached the operator were repeated.
     pub activation_began_ms: Option<u64>,
     /// Where every instance's data directory lies, for the checkers that read the disks.
     pub dirs: crate::invariants::durable_claims::DataDirs,
