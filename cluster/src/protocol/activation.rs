@@ -1,10 +1,12 @@
 //! The order of `activate-standby`, apart from what carries each step out: given what has
 //! happened so far, the next step, or a refusal.
 //!
-//! The order: refuse when already activated or without a copy of the catalog; refuse while the
-//! old coordinator still answers (two coordinators); stop receiving the catalog stream; replay
-//! to the end of the valid WAL (the coordinator's state at its last committed transaction);
-//! take over the catalog under the first epoch of a new coordinator generation, kept on disk;
+//! The order: refuse when already activated or without a copy of the catalog; stop receiving
+//! the catalog stream; replay to the end of the valid WAL (the coordinator's state at its last
+//! committed transaction); refuse while the old coordinator answers (two coordinators), asked
+//! only now, right before the take-over, so that an old coordinator that came back while the
+//! standby replayed (or stalled) is found; take over the catalog under the first epoch of a
+//! new coordinator generation, kept on disk;
 //! announce that generation to every segment instance; resolve the distributed transactions left
 //! in doubt; serve as the coordinator. Each step follows only the one before it.
 //!
@@ -47,7 +49,8 @@ pub enum Event {
     Done(Step),
 }
 
-/// Why activation is refused before it changes anything.
+/// Why activation is refused before it takes over (a refusal after [`Step::StopReceiving`] has
+/// the driver receive the catalog stream again).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     AlreadyActive,
@@ -76,9 +79,9 @@ pub struct Activation {
 const ORDER: [Step; 9] = [
     Step::CheckNotActive,
     Step::CheckCatalog,
-    Step::ProbeOldCoordinator,
     Step::StopReceiving,
     Step::ReplayToEnd,
+    Step::ProbeOldCoordinator,
     Step::TakeOver,
     Step::Announce,
     Step::ResolveInDoubt,
@@ -168,12 +171,26 @@ mod tests {
         let mut a = up_to(Step::ProbeOldCoordinator);
         a.record(Event::OldCoordinatorAnswered(true));
         assert_eq!(a.next(), Next::Refuse(Refusal::CoordinatorAlive));
-        a.record(Event::Done(Step::StopReceiving));
+        a.record(Event::Done(Step::TakeOver));
         assert_eq!(
             a.next(),
             Next::Refuse(Refusal::CoordinatorAlive),
             "a refusal is final"
         );
+    }
+
+    /// Standard seed 372: the old coordinator was down when activation began, came back while
+    /// the standby stalled between replaying its WAL and taking over, and committed
+    /// distributed transactions the standby never received; the standby, having asked first,
+    /// took over and rolled back a transaction the old coordinator had committed on one
+    /// segment. Asked last, the question finds the old coordinator back.
+    #[test]
+    fn the_old_coordinator_is_asked_last_before_the_take_over() {
+        let mut a = up_to(Step::ReplayToEnd);
+        a.record(Event::Done(Step::ReplayToEnd));
+        assert_eq!(a.next(), Next::Run(Step::ProbeOldCoordinator));
+        a.record(Event::OldCoordinatorAnswered(false));
+        assert_eq!(a.next(), Next::Run(Step::TakeOver));
     }
 
     #[test]
@@ -189,6 +206,7 @@ mod tests {
         a.record(Event::Done(Step::TakeOver));
         assert_eq!(a.next(), Next::Run(Step::ReplayToEnd), "out of order");
         a.record(Event::Done(Step::ReplayToEnd));
+        a.record(Event::OldCoordinatorAnswered(false));
         assert_eq!(a.next(), Next::Run(Step::TakeOver));
     }
 

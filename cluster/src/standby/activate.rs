@@ -11,6 +11,7 @@
 //! the in-doubt resolution with the resolver's executor.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -59,7 +60,7 @@ impl ActivateError {
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs activation's steps in the order [`machine::Activation`] gives them.
-pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateError> {
+pub(super) async fn activate(shared: &Arc<Shared>) -> Result<Activation, ActivateError> {
     let _one = shared.activating.lock().await;
     let mut machine = machine::Activation::default();
     let mut run = Run {
@@ -73,7 +74,14 @@ pub(super) async fn activate(shared: &Shared) -> Result<Activation, ActivateErro
     loop {
         match machine.next() {
             Next::Run(step) => machine.record(run.step(step).await?),
-            Next::Refuse(refusal) => return Err(run.refusal(refusal)),
+            Next::Refuse(refusal) => {
+                if refusal == Refusal::CoordinatorAlive {
+                    // Asked right before the take-over: nothing is changed yet but the stream
+                    // stopped, and it resumes.
+                    shared.resume_receiving(run.engine.take()).await;
+                }
+                return Err(run.refusal(refusal));
+            }
             Next::Activated => return Ok(run.report()),
         }
     }

@@ -176,6 +176,22 @@ impl Shared {
         }
     }
 
+    /// Receives the catalog stream again after an activation that stopped it was refused
+    /// (the old coordinator answers again): the engine it replayed goes back, and the stream
+    /// resumes from its end.
+    pub(super) async fn resume_receiving(self: &Arc<Self>, engine: Option<Engine>) {
+        if let Some(mut engine) = engine {
+            engine.receive_again();
+            *self.engine.lock().await = Some(engine);
+        }
+        let mut receiver = self.receiver.lock().unwrap();
+        if receiver.is_none() {
+            *receiver = Some(runtime::spawn(
+                self.clone().receive_loop().in_current_span(),
+            ));
+        }
+    }
+
     /// Stops receiving (activation): the stream task ends at its next await.
     pub(super) fn stop_receiver(&self) {
         if let Some(task) = self.receiver.lock().unwrap().take() {

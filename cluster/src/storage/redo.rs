@@ -208,6 +208,15 @@ impl Engine {
         Ok(redone.valid_end)
     }
 
+    /// Takes back what [`Engine::end_of_valid_wal`] decided, before this engine added a
+    /// record of its own: it may receive another instance's WAL again, as after opening (a
+    /// standby whose activation was refused once it had replayed to its end). A cut torn tail
+    /// is received again like any WAL the engine lacks.
+    pub fn receive_again(&mut self) {
+        self.role = Role::Undecided;
+        self.check_invariants();
+    }
+
     /// Primary: raw WAL bytes `[from, min(from + max_bytes, flushed))` for a walsender. Only
     /// flushed WAL is shipped, so a mirror never holds records its primary could lose.
     pub fn read_wal(&self, from: Lsn, max_bytes: usize) -> Result<Vec<u8>, StorageError> {
