@@ -6,10 +6,12 @@
 //!
 //! A firing is left alone (the task goes on) when its fault would take down a copy of a
 //! content whose other copy the schedule destroys (a bit flip, a lost directory, a replaced
-//! disk) later in the run, or so shortly before that the prober may not have marked it down:
-//! the nemesis destroys a copy only while its partner is untouched and in sync ("never data"),
-//! and a point firing on top of that would make a double fault that loses the content for
-//! good, which no system survives ([`Destroys`]).
+//! disk) later in the run, or so shortly before that the prober may not have marked it down;
+//! and a crash of the acting coordinator, which stops the prober, is left alone on the same
+//! terms for any destroyed copy. The nemesis destroys a copy only while its partner is
+//! untouched and in sync and the prober can see it ("never data"), and a point firing on top of
+//! that would make a double fault that loses the content for good (or a prober that promotes
+//! an empty mirror from a stale catalog), which no system survives ([`Destroys`]).
 //!
 //! Every fault carried out is recorded as a schedule entry of its own (episodes from
 //! [`FIRST_EPISODE`]), so the availability label and the failover figures account for it,
@@ -86,22 +88,37 @@ impl Destroys {
         }
     }
 
-    /// Whether a fault touching `dbids` at `at_ms` (workload ms) could leave a content with
-    /// no intact copy: another copy of the content is destroyed after `at_ms`, or less than
-    /// the prober's detection window before it.
-    fn endangered(&self, dbids: &[u16], at_ms: u64) -> bool {
+    /// Whether a fault touching `touch` at `at_ms` (workload ms) could leave a content with
+    /// no intact copy: another copy of a touched content (of any content, when the fault stops
+    /// the prober) is destroyed after `at_ms`, or less than the prober's detection window
+    /// before it.
+    fn endangered(&self, touch: &Touch, at_ms: u64) -> bool {
         let content = |d: &u16| self.content_of.get(d).copied();
-        self.at
+        let mut near = self
+            .at
             .iter()
-            .filter(|(destroyed_at, _)| destroyed_at.saturating_add(self.gap_ms) >= at_ms)
-            .any(|(_, lost)| {
-                lost.iter().any(|l| {
-                    dbids
-                        .iter()
-                        .any(|d| d != l && content(d).is_some() && content(d) == content(l))
-                })
+            .filter(|(destroyed_at, _)| destroyed_at.saturating_add(self.gap_ms) >= at_ms);
+        let dbids = match touch {
+            Touch::Prober => return near.next().is_some(),
+            Touch::Instances(dbids) => dbids,
+        };
+        near.any(|(_, lost)| {
+            lost.iter().any(|l| {
+                dbids
+                    .iter()
+                    .any(|d| d != l && content(d).is_some() && content(d) == content(l))
             })
+        })
     }
+}
+
+/// What a firing's fault would touch.
+#[derive(Debug)]
+enum Touch {
+    /// These instances (none, for a delay).
+    Instances(Vec<u16>),
+    /// The acting coordinator, and with it the prober.
+    Prober,
 }
 
 struct Ctx {
@@ -192,23 +209,29 @@ impl Ctx {
         Target::Unknown
     }
 
-    /// The instances a firing's fault would touch: the target instance for a kill or a
-    /// pause, every instance of its host for a crash.
-    fn touched(&self, target: &Target, action: Action) -> Vec<u16> {
+    /// What a firing's fault would touch: the target instance for a kill or a pause, every
+    /// instance of its host for a crash, the prober for a crash of the acting coordinator (a
+    /// pause of a coordinator is carried out as a delay).
+    fn touched(&self, target: &Target, action: Action) -> Touch {
         let host = match (target, action) {
-            (_, Action::Delay(_) | Action::Drop) => return Vec::new(),
-            (Target::Instance(_, dbid), Action::KillProcess | Action::Pause(_)) => {
-                return vec![*dbid]
+            (_, Action::Delay(_) | Action::Drop) | (Target::Coordinator(..), Action::Pause(_)) => {
+                return Touch::Instances(Vec::new())
             }
+            (Target::Instance(_, dbid), Action::KillProcess | Action::Pause(_)) => {
+                return Touch::Instances(vec![*dbid])
+            }
+            (Target::Coordinator(_, true), _) => return Touch::Prober,
             (Target::Instance(host, _) | Target::Coordinator(host, false), _) => host,
-            _ => return Vec::new(),
+            (Target::Unknown, _) => return Touch::Instances(Vec::new()),
         };
         let world = self.hosts.world.lock().unwrap();
-        world
-            .hosts
-            .get(host)
-            .map(|h| h.processes.iter().filter_map(|p| p.dbid).collect())
-            .unwrap_or_default()
+        Touch::Instances(
+            world
+                .hosts
+                .get(host)
+                .map(|h| h.processes.iter().filter_map(|p| p.dbid).collect())
+                .unwrap_or_default(),
+        )
     }
 
     fn draw_ms(&self, lo: u64, hi: u64) -> Duration {
@@ -279,7 +302,7 @@ async fn carry_out(ctx: Arc<Ctx>, hit: Hit) {
         info!(
             point = hit.point.name(),
             ?touched,
-            "fault point: left alone, the schedule destroys a partner copy"
+            "fault point: left alone, the schedule destroys another copy nearby"
         );
         return hit.carry_on();
     }
@@ -338,6 +361,10 @@ mod tests {
         }
     }
 
+    fn ids(dbids: &[u16]) -> Touch {
+        Touch::Instances(dbids.to_vec())
+    }
+
     fn at(at_ms: u64, fault: Fault) -> ScheduledFault {
         ScheduledFault {
             at_ms,
@@ -361,13 +388,18 @@ mod tests {
         ];
         let d = Destroys::new(&schedule, &segments, Duration::from_secs(10));
         // Before the loss (seed 330's shape) and within the detection window after it.
-        assert!(d.endangered(&[2], 5_000));
-        assert!(d.endangered(&[2, 5], 29_000));
+        assert!(d.endangered(&ids(&[2]), 5_000));
+        assert!(d.endangered(&ids(&[2, 5]), 29_000));
         // Long after it, the lost copy is marked down: touching the survivor costs
         // availability only.
-        assert!(!d.endangered(&[2], 31_000));
+        assert!(!d.endangered(&ids(&[2]), 31_000));
         // The destroyed copy itself, and other contents, are free to touch.
-        assert!(!d.endangered(&[3, 4], 5_000));
+        assert!(!d.endangered(&ids(&[3, 4]), 5_000));
+        // A crash of the acting coordinator stops the prober that must mark the lost copy
+        // down (seed 283's shape): left alone before the loss and within the window after.
+        assert!(d.endangered(&Touch::Prober, 5_000));
+        assert!(d.endangered(&Touch::Prober, 29_000));
+        assert!(!d.endangered(&Touch::Prober, 31_000));
         // A replaced disk destroys every copy on its host.
         let schedule = [at(
             20_000,
@@ -376,7 +408,7 @@ mod tests {
             },
         )];
         let d = Destroys::new(&schedule, &segments, Duration::from_secs(10));
-        assert!(d.endangered(&[5], 1_000));
-        assert!(!d.endangered(&[3, 4], 1_000));
+        assert!(d.endangered(&ids(&[5]), 1_000));
+        assert!(!d.endangered(&ids(&[3, 4]), 1_000));
     }
 }
