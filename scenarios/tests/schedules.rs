@@ -113,6 +113,10 @@ fn an_epoch_the_lost_coordinator_never_logged_is_explained_by_its_history_row() 
     let text = include_str!("../schedules/unlogged-epoch-inherited-by-standby-swarm-207.json");
     let mut cfg = RunConfig::swarm();
     cfg.schedule = Some(sim::nemesis::parse_schedule(text).unwrap());
+    // The schedule as recorded, without the fault points the swarm scenario now arms: seed
+    // 207's draw crashes the standby's host mid activation, and the operator's second,
+    // `activate-standby -f`, tells another story than the one this test keeps.
+    cfg.fault_points = false;
     let result = run_seed(207, &cfg).0;
     assert!(
         result
