@@ -439,6 +439,48 @@ fn the_standby_verbs_refuse_what_the_real_tools_refuse() {
     in_runtime(4, || Box::pin(refusals()));
 }
 
+/// A base backup cut short by a crash of the standby's host (fault point base-backup-midway):
+/// `init-standby -s` reports the standby gone within seconds, as gpinitstandby reports its
+/// failed pg_basebackup, instead of waiting out its 30 s for a standby no process runs (which
+/// kept the operator from retrying within the liveness bound: standard seed 298, swarm seed
+/// 499). Once the host is back, `init-standby -n` lays a new base backup over the half-made
+/// directory and the standby becomes Synchronized.
+async fn interrupted_base_backup() {
+    use cluster::io::points::FaultPoint;
+    use cluster::io::runtime::fault_points::{self, Action, Arming};
+    let (mut world, admin) = quiet_world().await;
+    fault_points::arm(vec![Arming {
+        point: FaultPoint::BaseBackupMidway,
+        action: Action::CrashHost,
+        skip: 0,
+        fires: 1,
+    }]);
+    let init = world.init_standby(&admin, false, Duration::from_secs(30));
+    let hit = fault_points::next_hit().await;
+    let crashed = madsim::time::Instant::now();
+    world.kill_host(STANDBY_HOST);
+    drop(hit);
+    let err = init.await.unwrap_err();
+    assert!(
+        matches!(err, StandbyAdminError::StandbyGone { .. }),
+        "{err}"
+    );
+    let waited = crashed.elapsed();
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    fault_points::disarm();
+    world.restart_host(STANDBY_HOST);
+    let synced = world
+        .init_standby(&admin, true, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(synced.summary_state, SummaryState::Synchronized);
+}
+
+#[test]
+fn init_standby_stops_waiting_for_a_standby_whose_host_crashed_mid_base_backup() {
+    in_runtime(5, || Box::pin(interrupted_base_backup()));
+}
+
 /// The failover replays bit for bit: the same seed gives the same trace hash.
 #[test]
 fn the_failover_is_deterministic() {

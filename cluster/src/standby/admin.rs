@@ -33,6 +33,8 @@ pub enum StandbyAdminError {
     Launch { host: String, why: String },
     #[error("the standby did not become Synchronized within {within:?}: {state}")]
     NotSynchronized { within: Duration, state: String },
+    #[error("the standby on host {host} is not running: it stopped answering, or never started, before it was Synchronized (its host failed, or its base backup did); run init-standby again")]
+    StandbyGone { host: String },
     #[error("activate-standby: {0}")]
     Activate(String),
     #[error("activate-standby: {message}")]
@@ -153,16 +155,54 @@ where
             }
         }
     };
-    if passive_status(&standby.endpoint(), Duration::from_secs(1))
+    let (addr, host) = (standby.endpoint(), standby.hostname.clone());
+    if passive_status(&addr, Duration::from_secs(1))
         .await
         .is_none()
     {
-        let host = standby.hostname.clone();
         launch(standby)
             .await
-            .map_err(|why| StandbyAdminError::Launch { host, why })?;
+            .map_err(|why| StandbyAdminError::Launch {
+                host: host.clone(),
+                why,
+            })?;
     }
-    wait_synchronized(client, within).await
+    wait_until_synchronized(client, Some((&addr, &host)), within).await
+}
+
+/// How long a standby that answered may then stay silent before `init-standby` stops waiting
+/// for it: its process is gone, as when gpinitstandby's pg_basebackup fails with its host, and
+/// the tool reports that at once rather than waiting out its time for a standby no one runs.
+pub const STANDBY_SILENT_MAX: Duration = Duration::from_secs(3);
+
+/// How long a standby that never answered yet may take to start listening.
+pub const STANDBY_START_MAX: Duration = Duration::from_secs(10);
+
+/// Whether the standby being waited for is gone: it answered once, then stayed silent for
+/// [`STANDBY_SILENT_MAX`]; or it never answered in [`STANDBY_START_MAX`] (its host failed as
+/// it started).
+#[derive(Default)]
+struct Liveness {
+    answered: bool,
+    silent_since: Option<Duration>,
+}
+
+impl Liveness {
+    /// One look at `now` (time since the wait began): whether the standby answered.
+    fn gone(&mut self, answers: bool, now: Duration) -> bool {
+        if answers {
+            self.answered = true;
+            self.silent_since = None;
+            return false;
+        }
+        let since = *self.silent_since.get_or_insert(now);
+        let silent = now.saturating_sub(since);
+        if self.answered {
+            silent >= STANDBY_SILENT_MAX
+        } else {
+            silent >= STANDBY_START_MAX
+        }
+    }
 }
 
 /// Polls the mirroring view until it says Synchronized, for up to `within`.
@@ -170,12 +210,30 @@ pub async fn wait_synchronized(
     client: &mut Client,
     within: Duration,
 ) -> Result<MirroringStatus, StandbyAdminError> {
-    let deadline = Instant::now() + within;
+    wait_until_synchronized(client, None, within).await
+}
+
+/// Polls the mirroring view until it says Synchronized, for up to `within`; with `standby`
+/// (its address and host), gives up early once that standby is gone ([`Liveness`]).
+async fn wait_until_synchronized(
+    client: &mut Client,
+    standby: Option<(&str, &str)>,
+    within: Duration,
+) -> Result<MirroringStatus, StandbyAdminError> {
+    let start = Instant::now();
+    let deadline = start + within;
+    let mut liveness = Liveness::default();
     loop {
         let last = mirroring_status(client).await;
         if let Ok(s) = &last {
             if s.summary_state == SummaryState::Synchronized {
                 return Ok(s.clone());
+            }
+        }
+        if let Some((addr, host)) = standby {
+            let answers = passive_status(addr, Duration::from_secs(1)).await.is_some();
+            if liveness.gone(answers, start.elapsed()) {
+                return Err(StandbyAdminError::StandbyGone { host: host.into() });
             }
         }
         if Instant::now() >= deadline {
@@ -279,5 +337,28 @@ mod tests {
             "{err}"
         );
         assert_eq!(check_mode(&InitMode::Add(new()), &status(None)), Ok(None));
+    }
+
+    #[test]
+    fn a_standby_that_answered_then_stays_silent_is_gone_and_one_still_starting_is_not() {
+        let s = |n: u64| Duration::from_secs(n);
+        let mut starting = Liveness::default();
+        assert!(!starting.gone(false, s(0)));
+        assert!(
+            !starting.gone(false, s(9)),
+            "never answered: may be starting"
+        );
+        assert!(starting.gone(false, s(10)), "never started");
+        let mut died = Liveness::default();
+        assert!(!died.gone(true, s(1)));
+        assert!(!died.gone(false, s(2)));
+        assert!(!died.gone(false, s(4)), "silent for 2 s only");
+        assert!(died.gone(false, s(5)));
+        let mut blip = Liveness::default();
+        assert!(!blip.gone(true, s(0)));
+        assert!(!blip.gone(false, s(1)));
+        assert!(!blip.gone(true, s(3)), "it answered again");
+        assert!(!blip.gone(false, s(5)));
+        assert!(!blip.gone(false, s(7)));
     }
 }

@@ -171,6 +171,20 @@ impl Fault {
         )
     }
 
+    /// The copies of data this fault destroys for good (a bit flip, a lost directory, a
+    /// replaced disk): their dbids among `segments`; none for any other fault.
+    pub fn destroyed_copies(&self, segments: &[SegmentConfig]) -> Vec<u16> {
+        match self {
+            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
+            Fault::DiskReplaced { host } => segments
+                .iter()
+                .filter(|s| s.hostname == *host)
+                .map(|s| s.dbid)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The healing of a fault that starts here (`None` for a fault that never heals by itself).
     pub fn heal(&self) -> Option<Fault> {
         Some(match self {

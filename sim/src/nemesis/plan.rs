@@ -278,15 +278,7 @@ impl<'a, 'l> Planner<'a, 'l> {
     /// passed), or they would lose the content for good, which no system survives.
     fn may_destroy(&self, fault: &Fault, t: Duration) -> bool {
         let segments = self.layout.segments;
-        let destroys: Vec<u16> = match fault {
-            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
-            Fault::DiskReplaced { host } => segments
-                .iter()
-                .filter(|s| s.hostname == *host)
-                .map(|s| s.dbid)
-                .collect(),
-            _ => Vec::new(),
-        };
+        let destroys = fault.destroyed_copies(segments);
         if destroys
             .iter()
             .any(|dbid| touched_before(&self.faults, segments, *dbid, t))
@@ -314,20 +306,9 @@ fn endangers_a_lost_copy(
     for f in faults.iter().filter(|f| f.fault.is_heal()) {
         heal_at.entry(f.episode).or_insert(f.at_ms);
     }
-    let destroyed = |f: &Fault| -> Vec<u16> {
-        match f {
-            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
-            Fault::DiskReplaced { host } => segments
-                .iter()
-                .filter(|s| s.hostname == *host)
-                .map(|s| s.dbid)
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
     let overlaps = |(a, b): (u64, u64), (c, d): (u64, u64)| a <= d && c <= b;
     for d in faults.iter().filter(|f| !f.fault.is_heal()) {
-        let lost = destroyed(&d.fault);
+        let lost = d.fault.destroyed_copies(segments);
         if lost.is_empty() {
             continue;
         }

@@ -502,7 +502,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         cfg: std::sync::Arc::new(cfg.clone()),
     };
     let watch = (cfg.operator && with_standby).then(|| (seed, addrs.clone(), stop_at_ms));
-    let points = points::Points::start(&hosts, seed, start_ms);
+    let points = points::Points::start(&hosts, seed, start_ms, &faults, &segments);
     let (mut host_events, operator, mut operator_actions) =
         fault_phase(&admin, &hosts, &faults, start_ms, client_timeout, watch).await;
     // Heal: everything the schedule left in force; then the clients finish their last
