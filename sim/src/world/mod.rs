@@ -21,6 +21,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracing::{info, warn};
 
+use cluster::admin::HostError;
 use cluster::coordinator::{self, CoordinatorConfig};
 use cluster::io::Disk;
 use cluster::model::catalog::{Mode, Role, SegmentConfig, Status};
@@ -478,17 +479,17 @@ impl World {
         cfg: &RunConfig,
         row: &SegmentConfig,
         primary: &str,
-    ) -> Result<(), String> {
-        let ip: IpAddr = row
-            .address
-            .parse()
-            .map_err(|_| format!("address {} is not an IP", row.address))?;
+    ) -> Result<(), HostError> {
+        let ip: IpAddr = row.address.parse().map_err(|_| HostError::Address {
+            address: row.address.clone(),
+            why: "is not an IP".into(),
+        })?;
         let host = self
             .hosts
             .get(&row.hostname)
-            .ok_or_else(|| format!("unknown host {}", row.hostname))?;
+            .ok_or_else(|| HostError::UnknownHost(row.hostname.clone()))?;
         if !host.up {
-            return Err(format!("host {} is down", row.hostname));
+            return Err(HostError::Down(row.hostname.clone()));
         }
         // The address is free, or held by this very instance, which gave up on its own (a
         // full copy wipes its directory and starts it afresh).
@@ -501,7 +502,10 @@ impl World {
             .values()
             .find(|h| h.processes.iter().any(|p| p.ip == ip && held(h, p)))
         {
-            return Err(format!("address {ip} is in use on host {}", other.name));
+            return Err(HostError::Address {
+                address: ip.to_string(),
+                why: format!("is in use on host {}", other.name),
+            });
         }
         let mut mirror = row.clone();
         mirror.role = Role::Mirror;
@@ -510,8 +514,10 @@ impl World {
         icfg.peer_addr = Some(primary.to_string());
         self.fill_instance(cfg, &mut icfg);
         let disk = self.instance_disk(&host.disk, &mirror);
-        cluster::storage::wipe_instance_dir(&*disk)
-            .map_err(|e| format!("cannot wipe {}:{}: {e}", row.hostname, row.datadir))?;
+        cluster::storage::wipe_instance_dir(&*disk).map_err(|e| HostError::Failed {
+            step: format!("wipe {}:{}", row.hostname, row.datadir),
+            detail: e.to_string(),
+        })?;
         let host_disk = host.disk.clone();
         self.install_identity(&host_disk, &row.datadir, row.dbid, row.content);
         let reuse = host.processes.iter().position(|p| p.ip == ip);
