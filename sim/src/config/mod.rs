@@ -14,7 +14,7 @@ use cluster::model::bugs::PlantedBugs;
 use cluster::model::layout::Layout;
 use cluster::segment::ReplicationMode;
 
-use crate::nemesis::{FaultKind, FaultWeights};
+use crate::nemesis::{self, FaultKind, FaultWeights};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -123,6 +123,26 @@ impl Workload {
 }
 
 impl RunConfig {
+    /// What the nemesis' planner reads of this configuration.
+    pub fn plan_settings(&self) -> nemesis::Settings {
+        nemesis::Settings {
+            fault_weights: self.fault_weights.clone(),
+            fault_every_mean: self.fault_every_mean,
+            fault_time: self.fault_time,
+            downtime_min: self.downtime_min,
+            downtime_max: self.downtime_max,
+            partition_max: self.partition_max,
+            available_share: self.available_share,
+            detection_window: nemesis::detection_window(
+                &self.probe,
+                self.wal_timeout,
+                self.mirror_down_grace_period,
+            ),
+            mirrors: self.mirrors,
+            standby: self.standby,
+        }
+    }
+
     /// One mirrored segment: coordinator `mdw`, primary on `sdw1`, mirror on `sdw2`; clients
     /// insert; hosts crash for 30 simulated seconds.
     pub fn pair() -> RunConfig {

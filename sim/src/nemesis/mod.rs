@@ -22,7 +22,7 @@ pub mod schedule_file;
 
 pub use exposure::{detection_window, exposure, label, one_probe, Exposure, Label};
 pub use kind::{FaultKind, FaultWeights};
-pub use plan::plan;
+pub use plan::{plan, Settings};
 pub use schedule_file::{parse_schedule, validate, ENTRY_KINDS};
 
 use serde::{Deserialize, Serialize};
@@ -298,7 +298,11 @@ mod tests {
         };
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..300 {
-            let faults = plan(&mut ChaCha8Rng::seed_from_u64(seed), &cfg, &layout);
+            let faults = plan(
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &cfg.plan_settings(),
+                &layout,
+            );
             validate(&faults, &layout, cfg.fault_time)
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             let mut open = BTreeMap::new();
@@ -469,7 +473,11 @@ mod tests {
             segments: &segments,
         };
         for seed in 0..200 {
-            let faults = plan(&mut ChaCha8Rng::seed_from_u64(seed), &cfg, &layout);
+            let faults = plan(
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &cfg.plan_settings(),
+                &layout,
+            );
             for host in &hosts {
                 let mut down = false;
                 for f in &faults {
@@ -499,7 +507,11 @@ mod tests {
             segment_hosts: hosts,
             segments: &segments,
         };
-        let faults = plan(&mut ChaCha8Rng::seed_from_u64(3), &cfg, &layout);
+        let faults = plan(
+            &mut ChaCha8Rng::seed_from_u64(3),
+            &cfg.plan_settings(),
+            &layout,
+        );
         let text = serde_json::json!({ "faults": faults }).to_string();
         assert_eq!(parse_schedule(&text).unwrap(), faults);
         let e = parse_schedule(r#"[{"at_ms": 5, "kind": "host-crash"}]"#).unwrap_err();

@@ -515,7 +515,10 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         configuration_history: reads.configuration_history,
         activations,
         successions,
-        durable_claims: recorder.durable_claims().unwrap_or_default(),
+        durable_claims: recorder
+            .judge::<invariants::durable_claims::DurableClaims>()
+            .map(|c| c.violations())
+            .unwrap_or_default(),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -568,10 +571,12 @@ async fn start_cluster(
     client_timeout: Duration,
 ) -> (World, madsim::runtime::NodeHandle) {
     let world = World::build_observed(cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
-    recorder.judge_durable_claims(invariants::durable_claims::DurableClaims::new(
-        world.dirs.clone(),
-        invariants::durable_claims::Catalog::initial(&world.segments),
-        cfg.replication == cluster::segment::ReplicationMode::Sync,
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::durable_claims::DurableClaims::new(
+            world.dirs.clone(),
+            invariants::durable_claims::Catalog::initial(&world.segments),
+            cfg.replication == cluster::segment::ReplicationMode::Sync,
+        ),
     ));
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
@@ -629,7 +634,7 @@ fn schedule_of(cfg: &RunConfig, seed: u64, world: &World) -> Vec<ScheduledFault>
                 segment_hosts: world.segment_host_names(),
                 segments: &world.segments,
             };
-            nemesis::plan(&mut stream(seed, "nemesis"), cfg, &layout)
+            nemesis::plan(&mut stream(seed, "nemesis"), &cfg.plan_settings(), &layout)
         }
     }
 }

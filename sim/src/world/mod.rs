@@ -7,6 +7,7 @@
 //! runs: crashes, fencing, activation ([`coordinator_pair`]).
 
 pub mod coordinator_pair;
+pub mod dirs;
 pub mod disk;
 pub mod faults;
 pub mod standby_host;
@@ -137,7 +138,7 @@ pub struct World {
     /// When the operator began the activation under way, if one is.
     pub activation_began_ms: Option<u64>,
     /// Where every instance's data directory lies, for the checkers that read the disks.
-    pub dirs: crate::invariants::durable_claims::DataDirs,
+    pub dirs: crate::world::dirs::DataDirs,
 }
 
 /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.

@@ -39,7 +39,7 @@ pub struct StandbyHost {
     pub(crate) node: NodeHandle,
     pub(crate) disk: SimDisk,
     /// Where the world keeps the data directories (the standby's is recorded at launch).
-    pub(crate) dirs: crate::invariants::durable_claims::DataDirs,
+    pub(crate) dirs: crate::world::dirs::DataDirs,
     pub(crate) coordinator_addr: String,
     pub(crate) coordinator: CoordinatorConfig,
 }
