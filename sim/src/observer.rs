@@ -3,13 +3,18 @@
 //! log text: the prober's and the utilities' committed catalog changes, promotions with their
 //! end of WAL, acknowledged commits, the requests instances obeyed. One checker,
 //! [`crate::invariants::durable_claims`], judges each fact as it is reported, while the
-//! simulated disks still are as they were then.
+//! simulated disks still are as they were then; two more judge facts as they come, the
+//! prober's failover decisions ([`crate::invariants::failover_policy`]) and the epochs of the
+//! requests instances obey ([`crate::invariants::obeyed_epochs`], whose facts, one per obeyed
+//! request, are judged and not kept).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cluster::model::observe::{Fact, FtsChange, Observe, Observer};
 
 use crate::invariants::durable_claims::DurableClaims;
+use crate::invariants::failover_policy::FailoverPolicy;
+use crate::invariants::obeyed_epochs::ObeyedEpochs;
 
 /// A fact and when it was reported (simulated milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +28,10 @@ pub struct Recorder {
     facts: Arc<Mutex<Vec<Observed>>>,
     /// The checker that judges facts against the simulated disks as they arrive, once set.
     durable_claims: Arc<OnceLock<DurableClaims>>,
+    /// The checker of the prober's failover decisions, once set.
+    failover_policy: Arc<OnceLock<FailoverPolicy>>,
+    /// The checker of the epochs of obeyed requests.
+    obeyed_epochs: Arc<ObeyedEpochs>,
 }
 
 impl Observer for Recorder {
@@ -32,6 +41,13 @@ impl Observer for Recorder {
             .unwrap_or(0);
         if let Some(checker) = self.durable_claims.get() {
             checker.observe(at_ms, &fact);
+        }
+        if let Some(checker) = self.failover_policy.get() {
+            checker.observe(at_ms, &fact);
+        }
+        self.obeyed_epochs.observe(at_ms, &fact);
+        if matches!(fact, Fact::ObeyedEpoch { .. }) {
+            return; // one per obeyed request: judged, not kept
         }
         self.facts.lock().unwrap().push(Observed { at_ms, fact });
     }
@@ -48,6 +64,24 @@ impl Recorder {
         if self.durable_claims.set(checker).is_err() {
             panic!("the durable-claims checker is set once");
         }
+    }
+
+    /// From now on, judges each failover decision with `checker` (see
+    /// [`crate::invariants::failover_policy`]). Set once, before the cluster runs.
+    pub fn judge_failover_policy(&self, checker: FailoverPolicy) {
+        if self.failover_policy.set(checker).is_err() {
+            panic!("the failover-policy checker is set once");
+        }
+    }
+
+    /// What the failover-policy checker found, if it judged this run.
+    pub fn failover_policy(&self) -> Option<Vec<crate::invariants::Violation>> {
+        self.failover_policy.get().map(FailoverPolicy::violations)
+    }
+
+    /// What the obeyed-epochs checker found.
+    pub fn obeyed_epochs(&self) -> Vec<crate::invariants::Violation> {
+        self.obeyed_epochs.violations()
     }
 
     /// What the durable-claims checker found, if it judged this run.

@@ -196,6 +196,9 @@ struct SimOutput {
     successions: Vec<crate::world::coordinator_pair::Succession>,
     /// What the durable-claims checker found as the run went.
     durable_claims: Vec<Violation>,
+    /// What the failover-policy and obeyed-epochs checkers found as the run went.
+    failover_policy: Vec<Violation>,
+    obeyed_epochs: Vec<Violation>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -417,6 +420,8 @@ fn run_checkers(
     );
     check(wal_before_data::NAME, wal_before_data::check(&out.facts));
     check(durable_claims::NAME, out.durable_claims.clone());
+    check(failover_policy::NAME, out.failover_policy.clone());
+    check(obeyed_epochs::NAME, out.obeyed_epochs.clone());
     check(
         identical_replicas::NAME,
         identical_replicas::check(&out.checksums, out.sim_time_ms),
@@ -516,6 +521,8 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         activations,
         successions,
         durable_claims: recorder.durable_claims().unwrap_or_default(),
+        failover_policy: recorder.failover_policy().unwrap_or_default(),
+        obeyed_epochs: recorder.obeyed_epochs(),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -572,6 +579,9 @@ async fn start_cluster(
         world.dirs.clone(),
         invariants::durable_claims::Catalog::initial(&world.segments),
         cfg.replication == cluster::segment::ReplicationMode::Sync,
+    ));
+    recorder.judge_failover_policy(invariants::failover_policy::FailoverPolicy::new(
+        cfg.probe.clone(),
     ));
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
