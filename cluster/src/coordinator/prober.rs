@@ -419,3 +419,34 @@ async fn call(
         .saturating_sub(Instant::now().saturating_duration_since(began));
     conn.call(&req, left).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout() -> NetError {
+        NetError::Timeout {
+            peer: "sdw1:6000".into(),
+            after: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn each_probe_attempt_is_reported_as_its_transport_ended_it() {
+        let refused = SegmentResponse::Fenced {
+            dbid: 2,
+            epoch: 3,
+            followed: 4,
+        };
+        let closed = NetError::Closed {
+            peer: "sdw1:6000".into(),
+        };
+        assert_eq!(
+            attempt_end(&Ok(SegmentResponse::Probe(ProbeReply::default()))),
+            AttemptEnd::Answered
+        );
+        assert_eq!(attempt_end(&Ok(refused)), AttemptEnd::Refused);
+        assert_eq!(attempt_end(&Err(timeout())), AttemptEnd::TimedOut);
+        assert_eq!(attempt_end(&Err(closed)), AttemptEnd::Network);
+    }
+}
