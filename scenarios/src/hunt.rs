@@ -125,6 +125,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "availability",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "failover-on-one-lost-probe",
+        scenario: "standard",
+        caught_by: "failover-policy",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "fence-compares-generations-only",
+        scenario: "standard",
+        caught_by: "obeyed-epochs",
+        seed_budget: 60,
+    },
 ];
 
 /// The catalogue entry of a bug.

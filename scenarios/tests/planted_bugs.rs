@@ -60,6 +60,8 @@ macro_rules! caught {
             "coordinator-fence-off",
             "skip-identity-check",
             "no-cancel-on-failover",
+            "failover-on-one-lost-probe",
+            "fence-compares-generations-only",
         ];
     };
 }
@@ -235,6 +237,21 @@ fn calls_left_waiting_on_a_paused_primary_hold_its_clients_past_the_failover() {
             result.violations.first()
         );
     }
+}
+
+/// A prober that gives a primary up after one lost probe fails it over on the first round it
+/// loses; `failover-policy` finds the decision as it is made, in a round short of its
+/// retries. `fence-compares-generations-only` lets a request stamped before other changes
+/// through after a newer one; `obeyed-epochs` finds it at that request. Each from seed 0 to its
+/// first catch, and the same seeds pass without the bug.
+#[test]
+fn a_failover_after_one_lost_probe_is_found_as_it_is_decided() {
+    caught_and_clean_before("failover-on-one-lost-probe", 0..20);
+}
+
+#[test]
+fn a_fence_comparing_only_generations_obeys_a_stale_request_and_is_found() {
+    caught_and_clean_before("fence-compares-generations-only", 0..60);
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! time it was reported. The checkers and the failover figures read these typed facts, never
 //! log text: the prober's and the utilities' committed catalog changes, promotions with their
 //! end of WAL, acknowledged commits, the requests instances obeyed. Continuous checkers (the
-//! [`Judge`]s, in `invariants`) see each fact as it is reported, while the simulated disks
-//! still are as they were then.
+//! [`Judge`]s, in `invariants`: durable claims against the simulated disks, the prober's
+//! failover decisions, the epochs of the requests instances obey) see each fact as it is
+//! reported, while the simulated disks still are as they were then. The one-per-request
+//! `ObeyedEpoch` facts are judged and not kept.
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
@@ -37,6 +39,9 @@ impl Observer for Recorder {
             .unwrap_or(0);
         for judge in self.judges.lock().unwrap().iter() {
             judge.judge(at_ms, &fact);
+        }
+        if matches!(fact, Fact::ObeyedEpoch { .. }) {
+            return; // one per obeyed request: judged, not kept
         }
         self.facts.lock().unwrap().push(Observed { at_ms, fact });
     }

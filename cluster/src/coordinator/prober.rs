@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn, Instrument};
 
 use super::CatalogStore;
-use crate::io::net::Connection;
+use crate::io::net::{Connection, NetError};
 use crate::io::runtime::{self, Instant};
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{Pair, RowChange, SegmentConfig};
+use crate::model::observe::{AttemptEnd, Fact, ProbeAttempt};
 use crate::protocol::fts::{decide_with, Decision, ProbeOutcome};
 use crate::wire::ProbeReply;
 use crate::wire::{SegmentRequest, SegmentResponse};
@@ -124,7 +125,7 @@ impl ContentProber {
     /// unreachable the store says the system is not operational (without mirroring, one failed
     /// segment stops the whole system).
     async fn run(mut self, pair: Pair) -> u32 {
-        let answer =
+        let (answer, round) =
             probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
         if let Answer::Deposed = answer {
             return self.starting;
@@ -145,7 +146,7 @@ impl ContentProber {
             return self.starting;
         }
         let outcome = self.outcome(answer);
-        self.act(&pair, outcome).await;
+        self.act(&pair, outcome, round).await;
         self.starting
     }
 
@@ -171,13 +172,15 @@ impl ContentProber {
         }
     }
 
-    async fn act(&mut self, pair: &Pair, mut outcome: ProbeOutcome) {
+    /// Carries out the decision on `outcome`, the result of the probe round `round`.
+    async fn act(&mut self, pair: &Pair, mut outcome: ProbeOutcome, mut round: Vec<ProbeAttempt>) {
         let mut decision = decide_with(pair, outcome, self.bugs);
         let mut retries = 0;
         while decision == Decision::ProbeAgain && retries < self.settings.probe_retries {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
-            let answer =
+            let answer;
+            (answer, round) =
                 probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
             if let Answer::Deposed = answer {
                 return;
@@ -210,6 +213,13 @@ impl ContentProber {
             }
             Decision::Promote(changes) => {
                 let mirror = pair.mirror.as_ref().expect("promotion needs a mirror");
+                self.store.report(Fact::FailoverDecided {
+                    content,
+                    primary: pair.primary.dbid,
+                    mirror: mirror.dbid,
+                    epoch: self.store.epoch(),
+                    round,
+                });
                 // The role flip is durable in the catalog before the mirror hears of it: if the
                 // coordinator dies in between, the next prober re-sends PROMOTE; it never finds
                 // a promoted mirror the catalog does not know of.
@@ -281,7 +291,7 @@ impl ContentProber {
                 runtime::sleep(self.settings.retry_gap).await;
             }
             let req = request(self.store.epoch());
-            match call(&self.settings, target, req).await {
+            match call(&self.settings, target, req).await.ok() {
                 Some(SegmentResponse::Ok) => return true,
                 Some(SegmentResponse::Fenced { followed, .. })
                     if deposed_by(&self.store, self.bugs, target, followed).await =>
@@ -323,13 +333,14 @@ async fn deposed_by(
 
 /// Up to `probe_retries + 1` attempts, each bounded by `probe_timeout`, `retry_gap` apart, each
 /// with the configuration epoch current when it is sent: other contents' changes move the epoch
-/// meanwhile, and an instance refuses a probe older than an epoch it has seen.
+/// meanwhile, and an instance refuses a probe older than an epoch it has seen. Returns the
+/// answer and the round's attempts, each as the transport ended it (for the checkers).
 async fn probe_with_retries(
     settings: &ProbeSettings,
     primary: &SegmentConfig,
     store: &CatalogStore,
     bugs: PlantedBugs,
-) -> Answer {
+) -> (Answer, Vec<ProbeAttempt>) {
     let unbounded;
     let settings = if bugs.probe_without_timeout {
         unbounded = ProbeSettings {
@@ -340,11 +351,17 @@ async fn probe_with_retries(
     } else {
         settings
     };
+    let mut round = Vec::new();
+    let mut last_end = Instant::now();
     for attempt in 0..=settings.probe_retries {
         if attempt > 0 {
+            if bugs.failover_on_one_lost_probe {
+                break;
+            }
             runtime::sleep(settings.retry_gap).await;
         }
-        match call(
+        let began = Instant::now();
+        let result = call(
             settings,
             primary,
             SegmentRequest::Probe {
@@ -353,32 +370,83 @@ async fn probe_with_retries(
                 epoch: store.epoch(),
             },
         )
-        .await
-        {
-            Some(SegmentResponse::Probe(reply)) => return Answer::Reply(reply),
-            Some(SegmentResponse::Starting { .. }) => return Answer::Starting,
-            Some(SegmentResponse::Fenced { followed, .. })
+        .await;
+        let ended = Instant::now();
+        round.push(ProbeAttempt {
+            gap: if attempt == 0 {
+                Duration::ZERO
+            } else {
+                began.saturating_duration_since(last_end)
+            },
+            waited: ended.saturating_duration_since(began),
+            end: attempt_end(&result),
+        });
+        last_end = ended;
+        match result {
+            Ok(SegmentResponse::Probe(reply)) => return (Answer::Reply(reply), round),
+            Ok(SegmentResponse::Starting { .. }) => return (Answer::Starting, round),
+            Ok(SegmentResponse::Fenced { followed, .. })
                 if deposed_by(store, bugs, primary, followed).await =>
             {
-                return Answer::Deposed
+                return (Answer::Deposed, round)
             }
-            other => debug!(dbid = primary.dbid, attempt, answer = ?other, "probe failed"),
+            other => debug!(dbid = primary.dbid, attempt, answer = ?other.ok(), "probe failed"),
         }
     }
-    Answer::Unreachable
+    (Answer::Unreachable, round)
+}
+
+/// How the transport ended one probe attempt.
+fn attempt_end(result: &Result<SegmentResponse, NetError>) -> AttemptEnd {
+    match result {
+        Ok(SegmentResponse::Probe(_)) => AttemptEnd::Answered,
+        Ok(SegmentResponse::Starting { .. }) => AttemptEnd::Starting,
+        Ok(_) => AttemptEnd::Refused,
+        Err(NetError::Timeout { .. }) => AttemptEnd::TimedOut,
+        Err(_) => AttemptEnd::Network,
+    }
 }
 
 async fn call(
     settings: &ProbeSettings,
     target: &SegmentConfig,
     req: SegmentRequest,
-) -> Option<SegmentResponse> {
+) -> Result<SegmentResponse, NetError> {
     let began = Instant::now();
-    let mut conn = Connection::connect(&target.endpoint(), settings.probe_timeout)
-        .await
-        .ok()?;
+    let mut conn = Connection::connect(&target.endpoint(), settings.probe_timeout).await?;
     let left = settings
         .probe_timeout
         .saturating_sub(Instant::now().saturating_duration_since(began));
-    conn.call(&req, left).await.ok()
+    conn.call(&req, left).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout() -> NetError {
+        NetError::Timeout {
+            peer: "sdw1:6000".into(),
+            after: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn each_probe_attempt_is_reported_as_its_transport_ended_it() {
+        let refused = SegmentResponse::Fenced {
+            dbid: 2,
+            epoch: 3,
+            followed: 4,
+        };
+        let closed = NetError::Closed {
+            peer: "sdw1:6000".into(),
+        };
+        assert_eq!(
+            attempt_end(&Ok(SegmentResponse::Probe(ProbeReply::default()))),
+            AttemptEnd::Answered
+        );
+        assert_eq!(attempt_end(&Ok(refused)), AttemptEnd::Refused);
+        assert_eq!(attempt_end(&Err(timeout())), AttemptEnd::TimedOut);
+        assert_eq!(attempt_end(&Err(closed)), AttemptEnd::Network);
+    }
 }

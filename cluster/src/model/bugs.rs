@@ -75,6 +75,15 @@ pub struct PlantedBugs {
     /// old one wait for their own timeout instead of being cancelled and retried on the new
     /// primary, so clients sit on a hung primary past the failover.
     pub no_cancel_on_failover: bool,
+    /// The prober counts a primary as failed after its first lost probe, without the retries
+    /// (the real rule: a primary is failed over only once every attempt of a probe round,
+    /// `probe_retries` retries after the first, went unanswered within the probe timeout).
+    pub failover_on_one_lost_probe: bool,
+    /// A segment's fence compares only the coordinator generations of a request's epoch and
+    /// the one it follows, so a request from a decision the catalog has since replaced, within
+    /// one coordinator's generation, is obeyed (the real rule: refuse any epoch older than the
+    /// newest followed).
+    pub fence_compares_generations_only: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -159,6 +168,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "no-cancel-on-failover",
         "calls in flight to a replaced primary wait for their timeout instead of moving on",
     ),
+    (
+        "failover-on-one-lost-probe",
+        "the prober fails a primary over after one lost probe, without retrying",
+    ),
+    (
+        "fence-compares-generations-only",
+        "a segment obeys stale requests of its coordinator's own generation",
+    ),
 ];
 
 impl PlantedBugs {
@@ -190,6 +207,8 @@ impl PlantedBugs {
             "coordinator-fence-off" => &mut self.coordinator_fence_off,
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
+            "failover-on-one-lost-probe" => &mut self.failover_on_one_lost_probe,
+            "fence-compares-generations-only" => &mut self.fence_compares_generations_only,
             _ => return None,
         })
     }

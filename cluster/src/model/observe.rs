@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::model::catalog::{Content, Dbid, Mode, Role, Status};
 use crate::model::data::Lsn;
@@ -64,6 +65,49 @@ pub enum Fact {
         page_lsn: Lsn,
         wal_end: Lsn,
     },
+    /// An instance obeyed a fenced request (any: a probe, a promotion, a transaction's begin...)
+    /// stamped with `epoch`. Reported for every one, unlike [`Fact::Obeyed`]; the simulator
+    /// judges it as it comes and keeps none.
+    ObeyedEpoch {
+        content: Content,
+        dbid: Dbid,
+        epoch: u64,
+    },
+    /// The prober decided to fail `content`'s primary `primary` over to its mirror `mirror`,
+    /// under `epoch`, on the probe round `round`: that round's attempts, in order, each as the
+    /// prober's transport ended it.
+    FailoverDecided {
+        content: Content,
+        primary: Dbid,
+        mirror: Dbid,
+        epoch: u64,
+        round: Vec<ProbeAttempt>,
+    },
+}
+
+/// One attempt of a probe round (see [`Fact::FailoverDecided`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeAttempt {
+    /// The pause between the previous attempt's end and this one's start (zero for the first).
+    pub gap: Duration,
+    /// How long the attempt waited, from connecting to its end.
+    pub waited: Duration,
+    pub end: AttemptEnd,
+}
+
+/// How a probe attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// The primary's probe reply arrived.
+    Answered,
+    /// The instance answered that it is starting up or recovering.
+    Starting,
+    /// The instance answered, refusing the probe (a failed disk check, a fence refusal).
+    Refused,
+    /// The network failed the attempt (no connection, a reset, a closed connection).
+    Network,
+    /// No answer arrived within the time left of the probe timeout.
+    TimedOut,
 }
 
 /// A row change the prober decided (see [`Fact::CatalogChanged`]).

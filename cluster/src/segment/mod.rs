@@ -474,7 +474,13 @@ impl Instance {
     /// followed from then on.
     pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
         let followed = self.epoch();
-        if epoch < followed && !self.inner.cfg.bugs.skip_epoch_check {
+        let bugs = self.inner.cfg.bugs;
+        let stale = if bugs.fence_compares_generations_only {
+            epoch::generation(epoch) < epoch::generation(followed)
+        } else {
+            epoch < followed
+        };
+        if stale && !bugs.skip_epoch_check {
             return Err(SegmentResponse::Fenced {
                 dbid: self.dbid(),
                 epoch,
@@ -511,8 +517,14 @@ impl Instance {
         Ok(())
     }
 
-    /// Reports a fenced request obeyed from another coordinator (by address) than the last.
+    /// Reports a fenced request obeyed (every one, with its epoch), and whether it came from
+    /// another coordinator (by address) than the last.
     fn obeyed(&self, epoch: u64, from: &str) {
+        self.inner.cfg.observe.report(Fact::ObeyedEpoch {
+            content: self.inner.cfg.content,
+            dbid: self.dbid(),
+            epoch,
+        });
         let host = from.rsplit_once(':').map_or(from, |(host, _)| host);
         let mut state = self.inner.state.lock().unwrap();
         if state.obeyed_from.as_deref() != Some(host) {

@@ -36,7 +36,6 @@ use cluster::model::data::Lsn;
 use cluster::model::observe::{Fact, FtsChange};
 
 use super::Violation;
-use crate::observer::Judge;
 use crate::workload::history::Event;
 use crate::world::dirs::DataDirs;
 
@@ -147,12 +146,6 @@ pub struct DurableClaims {
     /// The catalog followed so far, and each violation with the mirror it is about (`None`:
     /// the standby).
     state: Mutex<(Catalog, Vec<Found>)>,
-}
-
-impl Judge for DurableClaims {
-    fn judge(&self, at_ms: u64, fact: &Fact) {
-        self.observe(at_ms, fact);
-    }
 }
 
 impl DurableClaims {

@@ -58,7 +58,9 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             | Fact::BlockBeyondWal { .. }
             | Fact::Obeyed { .. }
             | Fact::Started { .. }
-            | Fact::CatalogChanged { .. } => None,
+            | Fact::CatalogChanged { .. }
+            | Fact::ObeyedEpoch { .. }
+            | Fact::FailoverDecided { .. } => None,
         };
         if let Some((content, kind, message)) = fork {
             if forked.insert(content) {

@@ -196,6 +196,9 @@ struct SimOutput {
     successions: Vec<crate::world::coordinator_pair::Succession>,
     /// What the durable-claims checker found as the run went.
     durable_claims: Vec<Violation>,
+    /// What the failover-policy and obeyed-epochs checkers found as the run went.
+    failover_policy: Vec<Violation>,
+    obeyed_epochs: Vec<Violation>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -417,6 +420,8 @@ fn run_checkers(
     );
     check(wal_before_data::NAME, wal_before_data::check(&out.facts));
     check(durable_claims::NAME, out.durable_claims.clone());
+    check(failover_policy::NAME, out.failover_policy.clone());
+    check(obeyed_epochs::NAME, out.obeyed_epochs.clone());
     check(
         identical_replicas::NAME,
         identical_replicas::check(&out.checksums, out.sim_time_ms),
@@ -515,10 +520,9 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         configuration_history: reads.configuration_history,
         activations,
         successions,
-        durable_claims: recorder
-            .judge::<invariants::durable_claims::DurableClaims>()
-            .map(|c| c.violations())
-            .unwrap_or_default(),
+        durable_claims: judged::<invariants::durable_claims::DurableClaims>(&recorder),
+        failover_policy: judged::<invariants::failover_policy::FailoverPolicy>(&recorder),
+        obeyed_epochs: judged::<invariants::obeyed_epochs::ObeyedEpochs>(&recorder),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -561,6 +565,14 @@ async fn fault_phase(
     (host_events, operator, actions)
 }
 
+/// What the continuous checker of type `J` found, if it judged this run.
+fn judged<J: crate::observer::Judge + invariants::Judged>(recorder: &Recorder) -> Vec<Violation> {
+    recorder
+        .judge::<J>()
+        .map(|j| j.violations())
+        .unwrap_or_default()
+}
+
 /// Builds the world and the admin host, creates the tables, and adds the standby coordinator
 /// when the run places one, as an administrator adds one to a running cluster.
 async fn start_cluster(
@@ -577,6 +589,12 @@ async fn start_cluster(
             invariants::durable_claims::Catalog::initial(&world.segments),
             cfg.replication == cluster::segment::ReplicationMode::Sync,
         ),
+    ));
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::failover_policy::FailoverPolicy::new(cfg.probe.clone()),
+    ));
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::obeyed_epochs::ObeyedEpochs::default(),
     ));
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
