@@ -473,33 +473,44 @@ impl Instance {
     /// activated standby deposed (an older generation), and is refused. A newer epoch is
     /// followed from then on.
     pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
-        let followed = self.epoch();
         let bugs = self.inner.cfg.bugs;
-        let stale = if bugs.fence_compares_generations_only {
-            epoch::generation(epoch) < epoch::generation(followed)
-        } else {
-            epoch < followed
+        let stale = |followed: u64| {
+            let older = if bugs.fence_compares_generations_only {
+                epoch::generation(epoch) < epoch::generation(followed)
+            } else {
+                epoch < followed
+            };
+            older && !bugs.skip_epoch_check
         };
-        if stale && !bugs.skip_epoch_check {
-            return Err(SegmentResponse::Fenced {
-                dbid: self.dbid(),
-                epoch,
-                followed,
-            });
+        let refuse = |followed: u64| SegmentResponse::Fenced {
+            dbid: self.dbid(),
+            epoch,
+            followed,
+        };
+        let followed = self.epoch();
+        if stale(followed) {
+            return Err(refuse(followed));
         }
-        if let Err(e) = self.follow(epoch).await {
-            return Err(SegmentResponse::Error(crate::wire::DbError::Failed(
-                self.storage_fault(&e),
-            )));
+        // Following a new generation waits for the disk; a newer request may be followed
+        // meanwhile, so the check is made again where the epoch is taken.
+        match self.follow(epoch).await {
+            Ok(before) if stale(before) => return Err(refuse(before)),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(SegmentResponse::Error(crate::wire::DbError::Failed(
+                    self.storage_fault(&e),
+                )))
+            }
         }
         self.obeyed(epoch, from);
         Ok(())
     }
 
-    /// Follows `epoch` if it is newer than the one followed. A new coordinator generation is
-    /// made durable before anything acts on it: once this instance has obeyed the new
-    /// coordinator, no restart lets it obey the deposed one again.
-    pub(super) async fn follow(&self, epoch: u64) -> Result<(), StorageError> {
+    /// Follows `epoch` if it is newer than the one followed, and returns the epoch followed
+    /// just before (taken with the update, so a request that lost a race to a newer one sees
+    /// it). A new coordinator generation is made durable before anything acts on it: once this
+    /// instance has obeyed the new coordinator, no restart lets it obey the deposed one again.
+    pub(super) async fn follow(&self, epoch: u64) -> Result<u64, StorageError> {
         let new_generation = |followed: u64| epoch::generation(epoch) > epoch::generation(followed);
         if new_generation(self.epoch()) {
             let _one = self.inner.following.lock().await;
@@ -513,8 +524,9 @@ impl Instance {
             }
         }
         let mut state = self.inner.state.lock().unwrap();
-        state.epoch = state.epoch.max(epoch);
-        Ok(())
+        let before = state.epoch;
+        state.epoch = before.max(epoch);
+        Ok(before)
     }
 
     /// Reports a fenced request obeyed (every one, with its epoch), and whether it came from
