@@ -125,6 +125,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "availability",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "wal-flush-covers-later-appends",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "promotion-ends-at-last-commit",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 50,
+    },
 ];
 
 /// The catalogue entry of a bug.

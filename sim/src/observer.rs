@@ -1,15 +1,18 @@
 //! The harness side of the cluster's observation hooks: records every fact with the simulated
 //! time it was reported. The checkers and the failover figures read these typed facts, never
 //! log text: the prober's and the utilities' committed catalog changes, promotions with their
-//! end of WAL, acknowledged commits, the requests instances obeyed. One checker,
-//! [`crate::invariants::durable_claims`], judges each fact as it is reported, while the
-//! simulated disks still are as they were then.
+//! end of WAL, acknowledged commits, the requests instances obeyed. Two checkers,
+//! [`crate::invariants::durable_claims`] and [`crate::invariants::wal_positions`], judge each
+//! fact as it is reported, while the simulated disks still are as they were then. Reported WAL
+//! positions (one fact per replication message) are judged and not kept: no end-of-run reader
+//! needs them, and they would grow the record with every message.
 
 use std::sync::{Arc, Mutex, OnceLock};
 
 use cluster::model::observe::{Fact, FtsChange, Observe, Observer};
 
 use crate::invariants::durable_claims::DurableClaims;
+use crate::invariants::wal_positions::WalPositions;
 
 /// A fact and when it was reported (simulated milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +26,8 @@ pub struct Recorder {
     facts: Arc<Mutex<Vec<Observed>>>,
     /// The checker that judges facts against the simulated disks as they arrive, once set.
     durable_claims: Arc<OnceLock<DurableClaims>>,
+    /// The checker that judges reported WAL positions as they arrive, once set.
+    wal_positions: Arc<OnceLock<WalPositions>>,
 }
 
 impl Observer for Recorder {
@@ -32,6 +37,15 @@ impl Observer for Recorder {
             .unwrap_or(0);
         if let Some(checker) = self.durable_claims.get() {
             checker.observe(at_ms, &fact);
+        }
+        if let Some(checker) = self.wal_positions.get() {
+            checker.observe(at_ms, &fact);
+        }
+        if matches!(
+            fact,
+            Fact::WalPositions { .. } | Fact::StandbyWalPositions { .. } | Fact::WalShipped { .. }
+        ) {
+            return;
         }
         self.facts.lock().unwrap().push(Observed { at_ms, fact });
     }
@@ -48,6 +62,19 @@ impl Recorder {
         if self.durable_claims.set(checker).is_err() {
             panic!("the durable-claims checker is set once");
         }
+    }
+
+    /// From now on, judges each reported WAL position with `checker` (see
+    /// [`crate::invariants::wal_positions`]). Set once, before the cluster runs.
+    pub fn judge_wal_positions(&self, checker: WalPositions) {
+        if self.wal_positions.set(checker).is_err() {
+            panic!("the wal-positions checker is set once");
+        }
+    }
+
+    /// What the wal-positions checker found, if it judged this run.
+    pub fn wal_positions(&self) -> Option<Vec<crate::invariants::Violation>> {
+        self.wal_positions.get().map(WalPositions::violations)
     }
 
     /// What the durable-claims checker found, if it judged this run.

@@ -75,6 +75,17 @@ pub struct PlantedBugs {
     /// old one wait for their own timeout instead of being cancelled and retried on the new
     /// primary, so clients sit on a hung primary past the failover.
     pub no_cancel_on_failover: bool,
+    /// A segment's WAL flush claims as durable everything written when its fsync returns,
+    /// including records appended while the fsync was under way (the real rule: an fsync
+    /// covers only what was written before it began), so a primary acknowledges, and ships to
+    /// its mirror, records a crash of its host loses.
+    pub wal_flush_covers_later_appends: bool,
+    /// A promoting mirror ends its WAL after the last record that finishes a transaction,
+    /// taking whatever follows for an unfinished transaction's records, though a prepare (the
+    /// first phase of a distributed commit, already acknowledged) or a checkpoint is whole
+    /// (the real rule: promotion keeps every whole record the mirror received and cuts only a
+    /// partial or corrupt tail).
+    pub promotion_ends_at_last_commit: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -159,6 +170,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "no-cancel-on-failover",
         "calls in flight to a replaced primary wait for their timeout instead of moving on",
     ),
+    (
+        "wal-flush-covers-later-appends",
+        "a WAL flush claims the records appended while its fsync ran, which a crash loses",
+    ),
+    (
+        "promotion-ends-at-last-commit",
+        "a promoted mirror cuts the whole records after its last commit, a prepare among them",
+    ),
 ];
 
 impl PlantedBugs {
@@ -190,6 +209,8 @@ impl PlantedBugs {
             "coordinator-fence-off" => &mut self.coordinator_fence_off,
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
+            "wal-flush-covers-later-appends" => &mut self.wal_flush_covers_later_appends,
+            "promotion-ends-at-last-commit" => &mut self.promotion_ends_at_last_commit,
             _ => return None,
         })
     }

@@ -16,6 +16,7 @@ pub mod one_acting_coordinator;
 pub mod promoted_in_sync;
 pub mod standby_catalog;
 pub mod wal_before_data;
+pub mod wal_positions;
 
 use serde::Serialize;
 

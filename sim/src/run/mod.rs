@@ -196,6 +196,8 @@ struct SimOutput {
     successions: Vec<crate::world::coordinator_pair::Succession>,
     /// What the durable-claims checker found as the run went.
     durable_claims: Vec<Violation>,
+    /// What the wal-positions checker found as the run went.
+    wal_positions: Vec<Violation>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -417,6 +419,7 @@ fn run_checkers(
     );
     check(wal_before_data::NAME, wal_before_data::check(&out.facts));
     check(durable_claims::NAME, out.durable_claims.clone());
+    check(wal_positions::NAME, out.wal_positions.clone());
     check(
         identical_replicas::NAME,
         identical_replicas::check(&out.checksums, out.sim_time_ms),
@@ -516,6 +519,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         activations,
         successions,
         durable_claims: recorder.durable_claims().unwrap_or_default(),
+        wal_positions: recorder.wal_positions().unwrap_or_default(),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -572,6 +576,9 @@ async fn start_cluster(
         world.dirs.clone(),
         invariants::durable_claims::Catalog::initial(&world.segments),
         cfg.replication == cluster::segment::ReplicationMode::Sync,
+    ));
+    recorder.judge_wal_positions(invariants::wal_positions::WalPositions::new(
+        world.dirs.clone(),
     ));
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
