@@ -96,6 +96,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 100,
     },
     PlantedBug {
+        name: "wal-flush-covers-later-appends",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "promotion-ends-at-last-commit",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 50,
+    },
+    PlantedBug {
         name: "evict-before-wal-flush",
         scenario: "slow-disk",
         caught_by: "wal-before-data",

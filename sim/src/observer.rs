@@ -2,10 +2,12 @@
 //! time it was reported. The checkers and the failover figures read these typed facts, never
 //! log text: the prober's and the utilities' committed catalog changes, promotions with their
 //! end of WAL, acknowledged commits, the requests instances obeyed. Continuous checkers (the
-//! [`Judge`]s, in `invariants`: durable claims against the simulated disks, the prober's
-//! failover decisions, the epochs of the requests instances obey) see each fact as it is
-//! reported, while the simulated disks still are as they were then. The one-per-request
-//! `ObeyedEpoch` facts are judged and not kept.
+//! [`Judge`]s, in `invariants`: durable claims and reported WAL positions against the
+//! simulated disks, the prober's failover decisions, the epochs of the requests instances obey) see each fact as it is
+//! reported, while the simulated disks still are as they were then. Facts reported once per
+//! request or replication message (obeyed epochs, WAL positions, WAL shipped) are judged and
+//! not kept: no end-of-run reader needs them, and they would grow the record with every
+//! message.
 
 use std::any::Any;
 use std::sync::{Arc, Mutex};
@@ -40,8 +42,14 @@ impl Observer for Recorder {
         for judge in self.judges.lock().unwrap().iter() {
             judge.judge(at_ms, &fact);
         }
-        if matches!(fact, Fact::ObeyedEpoch { .. }) {
-            return; // one per obeyed request: judged, not kept
+        if matches!(
+            fact,
+            Fact::ObeyedEpoch { .. }
+                | Fact::WalPositions { .. }
+                | Fact::StandbyWalPositions { .. }
+                | Fact::WalShipped { .. }
+        ) {
+            return; // one per request or message: judged, not kept
         }
         self.facts.lock().unwrap().push(Observed { at_ms, fact });
     }

@@ -84,6 +84,17 @@ pub struct PlantedBugs {
     /// one coordinator's generation, is obeyed (the real rule: refuse any epoch older than the
     /// newest followed).
     pub fence_compares_generations_only: bool,
+    /// A segment's WAL flush claims as durable everything written when its fsync returns,
+    /// including records appended while the fsync was under way (the real rule: an fsync
+    /// covers only what was written before it began), so a primary acknowledges, and ships to
+    /// its mirror, records a crash of its host loses.
+    pub wal_flush_covers_later_appends: bool,
+    /// A promoting mirror ends its WAL after the last record that finishes a transaction,
+    /// taking whatever follows for an unfinished transaction's records, though a prepare (the
+    /// first phase of a distributed commit, already acknowledged) or a checkpoint is whole
+    /// (the real rule: promotion keeps every whole record the mirror received and cuts only a
+    /// partial or corrupt tail).
+    pub promotion_ends_at_last_commit: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -176,6 +187,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "fence-compares-generations-only",
         "a segment obeys stale requests of its coordinator's own generation",
     ),
+    (
+        "wal-flush-covers-later-appends",
+        "a WAL flush claims the records appended while its fsync ran, which a crash loses",
+    ),
+    (
+        "promotion-ends-at-last-commit",
+        "a promoted mirror cuts the whole records after its last commit, a prepare among them",
+    ),
 ];
 
 impl PlantedBugs {
@@ -209,6 +228,8 @@ impl PlantedBugs {
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
             "failover-on-one-lost-probe" => &mut self.failover_on_one_lost_probe,
             "fence-compares-generations-only" => &mut self.fence_compares_generations_only,
+            "wal-flush-covers-later-appends" => &mut self.wal_flush_covers_later_appends,
+            "promotion-ends-at-last-commit" => &mut self.promotion_ends_at_last_commit,
             _ => return None,
         })
     }

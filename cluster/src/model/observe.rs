@@ -83,6 +83,27 @@ pub enum Fact {
         epoch: u64,
         round: Vec<ProbeAttempt>,
     },
+    /// A mirror reported its WAL positions (its feedback to its primary, or its replication
+    /// status): everything before `flushed` is durable, everything before `replayed` applied.
+    WalPositions {
+        content: Content,
+        dbid: Dbid,
+        flushed: Lsn,
+        replayed: Lsn,
+    },
+    /// The standby coordinator reported its catalog WAL positions to the coordinator (its
+    /// feedback): everything before `flushed` is durable, everything before `replayed` applied.
+    StandbyWalPositions { flushed: Lsn, replayed: Lsn },
+    /// A primary's walsender sent its mirror WAL up to `end` as flushed (a data message's end,
+    /// or a keepalive's flushed position).
+    WalShipped {
+        content: Content,
+        dbid: Dbid,
+        end: Lsn,
+    },
+    /// A mirror accepted a promotion and is about to end recovery (followed by
+    /// [`Fact::Promoted`] when it succeeds).
+    PromotionBegun { content: Content, dbid: Dbid },
 }
 
 /// One attempt of a probe round (see [`Fact::FailoverDecided`]).

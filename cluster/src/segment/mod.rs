@@ -252,6 +252,7 @@ async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine
             replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
             replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
             evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
+            wal_flush_covers_later_appends: cfg.bugs.wal_flush_covers_later_appends,
         },
     )
     .await

@@ -10,6 +10,7 @@ use super::Instance;
 use crate::io::net::{Connection, FrameWriter};
 use crate::io::runtime::{self, timeout, Instant, JoinHandle};
 use crate::model::catalog::{Dbid, Role};
+use crate::model::observe::Fact;
 use crate::protocol::replication::{Next, Outgoing, Rules};
 use crate::wal::Lsn;
 use crate::wire::{WalFeedback, WalMessage};
@@ -132,6 +133,16 @@ impl Instance {
                     }
                 }
             };
+            let end = match &msg {
+                WalMessage::Data { start, bytes } => start + bytes.len() as Lsn,
+                WalMessage::Keepalive { flushed, .. } => *flushed,
+                _ => out.sent,
+            };
+            self.inner.cfg.observe.report(Fact::WalShipped {
+                content: self.inner.cfg.content,
+                dbid: self.dbid(),
+                end,
+            });
             if writer.send(&msg).await.is_err() {
                 return;
             }

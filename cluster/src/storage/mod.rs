@@ -49,6 +49,8 @@ pub struct EngineOptions {
     /// Planted bug (off by default): the buffer cache evicts (writes) a dirty block before the
     /// WAL up to its page LSN is durable.
     pub evict_before_wal_flush: bool,
+    /// Planted bug (off by default): a WAL flush claims what was appended during its fsync.
+    pub wal_flush_covers_later_appends: bool,
 }
 
 impl Default for EngineOptions {
@@ -58,6 +60,7 @@ impl Default for EngineOptions {
             replica_skips_deletes: false,
             replica_replays_out_of_order: false,
             evict_before_wal_flush: false,
+            wal_flush_covers_later_appends: false,
         }
     }
 }

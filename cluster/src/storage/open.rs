@@ -25,7 +25,10 @@ impl Engine {
         };
         let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
         let mut engine = Engine {
-            wal: Arc::new(Wal::new(disk.clone(), wal_end)),
+            wal: Arc::new(
+                Wal::new(disk.clone(), wal_end)
+                    .covering_later_appends(opts.wal_flush_covers_later_appends),
+            ),
             disk,
             tables: Default::default(),
             cache: BufferCache::new(opts.cache_blocks_max)

@@ -50,6 +50,8 @@ pub struct Wal {
     /// already covered.
     sync_lock: tokio::sync::Mutex<()>,
     flushed_tx: Watch<Lsn>,
+    /// Planted bug (off by default): a flush claims the end as it is when the fsync returns.
+    covers_later_appends: bool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -72,7 +74,15 @@ impl Wal {
             }),
             sync_lock: tokio::sync::Mutex::new(()),
             flushed_tx,
+            covers_later_appends: false,
         }
+    }
+
+    /// Planted bug `wal-flush-covers-later-appends` when `on`: each flush claims as durable
+    /// what was appended while its fsync ran.
+    pub(crate) fn covering_later_appends(mut self, on: bool) -> Wal {
+        self.covers_later_appends = on;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WalState> {
@@ -115,7 +125,10 @@ impl Wal {
         let result = self.disk.sync(WAL_PATH).await;
         let flushed = {
             let mut st = self.lock();
-            let covered = st.syncing_upto.take().unwrap_or(upto);
+            let mut covered = st.syncing_upto.take().unwrap_or(upto);
+            if self.covers_later_appends {
+                covered = st.end;
+            }
             if let Err(source) = result {
                 st.failed = Some(source.to_string());
                 return Err(StorageError::io("sync", WAL_PATH, source));

@@ -61,6 +61,11 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             | Fact::CatalogChanged { .. }
             | Fact::ObeyedEpoch { .. }
             | Fact::FailoverDecided { .. } => None,
+            // Positions, judged as they are reported (wal-positions).
+            Fact::WalPositions { .. }
+            | Fact::StandbyWalPositions { .. }
+            | Fact::WalShipped { .. }
+            | Fact::PromotionBegun { .. } => None,
         };
         if let Some((content, kind, message)) = fork {
             if forked.insert(content) {

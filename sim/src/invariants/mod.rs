@@ -18,6 +18,7 @@ pub mod one_acting_coordinator;
 pub mod promoted_in_sync;
 pub mod standby_catalog;
 pub mod wal_before_data;
+pub mod wal_positions;
 
 use serde::Serialize;
 
@@ -58,3 +59,4 @@ macro_rules! continuous {
 continuous!(durable_claims::DurableClaims);
 continuous!(failover_policy::FailoverPolicy);
 continuous!(obeyed_epochs::ObeyedEpochs);
+continuous!(wal_positions::WalPositions);

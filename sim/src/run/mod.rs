@@ -199,6 +199,8 @@ struct SimOutput {
     /// What the failover-policy and obeyed-epochs checkers found as the run went.
     failover_policy: Vec<Violation>,
     obeyed_epochs: Vec<Violation>,
+    /// What the wal-positions checker found as the run went.
+    wal_positions: Vec<Violation>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -422,6 +424,7 @@ fn run_checkers(
     check(durable_claims::NAME, out.durable_claims.clone());
     check(failover_policy::NAME, out.failover_policy.clone());
     check(obeyed_epochs::NAME, out.obeyed_epochs.clone());
+    check(wal_positions::NAME, out.wal_positions.clone());
     check(
         identical_replicas::NAME,
         identical_replicas::check(&out.checksums, out.sim_time_ms),
@@ -523,6 +526,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         durable_claims: judged::<invariants::durable_claims::DurableClaims>(&recorder),
         failover_policy: judged::<invariants::failover_policy::FailoverPolicy>(&recorder),
         obeyed_epochs: judged::<invariants::obeyed_epochs::ObeyedEpochs>(&recorder),
+        wal_positions: judged::<invariants::wal_positions::WalPositions>(&recorder),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -595,6 +599,9 @@ async fn start_cluster(
     ));
     recorder.judge_with(std::sync::Arc::new(
         invariants::obeyed_epochs::ObeyedEpochs::default(),
+    ));
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::wal_positions::WalPositions::new(world.dirs.clone()),
     ));
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();

@@ -19,10 +19,23 @@ struct Place {
 }
 
 impl Place {
+    fn wal_path(&self) -> String {
+        format!("{}/{WAL_PATH}", self.datadir.trim_matches('/'))
+    }
+
     /// The length of the directory's WAL that survives a crash.
     fn durable_wal(&self) -> u64 {
-        let path = format!("{}/{WAL_PATH}", self.datadir.trim_matches('/'));
-        self.disk.durable_len(&path).unwrap_or(0)
+        self.disk.durable_len(&self.wal_path()).unwrap_or(0)
+    }
+
+    /// The directory's WAL as the instance sees it now, from `from` up to `to` (less where
+    /// it is shorter).
+    fn visible_wal(&self, from: u64, to: u64) -> Vec<u8> {
+        use cluster::io::disk::Disk;
+        let len = to.saturating_sub(from) as usize;
+        self.disk
+            .read_at(&self.wal_path(), from, len)
+            .unwrap_or_default()
     }
 }
 
@@ -80,6 +93,13 @@ impl DataDirs {
     pub fn segment_wal(&self, dbid: Dbid) -> Option<u64> {
         let places = self.0.lock().unwrap();
         places.segments.get(&dbid).map(Place::durable_wal)
+    }
+
+    /// Instance `dbid`'s WAL bytes `[from, to)` as it sees them now (fewer where the file is
+    /// shorter; `None`: its directory is unknown or lost).
+    pub fn segment_visible_wal(&self, dbid: Dbid, from: u64, to: u64) -> Option<Vec<u8>> {
+        let places = self.0.lock().unwrap();
+        places.segments.get(&dbid).map(|p| p.visible_wal(from, to))
     }
 
     /// The length of the standby's catalog WAL that survives a crash, if there is a standby.
