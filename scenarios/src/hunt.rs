@@ -125,6 +125,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "availability",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "fsync-error-retried",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 400,
+    },
+    PlantedBug {
+        name: "wal-damage-taken-for-end",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 400,
+    },
 ];
 
 /// The catalogue entry of a bug.

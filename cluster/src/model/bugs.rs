@@ -75,6 +75,15 @@ pub struct PlantedBugs {
     /// old one wait for their own timeout instead of being cancelled and retried on the new
     /// primary, so clients sit on a hung primary past the failover.
     pub no_cancel_on_failover: bool,
+    /// A segment retries a WAL `fsync` that failed and carries on (acknowledging commits) when
+    /// the retry succeeds (the real rule: PostgreSQL PANICs on a failed `fsync`, since the
+    /// kernel may have dropped the dirty pages and a later `fsync` proves nothing about them).
+    pub fsync_error_retried: bool,
+    /// A segment's crash recovery takes a damaged record in the middle of its durable WAL for
+    /// the end of the WAL and cuts the valid records after it (the real rule: garbage past the
+    /// last valid record is a torn tail, the normal end after a crash; a damaged record with
+    /// valid ones after it is corruption, and the instance must refuse to start).
+    pub wal_damage_taken_for_end: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -159,6 +168,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "no-cancel-on-failover",
         "calls in flight to a replaced primary wait for their timeout instead of moving on",
     ),
+    (
+        "fsync-error-retried",
+        "a failed wal fsync is retried and the segment goes on acknowledging commits",
+    ),
+    (
+        "wal-damage-taken-for-end",
+        "crash recovery cuts a segment's wal at a damaged record that valid records follow",
+    ),
 ];
 
 impl PlantedBugs {
@@ -190,6 +207,8 @@ impl PlantedBugs {
             "coordinator-fence-off" => &mut self.coordinator_fence_off,
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
+            "fsync-error-retried" => &mut self.fsync_error_retried,
+            "wal-damage-taken-for-end" => &mut self.wal_damage_taken_for_end,
             _ => return None,
         })
     }

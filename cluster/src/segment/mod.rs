@@ -252,6 +252,8 @@ async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine
             replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
             replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
             evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
+            retry_failed_fsync: cfg.bugs.fsync_error_retried,
+            wal_damage_taken_for_end: cfg.bugs.wal_damage_taken_for_end,
         },
     )
     .await
@@ -374,6 +376,11 @@ impl Instance {
             state.failed = Some(reason.clone());
             self.inner.failure.set(Some(reason));
         }
+    }
+
+    /// Why the instance failed itself, if it did.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.inner.state.lock().unwrap().failed.clone()
     }
 
     fn storage_fault(&self, err: &StorageError) -> String {

@@ -37,7 +37,7 @@ pub fn read_block(disk: &dyn Disk, file: TableFile, block: u32) -> Result<Page, 
     let bytes = disk
         .read_at(&path, block as u64 * BLOCK_SIZE as u64, BLOCK_SIZE)
         .map_err(|source| StorageError::io("read", &path, source))?;
-    Page::decode(&bytes).ok_or(StorageError::Corrupt { file: path, block })
+    Page::decode(block, &bytes).ok_or(StorageError::Corrupt { file: path, block })
 }
 
 /// Writes a block to its place in the file (no fsync: a checkpoint syncs).
@@ -48,7 +48,7 @@ pub fn write_block(
     page: &Page,
 ) -> Result<(), StorageError> {
     let path = file.path();
-    disk.write_at(&path, block as u64 * BLOCK_SIZE as u64, &page.encode())
+    disk.write_at(&path, block as u64 * BLOCK_SIZE as u64, &page.encode(block))
         .map_err(|source| StorageError::io("write", &path, source))
 }
 

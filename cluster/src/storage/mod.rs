@@ -49,6 +49,11 @@ pub struct EngineOptions {
     /// Planted bug (off by default): the buffer cache evicts (writes) a dirty block before the
     /// WAL up to its page LSN is durable.
     pub evict_before_wal_flush: bool,
+    /// Planted bug (off by default): a failed WAL `fsync` is retried and the flush carries on.
+    pub retry_failed_fsync: bool,
+    /// Planted bug (off by default): crash recovery takes a damaged WAL record for the end of
+    /// the WAL even when valid records follow it, and cuts them off.
+    pub wal_damage_taken_for_end: bool,
 }
 
 impl Default for EngineOptions {
@@ -58,6 +63,8 @@ impl Default for EngineOptions {
             replica_skips_deletes: false,
             replica_replays_out_of_order: false,
             evict_before_wal_flush: false,
+            retry_failed_fsync: false,
+            wal_damage_taken_for_end: false,
         }
     }
 }

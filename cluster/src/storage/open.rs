@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::io::Disk;
 use crate::wal::reader::{Next, WalReader};
+use crate::wal::record::next_valid_frame;
 use crate::wal::{WAL_DIR, WAL_PATH};
 
 use super::cache::{BufferCache, TableFile};
@@ -23,9 +24,10 @@ impl Engine {
             Some(control) => control,
             None => initialize(&*disk).await?,
         };
-        let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
+        let wal_end = recover_wal(&*disk, control.redo_lsn, opts.wal_damage_taken_for_end).await?;
+        let wal = Wal::new(disk.clone(), wal_end).retrying_failed_fsync(opts.retry_failed_fsync);
         let mut engine = Engine {
-            wal: Arc::new(Wal::new(disk.clone(), wal_end)),
+            wal: Arc::new(wal),
             disk,
             tables: Default::default(),
             cache: BufferCache::new(opts.cache_blocks_max)
@@ -92,9 +94,30 @@ async fn initialize(disk: &dyn Disk) -> Result<Control, StorageError> {
     Ok(control)
 }
 
+/// A damaged or partial record at `end` is the end of the WAL only if no valid record follows
+/// it before `len`; otherwise the durable WAL is damaged in its middle, and cutting it there
+/// would silently drop the records after it: the instance refuses to start.
+fn refuse_damage_in_the_middle(disk: &dyn Disk, end: Lsn, len: Lsn) -> Result<(), StorageError> {
+    let rest = disk
+        .read_at(WAL_PATH, end, (len - end) as usize)
+        .map_err(|source| StorageError::io("read", WAL_PATH, source))?;
+    match next_valid_frame(end, &rest) {
+        Some(next) => Err(StorageError::CorruptWalMiddle {
+            path: WAL_PATH.to_string(),
+            lsn: end,
+            next,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Finds the end of the last valid WAL record after `redo_lsn`, cuts the file there and makes
 /// it durable; returns that end.
-async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError> {
+async fn recover_wal(
+    disk: &dyn Disk,
+    redo_lsn: Lsn,
+    damage_taken_for_end: bool,
+) -> Result<Lsn, StorageError> {
     let io = |op| move |source| StorageError::io(op, WAL_PATH, source);
     let len = disk.len(WAL_PATH).map_err(io("stat"))?;
     if len < redo_lsn {
@@ -113,13 +136,14 @@ async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError
                 tracing::warn!(
                     lsn,
                     wal_len = len,
-                    "wal record fails its checksum; wal ends here"
+                    "wal record fails its checksum; wal ends here unless a valid one follows"
                 );
                 break lsn;
             }
         }
     };
-    if end < len {
+    if end < len && !damage_taken_for_end {
+        refuse_damage_in_the_middle(disk, end, len)?;
         tracing::info!(end, cut = len - end, "cutting torn wal tail");
         disk.truncate(WAL_PATH, end).map_err(io("truncate"))?;
     }

@@ -50,6 +50,9 @@ pub struct Wal {
     /// already covered.
     sync_lock: tokio::sync::Mutex<()>,
     flushed_tx: Watch<Lsn>,
+    /// Planted bug (off by default): a failed `fsync` is retried, and the flush carries on
+    /// when the retry succeeds.
+    retry_failed_fsync: bool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -72,7 +75,15 @@ impl Wal {
             }),
             sync_lock: tokio::sync::Mutex::new(()),
             flushed_tx,
+            retry_failed_fsync: false,
         }
+    }
+
+    /// Planted bug `fsync-error-retried`: a failed `fsync` is retried instead of failing the
+    /// WAL for good.
+    pub(crate) fn retrying_failed_fsync(mut self, on: bool) -> Wal {
+        self.retry_failed_fsync = on;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WalState> {
@@ -112,7 +123,11 @@ impl Wal {
             st.syncing_upto = Some(st.end);
             st.end
         };
-        let result = self.disk.sync(WAL_PATH).await;
+        let mut result = self.disk.sync(WAL_PATH).await;
+        if result.is_err() && self.retry_failed_fsync {
+            tracing::warn!("wal fsync failed; retrying");
+            result = self.disk.sync(WAL_PATH).await;
+        }
         let flushed = {
             let mut st = self.lock();
             let covered = st.syncing_upto.take().unwrap_or(upto);

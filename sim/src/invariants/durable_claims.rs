@@ -40,6 +40,8 @@ use super::Violation;
 use crate::workload::history::Event;
 use crate::world::disk::SimDisk;
 
+mod fsync;
+
 pub const NAME: &str = "durable-claims";
 
 /// One instance's data directory: its host, the host's disk, the directory on it.
@@ -111,6 +113,14 @@ impl DataDirs {
     fn segment_wal(&self, dbid: Dbid) -> Option<u64> {
         let places = self.0.lock().unwrap();
         places.segments.get(&dbid).map(Place::durable_wal)
+    }
+
+    /// How many `fsync`s of files in instance `dbid`'s data directory have failed.
+    fn failed_syncs(&self, dbid: Dbid) -> Option<usize> {
+        let places = self.0.lock().unwrap();
+        let place = places.segments.get(&dbid)?;
+        let dir = format!("{}/", place.datadir.trim_matches('/'));
+        Some(place.disk.failed_syncs_under(&dir))
     }
 
     fn standby_wal(&self) -> Option<u64> {
@@ -224,6 +234,8 @@ pub struct DurableClaims {
     /// The catalog followed so far, and each violation with the mirror it is about (`None`:
     /// the standby).
     state: Mutex<(Catalog, Vec<Found>)>,
+    /// The third claim: no acknowledgement after a failed `fsync` ([`fsync`]).
+    fsync: Mutex<fsync::FsyncWatch>,
 }
 
 impl DurableClaims {
@@ -233,11 +245,13 @@ impl DurableClaims {
             dirs,
             synchronous,
             state: Mutex::new((initial, Vec::new())),
+            fsync: Mutex::default(),
         }
     }
 
     /// Judges `fact`, reported at `at_ms`, against the disks as they are now.
     pub fn observe(&self, at_ms: u64, fact: &Fact) {
+        self.fsync.lock().unwrap().observe(&self.dirs, at_ms, fact);
         let mut state = self.state.lock().unwrap();
         let (catalog, violations) = &mut *state;
         match fact {
@@ -282,7 +296,9 @@ impl DurableClaims {
     /// Every violation found so far.
     pub fn violations(&self) -> Vec<Violation> {
         let state = self.state.lock().unwrap();
-        state.1.iter().map(|(_, v)| v.clone()).collect()
+        let fsync = self.fsync.lock().unwrap();
+        let claims = state.1.iter().map(|(_, v)| v.clone());
+        claims.chain(fsync.violations().cloned()).collect()
     }
 }
 

@@ -150,9 +150,54 @@ pub enum Fault {
     DatadirLost {
         dbid: u16,
     },
+    /// The next `fsync` of one of the instance's files fails once (EIO) and the kernel drops
+    /// its dirty pages. The instance must stop at once (as PostgreSQL PANICs): a retry that
+    /// succeeds proves nothing. Only a restart (recoverseg) brings it back.
+    FsyncFail {
+        dbid: u16,
+    },
+    /// Power loss in the middle of writes, the tail of every WAL on the host torn into garbage:
+    /// a prefix of the unsynced bytes survives and its last bytes are junk. Recovery must end
+    /// the WAL at the last valid record.
+    TornGarbage {
+        host: String,
+    },
+    /// A bit flips in a durable WAL record of the instance that another durable record
+    /// follows (`pick` chooses which record and bit): corruption in the middle of the log,
+    /// which recovery must refuse, never take for its end.
+    WalBitFlip {
+        dbid: u16,
+        pick: u64,
+    },
+    /// A bit flips in one of the instance's small checksummed files (its control file, its
+    /// identity, role or followed epoch; `pick` chooses).
+    ControlBitFlip {
+        dbid: u16,
+        pick: u64,
+    },
+    /// A write landed at the wrong offset: a valid durable table block or WAL record of the
+    /// instance copied over another one (`pick` chooses). Checksums must name the place.
+    MisdirectedWrite {
+        dbid: u16,
+        pick: u64,
+    },
 }
 
 impl Fault {
+    /// The instance whose copy of its data this fault damages (or, for an `fsync` failure,
+    /// stops until an operator's recovery), if it is one of those.
+    pub fn damages(&self) -> Option<u16> {
+        match self {
+            Fault::BitFlip { dbid, .. }
+            | Fault::DatadirLost { dbid }
+            | Fault::FsyncFail { dbid }
+            | Fault::WalBitFlip { dbid, .. }
+            | Fault::ControlBitFlip { dbid, .. }
+            | Fault::MisdirectedWrite { dbid, .. } => Some(*dbid),
+            _ => None,
+        }
+    }
+
     /// Whether this entry heals an earlier one (rather than starting a fault).
     pub fn is_heal(&self) -> bool {
         matches!(
@@ -175,6 +220,7 @@ impl Fault {
         Some(match self {
             Fault::HostCrash { host }
             | Fault::TornWrite { host }
+            | Fault::TornGarbage { host }
             | Fault::DiskReplaced { host } => Fault::HostRestart { host: host.clone() },
             Fault::InstanceKill { dbid } | Fault::DatadirLost { dbid } => {
                 Fault::InstanceRestart { dbid: *dbid }
@@ -225,6 +271,11 @@ impl Fault {
             Fault::BitFlip { .. } => FaultKind::BitFlip,
             Fault::DiskReplaced { .. } => FaultKind::DiskReplaced,
             Fault::DatadirLost { .. } => FaultKind::DatadirLost,
+            Fault::FsyncFail { .. } => FaultKind::FsyncFail,
+            Fault::TornGarbage { .. } => FaultKind::TornGarbage,
+            Fault::WalBitFlip { .. } => FaultKind::WalBitFlip,
+            Fault::ControlBitFlip { .. } => FaultKind::ControlBitFlip,
+            Fault::MisdirectedWrite { .. } => FaultKind::MisdirectedWrite,
             _ => return None,
         })
     }
