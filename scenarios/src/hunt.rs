@@ -132,9 +132,9 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 400,
     },
     PlantedBug {
-        name: "wal-damage-taken-for-end",
+        name: "page-checksum-skips-block-number",
         scenario: "standard",
-        caught_by: "durable-claims",
+        caught_by: "identical-replicas",
         seed_budget: 400,
     },
 ];

@@ -79,11 +79,10 @@ pub struct PlantedBugs {
     /// the retry succeeds (the real rule: PostgreSQL PANICs on a failed `fsync`, since the
     /// kernel may have dropped the dirty pages and a later `fsync` proves nothing about them).
     pub fsync_error_retried: bool,
-    /// A segment's crash recovery takes a damaged record in the middle of its durable WAL for
-    /// the end of the WAL and cuts the valid records after it (the real rule: garbage past the
-    /// last valid record is a torn tail, the normal end after a crash; a damaged record with
-    /// valid ones after it is corruption, and the instance must refuse to start).
-    pub wal_damage_taken_for_end: bool,
+    /// A segment's block checksums leave out the block number, so a valid block that a
+    /// misdirected write left at another block's place passes its check and is served (the
+    /// real rule: PostgreSQL's page checksum covers the block number).
+    pub page_checksum_skips_block_number: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -173,8 +172,8 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "a failed wal fsync is retried and the segment goes on acknowledging commits",
     ),
     (
-        "wal-damage-taken-for-end",
-        "crash recovery cuts a segment's wal at a damaged record that valid records follow",
+        "page-checksum-skips-block-number",
+        "a block misdirected to another block's place passes its checksum and is served",
     ),
 ];
 
@@ -208,7 +207,7 @@ impl PlantedBugs {
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
             "fsync-error-retried" => &mut self.fsync_error_retried,
-            "wal-damage-taken-for-end" => &mut self.wal_damage_taken_for_end,
+            "page-checksum-skips-block-number" => &mut self.page_checksum_skips_block_number,
             _ => return None,
         })
     }

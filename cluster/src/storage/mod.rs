@@ -51,9 +51,8 @@ pub struct EngineOptions {
     pub evict_before_wal_flush: bool,
     /// Planted bug (off by default): a failed WAL `fsync` is retried and the flush carries on.
     pub retry_failed_fsync: bool,
-    /// Planted bug (off by default): crash recovery takes a damaged WAL record for the end of
-    /// the WAL even when valid records follow it, and cuts them off.
-    pub wal_damage_taken_for_end: bool,
+    /// Planted bug (off by default): block checksums leave out the block number.
+    pub page_checksum_skips_block_number: bool,
 }
 
 impl Default for EngineOptions {
@@ -64,7 +63,7 @@ impl Default for EngineOptions {
             replica_replays_out_of_order: false,
             evict_before_wal_flush: false,
             retry_failed_fsync: false,
-            wal_damage_taken_for_end: false,
+            page_checksum_skips_block_number: false,
         }
     }
 }

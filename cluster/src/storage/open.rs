@@ -24,14 +24,15 @@ impl Engine {
             Some(control) => control,
             None => initialize(&*disk).await?,
         };
-        let wal_end = recover_wal(&*disk, control.redo_lsn, opts.wal_damage_taken_for_end).await?;
+        let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
         let wal = Wal::new(disk.clone(), wal_end).retrying_failed_fsync(opts.retry_failed_fsync);
         let mut engine = Engine {
             wal: Arc::new(wal),
             disk,
             tables: Default::default(),
             cache: BufferCache::new(opts.cache_blocks_max)
-                .evicting_before_wal_flush(opts.evict_before_wal_flush),
+                .evicting_before_wal_flush(opts.evict_before_wal_flush)
+                .checksums_without_block_number(opts.page_checksum_skips_block_number),
             prepared: control.prepared.clone(),
             applied_lsn: control.redo_lsn,
             role: Role::Undecided,
@@ -41,7 +42,13 @@ impl Engine {
         };
         for def in &control.tables {
             let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);
-            let table = Table::load(&*engine.disk, def.clone(), blocks, wal_end)?;
+            let table = Table::load(
+                &*engine.disk,
+                def.clone(),
+                blocks,
+                wal_end,
+                engine.cache.numbered(),
+            )?;
             engine.tables.insert(def.id, table);
         }
         let redone = engine.redo(wal_end)?;
@@ -113,11 +120,7 @@ fn refuse_damage_in_the_middle(disk: &dyn Disk, end: Lsn, len: Lsn) -> Result<()
 
 /// Finds the end of the last valid WAL record after `redo_lsn`, cuts the file there and makes
 /// it durable; returns that end.
-async fn recover_wal(
-    disk: &dyn Disk,
-    redo_lsn: Lsn,
-    damage_taken_for_end: bool,
-) -> Result<Lsn, StorageError> {
+async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError> {
     let io = |op| move |source| StorageError::io(op, WAL_PATH, source);
     let len = disk.len(WAL_PATH).map_err(io("stat"))?;
     if len < redo_lsn {
@@ -142,7 +145,7 @@ async fn recover_wal(
             }
         }
     };
-    if end < len && !damage_taken_for_end {
+    if end < len {
         refuse_damage_in_the_middle(disk, end, len)?;
         tracing::info!(end, cut = len - end, "cutting torn wal tail");
         disk.truncate(WAL_PATH, end).map_err(io("truncate"))?;

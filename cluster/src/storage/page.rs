@@ -69,8 +69,15 @@ impl Page {
         self.tuples.iter().map(|(k, v)| (*k, v))
     }
 
-    /// The bytes of this page as block number `block` of its file.
+    /// The bytes of this page as block number `number` of its file.
+    #[cfg(test)]
     pub fn encode(&self, number: u32) -> Vec<u8> {
+        self.encode_numbered(Some(number))
+    }
+
+    /// The bytes of this page, its checksum covering `number` if given (`None`: the planted
+    /// bug `page-checksum-skips-block-number`).
+    pub fn encode_numbered(&self, number: Option<u32>) -> Vec<u8> {
         let mut block = vec![0u8; BLOCK_SIZE];
         block[0..8].copy_from_slice(&self.lsn.to_le_bytes());
         block[12..16].copy_from_slice(&(self.tuples.len() as u32).to_le_bytes());
@@ -88,7 +95,13 @@ impl Page {
 
     /// Decodes block number `number` read from disk; `None` if it is short, fails its
     /// checksum (a flipped bit, or another block's content) or its layout is inconsistent.
+    #[cfg(test)]
     pub fn decode(number: u32, block: &[u8]) -> Option<Page> {
+        Page::decode_numbered(Some(number), block)
+    }
+
+    /// [`Page::decode`], the checksum covering `number` if given.
+    pub fn decode_numbered(number: Option<u32>, block: &[u8]) -> Option<Page> {
         if block.len() != BLOCK_SIZE {
             return None;
         }
@@ -121,8 +134,9 @@ impl Page {
     }
 }
 
-fn block_crc(number: u32, block: &[u8]) -> u32 {
-    let head = crc32c::crc32c_append(crc32c::crc32c(&number.to_le_bytes()), &block[0..8]);
+fn block_crc(number: Option<u32>, block: &[u8]) -> u32 {
+    let seed = number.map_or(0, |n| crc32c::crc32c(&n.to_le_bytes()));
+    let head = crc32c::crc32c_append(seed, &block[0..8]);
     crc32c::crc32c_append(head, &block[12..])
 }
 

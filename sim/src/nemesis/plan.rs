@@ -328,11 +328,7 @@ impl<'a, 'l> Planner<'a, 'l> {
         {
             return false;
         }
-        !matches!(
-            fault,
-            Fault::DatadirLost { .. } | Fault::DiskReplaced { .. }
-        ) || destroys.is_empty()
-            || t >= self.gap
+        matches!(fault, Fault::BitFlip { .. }) || destroys.is_empty() || t >= self.gap
     }
 }
 

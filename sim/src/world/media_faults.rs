@@ -3,6 +3,13 @@
 //! checksummed file, and a misdirected write (a valid block or record at the wrong offset).
 //! The disk side is [`crate::world::disk::SimDisk`]'s media faults; here the world picks the
 //! file and the place from the fault's `pick`.
+//!
+//! A damaged file nobody reads stays latent, and a latent WAL record is dangerous here: a
+//! segment's full recovery streams its primary's whole WAL from LSN 0 (it has no base backup
+//! from a checkpoint, as `pg_basebackup` is), so a corrupt record in old WAL of the copy that
+//! survives poisons every later full copy of the content. The nemesis therefore kills the
+//! instance with the damage and restarts it at the heal, so that recovery finds it while its
+//! partner is still a good copy.
 
 use rand_chacha::rand_core::Rng;
 use tracing::info;
