@@ -131,12 +131,6 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "durable-claims",
         seed_budget: 400,
     },
-    PlantedBug {
-        name: "page-checksum-skips-block-number",
-        scenario: "standard",
-        caught_by: "identical-replicas",
-        seed_budget: 400,
-    },
 ];
 
 /// The catalogue entry of a bug.

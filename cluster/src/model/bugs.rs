@@ -79,10 +79,6 @@ pub struct PlantedBugs {
     /// the retry succeeds (the real rule: PostgreSQL PANICs on a failed `fsync`, since the
     /// kernel may have dropped the dirty pages and a later `fsync` proves nothing about them).
     pub fsync_error_retried: bool,
-    /// A segment's block checksums leave out the block number, so a valid block that a
-    /// misdirected write left at another block's place passes its check and is served (the
-    /// real rule: PostgreSQL's page checksum covers the block number).
-    pub page_checksum_skips_block_number: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -171,10 +167,6 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "fsync-error-retried",
         "a failed wal fsync is retried and the segment goes on acknowledging commits",
     ),
-    (
-        "page-checksum-skips-block-number",
-        "a block misdirected to another block's place passes its checksum and is served",
-    ),
 ];
 
 impl PlantedBugs {
@@ -207,7 +199,6 @@ impl PlantedBugs {
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
             "fsync-error-retried" => &mut self.fsync_error_retried,
-            "page-checksum-skips-block-number" => &mut self.page_checksum_skips_block_number,
             _ => return None,
         })
     }

@@ -253,7 +253,7 @@ async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine
             replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
             evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
             retry_failed_fsync: cfg.bugs.fsync_error_retried,
-            page_checksum_skips_block_number: cfg.bugs.page_checksum_skips_block_number,
+            ..EngineOptions::default()
         },
     )
     .await
