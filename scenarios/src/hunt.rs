@@ -149,6 +149,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "obeyed-epochs",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "fsync-error-retried",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 400,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -95,6 +95,10 @@ pub struct PlantedBugs {
     /// (the real rule: promotion keeps every whole record the mirror received and cuts only a
     /// partial or corrupt tail).
     pub promotion_ends_at_last_commit: bool,
+    /// A segment retries a WAL `fsync` that failed and carries on (acknowledging commits) when
+    /// the retry succeeds (the real rule: PostgreSQL PANICs on a failed `fsync`, since the
+    /// kernel may have dropped the dirty pages and a later `fsync` proves nothing about them).
+    pub fsync_error_retried: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -195,6 +199,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "promotion-ends-at-last-commit",
         "a promoted mirror cuts the whole records after its last commit, a prepare among them",
     ),
+    (
+        "fsync-error-retried",
+        "a failed wal fsync is retried and the segment goes on acknowledging commits",
+    ),
 ];
 
 impl PlantedBugs {
@@ -230,6 +238,7 @@ impl PlantedBugs {
             "fence-compares-generations-only" => &mut self.fence_compares_generations_only,
             "wal-flush-covers-later-appends" => &mut self.wal_flush_covers_later_appends,
             "promotion-ends-at-last-commit" => &mut self.promotion_ends_at_last_commit,
+            "fsync-error-retried" => &mut self.fsync_error_retried,
             _ => return None,
         })
     }

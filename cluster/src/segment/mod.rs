@@ -253,6 +253,8 @@ async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine
             replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
             evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
             wal_flush_covers_later_appends: cfg.bugs.wal_flush_covers_later_appends,
+            retry_failed_fsync: cfg.bugs.fsync_error_retried,
+            ..EngineOptions::default()
         },
     )
     .await
@@ -375,6 +377,11 @@ impl Instance {
             state.failed = Some(reason.clone());
             self.inner.failure.set(Some(reason));
         }
+    }
+
+    /// Why the instance failed itself, if it did.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.inner.state.lock().unwrap().failed.clone()
     }
 
     fn storage_fault(&self, err: &StorageError) -> String {

@@ -110,9 +110,13 @@ enum Fault {
 impl From<StorageError> for Fault {
     fn from(e: StorageError) -> Fault {
         match e {
+            // The world's faults, never served around: the instance fails itself. A failed
+            // fsync is one too, however it is reported (PostgreSQL PANICs on it).
             StorageError::Io { .. }
             | StorageError::Corrupt { .. }
-            | StorageError::CorruptWal { .. } => Fault::Storage(e),
+            | StorageError::CorruptWal { .. }
+            | StorageError::CorruptWalMiddle { .. }
+            | StorageError::WalFailed { .. } => Fault::Storage(e),
             other => Fault::Refused(other.to_string()),
         }
     }
@@ -287,6 +291,11 @@ async fn acknowledge_after_durable(
     }
     if !inst.inner.cfg.bugs.ack_before_mirror_flush {
         inst.wait_for_mirror(lsn).await;
+    }
+    if let Some(reason) = inst.failure() {
+        // The instance failed itself while this commit waited for its mirror (a failed fsync,
+        // a corrupt block): like PostgreSQL after a PANIC, it acknowledges nothing more.
+        return Some(SegmentResponse::Error(crate::wire::DbError::Failed(reason)));
     }
     if inst.role() != Role::Primary {
         // Demoted while waiting (recoverseg -r): the mirror this waited for was promoted, and

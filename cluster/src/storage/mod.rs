@@ -51,6 +51,12 @@ pub struct EngineOptions {
     pub evict_before_wal_flush: bool,
     /// Planted bug (off by default): a WAL flush claims what was appended during its fsync.
     pub wal_flush_covers_later_appends: bool,
+    /// Planted bug (off by default): a failed WAL `fsync` is retried and the flush carries on.
+    pub retry_failed_fsync: bool,
+    /// Block checksums leave out the block number (off by default; the format before they
+    /// covered it). Kept for a planted bug that no checker catches yet: a block misdirected
+    /// to another block's place would then pass.
+    pub page_checksum_skips_block_number: bool,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +67,8 @@ impl Default for EngineOptions {
             replica_replays_out_of_order: false,
             evict_before_wal_flush: false,
             wal_flush_covers_later_appends: false,
+            retry_failed_fsync: false,
+            page_checksum_skips_block_number: false,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::io::Disk;
 use crate::wal::reader::{Next, WalReader};
+use crate::wal::record::next_valid_frame;
 use crate::wal::{WAL_DIR, WAL_PATH};
 
 use super::cache::{BufferCache, TableFile};
@@ -24,15 +25,16 @@ impl Engine {
             None => initialize(&*disk).await?,
         };
         let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
+        let wal = Wal::new(disk.clone(), wal_end)
+            .retrying_failed_fsync(opts.retry_failed_fsync)
+            .covering_later_appends(opts.wal_flush_covers_later_appends);
         let mut engine = Engine {
-            wal: Arc::new(
-                Wal::new(disk.clone(), wal_end)
-                    .covering_later_appends(opts.wal_flush_covers_later_appends),
-            ),
+            wal: Arc::new(wal),
             disk,
             tables: Default::default(),
             cache: BufferCache::new(opts.cache_blocks_max)
-                .evicting_before_wal_flush(opts.evict_before_wal_flush),
+                .evicting_before_wal_flush(opts.evict_before_wal_flush)
+                .checksums_without_block_number(opts.page_checksum_skips_block_number),
             prepared: control.prepared.clone(),
             applied_lsn: control.redo_lsn,
             role: Role::Undecided,
@@ -42,7 +44,13 @@ impl Engine {
         };
         for def in &control.tables {
             let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);
-            let table = Table::load(&*engine.disk, def.clone(), blocks, wal_end)?;
+            let table = Table::load(
+                &*engine.disk,
+                def.clone(),
+                blocks,
+                wal_end,
+                engine.cache.numbered(),
+            )?;
             engine.tables.insert(def.id, table);
         }
         let redone = engine.redo(wal_end)?;
@@ -95,6 +103,23 @@ async fn initialize(disk: &dyn Disk) -> Result<Control, StorageError> {
     Ok(control)
 }
 
+/// A damaged or partial record at `end` is the end of the WAL only if no valid record follows
+/// it before `len`; otherwise the durable WAL is damaged in its middle, and cutting it there
+/// would silently drop the records after it: the instance refuses to start.
+fn refuse_damage_in_the_middle(disk: &dyn Disk, end: Lsn, len: Lsn) -> Result<(), StorageError> {
+    let rest = disk
+        .read_at(WAL_PATH, end, (len - end) as usize)
+        .map_err(|source| StorageError::io("read", WAL_PATH, source))?;
+    match next_valid_frame(end, &rest) {
+        Some(next) => Err(StorageError::CorruptWalMiddle {
+            path: WAL_PATH.to_string(),
+            lsn: end,
+            next,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Finds the end of the last valid WAL record after `redo_lsn`, cuts the file there and makes
 /// it durable; returns that end.
 async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError> {
@@ -116,13 +141,14 @@ async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError
                 tracing::warn!(
                     lsn,
                     wal_len = len,
-                    "wal record fails its checksum; wal ends here"
+                    "wal record fails its checksum; wal ends here unless a valid one follows"
                 );
                 break lsn;
             }
         }
     };
     if end < len {
+        refuse_damage_in_the_middle(disk, end, len)?;
         tracing::info!(end, cut = len - end, "cutting torn wal tail");
         disk.truncate(WAL_PATH, end).map_err(io("truncate"))?;
     }

@@ -52,6 +52,9 @@ pub struct Wal {
     flushed_tx: Watch<Lsn>,
     /// Planted bug (off by default): a flush claims the end as it is when the fsync returns.
     covers_later_appends: bool,
+    /// Planted bug (off by default): a failed `fsync` is retried, and the flush carries on
+    /// when the retry succeeds.
+    retry_failed_fsync: bool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -75,6 +78,7 @@ impl Wal {
             sync_lock: tokio::sync::Mutex::new(()),
             flushed_tx,
             covers_later_appends: false,
+            retry_failed_fsync: false,
         }
     }
 
@@ -82,6 +86,13 @@ impl Wal {
     /// what was appended while its fsync ran.
     pub(crate) fn covering_later_appends(mut self, on: bool) -> Wal {
         self.covers_later_appends = on;
+        self
+    }
+
+    /// Planted bug `fsync-error-retried`: a failed `fsync` is retried instead of failing the
+    /// WAL for good.
+    pub(crate) fn retrying_failed_fsync(mut self, on: bool) -> Wal {
+        self.retry_failed_fsync = on;
         self
     }
 
@@ -122,7 +133,11 @@ impl Wal {
             st.syncing_upto = Some(st.end);
             st.end
         };
-        let result = self.disk.sync(WAL_PATH).await;
+        let mut result = self.disk.sync(WAL_PATH).await;
+        if result.is_err() && self.retry_failed_fsync {
+            tracing::warn!("wal fsync failed; retrying");
+            result = self.disk.sync(WAL_PATH).await;
+        }
         let flushed = {
             let mut st = self.lock();
             let mut covered = st.syncing_upto.take().unwrap_or(upto);

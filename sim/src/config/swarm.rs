@@ -132,6 +132,10 @@ fn possible(kind: FaultKind, mirrors: bool) -> bool {
             kind,
             FaultKind::DoubleFault
                 | FaultKind::BitFlip
+                | FaultKind::FsyncFail
+                | FaultKind::WalBitFlip
+                | FaultKind::ControlBitFlip
+                | FaultKind::MisdirectedWrite
                 | FaultKind::DiskReplaced
                 | FaultKind::DatadirLost
         )

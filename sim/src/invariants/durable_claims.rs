@@ -39,6 +39,8 @@ use super::Violation;
 use crate::workload::history::Event;
 use crate::world::dirs::DataDirs;
 
+mod fsync;
+
 pub const NAME: &str = "durable-claims";
 
 /// One catalog row as the prober last recorded it.
@@ -146,6 +148,8 @@ pub struct DurableClaims {
     /// The catalog followed so far, and each violation with the mirror it is about (`None`:
     /// the standby).
     state: Mutex<(Catalog, Vec<Found>)>,
+    /// The third claim: no acknowledgement after a failed `fsync` ([`fsync`]).
+    fsync: Mutex<fsync::FsyncWatch>,
 }
 
 impl DurableClaims {
@@ -155,11 +159,13 @@ impl DurableClaims {
             dirs,
             synchronous,
             state: Mutex::new((initial, Vec::new())),
+            fsync: Mutex::default(),
         }
     }
 
     /// Judges `fact`, reported at `at_ms`, against the disks as they are now.
     pub fn observe(&self, at_ms: u64, fact: &Fact) {
+        self.fsync.lock().unwrap().observe(&self.dirs, at_ms, fact);
         let mut state = self.state.lock().unwrap();
         let (catalog, violations) = &mut *state;
         match fact {
@@ -204,7 +210,9 @@ impl DurableClaims {
     /// Every violation found so far.
     pub fn violations(&self) -> Vec<Violation> {
         let state = self.state.lock().unwrap();
-        state.1.iter().map(|(_, v)| v.clone()).collect()
+        let fsync = self.fsync.lock().unwrap();
+        let claims = state.1.iter().map(|(_, v)| v.clone());
+        claims.chain(fsync.violations().cloned()).collect()
     }
 }
 

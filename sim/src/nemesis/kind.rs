@@ -29,11 +29,16 @@ pub enum FaultKind {
     CoordinatorPairCrash,
     DiskReplaced,
     DatadirLost,
+    FsyncFail,
+    TornGarbage,
+    WalBitFlip,
+    ControlBitFlip,
+    MisdirectedWrite,
 }
 
 impl FaultKind {
     /// Every kind, in the order the planner weighs them (a seed's draws depend on this order).
-    pub const ALL: [FaultKind; 19] = [
+    pub const ALL: [FaultKind; 24] = [
         FaultKind::HostCrash,
         FaultKind::TornWrite,
         FaultKind::InstanceKill,
@@ -53,6 +58,11 @@ impl FaultKind {
         FaultKind::CoordinatorPairCrash,
         FaultKind::DiskReplaced,
         FaultKind::DatadirLost,
+        FaultKind::FsyncFail,
+        FaultKind::TornGarbage,
+        FaultKind::WalBitFlip,
+        FaultKind::ControlBitFlip,
+        FaultKind::MisdirectedWrite,
     ];
 
     /// The kind's name, as flags, results and reports write it.
@@ -77,6 +87,11 @@ impl FaultKind {
             FaultKind::CoordinatorPairCrash => "coordinator-pair-crash",
             FaultKind::DiskReplaced => "disk-replaced",
             FaultKind::DatadirLost => "datadir-lost",
+            FaultKind::FsyncFail => "fsync-fail",
+            FaultKind::TornGarbage => "torn-garbage",
+            FaultKind::WalBitFlip => "wal-bit-flip",
+            FaultKind::ControlBitFlip => "control-bit-flip",
+            FaultKind::MisdirectedWrite => "misdirected-write",
         }
     }
 
@@ -174,6 +189,11 @@ impl FaultWeights {
             (CoordinatorPairCrash, 1),
             (DiskReplaced, 1),
             (DatadirLost, 1),
+            (FsyncFail, 1),
+            (TornGarbage, 1),
+            (WalBitFlip, 1),
+            (ControlBitFlip, 1),
+            (MisdirectedWrite, 1),
         ])
     }
 }

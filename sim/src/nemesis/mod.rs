@@ -9,7 +9,10 @@
 //! random halves, the coordinator cut from the segments, one-way, a clogged link between two
 //! hosts), connection resets, latency spikes, packet loss, a full disk, a flipped bit in
 //! an instance's data, and a disk that comes back empty (a host's, replaced; or one instance's
-//! directory, lost).
+//! directory, lost). Media faults beyond those: an `fsync` that fails once, a torn WAL tail of
+//! garbage, a bit flipped in the middle of the durable WAL or in a small checksummed file
+//! (control file, identity, role, followed epoch), and a misdirected write (a valid table
+//! block or WAL record at the wrong offset).
 //!
 //! The rooms: the kinds and their weights ([`kind`]), drawing a schedule ([`plan`]), what a
 //! schedule exposes ([`exposure`]: which instances, when; the availability label), and reading
@@ -150,9 +153,58 @@ pub enum Fault {
     DatadirLost {
         dbid: u16,
     },
+    /// The next `fsync` of one of the instance's files fails once (EIO) and the kernel drops
+    /// its dirty pages. The instance must stop at once (as PostgreSQL PANICs): a retry that
+    /// succeeds proves nothing. Only a restart (recoverseg) brings it back.
+    FsyncFail {
+        dbid: u16,
+    },
+    /// Power loss in the middle of writes, the tail of every WAL on the host torn into garbage:
+    /// a prefix of the unsynced bytes survives and its last bytes are junk. Recovery must end
+    /// the WAL at the last valid record.
+    TornGarbage {
+        host: String,
+    },
+    /// A bit flips in a durable WAL record of the instance that another durable record
+    /// follows (`pick` chooses which record and bit): corruption in the middle of the log,
+    /// which recovery must refuse, never take for its end. The instance's process dies with
+    /// it and starts again at `instance-restart`, where it must find the damage (see
+    /// `world::media_faults` on why a latent one is not drawn).
+    WalBitFlip {
+        dbid: u16,
+        pick: u64,
+    },
+    /// A bit flips in one of the instance's small checksummed files (its control file, its
+    /// identity, role or followed epoch; `pick` chooses). The process dies with it and starts
+    /// again at `instance-restart`, where it reads them.
+    ControlBitFlip {
+        dbid: u16,
+        pick: u64,
+    },
+    /// A write landed at the wrong offset: a valid durable table block or WAL record of the
+    /// instance copied over another one (`pick` chooses). Checksums must name the place. The
+    /// process dies with it and starts again at `instance-restart`.
+    MisdirectedWrite {
+        dbid: u16,
+        pick: u64,
+    },
 }
 
 impl Fault {
+    /// The instance whose copy of its data this fault damages (or, for an `fsync` failure,
+    /// stops until an operator's recovery), if it is one of those.
+    pub fn damages(&self) -> Option<u16> {
+        match self {
+            Fault::BitFlip { dbid, .. }
+            | Fault::DatadirLost { dbid }
+            | Fault::FsyncFail { dbid }
+            | Fault::WalBitFlip { dbid, .. }
+            | Fault::ControlBitFlip { dbid, .. }
+            | Fault::MisdirectedWrite { dbid, .. } => Some(*dbid),
+            _ => None,
+        }
+    }
+
     /// Whether this entry heals an earlier one (rather than starting a fault).
     pub fn is_heal(&self) -> bool {
         matches!(
@@ -175,10 +227,13 @@ impl Fault {
         Some(match self {
             Fault::HostCrash { host }
             | Fault::TornWrite { host }
+            | Fault::TornGarbage { host }
             | Fault::DiskReplaced { host } => Fault::HostRestart { host: host.clone() },
-            Fault::InstanceKill { dbid } | Fault::DatadirLost { dbid } => {
-                Fault::InstanceRestart { dbid: *dbid }
-            }
+            Fault::InstanceKill { dbid }
+            | Fault::DatadirLost { dbid }
+            | Fault::WalBitFlip { dbid, .. }
+            | Fault::ControlBitFlip { dbid, .. }
+            | Fault::MisdirectedWrite { dbid, .. } => Fault::InstanceRestart { dbid: *dbid },
             Fault::InstancePause { dbid } => Fault::InstanceResume { dbid: *dbid },
             Fault::DoubleFault { content } => Fault::DoubleFaultHeal { content: *content },
             Fault::CoordinatorCrash => Fault::CoordinatorRestart,
@@ -225,6 +280,11 @@ impl Fault {
             Fault::BitFlip { .. } => FaultKind::BitFlip,
             Fault::DiskReplaced { .. } => FaultKind::DiskReplaced,
             Fault::DatadirLost { .. } => FaultKind::DatadirLost,
+            Fault::FsyncFail { .. } => FaultKind::FsyncFail,
+            Fault::TornGarbage { .. } => FaultKind::TornGarbage,
+            Fault::WalBitFlip { .. } => FaultKind::WalBitFlip,
+            Fault::ControlBitFlip { .. } => FaultKind::ControlBitFlip,
+            Fault::MisdirectedWrite { .. } => FaultKind::MisdirectedWrite,
             _ => return None,
         })
     }

@@ -162,7 +162,42 @@ fn draw_fault(
             Fault::DatadirLost { dbid: seg.dbid },
             vec![seg.hostname.clone()],
         ),
+        FaultKind::FsyncFail
+        | FaultKind::TornGarbage
+        | FaultKind::WalBitFlip
+        | FaultKind::ControlBitFlip
+        | FaultKind::MisdirectedWrite => draw_media_fault(rng, kind, host, &seg),
     }
+}
+
+/// A media fault of `kind` on `host` or on instance `seg` (see [`crate::world::disk`]).
+fn draw_media_fault(
+    rng: &mut ChaCha8Rng,
+    kind: FaultKind,
+    host: String,
+    seg: &SegmentConfig,
+) -> (Fault, Vec<String>) {
+    let dbid = seg.dbid;
+    let fault = match kind {
+        FaultKind::FsyncFail => Fault::FsyncFail { dbid },
+        FaultKind::TornGarbage => {
+            return (Fault::TornGarbage { host: host.clone() }, vec![host]);
+        }
+        FaultKind::WalBitFlip => Fault::WalBitFlip {
+            dbid,
+            pick: rng.next_u64(),
+        },
+        FaultKind::ControlBitFlip => Fault::ControlBitFlip {
+            dbid,
+            pick: rng.next_u64(),
+        },
+        FaultKind::MisdirectedWrite => Fault::MisdirectedWrite {
+            dbid,
+            pick: rng.next_u64(),
+        },
+        other => unreachable!("{other} is not a media fault"),
+    };
+    (fault, vec![seg.hostname.clone()])
 }
 
 /// A partition of the shape `kind` names, between drawn hosts (`mdw` among them).
@@ -297,7 +332,7 @@ impl<'a, 'l> Planner<'a, 'l> {
     fn may_destroy(&self, fault: &Fault, t: Duration) -> bool {
         let segments = self.layout.segments;
         let destroys: Vec<u16> = match fault {
-            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
+            f if f.damages().is_some() => f.damages().into_iter().collect(),
             Fault::DiskReplaced { host } => segments
                 .iter()
                 .filter(|s| s.hostname == *host)
@@ -334,7 +369,7 @@ fn endangers_a_lost_copy(
     }
     let destroyed = |f: &Fault| -> Vec<u16> {
         match f {
-            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
+            f if f.damages().is_some() => f.damages().into_iter().collect(),
             Fault::DiskReplaced { host } => segments
                 .iter()
                 .filter(|s| s.hostname == *host)

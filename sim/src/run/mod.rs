@@ -743,7 +743,9 @@ async fn run_schedule(
         trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
         world.world.lock().unwrap().apply(&f.fault);
         let host_event = match &f.fault {
-            Fault::HostCrash { host } | Fault::TornWrite { host } => Some((host, true)),
+            Fault::HostCrash { host } | Fault::TornWrite { host } | Fault::TornGarbage { host } => {
+                Some((host, true))
+            }
             Fault::HostRestart { host } => Some((host, false)),
             _ => None,
         };

@@ -95,6 +95,14 @@ impl DataDirs {
         places.segments.get(&dbid).map(Place::durable_wal)
     }
 
+    /// How many `fsync`s of files in instance `dbid`'s data directory have failed.
+    pub fn failed_syncs(&self, dbid: Dbid) -> Option<usize> {
+        let places = self.0.lock().unwrap();
+        let place = places.segments.get(&dbid)?;
+        let dir = format!("{}/", place.datadir.trim_matches('/'));
+        Some(place.disk.failed_syncs_under(&dir))
+    }
+
     /// Instance `dbid`'s WAL bytes `[from, to)` as it sees them now (fewer where the file is
     /// shorter; `None`: its directory is unknown or lost).
     pub fn segment_visible_wal(&self, dbid: Dbid, from: u64, to: u64) -> Option<Vec<u8>> {

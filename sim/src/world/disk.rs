@@ -11,7 +11,9 @@
 //! grows to hold it, any gap reading as zeros). The durability contract never promised they are lost, and a storage engine that
 //! relies on their loss (a block written before the WAL covering it is durable) is caught.
 //!
-//! Faults on demand: a full disk (`ENOSPC` on writes that grow a file) and corrupted bytes.
+//! Faults on demand: a full disk (`ENOSPC` on writes that grow a file) and corrupted bytes;
+//! media faults beyond a clean power loss (an fsync that fails once, a torn tail of garbage, a
+//! misdirected write) live in [`media`].
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster::io::disk::{parent_dir, Disk, DiskFuture};
+
+mod media;
 
 #[derive(Clone, Debug, Default)]
 struct Inode {
@@ -54,6 +58,8 @@ struct State {
     /// Incremented on every crash; a sync in flight across a crash does not complete.
     generation: u64,
     stats: DiskStats,
+    /// Media faults armed on this disk (see [`media`]).
+    media: media::Media,
 }
 
 /// Counters a benchmark or test can read.
@@ -471,6 +477,9 @@ impl Disk for SimDisk {
             let mut st = self.state.lock().unwrap();
             if st.generation != generation {
                 return Err(io::Error::other("host crashed during fsync"));
+            }
+            if let Some(err) = st.fail_sync_if_armed(path, id) {
+                return Err(err);
             }
             st.stats.syncs += 1;
             if let Some(inode) = st.inodes.get_mut(&id) {

@@ -10,6 +10,7 @@ pub mod coordinator_pair;
 pub mod dirs;
 pub mod disk;
 pub mod faults;
+mod media_faults;
 pub mod standby_host;
 
 use std::collections::BTreeMap;
