@@ -125,6 +125,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "availability",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "fence-only-generations",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 150,
+    },
+    PlantedBug {
+        name: "syncrep-off-skips-epoch-check",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 150,
+    },
 ];
 
 /// The catalogue entry of a bug.

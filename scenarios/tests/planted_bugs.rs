@@ -60,6 +60,8 @@ macro_rules! caught {
             "coordinator-fence-off",
             "skip-identity-check",
             "no-cancel-on-failover",
+            "fence-only-generations",
+            "syncrep-off-skips-epoch-check",
         ];
     };
 }
@@ -235,6 +237,21 @@ fn calls_left_waiting_on_a_paused_primary_hold_its_clients_past_the_failover() {
             result.violations.first()
         );
     }
+}
+
+/// Control requests delivered late and twice (the `late-delivery` fault): a SYNCREP_OFF, a
+/// PROMOTE or a rejoin one configuration epoch stale reaches an instance after the catalog moved
+/// on. A fence that compares only coordinator generations obeys it.
+#[test]
+fn a_fence_comparing_only_generations_obeys_a_late_request_and_is_found() {
+    assert_caught("fence-only-generations");
+}
+
+/// A late SYNCREP_OFF obeyed after the mirror came back and caught up: the primary acknowledges
+/// commits its mirror, in sync per the catalog, has not flushed.
+#[test]
+fn a_late_syncrep_off_obeyed_acknowledges_what_the_mirror_lacks_and_is_found() {
+    assert_caught("syncrep-off-skips-epoch-check");
 }
 
 #[test]

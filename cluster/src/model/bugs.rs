@@ -75,6 +75,16 @@ pub struct PlantedBugs {
     /// old one wait for their own timeout instead of being cancelled and retried on the new
     /// primary, so clients sit on a hung primary past the failover.
     pub no_cancel_on_failover: bool,
+    /// A segment's fence compares only coordinator generations: a request of the current
+    /// coordinator stamped with an older epoch (a late SYNCREP_OFF, PROMOTE or rejoin from a
+    /// decision the catalog has since replaced) is obeyed (the real rule: every epoch older than
+    /// the newest the instance has seen is refused, whatever its generation).
+    pub fence_only_generations: bool,
+    /// A primary obeys SYNCREP_OFF whatever its epoch, as if stopping the wait for a mirror
+    /// the prober asked to stop waiting for were always safe: a late one, from before the mirror
+    /// came back and caught up, lets it acknowledge commits its in-sync mirror lacks (the real
+    /// rule: SYNCREP_OFF is fenced like every other control request).
+    pub syncrep_off_skips_epoch_check: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -159,6 +169,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "no-cancel-on-failover",
         "calls in flight to a replaced primary wait for their timeout instead of moving on",
     ),
+    (
+        "fence-only-generations",
+        "a segment obeys a request of an older epoch within the current coordinator generation",
+    ),
+    (
+        "syncrep-off-skips-epoch-check",
+        "a primary obeys a late SYNCREP_OFF stamped with an older epoch",
+    ),
 ];
 
 impl PlantedBugs {
@@ -190,6 +208,8 @@ impl PlantedBugs {
             "coordinator-fence-off" => &mut self.coordinator_fence_off,
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
+            "fence-only-generations" => &mut self.fence_only_generations,
+            "syncrep-off-skips-epoch-check" => &mut self.syncrep_off_skips_epoch_check,
             _ => return None,
         })
     }

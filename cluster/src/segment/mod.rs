@@ -14,6 +14,7 @@ mod session;
 mod walreceiver;
 mod walsender;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,10 +194,10 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         let mut identity = check_identity(&cfg, &*disk).await?;
         let followed =
             followed::load(&*disk).map_err(|source| InstanceError::Storage { dbid, source })?;
-        let server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
+        let mut server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(|source| InstanceError::Listen { dbid, source })?;
-        let engine = open_engine(&cfg, disk.clone()).await?;
+        let engine = recover_answering_starting(&cfg, disk.clone(), &mut server).await?;
         let role = role_file::load_or_init(&*disk, cfg.initial_role)
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;
@@ -241,11 +242,50 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
     .await
 }
 
+/// Opens the storage engine (crash recovery) while answering every request on `server` with
+/// "starting" and how far redo has gone, as a postmaster in recovery answers a probe: the
+/// prober then leaves a primary alone while its recovery advances.
+async fn recover_answering_starting(
+    cfg: &InstanceConfig,
+    disk: Arc<dyn Disk>,
+    server: &mut net::Server,
+) -> Result<Engine, InstanceError> {
+    let replayed = Arc::new(AtomicU64::new(0));
+    let opening = open_engine(cfg, disk, &replayed);
+    tokio::pin!(opening);
+    loop {
+        tokio::select! {
+            // In a fixed order: an unbiased select draws the order from a generator outside
+            // the simulation's seed.
+            biased;
+            engine = &mut opening => return engine,
+            accepted = server.accept() => {
+                if let Ok(conn) = accepted {
+                    runtime::spawn(answer_starting(conn, replayed.clone()).in_current_span());
+                }
+            }
+        }
+    }
+}
+
+/// Answers one request with "starting" and closes the connection (a postmaster in recovery
+/// refuses the connection with the same news).
+async fn answer_starting(mut conn: Connection, replayed: Arc<AtomicU64>) {
+    if conn.recv::<SegmentRequest>().await.is_ok() {
+        let replay_lsn = replayed.load(Ordering::Relaxed);
+        let _ = conn.send(&SegmentResponse::Starting { replay_lsn }).await;
+    }
+}
+
 /// Opens the storage engine (crash recovery runs here); a block found beyond the recovered WAL
 /// is reported as a fact before the instance fails.
-async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine, InstanceError> {
+async fn open_engine(
+    cfg: &InstanceConfig,
+    disk: Arc<dyn Disk>,
+    replayed: &AtomicU64,
+) -> Result<Engine, InstanceError> {
     let dbid = cfg.dbid;
-    Engine::open(
+    Engine::open_reporting(
         disk,
         EngineOptions {
             cache_blocks_max: cfg.cache_blocks_max,
@@ -253,6 +293,7 @@ async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine
             replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
             evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
         },
+        replayed,
     )
     .await
     .map_err(|source| {
@@ -435,6 +476,9 @@ impl Instance {
                 },
                 SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch, &peer).await {
                     Ok(()) => self.syncrep_off(),
+                    Err(_) if self.inner.cfg.bugs.syncrep_off_skips_epoch_check => {
+                        self.syncrep_off()
+                    }
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::Checksum => match self.checksum().await {
@@ -474,7 +518,13 @@ impl Instance {
     /// followed from then on.
     pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
         let followed = self.epoch();
-        if epoch < followed && !self.inner.cfg.bugs.skip_epoch_check {
+        let bugs = self.inner.cfg.bugs;
+        let stale = if bugs.fence_only_generations {
+            epoch::generation(epoch) < epoch::generation(followed)
+        } else {
+            epoch < followed
+        };
+        if stale && !bugs.skip_epoch_check {
             return Err(SegmentResponse::Fenced {
                 dbid: self.dbid(),
                 epoch,

@@ -29,11 +29,12 @@ pub enum FaultKind {
     CoordinatorPairCrash,
     DiskReplaced,
     DatadirLost,
+    LateDelivery,
 }
 
 impl FaultKind {
     /// Every kind, in the order the planner weighs them (a seed's draws depend on this order).
-    pub const ALL: [FaultKind; 19] = [
+    pub const ALL: [FaultKind; 20] = [
         FaultKind::HostCrash,
         FaultKind::TornWrite,
         FaultKind::InstanceKill,
@@ -53,6 +54,7 @@ impl FaultKind {
         FaultKind::CoordinatorPairCrash,
         FaultKind::DiskReplaced,
         FaultKind::DatadirLost,
+        FaultKind::LateDelivery,
     ];
 
     /// The kind's name, as flags, results and reports write it.
@@ -77,6 +79,7 @@ impl FaultKind {
             FaultKind::CoordinatorPairCrash => "coordinator-pair-crash",
             FaultKind::DiskReplaced => "disk-replaced",
             FaultKind::DatadirLost => "datadir-lost",
+            FaultKind::LateDelivery => "late-delivery",
         }
     }
 
@@ -174,6 +177,7 @@ impl FaultWeights {
             (CoordinatorPairCrash, 1),
             (DiskReplaced, 1),
             (DatadirLost, 1),
+            (LateDelivery, 3),
         ])
     }
 }

@@ -150,6 +150,11 @@ pub enum Fault {
     DatadirLost {
         dbid: u16,
     },
+    /// A control request the coordinator sent earlier (`pick` chooses which: one epoch stale
+    /// or of the newest epoch) is delivered again, twice (`world::late_delivery`). An instant.
+    LateDelivery {
+        pick: u64,
+    },
 }
 
 impl Fault {
@@ -225,6 +230,7 @@ impl Fault {
             Fault::BitFlip { .. } => FaultKind::BitFlip,
             Fault::DiskReplaced { .. } => FaultKind::DiskReplaced,
             Fault::DatadirLost { .. } => FaultKind::DatadirLost,
+            Fault::LateDelivery { .. } => FaultKind::LateDelivery,
             _ => return None,
         })
     }

@@ -112,7 +112,8 @@ pub fn validate(
             | Fault::CoordinatorPairCrash
             | Fault::CoordinatorPairRestart
             | Fault::LatencyHeal
-            | Fault::PacketLossHeal => {}
+            | Fault::PacketLossHeal
+            | Fault::LateDelivery { .. } => {}
         }
         if f.fault.is_heal() {
             match open.remove(&f.episode) {
@@ -212,6 +213,7 @@ pub const ENTRY_KINDS: &[&str] = &[
     "bit-flip",
     "disk-replaced",
     "datadir-lost",
+    "late-delivery",
 ];
 
 fn known_entry(kind: &str) -> bool {

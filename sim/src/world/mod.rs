@@ -8,7 +8,9 @@
 
 pub mod coordinator_pair;
 pub mod disk;
+pub mod disk_speed;
 pub mod faults;
+pub mod late_delivery;
 pub mod standby_host;
 
 use std::collections::BTreeMap;
@@ -130,6 +132,8 @@ pub struct World {
     pub activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// The cluster's identifier, in every data directory's identity.
     pub cluster_id: u64,
+    /// Every host's disk kind is drawn from this (`disk_speed::draw`).
+    disk_seed: u64,
     /// Every change of acting coordinator (an activation the operator saw through, reported
     /// or not), for the one-acting-coordinator checker.
     pub successions: Vec<crate::world::coordinator_pair::Succession>,
@@ -207,10 +211,16 @@ impl World {
             pair_crashed: Vec::new(),
             activations: Vec::new(),
             cluster_id: cluster_id_of(disk_seed),
+            disk_seed,
             successions: Vec::new(),
             activation_began_ms: None,
             dirs: Default::default(),
         };
+        late_delivery::keep_control_requests(
+            cfg.fault_weights
+                .get(crate::nemesis::FaultKind::LateDelivery)
+                > 0,
+        );
         world.add_coordinator(cfg);
         for name in &segment_hosts {
             world.add_segment_host(cfg, name);
@@ -221,12 +231,17 @@ impl World {
         world
     }
 
-    pub(crate) fn new_disk_for(cfg: &RunConfig) -> SimDisk {
-        World::new_disk(cfg)
+    pub(crate) fn new_disk_for(&self, cfg: &RunConfig, host: &str) -> SimDisk {
+        self.new_disk(cfg, host)
     }
 
-    fn new_disk(cfg: &RunConfig) -> SimDisk {
-        SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
+    /// A host's disk: of the kind the host drew from the scenario's kinds
+    /// (`disk_speed::draw`), or with the scenario's fixed fsync latency if it lists none.
+    fn new_disk(&self, cfg: &RunConfig, host: &str) -> SimDisk {
+        match disk_speed::draw(self.disk_seed, host, &cfg.disk_speeds) {
+            Some(speed) => SimDisk::new().with_speed(speed),
+            None => SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max),
+        }
     }
 
     /// The coordinator's settings in this run.
@@ -270,7 +285,7 @@ impl World {
     }
 
     fn add_coordinator(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, "mdw");
         self.install_identity(&disk, "", 1, -1);
         let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
@@ -333,7 +348,7 @@ impl World {
     }
 
     fn add_segment_host(&mut self, cfg: &RunConfig, name: &str) {
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, name);
         let mut processes = Vec::new();
         for seg in self.segments.iter().filter(|s| s.hostname == name) {
             let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
@@ -423,7 +438,7 @@ impl World {
             .strip_prefix("sdw")
             .and_then(|n| n.parse().ok())
             .expect("a spare host is named sdwN");
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, name);
         self.hosts.insert(
             name.into(),
             Host {
