@@ -139,6 +139,19 @@ struct SyncState {
     /// here may have been acknowledged without the mirror (Change Tracking), so the mirror is
     /// in sync again only once it has flushed this far.
     acked_alone_upto: Lsn,
+    /// The epoch this instance followed when synchronous waiting last went back on. A
+    /// SYNCREP_OFF stamped no later was decided before the mirror came back (a copy delivered
+    /// late or twice) and must not turn waiting off again: the catalog may already say the pair
+    /// is in sync, in an epoch this instance has not yet heard of.
+    on_since_epoch: u64,
+}
+
+impl SyncState {
+    /// Whether a SYNCREP_OFF stamped `epoch` turns synchronous waiting off; `stale(a, b)` is
+    /// the fence's comparison (whether epoch `a` is older than `b`).
+    fn syncrep_off_applies(&self, epoch: u64, stale: impl Fn(u64, u64) -> bool) -> bool {
+        self.syncrep && !stale(epoch, self.on_since_epoch.saturating_add(1))
+    }
 }
 
 struct State {
@@ -371,6 +384,7 @@ impl Instance {
             mirror_flushed: 0,
             syncrep,
             acked_alone_upto: 0,
+            on_since_epoch: 0,
         });
         let failure = Watch::new(None);
         Instance {
@@ -475,9 +489,9 @@ impl Instance {
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch, &peer).await {
-                    Ok(()) => self.syncrep_off(),
+                    Ok(()) => self.syncrep_off(epoch),
                     Err(_) if self.inner.cfg.bugs.syncrep_off_skips_epoch_check => {
-                        self.syncrep_off()
+                        self.syncrep_off(epoch)
                     }
                     Err(refusal) => refusal,
                 },
@@ -518,13 +532,7 @@ impl Instance {
     /// followed from then on.
     pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
         let followed = self.epoch();
-        let bugs = self.inner.cfg.bugs;
-        let stale = if bugs.fence_only_generations {
-            epoch::generation(epoch) < epoch::generation(followed)
-        } else {
-            epoch < followed
-        };
-        if stale && !bugs.skip_epoch_check {
+        if self.stale(epoch, followed) {
             return Err(SegmentResponse::Fenced {
                 dbid: self.dbid(),
                 epoch,
@@ -538,6 +546,17 @@ impl Instance {
         }
         self.obeyed(epoch, from);
         Ok(())
+    }
+
+    /// Whether `epoch` is older than `reference` (the fence's comparison).
+    fn stale(&self, epoch: u64, reference: u64) -> bool {
+        let bugs = self.inner.cfg.bugs;
+        let older = if bugs.fence_only_generations {
+            epoch::generation(epoch) < epoch::generation(reference)
+        } else {
+            epoch < reference
+        };
+        older && !bugs.skip_epoch_check
     }
 
     /// Follows `epoch` if it is newer than the one followed. A new coordinator generation is
@@ -658,9 +677,11 @@ impl Instance {
                 flushed,
                 "mirror is up again: synchronous waiting on; in sync once it has flushed this far"
             );
+            let followed = state.epoch;
             self.inner.sync.modify(|s| {
                 s.syncrep = true;
                 s.acked_alone_upto = s.acked_alone_upto.max(flushed);
+                s.on_since_epoch = followed;
             });
         }
         let since = sender.last_disconnect.max(self.inner.started);
@@ -691,8 +712,12 @@ impl Instance {
         Ok(())
     }
 
-    fn syncrep_off(&self) -> SegmentResponse {
-        if self.inner.sync.get().syncrep {
+    fn syncrep_off(&self, epoch: u64) -> SegmentResponse {
+        let bugs = self.inner.cfg.bugs;
+        let applies = self.inner.sync.get().syncrep_off_applies(epoch, |a, b| {
+            !bugs.syncrep_off_skips_epoch_check && self.stale(a, b)
+        });
+        if applies {
             info!("mirror marked down: synchronous waiting off (change tracking)");
             self.inner.sync.modify(|s| s.syncrep = false);
         }
@@ -731,6 +756,29 @@ impl Instance {
 mod tests {
     use super::*;
 
+    /// A SYNCREP_OFF delivered again after the mirror came back, stamped with the epoch that
+    /// was current when waiting went back on (the catalog may since have recorded the pair in
+    /// sync, in an epoch the primary has not heard of yet), leaves waiting on; one stamped
+    /// later (a new decision that the mirror is down) turns it off.
+    #[test]
+    fn a_syncrep_off_no_later_than_the_return_of_the_mirror_leaves_waiting_on() {
+        let waiting_on_since = |epoch| SyncState {
+            mirror_flushed: 0,
+            syncrep: true,
+            acked_alone_upto: 0,
+            on_since_epoch: epoch,
+        };
+        let older = |a: u64, b: u64| a < b;
+        assert!(!waiting_on_since(11).syncrep_off_applies(11, older));
+        assert!(!waiting_on_since(11).syncrep_off_applies(10, older));
+        assert!(waiting_on_since(11).syncrep_off_applies(12, older));
+        let off = SyncState {
+            syncrep: false,
+            ..waiting_on_since(0)
+        };
+        assert!(!off.syncrep_off_applies(12, older), "already off");
+    }
+
     /// Swarm seed 167: a mirror that caught up once, then fell behind while its primary
     /// acknowledged commits alone, is not in sync when synchronous waiting goes back on; it is
     /// once it has flushed what was acknowledged without it.
@@ -740,6 +788,7 @@ mod tests {
             mirror_flushed,
             syncrep,
             acked_alone_upto: 41_098,
+            on_since_epoch: 0,
         };
         let in_sync = |caught_up, mode, s| {
             let pair = Pair {
