@@ -150,6 +150,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 60,
     },
     PlantedBug {
+        name: "syncrep-off-skips-epoch-check",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 150,
+    },
+    PlantedBug {
         name: "fsync-error-retried",
         scenario: "standard",
         caught_by: "durable-claims",

@@ -62,6 +62,7 @@ macro_rules! caught {
             "no-cancel-on-failover",
             "failover-on-one-lost-probe",
             "fence-compares-generations-only",
+            "syncrep-off-skips-epoch-check",
         ];
     };
 }
@@ -254,6 +255,13 @@ fn a_failover_after_one_lost_probe_is_found_as_it_is_decided() {
 #[test]
 fn a_fence_comparing_only_generations_obeys_a_stale_request_and_is_found() {
     caught_and_clean_before("fence-compares-generations-only", 0..60);
+}
+
+/// A late SYNCREP_OFF obeyed after the mirror came back and caught up: the primary acknowledges
+/// commits its mirror, in sync per the catalog, has not flushed.
+#[test]
+fn a_late_syncrep_off_obeyed_acknowledges_what_the_mirror_lacks_and_is_found() {
+    assert_caught("syncrep-off-skips-epoch-check");
 }
 
 #[test]

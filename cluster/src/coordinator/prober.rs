@@ -15,7 +15,7 @@ use crate::io::runtime::{self, Instant};
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{Pair, RowChange, SegmentConfig};
 use crate::model::observe::{AttemptEnd, Fact, ProbeAttempt};
-use crate::protocol::fts::{decide_with, Decision, ProbeOutcome};
+use crate::protocol::fts::{decide_with, restart_outcome, Decision, ProbeOutcome, Restart};
 use crate::wire::ProbeReply;
 use crate::wire::{SegmentRequest, SegmentResponse};
 
@@ -47,8 +47,8 @@ pub struct Prober {
     settings: ProbeSettings,
     store: CatalogStore,
     bugs: PlantedBugs,
-    /// Consecutive "starting" answers per dbid.
-    starting: std::collections::BTreeMap<u16, u32>,
+    /// "Starting" answers in a row per dbid (while some).
+    starting: std::collections::BTreeMap<u16, Restart>,
 }
 
 impl Prober {
@@ -89,18 +89,18 @@ impl Prober {
                     settings: self.settings.clone(),
                     store: self.store.clone(),
                     bugs: self.bugs,
-                    starting: self.starting.get(&dbid).copied().unwrap_or(0),
+                    starting: self.starting.get(&dbid).copied().unwrap_or_default(),
                 };
                 (dbid, runtime::spawn(content.run(pair).in_current_span()))
             })
             .collect();
         for (dbid, task) in tasks {
             match task.await {
-                Ok(0) => {
+                Ok(restart) if restart.answers == 0 => {
                     self.starting.remove(&dbid);
                 }
-                Ok(n) => {
-                    self.starting.insert(dbid, n);
+                Ok(restart) => {
+                    self.starting.insert(dbid, restart);
                 }
                 Err(_) => {}
             }
@@ -113,18 +113,18 @@ struct ContentProber {
     settings: ProbeSettings,
     store: CatalogStore,
     bugs: PlantedBugs,
-    /// Consecutive "starting" answers of the content's acting primary.
-    starting: u32,
+    /// The "starting" answers in a row of the content's acting primary.
+    starting: Restart,
 }
 
 impl ContentProber {
-    /// Probes, decides and acts; returns the primary's count of consecutive "starting" answers.
+    /// Probes, decides and acts; returns what it knows of the primary's "starting" answers.
     ///
     /// Mirrored contents go through the decision table; an unmirrored content's primary is only
     /// checked for life, because the catalog never marks an acting primary down: while one is
     /// unreachable the store says the system is not operational (without mirroring, one failed
     /// segment stops the whole system).
-    async fn run(mut self, pair: Pair) -> u32 {
+    async fn run(mut self, pair: Pair) -> Restart {
         let (answer, round) =
             probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
         if let Answer::Deposed = answer {
@@ -153,19 +153,17 @@ impl ContentProber {
     fn outcome(&mut self, answer: Answer) -> ProbeOutcome {
         match answer {
             Answer::Reply(reply) => {
-                self.starting = 0;
+                self.starting = Restart::default();
                 ProbeOutcome::Answered(reply)
             }
-            Answer::Starting => {
-                self.starting += 1;
-                if self.starting > self.settings.starting_probes_max {
-                    ProbeOutcome::Unreachable
-                } else {
-                    ProbeOutcome::Restarting
-                }
+            Answer::Starting { replay_lsn } => {
+                let (outcome, now) =
+                    restart_outcome(self.starting, replay_lsn, self.settings.starting_probes_max);
+                self.starting = now;
+                outcome
             }
             Answer::Unreachable => {
-                self.starting = 0;
+                self.starting = Restart::default();
                 ProbeOutcome::Unreachable
             }
             Answer::Deposed => unreachable!("a deposed coordinator stops before deciding"),
@@ -308,7 +306,9 @@ impl ContentProber {
 #[derive(Clone, Copy, Debug)]
 enum Answer {
     Reply(ProbeReply),
-    Starting,
+    Starting {
+        replay_lsn: crate::wal::Lsn,
+    },
     Unreachable,
     /// The instance follows a later coordinator generation: this coordinator was deposed.
     Deposed,
@@ -384,7 +384,9 @@ async fn probe_with_retries(
         last_end = ended;
         match result {
             Ok(SegmentResponse::Probe(reply)) => return (Answer::Reply(reply), round),
-            Ok(SegmentResponse::Starting { .. }) => return (Answer::Starting, round),
+            Ok(SegmentResponse::Starting { replay_lsn }) => {
+                return (Answer::Starting { replay_lsn }, round)
+            }
             Ok(SegmentResponse::Fenced { followed, .. })
                 if deposed_by(store, bugs, primary, followed).await =>
             {

@@ -95,6 +95,11 @@ pub struct PlantedBugs {
     /// (the real rule: promotion keeps every whole record the mirror received and cuts only a
     /// partial or corrupt tail).
     pub promotion_ends_at_last_commit: bool,
+    /// A primary obeys SYNCREP_OFF whatever its epoch, as if stopping the wait for a mirror
+    /// the prober asked to stop waiting for were always safe: a late one, from before the mirror
+    /// came back and caught up, lets it acknowledge commits its in-sync mirror lacks (the real
+    /// rule: SYNCREP_OFF is fenced like every other control request).
+    pub syncrep_off_skips_epoch_check: bool,
     /// A segment retries a WAL `fsync` that failed and carries on (acknowledging commits) when
     /// the retry succeeds (the real rule: PostgreSQL PANICs on a failed `fsync`, since the
     /// kernel may have dropped the dirty pages and a later `fsync` proves nothing about them).
@@ -200,6 +205,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "a promoted mirror cuts the whole records after its last commit, a prepare among them",
     ),
     (
+        "syncrep-off-skips-epoch-check",
+        "a primary obeys a late SYNCREP_OFF stamped with an older epoch",
+    ),
+    (
         "fsync-error-retried",
         "a failed wal fsync is retried and the segment goes on acknowledging commits",
     ),
@@ -238,6 +247,7 @@ impl PlantedBugs {
             "fence-compares-generations-only" => &mut self.fence_compares_generations_only,
             "wal-flush-covers-later-appends" => &mut self.wal_flush_covers_later_appends,
             "promotion-ends-at-last-commit" => &mut self.promotion_ends_at_last_commit,
+            "syncrep-off-skips-epoch-check" => &mut self.syncrep_off_skips_epoch_check,
             "fsync-error-retried" => &mut self.fsync_error_retried,
             _ => return None,
         })

@@ -14,6 +14,7 @@ mod session;
 mod walreceiver;
 mod walsender;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -138,6 +139,19 @@ struct SyncState {
     /// here may have been acknowledged without the mirror (Change Tracking), so the mirror is
     /// in sync again only once it has flushed this far.
     acked_alone_upto: Lsn,
+    /// The epoch this instance followed when synchronous waiting last went back on. A
+    /// SYNCREP_OFF stamped no later was decided before the mirror came back (a copy delivered
+    /// late or twice) and must not turn waiting off again: the catalog may already say the pair
+    /// is in sync, in an epoch this instance has not yet heard of.
+    on_since_epoch: u64,
+}
+
+impl SyncState {
+    /// Whether a SYNCREP_OFF stamped `epoch` turns synchronous waiting off; `stale(a, b)` is
+    /// the fence's comparison (whether epoch `a` is older than `b`).
+    fn syncrep_off_applies(&self, epoch: u64, stale: impl Fn(u64, u64) -> bool) -> bool {
+        self.syncrep && !stale(epoch, self.on_since_epoch.saturating_add(1))
+    }
 }
 
 struct State {
@@ -193,10 +207,10 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         let mut identity = check_identity(&cfg, &*disk).await?;
         let followed =
             followed::load(&*disk).map_err(|source| InstanceError::Storage { dbid, source })?;
-        let server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
+        let mut server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(|source| InstanceError::Listen { dbid, source })?;
-        let engine = open_engine(&cfg, disk.clone()).await?;
+        let engine = recover_answering_starting(&cfg, disk.clone(), &mut server).await?;
         let role = role_file::load_or_init(&*disk, cfg.initial_role)
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;
@@ -241,11 +255,50 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
     .await
 }
 
+/// Opens the storage engine (crash recovery) while answering every request on `server` with
+/// "starting" and how far redo has gone, as a postmaster in recovery answers a probe: the
+/// prober then leaves a primary alone while its recovery advances.
+async fn recover_answering_starting(
+    cfg: &InstanceConfig,
+    disk: Arc<dyn Disk>,
+    server: &mut net::Server,
+) -> Result<Engine, InstanceError> {
+    let replayed = Arc::new(AtomicU64::new(0));
+    let opening = open_engine(cfg, disk, &replayed);
+    tokio::pin!(opening);
+    loop {
+        tokio::select! {
+            // In a fixed order: an unbiased select draws the order from a generator outside
+            // the simulation's seed.
+            biased;
+            engine = &mut opening => return engine,
+            accepted = server.accept() => {
+                if let Ok(conn) = accepted {
+                    runtime::spawn(answer_starting(conn, replayed.clone()).in_current_span());
+                }
+            }
+        }
+    }
+}
+
+/// Answers one request with "starting" and closes the connection (a postmaster in recovery
+/// refuses the connection with the same news).
+async fn answer_starting(mut conn: Connection, replayed: Arc<AtomicU64>) {
+    if conn.recv::<SegmentRequest>().await.is_ok() {
+        let replay_lsn = replayed.load(Ordering::Relaxed);
+        let _ = conn.send(&SegmentResponse::Starting { replay_lsn }).await;
+    }
+}
+
 /// Opens the storage engine (crash recovery runs here); a block found beyond the recovered WAL
 /// is reported as a fact before the instance fails.
-async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine, InstanceError> {
+async fn open_engine(
+    cfg: &InstanceConfig,
+    disk: Arc<dyn Disk>,
+    replayed: &AtomicU64,
+) -> Result<Engine, InstanceError> {
     let dbid = cfg.dbid;
-    Engine::open(
+    Engine::open_reporting(
         disk,
         EngineOptions {
             cache_blocks_max: cfg.cache_blocks_max,
@@ -256,6 +309,7 @@ async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine
             retry_failed_fsync: cfg.bugs.fsync_error_retried,
             ..EngineOptions::default()
         },
+        replayed,
     )
     .await
     .map_err(|source| {
@@ -333,6 +387,7 @@ impl Instance {
             mirror_flushed: 0,
             syncrep,
             acked_alone_upto: 0,
+            on_since_epoch: 0,
         });
         let failure = Watch::new(None);
         Instance {
@@ -442,7 +497,10 @@ impl Instance {
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch, &peer).await {
-                    Ok(()) => self.syncrep_off(),
+                    Ok(()) => self.syncrep_off(epoch),
+                    Err(_) if self.inner.cfg.bugs.syncrep_off_skips_epoch_check => {
+                        self.syncrep_off(epoch)
+                    }
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::Checksum => match self.checksum().await {
@@ -481,28 +539,19 @@ impl Instance {
     /// activated standby deposed (an older generation), and is refused. A newer epoch is
     /// followed from then on.
     pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
-        let bugs = self.inner.cfg.bugs;
-        let stale = |followed: u64| {
-            let older = if bugs.fence_compares_generations_only {
-                epoch::generation(epoch) < epoch::generation(followed)
-            } else {
-                epoch < followed
-            };
-            older && !bugs.skip_epoch_check
-        };
         let refuse = |followed: u64| SegmentResponse::Fenced {
             dbid: self.dbid(),
             epoch,
             followed,
         };
         let followed = self.epoch();
-        if stale(followed) {
+        if self.stale(epoch, followed) {
             return Err(refuse(followed));
         }
         // Following a new generation waits for the disk; a newer request may be followed
         // meanwhile, so the check is made again where the epoch is taken.
         match self.follow(epoch).await {
-            Ok(before) if stale(before) => return Err(refuse(before)),
+            Ok(before) if self.stale(epoch, before) => return Err(refuse(before)),
             Ok(_) => {}
             Err(e) => {
                 return Err(SegmentResponse::Error(crate::wire::DbError::Failed(
@@ -512,6 +561,17 @@ impl Instance {
         }
         self.obeyed(epoch, from);
         Ok(())
+    }
+
+    /// Whether `epoch` is older than `reference` (the fence's comparison).
+    fn stale(&self, epoch: u64, reference: u64) -> bool {
+        let bugs = self.inner.cfg.bugs;
+        let older = if bugs.fence_compares_generations_only {
+            epoch::generation(epoch) < epoch::generation(reference)
+        } else {
+            epoch < reference
+        };
+        older && !bugs.skip_epoch_check
     }
 
     /// Follows `epoch` if it is newer than the one followed, and returns the epoch followed
@@ -640,9 +700,11 @@ impl Instance {
                 flushed,
                 "mirror is up again: synchronous waiting on; in sync once it has flushed this far"
             );
+            let followed = state.epoch;
             self.inner.sync.modify(|s| {
                 s.syncrep = true;
                 s.acked_alone_upto = s.acked_alone_upto.max(flushed);
+                s.on_since_epoch = followed;
             });
         }
         let since = sender.last_disconnect.max(self.inner.started);
@@ -673,8 +735,12 @@ impl Instance {
         Ok(())
     }
 
-    fn syncrep_off(&self) -> SegmentResponse {
-        if self.inner.sync.get().syncrep {
+    fn syncrep_off(&self, epoch: u64) -> SegmentResponse {
+        let bugs = self.inner.cfg.bugs;
+        let applies = self.inner.sync.get().syncrep_off_applies(epoch, |a, b| {
+            !bugs.syncrep_off_skips_epoch_check && self.stale(a, b)
+        });
+        if applies {
             info!("mirror marked down: synchronous waiting off (change tracking)");
             self.inner.sync.modify(|s| s.syncrep = false);
         }
@@ -713,6 +779,29 @@ impl Instance {
 mod tests {
     use super::*;
 
+    /// A SYNCREP_OFF delivered again after the mirror came back, stamped with the epoch that
+    /// was current when waiting went back on (the catalog may since have recorded the pair in
+    /// sync, in an epoch the primary has not heard of yet), leaves waiting on; one stamped
+    /// later (a new decision that the mirror is down) turns it off.
+    #[test]
+    fn a_syncrep_off_no_later_than_the_return_of_the_mirror_leaves_waiting_on() {
+        let waiting_on_since = |epoch| SyncState {
+            mirror_flushed: 0,
+            syncrep: true,
+            acked_alone_upto: 0,
+            on_since_epoch: epoch,
+        };
+        let older = |a: u64, b: u64| a < b;
+        assert!(!waiting_on_since(11).syncrep_off_applies(11, older));
+        assert!(!waiting_on_since(11).syncrep_off_applies(10, older));
+        assert!(waiting_on_since(11).syncrep_off_applies(12, older));
+        let off = SyncState {
+            syncrep: false,
+            ..waiting_on_since(0)
+        };
+        assert!(!off.syncrep_off_applies(12, older), "already off");
+    }
+
     /// Swarm seed 167: a mirror that caught up once, then fell behind while its primary
     /// acknowledged commits alone, is not in sync when synchronous waiting goes back on; it is
     /// once it has flushed what was acknowledged without it.
@@ -722,6 +811,7 @@ mod tests {
             mirror_flushed,
             syncrep,
             acked_alone_upto: 41_098,
+            on_since_epoch: 0,
         };
         let in_sync = |caught_up, mode, s| {
             let pair = Pair {

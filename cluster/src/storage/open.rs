@@ -1,5 +1,6 @@
 //! Opening an instance's storage: creating it on an empty disk, or recovering after a crash.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::io::Disk;
@@ -20,6 +21,16 @@ impl Engine {
     /// committed transaction from the checkpoint's redo LSN. Prepared transactions come back
     /// from the control file and the Prepare records after it, still pending.
     pub async fn open(disk: Arc<dyn Disk>, opts: EngineOptions) -> Result<Engine, StorageError> {
+        Engine::open_reporting(disk, opts, &AtomicU64::new(0)).await
+    }
+
+    /// [`Engine::open`], storing in `replayed` how far redo has gone (what a starting instance
+    /// tells a probe, so the prober sees recovery advance).
+    pub async fn open_reporting(
+        disk: Arc<dyn Disk>,
+        opts: EngineOptions,
+        replayed: &AtomicU64,
+    ) -> Result<Engine, StorageError> {
         let control = match Control::read(&*disk)? {
             Some(control) => control,
             None => initialize(&*disk).await?,
@@ -53,8 +64,8 @@ impl Engine {
             )?;
             engine.tables.insert(def.id, table);
         }
-        let redone = engine.redo(wal_end)?;
-        if let Some(lsn) = redone.bad {
+        replayed.store(engine.applied_lsn, Ordering::Relaxed);
+        if let Some(lsn) = engine.redo_in_steps(wal_end, replayed).await? {
             // The framing pass accepted this record, so it failed to apply: the WAL and the
             // blocks disagree.
             return Err(StorageError::CorruptWal { lsn });
@@ -69,6 +80,39 @@ impl Engine {
             "storage opened"
         );
         Ok(engine)
+    }
+}
+
+/// WAL redone between two waits for the disk during crash recovery.
+const REDO_STEP_BYTES: u64 = 32 * 1024;
+
+impl Engine {
+    /// Redoes up to `wal_end` a step at a time, waiting after each for the disk to serve what
+    /// the step read and wrote, so recovery takes the time its bytes take and a probe meanwhile
+    /// sees `replayed` advance. Returns the LSN of a record that failed to apply, if any.
+    async fn redo_in_steps(
+        &mut self,
+        wal_end: Lsn,
+        replayed: &AtomicU64,
+    ) -> Result<Option<Lsn>, StorageError> {
+        let mut upto = self.applied_lsn;
+        loop {
+            upto = upto.saturating_add(REDO_STEP_BYTES).min(wal_end);
+            // A step that ends inside a transaction's batch leaves it for the next step, which
+            // reads it again from the last applied record.
+            let redone = self.redo(upto)?;
+            replayed.store(self.applied_lsn, Ordering::Relaxed);
+            if redone.bad.is_some() {
+                return Ok(redone.bad);
+            }
+            self.disk
+                .settle()
+                .await
+                .map_err(|source| StorageError::io("read", WAL_PATH, source))?;
+            if upto >= wal_end {
+                return Ok(None);
+            }
+        }
     }
 }
 

@@ -29,6 +29,7 @@ pub enum FaultKind {
     CoordinatorPairCrash,
     DiskReplaced,
     DatadirLost,
+    LateDelivery,
     FsyncFail,
     TornGarbage,
     WalBitFlip,
@@ -38,7 +39,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind, in the order the planner weighs them (a seed's draws depend on this order).
-    pub const ALL: [FaultKind; 24] = [
+    pub const ALL: [FaultKind; 25] = [
         FaultKind::HostCrash,
         FaultKind::TornWrite,
         FaultKind::InstanceKill,
@@ -58,6 +59,7 @@ impl FaultKind {
         FaultKind::CoordinatorPairCrash,
         FaultKind::DiskReplaced,
         FaultKind::DatadirLost,
+        FaultKind::LateDelivery,
         FaultKind::FsyncFail,
         FaultKind::TornGarbage,
         FaultKind::WalBitFlip,
@@ -87,6 +89,7 @@ impl FaultKind {
             FaultKind::CoordinatorPairCrash => "coordinator-pair-crash",
             FaultKind::DiskReplaced => "disk-replaced",
             FaultKind::DatadirLost => "datadir-lost",
+            FaultKind::LateDelivery => "late-delivery",
             FaultKind::FsyncFail => "fsync-fail",
             FaultKind::TornGarbage => "torn-garbage",
             FaultKind::WalBitFlip => "wal-bit-flip",
@@ -189,6 +192,7 @@ impl FaultWeights {
             (CoordinatorPairCrash, 1),
             (DiskReplaced, 1),
             (DatadirLost, 1),
+            (LateDelivery, 3),
             (FsyncFail, 1),
             (TornGarbage, 1),
             (WalBitFlip, 1),

@@ -153,6 +153,11 @@ pub enum Fault {
     DatadirLost {
         dbid: u16,
     },
+    /// A control request the coordinator sent earlier (`pick` chooses which: one epoch stale
+    /// or of the newest epoch) is delivered again, twice (`world::late_delivery`). An instant.
+    LateDelivery {
+        pick: u64,
+    },
     /// The next `fsync` of one of the instance's files fails once (EIO) and the kernel drops
     /// its dirty pages. The instance must stop at once (as PostgreSQL PANICs): a retry that
     /// succeeds proves nothing. Only a restart (recoverseg) brings it back.
@@ -280,6 +285,7 @@ impl Fault {
             Fault::BitFlip { .. } => FaultKind::BitFlip,
             Fault::DiskReplaced { .. } => FaultKind::DiskReplaced,
             Fault::DatadirLost { .. } => FaultKind::DatadirLost,
+            Fault::LateDelivery { .. } => FaultKind::LateDelivery,
             Fault::FsyncFail { .. } => FaultKind::FsyncFail,
             Fault::TornGarbage { .. } => FaultKind::TornGarbage,
             Fault::WalBitFlip { .. } => FaultKind::WalBitFlip,

@@ -162,6 +162,12 @@ fn draw_fault(
             Fault::DatadirLost { dbid: seg.dbid },
             vec![seg.hostname.clone()],
         ),
+        FaultKind::LateDelivery => (
+            Fault::LateDelivery {
+                pick: rng.next_u64(),
+            },
+            Vec::new(),
+        ),
         FaultKind::FsyncFail
         | FaultKind::TornGarbage
         | FaultKind::WalBitFlip

@@ -117,7 +117,8 @@ pub fn validate(
             | Fault::CoordinatorPairCrash
             | Fault::CoordinatorPairRestart
             | Fault::LatencyHeal
-            | Fault::PacketLossHeal => {}
+            | Fault::PacketLossHeal
+            | Fault::LateDelivery { .. } => {}
         }
         if f.fault.is_heal() {
             match open.remove(&f.episode) {
@@ -217,6 +218,7 @@ pub const ENTRY_KINDS: &[&str] = &[
     "bit-flip",
     "disk-replaced",
     "datadir-lost",
+    "late-delivery",
     "fsync-fail",
     "torn-garbage",
     "wal-bit-flip",

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use cluster::io::disk::{parent_dir, Disk, DiskFuture};
 
+use crate::config::disk_speed::{DiskSpeed, IoQueue};
 mod media;
 
 #[derive(Clone, Debug, Default)]
@@ -84,6 +85,9 @@ pub enum TornTail {
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
     sync_latency: Option<(Duration, Duration)>,
+    /// The device time reads and writes take, paid at the next sync or settle
+    /// (`disk_speed`); `None`: reads and writes are free.
+    io: Option<Arc<IoQueue>>,
 }
 
 impl SimDisk {
@@ -113,6 +117,7 @@ impl SimDisk {
         mut torn: impl FnMut(&str, usize) -> TornTail,
         mut writeback: impl FnMut(&str, u64, usize) -> bool,
     ) {
+        self.forget_queued_io();
         let mut st = self.state.lock().unwrap();
         st.generation += 1;
         st.stats.crashes += 1;
@@ -278,6 +283,7 @@ impl SimDisk {
     }
 
     async fn latency(&self) {
+        self.pay_queued_io().await;
         if let Some((min, max)) = self.sync_latency {
             let span = (max - min).as_nanos() as u64;
             let extra = if span == 0 {
@@ -286,6 +292,43 @@ impl SimDisk {
                 madsim::rand::random::<u64>() % span
             };
             madsim::time::sleep(min + Duration::from_nanos(extra)).await;
+        }
+    }
+}
+
+/// The disk's speed (`disk_speed`): kept apart from the durability model above.
+impl SimDisk {
+    /// A disk of the given kind: its fsync latency, and the device time its reads and writes
+    /// take, paid at the next sync or settle. Only usable inside a madsim runtime.
+    pub fn with_speed(self, speed: DiskSpeed) -> SimDisk {
+        let mut disk = self.with_sync_latency(speed.fsync_min, speed.fsync_max);
+        disk.io = Some(Arc::new(IoQueue::new(speed)));
+        disk
+    }
+
+    /// The disk's kind, if it was given one.
+    pub fn speed(&self) -> Option<DiskSpeed> {
+        self.io.as_ref().map(|q| q.speed())
+    }
+
+    fn queue_io(&self, path: &str, offset: u64, len: usize) {
+        if let Some(q) = &self.io {
+            q.charge(path, offset, len);
+        }
+    }
+
+    async fn pay_queued_io(&self) {
+        if let Some(q) = &self.io {
+            let owed = q.take();
+            if !owed.is_zero() {
+                madsim::time::sleep(owed).await;
+            }
+        }
+    }
+
+    fn forget_queued_io(&self) {
+        if let Some(q) = &self.io {
+            q.clear();
         }
     }
 }
@@ -358,6 +401,7 @@ impl Disk for SimDisk {
         let offset = inode.data.len() as u64;
         inode.dirty(offset as usize);
         inode.data.extend_from_slice(data);
+        self.queue_io(path, offset, data.len());
         Ok(offset)
     }
 
@@ -374,6 +418,7 @@ impl Disk for SimDisk {
         inode.data[offset as usize..end].copy_from_slice(data);
         inode.dirty(offset as usize);
         inode.unsynced_writes.insert((offset, data.len()));
+        self.queue_io(path, offset, data.len());
         Ok(())
     }
 
@@ -382,7 +427,9 @@ impl Disk for SimDisk {
         let inode = st.inode(path)?;
         let start = (offset as usize).min(inode.data.len());
         let end = (start + len).min(inode.data.len());
-        Ok(inode.data[start..end].to_vec())
+        let bytes = inode.data[start..end].to_vec();
+        self.queue_io(path, offset, bytes.len());
+        Ok(bytes)
     }
 
     fn len(&self, path: &str) -> io::Result<u64> {
@@ -492,6 +539,13 @@ impl Disk for SimDisk {
         })
     }
 
+    fn settle(&self) -> DiskFuture<'_> {
+        Box::pin(async move {
+            self.pay_queued_io().await;
+            Ok(())
+        })
+    }
+
     fn sync_dir<'a>(&'a self, dir: &'a str) -> DiskFuture<'a> {
         Box::pin(async move {
             let (generation, entries) = {
@@ -585,6 +639,9 @@ impl Disk for SubDisk {
     }
     fn sync_dir<'a>(&'a self, dir: &'a str) -> DiskFuture<'a> {
         Box::pin(async move { self.disk.sync_dir(&self.path(dir)).await })
+    }
+    fn settle(&self) -> DiskFuture<'_> {
+        self.disk.settle()
     }
 }
 

@@ -118,6 +118,7 @@ impl World {
                 self.dirs.lost(*dbid);
                 info!(dbid, host, datadir = dir, "data directory lost");
             }
+            Fault::LateDelivery { pick } => self.deliver_late(*pick),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod coordinator_pair;
 pub mod dirs;
 pub mod disk;
 pub mod faults;
+pub mod late_delivery;
 mod media_faults;
 pub mod standby_host;
 
@@ -133,6 +134,8 @@ pub struct World {
     pub activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// The cluster's identifier, in every data directory's identity.
     pub cluster_id: u64,
+    /// Every host's disk kind is drawn from this (`disk_speed::draw`).
+    disk_seed: u64,
     /// Every change of acting coordinator (an activation the operator saw through, reported
     /// or not), for the one-acting-coordinator checker.
     pub successions: Vec<crate::world::coordinator_pair::Succession>,
@@ -210,10 +213,16 @@ impl World {
             pair_crashed: Vec::new(),
             activations: Vec::new(),
             cluster_id: cluster_id_of(disk_seed),
+            disk_seed,
             successions: Vec::new(),
             activation_began_ms: None,
             dirs: Default::default(),
         };
+        late_delivery::keep_control_requests(
+            cfg.fault_weights
+                .get(crate::nemesis::FaultKind::LateDelivery)
+                > 0,
+        );
         world.add_coordinator(cfg);
         for name in &segment_hosts {
             world.add_segment_host(cfg, name);
@@ -224,12 +233,17 @@ impl World {
         world
     }
 
-    pub(crate) fn new_disk_for(cfg: &RunConfig) -> SimDisk {
-        World::new_disk(cfg)
+    pub(crate) fn new_disk_for(&self, cfg: &RunConfig, host: &str) -> SimDisk {
+        self.new_disk(cfg, host)
     }
 
-    fn new_disk(cfg: &RunConfig) -> SimDisk {
-        SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
+    /// A host's disk: of the kind the host drew from the scenario's kinds
+    /// (`disk_speed::draw`), or with the scenario's fixed fsync latency if it lists none.
+    fn new_disk(&self, cfg: &RunConfig, host: &str) -> SimDisk {
+        match crate::config::disk_speed::draw(self.disk_seed, host, &cfg.disk_speeds) {
+            Some(speed) => SimDisk::new().with_speed(speed),
+            None => SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max),
+        }
     }
 
     /// The coordinator's settings in this run.
@@ -273,7 +287,7 @@ impl World {
     }
 
     fn add_coordinator(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, "mdw");
         self.install_identity(&disk, "", 1, -1);
         let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
@@ -336,7 +350,7 @@ impl World {
     }
 
     fn add_segment_host(&mut self, cfg: &RunConfig, name: &str) {
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, name);
         let mut processes = Vec::new();
         for seg in self.segments.iter().filter(|s| s.hostname == name) {
             let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
@@ -426,7 +440,7 @@ impl World {
             .strip_prefix("sdw")
             .and_then(|n| n.parse().ok())
             .expect("a spare host is named sdwN");
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, name);
         self.hosts.insert(
             name.into(),
             Host {

@@ -95,7 +95,7 @@ impl StandbyHost {
 
 impl World {
     pub(crate) fn add_standby_host(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk_for(cfg);
+        let disk = self.new_disk_for(cfg, STANDBY_HOST);
         let (node, _) =
             self.coordinator_node(STANDBY_HOST, standby_ip(), Arc::new(Default::default()));
         self.standby = Some(StandbyHost {
