@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::io::net::{self, Connection};
 use crate::io::runtime::{self, Instant, JoinHandle};
@@ -139,18 +139,35 @@ struct SyncState {
     /// here may have been acknowledged without the mirror (Change Tracking), so the mirror is
     /// in sync again only once it has flushed this far.
     acked_alone_upto: Lsn,
-    /// The epoch this instance followed when synchronous waiting last went back on. A
-    /// SYNCREP_OFF stamped no later was decided before the mirror came back (a copy delivered
-    /// late or twice) and must not turn waiting off again: the catalog may already say the pair
-    /// is in sync, in an epoch this instance has not yet heard of.
-    on_since_epoch: u64,
 }
 
-impl SyncState {
-    /// Whether a SYNCREP_OFF stamped `epoch` turns synchronous waiting off; `stale(a, b)` is
-    /// the fence's comparison (whether epoch `a` is older than `b`).
-    fn syncrep_off_applies(&self, epoch: u64, stale: impl Fn(u64, u64) -> bool) -> bool {
-        self.syncrep && !stale(epoch, self.on_since_epoch.saturating_add(1))
+/// A probe answered: the epoch it was stamped with and whether the answer said the mirror is
+/// down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Answered {
+    epoch: u64,
+    mirror_down: bool,
+}
+
+impl Answered {
+    /// Whether a SYNCREP_OFF stamped `epoch` may act, given `last`, the last probe this
+    /// instance answered since it started; `stale(a, b)` is the fence's comparison (whether
+    /// epoch `a` is older than `b`).
+    ///
+    /// The prober sends SYNCREP_OFF only on an answer saying the mirror is down, stamped no
+    /// earlier than that probe. So it acts only if this instance's last answer said so, and the
+    /// request is no older than that answer. Anything else is a copy delivered late or twice,
+    /// decided on an answer this instance has since contradicted (the mirror came back; the
+    /// catalog may already say the pair is in sync, in an epoch this instance has not yet heard
+    /// of), or on an answer from before this instance started (its epoch fence starts afresh at
+    /// a restart within a coordinator generation). Ignoring a genuine one costs a probe
+    /// interval: the next probe finds waiting still on and the prober sends SYNCREP_OFF again.
+    fn allows_syncrep_off(
+        last: Option<Answered>,
+        epoch: u64,
+        stale: impl Fn(u64, u64) -> bool,
+    ) -> bool {
+        last.is_some_and(|a| a.mirror_down && !stale(epoch, a.epoch))
     }
 }
 
@@ -169,6 +186,8 @@ struct State {
     /// A promotion is under way: a second PROMOTE arriving meanwhile (requests held up by a
     /// stall are delivered together) is ignored rather than promoting twice.
     promoting: bool,
+    /// The last probe this instance answered (see [`Answered::allows_syncrep_off`]).
+    last_answer: Option<Answered>,
 }
 
 /// One running instance. Cheap to clone.
@@ -387,7 +406,6 @@ impl Instance {
             mirror_flushed: 0,
             syncrep,
             acked_alone_upto: 0,
-            on_since_epoch: 0,
         });
         let failure = Watch::new(None);
         Instance {
@@ -409,6 +427,7 @@ impl Instance {
                     obeyed_from: None,
                     receiver: None,
                     promoting: false,
+                    last_answer: None,
                 }),
                 sync,
                 failure,
@@ -493,7 +512,7 @@ impl Instance {
                     return;
                 }
                 SegmentRequest::Probe { epoch, .. } => match self.fence(epoch, &peer).await {
-                    Ok(()) => self.probe().await,
+                    Ok(()) => self.probe(epoch).await,
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch, &peer).await {
@@ -674,15 +693,15 @@ impl Instance {
 
     /// Answers the prober. Also does what the real probe handler does on the side: checks that
     /// the disk still writes and reads, and turns synchronous waiting back on once the mirror is
-    /// up again.
-    async fn probe(&self) -> SegmentResponse {
+    /// up again. The answer is kept: a SYNCREP_OFF must have been decided on it.
+    async fn probe(&self, epoch: u64) -> SegmentResponse {
         use crate::wire::ProbeReply;
         if let Err(e) = self.disk_check().await {
             return SegmentResponse::Error(crate::wire::DbError::Failed(format!(
                 "disk IO check during FTS probe failed: {e}"
             )));
         }
-        let state = self.inner.state.lock().unwrap();
+        let mut state = self.inner.state.lock().unwrap();
         if state.role == Role::Mirror {
             return SegmentResponse::Probe(ProbeReply {
                 is_mirror: true,
@@ -691,6 +710,10 @@ impl Instance {
         }
         let sender = state.sender;
         let mirror_up = sender.pair.connected;
+        state.last_answer = Some(Answered {
+            epoch,
+            mirror_down: !mirror_up,
+        });
         if mirror_up
             && self.inner.cfg.replication == ReplicationMode::Sync
             && !self.inner.sync.get().syncrep
@@ -700,11 +723,9 @@ impl Instance {
                 flushed,
                 "mirror is up again: synchronous waiting on; in sync once it has flushed this far"
             );
-            let followed = state.epoch;
             self.inner.sync.modify(|s| {
                 s.syncrep = true;
                 s.acked_alone_upto = s.acked_alone_upto.max(flushed);
-                s.on_since_epoch = followed;
             });
         }
         let since = sender.last_disconnect.max(self.inner.started);
@@ -736,13 +757,21 @@ impl Instance {
     }
 
     fn syncrep_off(&self, epoch: u64) -> SegmentResponse {
-        let bugs = self.inner.cfg.bugs;
-        let applies = self.inner.sync.get().syncrep_off_applies(epoch, |a, b| {
-            !bugs.syncrep_off_skips_epoch_check && self.stale(a, b)
-        });
-        if applies {
+        if !self.inner.sync.get().syncrep {
+            return SegmentResponse::Ok;
+        }
+        let last_answer = self.inner.state.lock().unwrap().last_answer;
+        if self.inner.cfg.bugs.syncrep_off_skips_epoch_check
+            || Answered::allows_syncrep_off(last_answer, epoch, |a, b| self.stale(a, b))
+        {
             info!("mirror marked down: synchronous waiting off (change tracking)");
             self.inner.sync.modify(|s| s.syncrep = false);
+        } else {
+            debug!(
+                epoch,
+                ?last_answer,
+                "SYNCREP_OFF not decided on this instance's last answer (mirror down): waiting stays on"
+            );
         }
         SegmentResponse::Ok
     }
@@ -779,27 +808,50 @@ impl Instance {
 mod tests {
     use super::*;
 
-    /// A SYNCREP_OFF delivered again after the mirror came back, stamped with the epoch that
-    /// was current when waiting went back on (the catalog may since have recorded the pair in
-    /// sync, in an epoch the primary has not heard of yet), leaves waiting on; one stamped
-    /// later (a new decision that the mirror is down) turns it off.
+    const OLDER: fn(u64, u64) -> bool = |a, b| a < b;
+
+    fn answer(epoch: u64, mirror_down: bool) -> Option<Answered> {
+        Some(Answered { epoch, mirror_down })
+    }
+
+    /// Standard seed 474: a SYNCREP_OFF delivered again after the mirror came back (waiting went
+    /// back on at a probe answered with the mirror up; the catalog may since have recorded the
+    /// pair in sync, in an epoch the primary has not heard of yet), stamped with that probe's
+    /// epoch, leaves waiting on; one decided on a later answer that the mirror is down acts.
     #[test]
     fn a_syncrep_off_no_later_than_the_return_of_the_mirror_leaves_waiting_on() {
-        let waiting_on_since = |epoch| SyncState {
-            mirror_flushed: 0,
-            syncrep: true,
-            acked_alone_upto: 0,
-            on_since_epoch: epoch,
-        };
-        let older = |a: u64, b: u64| a < b;
-        assert!(!waiting_on_since(11).syncrep_off_applies(11, older));
-        assert!(!waiting_on_since(11).syncrep_off_applies(10, older));
-        assert!(waiting_on_since(11).syncrep_off_applies(12, older));
-        let off = SyncState {
-            syncrep: false,
-            ..waiting_on_since(0)
-        };
-        assert!(!off.syncrep_off_applies(12, older), "already off");
+        let back = answer(11, false);
+        assert!(!Answered::allows_syncrep_off(back, 11, OLDER));
+        assert!(!Answered::allows_syncrep_off(back, 10, OLDER));
+        let down_again = answer(12, true);
+        assert!(Answered::allows_syncrep_off(down_again, 12, OLDER));
+        assert!(Answered::allows_syncrep_off(down_again, 13, OLDER));
+    }
+
+    /// Standard seed 393: a primary restarted by its host's crash starts with synchronous
+    /// waiting on, answers a probe that its mirror is back and in sync (the catalog then says
+    /// in sync, in an epoch it has not heard of), and is then handed a late copy of the
+    /// SYNCREP_OFF that marked the mirror down before the crash, stamped with the epoch of that
+    /// probe. Waiting was never off, so nothing went back on, yet the answer already promised
+    /// the mirror: the copy must leave waiting on. A mark-down decided on a later answer acts.
+    #[test]
+    fn a_syncrep_off_no_later_than_a_probe_answered_with_the_mirror_up_leaves_waiting_on() {
+        assert!(!Answered::allows_syncrep_off(answer(16, false), 16, OLDER));
+        assert!(Answered::allows_syncrep_off(answer(17, true), 17, OLDER));
+        assert!(!Answered::allows_syncrep_off(answer(17, true), 16, OLDER));
+    }
+
+    /// Standard seed 569: a primary restarted by its host's crash follows no epoch yet (within
+    /// a coordinator generation the fence starts afresh), and a SYNCREP_OFF from before the
+    /// crash (epoch 11; the catalog has since said the pair is in sync, at 14) is delivered
+    /// late before any probe: it leaves waiting on. Once the instance has answered that its
+    /// mirror is down, a SYNCREP_OFF decided on that answer acts.
+    #[test]
+    fn a_syncrep_off_before_any_probe_answered_since_a_restart_leaves_waiting_on() {
+        assert!(!Answered::allows_syncrep_off(None, 11, OLDER));
+        assert!(!Answered::allows_syncrep_off(None, 14, OLDER));
+        assert!(Answered::allows_syncrep_off(answer(14, true), 14, OLDER));
+        assert!(!Answered::allows_syncrep_off(answer(14, true), 11, OLDER));
     }
 
     /// Swarm seed 167: a mirror that caught up once, then fell behind while its primary
@@ -811,7 +863,6 @@ mod tests {
             mirror_flushed,
             syncrep,
             acked_alone_upto: 41_098,
-            on_since_epoch: 0,
         };
         let in_sync = |caught_up, mode, s| {
             let pair = Pair {
