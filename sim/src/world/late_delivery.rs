@@ -1,11 +1,13 @@
 //! Control requests delivered late and twice: the `late-delivery` fault. While a run goes, the
 //! network keeps a copy of every control request the coordinator sends (a probe, SYNCREP_OFF,
 //! PROMOTE, a rejoin, COMMIT/ABORT PREPARED; `cluster::io::runtime::replays`); the fault picks
-//! one and delivers it again, twice, from the host that sent it, as a segment held back in a
-//! switch and a retransmission would. Half the time it picks one stamped with the epoch just
-//! before the newest it saw sent (the configuration has moved on by one step: a fence must
-//! refuse it), half the time one of the newest epoch (a duplicate of a current request: it
-//! must be harmless).
+//! one and delivers it again, twice, from the host that sent it, each copy on a connection of
+//! its own, as a sender's delayed retry (or a proxy re-sending on a fresh connection) would: a
+//! TCP connection never hands a frame over twice, and none outlives the process it reached,
+//! so a copy meets whichever instance listens at the address now, a restarted one included.
+//! Half the time it picks one stamped with the epoch just before the newest it saw sent (the
+//! configuration has moved on by one step: a fence must refuse it), half the time one of the
+//! newest epoch (a duplicate of a current request: it must be harmless).
 
 use std::net::IpAddr;
 use std::rc::Rc;
