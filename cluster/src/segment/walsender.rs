@@ -127,12 +127,18 @@ impl Instance {
                     if out.more_than_sent(self.inner.wal.flushed_lsn()) {
                         continue;
                     }
+                    // The WAL may have been cut meanwhile (a demotion's rewind): never claim
+                    // more than is flushed now.
                     WalMessage::Keepalive {
-                        flushed,
+                        flushed: flushed.min(self.inner.wal.flushed_lsn()),
                         epoch: self.epoch(),
                     }
                 }
             };
+            if self.role() != Role::Primary {
+                // Demoted while waiting: a mirror ships nothing to its former mirror.
+                return;
+            }
             let end = match &msg {
                 WalMessage::Data { start, bytes } => start + bytes.len() as Lsn,
                 WalMessage::Keepalive { flushed, .. } => *flushed,
