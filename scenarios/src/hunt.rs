@@ -96,18 +96,6 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 100,
     },
     PlantedBug {
-        name: "wal-flush-covers-later-appends",
-        scenario: "standard",
-        caught_by: "wal-positions",
-        seed_budget: 20,
-    },
-    PlantedBug {
-        name: "promotion-ends-at-last-commit",
-        scenario: "standard",
-        caught_by: "wal-positions",
-        seed_budget: 50,
-    },
-    PlantedBug {
         name: "evict-before-wal-flush",
         scenario: "slow-disk",
         caught_by: "wal-before-data",
@@ -148,6 +136,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         scenario: "standard",
         caught_by: "obeyed-epochs",
         seed_budget: 60,
+    },
+    PlantedBug {
+        name: "wal-flush-covers-later-appends",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "promotion-ends-at-last-commit",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 50,
     },
 ];
 
