@@ -62,6 +62,8 @@ macro_rules! caught {
             "no-cancel-on-failover",
             "failover-on-one-lost-probe",
             "fence-compares-generations-only",
+            "wal-flush-covers-later-appends",
+            "promotion-ends-at-last-commit",
         ];
     };
 }
@@ -78,8 +80,6 @@ caught! {
     a_mirror_replaying_out_of_order_drifts_from_its_primary => "mirror-replays-out-of-order",
     a_catalog_change_without_its_history_row_is_found => "forget-configuration-history",
     committing_without_a_durable_decision_half_applies_a_transaction => "lose-distributed-commit-record",
-    a_flush_claiming_appends_made_during_its_fsync_is_found_as_it_is_claimed => "wal-flush-covers-later-appends",
-    a_promotion_cutting_flushed_records_after_the_last_commit_is_found => "promotion-ends-at-last-commit",
 }
 
 /// `recovery-skips-rewind` needs a primary that logged commits its mirror never flushed, a
@@ -292,4 +292,16 @@ fn with_no_bug_planted_the_same_seeds_pass() {
             result.error
         );
     }
+}
+
+/// A flush claiming the records appended while its fsync ran, and a promotion cutting whole
+/// records after its last commit: `wal-positions` finds each as the position is claimed.
+#[test]
+fn a_flush_claiming_appends_made_during_its_fsync_is_found_as_it_is_claimed() {
+    assert_caught("wal-flush-covers-later-appends");
+}
+
+#[test]
+fn a_promotion_cutting_flushed_records_after_the_last_commit_is_found() {
+    assert_caught("promotion-ends-at-last-commit");
 }
