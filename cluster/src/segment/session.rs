@@ -292,20 +292,8 @@ async fn acknowledge_after_durable(
     if !inst.inner.cfg.bugs.ack_before_mirror_flush {
         inst.wait_for_mirror(lsn).await;
     }
-    if let Some(reason) = inst.failure() {
-        // The instance failed itself while this commit waited for its mirror (a failed fsync,
-        // a corrupt block): like PostgreSQL after a PANIC, it acknowledges nothing more.
-        return Some(SegmentResponse::Error(crate::wire::DbError::Failed(reason)));
-    }
-    if inst.role() != Role::Primary {
-        // Demoted while waiting (recoverseg -r): the mirror this waited for was promoted, and
-        // may or may not hold the commit record.
-        return Some(SegmentResponse::Error(crate::wire::DbError::Unknown(
-            format!(
-                "dbid {} stopped acting as primary while committing",
-                inst.dbid()
-            ),
-        )));
+    if let Some(answer) = interrupted_commit(inst.failure().is_some(), inst.role(), inst.dbid()) {
+        return answer;
     }
     debug!(lsn, "commit acknowledged");
     inst.inner
@@ -318,6 +306,26 @@ async fn acknowledge_after_durable(
             lsn,
         });
     Some(SegmentResponse::Committed { lsn })
+}
+
+/// What a commit whose record is logged answers when its wait for durability ends, if it is
+/// not acknowledged: `Some(None)` drops the connection. Never "nothing was committed": the record
+/// may be durable here and on the mirror, so its outcome is unknown to whoever asked.
+fn interrupted_commit(failed: bool, role: Role, dbid: u16) -> Option<Option<SegmentResponse>> {
+    if failed {
+        // The instance failed itself while this commit waited (a failed fsync, a corrupt block,
+        // a full disk under another session's append): like PostgreSQL after a PANIC it
+        // acknowledges nothing more, and the connection drops.
+        return Some(None);
+    }
+    if role != Role::Primary {
+        // Demoted while waiting (recoverseg -r): the mirror this waited for was promoted, and
+        // may or may not hold the commit record.
+        return Some(Some(SegmentResponse::Error(crate::wire::DbError::Unknown(
+            format!("dbid {dbid} stopped acting as primary while committing"),
+        ))));
+    }
+    None
 }
 
 /// The answer to a request whose success is "done", not a commit position: done once durable;
@@ -348,6 +356,23 @@ mod tests {
     /// change is durable where it must be; an instance demoted while it waited keeps its error
     /// (a deposed primary once answered "done" for a commit its promoted mirror never had, and
     /// the coordinator forgot the distributed commit with the content only prepared).
+    /// Slow-disk seed 9: a commit waited for its mirror while another session's append hit a
+    /// full disk and failed the instance; the commit answered "failed" though its record was
+    /// on both copies, and the promoted mirror showed its rows. A failed instance drops the
+    /// connection instead, and a demoted one says the outcome is unknown.
+    #[test]
+    fn a_commit_interrupted_after_its_record_was_logged_is_never_answered_as_failed() {
+        assert!(matches!(
+            interrupted_commit(true, Role::Primary, 8),
+            Some(None)
+        ));
+        assert!(matches!(
+            interrupted_commit(false, Role::Mirror, 8),
+            Some(Some(SegmentResponse::Error(DbError::Unknown(_))))
+        ));
+        assert!(interrupted_commit(false, Role::Primary, 8).is_none());
+    }
+
     #[test]
     fn only_a_durable_acknowledgement_becomes_done() {
         assert!(matches!(
