@@ -155,6 +155,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "durable-claims",
         seed_budget: 400,
     },
+    PlantedBug {
+        name: "checkpoint-ignores-fsync-failure",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 400,
+    },
 ];
 
 /// The catalogue entry of a bug.
