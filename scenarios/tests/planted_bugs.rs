@@ -312,7 +312,7 @@ fn a_promotion_cutting_flushed_records_after_the_last_commit_is_found() {
 /// kernel may have dropped; `durable-claims` finds the first acknowledgement after the failure.
 #[test]
 fn a_retried_fsync_failure_goes_on_acknowledging_and_is_found() {
-    caught_and_clean_before("fsync-error-retried", 0..2);
+    caught_and_clean_before("fsync-error-retried", 6..7);
 }
 
 /// A checkpoint that carries on past a failed table-file fsync (the kernel dropped the blocks
