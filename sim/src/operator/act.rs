@@ -176,7 +176,14 @@ impl Operator {
                 }
             }
             Ok(other) => Ok(format!("{other:?}")),
-            Err(e) => Err(e.to_string()),
+            Err(e) => {
+                let e = e.to_string();
+                // The refusal's own advice, followed as an operator reading it would.
+                if e.ends_with(cluster::wire::admin::RESTART_THEN_RECOVER) {
+                    self.restart_advised = true;
+                }
+                Err(e)
+            }
         }
     }
 }

@@ -113,6 +113,9 @@ impl Action {
 pub struct Operator {
     /// Contents seen with both halves down, waiting for their hosts.
     double_faulted: BTreeSet<Content>,
+    /// `recoverseg` refused, saying only a restart of the cluster brings a content back (its
+    /// acting primary stopped itself while its mirror was down: no host is down to wait for).
+    restart_advised: bool,
     /// Instances whose incremental recovery failed: next time, a full copy.
     failed_incremental: BTreeSet<Dbid>,
     /// The standby as last seen in the mirroring view, and whether it was Synchronized then.
@@ -157,11 +160,12 @@ impl Operator {
                 hosts.iter().any(|h| obs.down_hosts.contains(h))
             })
         };
-        if !self.double_faulted.is_empty() {
+        if !self.double_faulted.is_empty() || self.restart_advised {
             if self.double_faulted.iter().any(waiting_for_hosts) {
                 return None;
             }
             self.double_faulted.clear();
+            self.restart_advised = false;
             return Some(Action::Restart);
         }
         if let Some(content) = obs.not_operational {
@@ -337,6 +341,26 @@ mod tests {
         }
         assert_eq!(op.decide(&obs(&cat, &[])), Some(Action::Rebalance));
         assert_eq!(op.decide(&obs(&pair(), &[])), None, "nothing to do");
+    }
+
+    /// Standard seed 250: the acting primary stopped itself (a failed fsync) while its mirror's
+    /// host was down; every host came back, and `recoverseg` refused, advising a restart. The
+    /// operator restarts, then recovers, instead of asking `recoverseg` again until the end.
+    #[test]
+    fn a_refusal_advising_a_restart_is_followed_by_a_restart() {
+        let mut op = Operator::new();
+        let mut cat = pair();
+        cat.segments.get_mut(&3).unwrap().status = Status::Down;
+        assert_eq!(
+            op.decide(&obs(&cat, &[])),
+            Some(Action::Recover { full: false })
+        );
+        op.restart_advised = true;
+        assert_eq!(op.decide(&obs(&cat, &[])), Some(Action::Restart));
+        assert_eq!(
+            op.decide(&obs(&cat, &[])),
+            Some(Action::Recover { full: false })
+        );
     }
 
     #[test]
