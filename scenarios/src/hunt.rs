@@ -96,18 +96,6 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 100,
     },
     PlantedBug {
-        name: "wal-flush-covers-later-appends",
-        scenario: "standard",
-        caught_by: "wal-positions",
-        seed_budget: 20,
-    },
-    PlantedBug {
-        name: "promotion-ends-at-last-commit",
-        scenario: "standard",
-        caught_by: "wal-positions",
-        seed_budget: 50,
-    },
-    PlantedBug {
         name: "evict-before-wal-flush",
         scenario: "slow-disk",
         caught_by: "wal-before-data",
@@ -150,6 +138,18 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 60,
     },
     PlantedBug {
+        name: "wal-flush-covers-later-appends",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "promotion-ends-at-last-commit",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 50,
+    },
+    PlantedBug {
         name: "syncrep-off-skips-epoch-check",
         scenario: "standard",
         caught_by: "durable-claims",
@@ -157,6 +157,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
     },
     PlantedBug {
         name: "fsync-error-retried",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 400,
+    },
+    PlantedBug {
+        name: "checkpoint-ignores-fsync-failure",
         scenario: "standard",
         caught_by: "durable-claims",
         seed_budget: 400,

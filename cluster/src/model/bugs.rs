@@ -104,6 +104,11 @@ pub struct PlantedBugs {
     /// the retry succeeds (the real rule: PostgreSQL PANICs on a failed `fsync`, since the
     /// kernel may have dropped the dirty pages and a later `fsync` proves nothing about them).
     pub fsync_error_retried: bool,
+    /// A checkpoint whose `fsync` of a table file fails carries on: it moves the redo point
+    /// past the blocks the kernel dropped (the real rule: PostgreSQL PANICs on a failed
+    /// checkpoint `fsync` and redoes from the old redo point; retrying or ignoring it lost
+    /// data, the "fsyncgate" of 2018).
+    pub checkpoint_ignores_fsync_failure: bool,
 }
 
 /// `(name, what it breaks)` for every planted bug.
@@ -212,6 +217,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "fsync-error-retried",
         "a failed wal fsync is retried and the segment goes on acknowledging commits",
     ),
+    (
+        "checkpoint-ignores-fsync-failure",
+        "a checkpoint whose table-file fsync failed moves the redo point past the dropped blocks",
+    ),
 ];
 
 impl PlantedBugs {
@@ -249,6 +258,7 @@ impl PlantedBugs {
             "promotion-ends-at-last-commit" => &mut self.promotion_ends_at_last_commit,
             "syncrep-off-skips-epoch-check" => &mut self.syncrep_off_skips_epoch_check,
             "fsync-error-retried" => &mut self.fsync_error_retried,
+            "checkpoint-ignores-fsync-failure" => &mut self.checkpoint_ignores_fsync_failure,
             _ => return None,
         })
     }

@@ -326,6 +326,7 @@ async fn open_engine(
             evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
             wal_flush_covers_later_appends: cfg.bugs.wal_flush_covers_later_appends,
             retry_failed_fsync: cfg.bugs.fsync_error_retried,
+            checkpoint_ignores_fsync_failure: cfg.bugs.checkpoint_ignores_fsync_failure,
             ..EngineOptions::default()
         },
         replayed,

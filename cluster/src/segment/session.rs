@@ -354,7 +354,7 @@ mod tests {
     /// change is durable where it must be; an instance demoted while it waited keeps its error
     /// (a deposed primary once answered "done" for a commit its promoted mirror never had, and
     /// the coordinator forgot the distributed commit with the content only prepared).
-    /// Standard seeds 229 and 329: an instance failed itself on a full disk (another
+    /// Standard seeds 229 and 329 (and slow-disk seed 9): an instance failed itself on a full disk (another
     /// session's WAL append) while a commit whose record it had flushed waited for the mirror.
     /// That commit was answered "failed", yet its record was on the mirror, which was promoted:
     /// a "failed" insert's row was present (229), a "failed" delete's row was gone (329). Its

@@ -53,6 +53,8 @@ pub struct EngineOptions {
     pub wal_flush_covers_later_appends: bool,
     /// Planted bug (off by default): a failed WAL `fsync` is retried and the flush carries on.
     pub retry_failed_fsync: bool,
+    /// Planted bug (off by default): a checkpoint carries on past a failed table-file `fsync`.
+    pub checkpoint_ignores_fsync_failure: bool,
     /// Block checksums leave out the block number (off by default; the format before they
     /// covered it). Kept for a planted bug that no checker catches yet: a block misdirected
     /// to another block's place would then pass.
@@ -68,6 +70,7 @@ impl Default for EngineOptions {
             evict_before_wal_flush: false,
             wal_flush_covers_later_appends: false,
             retry_failed_fsync: false,
+            checkpoint_ignores_fsync_failure: false,
             page_checksum_skips_block_number: false,
         }
     }
@@ -110,6 +113,8 @@ pub struct Engine {
     wal_bytes: u64,
     replica_skips_deletes: bool,
     replica_replays_out_of_order: bool,
+    /// Planted bug: a checkpoint carries on past a failed table-file `fsync`.
+    checkpoint_ignores_fsync_failure: bool,
 }
 
 impl Engine {

@@ -52,6 +52,7 @@ impl Engine {
             wal_bytes: 0,
             replica_skips_deletes: opts.replica_skips_deletes,
             replica_replays_out_of_order: opts.replica_replays_out_of_order,
+            checkpoint_ignores_fsync_failure: opts.checkpoint_ignores_fsync_failure,
         };
         for def in &control.tables {
             let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::{Key, Lsn, Value};
 
-pub const BLOCK_SIZE: usize = 8192;
+pub use crate::model::data::BLOCK_SIZE;
 const HEADER_LEN: usize = 16;
 const TUPLE_HEADER_LEN: usize = 12;
 /// Bytes available to tuples in an empty block: the largest tuple that fits.

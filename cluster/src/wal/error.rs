@@ -14,7 +14,7 @@ pub enum StorageError {
     },
     #[error(
         "block {block} of {file} (offset {}) is corrupt: its checksum or layout does not match",
-        *block as u64 * crate::storage::BLOCK_SIZE as u64
+        *block as u64 * crate::model::data::BLOCK_SIZE as u64
     )]
     Corrupt { file: String, block: u32 },
     #[error("wal record at lsn {lsn} (offset {lsn} of pg_wal/wal) is corrupt")]

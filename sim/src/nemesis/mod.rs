@@ -160,9 +160,13 @@ pub enum Fault {
     },
     /// The next `fsync` of one of the instance's files fails once (EIO) and the kernel drops
     /// its dirty pages. The instance must stop at once (as PostgreSQL PANICs): a retry that
-    /// succeeds proves nothing. Only a restart (recoverseg) brings it back.
+    /// succeeds proves nothing. Only a restart (recoverseg) brings it back. `tables`: the file
+    /// is one of its heap table files (synced only by a checkpoint), not any of its files
+    /// (most often the WAL, synced by every commit).
     FsyncFail {
         dbid: u16,
+        #[serde(default)]
+        tables: bool,
     },
     /// Power loss in the middle of writes, the tail of every WAL on the host torn into garbage:
     /// a prefix of the unsynced bytes survives and its last bytes are junk. Recovery must end
@@ -202,7 +206,7 @@ impl Fault {
         match self {
             Fault::BitFlip { dbid, .. }
             | Fault::DatadirLost { dbid }
-            | Fault::FsyncFail { dbid }
+            | Fault::FsyncFail { dbid, .. }
             | Fault::WalBitFlip { dbid, .. }
             | Fault::ControlBitFlip { dbid, .. }
             | Fault::MisdirectedWrite { dbid, .. } => Some(*dbid),

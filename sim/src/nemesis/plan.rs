@@ -185,7 +185,10 @@ fn draw_media_fault(
 ) -> (Fault, Vec<String>) {
     let dbid = seg.dbid;
     let fault = match kind {
-        FaultKind::FsyncFail => Fault::FsyncFail { dbid },
+        FaultKind::FsyncFail => Fault::FsyncFail {
+            dbid,
+            tables: rng.next_u64() % 2 == 1,
+        },
         FaultKind::TornGarbage => {
             return (Fault::TornGarbage { host: host.clone() }, vec![host]);
         }

@@ -64,7 +64,7 @@ pub fn validate(
             | Fault::InstancePause { dbid }
             | Fault::InstanceResume { dbid }
             | Fault::BitFlip { dbid, .. }
-            | Fault::FsyncFail { dbid }
+            | Fault::FsyncFail { dbid, .. }
             | Fault::WalBitFlip { dbid, .. }
             | Fault::ControlBitFlip { dbid, .. }
             | Fault::MisdirectedWrite { dbid, .. }

@@ -64,6 +64,8 @@ pub struct CoordinatorObserved {
     /// The acting coordinator was fenced for an activation whose outcome is not known yet:
     /// it is lost as if its host were down.
     pub acting_fenced: bool,
+    /// The acting coordinator's host is up but its process exited (seen in its log): lost too.
+    pub acting_stopped: bool,
     /// The mirroring view (`state -f`), when the acting coordinator answered.
     pub mirroring: Option<MirroringStatus>,
     /// Whether a standby process answers at the known standby's address.
@@ -113,6 +115,9 @@ impl Action {
 pub struct Operator {
     /// Contents seen with both halves down, waiting for their hosts.
     double_faulted: BTreeSet<Content>,
+    /// `recoverseg` refused, saying only a restart of the cluster brings a content back (its
+    /// acting primary stopped itself while its mirror was down: no host is down to wait for).
+    restart_advised: bool,
     /// Instances whose incremental recovery failed: next time, a full copy.
     failed_incremental: BTreeSet<Dbid>,
     /// The standby as last seen in the mirroring view, and whether it was Synchronized then.
@@ -157,11 +162,12 @@ impl Operator {
                 hosts.iter().any(|h| obs.down_hosts.contains(h))
             })
         };
-        if !self.double_faulted.is_empty() {
+        if !self.double_faulted.is_empty() || self.restart_advised {
             if self.double_faulted.iter().any(waiting_for_hosts) {
                 return None;
             }
             self.double_faulted.clear();
+            self.restart_advised = false;
             return Some(Action::Restart);
         }
         if let Some(content) = obs.not_operational {
@@ -212,7 +218,7 @@ impl Operator {
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        if down.contains(&c.acting_host) || c.acting_fenced {
+        if down.contains(&c.acting_host) || c.acting_fenced || c.acting_stopped {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -339,6 +345,26 @@ mod tests {
         assert_eq!(op.decide(&obs(&pair(), &[])), None, "nothing to do");
     }
 
+    /// Standard seed 250: the acting primary stopped itself (a failed fsync) while its mirror's
+    /// host was down; every host came back, and `recoverseg` refused, advising a restart. The
+    /// operator restarts, then recovers, instead of asking `recoverseg` again until the end.
+    #[test]
+    fn a_refusal_advising_a_restart_is_followed_by_a_restart() {
+        let mut op = Operator::new();
+        let mut cat = pair();
+        cat.segments.get_mut(&3).unwrap().status = Status::Down;
+        assert_eq!(
+            op.decide(&obs(&cat, &[])),
+            Some(Action::Recover { full: false })
+        );
+        op.restart_advised = true;
+        assert_eq!(op.decide(&obs(&cat, &[])), Some(Action::Restart));
+        assert_eq!(
+            op.decide(&obs(&cat, &[])),
+            Some(Action::Recover { full: false })
+        );
+    }
+
     #[test]
     fn a_double_fault_waits_for_its_hosts_then_restarts() {
         let mut op = Operator::new();
@@ -391,10 +417,36 @@ mod tests {
                 hosts: vec!["mdw".into(), "smdw".into()],
                 acting_host: acting.into(),
                 acting_fenced: false,
+                acting_stopped: false,
                 mirroring,
                 standby_running,
             }),
         }
+    }
+
+    /// Standard seed 1013: an activation took over, its answer was lost twice, and the old
+    /// coordinator's host came back; its coordinator exited, deposed. Its host is up, so only
+    /// its stopped process says it is lost: the operator activates again (the standby's own
+    /// catalog then names it the coordinator, and it is started as one).
+    #[test]
+    fn a_coordinator_whose_process_exited_is_lost_though_its_host_is_up() {
+        let mut op = Operator::new();
+        let smdw = standby_row(18, "smdw");
+        let synced = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        let mut exited = look("mdw", None, false, &[]);
+        if let Some(c) = exited.coordinator.as_mut() {
+            c.acting_stopped = true;
+        }
+        assert_eq!(
+            op.decide(&exited),
+            Some(Action::ActivateStandby {
+                from: "mdw".into(),
+                standby: Box::new(smdw),
+                start: true,
+                fence: false,
+            })
+        );
     }
 
     #[test]

@@ -83,7 +83,7 @@ impl World {
                 self.restart_stopped(host);
             }
             Fault::BitFlip { dbid, pick } => self.flip_bit(*dbid, *pick),
-            Fault::FsyncFail { dbid } => self.fail_next_fsync(*dbid),
+            Fault::FsyncFail { dbid, tables } => self.fail_next_fsync(*dbid, *tables),
             Fault::TornGarbage { host } => self.kill_host_garbage(host),
             Fault::WalBitFlip { dbid, pick } => {
                 self.kill_instance(*dbid);

@@ -48,11 +48,17 @@ impl World {
         (self.hosts[&seg.hostname].disk.clone(), dir)
     }
 
-    /// The next `fsync` of one of the instance's files fails once.
-    pub(crate) fn fail_next_fsync(&mut self, dbid: u16) {
+    /// The next `fsync` of one of the instance's files fails once; with `tables`, of one of
+    /// its heap table files (a checkpoint's).
+    pub(crate) fn fail_next_fsync(&mut self, dbid: u16, tables: bool) {
         let (disk, dir) = self.place_of(dbid);
-        disk.fail_next_sync(&dir);
-        info!(dbid, "the next fsync in the data directory will fail");
+        if tables {
+            disk.fail_next_sync(&format!("{dir}base/"));
+            info!(dbid, "the next fsync of a heap table file will fail");
+        } else {
+            disk.fail_next_sync(&dir);
+            info!(dbid, "the next fsync in the data directory will fail");
+        }
     }
 
     /// Power loss with torn tails, where the last bytes of each torn WAL tail are garbage.
