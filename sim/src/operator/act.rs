@@ -40,20 +40,14 @@ impl Operator {
     /// coordinator answers, and (with a standby host) the coordinator pair. `None`: nothing
     /// to go by.
     async fn look(&self, client: &mut Client, hosts: &SimHosts) -> Option<Observed> {
-        let (down_hosts, acting, acting_fenced, acting_stopped, coordinator_hosts) = {
+        let (down_hosts, acting, acting_fenced, coordinator_hosts) = {
             let world = hosts.world.lock().unwrap();
             let down: BTreeSet<String> = world.down_hosts().into_iter().collect();
             let acting = world.acting.host.clone();
             let fenced = world.coordinator_fenced(&acting);
-            // Its process ran and exited (the log says why: deposed by an activation whose
-            // answer never came back, say), as `ps` on its host shows.
-            let stopped = world
-                .hosts
-                .get(&acting)
-                .is_some_and(|h| h.up && h.processes.first().is_some_and(|p| p.stopped()));
-            (down, acting, fenced, stopped, world.coordinator_hosts())
+            (down, acting, fenced, world.coordinator_hosts())
         };
-        let acting_down = down_hosts.contains(&acting) || acting_fenced || acting_stopped;
+        let acting_down = down_hosts.contains(&acting) || acting_fenced;
         let report = if acting_down {
             None
         } else {
@@ -81,7 +75,6 @@ impl Operator {
                 hosts: coordinator_hosts,
                 acting_host: acting,
                 acting_fenced,
-                acting_stopped,
                 mirroring,
                 standby_running,
             })

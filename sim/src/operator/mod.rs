@@ -64,8 +64,6 @@ pub struct CoordinatorObserved {
     /// The acting coordinator was fenced for an activation whose outcome is not known yet:
     /// it is lost as if its host were down.
     pub acting_fenced: bool,
-    /// The acting coordinator's host is up but its process exited (seen in its log): lost too.
-    pub acting_stopped: bool,
     /// The mirroring view (`state -f`), when the acting coordinator answered.
     pub mirroring: Option<MirroringStatus>,
     /// Whether a standby process answers at the known standby's address.
@@ -218,7 +216,7 @@ impl Operator {
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        if down.contains(&c.acting_host) || c.acting_fenced || c.acting_stopped {
+        if down.contains(&c.acting_host) || c.acting_fenced {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -417,36 +415,10 @@ mod tests {
                 hosts: vec!["mdw".into(), "smdw".into()],
                 acting_host: acting.into(),
                 acting_fenced: false,
-                acting_stopped: false,
                 mirroring,
                 standby_running,
             }),
         }
-    }
-
-    /// Standard seed 1013: an activation took over, its answer was lost twice, and the old
-    /// coordinator's host came back; its coordinator exited, deposed. Its host is up, so only
-    /// its stopped process says it is lost: the operator activates again (the standby's own
-    /// catalog then names it the coordinator, and it is started as one).
-    #[test]
-    fn a_coordinator_whose_process_exited_is_lost_though_its_host_is_up() {
-        let mut op = Operator::new();
-        let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
-        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
-        let mut exited = look("mdw", None, false, &[]);
-        if let Some(c) = exited.coordinator.as_mut() {
-            c.acting_stopped = true;
-        }
-        assert_eq!(
-            op.decide(&exited),
-            Some(Action::ActivateStandby {
-                from: "mdw".into(),
-                standby: Box::new(smdw),
-                start: true,
-                fence: false,
-            })
-        );
     }
 
     #[test]
