@@ -27,9 +27,15 @@ impl Operator {
         let obs = self.look(client, hosts).await?;
         let action = self.decide(&obs)?;
         let outcome = self.carry_out(&action, client, hosts).await;
-        if matches!(action, Action::ActivateStandby { .. }) && outcome.is_ok() {
-            // The activated standby is the coordinator now; the next look finds no standby.
-            self.standby = None;
+        if let Action::ActivateStandby { .. } = &action {
+            if outcome.is_ok() {
+                // The activated standby is the coordinator now; the next look finds no standby.
+                self.standby = None;
+                self.activation_unsettled = None;
+            } else {
+                // No answer, or not one that says nothing changed: it may have taken over.
+                self.activation_unsettled = Some(action.clone());
+            }
         }
         tracing::info!(?action, ?outcome, "operator acted");
         self.log.push((action.clone(), outcome.clone()));
@@ -40,20 +46,14 @@ impl Operator {
     /// coordinator answers, and (with a standby host) the coordinator pair. `None`: nothing
     /// to go by.
     async fn look(&self, client: &mut Client, hosts: &SimHosts) -> Option<Observed> {
-        let (down_hosts, acting, acting_fenced, acting_stopped, coordinator_hosts) = {
+        let (down_hosts, acting, acting_fenced, coordinator_hosts) = {
             let world = hosts.world.lock().unwrap();
             let down: BTreeSet<String> = world.down_hosts().into_iter().collect();
             let acting = world.acting.host.clone();
             let fenced = world.coordinator_fenced(&acting);
-            // Its process ran and exited (the log says why: deposed by an activation whose
-            // answer never came back, say), as `ps` on its host shows.
-            let stopped = world
-                .hosts
-                .get(&acting)
-                .is_some_and(|h| h.up && h.processes.first().is_some_and(|p| p.stopped()));
-            (down, acting, fenced, stopped, world.coordinator_hosts())
+            (down, acting, fenced, world.coordinator_hosts())
         };
-        let acting_down = down_hosts.contains(&acting) || acting_fenced || acting_stopped;
+        let acting_down = down_hosts.contains(&acting) || acting_fenced;
         let report = if acting_down {
             None
         } else {
@@ -81,7 +81,6 @@ impl Operator {
                 hosts: coordinator_hosts,
                 acting_host: acting,
                 acting_fenced,
-                acting_stopped,
                 mirroring,
                 standby_running,
             })

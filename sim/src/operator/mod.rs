@@ -64,8 +64,6 @@ pub struct CoordinatorObserved {
     /// The acting coordinator was fenced for an activation whose outcome is not known yet:
     /// it is lost as if its host were down.
     pub acting_fenced: bool,
-    /// The acting coordinator's host is up but its process exited (seen in its log): lost too.
-    pub acting_stopped: bool,
     /// The mirroring view (`state -f`), when the acting coordinator answered.
     pub mirroring: Option<MirroringStatus>,
     /// Whether a standby process answers at the known standby's address.
@@ -118,6 +116,11 @@ pub struct Operator {
     /// `recoverseg` refused, saying only a restart of the cluster brings a content back (its
     /// acting primary stopped itself while its mirror was down: no host is down to wait for).
     restart_advised: bool,
+    /// An `activate-standby` that failed without saying nothing changed (its answer lost): the
+    /// standby may be the coordinator by its own catalog. While the acting coordinator does
+    /// not answer, it is asked again (a standby already activated is then started as the
+    /// coordinator); settled once either answers.
+    activation_unsettled: Option<Action>,
     /// Instances whose incremental recovery failed: next time, a full copy.
     failed_incremental: BTreeSet<Dbid>,
     /// The standby as last seen in the mirroring view, and whether it was Synchronized then.
@@ -218,7 +221,7 @@ impl Operator {
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        if down.contains(&c.acting_host) || c.acting_fenced || c.acting_stopped {
+        if down.contains(&c.acting_host) || c.acting_fenced {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -233,7 +236,26 @@ impl Operator {
                 _ => None,
             });
         }
-        let m = c.mirroring.as_ref()?;
+        let Some(m) = c.mirroring.as_ref() else {
+            // The coordinator's host is up, yet it does not answer: after an activation whose
+            // outcome is unknown, the standby may be the coordinator (the old one, deposed,
+            // exits): ask again, starting it if its process does not run.
+            return match self.activation_unsettled.clone() {
+                Some(Action::ActivateStandby {
+                    from,
+                    standby,
+                    fence,
+                    ..
+                }) if !down.contains(&standby.hostname) => Some(Some(Action::ActivateStandby {
+                    from,
+                    standby,
+                    start: !c.standby_running,
+                    fence,
+                })),
+                _ => None,
+            };
+        };
+        self.activation_unsettled = None;
         match (&m.summary_state, &m.standby) {
             (SummaryState::NotConfigured, _) => {
                 let free = c
@@ -417,36 +439,40 @@ mod tests {
                 hosts: vec!["mdw".into(), "smdw".into()],
                 acting_host: acting.into(),
                 acting_fenced: false,
-                acting_stopped: false,
                 mirroring,
                 standby_running,
             }),
         }
     }
 
-    /// Standard seed 1013: an activation took over, its answer was lost twice, and the old
-    /// coordinator's host came back; its coordinator exited, deposed. Its host is up, so only
-    /// its stopped process says it is lost: the operator activates again (the standby's own
-    /// catalog then names it the coordinator, and it is started as one).
+    /// Standard seed 1013: an activation took over but its answer was lost twice; the old
+    /// coordinator's host came back and its coordinator exited, deposed. Its host is up and it
+    /// does not answer: the unsettled activation is asked again (the standby, whose catalog
+    /// names it the coordinator, is then started as one). Once a coordinator answers, settled.
     #[test]
-    fn a_coordinator_whose_process_exited_is_lost_though_its_host_is_up() {
+    fn an_activation_whose_answer_was_lost_is_asked_again_while_no_coordinator_answers() {
         let mut op = Operator::new();
         let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
-        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
-        let mut exited = look("mdw", None, false, &[]);
-        if let Some(c) = exited.coordinator.as_mut() {
-            c.acting_stopped = true;
-        }
+        let attempt = Action::ActivateStandby {
+            from: "mdw".into(),
+            standby: Box::new(smdw.clone()),
+            start: false,
+            fence: false,
+        };
+        op.activation_unsettled = Some(attempt);
         assert_eq!(
-            op.decide(&exited),
+            op.decide(&look("mdw", None, false, &[])),
             Some(Action::ActivateStandby {
                 from: "mdw".into(),
-                standby: Box::new(smdw),
+                standby: Box::new(smdw.clone()),
                 start: true,
                 fence: false,
             })
         );
+        assert_eq!(op.decide(&look("mdw", None, false, &["smdw"])), None);
+        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        assert_eq!(op.activation_unsettled, None);
     }
 
     #[test]
