@@ -126,6 +126,48 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 60,
     },
     PlantedBug {
+        name: "failover-on-one-lost-probe",
+        scenario: "standard",
+        caught_by: "failover-policy",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "fence-compares-generations-only",
+        scenario: "standard",
+        caught_by: "obeyed-epochs",
+        seed_budget: 60,
+    },
+    PlantedBug {
+        name: "wal-flush-covers-later-appends",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 20,
+    },
+    PlantedBug {
+        name: "promotion-ends-at-last-commit",
+        scenario: "standard",
+        caught_by: "wal-positions",
+        seed_budget: 50,
+    },
+    PlantedBug {
+        name: "syncrep-off-skips-epoch-check",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 150,
+    },
+    PlantedBug {
+        name: "fsync-error-retried",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 400,
+    },
+    PlantedBug {
+        name: "checkpoint-ignores-fsync-failure",
+        scenario: "standard",
+        caught_by: "durable-claims",
+        seed_budget: 400,
+    },
+    PlantedBug {
         name: "mirror-acks-large-write-before-fsync",
         scenario: "standard",
         caught_by: "durable-claims",

@@ -60,6 +60,15 @@ macro_rules! caught {
             "coordinator-fence-off",
             "skip-identity-check",
             "no-cancel-on-failover",
+            "failover-on-one-lost-probe",
+            "fence-compares-generations-only",
+            "wal-flush-covers-later-appends",
+            "promotion-ends-at-last-commit",
+            "syncrep-off-skips-epoch-check",
+            "fsync-error-retried",
+            "checkpoint-ignores-fsync-failure",
+            "mirror-acks-large-write-before-fsync",
+            "promote-before-catalog-write",
         ];
     };
 }
@@ -80,7 +89,7 @@ caught! {
 
 /// `recovery-skips-rewind` needs a primary that logged commits its mirror never flushed, a
 /// failover, and the operator's incremental `recoverseg` of the old primary afterwards; the
-/// standard cluster (with its standby coordinator) first shows it at seed 58 (0..100 is the
+/// standard cluster (with its standby coordinator) first shows it at seed 36 (0..100 is the
 /// catalogue's budget, hunted by `hasim hunt --all`). The kept blocks can also skip changes the
 /// new primary made, which debug builds' own index check stops before any checker runs. Here, a
 /// short range ending there, and the same seeds without the bug pass: the correct recovery
@@ -89,8 +98,8 @@ caught! {
 fn recovery_that_skips_its_rewind_keeps_the_old_primarys_changes_and_is_found() {
     let bug = catalogued("recovery-skips-rewind").unwrap();
     let cfg = bug_config(bug);
-    let (found, _) = hunt_range(&cfg, 57, 59, 1, Catch::Checker(bug.caught_by), |_| {});
-    let found = found.expect("caught in seeds 57..59");
+    let (found, _) = hunt_range(&cfg, 35, 37, 1, Catch::Checker(bug.caught_by), |_| {});
+    let found = found.expect("caught in seeds 35..37");
     assert!(
         found.replay.contains(&format!("--seed {} ", found.seed))
             && found.replay.contains("--bug recovery-skips-rewind"),
@@ -133,14 +142,14 @@ fn recovery_that_skips_its_rewind_keeps_the_old_primarys_changes_and_is_found() 
 /// `evict-before-wal-flush` needs a host crash while a commit's WAL flush is in flight after
 /// its block went to disk, and the crash must keep the block; the restarted instance then finds
 /// the block beyond its recovered WAL and fails itself (`wal-before-data`). The slow-disk
-/// cluster first shows it at seed 0 (seeds 0..150 are the catalogue's budget, hunted by
+/// cluster first shows it at seed 45 (seeds 0..150 are the catalogue's budget, hunted by
 /// `hasim hunt --all`). Here, a short range around it, and the same seeds without the bug pass.
 #[test]
 fn a_block_written_before_its_wal_is_durable_survives_a_crash_and_is_found() {
     let bug = catalogued("evict-before-wal-flush").unwrap();
     let cfg = bug_config(bug);
-    let (found, _) = hunt_range(&cfg, 0, 2, 2, Catch::Checker(bug.caught_by), |_| {});
-    let found = found.expect("caught in seeds 0..2");
+    let (found, _) = hunt_range(&cfg, 44, 46, 2, Catch::Checker(bug.caught_by), |_| {});
+    let found = found.expect("caught in seeds 44..46");
     assert!(found
         .replay
         .contains("--scenario slow-disk --bug evict-before-wal-flush"));
@@ -167,7 +176,7 @@ fn an_old_coordinator_back_without_the_fence_acts_beside_its_successor_and_is_fo
 
 #[test]
 fn an_instance_serving_an_empty_directory_loses_commits_and_is_found() {
-    caught_and_clean_before("skip-identity-check", 0..18);
+    caught_and_clean_before("skip-identity-check", 0..45);
 }
 
 fn caught_and_clean_before(name: &str, seeds: std::ops::Range<u64>) {
@@ -237,6 +246,28 @@ fn calls_left_waiting_on_a_paused_primary_hold_its_clients_past_the_failover() {
     }
 }
 
+/// A prober that gives a primary up after one lost probe fails it over on the first round it
+/// loses; `failover-policy` finds the decision as it is made, in a round short of its
+/// retries. `fence-compares-generations-only` lets a request stamped before other changes
+/// through after a newer one; `obeyed-epochs` finds it at that request. Each from seed 0 to its
+/// first catch, and the same seeds pass without the bug.
+#[test]
+fn a_failover_after_one_lost_probe_is_found_as_it_is_decided() {
+    caught_and_clean_before("failover-on-one-lost-probe", 0..20);
+}
+
+#[test]
+fn a_fence_comparing_only_generations_obeys_a_stale_request_and_is_found() {
+    caught_and_clean_before("fence-compares-generations-only", 0..60);
+}
+
+/// A late SYNCREP_OFF obeyed after the mirror came back and caught up: the primary acknowledges
+/// commits its mirror, in sync per the catalog, has not flushed.
+#[test]
+fn a_late_syncrep_off_obeyed_acknowledges_what_the_mirror_lacks_and_is_found() {
+    assert_caught("syncrep-off-skips-epoch-check");
+}
+
 #[test]
 fn every_catalogued_bug_has_its_test_here_and_every_planted_bug_is_hunted_or_scripted() {
     let planted: Vec<&str> = cluster::model::bugs::CATALOGUE
@@ -273,4 +304,46 @@ fn with_no_bug_planted_the_same_seeds_pass() {
             result.error
         );
     }
+}
+
+/// A flush claiming the records appended while its fsync ran, and a promotion cutting whole
+/// records after its last commit: `wal-positions` finds each as the position is claimed.
+#[test]
+fn a_flush_claiming_appends_made_during_its_fsync_is_found_as_it_is_claimed() {
+    assert_caught("wal-flush-covers-later-appends");
+}
+
+#[test]
+fn a_promotion_cutting_flushed_records_after_the_last_commit_is_found() {
+    assert_caught("promotion-ends-at-last-commit");
+}
+
+/// A failed WAL fsync retried: the instance goes on acknowledging commits whose pages the
+/// kernel may have dropped; `durable-claims` finds the first acknowledgement after the failure.
+#[test]
+fn a_retried_fsync_failure_goes_on_acknowledging_and_is_found() {
+    caught_and_clean_before("fsync-error-retried", 6..7);
+}
+
+/// A checkpoint that carries on past a failed table-file fsync (the kernel dropped the blocks
+/// it wrote, and the redo point moves past them): `durable-claims` finds the instance
+/// acknowledging after the failure; standard seed 19 is the first to draw such a failure.
+#[test]
+fn a_checkpoint_past_a_failed_table_fsync_is_found() {
+    caught_and_clean_before("checkpoint-ignores-fsync-failure", 19..20);
+}
+
+/// A mirror reporting a large WAL message flushed before its fsync: `durable-claims` judges
+/// each acknowledgement against the mirror's synced WAL at that moment.
+#[test]
+fn a_mirror_reporting_a_large_write_flushed_before_its_fsync_is_found() {
+    assert_caught("mirror-acks-large-write-before-fsync");
+}
+
+/// PROMOTE sent before the catalog records it: a fault point between the two (the coordinator
+/// crashed or the announcement dropped) leaves a promoted mirror the catalog does not know of,
+/// and the content's history forks (`linear-history`).
+#[test]
+fn a_promote_sent_before_the_catalog_records_it_is_found() {
+    assert_caught("promote-before-catalog-write");
 }

@@ -2,12 +2,15 @@
 //! workload with a Jepsen-style history, invariant checkers, and the seed runner behind `hasim`
 //! (whose command line, like the stories it runs, is in the `scenarios` crate).
 //!
-//! The rooms: [`config`] (a run's configuration, and the swarm's draw of one), [`world`]
-//! (hosts, disks, the coordinator pair, carrying out faults), [`nemesis`] (drawing and reading
-//! fault schedules), [`operator`] (the administrator agent and the harness its verbs run
-//! through), [`workload`] (clients and their history), [`invariants`] (the checkers), [`run`]
-//! (one seed's run loop, its results, the pool, shrinking), [`trace`] (the log and its hash,
-//! which the workload feeds too), [`layouts`] (mirror layouts under simultaneous host
+//! The rooms, bottom up (a room uses only rooms below it or beside it, never in a cycle;
+//! `tests/rooms.rs` holds them to it): [`random`] (the seed's streams) and [`observer`] (the
+//! cluster's typed facts, and the [`observer::Judge`]s that see each as it is reported);
+//! [`trace`] (the log and its hash) and [`nemesis`] (the faults, and drawing and reading fault
+//! schedules); [`config`] (a run's configuration, and the swarm's draw of one); [`world`]
+//! (hosts, disks, where each data directory lies, the coordinator pair, carrying out faults)
+//! and [`workload`] (clients and their history); [`invariants`] (the checkers); [`operator`]
+//! (the administrator agent and the harness its verbs run through); [`run`] (one seed's run
+//! loop, its results, the pool, shrinking); [`layouts`] (mirror layouts under simultaneous host
 //! failures).
 
 pub mod config;

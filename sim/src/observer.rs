@@ -1,15 +1,18 @@
 //! The harness side of the cluster's observation hooks: records every fact with the simulated
 //! time it was reported. The checkers and the failover figures read these typed facts, never
 //! log text: the prober's and the utilities' committed catalog changes, promotions with their
-//! end of WAL, acknowledged commits, the requests instances obeyed. One checker,
-//! [`crate::invariants::durable_claims`], judges each fact as it is reported, while the
-//! simulated disks still are as they were then.
+//! end of WAL, acknowledged commits, the requests instances obeyed. Continuous checkers (the
+//! [`Judge`]s, in `invariants`: durable claims and reported WAL positions against the
+//! simulated disks, the prober's failover decisions, the epochs of the requests instances obey) see each fact as it is
+//! reported, while the simulated disks still are as they were then. Facts reported once per
+//! request or replication message (obeyed epochs, WAL positions, WAL shipped) are judged and
+//! not kept: no end-of-run reader needs them, and they would grow the record with every
+//! message.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 use cluster::model::observe::{Fact, FtsChange, Observe, Observer};
-
-use crate::invariants::durable_claims::DurableClaims;
 
 /// A fact and when it was reported (simulated milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,11 +21,17 @@ pub struct Observed {
     pub fact: Fact,
 }
 
+/// A checker that judges each fact the moment it is reported. It only reads: judging never
+/// changes what the cluster does.
+pub trait Judge: Any + Send + Sync {
+    fn judge(&self, at_ms: u64, fact: &Fact);
+}
+
 #[derive(Clone, Default)]
 pub struct Recorder {
     facts: Arc<Mutex<Vec<Observed>>>,
-    /// The checker that judges facts against the simulated disks as they arrive, once set.
-    durable_claims: Arc<OnceLock<DurableClaims>>,
+    /// The checkers that judge facts as they arrive, in the order they were added.
+    judges: Arc<Mutex<Vec<Arc<dyn Judge>>>>,
 }
 
 impl Observer for Recorder {
@@ -30,8 +39,17 @@ impl Observer for Recorder {
         let at_ms = madsim::time::TimeHandle::try_current()
             .map(|t| t.elapsed().as_millis() as u64)
             .unwrap_or(0);
-        if let Some(checker) = self.durable_claims.get() {
-            checker.observe(at_ms, &fact);
+        for judge in self.judges.lock().unwrap().iter() {
+            judge.judge(at_ms, &fact);
+        }
+        if matches!(
+            fact,
+            Fact::ObeyedEpoch { .. }
+                | Fact::WalPositions { .. }
+                | Fact::StandbyWalPositions { .. }
+                | Fact::WalShipped { .. }
+        ) {
+            return; // one per request or message: judged, not kept
         }
         self.facts.lock().unwrap().push(Observed { at_ms, fact });
     }
@@ -42,17 +60,18 @@ impl Recorder {
         Observe::new(Arc::new(self.clone()))
     }
 
-    /// From now on, judges each fact as it arrives with `checker` (see
-    /// [`crate::invariants::durable_claims`]). Set once, before the cluster runs.
-    pub fn judge_durable_claims(&self, checker: DurableClaims) {
-        if self.durable_claims.set(checker).is_err() {
-            panic!("the durable-claims checker is set once");
-        }
+    /// From now on, `judge` sees each fact as it arrives. Add judges before the cluster runs.
+    pub fn judge_with(&self, judge: Arc<dyn Judge>) {
+        self.judges.lock().unwrap().push(judge);
     }
 
-    /// What the durable-claims checker found, if it judged this run.
-    pub fn durable_claims(&self) -> Option<Vec<crate::invariants::Violation>> {
-        self.durable_claims.get().map(DurableClaims::violations)
+    /// The judge of type `J`, if one was added: what it found is read from it.
+    pub fn judge<J: Judge>(&self) -> Option<Arc<J>> {
+        let judges = self.judges.lock().unwrap();
+        judges.iter().find_map(|j| {
+            let any: Arc<dyn Any + Send + Sync> = j.clone();
+            any.downcast::<J>().ok()
+        })
     }
 
     /// Every fact so far, in the order reported.

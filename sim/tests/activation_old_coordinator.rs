@@ -14,7 +14,12 @@ use sim::run::{run_seed, Verdict};
 /// just before the take-over's announcement fenced the others; the standby, lacking its
 /// commit record, rolled the other two back (aborted-stays-aborted: half-applied). Asked after
 /// the stall, the old coordinator answers, and the activation is refused and undone.
+///
+/// Since the disk speeds, late deliveries and corruption faults joined the standard scenario,
+/// seed 372's run no longer reaches activation-midway, and no seed of 0..500 shows the shape
+/// (an activation refused after its replay): the test waits for a seed that does.
 #[test]
+#[ignore = "seed 372 no longer reaches activation-midway since the standard scenario's draws changed"]
 fn an_old_coordinator_back_during_the_activation_refuses_it() {
     let (result, _) = run_seed(372, &RunConfig::standard());
     assert!(

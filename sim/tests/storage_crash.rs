@@ -7,8 +7,8 @@
 //! transaction acknowledged by a completed flush is there, and the rest are wholly present or
 //! wholly absent, in order. Then it keeps writing and crashes again.
 //!
-//! Also here: corruption of a table block and of a WAL record, group commit, a full disk, and
-//! the WAL-before-data rule under a tiny cache. Replication is in `storage_replication.rs`.
+//! Also here: corruption of a table block, group commit, a full disk, and the WAL-before-data
+//! rule under a tiny cache (corruption elsewhere is in `storage_corruption.rs`). Replication is in `storage_replication.rs`.
 //!
 //! A failing case prints its minimal input, seed included; rerun one test with
 //! `cargo test -p sim --test storage_crash -- <test name>`.
@@ -613,48 +613,6 @@ fn a_flipped_bit_in_a_table_block_is_reported_as_corrupt() {
             .err()
             .expect("recovery must refuse a corrupt block");
         assert!(corrupt(err));
-    });
-}
-
-/// A corrupt WAL record ends the valid WAL: recovery keeps every transaction before it, cuts
-/// the WAL there, and new commits follow the valid records.
-#[test]
-fn a_corrupt_wal_record_ends_recovery_there() {
-    run(13, async {
-        let disk = sim_disk();
-        let mut engine = open(&disk, 256).await.unwrap();
-        for def in defs() {
-            engine.create_table(def).unwrap();
-        }
-        let mut ends = Vec::new();
-        for xid in 1..=5 {
-            let end = engine
-                .commit(
-                    xid,
-                    &[
-                        put(HEAP, xid, xid as Key, 500),
-                        put(AO, xid, xid as Key, 50),
-                    ],
-                )
-                .unwrap();
-            engine.wal().flush_to(end).await.unwrap();
-            ends.push(end);
-        }
-        drop(engine);
-        // Flip a byte inside the first record of transaction 4.
-        assert!(disk.corrupt("pg_wal/wal", ends[2] + 20, 0x40));
-        disk.crash(|_, _| TornTail::None);
-        let mut engine = open(&disk, 256).await.unwrap();
-        assert_eq!(engine.wal().end_lsn(), ends[2]);
-        assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1, 2, 3]);
-        assert_eq!(keys(engine.scan(AO).unwrap()), vec![1, 2, 3]);
-        assert_eq!(engine.get(HEAP, 2).unwrap(), Some(value(2, 2, 500)));
-        let end = engine.commit(6, &[put(HEAP, 6, 6, 10)]).unwrap();
-        engine.wal().flush_to(end).await.unwrap();
-        drop(engine);
-        disk.crash(|_, _| TornTail::None);
-        let mut engine = open(&disk, 256).await.unwrap();
-        assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1, 2, 3, 6]);
     });
 }
 

@@ -18,12 +18,42 @@ pub trait Hosts {
     fn hostname_of(&self, address: &str) -> Option<String>;
     /// Starts a fresh, empty instance for `row` (role mirror) that streams from `primary`
     /// (`ip:port`), copying everything.
-    fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), String>;
+    fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), HostError>;
     /// Stops the instance process of `row`, if it runs.
     fn stop_instance(&self, row: &SegmentConfig);
     /// The address a new instance on `hostname` takes: the host's address where instances
     /// share it; the `nth` (0-based) free one where each instance has an address of its own.
     fn new_address(&self, hostname: &str, nth: usize) -> Option<String>;
+}
+
+/// Why a host could not start an instance ([`Hosts::start_mirror`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// The row names a host the cluster does not have.
+    #[error("unknown host {0}")]
+    UnknownHost(String),
+    /// The host is down.
+    #[error("host {0} is down")]
+    Down(String),
+    /// The row's address cannot be taken: `why` says what is wrong with it.
+    #[error("address {address} {why}")]
+    Address { address: String, why: String },
+    /// The data directory belongs to an instance that still runs.
+    #[error("{datadir} is in use by a running instance (pid {pid}); stop it first")]
+    InUse { datadir: String, pid: u32 },
+    /// The instance was started but did not listen in time.
+    #[error("dbid {dbid} (pid {pid}) did not listen at {endpoint} within {secs} s; see {log}")]
+    NotListening {
+        dbid: u16,
+        pid: u32,
+        endpoint: String,
+        secs: u64,
+        log: String,
+    },
+    /// A step of making or starting the instance failed (`step` names it: "wipe ...",
+    /// "start dbid 7", ...).
+    #[error("cannot {step}: {detail}")]
+    Failed { step: String, detail: String },
 }
 
 /// `recoverseg`'s options.
@@ -71,8 +101,8 @@ pub enum VerbError {
     #[error("unexpected answer {0}")]
     Unexpected(String),
     /// A host could not start an instance.
-    #[error("{0}")]
-    Host(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
     /// What was asked cannot be done on this cluster.
     #[error("{0}")]
     Refused(String),
@@ -242,9 +272,7 @@ fn start_relocated_mirrors<H: Hosts>(
             .map(|p| p.primary)
             .ok_or_else(|| VerbError::Refused(format!("content {} has no primary", row.content)))?;
         let moved = relocated_row(row, loc, host);
-        hosts
-            .start_mirror(&moved, &primary.endpoint())
-            .map_err(VerbError::Host)?;
+        hosts.start_mirror(&moved, &primary.endpoint())?;
         moves.push(relocation(row, loc, host));
     }
     Ok(moves)
@@ -418,9 +446,7 @@ pub async fn add_mirrors<H: Hosts>(
         // The instance needs its dbid before the coordinator records it: the next free ones,
         // in the order the coordinator assigns them.
         with_dbid.dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1 + started.len() as u16;
-        hosts
-            .start_mirror(&with_dbid, &primary.endpoint())
-            .map_err(VerbError::Host)?;
+        hosts.start_mirror(&with_dbid, &primary.endpoint())?;
         started.push(with_dbid);
     }
     match admin(client, AdminRequest::AddMirrors { mirrors: rows }).await {
@@ -447,9 +473,7 @@ pub async fn move_mirrors<H: Hosts>(
     let mut moves = Vec::new();
     for (row, loc, host) in &plan {
         let primary = cat.pair(row.content).expect("checked").primary;
-        hosts
-            .start_mirror(&relocated_row(row, loc, host), &primary.endpoint())
-            .map_err(VerbError::Host)?;
+        hosts.start_mirror(&relocated_row(row, loc, host), &primary.endpoint())?;
         moves.push(relocation(row, loc, host));
     }
     let reply = admin(

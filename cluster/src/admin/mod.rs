@@ -18,4 +18,4 @@ pub mod state;
 pub use crate::wire::admin::{
     AdminReply, AdminRequest, Recovered, RejoinReport, Relocation, ReplicationInfo, StateReport,
 };
-pub use driver::Hosts;
+pub use driver::{HostError, Hosts};

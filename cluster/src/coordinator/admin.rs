@@ -41,7 +41,8 @@ pub enum AdminError {
     #[error(
         "Primary segment is not up for content {content} (dbid {primary_dbid} at {primary_addr}): \
          both halves of the pair are down (double fault), so dbid {dbid} cannot be recovered \
-         from it; restart the cluster (restart), then run recoverseg"
+         from it; {}",
+        crate::wire::admin::RESTART_THEN_RECOVER
     )]
     DoubleFault {
         content: Content,

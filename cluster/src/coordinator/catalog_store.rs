@@ -88,6 +88,11 @@ impl CatalogStore {
         self
     }
 
+    /// Reports a fact to whoever observes this coordinator (the simulator's checkers).
+    pub(crate) fn report(&self, fact: crate::model::observe::Fact) {
+        self.observe.report(fact);
+    }
+
     /// Reports a committed configuration change of one row (see
     /// [`crate::model::observe::Fact::CatalogChanged`]).
     pub(crate) fn report_change(

@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn, Instrument};
 
 use super::CatalogStore;
-use crate::io::net::Connection;
+use crate::io::net::{Connection, NetError};
 use crate::io::points::FaultPoint;
 use crate::io::runtime::{self, Instant};
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{Pair, RowChange, SegmentConfig};
-use crate::protocol::fts::{decide_with, Decision, ProbeOutcome};
+use crate::model::observe::{AttemptEnd, Fact, ProbeAttempt};
+use crate::protocol::fts::{decide_with, restart_outcome, Decision, ProbeOutcome, Restart};
 use crate::wire::ProbeReply;
 use crate::wire::{SegmentRequest, SegmentResponse};
 
@@ -47,8 +48,8 @@ pub struct Prober {
     settings: ProbeSettings,
     store: CatalogStore,
     bugs: PlantedBugs,
-    /// Consecutive "starting" answers per dbid.
-    starting: std::collections::BTreeMap<u16, u32>,
+    /// "Starting" answers in a row per dbid (while some).
+    starting: std::collections::BTreeMap<u16, Restart>,
 }
 
 impl Prober {
@@ -89,18 +90,18 @@ impl Prober {
                     settings: self.settings.clone(),
                     store: self.store.clone(),
                     bugs: self.bugs,
-                    starting: self.starting.get(&dbid).copied().unwrap_or(0),
+                    starting: self.starting.get(&dbid).copied().unwrap_or_default(),
                 };
                 (dbid, runtime::spawn(content.run(pair).in_current_span()))
             })
             .collect();
         for (dbid, task) in tasks {
             match task.await {
-                Ok(0) => {
+                Ok(restart) if restart.answers == 0 => {
                     self.starting.remove(&dbid);
                 }
-                Ok(n) => {
-                    self.starting.insert(dbid, n);
+                Ok(restart) => {
+                    self.starting.insert(dbid, restart);
                 }
                 Err(_) => {}
             }
@@ -113,19 +114,19 @@ struct ContentProber {
     settings: ProbeSettings,
     store: CatalogStore,
     bugs: PlantedBugs,
-    /// Consecutive "starting" answers of the content's acting primary.
-    starting: u32,
+    /// The "starting" answers in a row of the content's acting primary.
+    starting: Restart,
 }
 
 impl ContentProber {
-    /// Probes, decides and acts; returns the primary's count of consecutive "starting" answers.
+    /// Probes, decides and acts; returns what it knows of the primary's "starting" answers.
     ///
     /// Mirrored contents go through the decision table; an unmirrored content's primary is only
     /// checked for life, because the catalog never marks an acting primary down: while one is
     /// unreachable the store says the system is not operational (without mirroring, one failed
     /// segment stops the whole system).
-    async fn run(mut self, pair: Pair) -> u32 {
-        let answer =
+    async fn run(mut self, pair: Pair) -> Restart {
+        let (answer, round) =
             probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
         if let Answer::Deposed = answer {
             return self.starting;
@@ -146,39 +147,39 @@ impl ContentProber {
             return self.starting;
         }
         let outcome = self.outcome(answer);
-        self.act(&pair, outcome).await;
+        self.act(&pair, outcome, round).await;
         self.starting
     }
 
     fn outcome(&mut self, answer: Answer) -> ProbeOutcome {
         match answer {
             Answer::Reply(reply) => {
-                self.starting = 0;
+                self.starting = Restart::default();
                 ProbeOutcome::Answered(reply)
             }
-            Answer::Starting => {
-                self.starting += 1;
-                if self.starting > self.settings.starting_probes_max {
-                    ProbeOutcome::Unreachable
-                } else {
-                    ProbeOutcome::Restarting
-                }
+            Answer::Starting { replay_lsn } => {
+                let (outcome, now) =
+                    restart_outcome(self.starting, replay_lsn, self.settings.starting_probes_max);
+                self.starting = now;
+                outcome
             }
             Answer::Unreachable => {
-                self.starting = 0;
+                self.starting = Restart::default();
                 ProbeOutcome::Unreachable
             }
             Answer::Deposed => unreachable!("a deposed coordinator stops before deciding"),
         }
     }
 
-    async fn act(&mut self, pair: &Pair, mut outcome: ProbeOutcome) {
+    /// Carries out the decision on `outcome`, the result of the probe round `round`.
+    async fn act(&mut self, pair: &Pair, mut outcome: ProbeOutcome, mut round: Vec<ProbeAttempt>) {
         let mut decision = decide_with(pair, outcome, self.bugs);
         let mut retries = 0;
         while decision == Decision::ProbeAgain && retries < self.settings.probe_retries {
             retries += 1;
             runtime::sleep(self.settings.retry_gap).await;
-            let answer =
+            let answer;
+            (answer, round) =
                 probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
             if let Answer::Deposed = answer {
                 return;
@@ -215,6 +216,13 @@ impl ContentProber {
             Decision::Promote(changes) if self.bugs.promote_before_catalog_write => {
                 // Planted bug: announce first, record after.
                 let mirror = pair.mirror.as_ref().expect("promotion needs a mirror");
+                self.store.report(Fact::FailoverDecided {
+                    content,
+                    primary: pair.primary.dbid,
+                    mirror: mirror.dbid,
+                    epoch: self.store.epoch(),
+                    round,
+                });
                 let dbid = mirror.dbid;
                 self.send(mirror, |epoch| SegmentRequest::Promote { dbid, epoch })
                     .await;
@@ -223,6 +231,13 @@ impl ContentProber {
             }
             Decision::Promote(changes) => {
                 let mirror = pair.mirror.as_ref().expect("promotion needs a mirror");
+                self.store.report(Fact::FailoverDecided {
+                    content,
+                    primary: pair.primary.dbid,
+                    mirror: mirror.dbid,
+                    epoch: self.store.epoch(),
+                    round,
+                });
                 // The role flip is durable in the catalog before the mirror hears of it: if the
                 // coordinator dies in between, the next prober re-sends PROMOTE; it never finds
                 // a promoted mirror the catalog does not know of.
@@ -295,7 +310,7 @@ impl ContentProber {
                 runtime::sleep(self.settings.retry_gap).await;
             }
             let req = request(self.store.epoch());
-            match call(&self.settings, target, req).await {
+            match call(&self.settings, target, req).await.ok() {
                 Some(SegmentResponse::Ok) => return true,
                 Some(SegmentResponse::Fenced { followed, .. })
                     if deposed_by(&self.store, self.bugs, target, followed).await =>
@@ -312,7 +327,9 @@ impl ContentProber {
 #[derive(Clone, Copy, Debug)]
 enum Answer {
     Reply(ProbeReply),
-    Starting,
+    Starting {
+        replay_lsn: crate::wal::Lsn,
+    },
     Unreachable,
     /// The instance follows a later coordinator generation: this coordinator was deposed.
     Deposed,
@@ -346,13 +363,14 @@ async fn deposed_by(
 
 /// Up to `probe_retries + 1` attempts, each bounded by `probe_timeout`, `retry_gap` apart, each
 /// with the configuration epoch current when it is sent: other contents' changes move the epoch
-/// meanwhile, and an instance refuses a probe older than an epoch it has seen.
+/// meanwhile, and an instance refuses a probe older than an epoch it has seen. Returns the
+/// answer and the round's attempts, each as the transport ended it (for the checkers).
 async fn probe_with_retries(
     settings: &ProbeSettings,
     primary: &SegmentConfig,
     store: &CatalogStore,
     bugs: PlantedBugs,
-) -> Answer {
+) -> (Answer, Vec<ProbeAttempt>) {
     let unbounded;
     let settings = if bugs.probe_without_timeout {
         unbounded = ProbeSettings {
@@ -363,11 +381,17 @@ async fn probe_with_retries(
     } else {
         settings
     };
+    let mut round = Vec::new();
+    let mut last_end = Instant::now();
     for attempt in 0..=settings.probe_retries {
         if attempt > 0 {
+            if bugs.failover_on_one_lost_probe {
+                break;
+            }
             runtime::sleep(settings.retry_gap).await;
         }
-        match call(
+        let began = Instant::now();
+        let result = call(
             settings,
             primary,
             SegmentRequest::Probe {
@@ -376,32 +400,85 @@ async fn probe_with_retries(
                 epoch: store.epoch(),
             },
         )
-        .await
-        {
-            Some(SegmentResponse::Probe(reply)) => return Answer::Reply(reply),
-            Some(SegmentResponse::Starting { .. }) => return Answer::Starting,
-            Some(SegmentResponse::Fenced { followed, .. })
+        .await;
+        let ended = Instant::now();
+        round.push(ProbeAttempt {
+            gap: if attempt == 0 {
+                Duration::ZERO
+            } else {
+                began.saturating_duration_since(last_end)
+            },
+            waited: ended.saturating_duration_since(began),
+            end: attempt_end(&result),
+        });
+        last_end = ended;
+        match result {
+            Ok(SegmentResponse::Probe(reply)) => return (Answer::Reply(reply), round),
+            Ok(SegmentResponse::Starting { replay_lsn }) => {
+                return (Answer::Starting { replay_lsn }, round)
+            }
+            Ok(SegmentResponse::Fenced { followed, .. })
                 if deposed_by(store, bugs, primary, followed).await =>
             {
-                return Answer::Deposed
+                return (Answer::Deposed, round)
             }
-            other => debug!(dbid = primary.dbid, attempt, answer = ?other, "probe failed"),
+            other => debug!(dbid = primary.dbid, attempt, answer = ?other.ok(), "probe failed"),
         }
     }
-    Answer::Unreachable
+    (Answer::Unreachable, round)
+}
+
+/// How the transport ended one probe attempt.
+fn attempt_end(result: &Result<SegmentResponse, NetError>) -> AttemptEnd {
+    match result {
+        Ok(SegmentResponse::Probe(_)) => AttemptEnd::Answered,
+        Ok(SegmentResponse::Starting { .. }) => AttemptEnd::Starting,
+        Ok(_) => AttemptEnd::Refused,
+        Err(NetError::Timeout { .. }) => AttemptEnd::TimedOut,
+        Err(_) => AttemptEnd::Network,
+    }
 }
 
 async fn call(
     settings: &ProbeSettings,
     target: &SegmentConfig,
     req: SegmentRequest,
-) -> Option<SegmentResponse> {
+) -> Result<SegmentResponse, NetError> {
     let began = Instant::now();
-    let mut conn = Connection::connect(&target.endpoint(), settings.probe_timeout)
-        .await
-        .ok()?;
+    let mut conn = Connection::connect(&target.endpoint(), settings.probe_timeout).await?;
     let left = settings
         .probe_timeout
         .saturating_sub(Instant::now().saturating_duration_since(began));
-    conn.call(&req, left).await.ok()
+    conn.call(&req, left).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout() -> NetError {
+        NetError::Timeout {
+            peer: "sdw1:6000".into(),
+            after: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn each_probe_attempt_is_reported_as_its_transport_ended_it() {
+        let refused = SegmentResponse::Fenced {
+            dbid: 2,
+            epoch: 3,
+            followed: 4,
+        };
+        let closed = NetError::Closed {
+            peer: "sdw1:6000".into(),
+        };
+        assert_eq!(
+            attempt_end(&Ok(SegmentResponse::Probe(ProbeReply::default()))),
+            AttemptEnd::Answered
+        );
+        assert_eq!(attempt_end(&Ok(refused)), AttemptEnd::Refused);
+        assert_eq!(attempt_end(&Err(timeout())), AttemptEnd::TimedOut);
+        assert_eq!(attempt_end(&Err(closed)), AttemptEnd::Network);
+    }
 }

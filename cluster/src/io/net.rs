@@ -44,7 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
-use super::runtime::{resets, sleep, timeout, Instant};
+use super::runtime::{replays, resets, sleep, timeout, Instant};
 
 /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -706,6 +706,7 @@ impl Connection {
     ) -> Result<Resp, NetError> {
         match timeout(within, async {
             self.send(req).await?;
+            replays::offer(&self.writer.ends, &self.writer.peer, &self.writer.scratch);
             self.recv().await
         })
         .await

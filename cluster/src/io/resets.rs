@@ -110,6 +110,11 @@ impl Ends {
         }
     }
 
+    /// This end's host (the one that opened or accepted the connection).
+    pub(crate) fn local_ip(&self) -> Option<IpAddr> {
+        self.opened.seen[0].map(|(ip, _)| ip)
+    }
+
     pub(crate) fn is_reset(&self) -> bool {
         self.registry.total.load(Ordering::Relaxed) != self.opened.total_seen && {
             let state = self.registry.state.lock().expect("resets poisoned");

@@ -203,5 +203,17 @@ pub async fn fault_point(_point: crate::io::points::FaultPoint) -> crate::io::po
     crate::io::points::Pass::Go
 }
 
+/// Late and repeated requests, a fault only the simulator injects: in production nothing keeps
+/// a copy of a request once it is sent.
+#[cfg(madsim)]
+#[path = "replays.rs"]
+pub mod replays;
+
+#[cfg(not(madsim))]
+pub mod replays {
+    /// A request frame just sent: nothing to keep in production.
+    pub(crate) fn offer(_ends: &super::resets::Ends, _to: &str, _frame: &[u8]) {}
+}
+
 /// Whether this build runs inside the simulator (for log formatting only).
 pub const SIMULATED: bool = cfg!(madsim);

@@ -75,6 +75,40 @@ pub struct PlantedBugs {
     /// old one wait for their own timeout instead of being cancelled and retried on the new
     /// primary, so clients sit on a hung primary past the failover.
     pub no_cancel_on_failover: bool,
+    /// The prober counts a primary as failed after its first lost probe, without the retries
+    /// (the real rule: a primary is failed over only once every attempt of a probe round,
+    /// `probe_retries` retries after the first, went unanswered within the probe timeout).
+    pub failover_on_one_lost_probe: bool,
+    /// A segment's fence compares only the coordinator generations of a request's epoch and
+    /// the one it follows, so a request from a decision the catalog has since replaced, within
+    /// one coordinator's generation, is obeyed (the real rule: refuse any epoch older than the
+    /// newest followed).
+    pub fence_compares_generations_only: bool,
+    /// A segment's WAL flush claims as durable everything written when its fsync returns,
+    /// including records appended while the fsync was under way (the real rule: an fsync
+    /// covers only what was written before it began), so a primary acknowledges, and ships to
+    /// its mirror, records a crash of its host loses.
+    pub wal_flush_covers_later_appends: bool,
+    /// A promoting mirror ends its WAL after the last record that finishes a transaction,
+    /// taking whatever follows for an unfinished transaction's records, though a prepare (the
+    /// first phase of a distributed commit, already acknowledged) or a checkpoint is whole
+    /// (the real rule: promotion keeps every whole record the mirror received and cuts only a
+    /// partial or corrupt tail).
+    pub promotion_ends_at_last_commit: bool,
+    /// A primary obeys SYNCREP_OFF whatever its epoch, as if stopping the wait for a mirror
+    /// the prober asked to stop waiting for were always safe: a late one, from before the mirror
+    /// came back and caught up, lets it acknowledge commits its in-sync mirror lacks (the real
+    /// rule: SYNCREP_OFF is fenced like every other control request).
+    pub syncrep_off_skips_epoch_check: bool,
+    /// A segment retries a WAL `fsync` that failed and carries on (acknowledging commits) when
+    /// the retry succeeds (the real rule: PostgreSQL PANICs on a failed `fsync`, since the
+    /// kernel may have dropped the dirty pages and a later `fsync` proves nothing about them).
+    pub fsync_error_retried: bool,
+    /// A checkpoint whose `fsync` of a table file fails carries on: it moves the redo point
+    /// past the blocks the kernel dropped (the real rule: PostgreSQL PANICs on a failed
+    /// checkpoint `fsync` and redoes from the old redo point; retrying or ignoring it lost
+    /// data, the "fsyncgate" of 2018).
+    pub checkpoint_ignores_fsync_failure: bool,
     /// A mirror that receives a large WAL message (at least `LARGE_WAL_MESSAGE` bytes)
     /// reports it flushed as soon as it is written, to keep a bulk load moving, and flushes it
     /// right after; a crash or a stall between the report and the `fsync` leaves the primary
@@ -174,6 +208,34 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "calls in flight to a replaced primary wait for their timeout instead of moving on",
     ),
     (
+        "failover-on-one-lost-probe",
+        "the prober fails a primary over after one lost probe, without retrying",
+    ),
+    (
+        "fence-compares-generations-only",
+        "a segment obeys stale requests of its coordinator's own generation",
+    ),
+    (
+        "wal-flush-covers-later-appends",
+        "a WAL flush claims the records appended while its fsync ran, which a crash loses",
+    ),
+    (
+        "promotion-ends-at-last-commit",
+        "a promoted mirror cuts the whole records after its last commit, a prepare among them",
+    ),
+    (
+        "syncrep-off-skips-epoch-check",
+        "a primary obeys a late SYNCREP_OFF stamped with an older epoch",
+    ),
+    (
+        "fsync-error-retried",
+        "a failed wal fsync is retried and the segment goes on acknowledging commits",
+    ),
+    (
+        "checkpoint-ignores-fsync-failure",
+        "a checkpoint whose table-file fsync failed moves the redo point past the dropped blocks",
+    ),
+    (
         "mirror-acks-large-write-before-fsync",
         "a mirror reports a large WAL message flushed before its fsync",
     ),
@@ -212,6 +274,13 @@ impl PlantedBugs {
             "coordinator-fence-off" => &mut self.coordinator_fence_off,
             "skip-identity-check" => &mut self.skip_identity_check,
             "no-cancel-on-failover" => &mut self.no_cancel_on_failover,
+            "failover-on-one-lost-probe" => &mut self.failover_on_one_lost_probe,
+            "fence-compares-generations-only" => &mut self.fence_compares_generations_only,
+            "wal-flush-covers-later-appends" => &mut self.wal_flush_covers_later_appends,
+            "promotion-ends-at-last-commit" => &mut self.promotion_ends_at_last_commit,
+            "syncrep-off-skips-epoch-check" => &mut self.syncrep_off_skips_epoch_check,
+            "fsync-error-retried" => &mut self.fsync_error_retried,
+            "checkpoint-ignores-fsync-failure" => &mut self.checkpoint_ignores_fsync_failure,
             "mirror-acks-large-write-before-fsync" => {
                 &mut self.mirror_acks_large_write_before_fsync
             }

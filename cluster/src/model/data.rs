@@ -11,6 +11,9 @@ pub type TableId = u32;
 pub type Key = i64;
 pub type Value = Vec<u8>;
 
+/// The size of a table block (a page), on disk and in the buffer cache.
+pub const BLOCK_SIZE: usize = 8192;
+
 /// How a table stores its rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TableKind {

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::model::catalog::{Content, Dbid, Mode, Role, Status};
 use crate::model::data::Lsn;
@@ -72,6 +73,70 @@ pub enum Fact {
         page_lsn: Lsn,
         wal_end: Lsn,
     },
+    /// An instance obeyed a fenced request (any: a probe, a promotion, a transaction's begin...)
+    /// stamped with `epoch`. Reported for every one, unlike [`Fact::Obeyed`]; the simulator
+    /// judges it as it comes and keeps none.
+    ObeyedEpoch {
+        content: Content,
+        dbid: Dbid,
+        epoch: u64,
+    },
+    /// The prober decided to fail `content`'s primary `primary` over to its mirror `mirror`,
+    /// under `epoch`, on the probe round `round`: that round's attempts, in order, each as the
+    /// prober's transport ended it.
+    FailoverDecided {
+        content: Content,
+        primary: Dbid,
+        mirror: Dbid,
+        epoch: u64,
+        round: Vec<ProbeAttempt>,
+    },
+    /// A mirror reported its WAL positions (its feedback to its primary, or its replication
+    /// status): everything before `flushed` is durable, everything before `replayed` applied.
+    WalPositions {
+        content: Content,
+        dbid: Dbid,
+        flushed: Lsn,
+        replayed: Lsn,
+    },
+    /// The standby coordinator reported its catalog WAL positions to the coordinator (its
+    /// feedback): everything before `flushed` is durable, everything before `replayed` applied.
+    StandbyWalPositions { flushed: Lsn, replayed: Lsn },
+    /// A primary's walsender sent its mirror WAL up to `end` as flushed (a data message's end,
+    /// or a keepalive's flushed position).
+    WalShipped {
+        content: Content,
+        dbid: Dbid,
+        end: Lsn,
+    },
+    /// A mirror accepted a promotion and is about to end recovery (followed by
+    /// [`Fact::Promoted`] when it succeeds).
+    PromotionBegun { content: Content, dbid: Dbid },
+}
+
+/// One attempt of a probe round (see [`Fact::FailoverDecided`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeAttempt {
+    /// The pause between the previous attempt's end and this one's start (zero for the first).
+    pub gap: Duration,
+    /// How long the attempt waited, from connecting to its end.
+    pub waited: Duration,
+    pub end: AttemptEnd,
+}
+
+/// How a probe attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// The primary's probe reply arrived.
+    Answered,
+    /// The instance answered that it is starting up or recovering.
+    Starting,
+    /// The instance answered, refusing the probe (a failed disk check, a fence refusal).
+    Refused,
+    /// The network failed the attempt (no connection, a reset, a closed connection).
+    Network,
+    /// No answer arrived within the time left of the probe timeout.
+    TimedOut,
 }
 
 /// A row change the prober decided (see [`Fact::CatalogChanged`]).

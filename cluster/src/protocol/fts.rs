@@ -8,7 +8,9 @@
 //!   n, then tell the primary to stop waiting for it (it keeps what the mirror lacks);
 //! - primary answers but asks for a retry (mirror gone within the grace period): probe again;
 //! - the answer comes from a mirror (a promotion was lost): send PROMOTE again;
-//! - primary unreachable, but it is only starting up and its replay is advancing: nothing;
+//! - primary unreachable, but it is only starting up and its replay is advancing: nothing
+//!   ([`restart_outcome`]: the replay LSN must move between two "starting" answers, and only
+//!   so many answers in a row are tolerated);
 //! - primary unreachable, mirror in sync per the catalog: record the role flip first, then PROMOTE;
 //! - primary unreachable, mirror not in sync: no promotion; the content is down (double fault).
 
@@ -24,6 +26,38 @@ pub enum ProbeOutcome {
     /// the previous probe: it is restarting, not dead.
     Restarting,
     Unreachable,
+}
+
+/// What the prober remembers of a primary's "starting" answers in a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restart {
+    /// "Starting" answers in a row; 0 once the primary answers a probe or is unreachable.
+    pub answers: u32,
+    /// The replay LSN of the last "starting" answer.
+    pub replay_lsn: Option<crate::wal::Lsn>,
+}
+
+/// The prober's rule for a primary that answers "starting" (a postmaster in crash recovery):
+/// it is restarting, not dead, while its replay LSN moved since the previous answer (the first
+/// answer counts as movement) and it has not answered "starting" more than `answers_max` times
+/// in a row. Otherwise it counts as unreachable, and the decision table may fail it over.
+/// Returns the outcome and what to remember for the next answer.
+pub fn restart_outcome(
+    previous: Restart,
+    replay_lsn: crate::wal::Lsn,
+    answers_max: u32,
+) -> (ProbeOutcome, Restart) {
+    let now = Restart {
+        answers: previous.answers.saturating_add(1),
+        replay_lsn: Some(replay_lsn),
+    };
+    let advancing = previous.replay_lsn.is_none_or(|before| replay_lsn > before);
+    let outcome = if advancing && now.answers <= answers_max {
+        ProbeOutcome::Restarting
+    } else {
+        ProbeOutcome::Unreachable
+    };
+    (outcome, now)
 }
 
 /// A decision of the prober for one content.
@@ -308,6 +342,38 @@ mod tests {
             decide(&pair(&synced_pair()), ProbeOutcome::Restarting),
             Decision::Nothing
         );
+    }
+
+    #[test]
+    fn a_starting_primary_whose_replay_advances_is_left_alone_within_the_limit() {
+        let (first, after_one) = restart_outcome(Restart::default(), 100, 3);
+        assert_eq!(
+            first,
+            ProbeOutcome::Restarting,
+            "the first answer counts as progress"
+        );
+        let (second, after_two) = restart_outcome(after_one, 250, 3);
+        assert_eq!(second, ProbeOutcome::Restarting);
+        let (third, after_three) = restart_outcome(after_two, 400, 3);
+        assert_eq!(third, ProbeOutcome::Restarting);
+        assert_eq!(after_three.answers, 3);
+        let (fourth, _) = restart_outcome(after_three, 900, 3);
+        assert_eq!(
+            fourth,
+            ProbeOutcome::Unreachable,
+            "past the limit it counts as unreachable, progress or not"
+        );
+    }
+
+    #[test]
+    fn a_starting_primary_whose_replay_stands_still_counts_as_unreachable() {
+        let (_, after_one) = restart_outcome(Restart::default(), 100, 10);
+        let (stuck, _) = restart_outcome(after_one, 100, 10);
+        assert_eq!(stuck, ProbeOutcome::Unreachable);
+        assert!(matches!(
+            decide(&pair(&synced_pair()), stuck),
+            Decision::Promote(_)
+        ));
     }
 
     #[test]

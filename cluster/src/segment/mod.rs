@@ -14,10 +14,11 @@ mod session;
 mod walreceiver;
 mod walsender;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::{info, warn, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::io::net::{self, Connection};
 use crate::io::runtime::{self, Instant, JoinHandle};
@@ -140,6 +141,36 @@ struct SyncState {
     acked_alone_upto: Lsn,
 }
 
+/// A probe answered: the epoch it was stamped with and whether the answer said the mirror is
+/// down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Answered {
+    epoch: u64,
+    mirror_down: bool,
+}
+
+impl Answered {
+    /// Whether a SYNCREP_OFF stamped `epoch` may act, given `last`, the last probe this
+    /// instance answered since it started; `stale(a, b)` is the fence's comparison (whether
+    /// epoch `a` is older than `b`).
+    ///
+    /// The prober sends SYNCREP_OFF only on an answer saying the mirror is down, stamped no
+    /// earlier than that probe. So it acts only if this instance's last answer said so, and the
+    /// request is no older than that answer. Anything else is a copy delivered late or twice,
+    /// decided on an answer this instance has since contradicted (the mirror came back; the
+    /// catalog may already say the pair is in sync, in an epoch this instance has not yet heard
+    /// of), or on an answer from before this instance started (its epoch fence starts afresh at
+    /// a restart within a coordinator generation). Ignoring a genuine one costs a probe
+    /// interval: the next probe finds waiting still on and the prober sends SYNCREP_OFF again.
+    fn allows_syncrep_off(
+        last: Option<Answered>,
+        epoch: u64,
+        stale: impl Fn(u64, u64) -> bool,
+    ) -> bool {
+        last.is_some_and(|a| a.mirror_down && !stale(epoch, a.epoch))
+    }
+}
+
 struct State {
     role: Role,
     sender: SenderState,
@@ -155,6 +186,8 @@ struct State {
     /// A promotion is under way: a second PROMOTE arriving meanwhile (requests held up by a
     /// stall are delivered together) is ignored rather than promoting twice.
     promoting: bool,
+    /// The last probe this instance answered (see [`Answered::allows_syncrep_off`]).
+    last_answer: Option<Answered>,
 }
 
 /// One running instance. Cheap to clone.
@@ -193,10 +226,10 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
         let mut identity = check_identity(&cfg, &*disk).await?;
         let followed =
             followed::load(&*disk).map_err(|source| InstanceError::Storage { dbid, source })?;
-        let server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
+        let mut server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(|source| InstanceError::Listen { dbid, source })?;
-        let engine = open_engine(&cfg, disk.clone()).await?;
+        let engine = recover_answering_starting(&cfg, disk.clone(), &mut server).await?;
         let stored = role_file::load_or_init(&*disk, cfg.initial_role)
             .await
             .map_err(|source| InstanceError::Storage { dbid, source })?;
@@ -247,18 +280,62 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
     .await
 }
 
+/// Opens the storage engine (crash recovery) while answering every request on `server` with
+/// "starting" and how far redo has gone, as a postmaster in recovery answers a probe: the
+/// prober then leaves a primary alone while its recovery advances.
+async fn recover_answering_starting(
+    cfg: &InstanceConfig,
+    disk: Arc<dyn Disk>,
+    server: &mut net::Server,
+) -> Result<Engine, InstanceError> {
+    let replayed = Arc::new(AtomicU64::new(0));
+    let opening = open_engine(cfg, disk, &replayed);
+    tokio::pin!(opening);
+    loop {
+        tokio::select! {
+            // In a fixed order: an unbiased select draws the order from a generator outside
+            // the simulation's seed.
+            biased;
+            engine = &mut opening => return engine,
+            accepted = server.accept() => {
+                if let Ok(conn) = accepted {
+                    runtime::spawn(answer_starting(conn, replayed.clone()).in_current_span());
+                }
+            }
+        }
+    }
+}
+
+/// Answers one request with "starting" and closes the connection (a postmaster in recovery
+/// refuses the connection with the same news).
+async fn answer_starting(mut conn: Connection, replayed: Arc<AtomicU64>) {
+    if conn.recv::<SegmentRequest>().await.is_ok() {
+        let replay_lsn = replayed.load(Ordering::Relaxed);
+        let _ = conn.send(&SegmentResponse::Starting { replay_lsn }).await;
+    }
+}
+
 /// Opens the storage engine (crash recovery runs here); a block found beyond the recovered WAL
 /// is reported as a fact before the instance fails.
-async fn open_engine(cfg: &InstanceConfig, disk: Arc<dyn Disk>) -> Result<Engine, InstanceError> {
+async fn open_engine(
+    cfg: &InstanceConfig,
+    disk: Arc<dyn Disk>,
+    replayed: &AtomicU64,
+) -> Result<Engine, InstanceError> {
     let dbid = cfg.dbid;
-    Engine::open(
+    Engine::open_reporting(
         disk,
         EngineOptions {
             cache_blocks_max: cfg.cache_blocks_max,
             replica_skips_deletes: cfg.bugs.mirror_skips_deletes,
             replica_replays_out_of_order: cfg.bugs.mirror_replays_out_of_order,
             evict_before_wal_flush: cfg.bugs.evict_before_wal_flush,
+            wal_flush_covers_later_appends: cfg.bugs.wal_flush_covers_later_appends,
+            retry_failed_fsync: cfg.bugs.fsync_error_retried,
+            checkpoint_ignores_fsync_failure: cfg.bugs.checkpoint_ignores_fsync_failure,
+            ..EngineOptions::default()
         },
+        replayed,
     )
     .await
     .map_err(|source| {
@@ -357,6 +434,7 @@ impl Instance {
                     obeyed_from: None,
                     receiver: None,
                     promoting: false,
+                    last_answer: None,
                 }),
                 sync,
                 failure,
@@ -380,6 +458,11 @@ impl Instance {
             state.failed = Some(reason.clone());
             self.inner.failure.set(Some(reason));
         }
+    }
+
+    /// Why the instance failed itself, if it did.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.inner.state.lock().unwrap().failed.clone()
     }
 
     fn storage_fault(&self, err: &StorageError) -> String {
@@ -436,11 +519,14 @@ impl Instance {
                     return;
                 }
                 SegmentRequest::Probe { epoch, .. } => match self.fence(epoch, &peer).await {
-                    Ok(()) => self.probe().await,
+                    Ok(()) => self.probe(epoch).await,
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::SyncrepOff { epoch, .. } => match self.fence(epoch, &peer).await {
-                    Ok(()) => self.syncrep_off(),
+                    Ok(()) => self.syncrep_off(epoch),
+                    Err(_) if self.inner.cfg.bugs.syncrep_off_skips_epoch_check => {
+                        self.syncrep_off(epoch)
+                    }
                     Err(refusal) => refusal,
                 },
                 SegmentRequest::Checksum => match self.checksum().await {
@@ -479,27 +565,46 @@ impl Instance {
     /// activated standby deposed (an older generation), and is refused. A newer epoch is
     /// followed from then on.
     pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
+        let refuse = |followed: u64| SegmentResponse::Fenced {
+            dbid: self.dbid(),
+            epoch,
+            followed,
+        };
         let followed = self.epoch();
-        if epoch < followed && !self.inner.cfg.bugs.skip_epoch_check {
-            return Err(SegmentResponse::Fenced {
-                dbid: self.dbid(),
-                epoch,
-                followed,
-            });
+        if self.stale(epoch, followed) {
+            return Err(refuse(followed));
         }
-        if let Err(e) = self.follow(epoch).await {
-            return Err(SegmentResponse::Error(crate::wire::DbError::Failed(
-                self.storage_fault(&e),
-            )));
+        // Following a new generation waits for the disk; a newer request may be followed
+        // meanwhile, so the check is made again where the epoch is taken.
+        match self.follow(epoch).await {
+            Ok(before) if self.stale(epoch, before) => return Err(refuse(before)),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(SegmentResponse::Error(crate::wire::DbError::Failed(
+                    self.storage_fault(&e),
+                )))
+            }
         }
         self.obeyed(epoch, from);
         Ok(())
     }
 
-    /// Follows `epoch` if it is newer than the one followed. A new coordinator generation is
-    /// made durable before anything acts on it: once this instance has obeyed the new
-    /// coordinator, no restart lets it obey the deposed one again.
-    pub(super) async fn follow(&self, epoch: u64) -> Result<(), StorageError> {
+    /// Whether `epoch` is older than `reference` (the fence's comparison).
+    fn stale(&self, epoch: u64, reference: u64) -> bool {
+        let bugs = self.inner.cfg.bugs;
+        let older = if bugs.fence_compares_generations_only {
+            epoch::generation(epoch) < epoch::generation(reference)
+        } else {
+            epoch < reference
+        };
+        older && !bugs.skip_epoch_check
+    }
+
+    /// Follows `epoch` if it is newer than the one followed, and returns the epoch followed
+    /// just before (taken with the update, so a request that lost a race to a newer one sees
+    /// it). A new coordinator generation is made durable before anything acts on it: once this
+    /// instance has obeyed the new coordinator, no restart lets it obey the deposed one again.
+    pub(super) async fn follow(&self, epoch: u64) -> Result<u64, StorageError> {
         let new_generation = |followed: u64| epoch::generation(epoch) > epoch::generation(followed);
         if new_generation(self.epoch()) {
             let _one = self.inner.following.lock().await;
@@ -513,12 +618,19 @@ impl Instance {
             }
         }
         let mut state = self.inner.state.lock().unwrap();
-        state.epoch = state.epoch.max(epoch);
-        Ok(())
+        let before = state.epoch;
+        state.epoch = before.max(epoch);
+        Ok(before)
     }
 
-    /// Reports a fenced request obeyed from another coordinator (by address) than the last.
+    /// Reports a fenced request obeyed (every one, with its epoch), and whether it came from
+    /// another coordinator (by address) than the last.
     fn obeyed(&self, epoch: u64, from: &str) {
+        self.inner.cfg.observe.report(Fact::ObeyedEpoch {
+            content: self.inner.cfg.content,
+            dbid: self.dbid(),
+            epoch,
+        });
         let host = from.rsplit_once(':').map_or(from, |(host, _)| host);
         let mut state = self.inner.state.lock().unwrap();
         if state.obeyed_from.as_deref() != Some(host) {
@@ -588,15 +700,15 @@ impl Instance {
 
     /// Answers the prober. Also does what the real probe handler does on the side: checks that
     /// the disk still writes and reads, and turns synchronous waiting back on once the mirror is
-    /// up again.
-    async fn probe(&self) -> SegmentResponse {
+    /// up again. The answer is kept: a SYNCREP_OFF must have been decided on it.
+    async fn probe(&self, epoch: u64) -> SegmentResponse {
         use crate::wire::ProbeReply;
         if let Err(e) = self.disk_check().await {
             return SegmentResponse::Error(crate::wire::DbError::Failed(format!(
                 "disk IO check during FTS probe failed: {e}"
             )));
         }
-        let state = self.inner.state.lock().unwrap();
+        let mut state = self.inner.state.lock().unwrap();
         if state.role == Role::Mirror {
             return SegmentResponse::Probe(ProbeReply {
                 is_mirror: true,
@@ -605,6 +717,10 @@ impl Instance {
         }
         let sender = state.sender;
         let mirror_up = sender.pair.connected;
+        state.last_answer = Some(Answered {
+            epoch,
+            mirror_down: !mirror_up,
+        });
         if mirror_up
             && self.inner.cfg.replication == ReplicationMode::Sync
             && !self.inner.sync.get().syncrep
@@ -647,10 +763,22 @@ impl Instance {
         Ok(())
     }
 
-    fn syncrep_off(&self) -> SegmentResponse {
-        if self.inner.sync.get().syncrep {
+    fn syncrep_off(&self, epoch: u64) -> SegmentResponse {
+        if !self.inner.sync.get().syncrep {
+            return SegmentResponse::Ok;
+        }
+        let last_answer = self.inner.state.lock().unwrap().last_answer;
+        if self.inner.cfg.bugs.syncrep_off_skips_epoch_check
+            || Answered::allows_syncrep_off(last_answer, epoch, |a, b| self.stale(a, b))
+        {
             info!("mirror marked down: synchronous waiting off (change tracking)");
             self.inner.sync.modify(|s| s.syncrep = false);
+        } else {
+            debug!(
+                epoch,
+                ?last_answer,
+                "SYNCREP_OFF not decided on this instance's last answer (mirror down): waiting stays on"
+            );
         }
         SegmentResponse::Ok
     }
@@ -686,6 +814,52 @@ impl Instance {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OLDER: fn(u64, u64) -> bool = |a, b| a < b;
+
+    fn answer(epoch: u64, mirror_down: bool) -> Option<Answered> {
+        Some(Answered { epoch, mirror_down })
+    }
+
+    /// Standard seed 474: a SYNCREP_OFF delivered again after the mirror came back (waiting went
+    /// back on at a probe answered with the mirror up; the catalog may since have recorded the
+    /// pair in sync, in an epoch the primary has not heard of yet), stamped with that probe's
+    /// epoch, leaves waiting on; one decided on a later answer that the mirror is down acts.
+    #[test]
+    fn a_syncrep_off_no_later_than_the_return_of_the_mirror_leaves_waiting_on() {
+        let back = answer(11, false);
+        assert!(!Answered::allows_syncrep_off(back, 11, OLDER));
+        assert!(!Answered::allows_syncrep_off(back, 10, OLDER));
+        let down_again = answer(12, true);
+        assert!(Answered::allows_syncrep_off(down_again, 12, OLDER));
+        assert!(Answered::allows_syncrep_off(down_again, 13, OLDER));
+    }
+
+    /// Standard seed 393: a primary restarted by its host's crash starts with synchronous
+    /// waiting on, answers a probe that its mirror is back and in sync (the catalog then says
+    /// in sync, in an epoch it has not heard of), and is then handed a late copy of the
+    /// SYNCREP_OFF that marked the mirror down before the crash, stamped with the epoch of that
+    /// probe. Waiting was never off, so nothing went back on, yet the answer already promised
+    /// the mirror: the copy must leave waiting on. A mark-down decided on a later answer acts.
+    #[test]
+    fn a_syncrep_off_no_later_than_a_probe_answered_with_the_mirror_up_leaves_waiting_on() {
+        assert!(!Answered::allows_syncrep_off(answer(16, false), 16, OLDER));
+        assert!(Answered::allows_syncrep_off(answer(17, true), 17, OLDER));
+        assert!(!Answered::allows_syncrep_off(answer(17, true), 16, OLDER));
+    }
+
+    /// Standard seed 569: a primary restarted by its host's crash follows no epoch yet (within
+    /// a coordinator generation the fence starts afresh), and a SYNCREP_OFF from before the
+    /// crash (epoch 11; the catalog has since said the pair is in sync, at 14) is delivered
+    /// late before any probe: it leaves waiting on. Once the instance has answered that its
+    /// mirror is down, a SYNCREP_OFF decided on that answer acts.
+    #[test]
+    fn a_syncrep_off_before_any_probe_answered_since_a_restart_leaves_waiting_on() {
+        assert!(!Answered::allows_syncrep_off(None, 11, OLDER));
+        assert!(!Answered::allows_syncrep_off(None, 14, OLDER));
+        assert!(Answered::allows_syncrep_off(answer(14, true), 14, OLDER));
+        assert!(!Answered::allows_syncrep_off(answer(14, true), 11, OLDER));
+    }
 
     /// Swarm seed 167: a mirror that caught up once, then fell behind while its primary
     /// acknowledged commits alone, is not in sync when synchronous waiting goes back on; it is

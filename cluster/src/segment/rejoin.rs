@@ -225,6 +225,17 @@ impl Instance {
     pub(super) async fn replication_status(&self) -> SegmentResponse {
         let replay_lsn = self.inner.engine.lock().await.replay_lsn();
         let state = self.inner.state.lock().unwrap();
+        if state.role == Role::Mirror {
+            self.inner
+                .cfg
+                .observe
+                .report(crate::model::observe::Fact::WalPositions {
+                    content: self.inner.cfg.content,
+                    dbid: self.dbid(),
+                    flushed: self.inner.wal.flushed_lsn(),
+                    replayed: replay_lsn,
+                });
+        }
         SegmentResponse::Replication(ReplicationInfo {
             role: state.role,
             flushed: self.inner.wal.flushed_lsn(),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use tracing::debug;
 
 use super::Instance;
-use crate::model::catalog::Role;
+use crate::model::catalog::{Dbid, Role};
 use crate::storage::StorageError;
 use crate::wal::{Key, TableDef, TableId, TableKind, Value, Write, Xid};
 use crate::wire::{DbError, Op, OpResult, SegmentRequest, SegmentResponse};
@@ -110,9 +110,13 @@ enum Fault {
 impl From<StorageError> for Fault {
     fn from(e: StorageError) -> Fault {
         match e {
+            // The world's faults, never served around: the instance fails itself. A failed
+            // fsync is one too, however it is reported (PostgreSQL PANICs on it).
             StorageError::Io { .. }
             | StorageError::Corrupt { .. }
-            | StorageError::CorruptWal { .. } => Fault::Storage(e),
+            | StorageError::CorruptWal { .. }
+            | StorageError::CorruptWalMiddle { .. }
+            | StorageError::WalFailed { .. } => Fault::Storage(e),
             other => Fault::Refused(other.to_string()),
         }
     }
@@ -288,15 +292,8 @@ async fn acknowledge_after_durable(
     if !inst.inner.cfg.bugs.ack_before_mirror_flush {
         inst.wait_for_mirror(lsn).await;
     }
-    if inst.role() != Role::Primary {
-        // Demoted while waiting (recoverseg -r): the mirror this waited for was promoted, and
-        // may or may not hold the commit record.
-        return Some(SegmentResponse::Error(crate::wire::DbError::Unknown(
-            format!(
-                "dbid {} stopped acting as primary while committing",
-                inst.dbid()
-            ),
-        )));
+    if let Some(refusal) = not_acknowledged(inst.failure(), inst.role(), inst.dbid()) {
+        return Some(refusal);
     }
     debug!(lsn, "commit acknowledged");
     inst.inner
@@ -309,6 +306,24 @@ async fn acknowledge_after_durable(
             lsn,
         });
     Some(SegmentResponse::Committed { lsn })
+}
+
+/// Why a commit whose record is flushed locally, and which waited for its mirror, is not
+/// acknowledged; `None` if it is. Either way its outcome is unknown, never "failed": the record
+/// is durable here and may be on the mirror.
+///
+/// - The instance failed itself meanwhile (`failure`: a failed fsync, a full disk, a corrupt
+///   block), maybe on another session's write: like PostgreSQL after a PANIC it acknowledges
+///   nothing more, and its client sees the connection go.
+/// - It was demoted meanwhile (recoverseg -r): the mirror this waited for was promoted, and may
+///   or may not hold the commit record.
+fn not_acknowledged(failure: Option<String>, role: Role, dbid: Dbid) -> Option<SegmentResponse> {
+    let why = match (failure, role) {
+        (Some(reason), _) => format!("dbid {dbid} failed while committing: {reason}"),
+        (None, Role::Mirror) => format!("dbid {dbid} stopped acting as primary while committing"),
+        (None, Role::Primary) => return None,
+    };
+    Some(SegmentResponse::Error(crate::wire::DbError::Unknown(why)))
 }
 
 /// The answer to a request whose success is "done", not a commit position: done once durable;
@@ -339,6 +354,26 @@ mod tests {
     /// change is durable where it must be; an instance demoted while it waited keeps its error
     /// (a deposed primary once answered "done" for a commit its promoted mirror never had, and
     /// the coordinator forgot the distributed commit with the content only prepared).
+    /// Standard seeds 229 and 329 (and slow-disk seed 9): an instance failed itself on a full disk (another
+    /// session's WAL append) while a commit whose record it had flushed waited for the mirror.
+    /// That commit was answered "failed", yet its record was on the mirror, which was promoted:
+    /// a "failed" insert's row was present (229), a "failed" delete's row was gone (329). Its
+    /// outcome is unknown.
+    #[test]
+    fn a_commit_flushed_before_the_instance_failed_has_an_unknown_outcome() {
+        let failure = "storage fault: append of pg_wal/wal failed: no space left on device";
+        let answer = not_acknowledged(Some(failure.into()), Role::Primary, 14);
+        assert!(
+            matches!(&answer, Some(SegmentResponse::Error(DbError::Unknown(m))) if m.contains(failure)),
+            "{answer:?}"
+        );
+        assert!(matches!(
+            not_acknowledged(None, Role::Mirror, 14),
+            Some(SegmentResponse::Error(DbError::Unknown(_)))
+        ));
+        assert!(not_acknowledged(None, Role::Primary, 14).is_none());
+    }
+
     #[test]
     fn only_a_durable_acknowledgement_becomes_done() {
         assert!(matches!(

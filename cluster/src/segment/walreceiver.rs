@@ -11,6 +11,7 @@ use crate::io::net::{Backoff, Connection, NetError};
 use crate::io::points::FaultPoint;
 use crate::io::runtime::{self, timeout};
 use crate::model::catalog::Role;
+use crate::model::observe::Fact;
 use crate::storage::StorageError;
 use crate::wal::Lsn;
 use crate::wire::{SegmentRequest, SegmentResponse, WalFeedback, WalMessage};
@@ -142,6 +143,12 @@ impl Instance {
                 }
                 WalMessage::Refused { reason } => return StreamEnd::Refused(reason),
             };
+            self.inner.cfg.observe.report(Fact::WalPositions {
+                content: self.inner.cfg.content,
+                dbid: self.dbid(),
+                flushed: feedback.flushed,
+                replayed: feedback.replayed,
+            });
             if let Err(e) = conn.send(&feedback).await {
                 return StreamEnd::Net(e);
             }
@@ -217,6 +224,10 @@ impl Instance {
                 receiver.abort();
             }
         }
+        self.inner.cfg.observe.report(Fact::PromotionBegun {
+            content: self.inner.cfg.content,
+            dbid: self.dbid(),
+        });
         match self.finish_recovery().await {
             Ok(end) => {
                 let mut state = self.inner.state.lock().unwrap();
@@ -233,15 +244,12 @@ impl Instance {
                     end_lsn = end,
                     "promoted: now the primary"
                 );
-                self.inner
-                    .cfg
-                    .observe
-                    .report(crate::model::observe::Fact::Promoted {
-                        content: self.inner.cfg.content,
-                        dbid: self.dbid(),
-                        epoch: self.epoch(),
-                        end_lsn: end,
-                    });
+                self.inner.cfg.observe.report(Fact::Promoted {
+                    content: self.inner.cfg.content,
+                    dbid: self.dbid(),
+                    epoch: self.epoch(),
+                    end_lsn: end,
+                });
                 SegmentResponse::Ok
             }
             Err(e) => {
@@ -256,7 +264,12 @@ impl Instance {
     /// accepting a single write as primary.
     async fn finish_recovery(&self) -> Result<Lsn, StorageError> {
         let mut engine = self.inner.engine.lock().await;
-        let end = engine.end_of_valid_wal()?;
+        let end = if self.inner.cfg.bugs.promotion_ends_at_last_commit {
+            // Planted bug: whatever follows the last commit is cut, a prepare included.
+            engine.end_at_last_commit()?
+        } else {
+            engine.end_of_valid_wal()?
+        };
         self.inner.wal.flush_to(end).await?;
         runtime::fault_point(FaultPoint::PromotionMidReplay).await;
         engine.replay()?;

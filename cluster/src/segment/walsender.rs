@@ -10,6 +10,7 @@ use super::Instance;
 use crate::io::net::{Connection, FrameWriter};
 use crate::io::runtime::{self, timeout, Instant, JoinHandle};
 use crate::model::catalog::{Dbid, Role};
+use crate::model::observe::Fact;
 use crate::protocol::replication::{Next, Outgoing, Rules};
 use crate::wal::Lsn;
 use crate::wire::{WalFeedback, WalMessage};
@@ -126,12 +127,28 @@ impl Instance {
                     if out.more_than_sent(self.inner.wal.flushed_lsn()) {
                         continue;
                     }
+                    // The WAL may have been cut meanwhile (a demotion's rewind): never claim
+                    // more than is flushed now.
                     WalMessage::Keepalive {
-                        flushed,
+                        flushed: flushed.min(self.inner.wal.flushed_lsn()),
                         epoch: self.epoch(),
                     }
                 }
             };
+            if self.role() != Role::Primary {
+                // Demoted while waiting: a mirror ships nothing to its former mirror.
+                return;
+            }
+            let end = match &msg {
+                WalMessage::Data { start, bytes } => start + bytes.len() as Lsn,
+                WalMessage::Keepalive { flushed, .. } => *flushed,
+                _ => out.sent,
+            };
+            self.inner.cfg.observe.report(Fact::WalShipped {
+                content: self.inner.cfg.content,
+                dbid: self.dbid(),
+                end,
+            });
             if writer.send(&msg).await.is_err() {
                 return;
             }

@@ -297,6 +297,13 @@ impl Shared {
                 Err(e) => return StreamEnd::Storage(e),
             };
             self.streaming.store(true, Ordering::Relaxed);
+            self.cfg
+                .coordinator
+                .observe
+                .report(crate::model::observe::Fact::StandbyWalPositions {
+                    flushed: feedback.flushed,
+                    replayed: feedback.replayed,
+                });
             if let Err(e) = conn.send(&feedback).await {
                 return StreamEnd::Net(e);
             }

@@ -32,12 +32,21 @@ impl TableFile {
 pub type BlockId = (TableFile, u32);
 
 /// Reads block `block` of `file` from disk and verifies it.
-pub fn read_block(disk: &dyn Disk, file: TableFile, block: u32) -> Result<Page, StorageError> {
+///
+/// `numbered`: the checksum covers the block number (off only for the planted bug
+/// `page-checksum-skips-block-number`).
+pub fn read_block(
+    disk: &dyn Disk,
+    file: TableFile,
+    block: u32,
+    numbered: bool,
+) -> Result<Page, StorageError> {
     let path = file.path();
     let bytes = disk
         .read_at(&path, block as u64 * BLOCK_SIZE as u64, BLOCK_SIZE)
         .map_err(|source| StorageError::io("read", &path, source))?;
-    Page::decode(&bytes).ok_or(StorageError::Corrupt { file: path, block })
+    Page::decode_numbered(numbered.then_some(block), &bytes)
+        .ok_or(StorageError::Corrupt { file: path, block })
 }
 
 /// Writes a block to its place in the file (no fsync: a checkpoint syncs).
@@ -46,10 +55,15 @@ pub fn write_block(
     file: TableFile,
     block: u32,
     page: &Page,
+    numbered: bool,
 ) -> Result<(), StorageError> {
     let path = file.path();
-    disk.write_at(&path, block as u64 * BLOCK_SIZE as u64, &page.encode())
-        .map_err(|source| StorageError::io("write", &path, source))
+    disk.write_at(
+        &path,
+        block as u64 * BLOCK_SIZE as u64,
+        &page.encode_numbered(numbered.then_some(block)),
+    )
+    .map_err(|source| StorageError::io("write", &path, source))
 }
 
 #[derive(Debug)]
@@ -78,6 +92,8 @@ pub struct BufferCache {
     pub stats: CacheStats,
     /// Planted bug: eviction ignores the WAL-before-data rule.
     evict_before_wal_flush: bool,
+    /// Block checksums cover the block number (off only for a planted bug).
+    numbered: bool,
 }
 
 impl BufferCache {
@@ -89,7 +105,20 @@ impl BufferCache {
             tick: 0,
             stats: CacheStats::default(),
             evict_before_wal_flush: false,
+            numbered: true,
         }
+    }
+
+    /// Planted bug `page-checksum-skips-block-number`: block checksums leave out the block
+    /// number, so a valid block at another block's place passes.
+    pub fn checksums_without_block_number(mut self, on: bool) -> BufferCache {
+        self.numbered = !on;
+        self
+    }
+
+    /// Whether block checksums cover the block number.
+    pub fn numbered(&self) -> bool {
+        self.numbered
     }
 
     /// The bound this cache was built with.
@@ -145,7 +174,7 @@ impl BufferCache {
             self.touch(id);
         } else {
             self.stats.misses += 1;
-            let page = read_block(disk, id.0, id.1)?;
+            let page = read_block(disk, id.0, id.1, self.numbered)?;
             self.insert(id, page, false);
         }
         Ok(())
@@ -207,6 +236,7 @@ impl BufferCache {
         target: usize,
         keep: Option<BlockId>,
     ) -> Result<(), StorageError> {
+        let numbered = self.numbered;
         while self.frames.len() > target {
             let victim = self.lru.values().copied().find(|id| {
                 let frame = &self.frames[id];
@@ -225,7 +255,7 @@ impl BufferCache {
             let Some(id) = victim else { break };
             let frame = &self.frames[&id];
             if frame.dirty {
-                write_block(disk, id.0, id.1, &frame.page)?;
+                write_block(disk, id.0, id.1, &frame.page, numbered)?;
                 self.stats.blocks_written += 1;
             }
             let frame = self.frames.remove(&id).expect("victim is cached");
@@ -237,13 +267,14 @@ impl BufferCache {
 
     /// Writes every dirty block (a checkpoint, after flushing the WAL to its end).
     pub fn write_dirty(&mut self, disk: &dyn Disk, flushed: Lsn) -> Result<(), StorageError> {
+        let numbered = self.numbered;
         for (id, frame) in self.frames.iter_mut().filter(|(_, f)| f.dirty) {
             assert!(
                 frame.page.lsn <= flushed,
                 "checkpoint writes block {id:?} with page lsn {} beyond flushed {flushed}",
                 frame.page.lsn
             );
-            write_block(disk, id.0, id.1, &frame.page)?;
+            write_block(disk, id.0, id.1, &frame.page, numbered)?;
             frame.dirty = false;
             self.stats.blocks_written += 1;
         }

@@ -49,6 +49,16 @@ pub struct EngineOptions {
     /// Planted bug (off by default): the buffer cache evicts (writes) a dirty block before the
     /// WAL up to its page LSN is durable.
     pub evict_before_wal_flush: bool,
+    /// Planted bug (off by default): a WAL flush claims what was appended during its fsync.
+    pub wal_flush_covers_later_appends: bool,
+    /// Planted bug (off by default): a failed WAL `fsync` is retried and the flush carries on.
+    pub retry_failed_fsync: bool,
+    /// Planted bug (off by default): a checkpoint carries on past a failed table-file `fsync`.
+    pub checkpoint_ignores_fsync_failure: bool,
+    /// Block checksums leave out the block number (off by default; the format before they
+    /// covered it). Kept for a planted bug that no checker catches yet: a block misdirected
+    /// to another block's place would then pass.
+    pub page_checksum_skips_block_number: bool,
 }
 
 impl Default for EngineOptions {
@@ -58,6 +68,10 @@ impl Default for EngineOptions {
             replica_skips_deletes: false,
             replica_replays_out_of_order: false,
             evict_before_wal_flush: false,
+            wal_flush_covers_later_appends: false,
+            retry_failed_fsync: false,
+            checkpoint_ignores_fsync_failure: false,
+            page_checksum_skips_block_number: false,
         }
     }
 }
@@ -99,6 +113,8 @@ pub struct Engine {
     wal_bytes: u64,
     replica_skips_deletes: bool,
     replica_replays_out_of_order: bool,
+    /// Planted bug: a checkpoint carries on past a failed table-file `fsync`.
+    checkpoint_ignores_fsync_failure: bool,
 }
 
 impl Engine {

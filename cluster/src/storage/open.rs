@@ -1,9 +1,11 @@
 //! Opening an instance's storage: creating it on an empty disk, or recovering after a crash.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::io::Disk;
 use crate::wal::reader::{Next, WalReader};
+use crate::wal::record::next_valid_frame;
 use crate::wal::{WAL_DIR, WAL_PATH};
 
 use super::cache::{BufferCache, TableFile};
@@ -19,31 +21,52 @@ impl Engine {
     /// committed transaction from the checkpoint's redo LSN. Prepared transactions come back
     /// from the control file and the Prepare records after it, still pending.
     pub async fn open(disk: Arc<dyn Disk>, opts: EngineOptions) -> Result<Engine, StorageError> {
+        Engine::open_reporting(disk, opts, &AtomicU64::new(0)).await
+    }
+
+    /// [`Engine::open`], storing in `replayed` how far redo has gone (what a starting instance
+    /// tells a probe, so the prober sees recovery advance).
+    pub async fn open_reporting(
+        disk: Arc<dyn Disk>,
+        opts: EngineOptions,
+        replayed: &AtomicU64,
+    ) -> Result<Engine, StorageError> {
         let control = match Control::read(&*disk)? {
             Some(control) => control,
             None => initialize(&*disk).await?,
         };
         let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
+        let wal = Wal::new(disk.clone(), wal_end)
+            .retrying_failed_fsync(opts.retry_failed_fsync)
+            .covering_later_appends(opts.wal_flush_covers_later_appends);
         let mut engine = Engine {
-            wal: Arc::new(Wal::new(disk.clone(), wal_end)),
+            wal: Arc::new(wal),
             disk,
             tables: Default::default(),
             cache: BufferCache::new(opts.cache_blocks_max)
-                .evicting_before_wal_flush(opts.evict_before_wal_flush),
+                .evicting_before_wal_flush(opts.evict_before_wal_flush)
+                .checksums_without_block_number(opts.page_checksum_skips_block_number),
             prepared: control.prepared.clone(),
             applied_lsn: control.redo_lsn,
             role: Role::Undecided,
             wal_bytes: 0,
             replica_skips_deletes: opts.replica_skips_deletes,
             replica_replays_out_of_order: opts.replica_replays_out_of_order,
+            checkpoint_ignores_fsync_failure: opts.checkpoint_ignores_fsync_failure,
         };
         for def in &control.tables {
             let blocks = control.checkpoint_blocks.get(&def.id).copied().unwrap_or(0);
-            let table = Table::load(&*engine.disk, def.clone(), blocks, wal_end)?;
+            let table = Table::load(
+                &*engine.disk,
+                def.clone(),
+                blocks,
+                wal_end,
+                engine.cache.numbered(),
+            )?;
             engine.tables.insert(def.id, table);
         }
-        let redone = engine.redo(wal_end)?;
-        if let Some(lsn) = redone.bad {
+        replayed.store(engine.applied_lsn, Ordering::Relaxed);
+        if let Some(lsn) = engine.redo_in_steps(wal_end, replayed).await? {
             // The framing pass accepted this record, so it failed to apply: the WAL and the
             // blocks disagree.
             return Err(StorageError::CorruptWal { lsn });
@@ -58,6 +81,39 @@ impl Engine {
             "storage opened"
         );
         Ok(engine)
+    }
+}
+
+/// WAL redone between two waits for the disk during crash recovery.
+const REDO_STEP_BYTES: u64 = 32 * 1024;
+
+impl Engine {
+    /// Redoes up to `wal_end` a step at a time, waiting after each for the disk to serve what
+    /// the step read and wrote, so recovery takes the time its bytes take and a probe meanwhile
+    /// sees `replayed` advance. Returns the LSN of a record that failed to apply, if any.
+    async fn redo_in_steps(
+        &mut self,
+        wal_end: Lsn,
+        replayed: &AtomicU64,
+    ) -> Result<Option<Lsn>, StorageError> {
+        let mut upto = self.applied_lsn;
+        loop {
+            upto = upto.saturating_add(REDO_STEP_BYTES).min(wal_end);
+            // A step that ends inside a transaction's batch leaves it for the next step, which
+            // reads it again from the last applied record.
+            let redone = self.redo(upto)?;
+            replayed.store(self.applied_lsn, Ordering::Relaxed);
+            if redone.bad.is_some() {
+                return Ok(redone.bad);
+            }
+            self.disk
+                .settle()
+                .await
+                .map_err(|source| StorageError::io("read", WAL_PATH, source))?;
+            if upto >= wal_end {
+                return Ok(None);
+            }
+        }
     }
 }
 
@@ -92,6 +148,23 @@ async fn initialize(disk: &dyn Disk) -> Result<Control, StorageError> {
     Ok(control)
 }
 
+/// A damaged or partial record at `end` is the end of the WAL only if no valid record follows
+/// it before `len`; otherwise the durable WAL is damaged in its middle, and cutting it there
+/// would silently drop the records after it: the instance refuses to start.
+fn refuse_damage_in_the_middle(disk: &dyn Disk, end: Lsn, len: Lsn) -> Result<(), StorageError> {
+    let rest = disk
+        .read_at(WAL_PATH, end, (len - end) as usize)
+        .map_err(|source| StorageError::io("read", WAL_PATH, source))?;
+    match next_valid_frame(end, &rest) {
+        Some(next) => Err(StorageError::CorruptWalMiddle {
+            path: WAL_PATH.to_string(),
+            lsn: end,
+            next,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Finds the end of the last valid WAL record after `redo_lsn`, cuts the file there and makes
 /// it durable; returns that end.
 async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError> {
@@ -113,13 +186,14 @@ async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError
                 tracing::warn!(
                     lsn,
                     wal_len = len,
-                    "wal record fails its checksum; wal ends here"
+                    "wal record fails its checksum; wal ends here unless a valid one follows"
                 );
                 break lsn;
             }
         }
     };
     if end < len {
+        refuse_damage_in_the_middle(disk, end, len)?;
         tracing::info!(end, cut = len - end, "cutting torn wal tail");
         disk.truncate(WAL_PATH, end).map_err(io("truncate"))?;
     }

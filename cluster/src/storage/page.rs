@@ -1,14 +1,16 @@
 //! The 8 KiB block format shared by heap and append-optimized tables.
 //!
 //! `[page_lsn: u64 LE][crc32c: u32 LE][tuple count: u32 LE]` then tuples sorted by key, each
-//! `[key: i64 LE][value len: u32 LE][value]`, then zeros. The checksum covers every byte of the
-//! block except itself, padding included, so any flipped bit is caught on read.
+//! `[key: i64 LE][value len: u32 LE][value]`, then zeros. The checksum covers the block's own
+//! number (as PostgreSQL's page checksum does) and every byte of the block except itself,
+//! padding included, so any flipped bit is caught on read, and so is a valid block that a
+//! misdirected write left at another block's place.
 
 use std::collections::BTreeMap;
 
 use super::{Key, Lsn, Value};
 
-pub const BLOCK_SIZE: usize = 8192;
+pub use crate::model::data::BLOCK_SIZE;
 const HEADER_LEN: usize = 16;
 const TUPLE_HEADER_LEN: usize = 12;
 /// Bytes available to tuples in an empty block: the largest tuple that fits.
@@ -67,7 +69,15 @@ impl Page {
         self.tuples.iter().map(|(k, v)| (*k, v))
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    /// The bytes of this page as block number `number` of its file.
+    #[cfg(test)]
+    pub fn encode(&self, number: u32) -> Vec<u8> {
+        self.encode_numbered(Some(number))
+    }
+
+    /// The bytes of this page, its checksum covering `number` if given (`None`: the planted
+    /// bug `page-checksum-skips-block-number`).
+    pub fn encode_numbered(&self, number: Option<u32>) -> Vec<u8> {
         let mut block = vec![0u8; BLOCK_SIZE];
         block[0..8].copy_from_slice(&self.lsn.to_le_bytes());
         block[12..16].copy_from_slice(&(self.tuples.len() as u32).to_le_bytes());
@@ -78,19 +88,25 @@ impl Page {
             block[at + 12..at + 12 + value.len()].copy_from_slice(value);
             at += tuple_size(value.len());
         }
-        let crc = block_crc(&block);
+        let crc = block_crc(number, &block);
         block[8..12].copy_from_slice(&crc.to_le_bytes());
         block
     }
 
-    /// Decodes a block read from disk; `None` if it is short, fails its checksum or its
-    /// layout is inconsistent.
-    pub fn decode(block: &[u8]) -> Option<Page> {
+    /// Decodes block number `number` read from disk; `None` if it is short, fails its
+    /// checksum (a flipped bit, or another block's content) or its layout is inconsistent.
+    #[cfg(test)]
+    pub fn decode(number: u32, block: &[u8]) -> Option<Page> {
+        Page::decode_numbered(Some(number), block)
+    }
+
+    /// [`Page::decode`], the checksum covering `number` if given.
+    pub fn decode_numbered(number: Option<u32>, block: &[u8]) -> Option<Page> {
         if block.len() != BLOCK_SIZE {
             return None;
         }
         let stored = u32::from_le_bytes(block[8..12].try_into().ok()?);
-        if stored != block_crc(block) {
+        if stored != block_crc(number, block) {
             return None;
         }
         let lsn = u64::from_le_bytes(block[0..8].try_into().ok()?);
@@ -118,8 +134,10 @@ impl Page {
     }
 }
 
-fn block_crc(block: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&block[0..8]), &block[12..])
+fn block_crc(number: Option<u32>, block: &[u8]) -> u32 {
+    let seed = number.map_or(0, |n| crc32c::crc32c(&n.to_le_bytes()));
+    let head = crc32c::crc32c_append(seed, &block[0..8]);
+    crc32c::crc32c_append(head, &block[12..])
 }
 
 #[cfg(test)]
@@ -140,31 +158,39 @@ mod tests {
     #[test]
     fn blocks_round_trip_and_encode_deterministically() {
         let page = sample();
-        let block = page.encode();
+        let block = page.encode(3);
         assert_eq!(block.len(), BLOCK_SIZE);
-        assert_eq!(Page::decode(&block), Some(page.clone()));
-        assert_eq!(block, page.clone().encode());
+        assert_eq!(Page::decode(3, &block), Some(page.clone()));
+        assert_eq!(block, page.clone().encode(3));
         let keys: Vec<Key> = page.rows().map(|(k, _)| k).collect();
         assert_eq!(keys, vec![-3, 5, 9]);
     }
 
     #[test]
     fn any_flipped_bit_is_detected() {
-        let block = sample().encode();
+        let block = sample().encode(0);
         for at in (0..BLOCK_SIZE)
             .step_by(97)
             .chain([8, 11, 12, BLOCK_SIZE - 1])
         {
             let mut copy = block.clone();
             copy[at] ^= 0x04;
-            assert_eq!(Page::decode(&copy), None, "flip at byte {at}");
+            assert_eq!(Page::decode(0, &copy), None, "flip at byte {at}");
         }
     }
 
     #[test]
     fn zeroed_and_short_blocks_are_rejected() {
-        assert_eq!(Page::decode(&[0; BLOCK_SIZE]), None);
-        assert_eq!(Page::decode(&sample().encode()[..BLOCK_SIZE - 1]), None);
+        assert_eq!(Page::decode(0, &[0; BLOCK_SIZE]), None);
+        assert_eq!(Page::decode(0, &sample().encode(0)[..BLOCK_SIZE - 1]), None);
+    }
+
+    #[test]
+    fn a_valid_block_read_at_another_block_number_is_refused_as_a_misdirected_write() {
+        let block = sample().encode(4);
+        assert_eq!(Page::decode(4, &block), Some(sample()));
+        assert_eq!(Page::decode(5, &block), None);
+        assert_eq!(Page::decode(0, &block), None);
     }
 
     #[test]

@@ -217,6 +217,32 @@ impl Engine {
         self.check_invariants();
     }
 
+    /// Planted bug `promotion-ends-at-last-commit`: [`Engine::end_of_valid_wal`], then the WAL
+    /// is cut after the last record that finishes a transaction (a commit or an abort of a
+    /// prepared one), as if whatever follows were an unfinished transaction's records.
+    pub fn end_at_last_commit(&mut self) -> Result<Lsn, StorageError> {
+        let end = self.end_of_valid_wal()?;
+        let disk = self.disk.clone();
+        let mut reader = WalReader::new(&*disk, 0, end);
+        let mut last = 0;
+        while let Next::Record { record, end, .. } = reader.next_record()? {
+            if matches!(
+                record,
+                Record::Commit { .. }
+                    | Record::CommitPrepared { .. }
+                    | Record::AbortPrepared { .. }
+            ) {
+                last = end;
+            }
+        }
+        if last < end {
+            self.wal.truncate(last)?;
+            self.applied_lsn = self.applied_lsn.min(last);
+        }
+        self.check_invariants();
+        Ok(last)
+    }
+
     /// Primary: raw WAL bytes `[from, min(from + max_bytes, flushed))` for a walsender. Only
     /// flushed WAL is shipped, so a mirror never holds records its primary could lose.
     pub fn read_wal(&self, from: Lsn, max_bytes: usize) -> Result<Vec<u8>, StorageError> {

@@ -58,6 +58,7 @@ impl Table {
         def: TableDef,
         checkpoint_blocks: u32,
         wal_end: super::Lsn,
+        numbered: bool,
     ) -> Result<Table, StorageError> {
         let mut table = Table::empty(def);
         table.checkpoint_blocks = checkpoint_blocks;
@@ -67,11 +68,11 @@ impl Table {
             .map_err(|source| StorageError::io("stat", &path, source))?;
         let nblocks = len.div_ceil(BLOCK_SIZE as u64) as u32;
         for block in 0..nblocks {
-            let page = match read_block(disk, table.file, block) {
+            let page = match read_block(disk, table.file, block, numbered) {
                 Ok(page) => page,
                 Err(StorageError::Corrupt { .. }) if block >= checkpoint_blocks => {
                     let page = Page::default();
-                    write_block(disk, table.file, block, &page)?;
+                    write_block(disk, table.file, block, &page, numbered)?;
                     page
                 }
                 Err(err) => return Err(err),

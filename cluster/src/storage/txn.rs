@@ -169,10 +169,12 @@ impl Engine {
         self.cache.write_dirty(&*self.disk, flushed)?;
         for table in self.tables.values() {
             let path = table.file.path();
-            self.disk
-                .sync(&path)
-                .await
-                .map_err(|source| StorageError::io("sync", &path, source))?;
+            if let Err(source) = self.disk.sync(&path).await {
+                if !self.checkpoint_ignores_fsync_failure {
+                    return Err(StorageError::io("sync", &path, source));
+                }
+                tracing::warn!(path, error = %source, "table fsync failed; checkpoint goes on");
+            }
         }
         for kind in [TableKind::Heap, TableKind::AppendOptimized] {
             let dir = TableFile::dir(kind);

@@ -12,10 +12,18 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    #[error("block {block} of {file} is corrupt: its checksum or layout does not match")]
+    #[error(
+        "block {block} of {file} (offset {}) is corrupt: its checksum or layout does not match",
+        *block as u64 * crate::model::data::BLOCK_SIZE as u64
+    )]
     Corrupt { file: String, block: u32 },
-    #[error("wal record at lsn {lsn} is corrupt")]
+    #[error("wal record at lsn {lsn} (offset {lsn} of pg_wal/wal) is corrupt")]
     CorruptWal { lsn: Lsn },
+    /// A damaged record with a valid one after it: not a torn tail (a crash leaves garbage
+    /// only past the last record written), so durable WAL is damaged and cutting it here
+    /// would drop committed transactions.
+    #[error("{path} is corrupt at offset {lsn}: a valid record follows at offset {next}, so this is damage in the middle of the wal, not its end")]
+    CorruptWalMiddle { path: String, lsn: Lsn, next: Lsn },
     /// The WAL-before-data rule was broken: a block reached disk before the WAL that covers it,
     /// and that WAL was lost in a crash.
     #[error("block {block} of {file} has page lsn {page_lsn} beyond the end of the wal ({wal_end}): it reached disk before the wal covering it was durable")]

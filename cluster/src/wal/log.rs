@@ -52,6 +52,11 @@ pub struct Wal {
     /// already covered.
     sync_lock: tokio::sync::Mutex<()>,
     flushed_tx: Watch<Lsn>,
+    /// Planted bug (off by default): a flush claims the end as it is when the fsync returns.
+    covers_later_appends: bool,
+    /// Planted bug (off by default): a failed `fsync` is retried, and the flush carries on
+    /// when the retry succeeds.
+    retry_failed_fsync: bool,
 }
 
 impl std::fmt::Debug for Wal {
@@ -74,7 +79,23 @@ impl Wal {
             }),
             sync_lock: tokio::sync::Mutex::new(()),
             flushed_tx,
+            covers_later_appends: false,
+            retry_failed_fsync: false,
         }
+    }
+
+    /// Planted bug `wal-flush-covers-later-appends` when `on`: each flush claims as durable
+    /// what was appended while its fsync ran.
+    pub(crate) fn covering_later_appends(mut self, on: bool) -> Wal {
+        self.covers_later_appends = on;
+        self
+    }
+
+    /// Planted bug `fsync-error-retried`: a failed `fsync` is retried instead of failing the
+    /// WAL for good.
+    pub(crate) fn retrying_failed_fsync(mut self, on: bool) -> Wal {
+        self.retry_failed_fsync = on;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WalState> {
@@ -115,10 +136,17 @@ impl Wal {
             st.end
         };
         runtime::fault_point(FaultPoint::WalWrittenBeforeFsync).await;
-        let result = self.disk.sync(WAL_PATH).await;
+        let mut result = self.disk.sync(WAL_PATH).await;
+        if result.is_err() && self.retry_failed_fsync {
+            tracing::warn!("wal fsync failed; retrying");
+            result = self.disk.sync(WAL_PATH).await;
+        }
         let flushed = {
             let mut st = self.lock();
-            let covered = st.syncing_upto.take().unwrap_or(upto);
+            let mut covered = st.syncing_upto.take().unwrap_or(upto);
+            if self.covers_later_appends {
+                covered = st.end;
+            }
             if let Err(source) = result {
                 st.failed = Some(source.to_string());
                 return Err(StorageError::io("sync", WAL_PATH, source));

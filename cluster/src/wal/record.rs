@@ -153,6 +153,33 @@ pub fn decode_frame(lsn: Lsn, buf: &[u8]) -> Frame {
     }
 }
 
+/// The LSN of the first whole, valid frame that starts after `lsn` in `buf` (which holds the
+/// bytes from `lsn`), if any. Recovery asks this where a frame is damaged: a crash leaves
+/// garbage only past the last record it wrote, so a valid record further on means the damage
+/// is in the middle of the log. The checksum covers each frame's own LSN, so bytes that merely
+/// look like a frame at the wrong offset do not count. The frame the damaged header claims
+/// to end at is tried first (a flipped bit in a body leaves the length whole).
+pub fn next_valid_frame(lsn: Lsn, buf: &[u8]) -> Option<Lsn> {
+    let valid_at = |at: usize| {
+        at > 0
+            && at < buf.len()
+            && matches!(
+                decode_frame(lsn + at as u64, &buf[at..]),
+                Frame::Complete { .. }
+            )
+    };
+    if buf.len() >= FRAME_HEADER_LEN {
+        let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
+        let claimed = FRAME_HEADER_LEN.saturating_add(len);
+        if valid_at(claimed) {
+            return Some(lsn + claimed as u64);
+        }
+    }
+    (1..buf.len())
+        .find(|at| valid_at(*at))
+        .map(|at| lsn + at as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +285,38 @@ mod tests {
         let bytes = encode_all(&sample()[1..2]);
         assert!(matches!(decode_frame(0, &bytes), Frame::Complete { .. }));
         assert_eq!(decode_frame(4096, &bytes), Frame::Bad);
+    }
+
+    #[test]
+    fn a_damaged_record_with_a_valid_one_after_it_is_found_to_be_in_the_middle_of_the_log() {
+        let bytes = encode_all(&sample());
+        let second = match decode_frame(0, &bytes) {
+            Frame::Complete { end, .. } => end,
+            other => panic!("{other:?}"),
+        };
+        // A flipped bit in the first record's body, then in its length.
+        for at in [FRAME_HEADER_LEN + 1, 0] {
+            let mut copy = bytes.clone();
+            copy[at] ^= 0x40;
+            assert!(!matches!(decode_frame(0, &copy), Frame::Complete { .. }));
+            assert_eq!(
+                next_valid_frame(0, &copy),
+                Some(second),
+                "flip at byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_torn_tail_of_garbage_has_no_valid_record_after_it() {
+        let records = sample();
+        let bytes = encode_all(&records);
+        let mut garbage: Vec<u8> = (0..300u32).map(|i| (i * 7919 % 251) as u8).collect();
+        garbage[0..4].copy_from_slice(&20u32.to_le_bytes());
+        assert_eq!(next_valid_frame(bytes.len() as u64, &garbage), None);
+        // A clean torn prefix of the last record has nothing after it either.
+        let last = bytes.len() - 5;
+        assert_eq!(next_valid_frame(last as u64, &bytes[last..]), None);
     }
 
     #[test]

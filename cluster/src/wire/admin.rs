@@ -42,6 +42,10 @@ pub struct ReplicationInfo {
     pub replay_lsn: Lsn,
 }
 
+/// How a `recoverseg` refusal ends when only a restart of the cluster can bring a content back
+/// (both halves of a pair are down): an operator reading it restarts, then recovers.
+pub const RESTART_THEN_RECOVER: &str = "restart the cluster (restart), then run recoverseg";
+
 /// A mirror to place somewhere else (`recoverseg -i`, `move-mirrors`): the row's location
 /// becomes the new one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

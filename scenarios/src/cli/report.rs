@@ -10,7 +10,7 @@ use reports::layout_report::{self, K_MAX};
 use reports::layouts::Simulated;
 use reports::timeline::Recording;
 
-use crate::cli::args::{ReplayArgs, SeedRange, EXIT_USAGE};
+use crate::cli::args::{self, ReplayArgs, SeedRange, EXIT_USAGE};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -45,30 +45,19 @@ pub struct LayoutsArgs {
     pub batch: Option<String>,
 }
 
+/// `A..B` as every command reads it, or a count `N` of seeds from 0.
 fn parse_seeds(s: &str) -> Result<SeedRange, String> {
-    match s.split_once("..") {
-        Some((a, b)) => {
-            let start = a
-                .parse::<u64>()
-                .map_err(|e| format!("seed range start {a:?}: {e}"))?;
-            let end = b
-                .parse::<u64>()
-                .map_err(|e| format!("seed range end {b:?}: {e}"))?;
-            if end <= start {
-                return Err(format!("seed range {s:?} is empty"));
-            }
-            Ok(SeedRange { start, end })
-        }
-        None => {
-            let n = s
-                .parse::<u64>()
-                .map_err(|e| format!("seeds {s:?}: {e} (expected A..B or a count)"))?;
-            if n == 0 {
-                return Err("seeds: the count must be at least 1".into());
-            }
-            Ok(SeedRange { start: 0, end: n })
-        }
+    if s.contains("..") {
+        return args::parse_seeds(s);
     }
+    let n = s
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("seeds {s:?}: {e} (expected A..B or a count)"))?;
+    if n == 0 {
+        return Err("seeds: the count must be at least 1".into());
+    }
+    Ok(SeedRange { start: 0, end: n })
 }
 
 pub fn report(args: &ReportArgs) -> i32 {

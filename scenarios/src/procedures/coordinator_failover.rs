@@ -83,7 +83,6 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
     let start_ms = now_ms();
     let history = History::default();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
-    let handle = madsim::runtime::Handle::current();
     let clients = run::start_clients(&handle, &cfg, seed, &addrs, timeout, stop_at_ms, &history);
 
     madsim::time::sleep(Duration::from_secs(1)).await;
@@ -126,28 +125,41 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         &activation,
         activated_at_ms,
     );
-    let count = |o: Outcome| txns.iter().filter(|t| t.outcome == Some(o)).count();
-    let client_errors = txns
-        .iter()
-        .filter(|t| t.outcome != Some(Outcome::Ok))
-        .filter_map(|t| t.error.clone())
-        .collect();
-    Ok(FailoverReport {
+    let mut report = FailoverReport {
         synchronized,
         crashed_at_ms,
         activation,
         catalog,
         prepared_left,
-        ok: count(Outcome::Ok),
-        ok_after_activation: txns
+        ok: 0,
+        ok_after_activation: 0,
+        failed: 0,
+        unknown: 0,
+        client_errors: Vec::new(),
+        violations,
+    };
+    report.count(&txns, activated_at_ms);
+    Ok(report)
+}
+
+impl FailoverReport {
+    /// Counts the clients' transactions by outcome, and those that succeeded after the
+    /// activation finished (at simulated `activated_at_ms`).
+    fn count(&mut self, txns: &[TxnRecord], activated_at_ms: u64) {
+        let count = |o: Outcome| txns.iter().filter(|t| t.outcome == Some(o)).count();
+        self.ok = count(Outcome::Ok);
+        self.ok_after_activation = txns
             .iter()
             .filter(|t| t.outcome == Some(Outcome::Ok) && t.invoked_ms > activated_at_ms)
-            .count(),
-        failed: count(Outcome::Fail),
-        unknown: count(Outcome::Unknown),
-        client_errors,
-        violations,
-    })
+            .count();
+        self.failed = count(Outcome::Fail);
+        self.unknown = count(Outcome::Unknown);
+        self.client_errors = txns
+            .iter()
+            .filter(|t| t.outcome != Some(Outcome::Ok))
+            .filter_map(|t| t.error.clone())
+            .collect();
+    }
 }
 
 /// Everything read back through the new coordinator at `addr`: every row, each pair's

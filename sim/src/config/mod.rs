@@ -3,6 +3,7 @@
 //!
 //! A swarm scenario draws each seed's configuration in [`swarm`].
 
+pub mod disk_speed;
 pub mod swarm;
 
 use std::time::Duration;
@@ -14,7 +15,8 @@ use cluster::model::bugs::PlantedBugs;
 use cluster::model::layout::Layout;
 use cluster::segment::ReplicationMode;
 
-use crate::nemesis::{FaultKind, FaultWeights};
+use crate::nemesis::{self, FaultKind, FaultWeights};
+use disk_speed::DiskSpeed;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -35,6 +37,10 @@ pub struct RunConfig {
     pub cache_blocks_max: usize,
     pub fsync_latency_min: Duration,
     pub fsync_latency_max: Duration,
+    /// The kinds of disk each host draws one from, per seed (`disk_speed`): its fsync
+    /// latency and the device time its reads and writes take. Empty: every disk has the fixed
+    /// fsync latency above and reads and writes take no time.
+    pub disk_speeds: Vec<DiskSpeed>,
     pub statement_timeout: Duration,
     pub clients: u32,
     pub workload: Workload,
@@ -127,6 +133,26 @@ impl Workload {
 }
 
 impl RunConfig {
+    /// What the nemesis' planner reads of this configuration.
+    pub fn plan_settings(&self) -> nemesis::Settings {
+        nemesis::Settings {
+            fault_weights: self.fault_weights.clone(),
+            fault_every_mean: self.fault_every_mean,
+            fault_time: self.fault_time,
+            downtime_min: self.downtime_min,
+            downtime_max: self.downtime_max,
+            partition_max: self.partition_max,
+            available_share: self.available_share,
+            detection_window: nemesis::detection_window(
+                &self.probe,
+                self.wal_timeout,
+                self.mirror_down_grace_period,
+            ),
+            mirrors: self.mirrors,
+            standby: self.standby,
+        }
+    }
+
     /// One mirrored segment: coordinator `mdw`, primary on `sdw1`, mirror on `sdw2`; clients
     /// insert; hosts crash for 30 simulated seconds.
     pub fn pair() -> RunConfig {
@@ -144,6 +170,7 @@ impl RunConfig {
             cache_blocks_max: 16,
             fsync_latency_min: Duration::from_micros(200),
             fsync_latency_max: Duration::from_millis(3),
+            disk_speeds: DiskSpeed::ALL.to_vec(),
             statement_timeout: Duration::from_secs(10),
             clients: 3,
             workload: Workload::inserts(),
@@ -195,8 +222,8 @@ impl RunConfig {
         }
     }
 
-    /// The standard cluster on slow disks (every fsync takes 5 to 40 ms, a busy spinning disk)
-    /// with a buffer cache of 1 block per instance: dirty blocks are written back under load
+    /// The standard cluster on slow disks (a busy spinning disk, every fsync 5 to 40 ms, or a
+    /// throttled cloud volume, drawn per host) with a buffer cache of 1 block per instance: dirty blocks are written back under load
     /// while commits wait for their WAL flush, so the WAL-before-data rule is at work. No
     /// standby coordinator: the scenario is about the segments' disks.
     pub fn slow_disk() -> RunConfig {
@@ -208,6 +235,7 @@ impl RunConfig {
             fsync_latency_min: Duration::from_millis(5),
             fsync_latency_max: Duration::from_millis(40),
             fault_points: false,
+            disk_speeds: DiskSpeed::SLOW.to_vec(),
             ..RunConfig::standard()
         }
     }

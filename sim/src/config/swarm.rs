@@ -94,7 +94,10 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
     let fault_every_mean_ms = between(&mut rng, 3000, 10_000);
     let base_weights = FaultWeights::full();
     let mut weights = FaultWeights::only(&[]);
-    for kind in FaultKind::ALL {
+    for kind in FaultKind::ALL
+        .into_iter()
+        .filter(|k| *k != FaultKind::LateDelivery)
+    {
         // A third of the kinds are off for this seed; the rest get a drawn weight.
         let on = between(&mut rng, 0, 2) > 0;
         let w = if on && possible(kind, mirrors) {
@@ -109,6 +112,14 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
     }
     // Drawn last, so that the draws above stay what they were for every seed.
     let standby = between(&mut rng, 0, 1) == 1;
+    // A kind added later is drawn after everything else, the same way.
+    let late = FaultKind::LateDelivery;
+    let w = if between(&mut rng, 0, 2) > 0 {
+        base_weights.get(late).max(1) * between(&mut rng, 1, 3) as u32
+    } else {
+        0
+    };
+    weights.set(late, w);
     SwarmOptions {
         segment_hosts,
         primaries_per_host,
@@ -132,6 +143,10 @@ fn possible(kind: FaultKind, mirrors: bool) -> bool {
             kind,
             FaultKind::DoubleFault
                 | FaultKind::BitFlip
+                | FaultKind::FsyncFail
+                | FaultKind::WalBitFlip
+                | FaultKind::ControlBitFlip
+                | FaultKind::MisdirectedWrite
                 | FaultKind::DiskReplaced
                 | FaultKind::DatadirLost
         )

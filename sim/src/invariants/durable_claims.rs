@@ -29,95 +29,19 @@
 //! Reading the disks changes nothing: no facts, no log lines, no awaits, no randomness.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use cluster::model::catalog::{epoch, Content, Dbid, Mode, Role, SegmentConfig, Status};
 use cluster::model::data::Lsn;
 use cluster::model::observe::{Fact, FtsChange};
-use cluster::wal::WAL_PATH;
 
 use super::Violation;
 use crate::workload::history::Event;
-use crate::world::disk::SimDisk;
+use crate::world::dirs::DataDirs;
+
+mod fsync;
 
 pub const NAME: &str = "durable-claims";
-
-/// One instance's data directory: its host, the host's disk, the directory on it.
-#[derive(Clone)]
-struct Place {
-    host: String,
-    disk: SimDisk,
-    datadir: String,
-}
-
-impl Place {
-    /// The length of the directory's WAL that survives a crash.
-    fn durable_wal(&self) -> u64 {
-        let path = format!("{}/{WAL_PATH}", self.datadir.trim_matches('/'));
-        self.disk.durable_len(&path).unwrap_or(0)
-    }
-}
-
-#[derive(Default)]
-struct Places {
-    segments: BTreeMap<Dbid, Place>,
-    standby: Option<Place>,
-}
-
-/// Where each segment instance's data directory lies, and the standby coordinator's; shared
-/// by the world (which fills it) and the checker (which reads the disks through it).
-#[derive(Clone, Default)]
-pub struct DataDirs(Arc<Mutex<Places>>);
-
-impl DataDirs {
-    /// Instance `dbid`'s data directory is now `datadir` on `host`'s `disk`.
-    pub fn segment(&self, dbid: Dbid, host: &str, disk: &SimDisk, datadir: &str) {
-        let place = Place {
-            host: host.into(),
-            disk: disk.clone(),
-            datadir: datadir.into(),
-        };
-        self.0.lock().unwrap().segments.insert(dbid, place);
-    }
-
-    /// The standby coordinator runs on `host` in `datadir`.
-    pub fn standby(&self, host: &str, disk: &SimDisk, datadir: &str) {
-        self.0.lock().unwrap().standby = Some(Place {
-            host: host.into(),
-            disk: disk.clone(),
-            datadir: datadir.into(),
-        });
-    }
-
-    /// The standby was activated: it is a standby no more.
-    pub fn standby_gone(&self) {
-        self.0.lock().unwrap().standby = None;
-    }
-
-    /// Instance `dbid`'s data directory was destroyed.
-    pub fn lost(&self, dbid: Dbid) {
-        self.0.lock().unwrap().segments.remove(&dbid);
-    }
-
-    /// `host`'s disk was replaced: every directory on it is gone.
-    pub fn host_lost(&self, host: &str) {
-        let mut places = self.0.lock().unwrap();
-        places.segments.retain(|_, p| p.host != host);
-        if places.standby.as_ref().is_some_and(|p| p.host == host) {
-            places.standby = None;
-        }
-    }
-
-    fn segment_wal(&self, dbid: Dbid) -> Option<u64> {
-        let places = self.0.lock().unwrap();
-        places.segments.get(&dbid).map(Place::durable_wal)
-    }
-
-    fn standby_wal(&self) -> Option<u64> {
-        let places = self.0.lock().unwrap();
-        places.standby.as_ref().map(Place::durable_wal)
-    }
-}
 
 /// One catalog row as the prober last recorded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,6 +171,8 @@ pub struct DurableClaims {
     /// The catalog followed so far, and each violation with the mirror it is about (`None`:
     /// the standby).
     state: Mutex<(Catalog, Vec<Found>)>,
+    /// The third claim: no acknowledgement after a failed `fsync` ([`fsync`]).
+    fsync: Mutex<fsync::FsyncWatch>,
 }
 
 impl DurableClaims {
@@ -256,11 +182,13 @@ impl DurableClaims {
             dirs,
             synchronous,
             state: Mutex::new((initial, Vec::new())),
+            fsync: Mutex::default(),
         }
     }
 
     /// Judges `fact`, reported at `at_ms`, against the disks as they are now.
     pub fn observe(&self, at_ms: u64, fact: &Fact) {
+        self.fsync.lock().unwrap().observe(&self.dirs, at_ms, fact);
         let mut state = self.state.lock().unwrap();
         let (catalog, violations) = &mut *state;
         match fact {
@@ -306,7 +234,9 @@ impl DurableClaims {
     /// Every violation found so far.
     pub fn violations(&self) -> Vec<Violation> {
         let state = self.state.lock().unwrap();
-        state.1.iter().map(|(_, v)| v.clone()).collect()
+        let fsync = self.fsync.lock().unwrap();
+        let claims = state.1.iter().map(|(_, v)| v.clone());
+        claims.chain(fsync.violations().cloned()).collect()
     }
 }
 
@@ -359,6 +289,7 @@ fn judge_standby(at_ms: u64, lsn: Lsn, durable: u64) -> Option<Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::disk::SimDisk;
     use cluster::model::catalog::epoch::first_of_next_generation;
 
     fn row(content: Content, role: Role, mode: Mode) -> Option<FtsChange> {

@@ -59,7 +59,14 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             | Fact::Obeyed { .. }
             | Fact::Started { .. }
             | Fact::CatalogChanged { .. }
-            | Fact::CatalogRecovered { .. } => None,
+            | Fact::CatalogRecovered { .. }
+            | Fact::ObeyedEpoch { .. }
+            | Fact::FailoverDecided { .. } => None,
+            // Positions, judged as they are reported (wal-positions).
+            Fact::WalPositions { .. }
+            | Fact::StandbyWalPositions { .. }
+            | Fact::WalShipped { .. }
+            | Fact::PromotionBegun { .. } => None,
         };
         if let Some((content, kind, message)) = fork {
             if forked.insert(content) {

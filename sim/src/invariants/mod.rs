@@ -7,15 +7,18 @@ pub mod availability;
 pub mod configuration_history;
 pub mod converged;
 pub mod durable_claims;
+pub mod failover_policy;
 pub mod identical_replicas;
 pub mod latest_value;
 pub mod linear_history;
 pub mod model;
 pub mod no_lost_commits;
+pub mod obeyed_epochs;
 pub mod one_acting_coordinator;
 pub mod promoted_in_sync;
 pub mod standby_catalog;
 pub mod wal_before_data;
+pub mod wal_positions;
 
 use serde::Serialize;
 
@@ -28,3 +31,32 @@ pub struct Violation {
     pub message: String,
     pub first_event: Event,
 }
+
+/// A continuous checker (an [`crate::observer::Judge`], fed facts as they are reported): what
+/// it found so far.
+pub trait Judged {
+    fn violations(&self) -> Vec<Violation>;
+}
+
+/// A continuous checker whose inherent `observe` and `violations` are its judging and its
+/// findings.
+macro_rules! continuous {
+    ($checker:ty) => {
+        impl crate::observer::Judge for $checker {
+            fn judge(&self, at_ms: u64, fact: &cluster::model::observe::Fact) {
+                self.observe(at_ms, fact);
+            }
+        }
+
+        impl crate::invariants::Judged for $checker {
+            fn violations(&self) -> Vec<crate::invariants::Violation> {
+                <$checker>::violations(self)
+            }
+        }
+    };
+}
+
+continuous!(durable_claims::DurableClaims);
+continuous!(failover_policy::FailoverPolicy);
+continuous!(obeyed_epochs::ObeyedEpochs);
+continuous!(wal_positions::WalPositions);

@@ -75,14 +75,16 @@ pub fn exposure(faults: &[ScheduledFault], segments: &[SegmentConfig], end_ms: u
         let span = (f.at_ms, heal_at.get(&f.episode).copied().unwrap_or(end_ms));
         let mut touched: Vec<u16> = Vec::new();
         match &f.fault {
-            Fault::HostCrash { host } | Fault::TornWrite { host } | Fault::DiskFull { host } => {
-                touched = on_host(host)
-            }
+            Fault::HostCrash { host }
+            | Fault::TornWrite { host }
+            | Fault::TornGarbage { host }
+            | Fault::DiskFull { host } => touched = on_host(host),
             Fault::InstanceKill { dbid } | Fault::InstancePause { dbid } => touched = vec![*dbid],
             // A copy destroyed stays gone until an operator's full recovery.
-            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => {
+            damaged if damaged.damages().is_some() => {
+                let dbid = damaged.damages().expect("damages an instance");
                 out.per_dbid
-                    .entry(*dbid)
+                    .entry(dbid)
                     .or_default()
                     .push((f.at_ms, end_ms));
             }

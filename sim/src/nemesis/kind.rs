@@ -29,11 +29,17 @@ pub enum FaultKind {
     CoordinatorPairCrash,
     DiskReplaced,
     DatadirLost,
+    LateDelivery,
+    FsyncFail,
+    TornGarbage,
+    WalBitFlip,
+    ControlBitFlip,
+    MisdirectedWrite,
 }
 
 impl FaultKind {
     /// Every kind, in the order the planner weighs them (a seed's draws depend on this order).
-    pub const ALL: [FaultKind; 19] = [
+    pub const ALL: [FaultKind; 25] = [
         FaultKind::HostCrash,
         FaultKind::TornWrite,
         FaultKind::InstanceKill,
@@ -53,6 +59,12 @@ impl FaultKind {
         FaultKind::CoordinatorPairCrash,
         FaultKind::DiskReplaced,
         FaultKind::DatadirLost,
+        FaultKind::LateDelivery,
+        FaultKind::FsyncFail,
+        FaultKind::TornGarbage,
+        FaultKind::WalBitFlip,
+        FaultKind::ControlBitFlip,
+        FaultKind::MisdirectedWrite,
     ];
 
     /// The kind's name, as flags, results and reports write it.
@@ -77,6 +89,12 @@ impl FaultKind {
             FaultKind::CoordinatorPairCrash => "coordinator-pair-crash",
             FaultKind::DiskReplaced => "disk-replaced",
             FaultKind::DatadirLost => "datadir-lost",
+            FaultKind::LateDelivery => "late-delivery",
+            FaultKind::FsyncFail => "fsync-fail",
+            FaultKind::TornGarbage => "torn-garbage",
+            FaultKind::WalBitFlip => "wal-bit-flip",
+            FaultKind::ControlBitFlip => "control-bit-flip",
+            FaultKind::MisdirectedWrite => "misdirected-write",
         }
     }
 
@@ -174,6 +192,12 @@ impl FaultWeights {
             (CoordinatorPairCrash, 1),
             (DiskReplaced, 1),
             (DatadirLost, 1),
+            (LateDelivery, 3),
+            (FsyncFail, 1),
+            (TornGarbage, 1),
+            (WalBitFlip, 1),
+            (ControlBitFlip, 1),
+            (MisdirectedWrite, 1),
         ])
     }
 }

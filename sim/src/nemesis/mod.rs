@@ -9,7 +9,10 @@
 //! random halves, the coordinator cut from the segments, one-way, a clogged link between two
 //! hosts), connection resets, latency spikes, packet loss, a full disk, a flipped bit in
 //! an instance's data, and a disk that comes back empty (a host's, replaced; or one instance's
-//! directory, lost).
+//! directory, lost). Media faults beyond those: an `fsync` that fails once, a torn WAL tail of
+//! garbage, a bit flipped in the middle of the durable WAL or in a small checksummed file
+//! (control file, identity, role, followed epoch), and a misdirected write (a valid table
+//! block or WAL record at the wrong offset).
 //!
 //! The rooms: the kinds and their weights ([`kind`]), drawing a schedule ([`plan`]), what a
 //! schedule exposes ([`exposure`]: which instances, when; the availability label), and reading
@@ -23,7 +26,7 @@ pub mod schedule_file;
 
 pub use exposure::{detection_window, exposure, label, one_probe, Exposure, Label};
 pub use kind::{FaultKind, FaultWeights};
-pub use plan::plan;
+pub use plan::{plan, Settings};
 pub use schedule_file::{parse_schedule, validate, ENTRY_KINDS};
 
 use serde::{Deserialize, Serialize};
@@ -151,9 +154,67 @@ pub enum Fault {
     DatadirLost {
         dbid: u16,
     },
+    /// A control request the coordinator sent earlier (`pick` chooses which: one epoch stale
+    /// or of the newest epoch) is delivered again, twice (`world::late_delivery`). An instant.
+    LateDelivery {
+        pick: u64,
+    },
+    /// The next `fsync` of one of the instance's files fails once (EIO) and the kernel drops
+    /// its dirty pages. The instance must stop at once (as PostgreSQL PANICs): a retry that
+    /// succeeds proves nothing. Only a restart (recoverseg) brings it back. `tables`: the file
+    /// is one of its heap table files (synced only by a checkpoint), not any of its files
+    /// (most often the WAL, synced by every commit).
+    FsyncFail {
+        dbid: u16,
+        #[serde(default)]
+        tables: bool,
+    },
+    /// Power loss in the middle of writes, the tail of every WAL on the host torn into garbage:
+    /// a prefix of the unsynced bytes survives and its last bytes are junk. Recovery must end
+    /// the WAL at the last valid record.
+    TornGarbage {
+        host: String,
+    },
+    /// A bit flips in a durable WAL record of the instance that another durable record
+    /// follows (`pick` chooses which record and bit): corruption in the middle of the log,
+    /// which recovery must refuse, never take for its end. The instance's process dies with
+    /// it and starts again at `instance-restart`, where it must find the damage (see
+    /// `world::media_faults` on why a latent one is not drawn).
+    WalBitFlip {
+        dbid: u16,
+        pick: u64,
+    },
+    /// A bit flips in one of the instance's small checksummed files (its control file, its
+    /// identity, role or followed epoch; `pick` chooses). The process dies with it and starts
+    /// again at `instance-restart`, where it reads them.
+    ControlBitFlip {
+        dbid: u16,
+        pick: u64,
+    },
+    /// A write landed at the wrong offset: a valid durable table block or WAL record of the
+    /// instance copied over another one (`pick` chooses). Checksums must name the place. The
+    /// process dies with it and starts again at `instance-restart`.
+    MisdirectedWrite {
+        dbid: u16,
+        pick: u64,
+    },
 }
 
 impl Fault {
+    /// The instance whose copy of its data this fault damages (or, for an `fsync` failure,
+    /// stops until an operator's recovery), if it is one of those.
+    pub fn damages(&self) -> Option<u16> {
+        match self {
+            Fault::BitFlip { dbid, .. }
+            | Fault::DatadirLost { dbid }
+            | Fault::FsyncFail { dbid, .. }
+            | Fault::WalBitFlip { dbid, .. }
+            | Fault::ControlBitFlip { dbid, .. }
+            | Fault::MisdirectedWrite { dbid, .. } => Some(*dbid),
+            _ => None,
+        }
+    }
+
     /// Whether this entry heals an earlier one (rather than starting a fault).
     pub fn is_heal(&self) -> bool {
         matches!(
@@ -171,11 +232,12 @@ impl Fault {
         )
     }
 
-    /// The copies of data this fault destroys for good (a bit flip, a lost directory, a
-    /// replaced disk): their dbids among `segments`; none for any other fault.
+    /// The copies of data this fault destroys or damages (every fault [`Fault::damages`]
+    /// names, and a replaced disk's copies): their dbids among `segments`; none for any other
+    /// fault.
     pub fn destroyed_copies(&self, segments: &[SegmentConfig]) -> Vec<u16> {
         match self {
-            Fault::BitFlip { dbid, .. } | Fault::DatadirLost { dbid } => vec![*dbid],
+            f if f.damages().is_some() => f.damages().into_iter().collect(),
             Fault::DiskReplaced { host } => segments
                 .iter()
                 .filter(|s| s.hostname == *host)
@@ -190,10 +252,13 @@ impl Fault {
         Some(match self {
             Fault::HostCrash { host }
             | Fault::TornWrite { host }
+            | Fault::TornGarbage { host }
             | Fault::DiskReplaced { host } => Fault::HostRestart { host: host.clone() },
-            Fault::InstanceKill { dbid } | Fault::DatadirLost { dbid } => {
-                Fault::InstanceRestart { dbid: *dbid }
-            }
+            Fault::InstanceKill { dbid }
+            | Fault::DatadirLost { dbid }
+            | Fault::WalBitFlip { dbid, .. }
+            | Fault::ControlBitFlip { dbid, .. }
+            | Fault::MisdirectedWrite { dbid, .. } => Fault::InstanceRestart { dbid: *dbid },
             Fault::InstancePause { dbid } => Fault::InstanceResume { dbid: *dbid },
             Fault::DoubleFault { content } => Fault::DoubleFaultHeal { content: *content },
             Fault::CoordinatorCrash => Fault::CoordinatorRestart,
@@ -240,6 +305,12 @@ impl Fault {
             Fault::BitFlip { .. } => FaultKind::BitFlip,
             Fault::DiskReplaced { .. } => FaultKind::DiskReplaced,
             Fault::DatadirLost { .. } => FaultKind::DatadirLost,
+            Fault::LateDelivery { .. } => FaultKind::LateDelivery,
+            Fault::FsyncFail { .. } => FaultKind::FsyncFail,
+            Fault::TornGarbage { .. } => FaultKind::TornGarbage,
+            Fault::WalBitFlip { .. } => FaultKind::WalBitFlip,
+            Fault::ControlBitFlip { .. } => FaultKind::ControlBitFlip,
+            Fault::MisdirectedWrite { .. } => FaultKind::MisdirectedWrite,
             _ => return None,
         })
     }
@@ -313,7 +384,11 @@ mod tests {
         };
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..300 {
-            let faults = plan(&mut ChaCha8Rng::seed_from_u64(seed), &cfg, &layout);
+            let faults = plan(
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &cfg.plan_settings(),
+                &layout,
+            );
             validate(&faults, &layout, cfg.fault_time)
                 .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
             let mut open = BTreeMap::new();
@@ -484,7 +559,11 @@ mod tests {
             segments: &segments,
         };
         for seed in 0..200 {
-            let faults = plan(&mut ChaCha8Rng::seed_from_u64(seed), &cfg, &layout);
+            let faults = plan(
+                &mut ChaCha8Rng::seed_from_u64(seed),
+                &cfg.plan_settings(),
+                &layout,
+            );
             for host in &hosts {
                 let mut down = false;
                 for f in &faults {
@@ -514,7 +593,11 @@ mod tests {
             segment_hosts: hosts,
             segments: &segments,
         };
-        let faults = plan(&mut ChaCha8Rng::seed_from_u64(3), &cfg, &layout);
+        let faults = plan(
+            &mut ChaCha8Rng::seed_from_u64(3),
+            &cfg.plan_settings(),
+            &layout,
+        );
         let text = serde_json::json!({ "faults": faults }).to_string();
         assert_eq!(parse_schedule(&text).unwrap(), faults);
         let e = parse_schedule(r#"[{"at_ms": 5, "kind": "host-crash"}]"#).unwrap_err();

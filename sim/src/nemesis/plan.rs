@@ -12,15 +12,33 @@ use rand_chacha::ChaCha8Rng;
 use cluster::model::catalog::SegmentConfig;
 
 use super::{
-    detection_window, exposure, label, sort, Fault, FaultKind, Label, Layout, ScheduledFault, Shape,
+    exposure, label, sort, Fault, FaultKind, FaultWeights, Label, Layout, ScheduledFault, Shape,
 };
-use crate::config::RunConfig;
+
+/// What the planner reads of a run's configuration (`RunConfig::plan_settings` fills it from
+/// the fields of the same names).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub fault_weights: FaultWeights,
+    pub fault_every_mean: Duration,
+    pub fault_time: Duration,
+    pub downtime_min: Duration,
+    pub downtime_max: Duration,
+    pub partition_max: Duration,
+    /// Percent of seeds whose schedule must leave the cluster available.
+    pub available_share: u32,
+    /// How long the prober may take to act on a failure
+    /// ([`super::exposure::detection_window`]).
+    pub detection_window: Duration,
+    pub mirrors: bool,
+    pub standby: bool,
+}
 
 /// Draws the schedule: fault starts at exponential intervals (mean `fault_every_mean`) during
 /// `fault_time`, each of a kind drawn by `fault_weights`, each healed after a drawn time (heals
 /// fall within `fault_time`). A host, an instance or a network setting is hit by one fault at
 /// a time; at most one partition is in force at a time.
-pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &Layout) -> Vec<ScheduledFault> {
+pub fn plan(rng: &mut ChaCha8Rng, cfg: &Settings, layout: &Layout) -> Vec<ScheduledFault> {
     let kinds: Vec<(FaultKind, u32)> = FaultKind::ALL
         .into_iter()
         .map(|k| (k, cfg.fault_weights.get(k)))
@@ -144,7 +162,51 @@ fn draw_fault(
             Fault::DatadirLost { dbid: seg.dbid },
             vec![seg.hostname.clone()],
         ),
+        FaultKind::LateDelivery => (
+            Fault::LateDelivery {
+                pick: rng.next_u64(),
+            },
+            Vec::new(),
+        ),
+        FaultKind::FsyncFail
+        | FaultKind::TornGarbage
+        | FaultKind::WalBitFlip
+        | FaultKind::ControlBitFlip
+        | FaultKind::MisdirectedWrite => draw_media_fault(rng, kind, host, &seg),
     }
+}
+
+/// A media fault of `kind` on `host` or on instance `seg` (see [`crate::world::disk`]).
+fn draw_media_fault(
+    rng: &mut ChaCha8Rng,
+    kind: FaultKind,
+    host: String,
+    seg: &SegmentConfig,
+) -> (Fault, Vec<String>) {
+    let dbid = seg.dbid;
+    let fault = match kind {
+        FaultKind::FsyncFail => Fault::FsyncFail {
+            dbid,
+            tables: rng.next_u64() % 2 == 1,
+        },
+        FaultKind::TornGarbage => {
+            return (Fault::TornGarbage { host: host.clone() }, vec![host]);
+        }
+        FaultKind::WalBitFlip => Fault::WalBitFlip {
+            dbid,
+            pick: rng.next_u64(),
+        },
+        FaultKind::ControlBitFlip => Fault::ControlBitFlip {
+            dbid,
+            pick: rng.next_u64(),
+        },
+        FaultKind::MisdirectedWrite => Fault::MisdirectedWrite {
+            dbid,
+            pick: rng.next_u64(),
+        },
+        other => unreachable!("{other} is not a media fault"),
+    };
+    (fault, vec![seg.hostname.clone()])
 }
 
 /// A partition of the shape `kind` names, between drawn hosts (`mdw` among them).
@@ -220,13 +282,13 @@ struct Planner<'a, 'l> {
 }
 
 impl<'a, 'l> Planner<'a, 'l> {
-    fn new(rng: &mut ChaCha8Rng, cfg: &RunConfig, layout: &'a Layout<'l>) -> Planner<'a, 'l> {
+    fn new(rng: &mut ChaCha8Rng, cfg: &Settings, layout: &'a Layout<'l>) -> Planner<'a, 'l> {
         Planner {
             layout,
             fault_time: cfg.fault_time,
             keep_available: rng.next_u64() % 100 < cfg.available_share as u64,
             end_ms: cfg.fault_time.as_millis() as u64,
-            gap: detection_window(&cfg.probe, cfg.wal_timeout, cfg.mirror_down_grace_period),
+            gap: cfg.detection_window,
             all_hosts: std::iter::once("mdw".to_string())
                 .chain(layout.segment_hosts.iter().cloned())
                 .collect(),
@@ -388,7 +450,7 @@ fn partition(shape: Shape, from: Vec<String>, to: Vec<String>, one_way: bool) ->
 }
 
 /// Whether a kind of fault can happen in this cluster at all.
-fn possible(kind: FaultKind, cfg: &RunConfig) -> bool {
+fn possible(kind: FaultKind, cfg: &Settings) -> bool {
     match kind {
         FaultKind::DoubleFault | FaultKind::DiskReplaced | FaultKind::DatadirLost => cfg.mirrors,
         FaultKind::CoordinatorPairCrash => cfg.standby,

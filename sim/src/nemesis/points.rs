@@ -16,8 +16,6 @@ use rand_chacha::ChaCha8Rng;
 use cluster::io::points::FaultPoint;
 use cluster::io::runtime::fault_points::{Action, Arming};
 
-use crate::config::RunConfig;
-
 /// How often a point is passed in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Frequency {
@@ -66,9 +64,9 @@ fn action(rng: &mut ChaCha8Rng, point: FaultPoint) -> Action {
     }
 }
 
-/// The points seed's `rng` arms in a run of `cfg` (none unless the scenario arms points).
-pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig) -> Vec<Arming> {
-    if !cfg.fault_points {
+/// The points seed's `rng` arms in a run (none unless the scenario arms points: `armed`).
+pub fn plan(rng: &mut ChaCha8Rng, armed: bool) -> Vec<Arming> {
+    if !armed {
         return Vec::new();
     }
     let mut left: Vec<FaultPoint> = FaultPoint::ALL.to_vec();
@@ -95,12 +93,13 @@ pub fn plan(rng: &mut ChaCha8Rng, cfg: &RunConfig) -> Vec<Arming> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RunConfig;
     use crate::random::stream;
 
     #[test]
     fn a_scenario_without_fault_points_arms_none() {
         let cfg = RunConfig::pair();
-        assert!(plan(&mut stream(1, "fault-points"), &cfg).is_empty());
+        assert!(plan(&mut stream(1, "fault-points"), cfg.fault_points).is_empty());
     }
 
     #[test]
@@ -108,7 +107,7 @@ mod tests {
         let cfg = RunConfig::standard();
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..200 {
-            let armed = plan(&mut stream(seed, "fault-points"), &cfg);
+            let armed = plan(&mut stream(seed, "fault-points"), cfg.fault_points);
             assert!(armed.len() <= 3);
             assert!(armed.iter().all(|a| (1..=2).contains(&a.fires)));
             seen.extend(armed.iter().map(|a| a.point));
@@ -119,7 +118,10 @@ mod tests {
     #[test]
     fn a_message_is_dropped_only_at_a_point_before_a_send() {
         for seed in 0..500 {
-            for a in plan(&mut stream(seed, "fault-points"), &RunConfig::standard()) {
+            for a in plan(
+                &mut stream(seed, "fault-points"),
+                RunConfig::standard().fault_points,
+            ) {
                 assert!(a.action != Action::Drop || a.point.before_a_send());
             }
         }

@@ -54,6 +54,7 @@ pub fn validate(
         match &f.fault {
             Fault::HostCrash { host }
             | Fault::TornWrite { host }
+            | Fault::TornGarbage { host }
             | Fault::HostRestart { host }
             | Fault::DiskFull { host }
             | Fault::DiskFullHeal { host }
@@ -63,6 +64,10 @@ pub fn validate(
             | Fault::InstancePause { dbid }
             | Fault::InstanceResume { dbid }
             | Fault::BitFlip { dbid, .. }
+            | Fault::FsyncFail { dbid, .. }
+            | Fault::WalBitFlip { dbid, .. }
+            | Fault::ControlBitFlip { dbid, .. }
+            | Fault::MisdirectedWrite { dbid, .. }
             | Fault::DatadirLost { dbid } => {
                 if layout.host_of(*dbid).is_empty() {
                     return Err(format!(
@@ -112,7 +117,8 @@ pub fn validate(
             | Fault::CoordinatorPairCrash
             | Fault::CoordinatorPairRestart
             | Fault::LatencyHeal
-            | Fault::PacketLossHeal => {}
+            | Fault::PacketLossHeal
+            | Fault::LateDelivery { .. } => {}
         }
         if f.fault.is_heal() {
             match open.remove(&f.episode) {
@@ -212,6 +218,12 @@ pub const ENTRY_KINDS: &[&str] = &[
     "bit-flip",
     "disk-replaced",
     "datadir-lost",
+    "late-delivery",
+    "fsync-fail",
+    "torn-garbage",
+    "wal-bit-flip",
+    "control-bit-flip",
+    "misdirected-write",
 ];
 
 fn known_entry(kind: &str) -> bool {

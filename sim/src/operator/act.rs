@@ -27,9 +27,15 @@ impl Operator {
         let obs = self.look(client, hosts).await?;
         let action = self.decide(&obs)?;
         let outcome = self.carry_out(&action, client, hosts).await;
-        if matches!(action, Action::ActivateStandby { .. }) && outcome.is_ok() {
-            // The activated standby is the coordinator now; the next look finds no standby.
-            self.standby = None;
+        if let Action::ActivateStandby { .. } = &action {
+            if outcome.is_ok() {
+                // The activated standby is the coordinator now; the next look finds no standby.
+                self.standby = None;
+                self.activation_unsettled = None;
+            } else {
+                // No answer, or not one that says nothing changed: it may have taken over.
+                self.activation_unsettled = Some(action.clone());
+            }
         }
         tracing::info!(?action, ?outcome, "operator acted");
         self.log.push((action.clone(), outcome.clone()));
@@ -176,7 +182,14 @@ impl Operator {
                 }
             }
             Ok(other) => Ok(format!("{other:?}")),
-            Err(e) => Err(e.to_string()),
+            Err(e) => {
+                let e = e.to_string();
+                // The refusal's own advice, followed as an operator reading it would.
+                if e.ends_with(cluster::wire::admin::RESTART_THEN_RECOVER) {
+                    self.restart_advised = true;
+                }
+                Err(e)
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cluster::admin::Hosts;
+use cluster::admin::{HostError, Hosts};
 use cluster::model::catalog::SegmentConfig;
 
 use crate::world::World;
@@ -39,7 +39,7 @@ impl Hosts for SimHosts {
         self.world.lock().unwrap().hostname_of(address)
     }
 
-    fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), String> {
+    fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), HostError> {
         self.world
             .lock()
             .unwrap()

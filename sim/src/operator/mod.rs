@@ -113,6 +113,14 @@ impl Action {
 pub struct Operator {
     /// Contents seen with both halves down, waiting for their hosts.
     double_faulted: BTreeSet<Content>,
+    /// `recoverseg` refused, saying only a restart of the cluster brings a content back (its
+    /// acting primary stopped itself while its mirror was down: no host is down to wait for).
+    restart_advised: bool,
+    /// An `activate-standby` that failed without saying nothing changed (its answer lost): the
+    /// standby may be the coordinator by its own catalog. While the acting coordinator does
+    /// not answer, it is asked again (a standby already activated is then started as the
+    /// coordinator); settled once either answers.
+    activation_unsettled: Option<Action>,
     /// Instances whose incremental recovery failed: next time, a full copy.
     failed_incremental: BTreeSet<Dbid>,
     /// The standby as last seen in the mirroring view, and whether it was Synchronized then.
@@ -157,11 +165,12 @@ impl Operator {
                 hosts.iter().any(|h| obs.down_hosts.contains(h))
             })
         };
-        if !self.double_faulted.is_empty() {
+        if !self.double_faulted.is_empty() || self.restart_advised {
             if self.double_faulted.iter().any(waiting_for_hosts) {
                 return None;
             }
             self.double_faulted.clear();
+            self.restart_advised = false;
             return Some(Action::Restart);
         }
         if let Some(content) = obs.not_operational {
@@ -227,7 +236,26 @@ impl Operator {
                 _ => None,
             });
         }
-        let m = c.mirroring.as_ref()?;
+        let Some(m) = c.mirroring.as_ref() else {
+            // The coordinator's host is up, yet it does not answer: after an activation whose
+            // outcome is unknown, the standby may be the coordinator (the old one, deposed,
+            // exits): ask again, starting it if its process does not run.
+            return match self.activation_unsettled.clone() {
+                Some(Action::ActivateStandby {
+                    from,
+                    standby,
+                    fence,
+                    ..
+                }) if !down.contains(&standby.hostname) => Some(Some(Action::ActivateStandby {
+                    from,
+                    standby,
+                    start: !c.standby_running,
+                    fence,
+                })),
+                _ => None,
+            };
+        };
+        self.activation_unsettled = None;
         match (&m.summary_state, &m.standby) {
             (SummaryState::NotConfigured, _) => {
                 let free = c
@@ -339,6 +367,26 @@ mod tests {
         assert_eq!(op.decide(&obs(&pair(), &[])), None, "nothing to do");
     }
 
+    /// Standard seed 250: the acting primary stopped itself (a failed fsync) while its mirror's
+    /// host was down; every host came back, and `recoverseg` refused, advising a restart. The
+    /// operator restarts, then recovers, instead of asking `recoverseg` again until the end.
+    #[test]
+    fn a_refusal_advising_a_restart_is_followed_by_a_restart() {
+        let mut op = Operator::new();
+        let mut cat = pair();
+        cat.segments.get_mut(&3).unwrap().status = Status::Down;
+        assert_eq!(
+            op.decide(&obs(&cat, &[])),
+            Some(Action::Recover { full: false })
+        );
+        op.restart_advised = true;
+        assert_eq!(op.decide(&obs(&cat, &[])), Some(Action::Restart));
+        assert_eq!(
+            op.decide(&obs(&cat, &[])),
+            Some(Action::Recover { full: false })
+        );
+    }
+
     #[test]
     fn a_double_fault_waits_for_its_hosts_then_restarts() {
         let mut op = Operator::new();
@@ -395,6 +443,36 @@ mod tests {
                 standby_running,
             }),
         }
+    }
+
+    /// Standard seed 1013: an activation took over but its answer was lost twice; the old
+    /// coordinator's host came back and its coordinator exited, deposed. Its host is up and it
+    /// does not answer: the unsettled activation is asked again (the standby, whose catalog
+    /// names it the coordinator, is then started as one). Once a coordinator answers, settled.
+    #[test]
+    fn an_activation_whose_answer_was_lost_is_asked_again_while_no_coordinator_answers() {
+        let mut op = Operator::new();
+        let smdw = standby_row(18, "smdw");
+        let attempt = Action::ActivateStandby {
+            from: "mdw".into(),
+            standby: Box::new(smdw.clone()),
+            start: false,
+            fence: false,
+        };
+        op.activation_unsettled = Some(attempt);
+        assert_eq!(
+            op.decide(&look("mdw", None, false, &[])),
+            Some(Action::ActivateStandby {
+                from: "mdw".into(),
+                standby: Box::new(smdw.clone()),
+                start: true,
+                fence: false,
+            })
+        );
+        assert_eq!(op.decide(&look("mdw", None, false, &["smdw"])), None);
+        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        assert_eq!(op.activation_unsettled, None);
     }
 
     #[test]

@@ -214,6 +214,11 @@ struct SimOutput {
     successions: Vec<crate::world::coordinator_pair::Succession>,
     /// What the durable-claims checker found as the run went.
     durable_claims: Vec<Violation>,
+    /// What the failover-policy and obeyed-epochs checkers found as the run went.
+    failover_policy: Vec<Violation>,
+    obeyed_epochs: Vec<Violation>,
+    /// What the wal-positions checker found as the run went.
+    wal_positions: Vec<Violation>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -441,6 +446,9 @@ fn run_checkers(
     );
     check(wal_before_data::NAME, wal_before_data::check(&out.facts));
     check(durable_claims::NAME, out.durable_claims.clone());
+    check(failover_policy::NAME, out.failover_policy.clone());
+    check(obeyed_epochs::NAME, out.obeyed_epochs.clone());
+    check(wal_positions::NAME, out.wal_positions.clone());
     check(
         identical_replicas::NAME,
         identical_replicas::check(&out.checksums, out.sim_time_ms),
@@ -549,7 +557,10 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         configuration_history: reads.configuration_history,
         activations,
         successions,
-        durable_claims: recorder.durable_claims().unwrap_or_default(),
+        durable_claims: judged::<invariants::durable_claims::DurableClaims>(&recorder),
+        failover_policy: judged::<invariants::failover_policy::FailoverPolicy>(&recorder),
+        obeyed_epochs: judged::<invariants::obeyed_epochs::ObeyedEpochs>(&recorder),
+        wal_positions: judged::<invariants::wal_positions::WalPositions>(&recorder),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -592,6 +603,14 @@ async fn fault_phase(
     (host_events, operator, actions)
 }
 
+/// What the continuous checker of type `J` found, if it judged this run.
+fn judged<J: crate::observer::Judge + invariants::Judged>(recorder: &Recorder) -> Vec<Violation> {
+    recorder
+        .judge::<J>()
+        .map(|j| j.violations())
+        .unwrap_or_default()
+}
+
 /// Builds the world and the admin host, creates the tables, and adds the standby coordinator
 /// when the run places one, as an administrator adds one to a running cluster.
 async fn start_cluster(
@@ -602,10 +621,21 @@ async fn start_cluster(
     client_timeout: Duration,
 ) -> (World, madsim::runtime::NodeHandle) {
     let world = World::build_observed(cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
-    recorder.judge_durable_claims(invariants::durable_claims::DurableClaims::new(
-        world.dirs.clone(),
-        invariants::durable_claims::Catalog::initial(&world.segments),
-        cfg.replication == cluster::segment::ReplicationMode::Sync,
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::durable_claims::DurableClaims::new(
+            world.dirs.clone(),
+            invariants::durable_claims::Catalog::initial(&world.segments),
+            cfg.replication == cluster::segment::ReplicationMode::Sync,
+        ),
+    ));
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::failover_policy::FailoverPolicy::new(cfg.probe.clone()),
+    ));
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::obeyed_epochs::ObeyedEpochs::default(),
+    ));
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::wal_positions::WalPositions::new(world.dirs.clone()),
     ));
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
@@ -663,7 +693,7 @@ fn schedule_of(cfg: &RunConfig, seed: u64, world: &World) -> Vec<ScheduledFault>
                 segment_hosts: world.segment_host_names(),
                 segments: &world.segments,
             };
-            nemesis::plan(&mut stream(seed, "nemesis"), cfg, &layout)
+            nemesis::plan(&mut stream(seed, "nemesis"), &cfg.plan_settings(), &layout)
         }
     }
 }
@@ -747,7 +777,9 @@ async fn run_schedule(
         trace::hash_fact(&format!("fault {:?} at {}", f.fault, now_ms()));
         world.world.lock().unwrap().apply(&f.fault);
         let host_event = match &f.fault {
-            Fault::HostCrash { host } | Fault::TornWrite { host } => Some((host, true)),
+            Fault::HostCrash { host } | Fault::TornWrite { host } | Fault::TornGarbage { host } => {
+                Some((host, true))
+            }
             Fault::HostRestart { host } => Some((host, false)),
             _ => None,
         };

@@ -144,7 +144,7 @@ impl Points {
     ) -> Option<Points> {
         let plan = crate::nemesis::points::plan(
             &mut crate::random::stream(seed, "fault-points"),
-            &hosts.cfg,
+            hosts.cfg.fault_points,
         );
         if !hosts.cfg.fault_points {
             return None;

@@ -69,7 +69,10 @@ pub fn of_run(
                 .collect()
         };
         match &f.fault {
-            Fault::HostCrash { .. } | Fault::TornWrite { .. } | Fault::HostRestart { .. } => {}
+            Fault::HostCrash { .. }
+            | Fault::TornWrite { .. }
+            | Fault::TornGarbage { .. }
+            | Fault::HostRestart { .. } => {}
             Fault::InstanceKill { dbid } | Fault::InstancePause { dbid } => {
                 events.push(Event::InstanceDown { at_ms, dbid: *dbid })
             }

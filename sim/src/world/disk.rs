@@ -11,7 +11,9 @@
 //! grows to hold it, any gap reading as zeros). The durability contract never promised they are lost, and a storage engine that
 //! relies on their loss (a block written before the WAL covering it is durable) is caught.
 //!
-//! Faults on demand: a full disk (`ENOSPC` on writes that grow a file) and corrupted bytes.
+//! Faults on demand: a full disk (`ENOSPC` on writes that grow a file) and corrupted bytes;
+//! media faults beyond a clean power loss (an fsync that fails once, a torn tail of garbage, a
+//! misdirected write) live in [`media`].
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster::io::disk::{parent_dir, Disk, DiskFuture};
+
+use crate::config::disk_speed::{DiskSpeed, IoQueue};
+mod media;
 
 #[derive(Clone, Debug, Default)]
 struct Inode {
@@ -54,6 +59,8 @@ struct State {
     /// Incremented on every crash; a sync in flight across a crash does not complete.
     generation: u64,
     stats: DiskStats,
+    /// Media faults armed on this disk (see [`media`]).
+    media: media::Media,
 }
 
 /// Counters a benchmark or test can read.
@@ -78,6 +85,9 @@ pub enum TornTail {
 pub struct SimDisk {
     state: Arc<Mutex<State>>,
     sync_latency: Option<(Duration, Duration)>,
+    /// The device time reads and writes take, paid at the next sync or settle
+    /// (`disk_speed`); `None`: reads and writes are free.
+    io: Option<Arc<IoQueue>>,
 }
 
 impl SimDisk {
@@ -107,6 +117,7 @@ impl SimDisk {
         mut torn: impl FnMut(&str, usize) -> TornTail,
         mut writeback: impl FnMut(&str, u64, usize) -> bool,
     ) {
+        self.forget_queued_io();
         let mut st = self.state.lock().unwrap();
         st.generation += 1;
         st.stats.crashes += 1;
@@ -272,6 +283,7 @@ impl SimDisk {
     }
 
     async fn latency(&self) {
+        self.pay_queued_io().await;
         if let Some((min, max)) = self.sync_latency {
             let span = (max - min).as_nanos() as u64;
             let extra = if span == 0 {
@@ -280,6 +292,43 @@ impl SimDisk {
                 madsim::rand::random::<u64>() % span
             };
             madsim::time::sleep(min + Duration::from_nanos(extra)).await;
+        }
+    }
+}
+
+/// The disk's speed (`disk_speed`): kept apart from the durability model above.
+impl SimDisk {
+    /// A disk of the given kind: its fsync latency, and the device time its reads and writes
+    /// take, paid at the next sync or settle. Only usable inside a madsim runtime.
+    pub fn with_speed(self, speed: DiskSpeed) -> SimDisk {
+        let mut disk = self.with_sync_latency(speed.fsync_min, speed.fsync_max);
+        disk.io = Some(Arc::new(IoQueue::new(speed)));
+        disk
+    }
+
+    /// The disk's kind, if it was given one.
+    pub fn speed(&self) -> Option<DiskSpeed> {
+        self.io.as_ref().map(|q| q.speed())
+    }
+
+    fn queue_io(&self, path: &str, offset: u64, len: usize) {
+        if let Some(q) = &self.io {
+            q.charge(path, offset, len);
+        }
+    }
+
+    async fn pay_queued_io(&self) {
+        if let Some(q) = &self.io {
+            let owed = q.take();
+            if !owed.is_zero() {
+                madsim::time::sleep(owed).await;
+            }
+        }
+    }
+
+    fn forget_queued_io(&self) {
+        if let Some(q) = &self.io {
+            q.clear();
         }
     }
 }
@@ -352,6 +401,7 @@ impl Disk for SimDisk {
         let offset = inode.data.len() as u64;
         inode.dirty(offset as usize);
         inode.data.extend_from_slice(data);
+        self.queue_io(path, offset, data.len());
         Ok(offset)
     }
 
@@ -368,6 +418,7 @@ impl Disk for SimDisk {
         inode.data[offset as usize..end].copy_from_slice(data);
         inode.dirty(offset as usize);
         inode.unsynced_writes.insert((offset, data.len()));
+        self.queue_io(path, offset, data.len());
         Ok(())
     }
 
@@ -376,7 +427,9 @@ impl Disk for SimDisk {
         let inode = st.inode(path)?;
         let start = (offset as usize).min(inode.data.len());
         let end = (start + len).min(inode.data.len());
-        Ok(inode.data[start..end].to_vec())
+        let bytes = inode.data[start..end].to_vec();
+        self.queue_io(path, offset, bytes.len());
+        Ok(bytes)
     }
 
     fn len(&self, path: &str) -> io::Result<u64> {
@@ -472,6 +525,9 @@ impl Disk for SimDisk {
             if st.generation != generation {
                 return Err(io::Error::other("host crashed during fsync"));
             }
+            if let Some(err) = st.fail_sync_if_armed(path, id) {
+                return Err(err);
+            }
             st.stats.syncs += 1;
             if let Some(inode) = st.inodes.get_mut(&id) {
                 inode.syncing = inode.syncing.saturating_sub(1);
@@ -479,6 +535,13 @@ impl Disk for SimDisk {
                 inode.durable.extend_from_slice(&tail);
                 inode.unsynced_writes.retain(|w| !written.contains(w));
             }
+            Ok(())
+        })
+    }
+
+    fn settle(&self) -> DiskFuture<'_> {
+        Box::pin(async move {
+            self.pay_queued_io().await;
             Ok(())
         })
     }
@@ -576,6 +639,9 @@ impl Disk for SubDisk {
     }
     fn sync_dir<'a>(&'a self, dir: &'a str) -> DiskFuture<'a> {
         Box::pin(async move { self.disk.sync_dir(&self.path(dir)).await })
+    }
+    fn settle(&self) -> DiskFuture<'_> {
+        self.disk.settle()
     }
 }
 

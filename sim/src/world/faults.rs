@@ -83,6 +83,20 @@ impl World {
                 self.restart_stopped(host);
             }
             Fault::BitFlip { dbid, pick } => self.flip_bit(*dbid, *pick),
+            Fault::FsyncFail { dbid, tables } => self.fail_next_fsync(*dbid, *tables),
+            Fault::TornGarbage { host } => self.kill_host_garbage(host),
+            Fault::WalBitFlip { dbid, pick } => {
+                self.kill_instance(*dbid);
+                self.flip_wal_bit(*dbid, *pick);
+            }
+            Fault::ControlBitFlip { dbid, pick } => {
+                self.kill_instance(*dbid);
+                self.flip_control_bit(*dbid, *pick);
+            }
+            Fault::MisdirectedWrite { dbid, pick } => {
+                self.kill_instance(*dbid);
+                self.misdirect_write(*dbid, *pick);
+            }
             Fault::DiskReplaced { host } => {
                 self.kill_host(host);
                 self.hosts[host].disk.remove_tree("");
@@ -104,6 +118,7 @@ impl World {
                 self.dirs.lost(*dbid);
                 info!(dbid, host, datadir = dir, "data directory lost");
             }
+            Fault::LateDelivery { pick } => self.deliver_late(*pick),
         }
     }
 

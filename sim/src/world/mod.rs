@@ -7,8 +7,11 @@
 //! runs: crashes, fencing, activation ([`coordinator_pair`]).
 
 pub mod coordinator_pair;
+pub mod dirs;
 pub mod disk;
 pub mod faults;
+pub mod late_delivery;
+mod media_faults;
 pub mod standby_host;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,7 @@ use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tracing::{info, warn};
 
+use cluster::admin::HostError;
 use cluster::coordinator::{self, CoordinatorConfig};
 use cluster::io::Disk;
 use cluster::model::catalog::{Mode, Role, SegmentConfig, Status};
@@ -130,6 +134,8 @@ pub struct World {
     pub activations: Vec<crate::world::coordinator_pair::ActivationRecord>,
     /// The cluster's identifier, in every data directory's identity.
     pub cluster_id: u64,
+    /// Every host's disk kind is drawn from this (`disk_speed::draw`).
+    disk_seed: u64,
     /// Every change of acting coordinator (an activation the operator saw through, reported
     /// or not), for the one-acting-coordinator checker.
     pub successions: Vec<crate::world::coordinator_pair::Succession>,
@@ -137,7 +143,7 @@ pub struct World {
     /// attempts whose outcome never reached the operator were repeated.
     pub activation_began_ms: Option<u64>,
     /// Where every instance's data directory lies, for the checkers that read the disks.
-    pub dirs: crate::invariants::durable_claims::DataDirs,
+    pub dirs: crate::world::dirs::DataDirs,
 }
 
 /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.
@@ -208,10 +214,16 @@ impl World {
             pair_crashed: Vec::new(),
             activations: Vec::new(),
             cluster_id: cluster_id_of(disk_seed),
+            disk_seed,
             successions: Vec::new(),
             activation_began_ms: None,
             dirs: Default::default(),
         };
+        late_delivery::keep_control_requests(
+            cfg.fault_weights
+                .get(crate::nemesis::FaultKind::LateDelivery)
+                > 0,
+        );
         world.add_coordinator(cfg);
         for name in &segment_hosts {
             world.add_segment_host(cfg, name);
@@ -222,12 +234,17 @@ impl World {
         world
     }
 
-    pub(crate) fn new_disk_for(cfg: &RunConfig) -> SimDisk {
-        World::new_disk(cfg)
+    pub(crate) fn new_disk_for(&self, cfg: &RunConfig, host: &str) -> SimDisk {
+        self.new_disk(cfg, host)
     }
 
-    fn new_disk(cfg: &RunConfig) -> SimDisk {
-        SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max)
+    /// A host's disk: of the kind the host drew from the scenario's kinds
+    /// (`disk_speed::draw`), or with the scenario's fixed fsync latency if it lists none.
+    fn new_disk(&self, cfg: &RunConfig, host: &str) -> SimDisk {
+        match crate::config::disk_speed::draw(self.disk_seed, host, &cfg.disk_speeds) {
+            Some(speed) => SimDisk::new().with_speed(speed),
+            None => SimDisk::new().with_sync_latency(cfg.fsync_latency_min, cfg.fsync_latency_max),
+        }
     }
 
     /// The coordinator's settings in this run.
@@ -271,7 +288,7 @@ impl World {
     }
 
     fn add_coordinator(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, "mdw");
         self.install_identity(&disk, "", 1, -1);
         let ccfg = self.coordinator_config(cfg);
         let node_disk: Arc<dyn Disk> = Arc::new(disk.clone());
@@ -334,7 +351,7 @@ impl World {
     }
 
     fn add_segment_host(&mut self, cfg: &RunConfig, name: &str) {
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, name);
         let mut processes = Vec::new();
         for seg in self.segments.iter().filter(|s| s.hostname == name) {
             let mut icfg = InstanceConfig::new(seg.dbid, seg.content, seg.endpoint(), seg.role);
@@ -424,7 +441,7 @@ impl World {
             .strip_prefix("sdw")
             .and_then(|n| n.parse().ok())
             .expect("a spare host is named sdwN");
-        let disk = World::new_disk(cfg);
+        let disk = self.new_disk(cfg, name);
         self.hosts.insert(
             name.into(),
             Host {
@@ -479,17 +496,17 @@ impl World {
         cfg: &RunConfig,
         row: &SegmentConfig,
         primary: &str,
-    ) -> Result<(), String> {
-        let ip: IpAddr = row
-            .address
-            .parse()
-            .map_err(|_| format!("address {} is not an IP", row.address))?;
+    ) -> Result<(), HostError> {
+        let ip: IpAddr = row.address.parse().map_err(|_| HostError::Address {
+            address: row.address.clone(),
+            why: "is not an IP".into(),
+        })?;
         let host = self
             .hosts
             .get(&row.hostname)
-            .ok_or_else(|| format!("unknown host {}", row.hostname))?;
+            .ok_or_else(|| HostError::UnknownHost(row.hostname.clone()))?;
         if !host.up {
-            return Err(format!("host {} is down", row.hostname));
+            return Err(HostError::Down(row.hostname.clone()));
         }
         // The address is free, or held by this very instance, which gave up on its own (a
         // full copy wipes its directory and starts it afresh).
@@ -502,7 +519,10 @@ impl World {
             .values()
             .find(|h| h.processes.iter().any(|p| p.ip == ip && held(h, p)))
         {
-            return Err(format!("address {ip} is in use on host {}", other.name));
+            return Err(HostError::Address {
+                address: ip.to_string(),
+                why: format!("is in use on host {}", other.name),
+            });
         }
         let mut mirror = row.clone();
         mirror.role = Role::Mirror;
@@ -511,8 +531,10 @@ impl World {
         icfg.peer_addr = Some(primary.to_string());
         self.fill_instance(cfg, &mut icfg);
         let disk = self.instance_disk(&host.disk, &mirror);
-        cluster::storage::wipe_instance_dir(&*disk)
-            .map_err(|e| format!("cannot wipe {}:{}: {e}", row.hostname, row.datadir))?;
+        cluster::storage::wipe_instance_dir(&*disk).map_err(|e| HostError::Failed {
+            step: format!("wipe {}:{}", row.hostname, row.datadir),
+            detail: e.to_string(),
+        })?;
         let host_disk = host.disk.clone();
         self.install_identity(&host_disk, &row.datadir, row.dbid, row.content);
         let reuse = host.processes.iter().position(|p| p.ip == ip);

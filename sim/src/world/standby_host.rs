@@ -39,7 +39,7 @@ pub struct StandbyHost {
     pub(crate) node: NodeHandle,
     pub(crate) disk: SimDisk,
     /// Where the world keeps the data directories (the standby's is recorded at launch).
-    pub(crate) dirs: crate::invariants::durable_claims::DataDirs,
+    pub(crate) dirs: crate::world::dirs::DataDirs,
     pub(crate) coordinator_addr: String,
     pub(crate) coordinator: CoordinatorConfig,
 }
@@ -95,7 +95,7 @@ impl StandbyHost {
 
 impl World {
     pub(crate) fn add_standby_host(&mut self, cfg: &RunConfig) {
-        let disk = World::new_disk_for(cfg);
+        let disk = self.new_disk_for(cfg, STANDBY_HOST);
         let (node, _) =
             self.coordinator_node(STANDBY_HOST, standby_ip(), Arc::new(Default::default()));
         self.standby = Some(StandbyHost {

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 
-use cluster::admin::driver::{self, Hosts, MirrorSource, RecoverOptions, RecoverOutcome};
+use cluster::admin::driver::{
+    self, HostError, Hosts, MirrorSource, RecoverOptions, RecoverOutcome,
+};
 use cluster::admin::state::View;
 use cluster::client::Client;
 use cluster::model::catalog::SegmentConfig;
@@ -61,19 +63,28 @@ impl Hosts for ProcessHosts {
             .map(|_| address.to_string())
     }
 
-    fn start_mirror(&self, row: &SegmentConfig, _primary: &str) -> Result<(), String> {
+    fn start_mirror(&self, row: &SegmentConfig, _primary: &str) -> Result<(), HostError> {
+        let failed = |step: String| {
+            move |e: anyhow::Error| HostError::Failed {
+                step,
+                detail: format!("{e:#}"),
+            }
+        };
         let _one = self.lock.lock().unwrap();
-        let (path, mut file) = self.file()?;
+        let (path, mut file) = self.file().map_err(|detail| HostError::Failed {
+            step: "read the cluster file".into(),
+            detail,
+        })?;
         let datadir = PathBuf::from(&row.datadir);
         if let Some(pid) = processes::running(&datadir) {
-            return Err(format!(
-                "{} is in use by a running instance (pid {pid}); stop it first",
-                datadir.display()
-            ));
+            return Err(HostError::InUse {
+                datadir: datadir.display().to_string(),
+                pid,
+            });
         }
         if datadir.exists() {
             std::fs::remove_dir_all(&datadir)
-                .map_err(|e| format!("cannot wipe {}: {e}", datadir.display()))?;
+                .map_err(|e| failed(format!("wipe {}", datadir.display()))(e.into()))?;
         }
         let entry = SegmentEntry {
             dbid: row.dbid,
@@ -88,11 +99,12 @@ impl Hosts for ProcessHosts {
             Some(s) => *s = entry,
             None => file.segments.push(entry),
         }
-        file.store(path).map_err(|e| format!("{e:#}"))?;
+        file.store(path)
+            .map_err(failed(format!("write {}", path.display())))?;
         // The instance's data directory is made here, as a full copy makes it: the instance
         // itself never makes one.
         crate::cluster_file::make_data_directory(&file, &datadir, row.dbid, row.content)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(failed(format!("make {}", datadir.display())))?;
         let mut args: Vec<std::ffi::OsString> =
             vec!["segment".into(), "--cluster".into(), path.into()];
         // A new directory waits for its copy as a mirror, whatever role the file gives it.
@@ -104,16 +116,19 @@ impl Hosts for ProcessHosts {
         if file.allow_planted_bugs {
             args.push("--allow-planted-bugs".into());
         }
-        let pid = processes::spawn_detached(&args, &processes::log_path(&datadir))
-            .map_err(|e| format!("cannot start dbid {}: {e:#}", row.dbid))?;
+        let log = processes::log_path(&datadir);
+        let pid = processes::spawn_detached(&args, &log)
+            .map_err(failed(format!("start dbid {}", row.dbid)))?;
         // The coordinator asks it to copy as soon as this returns.
-        if !processes::wait_listening(&row.endpoint(), std::time::Duration::from_secs(10)) {
-            return Err(format!(
-                "dbid {} (pid {pid}) did not listen at {} within 10 s; see {}",
-                row.dbid,
-                row.endpoint(),
-                processes::log_path(&datadir).display()
-            ));
+        let within = std::time::Duration::from_secs(10);
+        if !processes::wait_listening(&row.endpoint(), within) {
+            return Err(HostError::NotListening {
+                dbid: row.dbid,
+                pid,
+                endpoint: row.endpoint(),
+                secs: within.as_secs(),
+                log: log.display().to_string(),
+            });
         }
         Ok(())
     }
