@@ -77,6 +77,7 @@ caught! {
     syncrep_off_before_marking_the_mirror_down_loses_a_commit => "syncrep-off-without-marking-mirror-down",
     committing_without_prepare_breaks_an_abort => "commit-without-prepare",
     a_mirror_skipping_deletes_drifts_from_its_primary => "mirror-skips-deletes",
+    a_segment_skipping_its_epoch_check_obeys_a_stale_request => "skip-epoch-check",
     an_activation_ignoring_commit_records_half_applies_a_transaction => "activation-ignores-commit-records",
     a_standby_acknowledging_unflushed_wal_loses_a_catalog_change => "standby-acks-unflushed-wal",
     a_mirror_acknowledging_unflushed_wal_is_found_as_it_acknowledges => "mirror-acks-unflushed-wal",
