@@ -60,6 +60,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         seed_budget: 100,
     },
     PlantedBug {
+        name: "skip-epoch-check",
+        scenario: "standard",
+        caught_by: "obeyed-epochs",
+        seed_budget: 100,
+    },
+    PlantedBug {
         name: "activation-ignores-commit-records",
         scenario: "standard",
         caught_by: "aborted-stays-aborted",

@@ -26,11 +26,6 @@ pub struct ScriptedCatch {
 
 pub const SCRIPTED: &[ScriptedCatch] = &[
     ScriptedCatch {
-        name: "skip-epoch-check",
-        caught_by: "promoted-in-sync",
-        test: "sim/tests/fencing.rs::obeying_the_late_syncrep_off_lets_a_promotion_lose_acknowledged_commits",
-    },
-    ScriptedCatch {
         name: "probe-without-timeout",
         caught_by: "availability",
         test: "scenarios/tests/schedules.rs::every_regression_schedule_fires_its_checker_with_the_bug_and_passes_without",

@@ -79,6 +79,7 @@ caught! {
     syncrep_off_before_marking_the_mirror_down_loses_a_commit => "syncrep-off-without-marking-mirror-down",
     committing_without_prepare_breaks_an_abort => "commit-without-prepare",
     a_mirror_skipping_deletes_drifts_from_its_primary => "mirror-skips-deletes",
+    a_segment_skipping_its_epoch_check_obeys_a_stale_request => "skip-epoch-check",
     an_activation_ignoring_commit_records_half_applies_a_transaction => "activation-ignores-commit-records",
     a_standby_acknowledging_unflushed_wal_loses_a_catalog_change => "standby-acks-unflushed-wal",
     a_mirror_acknowledging_unflushed_wal_is_found_as_it_acknowledges => "mirror-acks-unflushed-wal",
@@ -89,7 +90,7 @@ caught! {
 
 /// `recovery-skips-rewind` needs a primary that logged commits its mirror never flushed, a
 /// failover, and the operator's incremental `recoverseg` of the old primary afterwards; the
-/// standard cluster (with its standby coordinator) first shows it at seed 36 (0..100 is the
+/// standard cluster (with its standby coordinator) first shows it at seed 5 (0..100 is the
 /// catalogue's budget, hunted by `hasim hunt --all`). The kept blocks can also skip changes the
 /// new primary made, which debug builds' own index check stops before any checker runs. Here, a
 /// short range ending there, and the same seeds without the bug pass: the correct recovery
@@ -98,8 +99,8 @@ caught! {
 fn recovery_that_skips_its_rewind_keeps_the_old_primarys_changes_and_is_found() {
     let bug = catalogued("recovery-skips-rewind").unwrap();
     let cfg = bug_config(bug);
-    let (found, _) = hunt_range(&cfg, 35, 37, 1, Catch::Checker(bug.caught_by), |_| {});
-    let found = found.expect("caught in seeds 35..37");
+    let (found, _) = hunt_range(&cfg, 4, 6, 1, Catch::Checker(bug.caught_by), |_| {});
+    let found = found.expect("caught in seeds 4..6");
     assert!(
         found.replay.contains(&format!("--seed {} ", found.seed))
             && found.replay.contains("--bug recovery-skips-rewind"),
@@ -142,14 +143,14 @@ fn recovery_that_skips_its_rewind_keeps_the_old_primarys_changes_and_is_found() 
 /// `evict-before-wal-flush` needs a host crash while a commit's WAL flush is in flight after
 /// its block went to disk, and the crash must keep the block; the restarted instance then finds
 /// the block beyond its recovered WAL and fails itself (`wal-before-data`). The slow-disk
-/// cluster first shows it at seed 45 (seeds 0..150 are the catalogue's budget, hunted by
+/// cluster first shows it at seed 4 (seeds 0..150 are the catalogue's budget, hunted by
 /// `hasim hunt --all`). Here, a short range around it, and the same seeds without the bug pass.
 #[test]
 fn a_block_written_before_its_wal_is_durable_survives_a_crash_and_is_found() {
     let bug = catalogued("evict-before-wal-flush").unwrap();
     let cfg = bug_config(bug);
-    let (found, _) = hunt_range(&cfg, 44, 46, 2, Catch::Checker(bug.caught_by), |_| {});
-    let found = found.expect("caught in seeds 44..46");
+    let (found, _) = hunt_range(&cfg, 3, 5, 2, Catch::Checker(bug.caught_by), |_| {});
+    let found = found.expect("caught in seeds 3..5");
     assert!(found
         .replay
         .contains("--scenario slow-disk --bug evict-before-wal-flush"));
@@ -165,18 +166,18 @@ fn a_block_written_before_its_wal_is_durable_survives_a_crash_and_is_found() {
 }
 
 /// `coordinator-fence-off` needs an activation, then the deposed coordinator's host back with
-/// the operator not having fenced it: the standard cluster first shows it at seed 21 (0..300 is
+/// the operator not having fenced it: the standard cluster first shows it at seed 48 (0..300 is
 /// the catalogue's budget). `skip-identity-check` needs a data directory lost or a disk
-/// replaced, and the instance back before its partner took over: first at seed 17 (0..400).
+/// replaced, and the instance back before its partner took over: first at seed 2 (0..400).
 /// Here, each from seed 0 to its first catch, and the same seeds pass without the bug.
 #[test]
 fn an_old_coordinator_back_without_the_fence_acts_beside_its_successor_and_is_found() {
-    caught_and_clean_before("coordinator-fence-off", 0..22);
+    caught_and_clean_before("coordinator-fence-off", 0..49);
 }
 
 #[test]
 fn an_instance_serving_an_empty_directory_loses_commits_and_is_found() {
-    caught_and_clean_before("skip-identity-check", 0..45);
+    caught_and_clean_before("skip-identity-check", 0..3);
 }
 
 fn caught_and_clean_before(name: &str, seeds: std::ops::Range<u64>) {

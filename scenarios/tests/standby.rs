@@ -150,9 +150,9 @@ async fn one_forget_left_unflushed(bug: bool) -> Vec<sim::invariants::Violation>
         .unwrap();
     // One distributed transaction: its commit record is flushed (and on the standby); the
     // record's forget that follows is written but not flushed, and the host crashes before
-    // any later catalog change flushes it. The crash waits 150 ms so that the shipped record
-    // has reached the standby when activation stops its stream (50 ms no longer sufficed once
-    // disks were drawn per host and activation asked after the old coordinator last).
+    // any later catalog change flushes it. The crash waits 150 ms, so that the shipped record
+    // has reached the standby before its host goes (the coordinator's disk is drawn per host
+    // now, and its flush may take longer than 50 ms).
     commit_pairs(&admin, vec![world.coordinator_addr.clone()], 0, 1).await;
     madsim::time::sleep(Duration::from_millis(150)).await;
     world.kill_host("mdw");

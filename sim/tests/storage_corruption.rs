@@ -56,18 +56,23 @@ fn a_flipped_bit_in_the_middle_of_the_durable_wal_is_refused_naming_the_file_and
     });
 }
 
+/// After a crash, recovery refuses the disk's WAL, naming the damaged record at `at`.
+async fn refused_in_the_middle_at(disk: &SimDisk, at: Lsn) {
+    disk.crash(|_, _| TornTail::None);
+    let err = open(disk, 256).await.err().expect("recovery must refuse");
+    assert!(
+        matches!(err, StorageError::CorruptWalMiddle { lsn, .. } if lsn == at),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_damaged_length_in_the_middle_of_the_durable_wal_is_refused_too() {
     run(14, async {
         let disk = sim_disk();
         let ends = five_commits(&disk).await;
         assert!(disk.corrupt("pg_wal/wal", ends[1] + 2, 0x10));
-        disk.crash(|_, _| TornTail::None);
-        let err = open(&disk, 256).await.err().expect("recovery must refuse");
-        assert!(
-            matches!(err, StorageError::CorruptWalMiddle { lsn, .. } if lsn == ends[1]),
-            "{err}"
-        );
+        refused_in_the_middle_at(&disk, ends[1]).await;
     });
 }
 
@@ -108,12 +113,7 @@ fn a_wal_record_copied_over_a_later_one_by_a_misdirected_write_is_refused() {
         let commit_len = 40.min((ends[4] - ends[3]) as usize);
         let record = wal[(ends[4] as usize - commit_len)..ends[4] as usize].to_vec();
         assert!(disk.overwrite_durable("pg_wal/wal", ends[1], &record));
-        disk.crash(|_, _| TornTail::None);
-        let err = open(&disk, 256).await.err().expect("recovery must refuse");
-        assert!(
-            matches!(err, StorageError::CorruptWalMiddle { lsn, .. } if lsn == ends[1]),
-            "{err}"
-        );
+        refused_in_the_middle_at(&disk, ends[1]).await;
     });
 }
 

@@ -297,6 +297,10 @@ async fn recover_one(
     })
 }
 
+/// How often, and how far apart, `recoverseg` asks an instance that answers "starting" again.
+const STARTING_TRIES: usize = 120;
+const STARTING_RETRY_GAP: Duration = Duration::from_millis(500);
+
 async fn rejoin(
     target: &SegmentConfig,
     primary: &SegmentConfig,
@@ -314,7 +318,17 @@ async fn rejoin(
         call: t.call * 4,
         ..t
     };
-    match call(&target.endpoint(), &req, long).await {
+    // An instance still recovering from its own WAL answers "starting"; like gprecoverseg's
+    // `pg_ctl start -w`, wait for it (a bounded number of tries) instead of failing it.
+    let mut answer = call(&target.endpoint(), &req, long).await;
+    for _ in 0..STARTING_TRIES {
+        if !matches!(answer, Ok(SegmentResponse::Starting { .. })) {
+            break;
+        }
+        runtime::sleep(STARTING_RETRY_GAP).await;
+        answer = call(&target.endpoint(), &req, long).await;
+    }
+    match answer {
         Ok(SegmentResponse::Rejoined(report)) => {
             info!(dbid = target.dbid, ?report, "instance rejoined as mirror");
             Ok(report)

@@ -32,6 +32,30 @@ pub struct Violation {
     pub first_event: Event,
 }
 
+impl Violation {
+    /// A violation found as a fact was reported (no client transaction is behind it): at
+    /// `at_ms`, of event kind `kind`, with `detail` for the event.
+    pub fn as_reported(
+        checker: &'static str,
+        at_ms: u64,
+        kind: &str,
+        message: String,
+        detail: String,
+    ) -> Violation {
+        Violation {
+            checker,
+            message,
+            first_event: Event {
+                at_ms,
+                client: 0,
+                txn: 0,
+                kind: kind.into(),
+                detail,
+            },
+        }
+    }
+}
+
 /// A continuous checker (an [`crate::observer::Judge`], fed facts as they are reported): what
 /// it found so far.
 pub trait Judged {

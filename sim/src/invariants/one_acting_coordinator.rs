@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 
 use super::Violation;
 use crate::observer::Observed;
-use crate::workload::history::Event;
 use crate::world::coordinator_pair::Succession;
 use cluster::model::catalog::{epoch, Content, Dbid};
 use cluster::model::observe::Fact;
@@ -126,17 +125,7 @@ fn restarted(
 }
 
 fn violation(at_ms: u64, message: String) -> Violation {
-    Violation {
-        checker: NAME,
-        first_event: Event {
-            at_ms,
-            client: 0,
-            txn: 0,
-            kind: "obeyed".into(),
-            detail: message.clone(),
-        },
-        message,
-    }
+    Violation::as_reported(NAME, at_ms, "obeyed", message.clone(), message)
 }
 
 #[cfg(test)]

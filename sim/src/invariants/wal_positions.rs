@@ -44,7 +44,6 @@ use cluster::model::observe::Fact;
 use cluster::wal::record::{decode_frame, Frame};
 
 use super::Violation;
-use crate::workload::history::Event;
 use crate::world::dirs::DataDirs;
 
 pub const NAME: &str = "wal-positions";
@@ -279,17 +278,7 @@ fn promotion_cut(at_ms: u64, content: i16, dbid: Dbid, end: Lsn, floor: Floor) -
 }
 
 fn violation(at_ms: u64, kind: &str, message: String) -> Violation {
-    Violation {
-        checker: NAME,
-        first_event: Event {
-            at_ms,
-            client: 0,
-            txn: 0,
-            kind: kind.into(),
-            detail: message.clone(),
-        },
-        message,
-    }
+    Violation::as_reported(NAME, at_ms, kind, message.clone(), message)
 }
 
 #[cfg(test)]

@@ -90,7 +90,15 @@ impl Operator {
         if report.is_none() && coordinator.is_none() {
             return None;
         }
+        let stopped_instances = hosts
+            .world
+            .lock()
+            .unwrap()
+            .stopped_instances()
+            .into_iter()
+            .collect();
         Some(Observed {
+            stopped_instances,
             not_operational: report.as_ref().and_then(|r| r.not_operational),
             catalog: report.map(|r| r.catalog),
             down_hosts,

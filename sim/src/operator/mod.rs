@@ -48,6 +48,9 @@ pub struct Observed {
     pub catalog: Option<Catalog>,
     /// Hosts that are down (the operator can ping them).
     pub down_hosts: BTreeSet<String>,
+    /// Segment instances whose process stopped itself on a host that is up (`state` shows
+    /// their postmaster not running).
+    pub stopped_instances: BTreeSet<Dbid>,
     /// An unmirrored content whose primary is lost (`state -e`: not operational).
     pub not_operational: Option<Content>,
     /// The coordinator and its standby, in a cluster with a standby host.
@@ -179,6 +182,17 @@ impl Operator {
                 return Some(Action::Restart);
             }
             return None;
+        }
+        // An acting primary that stopped itself while its mirror is not in sync: the prober
+        // cannot fail over, and nothing in the catalog is down for recoverseg. The cluster is
+        // restarted (the instance recovers from its WAL), as for a double fault.
+        let stuck = cat.pairs().iter().any(|p| {
+            obs.stopped_instances.contains(&p.primary.dbid)
+                && p.primary.status == Status::Up
+                && p.primary.mode != Mode::Synced
+        });
+        if stuck {
+            return Some(Action::Restart);
         }
         let recoverable: Vec<Dbid> = cat
             .segments
@@ -331,6 +345,7 @@ mod tests {
             catalog: Some(cat.clone()),
             down_hosts: down.iter().map(|s| s.to_string()).collect(),
             not_operational: None,
+            stopped_instances: BTreeSet::new(),
             coordinator: None,
         }
     }
@@ -387,6 +402,24 @@ mod tests {
         );
     }
 
+    /// Standard seed 1303: the promoted primary stopped itself (a failed fsync) while its old
+    /// primary was still resynchronizing; nothing in the catalog was down, and the content
+    /// served nothing until the end. The operator restarts the cluster; with its mirror in
+    /// sync it leaves the failover to the prober.
+    #[test]
+    fn an_acting_primary_stopped_with_its_mirror_out_of_sync_is_restarted() {
+        let mut op = Operator::new();
+        let mut cat = pair();
+        let mut seen = obs(&cat, &[]);
+        seen.stopped_instances.insert(2);
+        assert_eq!(op.decide(&seen), None, "in sync: the prober fails it over");
+        cat.segments.get_mut(&2).unwrap().mode = Mode::NotSynced;
+        cat.segments.get_mut(&3).unwrap().mode = Mode::NotSynced;
+        let mut seen = obs(&cat, &[]);
+        seen.stopped_instances.insert(2);
+        assert_eq!(op.decide(&seen), Some(Action::Restart));
+    }
+
     #[test]
     fn a_double_fault_waits_for_its_hosts_then_restarts() {
         let mut op = Operator::new();
@@ -435,6 +468,7 @@ mod tests {
             catalog: mirroring.as_ref().map(|_| pair()),
             down_hosts: down.iter().map(|s| s.to_string()).collect(),
             not_operational: None,
+            stopped_instances: BTreeSet::new(),
             coordinator: Some(CoordinatorObserved {
                 hosts: vec!["mdw".into(), "smdw".into()],
                 acting_host: acting.into(),

@@ -682,6 +682,18 @@ impl World {
             .collect()
     }
 
+    /// Segment instances on hosts that are up whose process stopped itself (a failed fsync, a
+    /// corrupt block) and waits for an operator to start it again.
+    pub fn stopped_instances(&self) -> Vec<u16> {
+        self.hosts
+            .values()
+            .filter(|h| h.up)
+            .flat_map(|h| h.processes.iter())
+            .filter(|p| p.stopped())
+            .filter_map(|p| p.dbid)
+            .collect()
+    }
+
     pub fn down_hosts(&self) -> Vec<String> {
         self.hosts
             .values()
