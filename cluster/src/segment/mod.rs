@@ -186,6 +186,11 @@ struct State {
     /// A promotion is under way: a second PROMOTE arriving meanwhile (requests held up by a
     /// stall are delivered together) is ignored rather than promoting twice.
     promoting: bool,
+    /// A recovery as a mirror began and its rewind is not yet durable (the role file says
+    /// "recovering"): the WAL may end in records the primary never had, or be wiped, so the
+    /// directory is promoted to nothing, as PostgreSQL refuses to promote a standby that has
+    /// not reached its consistent recovery point.
+    recovering: bool,
     /// The last probe this instance answered (see [`Answered::allows_syncrep_off`]).
     last_answer: Option<Answered>,
 }
@@ -252,6 +257,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             fresh: engine.wal().flushed_lsn() == 0,
         });
         let instance = Instance::new(cfg, disk, engine, role, identity, followed);
+        instance.inner.state.lock().unwrap().recovering = stored == role_file::Stored::Recovering;
         info!(role = ?role, flushed_lsn = instance.inner.wal.flushed_lsn(), "instance started");
         let mut tasks = vec![runtime::spawn(
             instance.clone().checkpoint_loop().in_current_span(),
@@ -434,6 +440,7 @@ impl Instance {
                     obeyed_from: None,
                     receiver: None,
                     promoting: false,
+                    recovering: false,
                     last_answer: None,
                 }),
                 sync,

@@ -109,6 +109,7 @@ impl Instance {
         if let Err(e) = role_file::store(&*self.inner.disk, Role::Mirror).await {
             return failed(self.storage_fault(&e));
         }
+        self.inner.state.lock().unwrap().recovering = false;
         info!(
             primary,
             divergence, discarded, compare_bytes, full, "rejoining as mirror"
@@ -134,6 +135,7 @@ impl Instance {
         {
             let mut state = self.inner.state.lock().unwrap();
             state.role = Role::Mirror;
+            state.recovering = true;
             if let Some(receiver) = state.receiver.take() {
                 receiver.abort();
             }
@@ -197,6 +199,9 @@ impl Instance {
     }
 
     pub(super) async fn wal_summary(&self, upto: Lsn) -> SegmentResponse {
+        if let Some(refusal) = self.not_a_source() {
+            return refusal;
+        }
         let engine = self.inner.engine.lock().await;
         let flushed = self.inner.wal.flushed_lsn();
         match engine.wal_summary(upto) {
@@ -210,6 +215,9 @@ impl Instance {
     }
 
     pub(super) async fn read_wal_for_rejoin(&self, from: Lsn, len: u64) -> SegmentResponse {
+        if let Some(refusal) = self.not_a_source() {
+            return refusal;
+        }
         match self
             .inner
             .engine
@@ -220,6 +228,19 @@ impl Instance {
             Ok(bytes) => SegmentResponse::WalBytes(bytes),
             Err(e) => failed(self.storage_fault(&e)),
         }
+    }
+
+    /// A recovery copies its history from the acting primary only: a mirror's WAL (perhaps
+    /// wiped by a recovery of its own that has not finished) is no source for another copy.
+    fn not_a_source(&self) -> Option<SegmentResponse> {
+        let state = self.inner.state.lock().unwrap();
+        (state.role != Role::Primary || state.promoting).then(|| {
+            failed(format!(
+                "dbid {} is not an acting primary: a recovery takes its WAL from the acting \
+                 primary only",
+                self.dbid()
+            ))
+        })
     }
 
     pub(super) async fn replication_status(&self) -> SegmentResponse {
@@ -243,6 +264,7 @@ impl Instance {
             mirror_caught_up: state.role == Role::Primary && self.mirror_in_sync(&state.sender),
             mirror_flushed: self.inner.sync.get().mirror_flushed,
             replay_lsn,
+            recovering: state.recovering,
         })
     }
 }

@@ -209,6 +209,16 @@ impl Instance {
             // Checked and claimed at once: two requests must not both pass while the first
             // is still finishing recovery.
             let mut state = self.inner.state.lock().unwrap();
+            if state.recovering && state.role == Role::Mirror {
+                drop(state);
+                warn!("refusing promote: a recovery as a mirror has not finished its rewind");
+                return SegmentResponse::Error(crate::wire::DbError::Failed(
+                    "cannot promote: a recovery as a mirror began here and its rewind is not \
+                     durable, so this directory's WAL may lack records its primary \
+                     acknowledged (recover it again with recoverseg)"
+                        .to_string(),
+                ));
+            }
             if state.role != Role::Mirror || state.promoting {
                 let under_way = state.promoting;
                 drop(state);
