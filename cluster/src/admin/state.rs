@@ -360,6 +360,7 @@ mod tests {
                 mirror_caught_up: false,
                 mirror_flushed: 600,
                 replay_lsn: 0,
+                recovering: false,
             }),
         );
         replication.insert(3, None);

@@ -97,6 +97,26 @@ pub enum AdminError {
         old: Dbid,
         source: Box<AdminError>,
     },
+    #[error(
+        "content {content} is not in sync right now: dbid {dbid}: {why}; rebalance once every \
+         pair is Synchronized (state -s, recoverseg)"
+    )]
+    NotInSyncNow {
+        content: Content,
+        dbid: Dbid,
+        why: String,
+    },
+    #[error(
+        "content {content}: the preferred primary dbid {preferred} refused to be promoted \
+         ({reason}); dbid {old} stays the primary. Recover dbid {preferred} (recoverseg) before \
+         rebalancing"
+    )]
+    PromoteRefused {
+        content: Content,
+        preferred: Dbid,
+        old: Dbid,
+        reason: String,
+    },
     #[error("a segment to move was not found in configuration: dbid {dbid}")]
     UnknownMove { dbid: Dbid },
     #[error("dbid {dbid} is not a mirror (role {role}); only mirrors are relocated")]
@@ -383,6 +403,15 @@ async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, Admi
             });
         }
     }
+    if !t.bugs.rebalance_unsynchronized {
+        for pair in cat.pairs() {
+            if let Some(mirror) = &pair.mirror {
+                if pair.primary.preferred_role != Role::Primary {
+                    live_in_sync(&pair.primary, mirror, pair.content, t).await?;
+                }
+            }
+        }
+    }
     // Every pair at once, as gprecoverseg -r does.
     let tasks: Vec<_> = cat
         .pairs()
@@ -401,6 +430,41 @@ async fn rebalance(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, Admi
         moved.push(content);
     }
     Ok(AdminReply::Rebalanced(moved))
+}
+
+/// The catalog's Synchronized may be older than the pair's state (a primary reports its mirror
+/// streaming until its walsender notices the mirror is gone), so before a switch the two
+/// instances are asked themselves: the mirror must answer as a mirror that is not in the middle
+/// of a recovery, and the primary that it streams and has caught up.
+async fn live_in_sync(
+    primary: &SegmentConfig,
+    mirror: &SegmentConfig,
+    content: Content,
+    t: Timeouts,
+) -> Result<(), AdminError> {
+    let not = |dbid: Dbid, why: String| AdminError::NotInSyncNow { content, dbid, why };
+    match call(&mirror.endpoint(), &SegmentRequest::ReplicationStatus, t).await {
+        Ok(SegmentResponse::Replication(info)) if info.role == Role::Mirror && !info.recovering => {
+        }
+        Ok(SegmentResponse::Replication(info)) if info.recovering => {
+            return Err(not(mirror.dbid, "its recovery has not finished".into()))
+        }
+        Ok(other) => return Err(not(mirror.dbid, format!("it answered {other:?}"))),
+        Err(e) => return Err(not(mirror.dbid, e.to_string())),
+    }
+    match call(&primary.endpoint(), &SegmentRequest::ReplicationStatus, t).await {
+        Ok(SegmentResponse::Replication(info))
+            if info.role == Role::Primary && info.mirror_connected && info.mirror_caught_up =>
+        {
+            Ok(())
+        }
+        Ok(SegmentResponse::Replication(_)) => Err(not(
+            primary.dbid,
+            "its mirror is not streaming and caught up".into(),
+        )),
+        Ok(other) => Err(not(primary.dbid, format!("it answered {other:?}"))),
+        Err(e) => Err(not(primary.dbid, e.to_string())),
+    }
 }
 
 /// Switches one pair back to its preferred roles: the flip durable first, then PROMOTE to the
@@ -443,7 +507,37 @@ async fn rebalance_one(
             ])
         })
         .await?;
-    promote_preferred(&store, &preferred, t).await;
+    if let Err(reason) = promote_preferred(&store, &preferred, t).await {
+        // Refused outright (not lost on the way): the old primary was never told anything and
+        // still serves, so the flip is undone rather than leaving the content without one.
+        store
+            .edit_rows(|cat| {
+                for (dbid, role, status, mode) in [
+                    (old.dbid, Role::Primary, Status::Up, Mode::NotSynced),
+                    (preferred.dbid, Role::Mirror, Status::Down, Mode::NotSynced),
+                ] {
+                    let row = cat.segments.get_mut(&dbid).ok_or("row vanished")?;
+                    row.role = role;
+                    row.status = status;
+                    row.mode = mode;
+                }
+                Ok(vec![(
+                    old.dbid,
+                    format!(
+                        "gprecoverseg -r: dbid {} refused to be promoted; dbid {} with \
+                         contentid {} stays the primary",
+                        preferred.dbid, old.dbid, pair.content
+                    ),
+                )])
+            })
+            .await?;
+        return Err(AdminError::PromoteRefused {
+            content: pair.content,
+            preferred: preferred.dbid,
+            old: old.dbid,
+            reason,
+        });
+    }
     let mut preferred_now = preferred.clone();
     preferred_now.role = Role::Primary;
     let outcome = rejoin(&old, &preferred_now, false, store.epoch(), t).await;
@@ -476,9 +570,14 @@ async fn rebalance_one(
     Ok(())
 }
 
-/// Sends PROMOTE to a pair's preferred primary during a rebalance. A refusal is only logged:
-/// the rejoin that follows finds out whether the switch took.
-async fn promote_preferred(store: &CatalogStore, preferred: &SegmentConfig, t: Timeouts) {
+/// Sends PROMOTE to a pair's preferred primary during a rebalance. `Err` is a refusal the
+/// instance answered (it was not promoted); an answer lost on the way is only logged, and the
+/// rejoin that follows finds out whether the switch took.
+async fn promote_preferred(
+    store: &CatalogStore,
+    preferred: &SegmentConfig,
+    t: Timeouts,
+) -> Result<(), String> {
     // The epoch current when sending, not the flip's: other pairs switch meanwhile, and the
     // prober may already have shown this instance a newer epoch.
     let promote = SegmentRequest::Promote {
@@ -486,11 +585,16 @@ async fn promote_preferred(store: &CatalogStore, preferred: &SegmentConfig, t: T
         epoch: store.epoch(),
     };
     match call(&preferred.endpoint(), &promote, t).await {
-        Ok(SegmentResponse::Ok) => {}
+        Ok(SegmentResponse::Ok) => Ok(()),
+        Ok(SegmentResponse::Error(refusal)) => {
+            warn!(dbid = preferred.dbid, %refusal, "promote during rebalance refused");
+            Err(refusal.to_string())
+        }
         other => {
             // Logged with the refusal's text, as it always was.
             let other = other.map_err(|e| e.to_string());
-            warn!(dbid = preferred.dbid, ?other, "promote during rebalance")
+            warn!(dbid = preferred.dbid, ?other, "promote during rebalance");
+            Ok(())
         }
     }
 }

@@ -40,6 +40,10 @@ pub struct ReplicationInfo {
     pub mirror_flushed: Lsn,
     /// A mirror: how far it has replayed.
     pub replay_lsn: Lsn,
+    /// A mirror whose recovery (`recoverseg`) began and has not finished its rewind: it
+    /// streams nothing and may not be promoted.
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 /// How a `recoverseg` refusal ends when only a restart of the cluster can bring a content back
