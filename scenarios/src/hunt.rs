@@ -185,6 +185,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "linear-history",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "first-starting-answer-counts-as-stalled",
+        scenario: "standard",
+        caught_by: "failover-policy",
+        seed_budget: 100,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -350,3 +350,11 @@ fn a_mirror_reporting_a_large_write_flushed_before_its_fsync_is_found() {
 fn a_promote_sent_before_the_catalog_records_it_is_found() {
     assert_caught("promote-before-catalog-write");
 }
+
+/// A prober that takes a restarting primary's first "starting" answer for a stalled recovery
+/// fails it over while its redo advances: `failover-policy` follows the "starting" answers
+/// round by round and finds the restart rule broken.
+#[test]
+fn a_restarting_primary_failed_over_at_its_first_starting_answer_is_found() {
+    assert_caught("first-starting-answer-counts-as-stalled");
+}

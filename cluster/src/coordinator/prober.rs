@@ -16,7 +16,7 @@ use crate::io::runtime::{self, Instant};
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{Pair, RowChange, SegmentConfig};
 use crate::model::observe::{AttemptEnd, Fact, ProbeAttempt};
-use crate::protocol::fts::{decide_with, restart_outcome, Decision, ProbeOutcome, Restart};
+use crate::protocol::fts::{decide_with, restart_outcome_with, Decision, ProbeOutcome, Restart};
 use crate::wire::ProbeReply;
 use crate::wire::{SegmentRequest, SegmentResponse};
 
@@ -131,6 +131,7 @@ impl ContentProber {
         if let Answer::Deposed = answer {
             return self.starting;
         }
+        self.probed(&pair, &round);
         if pair.mirror.is_none() {
             let lost = matches!(answer, Answer::Unreachable);
             if self.store.set_unmirrored_lost(pair.content, lost) {
@@ -151,6 +152,15 @@ impl ContentProber {
         self.starting
     }
 
+    /// Reports a probe round as the transport ended its attempts (for the checkers).
+    fn probed(&self, pair: &Pair, round: &[ProbeAttempt]) {
+        self.store.report(Fact::ProbeRound {
+            content: pair.content,
+            primary: pair.primary.dbid,
+            round: round.to_vec(),
+        });
+    }
+
     fn outcome(&mut self, answer: Answer) -> ProbeOutcome {
         match answer {
             Answer::Reply(reply) => {
@@ -158,8 +168,12 @@ impl ContentProber {
                 ProbeOutcome::Answered(reply)
             }
             Answer::Starting { replay_lsn } => {
-                let (outcome, now) =
-                    restart_outcome(self.starting, replay_lsn, self.settings.starting_probes_max);
+                let (outcome, now) = restart_outcome_with(
+                    self.starting,
+                    replay_lsn,
+                    self.settings.starting_probes_max,
+                    self.bugs,
+                );
                 self.starting = now;
                 outcome
             }
@@ -184,6 +198,7 @@ impl ContentProber {
             if let Answer::Deposed = answer {
                 return;
             }
+            self.probed(pair, &round);
             outcome = self.outcome(answer);
             decision = decide_with(pair, outcome, self.bugs);
         }
@@ -432,7 +447,9 @@ async fn probe_with_retries(
 fn attempt_end(result: &Result<SegmentResponse, NetError>) -> AttemptEnd {
     match result {
         Ok(SegmentResponse::Probe(_)) => AttemptEnd::Answered,
-        Ok(SegmentResponse::Starting { .. }) => AttemptEnd::Starting,
+        Ok(SegmentResponse::Starting { replay_lsn }) => AttemptEnd::Starting {
+            replay_lsn: *replay_lsn,
+        },
         Ok(_) => AttemptEnd::Refused,
         Err(NetError::Timeout { .. }) => AttemptEnd::TimedOut,
         Err(_) => AttemptEnd::Network,

@@ -120,6 +120,12 @@ pub struct PlantedBugs {
     /// catalog that does not know of the promotion (the real rule: the catalog change is
     /// durable before the instance hears of it).
     pub promote_before_catalog_write: bool,
+    /// The prober takes a primary's first "starting" answer for a stalled recovery, as if a
+    /// replay position needed a previous one to have moved from: a primary restarting after a
+    /// crash is failed over at the first probe that finds it recovering (the real rule: the
+    /// first "starting" answer counts as progress, and only a replay that stops moving, or
+    /// more than `starting_probes_max` such answers in a row, counts as failed).
+    pub first_starting_answer_counts_as_stalled: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -243,6 +249,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "promote-before-catalog-write",
         "the prober sends PROMOTE before the catalog records the promotion",
     ),
+    (
+        "first-starting-answer-counts-as-stalled",
+        "the prober fails over a restarting primary at its first \"starting\" answer",
+    ),
 ];
 
 impl PlantedBugs {
@@ -285,6 +295,9 @@ impl PlantedBugs {
                 &mut self.mirror_acks_large_write_before_fsync
             }
             "promote-before-catalog-write" => &mut self.promote_before_catalog_write,
+            "first-starting-answer-counts-as-stalled" => {
+                &mut self.first_starting_answer_counts_as_stalled
+            }
             _ => return None,
         })
     }

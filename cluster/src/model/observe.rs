@@ -91,6 +91,14 @@ pub enum Fact {
         epoch: u64,
         round: Vec<ProbeAttempt>,
     },
+    /// The prober probed `content`'s primary `primary` once (a round: the first attempt and
+    /// its retries), each attempt as the prober's transport ended it. Reported for every round,
+    /// whatever is decided on it.
+    ProbeRound {
+        content: Content,
+        primary: Dbid,
+        round: Vec<ProbeAttempt>,
+    },
     /// A mirror reported its WAL positions (its feedback to its primary, or its replication
     /// status): everything before `flushed` is durable, everything before `replayed` applied.
     WalPositions {
@@ -129,8 +137,9 @@ pub struct ProbeAttempt {
 pub enum AttemptEnd {
     /// The primary's probe reply arrived.
     Answered,
-    /// The instance answered that it is starting up or recovering.
-    Starting,
+    /// The instance answered that it is starting up or recovering, with how far its redo had
+    /// gone.
+    Starting { replay_lsn: Lsn },
     /// The instance answered, refusing the probe (a failed disk check, a fence refusal).
     Refused,
     /// The network failed the attempt (no connection, a reset, a closed connection).

@@ -47,11 +47,27 @@ pub fn restart_outcome(
     replay_lsn: crate::wal::Lsn,
     answers_max: u32,
 ) -> (ProbeOutcome, Restart) {
+    restart_outcome_with(previous, replay_lsn, answers_max, PlantedBugs::default())
+}
+
+/// [`restart_outcome`], with planted bugs.
+pub fn restart_outcome_with(
+    previous: Restart,
+    replay_lsn: crate::wal::Lsn,
+    answers_max: u32,
+    bugs: PlantedBugs,
+) -> (ProbeOutcome, Restart) {
     let now = Restart {
         answers: previous.answers.saturating_add(1),
         replay_lsn: Some(replay_lsn),
     };
-    let advancing = previous.replay_lsn.is_none_or(|before| replay_lsn > before);
+    let advancing = if bugs.first_starting_answer_counts_as_stalled {
+        previous
+            .replay_lsn
+            .is_some_and(|before| replay_lsn > before)
+    } else {
+        previous.replay_lsn.is_none_or(|before| replay_lsn > before)
+    };
     let outcome = if advancing && now.answers <= answers_max {
         ProbeOutcome::Restarting
     } else {
@@ -363,6 +379,16 @@ mod tests {
             ProbeOutcome::Unreachable,
             "past the limit it counts as unreachable, progress or not"
         );
+    }
+
+    #[test]
+    fn with_the_planted_bug_a_first_starting_answer_counts_as_unreachable() {
+        let bugs = PlantedBugs {
+            first_starting_answer_counts_as_stalled: true,
+            ..PlantedBugs::default()
+        };
+        let (first, _) = restart_outcome_with(Restart::default(), 100, 3, bugs);
+        assert_eq!(first, ProbeOutcome::Unreachable);
     }
 
     #[test]

@@ -24,10 +24,15 @@
 //!   began (a slow answer is still an answer);
 //! - retried sooner than `retry_gap` after the previous attempt ended.
 //!
-//! Exemptions, each a rule of the real prober, not a leniency: a round whose last attempt was
-//! answered "starting" is not judged (a primary that keeps answering that it is starting for
-//! more than `starting_probes_max` rounds counts as failed: it restarts but never comes back);
-//! an attempt the instance answered by refusing the probe (its disk check failed, or its fence
+//! A round whose last attempt was answered "starting" follows the prober's rule for a
+//! restarting primary instead, judged from every round the prober reports
+//! ([`Fact::ProbeRound`], the transport's word again): such a primary is left alone while its
+//! replay position moved since its previous "starting" answer in a row (the first counts as
+//! movement) and it has answered "starting" at most `starting_probes_max` rounds in a row; a
+//! failover decided while both held is a violation. Once its replay stops moving, or it keeps
+//! answering "starting" for longer, it counts as failed: it restarts but never comes back.
+//!
+//! Exemptions, each a rule of the real prober, not a leniency: an attempt the instance answered by refusing the probe (its disk check failed, or its fence
 //! refused the probe's epoch) counts as unanswered, as does one the network failed early (a
 //! refused connection, a reset): the real prober counts both as failures. Correct code never
 //! breaks the rule, whatever the faults: it decides a failover only after a full round of
@@ -35,11 +40,12 @@
 //!
 //! Judging changes nothing: no facts, no log lines, no awaits, no randomness.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use cluster::coordinator::prober::ProbeSettings;
 use cluster::model::catalog::{Content, Dbid};
+use cluster::model::data::Lsn;
 use cluster::model::observe::{AttemptEnd, Fact, ProbeAttempt};
 
 use super::Violation;
@@ -52,6 +58,17 @@ pub struct FailoverPolicy {
     settings: ProbeSettings,
     /// The contents found at fault so far, and each violation (the first per content).
     found: Mutex<(BTreeSet<Content>, Vec<Violation>)>,
+    /// Each primary's "starting" answers in a row, as the reported rounds show them.
+    starting: Mutex<BTreeMap<(Content, Dbid), Streak>>,
+}
+
+/// A primary's "starting" answers in a row, and whether the last one left it restarting.
+#[derive(Clone, Copy, Debug, Default)]
+struct Streak {
+    answers: u32,
+    replay_lsn: Option<Lsn>,
+    /// The last answer moved the replay on, within `starting_probes_max` answers in a row.
+    restarting: bool,
 }
 
 impl FailoverPolicy {
@@ -60,11 +77,54 @@ impl FailoverPolicy {
         FailoverPolicy {
             settings,
             found: Mutex::default(),
+            starting: Mutex::default(),
         }
+    }
+
+    /// Follows a primary's "starting" answers round by round.
+    fn probed(&self, content: Content, primary: Dbid, round: &[ProbeAttempt]) {
+        let mut starting = self.starting.lock().unwrap();
+        let streak = starting.entry((content, primary)).or_default();
+        match round.last().map(|a| a.end) {
+            Some(AttemptEnd::Starting { replay_lsn }) => {
+                let moved = streak.replay_lsn.is_none_or(|before| replay_lsn > before);
+                streak.answers += 1;
+                streak.replay_lsn = Some(replay_lsn);
+                streak.restarting = moved && streak.answers <= self.settings.starting_probes_max;
+            }
+            _ => *streak = Streak::default(),
+        }
+    }
+
+    /// Why failing `primary` over on a round that ended "starting" breaks the restart rule.
+    fn restart_rule_broken(&self, content: Content, primary: Dbid) -> Option<String> {
+        let starting = self.starting.lock().unwrap();
+        let streak = starting
+            .get(&(content, primary))
+            .copied()
+            .unwrap_or_default();
+        streak.restarting.then(|| {
+            format!(
+                "it answered \"starting\" with its replay at {} ({} such answer(s) in a row, of \
+                 at most {}), moved on since the answer before: a restarting primary is left \
+                 alone while its replay advances",
+                streak.replay_lsn.unwrap_or_default(),
+                streak.answers,
+                self.settings.starting_probes_max
+            )
+        })
     }
 
     /// Judges `fact`, reported at `at_ms`.
     pub fn observe(&self, at_ms: u64, fact: &Fact) {
+        if let Fact::ProbeRound {
+            content,
+            primary,
+            round,
+        } = fact
+        {
+            return self.probed(*content, *primary, round);
+        }
         let Fact::FailoverDecided {
             content,
             primary,
@@ -75,7 +135,16 @@ impl FailoverPolicy {
         else {
             return;
         };
-        let Some(wrong) = judge(&self.settings, round) else {
+        let ended_starting = matches!(
+            round.last().map(|a| a.end),
+            Some(AttemptEnd::Starting { .. })
+        );
+        let wrong = if ended_starting {
+            self.restart_rule_broken(*content, *primary)
+        } else {
+            judge(&self.settings, round)
+        };
+        let Some(wrong) = wrong else {
             return;
         };
         let mut found = self.found.lock().unwrap();
@@ -95,7 +164,11 @@ impl FailoverPolicy {
 /// Why a failover decided on `round` breaks the policy of a prober configured with `settings`,
 /// or `None` if the round allowed it.
 pub fn judge(settings: &ProbeSettings, round: &[ProbeAttempt]) -> Option<String> {
-    if round.last().is_some_and(|a| a.end == AttemptEnd::Starting) {
+    if round
+        .last()
+        .is_some_and(|a| matches!(a.end, AttemptEnd::Starting { .. }))
+    {
+        // Judged by the restart rule instead (see the module doc).
         return None;
     }
     if let Some(i) = round.iter().position(|a| a.end == AttemptEnd::Answered) {
@@ -263,10 +336,65 @@ mod tests {
         assert!(judge(&settings(), &round).unwrap().contains("retry gap"));
     }
 
+    fn starting(replay_lsn: Lsn) -> Vec<ProbeAttempt> {
+        vec![attempt(0, 5, AttemptEnd::Starting { replay_lsn })]
+    }
+
+    fn probed(round: Vec<ProbeAttempt>) -> Fact {
+        Fact::ProbeRound {
+            content: 0,
+            primary: 2,
+            round,
+        }
+    }
+
     #[test]
-    fn a_round_ending_with_the_primary_still_starting_is_not_judged() {
-        let round = vec![attempt(0, 5, AttemptEnd::Starting)];
-        assert_eq!(judge(&settings(), &round), None);
+    fn a_round_ending_with_the_primary_still_starting_is_left_to_the_restart_rule() {
+        assert_eq!(judge(&settings(), &starting(100)), None);
+    }
+
+    #[test]
+    fn failing_over_a_primary_at_its_first_starting_answer_is_a_violation() {
+        let checker = FailoverPolicy::new(settings());
+        checker.observe(10, &probed(starting(100)));
+        checker.observe(11, &decided(starting(100)));
+        let found = checker.violations();
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].message.contains("1 such answer"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn failing_over_a_primary_whose_replay_stopped_moving_is_fine() {
+        let checker = FailoverPolicy::new(settings());
+        checker.observe(10, &probed(starting(100)));
+        checker.observe(20, &probed(starting(100)));
+        checker.observe(21, &decided(starting(100)));
+        assert!(checker.violations().is_empty());
+    }
+
+    #[test]
+    fn failing_over_a_primary_starting_for_too_many_rounds_is_fine() {
+        let checker = FailoverPolicy::new(settings());
+        for (i, lsn) in (1..=6).map(|i| (i, i * 100)) {
+            checker.observe(i * 10, &probed(starting(lsn)));
+        }
+        checker.observe(70, &decided(starting(600)));
+        assert!(checker.violations().is_empty());
+    }
+
+    #[test]
+    fn an_answered_round_starts_the_count_of_starting_answers_again() {
+        let checker = FailoverPolicy::new(settings());
+        checker.observe(10, &probed(starting(100)));
+        checker.observe(20, &probed(starting(100)));
+        checker.observe(30, &probed(vec![attempt(0, 5, AttemptEnd::Answered)]));
+        checker.observe(40, &probed(starting(50)));
+        checker.observe(41, &decided(starting(50)));
+        assert_eq!(checker.violations().len(), 1);
     }
 
     #[test]
