@@ -483,6 +483,89 @@ fn init_standby_stops_waiting_for_a_standby_whose_host_crashed_mid_base_backup()
     in_runtime(5, || Box::pin(interrupted_base_backup()));
 }
 
+/// An old coordinator that comes back while an activation is under way (the standby stalled at
+/// activation-midway, after replaying its WAL, while the old coordinator's host restarted and
+/// it served again): asked right before the take-over, it answers, and the activation is
+/// refused and undone, the standby streaming again. Asked only before the replay, the old
+/// coordinator was still down, and the take-over would roll back, on some segments, what it
+/// committed meanwhile on others (standard seed 372 once showed that shape).
+async fn old_coordinator_back_mid_activation() {
+    use cluster::io::points::FaultPoint;
+    use cluster::io::runtime::fault_points::{self, Action, Arming};
+    let (mut world, admin) = quiet_world().await;
+    let coordinator = world.coordinator_addr.clone();
+    let synced = world
+        .init_standby(&admin, false, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(synced.summary_state, SummaryState::Synchronized);
+    let epoch = catalog_epoch(&admin, coordinator.clone()).await;
+    world.kill_host("mdw");
+    fault_points::arm(vec![Arming {
+        point: FaultPoint::ActivationMidway,
+        action: Action::Pause(Duration::from_secs(1)),
+        skip: 0,
+        fires: 1,
+    }]);
+    let activation = world.activate_standby(&admin);
+    // The standby waits at the point until the hit is let go: meanwhile the old coordinator's
+    // host comes back and its coordinator answers again.
+    let hit = fault_points::next_hit().await;
+    world.restart_host("mdw");
+    let addr = coordinator.clone();
+    let back = admin
+        .spawn(async move {
+            let mut c = Client::new(vec![addr], Duration::from_secs(1));
+            for _ in 0..100 {
+                if let Ok(catalog) = c.catalog().await {
+                    return Some(catalog.epoch);
+                }
+                madsim::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        })
+        .await
+        .unwrap();
+    assert_eq!(back, Some(epoch), "the old coordinator serves again");
+    hit.carry_on();
+    let err = activation.await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StandbyAdminError::ActivateRefused {
+                why: ActivateRefusal::CoordinatorAlive,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    fault_points::disarm();
+    assert_eq!(
+        catalog_epoch(&admin, coordinator).await,
+        epoch,
+        "the refused activation changed no configuration"
+    );
+    let mut synced = false;
+    for _ in 0..50 {
+        if world
+            .mirroring_status(&admin)
+            .await
+            .map(|m| m.summary_state)
+            == Ok(SummaryState::Synchronized)
+        {
+            synced = true;
+            break;
+        }
+        madsim::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(synced, "the standby streams again after the refusal");
+}
+
+#[test]
+fn an_old_coordinator_back_during_the_activation_refuses_it() {
+    in_runtime(6, || Box::pin(old_coordinator_back_mid_activation()));
+}
+
 /// The failover replays bit for bit: the same seed gives the same trace hash.
 #[test]
 fn the_failover_is_deterministic() {
