@@ -49,6 +49,10 @@ pub struct World {
     /// Arm no fault points, even in a scenario that arms them (standard, swarm).
     #[arg(long)]
     pub no_fault_points: bool,
+    /// Leave out the checkers that judge the cluster's claims as the run goes (durable-claims,
+    /// wal-positions, failover-policy, obeyed-epochs), to measure what they cost.
+    #[arg(long)]
+    pub no_continuous_checks: bool,
     /// Mirror layout, overriding the scenario's: group, spread (needs more hosts than primaries
     /// per host) or block:SIZE (the size must divide the number of segment hosts).
     #[arg(long, value_parser = str::parse::<cluster::model::layout::Layout>)]
@@ -183,6 +187,9 @@ impl World {
         }
         if self.no_fault_points {
             cfg.fault_points = false;
+        }
+        if self.no_continuous_checks {
+            cfg.continuous_checks = false;
         }
         if let Some(layout) = self.layout {
             cfg.layout = layout;

@@ -69,6 +69,11 @@ pub struct RunConfig {
     /// are drawn to crash, stall, delay or drop right there (see `nemesis::points`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fault_points: bool,
+    /// Judge the cluster's claims as the run goes (`durable-claims`, `wal-positions`,
+    /// `failover-policy`, `obeyed-epochs`). Off only to measure what they cost: judging only
+    /// reads, so a run is the same either way, less those four checkers' verdicts.
+    #[serde(skip_serializing_if = "std::clone::Clone::clone")]
+    pub continuous_checks: bool,
     /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
@@ -186,6 +191,7 @@ impl RunConfig {
             bugs: PlantedBugs::none(),
             standby: false,
             fault_points: false,
+            continuous_checks: true,
             swarm: None,
             schedule: None,
         }
@@ -218,6 +224,7 @@ impl RunConfig {
             fault_weights: FaultWeights::full(),
             available_share: 50,
             fault_points: true,
+            continuous_checks: true,
             ..RunConfig::pair()
         }
     }
@@ -235,6 +242,7 @@ impl RunConfig {
             fsync_latency_min: Duration::from_millis(5),
             fsync_latency_max: Duration::from_millis(40),
             fault_points: false,
+            continuous_checks: true,
             disk_speeds: DiskSpeed::SLOW.to_vec(),
             ..RunConfig::standard()
         }
@@ -257,6 +265,7 @@ impl RunConfig {
             fault_weights,
             available_share: 80,
             fault_points: false,
+            continuous_checks: true,
             ..RunConfig::standard()
         }
     }
@@ -296,6 +305,7 @@ impl RunConfig {
             fault_time: Duration::from_secs(20),
             fault_every_mean: per_host_crash_every / hosts as u32,
             fault_points: false,
+            continuous_checks: true,
             ..standard
         }
     }

@@ -611,16 +611,8 @@ fn judged<J: crate::observer::Judge + invariants::Judged>(recorder: &Recorder) -
         .unwrap_or_default()
 }
 
-/// Builds the world and the admin host, creates the tables, and adds the standby coordinator
-/// when the run places one, as an administrator adds one to a running cluster.
-async fn start_cluster(
-    handle: &madsim::runtime::Handle,
-    cfg: &RunConfig,
-    seed: u64,
-    recorder: &Recorder,
-    client_timeout: Duration,
-) -> (World, madsim::runtime::NodeHandle) {
-    let world = World::build_observed(cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
+/// Registers the checkers that judge each fact the moment it is reported.
+fn judge_as_the_run_goes(cfg: &RunConfig, world: &World, recorder: &Recorder) {
     recorder.judge_with(std::sync::Arc::new(
         invariants::durable_claims::DurableClaims::new(
             world.dirs.clone(),
@@ -637,6 +629,21 @@ async fn start_cluster(
     recorder.judge_with(std::sync::Arc::new(
         invariants::wal_positions::WalPositions::new(world.dirs.clone()),
     ));
+}
+
+/// Builds the world and the admin host, creates the tables, and adds the standby coordinator
+/// when the run places one, as an administrator adds one to a running cluster.
+async fn start_cluster(
+    handle: &madsim::runtime::Handle,
+    cfg: &RunConfig,
+    seed: u64,
+    recorder: &Recorder,
+    client_timeout: Duration,
+) -> (World, madsim::runtime::NodeHandle) {
+    let world = World::build_observed(cfg, stream(seed, "disk").into_seed_u64(), recorder.hook());
+    if cfg.continuous_checks {
+        judge_as_the_run_goes(cfg, &world, recorder);
+    }
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
     let setup = admin.spawn(async move { create_tables(coordinator, client_timeout).await });
