@@ -31,10 +31,9 @@ impl Place {
     /// The directory's WAL as the instance sees it now, from `from` up to `to` (less where
     /// it is shorter).
     fn visible_wal(&self, from: u64, to: u64) -> Vec<u8> {
-        use cluster::io::disk::Disk;
         let len = to.saturating_sub(from) as usize;
         self.disk
-            .read_at(&self.wal_path(), from, len)
+            .peek_at(&self.wal_path(), from, len)
             .unwrap_or_default()
     }
 }
