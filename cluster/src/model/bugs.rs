@@ -120,6 +120,14 @@ pub struct PlantedBugs {
     /// catalog that does not know of the promotion (the real rule: the catalog change is
     /// durable before the instance hears of it).
     pub promote_before_catalog_write: bool,
+    /// Table blocks are written in place (by a checkpoint, and by buffer-cache eviction)
+    /// without their image in the double-write area first, so a power loss that writes back
+    /// only some 4 KiB pages of an 8 KiB block leaves it torn, failing its checksum, and the
+    /// logical WAL cannot rebuild it (the real rule: a page overwritten in place must be
+    /// recoverable whole after a torn write; PostgreSQL logs a full-page image at its first
+    /// change after a checkpoint, InnoDB writes it to its double-write buffer and syncs that
+    /// before the in-place write).
+    pub torn_page_unprotected: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -243,6 +251,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "promote-before-catalog-write",
         "the prober sends PROMOTE before the catalog records the promotion",
     ),
+    (
+        "torn-page-unprotected",
+        "table blocks are overwritten in place without the double-write area, so a torn one is lost",
+    ),
 ];
 
 impl PlantedBugs {
@@ -285,6 +297,7 @@ impl PlantedBugs {
                 &mut self.mirror_acks_large_write_before_fsync
             }
             "promote-before-catalog-write" => &mut self.promote_before_catalog_write,
+            "torn-page-unprotected" => &mut self.torn_page_unprotected,
             _ => return None,
         })
     }
