@@ -185,6 +185,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "linear-history",
         seed_budget: 60,
     },
+    PlantedBug {
+        name: "torn-page-unprotected",
+        scenario: "standard",
+        caught_by: "blocks-survive-power-loss",
+        seed_budget: 200,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -66,7 +66,8 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             Fact::WalPositions { .. }
             | Fact::StandbyWalPositions { .. }
             | Fact::WalShipped { .. }
-            | Fact::PromotionBegun { .. } => None,
+            | Fact::PromotionBegun { .. }
+            | Fact::BlockDamaged { .. } => None,
         };
         if let Some((content, kind, message)) = fork {
             if forked.insert(content) {
