@@ -8,7 +8,7 @@
 //! passages go by first, so the firing falls anywhere in the run; the rare moments (a
 //! promotion, a rewind, an activation) fire on their first passage.
 //!
-//! One seed in three also cuts the power in a checkpoint's window (its blocks written in
+//! One seed in two also cuts the power in a checkpoint's window (twice) (its blocks written in
 //! place, its `fsync`s not yet begun), drawn after the others so that their draws stay those
 //! of the seeds before the point existed. A checkpoint's first passages are the instances'
 //! first checkpoints, whose blocks all lie past the checkpointed length (redo rebuilds them
@@ -99,7 +99,7 @@ pub fn plan(rng: &mut ChaCha8Rng, armed: bool) -> Vec<Arming> {
             fires: between(rng, 1, 2) as u32,
         });
     }
-    if rng.next_u64().is_multiple_of(3) {
+    if rng.next_u64().is_multiple_of(2) {
         armings.push(checkpoint_power_loss(rng));
     }
     armings
@@ -118,7 +118,7 @@ fn checkpoint_power_loss(rng: &mut ChaCha8Rng) -> Arming {
         point,
         action,
         skip: between(rng, 8, 60) as u32,
-        fires: between(rng, 1, 2) as u32,
+        fires: 2,
     }
 }
 
