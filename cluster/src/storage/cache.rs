@@ -1,5 +1,6 @@
 //! The buffer cache: decoded blocks, bounded by `cache_blocks_max`, evicted least recently used
-//! first. A block is checksum-verified every time it is read from disk.
+//! first. A block is checksum-verified every time it is read from disk. Dirty blocks are
+//! written only by a checkpoint, through the double-write area; eviction drops clean ones.
 
 use std::collections::BTreeMap;
 
@@ -282,11 +283,7 @@ impl BufferCache {
                 // before it is written in place, which takes an fsync this synchronous path
                 // cannot wait for. So a dirty block stays (the bound is soft) until the next
                 // checkpoint writes it through the area.
-                let writable = if self.doublewrite {
-                    false
-                } else {
-                    frame.page.lsn <= flushed
-                };
+                let writable = !self.doublewrite && frame.page.lsn <= flushed;
                 !frame.pinned && (!frame.dirty || writable || self.evict_before_wal_flush)
             });
             // Nothing evictable: every block is pinned or waits for a WAL flush. Exceed the
