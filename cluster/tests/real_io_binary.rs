@@ -72,6 +72,7 @@ fn hacluster_has_no_fault_point_registry_or_point_names() {
         "base-backup-midway",
         "activation-midway",
         "recovery-reconnected",
+        "checkpoint-blocks-written",
         "WalWrittenBeforeFsync",
         "fault point fired",
     ] {

@@ -191,6 +191,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "failover-policy",
         seed_budget: 100,
     },
+    PlantedBug {
+        name: "torn-page-unprotected",
+        scenario: "standard",
+        caught_by: "blocks-survive-power-loss",
+        seed_budget: 200,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -69,6 +69,7 @@ macro_rules! caught {
             "checkpoint-ignores-fsync-failure",
             "mirror-acks-large-write-before-fsync",
             "promote-before-catalog-write",
+            "torn-page-unprotected",
         ];
     };
 }
@@ -142,15 +143,16 @@ fn recovery_that_skips_its_rewind_keeps_the_old_primarys_changes_and_is_found() 
 
 /// `evict-before-wal-flush` needs a host crash while a commit's WAL flush is in flight after
 /// its block went to disk, and the crash must keep the block; the restarted instance then finds
-/// the block beyond its recovered WAL and fails itself (`wal-before-data`). The slow-disk
-/// cluster first shows it at seed 4 (seeds 0..150 are the catalogue's budget, hunted by
+/// the block beyond its recovered WAL and fails itself (`wal-before-data`); the crash must
+/// keep every 4 KiB page of the block, or the block is torn instead. The slow-disk cluster
+/// first shows it at seed 92 (seeds 0..150 are the catalogue's budget, hunted by
 /// `hasim hunt --all`). Here, a short range around it, and the same seeds without the bug pass.
 #[test]
 fn a_block_written_before_its_wal_is_durable_survives_a_crash_and_is_found() {
     let bug = catalogued("evict-before-wal-flush").unwrap();
     let cfg = bug_config(bug);
-    let (found, _) = hunt_range(&cfg, 3, 5, 2, Catch::Checker(bug.caught_by), |_| {});
-    let found = found.expect("caught in seeds 3..5");
+    let (found, _) = hunt_range(&cfg, 91, 93, 2, Catch::Checker(bug.caught_by), |_| {});
+    let found = found.expect("caught in seeds 91..93");
     assert!(found
         .replay
         .contains("--scenario slow-disk --bug evict-before-wal-flush"));
@@ -321,19 +323,19 @@ fn a_promotion_cutting_flushed_records_after_the_last_commit_is_found() {
 
 /// A failed WAL fsync retried: the instance goes on acknowledging commits whose pages the
 /// kernel may have dropped; `durable-claims` finds the first acknowledgement after the failure
-/// (standard seed 10, with the fault points armed, is the first where it shows).
+/// (standard seed 67, with the fault points armed, is the first where it shows).
 #[test]
 fn a_retried_fsync_failure_goes_on_acknowledging_and_is_found() {
-    caught_and_clean_before("fsync-error-retried", 10..11);
+    caught_and_clean_before("fsync-error-retried", 67..68);
 }
 
 /// A checkpoint that carries on past a failed table-file fsync (the kernel dropped the blocks
 /// it wrote, and the redo point moves past them): `durable-claims` finds the instance
-/// acknowledging after the failure; standard seed 35, with the fault points armed, is the first
+/// acknowledging after the failure; standard seed 63, with the fault points armed, is the first
 /// where it shows.
 #[test]
 fn a_checkpoint_past_a_failed_table_fsync_is_found() {
-    caught_and_clean_before("checkpoint-ignores-fsync-failure", 35..36);
+    caught_and_clean_before("checkpoint-ignores-fsync-failure", 63..64);
 }
 
 /// A mirror reporting a large WAL message flushed before its fsync: `durable-claims` judges
@@ -357,4 +359,15 @@ fn a_promote_sent_before_the_catalog_records_it_is_found() {
 #[test]
 fn a_restarting_primary_failed_over_at_its_first_starting_answer_is_found() {
     assert_caught("first-starting-answer-counts-as-stalled");
+}
+
+/// Blocks overwritten in place without the double-write area: a power loss in a checkpoint's
+/// window (the `checkpoint-blocks-written` fault point) writes back some 4 KiB pages of a block
+/// and not others, and the instance finds the block failing its checksum at its next start;
+/// `blocks-survive-power-loss` finds damage no injected fault explains. Standard seed 26 is
+/// the first where it shows; seeds 0 to 26 pass with the double-write area on (seeds 8, 20
+/// and 23 among them restore a torn block from it at a restart).
+#[test]
+fn a_block_torn_by_a_power_loss_without_the_double_write_area_is_found() {
+    caught_and_clean_before("torn-page-unprotected", 0..27);
 }

@@ -31,11 +31,15 @@ pub enum FaultPoint {
     ActivationMidway,
     /// A mirror has just reconnected to its primary and asked for the WAL from its position.
     RecoveryReconnected,
+    /// A checkpoint wrote its dirty blocks in place and the table files' `fsync`s are about to
+    /// start: the blocks are in the page cache only, and a power loss writes back some of
+    /// their 4 KiB pages and not others.
+    CheckpointBlocksWritten,
 }
 
 impl FaultPoint {
     /// Every fault point, in declaration order.
-    pub const ALL: [FaultPoint; 9] = [
+    pub const ALL: [FaultPoint; 10] = [
         FaultPoint::WalWrittenBeforeFsync,
         FaultPoint::FlushFeedbackSent,
         FaultPoint::FsyncBeforeReplay,
@@ -45,6 +49,7 @@ impl FaultPoint {
         FaultPoint::BaseBackupMidway,
         FaultPoint::ActivationMidway,
         FaultPoint::RecoveryReconnected,
+        FaultPoint::CheckpointBlocksWritten,
     ];
 
     /// Whether the point stands just before a message is sent, where the fault may be that

@@ -128,6 +128,7 @@ impl FaultPoint {
             FaultPoint::BaseBackupMidway => "base-backup-midway",
             FaultPoint::ActivationMidway => "activation-midway",
             FaultPoint::RecoveryReconnected => "recovery-reconnected",
+            FaultPoint::CheckpointBlocksWritten => "checkpoint-blocks-written",
         }
     }
 }

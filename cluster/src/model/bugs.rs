@@ -126,6 +126,14 @@ pub struct PlantedBugs {
     /// first "starting" answer counts as progress, and only a replay that stops moving, or
     /// more than `starting_probes_max` such answers in a row, counts as failed).
     pub first_starting_answer_counts_as_stalled: bool,
+    /// Table blocks are written in place (by a checkpoint, and by buffer-cache eviction)
+    /// without their image in the double-write area first, so a power loss that writes back
+    /// only some 4 KiB pages of an 8 KiB block leaves it torn, failing its checksum, and the
+    /// logical WAL cannot rebuild it (the real rule: a page overwritten in place must be
+    /// recoverable whole after a torn write; PostgreSQL logs a full-page image at its first
+    /// change after a checkpoint, InnoDB writes it to its double-write buffer and syncs that
+    /// before the in-place write).
+    pub torn_page_unprotected: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -253,6 +261,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "first-starting-answer-counts-as-stalled",
         "the prober fails over a restarting primary at its first \"starting\" answer",
     ),
+    (
+        "torn-page-unprotected",
+        "table blocks are overwritten in place without the double-write area, so a torn one is lost",
+    ),
 ];
 
 impl PlantedBugs {
@@ -298,6 +310,7 @@ impl PlantedBugs {
             "first-starting-answer-counts-as-stalled" => {
                 &mut self.first_starting_answer_counts_as_stalled
             }
+            "torn-page-unprotected" => &mut self.torn_page_unprotected,
             _ => return None,
         })
     }

@@ -120,6 +120,14 @@ pub enum Fact {
     /// A mirror accepted a promotion and is about to end recovery (followed by
     /// [`Fact::Promoted`] when it succeeds).
     PromotionBegun { content: Content, dbid: Dbid },
+    /// A table block failed its checksum (block `block` of `file`, a path in the instance's
+    /// data directory) when the instance read it, and the instance failed itself.
+    BlockDamaged {
+        content: Content,
+        dbid: Dbid,
+        file: String,
+        block: u32,
+    },
 }
 
 /// One attempt of a probe round (see [`Fact::FailoverDecided`]).

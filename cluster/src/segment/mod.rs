@@ -339,12 +339,14 @@ async fn open_engine(
             wal_flush_covers_later_appends: cfg.bugs.wal_flush_covers_later_appends,
             retry_failed_fsync: cfg.bugs.fsync_error_retried,
             checkpoint_ignores_fsync_failure: cfg.bugs.checkpoint_ignores_fsync_failure,
+            torn_page_unprotected: cfg.bugs.torn_page_unprotected,
             ..EngineOptions::default()
         },
         replayed,
     )
     .await
     .map_err(|source| {
+        report_damage(cfg, &source);
         if let StorageError::BlockBeyondWal {
             file,
             block,
@@ -363,6 +365,18 @@ async fn open_engine(
         }
         InstanceError::Storage { dbid, source }
     })
+}
+
+/// Reports a table block that failed its checksum, for whoever watches.
+fn report_damage(cfg: &InstanceConfig, err: &StorageError) {
+    if let StorageError::Corrupt { file, block } = err {
+        cfg.observe.report(Fact::BlockDamaged {
+            content: cfg.content,
+            dbid: cfg.dbid,
+            file: file.clone(),
+            block: *block,
+        });
+    }
 }
 
 /// Reads the data directory's identity before anything is touched: a directory that is
@@ -473,6 +487,7 @@ impl Instance {
     }
 
     fn storage_fault(&self, err: &StorageError) -> String {
+        report_damage(&self.inner.cfg, err);
         let reason = format!("storage fault: {err}");
         self.fail(reason.clone());
         reason

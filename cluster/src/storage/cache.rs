@@ -1,10 +1,12 @@
 //! The buffer cache: decoded blocks, bounded by `cache_blocks_max`, evicted least recently used
-//! first. A block is checksum-verified every time it is read from disk.
+//! first. A block is checksum-verified every time it is read from disk. Dirty blocks are
+//! written only by a checkpoint, through the double-write area; eviction drops clean ones.
 
 use std::collections::BTreeMap;
 
 use crate::io::Disk;
 
+use super::doublewrite::Image;
 use super::page::{Page, BLOCK_SIZE};
 use super::{Lsn, StorageError, TableId, TableKind};
 
@@ -49,7 +51,9 @@ pub fn read_block(
         .ok_or(StorageError::Corrupt { file: path, block })
 }
 
-/// Writes a block to its place in the file (no fsync: a checkpoint syncs).
+/// Writes a block to its place in the file (no fsync: a checkpoint syncs). Unless the block
+/// is one that redo rebuilds whole anyway, its image must be durable in the double-write area
+/// first (see [`super::doublewrite`]): a crash can tear an in-place write.
 pub fn write_block(
     disk: &dyn Disk,
     file: TableFile,
@@ -57,13 +61,24 @@ pub fn write_block(
     page: &Page,
     numbered: bool,
 ) -> Result<(), StorageError> {
-    let path = file.path();
-    disk.write_at(
-        &path,
-        block as u64 * BLOCK_SIZE as u64,
+    write_encoded(
+        disk,
+        file,
+        block,
         &page.encode_numbered(numbered.then_some(block)),
     )
-    .map_err(|source| StorageError::io("write", &path, source))
+}
+
+/// Writes an encoded block to its place in the file (no fsync).
+fn write_encoded(
+    disk: &dyn Disk,
+    file: TableFile,
+    block: u32,
+    bytes: &[u8],
+) -> Result<(), StorageError> {
+    let path = file.path();
+    disk.write_at(&path, block as u64 * BLOCK_SIZE as u64, bytes)
+        .map_err(|source| StorageError::io("write", &path, source))
 }
 
 #[derive(Debug)]
@@ -94,6 +109,9 @@ pub struct BufferCache {
     evict_before_wal_flush: bool,
     /// Block checksums cover the block number (off only for a planted bug).
     numbered: bool,
+    /// Dirty blocks reach their place only through the double-write area, so only a
+    /// checkpoint writes them (off only for the planted bug `torn-page-unprotected`).
+    doublewrite: bool,
 }
 
 impl BufferCache {
@@ -106,7 +124,20 @@ impl BufferCache {
             stats: CacheStats::default(),
             evict_before_wal_flush: false,
             numbered: true,
+            doublewrite: true,
         }
+    }
+
+    /// Planted bug `torn-page-unprotected`: dirty blocks are written in place without their
+    /// image in the double-write area first, by eviction as well as by a checkpoint.
+    pub fn without_doublewrite(mut self, on: bool) -> BufferCache {
+        self.doublewrite = !on;
+        self
+    }
+
+    /// Whether dirty blocks go through the double-write area.
+    pub fn doublewrite(&self) -> bool {
+        self.doublewrite
     }
 
     /// Planted bug `page-checksum-skips-block-number`: block checksums leave out the block
@@ -247,8 +278,13 @@ impl BufferCache {
                 // page LSN is durable. Otherwise a crash could leave a block holding changes
                 // of a transaction whose commit record is lost, and redo (which only adds
                 // committed work) could never take them out again.
-                !frame.pinned
-                    && (!frame.dirty || frame.page.lsn <= flushed || self.evict_before_wal_flush)
+                //
+                // Torn writes: a dirty block's image must be durable in the double-write area
+                // before it is written in place, which takes an fsync this synchronous path
+                // cannot wait for. So a dirty block stays (the bound is soft) until the next
+                // checkpoint writes it through the area.
+                let writable = !self.doublewrite && frame.page.lsn <= flushed;
+                !frame.pinned && (!frame.dirty || writable || self.evict_before_wal_flush)
             });
             // Nothing evictable: every block is pinned or waits for a WAL flush. Exceed the
             // bound for now (a soft limit); a later read shrinks the cache again.
@@ -265,17 +301,37 @@ impl BufferCache {
         Ok(())
     }
 
-    /// Writes every dirty block (a checkpoint, after flushing the WAL to its end).
-    pub fn write_dirty(&mut self, disk: &dyn Disk, flushed: Lsn) -> Result<(), StorageError> {
+    /// The encoded image of every dirty block (a checkpoint, after flushing the WAL to its
+    /// end), to go to the double-write area and then to [`BufferCache::write_in_place`].
+    pub fn dirty_images(&self, flushed: Lsn) -> Vec<Image> {
         let numbered = self.numbered;
-        for (id, frame) in self.frames.iter_mut().filter(|(_, f)| f.dirty) {
-            assert!(
-                frame.page.lsn <= flushed,
-                "checkpoint writes block {id:?} with page lsn {} beyond flushed {flushed}",
-                frame.page.lsn
-            );
-            write_block(disk, id.0, id.1, &frame.page, numbered)?;
-            frame.dirty = false;
+        self.frames
+            .iter()
+            .filter(|(_, f)| f.dirty)
+            .map(|(id, frame)| {
+                assert!(
+                    frame.page.lsn <= flushed,
+                    "checkpoint writes block {id:?} with page lsn {} beyond flushed {flushed}",
+                    frame.page.lsn
+                );
+                let bytes = frame.page.encode_numbered(numbered.then_some(id.1));
+                (id.0, id.1, bytes)
+            })
+            .collect()
+    }
+
+    /// Writes `images` (from [`BufferCache::dirty_images`], nothing changed since) at their
+    /// places; their blocks are clean from now on.
+    pub fn write_in_place(
+        &mut self,
+        disk: &dyn Disk,
+        images: &[Image],
+    ) -> Result<(), StorageError> {
+        for (file, block, bytes) in images {
+            write_encoded(disk, *file, *block, bytes)?;
+            if let Some(frame) = self.frames.get_mut(&(*file, *block)) {
+                frame.dirty = false;
+            }
             self.stats.blocks_written += 1;
         }
         Ok(())

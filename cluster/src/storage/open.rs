@@ -10,13 +10,15 @@ use crate::wal::{WAL_DIR, WAL_PATH};
 
 use super::cache::{BufferCache, TableFile};
 use super::control::{Control, CONTROL_DIR};
+use super::doublewrite;
 use super::table::Table;
 use super::{Engine, EngineOptions, Lsn, Role, StorageError, TableKind, Wal};
 
 impl Engine {
     /// Opens the storage on `disk`: creates it if the disk holds none, otherwise recovers.
     ///
-    /// Recovery: read the control file, rebuild each table's index from its file, cut the WAL
+    /// Recovery: read the control file, restore torn blocks from the double-write area, rebuild
+    /// each table's index from its file, cut the WAL
     /// after its last valid record (so new records follow valid ones), then redo every
     /// committed transaction from the checkpoint's redo LSN. Prepared transactions come back
     /// from the control file and the Prepare records after it, still pending.
@@ -35,6 +37,9 @@ impl Engine {
             Some(control) => control,
             None => initialize(&*disk).await?,
         };
+        // Before anything reads a block: a block torn by the crash comes back whole from the
+        // double-write area.
+        doublewrite::restore(&*disk, !opts.page_checksum_skips_block_number).await?;
         let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
         let wal = Wal::new(disk.clone(), wal_end)
             .retrying_failed_fsync(opts.retry_failed_fsync)
@@ -45,7 +50,8 @@ impl Engine {
             tables: Default::default(),
             cache: BufferCache::new(opts.cache_blocks_max)
                 .evicting_before_wal_flush(opts.evict_before_wal_flush)
-                .checksums_without_block_number(opts.page_checksum_skips_block_number),
+                .checksums_without_block_number(opts.page_checksum_skips_block_number)
+                .without_doublewrite(opts.torn_page_unprotected),
             prepared: control.prepared.clone(),
             applied_lsn: control.redo_lsn,
             role: Role::Undecided,

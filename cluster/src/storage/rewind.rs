@@ -113,7 +113,8 @@ impl Engine {
         runtime::fault_point(FaultPoint::RewindMidway).await;
         self.tables.clear();
         self.prepared.clear();
-        self.cache = BufferCache::new(self.cache.max());
+        self.cache =
+            BufferCache::new(self.cache.max()).without_doublewrite(!self.cache.doublewrite());
         self.applied_lsn = 0;
         self.role = Role::Undecided;
         self.wal_bytes = 0;

@@ -71,6 +71,9 @@ impl Table {
             let page = match read_block(disk, table.file, block, numbered) {
                 Ok(page) => page,
                 Err(StorageError::Corrupt { .. }) if block >= checkpoint_blocks => {
+                    // Written in place without the double-write area: should a crash tear
+                    // this write, the block is past the checkpointed length still, and reset
+                    // again.
                     let page = Page::default();
                     write_block(disk, table.file, block, &page, numbered)?;
                     page

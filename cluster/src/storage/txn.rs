@@ -4,10 +4,13 @@
 //! never waits for the flush itself: the caller releases the engine lock and awaits
 //! `wal().flush_to(lsn)` before acknowledging, so concurrent commits share one `fsync`.
 
+use crate::io::points::FaultPoint;
+use crate::io::runtime;
 use crate::wal::record::encode_frame;
 
 use super::cache::TableFile;
 use super::control::Control;
+use super::doublewrite;
 use super::table::Table;
 use super::{Engine, Lsn, Record, Role, StorageError, TableDef, TableKind, Write, Xid};
 
@@ -158,7 +161,8 @@ impl Engine {
     /// Makes every block durable and moves the redo point; returns the new redo LSN.
     ///
     /// Order matters: WAL flushed to its end (so every dirty block may be written), every
-    /// dirty block written, every table file and directory synced, and only then the control
+    /// dirty block's image made durable in the double-write area, every dirty block written in
+    /// place, every table file and directory synced, the area emptied, and only then the control
     /// file replaced. A crash anywhere before the rename leaves the old redo point, from which
     /// redo still finds everything. A mirror (replica) writes no WAL record: its WAL must stay
     /// byte-identical to its primary's.
@@ -166,7 +170,14 @@ impl Engine {
         let end = self.wal.end_lsn();
         self.wal.flush_to(end).await?;
         let flushed = self.wal.flushed_lsn();
-        self.cache.write_dirty(&*self.disk, flushed)?;
+        // Torn writes: every block's image is durable in the double-write area (one append,
+        // one fsync for the batch) before any of them is overwritten in place.
+        let images = self.cache.dirty_images(flushed);
+        if self.cache.doublewrite() {
+            doublewrite::write_batch(&*self.disk, &images).await?;
+        }
+        self.cache.write_in_place(&*self.disk, &images)?;
+        runtime::fault_point(FaultPoint::CheckpointBlocksWritten).await;
         for table in self.tables.values() {
             let path = table.file.path();
             if let Err(source) = self.disk.sync(&path).await {
@@ -183,6 +194,8 @@ impl Engine {
                 .await
                 .map_err(|source| StorageError::io("sync", dir, source))?;
         }
+        // Every block is synced at its place: the images are no longer needed.
+        doublewrite::clear(&*self.disk).await?;
         let redo_lsn = self.applied_lsn;
         if self.role == Role::Writer {
             self.append_batch(&[], Record::Checkpoint { redo_lsn })?;

@@ -67,7 +67,8 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             | Fact::StandbyWalPositions { .. }
             | Fact::WalShipped { .. }
             | Fact::PromotionBegun { .. }
-            | Fact::ProbeRound { .. } => None,
+            | Fact::ProbeRound { .. }
+            | Fact::BlockDamaged { .. } => None,
         };
         if let Some((content, kind, message)) = fork {
             if forked.insert(content) {

@@ -4,6 +4,7 @@
 
 pub mod aborted_stays_aborted;
 pub mod availability;
+pub mod blocks_survive_power_loss;
 pub mod configuration_history;
 pub mod converged;
 pub mod durable_claims;
@@ -80,6 +81,7 @@ macro_rules! continuous {
     };
 }
 
+continuous!(blocks_survive_power_loss::BlocksSurvivePowerLoss);
 continuous!(durable_claims::DurableClaims);
 continuous!(failover_policy::FailoverPolicy);
 continuous!(obeyed_epochs::ObeyedEpochs);

@@ -7,6 +7,12 @@
 //! passed thousands of times a run (a WAL flush, a mirror's feedback) let a drawn number of
 //! passages go by first, so the firing falls anywhere in the run; the rare moments (a
 //! promotion, a rewind, an activation) fire on their first passage.
+//!
+//! One seed in two also cuts the power in a checkpoint's window (twice) (its blocks written in
+//! place, its `fsync`s not yet begun), drawn after the others so that their draws stay those
+//! of the seeds before the point existed. A checkpoint's first passages are the instances'
+//! first checkpoints, whose blocks all lie past the checkpointed length (redo rebuilds them
+//! whole), so a drawn number of passages go by first.
 
 use std::time::Duration;
 
@@ -25,6 +31,8 @@ enum Frequency {
     Occasional,
     /// A few times at most (promotions, rewinds, base backups, activations).
     Rare,
+    /// Every few seconds on every instance (checkpoints): tens to hundreds of times a run.
+    Periodic,
 }
 
 fn frequency(point: FaultPoint) -> Frequency {
@@ -39,6 +47,7 @@ fn frequency(point: FaultPoint) -> Frequency {
         | FaultPoint::RewindMidway
         | FaultPoint::BaseBackupMidway
         | FaultPoint::ActivationMidway => Frequency::Rare,
+        FaultPoint::CheckpointBlocksWritten => Frequency::Periodic,
     }
 }
 
@@ -69,7 +78,10 @@ pub fn plan(rng: &mut ChaCha8Rng, armed: bool) -> Vec<Arming> {
     if !armed {
         return Vec::new();
     }
-    let mut left: Vec<FaultPoint> = FaultPoint::ALL.to_vec();
+    let mut left: Vec<FaultPoint> = FaultPoint::ALL
+        .into_iter()
+        .filter(|p| *p != FaultPoint::CheckpointBlocksWritten)
+        .collect();
     // 0, 1, 1, 2, 2, 3 points: most seeds one or two.
     let count = [0, 1, 1, 2, 2, 3][(rng.next_u64() % 6) as usize];
     let mut armings = Vec::new();
@@ -78,7 +90,7 @@ pub fn plan(rng: &mut ChaCha8Rng, armed: bool) -> Vec<Arming> {
         let skip = match frequency(point) {
             Frequency::Constant => between(rng, 0, 2000) as u32,
             Frequency::Occasional => between(rng, 0, 3) as u32,
-            Frequency::Rare => 0,
+            Frequency::Periodic | Frequency::Rare => 0,
         };
         armings.push(Arming {
             point,
@@ -87,7 +99,27 @@ pub fn plan(rng: &mut ChaCha8Rng, armed: bool) -> Vec<Arming> {
             fires: between(rng, 1, 2) as u32,
         });
     }
+    if rng.next_u64().is_multiple_of(2) {
+        armings.push(checkpoint_power_loss(rng));
+    }
     armings
+}
+
+/// A power loss in a checkpoint's window, on a passage past the first checkpoints.
+fn checkpoint_power_loss(rng: &mut ChaCha8Rng) -> Arming {
+    let point = FaultPoint::CheckpointBlocksWritten;
+    debug_assert_eq!(frequency(point), Frequency::Periodic);
+    let action = if rng.next_u64().is_multiple_of(2) {
+        Action::CrashHost
+    } else {
+        Action::StallThenCrash(ms(rng, 2, 40))
+    };
+    Arming {
+        point,
+        action,
+        skip: between(rng, 8, 60) as u32,
+        fires: 2,
+    }
 }
 
 #[cfg(test)]
@@ -103,12 +135,16 @@ mod tests {
     }
 
     #[test]
-    fn every_point_is_armed_by_some_seed_and_no_seed_arms_more_than_three() {
+    fn every_point_is_armed_by_some_seed_and_no_seed_arms_more_than_three_besides_a_checkpoint() {
         let cfg = RunConfig::standard();
         let mut seen = std::collections::BTreeSet::new();
         for seed in 0..200 {
             let armed = plan(&mut stream(seed, "fault-points"), cfg.fault_points);
-            assert!(armed.len() <= 3);
+            let protocol = armed
+                .iter()
+                .filter(|a| a.point != FaultPoint::CheckpointBlocksWritten)
+                .count();
+            assert!(protocol <= 3 && armed.len() <= protocol + 1);
             assert!(armed.iter().all(|a| (1..=2).contains(&a.fires)));
             seen.extend(armed.iter().map(|a| a.point));
         }

@@ -219,6 +219,7 @@ struct SimOutput {
     obeyed_epochs: Vec<Violation>,
     /// What the wal-positions checker found as the run went.
     wal_positions: Vec<Violation>,
+    blocks_survive_power_loss: Vec<Violation>,
 }
 
 /// Runs one seed on a fresh thread without its log (see [`crate::trace::quietly`]): the same
@@ -450,6 +451,10 @@ fn run_checkers(
     check(obeyed_epochs::NAME, out.obeyed_epochs.clone());
     check(wal_positions::NAME, out.wal_positions.clone());
     check(
+        blocks_survive_power_loss::NAME,
+        out.blocks_survive_power_loss.clone(),
+    );
+    check(
         identical_replicas::NAME,
         identical_replicas::check(&out.checksums, out.sim_time_ms),
     );
@@ -561,6 +566,9 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         failover_policy: judged::<invariants::failover_policy::FailoverPolicy>(&recorder),
         obeyed_epochs: judged::<invariants::obeyed_epochs::ObeyedEpochs>(&recorder),
         wal_positions: judged::<invariants::wal_positions::WalPositions>(&recorder),
+        blocks_survive_power_loss: judged::<
+            invariants::blocks_survive_power_loss::BlocksSurvivePowerLoss,
+        >(&recorder),
         history,
         final_rows: reads.rows,
         sim_time_ms: now_ms(),
@@ -628,6 +636,9 @@ fn judge_as_the_run_goes(cfg: &RunConfig, world: &World, recorder: &Recorder) {
     ));
     recorder.judge_with(std::sync::Arc::new(
         invariants::wal_positions::WalPositions::new(world.dirs.clone()),
+    ));
+    recorder.judge_with(std::sync::Arc::new(
+        invariants::blocks_survive_power_loss::BlocksSurvivePowerLoss::new(world.damage.clone()),
     ));
 }
 

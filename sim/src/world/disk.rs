@@ -7,7 +7,8 @@
 //! as it can on a real disk that persisted some sectors before power was lost.
 //!
 //! Write-back: like a kernel flushing dirty pages whenever it likes, a crash may also keep some
-//! unsynced `write_at`s, each written extent whole or not at all (past the durable end the file
+//! unsynced `write_at`s, each 4 KiB page of a written extent whole or not at all, so a block
+//! overwritten in place can come back torn, part new and part old (past the durable end the file
 //! grows to hold it, any gap reading as zeros). The durability contract never promised they are lost, and a storage engine that
 //! relies on their loss (a block written before the WAL covering it is durable) is caught.
 //!
@@ -71,6 +72,24 @@ pub struct DiskStats {
     pub crashes: u64,
 }
 
+/// The unit in which the kernel writes dirty file content back: an unsynced overwrite survives
+/// a crash page by page, each page whole or not at all.
+pub const PAGE_SIZE: usize = 4096;
+
+/// `start..end` cut at every multiple of [`PAGE_SIZE`].
+fn pages(start: usize, end: usize) -> impl Iterator<Item = (usize, usize)> {
+    let mut at = start;
+    std::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let piece_end = ((at / PAGE_SIZE + 1) * PAGE_SIZE).min(end);
+        let piece = (at, piece_end);
+        at = piece_end;
+        Some(piece)
+    })
+}
+
 /// How much of the unsynced tail of a file may survive a crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TornTail {
@@ -110,8 +129,9 @@ impl SimDisk {
         self.crash_with_writeback(torn, |_, _, _| false);
     }
 
-    /// [`SimDisk::crash`], where `writeback(path, offset, len)` also decides, for each unsynced
-    /// `write_at` extent, whether the kernel had written it back.
+    /// [`SimDisk::crash`], where `writeback(path, offset, len)` also decides, for each
+    /// [`PAGE_SIZE`]-aligned piece of each unsynced `write_at` extent, whether the kernel had
+    /// written it back: an 8 KiB block overwritten in place can come back half new, half old.
     pub fn crash_with_writeback(
         &self,
         mut torn: impl FnMut(&str, usize) -> TornTail,
@@ -146,7 +166,13 @@ impl SimDisk {
             }
             for (offset, len) in std::mem::take(&mut inode.unsynced_writes) {
                 let (start, end) = (offset as usize, offset as usize + len);
-                if end <= inode.data.len() && writeback(&name, offset, len) {
+                if end > inode.data.len() {
+                    continue;
+                }
+                for (start, end) in pages(start, end) {
+                    if !writeback(&name, start as u64, end - start) {
+                        continue;
+                    }
                     // Written back past the durable end, the file grows; a gap reads as zeros.
                     if survived.len() < end {
                         survived.resize(end, 0);
@@ -765,6 +791,30 @@ mod tests {
         block_on(disk.sync("f")).unwrap();
         disk.crash_with_writeback(|_, _| TornTail::None, |_, _, _| panic!("nothing unsynced"));
         assert_eq!(disk.read_at("f", 0, 8).unwrap(), vec![5; 8]);
+    }
+
+    #[test]
+    fn an_unsynced_8k_overwrite_can_come_back_torn_page_by_page() {
+        let disk = SimDisk::new();
+        disk.create("f").unwrap();
+        block_on(disk.sync_dir("")).unwrap();
+        disk.write_at("f", 0, &[1; 3 * PAGE_SIZE]).unwrap();
+        block_on(disk.sync("f")).unwrap();
+        // An 8 KiB block at an offset that is not page-aligned spans three pages.
+        disk.write_at("f", 2048, &[2; 8192]).unwrap();
+        let mut asked = Vec::new();
+        disk.crash_with_writeback(
+            |_, _| TornTail::None,
+            |_, offset, len| {
+                asked.push((offset, len));
+                offset == 2048
+            },
+        );
+        assert_eq!(asked, vec![(2048, 2048), (4096, 4096), (8192, 2048)]);
+        let back = disk.read_at("f", 0, 3 * PAGE_SIZE).unwrap();
+        assert_eq!(back[..2048], [1; 2048]);
+        assert_eq!(back[2048..4096], [2; 2048]);
+        assert_eq!(back[4096..], [1; 2 * PAGE_SIZE]);
     }
 
     #[test]

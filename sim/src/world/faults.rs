@@ -338,6 +338,12 @@ impl World {
         let offset = (pick >> 16) % len;
         let bit = 1u8 << ((pick >> 8) % 8);
         disk.corrupt(file, offset, bit);
+        let datadir = seg.datadir.trim_matches('/');
+        let rel = file
+            .strip_prefix(datadir)
+            .unwrap_or(file)
+            .trim_start_matches('/');
+        self.damage.note(seg.content, rel);
         info!(dbid, file = file.as_str(), offset, "bit flipped on disk");
     }
 }

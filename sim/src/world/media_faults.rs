@@ -48,6 +48,14 @@ impl World {
         (self.hosts[&seg.hostname].disk.clone(), dir)
     }
 
+    fn content_of(&self, dbid: u16) -> cluster::model::catalog::Content {
+        self.segments
+            .iter()
+            .find(|s| s.dbid == dbid)
+            .expect("known dbid")
+            .content
+    }
+
     /// The next `fsync` of one of the instance's files fails once; with `tables`, of one of
     /// its heap table files (a checkpoint's).
     pub(crate) fn fail_next_fsync(&mut self, dbid: u16, tables: bool) {
@@ -122,7 +130,7 @@ impl World {
     }
 
     /// Flips one bit of one of the instance's small checksummed files (not its tables, not
-    /// its WAL, not a temporary file).
+    /// its WAL, not a temporary file, not the double-write area of table blocks).
     pub(crate) fn flip_control_bit(&mut self, dbid: u16, pick: u64) {
         let (disk, dir) = self.place_of(dbid);
         let files: Vec<(String, u64)> = disk
@@ -135,6 +143,7 @@ impl World {
                     && !rel.starts_with("base/")
                     && !rel.starts_with("pg_wal/")
                     && !rel.ends_with(".tmp")
+                    && rel != "global/doublewrite"
             })
             .collect();
         let Some((path, len)) = files.get((pick % files.len().max(1) as u64) as usize) else {
@@ -147,6 +156,10 @@ impl World {
             return;
         };
         disk.overwrite_durable(path, offset, &[byte ^ (1u8 << ((pick >> 8) % 8))]);
+        // An append-optimized table file is among the candidates: damage to note.
+        let content = self.content_of(dbid);
+        self.damage
+            .note(content, path.strip_prefix(&dir).unwrap_or(path));
         info!(dbid, path, offset, "bit flipped in a small file");
     }
 
@@ -159,6 +172,11 @@ impl World {
         } else {
             misdirect_record(&disk, &dir, pick >> 1)
         };
+        if let Some((path, ..)) = done.as_ref().filter(|_| pick.is_multiple_of(2)) {
+            let content = self.content_of(dbid);
+            self.damage
+                .note(content, path.strip_prefix(&dir).unwrap_or(path));
+        }
         match done {
             Some((path, from, to)) => {
                 info!(

@@ -7,6 +7,7 @@
 //! runs: crashes, fencing, activation ([`coordinator_pair`]).
 
 pub mod coordinator_pair;
+pub mod damage;
 pub mod dirs;
 pub mod disk;
 pub mod faults;
@@ -144,6 +145,8 @@ pub struct World {
     pub activation_began_ms: Option<u64>,
     /// Where every instance's data directory lies, for the checkers that read the disks.
     pub dirs: crate::world::dirs::DataDirs,
+    /// The table files faults damaged on purpose, for the block-damage checker.
+    pub damage: crate::world::damage::InjectedDamage,
 }
 
 /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.
@@ -218,6 +221,7 @@ impl World {
             successions: Vec::new(),
             activation_began_ms: None,
             dirs: Default::default(),
+            damage: Default::default(),
         };
         late_delivery::keep_control_requests(
             cfg.fault_weights
@@ -654,7 +658,8 @@ impl World {
         let rng = std::cell::RefCell::new(&mut self.rng);
         host.disk.crash_with_writeback(
             |_, unsynced| torn(&mut rng.borrow_mut(), unsynced),
-            // The kernel had written back about half of the dirty blocks.
+            // The kernel had written back about half of the dirty pages, each 4 KiB page on its
+            // own, so a block overwritten in place may come back torn.
             |_, _, _| rng.borrow_mut().next_u32().is_multiple_of(2),
         );
         host.up = false;
