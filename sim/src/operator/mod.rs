@@ -128,6 +128,10 @@ pub struct Operator {
     failed_incremental: BTreeSet<Dbid>,
     /// The standby as last seen in the mirroring view, and whether it was Synchronized then.
     standby: Option<(SegmentConfig, bool)>,
+    /// The acting coordinator's host was seen down and nothing was activated: once it is back,
+    /// its restarted coordinator streams to the standby anew, and the standby counts as
+    /// Synchronized only when the coordinator says so again.
+    coordinator_seen_down: bool,
     /// Faults are still being injected: only the coordinator rules apply.
     pub faults_running: bool,
     /// Fence a lost coordinator before activating its standby (the careful procedure); off,
@@ -222,6 +226,12 @@ impl Operator {
         None
     }
 
+    fn forget_standby_synchronized(&mut self) {
+        if let Some((_, synchronized)) = &mut self.standby {
+            *synchronized = false;
+        }
+    }
+
     /// The coordinator rules: `Some(decision)` when they decide (an action, or to wait with
     /// nothing else done), `None` to go on to the segment rules.
     fn decide_coordinator(
@@ -229,13 +239,31 @@ impl Operator {
         c: &CoordinatorObserved,
         down: &BTreeSet<String>,
     ) -> Option<Option<Action>> {
+        let coordinator_down = down.contains(&c.acting_host);
+        if !coordinator_down && std::mem::take(&mut self.coordinator_seen_down) {
+            self.forget_standby_synchronized();
+        }
         if let Some(m) = &c.mirroring {
             self.standby = m
                 .standby
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        if down.contains(&c.acting_host) || c.acting_fenced {
+        // A standby whose host is down lost its stream, whatever the coordinator last said: as
+        // an administrator would, the operator no longer counts on it until `state -f` shows
+        // it Synchronized again (standard seed 531: a standby that lost power while the
+        // coordinator went on committing without it was activated, behind).
+        if self
+            .standby
+            .as_ref()
+            .is_some_and(|(row, _)| down.contains(&row.hostname))
+        {
+            self.forget_standby_synchronized();
+        }
+        if coordinator_down {
+            self.coordinator_seen_down = true;
+        }
+        if coordinator_down || c.acting_fenced {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -579,6 +607,49 @@ mod tests {
             None
         );
         assert_eq!(alone.decide(&look("mdw", None, false, &["mdw"])), None);
+    }
+
+    /// The standby's host lost power while the coordinator went on committing alone, then the
+    /// coordinator's host lost power too (the shape of a standard seed once 4 KiB write-back
+    /// moved its timings). The
+    /// last look said Synchronized; the operator saw the standby's host down since, and no
+    /// longer counts on it: it waits for the coordinator's host instead of activating a
+    /// standby that lacks what was committed.
+    #[test]
+    fn a_standby_whose_host_went_down_since_the_last_look_is_not_activated() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let smdw = standby_row(18, "smdw");
+        let synced = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        assert_eq!(op.decide(&look("mdw", None, false, &["smdw"])), None);
+        assert_eq!(op.decide(&look("mdw", None, false, &["mdw"])), None);
+        // Once the coordinator answers and says Synchronized again, it counts again.
+        let again = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
+        assert_eq!(op.decide(&look("mdw", Some(again), true, &[])), None);
+        assert!(matches!(
+            op.decide(&look("mdw", None, true, &["mdw"])),
+            Some(Action::ActivateStandby { .. })
+        ));
+    }
+
+    /// A coordinator seen down and then back up restarted: it streams to its standby anew and
+    /// may commit before the standby has caught up, so an older Synchronized no longer counts.
+    #[test]
+    fn a_coordinator_seen_down_and_back_needs_a_new_look_at_its_standby() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let smdw = standby_row(18, "smdw");
+        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        // Seen down: the activation is tried (and, say, fails: the coordinator stays mdw).
+        assert!(matches!(
+            op.decide(&look("mdw", None, true, &["mdw"])),
+            Some(Action::ActivateStandby { .. })
+        ));
+        // Back up, not answering yet; then down again: the old look no longer counts.
+        assert_eq!(op.decide(&look("mdw", None, true, &[])), None);
+        assert_eq!(op.decide(&look("mdw", None, true, &["mdw"])), None);
     }
 
     #[test]
