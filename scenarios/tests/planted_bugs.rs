@@ -69,6 +69,7 @@ macro_rules! caught {
             "checkpoint-ignores-fsync-failure",
             "mirror-acks-large-write-before-fsync",
             "promote-before-catalog-write",
+            "first-starting-answer-counts-as-stalled",
         ];
     };
 }
@@ -321,19 +322,20 @@ fn a_promotion_cutting_flushed_records_after_the_last_commit_is_found() {
 
 /// A failed WAL fsync retried: the instance goes on acknowledging commits whose pages the
 /// kernel may have dropped; `durable-claims` finds the first acknowledgement after the failure
-/// (standard seed 10, with the fault points armed, is the first where it shows).
+/// (standard seed 67, with the fault points armed, is the first where it shows; seeds 18 and
+/// 30 do not end with this bug on, so the test starts at the seed rather than hunting to it).
 #[test]
 fn a_retried_fsync_failure_goes_on_acknowledging_and_is_found() {
-    caught_and_clean_before("fsync-error-retried", 10..11);
+    caught_and_clean_before("fsync-error-retried", 67..68);
 }
 
 /// A checkpoint that carries on past a failed table-file fsync (the kernel dropped the blocks
 /// it wrote, and the redo point moves past them): `durable-claims` finds the instance
-/// acknowledging after the failure; standard seed 35, with the fault points armed, is the first
+/// acknowledging after the failure; standard seed 63, with the fault points armed, is the first
 /// where it shows.
 #[test]
 fn a_checkpoint_past_a_failed_table_fsync_is_found() {
-    caught_and_clean_before("checkpoint-ignores-fsync-failure", 35..36);
+    caught_and_clean_before("checkpoint-ignores-fsync-failure", 63..64);
 }
 
 /// A mirror reporting a large WAL message flushed before its fsync: `durable-claims` judges
