@@ -69,6 +69,7 @@ macro_rules! caught {
             "checkpoint-ignores-fsync-failure",
             "mirror-acks-large-write-before-fsync",
             "promote-before-catalog-write",
+            "first-starting-answer-counts-as-stalled",
             "torn-page-unprotected",
         ];
     };
@@ -323,7 +324,8 @@ fn a_promotion_cutting_flushed_records_after_the_last_commit_is_found() {
 
 /// A failed WAL fsync retried: the instance goes on acknowledging commits whose pages the
 /// kernel may have dropped; `durable-claims` finds the first acknowledgement after the failure
-/// (standard seed 67, with the fault points armed, is the first where it shows).
+/// (standard seed 67, with the fault points armed, is the first where it shows; seeds 18 and
+/// 30 do not end with this bug on, so the test starts at the seed rather than hunting to it).
 #[test]
 fn a_retried_fsync_failure_goes_on_acknowledging_and_is_found() {
     caught_and_clean_before("fsync-error-retried", 67..68);

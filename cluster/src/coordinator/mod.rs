@@ -131,6 +131,9 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             return Err(CoordinatorError::Deposed(reason));
         }
         store.report_recovered();
+        if mirroring::link::configured_standby(&store.snapshot()).is_some() {
+            store.standby_link().expect_standby(mirroring::STANDBY_WAL_TIMEOUT);
+        }
         let mut server = net::Server::bind(&cfg.listen_addr, cfg.server_limits)
             .await
             .map_err(CoordinatorError::Listen)?;

@@ -239,7 +239,8 @@ impl Operator {
         c: &CoordinatorObserved,
         down: &BTreeSet<String>,
     ) -> Option<Option<Action>> {
-        let coordinator_down = down.contains(&c.acting_host);
+        // Lost as if its host were down, too, while fenced for an activation not yet settled.
+        let coordinator_down = down.contains(&c.acting_host) || c.acting_fenced;
         if !coordinator_down && std::mem::take(&mut self.coordinator_seen_down) {
             self.forget_standby_synchronized();
         }
@@ -249,21 +250,23 @@ impl Operator {
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        // A standby whose host is down lost its stream, whatever the coordinator last said: as
-        // an administrator would, the operator no longer counts on it until `state -f` shows
-        // it Synchronized again (standard seed 531: a standby that lost power while the
-        // coordinator went on committing without it was activated, behind).
-        if self
-            .standby
-            .as_ref()
-            .is_some_and(|(row, _)| down.contains(&row.hostname))
+        // A standby whose host is down lost its stream, whatever the coordinator last said,
+        // and a coordinator still up commits without it: as an administrator would, the
+        // operator no longer counts on it until `state -f` shows it Synchronized again. Once
+        // the coordinator was already seen lost, nothing was committed without the standby
+        // (a standby whose host went down in the middle of its activation is activated again).
+        if !self.coordinator_seen_down
+            && self
+                .standby
+                .as_ref()
+                .is_some_and(|(row, _)| down.contains(&row.hostname))
         {
             self.forget_standby_synchronized();
         }
         if coordinator_down {
             self.coordinator_seen_down = true;
         }
-        if coordinator_down || c.acting_fenced {
+        if coordinator_down {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -609,8 +612,9 @@ mod tests {
         assert_eq!(alone.decide(&look("mdw", None, false, &["mdw"])), None);
     }
 
-    /// Standard seed 531 (with torn block writes): the standby's host lost power while the
-    /// coordinator went on committing alone, then the coordinator's host lost power too. The
+    /// The standby's host lost power while the coordinator went on committing alone, then the
+    /// coordinator's host lost power too (the shape of a standard seed once 4 KiB write-back
+    /// moved its timings). The
     /// last look said Synchronized; the operator saw the standby's host down since, and no
     /// longer counts on it: it waits for the coordinator's host instead of activating a
     /// standby that lacks what was committed.
@@ -629,6 +633,26 @@ mod tests {
         assert!(matches!(
             op.decide(&look("mdw", None, true, &["mdw"])),
             Some(Action::ActivateStandby { .. })
+        ));
+    }
+
+    /// A standby whose host went down in the middle of its activation (the coordinator already
+    /// lost, so nothing was committed without it) is activated again once its host is back.
+    #[test]
+    fn a_standby_lost_in_the_middle_of_its_activation_is_activated_again() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let smdw = standby_row(18, "smdw");
+        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        assert!(matches!(
+            op.decide(&look("mdw", None, true, &["mdw"])),
+            Some(Action::ActivateStandby { .. })
+        ));
+        assert_eq!(op.decide(&look("mdw", None, false, &["mdw", "smdw"])), None);
+        assert!(matches!(
+            op.decide(&look("mdw", None, false, &["mdw"])),
+            Some(Action::ActivateStandby { start: true, .. })
         ));
     }
 

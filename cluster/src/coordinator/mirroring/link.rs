@@ -141,6 +141,9 @@ pub struct StandbyLink {
     tracker: Mutex<Tracker>,
     sync: Watch<SyncPoint>,
     observe: Observe,
+    /// Until when a coordinator that started with a standby configured waits for it to come
+    /// back ([`StandbyLink::expect_standby`]).
+    expected_until: Mutex<Option<crate::io::runtime::Instant>>,
 }
 
 impl Default for StandbyLink {
@@ -157,7 +160,27 @@ impl StandbyLink {
             tracker: Mutex::default(),
             sync: Watch::new(SyncPoint::default()),
             observe,
+            expected_until: Mutex::new(None),
         }
+    }
+
+    /// A coordinator that starts with a standby configured does not yet know whether the
+    /// standby holds everything it committed before it stopped, and the standby may be
+    /// activated on the strength of having been Synchronized then: for `grace` from now, a
+    /// change waits for the standby to reconnect and flush it (as a restarted primary waits for
+    /// its synchronous standby), and only then is acted on without it. Without this, a
+    /// coordinator that restarted and changed the configuration before its standby was back,
+    /// then stopped again, left an activation a catalog without that change.
+    pub fn expect_standby(&self, grace: std::time::Duration) {
+        *self.expected_until.lock().unwrap() = Some(crate::io::runtime::Instant::now() + grace);
+    }
+
+    /// How much of the start's grace is left (zero once the standby was Synchronized again).
+    fn grace_left(&self) -> std::time::Duration {
+        let until = *self.expected_until.lock().unwrap();
+        until.map_or(std::time::Duration::ZERO, |until| {
+            until.saturating_duration_since(crate::io::runtime::Instant::now())
+        })
     }
 
     pub fn tracker(&self) -> Tracker {
@@ -172,6 +195,9 @@ impl StandbyLink {
             flushed: tracker.standby_flushed,
         };
         drop(tracker);
+        if point.synchronized {
+            *self.expected_until.lock().unwrap() = None;
+        }
         if self.sync.get() != point {
             self.sync.set(point);
         }
@@ -182,6 +208,14 @@ impl StandbyLink {
     /// not Synchronized (a broken stream ends synchronization within the stream's timeout).
     pub async fn wait_flushed(&self, lsn: Lsn) {
         if !self.sync.get().synchronized {
+            let grace = self.grace_left();
+            if grace.is_zero() {
+                return;
+            }
+            let back = self.sync.wait_until(|p| p.synchronized && p.flushed >= lsn);
+            if crate::io::runtime::timeout(grace, back).await.is_ok() {
+                self.observe.report(Fact::StandbyFlushed { lsn });
+            }
             return;
         }
         let point = self
