@@ -620,35 +620,34 @@ mod tests {
     /// standby that lacks what was committed.
     #[test]
     fn a_standby_whose_host_went_down_since_the_last_look_is_not_activated() {
-        let mut op = Operator::new();
-        op.faults_running = true;
-        let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
-        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        let mut op = saw_synchronized();
         assert_eq!(op.decide(&look("mdw", None, false, &["smdw"])), None);
         assert_eq!(op.decide(&look("mdw", None, false, &["mdw"])), None);
         // Once the coordinator answers and says Synchronized again, it counts again.
-        let again = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
+        let again = mirroring(SummaryState::Synchronized, Some(standby_row(18, "smdw")));
         assert_eq!(op.decide(&look("mdw", Some(again), true, &[])), None);
-        assert!(matches!(
-            op.decide(&look("mdw", None, true, &["mdw"])),
-            Some(Action::ActivateStandby { .. })
-        ));
+        assert!(activates(op.decide(&look("mdw", None, true, &["mdw"]))));
+    }
+
+    /// An operator that saw the standby on `smdw` Synchronized, during the fault phase.
+    fn saw_synchronized() -> Operator {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let synced = mirroring(SummaryState::Synchronized, Some(standby_row(18, "smdw")));
+        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        op
+    }
+
+    fn activates(action: Option<Action>) -> bool {
+        matches!(action, Some(Action::ActivateStandby { .. }))
     }
 
     /// A standby whose host went down in the middle of its activation (the coordinator already
     /// lost, so nothing was committed without it) is activated again once its host is back.
     #[test]
     fn a_standby_lost_in_the_middle_of_its_activation_is_activated_again() {
-        let mut op = Operator::new();
-        op.faults_running = true;
-        let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
-        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
-        assert!(matches!(
-            op.decide(&look("mdw", None, true, &["mdw"])),
-            Some(Action::ActivateStandby { .. })
-        ));
+        let mut op = saw_synchronized();
+        assert!(activates(op.decide(&look("mdw", None, true, &["mdw"]))));
         assert_eq!(op.decide(&look("mdw", None, false, &["mdw", "smdw"])), None);
         assert!(matches!(
             op.decide(&look("mdw", None, false, &["mdw"])),
@@ -660,16 +659,9 @@ mod tests {
     /// may commit before the standby has caught up, so an older Synchronized no longer counts.
     #[test]
     fn a_coordinator_seen_down_and_back_needs_a_new_look_at_its_standby() {
-        let mut op = Operator::new();
-        op.faults_running = true;
-        let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
-        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        let mut op = saw_synchronized();
         // Seen down: the activation is tried (and, say, fails: the coordinator stays mdw).
-        assert!(matches!(
-            op.decide(&look("mdw", None, true, &["mdw"])),
-            Some(Action::ActivateStandby { .. })
-        ));
+        assert!(activates(op.decide(&look("mdw", None, true, &["mdw"]))));
         // Back up, not answering yet; then down again: the old look no longer counts.
         assert_eq!(op.decide(&look("mdw", None, true, &[])), None);
         assert_eq!(op.decide(&look("mdw", None, true, &["mdw"])), None);
