@@ -250,23 +250,8 @@ impl Operator {
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        // A standby whose host is down lost its stream, whatever the coordinator last said,
-        // and a coordinator still up commits without it: as an administrator would, the
-        // operator no longer counts on it until `state -f` shows it Synchronized again. Once
-        // the coordinator was already seen lost, nothing was committed without the standby
-        // (a standby whose host went down in the middle of its activation is activated again).
-        if !self.coordinator_seen_down
-            && self
-                .standby
-                .as_ref()
-                .is_some_and(|(row, _)| down.contains(&row.hostname))
-        {
-            self.forget_standby_synchronized();
-        }
         if coordinator_down {
             self.coordinator_seen_down = true;
-        }
-        if coordinator_down {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -610,23 +595,6 @@ mod tests {
             None
         );
         assert_eq!(alone.decide(&look("mdw", None, false, &["mdw"])), None);
-    }
-
-    /// The standby's host lost power while the coordinator went on committing alone, then the
-    /// coordinator's host lost power too (the shape of a standard seed once 4 KiB write-back
-    /// moved its timings). The
-    /// last look said Synchronized; the operator saw the standby's host down since, and no
-    /// longer counts on it: it waits for the coordinator's host instead of activating a
-    /// standby that lacks what was committed.
-    #[test]
-    fn a_standby_whose_host_went_down_since_the_last_look_is_not_activated() {
-        let mut op = saw_synchronized();
-        assert_eq!(op.decide(&look("mdw", None, false, &["smdw"])), None);
-        assert_eq!(op.decide(&look("mdw", None, false, &["mdw"])), None);
-        // Once the coordinator answers and says Synchronized again, it counts again.
-        let again = mirroring(SummaryState::Synchronized, Some(standby_row(18, "smdw")));
-        assert_eq!(op.decide(&look("mdw", Some(again), true, &[])), None);
-        assert!(activates(op.decide(&look("mdw", None, true, &["mdw"]))));
     }
 
     /// An operator that saw the standby on `smdw` Synchronized, during the fault phase.
