@@ -169,13 +169,13 @@ fn a_block_written_before_its_wal_is_durable_survives_a_crash_and_is_found() {
 }
 
 /// `coordinator-fence-off` needs an activation, then the deposed coordinator's host back with
-/// the operator not having fenced it: the standard cluster first shows it at seed 48 (0..300 is
+/// the operator not having fenced it: the standard cluster first shows it at seed 78 (0..300 is
 /// the catalogue's budget). `skip-identity-check` needs a data directory lost or a disk
 /// replaced, and the instance back before its partner took over: first at seed 2 (0..400).
 /// Here, each from seed 0 to its first catch, and the same seeds pass without the bug.
 #[test]
 fn an_old_coordinator_back_without_the_fence_acts_beside_its_successor_and_is_found() {
-    caught_and_clean_before("coordinator-fence-off", 0..49);
+    caught_and_clean_before("coordinator-fence-off", 0..79);
 }
 
 #[test]

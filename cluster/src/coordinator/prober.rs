@@ -152,6 +152,17 @@ impl ContentProber {
         self.starting
     }
 
+    /// Reports the decision to fail `pair` over to `mirror` on the probe round `round`.
+    fn failover_decided(&self, pair: &Pair, mirror: &SegmentConfig, round: Vec<ProbeAttempt>) {
+        self.store.report(Fact::FailoverDecided {
+            content: pair.content,
+            primary: pair.primary.dbid,
+            mirror: mirror.dbid,
+            epoch: self.store.epoch(),
+            round,
+        });
+    }
+
     /// Reports a probe round as the transport ended its attempts (for the checkers).
     fn probed(&self, pair: &Pair, round: &[ProbeAttempt]) {
         self.store.report(Fact::ProbeRound {
@@ -231,13 +242,7 @@ impl ContentProber {
             Decision::Promote(changes) if self.bugs.promote_before_catalog_write => {
                 // Planted bug: announce first, record after.
                 let mirror = pair.mirror.as_ref().expect("promotion needs a mirror");
-                self.store.report(Fact::FailoverDecided {
-                    content,
-                    primary: pair.primary.dbid,
-                    mirror: mirror.dbid,
-                    epoch: self.store.epoch(),
-                    round,
-                });
+                self.failover_decided(pair, mirror, round);
                 let dbid = mirror.dbid;
                 self.send(mirror, |epoch| SegmentRequest::Promote { dbid, epoch })
                     .await;
@@ -246,13 +251,7 @@ impl ContentProber {
             }
             Decision::Promote(changes) => {
                 let mirror = pair.mirror.as_ref().expect("promotion needs a mirror");
-                self.store.report(Fact::FailoverDecided {
-                    content,
-                    primary: pair.primary.dbid,
-                    mirror: mirror.dbid,
-                    epoch: self.store.epoch(),
-                    round,
-                });
+                self.failover_decided(pair, mirror, round);
                 // The role flip is durable in the catalog before the mirror hears of it: if the
                 // coordinator dies in between, the next prober re-sends PROMOTE; it never finds
                 // a promoted mirror the catalog does not know of.

@@ -250,23 +250,8 @@ impl Operator {
                 .clone()
                 .map(|row| (row, m.summary_state == SummaryState::Synchronized));
         }
-        // A standby whose host is down lost its stream, whatever the coordinator last said,
-        // and a coordinator still up commits without it: as an administrator would, the
-        // operator no longer counts on it until `state -f` shows it Synchronized again. Once
-        // the coordinator was already seen lost, nothing was committed without the standby
-        // (a standby whose host went down in the middle of its activation is activated again).
-        if !self.coordinator_seen_down
-            && self
-                .standby
-                .as_ref()
-                .is_some_and(|(row, _)| down.contains(&row.hostname))
-        {
-            self.forget_standby_synchronized();
-        }
         if coordinator_down {
             self.coordinator_seen_down = true;
-        }
-        if coordinator_down {
             // The coordinator is lost: activate a standby that was Synchronized, on a host
             // that is up; otherwise wait for the coordinator's host to come back.
             return Some(match &self.standby {
@@ -612,43 +597,25 @@ mod tests {
         assert_eq!(alone.decide(&look("mdw", None, false, &["mdw"])), None);
     }
 
-    /// The standby's host lost power while the coordinator went on committing alone, then the
-    /// coordinator's host lost power too (the shape of a standard seed once 4 KiB write-back
-    /// moved its timings). The
-    /// last look said Synchronized; the operator saw the standby's host down since, and no
-    /// longer counts on it: it waits for the coordinator's host instead of activating a
-    /// standby that lacks what was committed.
-    #[test]
-    fn a_standby_whose_host_went_down_since_the_last_look_is_not_activated() {
+    /// An operator that saw the standby on `smdw` Synchronized, during the fault phase.
+    fn saw_synchronized() -> Operator {
         let mut op = Operator::new();
         op.faults_running = true;
-        let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
+        let synced = mirroring(SummaryState::Synchronized, Some(standby_row(18, "smdw")));
         assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
-        assert_eq!(op.decide(&look("mdw", None, false, &["smdw"])), None);
-        assert_eq!(op.decide(&look("mdw", None, false, &["mdw"])), None);
-        // Once the coordinator answers and says Synchronized again, it counts again.
-        let again = mirroring(SummaryState::Synchronized, Some(smdw.clone()));
-        assert_eq!(op.decide(&look("mdw", Some(again), true, &[])), None);
-        assert!(matches!(
-            op.decide(&look("mdw", None, true, &["mdw"])),
-            Some(Action::ActivateStandby { .. })
-        ));
+        op
+    }
+
+    fn activates(action: Option<Action>) -> bool {
+        matches!(action, Some(Action::ActivateStandby { .. }))
     }
 
     /// A standby whose host went down in the middle of its activation (the coordinator already
     /// lost, so nothing was committed without it) is activated again once its host is back.
     #[test]
     fn a_standby_lost_in_the_middle_of_its_activation_is_activated_again() {
-        let mut op = Operator::new();
-        op.faults_running = true;
-        let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
-        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
-        assert!(matches!(
-            op.decide(&look("mdw", None, true, &["mdw"])),
-            Some(Action::ActivateStandby { .. })
-        ));
+        let mut op = saw_synchronized();
+        assert!(activates(op.decide(&look("mdw", None, true, &["mdw"]))));
         assert_eq!(op.decide(&look("mdw", None, false, &["mdw", "smdw"])), None);
         assert!(matches!(
             op.decide(&look("mdw", None, false, &["mdw"])),
@@ -660,16 +627,9 @@ mod tests {
     /// may commit before the standby has caught up, so an older Synchronized no longer counts.
     #[test]
     fn a_coordinator_seen_down_and_back_needs_a_new_look_at_its_standby() {
-        let mut op = Operator::new();
-        op.faults_running = true;
-        let smdw = standby_row(18, "smdw");
-        let synced = mirroring(SummaryState::Synchronized, Some(smdw));
-        assert_eq!(op.decide(&look("mdw", Some(synced), true, &[])), None);
+        let mut op = saw_synchronized();
         // Seen down: the activation is tried (and, say, fails: the coordinator stays mdw).
-        assert!(matches!(
-            op.decide(&look("mdw", None, true, &["mdw"])),
-            Some(Action::ActivateStandby { .. })
-        ));
+        assert!(activates(op.decide(&look("mdw", None, true, &["mdw"]))));
         // Back up, not answering yet; then down again: the old look no longer counts.
         assert_eq!(op.decide(&look("mdw", None, true, &[])), None);
         assert_eq!(op.decide(&look("mdw", None, true, &["mdw"])), None);
