@@ -40,6 +40,15 @@ struct Inode {
     syncing: u32,
 }
 
+impl State {
+    /// Records a change of `name` in the namespace the host sees; returns its number.
+    fn name_changed(&mut self, name: &str) -> u64 {
+        self.name_changes += 1;
+        self.changed.insert(name.to_string(), self.name_changes);
+        self.name_changes
+    }
+}
+
 impl Inode {
     fn dirty(&mut self, from: usize) {
         self.dirty_from = self.dirty_from.min(from);
@@ -54,6 +63,14 @@ struct State {
     names: BTreeMap<String, u64>,
     /// The namespace that survives a crash.
     durable_names: BTreeMap<String, u64>,
+    /// Counts changes to the namespace; each change of a name (create, rename, remove) takes
+    /// the next number.
+    name_changes: u64,
+    /// The number of the last change of each name the host sees or removed.
+    changed: BTreeMap<String, u64>,
+    /// The number of the change each durable name's entry records, so a directory sync that
+    /// started before a later one never undoes what the later one made durable.
+    durable_changed: BTreeMap<String, u64>,
     dirs: std::collections::BTreeSet<String>,
     /// Capacity in bytes summed over all files' visible content; `None` is unlimited.
     capacity: Option<u64>,
@@ -142,6 +159,7 @@ impl SimDisk {
         st.generation += 1;
         st.stats.crashes += 1;
         st.names = st.durable_names.clone();
+        st.changed = st.durable_changed.clone();
         let live: std::collections::BTreeSet<u64> = st.names.values().copied().collect();
         let names: Vec<(String, u64)> = st.names.iter().map(|(n, i)| (n.clone(), *i)).collect();
         st.inodes.retain(|id, _| live.contains(id));
@@ -211,6 +229,8 @@ impl SimDisk {
             }
         };
         st.durable_names.insert(path.to_string(), id);
+        let change = st.name_changed(path);
+        st.durable_changed.insert(path.to_string(), change);
         st.inodes.insert(
             id,
             Inode {
@@ -234,6 +254,8 @@ impl SimDisk {
         let mut st = self.state.lock().unwrap();
         st.names.retain(|n, _| !under(n));
         st.durable_names.retain(|n, _| !under(n));
+        st.changed.retain(|n, _| !under(n));
+        st.durable_changed.retain(|n, _| !under(n));
         let live: std::collections::BTreeSet<u64> = st
             .names
             .values()
@@ -424,6 +446,7 @@ impl Disk for SimDisk {
         st.next_inode += 1;
         st.inodes.insert(id, Inode::default());
         st.names.insert(path.to_string(), id);
+        st.name_changed(path);
         Ok(())
     }
 
@@ -493,6 +516,8 @@ impl Disk for SimDisk {
             .remove(from)
             .ok_or_else(|| SimDisk::not_found(from))?;
         st.names.insert(to.to_string(), id);
+        st.name_changed(from);
+        st.name_changed(to);
         Ok(())
     }
 
@@ -501,6 +526,7 @@ impl Disk for SimDisk {
         st.names
             .remove(path)
             .ok_or_else(|| SimDisk::not_found(path))?;
+        st.name_changed(path);
         Ok(())
     }
 
@@ -586,13 +612,15 @@ impl Disk for SimDisk {
 
     fn sync_dir<'a>(&'a self, dir: &'a str) -> DiskFuture<'a> {
         Box::pin(async move {
+            // Every name of the directory as it is now, removed ones included, with the
+            // change that made it so.
             let (generation, entries) = {
                 let st = self.state.lock().unwrap();
-                let entries: Vec<(String, u64)> = st
-                    .names
+                let entries: Vec<(String, u64, Option<u64>)> = st
+                    .changed
                     .iter()
                     .filter(|(n, _)| parent_dir(n) == dir)
-                    .map(|(n, id)| (n.clone(), *id))
+                    .map(|(n, change)| (n.clone(), *change, st.names.get(n).copied()))
                     .collect();
                 (st.generation, entries)
             };
@@ -602,9 +630,17 @@ impl Disk for SimDisk {
                 return Err(io::Error::other("host crashed during fsync"));
             }
             st.stats.syncs += 1;
-            st.durable_names.retain(|n, _| parent_dir(n) != dir);
-            for (name, id) in entries {
-                st.durable_names.insert(name, id);
+            // What a sync that completed meanwhile made durable may be newer than what this
+            // one saw: only older entries are replaced.
+            for (name, change, id) in entries {
+                if st.durable_changed.get(&name).is_some_and(|d| *d >= change) {
+                    continue;
+                }
+                match id {
+                    Some(id) => st.durable_names.insert(name.clone(), id),
+                    None => st.durable_names.remove(&name),
+                };
+                st.durable_changed.insert(name, change);
             }
             Ok(())
         })
@@ -828,5 +864,42 @@ mod tests {
         disk.crash(|_, _| TornTail::None);
         assert_eq!(disk.list("").unwrap(), vec!["control".to_string()]);
         assert_eq!(disk.read_at("control", 0, 10).unwrap(), b"v2");
+    }
+
+    /// Standard seed 427: a directory sync (a checkpoint's) was in flight when a rename in the
+    /// same directory (the instance's followed epoch) was made durable by a second directory
+    /// sync that completed first; the first, completing, put back the entry it had seen, and
+    /// the host's crash brought the old file back.
+    #[test]
+    fn a_directory_sync_that_completes_last_never_undoes_a_later_one() {
+        use std::future::Future;
+        use std::task::Poll;
+        let replace = |disk: &SimDisk, body: &[u8]| {
+            disk.create("epoch.tmp").unwrap();
+            disk.append("epoch.tmp", body).unwrap();
+            disk.rename("epoch.tmp", "epoch").unwrap();
+        };
+        block_on(async {
+            let disk = SimDisk::new()
+                .with_sync_latency(Duration::from_millis(10), Duration::from_millis(10));
+            replace(&disk, b"v1");
+            disk.sync("epoch").await.unwrap();
+            disk.sync_dir("").await.unwrap();
+            replace(&disk, b"v2");
+            disk.sync("epoch").await.unwrap();
+            // The slow sync sees v2's entry, then waits.
+            let mut early = Box::pin(disk.sync_dir(""));
+            std::future::poll_fn(|cx| {
+                assert!(early.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            replace(&disk, b"v3");
+            disk.sync("epoch").await.unwrap();
+            disk.sync_dir("").await.unwrap();
+            early.await.unwrap();
+            disk.crash(|_, _| TornTail::None);
+            assert_eq!(disk.read_at("epoch", 0, 10).unwrap(), b"v3");
+        });
     }
 }
