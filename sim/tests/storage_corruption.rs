@@ -6,7 +6,7 @@
 
 mod storage_support;
 
-use cluster::storage::{Key, Lsn, StorageError};
+use cluster::storage::{Engine, EngineOptions, Key, Lsn, StorageError};
 use sim::world::disk::{SimDisk, TornTail};
 
 use storage_support::*;
@@ -177,5 +177,34 @@ fn after_an_fsync_fails_every_later_flush_fails_though_the_disk_would_accept_it(
         disk.crash(|_, _| TornTail::None);
         let mut engine = open(&disk, 256).await.unwrap();
         assert_eq!(keys(engine.scan(HEAP).unwrap()), vec![1, 2, 3, 4, 5]);
+    });
+}
+
+/// With the planted bug `fsync-error-retried`, a retried fsync claims WAL the kernel dropped:
+/// reading it back is an error naming what is missing, never a short chunk a walsender would
+/// send again and again (standard seed 18 of an earlier schedule never ended that way).
+#[test]
+fn wal_missing_below_a_claimed_flush_is_an_error_to_read_not_a_short_chunk() {
+    run(20, async {
+        let disk = sim_disk();
+        let ends = five_commits(&disk).await;
+        let arc: std::sync::Arc<dyn cluster::io::Disk> = std::sync::Arc::new(disk.clone());
+        let mut engine = Engine::open(
+            arc,
+            EngineOptions {
+                retry_failed_fsync: true,
+                ..EngineOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let end = engine.commit(6, &[put(HEAP, 6, 6, 10)]).unwrap();
+        disk.fail_next_sync("pg_wal/");
+        assert_eq!(engine.wal().flush_to(end).await.unwrap(), end);
+        let short = engine.read_wal(ends[4], 1 << 20).unwrap_err();
+        assert!(
+            matches!(short, StorageError::WalShort { from, .. } if from == ends[4]),
+            "{short}"
+        );
     });
 }

@@ -66,6 +66,12 @@ pub enum StorageError {
     WalDiverged { lsn: Lsn, replay_lsn: Lsn },
     #[error("wal read from lsn {from} is past the flushed lsn {flushed}")]
     WalBeyondFlush { from: Lsn, flushed: Lsn },
+    #[error("wal read of {wanted} bytes from lsn {from} found only {got}: the file ends below what was flushed")]
+    WalShort {
+        from: Lsn,
+        wanted: usize,
+        got: usize,
+    },
     #[error("wal flush to lsn {lsn} asked for more than was written (end {end})")]
     FlushBeyondEnd { lsn: Lsn, end: Lsn },
     #[error("wal append landed at offset {got} instead of lsn {expected}")]

@@ -225,10 +225,23 @@ impl Wal {
     }
 
     /// Reads raw WAL bytes `[from, from + len)`.
+    /// Reads `len` bytes of WAL from `from`; every caller asks only for bytes the log holds
+    /// (below its end or its flushed position), so a shorter read means the file lost them
+    /// (pages the kernel dropped after a failed fsync) and is an error, never an empty answer
+    /// a walsender would send again and again.
     pub(crate) fn read(&self, from: Lsn, len: usize) -> Result<Vec<u8>, StorageError> {
-        self.disk
+        let bytes = self
+            .disk
             .read_at(WAL_PATH, from, len)
-            .map_err(|source| StorageError::io("read", WAL_PATH, source))
+            .map_err(|source| StorageError::io("read", WAL_PATH, source))?;
+        if bytes.len() < len {
+            return Err(StorageError::WalShort {
+                from,
+                wanted: len,
+                got: bytes.len(),
+            });
+        }
+        Ok(bytes)
     }
 
     /// Writes bytes streamed from a primary at `start`. Bytes already present and equal are
