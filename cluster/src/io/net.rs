@@ -44,7 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
-use super::runtime::{replays, resets, sleep, timeout, Instant};
+use super::runtime::{self, replays, resets, sleep, timeout, Instant};
 
 /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -616,6 +616,7 @@ impl FrameWriter {
         if self.ends.is_reset() {
             return Err(reset_error(&self.peer));
         }
+        runtime::frame_sent();
         encode_frame_into(msg, &mut self.scratch);
         let io = |source| NetError::Io {
             peer: self.peer.clone(),

@@ -217,3 +217,37 @@ pub mod replays {
 
 /// Whether this build runs inside the simulator (for log formatting only).
 pub const SIMULATED: bool = cfg!(madsim);
+
+/// The most frames a simulated world may send without its clock moving. Simulated sends take
+/// no time, so a task that sends in a loop whose exit never comes (a walsender re-sending an
+/// empty chunk forever) would fill memory with frames while the clock stands still and the
+/// seed never ends. Far above anything a cluster sends in one instant (a catch-up ships a few
+/// hundred chunks; every disk read and fsync moves the clock).
+pub const FRAMES_PER_INSTANT_MAX: u64 = 200_000;
+
+/// Counts a frame sent (see [`FRAMES_PER_INSTANT_MAX`]); in the simulator, past the bound the
+/// seed fails with a panic naming the runaway, which its result reports like any other crash.
+/// Nothing in production.
+#[inline]
+pub fn frame_sent() {
+    #[cfg(madsim)]
+    {
+        use std::cell::Cell;
+        thread_local! {
+            static AT_INSTANT: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+        }
+        let now = Instant::now();
+        AT_INSTANT.with(|c| {
+            let count = match c.get() {
+                Some((at, n)) if at == now => n + 1,
+                _ => 1,
+            };
+            c.set(Some((now, count)));
+            assert!(
+                count <= FRAMES_PER_INSTANT_MAX,
+                "runaway: {count} frames sent without the simulated clock moving (a loop that \
+                 sends and never waits)"
+            );
+        });
+    }
+}
