@@ -28,6 +28,9 @@ enum ReplOp {
     },
     PrimaryCheckpoint,
     MirrorCheckpoint,
+    /// The mirror writes its dirty blocks back through the double-write area, leaving its
+    /// redo point.
+    MirrorWriteBack,
     /// The mirror's host crashes; `Some(n)` keeps `n` unsynced bytes of each file.
     MirrorCrash(Option<usize>),
 }
@@ -42,6 +45,7 @@ fn repl_op_strategy() -> impl Strategy<Value = ReplOp> {
             .prop_map(|(chunk, resend, flush)| ReplOp::Ship { chunk, resend, flush }),
         1 => Just(ReplOp::PrimaryCheckpoint),
         1 => Just(ReplOp::MirrorCheckpoint),
+        1 => Just(ReplOp::MirrorWriteBack),
         1 => prop::option::of(0usize..20_000).prop_map(ReplOp::MirrorCrash),
     ]
 }
@@ -176,6 +180,20 @@ impl Pair {
                     self.mirror.wal().end_lsn(),
                     end,
                     "a mirror checkpoint wrote wal"
+                );
+            }
+            ReplOp::MirrorWriteBack => {
+                let end = self.mirror.wal().end_lsn();
+                self.mirror.write_back_dirty().await.unwrap();
+                prop_assert_eq!(
+                    self.mirror.wal().end_lsn(),
+                    end,
+                    "a mirror's write-back wrote wal"
+                );
+                prop_assert!(
+                    self.mirror.stats().cached_blocks <= 3,
+                    "a mirror's write-back left {} blocks cached (bound 3)",
+                    self.mirror.stats().cached_blocks
                 );
             }
             ReplOp::MirrorCrash(keep) => {

@@ -821,10 +821,19 @@ impl Instance {
             runtime::sleep(self.inner.cfg.checkpoint_interval).await;
             // A mirror's WAL must stay byte-identical to its primary's, so only a primary
             // writes checkpoint records; a mirror replays from its last checkpoint on restart.
-            if self.role() != Role::Primary {
-                continue;
-            }
-            let result = self.inner.engine.lock().await.checkpoint().await;
+            // Its dirty blocks reach their places only through the double-write area, so it
+            // writes them back on the same beat, or its cache would grow without bound.
+            let result = if self.role() == Role::Primary {
+                self.inner.engine.lock().await.checkpoint().await.map(drop)
+            } else {
+                self.inner
+                    .engine
+                    .lock()
+                    .await
+                    .write_back_dirty()
+                    .await
+                    .map(drop)
+            };
             if let Err(e) = result {
                 self.storage_fault(&e);
                 return;

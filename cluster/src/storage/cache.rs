@@ -153,6 +153,11 @@ impl BufferCache {
     }
 
     /// The bound this cache was built with.
+    /// Blocks cached now (above [`BufferCache::max`] only while none may go).
+    pub fn cached_blocks(&self) -> usize {
+        self.frames.len()
+    }
+
     pub fn max(&self) -> usize {
         self.max
     }
@@ -314,6 +319,20 @@ impl BufferCache {
                     "checkpoint writes block {id:?} with page lsn {} beyond flushed {flushed}",
                     frame.page.lsn
                 );
+                let bytes = frame.page.encode_numbered(numbered.then_some(id.1));
+                (id.0, id.1, bytes)
+            })
+            .collect()
+    }
+
+    /// The encoded image of every dirty block whose changes are all in the WAL flushed up to
+    /// `flushed` (a mirror's write-back: it may have applied records not yet flushed).
+    pub fn dirty_images_upto(&self, flushed: Lsn) -> Vec<Image> {
+        let numbered = self.numbered;
+        self.frames
+            .iter()
+            .filter(|(_, f)| f.dirty && f.page.lsn <= flushed)
+            .map(|(id, frame)| {
                 let bytes = frame.page.encode_numbered(numbered.then_some(id.1));
                 (id.0, id.1, bytes)
             })

@@ -91,6 +91,8 @@ pub struct EngineStats {
     pub cache_misses: u64,
     pub evictions: u64,
     pub blocks_written: u64,
+    /// Blocks in the buffer cache now.
+    pub cached_blocks: usize,
 }
 
 /// Who writes this instance's WAL, decided by the first call that writes or receives it.
@@ -146,6 +148,7 @@ impl Engine {
             cache_misses: cache.misses,
             evictions: cache.evictions,
             blocks_written: cache.blocks_written,
+            cached_blocks: self.cache.cached_blocks(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::wal::record::encode_frame;
 
 use super::cache::TableFile;
 use super::control::Control;
-use super::doublewrite;
+use super::doublewrite::{self, Image};
 use super::table::Table;
 use super::{Engine, Lsn, Record, Role, StorageError, TableDef, TableKind, Write, Xid};
 
@@ -170,9 +170,50 @@ impl Engine {
         let end = self.wal.end_lsn();
         self.wal.flush_to(end).await?;
         let flushed = self.wal.flushed_lsn();
-        // Torn writes: every block's image is durable in the double-write area (one append,
-        // one fsync for the batch) before any of them is overwritten in place.
-        let images = self.cache.dirty_images(flushed);
+        self.write_back(self.cache.dirty_images(flushed)).await?;
+        let redo_lsn = self.applied_lsn;
+        if self.role == Role::Writer {
+            self.append_batch(&[], Record::Checkpoint { redo_lsn })?;
+        }
+        let control = Control {
+            redo_lsn,
+            tables: self.tables(),
+            checkpoint_blocks: self
+                .tables
+                .iter()
+                .map(|(id, t)| (*id, t.nblocks()))
+                .collect(),
+            prepared: self.prepared.clone(),
+        };
+        control.write(&*self.disk).await?;
+        for table in self.tables.values_mut() {
+            table.checkpoint_blocks = table.nblocks();
+        }
+        self.cache.shrink(&*self.disk, self.wal.flushed_lsn())?;
+        self.check_invariants();
+        tracing::debug!(redo_lsn, "checkpoint complete");
+        Ok(redo_lsn)
+    }
+
+    /// Writes back the dirty blocks whose changes are in the flushed WAL, as a checkpoint
+    /// does, but leaves the redo point where it is: a mirror's way of keeping its cache
+    /// bounded. Its dirty blocks reach their places only through the double-write area, which
+    /// takes an fsync eviction cannot wait for, and a mirror replays from its last checkpoint
+    /// on restart, so a block written back is replayed over, which redo allows (it skips what
+    /// a block already holds). Returns how many blocks were written.
+    pub async fn write_back_dirty(&mut self) -> Result<usize, StorageError> {
+        let flushed = self.wal.flushed_lsn();
+        let images = self.cache.dirty_images_upto(flushed);
+        if images.is_empty() {
+            return Ok(0);
+        }
+        self.write_back(images).await
+    }
+
+    /// Writes `images` in place through the double-write area: every image durable in the
+    /// area (one append, one fsync for the batch) before any block is overwritten in place,
+    /// then every table file and directory synced, then the area emptied.
+    async fn write_back(&mut self, images: Vec<Image>) -> Result<usize, StorageError> {
         if self.cache.doublewrite() {
             doublewrite::write_batch(&*self.disk, &images).await?;
         }
@@ -196,27 +237,7 @@ impl Engine {
         }
         // Every block is synced at its place: the images are no longer needed.
         doublewrite::clear(&*self.disk).await?;
-        let redo_lsn = self.applied_lsn;
-        if self.role == Role::Writer {
-            self.append_batch(&[], Record::Checkpoint { redo_lsn })?;
-        }
-        let control = Control {
-            redo_lsn,
-            tables: self.tables(),
-            checkpoint_blocks: self
-                .tables
-                .iter()
-                .map(|(id, t)| (*id, t.nblocks()))
-                .collect(),
-            prepared: self.prepared.clone(),
-        };
-        control.write(&*self.disk).await?;
-        for table in self.tables.values_mut() {
-            table.checkpoint_blocks = table.nblocks();
-        }
         self.cache.shrink(&*self.disk, self.wal.flushed_lsn())?;
-        self.check_invariants();
-        tracing::debug!(redo_lsn, "checkpoint complete");
-        Ok(redo_lsn)
+        Ok(images.len())
     }
 }
