@@ -193,7 +193,9 @@ impl FaultWeights {
             (DiskReplaced, 1),
             (DatadirLost, 1),
             (LateDelivery, 3),
-            (FsyncFail, 1),
+            // A failed fsync is the corruption fault whose handling takes the most care (the
+            // instance must stop, not retry): drawn about one seed in six.
+            (FsyncFail, 3),
             (TornGarbage, 1),
             (WalBitFlip, 1),
             (ControlBitFlip, 1),
