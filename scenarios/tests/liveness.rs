@@ -38,6 +38,30 @@ fn the_operator_recovers_with_a_full_copy_where_incremental_fails_then_rebalance
     );
 }
 
+/// Standard seed 882 (kept in `scenarios/schedules/`): the coordinator's host restarts after
+/// the operator activated the standby, and the old coordinator, not fenced, takes a
+/// distributed commit on; every segment refuses its COMMIT PREPARED as deposed. Its session
+/// retried for the whole 60 s of the second phase and held its client, the run waited for
+/// that client, and the operator started too late to converge. A coordinator that learns it
+/// is deposed now stops retrying and answers that the outcome is unknown.
+#[test]
+fn a_deposed_coordinator_does_not_hold_its_clients_through_the_second_phase() {
+    let mut cfg = RunConfig::standard();
+    cfg.schedule = Some(
+        sim::nemesis::parse_schedule(include_str!(
+            "../schedules/deposed-coordinator-client-held-882.json"
+        ))
+        .unwrap(),
+    );
+    let result = run_seed(882, &cfg).0;
+    assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.error);
+    assert!(result.checkers.contains(&"converged"));
+    assert!(result
+        .operator
+        .iter()
+        .any(|a| a.command == "activate-standby" && a.ok));
+}
+
 /// Without the operator nothing recovers the deposed primaries: the run does not judge
 /// convergence and records no action.
 #[test]

@@ -779,9 +779,13 @@ impl Session {
                 }
             }
         }
-        while Instant::now() < deadline {
+        // A deposed coordinator retries no more: the activated standby resolves the
+        // transaction, and the client, told the outcome is unknown, is not held for the whole
+        // retry period (standard seed 882: a client of the old coordinator held 60 s kept the
+        // operator from starting its recovery in time).
+        while Instant::now() < deadline && self.store.deposed().is_none() {
             runtime::sleep(Duration::from_millis(200)).await;
-            if let Some(SegmentResponse::Ok) = primary_call(
+            match primary_call(
                 &self.store,
                 content,
                 &req(&self.store),
@@ -791,7 +795,14 @@ impl Session {
             )
             .await
             {
-                return true;
+                Some(SegmentResponse::Ok) => return true,
+                Some(SegmentResponse::Fenced { dbid, followed, .. }) => {
+                    let seen_at = format!("dbid {dbid} (content {content})");
+                    if self.store.depose(followed, &seen_at).await {
+                        return false;
+                    }
+                }
+                _ => {}
             }
         }
         false
