@@ -94,3 +94,27 @@ fn a_standby_whose_host_lost_power_with_the_coordinator_is_started_and_activated
         "{cmds:?}"
     );
 }
+
+/// Standard seed 1748 (kept in `scenarios/schedules/`, fault points armed as drawn): a fault
+/// point cuts the coordinator's host's power; the operator activates the standby without
+/// fencing the old one, while sdw1, with a full disk, cannot keep the new generation and its
+/// instances fail themselves. The old coordinator's host is back within a second and it starts
+/// again, before the activation has resolved its in-doubt transactions. It asks its standby
+/// for the catalog: answered "not active" until the activation served, it went on, promoted
+/// and committed on sdw1's restarted instances, and those commits were lost. The activated
+/// standby now answers with the catalog it took over, and the old coordinator stops at once.
+#[test]
+fn an_old_coordinator_starting_during_the_activation_learns_it_was_deposed() {
+    let mut cfg = RunConfig::standard();
+    cfg.schedule = Some(
+        sim::nemesis::parse_schedule(include_str!(
+            "../schedules/old-coordinator-back-during-activation-1748.json"
+        ))
+        .unwrap(),
+    );
+    let (r, _) = run_seed(1748, &cfg);
+    assert_clean(&r);
+    assert!(commands(&r)
+        .iter()
+        .any(|(c, ok)| c == "activate-standby" && *ok));
+}

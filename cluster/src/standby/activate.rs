@@ -144,6 +144,7 @@ impl Run<'_> {
                     epoch = %crate::model::catalog::epoch::describe(self.epoch),
                     end_lsn = self.end_lsn, "activated: the standby is now the coordinator"
                 );
+                *shared.taken_over.lock().unwrap() = Some(store.snapshot());
                 self.store = Some(store);
             }
             Step::Announce => announce(self.store(), &self.coordinator_config()).await,

@@ -60,6 +60,12 @@ pub(super) struct Shared {
     streaming: AtomicBool,
     receiver: Mutex<Option<JoinHandle<()>>>,
     pub active: Mutex<Option<Services>>,
+    /// The catalog as this standby took it over, from the moment an activation has done so
+    /// until it serves as the coordinator: a deposed coordinator starting again asks for the
+    /// catalog, and must learn of the new generation while the activation still resolves
+    /// in-doubt transactions (standard seed 1748: 20 s during which the old coordinator,
+    /// answered "not active", promoted and committed on instances the announcement missed).
+    pub taken_over: Mutex<Option<crate::model::catalog::Catalog>>,
     /// Held while an activation runs, so two cannot.
     pub activating: tokio::sync::Mutex<()>,
 }
@@ -91,6 +97,7 @@ pub async fn run(cfg: StandbyConfig, disk: Arc<dyn Disk>) -> Result<(), StandbyE
             streaming: AtomicBool::new(false),
             receiver: Mutex::new(None),
             active: Mutex::new(None),
+            taken_over: Mutex::new(None),
             activating: tokio::sync::Mutex::new(()),
         });
         let task = runtime::spawn(shared.clone().receive_loop().in_current_span());
@@ -148,6 +155,10 @@ impl Shared {
                             message: e.to_string(),
                         }),
                     }
+                }
+                ClientRequest::Catalog if self.taken_over.lock().unwrap().is_some() => {
+                    let catalog = self.taken_over.lock().unwrap().clone();
+                    ClientResponse::Catalog(catalog.expect("checked above"))
                 }
                 ClientRequest::Standby(_) => ClientResponse::Error(DbError::Failed(format!(
                     "{}; init-standby runs against the active coordinator",
