@@ -110,6 +110,14 @@ impl Regression {
     }
 }
 
+/// The standard scenario carrying out a kept schedule (a file of `scenarios/schedules/`, as
+/// `hasim replay --schedule` reads it) instead of the one drawn from the seed.
+pub fn standard_with_schedule(schedule: &str) -> RunConfig {
+    let mut cfg = RunConfig::standard();
+    cfg.schedule = Some(sim::nemesis::parse_schedule(schedule).expect("a kept schedule parses"));
+    cfg
+}
+
 /// Runs seeds from `start` with the bug on until a seed's result shows the bug's own checker
 /// firing, or the budget runs out. Returns that seed's result.
 pub fn hunt(bug: &PlantedBug, start: u64) -> Option<SeedResult> {

@@ -13,13 +13,9 @@ use sim::run::{run_seed, Verdict};
 /// content to its preferred roles.
 #[test]
 fn the_operator_recovers_with_a_full_copy_where_incremental_fails_then_rebalances() {
-    let mut cfg = RunConfig::standard();
-    cfg.schedule = Some(
-        sim::nemesis::parse_schedule(include_str!(
-            "../schedules/bit-flipped-instance-needs-a-full-copy.json"
-        ))
-        .unwrap(),
-    );
+    let cfg = scenarios::standard_with_schedule(include_str!(
+        "../schedules/bit-flipped-instance-needs-a-full-copy.json"
+    ));
     let result = run_seed(267, &cfg).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.error);
     assert!(result.checkers.contains(&"converged"));
@@ -46,13 +42,9 @@ fn the_operator_recovers_with_a_full_copy_where_incremental_fails_then_rebalance
 /// is deposed now stops retrying and answers that the outcome is unknown.
 #[test]
 fn a_deposed_coordinator_does_not_hold_its_clients_through_the_second_phase() {
-    let mut cfg = RunConfig::standard();
-    cfg.schedule = Some(
-        sim::nemesis::parse_schedule(include_str!(
-            "../schedules/deposed-coordinator-client-held-882.json"
-        ))
-        .unwrap(),
-    );
+    let cfg = scenarios::standard_with_schedule(include_str!(
+        "../schedules/deposed-coordinator-client-held-882.json"
+    ));
     let result = run_seed(882, &cfg).0;
     assert_eq!(result.verdict, Verdict::Ok, "{:?}", result.error);
     assert!(result.checkers.contains(&"converged"));

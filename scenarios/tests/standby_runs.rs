@@ -105,13 +105,9 @@ fn a_standby_whose_host_lost_power_with_the_coordinator_is_started_and_activated
 /// standby now answers with the catalog it took over, and the old coordinator stops at once.
 #[test]
 fn an_old_coordinator_starting_during_the_activation_learns_it_was_deposed() {
-    let mut cfg = RunConfig::standard();
-    cfg.schedule = Some(
-        sim::nemesis::parse_schedule(include_str!(
-            "../schedules/old-coordinator-back-during-activation-1748.json"
-        ))
-        .unwrap(),
-    );
+    let cfg = scenarios::standard_with_schedule(include_str!(
+        "../schedules/old-coordinator-back-during-activation-1748.json"
+    ));
     let (r, _) = run_seed(1748, &cfg);
     assert_clean(&r);
     assert!(commands(&r)
