@@ -134,6 +134,20 @@ impl Catalog {
             .collect();
     }
 
+    /// The pair of `content`, primary and mirror, if the catalog says it is in sync.
+    pub fn in_sync_pair(&self, content: Content) -> Option<(Dbid, Dbid)> {
+        let primary = self.rows.iter().find(|(_, r)| {
+            r.content == content && r.role == Role::Primary && r.status == Status::Up
+        })?;
+        let primary = *primary.0;
+        self.in_sync_mirror(content, primary).map(|m| (primary, m))
+    }
+
+    /// The contents the catalog has rows for.
+    fn contents(&self) -> std::collections::BTreeSet<Content> {
+        self.rows.values().map(|r| r.content).collect()
+    }
+
     /// The mirror of `content` if the catalog says the pair is in sync with `primary` as its
     /// primary.
     pub fn in_sync_mirror(&self, content: Content, primary: Dbid) -> Option<Dbid> {
@@ -171,6 +185,8 @@ pub struct DurableClaims {
     /// The catalog followed so far, and each violation with the mirror it is about (`None`:
     /// the standby).
     state: Mutex<(Catalog, Vec<Found>)>,
+    /// The end of the last commit each instance acknowledged (as a primary, in sync or alone).
+    acknowledged: Mutex<BTreeMap<Dbid, Lsn>>,
     /// The third claim: no acknowledgement after a failed `fsync` ([`fsync`]).
     fsync: Mutex<fsync::FsyncWatch>,
 }
@@ -182,6 +198,7 @@ impl DurableClaims {
             dirs,
             synchronous,
             state: Mutex::new((initial, Vec::new())),
+            acknowledged: Mutex::default(),
             fsync: Mutex::default(),
         }
     }
@@ -191,7 +208,43 @@ impl DurableClaims {
         self.fsync.lock().unwrap().observe(&self.dirs, at_ms, fact);
         let mut state = self.state.lock().unwrap();
         let (catalog, violations) = &mut *state;
+        if let Fact::Acknowledged { dbid, lsn, .. } = fact {
+            let mut acknowledged = self.acknowledged.lock().unwrap();
+            let last = acknowledged.entry(*dbid).or_default();
+            *last = (*last).max(*lsn);
+        }
         match fact {
+            Fact::CatalogChanged { .. } | Fact::CatalogRecovered { .. } if self.synchronous => {
+                let before: BTreeMap<Content, (Dbid, Dbid)> = catalog
+                    .contents()
+                    .into_iter()
+                    .filter_map(|c| catalog.in_sync_pair(c).map(|p| (c, p)))
+                    .collect();
+                match fact {
+                    Fact::CatalogChanged {
+                        epoch, dbid, fts, ..
+                    } => catalog.changed(*epoch, *dbid, *fts),
+                    Fact::CatalogRecovered { epoch, rows } => catalog.recovered(*epoch, rows),
+                    _ => unreachable!("matched above"),
+                }
+                for content in catalog.contents() {
+                    let Some((primary, mirror)) = catalog.in_sync_pair(content) else {
+                        continue;
+                    };
+                    if before.get(&content) == Some(&(primary, mirror)) {
+                        continue;
+                    }
+                    let acked = self.acknowledged.lock().unwrap().get(&primary).copied();
+                    let (Some(acked), Some(durable)) = (acked, self.dirs.segment_wal(mirror))
+                    else {
+                        continue;
+                    };
+                    if let Some(v) = judge_in_sync(at_ms, content, primary, acked, mirror, durable)
+                    {
+                        Self::found(violations, Some(mirror), v);
+                    }
+                }
+            }
             Fact::CatalogChanged {
                 epoch, dbid, fts, ..
             } => catalog.changed(*epoch, *dbid, *fts),
@@ -263,6 +316,34 @@ fn judge_ack(
             kind: "ack".into(),
             detail: format!(
                 "dbid {primary} (content {content}, epoch {at_epoch}) acknowledged up to {lsn}; mirror dbid {mirror} durable WAL {durable}"
+            ),
+        },
+    })
+}
+
+/// A pair the catalog has just recorded in sync: every commit its primary acknowledged (the
+/// last ending at `acked`, some perhaps acknowledged alone while the mirror was down) against
+/// the durable length of the mirror's WAL. A failover from now on promotes that mirror.
+fn judge_in_sync(
+    at_ms: u64,
+    content: Content,
+    primary: Dbid,
+    acked: Lsn,
+    mirror: Dbid,
+    durable: u64,
+) -> Option<Violation> {
+    (durable < acked).then(|| Violation {
+        checker: NAME,
+        message: format!(
+            "content {content}: the catalog recorded the pair in sync, but mirror dbid {mirror} holds only {durable} bytes of WAL durably, short of the commit ending at {acked} its primary dbid {primary} acknowledged: a failover now would lose it"
+        ),
+        first_event: Event {
+            at_ms,
+            client: 0,
+            txn: 0,
+            kind: "in-sync".into(),
+            detail: format!(
+                "pair of content {content} recorded in sync; primary dbid {primary} acknowledged up to {acked}; mirror dbid {mirror} durable WAL {durable}"
             ),
         },
     })
@@ -360,6 +441,47 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("holds only 100 bytes"));
         assert_eq!(found[0].first_event.at_ms, 50);
+    }
+
+    /// The mirror down, its primary acknowledges commits alone; when the catalog records the
+    /// pair in sync again, the mirror must hold them durably (a failover may promote it from
+    /// then on).
+    fn mirror_back_in_sync(checker: &DurableClaims) {
+        let mirror = |mode, status| Fact::CatalogChanged {
+            epoch: 4,
+            dbid: 3,
+            desc: String::new(),
+            fts: Some(FtsChange {
+                content: 0,
+                role: Role::Mirror,
+                status,
+                mode,
+            }),
+        };
+        checker.observe(10, &mirror(Mode::NotSynced, Status::Down));
+        checker.observe(20, &ack(150));
+        checker.observe(30, &mirror(Mode::NotSynced, Status::Up));
+        checker.observe(40, &mirror(Mode::Synced, Status::Up));
+    }
+
+    #[test]
+    fn a_pair_recorded_in_sync_whose_mirror_lacks_a_commit_acknowledged_alone_is_a_violation() {
+        let (dirs, _disk) = world(200, 100);
+        let checker = in_sync_checker(dirs);
+        mirror_back_in_sync(&checker);
+        let found = checker.violations();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].message.contains("recorded the pair in sync"));
+        assert!(found[0].message.contains("commit ending at 150"));
+        assert_eq!(found[0].first_event.at_ms, 40);
+    }
+
+    #[test]
+    fn a_pair_recorded_in_sync_whose_mirror_holds_every_acknowledged_commit_is_fine() {
+        let (dirs, _disk) = world(200, 150);
+        let checker = in_sync_checker(dirs);
+        mirror_back_in_sync(&checker);
+        assert!(checker.violations().is_empty());
     }
 
     #[test]
