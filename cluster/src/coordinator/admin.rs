@@ -284,6 +284,39 @@ async fn recover_one(
     full: bool,
     t: Timeouts,
 ) -> Result<Recovered, AdminError> {
+    store.begin_recovery(target.dbid);
+    let recovered = recover_one_begun(&store, target.clone(), primary, full, t).await;
+    store.end_recovery(target.dbid);
+    recovered
+}
+
+async fn recover_one_begun(
+    store: &CatalogStore,
+    target: SegmentConfig,
+    primary: SegmentConfig,
+    full: bool,
+    t: Timeouts,
+) -> Result<Recovered, AdminError> {
+    // The prober may have recorded the instance back, and in sync, since it was chosen: then
+    // there is nothing to recover, and a full copy would wipe a mirror the catalog calls in
+    // sync.
+    let back = store.read(|c| {
+        c.segments
+            .get(&target.dbid)
+            .is_some_and(|r| r.status == Status::Up && r.mode == Mode::Synced)
+    });
+    if back {
+        return Ok(Recovered {
+            dbid: target.dbid,
+            content: target.content,
+            source_dbid: primary.dbid,
+            full,
+            outcome: Err(format!(
+                "dbid {} is back and in sync with dbid {}: nothing to recover",
+                target.dbid, primary.dbid
+            )),
+        });
+    }
     let outcome = rejoin(&target, &primary, full, store.epoch(), t).await;
     if let Ok(report) = &outcome {
         let how = if full { "full copy" } else { "incremental" };

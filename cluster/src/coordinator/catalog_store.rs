@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::io::runtime;
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{
-    Catalog, CatalogError, Content, HistoryRow, Pair, RowChange, SegmentConfig,
+    Catalog, CatalogError, Content, Dbid, HistoryRow, Mode, Pair, RowChange, SegmentConfig,
 };
 use crate::storage::{Engine, StorageError};
 use crate::wal::{TableDef, TableId, TableKind, Write};
@@ -60,6 +60,9 @@ pub struct CatalogStore {
     /// Unmirrored contents whose primary the prober cannot reach (not catalog state: the
     /// catalog never marks an acting primary down).
     unmirrored_lost: Arc<Mutex<std::collections::BTreeSet<Content>>>,
+    /// Instances `recoverseg` is recovering now: the prober records none of them in sync until
+    /// the recovery has recorded its own change (see [`CatalogStore::begin_recovery`]).
+    recovering: Arc<Mutex<std::collections::BTreeSet<Dbid>>>,
     /// The standby coordinator's replication state; changes wait for its flush while it is
     /// synchronized.
     standby: Arc<crate::coordinator::mirroring::link::StandbyLink>,
@@ -221,6 +224,7 @@ impl CatalogStore {
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
+            recovering: Default::default(),
             standby: Default::default(),
             deposed: Arc::new(crate::io::sync::Watch::new(deposed)),
             observe: Default::default(),
@@ -359,6 +363,21 @@ impl CatalogStore {
     /// Records a decision taken on `pair`, only if the catalog still has the pair as it was:
     /// a decision on rows that changed since (an administrator's recovery, say) is stale, and
     /// the next probe decides afresh.
+    /// `recoverseg` begins recovering `dbid`: until [`CatalogStore::end_recovery`], a
+    /// decision of the prober that records it in sync is refused (it may still be marked down,
+    /// so that its primary stops waiting for it). A full copy wipes the
+    /// instance's WAL; a probe answered just before, saying the mirror was back and caught up,
+    /// would otherwise record the pair in sync while the mirror holds nothing (standard seed
+    /// 13 of its sweep, with durable-claims judging each pair the catalog records in sync).
+    pub fn begin_recovery(&self, dbid: Dbid) {
+        self.recovering.lock().unwrap().insert(dbid);
+    }
+
+    /// The recovery of `dbid` is over (recorded or failed).
+    pub fn end_recovery(&self, dbid: Dbid) {
+        self.recovering.lock().unwrap().remove(&dbid);
+    }
+
     pub async fn record_decision(
         &self,
         pair: &Pair,
@@ -376,6 +395,18 @@ impl CatalogStore {
     ) -> Result<Catalog, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
         let mut next = self.latest.lock().unwrap().clone();
+        if decided_on.is_some() {
+            let recovering = self.recovering.lock().unwrap();
+            let synced = changes
+                .iter()
+                .find(|c| recovering.contains(&c.dbid) && c.mode == Mode::Synced);
+            if let Some(c) = synced {
+                return Err(CatalogStoreError::Refused(format!(
+                    "dbid {} is being recovered: it is in sync once the recovery is done",
+                    c.dbid
+                )));
+            }
+        }
         if let Some(pair) = decided_on {
             if next.pair(pair.content).as_ref() != Some(pair) {
                 return Err(CatalogStoreError::Refused(format!(
