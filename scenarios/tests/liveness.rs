@@ -97,3 +97,28 @@ fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() 
         .iter()
         .any(|f| matches!(f.fault, sim::nemesis::Fault::DoubleFault { content: 3 })));
 }
+
+/// Standard seed 13 (kept in `scenarios/schedules/`): dbid 17 is chosen for `recoverseg -F`
+/// after a failed table fsync stopped it; started again, it streams and catches up before its
+/// full copy begins. A probe answered just before the copy wiped its WAL said the mirror was
+/// back in sync, and the prober recorded the pair in sync after the wipe began: the catalog
+/// called an empty mirror in sync (`durable-claims`). While recoverseg recovers an instance,
+/// the prober records it in sync no more.
+#[test]
+fn no_pair_is_recorded_in_sync_while_a_full_copy_wipes_its_mirror() {
+    let cfg = scenarios::standard_with_schedule(include_str!(
+        "../schedules/full-copy-of-a-mirror-back-in-sync-13.json"
+    ));
+    let result = run_seed(13, &cfg).0;
+    assert_eq!(
+        result.verdict,
+        Verdict::Ok,
+        "{:?} {:?}",
+        result.error,
+        result.violations.first()
+    );
+    assert!(result
+        .operator
+        .iter()
+        .any(|a| a.command == "recoverseg -F" && a.ok));
+}
