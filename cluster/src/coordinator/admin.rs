@@ -284,9 +284,10 @@ async fn recover_one(
     full: bool,
     t: Timeouts,
 ) -> Result<Recovered, AdminError> {
-    store.begin_recovery(target.dbid);
-    let recovered = recover_one_begun(&store, target.clone(), primary, full, t).await;
-    store.end_recovery(target.dbid);
+    let (dbid, content) = (target.dbid, target.content);
+    store.begin_recovery(dbid, content).await;
+    let recovered = recover_one_begun(&store, target, primary, full, t).await;
+    store.end_recovery(dbid, content).await;
     recovered
 }
 

@@ -63,6 +63,8 @@ pub struct CatalogStore {
     /// Instances `recoverseg` is recovering now: the prober records none of them in sync until
     /// the recovery has recorded its own change (see [`CatalogStore::begin_recovery`]).
     recovering: Arc<Mutex<std::collections::BTreeSet<Dbid>>>,
+    /// Per content, how often recoverseg began or ended recovering one of its instances.
+    recoveries: Arc<Mutex<BTreeMap<Content, u64>>>,
     /// The standby coordinator's replication state; changes wait for its flush while it is
     /// synchronized.
     standby: Arc<crate::coordinator::mirroring::link::StandbyLink>,
@@ -225,6 +227,7 @@ impl CatalogStore {
             tables: Arc::new(Mutex::new(tables)),
             unmirrored_lost: Default::default(),
             recovering: Default::default(),
+            recoveries: Default::default(),
             standby: Default::default(),
             deposed: Arc::new(crate::io::sync::Watch::new(deposed)),
             observe: Default::default(),
@@ -369,32 +372,68 @@ impl CatalogStore {
     /// instance's WAL; a probe answered just before, saying the mirror was back and caught up,
     /// would otherwise record the pair in sync while the mirror holds nothing (standard seed
     /// 13 of its sweep, with durable-claims judging each pair the catalog records in sync).
-    pub fn begin_recovery(&self, dbid: Dbid) {
+    ///
+    /// Beginning and ending a recovery also count in [`CatalogStore::recoveries`]: a decision
+    /// the prober took on a probe round begun before either is refused, since the instance
+    /// may have been wiped or stopped since its primary answered (standard seed 311: a full
+    /// copy killed midway, and a decision on a probe answered before it recorded the empty
+    /// mirror in sync once the recovery had ended).
+    ///
+    /// Counted under the catalog's lock, so a decision being recorded is either done before
+    /// (and seen by the recovery's own look at the catalog) or refused.
+    pub async fn begin_recovery(&self, dbid: Dbid, content: Content) {
+        let _serialized = self.engine.lock().await;
         self.recovering.lock().unwrap().insert(dbid);
+        *self.recoveries.lock().unwrap().entry(content).or_default() += 1;
     }
 
     /// The recovery of `dbid` is over (recorded or failed).
-    pub fn end_recovery(&self, dbid: Dbid) {
+    pub async fn end_recovery(&self, dbid: Dbid, content: Content) {
+        let _serialized = self.engine.lock().await;
         self.recovering.lock().unwrap().remove(&dbid);
+        *self.recoveries.lock().unwrap().entry(content).or_default() += 1;
     }
 
+    /// How often a recovery of one of `content`'s instances began or ended.
+    pub fn recoveries(&self, content: Content) -> u64 {
+        self.recoveries
+            .lock()
+            .unwrap()
+            .get(&content)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Records the prober's decision on `pair`, taken on a probe round that began when
+    /// `recoveries` recoveries of the content had begun or ended.
     pub async fn record_decision(
         &self,
         pair: &Pair,
         changes: &[RowChange],
+        recoveries: u64,
         bugs: PlantedBugs,
     ) -> Result<Catalog, CatalogStoreError> {
-        self.record_checked(Some(pair), changes, bugs).await
+        self.record_checked(Some((pair, recoveries)), changes, bugs)
+            .await
     }
 
     async fn record_checked(
         &self,
-        decided_on: Option<&Pair>,
+        decided_on: Option<(&Pair, u64)>,
         changes: &[RowChange],
         bugs: PlantedBugs,
     ) -> Result<Catalog, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
         let mut next = self.latest.lock().unwrap().clone();
+        if let Some((pair, recoveries)) = decided_on {
+            if self.recoveries(pair.content) != recoveries {
+                return Err(CatalogStoreError::Refused(format!(
+                    "content {}: recoverseg began or ended a recovery since the decision",
+                    pair.content
+                )));
+            }
+        }
+        let decided_on = decided_on.map(|(pair, _)| pair);
         if decided_on.is_some() {
             let recovering = self.recovering.lock().unwrap();
             let synced = changes

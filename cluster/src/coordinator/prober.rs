@@ -91,6 +91,7 @@ impl Prober {
                     store: self.store.clone(),
                     bugs: self.bugs,
                     starting: self.starting.get(&dbid).copied().unwrap_or_default(),
+                    recoveries: 0,
                 };
                 (dbid, runtime::spawn(content.run(pair).in_current_span()))
             })
@@ -116,6 +117,9 @@ struct ContentProber {
     bugs: PlantedBugs,
     /// The "starting" answers in a row of the content's acting primary.
     starting: Restart,
+    /// How often recoverseg had begun or ended a recovery of the content when this round
+    /// began ([`CatalogStore::recoveries`]): a decision on an older picture is not recorded.
+    recoveries: u64,
 }
 
 impl ContentProber {
@@ -126,6 +130,7 @@ impl ContentProber {
     /// unreachable the store says the system is not operational (without mirroring, one failed
     /// segment stops the whole system).
     async fn run(mut self, pair: Pair) -> Restart {
+        self.recoveries = self.store.recoveries(pair.content);
         let (answer, round) =
             probe_with_retries(&self.settings, &pair.primary, &self.store, self.bugs).await;
         if let Answer::Deposed = answer {
@@ -293,7 +298,11 @@ impl ContentProber {
     /// Records a decision on `pair`; false if the catalog refused it (or has changed since).
     async fn record(&self, pair: &Pair, changes: &[RowChange]) -> bool {
         let content = pair.content;
-        match self.store.record_decision(pair, changes, self.bugs).await {
+        match self
+            .store
+            .record_decision(pair, changes, self.recoveries, self.bugs)
+            .await
+        {
             Ok(catalog) => {
                 for change in changes {
                     let desc = change.history_desc(content);

@@ -216,6 +216,16 @@ impl Pair {
         true
     }
 
+    /// The receiver is starting a recovery (a rewind or a full copy) from this sender: its
+    /// WAL is about to be cut or wiped, so whatever its current stream reported no longer
+    /// holds. That stream, if any, is over, and anything it still reports is stale.
+    pub fn receiver_recovering(&mut self) {
+        self.generation += 1;
+        self.connected = false;
+        self.caught_up = false;
+        self.catchup_target = None;
+    }
+
     /// The stream of `generation` ended. Returns whether it was the current one (and so the
     /// receiver is neither connected nor caught up any more).
     pub fn disconnect(&mut self, generation: u64) -> bool {

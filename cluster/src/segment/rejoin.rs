@@ -202,6 +202,17 @@ impl Instance {
         if let Some(refusal) = self.not_a_source() {
             return refusal;
         }
+        // Only this primary's mirror asks: it is about to cut or wipe its WAL, so it is in
+        // sync no more, and a probe now must not say it is (standard seed 311: a full copy
+        // wiped the mirror, and the primary, still holding its last report, answered "in
+        // sync" until the stream's timeout; the catalog recorded an empty mirror in sync).
+        {
+            let mut state = self.inner.state.lock().unwrap();
+            if state.sender.pair.connected || state.sender.pair.caught_up {
+                state.sender.pair.receiver_recovering();
+                state.sender.last_disconnect = crate::io::runtime::Instant::now();
+            }
+        }
         let engine = self.inner.engine.lock().await;
         let flushed = self.inner.wal.flushed_lsn();
         match engine.wal_summary(upto) {
