@@ -122,3 +122,28 @@ fn no_pair_is_recorded_in_sync_while_a_full_copy_wipes_its_mirror() {
         .iter()
         .any(|a| a.command == "recoverseg -F" && a.ok));
 }
+
+/// Standard seed 311 (kept in `scenarios/schedules/`): a full copy of dbid 4 wipes its WAL and
+/// the fault point `rewind-midway` kills it there. Its primary kept the stream's last report
+/// and answered probes "in sync" until the stream timed out, and the prober recorded the wiped
+/// mirror in sync (`durable-claims`). A primary asked for a rejoin's WAL summary now holds its
+/// mirror in sync no more; the operator's later full copy succeeds.
+#[test]
+fn a_mirror_wiped_by_a_full_copy_is_not_recorded_in_sync() {
+    let cfg = scenarios::standard_with_schedule(include_str!(
+        "../schedules/full-copy-killed-midway-311.json"
+    ));
+    let result = run_seed(311, &cfg).0;
+    assert_eq!(
+        result.verdict,
+        Verdict::Ok,
+        "{:?} {:?}",
+        result.error,
+        result.violations.first()
+    );
+    assert!(result.points.contains_key("rewind-midway"));
+    assert!(result
+        .operator
+        .iter()
+        .any(|a| a.command == "recoverseg -F" && a.ok));
+}

@@ -273,6 +273,24 @@ mod tests {
         acked_alone_upto: 0,
     };
 
+    /// A mirror that asks for a rejoin's WAL summary is about to cut or wipe its WAL: it is
+    /// in sync no more, and what its old stream still reports changes nothing.
+    #[test]
+    fn a_receiver_starting_a_recovery_is_in_sync_no_more_and_its_old_stream_is_stale() {
+        let rules = segment();
+        let mut pair = Pair::default();
+        let old = pair.connect(&rules);
+        assert!(pair.feedback(&rules, old, 500, 500));
+        assert!(pair.in_sync(SYNC_ON));
+        pair.receiver_recovering();
+        assert!(!pair.in_sync(SYNC_ON) && !pair.connected);
+        assert!(!pair.feedback(&rules, old, 600, 500));
+        assert!(!pair.disconnect(old));
+        assert!(!pair.in_sync(SYNC_ON));
+        let new = pair.connect(&rules);
+        assert!(pair.feedback(&rules, new, 500, 500));
+    }
+
     #[test]
     fn a_sender_sends_what_it_may_ship_past_what_it_sent_and_otherwise_idles() {
         let mut out = Outgoing::starting_at(100);
