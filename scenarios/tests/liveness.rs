@@ -106,16 +106,9 @@ fn a_mirror_is_in_sync_only_once_it_holds_what_the_primary_acknowledged_alone() 
 /// the prober records it in sync no more.
 #[test]
 fn no_pair_is_recorded_in_sync_while_a_full_copy_wipes_its_mirror() {
-    let cfg = scenarios::standard_with_schedule(include_str!(
-        "../schedules/full-copy-of-a-mirror-back-in-sync-13.json"
-    ));
-    let result = run_seed(13, &cfg).0;
-    assert_eq!(
-        result.verdict,
-        Verdict::Ok,
-        "{:?} {:?}",
-        result.error,
-        result.violations.first()
+    let result = kept_schedule_passes(
+        include_str!("../schedules/full-copy-of-a-mirror-back-in-sync-13.json"),
+        13,
     );
     assert!(result
         .operator
@@ -130,10 +123,20 @@ fn no_pair_is_recorded_in_sync_while_a_full_copy_wipes_its_mirror() {
 /// mirror in sync no more; the operator's later full copy succeeds.
 #[test]
 fn a_mirror_wiped_by_a_full_copy_is_not_recorded_in_sync() {
-    let cfg = scenarios::standard_with_schedule(include_str!(
-        "../schedules/full-copy-killed-midway-311.json"
-    ));
-    let result = run_seed(311, &cfg).0;
+    let result = kept_schedule_passes(
+        include_str!("../schedules/full-copy-killed-midway-311.json"),
+        311,
+    );
+    assert!(result.points.contains_key("rewind-midway"));
+    assert!(result
+        .operator
+        .iter()
+        .any(|a| a.command == "recoverseg -F" && a.ok));
+}
+
+/// Runs `seed` of the standard scenario on a kept schedule and checks it passes.
+fn kept_schedule_passes(schedule: &str, seed: u64) -> sim::run::SeedResult {
+    let result = run_seed(seed, &scenarios::standard_with_schedule(schedule)).0;
     assert_eq!(
         result.verdict,
         Verdict::Ok,
@@ -141,9 +144,5 @@ fn a_mirror_wiped_by_a_full_copy_is_not_recorded_in_sync() {
         result.error,
         result.violations.first()
     );
-    assert!(result.points.contains_key("rewind-midway"));
-    assert!(result
-        .operator
-        .iter()
-        .any(|a| a.command == "recoverseg -F" && a.ok));
+    result
 }

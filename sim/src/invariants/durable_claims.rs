@@ -304,21 +304,33 @@ fn judge_ack(
     mirror: Dbid,
     durable: u64,
 ) -> Option<Violation> {
-    (durable < lsn).then(|| Violation {
+    (durable < lsn).then(|| {
+        found_at(
+            at_ms,
+            "ack",
+            format!(
+                "content {content}: dbid {primary} acknowledged a commit ending at {lsn} while the catalog said the pair was in sync, but its mirror dbid {mirror} holds only {durable} bytes of WAL durably: a crash of the mirror's host would lose it"
+            ),
+            format!(
+                "dbid {primary} (content {content}, epoch {at_epoch}) acknowledged up to {lsn}; mirror dbid {mirror} durable WAL {durable}"
+            ),
+        )
+    })
+}
+
+/// A violation of this checker, first seen at `at_ms` in an event of `kind`.
+fn found_at(at_ms: u64, kind: &str, message: String, detail: String) -> Violation {
+    Violation {
         checker: NAME,
-        message: format!(
-            "content {content}: dbid {primary} acknowledged a commit ending at {lsn} while the catalog said the pair was in sync, but its mirror dbid {mirror} holds only {durable} bytes of WAL durably: a crash of the mirror's host would lose it"
-        ),
+        message,
         first_event: Event {
             at_ms,
             client: 0,
             txn: 0,
-            kind: "ack".into(),
-            detail: format!(
-                "dbid {primary} (content {content}, epoch {at_epoch}) acknowledged up to {lsn}; mirror dbid {mirror} durable WAL {durable}"
-            ),
+            kind: kind.into(),
+            detail,
         },
-    })
+    }
 }
 
 /// A pair the catalog has just recorded in sync: every commit its primary acknowledged (the
@@ -332,38 +344,32 @@ fn judge_in_sync(
     mirror: Dbid,
     durable: u64,
 ) -> Option<Violation> {
-    (durable < acked).then(|| Violation {
-        checker: NAME,
-        message: format!(
-            "content {content}: the catalog recorded the pair in sync, but mirror dbid {mirror} holds only {durable} bytes of WAL durably, short of the commit ending at {acked} its primary dbid {primary} acknowledged: a failover now would lose it"
-        ),
-        first_event: Event {
+    (durable < acked).then(|| {
+        found_at(
             at_ms,
-            client: 0,
-            txn: 0,
-            kind: "in-sync".into(),
-            detail: format!(
+            "in-sync",
+            format!(
+                "content {content}: the catalog recorded the pair in sync, but mirror dbid {mirror} holds only {durable} bytes of WAL durably, short of the commit ending at {acked} its primary dbid {primary} acknowledged: a failover now would lose it"
+            ),
+            format!(
                 "pair of content {content} recorded in sync; primary dbid {primary} acknowledged up to {acked}; mirror dbid {mirror} durable WAL {durable}"
             ),
-        },
+        )
     })
 }
 
 /// Catalog WAL up to `lsn` acted on as flushed by the standby, against the durable length of
 /// the standby's catalog WAL.
 fn judge_standby(at_ms: u64, lsn: Lsn, durable: u64) -> Option<Violation> {
-    (durable < lsn).then(|| Violation {
-        checker: NAME,
-        message: format!(
-            "the coordinator acted on catalog WAL up to {lsn} as flushed by its standby, but the standby holds only {durable} bytes of it durably: a crash of the standby's host would lose it"
-        ),
-        first_event: Event {
+    (durable < lsn).then(|| {
+        found_at(
             at_ms,
-            client: 0,
-            txn: 0,
-            kind: "standby-flushed".into(),
-            detail: format!("standby flushed {lsn}; durable catalog WAL {durable}"),
-        },
+            "standby-flushed",
+            format!(
+                "the coordinator acted on catalog WAL up to {lsn} as flushed by its standby, but the standby holds only {durable} bytes of it durably: a crash of the standby's host would lose it"
+            ),
+            format!("standby flushed {lsn}; durable catalog WAL {durable}"),
+        )
     })
 }
 
