@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::io::runtime;
 use crate::model::bugs::PlantedBugs;
 use crate::model::catalog::{
-    Catalog, CatalogError, Content, Dbid, HistoryRow, Mode, Pair, RowChange, SegmentConfig,
+    Catalog, CatalogError, Content, Dbid, HistoryRow, Pair, RowChange, SegmentConfig,
 };
 use crate::storage::{Engine, StorageError};
 use crate::wal::{TableDef, TableId, TableKind, Write};
@@ -426,26 +426,13 @@ impl CatalogStore {
         let mut engine = self.engine.lock().await;
         let mut next = self.latest.lock().unwrap().clone();
         if let Some((pair, recoveries)) = decided_on {
-            if self.recoveries(pair.content) != recoveries {
-                return Err(CatalogStoreError::Refused(format!(
-                    "content {}: recoverseg began or ended a recovery since the decision",
-                    pair.content
-                )));
-            }
+            let recovering = self.recovering.lock().unwrap().clone();
+            let now = self.recoveries(pair.content);
+            crate::protocol::fts::recordable(changes, recoveries, now, &recovering).map_err(
+                |why| CatalogStoreError::Refused(format!("content {}: {why}", pair.content)),
+            )?;
         }
         let decided_on = decided_on.map(|(pair, _)| pair);
-        if decided_on.is_some() {
-            let recovering = self.recovering.lock().unwrap();
-            let synced = changes
-                .iter()
-                .find(|c| recovering.contains(&c.dbid) && c.mode == Mode::Synced);
-            if let Some(c) = synced {
-                return Err(CatalogStoreError::Refused(format!(
-                    "dbid {} is being recovered: it is in sync once the recovery is done",
-                    c.dbid
-                )));
-            }
-        }
         if let Some(pair) = decided_on {
             if next.pair(pair.content).as_ref() != Some(pair) {
                 return Err(CatalogStoreError::Refused(format!(

@@ -182,6 +182,33 @@ pub fn decide_with(pair: &Pair, outcome: ProbeOutcome, bugs: PlantedBugs) -> Dec
     }
 }
 
+/// Whether a decision may still be recorded, given `recoveries` (how often recoverseg began or
+/// ended a recovery of the content: `then` when the decision's probe round began, `now`) and
+/// the instances being recovered now. A recovery cuts or wipes an instance's WAL, so a probe
+/// answered before it began or ended no longer describes the instance; and an instance under
+/// recovery is in sync only once the recovery has recorded it. Marking it down stays allowed,
+/// so that its primary stops waiting for it. `Err` says why not.
+pub fn recordable(
+    changes: &[RowChange],
+    recoveries_then: u64,
+    recoveries_now: u64,
+    recovering: &std::collections::BTreeSet<crate::model::catalog::Dbid>,
+) -> Result<(), String> {
+    if recoveries_then != recoveries_now {
+        return Err("recoverseg began or ended a recovery since the decision".into());
+    }
+    match changes
+        .iter()
+        .find(|c| recovering.contains(&c.dbid) && c.mode == Mode::Synced)
+    {
+        Some(c) => Err(format!(
+            "dbid {} is being recovered: it is in sync once the recovery is done",
+            c.dbid
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +448,27 @@ mod tests {
             decide(&pair(&cat), ProbeOutcome::Unreachable),
             Decision::Nothing
         );
+    }
+
+    /// Standard seeds 13 and 311 of this rule's first sweep: a decision on a probe answered
+    /// before a full copy wiped the mirror must not record the wiped mirror in sync.
+    #[test]
+    fn a_decision_from_before_a_recovery_began_or_ended_is_not_recorded() {
+        let back_in_sync = [
+            change(2, Role::Primary, Status::Up, Mode::Synced),
+            change(3, Role::Mirror, Status::Up, Mode::Synced),
+        ];
+        let none = Default::default();
+        assert!(recordable(&back_in_sync, 4, 4, &none).is_ok());
+        assert!(recordable(&back_in_sync, 4, 5, &none).is_err());
+        let mut recovering = std::collections::BTreeSet::new();
+        recovering.insert(3);
+        let refused = recordable(&back_in_sync, 5, 5, &recovering).unwrap_err();
+        assert!(refused.contains("dbid 3 is being recovered"), "{refused}");
+        let down = [
+            change(2, Role::Primary, Status::Up, Mode::NotSynced),
+            change(3, Role::Mirror, Status::Down, Mode::NotSynced),
+        ];
+        assert!(recordable(&down, 5, 5, &recovering).is_ok());
     }
 }
