@@ -484,9 +484,23 @@ impl CatalogStore {
     /// never had).
     async fn commit_configuration(
         &self,
+        engine: tokio::sync::MutexGuard<'_, Engine>,
+        next: Catalog,
+        writes: Vec<Write>,
+    ) -> Result<Catalog, CatalogStoreError> {
+        self.commit_configuration_then(engine, next, writes, || {})
+            .await
+    }
+
+    /// [`CatalogStore::commit_configuration`], calling `committed` once the change is committed
+    /// (and `latest`) and before it is flushed or waited for: still under the catalog's lock,
+    /// so no other change comes in between.
+    async fn commit_configuration_then(
+        &self,
         mut engine: tokio::sync::MutexGuard<'_, Engine>,
         next: Catalog,
         mut writes: Vec<Write>,
+        committed: impl FnOnce(),
     ) -> Result<Catalog, CatalogStoreError> {
         self.refuse_if_deposed()?;
         writes.push(Write::Put {
@@ -496,6 +510,7 @@ impl CatalogStore {
         });
         let lsn = engine.commit(next.epoch, &writes)?;
         *self.latest.lock().unwrap() = next.clone();
+        committed();
         let wal = engine.wal();
         drop(engine);
         wal.flush_to(lsn).await?;

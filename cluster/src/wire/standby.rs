@@ -57,6 +57,9 @@ pub enum StandbyRequest {
     StartReplication { dbid: Dbid, from: Option<Lsn> },
     /// `activate-standby`, to the standby.
     Activate,
+    /// `init-standby -r`, to the acting coordinator: remove the standby with this dbid from the
+    /// catalog (its data directory and process are the caller's).
+    Unregister { dbid: Dbid },
 }
 
 /// Answers, carried in [`crate::wire::ClientResponse::Standby`].
@@ -74,6 +77,12 @@ pub enum StandbyReply {
     Refused {
         why: ActivateRefusal,
         message: String,
+    },
+    /// `init-standby -r` done: the standby's row, as it was, is gone from the catalog as of
+    /// `epoch`.
+    Unregistered {
+        epoch: u64,
+        standby: SegmentConfig,
     },
 }
 

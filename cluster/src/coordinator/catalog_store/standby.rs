@@ -1,11 +1,11 @@
 //! The catalog's side of the standby coordinator: the base backup and WAL the walsender ships,
 //! the mirroring status, and the catalog changes `init-standby` and `activate-standby` make
-//! (rows added or re-roled, each with its history line, under a new epoch).
+//! (rows added, re-roled or removed, each with its history line, under a new epoch).
 
 use std::sync::Arc;
 
 use super::{encode, CatalogStore, CatalogStoreError, CONFIG_TABLE, HISTORY_TABLE};
-use crate::coordinator::mirroring::link::StandbyLink;
+use crate::coordinator::mirroring::link::{configured_standby, StandbyLink};
 use crate::io::runtime;
 use crate::model::catalog::{Catalog, Dbid, HistoryRow, SegmentConfig};
 use crate::storage::base_backup::BaseBackup;
@@ -94,6 +94,81 @@ impl CatalogStore {
         Ok(committed)
     }
 
+    /// The configured standby in the newest committed catalog, a change still flushing
+    /// included: what the walsender checks a stream against, so that a stream the removal of
+    /// its standby missed is refused (see [`CatalogStore::remove_standby`]).
+    pub fn latest_standby(&self) -> Option<SegmentConfig> {
+        configured_standby(&self.latest.lock().unwrap())
+    }
+
+    /// `init-standby -r`: removes the configured standby `dbid`'s row, with one history line,
+    /// under a new epoch, as one durable transaction; then updates the in-memory catalog.
+    /// Returns the new catalog and the removed row. Refused, changing nothing, when no standby
+    /// is configured, when `dbid` is not the configured standby, or once this coordinator is
+    /// deposed.
+    ///
+    /// The removal does not wait for the standby it removes: once it is committed (before it
+    /// is flushed) the standby link stops waiting for and counting that standby and ends its
+    /// stream, and from then on the newest catalog no longer names it, so a stream it starts
+    /// again is refused.
+    pub async fn remove_standby(
+        &self,
+        dbid: Dbid,
+    ) -> Result<(Catalog, SegmentConfig), CatalogStoreError> {
+        self.refuse_if_deposed()?;
+        let mut engine = self.engine.lock().await;
+        let mut next = self.latest.lock().unwrap().clone();
+        let row = match configured_standby(&next) {
+            Some(row) if row.dbid == dbid => row,
+            Some(row) => {
+                return Err(CatalogStoreError::Refused(format!(
+                    "dbid {dbid} is not the configured standby coordinator (that is dbid {} on host {}); nothing was changed",
+                    row.dbid, row.hostname
+                )))
+            }
+            None => {
+                return Err(CatalogStoreError::Refused(format!(
+                    "no standby coordinator is configured (dbid {dbid} is none); nothing was changed"
+                )))
+            }
+        };
+        next.segments.remove(&dbid);
+        next.epoch += 1;
+        next.check()?;
+        let desc = format!(
+            "initstandby: remove standby coordinator dbid {dbid} on host {} ({})",
+            row.hostname,
+            row.endpoint()
+        );
+        let history_key = engine
+            .scan(HISTORY_TABLE)?
+            .last()
+            .map(|(k, _)| k + 1)
+            .unwrap_or(0);
+        let history = HistoryRow {
+            time_ms: runtime::unix_time_ms(),
+            dbid,
+            desc: desc.clone(),
+        };
+        let writes = vec![
+            Write::Delete {
+                table: CONFIG_TABLE,
+                key: dbid as i64,
+            },
+            Write::Put {
+                table: HISTORY_TABLE,
+                key: history_key,
+                value: encode(&history),
+            },
+        ];
+        let link = self.standby.clone();
+        let committed = self
+            .commit_configuration_then(engine, next, writes, || link.remove(dbid))
+            .await?;
+        self.committed(committed.epoch, &[(dbid, desc)]);
+        Ok((committed, row))
+    }
+
     /// The next free dbid.
     pub fn next_dbid(&self) -> Dbid {
         self.snapshot()
@@ -102,5 +177,108 @@ impl CatalogStore {
             .next_back()
             .map(|d| d + 1)
             .unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::RealDisk;
+    use crate::model::catalog::tests::{standby_row, synced_pair};
+    use crate::storage::{Engine, EngineOptions};
+
+    /// A catalog store on a fresh directory: a synced pair, and the standby if `with_standby`.
+    async fn open_store(name: &str, with_standby: bool) -> CatalogStore {
+        let dir =
+            std::env::temp_dir().join(format!("hacluster-catalog-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let disk: Arc<dyn crate::io::Disk> = Arc::new(RealDisk::new(&dir).unwrap());
+        let engine = Engine::open(disk, EngineOptions::default()).await.unwrap();
+        let mut rows: Vec<SegmentConfig> = synced_pair().segments.into_values().collect();
+        if with_standby {
+            rows.push(standby_row());
+        }
+        CatalogStore::open(engine, &rows).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn removing_the_standby_is_one_change_under_a_new_epoch_with_its_history_line() {
+        let store = open_store("remove", true).await;
+        let before = store.snapshot();
+        let history_before = store.history().await.unwrap().len();
+        let (catalog, removed) = store.remove_standby(standby_row().dbid).await.unwrap();
+        assert_eq!(removed, standby_row());
+        assert_eq!(catalog.epoch, before.epoch + 1);
+        assert!(!catalog.segments.contains_key(&removed.dbid));
+        assert_eq!(
+            catalog.segments.len(),
+            before.segments.len() - 1,
+            "only the standby's row goes"
+        );
+        assert_eq!(store.snapshot(), catalog, "published");
+        assert_eq!(store.latest_standby(), None);
+        let history = store.history().await.unwrap();
+        assert_eq!(history.len(), history_before + 1);
+        let line = history.last().unwrap();
+        assert_eq!(line.dbid, removed.dbid);
+        assert!(
+            line.desc
+                .contains("remove standby coordinator dbid 9 on host smdw"),
+            "{}",
+            line.desc
+        );
+        let status = store.mirroring_status().await;
+        assert_eq!(
+            status.summary_state,
+            crate::wire::SummaryState::NotConfigured
+        );
+        assert_eq!(status.standby, None);
+        // Once removed, the same dbid is refused: nothing is configured.
+        let again = store.remove_standby(removed.dbid).await.unwrap_err();
+        assert!(
+            again
+                .to_string()
+                .contains("no standby coordinator is configured"),
+            "{again}"
+        );
+        // The dbid is free for the next standby, which is added as before.
+        let next = SegmentConfig {
+            dbid: store.next_dbid(),
+            ..standby_row()
+        };
+        let added = store
+            .record_rows(&[(next.clone(), "add".into())], false)
+            .await
+            .unwrap();
+        assert_eq!(added.epoch, catalog.epoch + 1);
+        assert_eq!(store.latest_standby(), Some(next));
+    }
+
+    #[tokio::test]
+    async fn removal_is_refused_for_another_dbid_or_when_no_standby_is_configured() {
+        let store = open_store("refuse", true).await;
+        let before = store.snapshot();
+        let history = store.history().await.unwrap();
+        // A segment's dbid, and one no row has.
+        for dbid in [2, 77] {
+            let err = store.remove_standby(dbid).await.unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("is not the configured standby coordinator (that is dbid 9"),
+                "{err}"
+            );
+        }
+        assert_eq!(store.snapshot(), before, "a refusal changes nothing");
+        assert_eq!(store.history().await.unwrap(), history);
+
+        let none = open_store("refuse-none", false).await;
+        let before = none.snapshot();
+        let err = none.remove_standby(9).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no standby coordinator is configured"),
+            "{err}"
+        );
+        assert_eq!(none.snapshot(), before);
     }
 }

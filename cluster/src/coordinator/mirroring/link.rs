@@ -11,7 +11,7 @@
 use std::sync::Mutex;
 
 use crate::io::sync::Watch;
-use crate::model::catalog::{Catalog, Role, SegmentConfig, Status};
+use crate::model::catalog::{Catalog, Dbid, Role, SegmentConfig, Status};
 use crate::model::observe::{Fact, Observe};
 use crate::protocol::replication::{Pair, Rules, Waiting};
 use crate::wal::Lsn;
@@ -42,6 +42,9 @@ pub struct Tracker {
     pub changed_at_ms: Option<u64>,
     pub error: Option<String>,
     pub standby_flushed: Lsn,
+    /// Streams up to this generation belong to a standby removed from the catalog
+    /// (`init-standby -r`): they end, and nothing they report counts.
+    pub removed_through: u64,
 }
 
 impl Tracker {
@@ -90,6 +93,28 @@ impl Tracker {
         was
     }
 
+    /// The standby `dbid` was removed from the catalog: its stream, if any, is over and stale
+    /// (it ends at the walsender's next look, [`Tracker::removed`]), nothing waits for it, and
+    /// what it flushed counts for no later standby.
+    pub fn remove(&mut self, dbid: Dbid, now_ms: u64) {
+        self.pair = Pair {
+            generation: self.pair.generation + 1,
+            ..Pair::default()
+        };
+        self.removed_through = self.pair.generation;
+        self.detail = "";
+        self.changed_at_ms = Some(now_ms);
+        self.error = Some(format!(
+            "the standby dbid {dbid} was removed (init-standby -r); no standby has connected since"
+        ));
+        self.standby_flushed = 0;
+    }
+
+    /// Whether the stream of `generation` belongs to a removed standby.
+    pub fn removed(&self, generation: u64) -> bool {
+        generation <= self.removed_through
+    }
+
     /// Whether the standby is Synchronized: the in-sync rule, with commits always waiting for
     /// a synchronized standby and none acknowledged without it past its catch-up target.
     pub fn synchronized(&self) -> bool {
@@ -129,11 +154,13 @@ impl Tracker {
     }
 }
 
-/// Where the standby stands, for the commit path: waiters need only these two numbers.
+/// Where the standby stands, for the commit path: waiters need only these numbers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct SyncPoint {
     synchronized: bool,
     flushed: Lsn,
+    /// [`Tracker::removed_through`]: a removal ends every wait for the removed standby.
+    removed_through: u64,
 }
 
 /// Shared by the coordinator's sessions, prober and walsender.
@@ -193,6 +220,7 @@ impl StandbyLink {
         let point = SyncPoint {
             synchronized: tracker.synchronized(),
             flushed: tracker.standby_flushed,
+            removed_through: tracker.removed_through,
         };
         drop(tracker);
         if point.synchronized {
@@ -204,17 +232,37 @@ impl StandbyLink {
         r
     }
 
+    /// The standby `dbid` is removed from the catalog (`init-standby -r`): from now on no
+    /// change waits for it, not even through the start's grace, and its stream ends. Called
+    /// once the removal is committed and before it is flushed, so the removal itself does not
+    /// wait for the standby it removes.
+    pub(crate) fn remove(&self, dbid: Dbid) {
+        let now = crate::io::runtime::unix_time_ms();
+        *self.expected_until.lock().unwrap() = None;
+        self.update(|t| t.remove(dbid, now));
+    }
+
+    /// Whether the stream of `generation` belongs to a removed standby, and should end.
+    pub fn removed(&self, generation: u64) -> bool {
+        self.tracker.lock().unwrap().removed(generation)
+    }
+
     /// Returns once the standby has flushed the catalog WAL up to `lsn`, or at once if it is
     /// not Synchronized (a broken stream ends synchronization within the stream's timeout).
     pub async fn wait_flushed(&self, lsn: Lsn) {
-        if !self.sync.get().synchronized {
+        let start = self.sync.get();
+        if !start.synchronized {
             let grace = self.grace_left();
             if grace.is_zero() {
                 return;
             }
-            let back = self.sync.wait_until(|p| p.synchronized && p.flushed >= lsn);
-            if crate::io::runtime::timeout(grace, back).await.is_ok() {
-                self.observe.report(Fact::StandbyFlushed { lsn });
+            let back = self.sync.wait_until(|p| {
+                (p.synchronized && p.flushed >= lsn) || p.removed_through != start.removed_through
+            });
+            if let Ok(p) = crate::io::runtime::timeout(grace, back).await {
+                if p.synchronized && p.flushed >= lsn {
+                    self.observe.report(Fact::StandbyFlushed { lsn });
+                }
             }
             return;
         }
@@ -282,6 +330,68 @@ mod tests {
         assert_eq!(
             s.error_message.as_deref(),
             Some("standby stopped answering")
+        );
+    }
+
+    /// A removed standby (`init-standby -r`): a change waiting for its flush goes on, during
+    /// the start's grace too, its stream is over, and what that stream still reports counts
+    /// for nothing; a later standby's stream starts afresh.
+    #[tokio::test]
+    async fn a_removed_standby_is_waited_for_and_counted_no_more() {
+        use crate::io::runtime::{self, timeout};
+        use std::sync::Arc;
+        use std::time::Duration;
+        let link = Arc::new(StandbyLink::default());
+        let g = link.update(|t| t.connected(false));
+        link.update(|t| t.feedback(g, 100));
+        assert!(link.update(|t| t.caught_up(g, 100, 1)), "synchronized");
+        let wait = |lsn| {
+            let link = link.clone();
+            runtime::spawn(async move { link.wait_flushed(lsn).await })
+        };
+        let waiter = wait(200);
+        runtime::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "waits for the synchronized standby");
+        link.remove(9);
+        timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the removal ends the wait")
+            .unwrap();
+        assert!(link.removed(g), "its stream ends");
+        link.update(|t| t.feedback(g, 500));
+        let t = link.tracker();
+        assert_eq!((t.standby_flushed, t.synchronized()), (0, false));
+        let s = t.status(&with_standby(), 600);
+        assert!(
+            s.error_message.unwrap().contains("was removed"),
+            "a later standby's status says why it is not synchronized yet"
+        );
+        assert_eq!(
+            t.status(&Catalog::new(vec![]), 600).summary_state,
+            SummaryState::NotConfigured
+        );
+
+        // A coordinator that started with the standby configured waits for it no more either.
+        link.expect_standby(Duration::from_secs(3));
+        let waiter = wait(300);
+        runtime::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "waits out the grace");
+        link.remove(9);
+        timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("the removal ends the grace's wait")
+            .unwrap();
+        let began = crate::io::runtime::Instant::now();
+        link.wait_flushed(400).await;
+        assert!(
+            began.elapsed() < Duration::from_millis(100),
+            "no grace left"
+        );
+
+        let next = link.update(|t| t.connected(true));
+        assert!(
+            !link.removed(next),
+            "a later stream is not the removed one's"
         );
     }
 }

@@ -45,6 +45,27 @@ pub async fn handle(
         StandbyRequest::StartReplication { .. } => {
             refused("a replication request must be the first on its connection".into())
         }
+        StandbyRequest::Unregister { dbid } => unregister(store, listen_addr, dbid).await,
+    }
+}
+
+/// `init-standby -r`: removes the standby `dbid` from the catalog, under a new epoch with its
+/// history line. Its process and data directory are the caller's.
+async fn unregister(store: &CatalogStore, listen_addr: &str, dbid: Dbid) -> ClientResponse {
+    if let Some(reason) = store.deposed() {
+        return refused(format!(
+            "the coordinator at {listen_addr} is not the acting coordinator, and removes no standby: {reason}"
+        ));
+    }
+    match store.remove_standby(dbid).await {
+        Ok((catalog, row)) => {
+            info!(dbid, host = %row.hostname, epoch = catalog.epoch, "standby coordinator removed");
+            ClientResponse::Standby(StandbyReply::Unregistered {
+                epoch: catalog.epoch,
+                standby: row,
+            })
+        }
+        Err(e) => refused(format!("the standby could not be removed: {e}")),
     }
 }
 
@@ -148,6 +169,18 @@ pub async fn stream(
         }
         let link = store.standby_link().clone();
         let generation = link.update(|t| t.connected(from.is_none()));
+        // A removal committed since the look above (and so missed by its end of the streams)
+        // is in the newest catalog.
+        if let Some(reason) = not_named(store.latest_standby(), dbid) {
+            warn!(%reason, "standby replication refused");
+            let _ = conn
+                .send(&CatalogStream::Wal(WalMessage::Refused {
+                    reason: reason.clone(),
+                }))
+                .await;
+            end_stream(&store, generation, reason);
+            return;
+        }
         let Some(sent) = starting_point(&store, &mut conn, generation, from).await else {
             return;
         };
@@ -178,7 +211,12 @@ pub async fn stream(
 
 /// Why `dbid` may not stream the catalog: it is not the configured standby.
 fn not_the_standby(store: &CatalogStore, dbid: Dbid) -> Option<String> {
-    match configured_standby(&store.snapshot()) {
+    not_named(configured_standby(&store.snapshot()), dbid)
+}
+
+/// Why `dbid` may not stream the catalog whose configured standby is `standby`.
+fn not_named(standby: Option<SegmentConfig>, dbid: Dbid) -> Option<String> {
+    match standby {
         Some(row) if row.dbid == dbid => None,
         Some(row) => Some(format!(
             "dbid {dbid} is not the configured standby (that is dbid {})",
@@ -285,6 +323,12 @@ impl Sender<'_> {
         loop {
             if feedback.is_finished() {
                 return None;
+            }
+            if self.link.removed(self.generation) {
+                return Some(
+                    "the standby was removed from the catalog (init-standby -r); its stream ends"
+                        .into(),
+                );
             }
             let flushed = self.wal.flushed_lsn();
             // Planted bug: ship what is written but not yet durable here.
