@@ -1,8 +1,9 @@
 //! The standby verbs as an operator runs them (gpinitstandby, gpactivatestandby):
 //! `init-standby -s HOST` adds a standby while the coordinator serves, `init-standby -n`
-//! restarts and resynchronizes a stale one, `activate-standby` promotes it. Starting the
-//! standby process on its host is the caller's (the production binary spawns a process, the
-//! simulator starts it on the standby's simulated host).
+//! restarts and resynchronizes a stale one, `init-standby -r` removes it from the catalog (so
+//! that a damaged one can be replaced), `activate-standby` promotes it. Starting and stopping
+//! the standby process on its host is the caller's (the production binary spawns a process,
+//! the simulator starts it on the standby's simulated host).
 
 use std::future::Future;
 use std::time::Duration;
@@ -21,10 +22,12 @@ pub use crate::client::passive_status;
 pub enum StandbyAdminError {
     #[error("options -s and -n cannot be used together: -s adds a standby, -n resynchronizes the configured one")]
     BothModes,
-    #[error("one of -s HOST (add a standby coordinator) or -n (resynchronize the configured one) is required")]
+    #[error("one of -s HOST (add a standby coordinator), -n (resynchronize the configured one) or -r (remove the configured one) is required")]
     NoMode,
     #[error("cannot use -n when the standby coordinator has not yet been configured")]
     NothingToResync,
+    #[error("cannot use -r when the standby coordinator has not yet been configured: there is no standby to remove")]
+    NothingToRemove,
     #[error("a standby coordinator is already configured (dbid {dbid} on host {host}); only one standby is allowed")]
     AlreadyConfigured { dbid: u16, host: String },
     #[error("the coordinator refused: {0}")]
@@ -168,6 +171,26 @@ where
             })?;
     }
     wait_until_synchronized(client, Some((&addr, &host)), within).await
+}
+
+/// `init-standby -r` (gpinitstandby -r): removes the configured standby from the catalog and
+/// returns its row as it was. The caller stops the standby's process, if it runs; its data
+/// directory stays where it is. A standby is added again with `init-standby -s`.
+pub async fn remove_standby(client: &mut Client) -> Result<SegmentConfig, StandbyAdminError> {
+    let status = mirroring_status(client).await?;
+    let Some(row) = status.standby else {
+        return Err(StandbyAdminError::NothingToRemove);
+    };
+    match client
+        .standby(StandbyRequest::Unregister { dbid: row.dbid })
+        .await
+        .map_err(coordinator_error)?
+    {
+        StandbyReply::Unregistered { standby, .. } => Ok(standby),
+        other => Err(StandbyAdminError::Coordinator(format!(
+            "unexpected answer: {other:?}"
+        ))),
+    }
 }
 
 /// How long a standby that answered may then stay silent before `init-standby` stops waiting
