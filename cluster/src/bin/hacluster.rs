@@ -200,8 +200,9 @@ enum Command {
         #[arg(long)]
         cluster: PathBuf,
     },
-    /// Add a standby coordinator (`-s HOST`) or resynchronize the configured one (`-n`), as
-    /// gpinitstandby does; waits until it is Synchronized and prints the mirroring state.
+    /// Add a standby coordinator (`-s HOST`), resynchronize the configured one (`-n`), or
+    /// remove it (`-r`, gpinitstandby -r), as gpinitstandby does; `-s` and `-n` wait until it
+    /// is Synchronized and print the mirroring state.
     InitStandby(standby_cmd::InitStandbyArgs),
     /// Promote the standby coordinator once the coordinator is gone (gpactivatestandby), and
     /// record it in the cluster file as the coordinator.

@@ -1,4 +1,4 @@
-//! The standby coordinator's verbs: `init-standby -s HOST` / `-n` (gpinitstandby),
+//! The standby coordinator's verbs: `init-standby -s HOST` / `-n` / `-r` (gpinitstandby),
 //! `activate-standby` (gpactivatestandby), `standby-state` (the `gp_master_mirroring` view),
 //! and `standby`, the standby process itself, which `init-standby` starts.
 
@@ -28,6 +28,11 @@ pub struct InitStandbyArgs {
     /// Restart the configured standby and resynchronize it with the coordinator.
     #[arg(short = 'n', long = "resync")]
     pub resync: bool,
+    /// Remove the configured standby from the cluster, as gpinitstandby -r does: it leaves the
+    /// catalog, its process is stopped and the cluster file forgets it; its data directory is
+    /// left in place. A damaged standby is replaced with -r, then -s HOST.
+    #[arg(short = 'r', long = "remove", conflicts_with_all = ["standby_host", "resync", "standby_port", "standby_datadir"])]
+    pub remove: bool,
     /// The standby's port [default: the coordinator's].
     #[arg(long)]
     pub standby_port: Option<u16>,
@@ -56,8 +61,12 @@ pub struct StandbyArgs {
 
 /// `init-standby`: prints the mirroring view once Synchronized, and the standby process's pid
 /// if it started one. `-s` makes the standby's data directory, records the standby in the
-/// cluster file and starts it; `-n` starts the recorded one again.
+/// cluster file and starts it; `-n` starts the recorded one again; `-r` removes it
+/// ([`remove`]).
 pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::Value> {
+    if args.remove {
+        return remove(&args).await;
+    }
     let file = ClusterFile::load(&args.cluster)?;
     let c = &file.coordinator;
     let new = match &args.standby_host {
@@ -126,6 +135,61 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
     let mut out = status_json(&status);
     out["standby_pid"] = serde_json::json!(started.get());
     Ok(out)
+}
+
+/// `init-standby -r`: removes the configured standby from the catalog, then stops its process
+/// if one runs on its data directory, and removes its entry from the cluster file. The data
+/// directory stays (as gpinitstandby -r leaves it); `init-standby -s` makes a new one.
+async fn remove(args: &InitStandbyArgs) -> anyhow::Result<serde_json::Value> {
+    let file = ClusterFile::load(&args.cluster)?;
+    let addrs = if args.coordinators.is_empty() {
+        vec![file.coordinator.endpoint()]
+    } else {
+        args.coordinators.clone()
+    };
+    let mut client = Client::new(addrs, Duration::from_secs(10));
+    let row = admin::remove_standby(&mut client).await?;
+    // The process to stop lives in the data directory the cluster file records for this
+    // standby (the catalog's row names the same one when the file is current).
+    let entry = file.standby.clone().filter(|s| s.dbid == row.dbid);
+    let datadir = entry
+        .as_ref()
+        .map(|s| s.datadir.clone())
+        .unwrap_or_else(|| PathBuf::from(&row.datadir));
+    let name = format!("standby dbid {}", row.dbid);
+    let stopped =
+        processes::stop_one(&name, &datadir, processes::StopMode::Fast).with_context(|| {
+            format!(
+                "the standby dbid {} was removed from the catalog, but its process did not stop",
+                row.dbid
+            )
+        })?;
+    let mut file = ClusterFile::load(&args.cluster)?;
+    let forgotten = file.standby.as_ref().is_some_and(|s| s.dbid == row.dbid);
+    if forgotten {
+        file.standby = None;
+        file.store(&args.cluster)?;
+    }
+    let status = admin::mirroring_status(&mut client).await?;
+    Ok(serde_json::json!({
+        "removed": {
+            "dbid": row.dbid,
+            "hostname": row.hostname,
+            "address": row.endpoint(),
+            "datadir": row.datadir,
+        },
+        "process": stopped.trim_end(),
+        "cluster_file": if forgotten {
+            format!("{}: standby entry removed", args.cluster.display())
+        } else {
+            format!("{}: recorded no entry for dbid {}; unchanged", args.cluster.display(), row.dbid)
+        },
+        "data_directory": format!(
+            "{} is left in place (as gpinitstandby -r leaves it); delete it yourself when it is no longer needed. init-standby -s HOST adds a standby in a new, empty directory",
+            datadir.display()
+        ),
+        "summary_state": status.summary_state.label(),
+    }))
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
