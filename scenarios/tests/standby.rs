@@ -415,6 +415,113 @@ async fn refusals() {
     assert!(again.to_string().contains("already"), "{again}");
 }
 
+/// `init-standby -r` on a Synchronized standby whose process keeps running (the tool's caller
+/// has not stopped it yet): the removal does not wait for it, its stream ends, its
+/// reconnections are refused (the catalog no longer names it) and it receives nothing more;
+/// commits wait for it no more; the mirroring view says Not Configured; a second removal, and
+/// a removal naming another dbid, are refused.
+async fn removal() {
+    let (world, admin) = quiet_world().await;
+    let coordinator = world.coordinator_addr.clone();
+    let standby = world.standby.as_ref().unwrap().addr.clone();
+    let synced = world
+        .init_standby(&admin, false, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(synced.summary_state, SummaryState::Synchronized);
+    let row = synced.standby.unwrap();
+    commit_pairs(&admin, world.coordinator_addrs(), 0, 5).await;
+    let epoch = catalog_epoch(&admin, coordinator.clone()).await;
+    let began = madsim::time::Instant::now();
+    let removed = admin
+        .spawn({
+            let coordinator = coordinator.clone();
+            async move {
+                let mut c = Client::new(vec![coordinator], Duration::from_secs(5));
+                admin::remove_standby(&mut c).await
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed, row);
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "the removal waited for the standby it removes: {:?}",
+        began.elapsed()
+    );
+    assert_eq!(catalog_epoch(&admin, coordinator.clone()).await, epoch + 1);
+    let status = world.mirroring_status(&admin).await.unwrap();
+    assert_eq!(status.summary_state, SummaryState::NotConfigured);
+    assert_eq!(status.standby, None);
+    // Its stream is over and stays over.
+    madsim::time::sleep(Duration::from_secs(5)).await;
+    let passive = |addr: String| {
+        admin.spawn(async move {
+            admin::passive_status(&addr, Duration::from_secs(1))
+                .await
+                .expect("the removed standby's process still answers")
+        })
+    };
+    let first = passive(standby.clone()).await.unwrap();
+    assert!(!first.streaming, "{first:?}");
+    let began = madsim::time::Instant::now();
+    commit_pairs(&admin, world.coordinator_addrs(), 100, 5).await;
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "commits waited for the removed standby: {:?}",
+        began.elapsed()
+    );
+    madsim::time::sleep(Duration::from_secs(5)).await;
+    let later = passive(standby.clone()).await.unwrap();
+    assert!(!later.streaming, "{later:?}");
+    assert_eq!(
+        later.flushed_lsn, first.flushed_lsn,
+        "the removed standby received more catalog WAL"
+    );
+    // Nothing left to remove; and the coordinator itself refuses a dbid it does not have.
+    let err = admin
+        .spawn({
+            let coordinator = coordinator.clone();
+            async move {
+                let mut c = Client::new(vec![coordinator], Duration::from_secs(5));
+                admin::remove_standby(&mut c).await
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err, StandbyAdminError::NothingToRemove);
+    let direct = admin
+        .spawn({
+            let coordinator = coordinator.clone();
+            async move {
+                let mut c = Client::new(vec![coordinator], Duration::from_secs(5));
+                c.standby(StandbyRequest::Unregister { dbid: row.dbid })
+                    .await
+            }
+        })
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        direct
+            .to_string()
+            .contains("no standby coordinator is configured"),
+        "{direct}"
+    );
+    assert_eq!(
+        catalog_epoch(&admin, coordinator).await,
+        epoch + 1,
+        "refusals change nothing"
+    );
+}
+
+#[test]
+fn a_removed_standby_is_waited_for_and_streamed_to_no_more() {
+    in_runtime(8, || Box::pin(removal()));
+}
+
 /// Whether an activation was refused because the old coordinator still answers, the reason
 /// typed for the operator to act on.
 fn refused_as_coordinator_alive(err: &StandbyAdminError) -> bool {
