@@ -103,6 +103,11 @@ pub fn exposure(faults: &[ScheduledFault], segments: &[SegmentConfig], end_ms: u
             Fault::CoordinatorCrash => out.whole_cluster.push(span),
             // The coordinator's host stays down to the end of the fault phase.
             Fault::CoordinatorPairCrash => out.whole_cluster.push((f.at_ms, end_ms)),
+            // The coordinator refuses to start on its damaged catalog until its standby is
+            // activated.
+            Fault::CatalogBitFlip { standby: false, .. } => {
+                out.whole_cluster.push((f.at_ms, end_ms))
+            }
             // An instant: the connections it cut are found broken at once or at their next use.
             Fault::ConnectionReset { host } if host == "mdw" => {
                 out.whole_cluster.push((f.at_ms, f.at_ms))

@@ -198,6 +198,17 @@ pub enum Fault {
         dbid: u16,
         pick: u64,
     },
+    /// A bit flips in the catalog of a coordinator host: in a recent durable record of its
+    /// catalog WAL, in one of its small checksummed files or in a block of a catalog table
+    /// (`pick` chooses). `standby`: the standby coordinator's copy; otherwise the acting
+    /// coordinator's. The host's process dies with it and is started again at once (as a
+    /// supervisor would), so the damage is found at its start: a coordinator that refuses to
+    /// start is replaced by activating its standby, a standby that refuses is removed and
+    /// made anew (`init-standby -r`, then `-s`). An instant: nothing heals it but the operator.
+    CatalogBitFlip {
+        standby: bool,
+        pick: u64,
+    },
 }
 
 impl Fault {
@@ -311,6 +322,7 @@ impl Fault {
             Fault::WalBitFlip { .. } => FaultKind::WalBitFlip,
             Fault::ControlBitFlip { .. } => FaultKind::ControlBitFlip,
             Fault::MisdirectedWrite { .. } => FaultKind::MisdirectedWrite,
+            Fault::CatalogBitFlip { .. } => FaultKind::CatalogBitFlip,
             _ => return None,
         })
     }
@@ -548,6 +560,72 @@ mod tests {
         assert!(validate(&reset("mdw"), &layout, cfg.fault_time).is_ok());
         let e = validate(&reset("sdw9"), &layout, cfg.fault_time).unwrap_err();
         assert!(e.contains("faults[0].host") && e.contains("sdw9"), "{e}");
+    }
+
+    /// A catalog bit flip damages one of the catalog's two copies: it comes only after the
+    /// start-up gap, when nothing touched the coordinator pair or its link before, and nothing
+    /// touches the pair after it, so the other copy is surely in sync and stays so until the
+    /// operator replaced the damaged one.
+    #[test]
+    fn a_catalog_bit_flip_comes_only_while_the_other_copy_is_surely_in_sync() {
+        let mut cfg = RunConfig::standard();
+        cfg.fault_weights = FaultWeights::full();
+        let (hosts, segments) = layout_of(&cfg);
+        let layout = Layout {
+            segment_hosts: hosts,
+            segments: &segments,
+        };
+        let settings = cfg.plan_settings();
+        let pair = |f: &Fault| {
+            matches!(
+                f,
+                Fault::CoordinatorCrash
+                    | Fault::CoordinatorPairCrash
+                    | Fault::CatalogBitFlip { .. }
+                    | Fault::LatencySpike { .. }
+                    | Fault::PacketLoss { .. }
+            ) || matches!(f, Fault::ConnectionReset { host } if host == "mdw")
+        };
+        let mut kept = [0; 2];
+        for seed in 0..300 {
+            let faults = plan(&mut ChaCha8Rng::seed_from_u64(seed), &settings, &layout);
+            for (i, f) in faults.iter().enumerate() {
+                let Fault::CatalogBitFlip { standby, .. } = f.fault else {
+                    continue;
+                };
+                kept[standby as usize] += 1;
+                assert!(f.at_ms >= settings.detection_window.as_millis() as u64);
+                let (before, after) = faults.split_at(i);
+                assert!(
+                    !before.iter().any(|b| !b.fault.is_heal() && pair(&b.fault)),
+                    "seed {seed}: {before:?}"
+                );
+                assert!(
+                    !after[1..].iter().any(|a| matches!(
+                        a.fault,
+                        Fault::CoordinatorCrash
+                            | Fault::CoordinatorPairCrash
+                            | Fault::CatalogBitFlip { .. }
+                    )),
+                    "seed {seed}: {after:?}"
+                );
+            }
+        }
+        assert!(
+            kept.iter().all(|k| *k > 0),
+            "both copies are drawn: {kept:?}"
+        );
+        let mut alone = cfg.plan_settings();
+        alone.standby = false;
+        for seed in 0..100 {
+            let faults = plan(&mut ChaCha8Rng::seed_from_u64(seed), &alone, &layout);
+            assert!(
+                !faults
+                    .iter()
+                    .any(|f| matches!(f.fault, Fault::CatalogBitFlip { .. })),
+                "no catalog bit flip without a standby (seed {seed})"
+            );
+        }
     }
 
     #[test]

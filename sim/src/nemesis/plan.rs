@@ -173,6 +173,13 @@ fn draw_fault(
         | FaultKind::WalBitFlip
         | FaultKind::ControlBitFlip
         | FaultKind::MisdirectedWrite => draw_media_fault(rng, kind, host, &seg),
+        FaultKind::CatalogBitFlip => (
+            Fault::CatalogBitFlip {
+                standby: rng.next_u64().is_multiple_of(2),
+                pick: rng.next_u64(),
+            },
+            vec!["mdw".to_string(), "standby".to_string()],
+        ),
     }
 }
 
@@ -277,6 +284,8 @@ struct Planner<'a, 'l> {
     /// When each resource is free again: hosts by name, and "net-partition", "net-latency",
     /// "net-loss".
     busy: BTreeMap<String, Duration>,
+    /// The run places a standby coordinator.
+    standby: bool,
     episode: u32,
     faults: Vec<ScheduledFault>,
 }
@@ -293,6 +302,7 @@ impl<'a, 'l> Planner<'a, 'l> {
                 .chain(layout.segment_hosts.iter().cloned())
                 .collect(),
             busy: BTreeMap::new(),
+            standby: cfg.standby,
             episode: 0,
             faults: Vec::new(),
         }
@@ -302,10 +312,14 @@ impl<'a, 'l> Planner<'a, 'l> {
     /// is busy or the schedule would break one of the rules above.
     fn offer(&mut self, t: Duration, duration: Duration, fault: Fault, resources: Vec<String>) {
         let free = |r: &String| self.busy.get(r).is_none_or(|b| *b <= t);
-        if !resources.iter().all(free) || !self.may_destroy(&fault, t) {
+        if !resources.iter().all(free)
+            || !self.may_destroy(&fault, t)
+            || !self.may_damage_catalog(&fault, t)
+        {
             return;
         }
-        let heal_at = (t + duration).min(self.fault_time);
+        let mut heal_at = (t + duration).min(self.fault_time);
+        let fault_kind = fault.kind();
         let mut candidate = self.faults.clone();
         if let Some(heal) = fault.heal() {
             candidate.push(ScheduledFault {
@@ -330,6 +344,10 @@ impl<'a, 'l> Planner<'a, 'l> {
         }
         self.episode += 1;
         self.faults = candidate;
+        if matches!(fault_kind, Some(FaultKind::CatalogBitFlip)) {
+            // Nothing else touches the coordinator pair until its damaged copy is replaced.
+            heal_at = self.fault_time;
+        }
         for r in resources {
             self.busy.insert(r, heal_at + Duration::from_millis(1));
         }
@@ -348,6 +366,37 @@ impl<'a, 'l> Planner<'a, 'l> {
             return false;
         }
         matches!(fault, Fault::BitFlip { .. }) || destroys.is_empty() || t >= self.gap
+    }
+
+    /// A catalog bit flip damages one of the two copies of the catalog: only in a run with a
+    /// standby, after the start-up gap, and while the other copy is surely in sync (nothing
+    /// touched the coordinator pair or the link between them yet), or the cluster would lose
+    /// its catalog for good. The operator then replaces the damaged copy from the other one.
+    fn may_damage_catalog(&self, fault: &Fault, t: Duration) -> bool {
+        let Fault::CatalogBitFlip { .. } = fault else {
+            return true;
+        };
+        self.standby
+            && t >= self.gap
+            && !self
+                .faults
+                .iter()
+                .any(|f| touches_coordinator_pair(&f.fault))
+    }
+}
+
+/// Whether `fault` touches the coordinator pair or the standby's stream from the coordinator:
+/// a crash of either, or lost, slowed or reset connections of the coordinator. (Partitions
+/// never cut the coordinator from its standby: the standby's host is on no side of one.)
+fn touches_coordinator_pair(fault: &Fault) -> bool {
+    match fault {
+        Fault::CoordinatorCrash
+        | Fault::CoordinatorPairCrash
+        | Fault::CatalogBitFlip { .. }
+        | Fault::LatencySpike { .. }
+        | Fault::PacketLoss { .. } => true,
+        Fault::ConnectionReset { host } => host == "mdw",
+        _ => false,
     }
 }
 
@@ -465,7 +514,7 @@ fn partition(shape: Shape, from: Vec<String>, to: Vec<String>, one_way: bool) ->
 fn possible(kind: FaultKind, cfg: &Settings) -> bool {
     match kind {
         FaultKind::DoubleFault | FaultKind::DiskReplaced | FaultKind::DatadirLost => cfg.mirrors,
-        FaultKind::CoordinatorPairCrash => cfg.standby,
+        FaultKind::CoordinatorPairCrash | FaultKind::CatalogBitFlip => cfg.standby,
         _ => true,
     }
 }

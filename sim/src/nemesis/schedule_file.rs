@@ -118,7 +118,8 @@ pub fn validate(
             | Fault::CoordinatorPairRestart
             | Fault::LatencyHeal
             | Fault::PacketLossHeal
-            | Fault::LateDelivery { .. } => {}
+            | Fault::LateDelivery { .. }
+            | Fault::CatalogBitFlip { .. } => {}
         }
         if f.fault.is_heal() {
             match open.remove(&f.episode) {

@@ -126,6 +126,20 @@ impl World {
             .is_some_and(|b| b.lock().unwrap().is_none())
     }
 
+    /// Whether the coordinator that coordinator host `host` boots stopped by itself (it refused
+    /// to start, or gave up) on a host that is up and not fenced: what `state` shows as a
+    /// coordinator not running.
+    pub fn coordinator_stopped(&self, host: &str) -> bool {
+        let Some(h) = self.hosts.get(host) else {
+            return false;
+        };
+        let booted = self
+            .coordinator_boot
+            .get(host)
+            .is_some_and(|b| b.lock().unwrap().is_some());
+        h.up && booted && h.processes[0].up && h.processes[0].stopped()
+    }
+
     /// Stops whatever runs in coordinator host `host`'s process (a standby an activation
     /// left in an unknown state); the process comes back running what the host boots.
     pub fn restart_coordinator_process(&mut self, host: &str) {
@@ -164,6 +178,10 @@ impl World {
     /// host is made a standby's: an administrator stops the old coordinator before running
     /// `init-standby -s` there.
     pub fn retire_coordinator(&mut self, host: &str) {
+        // The standby's data directory there is made anew: bits flipped in it are gone.
+        let dir = format!("{}/", STANDBY_DATADIR.trim_matches('/'));
+        self.catalog_wal_flips
+            .retain(|(h, path, ..)| h != host || !path.starts_with(&dir));
         if self.fence_coordinator(host).is_some() {
             self.restart_coordinator_process(host);
         }
@@ -244,6 +262,20 @@ impl World {
         self.take_over_acting(cfg, host, None, at_ms);
     }
 
+    /// The WAL `wal` read from coordinator `of`'s disk with every bit the catalog bit flip
+    /// turned in it turned back: the WAL as the coordinator wrote it.
+    fn as_written(&self, of: &ActingCoordinator, mut wal: Vec<u8>) -> Vec<u8> {
+        let path = format!("{}{WAL_PATH}", of.datadir);
+        for (host, flipped, offset, mask) in &self.catalog_wal_flips {
+            if *host == of.host && *flipped == path {
+                if let Some(byte) = wal.get_mut(*offset as usize) {
+                    *byte ^= mask;
+                }
+            }
+        }
+        wal
+    }
+
     fn take_over_acting(
         &mut self,
         cfg: &RunConfig,
@@ -262,6 +294,11 @@ impl World {
         if let Some(boot) = self.coordinator_boot.get(host) {
             *boot.lock().unwrap() = Some((ccfg, disk.clone()));
         }
+        // The host's process runs the coordinator now: the activated standby in it (a host
+        // that booted nothing counted it stopped).
+        if let Some(p) = self.hosts.get(host).and_then(|h| h.processes.first()) {
+            p.stopped.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
         let ip = |addr: &str| addr.rsplit_once(':').map_or(addr, |(ip, _)| ip).to_string();
         let succession = Succession {
             began_ms: self.activation_began_ms.take().unwrap_or(at_ms),
@@ -278,16 +315,18 @@ impl World {
                 host: host.into(),
                 addr,
                 disk: disk.clone(),
+                datadir: format!("{}/", STANDBY_DATADIR.trim_matches('/')),
             },
         );
         if let Some(activation) = activation {
+            let coordinator_wal = self.as_written(&before, read_wal(&*before.disk));
             self.activations.push(ActivationRecord {
                 at_ms,
                 from_host: before.host,
                 to_host: host.into(),
                 activation,
                 standby_wal: read_wal(&*disk),
-                coordinator_wal: read_wal(&*before.disk),
+                coordinator_wal,
             });
         }
         info!(host, "the activated standby is the acting coordinator");

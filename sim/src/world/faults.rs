@@ -119,6 +119,7 @@ impl World {
                 info!(dbid, host, datadir = dir, "data directory lost");
             }
             Fault::LateDelivery { pick } => self.deliver_late(*pick),
+            Fault::CatalogBitFlip { standby, pick } => self.flip_catalog_bit(*standby, *pick),
         }
     }
 

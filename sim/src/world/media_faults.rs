@@ -19,6 +19,7 @@ use cluster::wal::record::{decode_frame, Frame};
 use cluster::wal::WAL_PATH;
 
 use crate::world::disk::{SimDisk, TornTail};
+use crate::world::standby_host::STANDBY_DATADIR;
 use crate::world::World;
 
 /// How many of the last durable WAL records a flip or a misdirected write may land in: recent
@@ -107,60 +108,86 @@ impl World {
     /// record follows.
     pub(crate) fn flip_wal_bit(&mut self, dbid: u16, pick: u64) {
         let (disk, dir) = self.place_of(dbid);
-        let path = format!("{dir}{WAL_PATH}");
-        let wal = disk.durable_content(&path).unwrap_or_default();
-        let frames = wal_frames(&wal);
-        if frames.len() < 2 {
-            info!(
+        match flip_wal_bit_in(&disk, &dir, pick) {
+            Some((path, offset)) => info!(
+                dbid,
+                path, offset, "bit flipped in the middle of the durable wal"
+            ),
+            None => info!(
                 dbid,
                 "wal bit flip: no durable wal record followed by another"
-            );
-            return;
+            ),
         }
-        let candidates = &frames[..frames.len() - 1];
-        let recent = &candidates[candidates.len().saturating_sub(RECENT_RECORDS)..];
-        let (start, end) = recent[(pick % recent.len() as u64) as usize];
-        let offset = start + ((pick >> 16) % (end - start) as u64) as usize;
-        let byte = wal[offset] ^ (1u8 << ((pick >> 8) % 8));
-        disk.overwrite_durable(&path, offset as u64, &[byte]);
-        info!(
-            dbid,
-            path, offset, "bit flipped in the middle of the durable wal"
-        );
     }
 
     /// Flips one bit of one of the instance's small checksummed files (not its tables, not
     /// its WAL, not a temporary file, not the double-write area of table blocks).
     pub(crate) fn flip_control_bit(&mut self, dbid: u16, pick: u64) {
         let (disk, dir) = self.place_of(dbid);
-        let files: Vec<(String, u64)> = disk
-            .durable_files()
-            .into_iter()
-            .filter(|(n, len)| {
-                let rel = n.strip_prefix(&dir).unwrap_or("");
-                !rel.is_empty()
-                    && *len > 0
-                    && !rel.starts_with("base/")
-                    && !rel.starts_with("pg_wal/")
-                    && !rel.ends_with(".tmp")
-                    && rel != "global/doublewrite"
-            })
-            .collect();
-        let Some((path, len)) = files.get((pick % files.len().max(1) as u64) as usize) else {
+        let Some((path, offset)) = flip_small_file_bit_in(&disk, &dir, pick) else {
             info!(dbid, "control bit flip: no small file on disk yet");
             return;
         };
-        let offset = (pick >> 16) % len;
-        let content = disk.durable_content(path).unwrap_or_default();
-        let Some(byte) = content.get(offset as usize) else {
-            return;
-        };
-        disk.overwrite_durable(path, offset, &[byte ^ (1u8 << ((pick >> 8) % 8))]);
         // An append-optimized table file is among the candidates: damage to note.
         let content = self.content_of(dbid);
         self.damage
-            .note(content, path.strip_prefix(&dir).unwrap_or(path));
+            .note(content, path.strip_prefix(&dir).unwrap_or(&path));
         info!(dbid, path, offset, "bit flipped in a small file");
+    }
+
+    /// The catalog bit flip: the process of the coordinator host holding the copy (the acting
+    /// coordinator's, or with `standby` the other coordinator host's, where a standby runs)
+    /// dies, one bit of its catalog flips (`pick` chooses a recent WAL record, a small file or
+    /// a catalog table block, trying the next place where there is none), and the process is
+    /// started again at once, to find the damage as it starts.
+    pub(crate) fn flip_catalog_bit(&mut self, standby: bool, pick: u64) {
+        let acting = self.acting.host.clone();
+        let host = if standby {
+            let Some(host) = self.coordinator_hosts().into_iter().find(|h| *h != acting) else {
+                info!("catalog bit flip: no standby host");
+                return;
+            };
+            host
+        } else {
+            acting
+        };
+        // The first coordinator keeps its catalog at the root of `mdw`'s disk; a standby, and a
+        // coordinator activated from one, in the standby's data directory.
+        let dir = if standby {
+            format!("{}/", STANDBY_DATADIR.trim_matches('/'))
+        } else {
+            self.acting.datadir.clone()
+        };
+        let disk = self.hosts[&host].disk.clone();
+        if !self.hosts[&host].up || !disk.durable_files().iter().any(|(n, _)| in_dir(&dir, n)) {
+            info!(host, "catalog bit flip: no catalog on a running host there");
+            return;
+        }
+        let mut flipped = None;
+        for place in 0..3 {
+            flipped = match (pick + place) % 3 {
+                0 => flip_wal_bit_in(&disk, &dir, pick >> 2).inspect(|(path, offset)| {
+                    let mask = 1u8 << (((pick >> 2) >> 8) % 8);
+                    self.catalog_wal_flips
+                        .push((host.clone(), path.clone(), *offset, mask));
+                }),
+                1 => flip_small_file_bit_in(&disk, &dir, pick >> 2),
+                _ => flip_table_bit_in(&disk, &dir, pick >> 2),
+            };
+            if let Some((path, _)) = &flipped {
+                if path.starts_with(&format!("{dir}base/")) {
+                    self.damage
+                        .note(-1, path.strip_prefix(&dir).unwrap_or(path));
+                }
+                break;
+            }
+        }
+        let Some((path, offset)) = flipped else {
+            info!(host, "catalog bit flip: nothing durable to damage yet");
+            return;
+        };
+        info!(host, path, offset, standby, "bit flipped in a catalog");
+        self.restart_coordinator_process(&host);
     }
 
     /// A valid block or record of the instance lands where another one was: a durable table
@@ -187,6 +214,69 @@ impl World {
             None => info!(dbid, "misdirected write: nothing on disk to misplace yet"),
         }
     }
+}
+
+/// Whether the file `name` lies in the data directory `dir` (`""`: the disk's root, which
+/// holds no other data directory's files, those under `data/`).
+fn in_dir(dir: &str, name: &str) -> bool {
+    name.starts_with(dir) && (!dir.is_empty() || !name.starts_with("data/"))
+}
+
+/// Flips one bit in a recent durable WAL record under `dir` that another durable record
+/// follows; the file and offset flipped.
+fn flip_wal_bit_in(disk: &SimDisk, dir: &str, pick: u64) -> Option<(String, u64)> {
+    let path = format!("{dir}{WAL_PATH}");
+    let wal = disk.durable_content(&path).unwrap_or_default();
+    let frames = wal_frames(&wal);
+    if frames.len() < 2 {
+        return None;
+    }
+    let candidates = &frames[..frames.len() - 1];
+    let recent = &candidates[candidates.len().saturating_sub(RECENT_RECORDS)..];
+    let (start, end) = recent[(pick % recent.len() as u64) as usize];
+    let offset = start + ((pick >> 16) % (end - start) as u64) as usize;
+    let byte = wal[offset] ^ (1u8 << ((pick >> 8) % 8));
+    disk.overwrite_durable(&path, offset as u64, &[byte]);
+    Some((path, offset as u64))
+}
+
+/// Flips one bit of one of the small checksummed files under `dir` (not a table, not the
+/// WAL, not a temporary file, not the double-write area); the file and offset flipped.
+fn flip_small_file_bit_in(disk: &SimDisk, dir: &str, pick: u64) -> Option<(String, u64)> {
+    let files: Vec<(String, u64)> = disk
+        .durable_files()
+        .into_iter()
+        .filter(|(n, len)| {
+            let rel = n.strip_prefix(dir).unwrap_or("");
+            in_dir(dir, n)
+                && !rel.is_empty()
+                && *len > 0
+                && !rel.starts_with("base/")
+                && !rel.starts_with("pg_wal/")
+                && !rel.ends_with(".tmp")
+                && rel != "global/doublewrite"
+        })
+        .collect();
+    let (path, len) = files.get((pick % files.len().max(1) as u64) as usize)?;
+    let offset = (pick >> 16) % len;
+    let content = disk.durable_content(path)?;
+    let byte = content.get(offset as usize)?;
+    disk.overwrite_durable(path, offset, &[byte ^ (1u8 << ((pick >> 8) % 8))]);
+    Some((path.clone(), offset))
+}
+
+/// Flips one bit in a durable block of a table file under `dir`; the file and offset.
+fn flip_table_bit_in(disk: &SimDisk, dir: &str, pick: u64) -> Option<(String, u64)> {
+    let base = format!("{dir}base/");
+    let files: Vec<(String, u64)> = disk
+        .durable_files()
+        .into_iter()
+        .filter(|(n, len)| n.starts_with(&base) && *len > 0)
+        .collect();
+    let (path, len) = files.get((pick % files.len().max(1) as u64) as usize)?;
+    let offset = (pick >> 16) % len;
+    disk.corrupt(path, offset, 1u8 << ((pick >> 8) % 8));
+    Some((path.clone(), offset))
 }
 
 /// Copies a durable block of a table file of `dir` over another block of the same file.

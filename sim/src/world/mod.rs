@@ -82,6 +82,9 @@ pub struct ActingCoordinator {
     pub host: String,
     pub addr: String,
     pub disk: Arc<dyn Disk>,
+    /// Where its data directory lies on its host's disk (`""`: the disk's root, the first
+    /// coordinator's; otherwise with a trailing `/`).
+    pub datadir: String,
 }
 
 impl Process {
@@ -147,6 +150,10 @@ pub struct World {
     pub dirs: crate::world::dirs::DataDirs,
     /// The table files faults damaged on purpose, for the block-damage checker.
     pub damage: crate::world::damage::InjectedDamage,
+    /// Bits the catalog bit flip turned in a coordinator host's catalog WAL: the host, the
+    /// file's path on its disk, the offset and the mask. The standby-catalog checker judges the
+    /// WAL as the coordinator wrote it, these bits turned back.
+    pub(crate) catalog_wal_flips: Vec<(String, String, u64, u8)>,
 }
 
 /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.
@@ -205,6 +212,7 @@ impl World {
                 host: "mdw".into(),
                 addr: coordinator_addr.clone(),
                 disk: Arc::new(SimDisk::new()),
+                datadir: String::new(),
             },
             coordinator_addr,
             segments,
@@ -222,6 +230,7 @@ impl World {
             activation_began_ms: None,
             dirs: Default::default(),
             damage: Default::default(),
+            catalog_wal_flips: Vec::new(),
         };
         late_delivery::keep_control_requests(
             cfg.fault_weights
