@@ -46,12 +46,13 @@ impl Operator {
     /// coordinator answers, and (with a standby host) the coordinator pair. `None`: nothing
     /// to go by.
     async fn look(&self, client: &mut Client, hosts: &SimHosts) -> Option<Observed> {
-        let (down_hosts, acting, acting_fenced, coordinator_hosts) = {
+        let (down_hosts, acting, acting_fenced, acting_stopped, coordinator_hosts) = {
             let world = hosts.world.lock().unwrap();
             let down: BTreeSet<String> = world.down_hosts().into_iter().collect();
             let acting = world.acting.host.clone();
             let fenced = world.coordinator_fenced(&acting);
-            (down, acting, fenced, world.coordinator_hosts())
+            let stopped = world.coordinator_stopped(&acting);
+            (down, acting, fenced, stopped, world.coordinator_hosts())
         };
         let acting_down = down_hosts.contains(&acting) || acting_fenced;
         let report = if acting_down {
@@ -81,6 +82,7 @@ impl Operator {
                 hosts: coordinator_hosts,
                 acting_host: acting,
                 acting_fenced,
+                acting_stopped,
                 mirroring,
                 standby_running,
             })
@@ -137,10 +139,22 @@ impl Operator {
                     .map_err(|e| e.to_string())
             }
             Action::ResyncStandby { host } => {
-                init_standby(hosts, host, true, wait, client_timeout())
+                let outcome = init_standby(hosts, host, true, wait, client_timeout())
                     .await
                     .map(|s| describe_standby(&s))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                self.failed_resync = outcome.is_err().then(|| host.clone());
+                outcome
+            }
+            Action::RemoveStandby { host } => {
+                let outcome = standby_admin::remove_standby(client)
+                    .await
+                    .map(|row| format!("standby dbid {} on {host} removed", row.dbid))
+                    .map_err(|e| e.to_string());
+                if outcome.is_ok() {
+                    self.failed_resync = None;
+                }
+                outcome
             }
             Action::Rebalance => {
                 let opts = RecoverOptions {

@@ -67,6 +67,9 @@ pub struct CoordinatorObserved {
     /// The acting coordinator was fenced for an activation whose outcome is not known yet:
     /// it is lost as if its host were down.
     pub acting_fenced: bool,
+    /// The acting coordinator's process stopped on a host that is up (it refused to start:
+    /// its catalog is damaged): lost as if its host were down.
+    pub acting_stopped: bool,
     /// The mirroring view (`state -f`), when the acting coordinator answered.
     pub mirroring: Option<MirroringStatus>,
     /// Whether a standby process answers at the known standby's address.
@@ -93,6 +96,9 @@ pub enum Action {
     InitStandby { host: String },
     /// `init-standby -n`, for the standby on `host`.
     ResyncStandby { host: String },
+    /// `init-standby -r`: the standby on `host` is removed from the cluster (its data left in
+    /// place), to be made anew with `-s`.
+    RemoveStandby { host: String },
 }
 
 impl Action {
@@ -107,6 +113,7 @@ impl Action {
             Action::ActivateStandby { start: true, .. } => "activate-standby -f".into(),
             Action::InitStandby { host } => format!("init-standby -s {host}"),
             Action::ResyncStandby { .. } => "init-standby -n".into(),
+            Action::RemoveStandby { .. } => "init-standby -r".into(),
         }
     }
 }
@@ -126,6 +133,9 @@ pub struct Operator {
     activation_unsettled: Option<Action>,
     /// Instances whose incremental recovery failed: next time, a full copy.
     failed_incremental: BTreeSet<Dbid>,
+    /// The host of a standby that `init-standby -n` failed to bring back (its data refused to
+    /// start): next time it is removed and made anew.
+    failed_resync: Option<String>,
     /// The standby as last seen in the mirroring view, and whether it was Synchronized then.
     standby: Option<(SegmentConfig, bool)>,
     /// The acting coordinator's host was seen down and nothing was activated: once it is back,
@@ -239,8 +249,11 @@ impl Operator {
         c: &CoordinatorObserved,
         down: &BTreeSet<String>,
     ) -> Option<Option<Action>> {
-        // Lost as if its host were down, too, while fenced for an activation not yet settled.
-        let coordinator_down = down.contains(&c.acting_host) || c.acting_fenced;
+        // Lost as if its host were down, too, while fenced for an activation not yet settled,
+        // and when it refused to start (an activation not yet settled is asked again below).
+        let coordinator_down = down.contains(&c.acting_host)
+            || c.acting_fenced
+            || (c.acting_stopped && self.activation_unsettled.is_none());
         if !coordinator_down && std::mem::take(&mut self.coordinator_seen_down) {
             self.forget_standby_synchronized();
         }
@@ -297,8 +310,11 @@ impl Operator {
             (SummaryState::NotSynchronized, Some(row))
                 if !c.standby_running && !down.contains(&row.hostname) =>
             {
-                Some(Some(Action::ResyncStandby {
-                    host: row.hostname.clone(),
+                let host = row.hostname.clone();
+                Some(Some(if self.failed_resync.as_ref() == Some(&host) {
+                    Action::RemoveStandby { host }
+                } else {
+                    Action::ResyncStandby { host }
                 }))
             }
             _ => None,
@@ -489,6 +505,7 @@ mod tests {
                 hosts: vec!["mdw".into(), "smdw".into()],
                 acting_host: acting.into(),
                 acting_fenced: false,
+                acting_stopped: false,
                 mirroring,
                 standby_running,
             }),
@@ -654,6 +671,61 @@ mod tests {
             })
         );
         assert_eq!(resync.unwrap().command(), "init-standby -n");
+    }
+
+    /// A coordinator that refused to start on its damaged catalog, its host up, is lost as if
+    /// its host were down: its standby, Synchronized when last seen, is activated.
+    #[test]
+    fn a_coordinator_that_refuses_to_start_is_replaced_by_its_synchronized_standby() {
+        let mut op = saw_synchronized();
+        let mut refused = look("mdw", None, true, &[]);
+        assert_eq!(
+            op.clone().decide(&refused),
+            None,
+            "not answering is not lost"
+        );
+        if let Some(c) = refused.coordinator.as_mut() {
+            c.acting_stopped = true;
+        }
+        assert!(activates(op.decide(&refused)));
+        // A standby last seen behind is not activated for it either.
+        let mut behind = Operator::new();
+        let stale = mirroring(SummaryState::NotSynchronized, Some(standby_row(18, "smdw")));
+        assert_eq!(behind.decide(&look("mdw", Some(stale), true, &[])), None);
+        assert_eq!(behind.decide(&refused), None);
+    }
+
+    /// A standby that `init-standby -n` could not bring back (its data refuses to start) is
+    /// removed with `-r`, then made anew with `-s` on its host.
+    #[test]
+    fn a_standby_that_resynchronizing_cannot_bring_back_is_removed_then_made_anew() {
+        let mut op = Operator::new();
+        op.faults_running = true;
+        let smdw = standby_row(18, "smdw");
+        let stale = mirroring(SummaryState::NotSynchronized, Some(smdw));
+        let resync = Action::ResyncStandby {
+            host: "smdw".into(),
+        };
+        assert_eq!(
+            op.decide(&look("mdw", Some(stale.clone()), false, &[])),
+            Some(resync)
+        );
+        op.failed_resync = Some("smdw".into());
+        let remove = op.decide(&look("mdw", Some(stale), false, &[]));
+        assert_eq!(
+            remove,
+            Some(Action::RemoveStandby {
+                host: "smdw".into()
+            })
+        );
+        assert_eq!(remove.unwrap().command(), "init-standby -r");
+        let none = mirroring(SummaryState::NotConfigured, None);
+        assert_eq!(
+            op.decide(&look("mdw", Some(none), false, &[])),
+            Some(Action::InitStandby {
+                host: "smdw".into()
+            })
+        );
     }
 
     #[test]
