@@ -197,6 +197,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "blocks-survive-power-loss",
         seed_budget: 200,
     },
+    PlantedBug {
+        name: "wal-damage-taken-for-end",
+        scenario: "standard",
+        caught_by: "aborted-stays-aborted",
+        seed_budget: 200,
+    },
 ];
 
 /// The catalogue entry of a bug.

@@ -117,6 +117,7 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             disk,
             EngineOptions {
                 cache_blocks_max: cfg.cache_blocks_max,
+                wal_damage_taken_for_end: cfg.bugs.wal_damage_taken_for_end,
                 ..EngineOptions::default()
             },
         )

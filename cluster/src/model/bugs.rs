@@ -134,6 +134,11 @@ pub struct PlantedBugs {
     /// change after a checkpoint, InnoDB writes it to its double-write buffer and syncs that
     /// before the in-place write).
     pub torn_page_unprotected: bool,
+    /// Crash recovery takes a damaged WAL record for the end of the log even when whole
+    /// records follow it, cutting them off, as if the damage were a torn tail (the real rule:
+    /// damage that valid records follow is corruption in the middle of the log; PostgreSQL
+    /// stops there and refuses to start, and so must every instance and coordinator here).
+    pub wal_damage_taken_for_end: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -265,6 +270,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "torn-page-unprotected",
         "table blocks are overwritten in place without the double-write area, so a torn one is lost",
     ),
+    (
+        "wal-damage-taken-for-end",
+        "crash recovery cuts the WAL at a damaged record that whole records follow",
+    ),
 ];
 
 impl PlantedBugs {
@@ -311,6 +320,7 @@ impl PlantedBugs {
                 &mut self.first_starting_answer_counts_as_stalled
             }
             "torn-page-unprotected" => &mut self.torn_page_unprotected,
+            "wal-damage-taken-for-end" => &mut self.wal_damage_taken_for_end,
             _ => return None,
         })
     }

@@ -340,6 +340,7 @@ async fn open_engine(
             retry_failed_fsync: cfg.bugs.fsync_error_retried,
             checkpoint_ignores_fsync_failure: cfg.bugs.checkpoint_ignores_fsync_failure,
             torn_page_unprotected: cfg.bugs.torn_page_unprotected,
+            wal_damage_taken_for_end: cfg.bugs.wal_damage_taken_for_end,
             ..EngineOptions::default()
         },
         replayed,

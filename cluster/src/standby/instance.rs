@@ -124,6 +124,7 @@ async fn open_engine(cfg: &StandbyConfig, disk: Arc<dyn Disk>) -> Result<Engine,
         disk,
         EngineOptions {
             cache_blocks_max: cfg.coordinator.cache_blocks_max,
+            wal_damage_taken_for_end: cfg.coordinator.bugs.wal_damage_taken_for_end,
             ..EngineOptions::default()
         },
     )

@@ -65,6 +65,9 @@ pub struct EngineOptions {
     /// Planted bug (off by default): blocks are written in place without their image in the
     /// double-write area first, so a crash that tears one loses it.
     pub torn_page_unprotected: bool,
+    /// Planted bug (off by default): crash recovery cuts the WAL at a damaged record even when
+    /// whole records follow it.
+    pub wal_damage_taken_for_end: bool,
 }
 
 impl Default for EngineOptions {
@@ -78,6 +81,7 @@ impl Default for EngineOptions {
             retry_failed_fsync: false,
             checkpoint_ignores_fsync_failure: false,
             page_checksum_skips_block_number: false,
+            wal_damage_taken_for_end: false,
             torn_page_unprotected: false,
         }
     }

@@ -40,7 +40,7 @@ impl Engine {
         // Before anything reads a block: a block torn by the crash comes back whole from the
         // double-write area.
         doublewrite::restore(&*disk, !opts.page_checksum_skips_block_number).await?;
-        let wal_end = recover_wal(&*disk, control.redo_lsn).await?;
+        let wal_end = recover_wal(&*disk, control.redo_lsn, opts.wal_damage_taken_for_end).await?;
         let wal = Wal::new(disk.clone(), wal_end)
             .retrying_failed_fsync(opts.retry_failed_fsync)
             .covering_later_appends(opts.wal_flush_covers_later_appends);
@@ -172,8 +172,13 @@ fn refuse_damage_in_the_middle(disk: &dyn Disk, end: Lsn, len: Lsn) -> Result<()
 }
 
 /// Finds the end of the last valid WAL record after `redo_lsn`, cuts the file there and makes
-/// it durable; returns that end.
-async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError> {
+/// it durable; returns that end. `damage_is_end`: the planted bug `wal-damage-taken-for-end`,
+/// which cuts at damage in the middle of the log too.
+async fn recover_wal(
+    disk: &dyn Disk,
+    redo_lsn: Lsn,
+    damage_is_end: bool,
+) -> Result<Lsn, StorageError> {
     let io = |op| move |source| StorageError::io(op, WAL_PATH, source);
     let len = disk.len(WAL_PATH).map_err(io("stat"))?;
     if len < redo_lsn {
@@ -199,7 +204,9 @@ async fn recover_wal(disk: &dyn Disk, redo_lsn: Lsn) -> Result<Lsn, StorageError
         }
     };
     if end < len {
-        refuse_damage_in_the_middle(disk, end, len)?;
+        if !damage_is_end {
+            refuse_damage_in_the_middle(disk, end, len)?;
+        }
         tracing::info!(end, cut = len - end, "cutting torn wal tail");
         disk.truncate(WAL_PATH, end).map_err(io("truncate"))?;
     }
