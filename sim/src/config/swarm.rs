@@ -96,7 +96,7 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
     let mut weights = FaultWeights::only(&[]);
     for kind in FaultKind::ALL
         .into_iter()
-        .filter(|k| *k != FaultKind::LateDelivery)
+        .filter(|k| !matches!(k, FaultKind::LateDelivery | FaultKind::CatalogBitFlip))
     {
         // A third of the kinds are off for this seed; the rest get a drawn weight.
         let on = between(&mut rng, 0, 2) > 0;
@@ -120,6 +120,13 @@ pub fn draw(seed: u64, base: &RunConfig) -> SwarmOptions {
         0
     };
     weights.set(late, w);
+    let catalog = FaultKind::CatalogBitFlip;
+    let w = if between(&mut rng, 0, 2) > 0 {
+        base_weights.get(catalog).max(1) * between(&mut rng, 1, 3) as u32
+    } else {
+        0
+    };
+    weights.set(catalog, w);
     SwarmOptions {
         segment_hosts,
         primaries_per_host,
