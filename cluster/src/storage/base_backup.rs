@@ -61,39 +61,60 @@ impl Engine {
     }
 }
 
-/// Lays `backup` down on `disk` durably (files, then their directories). The caller opens an
-/// [`Engine`] on the disk afterwards; recovery replays from the backup's redo point.
+/// Lays `backup` down on `disk` durably. The caller opens an [`Engine`] on the disk afterwards;
+/// recovery replays from the backup's redo point.
+///
+/// The control file's presence says the directory is complete ([`present`]), so it is the one
+/// file whose durable state orders everything: any old one is removed durably first (a
+/// directory emptied without its removals synced, then a power loss, would otherwise bring an
+/// older instance's control file back beside half a backup), every other file and directory
+/// entry is made durable next, and the control file is written and synced last.
 pub async fn restore(disk: &dyn Disk, backup: &BaseBackup) -> Result<(), StorageError> {
     for dir in backup_dirs() {
         disk.create_dir(dir)
             .map_err(|source| StorageError::io("create", dir, source))?;
     }
-    // The control file last: its presence means the data directory is complete.
+    let control_path = super::control::CONTROL_PATH;
+    let control_dir = super::control::CONTROL_DIR;
+    if disk.exists(control_path) {
+        disk.remove(control_path)
+            .map_err(|source| StorageError::io("remove", control_path, source))?;
+    }
+    sync_dir(disk, control_dir).await?;
     let (control, rest): (Vec<_>, Vec<_>) = backup
         .files
         .iter()
-        .partition(|(path, _)| path == super::control::CONTROL_PATH);
-    for (path, bytes) in rest.into_iter().chain(control) {
-        if path == super::control::CONTROL_PATH {
-            runtime::fault_point(FaultPoint::BaseBackupMidway).await;
-        }
-        let io = |op| move |source| StorageError::io(op, path, source);
-        if disk.exists(path) {
-            disk.truncate(path, 0).map_err(io("truncate"))?;
-        } else {
-            disk.create(path).map_err(io("create"))?;
-        }
-        disk.write_at(path, 0, bytes).map_err(io("write"))?;
-        disk.sync(path).await.map_err(io("sync"))?;
+        .partition(|(path, _)| path == control_path);
+    for (path, bytes) in rest {
+        write_synced(disk, path, bytes).await?;
     }
     for dir in backup_dirs() {
-        disk.sync_dir(dir)
-            .await
-            .map_err(|source| StorageError::io("sync", dir, source))?;
+        sync_dir(disk, dir).await?;
     }
-    disk.sync_dir("")
+    sync_dir(disk, "").await?;
+    runtime::fault_point(FaultPoint::BaseBackupMidway).await;
+    for (path, bytes) in control {
+        write_synced(disk, path, bytes).await?;
+    }
+    sync_dir(disk, control_dir).await
+}
+
+async fn sync_dir(disk: &dyn Disk, dir: &str) -> Result<(), StorageError> {
+    disk.sync_dir(dir)
         .await
-        .map_err(|source| StorageError::io("sync", "", source))
+        .map_err(|source| StorageError::io("sync", dir, source))
+}
+
+/// Writes `bytes` as the whole of `path` and syncs it.
+async fn write_synced(disk: &dyn Disk, path: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let io = |op| move |source| StorageError::io(op, path, source);
+    if disk.exists(path) {
+        disk.truncate(path, 0).map_err(io("truncate"))?;
+    } else {
+        disk.create(path).map_err(io("create"))?;
+    }
+    disk.write_at(path, 0, bytes).map_err(io("write"))?;
+    disk.sync(path).await.map_err(io("sync"))
 }
 
 /// Whether `disk` holds a complete data directory (a restored backup, or an instance that ran).
