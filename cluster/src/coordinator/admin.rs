@@ -300,8 +300,10 @@ async fn recover_one_begun(
 ) -> Result<Recovered, AdminError> {
     // The prober may have recorded the instance back, and in sync, since it was chosen: then
     // there is nothing to recover, and a full copy would wipe a mirror the catalog calls in
-    // sync.
-    let back = store.read(|c| {
+    // sync. Read from the newest committed catalog: a decision committed before the recovery
+    // began and still flushing is published after it (standard seed 1260: a full copy wiped a
+    // mirror the prober's flushing decision then published in sync).
+    let back = store.read_latest(|c| {
         c.segments
             .get(&target.dbid)
             .is_some_and(|r| r.status == Status::Up && r.mode == Mode::Synced)

@@ -329,6 +329,13 @@ impl CatalogStore {
         f(&self.current.lock().unwrap())
     }
 
+    /// Reads the newest committed catalog, a change still flushing included: what a recovery
+    /// that begins now must take as already decided (a prober's decision committed just before
+    /// it, and published only once flushed, counts).
+    pub fn read_latest<R>(&self, f: impl FnOnce(&Catalog) -> R) -> R {
+        f(&self.latest.lock().unwrap())
+    }
+
     /// The current configuration epoch.
     pub fn epoch(&self) -> u64 {
         self.read(|c| c.epoch)
