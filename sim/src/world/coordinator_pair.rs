@@ -143,6 +143,7 @@ impl World {
     /// Stops whatever runs in coordinator host `host`'s process (a standby an activation
     /// left in an unknown state); the process comes back running what the host boots.
     pub fn restart_coordinator_process(&mut self, host: &str) {
+        self.coordinator_pair_touched = true;
         let h = &self.hosts[host];
         if h.up {
             let id = h.processes[0].node.id();
@@ -286,6 +287,7 @@ impl World {
         let Some(addr) = self.coordinator_addr_on(host) else {
             return;
         };
+        self.coordinator_pair_touched = true;
         let disk: Arc<dyn Disk> =
             Arc::new(SubDisk::new(self.hosts[host].disk.clone(), STANDBY_DATADIR));
         self.dirs.standby_gone();

@@ -154,6 +154,10 @@ pub struct World {
     /// file's path on its disk, the offset and the mask. The standby-catalog checker judges the
     /// WAL as the coordinator wrote it, these bits turned back.
     pub(crate) catalog_wal_flips: Vec<(String, String, u64, u8)>,
+    /// A coordinator host lost power or had its process restarted, or a standby was activated,
+    /// at some point of the run (by the schedule or at a fault point): the two copies of the
+    /// catalog may differ from then on, so the catalog bit flip damages neither.
+    pub(crate) coordinator_pair_touched: bool,
 }
 
 /// Writes the identity of a new data directory `datadir` (`""`: the disk's root) on `disk`.
@@ -231,6 +235,7 @@ impl World {
             dirs: Default::default(),
             damage: Default::default(),
             catalog_wal_flips: Vec::new(),
+            coordinator_pair_touched: false,
         };
         late_delivery::keep_control_requests(
             cfg.fault_weights
@@ -271,7 +276,16 @@ impl World {
         ccfg
     }
 
-    pub(crate) fn new_host(&mut self, name: &str, ip: IpAddr, disk: SimDisk, node: NodeHandle) {
+    /// A host whose one process is `node`; `stopped` is the flag its boot sets when what it
+    /// runs stops by itself (see [`World::coordinator_node`]).
+    pub(crate) fn new_host(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        disk: SimDisk,
+        node: NodeHandle,
+        stopped: Arc<AtomicBool>,
+    ) {
         self.hosts.insert(
             name.into(),
             Host {
@@ -283,7 +297,7 @@ impl World {
                     ip,
                     node,
                     up: true,
-                    stopped: Arc::new(AtomicBool::new(false)),
+                    stopped,
                     slot: None,
                 }],
             },
@@ -648,6 +662,9 @@ impl World {
         name: &str,
         torn: fn(&mut ChaCha8Rng, usize) -> TornTail,
     ) {
+        if self.coordinator_boot.contains_key(name) {
+            self.coordinator_pair_touched = true;
+        }
         let host = self.hosts.get_mut(name).expect("known host");
         if !host.up {
             return;

@@ -96,7 +96,7 @@ impl StandbyHost {
 impl World {
     pub(crate) fn add_standby_host(&mut self, cfg: &RunConfig) {
         let disk = self.new_disk_for(cfg, STANDBY_HOST);
-        let (node, _) =
+        let (node, stopped) =
             self.coordinator_node(STANDBY_HOST, standby_ip(), Arc::new(Default::default()));
         self.standby = Some(StandbyHost {
             hostname: STANDBY_HOST.into(),
@@ -107,7 +107,7 @@ impl World {
             coordinator_addr: self.coordinator_addr.clone(),
             coordinator: self.coordinator_config(cfg),
         });
-        self.new_host(STANDBY_HOST, standby_ip(), disk, node);
+        self.new_host(STANDBY_HOST, standby_ip(), disk, node, stopped);
     }
 
     /// The coordinator's own catalog row, as `init-standby` records it.
