@@ -134,6 +134,21 @@ fn a_mirror_wiped_by_a_full_copy_is_not_recorded_in_sync() {
         .any(|a| a.command == "recoverseg -F" && a.ok));
 }
 
+/// Standard seed 1260 (kept in `scenarios/schedules/`): after failed table fsyncs and lost
+/// data directories, and a catalog bit flip on the standby, dbid 17 streams from its primary
+/// and catches up; the prober commits the pair in sync, and while that change is still
+/// flushing `recoverseg -F` begins, looks at the published catalog (dbid 17 still down) and
+/// wipes it; the change is then published: an empty mirror recorded in sync
+/// (`durable-claims`). The recovery now looks at the newest committed catalog, flushing
+/// changes included, and leaves the mirror alone.
+#[test]
+fn a_full_copy_sees_a_decision_still_flushing_when_it_begins() {
+    kept_schedule_passes(
+        include_str!("../schedules/decision-flushing-when-a-full-copy-began-1260.json"),
+        1260,
+    );
+}
+
 /// Runs `seed` of the standard scenario on a kept schedule and checks it passes.
 fn kept_schedule_passes(schedule: &str, seed: u64) -> sim::run::SeedResult {
     let result = run_seed(seed, &scenarios::standard_with_schedule(schedule)).0;

@@ -629,6 +629,16 @@ mod tests {
     }
 
     #[test]
+    fn every_fault_kind_may_stand_in_a_schedule_file() {
+        for kind in FaultKind::ALL.into_iter().filter(|k| !k.is_partition()) {
+            assert!(
+                schedule_file::ENTRY_KINDS.contains(&kind.name()),
+                "{kind} is missing from the schedule file's kinds"
+            );
+        }
+    }
+
+    #[test]
     fn a_host_is_never_crashed_while_down() {
         let cfg = RunConfig::pair();
         let (hosts, segments) = layout_of(&cfg);

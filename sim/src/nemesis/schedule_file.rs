@@ -225,6 +225,7 @@ pub const ENTRY_KINDS: &[&str] = &[
     "wal-bit-flip",
     "control-bit-flip",
     "misdirected-write",
+    "catalog-bit-flip",
 ];
 
 fn known_entry(kind: &str) -> bool {
