@@ -230,7 +230,21 @@ impl Services {
     }
 
     /// Serves one client connection.
-    pub fn serve(&self, conn: Connection) {
+    /// Serves an accepted connection once it has authenticated.
+    pub fn serve(&self, pending: net::PendingConnection) {
+        let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
+        runtime::spawn(
+            async move {
+                if let Ok(conn) = pending.authenticate().await {
+                    session.serve(conn).await;
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Serves a connection that has already authenticated (the standby's, once it is active).
+    pub fn serve_authenticated(&self, conn: Connection) {
         let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
         runtime::spawn(session.serve(conn).in_current_span());
     }

@@ -211,8 +211,8 @@ pub mod replays;
 
 #[cfg(not(madsim))]
 pub mod replays {
-    /// A request frame just sent: nothing to keep in production.
-    pub(crate) fn offer(_ends: &super::resets::Ends, _to: &str, _frame: &[u8]) {}
+    /// A request just sent: nothing to keep in production.
+    pub(crate) fn offer(_ends: &super::resets::Ends, _to: &str, _message: &[u8]) {}
 }
 
 /// Fills `buf` with random bytes: the OS's random source in production (nonces and secrets
