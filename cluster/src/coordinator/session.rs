@@ -383,11 +383,12 @@ impl Session {
                 }
             }
         }
-        let conn = Connection::connect(&addr, self.cfg.connect_timeout)
-            .await
-            .map_err(|e| lost(e.to_string()))?;
         let (store, on_failover) = (&self.store, self.cfg.on_failover());
         let within = self.cfg.statement_timeout;
+        let connect = self.cfg.connect_timeout;
+        let conn = super::connect_primary(store, on_failover, content, &addr, connect, within)
+            .await
+            .map_err(|e| lost(e.to_string()))?;
         let began = Session::begin(store, on_failover, conn, content, xid, epoch, within).await;
         match began {
             Began::Yes(p) => Ok(*p),

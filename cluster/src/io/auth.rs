@@ -189,6 +189,51 @@ pub fn installed() -> Result<Arc<Credentials>, AuthError> {
     runtime::credentials::current().ok_or(AuthError::NoCredentials)
 }
 
+/// The text of a secret file: the cluster's id and its keys, one per line, as
+/// `cluster-id <16 hex digits>`, `current <64 hex digits>` and, during a rotation,
+/// `previous <64 hex digits>`; `#` starts a comment.
+pub fn secret_file_text(cluster_id: u64, keys: &Keys) -> String {
+    let mut text = format!(
+        "# hacluster cluster secret: every process of the cluster reads it; keep it mode 0600\n\
+         cluster-id {cluster_id:016x}\ncurrent {}\n",
+        keys.current.to_hex()
+    );
+    if let Some(previous) = &keys.previous {
+        text.push_str(&format!("previous {}\n", previous.to_hex()));
+    }
+    text
+}
+
+/// Parses a secret file's text (see [`secret_file_text`]).
+pub fn parse_secret_file(text: &str) -> Result<(u64, Keys), String> {
+    let (mut cluster_id, mut current, mut previous) = (None, None, None);
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |e: String| format!("line {}: {e}", n + 1);
+        let (key, value) = line
+            .split_once(char::is_whitespace)
+            .ok_or_else(|| at(format!("{line:?} is not `name value`")))?;
+        let value = value.trim();
+        match key {
+            "cluster-id" => {
+                cluster_id = Some(
+                    u64::from_str_radix(value, 16)
+                        .map_err(|_| at("cluster-id is 16 hexadecimal digits".into()))?,
+                )
+            }
+            "current" => current = Some(Secret::from_hex(value).map_err(at)?),
+            "previous" => previous = Some(Secret::from_hex(value).map_err(at)?),
+            other => return Err(at(format!("unknown entry {other:?}"))),
+        }
+    }
+    let cluster_id = cluster_id.ok_or("no cluster-id line")?;
+    let current = current.ok_or("no current line (the secret)")?;
+    Ok((cluster_id, Keys { current, previous }))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error(
@@ -688,6 +733,23 @@ mod tests {
         assert!(Secret::from_hex("abc").is_err());
         assert!(Secret::from_hex(&"zz".repeat(32)).is_err());
         assert!(!format!("{s:?}").contains("abab"));
+    }
+
+    #[test]
+    fn a_secret_file_round_trips_with_and_without_a_previous_key() {
+        let keys = Keys {
+            current: secret(3),
+            previous: Some(secret(4)),
+        };
+        let text = secret_file_text(0xfeed, &keys);
+        assert_eq!(parse_secret_file(&text).unwrap(), (0xfeed, keys.clone()));
+        let single = Keys::single(secret(3));
+        assert_eq!(
+            parse_secret_file(&secret_file_text(7, &single)).unwrap(),
+            (7, single)
+        );
+        assert!(parse_secret_file("cluster-id 0000000000000007\n").is_err());
+        assert!(parse_secret_file("current abc\ncluster-id 1\n").is_err());
     }
 
     #[test]

@@ -852,28 +852,39 @@ impl Connection {
     /// Connects to `addr` and authenticates both ends with this process's credentials, failing
     /// after `connect_timeout` (the handshake included).
     pub async fn connect(addr: &str, connect_timeout: Duration) -> Result<Connection, NetError> {
+        Self::connect_with(addr, connect_timeout, connect_timeout).await
+    }
+
+    /// [`Connection::connect`], with `connect_timeout` for the TCP connection and
+    /// `handshake_timeout` for the handshake after it: a caller that would have waited that
+    /// long for its first answer anyway (a process that accepts but is stalled answers the
+    /// handshake no sooner than a request).
+    pub async fn connect_with(
+        addr: &str,
+        connect_timeout: Duration,
+        handshake_timeout: Duration,
+    ) -> Result<Connection, NetError> {
         let peer = addr.to_string();
         let credentials = auth::installed().map_err(|reason| NetError::Auth {
             peer: peer.clone(),
             reason,
         })?;
-        let connected = timeout(connect_timeout, async {
-            let stream = TcpStream::connect(addr)
-                .await
-                .map_err(|source| NetError::Connect {
-                    peer: peer.clone(),
-                    source,
-                })?;
-            Unauthenticated::new(stream, peer.clone())
-                .client_handshake(credentials)
-                .await
-        })
-        .await;
-        match connected {
+        let stream = match timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(NetError::Connect { peer, source }),
+            Err(_) => {
+                return Err(NetError::Timeout {
+                    peer,
+                    after: connect_timeout,
+                })
+            }
+        };
+        let handshake = Unauthenticated::new(stream, peer.clone()).client_handshake(credentials);
+        match timeout(handshake_timeout, handshake).await {
             Ok(result) => result,
             Err(_) => Err(NetError::Timeout {
                 peer,
-                after: connect_timeout,
+                after: handshake_timeout,
             }),
         }
     }
