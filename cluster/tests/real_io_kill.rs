@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod test_secret;
+
 use cluster::client::Client;
 use cluster::model::catalog::{Mode, Role, Status};
 use cluster::wal::{Key, TableKind, Value};
@@ -90,6 +92,7 @@ impl LocalCluster {
                         .as_str()
                         .expect("init-local names its file"),
                 );
+                test_secret::share(&cluster_file);
                 return LocalCluster {
                     dir,
                     cluster_file,

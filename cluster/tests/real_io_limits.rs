@@ -6,7 +6,8 @@
 //!
 //! The limits are the segment's defaults (`ServerLimits::segment()`): 750 connections, 16 KiB
 //! for a first frame, 1 MiB after, 32 MiB of budget for frames in progress over 16 KiB, 10 s
-//! for a frame to complete once its first byte arrived.
+//! for a frame to complete once its first byte arrived. A peer that has not authenticated is
+//! held to the handshake's 256 bytes a frame, and to the deadline from its first byte.
 //!
 //! Build and run: `RUSTFLAGS= cargo test -p cluster --features real-io --test real_io_limits`.
 
@@ -18,8 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod test_secret;
+
 use cluster::client::Client;
-use cluster::io::net::{decode_frame, encode_frame, Connection, ServerLimits};
+use cluster::io::net::{Connection, ServerLimits};
 use cluster::wal::TableKind;
 use cluster::wire::{SegmentRequest, SegmentResponse};
 
@@ -84,6 +87,7 @@ impl Local {
             let summary: serde_json::Value =
                 serde_json::from_slice(&out.stdout).expect("init-local prints JSON");
             let cluster_file = PathBuf::from(summary["cluster_file"].as_str().unwrap());
+            test_secret::share(&cluster_file);
             let file: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&cluster_file).unwrap()).unwrap();
             let primary = file["segments"]
@@ -175,8 +179,10 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // Peers.
 
-fn header(len: u32) -> [u8; 8] {
-    let mut h = [0; 8];
+/// An authenticated frame's header (length, checksum, tag) declaring `len` bytes; sent before
+/// the handshake, it is a handshake frame's header followed by bytes.
+fn header(len: u32) -> [u8; 24] {
+    let mut h = [0; 24];
     h[..4].copy_from_slice(&len.to_le_bytes());
     h
 }
@@ -189,33 +195,33 @@ fn connect(addr: &str) -> TcpStream {
     stream
 }
 
-fn status_request() -> Vec<u8> {
-    encode_frame(&SegmentRequest::ReplicationStatus)
-}
-
-/// A connection that has sent one valid frame and read its answer.
+/// A connection that has authenticated, sent one valid frame and read its answer; its socket,
+/// for raw bytes from then on.
 fn identified(addr: &str) -> TcpStream {
-    let mut stream = connect(addr);
-    stream.write_all(&status_request()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while decode_frame::<SegmentResponse>(&got, addr)
-        .unwrap()
-        .is_none()
-    {
-        let n = stream.read(&mut buf).expect("an answer");
-        assert!(n > 0, "closed before answering a valid request");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let stream = rt.block_on(async {
+        let mut conn = Connection::connect(addr, Duration::from_secs(5))
+            .await
+            .expect("the primary accepts an authenticated peer");
+        let answer = conn
+            .call::<_, SegmentResponse>(&SegmentRequest::ReplicationStatus, Duration::from_secs(5))
+            .await;
+        assert!(answer.is_ok(), "a valid request is answered: {answer:?}");
+        conn.into_stream().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     stream
 }
 
 /// Writes `header` and then `len` bytes from a thread, ignoring errors (the instance may close
 /// the connection at any point).
-fn flood(stream: &TcpStream, header: [u8; 8], len: usize) -> JoinHandle<()> {
+fn flood(stream: &TcpStream, header: [u8; 24], len: usize) -> JoinHandle<()> {
     let mut stream = stream.try_clone().unwrap();
     std::thread::spawn(move || {
         if stream.write_all(&header).is_err() {

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod test_secret;
+
 use cluster::client::Client;
 use cluster::model::catalog::{Catalog, Mode, Role, Status};
 use cluster::wal::TableKind;
@@ -42,6 +44,7 @@ impl Cluster {
                 .expect("cannot run hacluster init-local");
             if out.status.success() {
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                test_secret::share(std::path::Path::new(v["cluster_file"].as_str().unwrap()));
                 return Cluster {
                     file: PathBuf::from(v["cluster_file"].as_str().unwrap()),
                     coordinator: v["coordinator"].as_str().unwrap().to_string(),
@@ -83,6 +86,7 @@ impl Cluster {
         let out = Command::new(HACLUSTER)
             .args(args)
             .args(["--coordinator", &self.coordinator])
+            .env("HACLUSTER_SECRET", test_secret::beside(&self.file))
             .output()
             .unwrap();
         assert!(

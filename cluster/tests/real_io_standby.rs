@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod test_secret;
+
 use cluster::client::Client;
 use cluster::wal::TableKind;
 
@@ -44,6 +46,9 @@ impl Cluster {
             ]);
             if out.status.success() && port_free(base as u16 + 3) {
                 let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                test_secret::share(std::path::Path::new(
+                    summary["cluster_file"].as_str().unwrap(),
+                ));
                 return Cluster {
                     file: PathBuf::from(summary["cluster_file"].as_str().unwrap()),
                     coordinator: summary["coordinator"].as_str().unwrap().to_string(),

@@ -193,6 +193,7 @@ async fn simulate(seed: u64, cfg: RunConfig, k: usize) -> Result<Trial, String> 
         .name("admin")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    crate::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Admin);
     let addr = world.coordinator_addr.clone();
     let read = move || {
         let addr = addr.clone();

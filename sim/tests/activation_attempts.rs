@@ -26,11 +26,10 @@ fn an_activation_whose_answer_was_lost_began_with_its_first_attempt() {
         .filter(|a| a.command.starts_with("activate-standby"))
         .collect();
     assert!(
-        activations.len() >= 3
-            && !activations[1].ok
-            && activations[2].ok
-            && activations[2].outcome.contains("already activated"),
-        "the second activation's answer was lost and its retry found it done: {:#?}",
+        activations
+            .windows(2)
+            .any(|w| !w[0].ok && w[1].ok && w[1].outcome.contains("already activated")),
+        "an activation's answer was lost and its retry found it done: {:#?}",
         result.operator
     );
     let wrong: Vec<_> = result

@@ -35,6 +35,7 @@ async fn pause_mid_statement(bugs: PlantedBugs) -> Seen {
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
     let (sending, pause_now) = oneshot::channel::<()>();
     let (paused, paused_at) = oneshot::channel::<Instant>();
     let client = node.spawn(async move {

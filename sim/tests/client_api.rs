@@ -126,6 +126,7 @@ async fn begin_insert_update_delete_get_scan_commit_and_abort_behave_as_a_databa
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
     node.spawn(async move {
         let mut a = Client::new(vec![coordinator.clone()], Duration::from_secs(10));
         let mut b = Client::new(vec![coordinator], Duration::from_secs(10));

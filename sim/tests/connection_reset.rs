@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cluster::client::Client;
-use cluster::io::net::{listen, Connection, NetError};
+use cluster::io::net::{listen, Connection, NetError, PendingConnection};
 use cluster::io::runtime::resets;
 use sim::config::RunConfig;
 use sim::nemesis::Fault;
@@ -21,16 +21,19 @@ fn is_reset(e: &NetError) -> bool {
 #[madsim::test]
 async fn a_reset_breaks_established_connections_only() {
     let handle = madsim::runtime::Handle::current();
+    sim::world::credentials::begin(0, 1);
     let server = handle
         .create_node()
         .name("server")
         .ip("10.9.0.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&server, cluster::io::auth::PeerIdentity::Client);
     let client = handle
         .create_node()
         .name("client")
         .ip("10.9.0.2".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&client, cluster::io::auth::PeerIdentity::Client);
     let (ready, listening) = oneshot::channel::<()>();
     let served = server.spawn(async move {
         let listener = listen("10.9.0.1:7000").await.unwrap();
@@ -38,7 +41,10 @@ async fn a_reset_breaks_established_connections_only() {
         let mut outcomes = Vec::new();
         for _ in 0..2 {
             let (stream, peer) = listener.accept().await.unwrap();
-            let mut conn = Connection::new(stream, peer.to_string());
+            let mut conn = PendingConnection::new(stream, peer.to_string())
+                .authenticate()
+                .await
+                .unwrap();
             // Echo until the connection fails.
             loop {
                 match conn.recv::<u64>().await {
@@ -102,6 +108,7 @@ async fn with_a_reset_of_sdw1<F>(
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
     let (ready, reset_now) = oneshot::channel::<()>();
     let (was_reset, after_reset) = oneshot::channel::<()>();
     let c = Client::new(vec![coordinator], Duration::from_secs(60));

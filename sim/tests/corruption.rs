@@ -47,6 +47,7 @@ async fn a_primary_that_finds_a_corrupt_block_fails_itself_and_its_mirror_takes_
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
 
     let addr = coordinator.clone();
     node.spawn(async move {

@@ -38,6 +38,7 @@ async fn work_stamped_with_an_older_configuration_epoch_is_refused() {
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
     node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(10));
         let mut ready = None;
@@ -123,6 +124,7 @@ async fn late_syncrep_off(bug: bool) -> Vec<sim::invariants::Violation> {
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&client, cluster::io::auth::PeerIdentity::Client);
     use cluster::model::catalog::Status::{Down, Up};
 
     let addr = coordinator.clone();

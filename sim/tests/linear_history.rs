@@ -100,6 +100,7 @@ async fn partition_a_lagging_pair(bug: bool) -> Vec<Violation> {
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&client, cluster::io::auth::PeerIdentity::Client);
 
     let addr = coordinator.clone();
     client

@@ -50,6 +50,7 @@ async fn a_returning_mirror_catches_up_and_the_pair_is_synchronized_again() {
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
     let addr = coordinator.clone();
     node.spawn(async move {
         let mut c = Client::new(vec![addr], Duration::from_secs(30));

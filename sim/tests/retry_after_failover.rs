@@ -24,6 +24,7 @@ async fn a_transaction_in_flight_during_a_failover_is_retried_on_the_promoted_mi
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
     let (mid_txn, crash_now) = oneshot::channel::<()>();
     let (crashed, after_crash) = oneshot::channel::<()>();
     let client = node.spawn(async move {

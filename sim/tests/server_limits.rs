@@ -2,12 +2,13 @@
 //! (`cluster::io::net::ServerLimits`): a connection over the cap is closed at once, a first
 //! frame over the first-frame limit is refused, a larger frame is held only while the
 //! listener's budget can pay for it, and a frame that stalls half-way is dropped at its
-//! deadline, while a well-behaved peer is served throughout.
+//! deadline, while a well-behaved peer is served throughout. Peers that have not authenticated
+//! are held to the handshake's limits (a small frame, within the deadline).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster::io::net::{decode_frame, encode_frame, Connection, NetError, Server, ServerLimits};
+use cluster::io::net::{Connection, NetError, Server, ServerLimits};
 use cluster::io::Disk;
 use cluster::model::catalog::Role;
 use cluster::segment::{self, InstanceConfig};
@@ -52,11 +53,20 @@ async fn probe(conn: &mut Connection) {
     );
 }
 
-/// A frame header declaring `len` bytes (its checksum is never reached).
+/// An authenticated frame's header declaring `len` bytes (its checksum and tag are never
+/// reached).
 fn header(len: u32) -> Vec<u8> {
     let mut h = len.to_le_bytes().to_vec();
-    h.extend_from_slice(&[0; 4]);
+    h.extend_from_slice(&[0; 20]);
     h
+}
+
+/// An authenticated peer's socket, for raw bytes.
+async fn authenticated() -> TcpStream {
+    Connection::connect(ADDR, Duration::from_secs(1))
+        .await
+        .expect("the listener accepts")
+        .into_stream()
 }
 
 async fn raw() -> TcpStream {
@@ -89,36 +99,26 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     }
 }
 
-/// A raw peer that has sent one valid frame (and read its answer), so it may send larger ones.
+/// An authenticated peer that has sent one valid frame (and read its answer), so it may send
+/// larger ones, as raw bytes.
 async fn identified() -> TcpStream {
-    let mut stream = raw().await;
-    send(&mut stream, &encode_frame(&probe_request())).await;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    loop {
-        if decode_frame::<SegmentResponse>(&got, "sdw1")
-            .expect("a valid answer")
-            .is_some()
-        {
-            return stream;
-        }
-        let n = timeout(AT_ONCE, stream.read(&mut buf))
-            .await
-            .expect("answered in time")
-            .expect("read");
-        assert!(n > 0, "closed before answering");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let mut conn = Connection::connect(ADDR, Duration::from_secs(1))
+        .await
+        .expect("the listener accepts");
+    probe(&mut conn).await;
+    conn.into_stream()
 }
 
 #[madsim::test]
 async fn a_listener_refuses_over_its_limits_and_serves_a_normal_peer() {
     let handle = madsim::runtime::Handle::current();
+    sim::world::credentials::begin(0, 1);
     let host = handle
         .create_node()
         .name("sdw1")
         .ip("10.9.0.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&host, cluster::io::auth::PeerIdentity::Client);
     host.spawn(async {
         let mut cfg = InstanceConfig::new(2, 0, ADDR, Role::Primary);
         cfg.server_limits = limits();
@@ -134,6 +134,7 @@ async fn a_listener_refuses_over_its_limits_and_serves_a_normal_peer() {
         .name("peers")
         .ip("10.9.0.2".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&peers, cluster::io::auth::PeerIdentity::Client);
     peers
         .spawn(async {
             let mut normal = loop {
@@ -144,15 +145,23 @@ async fn a_listener_refuses_over_its_limits_and_serves_a_normal_peer() {
             };
             probe(&mut normal).await;
 
-            // Half of a small frame, then nothing.
-            let mut stalled = raw().await;
+            // Half of a small frame, then nothing (authenticated: a handshake has a deadline
+            // of its own from the connection's start).
+            let mut stalled = authenticated().await;
             let mut partial = header(100);
             partial.extend_from_slice(&[7; 10]);
             send(&mut stalled, &partial).await;
             let stalled_at = Instant::now();
 
-            // A first frame declaring 60 MiB is refused before any of it is buffered.
-            let mut huge = raw().await;
+            // A first frame declaring 60 MiB is refused before any of it is buffered, and so
+            // is a handshake frame over the handshake's limit.
+            let mut oversized = raw().await;
+            send(&mut oversized, &header(300)).await;
+            assert!(
+                closed_within(&mut oversized, AT_ONCE).await,
+                "a handshake frame over its limit is refused at once"
+            );
+            let mut huge = authenticated().await;
             let mut start = header(60 << 20);
             start.resize(start.len() + 64 * 1024, 0);
             send(&mut huge, &start).await;
@@ -162,7 +171,7 @@ async fn a_listener_refuses_over_its_limits_and_serves_a_normal_peer() {
             );
 
             // The normal peer and the stalled one, and this one: the cap of 3.
-            let mut idle = raw().await;
+            let mut idle = authenticated().await;
             let mut extra = raw().await;
             assert!(
                 closed_within(&mut extra, AT_ONCE).await,
@@ -249,24 +258,26 @@ async fn a_listener_refuses_over_its_limits_and_serves_a_normal_peer() {
 async fn a_large_frame_holds_budget_only_while_it_arrives() {
     const SERVER: &str = "10.9.1.1:7000";
     let handle = madsim::runtime::Handle::current();
+    sim::world::credentials::begin(0, 1);
     let server_node = handle
         .create_node()
         .name("server")
         .ip("10.9.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&server_node, cluster::io::auth::PeerIdentity::Client);
     let client_node = handle
         .create_node()
         .name("client")
         .ip("10.9.1.2".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&client_node, cluster::io::auth::PeerIdentity::Client);
     let large = vec![2u8; 5000];
-    let large_frame = encode_frame(&large);
-    let declared = large_frame.len() - 8;
+    let declared = cluster::io::codec::encode(&large).len();
     let (ready, listening) = oneshot::channel::<()>();
     let served = server_node.spawn(async move {
         let mut server = Server::bind(SERVER, limits()).await.unwrap();
         ready.send(()).unwrap();
-        let mut conn = server.accept().await.unwrap();
+        let mut conn = server.accept().await.unwrap().authenticate().await.unwrap();
         assert_eq!(server.open_connections(), 1);
         let small: Vec<u8> = conn.recv().await.unwrap();
         assert_eq!(small, vec![1u8; 10]);
@@ -292,8 +303,12 @@ async fn a_large_frame_holds_budget_only_while_it_arrives() {
     listening.await.unwrap();
     client_node
         .spawn(async move {
-            let mut stream = TcpStream::connect(SERVER).await.unwrap();
-            send(&mut stream, &encode_frame(&vec![1u8; 10])).await;
+            let mut conn = Connection::connect(SERVER, Duration::from_secs(1))
+                .await
+                .unwrap();
+            conn.send(&vec![1u8; 10]).await.unwrap();
+            let large_frame = conn.encode_next(&large);
+            let mut stream = conn.into_stream();
             let (first, rest) = large_frame.split_at(large_frame.len() / 2);
             send(&mut stream, first).await;
             sleep(AT_ONCE * 3).await;

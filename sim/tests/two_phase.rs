@@ -94,6 +94,7 @@ async fn a_transaction_on_two_contents_commits_on_both_or_neither() {
         .name("client")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
     node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(10));
         ready(&mut c).await;

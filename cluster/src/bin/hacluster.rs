@@ -23,6 +23,8 @@ mod client_cmd;
 mod cluster_file;
 #[path = "hacluster/processes.rs"]
 mod processes;
+#[path = "hacluster/secret_file.rs"]
+mod secret_file;
 #[path = "hacluster/standby_cmd.rs"]
 mod standby_cmd;
 
@@ -220,6 +222,15 @@ enum Command {
     },
     /// Run a standby coordinator until killed (`init-standby` starts it).
     Standby(standby_cmd::StandbyArgs),
+    /// Rotate the cluster secret (`cluster.secret` beside the cluster file): a new secret, the
+    /// old one still accepted until `--finish`; restart the processes in between.
+    RotateSecret {
+        #[arg(long)]
+        cluster: PathBuf,
+        /// Drop the previous secret (once every process runs with the new one).
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 /// Options for testing the cluster's tests, never for real use.
@@ -239,6 +250,25 @@ struct CoordinatorArgs {
     /// How long one request may take.
     #[arg(long, default_value_t = 10_000)]
     timeout_ms: u64,
+    /// The cluster secret file (`cluster.secret` beside the cluster file); without it,
+    /// `$HACLUSTER_SECRET` names it.
+    #[arg(long)]
+    secret: Option<PathBuf>,
+}
+
+impl CoordinatorArgs {
+    fn secret_path(&self) -> anyhow::Result<PathBuf> {
+        match (&self.secret, std::env::var_os(secret_file::ENV)) {
+            (Some(path), _) => Ok(path.clone()),
+            (None, Some(path)) => Ok(PathBuf::from(path)),
+            (None, None) => anyhow::bail!(
+                "no cluster secret: pass --secret FILE or set ${} (the {} that init-local wrote \
+                 beside the cluster file); every connection to the cluster is authenticated",
+                secret_file::ENV,
+                secret_file::FILE_NAME
+            ),
+        }
+    }
 }
 
 impl CoordinatorArgs {
@@ -274,10 +304,62 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Loads the cluster secret and installs this process's credentials, for every verb that opens
+/// or accepts connections: the secret file beside the cluster file, or the one a
+/// `--coordinator` verb is given.
+fn install_credentials(command: &Command) -> anyhow::Result<()> {
+    use cluster::io::auth::PeerIdentity;
+    let (path, identity) = match command {
+        Command::InitLocal { .. } | Command::RotateSecret { .. } => return Ok(()),
+        Command::Start { cluster, .. }
+        | Command::Stop { cluster, .. }
+        | Command::Restart { cluster, .. }
+        | Command::ActivateStandby { cluster, .. } => {
+            (secret_file::beside(cluster), PeerIdentity::Admin)
+        }
+        Command::InitStandby(args) => (secret_file::beside(&args.cluster), PeerIdentity::Admin),
+        Command::Coordinator { cluster, .. } => {
+            (secret_file::beside(cluster), PeerIdentity::Coordinator)
+        }
+        Command::Segment { cluster, dbid, .. } => (
+            secret_file::beside(cluster),
+            PeerIdentity::Segment { dbid: *dbid },
+        ),
+        Command::Standby(args) => {
+            let dbid = ClusterFile::load(&args.cluster)?
+                .standby
+                .map(|s| s.dbid)
+                .unwrap_or_default();
+            (
+                secret_file::beside(&args.cluster),
+                PeerIdentity::Standby { dbid },
+            )
+        }
+        Command::Client { target, .. } => (target.secret_path()?, PeerIdentity::Client),
+        Command::Recoverseg {
+            target,
+            cluster: Some(cluster),
+            ..
+        } if target.secret.is_none() && std::env::var_os(secret_file::ENV).is_none() => {
+            (secret_file::beside(cluster), PeerIdentity::Admin)
+        }
+        Command::State { target, .. }
+        | Command::Recoverseg { target, .. }
+        | Command::AddMirrors { target, .. }
+        | Command::MoveMirrors { target, .. }
+        | Command::StandbyState { target } => (target.secret_path()?, PeerIdentity::Admin),
+    };
+    secret_file::install(&path, identity)
+}
+
 /// Carries out one verb. Servers run until stopped; every other verb prints its answer (text for
 /// people, JSON where scripts read it) and returns.
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    install_credentials(&command)?;
     let text = match command {
+        Command::RotateSecret { cluster, finish } => {
+            secret_file::rotate(&secret_file::beside(&cluster), finish)?
+        }
         Command::InitLocal {
             dir,
             base_port,
@@ -434,8 +516,11 @@ fn init_local(
     shape: Option<cluster_file::LocalShape>,
 ) -> anyhow::Result<String> {
     let (path, file) = cluster_file::init_local(dir, host, base_port, shape)?;
+    let secret = secret_file::beside(std::path::Path::new(&path));
+    secret_file::create(&secret, file.cluster_id()?)?;
     let summary = serde_json::json!({
         "cluster_file": path,
+        "secret_file": secret,
         "coordinator": file.coordinator.endpoint(),
         "segments": file.segments.iter().map(|s| serde_json::json!({
             "dbid": s.dbid, "content": s.content, "role": s.role, "address": s.endpoint(), "datadir": s.datadir,

@@ -231,7 +231,21 @@ impl Services {
     }
 
     /// Serves one client connection.
-    pub fn serve(&self, conn: Connection) {
+    /// Serves an accepted connection once it has authenticated.
+    pub fn serve(&self, pending: net::PendingConnection) {
+        let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
+        runtime::spawn(
+            async move {
+                if let Ok(conn) = pending.authenticate().await {
+                    session.serve(conn).await;
+                }
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Serves a connection that has already authenticated (the standby's, once it is active).
+    pub fn serve_authenticated(&self, conn: Connection) {
         let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
         runtime::spawn(session.serve(conn).in_current_span());
     }
@@ -304,6 +318,33 @@ pub(crate) async fn call_primary(
     }
 }
 
+/// A new connection to `addr`, `content`'s acting primary: the TCP connection within
+/// `connect_timeout`, the handshake within `within` (the time the first request would have had
+/// for its answer) and, with [`OnFailover::Cancel`], only as long as the published catalog names
+/// `addr` the acting primary: a primary that accepts but hangs must not hold the caller past
+/// the failover.
+pub(crate) async fn connect_primary(
+    store: &CatalogStore,
+    on_failover: OnFailover,
+    content: Content,
+    addr: &str,
+    connect_timeout: Duration,
+    within: Duration,
+) -> Result<Connection, CallError> {
+    let connecting = Connection::connect_with(addr, connect_timeout, within);
+    if on_failover == OnFailover::Wait {
+        return connecting.await.map_err(CallError::Net);
+    }
+    tokio::select! {
+        biased;
+        conn = connecting => conn.map_err(CallError::Net),
+        () = store.replaced(content, addr) => Err(CallError::Replaced {
+            peer: addr.to_string(),
+            content,
+        }),
+    }
+}
+
 /// One request to the acting primary of `content` as the catalog names it now, on a fresh
 /// connection. `None` if it cannot be reached, does not answer in time, or (with
 /// [`OnFailover::Cancel`]) stops being the acting primary first.
@@ -316,7 +357,16 @@ pub(crate) async fn primary_call(
     on_failover: OnFailover,
 ) -> Option<SegmentResponse> {
     let addr = store.read(|c| c.pair(content).map(|p| p.primary.endpoint()))?;
-    let mut conn = Connection::connect(&addr, connect_timeout).await.ok()?;
+    let mut conn = connect_primary(
+        store,
+        on_failover,
+        content,
+        &addr,
+        connect_timeout,
+        call_timeout,
+    )
+    .await
+    .ok()?;
     call_primary(store, on_failover, content, &mut conn, req, call_timeout)
         .await
         .ok()

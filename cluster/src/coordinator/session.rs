@@ -120,7 +120,7 @@ impl Participant {
 
 /// How a `Begin` went.
 enum Began {
-    Yes(Participant),
+    Yes(Box<Participant>),
     /// The instance follows a later epoch than the transaction's.
     Fenced {
         dbid: u16,
@@ -373,7 +373,7 @@ impl Session {
                 let began =
                     Session::begin(store, on_failover, conn, content, xid, epoch, within).await;
                 match began {
-                    Began::Yes(p) => return Ok(p),
+                    Began::Yes(p) => return Ok(*p),
                     Began::Fenced { dbid, followed } => {
                         let (store, bugs) = (&self.store, self.cfg.bugs);
                         return Err(fenced(store, bugs, content, dbid, epoch, followed).await);
@@ -383,14 +383,15 @@ impl Session {
                 }
             }
         }
-        let conn = Connection::connect(&addr, self.cfg.connect_timeout)
-            .await
-            .map_err(|e| lost(e.to_string()))?;
         let (store, on_failover) = (&self.store, self.cfg.on_failover());
         let within = self.cfg.statement_timeout;
+        let connect = self.cfg.connect_timeout;
+        let conn = super::connect_primary(store, on_failover, content, &addr, connect, within)
+            .await
+            .map_err(|e| lost(e.to_string()))?;
         let began = Session::begin(store, on_failover, conn, content, xid, epoch, within).await;
         match began {
-            Began::Yes(p) => Ok(p),
+            Began::Yes(p) => Ok(*p),
             Began::Fenced { dbid, followed } => {
                 Err(fenced(&self.store, self.cfg.bugs, content, dbid, epoch, followed).await)
             }
@@ -410,7 +411,7 @@ impl Session {
         let mut p = Participant::new(conn, content);
         let req = SegmentRequest::Begin { xid, epoch };
         match p.call(store, on_failover, &req, within).await {
-            Ok(SegmentResponse::Ok) => Began::Yes(p),
+            Ok(SegmentResponse::Ok) => Began::Yes(Box::new(p)),
             Ok(SegmentResponse::Fenced { dbid, followed, .. }) => Began::Fenced { dbid, followed },
             // Refused at begin: an instance that is no longer the primary, or a newer epoch.
             Ok(SegmentResponse::Error(e)) => Began::Refused(e.to_string()),

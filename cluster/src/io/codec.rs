@@ -28,12 +28,19 @@ pub(crate) fn encode_append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>)
     postcard::serialize_with_flavor(value, Append(out)).expect("plain data always encodes");
 }
 
+/// The postcard encoding of `value`.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_append(value, &mut out);
+    out
+}
+
 /// Bytes that do not hold an encoded value of the type asked for.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct DecodeError(#[from] postcard::Error);
 
 /// Decodes one value from all of `bytes` (as [`encode_append`] wrote it).
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(postcard::from_bytes(bytes)?)
 }

@@ -5,6 +5,7 @@
 //! value tasks wait on that wakes them in a fixed order ([`sync`]), and the names of the fault
 //! points the simulator may arm ([`points`]).
 
+pub mod auth;
 pub mod codec;
 pub mod disk;
 pub mod net;

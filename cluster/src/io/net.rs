@@ -1,10 +1,19 @@
 //! The network half of the I/O seam: length-prefixed, checksummed frames over
 //! `tokio::net::TcpStream` (real TCP in production, madsim's simulated TCP in the simulator).
 //!
-//! A frame is `[len: u32 LE][crc32c(payload): u32 LE][payload]`, the payload a postcard-encoded
-//! message. A bad length, checksum or encoding is an error naming the peer and the rule, never
-//! a panic; the connection is then dropped. Every frame is flushed as it is written: simulated
-//! TCP sends only on flush, and real TCP should not sit on a commit acknowledgement.
+//! Every connection is authenticated before anything else is read ([`super::auth`]): the
+//! process that opens it ([`Connection::connect`]) and the one that accepts it
+//! ([`PendingConnection::authenticate`], which the task serving the connection must call: an
+//! accept loop never waits on a handshake) prove to each other that they hold the cluster
+//! secret. The handshake's three messages are plain frames, `[len: u32 LE][crc32c(payload):
+//! u32 LE][payload]`, of at most [`auth::HANDSHAKE_MAX_BYTES`], and the whole handshake must
+//! be done within the listener's frame deadline. Every later frame is
+//! `[len: u32 LE][crc32c(payload): u32 LE][tag: 16 bytes][payload]`, the tag the session's
+//! HMAC of the direction, the frame's sequence number in that direction and the payload; it is
+//! checked before the payload is decoded. The payload is a postcard-encoded message. A bad
+//! length, checksum, tag or encoding is an error naming the peer and the rule, never a panic;
+//! the connection is then dropped. Every frame is flushed as it is written: simulated TCP
+//! sends only on flush, and real TCP should not sit on a commit acknowledgement.
 //!
 //! Connections a process opens ([`Connection::connect`]) take frames up to [`MAX_FRAME_BYTES`]
 //! with no deadline: they carry WAL and base backups from peers the process chose. Connections
@@ -21,15 +30,16 @@
 //! - once the first byte of a frame is buffered, the rest must arrive within `frame_deadline`
 //!   (an idle connection, with no partial frame, may wait forever).
 //!
-//! Memory bound: a reader's buffer holds at most the frame in progress (header included) plus
-//! one read chunk of 512 bytes, and at most 4 KiB between frames; it grows to at most twice what
-//! has arrived (64 KiB at first) and never past the frame's declared end, so a declared length
-//! is not trusted with memory its bytes have not earned. So what the peers of one listener can
-//! make it buffer is at most `max_connections × (first_frame_max_bytes + 520) +
-//! frame_budget_bytes`
-//! ([`ServerLimits::receive_bound_bytes`]): with the defaults, 750 × 16.5 KiB plus 32 MiB,
-//! 44.1 MiB, for a segment, and 500 × 16.5 KiB plus 32 MiB, 40.1 MiB, for the coordinator;
-//! besides that, each connection's task and session state.
+//! Memory bound: a reader's buffer holds at most the frame in progress (its 24-byte header
+//! included) plus one read chunk of 512 bytes, and at most 4 KiB between frames; it grows to at
+//! most twice what has arrived (64 KiB at first) and never past the frame's declared end, so a
+//! declared length is not trusted with memory its bytes have not earned. A peer that has not
+//! authenticated gets less: a handshake frame is at most 256 bytes, so its buffer stays under
+//! 1 KiB. So what the peers of one listener can make it buffer is at most `max_connections ×
+//! (first_frame_max_bytes + 536) + frame_budget_bytes` ([`ServerLimits::receive_bound_bytes`]):
+//! with the defaults, 750 × 16.5 KiB plus 32 MiB, 44.1 MiB, for a segment, and 500 × 16.5 KiB
+//! plus 32 MiB, 40.1 MiB, for the coordinator; besides that, each connection's task, session
+//! state and frame keys (two HMAC states, a few hundred bytes).
 
 use std::future::Future;
 use std::io;
@@ -44,11 +54,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
+use super::auth::{self, AuthError, ClientHandshake, FrameKey, PeerIdentity, ServerHandshake};
 use super::runtime::{self, replays, resets, sleep, timeout, Instant};
 
 /// Frames larger than this are refused (a corrupt length must not allocate gigabytes).
 pub const MAX_FRAME_BYTES: usize = 64 << 20;
-const HEADER_BYTES: usize = 8;
+/// An authenticated connection's frame header: length, checksum, tag.
+const HEADER_BYTES: usize = PLAIN_HEADER_BYTES + auth::TAG_BYTES;
+/// A handshake frame's header: length and checksum.
+const PLAIN_HEADER_BYTES: usize = 8;
 /// Room made in a reader's buffer before a read when the next frame's length is not known yet.
 const READ_CHUNK_BYTES: usize = 512;
 /// Room made for a frame at once, however little of it has arrived.
@@ -100,6 +114,8 @@ pub enum NetError {
     },
     #[error("{peer} did not answer within {after:?}")]
     Timeout { peer: String, after: Duration },
+    #[error("connection with {peer} refused: {reason}")]
+    Auth { peer: String, reason: AuthError },
 }
 
 impl NetError {
@@ -115,35 +131,60 @@ impl NetError {
     }
 }
 
-/// Encodes a message into one frame.
+/// Encodes a message into one plain frame (no tag: a handshake frame's form).
 pub fn encode_frame<T: Serialize>(msg: &T) -> Vec<u8> {
     let mut frame = Vec::new();
-    encode_frame_into(msg, &mut frame);
+    encode_frame_into(msg, &mut frame, None);
     frame
 }
 
 /// Encodes a message into one frame in `out`, which is cleared first: the payload is written
-/// once, after room for the header, which is filled in last.
-fn encode_frame_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
+/// once, after room for the header, which is filled in last; with `key`, the header carries
+/// the frame's tag (and the key counts the frame).
+fn encode_frame_into<T: Serialize>(msg: &T, out: &mut Vec<u8>, key: Option<&mut FrameKey>) {
+    let header = header_bytes(key.is_some());
     out.clear();
-    out.extend_from_slice(&[0; HEADER_BYTES]);
+    out.resize(header, 0);
     super::codec::encode_append(msg, out);
-    let len = out.len() - HEADER_BYTES;
+    let len = out.len() - header;
     assert!(
         len <= MAX_FRAME_BYTES,
         "message of {len} bytes exceeds the frame limit"
     );
-    let crc = crc32c::crc32c(&out[HEADER_BYTES..]);
+    let crc = crc32c::crc32c(&out[header..]);
     out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     out[4..8].copy_from_slice(&crc.to_le_bytes());
+    if let Some(key) = key {
+        let tag = key.seal(&out[header..]);
+        out[PLAIN_HEADER_BYTES..header].copy_from_slice(&tag);
+    }
 }
 
-/// Parses the first frame of `buf` if it is complete: `Ok(Some((message, frame_len)))`.
+fn header_bytes(tagged: bool) -> usize {
+    if tagged {
+        HEADER_BYTES
+    } else {
+        PLAIN_HEADER_BYTES
+    }
+}
+
+/// Parses the first plain frame of `buf` if it is complete: `Ok(Some((message, frame_len)))`.
 pub fn decode_frame<T: DeserializeOwned>(
     buf: &[u8],
     peer: &str,
 ) -> Result<Option<(T, usize)>, NetError> {
-    if buf.len() < HEADER_BYTES {
+    decode_frame_with(buf, peer, None)
+}
+
+/// Parses the first frame of `buf` if it is complete; with `key`, a tagged frame whose tag is
+/// checked (and the frame counted) before its payload is decoded.
+fn decode_frame_with<T: DeserializeOwned>(
+    buf: &[u8],
+    peer: &str,
+    key: Option<&mut FrameKey>,
+) -> Result<Option<(T, usize)>, NetError> {
+    let header = header_bytes(key.is_some());
+    if buf.len() < header {
         return Ok(None);
     }
     let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
@@ -154,11 +195,11 @@ pub fn decode_frame<T: DeserializeOwned>(
             limit: MAX_FRAME_BYTES,
         });
     }
-    if buf.len() < HEADER_BYTES + len {
+    if buf.len() < header + len {
         return Ok(None);
     }
     let expected = u32::from_le_bytes(buf[4..8].try_into().unwrap());
-    let payload = &buf[HEADER_BYTES..HEADER_BYTES + len];
+    let payload = &buf[header..header + len];
     let actual = crc32c::crc32c(payload);
     if actual != expected {
         return Err(NetError::Checksum {
@@ -166,6 +207,13 @@ pub fn decode_frame<T: DeserializeOwned>(
             expected,
             actual,
         });
+    }
+    if let Some(key) = key {
+        key.open(&buf[PLAIN_HEADER_BYTES..header], payload)
+            .map_err(|reason| NetError::Auth {
+                peer: peer.to_string(),
+                reason,
+            })?;
     }
     let msg = super::codec::decode(payload).map_err(|e| NetError::Decode {
         peer: peer.to_string(),
@@ -175,7 +223,7 @@ pub fn decode_frame<T: DeserializeOwned>(
             .unwrap_or("message"),
         reason: e.to_string(),
     })?;
-    Ok(Some((msg, HEADER_BYTES + len)))
+    Ok(Some((msg, header + len)))
 }
 
 /// The declared payload length of the frame at the start of `buf`, once its 4 bytes are in.
@@ -448,6 +496,10 @@ pub struct FrameReader {
     ends: resets::Ends,
     /// An accepted connection's limits; `None` for one this process opened.
     admission: Option<Admission>,
+    /// The session's key for received frames; `None` during the handshake, whose frames are
+    /// plain and at most [`auth::HANDSHAKE_MAX_BYTES`]. Boxed: an HMAC state is a few hundred
+    /// bytes, and connections are moved about inside futures.
+    key: Option<Box<FrameKey>>,
 }
 
 /// The sending half of a connection.
@@ -459,6 +511,8 @@ pub struct FrameWriter {
     ends: resets::Ends,
     /// Keeps an accepted connection counted while this half lives.
     _slot: Option<Arc<Slot>>,
+    /// The session's key for sent frames; `None` during the handshake.
+    key: Option<Box<FrameKey>>,
 }
 
 fn reset_error(peer: &str) -> NetError {
@@ -509,12 +563,21 @@ impl FrameReader {
     /// The next whole frame in the buffer, if one has arrived (admitted first: its declared
     /// length is checked against the connection's limits before anything waits for its bytes).
     fn take_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, NetError> {
-        if let (Some(admission), Some(len)) =
-            (&mut self.admission, declared_len(&self.buf[self.start..]))
-        {
-            admission.admit(len, &self.peer)?;
+        if let Some(len) = declared_len(&self.buf[self.start..]) {
+            if self.key.is_none() && len > auth::HANDSHAKE_MAX_BYTES {
+                return Err(NetError::TooLarge {
+                    peer: self.peer.clone(),
+                    len,
+                    limit: auth::HANDSHAKE_MAX_BYTES,
+                });
+            }
+            if let Some(admission) = &mut self.admission {
+                admission.admit(len, &self.peer)?;
+            }
         }
-        if let Some((msg, used)) = decode_frame(&self.buf[self.start..], &self.peer)? {
+        if let Some((msg, used)) =
+            decode_frame_with(&self.buf[self.start..], &self.peer, self.key.as_deref_mut())?
+        {
             self.start += used;
             let more = self.start < self.buf.len();
             if let Some(admission) = &mut self.admission {
@@ -617,7 +680,7 @@ impl FrameWriter {
             return Err(reset_error(&self.peer));
         }
         runtime::frame_sent();
-        encode_frame_into(msg, &mut self.scratch);
+        encode_frame_into(msg, &mut self.scratch, self.key.as_deref_mut());
         let io = |source| NetError::Io {
             peer: self.peer.clone(),
             source,
@@ -639,18 +702,27 @@ impl FrameWriter {
     }
 }
 
-/// A framed connection.
+/// A framed, authenticated connection: both ends proved they hold the cluster secret, and
+/// every frame carries a tag of the session's key.
 pub struct Connection {
     pub reader: FrameReader,
     pub writer: FrameWriter,
+    /// Who the other end proved to be.
+    identity: PeerIdentity,
 }
 
-impl Connection {
-    pub fn new(stream: TcpStream, peer: String) -> Connection {
+/// Both halves of a connection whose handshake has not run yet.
+struct Unauthenticated {
+    reader: FrameReader,
+    writer: FrameWriter,
+}
+
+impl Unauthenticated {
+    fn new(stream: TcpStream, peer: String) -> Unauthenticated {
         let _ = stream.set_nodelay(true);
         let ends = resets::Ends::of(&stream);
         let (read, write) = tokio::io::split(stream);
-        Connection {
+        Unauthenticated {
             reader: FrameReader {
                 half: read,
                 buf: Vec::new(),
@@ -658,6 +730,7 @@ impl Connection {
                 peer: peer.clone(),
                 ends: ends.clone(),
                 admission: None,
+                key: None,
             },
             writer: FrameWriter {
                 half: write,
@@ -665,30 +738,174 @@ impl Connection {
                 peer,
                 ends,
                 _slot: None,
+                key: None,
             },
         }
     }
 
-    /// A connection accepted by a listener, held to its limits while `slot` counts it.
-    fn accepted(stream: TcpStream, peer: String, slot: Slot) -> Connection {
-        let mut conn = Connection::new(stream, peer);
-        let slot = Arc::new(slot);
-        conn.writer._slot = Some(Arc::clone(&slot));
-        conn.reader.admission = Some(Admission::new(slot, Instant::now()));
-        conn
+    fn auth_error(&self, reason: AuthError) -> NetError {
+        NetError::Auth {
+            peer: self.writer.peer.clone(),
+            reason,
+        }
     }
 
-    /// Connects to `addr`, failing after `connect_timeout`.
+    fn authenticated(mut self, session: auth::Session, identity: PeerIdentity) -> Connection {
+        self.reader.key = Some(Box::new(session.recv));
+        self.writer.key = Some(Box::new(session.send));
+        Connection {
+            reader: self.reader,
+            writer: self.writer,
+            identity,
+        }
+    }
+
+    /// The client's side of the handshake (see [`auth`]).
+    async fn client_handshake(
+        mut self,
+        credentials: Arc<auth::Credentials>,
+    ) -> Result<Connection, NetError> {
+        let (handshake, hello) = ClientHandshake::start(credentials);
+        self.writer.send(&hello).await?;
+        let challenge: auth::Challenge = self.reader.recv().await?;
+        let (proof, session, identity) = handshake
+            .answer(&challenge)
+            .map_err(|e| self.auth_error(e))?;
+        self.writer.send(&proof).await?;
+        Ok(self.authenticated(session, identity))
+    }
+
+    /// The server's side of the handshake (see [`auth`]).
+    async fn server_handshake(
+        mut self,
+        credentials: Arc<auth::Credentials>,
+    ) -> Result<Connection, NetError> {
+        let hello: auth::Hello = self.reader.recv().await?;
+        let (handshake, challenge) =
+            ServerHandshake::challenge(credentials, hello).map_err(|e| self.auth_error(e))?;
+        self.writer.send(&challenge).await?;
+        let proof: auth::Proof = self.reader.recv().await?;
+        let (session, identity) = handshake.verify(&proof).map_err(|e| self.auth_error(e))?;
+        Ok(self.authenticated(session, identity))
+    }
+}
+
+/// An accepted connection that has not authenticated yet: the task that serves it must call
+/// [`PendingConnection::authenticate`] before it can read a request, so the accept loop never
+/// waits on a peer's handshake.
+pub struct PendingConnection {
+    inner: Unauthenticated,
+    /// How long the whole handshake may take.
+    deadline: Duration,
+}
+
+impl PendingConnection {
+    /// A connection accepted by a bare listener (not a [`Server`]): no limits but the
+    /// handshake's own, 10 s for it.
+    pub fn new(stream: TcpStream, peer: String) -> PendingConnection {
+        PendingConnection {
+            inner: Unauthenticated::new(stream, peer),
+            deadline: ServerLimits::default().frame_deadline,
+        }
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.inner.writer.peer
+    }
+
+    /// Runs the server's side of the handshake within the listener's frame deadline: the
+    /// connection, once the peer proved it holds the cluster secret (its identity is
+    /// [`Connection::peer_identity`]). A refusal is logged with the peer and the reason; no
+    /// request frame has been read.
+    pub async fn authenticate(self) -> Result<Connection, NetError> {
+        let peer = self.peer().to_string();
+        let deadline = self.deadline;
+        let result = match auth::installed() {
+            Err(reason) => Err(NetError::Auth {
+                peer: peer.clone(),
+                reason,
+            }),
+            Ok(credentials) => {
+                match timeout(deadline, self.inner.server_handshake(credentials)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(NetError::FrameDeadline {
+                        peer: peer.clone(),
+                        after: deadline,
+                    }),
+                }
+            }
+        };
+        if let Err(e) = &result {
+            match e {
+                // A peer that went away (or a reset) mid-handshake says nothing about it.
+                NetError::Closed { .. } | NetError::Io { .. } => {
+                    tracing::debug!(%peer, error = %e, "connection closed during its handshake")
+                }
+                _ => warn!(%peer, reason = %e, "connection from {peer} refused before any request"),
+            }
+        }
+        result
+    }
+}
+
+impl Connection {
+    /// Connects to `addr` and authenticates both ends with this process's credentials, failing
+    /// after `connect_timeout` (the handshake included).
     pub async fn connect(addr: &str, connect_timeout: Duration) -> Result<Connection, NetError> {
+        Self::connect_with(addr, connect_timeout, connect_timeout).await
+    }
+
+    /// [`Connection::connect`], with `connect_timeout` for the TCP connection and
+    /// `handshake_timeout` for the handshake after it: a caller that would have waited that
+    /// long for its first answer anyway (a process that accepts but is stalled answers the
+    /// handshake no sooner than a request).
+    pub async fn connect_with(
+        addr: &str,
+        connect_timeout: Duration,
+        handshake_timeout: Duration,
+    ) -> Result<Connection, NetError> {
         let peer = addr.to_string();
-        match timeout(connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => Ok(Connection::new(stream, peer)),
-            Ok(Err(source)) => Err(NetError::Connect { peer, source }),
+        let credentials = auth::installed().map_err(|reason| NetError::Auth {
+            peer: peer.clone(),
+            reason,
+        })?;
+        let stream = match timeout(connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(source)) => return Err(NetError::Connect { peer, source }),
+            Err(_) => {
+                return Err(NetError::Timeout {
+                    peer,
+                    after: connect_timeout,
+                })
+            }
+        };
+        let handshake = Unauthenticated::new(stream, peer.clone()).client_handshake(credentials);
+        match timeout(handshake_timeout, handshake).await {
+            Ok(result) => result,
             Err(_) => Err(NetError::Timeout {
                 peer,
-                after: connect_timeout,
+                after: handshake_timeout,
             }),
         }
+    }
+
+    /// Who the other end proved to be.
+    pub fn peer_identity(&self) -> PeerIdentity {
+        self.identity
+    }
+
+    /// The next frame this connection would send for `msg` (tagged, and counted as sent),
+    /// without sending it: for tests that deliver a frame in pieces.
+    pub fn encode_next<T: Serialize>(&mut self, msg: &T) -> Vec<u8> {
+        let mut frame = Vec::new();
+        encode_frame_into(msg, &mut frame, self.writer.key.as_deref_mut());
+        frame
+    }
+
+    /// The socket under the connection (bytes it buffered are lost): for tests that write raw
+    /// bytes on an authenticated connection.
+    pub fn into_stream(self) -> TcpStream {
+        self.reader.half.unsplit(self.writer.half)
     }
 
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), NetError> {
@@ -707,7 +924,11 @@ impl Connection {
     ) -> Result<Resp, NetError> {
         match timeout(within, async {
             self.send(req).await?;
-            replays::offer(&self.writer.ends, &self.writer.peer, &self.writer.scratch);
+            replays::offer(
+                &self.writer.ends,
+                &self.writer.peer,
+                self.writer.scratch.get(HEADER_BYTES..).unwrap_or_default(),
+            );
             self.recv().await
         })
         .await
@@ -761,14 +982,22 @@ impl Server {
         })
     }
 
-    /// The next connection within the cap. One over the cap is accepted and closed at once,
-    /// which its peer sees as the connection closed before any answer. An error is the
+    /// The next connection within the cap, still to authenticate (by the task that serves it).
+    /// One over the cap is accepted and closed at once, which its peer sees as the connection
+    /// closed before any answer. An error is the
     /// listener's own (out of file descriptors, say); the caller waits a little and goes on.
-    pub async fn accept(&mut self) -> io::Result<Connection> {
+    pub async fn accept(&mut self) -> io::Result<PendingConnection> {
         loop {
             let (stream, peer) = self.listener.accept().await?;
             if let Some(slot) = self.shared.open_slot() {
-                return Ok(Connection::accepted(stream, peer.to_string(), slot));
+                let mut inner = Unauthenticated::new(stream, peer.to_string());
+                let slot = Arc::new(slot);
+                inner.writer._slot = Some(Arc::clone(&slot));
+                inner.reader.admission = Some(Admission::new(slot, Instant::now()));
+                return Ok(PendingConnection {
+                    inner,
+                    deadline: self.shared.limits.frame_deadline,
+                });
             }
             drop(stream);
             self.refused(&peer.to_string());
@@ -1073,7 +1302,7 @@ mod tests {
         // 44.1 MiB and 40.1 MiB, as the module says.
         assert_eq!(
             (ServerLimits::segment().receive_bound_bytes() * 10) >> 20,
-            440
+            441
         );
         assert_eq!(
             (ServerLimits::coordinator().receive_bound_bytes() * 10) >> 20,

@@ -1,8 +1,11 @@
-//! Late and repeated requests: the simulator's nemesis keeps copies of some request frames as
-//! they are sent ([`Connection::call`](super::net::Connection::call)) and delivers them again
-//! later, after the configuration moved on, as a network that held a segment back (or a
-//! retransmission nobody deduplicated) would. What is kept is chosen by a filter the simulator
-//! installs, which knows the message types; this layer sees only frames. The registry is per
+//! Late and repeated requests: the simulator's nemesis keeps copies of some requests as they
+//! are sent ([`Connection::call`](super::net::Connection::call)) and delivers them again later,
+//! after the configuration moved on, as a network that held a segment back (or a
+//! retransmission nobody deduplicated) would. What is kept is a request's encoded message, not
+//! its frame: a frame's tag belongs to its connection, so a copy is delivered as a late but
+//! legitimate sender would, on an authenticated connection of its own. What is kept is chosen
+//! by a filter the simulator installs, which knows the message types; this layer sees only
+//! bytes. The registry is per
 //! thread, as a simulated world runs on one thread; [`reset`] starts a world's afresh.
 //!
 //! The simulator's fault alone: production builds compile the no-op in `runtime.rs` instead.
@@ -17,18 +20,19 @@ use super::resets::Ends;
 /// Frames kept per class; older ones are dropped.
 const KEPT_PER_CLASS: usize = 16;
 
-/// Says whether to keep a request frame (header included) sent to an address, and in which
+/// Says whether to keep a request (its encoded message) sent to an address, and in which
 /// class: `None` skips it.
 pub type Filter = Rc<dyn Fn(&str, &[u8]) -> Option<u8>>;
 
-/// A request frame as it was sent.
+/// A request as it was sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Captured {
     /// The sender's address (its host), if known.
     pub from: Option<IpAddr>,
     /// The address it was sent to, `ip:port`.
     pub to: String,
-    pub frame: Vec<u8>,
+    /// The request's encoded message (a frame's payload).
+    pub message: Vec<u8>,
     /// How many frames were kept before this one (in any class): orders them by age.
     pub seq: u64,
 }
@@ -63,14 +67,14 @@ pub fn captured() -> Vec<Captured> {
     })
 }
 
-/// Offers a request frame just sent on a connection with `ends` to `to`.
-pub(crate) fn offer(ends: &Ends, to: &str, frame: &[u8]) {
+/// Offers a request just sent (its encoded message) on a connection with `ends` to `to`.
+pub(crate) fn offer(ends: &Ends, to: &str, message: &[u8]) {
     REPLAYS.with(|r| {
         let mut r = r.borrow_mut();
         let Some(filter) = r.filter.clone() else {
             return;
         };
-        let Some(class) = filter(to, frame) else {
+        let Some(class) = filter(to, message) else {
             return;
         };
         r.seq += 1;
@@ -82,7 +86,7 @@ pub(crate) fn offer(ends: &Ends, to: &str, frame: &[u8]) {
         kept.push_back(Captured {
             from: ends.local_ip(),
             to: to.to_string(),
-            frame: frame.to_vec(),
+            message: message.to_vec(),
             seq,
         });
     });

@@ -211,8 +211,50 @@ pub mod replays;
 
 #[cfg(not(madsim))]
 pub mod replays {
-    /// A request frame just sent: nothing to keep in production.
-    pub(crate) fn offer(_ends: &super::resets::Ends, _to: &str, _frame: &[u8]) {}
+    /// A request just sent: nothing to keep in production.
+    pub(crate) fn offer(_ends: &super::resets::Ends, _to: &str, _message: &[u8]) {}
+}
+
+/// Fills `buf` with random bytes: the OS's random source in production (nonces and secrets
+/// must be unpredictable), madsim's generator in the simulator (drawn from the seed, so a run
+/// replays).
+pub fn random_bytes(buf: &mut [u8]) {
+    #[cfg(madsim)]
+    {
+        use tokio::madsim::rand::RngCore;
+        tokio::madsim::rand::thread_rng().fill_bytes(buf);
+    }
+    #[cfg(not(madsim))]
+    {
+        getrandom::getrandom(buf).expect("the operating system's random source failed");
+    }
+}
+
+/// Where a process's cluster credentials live (see [`crate::io::auth`]): one slot per simulated
+/// node in the simulator, installed by the simulator's world for each node it creates.
+#[cfg(madsim)]
+#[path = "credentials_nodes.rs"]
+pub mod credentials;
+
+/// Where a process's cluster credentials live (see [`crate::io::auth`]): one slot for the
+/// process, installed at start-up.
+#[cfg(not(madsim))]
+pub mod credentials {
+    use std::sync::{Arc, RwLock};
+
+    use crate::io::auth::Credentials;
+
+    static INSTALLED: RwLock<Option<Arc<Credentials>>> = RwLock::new(None);
+
+    /// Installs the process's credentials (a later call replaces them: a test process may act
+    /// as several clusters' clients in turn).
+    pub(crate) fn install(credentials: Arc<Credentials>) {
+        *INSTALLED.write().expect("credentials poisoned") = Some(credentials);
+    }
+
+    pub(crate) fn current() -> Option<Arc<Credentials>> {
+        INSTALLED.read().expect("credentials poisoned").clone()
+    }
 }
 
 /// Whether this build runs inside the simulator (for log formatting only).

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn, Instrument};
 
-use crate::io::net::{self, Connection};
+use crate::io::net;
 use crate::io::runtime::{self, Instant, JoinHandle};
 use crate::io::sync::Watch;
 use crate::io::Disk;
@@ -314,7 +314,10 @@ async fn recover_answering_starting(
 
 /// Answers one request with "starting" and closes the connection (a postmaster in recovery
 /// refuses the connection with the same news).
-async fn answer_starting(mut conn: Connection, replayed: Arc<AtomicU64>) {
+async fn answer_starting(pending: net::PendingConnection, replayed: Arc<AtomicU64>) {
+    let Ok(mut conn) = pending.authenticate().await else {
+        return;
+    };
     if conn.recv::<SegmentRequest>().await.is_ok() {
         let replay_lsn = replayed.load(Ordering::Relaxed);
         let _ = conn.send(&SegmentResponse::Starting { replay_lsn }).await;
@@ -508,7 +511,10 @@ impl Instance {
         }
     }
 
-    async fn serve(self, mut conn: Connection) {
+    async fn serve(self, pending: net::PendingConnection) {
+        let Ok(mut conn) = pending.authenticate().await else {
+            return;
+        };
         let mut session = session::Session::default();
         let peer = conn.peer().to_string();
         loop {

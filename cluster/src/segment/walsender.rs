@@ -46,6 +46,7 @@ impl Instance {
         let Connection {
             mut reader,
             mut writer,
+            ..
         } = conn;
         let start = WalMessage::Start {
             system_id: system_id.expect("checked: a primary that streams has a history"),

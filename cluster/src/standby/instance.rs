@@ -134,11 +134,14 @@ async fn open_engine(cfg: &StandbyConfig, disk: Arc<dyn Disk>) -> Result<Engine,
 impl Shared {
     /// One client connection: standby verbs are answered, other work refused, until the
     /// standby is activated; from then on the connection is a coordinator session.
-    async fn serve(self: Arc<Self>, mut conn: Connection) {
+    async fn serve(self: Arc<Self>, pending: net::PendingConnection) {
+        let Ok(mut conn) = pending.authenticate().await else {
+            return;
+        };
         loop {
             let services = self.active.lock().unwrap().clone();
             if let Some(services) = services {
-                services.serve(conn);
+                services.serve_authenticated(conn);
                 return;
             }
             let Ok(req) = conn.recv::<ClientRequest>().await else {

@@ -59,9 +59,18 @@ impl LocalCluster {
         self.file.to_str().unwrap()
     }
 
-    /// Runs `hacluster ARGS`.
+    /// The cluster's secret file (init-local writes it beside the cluster file).
+    pub fn secret(&self) -> PathBuf {
+        self.file.with_file_name("cluster.secret")
+    }
+
+    /// Runs `hacluster ARGS` (with the cluster's secret for verbs given only --coordinator).
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(HACLUSTER).args(args).output().unwrap()
+        Command::new(HACLUSTER)
+            .args(args)
+            .env("HACLUSTER_SECRET", self.secret())
+            .output()
+            .unwrap()
     }
 
     /// Runs `hacluster ARGS`, which must end by itself within `within` (a server that should
@@ -69,6 +78,7 @@ impl LocalCluster {
     pub fn run_within(&self, args: &[&str], within: Duration) -> Output {
         let mut child = Command::new(HACLUSTER)
             .args(args)
+            .env("HACLUSTER_SECRET", self.secret())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

@@ -348,7 +348,10 @@ async fn floor_serve(stream: tokio::net::TcpStream, transport: Transport) {
             }
         }
         Transport::Framed => {
-            let mut conn = cluster::io::net::Connection::new(stream, "client".into());
+            let pending = cluster::io::net::PendingConnection::new(stream, "client".into());
+            let Ok(mut conn) = pending.authenticate().await else {
+                return;
+            };
             while let Ok(FloorMessage::Request { id, .. }) = conn.recv().await {
                 if conn.send(&FloorMessage::Answer { id }).await.is_err() {
                     break;
@@ -399,11 +402,13 @@ async fn floor_world(transport: Transport, time: std::time::Duration) -> u64 {
     use std::time::Duration;
 
     let handle = madsim::runtime::Handle::current();
+    sim::world::credentials::begin(0, 1);
     let server = handle
         .create_node()
         .name("floor-server")
         .ip("10.99.0.1".parse().expect("ip"))
         .build();
+    sim::world::credentials::enroll(&server, cluster::io::auth::PeerIdentity::Coordinator);
     server.spawn(async move {
         let listener = cluster::io::net::listen(SERVER)
             .await
@@ -420,6 +425,7 @@ async fn floor_world(transport: Transport, time: std::time::Duration) -> u64 {
                 .name(format!("floor-client-{i}"))
                 .ip(format!("10.99.1.{}", i + 1).parse().expect("ip"))
                 .build();
+            sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
             node.spawn(floor_calls(transport, time))
         })
         .collect();

@@ -75,6 +75,7 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
         .name("admin")
         .ip("10.0.1.1".parse().unwrap())
         .build();
+    sim::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Admin);
     admin
         .spawn(run::create_tables(addrs[0].clone(), timeout))
         .await

@@ -74,6 +74,7 @@ impl AdminHarness {
             .name("admin")
             .ip("10.0.1.1".parse().unwrap())
             .build();
+        crate::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Admin);
         AdminHarness {
             hosts: SimHosts {
                 world: world.clone(),
@@ -111,11 +112,13 @@ impl AdminHarness {
 
     /// A client host of its own (`10.0.1.x`), for clients that run beside the verbs.
     pub fn new_client_host(&self, name: &str, ip: &str) -> madsim::runtime::NodeHandle {
-        madsim::runtime::Handle::current()
+        let node = madsim::runtime::Handle::current()
             .create_node()
             .name(name)
             .ip(ip.parse().unwrap())
-            .build()
+            .build();
+        crate::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+        node
     }
 
     /// Adds a spare segment host `sdwN`; returns its address prefix `10.N.0`.

@@ -657,6 +657,7 @@ async fn start_cluster(
     }
     let coordinator = world.coordinator_addr.clone();
     let admin = handle.create_node().name("admin").ip(client_ip(0)).build();
+    crate::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Admin);
     let setup = admin.spawn(async move { create_tables(coordinator, client_timeout).await });
     if let Err(e) = setup.await.expect("setup task") {
         panic!("cluster never came up: {e}");
@@ -688,6 +689,7 @@ pub fn start_clients(
             .name(format!("client-{c}"))
             .ip(client_ip(c))
             .build();
+        crate::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
         let spec = workload::ClientSpec {
             id: c,
             coordinators: addrs.to_vec(),

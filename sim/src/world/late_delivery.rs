@@ -1,8 +1,9 @@
 //! Control requests delivered late and twice: the `late-delivery` fault. While a run goes, the
 //! network keeps a copy of every control request the coordinator sends (a probe, SYNCREP_OFF,
 //! PROMOTE, a rejoin, COMMIT/ABORT PREPARED; `cluster::io::runtime::replays`); the fault picks
-//! one and delivers it again, twice, from the host that sent it, each copy on a connection of
-//! its own, as a sender's delayed retry (or a proxy re-sending on a fresh connection) would: a
+//! one and delivers it again, twice, from the process that sent it, each copy on an
+//! authenticated connection of its own (the sender's credentials: a legitimate peer, only
+//! late), as a sender's delayed retry (or a proxy re-sending on a fresh connection) would: a
 //! TCP connection never hands a frame over twice, and none outlives the process it reached,
 //! so a copy meets whichever instance listens at the address now, a restarted one included.
 //! Half the time it picks one stamped with the epoch just before the newest it saw sent (the
@@ -13,12 +14,11 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
-use cluster::io::net::decode_frame;
+use cluster::io::net::Connection;
 use cluster::io::runtime::replays::{self, Captured};
-use cluster::wire::SegmentRequest;
+use cluster::wire::{SegmentRequest, SegmentResponse};
 
 use crate::world::{World, COORDINATOR_PORT};
 
@@ -39,11 +39,8 @@ fn control(req: &SegmentRequest) -> Option<(u8, u64)> {
     })
 }
 
-fn decode(frame: &[u8]) -> Option<SegmentRequest> {
-    match decode_frame::<SegmentRequest>(frame, "kept frame") {
-        Ok(Some((req, _))) => Some(req),
-        _ => None,
-    }
+fn decode(message: &[u8]) -> Option<SegmentRequest> {
+    cluster::io::codec::decode::<SegmentRequest>(message).ok()
 }
 
 /// Starts keeping control requests for this run (or nothing, when the fault is off): requests
@@ -51,11 +48,11 @@ fn decode(frame: &[u8]) -> Option<SegmentRequest> {
 pub fn keep_control_requests(on: bool) {
     let coordinator_port = format!(":{COORDINATOR_PORT}");
     let filter: Option<replays::Filter> = if on {
-        Some(Rc::new(move |to: &str, frame: &[u8]| {
+        Some(Rc::new(move |to: &str, message: &[u8]| {
             if to.ends_with(&coordinator_port) {
                 return None;
             }
-            decode(frame).and_then(|r| control(&r)).map(|(c, _)| c)
+            decode(message).and_then(|r| control(&r)).map(|(c, _)| c)
         }))
     } else {
         None
@@ -71,7 +68,7 @@ pub fn choose(kept: &[Captured], pick: u64) -> Option<&Captured> {
     let decoded: Vec<(&Captured, u8, u64)> = kept
         .iter()
         .filter_map(|c| {
-            decode(&c.frame)
+            decode(&c.message)
                 .and_then(|r| control(&r))
                 .map(|(k, e)| (c, k, e))
         })
@@ -117,14 +114,17 @@ impl World {
             info!(to = chosen.to, "late delivery: its sender is down");
             return;
         };
+        let Some(request) = decode(&chosen.message) else {
+            return;
+        };
         info!(
             to = chosen.to,
-            request = ?decode(&chosen.frame),
+            ?request,
             "late delivery of a control request, twice"
         );
         node.spawn(async move {
             for _ in 0..2 {
-                deliver(&chosen.to, &chosen.frame).await;
+                deliver(&chosen.to, &request).await;
                 madsim::time::sleep(Duration::from_millis(50)).await;
             }
         });
@@ -141,19 +141,22 @@ impl World {
     }
 }
 
-/// Sends `frame` on a new connection to `to` and reads what comes back, if anything, for a
-/// while; the answer goes nowhere (its sender stopped waiting long ago).
-async fn deliver(to: &str, frame: &[u8]) {
-    let Ok(Ok(mut stream)) =
-        madsim::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(to)).await
-    else {
+/// Sends `request` on a new authenticated connection to `to` (with the credentials of the
+/// node it runs on, the original sender's) and reads what comes back, if anything, for a while;
+/// the answer goes nowhere (its sender stopped waiting long ago). Not a `call`: a copy is not
+/// kept again.
+async fn deliver(to: &str, request: &SegmentRequest) {
+    let Ok(mut conn) = Connection::connect(to, Duration::from_secs(1)).await else {
         return;
     };
-    if stream.write_all(frame).await.is_err() || stream.flush().await.is_err() {
+    if conn.send(request).await.is_err() {
         return;
     }
-    let mut buf = [0u8; 256];
-    let _ = madsim::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    if let Ok(answer) =
+        madsim::time::timeout(Duration::from_secs(5), conn.recv::<SegmentResponse>()).await
+    {
+        info!(to, ?answer, "late delivery answered");
+    }
 }
 
 #[cfg(test)]
@@ -166,7 +169,7 @@ mod tests {
             .map(|(i, r)| Captured {
                 from: None,
                 to: "10.0.0.1:6000".into(),
-                frame: cluster::io::net::encode_frame(r),
+                message: cluster::io::codec::encode(r),
                 seq: i as u64,
             })
             .collect()
@@ -185,7 +188,7 @@ mod tests {
             SegmentRequest::SyncrepOff { dbid: 4, epoch: 5 },
         ];
         let kept = kept(&reqs);
-        let epoch_of = |c: &Captured| control(&decode(&c.frame).unwrap()).unwrap();
+        let epoch_of = |c: &Captured| control(&decode(&c.message).unwrap()).unwrap();
         assert_eq!(epoch_of(choose(&kept, 0).unwrap()), (2, 4), "one stale");
         assert_eq!(
             epoch_of(choose(&kept, 1).unwrap()),

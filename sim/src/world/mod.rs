@@ -7,6 +7,7 @@
 //! runs: crashes, fencing, activation ([`coordinator_pair`]).
 
 pub mod coordinator_pair;
+pub mod credentials;
 pub mod damage;
 pub mod dirs;
 pub mod disk;
@@ -27,6 +28,7 @@ use tracing::{info, warn};
 
 use cluster::admin::HostError;
 use cluster::coordinator::{self, CoordinatorConfig};
+use cluster::io::auth::PeerIdentity;
 use cluster::io::Disk;
 use cluster::model::catalog::{Mode, Role, SegmentConfig, Status};
 use cluster::model::observe::Observe;
@@ -209,6 +211,7 @@ impl World {
             (1..=cfg.segment_hosts).map(|i| format!("sdw{i}")).collect();
         let segments = layout(cfg);
         let coordinator_addr = format!("{}:{COORDINATOR_PORT}", host_ip(0));
+        credentials::begin(disk_seed, cluster_id_of(disk_seed));
         let mut world = World {
             handle,
             hosts: BTreeMap::new(),
@@ -374,6 +377,9 @@ impl World {
                 }
             })
             .build();
+        // A coordinator host's process runs the coordinator or the standby, and changes
+        // between them as the pair fails over: it is the coordinator software either way.
+        credentials::enroll(&node, PeerIdentity::Coordinator);
         (node, stopped)
     }
 
@@ -450,6 +456,7 @@ impl World {
                 }
             })
             .build();
+        credentials::enroll(&node, PeerIdentity::Segment { dbid });
         Process {
             dbid: Some(dbid),
             ip,

@@ -176,6 +176,7 @@ impl World {
             .ip(ip)
             .init(|| async { std::future::pending::<()>().await })
             .build();
+        super::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Coordinator);
         let active = self
             .standby
             .as_ref()

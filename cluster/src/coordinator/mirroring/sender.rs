@@ -185,7 +185,9 @@ pub async fn stream(
             return;
         };
         info!(from = sent, "standby connected: catching up");
-        let Connection { reader, mut writer } = conn;
+        let Connection {
+            reader, mut writer, ..
+        } = conn;
         let feedback = spawn_feedback(link.clone(), generation, reader);
         let sender = Sender {
             store: &store,
