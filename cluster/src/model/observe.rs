@@ -36,12 +36,14 @@ pub enum Fact {
         from: String,
     },
     /// An instance started: the configuration epoch it follows from its data directory, and
-    /// whether the directory held no WAL yet (made by init or for a full copy).
+    /// whether the directory held no WAL yet (made by init or for a full copy); `primary_at`:
+    /// it starts as a primary (its role file says so), with its recovered WAL ending there.
     Started {
         content: Content,
         dbid: Dbid,
         followed: u64,
         fresh: bool,
+        primary_at: Option<Lsn>,
     },
     /// The coordinator committed a configuration change and acts on it: one row's history line
     /// (as `gp_configuration_history` holds it) under `epoch`; `fts` when the prober decided

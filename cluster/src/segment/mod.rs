@@ -255,6 +255,7 @@ pub async fn run(cfg: InstanceConfig, disk: Arc<dyn Disk>) -> Result<(), Instanc
             dbid,
             followed,
             fresh: engine.wal().flushed_lsn() == 0,
+            primary_at: (role == Role::Primary).then(|| engine.wal().flushed_lsn()),
         });
         let instance = Instance::new(cfg, disk, engine, role, identity, followed);
         instance.inner.state.lock().unwrap().recovering = stored == role_file::Stored::Recovering;

@@ -32,11 +32,38 @@ struct Line {
     promoted: Option<(u64, Lsn)>,
 }
 
+/// A promotion is durable once the mirror's role file says primary, and its report
+/// ([`Fact::Promoted`]) follows: a process that dies between the two (killed while the role
+/// file's directory sync was under way) starts again as the primary its promotion made it,
+/// unreported. Such a start counts as that promotion, at the WAL end it recovered, only after
+/// the instance reported beginning a promotion ([`Fact::PromotionBegun`]) it never reported
+/// finishing: a mirror starting as a primary with no promotion begun is still a fork.
+fn unreported_promotion(
+    lines: &mut BTreeMap<Content, Line>,
+    begun: &mut BTreeSet<Dbid>,
+    content: Content,
+    dbid: Dbid,
+    end: Lsn,
+) {
+    let Some(line) = lines.get_mut(&content) else {
+        return;
+    };
+    if line.acting != dbid && begun.remove(&dbid) {
+        // Its epoch was not reported: the line keeps the last promotion's, so a later one must
+        // still be newer than that.
+        let epoch = line.promoted.map_or(0, |(epoch, _)| epoch);
+        line.acting = dbid;
+        line.promoted = Some((epoch, end));
+    }
+}
+
 pub fn check(facts: &[Observed]) -> Vec<Violation> {
     let mut lines: BTreeMap<Content, Line> = BTreeMap::new();
     let mut violations = Vec::new();
     // One violation per content: the first fork is the evidence; what follows is its echo.
     let mut forked: BTreeSet<Content> = BTreeSet::new();
+    // Instances with a promotion begun and not reported finished.
+    let mut begun: BTreeSet<Dbid> = BTreeSet::new();
     for o in facts {
         let fork = match o.fact {
             Fact::Acknowledged {
@@ -51,13 +78,33 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
                 dbid,
                 epoch,
                 end_lsn,
-            } => promoted(&mut lines, content, dbid, epoch, end_lsn)
-                .map(|message| (content, "promote", message)),
+            } => {
+                begun.remove(&dbid);
+                promoted(&mut lines, content, dbid, epoch, end_lsn)
+                    .map(|message| (content, "promote", message))
+            }
+            Fact::PromotionBegun { dbid, .. } => {
+                begun.insert(dbid);
+                None
+            }
+            Fact::Started {
+                content,
+                dbid,
+                primary_at: Some(end),
+                ..
+            } => {
+                unreported_promotion(&mut lines, &mut begun, content, dbid, end);
+                None
+            }
+            // Started as a mirror: a promotion begun before did not take.
+            Fact::Started { dbid, .. } => {
+                begun.remove(&dbid);
+                None
+            }
             // The coordinator's catalog, not a content's history.
             Fact::StandbyFlushed { .. }
             | Fact::BlockBeyondWal { .. }
             | Fact::Obeyed { .. }
-            | Fact::Started { .. }
             | Fact::CatalogChanged { .. }
             | Fact::CatalogRecovered { .. }
             | Fact::ObeyedEpoch { .. }
@@ -66,7 +113,6 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             Fact::WalPositions { .. }
             | Fact::StandbyWalPositions { .. }
             | Fact::WalShipped { .. }
-            | Fact::PromotionBegun { .. }
             | Fact::ProbeRound { .. }
             | Fact::BlockDamaged { .. } => None,
         };
@@ -173,6 +219,62 @@ mod tests {
                 end_lsn,
             },
         }
+    }
+
+    fn started(at_ms: u64, dbid: u16, primary_at: Option<u64>) -> Observed {
+        Observed {
+            at_ms,
+            fact: Fact::Started {
+                content: 0,
+                dbid,
+                followed: 3,
+                fresh: false,
+                primary_at,
+            },
+        }
+    }
+
+    /// Standard seed 1610: dbid 3's promotion made its role file say primary and the process
+    /// was killed before it reported the promotion; it started again as the primary. That
+    /// start is the promotion, once one was begun; without a promotion begun it is a fork.
+    #[test]
+    fn a_promotion_whose_report_died_with_its_process_continues_the_line_at_its_start() {
+        let begun = Observed {
+            at_ms: 3,
+            fact: Fact::PromotionBegun {
+                content: 0,
+                dbid: 3,
+            },
+        };
+        let facts = vec![
+            ack(1, 2, 100),
+            begun.clone(),
+            started(4, 3, Some(120)),
+            ack(5, 3, 150),
+            ack(6, 2, 110),
+        ];
+        assert!(check(&facts).is_empty());
+        let beyond = vec![
+            ack(1, 2, 100),
+            begun.clone(),
+            started(4, 3, Some(120)),
+            ack(6, 2, 130),
+        ];
+        assert!(check(&beyond)[0]
+            .message
+            .contains("two instances accepted writes"));
+        let never_begun = vec![ack(1, 2, 100), started(4, 3, Some(120)), ack(5, 3, 150)];
+        assert!(check(&never_begun)[0]
+            .message
+            .contains("no promotion between them"));
+        let did_not_take = vec![
+            ack(1, 2, 100),
+            begun,
+            started(4, 3, None),
+            started(5, 3, Some(120)),
+            ack(6, 3, 150),
+        ];
+        assert_eq!(check(&did_not_take).len(), 1);
     }
 
     #[test]

@@ -181,6 +181,7 @@ mod tests {
             dbid: 2,
             followed,
             fresh: false,
+            primary_at: None,
         }
     }
 

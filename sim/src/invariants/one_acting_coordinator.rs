@@ -41,6 +41,7 @@ pub fn check(facts: &[Observed], successions: &[Succession]) -> Vec<Violation> {
             dbid,
             followed,
             fresh,
+            ..
         } = o.fact
         {
             if let Some(message) = restarted(&mut newest, content, dbid, followed, fresh) {
@@ -161,6 +162,7 @@ mod tests {
                 dbid,
                 followed,
                 fresh,
+                primary_at: None,
             },
         }
     }

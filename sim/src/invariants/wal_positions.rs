@@ -483,6 +483,7 @@ mod tests {
             dbid: 3,
             followed: 4,
             fresh: false,
+            primary_at: None,
         };
         checker.observe(2, &started);
         checker.observe(3, &BEGUN);

@@ -91,6 +91,7 @@ mod tests {
             dbid,
             followed: 1,
             fresh: false,
+            primary_at: None,
         }
     }
 
