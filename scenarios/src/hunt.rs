@@ -203,6 +203,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "aborted-stays-aborted",
         seed_budget: 200,
     },
+    PlantedBug {
+        name: "handshake-skipped-for-control",
+        scenario: "standard",
+        caught_by: "strangers-change-nothing",
+        seed_budget: 20,
+    },
 ];
 
 /// The catalogue entry of a bug.

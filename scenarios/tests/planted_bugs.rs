@@ -72,6 +72,7 @@ macro_rules! caught {
             "first-starting-answer-counts-as-stalled",
             "torn-page-unprotected",
             "wal-damage-taken-for-end",
+            "handshake-skipped-for-control",
         ];
     };
 }
@@ -383,4 +384,13 @@ fn a_block_torn_by_a_power_loss_without_the_double_write_area_is_found() {
 #[test]
 fn recovery_taking_damage_in_the_middle_of_the_wal_for_its_end_is_found() {
     caught_and_clean_before("wal-damage-taken-for-end", 0..75);
+}
+
+/// A segment serving a plain control request from a peer that never authenticated obeys the
+/// intruder (its PROMOTE, its epoch): found from the intruder's side (an answer came back) and
+/// the instance's (it served a stranger), in a seed the intruder attacks; the seeds before it
+/// pass without the bug.
+#[test]
+fn a_segment_skipping_the_handshake_for_control_requests_obeys_a_stranger_and_is_found() {
+    caught_and_clean_before("handshake-skipped-for-control", 0..4);
 }

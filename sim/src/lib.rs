@@ -14,6 +14,7 @@
 //! failures).
 
 pub mod config;
+pub mod intruder;
 pub mod invariants;
 pub mod layouts;
 pub mod nemesis;

@@ -48,6 +48,7 @@ impl Observer for Recorder {
                 | Fact::WalPositions { .. }
                 | Fact::StandbyWalPositions { .. }
                 | Fact::WalShipped { .. }
+                | Fact::Serving { .. }
         ) {
             return; // one per request or message: judged, not kept
         }

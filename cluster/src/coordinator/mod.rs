@@ -234,9 +234,15 @@ impl Services {
     /// Serves an accepted connection once it has authenticated.
     pub fn serve(&self, pending: net::PendingConnection) {
         let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
+        let observe = self.cfg.observe.clone();
         runtime::spawn(
             async move {
                 if let Ok(conn) = pending.authenticate().await {
+                    observe.report(crate::model::observe::Fact::Serving {
+                        server: crate::model::observe::ServerKind::Coordinator,
+                        peer: conn.peer().to_string(),
+                        identity: Some(conn.peer_identity()),
+                    });
                     session.serve(conn).await;
                 }
             }

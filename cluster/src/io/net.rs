@@ -183,6 +183,28 @@ fn decode_frame_with<T: DeserializeOwned>(
     peer: &str,
     key: Option<&mut FrameKey>,
 ) -> Result<Option<(T, usize)>, NetError> {
+    decode_frame_by(buf, peer, key, &decode_payload::<T>)
+}
+
+/// A frame's payload decoded as a `T`.
+fn decode_payload<T: DeserializeOwned>(payload: &[u8], peer: &str) -> Result<T, NetError> {
+    super::codec::decode(payload).map_err(|e| NetError::Decode {
+        peer: peer.to_string(),
+        what: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("message"),
+        reason: e.to_string(),
+    })
+}
+
+/// [`decode_frame_with`], the payload decoded by `decode`.
+fn decode_frame_by<T>(
+    buf: &[u8],
+    peer: &str,
+    key: Option<&mut FrameKey>,
+    decode: &impl Fn(&[u8], &str) -> Result<T, NetError>,
+) -> Result<Option<(T, usize)>, NetError> {
     let header = header_bytes(key.is_some());
     if buf.len() < header {
         return Ok(None);
@@ -215,14 +237,7 @@ fn decode_frame_with<T: DeserializeOwned>(
                 reason,
             })?;
     }
-    let msg = super::codec::decode(payload).map_err(|e| NetError::Decode {
-        peer: peer.to_string(),
-        what: std::any::type_name::<T>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("message"),
-        reason: e.to_string(),
-    })?;
+    let msg = decode(payload, peer)?;
     Ok(Some((msg, header + len)))
 }
 
@@ -543,8 +558,16 @@ enum Waited {
 
 impl FrameReader {
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, NetError> {
+        self.recv_with(decode_payload::<T>).await
+    }
+
+    /// The next frame, its payload decoded by `decode` (given the payload and the peer).
+    async fn recv_with<T>(
+        &mut self,
+        decode: impl Fn(&[u8], &str) -> Result<T, NetError>,
+    ) -> Result<T, NetError> {
         loop {
-            if let Some(msg) = self.take_frame()? {
+            if let Some(msg) = self.take_frame(&decode)? {
                 return Ok(msg);
             }
             // Only a partial frame is left: move it to the front once, not once per frame.
@@ -562,7 +585,10 @@ impl FrameReader {
 
     /// The next whole frame in the buffer, if one has arrived (admitted first: its declared
     /// length is checked against the connection's limits before anything waits for its bytes).
-    fn take_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, NetError> {
+    fn take_frame<T>(
+        &mut self,
+        decode: &impl Fn(&[u8], &str) -> Result<T, NetError>,
+    ) -> Result<Option<T>, NetError> {
         if let Some(len) = declared_len(&self.buf[self.start..]) {
             if self.key.is_none() && len > auth::HANDSHAKE_MAX_BYTES {
                 return Err(NetError::TooLarge {
@@ -575,9 +601,12 @@ impl FrameReader {
                 admission.admit(len, &self.peer)?;
             }
         }
-        if let Some((msg, used)) =
-            decode_frame_with(&self.buf[self.start..], &self.peer, self.key.as_deref_mut())?
-        {
+        if let Some((msg, used)) = decode_frame_by(
+            &self.buf[self.start..],
+            &self.peer,
+            self.key.as_deref_mut(),
+            decode,
+        )? {
             self.start += used;
             let more = self.start < self.buf.len();
             if let Some(admission) = &mut self.admission {
@@ -772,6 +801,7 @@ impl Unauthenticated {
             .answer(&challenge)
             .map_err(|e| self.auth_error(e))?;
         self.writer.send(&proof).await?;
+        replays::offer_handshake(&self.writer.ends, &self.writer.peer, &hello, &proof);
         Ok(self.authenticated(session, identity))
     }
 
@@ -781,6 +811,15 @@ impl Unauthenticated {
         credentials: Arc<auth::Credentials>,
     ) -> Result<Connection, NetError> {
         let hello: auth::Hello = self.reader.recv().await?;
+        self.server_handshake_from(credentials, hello).await
+    }
+
+    /// The server's side of the handshake once the client's hello has arrived.
+    async fn server_handshake_from(
+        mut self,
+        credentials: Arc<auth::Credentials>,
+        hello: auth::Hello,
+    ) -> Result<Connection, NetError> {
         let (handshake, challenge) =
             ServerHandshake::challenge(credentials, hello).map_err(|e| self.auth_error(e))?;
         self.writer.send(&challenge).await?;
@@ -845,6 +884,52 @@ impl PendingConnection {
             }
         }
         result
+    }
+}
+
+impl PendingConnection {
+    /// The planted bug `handshake-skipped-for-control`: like [`PendingConnection::authenticate`],
+    /// except that a first frame that is no hello but decodes as a `T` that `plain` accepts is
+    /// served as it is, unauthenticated: the connection then carries plain frames both ways,
+    /// and the request comes back with it.
+    pub async fn authenticate_or_plain<T: DeserializeOwned>(
+        self,
+        plain: impl Fn(&T) -> bool,
+    ) -> Result<(Connection, Option<T>), NetError> {
+        let peer = self.peer().to_string();
+        let credentials = auth::installed().map_err(|reason| NetError::Auth {
+            peer: peer.clone(),
+            reason,
+        })?;
+        let deadline = self.deadline;
+        let mut inner = self.inner;
+        let served =
+            async move {
+                let payload = inner.reader.recv_with(|p, _| Ok(p.to_vec())).await?;
+                if let Ok(hello) = super::codec::decode::<auth::Hello>(&payload) {
+                    let conn = inner.server_handshake_from(credentials, hello).await?;
+                    return Ok((conn, None));
+                }
+                match super::codec::decode::<T>(&payload) {
+                    Ok(request) if plain(&request) => Ok((
+                        Connection {
+                            reader: inner.reader,
+                            writer: inner.writer,
+                            identity: PeerIdentity::Client,
+                        },
+                        Some(request),
+                    )),
+                    _ => Err(inner
+                        .auth_error(AuthError::Malformed("the first frame is no hello".into()))),
+                }
+            };
+        match timeout(deadline, served).await {
+            Ok(result) => result,
+            Err(_) => Err(NetError::FrameDeadline {
+                peer,
+                after: deadline,
+            }),
+        }
     }
 }
 

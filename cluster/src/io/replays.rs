@@ -42,6 +42,58 @@ struct Registry {
     filter: Option<Filter>,
     kept: BTreeMap<u8, VecDeque<Captured>>,
     seq: u64,
+    /// Whether client handshakes are kept, and the newest one to each address.
+    keep_handshakes: bool,
+    handshakes: BTreeMap<String, Transcript>,
+}
+
+/// What a client sent in a handshake that succeeded, as bytes on the wire: its hello and its
+/// proof, each a whole plain frame (the simulator's intruder replays them; the server's fresh
+/// nonce must make them worthless).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transcript {
+    pub from: Option<IpAddr>,
+    pub to: String,
+    pub hello: Vec<u8>,
+    pub proof: Vec<u8>,
+}
+
+/// Keeps (or stops keeping) the client handshakes that succeed from now on.
+pub fn keep_handshakes(on: bool) {
+    REPLAYS.with(|r| {
+        let mut r = r.borrow_mut();
+        r.keep_handshakes = on;
+        r.handshakes.clear();
+    });
+}
+
+/// The newest client handshake kept to each address.
+pub fn handshakes() -> Vec<Transcript> {
+    REPLAYS.with(|r| r.borrow().handshakes.values().cloned().collect())
+}
+
+/// Offers a client handshake that just succeeded.
+pub(crate) fn offer_handshake<H: serde::Serialize, P: serde::Serialize>(
+    ends: &Ends,
+    to: &str,
+    hello: &H,
+    proof: &P,
+) {
+    REPLAYS.with(|r| {
+        let mut r = r.borrow_mut();
+        if !r.keep_handshakes {
+            return;
+        }
+        r.handshakes.insert(
+            to.to_string(),
+            Transcript {
+                from: ends.local_ip(),
+                to: to.to_string(),
+                hello: crate::io::net::encode_frame(hello),
+                proof: crate::io::net::encode_frame(proof),
+            },
+        );
+    });
 }
 
 thread_local! {

@@ -213,6 +213,15 @@ pub mod replays;
 pub mod replays {
     /// A request just sent: nothing to keep in production.
     pub(crate) fn offer(_ends: &super::resets::Ends, _to: &str, _message: &[u8]) {}
+
+    /// A client handshake just completed: nothing to keep in production.
+    pub(crate) fn offer_handshake<H, P>(
+        _ends: &super::resets::Ends,
+        _to: &str,
+        _hello: &H,
+        _proof: &P,
+    ) {
+    }
 }
 
 /// Fills `buf` with random bytes: the OS's random source in production (nonces and secrets

@@ -139,6 +139,11 @@ pub struct PlantedBugs {
     /// damage that valid records follow is corruption in the middle of the log; PostgreSQL
     /// stops there and refuses to start, and so must every instance and coordinator here).
     pub wal_damage_taken_for_end: bool,
+    /// A segment serves a connection whose first frame is no handshake hello but a plain
+    /// control request (a probe, SYNCREP_OFF, PROMOTE, a rejoin) as it is, unauthenticated, as
+    /// if the control path were trusted by its network (the real rule: every connection proves
+    /// it holds the cluster secret before any request is read).
+    pub handshake_skipped_for_control: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -274,6 +279,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "wal-damage-taken-for-end",
         "crash recovery cuts the WAL at a damaged record that whole records follow",
     ),
+    (
+        "handshake-skipped-for-control",
+        "a segment serves a plain control request from a peer that never authenticated",
+    ),
 ];
 
 impl PlantedBugs {
@@ -321,6 +330,7 @@ impl PlantedBugs {
             }
             "torn-page-unprotected" => &mut self.torn_page_unprotected,
             "wal-damage-taken-for-end" => &mut self.wal_damage_taken_for_end,
+            "handshake-skipped-for-control" => &mut self.handshake_skipped_for_control,
             _ => return None,
         })
     }

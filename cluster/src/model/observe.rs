@@ -130,6 +130,23 @@ pub enum Fact {
         file: String,
         block: u32,
     },
+    /// A process (a segment instance, a coordinator, a standby coordinator) began serving the
+    /// requests of a connection from `peer` (`ip:port`): `identity` is who the peer proved to
+    /// be in the handshake, `None` when it was served without one. Reported once per
+    /// connection, before its first request is read.
+    Serving {
+        server: ServerKind,
+        peer: String,
+        identity: Option<crate::io::auth::PeerIdentity>,
+    },
+}
+
+/// Which kind of process serves a connection (see [`Fact::Serving`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    Segment { dbid: Dbid },
+    Coordinator,
+    Standby,
 }
 
 /// One attempt of a probe round (see [`Fact::FailoverDecided`]).

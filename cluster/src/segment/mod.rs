@@ -513,13 +513,37 @@ impl Instance {
     }
 
     async fn serve(self, pending: net::PendingConnection) {
-        let Ok(mut conn) = pending.authenticate().await else {
+        let served = if self.inner.cfg.bugs.handshake_skipped_for_control {
+            pending
+                .authenticate_or_plain(|r: &SegmentRequest| {
+                    matches!(
+                        r,
+                        SegmentRequest::Probe { .. }
+                            | SegmentRequest::SyncrepOff { .. }
+                            | SegmentRequest::Promote { .. }
+                            | SegmentRequest::Rejoin { .. }
+                    )
+                })
+                .await
+        } else {
+            pending.authenticate().await.map(|conn| (conn, None))
+        };
+        let Ok((mut conn, mut first)) = served else {
             return;
         };
         let mut session = session::Session::default();
         let peer = conn.peer().to_string();
+        self.inner.cfg.observe.report(Fact::Serving {
+            server: crate::model::observe::ServerKind::Segment { dbid: self.dbid() },
+            peer: peer.clone(),
+            identity: first.is_none().then(|| conn.peer_identity()),
+        });
         loop {
-            let req: SegmentRequest = match conn.recv().await {
+            let received = match first.take() {
+                Some(req) => Ok(req),
+                None => conn.recv().await,
+            };
+            let req: SegmentRequest = match received {
                 Ok(req) => req,
                 Err(e) => {
                     if !matches!(e, net::NetError::Closed { .. }) {

@@ -138,6 +138,14 @@ impl Shared {
         let Ok(mut conn) = pending.authenticate().await else {
             return;
         };
+        self.cfg
+            .coordinator
+            .observe
+            .report(crate::model::observe::Fact::Serving {
+                server: crate::model::observe::ServerKind::Standby,
+                peer: conn.peer().to_string(),
+                identity: Some(conn.peer_identity()),
+            });
         loop {
             let services = self.active.lock().unwrap().clone();
             if let Some(services) = services {

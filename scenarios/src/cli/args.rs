@@ -49,6 +49,10 @@ pub struct World {
     /// Arm no fault points, even in a scenario that arms them (standard, swarm).
     #[arg(long)]
     pub no_fault_points: bool,
+    /// Arm no intruder, even in a scenario that arms one (standard, swarm): to measure what it
+    /// costs.
+    #[arg(long)]
+    pub no_intruder: bool,
     /// Leave out the checkers that judge the cluster's claims as the run goes (durable-claims,
     /// wal-positions, failover-policy, obeyed-epochs), to measure what they cost.
     #[arg(long)]
@@ -187,6 +191,9 @@ impl World {
         }
         if self.no_fault_points {
             cfg.fault_points = false;
+        }
+        if self.no_intruder {
+            cfg.intruder = false;
         }
         if self.no_continuous_checks {
             cfg.continuous_checks = false;

@@ -129,7 +129,7 @@ fn keep_failure(dir: &Path, result: &mut SeedResult, log: &[u8]) {
 }
 
 fn human_line(r: &SeedResult) -> String {
-    format!(
+    let line = format!(
         "seed {:>6} {:<8} faults {:>2}  txns {:>4} (ok {:>4} fail {:>3} unknown {:>3})  sim {:>6.1}s  wall {:>5.2}s  trace {}",
         r.seed,
         format!("{:?}", r.verdict).to_lowercase(),
@@ -141,7 +141,21 @@ fn human_line(r: &SeedResult) -> String {
         r.sim_time_ms as f64 / 1000.0,
         r.wall_time_ms as f64 / 1000.0,
         r.trace_hash
-    )
+    );
+    match &r.intruder {
+        Some(i) => format!(
+            "{line}\n  intruder: {} rounds, {} attempts ({}), {} answered",
+            i.rounds,
+            i.attempts.values().sum::<u32>(),
+            i.attempts
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            i.answered
+        ),
+        None => line,
+    }
 }
 
 fn explain_failure(r: &SeedResult) -> String {

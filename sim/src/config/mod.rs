@@ -74,6 +74,10 @@ pub struct RunConfig {
     /// reads, so a run is the same either way, less those four checkers' verdicts.
     #[serde(skip_serializing_if = "std::clone::Clone::clone")]
     pub continuous_checks: bool,
+    /// Arm the intruder (`crate::intruder`): in one seed of two, a stranger attacks every
+    /// listening port during the fault phase. Off (`--no-intruder`) to measure what it costs.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub intruder: bool,
     /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
@@ -192,6 +196,7 @@ impl RunConfig {
             standby: false,
             fault_points: false,
             continuous_checks: true,
+            intruder: false,
             swarm: None,
             schedule: None,
         }
@@ -225,6 +230,7 @@ impl RunConfig {
             available_share: 50,
             fault_points: true,
             continuous_checks: true,
+            intruder: true,
             ..RunConfig::pair()
         }
     }
@@ -243,6 +249,7 @@ impl RunConfig {
             fsync_latency_max: Duration::from_millis(40),
             fault_points: false,
             continuous_checks: true,
+            intruder: false,
             disk_speeds: DiskSpeed::SLOW.to_vec(),
             ..RunConfig::standard()
         }
@@ -266,6 +273,7 @@ impl RunConfig {
             available_share: 80,
             fault_points: false,
             continuous_checks: true,
+            intruder: false,
             ..RunConfig::standard()
         }
     }
@@ -306,6 +314,7 @@ impl RunConfig {
             fault_every_mean: per_host_crash_every / hosts as u32,
             fault_points: false,
             continuous_checks: true,
+            intruder: false,
             ..standard
         }
     }

@@ -108,7 +108,8 @@ pub fn check(facts: &[Observed]) -> Vec<Violation> {
             | Fact::CatalogChanged { .. }
             | Fact::CatalogRecovered { .. }
             | Fact::ObeyedEpoch { .. }
-            | Fact::FailoverDecided { .. } => None,
+            | Fact::FailoverDecided { .. }
+            | Fact::Serving { .. } => None,
             // Positions, judged as they are reported (wal-positions).
             Fact::WalPositions { .. }
             | Fact::StandbyWalPositions { .. }

@@ -18,6 +18,7 @@ pub mod obeyed_epochs;
 pub mod one_acting_coordinator;
 pub mod promoted_in_sync;
 pub mod standby_catalog;
+pub mod strangers_change_nothing;
 pub mod wal_before_data;
 pub mod wal_positions;
 

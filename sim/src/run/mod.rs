@@ -102,6 +102,9 @@ pub struct SeedResult {
     /// healed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub operator: Vec<OperatorAction>,
+    /// What the intruder did, in a seed it attacked (`crate::intruder`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intruder: Option<crate::intruder::Report>,
     pub sim_time_ms: u64,
     pub wall_time_ms: u64,
     /// Messages the simulated network carried (madsim's count: every flush of a simulated TCP
@@ -138,6 +141,7 @@ impl SeedResult {
             events: EventCounts::default(),
             failovers: Vec::new(),
             operator: Vec::new(),
+            intruder: None,
             sim_time_ms: 0,
             wall_time_ms: 0,
             messages: 0,
@@ -179,8 +183,14 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
     {
         cmd += " --no-operator";
     }
-    if scenario.is_some_and(|s| s.fault_points && !cfg.fault_points) {
+    if scenario
+        .as_ref()
+        .is_some_and(|s| s.fault_points && !cfg.fault_points)
+    {
         cmd += " --no-fault-points";
+    }
+    if scenario.is_some_and(|s| s.intruder && !cfg.intruder) {
+        cmd += " --no-intruder";
     }
     for bug in cfg.bugs.enabled() {
         cmd += &format!(" --bug {bug}");
@@ -190,6 +200,12 @@ pub fn replay_command(seed: u64, cfg: &RunConfig) -> String {
 
 struct SimOutput {
     facts: Vec<crate::observer::Observed>,
+    /// The intruder's log and rounds, and the checker that watched for it, in a seed it attacked.
+    intruder: Option<(
+        crate::intruder::Log,
+        usize,
+        std::sync::Arc<invariants::strangers_change_nothing::StrangersChangeNothing>,
+    )>,
     checksums: Vec<invariants::identical_replicas::PairChecksums>,
     faults: Vec<ScheduledFault>,
     healed_at_end: Vec<Fault>,
@@ -352,6 +368,17 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
                 "cluster did not serve a full read within {:?} of healing: {e}",
                 result.config.heal_bound
             ));
+            // A stranger obeyed is a safety violation whether or not the cluster came back.
+            if let Some((log, _, judge)) = &out.intruder {
+                let found = judge.check(log, &BTreeMap::new(), &out.catalog_lines);
+                result
+                    .checkers
+                    .push(invariants::strangers_change_nothing::NAME);
+                if !found.is_empty() {
+                    result.violations.extend(found);
+                    result.verdict = Verdict::Safety;
+                }
+            }
         }
         Ok(rows) => {
             run_checkers(result, &out, &txns, rows, availability);
@@ -372,6 +399,10 @@ fn judge(result: &mut SeedResult, out: SimOutput) {
     result.points = out.point_log.fired;
     result.point_faults = out.point_log.faults;
     result.operator = out.operator_actions;
+    result.intruder = out
+        .intruder
+        .as_ref()
+        .map(|(log, rounds, _)| log.report(*rounds));
     result.workload_started_ms = out.workload_started_ms;
     result.sim_time_ms = out.sim_time_ms;
     result.messages = out.messages;
@@ -470,6 +501,12 @@ fn run_checkers(
             configuration_history::check(&out.catalog_lines, rows, *epoch),
         );
     }
+    if let Some((log, _, judge)) = &out.intruder {
+        check(
+            strangers_change_nothing::NAME,
+            judge.check(log, rows, &out.catalog_lines),
+        );
+    }
     if result.config.operator {
         result.checkers.push(converged::NAME);
     }
@@ -490,6 +527,17 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let handle = madsim::runtime::Handle::current();
     let recorder = Recorder::default();
     let client_timeout = cfg.statement_timeout + Duration::from_secs(2);
+    let intruder_plan = cfg
+        .intruder
+        .then(|| crate::intruder::plan(seed, cfg.fault_time))
+        .flatten();
+    let strangers = intruder_plan.as_ref().map(|_| {
+        let judge = std::sync::Arc::new(
+            invariants::strangers_change_nothing::StrangersChangeNothing::default(),
+        );
+        recorder.judge_with(judge.clone());
+        judge
+    });
     let (world, admin) = start_cluster(&handle, &cfg, seed, &recorder, client_timeout).await;
     let addrs = world.coordinator_addrs();
 
@@ -516,6 +564,19 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     };
     let watch = (cfg.operator && with_standby).then(|| (seed, addrs.clone(), stop_at_ms));
     let points = points::Points::start(&hosts, seed, start_ms, &faults, &segments);
+    let intruder_log = std::sync::Arc::new(std::sync::Mutex::new(crate::intruder::Log::default()));
+    let intruder = intruder_plan.map(|plan| {
+        let rounds = plan.times_ms.len();
+        let task = crate::intruder::start(
+            &handle,
+            plan,
+            start_ms,
+            segments.clone(),
+            addrs.clone(),
+            intruder_log.clone(),
+        );
+        (rounds, task)
+    });
     let (mut host_events, operator, mut operator_actions) =
         fault_phase(&admin, &hosts, &faults, start_ms, client_timeout, watch).await;
     // Heal: everything the schedule left in force; then the clients finish their last
@@ -524,6 +585,15 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     for c in clients {
         let _ = c.await;
     }
+    let intruder = match intruder {
+        Some((rounds, task)) => {
+            let _ = task.await;
+            cluster::io::runtime::replays::keep_handshakes(false);
+            let log = std::mem::take(&mut *intruder_log.lock().unwrap());
+            strangers.map(|judge| (log, rounds, judge))
+        }
+        None => None,
+    };
     // Liveness: the operator recovers and rebalances until the cluster has converged; then the
     // final read.
     let converged = if cfg.operator {
@@ -550,6 +620,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
         cluster_events: crate::observer::milestones(&facts),
         catalog_lines: crate::observer::catalog_lines(&facts),
         facts,
+        intruder,
         checksums: reads.checksums,
         faults,
         healed_at_end,
