@@ -115,6 +115,8 @@ impl Regression {
 pub fn standard_with_schedule(schedule: &str) -> RunConfig {
     let mut cfg = RunConfig::standard();
     cfg.schedule = Some(sim::nemesis::parse_schedule(schedule).expect("a kept schedule parses"));
+    // The kept stories predate the intruder; its traffic would tell them another way.
+    cfg.intruder = false;
     cfg
 }
 
