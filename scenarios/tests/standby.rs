@@ -436,17 +436,7 @@ async fn removal() {
     commit_pairs(&admin, world.coordinator_addrs(), 0, 5).await;
     let epoch = catalog_epoch(&admin, coordinator.clone()).await;
     let began = madsim::time::Instant::now();
-    let removed = admin
-        .spawn({
-            let coordinator = coordinator.clone();
-            async move {
-                let mut c = Client::new(vec![coordinator], Duration::from_secs(5));
-                admin::remove_standby(&mut c).await
-            }
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let removed = remove_standby(&admin, coordinator.clone()).await.unwrap();
     assert_eq!(removed, row);
     assert!(
         began.elapsed() < Duration::from_secs(1),
@@ -483,16 +473,8 @@ async fn removal() {
         "the removed standby received more catalog WAL"
     );
     // Nothing left to remove; and the coordinator itself refuses a dbid it does not have.
-    let err = admin
-        .spawn({
-            let coordinator = coordinator.clone();
-            async move {
-                let mut c = Client::new(vec![coordinator], Duration::from_secs(5));
-                admin::remove_standby(&mut c).await
-            }
-        })
+    let err = remove_standby(&admin, coordinator.clone())
         .await
-        .unwrap()
         .unwrap_err();
     assert_eq!(err, StandbyAdminError::NothingToRemove);
     let direct = admin
@@ -535,6 +517,19 @@ fn refused_as_coordinator_alive(err: &StandbyAdminError) -> bool {
             ..
         }
     )
+}
+
+/// `init-standby -r` run from `node` against the coordinator at `addr`.
+async fn remove_standby(
+    node: &madsim::runtime::NodeHandle,
+    addr: String,
+) -> Result<SegmentConfig, StandbyAdminError> {
+    node.spawn(async move {
+        let mut c = Client::new(vec![addr], Duration::from_secs(5));
+        admin::remove_standby(&mut c).await
+    })
+    .await
+    .unwrap()
 }
 
 async fn catalog_epoch(node: &madsim::runtime::NodeHandle, addr: String) -> u64 {

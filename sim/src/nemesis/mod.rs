@@ -385,11 +385,17 @@ mod tests {
         (hosts, segments)
     }
 
-    #[test]
-    fn every_fault_heals_once_after_it_starts_and_the_schedule_validates() {
+    /// The standard cluster with every fault kind drawn, its segment hosts and its instances.
+    fn standard_with_every_fault() -> (RunConfig, Vec<String>, Vec<SegmentConfig>) {
         let mut cfg = RunConfig::standard();
         cfg.fault_weights = FaultWeights::full();
         let (hosts, segments) = layout_of(&cfg);
+        (cfg, hosts, segments)
+    }
+
+    #[test]
+    fn every_fault_heals_once_after_it_starts_and_the_schedule_validates() {
+        let (cfg, hosts, segments) = standard_with_every_fault();
         let layout = Layout {
             segment_hosts: hosts,
             segments: &segments,
@@ -568,9 +574,7 @@ mod tests {
     /// operator replaced the damaged one.
     #[test]
     fn a_catalog_bit_flip_comes_only_while_the_other_copy_is_surely_in_sync() {
-        let mut cfg = RunConfig::standard();
-        cfg.fault_weights = FaultWeights::full();
-        let (hosts, segments) = layout_of(&cfg);
+        let (cfg, hosts, segments) = standard_with_every_fault();
         let layout = Layout {
             segment_hosts: hosts,
             segments: &segments,
@@ -674,9 +678,7 @@ mod tests {
 
     #[test]
     fn a_schedule_reads_back_from_its_json_and_bad_files_name_the_field() {
-        let mut cfg = RunConfig::standard();
-        cfg.fault_weights = FaultWeights::full();
-        let (hosts, segments) = layout_of(&cfg);
+        let (cfg, hosts, segments) = standard_with_every_fault();
         let layout = Layout {
             segment_hosts: hosts,
             segments: &segments,
