@@ -8,7 +8,8 @@
 //! [`trace`] (the log and its hash) and [`nemesis`] (the faults, and drawing and reading fault
 //! schedules); [`config`] (a run's configuration, and the swarm's draw of one); [`world`]
 //! (hosts, disks, where each data directory lies, the coordinator pair, carrying out faults)
-//! and [`workload`] (clients and their history); [`invariants`] (the checkers); [`operator`]
+//! and [`workload`] (clients and their history) and [`intruder`] (a stranger on the world's
+//! network, without the cluster secret); [`invariants`] (the checkers); [`operator`]
 //! (the administrator agent and the harness its verbs run through); [`run`] (one seed's run
 //! loop, its results, the pool, shrinking); [`layouts`] (mirror layouts under simultaneous host
 //! failures).

@@ -22,6 +22,8 @@ const ROOMS: &[(&str, u32)] = &[
     ("config", 2),
     ("world", 3),
     ("workload", 3),
+    // A stranger on the world's network; the checker that judges it reads its log.
+    ("intruder", 3),
     ("invariants", 4),
     ("operator", 5),
     ("run", 6),
