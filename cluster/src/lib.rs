@@ -12,7 +12,7 @@
 //! | 2 | [`wire`] | every message type, by who speaks it |
 //! | 3 | [`wal`], [`storage`] | the WAL, blocks, buffer cache, tables, checkpoints, redo |
 //! | 4 | [`protocol`] | pure machines: FTS decisions, distributed transactions, replication, recovery, activation |
-//! | 5 | [`coordinator`], [`segment`], [`standby`], [`client`] | roles: drivers over the seam |
+//! | 5 | [`coordinator`], [`segment`], [`standby`], [`client`], [`agent`] | roles: drivers over the seam, and a host's agent |
 //! | 6 | [`admin`] | the operator's side of the administration verbs |
 //!
 //! The production binary, `bin/hacluster`, sits on top. Among the roles the arrows point one way
@@ -20,6 +20,7 @@
 //! side of catalog mirroring lives in [`coordinator::mirroring`].
 
 pub mod admin;
+pub mod agent;
 pub mod client;
 pub mod coordinator;
 pub mod io;

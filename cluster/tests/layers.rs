@@ -23,6 +23,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("segment", 5),
     ("standby", 5),
     ("client", 5),
+    ("agent", 5),
     ("admin", 6),
 ];
 

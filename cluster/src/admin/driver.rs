@@ -5,6 +5,7 @@
 use crate::client::Client;
 use crate::model::catalog::{Catalog, Role, SegmentConfig};
 use crate::model::layout::Layout;
+pub use crate::wire::agent::HostError;
 use crate::wire::DbError;
 
 use super::config::{self, Location};
@@ -18,42 +19,16 @@ pub trait Hosts {
     fn hostname_of(&self, address: &str) -> Option<String>;
     /// Starts a fresh, empty instance for `row` (role mirror) that streams from `primary`
     /// (`ip:port`), copying everything.
-    fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), HostError>;
+    fn start_mirror(
+        &self,
+        row: &SegmentConfig,
+        primary: &str,
+    ) -> impl std::future::Future<Output = Result<(), HostError>> + Send;
     /// Stops the instance process of `row`, if it runs.
-    fn stop_instance(&self, row: &SegmentConfig);
+    fn stop_instance(&self, row: &SegmentConfig) -> impl std::future::Future<Output = ()> + Send;
     /// The address a new instance on `hostname` takes: the host's address where instances
     /// share it; the `nth` (0-based) free one where each instance has an address of its own.
     fn new_address(&self, hostname: &str, nth: usize) -> Option<String>;
-}
-
-/// Why a host could not start an instance ([`Hosts::start_mirror`]).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
-    /// The row names a host the cluster does not have.
-    #[error("unknown host {0}")]
-    UnknownHost(String),
-    /// The host is down.
-    #[error("host {0} is down")]
-    Down(String),
-    /// The row's address cannot be taken: `why` says what is wrong with it.
-    #[error("address {address} {why}")]
-    Address { address: String, why: String },
-    /// The data directory belongs to an instance that still runs.
-    #[error("{datadir} is in use by a running instance (pid {pid}); stop it first")]
-    InUse { datadir: String, pid: u32 },
-    /// The instance was started but did not listen in time.
-    #[error("dbid {dbid} (pid {pid}) did not listen at {endpoint} within {secs} s; see {log}")]
-    NotListening {
-        dbid: u16,
-        pid: u32,
-        endpoint: String,
-        secs: u64,
-        log: String,
-    },
-    /// A step of making or starting the instance failed (`step` names it: "wipe ...",
-    /// "start dbid 7", ...).
-    #[error("cannot {step}: {detail}")]
-    Failed { step: String, detail: String },
 }
 
 /// `recoverseg`'s options.
@@ -208,7 +183,7 @@ async fn recover_from_file<H: Hosts>(
         .filter(|(_, new)| new.is_none())
         .map(|(row, _)| row.dbid)
         .collect();
-    let moves = start_relocated_mirrors(&cat, hosts, &plan)?;
+    let moves = start_relocated_mirrors(&cat, hosts, &plan).await?;
     let mut recovered = Vec::new();
     if !in_place.is_empty() {
         match admin(
@@ -241,7 +216,7 @@ async fn recover_from_file<H: Hosts>(
             // does: it would stream from the primary beside the recorded mirror.
             for (row, new) in &plan {
                 if new.is_some() {
-                    hosts.stop_instance(row);
+                    hosts.stop_instance(row).await;
                 }
             }
             Ok(RecoverOutcome::Relocated(cat))
@@ -252,7 +227,7 @@ async fn recover_from_file<H: Hosts>(
 
 /// Starts each failed mirror the plan moves at its new location, streaming from its content's
 /// primary; the moves to record. A failed primary cannot move.
-fn start_relocated_mirrors<H: Hosts>(
+async fn start_relocated_mirrors<H: Hosts>(
     cat: &Catalog,
     hosts: &H,
     plan: &[config::RecoverTarget],
@@ -272,7 +247,7 @@ fn start_relocated_mirrors<H: Hosts>(
             .map(|p| p.primary)
             .ok_or_else(|| VerbError::Refused(format!("content {} has no primary", row.content)))?;
         let moved = relocated_row(row, loc, host);
-        hosts.start_mirror(&moved, &primary.endpoint())?;
+        hosts.start_mirror(&moved, &primary.endpoint()).await?;
         moves.push(relocation(row, loc, host));
     }
     Ok(moves)
@@ -302,7 +277,7 @@ async fn start_stopped_for_full_copy<H: Hosts>(
         }
         if let Some(primary) = cat.pair(row.content).map(|p| p.primary) {
             if primary.dbid != row.dbid {
-                if let Err(e) = hosts.start_mirror(row, &primary.endpoint()) {
+                if let Err(e) = hosts.start_mirror(row, &primary.endpoint()).await {
                     tracing::warn!(dbid = row.dbid, "cannot start an empty instance: {e}");
                 }
             }
@@ -446,7 +421,7 @@ pub async fn add_mirrors<H: Hosts>(
         // The instance needs its dbid before the coordinator records it: the next free ones,
         // in the order the coordinator assigns them.
         with_dbid.dbid = cat.segments.keys().max().copied().unwrap_or(1) + 1 + started.len() as u16;
-        hosts.start_mirror(&with_dbid, &primary.endpoint())?;
+        hosts.start_mirror(&with_dbid, &primary.endpoint()).await?;
         started.push(with_dbid);
     }
     match admin(client, AdminRequest::AddMirrors { mirrors: rows }).await {
@@ -454,7 +429,7 @@ pub async fn add_mirrors<H: Hosts>(
         Ok(other) => Err(VerbError::unexpected(other)),
         Err(e) => {
             for row in &started {
-                hosts.stop_instance(row);
+                hosts.stop_instance(row).await;
             }
             Err(e)
         }
@@ -473,7 +448,9 @@ pub async fn move_mirrors<H: Hosts>(
     let mut moves = Vec::new();
     for (row, loc, host) in &plan {
         let primary = cat.pair(row.content).expect("checked").primary;
-        hosts.start_mirror(&relocated_row(row, loc, host), &primary.endpoint())?;
+        hosts
+            .start_mirror(&relocated_row(row, loc, host), &primary.endpoint())
+            .await?;
         moves.push(relocation(row, loc, host));
     }
     let reply = admin(
@@ -487,14 +464,14 @@ pub async fn move_mirrors<H: Hosts>(
     match reply {
         Ok(AdminReply::Recorded(cat)) => {
             for (row, _, _) in &plan {
-                hosts.stop_instance(row);
+                hosts.stop_instance(row).await;
             }
             Ok((cat, config::render_backout(&lines)))
         }
         Ok(other) => Err(VerbError::unexpected(other)),
         Err(e) => {
             for (row, loc, host) in &plan {
-                hosts.stop_instance(&relocated_row(row, loc, host));
+                hosts.stop_instance(&relocated_row(row, loc, host)).await;
             }
             Err(e)
         }

@@ -10,6 +10,7 @@
 //! formats and their parsers are in [`config`]; the `state` report in [`state`]. The requests and
 //! reports are the wire layer's ([`crate::wire::admin`]), re-exported here.
 
+pub mod agents;
 pub mod config;
 pub mod driver;
 pub mod state;

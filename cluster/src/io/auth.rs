@@ -157,6 +157,23 @@ pub enum PeerIdentity {
     Admin,
     /// A database client.
     Client,
+    /// The agent of a host, named by [`PeerIdentity::agent`].
+    Agent {
+        host: u64,
+    },
+}
+
+impl PeerIdentity {
+    /// The identity of the agent of host `hostname`: the host is named by the first eight bytes
+    /// of the SHA-256 of its name, so the identity keeps a fixed size whatever the name.
+    pub fn agent(hostname: &str) -> PeerIdentity {
+        let digest = Sha256::digest(hostname.as_bytes());
+        let mut first = [0; 8];
+        first.copy_from_slice(&digest[..8]);
+        PeerIdentity::Agent {
+            host: u64::from_be_bytes(first),
+        }
+    }
 }
 
 impl fmt::Display for PeerIdentity {
@@ -167,6 +184,7 @@ impl fmt::Display for PeerIdentity {
             PeerIdentity::Segment { dbid } => write!(f, "segment (dbid {dbid})"),
             PeerIdentity::Admin => write!(f, "admin"),
             PeerIdentity::Client => write!(f, "client"),
+            PeerIdentity::Agent { host } => write!(f, "agent (host {host:016x})"),
         }
     }
 }

@@ -271,6 +271,8 @@ impl ServerLimits {
     /// stream; 750 leaves room for the coordinator's 500 and for sessions of a deposed
     /// coordinator (or of clients that gave up on a call) not yet noticed gone.
     pub const SEGMENT_MAX_CONNECTIONS: usize = 750;
+    /// An agent serves the verbs an operator runs and a supervisor's health checks.
+    pub const AGENT_MAX_CONNECTIONS: usize = 32;
     /// Greenplum's coordinator allows 250 client sessions; here one listener also takes the
     /// standby's catalog stream, administrative clients, and a client that reconnected after a
     /// call timed out while its old session still waits on a segment. The simulator's largest
@@ -281,6 +283,14 @@ impl ServerLimits {
     pub fn segment() -> ServerLimits {
         ServerLimits {
             max_connections: Self::SEGMENT_MAX_CONNECTIONS,
+            ..ServerLimits::default()
+        }
+    }
+
+    /// A host's agent: a few administration verbs and supervisors at a time.
+    pub fn agent() -> ServerLimits {
+        ServerLimits {
+            max_connections: Self::AGENT_MAX_CONNECTIONS,
             ..ServerLimits::default()
         }
     }

@@ -144,9 +144,13 @@ pub enum Fact {
 /// Which kind of process serves a connection (see [`Fact::Serving`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ServerKind {
-    Segment { dbid: Dbid },
+    Segment {
+        dbid: Dbid,
+    },
     Coordinator,
     Standby,
+    /// A host's agent.
+    Agent,
 }
 
 /// One attempt of a probe round (see [`Fact::FailoverDecided`]).

@@ -8,11 +8,13 @@
 //! - [`replication`]: the frames of a WAL stream.
 //! - [`standby`]: the standby coordinator's verbs, reports and catalog stream.
 //! - [`admin`]: the administration verbs and their reports.
+//! - [`agent`]: a host's agent and the verbs that act on its host.
 //!
 //! Every message type is re-exported here, so `crate::wire::SegmentRequest` names it whoever
 //! speaks it.
 
 pub mod admin;
+pub mod agent;
 pub mod client;
 pub mod replication;
 pub mod segment;
