@@ -1,5 +1,5 @@
 //! Production mode: every listening port of a running local cluster (the coordinator, a
-//! primary, a mirror) refuses peers that do not prove they hold the cluster secret, before it
+//! primary, a mirror, the host's agent) refuses peers that do not prove they hold the cluster secret, before it
 //! reads a request of theirs: a valid request frame sent with no handshake (among them a
 //! stranger's `StartReplication { from: 0 }` to the primary and `Promote { epoch: 1000 }` to the
 //! mirror), a wrong secret, a recorded handshake replayed, random bytes, a frame declaring
@@ -23,6 +23,7 @@ use cluster::io::auth::{
 use cluster::io::net::{decode_frame, encode_frame, Connection};
 use cluster::model::catalog::{Catalog, Role};
 use cluster::wal::TableKind;
+use cluster::wire::agent::{AgentRequest, StopMode};
 use cluster::wire::{ClientRequest, SegmentRequest};
 use support::{until, LocalCluster};
 
@@ -187,7 +188,7 @@ fn every_port_refuses_peers_without_the_secret_and_serves_the_cluster_afterwards
         content: 0,
         epoch: u64::MAX,
     });
-    let ports: Vec<Port> = vec![
+    let mut ports: Vec<Port> = vec![
         (
             "coordinator",
             c.coordinator.clone(),
@@ -220,6 +221,22 @@ fn every_port_refuses_peers_without_the_secret_and_serves_the_cluster_afterwards
             cluster::io::codec::encode(&SegmentRequest::ReplicationStatus),
         ),
     ];
+    let agent = c.file_json()["agents"][0].clone();
+    let agent = format!("{}:{}", agent["address"].as_str().unwrap(), agent["port"]);
+    ports.push((
+        "agent",
+        agent,
+        vec![
+            encode_frame(&AgentRequest::Stop {
+                dbid: 2,
+                address: "127.0.0.1".into(),
+                datadir: c.datadir("primary0").display().to_string(),
+                mode: StopMode::Immediate,
+            }),
+            encode_frame(&AgentRequest::Exit),
+        ],
+        cluster::io::codec::encode(&AgentRequest::Health),
+    ));
     let wrong = Credentials {
         keys: Keys::single(Secret::from_bytes([0x42; 32])),
         ..creds.clone()

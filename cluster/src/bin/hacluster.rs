@@ -17,6 +17,8 @@
 // A binary's root file looks for its modules beside it; these live in `hacluster/`.
 #[path = "hacluster/admin_cmd.rs"]
 mod admin_cmd;
+#[path = "hacluster/agent_cmd.rs"]
+mod agent_cmd;
 #[path = "hacluster/client_cmd.rs"]
 mod client_cmd;
 #[path = "hacluster/cluster_file.rs"]
@@ -79,21 +81,45 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         primaries_per_host: usize,
     },
-    /// Start every process of the cluster that is not running (gpstart): the coordinator, the
-    /// standby if there is one, every segment instance; each logs to DATADIR.log.
+    /// Start every process of the cluster that is not running (gpstart): each host's agent
+    /// (those of this machine's hosts that do not run yet), then through the agents the
+    /// coordinator, the standby if there is one, every segment instance; each logs to
+    /// DATADIR.log.
     Start {
         #[arg(long)]
         cluster: PathBuf,
         #[command(flatten)]
         test: TestOnly,
     },
-    /// Stop every process of the cluster (gpstop).
+    /// Stop every process of the cluster (gpstop), through each host's agent, then the
+    /// agents.
     Stop {
         #[arg(long)]
         cluster: PathBuf,
         /// fast and smart: SIGTERM and wait (every instance is crash-safe); immediate: SIGKILL.
         #[arg(short = 'M', long, value_enum, default_value = "fast")]
         mode: processes::StopMode,
+        /// Leave the hosts' agents running (as under a supervisor).
+        #[arg(long)]
+        keep_agents: bool,
+    },
+    /// Run the agent of one host until asked to exit or killed: it starts, stops and reports
+    /// the instances the cluster file places on that host, for the verbs (the ssh of the
+    /// gp utilities).
+    Agent {
+        #[arg(long)]
+        cluster: PathBuf,
+        /// The host, as the cluster file's `agents` list names it.
+        #[arg(long)]
+        host: String,
+        #[command(flatten)]
+        test: TestOnly,
+    },
+    /// Each host's agent, up or down, and the instances it reports; exit code 1 if one is
+    /// down (a supervisor's health check).
+    AgentStatus {
+        #[arg(long)]
+        cluster: PathBuf,
     },
     /// Run the coordinator (and its prober) until killed.
     Coordinator {
@@ -311,6 +337,10 @@ fn install_credentials(command: &Command) -> anyhow::Result<()> {
     use cluster::io::auth::PeerIdentity;
     let (path, identity) = match command {
         Command::InitLocal { .. } | Command::RotateSecret { .. } => return Ok(()),
+        Command::Agent { cluster, host, .. } => {
+            (secret_file::beside(cluster), PeerIdentity::agent(host))
+        }
+        Command::AgentStatus { cluster } => (secret_file::beside(cluster), PeerIdentity::Admin),
         Command::Start { cluster, .. }
         | Command::Stop { cluster, .. }
         | Command::Restart { cluster, .. }
@@ -378,21 +408,43 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             init_local(&dir, &host, base_port, shape)?
         }
-        Command::Start { cluster, test } => processes::start(
-            &ClusterFile::load(&cluster)?,
-            &cluster,
-            test.allow_planted_bugs,
-        )?,
-        Command::Stop { cluster, mode } => {
-            processes::stop(&ClusterFile::load(&cluster)?, &cluster, mode)?
+        Command::Start { cluster, test } => {
+            agent_cmd::start(
+                &ClusterFile::load(&cluster)?,
+                &cluster,
+                test.allow_planted_bugs,
+            )
+            .await?
         }
+        Command::Stop {
+            cluster,
+            mode,
+            keep_agents,
+        } => agent_cmd::stop(&ClusterFile::load(&cluster)?, &cluster, mode, keep_agents).await?,
         Command::Restart { cluster, test } => {
             let file = ClusterFile::load(&cluster)?;
-            print!(
-                "{}",
-                processes::stop(&file, &cluster, processes::StopMode::Fast)?
-            );
-            processes::start(&file, &cluster, test.allow_planted_bugs)?
+            let stop = processes::StopMode::Fast;
+            print!("{}", agent_cmd::stop(&file, &cluster, stop, true).await?);
+            agent_cmd::start(&file, &cluster, test.allow_planted_bugs).await?
+        }
+        Command::Agent {
+            cluster,
+            host,
+            test,
+        } => {
+            until_signalled(agent_cmd::serve(&cluster, &host, test.allow_planted_bugs))
+                .await?
+                .transpose()?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::AgentStatus { cluster } => {
+            let (text, all_up) = agent_cmd::status(&ClusterFile::load(&cluster)?).await?;
+            print!("{text}");
+            return Ok(if all_up {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         Command::Coordinator { cluster, test } => return serve_coordinator(&cluster, test).await,
         Command::Segment {
@@ -463,7 +515,7 @@ async fn admin_verb(command: Command) -> anyhow::Result<ExitCode> {
             output,
             cluster,
         } => {
-            let hosts = admin_cmd::ProcessHosts::new(cluster);
+            let hosts = agent_cmd::LocalAgents::new(cluster);
             admin_cmd::recoverseg(&mut target.client(), &hosts, full, rebalance, input, output)
                 .await?
         }
@@ -475,7 +527,7 @@ async fn admin_verb(command: Command) -> anyhow::Result<ExitCode> {
             output,
             cluster,
         } => {
-            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
+            let hosts = agent_cmd::LocalAgents::new(Some(cluster));
             admin_cmd::add_mirrors(
                 &mut target.client(),
                 &hosts,
@@ -491,7 +543,7 @@ async fn admin_verb(command: Command) -> anyhow::Result<ExitCode> {
             input,
             cluster,
         } => {
-            let hosts = admin_cmd::ProcessHosts::new(Some(cluster));
+            let hosts = agent_cmd::LocalAgents::new(Some(cluster));
             admin_cmd::move_mirrors(&mut target.client(), &hosts, input).await?
         }
         Command::InitStandby(args) => format!("{}\n", standby_cmd::init_standby(args).await?),

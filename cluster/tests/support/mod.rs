@@ -175,9 +175,14 @@ impl Drop for LocalCluster {
             .arg(&self.file)
             .output();
         // Whatever else runs on a directory of this cluster (a process started by hand, or by
-        // a cluster file the test rewrote): its lock file names it.
+        // a cluster file the test rewrote), and every host's agent: its lock file names it.
         for path in walk(&self.dir) {
-            if path.file_name().is_some_and(|n| n == "instance.pid") {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let agent = name.starts_with("agent-") && name.ends_with(".pid");
+            if name == "instance.pid" || agent {
                 if let Some(pid) = std::fs::read_to_string(&path)
                     .ok()
                     .and_then(|t| t.lines().next().map(|l| l.trim().to_string()))

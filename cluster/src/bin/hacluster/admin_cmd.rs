@@ -1,161 +1,22 @@
 //! The administration verbs over real I/O: `recoverseg`, `add-mirrors`, `move-mirrors`,
 //! `state`. They run [`cluster::admin::driver`] against the coordinator; where a verb needs a
-//! new instance process (a mirror on a new host or directory, or a full copy in place),
-//! [`ProcessHosts`] makes its data directory anew, records it in the cluster file and starts
-//! `hacluster segment` for it, detached, logging to `DATADIR.log`. The process of a moved
-//! instance is stopped through its data directory's lock (see [`crate::processes`]).
+//! new instance process (a mirror on a new host or directory, or a full copy in place), the
+//! agent of its host ([`crate::agent_cmd`]) makes its data directory anew, records it in the
+//! cluster file and starts `hacluster segment` for it; a moved instance is stopped the same
+//! way.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::PathBuf;
 
 use anyhow::Context;
 
-use cluster::admin::driver::{
-    self, HostError, Hosts, MirrorSource, RecoverOptions, RecoverOutcome,
-};
+use cluster::admin::driver::{self, Hosts, MirrorSource, RecoverOptions, RecoverOutcome};
 use cluster::admin::state::View;
 use cluster::client::Client;
-use cluster::model::catalog::SegmentConfig;
-
-use super::cluster_file::{ClusterFile, SegmentEntry};
-use super::processes;
-
-/// Hosts of a local cluster: every "host" is an address of this machine.
-pub struct ProcessHosts {
-    cluster_file: Option<PathBuf>,
-    lock: Mutex<()>,
-}
-
-impl ProcessHosts {
-    pub fn new(cluster_file: Option<PathBuf>) -> ProcessHosts {
-        ProcessHosts {
-            cluster_file,
-            lock: Mutex::new(()),
-        }
-    }
-
-    fn file(&self) -> Result<(&Path, ClusterFile), String> {
-        let path = self
-            .cluster_file
-            .as_deref()
-            .ok_or("this verb starts instance processes: name the cluster file with --cluster")?;
-        let file = ClusterFile::load(path).map_err(|e| format!("{e:#}"))?;
-        Ok((path, file))
-    }
-}
-
-impl Hosts for ProcessHosts {
-    fn hostname_of(&self, address: &str) -> Option<String> {
-        // A local cluster's hosts are names for addresses of this machine.
-        let file = self.file().ok().map(|(_, f)| f);
-        if let Some(file) = file {
-            if let Some(s) = file
-                .segments
-                .iter()
-                .find(|s| s.address == address || s.hostname == address)
-            {
-                return Some(s.hostname.clone());
-            }
-        }
-        address
-            .parse::<std::net::IpAddr>()
-            .ok()
-            .map(|_| address.to_string())
-    }
-
-    fn start_mirror(&self, row: &SegmentConfig, _primary: &str) -> Result<(), HostError> {
-        let failed = |step: String| {
-            move |e: anyhow::Error| HostError::Failed {
-                step,
-                detail: format!("{e:#}"),
-            }
-        };
-        let _one = self.lock.lock().unwrap();
-        let (path, mut file) = self.file().map_err(|detail| HostError::Failed {
-            step: "read the cluster file".into(),
-            detail,
-        })?;
-        let datadir = PathBuf::from(&row.datadir);
-        if let Some(pid) = processes::running(&datadir) {
-            return Err(HostError::InUse {
-                datadir: datadir.display().to_string(),
-                pid,
-            });
-        }
-        if datadir.exists() {
-            std::fs::remove_dir_all(&datadir)
-                .map_err(|e| failed(format!("wipe {}", datadir.display()))(e.into()))?;
-        }
-        let entry = SegmentEntry {
-            dbid: row.dbid,
-            content: row.content,
-            role: row.preferred_role,
-            hostname: row.hostname.clone(),
-            address: row.address.clone(),
-            port: row.port,
-            datadir: datadir.clone(),
-        };
-        match file.segments.iter_mut().find(|s| s.dbid == row.dbid) {
-            Some(s) => *s = entry,
-            None => file.segments.push(entry),
-        }
-        file.store(path)
-            .map_err(failed(format!("write {}", path.display())))?;
-        // The instance's data directory is made here, as a full copy makes it: the instance
-        // itself never makes one.
-        crate::cluster_file::make_data_directory(&file, &datadir, row.dbid, row.content)
-            .map_err(failed(format!("make {}", datadir.display())))?;
-        let mut args: Vec<std::ffi::OsString> =
-            vec!["segment".into(), "--cluster".into(), path.into()];
-        // A new directory waits for its copy as a mirror, whatever role the file gives it.
-        args.extend([
-            "--dbid".into(),
-            row.dbid.to_string().into(),
-            "--new-mirror".into(),
-        ]);
-        if file.allow_planted_bugs {
-            args.push("--allow-planted-bugs".into());
-        }
-        let log = processes::log_path(&datadir);
-        let pid = processes::spawn_detached(&args, &log)
-            .map_err(failed(format!("start dbid {}", row.dbid)))?;
-        // The coordinator asks it to copy as soon as this returns.
-        let within = std::time::Duration::from_secs(10);
-        if !processes::wait_listening(&row.endpoint(), within) {
-            return Err(HostError::NotListening {
-                dbid: row.dbid,
-                pid,
-                endpoint: row.endpoint(),
-                secs: within.as_secs(),
-                log: log.display().to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    fn new_address(&self, hostname: &str, _nth: usize) -> Option<String> {
-        // Instances of a local cluster's host share its address.
-        let (_, file) = self.file().ok()?;
-        file.segments
-            .iter()
-            .find(|s| s.hostname == hostname)
-            .map(|s| s.address.clone())
-    }
-
-    fn stop_instance(&self, row: &SegmentConfig) {
-        let name = format!("dbid {}", row.dbid);
-        if let Err(e) =
-            processes::stop_one(&name, Path::new(&row.datadir), processes::StopMode::Fast)
-        {
-            tracing::warn!("{e:#}");
-        }
-    }
-}
 
 /// `recoverseg`: prints what happened; writes `-o`'s sample.
 pub async fn recoverseg(
     client: &mut Client,
-    hosts: &ProcessHosts,
+    hosts: &impl Hosts,
     full: bool,
     rebalance: bool,
     input: Option<PathBuf>,
@@ -203,7 +64,7 @@ pub async fn recoverseg(
 /// `add-mirrors -p OFFSET | -i FILE | -o FILE`.
 pub async fn add_mirrors(
     client: &mut Client,
-    hosts: &ProcessHosts,
+    hosts: &impl Hosts,
     offset: Option<u16>,
     layout: cluster::model::layout::Layout,
     input: Option<PathBuf>,
@@ -244,7 +105,7 @@ pub async fn add_mirrors(
 /// `move-mirrors -i FILE`: writes the backout file beside the input.
 pub async fn move_mirrors(
     client: &mut Client,
-    hosts: &ProcessHosts,
+    hosts: &impl Hosts,
     input: PathBuf,
 ) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(&input)

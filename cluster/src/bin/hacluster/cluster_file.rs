@@ -41,6 +41,9 @@ pub struct ClusterFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<StandbyEntry>,
     pub segments: Vec<SegmentEntry>,
+    /// Each host's agent: where it listens. The verbs act on a host through its agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentEntry>,
     pub replication: ReplicationMode,
     pub probe: ProbeEntry,
     pub mirror_down_grace_period_ms: u64,
@@ -85,6 +88,21 @@ pub struct StandbyEntry {
 }
 
 impl StandbyEntry {
+    pub fn endpoint(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+}
+
+/// A host's agent (`hacluster agent --host HOSTNAME`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub hostname: String,
+    pub address: String,
+    pub port: u16,
+}
+
+impl AgentEntry {
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.address, self.port)
     }
@@ -168,6 +186,7 @@ pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFi
             segment(2, Role::Primary, port(1)?, "primary0"),
             segment(3, Role::Mirror, port(2)?, "mirror0"),
         ],
+        agents: Vec::new(),
         replication: ReplicationMode::Sync,
         probe: ProbeEntry {
             probe_interval_ms: 1000,
@@ -283,10 +302,11 @@ pub fn init_local(
             path.display()
         );
     }
-    let file = match shape {
+    let mut file = match shape {
         None => local(&dir, host, base_port)?,
         Some(shape) => local_with_shape(&dir, host, base_port, shape)?,
     };
+    file.place_agents()?;
     file.validate()?;
     file.check_ports_free()?;
     for (datadir, _, _) in file.data_directories() {
@@ -380,6 +400,7 @@ impl ClusterFile {
         self.check_contents()?;
         self.cluster_id()?;
         self.check_standby(&mut endpoints, &mut datadirs)?;
+        self.check_agents(&mut endpoints)?;
         self.check_datadirs_absolute()?;
         self.check_settings()?;
         self.named_bugs()?;
@@ -478,6 +499,89 @@ impl ClusterFile {
                 "standby.datadir: {} is already used by another instance",
                 standby.datadir.display()
             );
+        }
+        Ok(())
+    }
+
+    /// Each agent entry: one per host, on a port of its own.
+    fn check_agents(&self, endpoints: &mut BTreeSet<String>) -> anyhow::Result<()> {
+        let mut hosts = BTreeSet::new();
+        for (i, agent) in self.agents.iter().enumerate() {
+            if agent.hostname.is_empty() {
+                bail!("agents[{i}].hostname: empty");
+            }
+            if !hosts.insert(&agent.hostname) {
+                bail!(
+                    "agents[{i}].hostname: host {} has two agents; a host has one",
+                    agent.hostname
+                );
+            }
+            if agent.port == 0 {
+                bail!("agents[{i}].port: 0 is not a port");
+            }
+            if !endpoints.insert(agent.endpoint()) {
+                bail!(
+                    "agents[{i}].port: {} is already used by an instance or another agent",
+                    agent.endpoint()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent of host `hostname`, if the file names one.
+    pub fn agent_of(&self, hostname: &str) -> Option<&AgentEntry> {
+        self.agents.iter().find(|a| a.hostname == hostname)
+    }
+
+    /// Every host the file places an instance on, the coordinator's first, each once.
+    pub fn hostnames(&self) -> Vec<String> {
+        let mut names = vec![self.coordinator.hostname.clone()];
+        names.extend(self.standby.iter().map(|s| s.hostname.clone()));
+        names.extend(self.segments.iter().map(|s| s.hostname.clone()));
+        let mut seen = BTreeSet::new();
+        names.retain(|n| seen.insert(n.clone()));
+        names
+    }
+
+    /// Gives every host an agent, at the address of the host's first instance, on the ports
+    /// from two above the highest one the file uses (the one between is left for a standby).
+    pub fn place_agents(&mut self) -> anyhow::Result<()> {
+        let highest = std::iter::once(self.coordinator.port)
+            .chain(self.standby.iter().map(|s| s.port))
+            .chain(self.segments.iter().map(|s| s.port))
+            .chain(self.agents.iter().map(|a| a.port))
+            .max()
+            .unwrap_or(0);
+        let mut next = highest.saturating_add(1);
+        for host in self.hostnames() {
+            if self.agent_of(&host).is_some() {
+                continue;
+            }
+            let address = if self.coordinator.hostname == host {
+                self.coordinator.address.clone()
+            } else {
+                self.standby
+                    .iter()
+                    .filter(|s| s.hostname == host)
+                    .map(|s| s.address.clone())
+                    .chain(
+                        self.segments
+                            .iter()
+                            .filter(|s| s.hostname == host)
+                            .map(|s| s.address.clone()),
+                    )
+                    .next()
+                    .expect("a host of the file has an instance")
+            };
+            next = next
+                .checked_add(1)
+                .context("no port is left above the instances' for the agents")?;
+            self.agents.push(AgentEntry {
+                hostname: host,
+                address,
+                port: next,
+            });
         }
         Ok(())
     }
@@ -608,7 +712,11 @@ impl ClusterFile {
             .segments
             .iter()
             .map(|s| (format!("dbid {}", s.dbid), s.endpoint()));
-        for (who, endpoint) in coordinator.chain(segments) {
+        let agents = self
+            .agents
+            .iter()
+            .map(|a| (format!("the agent of host {}", a.hostname), a.endpoint()));
+        for (who, endpoint) in coordinator.chain(segments).chain(agents) {
             TcpListener::bind(&endpoint)
                 .with_context(|| format!("{endpoint} ({who}) is not free"))?;
         }

@@ -37,7 +37,13 @@ impl DataDirLock {
                 datadir.display()
             );
         }
-        let path = datadir.join(PID_FILE);
+        DataDirLock::acquire_file(&datadir.join(PID_FILE), what, "data directory lock")
+    }
+
+    /// Locks the file `path` (made if missing) for this process, which runs `what`; `kind`
+    /// names what it guards in a refusal.
+    pub fn acquire_file(path: &Path, what: &str, kind: &str) -> anyhow::Result<DataDirLock> {
+        let path = path.to_path_buf();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -52,8 +58,7 @@ impl DataDirLock {
                     .map(|pid| format!("pid {pid}"))
                     .unwrap_or_else(|| "another process".into());
                 bail!(
-                    "data directory {} is in use by {holder} ({}): another instance runs on it; nothing was changed",
-                    datadir.display(),
+                    "{kind} {} is in use by {holder}: another process runs on it; nothing was changed",
                     path.display()
                 );
             }
@@ -91,6 +96,25 @@ pub fn running(datadir: &Path) -> Option<u32> {
         Err(TryLockError::WouldBlock) => read_pid(&mut file),
         Err(TryLockError::Error(_)) => None,
     }
+}
+
+/// The process running on `datadir` now and what it said it runs (the lock file's second
+/// line: `coordinator`, `segment --dbid 2`, ...).
+pub fn holder(datadir: &Path) -> Option<(u32, String)> {
+    let pid = running(datadir)?;
+    let text = std::fs::read_to_string(datadir.join(PID_FILE)).unwrap_or_default();
+    Some((
+        pid,
+        text.lines().nth(1).unwrap_or_default().trim().to_string(),
+    ))
+}
+
+/// Whether a lock file's `what` names instance `dbid`; dbid 1 is the acting coordinator,
+/// which is an activated standby's process once a standby was activated.
+pub fn runs_dbid(what: &str, dbid: cluster::model::catalog::Dbid) -> bool {
+    what == format!("segment --dbid {dbid}")
+        || what == format!("standby --dbid {dbid}")
+        || (dbid == 1 && (what == "coordinator" || what.starts_with("standby --dbid ")))
 }
 
 /// Whether process `pid` is alive (a zombie is not).
@@ -134,7 +158,7 @@ pub fn spawn_detached(args: &[OsString], log: &Path) -> anyhow::Result<u32> {
         .open(log)
         .with_context(|| format!("cannot open the log {}", log.display()))?;
     let err = out.try_clone()?;
-    let child = Command::new(std::env::current_exe().context("cannot find hacluster")?)
+    let mut child = Command::new(std::env::current_exe().context("cannot find hacluster")?)
         .args(args)
         .stdin(Stdio::null())
         .stdout(out)
@@ -142,12 +166,20 @@ pub fn spawn_detached(args: &[OsString], log: &Path) -> anyhow::Result<u32> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("cannot start hacluster {:?}", args))?;
-    Ok(child.id())
+    let pid = child.id();
+    // Reaped when it exits, so that a long-lived starter (a host's agent) keeps no zombies.
+    std::thread::spawn(move || child.wait());
+    Ok(pid)
 }
 
 /// One process of a cluster: what it is, how it is started, where its data is.
 pub struct ClusterProcess {
     pub name: String,
+    pub dbid: cluster::model::catalog::Dbid,
+    /// What runs: "coordinator", "standby" or "segment".
+    pub kind: &'static str,
+    /// The host it runs on, as the file names it.
+    pub hostname: String,
     pub args: Vec<OsString>,
     pub datadir: PathBuf,
     /// Where it listens once started.
@@ -167,6 +199,9 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
     };
     let mut procs = vec![ClusterProcess {
         name: "coordinator".into(),
+        dbid: 1,
+        kind: "coordinator",
+        hostname: file.coordinator.hostname.clone(),
         args: with("coordinator", &[]),
         datadir: file.coordinator.datadir.clone(),
         endpoint: file.coordinator.endpoint(),
@@ -174,6 +209,9 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
     if let Some(standby) = &file.standby {
         procs.push(ClusterProcess {
             name: format!("standby dbid {}", standby.dbid),
+            dbid: standby.dbid,
+            kind: "standby",
+            hostname: standby.hostname.clone(),
             args: with("standby", &[]),
             datadir: standby.datadir.clone(),
             endpoint: standby.endpoint(),
@@ -182,6 +220,9 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
     for s in &file.segments {
         procs.push(ClusterProcess {
             name: format!("segment dbid {}", s.dbid),
+            dbid: s.dbid,
+            kind: "segment",
+            hostname: s.hostname.clone(),
             args: with("segment", &["--dbid".into(), s.dbid.to_string()]),
             datadir: s.datadir.clone(),
             endpoint: s.endpoint(),
@@ -201,70 +242,69 @@ pub enum StopMode {
     Immediate,
 }
 
-/// Starts every process of the cluster that is not running, and waits until each listens (as
-/// gpstart waits for its instances); one line each. A process that exits instead (a refused
-/// data directory, a port in use) fails the verb, quoting the end of its log.
-pub fn start(file: &ClusterFile, path: &Path, allow_bugs: bool) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let mut started = Vec::new();
-    for p in cluster_processes(file, path, allow_bugs) {
-        if let Some(pid) = running(&p.datadir) {
-            out.push_str(&format!("{}: already running (pid {pid})\n", p.name));
-            continue;
-        }
-        let log = log_path(&p.datadir);
-        let pid = spawn_detached(&p.args, &log)?;
-        out.push_str(&format!(
-            "{}: started pid {pid}, log {}\n",
-            p.name,
-            log.display()
-        ));
-        started.push((p, pid));
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (p, pid) in started {
-        loop {
-            if std::net::TcpStream::connect(&p.endpoint).is_ok() {
-                break;
-            }
-            if !alive(pid) || Instant::now() > deadline {
-                let log = log_path(&p.datadir);
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(3).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                bail!(
-                    "{out}{} (pid {pid}) {} at {}; the end of {}:\n{}",
-                    p.name,
-                    if alive(pid) {
-                        "does not listen"
-                    } else {
-                        "exited instead of listening"
-                    },
-                    p.endpoint,
-                    log.display(),
-                    tail.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+impl From<StopMode> for cluster::wire::agent::StopMode {
+    fn from(mode: StopMode) -> Self {
+        match mode {
+            StopMode::Fast => cluster::wire::agent::StopMode::Fast,
+            StopMode::Smart => cluster::wire::agent::StopMode::Smart,
+            StopMode::Immediate => cluster::wire::agent::StopMode::Immediate,
         }
     }
-    Ok(out)
 }
 
-/// Stops every running process of the cluster (the coordinator first, so no new work starts);
-/// waits up to 10 s for each to release its data directory. One line each.
-pub fn stop(file: &ClusterFile, path: &Path, mode: StopMode) -> anyhow::Result<String> {
-    let mut out = String::new();
-    for p in cluster_processes(file, path, false) {
-        out.push_str(&stop_one(&p.name, &p.datadir, mode)?);
+impl From<cluster::wire::agent::StopMode> for StopMode {
+    fn from(mode: cluster::wire::agent::StopMode) -> Self {
+        match mode {
+            cluster::wire::agent::StopMode::Fast => StopMode::Fast,
+            cluster::wire::agent::StopMode::Smart => StopMode::Smart,
+            cluster::wire::agent::StopMode::Immediate => StopMode::Immediate,
+        }
     }
-    Ok(out)
+}
+
+/// Starts `p` unless it runs, and waits until it listens (as gpstart waits for its
+/// instances); its line. A process that exits instead (a refused data directory, a port in
+/// use) fails, quoting the end of its log.
+pub fn start_one(p: &ClusterProcess) -> anyhow::Result<String> {
+    if let Some(pid) = running(&p.datadir) {
+        return Ok(format!("{}: already running (pid {pid})", p.name));
+    }
+    let log = log_path(&p.datadir);
+    let pid = spawn_detached(&p.args, &log)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(&p.endpoint).is_ok() {
+            return Ok(format!(
+                "{}: started pid {pid}, log {}",
+                p.name,
+                log.display()
+            ));
+        }
+        if !alive(pid) || Instant::now() > deadline {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "{} (pid {pid}) {} at {}; the end of {}:\n{}",
+                p.name,
+                if alive(pid) {
+                    "does not listen"
+                } else {
+                    "exited instead of listening"
+                },
+                p.endpoint,
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Stops the process running on `datadir`, if one does; its line.
 pub fn stop_one(name: &str, datadir: &Path, mode: StopMode) -> anyhow::Result<String> {
     let Some(pid) = running(datadir) else {
-        return Ok(format!("{name}: not running\n"));
+        return Ok(format!("{name}: not running"));
     };
     let signal = match mode {
         StopMode::Fast | StopMode::Smart => "-TERM",
@@ -282,7 +322,7 @@ pub fn stop_one(name: &str, datadir: &Path, mode: StopMode) -> anyhow::Result<St
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Ok(format!("{name}: stopped pid {pid}\n"))
+    Ok(format!("{name}: stopped pid {pid}"))
 }
 
 #[cfg(test)]
