@@ -29,6 +29,7 @@ use cluster::io::auth::{Keys, PeerIdentity, Secret, SECRET_BYTES};
 use cluster::io::net::{self, Connection};
 use cluster::io::runtime::replays;
 use cluster::model::catalog::SegmentConfig;
+use cluster::wire::agent::{AgentRequest, StopMode};
 use cluster::wire::{AdminRequest, ClientRequest, Op, SegmentRequest, StandbyRequest, WalFeedback};
 
 /// The intruder's host address (outside every range the world and the clients use).
@@ -69,6 +70,7 @@ pub enum TargetKind {
     Segment,
     Coordinator,
     Standby,
+    Agent,
 }
 
 /// One attempt, as the intruder made it.
@@ -136,6 +138,7 @@ enum Msg {
     Segment(SegmentRequest),
     Feedback(WalFeedback),
     Client(ClientRequest),
+    Agent(AgentRequest),
 }
 
 impl Msg {
@@ -144,6 +147,7 @@ impl Msg {
             Msg::Segment(m) => net::encode_frame(m),
             Msg::Feedback(m) => net::encode_frame(m),
             Msg::Client(m) => net::encode_frame(m),
+            Msg::Agent(m) => net::encode_frame(m),
         }
     }
 
@@ -159,6 +163,7 @@ impl Msg {
             Msg::Segment(m) => conn.send(m).await,
             Msg::Feedback(m) => conn.send(m).await,
             Msg::Client(m) => conn.send(m).await,
+            Msg::Agent(m) => conn.send(m).await,
         }
     }
 }
@@ -247,6 +252,32 @@ fn segment_attacks(s: &SegmentConfig, mode: Mode) -> Vec<(&'static str, Vec<Msg>
             ],
         ),
     ]
+}
+
+/// The attacks on the agent of a host whose instances are `here`: stop one, wipe one's data
+/// directory by starting an empty mirror over it, and stop the agent.
+fn agent_attacks(here: &[SegmentConfig], mode: Mode) -> Vec<(&'static str, Vec<Msg>)> {
+    let agent = |m| Msg::Agent(m);
+    let mut attacks = vec![("agent-exit", vec![agent(AgentRequest::Exit)])];
+    if let Some(s) = here.get((mode as usize) % here.len().max(1)) {
+        attacks.push((
+            "agent-stop",
+            vec![agent(AgentRequest::Stop {
+                dbid: s.dbid,
+                address: s.address.clone(),
+                datadir: s.datadir.clone(),
+                mode: StopMode::Immediate,
+            })],
+        ));
+        attacks.push((
+            "agent-start-mirror",
+            vec![agent(AgentRequest::StartMirror {
+                row: s.clone(),
+                primary: format!("{IP}:7777"),
+            })],
+        ));
+    }
+    attacks
 }
 
 fn coordinator_attacks(
@@ -381,6 +412,7 @@ pub fn start(
     start_ms: u64,
     segments: Vec<SegmentConfig>,
     coordinators: Vec<String>,
+    agents: Vec<(String, String)>,
     log: Arc<Mutex<Log>>,
 ) -> madsim::task::JoinHandle<()> {
     let node = handle
@@ -392,7 +424,7 @@ pub fn start(
     own.keys = Keys::single(plan.secret.clone());
     cluster::io::runtime::credentials::install_on(node.id(), Arc::new(own));
     replays::keep_handshakes(true);
-    node.spawn(attack(plan, start_ms, segments, coordinators, log))
+    node.spawn(attack(plan, start_ms, segments, coordinators, agents, log))
 }
 
 async fn attack(
@@ -400,6 +432,7 @@ async fn attack(
     start_ms: u64,
     segments: Vec<SegmentConfig>,
     coordinators: Vec<String>,
+    agents: Vec<(String, String)>,
     log: Arc<Mutex<Log>>,
 ) {
     for at in plan.times_ms.clone() {
@@ -412,7 +445,7 @@ async fn attack(
             targets.push((
                 format!("{}:{}", s.address, s.port),
                 TargetKind::Segment,
-                Some(s),
+                None,
             ));
         }
         for (i, c) in coordinators.iter().enumerate() {
@@ -423,12 +456,29 @@ async fn attack(
             };
             targets.push((c.clone(), kind, None));
         }
-        for (addr, kind, segment) in targets {
+        for (host, addr) in &agents {
+            targets.push((addr.clone(), TargetKind::Agent, Some(host)));
+        }
+        for (addr, kind, host) in targets {
             let draw = plan.rng.next_u32();
             let mode = [Mode::Plain, Mode::WrongSecret, Mode::Replayed][(draw % 3) as usize];
-            let attacks = match segment {
-                Some(s) => segment_attacks(s, mode),
-                None => coordinator_attacks(&addr, mode, &segments),
+            let attacks = match (kind, host) {
+                (TargetKind::Segment, _) => {
+                    let s = segments
+                        .iter()
+                        .find(|s| format!("{}:{}", s.address, s.port) == addr)
+                        .expect("a segment target is an instance");
+                    segment_attacks(s, mode)
+                }
+                (TargetKind::Agent, Some(host)) => {
+                    let here: Vec<SegmentConfig> = segments
+                        .iter()
+                        .filter(|s| &s.hostname == host)
+                        .cloned()
+                        .collect();
+                    agent_attacks(&here, mode)
+                }
+                _ => coordinator_attacks(&addr, mode, &segments),
             };
             let target = Target {
                 addr,

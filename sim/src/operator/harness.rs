@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use cluster::admin::agents::{AgentHosts, HostMap};
 use cluster::admin::{HostError, Hosts};
 use cluster::model::catalog::SegmentConfig;
 
@@ -34,24 +35,65 @@ impl SimHosts {
     }
 }
 
+impl SimHosts {
+    /// Shares `world` with the run's tasks and its hosts' agents.
+    pub fn new(world: World, cfg: &crate::config::RunConfig) -> SimHosts {
+        SimHosts {
+            world: world.share(cfg),
+            steps: Default::default(),
+            cfg: Arc::new(cfg.clone()),
+        }
+    }
+
+    /// The verbs' view of the hosts: through their agents.
+    fn agents(&self) -> AgentHosts<WorldMap> {
+        AgentHosts::new(WorldMap(self.world.clone()))
+    }
+}
+
+/// What the verbs know of the simulated hosts: names, free addresses, where agents listen.
+pub struct WorldMap(Arc<Mutex<World>>);
+
+impl HostMap for WorldMap {
+    fn hostname_of(&self, address: &str) -> Option<String> {
+        self.0.lock().unwrap().hostname_of(address)
+    }
+
+    fn new_address(&self, hostname: &str, nth: usize) -> Option<String> {
+        self.0.lock().unwrap().free_address(hostname, nth)
+    }
+
+    fn agent_of(&self, hostname: &str) -> Option<String> {
+        let known = self.0.lock().unwrap().hosts.contains_key(hostname);
+        known
+            .then(|| crate::world::agents::agent_endpoint(hostname))
+            .flatten()
+    }
+}
+
 impl Hosts for SimHosts {
     fn hostname_of(&self, address: &str) -> Option<String> {
         self.world.lock().unwrap().hostname_of(address)
     }
 
-    fn start_mirror(&self, row: &SegmentConfig, primary: &str) -> Result<(), HostError> {
-        self.world
-            .lock()
-            .unwrap()
-            .start_mirror(&self.cfg, row, primary)
+    fn start_mirror(
+        &self,
+        row: &SegmentConfig,
+        primary: &str,
+    ) -> impl std::future::Future<Output = Result<(), HostError>> + Send {
+        let agents = self.agents();
+        let (row, primary) = (row.clone(), primary.to_string());
+        async move { agents.start_mirror(&row, &primary).await }
     }
 
     fn new_address(&self, hostname: &str, nth: usize) -> Option<String> {
         self.world.lock().unwrap().free_address(hostname, nth)
     }
 
-    fn stop_instance(&self, row: &SegmentConfig) {
-        self.world.lock().unwrap().stop_instance(row)
+    fn stop_instance(&self, row: &SegmentConfig) -> impl std::future::Future<Output = ()> + Send {
+        let agents = self.agents();
+        let row = row.clone();
+        async move { agents.stop_instance(&row).await }
     }
 }
 
@@ -68,7 +110,8 @@ impl AdminHarness {
     pub fn build(cfg: &crate::config::RunConfig, seed: u64) -> AdminHarness {
         let world = World::build(cfg, seed);
         let coordinator = world.coordinator_addr.clone();
-        let world = Arc::new(Mutex::new(world));
+        let hosts = SimHosts::new(world, cfg);
+        let world = hosts.world.clone();
         let node = madsim::runtime::Handle::current()
             .create_node()
             .name("admin")
@@ -76,11 +119,7 @@ impl AdminHarness {
             .build();
         crate::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Admin);
         AdminHarness {
-            hosts: SimHosts {
-                world: world.clone(),
-                steps: Default::default(),
-                cfg: Arc::new(cfg.clone()),
-            },
+            hosts,
             world,
             coordinator,
             node,

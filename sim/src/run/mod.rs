@@ -557,11 +557,12 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let with_standby = world.standby.is_some();
     let contents = world.contents();
     let segments = world.segments.clone();
-    let hosts = SimHosts {
-        world: std::sync::Arc::new(std::sync::Mutex::new(world)),
-        steps: Default::default(),
-        cfg: std::sync::Arc::new(cfg.clone()),
-    };
+    let agents: Vec<(String, String)> = world
+        .hosts
+        .keys()
+        .filter_map(|h| crate::world::agents::agent_endpoint(h).map(|a| (h.clone(), a)))
+        .collect();
+    let hosts = SimHosts::new(world, &cfg);
     let watch = (cfg.operator && with_standby).then(|| (seed, addrs.clone(), stop_at_ms));
     let points = points::Points::start(&hosts, seed, start_ms, &faults, &segments);
     let intruder_log = std::sync::Arc::new(std::sync::Mutex::new(crate::intruder::Log::default()));
@@ -573,6 +574,7 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             start_ms,
             segments.clone(),
             addrs.clone(),
+            agents,
             intruder_log.clone(),
         );
         (rounds, task)

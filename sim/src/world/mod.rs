@@ -6,6 +6,7 @@
 //! the standby coordinator's host ([`standby_host`]) and the coordinator pair in randomized
 //! runs: crashes, fencing, activation ([`coordinator_pair`]).
 
+pub mod agents;
 pub mod coordinator_pair;
 pub mod credentials;
 pub mod damage;
@@ -104,7 +105,7 @@ impl Process {
     }
 
     /// Whether an instance is configured to run in this process.
-    fn slot_in_use(&self) -> bool {
+    pub(crate) fn slot_in_use(&self) -> bool {
         self.slot
             .as_ref()
             .is_some_and(|s| s.lock().unwrap().is_some())
@@ -150,6 +151,8 @@ pub struct World {
     pub activation_began_ms: Option<u64>,
     /// Where every instance's data directory lies, for the checkers that read the disks.
     pub dirs: crate::world::dirs::DataDirs,
+    /// How the hosts' agents reach this world once it is shared ([`World::share`]).
+    pub(crate) agent_link: agents::AgentLink,
     /// The table files faults damaged on purpose, for the block-damage checker.
     pub damage: crate::world::damage::InjectedDamage,
     /// Bits the catalog bit flip turned in a coordinator host's catalog WAL: the host, the
@@ -237,6 +240,7 @@ impl World {
             activation_began_ms: None,
             dirs: Default::default(),
             damage: Default::default(),
+            agent_link: Default::default(),
             catalog_wal_flips: Vec::new(),
             coordinator_pair_touched: false,
         };
@@ -251,6 +255,9 @@ impl World {
         }
         if cfg.standby {
             world.add_standby_host(cfg);
+        }
+        for name in &segment_hosts {
+            world.add_agent(name);
         }
         world
     }
@@ -485,6 +492,7 @@ impl World {
                 processes: Vec::new(),
             },
         );
+        self.add_agent(name);
         info!(host = name, "spare host added");
         format!("10.{n}.0")
     }
@@ -615,11 +623,16 @@ impl World {
     /// Stops the instance process at `row`'s address for good: it runs nothing from now on,
     /// even when its host restarts.
     pub fn stop_instance(&mut self, row: &SegmentConfig) {
-        let Some(host) = self.hosts.get_mut(&row.hostname) else {
+        self.stop_instance_at(&row.hostname, &row.address, row.dbid)
+    }
+
+    /// [`World::stop_instance`] for the process at `address` on `host` (instance `dbid`).
+    pub fn stop_instance_at(&mut self, host: &str, address: &str, dbid: u16) {
+        let Some(h) = self.hosts.get_mut(host) else {
             return;
         };
-        for p in host.processes.iter_mut() {
-            if p.ip.to_string() == row.address {
+        for p in h.processes.iter_mut() {
+            if p.ip.to_string() == address {
                 if let Some(slot) = &p.slot {
                     *slot.lock().unwrap() = None;
                 }
@@ -629,7 +642,7 @@ impl World {
                 }
             }
         }
-        info!(dbid = row.dbid, host = %row.hostname, address = %row.address, "instance stopped");
+        info!(dbid, host, address, "instance stopped");
     }
 
     /// `restart` (gpstop -r): every process of every host that is up stops (its host's page
