@@ -209,6 +209,16 @@ fn three_hosts_run_through_their_agents_and_a_lost_host_moves_to_a_spare() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    let state = c.ok(&[
+        "state",
+        "--coordinator",
+        &c.coordinator,
+        "--cluster",
+        c.file_arg(),
+    ]);
+    assert!(state.contains("Agents:"), "{state}");
+    assert!(state.contains("host host2: agent DOWN"), "{state}");
+    assert_eq!(state.matches("agent up").count(), 3, "{state}");
     until(
         "both of host2's instances down",
         Duration::from_secs(60),

@@ -169,6 +169,9 @@ enum Command {
         /// Every instance in detail, with WAL positions.
         #[arg(short = 's', group = "view")]
         detail: bool,
+        /// The cluster file: the summary then shows each host's agent, up or down.
+        #[arg(long)]
+        cluster: Option<PathBuf>,
     },
     /// Recover failed segment instances (gprecoverseg): incremental by default.
     Recoverseg {
@@ -471,7 +474,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             mirrors,
             standby,
             detail,
-        } => state(target, config, errors, mirrors, standby, detail).await?,
+            cluster,
+        } => {
+            let mut text = state(target, config, errors, mirrors, standby, detail).await?;
+            if let Some(cluster) = cluster {
+                let (agents, _) = agent_cmd::status(&ClusterFile::load(&cluster)?).await?;
+                text.push_str("Agents:\n");
+                for line in agents.lines().filter(|l| !l.starts_with("  ")) {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
+            text
+        }
         command => return admin_verb(command).await,
     };
     print!("{text}");
