@@ -222,8 +222,15 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
         let n: usize = s["hostname"].as_str().unwrap()[4..].parse().unwrap();
         s["address"] = net.address(n).into();
     }
+    // Each host logs to a directory of its own, a file per process.
+    let logs = |n: usize| dir.join("logs").join(format!("host{n}"));
     v["agents"] = (1..=3)
-        .map(|n| serde_json::json!({"hostname": format!("host{n}"), "address": net.address(n), "port": 7100}))
+        .map(|n| {
+            serde_json::json!({
+                "hostname": format!("host{n}"), "address": net.address(n), "port": 7100,
+                "log_dir": logs(n),
+            })
+        })
         .collect();
     std::fs::write(&file, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     let f = file.to_str().unwrap();
@@ -243,6 +250,24 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
         // The agent and the instances it started run inside their host.
         assert!(net.pids(n).len() >= 3, "host{n}: {:?}", net.pids(n));
     }
+    let mut files: Vec<String> = (1..=3)
+        .flat_map(|n| std::fs::read_dir(logs(n)).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "coordinator.log",
+            "segment-dbid2.log",
+            "segment-dbid3.log",
+            "segment-dbid4.log",
+            "segment-dbid5.log",
+            "segment-dbid6.log",
+            "segment-dbid7.log"
+        ],
+        "a log file per process, under its host's log directory"
+    );
 
     let text = std::fs::read_to_string(dir.join("cluster.secret")).unwrap();
     let (cluster_id, keys) = auth::parse_secret_file(&text).unwrap();
@@ -302,7 +327,7 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     v["agents"].as_array_mut().unwrap().push(serde_json::json!({
-        "hostname": "host4", "address": net.address(4), "port": 7100,
+        "hostname": "host4", "address": net.address(4), "port": 7100, "log_dir": logs(4),
     }));
     let lost: Vec<serde_json::Value> = v["segments"]
         .as_array()
@@ -356,6 +381,11 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
     assert!(
         net.pids(4).len() >= 3,
         "host4 runs its agent and both instances"
+    );
+    assert_eq!(
+        std::fs::read_dir(logs(4)).unwrap().count(),
+        2,
+        "host4's two instances' logs"
     );
     rt.block_on(async {
         let mut client = Client::new(vec![coordinator.clone()], Duration::from_secs(5));

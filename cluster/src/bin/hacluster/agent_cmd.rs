@@ -110,7 +110,17 @@ impl ProcessControl {
         if self.allow_bugs {
             args.push("--allow-planted-bugs".into());
         }
-        let log = processes::log_path(&datadir);
+        let log = processes::log_of(
+            &file,
+            &row.hostname,
+            &format!("segment-dbid{}", row.dbid),
+            &datadir,
+        );
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                failed(format!("make the log directory {}", dir.display()))(e.into())
+            })?;
+        }
         let pid = processes::spawn_detached(&args, &log)
             .map_err(failed(format!("start dbid {}", row.dbid)))?;
         // The coordinator asks it to copy as soon as this returns.
@@ -388,6 +398,10 @@ pub async fn ensure_agent(a: &AgentEntry, path: &Path, allow_bugs: bool) -> anyh
         args.push("--allow-planted-bugs".into());
     }
     let log = agent_log(path, &a.hostname);
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot make the log directory {}", dir.display()))?;
+    }
     let pid = processes::spawn_detached(&args, &log)?;
     let began = std::time::Instant::now();
     while health(&a.hostname, &endpoint).await.is_err() {
@@ -481,10 +495,19 @@ pub fn agent_lock(cluster: &Path, host: &str) -> PathBuf {
     dir.join(format!("agent-{host}.pid"))
 }
 
-/// Where the agent of `host` logs when `start` starts it: beside the cluster file.
+/// Where the agent of `host` logs when `start` starts it: its host's log directory, or beside
+/// the cluster file.
 pub fn agent_log(cluster: &Path, host: &str) -> PathBuf {
-    let dir = cluster.parent().unwrap_or(Path::new("."));
-    dir.join(format!("agent-{host}.log"))
+    let configured = ClusterFile::load(cluster)
+        .ok()
+        .and_then(|f| f.agent_of(host).and_then(|a| a.log_dir.clone()));
+    match configured {
+        Some(dir) => dir.join("agent.log"),
+        None => cluster
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("agent-{host}.log")),
+    }
 }
 
 /// `start` (gpstart): every host's agent, then every instance through its host's agent, the

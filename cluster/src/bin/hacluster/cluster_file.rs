@@ -100,6 +100,11 @@ pub struct AgentEntry {
     pub hostname: String,
     pub address: String,
     pub port: u16,
+    /// The host's log directory: each process the agent starts logs to a file of its own
+    /// there (`coordinator.log`, `segment-dbid2.log`, ...). Without it, beside its data
+    /// directory (`DATADIR.log`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<PathBuf>,
 }
 
 impl AgentEntry {
@@ -519,6 +524,9 @@ impl ClusterFile {
             if agent.port == 0 {
                 bail!("agents[{i}].port: 0 is not a port");
             }
+            if agent.log_dir.as_ref().is_some_and(|d| !d.is_absolute()) {
+                bail!("agents[{i}].log_dir: must be an absolute path");
+            }
             if !endpoints.insert(agent.endpoint()) {
                 bail!(
                     "agents[{i}].port: {} is already used by an instance or another agent",
@@ -581,6 +589,7 @@ impl ClusterFile {
                 hostname: host,
                 address,
                 port: next,
+                log_dir: None,
             });
         }
         Ok(())

@@ -141,7 +141,17 @@ pub fn wait_listening(endpoint: &str, within: Duration) -> bool {
     false
 }
 
-/// Where the process of `datadir` logs.
+/// Where the process named `stem` (`coordinator`, `segment-dbid2`, ...) on `datadir` of host
+/// `hostname` logs: in the host's log directory if the file gives it one, else beside its data
+/// directory.
+pub fn log_of(file: &ClusterFile, hostname: &str, stem: &str, datadir: &Path) -> PathBuf {
+    match file.agent_of(hostname).and_then(|a| a.log_dir.as_ref()) {
+        Some(dir) => dir.join(format!("{stem}.log")),
+        None => log_path(datadir),
+    }
+}
+
+/// Where the process of `datadir` logs when its host has no log directory.
 pub fn log_path(datadir: &Path) -> PathBuf {
     let mut name = datadir.as_os_str().to_owned();
     name.push(".log");
@@ -184,6 +194,8 @@ pub struct ClusterProcess {
     pub datadir: PathBuf,
     /// Where it listens once started.
     pub endpoint: String,
+    /// Where it logs.
+    pub log: PathBuf,
 }
 
 /// Every process of the cluster file: the acting coordinator, the standby (if the file has
@@ -205,6 +217,12 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
         args: with("coordinator", &[]),
         datadir: file.coordinator.datadir.clone(),
         endpoint: file.coordinator.endpoint(),
+        log: log_of(
+            file,
+            &file.coordinator.hostname,
+            "coordinator",
+            &file.coordinator.datadir,
+        ),
     }];
     if let Some(standby) = &file.standby {
         procs.push(ClusterProcess {
@@ -215,6 +233,12 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
             args: with("standby", &[]),
             datadir: standby.datadir.clone(),
             endpoint: standby.endpoint(),
+            log: log_of(
+                file,
+                &standby.hostname,
+                &format!("standby-dbid{}", standby.dbid),
+                &standby.datadir,
+            ),
         });
     }
     for s in &file.segments {
@@ -226,6 +250,12 @@ pub fn cluster_processes(file: &ClusterFile, path: &Path, allow_bugs: bool) -> V
             args: with("segment", &["--dbid".into(), s.dbid.to_string()]),
             datadir: s.datadir.clone(),
             endpoint: s.endpoint(),
+            log: log_of(
+                file,
+                &s.hostname,
+                &format!("segment-dbid{}", s.dbid),
+                &s.datadir,
+            ),
         });
     }
     procs
@@ -269,7 +299,11 @@ pub fn start_one(p: &ClusterProcess) -> anyhow::Result<String> {
     if let Some(pid) = running(&p.datadir) {
         return Ok(format!("{}: already running (pid {pid})", p.name));
     }
-    let log = log_path(&p.datadir);
+    let log = p.log.clone();
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot make the log directory {}", dir.display()))?;
+    }
     let pid = spawn_detached(&p.args, &log)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
