@@ -136,7 +136,7 @@ async fn one_forget_left_unflushed(bug: bool) -> Vec<sim::invariants::Violation>
         .name("admin")
         .ip("10.0.1.1".parse().unwrap())
         .build();
-    sim::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Client);
+    sim::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Admin);
     admin
         .spawn(sim::run::create_tables(
             world.coordinator_addr.clone(),
@@ -197,7 +197,7 @@ async fn acknowledged_table_then_both_hosts_fail(bug: bool) -> Vec<sim::invarian
         .name("admin")
         .ip("10.0.1.1".parse().unwrap())
         .build();
-    sim::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Client);
+    sim::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Admin);
     admin
         .spawn(sim::run::create_tables(
             world.coordinator_addr.clone(),
@@ -281,7 +281,7 @@ async fn quiet_world() -> (World, madsim::runtime::NodeHandle) {
         .name("admin")
         .ip("10.0.1.1".parse().unwrap())
         .build();
-    sim::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Client);
+    sim::world::credentials::enroll(&admin, cluster::io::auth::PeerIdentity::Admin);
     admin
         .spawn(sim::run::create_tables(
             world.coordinator_addr.clone(),

@@ -11,11 +11,26 @@ use cluster::wire::{SegmentRequest, SegmentResponse};
 use sim::config::RunConfig;
 use sim::world::World;
 
+/// One request to a segment instance, from a host of its own that authenticates as the
+/// coordinator: a segment takes fenced requests from the coordinator alone.
 async fn call(addr: &str, req: SegmentRequest) -> SegmentResponse {
-    let mut conn = Connection::connect(addr, Duration::from_secs(1))
-        .await
-        .unwrap();
-    conn.call(&req, Duration::from_secs(5)).await.unwrap()
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 200;
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name(format!("coordinator-stand-in-{n}"))
+        .ip(format!("10.0.2.{}", n + 1).parse().unwrap())
+        .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Coordinator);
+    let addr = addr.to_string();
+    node.spawn(async move {
+        let mut conn = Connection::connect(&addr, Duration::from_secs(1))
+            .await
+            .unwrap();
+        conn.call(&req, Duration::from_secs(5)).await.unwrap()
+    })
+    .await
+    .unwrap()
 }
 
 /// DESIGN (fault detection): "every decision is a catalog change with a new configuration epoch;

@@ -11,7 +11,23 @@ use sim::operator::harness::{
     wait_catalog, AdminHarness,
 };
 
+/// Writes straight to a segment instance, as the coordinator's sessions did before the
+/// failure: from a host of its own that authenticates as the coordinator (a segment takes
+/// transactions from the coordinator alone).
 async fn write_directly(addr: &str, epoch: u64) {
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("coordinator-stand-in")
+        .ip("10.0.2.1".parse().unwrap())
+        .build();
+    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Coordinator);
+    let addr = addr.to_string();
+    node.spawn(async move { write_as_coordinator(&addr, epoch).await })
+        .await
+        .unwrap();
+}
+
+async fn write_as_coordinator(addr: &str, epoch: u64) {
     use cluster::io::net::Connection;
     use cluster::wire::{Op, SegmentRequest, SegmentResponse};
     let mut conn = Connection::connect(addr, std::time::Duration::from_secs(2))
@@ -312,9 +328,9 @@ async fn recorded_insert(
             history.complete(id, Outcome::Ok, None, now());
         }
         Err(DbError::Unknown(e)) => history.complete(id, Outcome::Unknown, Some(e), now()),
-        Err(DbError::Failed(e)) => {
+        Err(e @ (DbError::Failed(_) | DbError::NotAllowed { .. })) => {
             let _ = c.abort().await;
-            history.complete(id, Outcome::Fail, Some(e), now());
+            history.complete(id, Outcome::Fail, Some(e.to_string()), now());
         }
     }
 }

@@ -134,7 +134,8 @@ async fn a_listener_refuses_over_its_limits_and_serves_a_normal_peer() {
         .name("peers")
         .ip("10.9.0.2".parse().unwrap())
         .build();
-    sim::world::credentials::enroll(&peers, cluster::io::auth::PeerIdentity::Client);
+    // They probe the instance, as the coordinator does.
+    sim::world::credentials::enroll(&peers, cluster::io::auth::PeerIdentity::Coordinator);
     peers
         .spawn(async {
             let mut normal = loop {

@@ -184,6 +184,21 @@ async fn fenced(
     ))
 }
 
+/// Whether the coordinator obeys `req` from `conn`'s peer ([`crate::protocol::roles`]); a
+/// refusal is logged with who asked.
+fn allowed(conn: &Connection, req: &ClientRequest) -> Result<(), crate::protocol::roles::Refusal> {
+    let from = conn.peer_identity();
+    crate::protocol::roles::coordinator_request(req, from).inspect_err(|refusal| {
+        warn!(
+            peer = %conn.peer(),
+            identity = %from,
+            request = refusal.request,
+            why = %refusal.why,
+            "request refused for its sender: nothing changes"
+        );
+    })
+}
+
 fn failed(msg: impl Into<String>) -> ClientResponse {
     ClientResponse::Error(DbError::Failed(msg.into()))
 }
@@ -220,6 +235,28 @@ impl Session {
                 self.abandon().await;
                 return;
             };
+            if let Err(refusal) = allowed(&conn, &req) {
+                if let ClientRequest::Standby(StandbyRequest::StartReplication { .. }) = req {
+                    // The requester reads a catalog stream's frames.
+                    let reason = refusal.to_string();
+                    let refused =
+                        crate::wire::CatalogStream::Wal(crate::wire::WalMessage::Refused {
+                            reason,
+                        });
+                    let _ = conn.send(&refused).await;
+                    self.abandon().await;
+                    return;
+                }
+                if conn
+                    .send(&ClientResponse::Error(refusal.error()))
+                    .await
+                    .is_err()
+                {
+                    self.abandon().await;
+                    return;
+                }
+                continue;
+            }
             if let ClientRequest::Standby(StandbyRequest::StartReplication { dbid, from }) = req {
                 self.abandon().await;
                 let bugs = self.cfg.bugs;

@@ -7,6 +7,7 @@
 //! fsync) fails itself: it stops serving rather than serve bad or unacknowledged data.
 
 mod followed;
+mod peer;
 mod rejoin;
 pub use rejoin::StopSignal;
 mod role_file;
@@ -532,11 +533,14 @@ impl Instance {
             return;
         };
         let mut session = session::Session::default();
-        let peer = conn.peer().to_string();
+        let peer = peer::Peer {
+            addr: conn.peer().to_string(),
+            identity: first.is_none().then(|| conn.peer_identity()),
+        };
         self.inner.cfg.observe.report(Fact::Serving {
             server: crate::model::observe::ServerKind::Segment { dbid: self.dbid() },
-            peer: peer.clone(),
-            identity: first.is_none().then(|| conn.peer_identity()),
+            peer: peer.addr.clone(),
+            identity: peer.identity,
         });
         loop {
             let received = match first.take() {
@@ -560,6 +564,24 @@ impl Instance {
                     )))
                     .await;
                 return;
+            }
+            if let Err(refusal) = self.allowed(&req, &peer) {
+                if let SegmentRequest::StartReplication { .. } = req {
+                    // The requester reads a WAL stream's frames.
+                    let reason = refusal.to_string();
+                    let _ = conn
+                        .send(&crate::wire::WalMessage::Refused { reason })
+                        .await;
+                    return;
+                }
+                if conn
+                    .send(&SegmentResponse::Error(refusal.error()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
             }
             let resp = match req {
                 SegmentRequest::StartReplication {
@@ -617,8 +639,9 @@ impl Instance {
     /// instance follows comes from a decision the catalog has since replaced (a late message
     /// after a partition, a session routed by an old configuration), or from a coordinator an
     /// activated standby deposed (an older generation), and is refused. A newer epoch is
-    /// followed from then on.
-    pub(super) async fn fence(&self, epoch: u64, from: &str) -> Result<(), SegmentResponse> {
+    /// followed from then on, if the coordinator sent it: from anyone else (the operator's
+    /// tools reading the prepared list) it is only checked.
+    async fn fence(&self, epoch: u64, from: &peer::Peer) -> Result<(), SegmentResponse> {
         let refuse = |followed: u64| SegmentResponse::Fenced {
             dbid: self.dbid(),
             epoch,
@@ -627,6 +650,9 @@ impl Instance {
         let followed = self.epoch();
         if self.stale(epoch, followed) {
             return Err(refuse(followed));
+        }
+        if !from.moves_epoch() {
+            return Ok(());
         }
         // Following a new generation waits for the disk; a newer request may be followed
         // meanwhile, so the check is made again where the epoch is taken.
@@ -639,7 +665,7 @@ impl Instance {
                 )))
             }
         }
-        self.obeyed(epoch, from);
+        self.obeyed(epoch, &from.addr);
         Ok(())
     }
 

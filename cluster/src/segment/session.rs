@@ -33,7 +33,7 @@ impl Session {
         &mut self,
         inst: &Instance,
         req: SegmentRequest,
-        peer: &str,
+        peer: &super::peer::Peer,
     ) -> Option<SegmentResponse> {
         if inst.role() != Role::Primary {
             self.txn = None;

@@ -61,6 +61,15 @@ impl Instance {
             Ok(conn) => conn,
             Err(e) => return StreamEnd::Net(e),
         };
+        // WAL, and the epoch its stream carries, come only from another segment instance.
+        match conn.peer_identity() {
+            crate::io::auth::PeerIdentity::Segment { dbid } if dbid != self.dbid() => {}
+            other => {
+                return StreamEnd::Refused(format!(
+                    "{primary} answers as {other}, not as this instance's primary: no WAL is taken from it"
+                ))
+            }
+        }
         let from = self.inner.wal.flushed_lsn();
         if let Err(e) = conn
             .send(&SegmentRequest::StartReplication {

@@ -43,6 +43,7 @@ impl Instance {
         let generation = self.inner.state.lock().unwrap().sender.pair.connect(&rules);
         self.inner.sync.modify(|s| s.mirror_flushed = from);
         info!(mirror_dbid, from, "mirror connected: catching up");
+        let (peer, identity) = (conn.peer().to_string(), conn.peer_identity());
         let Connection {
             mut reader,
             mut writer,
@@ -69,6 +70,19 @@ impl Instance {
                             Ok(Ok(msg)) => msg,
                             _ => return,
                         };
+                        // A mirror flushes only what this primary wrote: a claim past its WAL's
+                        // end would release commits the mirror does not hold. The stream ends.
+                        let end = inst.inner.wal.end_lsn();
+                        if msg.flushed > end {
+                            warn!(
+                                %peer,
+                                %identity,
+                                flushed = msg.flushed,
+                                end,
+                                "mirror feedback claims WAL past this primary's end: ignored, the stream ends"
+                            );
+                            return;
+                        }
                         inst.mirror_flushed(&rules, generation, msg.flushed);
                     }
                 }

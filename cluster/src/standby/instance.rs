@@ -155,6 +155,24 @@ impl Shared {
             let Ok(req) = conn.recv::<ClientRequest>().await else {
                 return;
             };
+            let from = conn.peer_identity();
+            if let Err(refusal) = crate::protocol::roles::passive_standby_request(&req, from) {
+                warn!(
+                    peer = %conn.peer(),
+                    identity = %from,
+                    request = refusal.request,
+                    why = %refusal.why,
+                    "request refused for its sender: nothing changes"
+                );
+                if conn
+                    .send(&ClientResponse::Error(refusal.error()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
             let resp = match req {
                 ClientRequest::Standby(StandbyRequest::Status) => {
                     ClientResponse::Standby(StandbyReply::Passive(self.passive_status().await))
@@ -253,6 +271,13 @@ impl Shared {
             Ok(conn) => conn,
             Err(e) => return StreamEnd::Net(e),
         };
+        // The catalog, and the epoch it carries, come only from the coordinator's software.
+        let server = conn.peer_identity();
+        if !crate::protocol::roles::is_coordinator(server) {
+            return StreamEnd::Refused(format!(
+                "{addr} answers as {server}, not as the coordinator: no catalog is taken from it"
+            ));
+        }
         let from = self
             .engine
             .lock()

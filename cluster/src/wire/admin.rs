@@ -77,6 +77,19 @@ pub enum AdminRequest {
     State,
 }
 
+impl AdminRequest {
+    /// The request's name, for refusals and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminRequest::Recover { .. } => "recoverseg",
+            AdminRequest::Rebalance => "recoverseg -r",
+            AdminRequest::Relocate { .. } => "a mirror relocation",
+            AdminRequest::AddMirrors { .. } => "add-mirrors",
+            AdminRequest::State => "state",
+        }
+    }
+}
+
 /// The outcome of recovering one instance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recovered {

@@ -80,6 +80,14 @@ pub enum DbError {
     /// The commit may or may not have happened (the connection was lost while committing).
     #[error("commit outcome unknown: {0}")]
     Unknown(String),
+    /// The request makes no sense from its sender (`from`, the identity it authenticated
+    /// with) or for the receiver's role; nothing was done.
+    #[error("{request} refused from {from}: {why}")]
+    NotAllowed {
+        request: String,
+        from: String,
+        why: String,
+    },
 }
 
 /// Client → coordinator.
@@ -111,6 +119,24 @@ pub enum ClientRequest {
     /// An administration verb (`recoverseg`, `state`, `add-mirrors`...), carried out by the
     /// coordinator (see [`crate::admin`]).
     Admin(AdminRequest),
+}
+
+impl ClientRequest {
+    /// The request's name, for refusals and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientRequest::Begin => "BEGIN",
+            ClientRequest::Exec { .. } => "a statement",
+            ClientRequest::Commit => "COMMIT",
+            ClientRequest::Abort => "ABORT",
+            ClientRequest::CreateTable { .. } => "CREATE TABLE",
+            ClientRequest::Catalog => "the catalog",
+            ClientRequest::DistributedLog => "the distributed log",
+            ClientRequest::ConfigurationHistory => "the configuration history",
+            ClientRequest::Standby(req) => req.name(),
+            ClientRequest::Admin(req) => req.name(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

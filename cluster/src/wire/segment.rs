@@ -103,6 +103,32 @@ pub enum SegmentRequest {
     ReplicationStatus,
 }
 
+impl SegmentRequest {
+    /// The request's name, for refusals and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SegmentRequest::Probe { .. } => "PROBE",
+            SegmentRequest::SyncrepOff { .. } => "SYNCREP_OFF",
+            SegmentRequest::Promote { .. } => "PROMOTE",
+            SegmentRequest::Begin { .. } => "BEGIN",
+            SegmentRequest::Exec { .. } => "a statement",
+            SegmentRequest::Commit => "COMMIT",
+            SegmentRequest::Abort => "ABORT",
+            SegmentRequest::Prepare => "PREPARE",
+            SegmentRequest::CommitPrepared { .. } => "COMMIT PREPARED",
+            SegmentRequest::AbortPrepared { .. } => "ROLLBACK PREPARED",
+            SegmentRequest::ListPrepared { .. } => "the prepared list",
+            SegmentRequest::Checksum => "a checksum",
+            SegmentRequest::CreateTable { .. } => "CREATE TABLE",
+            SegmentRequest::StartReplication { .. } => "START_REPLICATION",
+            SegmentRequest::Rejoin { .. } => "REJOIN",
+            SegmentRequest::WalSummary { .. } => "a WAL summary",
+            SegmentRequest::ReadWal { .. } => "a WAL read",
+            SegmentRequest::ReplicationStatus => "the replication status",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum SegmentResponse {
     Probe(ProbeReply),

@@ -62,6 +62,19 @@ pub enum StandbyRequest {
     Unregister { dbid: Dbid },
 }
 
+impl StandbyRequest {
+    /// The request's name, for refusals and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            StandbyRequest::Register { .. } => "standby REGISTER",
+            StandbyRequest::Status => "standby STATUS",
+            StandbyRequest::StartReplication { .. } => "catalog START_REPLICATION",
+            StandbyRequest::Activate => "standby ACTIVATE",
+            StandbyRequest::Unregister { .. } => "standby UNREGISTER",
+        }
+    }
+}
+
 /// Answers, carried in [`crate::wire::ClientResponse::Standby`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum StandbyReply {

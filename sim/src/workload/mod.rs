@@ -252,9 +252,9 @@ pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
         .await;
         let (outcome, error) = match result {
             Ok(()) => (Outcome::Ok, None),
-            Err(DbError::Failed(e)) => {
+            Err(e @ (DbError::Failed(_) | DbError::NotAllowed { .. })) => {
                 let _ = client.abort().await;
-                (Outcome::Fail, Some(e))
+                (Outcome::Fail, Some(e.to_string()))
             }
             Err(DbError::Unknown(e)) => (Outcome::Unknown, Some(e)),
         };

@@ -588,6 +588,8 @@ impl World {
                     *slot.lock().unwrap() = Some((icfg, disk));
                 }
                 p.dbid = Some(row.dbid);
+                // The process now runs this instance, and proves it is this dbid.
+                credentials::enroll(&p.node, PeerIdentity::Segment { dbid: row.dbid });
                 self.handle.kill(p.node.id());
                 self.handle.restart(p.node.id());
                 p.up = true;

@@ -54,6 +54,7 @@ impl From<DbError> for Outcome {
         match e {
             DbError::Failed(msg) => Outcome::Failed(msg),
             DbError::Unknown(msg) => Outcome::Unknown(msg),
+            refused @ DbError::NotAllowed { .. } => Outcome::Failed(refused.to_string()),
         }
     }
 }
