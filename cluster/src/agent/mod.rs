@@ -21,6 +21,7 @@ use crate::io::net::{self, NetError, ServerLimits};
 use crate::io::runtime;
 use crate::model::catalog::{Dbid, SegmentConfig};
 use crate::model::observe::{Fact, Observe, ServerKind};
+use crate::protocol::roles;
 use crate::wire::agent::{AgentReply, AgentRequest, HostError, InstanceReport, StopMode};
 
 /// A boxed future of a [`HostControl`] call.
@@ -58,17 +59,6 @@ pub struct AgentConfig {
     /// Where it listens (`ip:port`).
     pub listen: String,
     pub observe: Observe,
-}
-
-/// Whether `who` may ask an agent for `req`: the administration verbs may ask anything; a
-/// supervisor's health check comes from the verbs too (`agent-status`). Every other process
-/// of the cluster has no business with an agent.
-pub fn allowed(who: PeerIdentity, req: &AgentRequest) -> bool {
-    match who {
-        PeerIdentity::Admin => true,
-        PeerIdentity::Coordinator => matches!(req, AgentRequest::Health),
-        _ => false,
-    }
 }
 
 struct Agent {
@@ -128,11 +118,12 @@ impl Agent {
                 Ok(req) => req,
                 Err(_) => return,
             };
-            let reply = if allowed(who, &req) {
-                self.handle(req).await
-            } else {
-                warn!(%peer, identity = %who, ?req, "agent request refused: not one this peer may ask");
-                AgentReply::Refused(format!("a {who} may not ask a host's agent for that"))
+            let reply = match roles::agent_request(&req, who) {
+                Ok(()) => self.handle(req).await,
+                Err(refusal) => {
+                    warn!(%peer, %refusal, "agent request refused");
+                    AgentReply::Refused(refusal.to_string())
+                }
             };
             let exit = matches!(reply, AgentReply::Done(ref d) if d == EXITING);
             if conn.send(&reply).await.is_err() {

@@ -12,7 +12,9 @@
 //! - the coordinator serves transactions to clients and the operator's tools, its
 //!   administration verbs and standby registrations to the operator's tools alone, and its
 //!   catalog stream to the standby it names;
-//! - a standby activates only at the operator's word.
+//! - a standby activates only at the operator's word;
+//! - a host's agent starts and stops processes only for the operator's tools (the coordinator
+//!   may check that it answers).
 //!
 //! "The coordinator" is the coordinator's software: the acting coordinator, or a standby,
 //! which takes that part once activated (and, while it activates, tells every instance its new
@@ -20,6 +22,7 @@
 
 use crate::io::auth::PeerIdentity;
 use crate::model::catalog::{Content, Dbid};
+use crate::wire::agent::AgentRequest;
 use crate::wire::{ClientRequest, DbError, SegmentRequest, StandbyRequest};
 
 /// A request refused for who sent it or what it asks.
@@ -52,6 +55,20 @@ impl Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.error().fmt(f)
+    }
+}
+
+/// Whether a host's agent may obey `req` from `from`. Which instances are its host's is the
+/// agent's to check.
+pub fn agent_request(req: &AgentRequest, from: PeerIdentity) -> Result<(), Refusal> {
+    match (from, req) {
+        (PeerIdentity::Admin, _) => Ok(()),
+        (PeerIdentity::Coordinator, AgentRequest::Health) => Ok(()),
+        _ => Err(Refusal::new(
+            req.name(),
+            from,
+            "a host's agent acts for the operator's tools alone",
+        )),
     }
 }
 
@@ -415,5 +432,31 @@ mod tests {
         ] {
             assert!(passive_standby_request(&activate, from).is_err());
         }
+    }
+
+    #[test]
+    fn an_agent_acts_for_the_operators_tools_alone() {
+        let stop = AgentRequest::Stop {
+            dbid: 2,
+            address: "10.1.0.1".into(),
+            datadir: "/data/primary0".into(),
+            mode: crate::wire::agent::StopMode::Immediate,
+        };
+        for req in [&stop, &AgentRequest::Exit, &AgentRequest::Health] {
+            assert_eq!(agent_request(req, PeerIdentity::Admin), Ok(()));
+            for from in [
+                PeerIdentity::Client,
+                PeerIdentity::Segment { dbid: 2 },
+                PeerIdentity::Standby { dbid: 4 },
+                PeerIdentity::agent("sdw2"),
+            ] {
+                assert!(agent_request(req, from).is_err(), "{req:?} from {from}");
+            }
+        }
+        assert_eq!(
+            agent_request(&AgentRequest::Health, PeerIdentity::Coordinator),
+            Ok(())
+        );
+        assert!(agent_request(&stop, PeerIdentity::Coordinator).is_err());
     }
 }

@@ -29,6 +29,19 @@ pub enum AgentRequest {
     Exit,
 }
 
+impl AgentRequest {
+    /// The request's name in refusals and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentRequest::Health => "agent HEALTH",
+            AgentRequest::StartMirror { .. } => "agent START_MIRROR",
+            AgentRequest::Start { .. } => "agent START",
+            AgentRequest::Stop { .. } => "agent STOP",
+            AgentRequest::Exit => "agent EXIT",
+        }
+    }
+}
+
 /// How an instance is stopped (gpstop's modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopMode {
