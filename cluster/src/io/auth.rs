@@ -58,13 +58,32 @@ const LABEL_SESSION: &[u8] = b"hacluster auth v1 session";
 /// A secret's name: the first 8 bytes of its SHA-256 (says which secret, never what it is).
 pub type KeyId = [u8; 8];
 
-/// The cluster's shared secret.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret([u8; SECRET_BYTES]);
+/// The cluster's shared secret, with what every handshake needs of it worked out once: its key
+/// id, and an HMAC state that has already absorbed the key's padded blocks (cloned for each
+/// MAC, so a handshake does not hash the key again).
+#[derive(Clone)]
+pub struct Secret {
+    bytes: [u8; SECRET_BYTES],
+    key_id: KeyId,
+    keyed: HmacSha256,
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Secret {}
 
 impl Secret {
     pub fn from_bytes(bytes: [u8; SECRET_BYTES]) -> Secret {
-        Secret(bytes)
+        let digest = Sha256::digest(bytes);
+        Secret {
+            bytes,
+            key_id: digest[..8].try_into().expect("8 bytes"),
+            keyed: HmacSha256::new_from_slice(&bytes).expect("HMAC takes a key of any length"),
+        }
     }
 
     /// A new secret from the runtime's random source (the OS in production, the seed in the
@@ -72,17 +91,16 @@ impl Secret {
     pub fn generate() -> Secret {
         let mut bytes = [0; SECRET_BYTES];
         runtime::random_bytes(&mut bytes);
-        Secret(bytes)
+        Secret::from_bytes(bytes)
     }
 
     pub fn key_id(&self) -> KeyId {
-        let digest = Sha256::digest(self.0);
-        digest[..8].try_into().expect("8 bytes")
+        self.key_id
     }
 
     /// The secret as 64 hexadecimal digits (the secret file's form).
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        hex(&self.bytes)
     }
 
     /// Parses 64 hexadecimal digits (surrounding white space allowed).
@@ -100,11 +118,11 @@ impl Secret {
             *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
                 .map_err(|_| "a secret is hexadecimal digits only".to_string())?;
         }
-        Ok(Secret(bytes))
+        Ok(Secret::from_bytes(bytes))
     }
 
     fn mac(&self) -> HmacSha256 {
-        HmacSha256::new_from_slice(&self.0).expect("HMAC takes a key of any length")
+        self.keyed.clone()
     }
 }
 
@@ -303,30 +321,39 @@ pub struct Proof {
     pub mac_c: MacBytes,
 }
 
-/// What both MACs and the session key are computed over.
-struct Transcript<'a> {
-    cluster_id: u64,
-    key_id: KeyId,
-    nonce_c: &'a Nonce,
-    nonce_s: &'a Nonce,
-    id_c: PeerIdentity,
-    id_s: PeerIdentity,
+/// What both MACs and the session key are computed over, encoded once: `version ‖ cluster_id
+/// ‖ key_id ‖ nonce_c ‖ nonce_s ‖ enc(id_c) ‖ enc(id_s)`, each identity preceded by its length.
+struct Transcript {
+    bytes: Vec<u8>,
 }
 
-impl Transcript<'_> {
+impl Transcript {
+    fn new(
+        cluster_id: u64,
+        key_id: KeyId,
+        nonce_c: &Nonce,
+        nonce_s: &Nonce,
+        id_c: PeerIdentity,
+        id_s: PeerIdentity,
+    ) -> Transcript {
+        let mut bytes = Vec::with_capacity(2 + 8 + 8 + 2 * NONCE_BYTES + 2 * 8);
+        bytes.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&cluster_id.to_le_bytes());
+        bytes.extend_from_slice(&key_id);
+        bytes.extend_from_slice(nonce_c);
+        bytes.extend_from_slice(nonce_s);
+        for id in [id_c, id_s] {
+            let enc = super::codec::encode(&id);
+            bytes.extend_from_slice(&(enc.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&enc);
+        }
+        Transcript { bytes }
+    }
+
     fn mac(&self, key: &Secret, label: &[u8]) -> HmacSha256 {
         let mut mac = key.mac();
         mac.update(label);
-        mac.update(&PROTOCOL_VERSION.to_le_bytes());
-        mac.update(&self.cluster_id.to_le_bytes());
-        mac.update(&self.key_id);
-        mac.update(self.nonce_c);
-        mac.update(self.nonce_s);
-        for id in [self.id_c, self.id_s] {
-            let enc = super::codec::encode(&id);
-            mac.update(&(enc.len() as u32).to_le_bytes());
-            mac.update(&enc);
-        }
+        mac.update(&self.bytes);
         mac
     }
 
@@ -398,14 +425,14 @@ impl ClientHandshake {
             .ok_or_else(|| AuthError::UnknownKey {
                 theirs: hex(&challenge.key_id),
             })?;
-        let t = Transcript {
-            cluster_id: creds.cluster_id,
-            key_id: challenge.key_id,
-            nonce_c: &self.nonce_c,
-            nonce_s: &challenge.nonce_s,
-            id_c: creds.identity,
-            id_s: challenge.identity,
-        };
+        let t = Transcript::new(
+            creds.cluster_id,
+            challenge.key_id,
+            &self.nonce_c,
+            &challenge.nonce_s,
+            creds.identity,
+            challenge.identity,
+        );
         if !t.verify(key, LABEL_SERVER, &challenge.mac_s) {
             return Err(AuthError::BadMac { what: "server" });
         }
@@ -457,14 +484,14 @@ impl ServerHandshake {
                 theirs: hex(&hello.key_id),
             })?;
         let key = credentials.keys.by_id(&key_id).expect("found above");
-        let t = Transcript {
-            cluster_id: credentials.cluster_id,
+        let t = Transcript::new(
+            credentials.cluster_id,
             key_id,
-            nonce_c: &hello.nonce_c,
-            nonce_s: &nonce_s,
-            id_c: hello.identity,
-            id_s: credentials.identity,
-        };
+            &hello.nonce_c,
+            &nonce_s,
+            hello.identity,
+            credentials.identity,
+        );
         let challenge = Challenge {
             version: PROTOCOL_VERSION,
             key_id,
@@ -486,14 +513,14 @@ impl ServerHandshake {
     /// Checks the client's proof; the session and the client's identity.
     pub fn verify(self, proof: &Proof) -> Result<(Session, PeerIdentity), AuthError> {
         let key = self.credentials.keys.by_id(&self.key_id).expect("chosen");
-        let t = Transcript {
-            cluster_id: self.credentials.cluster_id,
-            key_id: self.key_id,
-            nonce_c: &self.hello.nonce_c,
-            nonce_s: &self.nonce_s,
-            id_c: self.hello.identity,
-            id_s: self.credentials.identity,
-        };
+        let t = Transcript::new(
+            self.credentials.cluster_id,
+            self.key_id,
+            &self.hello.nonce_c,
+            &self.nonce_s,
+            self.hello.identity,
+            self.credentials.identity,
+        );
         if !t.verify(key, LABEL_CLIENT, &proof.mac_c) {
             return Err(AuthError::BadMac { what: "client" });
         }
@@ -742,6 +769,53 @@ mod tests {
         let other = c2.send.seal(b"third");
         assert!(fresh.open(&other, b"third").is_err());
         s.recv.open(&t2, b"third").unwrap();
+    }
+
+    #[test]
+    fn the_macs_are_hmac_sha256_over_the_documented_transcript() {
+        // Written out from the module's documentation, keyed afresh: what a peer built from
+        // that description computes.
+        let key = [7; SECRET_BYTES];
+        let (id_c, id_s) = (PeerIdentity::Coordinator, PeerIdentity::Segment { dbid: 2 });
+        let expected = |label: &[u8]| -> MacBytes {
+            let mut mac = HmacSha256::new_from_slice(&key).unwrap();
+            mac.update(label);
+            mac.update(&PROTOCOL_VERSION.to_le_bytes());
+            mac.update(&42u64.to_le_bytes());
+            mac.update(&Sha256::digest(key)[..8]);
+            mac.update(&[1; NONCE_BYTES]);
+            mac.update(&[2; NONCE_BYTES]);
+            for id in [id_c, id_s] {
+                let enc = super::super::codec::encode(&id);
+                mac.update(&(enc.len() as u32).to_le_bytes());
+                mac.update(&enc);
+            }
+            mac.finalize().into_bytes().into()
+        };
+        let secret = Secret::from_bytes(key);
+        assert_eq!(&secret.key_id()[..], &Sha256::digest(key)[..8]);
+        let (c, hello) =
+            ClientHandshake::start_with(coordinator(Keys::single(secret.clone())), [1; 32]);
+        let (s, challenge) =
+            ServerHandshake::challenge_with(segment(Keys::single(secret)), hello, [2; 32]).unwrap();
+        assert_eq!(challenge.mac_s, expected(LABEL_SERVER));
+        let (proof, mut cs, _) = c.answer(&challenge).unwrap();
+        assert_eq!(proof.mac_c, expected(LABEL_CLIENT));
+        let (mut ss, _) = s.verify(&proof).unwrap();
+        // The frame keys: HMAC under the session key over direction ‖ sequence ‖ payload.
+        let session_key = expected(LABEL_SESSION);
+        let tag = |direction: u8, seq: u64, payload: &[u8]| {
+            let mut mac = HmacSha256::new_from_slice(&session_key).unwrap();
+            mac.update(&[direction]);
+            mac.update(&seq.to_le_bytes());
+            mac.update(payload);
+            let full: MacBytes = mac.finalize().into_bytes().into();
+            <[u8; TAG_BYTES]>::try_from(&full[..TAG_BYTES]).unwrap()
+        };
+        assert_eq!(cs.send.seal(b"request"), tag(0, 0, b"request"));
+        assert_eq!(cs.send.seal(b"next"), tag(0, 1, b"next"));
+        assert_eq!(ss.send.seal(b"answer"), tag(1, 0, b"answer"));
+        ss.recv.open(&tag(0, 0, b"request"), b"request").unwrap();
     }
 
     #[test]
