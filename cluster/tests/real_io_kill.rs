@@ -288,9 +288,9 @@ async fn write_row(client: &mut Client, key: Key) -> Outcome {
     .await;
     match result {
         Ok(()) => Outcome::Acked,
-        Err(DbError::Failed(e)) => {
+        Err(e @ (DbError::Failed(_) | DbError::NotAllowed { .. })) => {
             let _ = client.abort().await;
-            Outcome::Failed(e)
+            Outcome::Failed(e.to_string())
         }
         Err(DbError::Unknown(e)) => Outcome::Unknown(e),
     }
