@@ -14,7 +14,6 @@ use cluster::client::Client;
 use cluster::io::auth::{self, Credentials, PeerIdentity};
 use cluster::io::net::Connection;
 use cluster::model::catalog::{Mode, Role, SegmentConfig, Status};
-use cluster::wal::TableKind;
 use cluster::wire::agent::{AgentReply, AgentRequest, StopMode};
 use support::{alive, until, LocalCluster};
 
@@ -97,18 +96,7 @@ fn three_hosts_run_through_their_agents_and_a_lost_host_moves_to_a_spare() {
     auth::install(admin.clone());
     let mut client = Client::new(vec![c.coordinator.clone()], Duration::from_secs(5));
     let keys: Vec<i64> = (0..30).collect();
-    rt.block_on(async {
-        let began = Instant::now();
-        while client.create_table("t", TableKind::Heap).await.is_err() {
-            assert!(began.elapsed() < Duration::from_secs(30), "the table");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        for k in &keys {
-            client.begin().await.unwrap();
-            client.insert("t", *k, b"v".to_vec()).await.unwrap();
-            client.commit().await.unwrap();
-        }
-    });
+    rt.block_on(support::table_with_rows(&mut client, "t", &keys, b"v"));
     let synced = || {
         c.ok(&["state", "--coordinator", &c.coordinator])
             .contains("Pairs not synchronized: 0")

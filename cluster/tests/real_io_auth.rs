@@ -22,7 +22,6 @@ use cluster::io::auth::{
 };
 use cluster::io::net::{decode_frame, encode_frame, Connection};
 use cluster::model::catalog::{Catalog, Role};
-use cluster::wal::TableKind;
 use cluster::wire::agent::{AgentRequest, StopMode};
 use cluster::wire::{ClientRequest, SegmentRequest};
 use support::{until, LocalCluster};
@@ -157,16 +156,7 @@ fn every_port_refuses_peers_without_the_secret_and_serves_the_cluster_afterwards
     auth::install(creds.clone());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut client = Client::new(vec![c.coordinator.clone()], Duration::from_secs(5));
-    rt.block_on(async {
-        let began = Instant::now();
-        while client.create_table(TABLE, TableKind::Heap).await.is_err() {
-            assert!(began.elapsed() < Duration::from_secs(30), "the table");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        client.begin().await.unwrap();
-        client.insert(TABLE, 1, b"one".to_vec()).await.unwrap();
-        client.commit().await.unwrap();
-    });
+    rt.block_on(support::table_with_rows(&mut client, TABLE, &[1], b"one"));
     until("the pair synchronized", Duration::from_secs(30), || {
         c.ok(&["state", "--coordinator", &c.coordinator])
             .contains("Pairs not synchronized: 0")

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use cluster::client::Client;
 use cluster::io::auth::{self, Credentials, PeerIdentity};
-use cluster::wal::TableKind;
 use support::{until, HACLUSTER};
 
 /// Runs a command that must succeed.
@@ -278,19 +277,8 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rows: Vec<i64> = (0..30).collect();
-    rt.block_on(async {
-        let mut client = Client::new(vec![coordinator.clone()], Duration::from_secs(5));
-        let began = Instant::now();
-        while client.create_table("t", TableKind::Heap).await.is_err() {
-            assert!(began.elapsed() < Duration::from_secs(30), "the table");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        for k in &rows {
-            client.begin().await.unwrap();
-            client.insert("t", *k, b"v".to_vec()).await.unwrap();
-            client.commit().await.unwrap();
-        }
-    });
+    let mut client = Client::new(vec![coordinator.clone()], Duration::from_secs(5));
+    rt.block_on(support::table_with_rows(&mut client, "t", &rows, b"v"));
     let secret = dir.join("cluster.secret");
     let state = |flag: Option<&str>| {
         let mut args = vec!["state", "--coordinator", &coordinator];

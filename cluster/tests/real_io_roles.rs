@@ -14,13 +14,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cluster::client::Client;
 use cluster::io::auth::{self, Credentials, PeerIdentity};
 use cluster::io::net::Connection;
 use cluster::model::catalog::{Catalog, Role, SegmentConfig};
-use cluster::wal::TableKind;
 use cluster::wire::{
     AdminRequest, CatalogStream, ClientRequest, ClientResponse, DbError, SegmentRequest,
     SegmentResponse, StandbyReply, StandbyRequest, WalFeedback, WalMessage,
@@ -140,16 +139,7 @@ fn authenticated_peers_asking_what_their_identity_may_not_are_refused_and_change
     act_as(&c, PeerIdentity::Admin);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut client = Client::new(vec![c.coordinator.clone()], T);
-    rt.block_on(async {
-        let began = Instant::now();
-        while client.create_table(TABLE, TableKind::Heap).await.is_err() {
-            assert!(began.elapsed() < Duration::from_secs(30), "the table");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        client.begin().await.unwrap();
-        client.insert(TABLE, 1, b"one".to_vec()).await.unwrap();
-        client.commit().await.unwrap();
-    });
+    rt.block_on(support::table_with_rows(&mut client, TABLE, &[1], b"one"));
     until("the pair synchronized", Duration::from_secs(30), || {
         c.ok(&["state", "--coordinator", &c.coordinator])
             .contains("Pairs not synchronized: 0")

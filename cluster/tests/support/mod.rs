@@ -243,3 +243,30 @@ pub fn until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) 
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Creates heap table `table` once the coordinator takes it (it may still be starting), then
+/// writes `keys` one transaction each, with `value`.
+pub async fn table_with_rows(
+    client: &mut cluster::client::Client,
+    table: &str,
+    keys: &[i64],
+    value: &[u8],
+) {
+    let began = Instant::now();
+    while client
+        .create_table(table, cluster::wal::TableKind::Heap)
+        .await
+        .is_err()
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the table {table}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for k in keys {
+        client.begin().await.unwrap();
+        client.insert(table, *k, value.to_vec()).await.unwrap();
+        client.commit().await.unwrap();
+    }
+}
