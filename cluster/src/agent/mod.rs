@@ -121,7 +121,7 @@ impl Agent {
             let reply = match roles::agent_request(&req, who) {
                 Ok(()) => self.handle(req).await,
                 Err(refusal) => {
-                    warn!(%peer, %refusal, "agent request refused");
+                    refusal.log(&peer);
                     AgentReply::Refused(refusal.to_string())
                 }
             };

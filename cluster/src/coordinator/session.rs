@@ -188,15 +188,8 @@ async fn fenced(
 /// refusal is logged with who asked.
 fn allowed(conn: &Connection, req: &ClientRequest) -> Result<(), crate::protocol::roles::Refusal> {
     let from = conn.peer_identity();
-    crate::protocol::roles::coordinator_request(req, from).inspect_err(|refusal| {
-        warn!(
-            peer = %conn.peer(),
-            identity = %from,
-            request = refusal.request,
-            why = %refusal.why,
-            "request refused for its sender: nothing changes"
-        );
-    })
+    crate::protocol::roles::coordinator_request(req, from)
+        .inspect_err(|refusal| refusal.log(conn.peer()))
 }
 
 fn failed(msg: impl Into<String>) -> ClientResponse {

@@ -42,6 +42,17 @@ impl Refusal {
         }
     }
 
+    /// Logs the refusal with the peer's address `peer` (the log line every server writes).
+    pub fn log(&self, peer: &str) {
+        tracing::warn!(
+            peer,
+            identity = %self.from,
+            request = self.request,
+            why = %self.why,
+            "request refused for its sender: nothing changes"
+        );
+    }
+
     /// The refusal as the requester reads it.
     pub fn error(&self) -> DbError {
         DbError::NotAllowed {

@@ -1,8 +1,6 @@
 //! Who is at the other end of a connection this instance serves, and whether it obeys what
 //! that peer asks ([`crate::protocol::roles`]).
 
-use tracing::warn;
-
 use super::Instance;
 use crate::io::auth::PeerIdentity;
 use crate::protocol::roles::{self, Refusal, SegmentSelf};
@@ -37,14 +35,6 @@ impl Instance {
             content: self.inner.cfg.content,
             endpoint: &self.inner.cfg.listen_addr,
         };
-        roles::segment_request(req, from, me).inspect_err(|refusal| {
-            warn!(
-                peer = %peer.addr,
-                identity = %from,
-                request = refusal.request,
-                why = %refusal.why,
-                "request refused for its sender: nothing changes"
-            );
-        })
+        roles::segment_request(req, from, me).inspect_err(|refusal| refusal.log(&peer.addr))
     }
 }

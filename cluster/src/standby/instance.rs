@@ -157,13 +157,7 @@ impl Shared {
             };
             let from = conn.peer_identity();
             if let Err(refusal) = crate::protocol::roles::passive_standby_request(&req, from) {
-                warn!(
-                    peer = %conn.peer(),
-                    identity = %from,
-                    request = refusal.request,
-                    why = %refusal.why,
-                    "request refused for its sender: nothing changes"
-                );
+                refusal.log(conn.peer());
                 if conn
                     .send(&ClientResponse::Error(refusal.error()))
                     .await
