@@ -382,42 +382,7 @@ fn install_credentials(command: &Command) -> anyhow::Result<()> {
         | Command::MoveMirrors { target, .. }
         | Command::StandbyState { target } => (target.secret_path()?, PeerIdentity::Admin),
     };
-    let secret_cluster = secret_file::install(&path, identity)?;
-    // A secret of another cluster beside this cluster's file (a copy gone wrong) is refused
-    // before anything starts.
-    if let Some(cluster) = cluster_file_of(command) {
-        let file = ClusterFile::load(cluster)?;
-        if file.cluster_id()? != secret_cluster {
-            anyhow::bail!(
-                "{} belongs to cluster {secret_cluster:016x}, but {} describes cluster {}: \
-                 refusing to use another cluster's secret; nothing was changed",
-                path.display(),
-                cluster.display(),
-                file.cluster_id
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The cluster file a verb names, if it names one.
-fn cluster_file_of(command: &Command) -> Option<&std::path::Path> {
-    match command {
-        Command::Start { cluster, .. }
-        | Command::Stop { cluster, .. }
-        | Command::Restart { cluster, .. }
-        | Command::ActivateStandby { cluster, .. }
-        | Command::Coordinator { cluster, .. }
-        | Command::Segment { cluster, .. }
-        | Command::Agent { cluster, .. }
-        | Command::AgentStatus { cluster }
-        | Command::AddMirrors { cluster, .. }
-        | Command::MoveMirrors { cluster, .. } => Some(cluster),
-        Command::InitStandby(args) => Some(&args.cluster),
-        Command::Standby(args) => Some(&args.cluster),
-        Command::Recoverseg { cluster, .. } | Command::State { cluster, .. } => cluster.as_deref(),
-        _ => None,
-    }
+    secret_file::install(&path, identity)
 }
 
 /// Carries out one verb. Servers run until stopped; every other verb prints its answer (text for

@@ -74,16 +74,15 @@ pub fn load(path: &Path) -> anyhow::Result<(u64, Keys)> {
         .map_err(|e| anyhow::anyhow!("the cluster secret {}: {e}", path.display()))
 }
 
-/// Loads the secret file and installs this process's credentials as `identity`; the secret's
-/// cluster id.
-pub fn install(path: &Path, identity: PeerIdentity) -> anyhow::Result<u64> {
+/// Loads the secret file and installs this process's credentials as `identity`.
+pub fn install(path: &Path, identity: PeerIdentity) -> anyhow::Result<()> {
     let (cluster_id, keys) = load(path)?;
     auth::install(Credentials {
         cluster_id,
         identity,
         keys,
     });
-    Ok(cluster_id)
+    Ok(())
 }
 
 /// `rotate-secret`: a new current secret, the old one kept as previous; with `finish`, the
