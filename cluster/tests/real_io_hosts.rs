@@ -2,9 +2,11 @@
 //! address on a private /24 (made and removed by the test), joined by a bridge the verbs reach
 //! from the machine's own namespace. Each host's agent runs inside its host, as systemd would
 //! run it there; the verbs run outside and reach the hosts only over the network. The cluster
-//! is laid out, started, loaded, stopped and started again through the agents; then every
-//! process of one host is killed and `recoverseg -i` moves its instances to a spare host
-//! through the spare's agent. Needs root (network namespaces): skipped with a loud message
+//! is laid out (`plan`), each host given its own copy of the file and secret, initialized
+//! (`init`: each agent makes its host's data directories), loaded, stopped and started again
+//! through the agents, one host alone and then all; a standby is added on a third host; then
+//! every process of one host is killed and `recoverseg -i` moves its instances to a spare host
+//! through the spare's agent, every host's copy of the file learning where they went. Needs root (network namespaces): skipped with a loud message
 //! otherwise, and never in CI (`CI` set: a non-root run fails).
 //!
 //! Build and run: `RUSTFLAGS= cargo test -p cluster --features real-io --test real_io_hosts`.
@@ -185,73 +187,88 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
         return;
     }
     let mut net = Net::new();
-    for n in 1..=3 {
+    for n in 1..=4 {
         net.add_host(n);
     }
     let dir = std::env::temp_dir().join(format!("real_io_hosts_{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let _cleanup = RemoveOnSuccess(dir.clone());
 
-    // Laid out from host1 (init checks its ports there), then each host's instances placed at
-    // that host's address.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &net.ns(1),
-            HACLUSTER,
-            "init-local",
-            "--dir",
-        ])
-        .arg(&dir)
-        .args(["--base-port", "7000", "--host", &net.address(1)])
-        .args(["--layout", "group", "--hosts", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let file = dir.join("cluster.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    v["coordinator"]["hostname"] = "host1".into();
-    for s in v["segments"].as_array_mut().unwrap() {
-        let n: usize = s["hostname"].as_str().unwrap()[4..].parse().unwrap();
-        s["address"] = net.address(n).into();
-    }
-    // Each host logs to a directory of its own, a file per process.
-    let logs = |n: usize| dir.join("logs").join(format!("host{n}"));
-    v["agents"] = (1..=3)
-        .map(|n| {
-            serde_json::json!({
-                "hostname": format!("host{n}"), "address": net.address(n), "port": 7100,
-                "log_dir": logs(n),
-            })
-        })
-        .collect();
-    std::fs::write(&file, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    // The operator lays the cluster out on the coordinator's machine: host1 to host3 hold
+    // instances, host4 is a spare; each host logs to a directory of its own.
+    let host = |n: usize| format!("host{n}={}", net.address(n));
+    let ops = dir.join("ops");
+    let out = ok(&[
+        "plan",
+        "--dir",
+        ops.to_str().unwrap(),
+        "--coordinator-host",
+        &host(1),
+        "--segment-host",
+        &host(1),
+        "--segment-host",
+        &host(2),
+        "--segment-host",
+        &host(3),
+        "--spare-host",
+        &host(4),
+        "--layout",
+        "group",
+        "--base-port",
+        "7000",
+        "--data-root",
+        dir.join("data").to_str().unwrap(),
+        "--log-root",
+        dir.join("logs").to_str().unwrap(),
+    ]);
+    assert!(out.contains("\"agents\""), "{out}");
+    let file = ops.join("cluster.json");
     let f = file.to_str().unwrap();
     let coordinator = format!("{}:7000", net.address(1));
-
-    let mut agents: Vec<Child> = (1..=3).map(|n| start_agent(&net, n, &file, &dir)).collect();
+    // Each host has its own copy of the file and the secret, as copied there by the operator;
+    // its agent runs inside the host on that copy.
+    let copy = |n: usize| -> PathBuf {
+        let etc = dir.join(format!("host{n}-etc"));
+        std::fs::create_dir_all(&etc).unwrap();
+        for name in ["cluster.json", "cluster.secret"] {
+            std::fs::copy(ops.join(name), etc.join(name)).unwrap();
+        }
+        etc.join("cluster.json")
+    };
+    let copies: Vec<PathBuf> = (1..=4).map(copy).collect();
+    let host_file = |n: usize| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&copies[n - 1]).unwrap()).unwrap()
+    };
+    let logs = |n: usize| dir.join("logs").join(format!("host{n}"));
+    let mut agents: Vec<Child> = (1..=4)
+        .map(|n| start_agent(&net, n, &copies[n - 1], &dir))
+        .collect();
     until("the agents answer", Duration::from_secs(20), || {
         hacluster(&["agent-status", "--cluster", f])
             .status
             .success()
             .then_some(())
     });
-    let out = ok(&["start", "--cluster", f]);
-    assert_eq!(out.matches("agent running").count(), 3, "{out}");
+
+    // init: each host's agent makes its own data directories, then the cluster starts.
+    let out = ok(&["init", "--cluster", f]);
+    assert_eq!(out.matches("made").count(), 7, "{out}");
     assert_eq!(out.matches("started pid").count(), 7, "{out}");
     for n in 1..=3 {
         // The agent and the instances it started run inside their host.
         assert!(net.pids(n).len() >= 3, "host{n}: {:?}", net.pids(n));
     }
+    let refused = hacluster(&["init", "--cluster", f]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("exist already"),
+        "a second init makes nothing: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let mut files: Vec<String> = (1..=3)
         .flat_map(|n| std::fs::read_dir(logs(n)).unwrap())
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "agent.log")
         .collect();
     files.sort();
     assert_eq!(
@@ -268,7 +285,7 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
         "a log file per process, under its host's log directory"
     );
 
-    let text = std::fs::read_to_string(dir.join("cluster.secret")).unwrap();
+    let text = std::fs::read_to_string(ops.join("cluster.secret")).unwrap();
     let (cluster_id, keys) = auth::parse_secret_file(&text).unwrap();
     auth::install(Credentials {
         cluster_id,
@@ -279,7 +296,7 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
     let rows: Vec<i64> = (0..30).collect();
     let mut client = Client::new(vec![coordinator.clone()], Duration::from_secs(5));
     rt.block_on(support::table_with_rows(&mut client, "t", &rows, b"v"));
-    let secret = dir.join("cluster.secret");
+    let secret = ops.join("cluster.secret");
     let state = |flag: Option<&str>| {
         let mut args = vec!["state", "--coordinator", &coordinator];
         args.extend(flag);
@@ -297,12 +314,36 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
     };
     until("the pairs synchronized", Duration::from_secs(60), synced);
 
-    // Stopped and started again through the agents.
+    // One host stopped and started again (gpstop --host), its agent left serving.
+    let out = ok(&["stop", "--cluster", f, "--host", "host3"]);
+    assert_eq!(out.matches("stopped pid").count(), 2, "{out}");
+    assert!(!out.contains("agent stopped"), "{out}");
+    let out = ok(&["start", "--cluster", f, "--host", "host3"]);
+    assert_eq!(out.matches("started pid").count(), 2, "{out}");
+    until("synchronized again", Duration::from_secs(60), synced);
+
+    // The whole cluster stopped and started again through the agents.
     let out = ok(&["stop", "--cluster", f, "--keep-agents"]);
     assert_eq!(out.matches("stopped pid").count(), 7, "{out}");
     let out = ok(&["start", "--cluster", f]);
     assert_eq!(out.matches("started pid").count(), 7, "{out}");
     until("synchronized again", Duration::from_secs(60), synced);
+
+    // A standby coordinator on host3, started by host3's agent; every host's copy learns it.
+    let out = ok(&["init-standby", "--cluster", f, "-s", "host3"]);
+    assert!(out.contains("\"Synchronized\""), "{out}");
+    for n in 1..=4 {
+        assert_eq!(
+            host_file(n)["standby"]["address"],
+            net.address(3).as_str(),
+            "host{n}'s copy records the standby"
+        );
+    }
+    assert!(std::fs::read_dir(logs(3)).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("standby-dbid")));
 
     // Host2 is lost: every process in it.
     net.kill_host(2);
@@ -310,13 +351,9 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
         state(None).contains("(4 up, 2 down)").then_some(())
     });
 
-    // A spare host4 with its agent; recoverseg -i moves host2's instances onto it.
-    net.add_host(4);
-    let mut v: serde_json::Value =
+    // recoverseg -i moves host2's instances onto the spare host4, through host4's agent.
+    let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-    v["agents"].as_array_mut().unwrap().push(serde_json::json!({
-        "hostname": "host4", "address": net.address(4), "port": 7100, "log_dir": logs(4),
-    }));
     let lost: Vec<serde_json::Value> = v["segments"]
         .as_array()
         .unwrap()
@@ -324,15 +361,11 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
         .filter(|s| s["hostname"] == "host2")
         .cloned()
         .collect();
-    std::fs::write(&file, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    agents.push(start_agent(&net, 4, &file, &dir));
-    until("the spare's agent answers", Duration::from_secs(20), || {
-        // Exit code 1 while host2's agent is down; host4's line is what counts here.
-        let out = hacluster(&["agent-status", "--cluster", f]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("host host2: agent DOWN"), "{text}");
-        text.contains("host host4: agent up").then_some(())
-    });
+    let out = hacluster(&["agent-status", "--cluster", f]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a host is down: exit code 1");
+    assert!(text.contains("host host2: agent DOWN"), "{text}");
+    assert!(text.contains("host host4: agent up"), "{text}");
     let mut lines = String::new();
     for (i, s) in lost.iter().enumerate() {
         lines += &format!(
@@ -342,7 +375,10 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
             s["datadir"].as_str().unwrap(),
             net.address(4),
             7201 + i,
-            dir.join("host4").join(format!("moved{i}")).display()
+            dir.join("data")
+                .join("host4")
+                .join(format!("moved{i}"))
+                .display()
         );
     }
     let input = dir.join("recover.txt");
@@ -371,16 +407,65 @@ fn a_cluster_of_three_namespaced_hosts_runs_through_its_agents_and_moves_a_lost_
         "host4 runs its agent and both instances"
     );
     assert_eq!(
-        std::fs::read_dir(logs(4)).unwrap().count(),
+        std::fs::read_dir(logs(4))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != "agent.log")
+            .count(),
         2,
         "host4's two instances' logs"
     );
+    // The operator's file and every host that answers place the moved instances on host4.
+    let on_host4 = |v: &serde_json::Value| {
+        v["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["hostname"] == "host4")
+            .count()
+    };
+    let ops_file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(on_host4(&ops_file), 2);
+    for n in [1, 3, 4] {
+        assert_eq!(on_host4(&host_file(n)), 2, "host{n}'s copy");
+    }
     rt.block_on(async {
         let mut client = Client::new(vec![coordinator.clone()], Duration::from_secs(5));
         client.begin().await.unwrap();
         for k in &rows {
             let got = client.get("t", *k).await.unwrap();
             assert_eq!(got.as_deref(), Some(&b"v"[..]), "key {k}");
+        }
+        client.commit().await.unwrap();
+    });
+
+    // The coordinator's host loses its coordinator; the standby on host3 is activated, and
+    // every host that answers learns the new coordinator (a host's `start` never brings the
+    // deposed one back).
+    let lock = dir.join("data/host1/coordinator/instance.pid");
+    let pid = std::fs::read_to_string(&lock).unwrap();
+    let pid = pid.lines().next().unwrap().trim().to_string();
+    sh("kill", &["-9", &pid]);
+    let out = ok(&["activate-standby", "--cluster", f]);
+    assert!(out.contains(&format!("{}:7000", net.address(3))), "{out}");
+    for n in [1, 3, 4] {
+        assert_eq!(
+            host_file(n)["coordinator"]["hostname"],
+            "host3",
+            "host{n}'s copy names the activated coordinator"
+        );
+    }
+    let activated = format!("{}:7000", net.address(3));
+    rt.block_on(async {
+        let mut client = Client::new(vec![activated], Duration::from_secs(5));
+        client.begin().await.unwrap();
+        for k in &rows {
+            let got = client.get("t", *k).await.unwrap();
+            assert_eq!(
+                got.as_deref(),
+                Some(&b"v"[..]),
+                "key {k} after the activation"
+            );
         }
         client.commit().await.unwrap();
     });

@@ -255,7 +255,8 @@ fn segment_attacks(s: &SegmentConfig, mode: Mode) -> Vec<(&'static str, Vec<Msg>
 }
 
 /// The attacks on the agent of a host whose instances are `here`: stop one, wipe one's data
-/// directory by starting an empty mirror over it, and stop the agent.
+/// directory by starting an empty mirror (or a standby) over it, make one's data directory,
+/// rewrite the host's configuration, and stop the agent.
 fn agent_attacks(here: &[SegmentConfig], mode: Mode) -> Vec<(&'static str, Vec<Msg>)> {
     let agent = |m| Msg::Agent(m);
     let mut attacks = vec![("agent-exit", vec![agent(AgentRequest::Exit)])];
@@ -276,7 +277,24 @@ fn agent_attacks(here: &[SegmentConfig], mode: Mode) -> Vec<(&'static str, Vec<M
                 primary: format!("{IP}:7777"),
             })],
         ));
+        attacks.push((
+            "agent-make-data-directory",
+            vec![agent(AgentRequest::MakeDataDirectory { dbid: s.dbid })],
+        ));
+        let mut standby = s.clone();
+        standby.content = -1;
+        attacks.push((
+            "agent-start-standby",
+            vec![agent(AgentRequest::StartStandby { row: standby })],
+        ));
     }
+    // A configuration placing the host's instances elsewhere.
+    attacks.push((
+        "agent-write-config",
+        vec![agent(AgentRequest::WriteConfig {
+            text: format!("{{\"coordinator\": \"{IP}:7777\"}}"),
+        })],
+    ));
     attacks
 }
 

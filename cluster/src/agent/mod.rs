@@ -49,6 +49,35 @@ pub trait HostControl: Send + Sync + 'static {
         datadir: String,
         mode: StopMode,
     ) -> HostFuture<'_, Result<String, HostError>>;
+    /// Makes the data directory of instance `dbid` of this host, which must not exist; the
+    /// line to report.
+    fn make_data_directory(&self, dbid: Dbid) -> HostFuture<'_, Result<String, HostError>> {
+        Box::pin(std::future::ready(Err(
+            self.cannot(format!("make the data directory of dbid {dbid}"))
+        )))
+    }
+    /// Makes `row`'s data directory, records it as the standby coordinator and starts it; the
+    /// line to report.
+    fn start_standby(&self, row: SegmentConfig) -> HostFuture<'_, Result<String, HostError>> {
+        Box::pin(std::future::ready(Err(
+            self.cannot(format!("start standby dbid {}", row.dbid))
+        )))
+    }
+    /// Replaces the host's configuration with `text`, once checked; the line to report.
+    fn write_config(&self, text: String) -> HostFuture<'_, Result<String, HostError>> {
+        let _ = text;
+        Box::pin(std::future::ready(Err(
+            self.cannot("write the configuration".into())
+        )))
+    }
+    /// Why a host cannot do `step`: a host whose instances are made with it (the simulator's
+    /// hosts, built with their disks and configuration) keeps the default methods.
+    fn cannot(&self, step: String) -> HostError {
+        HostError::Failed {
+            step,
+            detail: "this host's instances and configuration are made with the host".into(),
+        }
+    }
 }
 
 /// An agent's settings.
@@ -168,6 +197,27 @@ impl Agent {
                 datadir,
                 mode,
             } => self.control.stop(dbid, address, datadir, mode).await,
+            AgentRequest::MakeDataDirectory { dbid } => match self.owns(dbid).await {
+                Some(refusal) => return refusal,
+                None => {
+                    info!(dbid, "agent makes a data directory");
+                    self.control.make_data_directory(dbid).await
+                }
+            },
+            AgentRequest::StartStandby { row } => {
+                if &row.hostname != host {
+                    return AgentReply::Refused(format!(
+                        "the standby dbid {} is placed on host {}; this is the agent of host {host}",
+                        row.dbid, row.hostname
+                    ));
+                }
+                info!(dbid = row.dbid, "agent starts a standby coordinator");
+                self.control.start_standby(row).await
+            }
+            AgentRequest::WriteConfig { text } => {
+                info!(bytes = text.len(), "agent writes the host's configuration");
+                self.control.write_config(text).await
+            }
         };
         match outcome {
             Ok(line) => AgentReply::Done(line),

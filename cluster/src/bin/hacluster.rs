@@ -81,6 +81,56 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         primaries_per_host: usize,
     },
+    /// Lay out a cluster over named hosts (gpinitsystem's configuration file): write
+    /// DIR/cluster.json and the cluster secret DIR/cluster.secret, and make no data directory.
+    /// Then copy both files to every host (same path, the secret mode 0600), start each host's
+    /// agent there (`hacluster agent --cluster FILE --host NAME`, or its systemd unit), and run
+    /// `init --cluster FILE`.
+    Plan {
+        #[arg(long)]
+        dir: PathBuf,
+        /// The coordinator's host, NAME=ADDRESS (it may be a segment host too).
+        #[arg(long, value_name = "NAME=ADDRESS")]
+        coordinator_host: cluster_file::HostArg,
+        /// A segment host, NAME=ADDRESS; repeat, in order (the layout numbers them so).
+        #[arg(long = "segment-host", value_name = "NAME=ADDRESS", required = true)]
+        segment_hosts: Vec<cluster_file::HostArg>,
+        /// A spare host, NAME=ADDRESS: an agent and no instance, ready for `recoverseg -i`.
+        #[arg(long = "spare-host", value_name = "NAME=ADDRESS")]
+        spare_hosts: Vec<cluster_file::HostArg>,
+        /// How mirrors are placed: group, spread (more hosts than primaries per host) or
+        /// block:SIZE (SIZE divides the number of hosts).
+        #[arg(long, default_value = "group")]
+        layout: cluster::model::layout::Layout,
+        #[arg(long, default_value_t = 1)]
+        primaries_per_host: usize,
+        /// The coordinator's port; the instances take the ports after it, the agents those
+        /// after theirs.
+        #[arg(long, default_value_t = 6000)]
+        base_port: u16,
+        /// Where every host keeps its data directories, as ROOT/NAME/... [default: DIR].
+        #[arg(long)]
+        data_root: Option<PathBuf>,
+        /// Each host's log directory, LOGS/NAME (a file per process) [default: beside each data
+        /// directory].
+        #[arg(long)]
+        log_root: Option<PathBuf>,
+    },
+    /// Initialize the cluster a cluster file lays out (gpinitsystem -c): every host's agent
+    /// gets the file and makes its instances' data directories, then the cluster starts
+    /// through the agents. Nothing is made if any data directory exists already.
+    Init {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[command(flatten)]
+        test: TestOnly,
+    },
+    /// Send the cluster file to every host's agent (each host then starts its instances where
+    /// the file places them); the verbs that change the file do this themselves.
+    SyncConfig {
+        #[arg(long)]
+        cluster: PathBuf,
+    },
     /// Start every process of the cluster that is not running (gpstart): each host's agent
     /// (those of this machine's hosts that do not run yet), then through the agents the
     /// coordinator, the standby if there is one, every segment instance; each logs to
@@ -88,6 +138,9 @@ enum Command {
     Start {
         #[arg(long)]
         cluster: PathBuf,
+        /// Only the processes of this host (as the cluster file names it).
+        #[arg(long)]
+        host: Option<String>,
         #[command(flatten)]
         test: TestOnly,
     },
@@ -102,6 +155,9 @@ enum Command {
         /// Leave the hosts' agents running (as under a supervisor).
         #[arg(long)]
         keep_agents: bool,
+        /// Only the processes of this host (gpstop --host), its agent left running.
+        #[arg(long)]
+        host: Option<String>,
     },
     /// Run the agent of one host until asked to exit or killed: it starts, stops and reports
     /// the instances the cluster file places on that host, for the verbs (the ssh of the
@@ -339,12 +395,16 @@ async fn main() -> ExitCode {
 fn install_credentials(command: &Command) -> anyhow::Result<()> {
     use cluster::io::auth::PeerIdentity;
     let (path, identity) = match command {
-        Command::InitLocal { .. } | Command::RotateSecret { .. } => return Ok(()),
+        Command::InitLocal { .. } | Command::Plan { .. } | Command::RotateSecret { .. } => {
+            return Ok(())
+        }
         Command::Agent { cluster, host, .. } => {
             (secret_file::beside(cluster), PeerIdentity::agent(host))
         }
         Command::AgentStatus { cluster } => (secret_file::beside(cluster), PeerIdentity::Admin),
         Command::Start { cluster, .. }
+        | Command::Init { cluster, .. }
+        | Command::SyncConfig { cluster }
         | Command::Stop { cluster, .. }
         | Command::Restart { cluster, .. }
         | Command::ActivateStandby { cluster, .. } => {
@@ -411,24 +471,62 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             };
             init_local(&dir, &host, base_port, shape)?
         }
-        Command::Start { cluster, test } => {
-            agent_cmd::start(
-                &ClusterFile::load(&cluster)?,
-                &cluster,
-                test.allow_planted_bugs,
-            )
-            .await?
+        Command::Plan {
+            dir,
+            coordinator_host,
+            segment_hosts,
+            spare_hosts,
+            layout,
+            primaries_per_host,
+            base_port,
+            data_root,
+            log_root,
+        } => {
+            let plan = cluster_file::Plan {
+                coordinator: coordinator_host,
+                segment_hosts,
+                spare_hosts,
+                per_host: primaries_per_host,
+                layout,
+                base_port,
+                data_root,
+                log_root,
+            };
+            let (path, file) = cluster_file::plan(&dir, &plan)?;
+            summary(&path, &file)?
+        }
+        Command::Init { cluster, test } => {
+            agent_cmd::init(&cluster, test.allow_planted_bugs).await?
+        }
+        Command::SyncConfig { cluster } => agent_cmd::push_config(&cluster).await?,
+        Command::Start {
+            cluster,
+            host,
+            test,
+        } => {
+            let file = ClusterFile::load(&cluster)?;
+            let only = agent_cmd::Only::new(&file, host)?;
+            agent_cmd::start(&file, &cluster, &only, test.allow_planted_bugs).await?
         }
         Command::Stop {
             cluster,
             mode,
             keep_agents,
-        } => agent_cmd::stop(&ClusterFile::load(&cluster)?, &cluster, mode, keep_agents).await?,
+            host,
+        } => {
+            let file = ClusterFile::load(&cluster)?;
+            let only = agent_cmd::Only::new(&file, host)?;
+            agent_cmd::stop(&file, &cluster, mode, &only, keep_agents).await?
+        }
         Command::Restart { cluster, test } => {
             let file = ClusterFile::load(&cluster)?;
             let stop = processes::StopMode::Fast;
-            print!("{}", agent_cmd::stop(&file, &cluster, stop, true).await?);
-            agent_cmd::start(&file, &cluster, test.allow_planted_bugs).await?
+            let all = agent_cmd::Only::All;
+            print!(
+                "{}",
+                agent_cmd::stop(&file, &cluster, stop, &all, true).await?
+            );
+            agent_cmd::start(&file, &cluster, &all, test.allow_planted_bugs).await?
         }
         Command::Agent {
             cluster,
@@ -582,7 +680,12 @@ fn init_local(
     shape: Option<cluster_file::LocalShape>,
 ) -> anyhow::Result<String> {
     let (path, file) = cluster_file::init_local(dir, host, base_port, shape)?;
-    let secret = secret_file::beside(std::path::Path::new(&path));
+    summary(&path, &file)
+}
+
+/// Writes the new cluster's secret beside its file; a JSON summary of what was laid out.
+fn summary(path: &std::path::Path, file: &ClusterFile) -> anyhow::Result<String> {
+    let secret = secret_file::beside(path);
     secret_file::create(&secret, file.cluster_id()?)?;
     let summary = serde_json::json!({
         "cluster_file": path,
@@ -590,6 +693,9 @@ fn init_local(
         "coordinator": file.coordinator.endpoint(),
         "segments": file.segments.iter().map(|s| serde_json::json!({
             "dbid": s.dbid, "content": s.content, "role": s.role, "address": s.endpoint(), "datadir": s.datadir,
+        })).collect::<Vec<_>>(),
+        "agents": file.agents.iter().map(|a| serde_json::json!({
+            "host": a.hostname, "address": a.endpoint(),
         })).collect::<Vec<_>>(),
     });
     Ok(format!("{summary}\n"))

@@ -453,7 +453,14 @@ mod tests {
             datadir: "/data/primary0".into(),
             mode: crate::wire::agent::StopMode::Immediate,
         };
-        for req in [&stop, &AgentRequest::Exit, &AgentRequest::Health] {
+        let others = [
+            AgentRequest::MakeDataDirectory { dbid: 2 },
+            AgentRequest::WriteConfig { text: "{}".into() },
+        ];
+        for req in [&stop, &AgentRequest::Exit, &AgentRequest::Health]
+            .into_iter()
+            .chain(&others)
+        {
             assert_eq!(agent_request(req, PeerIdentity::Admin), Ok(()));
             for from in [
                 PeerIdentity::Client,

@@ -25,6 +25,16 @@ pub enum AgentRequest {
         datadir: String,
         mode: StopMode,
     },
+    /// Make the data directory of instance `dbid`, which the host's configuration places on
+    /// this host, as `init` does: refused if the directory exists already.
+    MakeDataDirectory { dbid: Dbid },
+    /// Make `row`'s data directory (absent or empty), record it as the cluster's standby
+    /// coordinator in the host's configuration, and start it, as `init-standby -s` does.
+    StartStandby { row: SegmentConfig },
+    /// Replace the host's configuration with `text` (the cluster file a verb just changed),
+    /// so that the host starts its instances where the cluster now places them. Refused
+    /// unless it parses, is the same cluster, and places this host's agent where it listens.
+    WriteConfig { text: String },
     /// The agent itself exits (its instances keep running); a supervisor may start it again.
     Exit,
 }
@@ -37,6 +47,9 @@ impl AgentRequest {
             AgentRequest::StartMirror { .. } => "agent START_MIRROR",
             AgentRequest::Start { .. } => "agent START",
             AgentRequest::Stop { .. } => "agent STOP",
+            AgentRequest::MakeDataDirectory { .. } => "agent MAKE_DATA_DIRECTORY",
+            AgentRequest::StartStandby { .. } => "agent START_STANDBY",
+            AgentRequest::WriteConfig { .. } => "agent WRITE_CONFIG",
             AgentRequest::Exit => "agent EXIT",
         }
     }
@@ -73,6 +86,9 @@ pub struct InstanceReport {
     /// The process that holds the data directory, if one does (`Some(0)` where processes have
     /// no number).
     pub pid: Option<u32>,
+    /// Whether the data directory exists (`init` makes none over an existing one).
+    #[serde(default)]
+    pub exists: bool,
 }
 
 /// An agent's answer.

@@ -141,6 +141,7 @@ impl HostControl for SimHostControl {
                         kind: "segment".into(),
                         datadir: s.datadir.clone(),
                         pid: running.then_some(0),
+                        exists: true,
                     }
                 })
                 .collect()

@@ -77,19 +77,7 @@ impl ProcessControl {
             std::fs::remove_dir_all(&datadir)
                 .map_err(|e| failed(format!("wipe {}", datadir.display()))(e.into()))?;
         }
-        let entry = SegmentEntry {
-            dbid: row.dbid,
-            content: row.content,
-            role: row.preferred_role,
-            hostname: row.hostname.clone(),
-            address: row.address.clone(),
-            port: row.port,
-            datadir: datadir.clone(),
-        };
-        match file.segments.iter_mut().find(|s| s.dbid == row.dbid) {
-            Some(s) => *s = entry,
-            None => file.segments.push(entry),
-        }
+        record_segment(&mut file, row);
         file.store(&self.cluster)
             .map_err(failed(format!("write {}", self.cluster.display())))?;
         // The instance's data directory is made here, as a full copy makes it: the instance
@@ -142,6 +130,170 @@ impl ProcessControl {
     }
 }
 
+impl ProcessControl {
+    /// Makes the data directory of instance `dbid` of this host; refused if it exists.
+    fn make_data_directory_now(&self, dbid: Dbid) -> Result<String, HostError> {
+        let _one = self.lock.lock().unwrap();
+        let file = self.file()?;
+        let p = self.process(dbid)?;
+        let content = file
+            .data_directories()
+            .into_iter()
+            .find(|(_, d, _)| *d == dbid)
+            .map(|(_, _, content)| content)
+            .unwrap_or(-1);
+        if p.datadir.exists() {
+            return Err(HostError::Failed {
+                step: format!("make {}", p.datadir.display()),
+                detail: "it exists; init makes every data directory anew and will not reuse one"
+                    .into(),
+            });
+        }
+        super::cluster_file::make_data_directory(&file, &p.datadir, dbid, content).map_err(
+            |e| HostError::Failed {
+                step: format!("make {}", p.datadir.display()),
+                detail: format!("{e:#}"),
+            },
+        )?;
+        Ok(format!(
+            "{}: data directory {} made",
+            p.name,
+            p.datadir.display()
+        ))
+    }
+
+    /// Makes `row`'s data directory (absent or empty), records the standby, and starts it.
+    fn start_standby_now(&self, row: &SegmentConfig) -> Result<String, HostError> {
+        let failed = |step: String| {
+            move |e: anyhow::Error| HostError::Failed {
+                step,
+                detail: format!("{e:#}"),
+            }
+        };
+        let _one = self.lock.lock().unwrap();
+        let mut file = self.file()?;
+        let datadir = PathBuf::from(&row.datadir);
+        if !datadir.is_absolute() {
+            return Err(HostError::Refused {
+                host: self.host.clone(),
+                why: format!("{} is not an absolute path", row.datadir),
+            });
+        }
+        if std::fs::read_dir(&datadir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(HostError::Failed {
+                step: format!("make {}", datadir.display()),
+                detail: "it exists and is not empty; a new standby needs an empty directory".into(),
+            });
+        }
+        if let Some(other) = file.standby.as_ref().filter(|s| s.dbid != row.dbid) {
+            return Err(HostError::Refused {
+                host: self.host.clone(),
+                why: format!(
+                    "the cluster has a standby already (dbid {} at {})",
+                    other.dbid,
+                    other.endpoint()
+                ),
+            });
+        }
+        file.standby = Some(super::cluster_file::StandbyEntry {
+            dbid: row.dbid,
+            hostname: row.hostname.clone(),
+            address: row.address.clone(),
+            port: row.port,
+            datadir: datadir.clone(),
+        });
+        file.store(&self.cluster)
+            .map_err(failed(format!("write {}", self.cluster.display())))?;
+        super::cluster_file::make_data_directory(&file, &datadir, row.dbid, -1)
+            .map_err(failed(format!("make {}", datadir.display())))?;
+        let p = processes::cluster_processes(&file, &self.cluster, self.allow_bugs)
+            .into_iter()
+            .find(|p| p.kind == "standby")
+            .expect("the file records the standby just written");
+        processes::start_one(&p).map_err(failed(format!("start {}", p.name)))
+    }
+
+    /// Replaces this host's cluster file with `text`, once it is checked to be this
+    /// cluster's and to place this agent where it listens.
+    fn write_config_now(&self, text: &str) -> Result<String, HostError> {
+        let refused = |why: String| HostError::Refused {
+            host: self.host.clone(),
+            why,
+        };
+        let new =
+            ClusterFile::parse(text, "sent by the verb").map_err(|e| refused(format!("{e:#}")))?;
+        let _one = self.lock.lock().unwrap();
+        let current = self.file()?;
+        if new.cluster_id != current.cluster_id {
+            return Err(refused(format!(
+                "the file is of cluster {}, this host's of cluster {}",
+                new.cluster_id, current.cluster_id
+            )));
+        }
+        let here = current.agent_of(&self.host).map(|a| a.endpoint());
+        let there = new.agent_of(&self.host).map(|a| a.endpoint());
+        if here != there {
+            return Err(refused(format!(
+                "the file places the agent of host {} at {there:?}; it listens at {here:?}",
+                self.host
+            )));
+        }
+        if new == current {
+            return Ok(format!("host {}: configuration unchanged", self.host));
+        }
+        new.store(&self.cluster).map_err(|e| HostError::Failed {
+            step: format!("write {}", self.cluster.display()),
+            detail: format!("{e:#}"),
+        })?;
+        Ok(format!(
+            "host {}: configuration written to {}",
+            self.host,
+            self.cluster.display()
+        ))
+    }
+}
+
+/// Records `row` in `file`: its entry replaced, or added.
+fn record_segment(file: &mut ClusterFile, row: &SegmentConfig) {
+    let entry = SegmentEntry {
+        dbid: row.dbid,
+        content: row.content,
+        role: row.preferred_role,
+        hostname: row.hostname.clone(),
+        address: row.address.clone(),
+        port: row.port,
+        datadir: PathBuf::from(&row.datadir),
+    };
+    match file.segments.iter_mut().find(|s| s.dbid == row.dbid) {
+        Some(s) => *s = entry,
+        None => file.segments.push(entry),
+    }
+}
+
+/// Sends the cluster file at `path` to every host's agent, so that each host starts its
+/// instances where the cluster now places them (the verbs run on the coordinator's host,
+/// whose file is the one they change); a line per host. A host whose agent does not answer
+/// keeps its old file: the line says so, and the next change (or `sync-config`) sends it again.
+pub async fn push_config(path: &Path) -> anyhow::Result<String> {
+    let file = ClusterFile::load(path)?;
+    let req = AgentRequest::WriteConfig { text: file.text() };
+    let mut out = String::new();
+    for a in &file.agents {
+        let line =
+            match agent::order(&a.hostname, &a.endpoint(), &req, Duration::from_secs(10)).await {
+                Ok(line) => line,
+                Err(e) => format!(
+                "host {}: configuration NOT written ({e}); run `hacluster sync-config` once its \
+                 agent answers",
+                a.hostname
+            ),
+            };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// Runs `work` on a thread of its own (it waits on processes and sockets).
 fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, HostError> + Send + 'static,
@@ -169,6 +321,7 @@ impl HostControl for ProcessControl {
                         kind: p.kind.to_string(),
                         datadir: p.datadir.display().to_string(),
                         pid: processes::running(&p.datadir),
+                        exists: p.datadir.exists(),
                     })
                     .collect()
             })
@@ -238,6 +391,20 @@ impl HostControl for ProcessControl {
                 }),
             }
         })
+    }
+    fn make_data_directory(&self, dbid: Dbid) -> HostFuture<'_, Result<String, HostError>> {
+        let me = self.clone_handle();
+        blocking(move || me.make_data_directory_now(dbid))
+    }
+
+    fn start_standby(&self, row: SegmentConfig) -> HostFuture<'_, Result<String, HostError>> {
+        let me = self.clone_handle();
+        blocking(move || me.start_standby_now(&row))
+    }
+
+    fn write_config(&self, text: String) -> HostFuture<'_, Result<String, HostError>> {
+        let me = self.clone_handle();
+        blocking(move || me.write_config_now(&text))
     }
 }
 
@@ -467,11 +634,28 @@ impl Hosts for LocalAgents {
         row: &SegmentConfig,
         primary: &str,
     ) -> impl std::future::Future<Output = Result<(), HostError>> + Send {
-        let wake = Self::wake(self.cluster.clone(), row.hostname.clone());
+        let cluster = self.cluster.clone();
+        let wake = Self::wake(cluster.clone(), row.hostname.clone());
         let start = self.inner.start_mirror(row, primary);
+        let row = row.clone();
         async move {
             wake.await;
-            start.await
+            start.await?;
+            // The verb's own file records the new instance too, and every host learns it.
+            if let Some(path) = cluster {
+                let recorded = ClusterFile::load(&path).and_then(|mut file| {
+                    record_segment(&mut file, &row);
+                    file.store(&path)
+                });
+                match recorded {
+                    Ok(()) => match push_config(&path).await {
+                        Ok(lines) => tracing::info!("{}", lines.trim_end()),
+                        Err(e) => tracing::warn!("{e:#}"),
+                    },
+                    Err(e) => tracing::warn!("dbid {} started, not recorded: {e:#}", row.dbid),
+                }
+            }
+            Ok(())
         }
     }
 
@@ -510,11 +694,114 @@ pub fn agent_log(cluster: &Path, host: &str) -> PathBuf {
     }
 }
 
+/// Which hosts a verb acts on: all, or one (`--host`).
+pub enum Only {
+    All,
+    Host(String),
+}
+
+impl Only {
+    /// `host`, which must be one of `file`'s hosts.
+    pub fn new(file: &ClusterFile, host: Option<String>) -> anyhow::Result<Only> {
+        let Some(host) = host else {
+            return Ok(Only::All);
+        };
+        if !file.hostnames().contains(&host) && file.agent_of(&host).is_none() {
+            bail!(
+                "--host {host}: the cluster file has no such host (its hosts: {})",
+                file.hostnames().join(", ")
+            );
+        }
+        Ok(Only::Host(host))
+    }
+
+    fn admits(&self, host: &str) -> bool {
+        match self {
+            Only::All => true,
+            Only::Host(only) => only == host,
+        }
+    }
+}
+
+/// `init --cluster FILE` (gpinitsystem -c): every host's agent answers (those of this machine
+/// started) and gets the file; if no data directory of the file exists yet, each agent makes
+/// its host's, and the cluster starts through the agents.
+pub async fn init(path: &Path, allow_bugs: bool) -> anyhow::Result<String> {
+    let file = ClusterFile::load(path)?;
+    let mut out = ensure_agents(&file, path, allow_bugs).await?;
+    out.push_str(&push_config(path).await?);
+    if out.contains("NOT written") {
+        bail!("{out}init needs every host's agent to hold this cluster file; nothing was made");
+    }
+    let processes = processes::cluster_processes(&file, path, allow_bugs);
+    let homeless: Vec<&str> = processes
+        .iter()
+        .filter(|p| file.agent_of(&p.hostname).is_none())
+        .map(|p| p.name.as_str())
+        .collect();
+    if !homeless.is_empty() {
+        bail!(
+            "{out}the cluster file names no agent for the hosts of {}; nothing was made",
+            homeless.join(", ")
+        );
+    }
+    // Every data directory checked before any is made: an init over an existing cluster
+    // changes nothing.
+    let mut existing = Vec::new();
+    for a in &file.agents {
+        for i in health(&a.hostname, &a.endpoint()).await? {
+            if i.exists {
+                existing.push(format!(
+                    "{} (dbid {} on host {})",
+                    i.datadir, i.dbid, a.hostname
+                ));
+            }
+        }
+    }
+    if !existing.is_empty() {
+        bail!(
+            "{out}these data directories exist already: {}; init makes every one anew and \
+             will not reuse one, so nothing was made",
+            existing.join(", ")
+        );
+    }
+    for p in &processes {
+        let a = file.agent_of(&p.hostname).expect("checked above");
+        let line = agent::order(
+            &p.hostname,
+            &a.endpoint(),
+            &AgentRequest::MakeDataDirectory { dbid: p.dbid },
+            Duration::from_secs(20),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{out}{}: {e}", p.name))?;
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(&start(&file, path, &Only::All, allow_bugs).await?);
+    Ok(out)
+}
+
 /// `start` (gpstart): every host's agent, then every instance through its host's agent, the
 /// coordinator first. An instance of a host the file names no agent for is started here.
-pub async fn start(file: &ClusterFile, path: &Path, allow_bugs: bool) -> anyhow::Result<String> {
-    let mut out = ensure_agents(file, path, allow_bugs).await?;
-    for p in processes::cluster_processes(file, path, allow_bugs) {
+/// With `--host`, only that host's agent and instances.
+pub async fn start(
+    file: &ClusterFile,
+    path: &Path,
+    only: &Only,
+    allow_bugs: bool,
+) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for a in file.agents.iter().filter(|a| only.admits(&a.hostname)) {
+        match ensure_agent(a, path, allow_bugs).await {
+            Ok(line) => out.push_str(&format!("{line}\n")),
+            Err(e) => bail!("{out}{e:#}"),
+        }
+    }
+    for p in processes::cluster_processes(file, path, allow_bugs)
+        .into_iter()
+        .filter(|p| only.admits(&p.hostname))
+    {
         let line = match file.agent_of(&p.hostname) {
             Some(a) => agent::order(
                 &p.hostname,
@@ -542,10 +829,14 @@ pub async fn stop(
     file: &ClusterFile,
     path: &Path,
     mode: processes::StopMode,
+    only: &Only,
     keep_agents: bool,
 ) -> anyhow::Result<String> {
     let mut out = String::new();
-    for p in processes::cluster_processes(file, path, false) {
+    for p in processes::cluster_processes(file, path, false)
+        .into_iter()
+        .filter(|p| only.admits(&p.hostname))
+    {
         let through_agent = match file.agent_of(&p.hostname) {
             Some(a) => Some(
                 agent::order(
@@ -586,7 +877,8 @@ pub async fn stop(
         out.push_str(&line);
         out.push('\n');
     }
-    if !keep_agents {
+    // One host's stop leaves its agent serving: the host is back with `start --host`.
+    if !keep_agents && matches!(only, Only::All) {
         for a in &file.agents {
             let endpoint = a.endpoint();
             let line = match agent::order(

@@ -235,25 +235,43 @@ pub fn local_with_shape(
     base_port: u16,
     shape: LocalShape,
 ) -> anyhow::Result<ClusterFile> {
-    let contents = shape.hosts * shape.per_host;
-    let placed = shape
-        .layout
-        .place(shape.hosts, shape.per_host, contents)
-        .map_err(|e| anyhow::anyhow!("--layout {}: {e}", shape.layout))?;
+    let hosts: Vec<HostArg> = (0..shape.hosts)
+        .map(|h| HostArg {
+            name: format!("host{}", h + 1),
+            address: if host == "127.0.0.1" {
+                format!("127.0.0.{}", h + 1)
+            } else {
+                host.to_string()
+            },
+        })
+        .collect();
+    let mut file = local(dir, host, base_port)?;
+    file.segments = shaped_segments(dir, &hosts, base_port, shape.per_host, shape.layout)?;
+    Ok(file)
+}
+
+/// The segment instances of `per_host` primaries on each of `hosts`, mirrors placed by
+/// `layout`: host `i` (0-based) holds primaries on ports `base + 1 + i * 2 * per_host + slot`
+/// and mirrors on the `per_host` ports after them (every port of the cluster is its own, so
+/// "hosts" sharing one address work too); data in `ROOT/NAME/primary{slot}` and
+/// `ROOT/NAME/mirror{slot}`.
+fn shaped_segments(
+    root: &Path,
+    hosts: &[HostArg],
+    base_port: u16,
+    per_host: usize,
+    layout: cluster::model::layout::Layout,
+) -> anyhow::Result<Vec<SegmentEntry>> {
+    let contents = hosts.len() * per_host;
+    let placed = layout
+        .place(hosts.len(), per_host, contents)
+        .map_err(|e| anyhow::anyhow!("--layout {layout}: {e}"))?;
     let port = |h: usize, offset: usize| -> anyhow::Result<u16> {
-        let p = base_port as usize + 1 + h * 2 * shape.per_host + offset;
+        let p = base_port as usize + 1 + h * 2 * per_host + offset;
         u16::try_from(p)
             .with_context(|| format!("--base-port {base_port} leaves no room for port {p}"))
     };
-    let host_address = |h: usize| {
-        if host == "127.0.0.1" {
-            format!("127.0.0.{}", h + 1)
-        } else {
-            host.to_string()
-        }
-    };
-    let mut file = local(dir, host, base_port)?;
-    file.segments.clear();
+    let mut segments = Vec::new();
     let mut dbid = 2;
     for p in placed {
         let entry =
@@ -262,39 +280,149 @@ pub fn local_with_shape(
                     dbid,
                     content: p.content as Content,
                     role,
-                    hostname: format!("host{}", h + 1),
-                    address: host_address(h),
+                    hostname: hosts[h].name.clone(),
+                    address: hosts[h].address.clone(),
                     port: port(h, offset)?,
-                    datadir: dir.join(format!("host{}", h + 1)).join(name),
+                    datadir: root.join(&hosts[h].name).join(name),
                 })
             };
-        file.segments.push(entry(
+        segments.push(entry(
             dbid,
             Role::Primary,
             p.primary_host,
             p.primary_slot,
             format!("primary{}", p.primary_slot),
         )?);
-        file.segments.push(entry(
+        segments.push(entry(
             dbid + 1,
             Role::Mirror,
             p.mirror_host,
-            shape.per_host + p.mirror_slot,
+            per_host + p.mirror_slot,
             format!("mirror{}", p.mirror_slot),
         )?);
         dbid += 2;
     }
-    Ok(file)
+    Ok(segments)
 }
 
-/// Writes a new `DIR/cluster.json` for a loopback cluster (one mirrored content, or `shape`);
-/// refuses to overwrite one, or to lay out a cluster on ports something already listens on.
-pub fn init_local(
-    dir: &Path,
-    host: &str,
-    base_port: u16,
-    shape: Option<LocalShape>,
-) -> anyhow::Result<(PathBuf, ClusterFile)> {
+/// A host of a planned cluster, `NAME=ADDRESS` on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostArg {
+    pub name: String,
+    pub address: String,
+}
+
+impl std::str::FromStr for HostArg {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HostArg, String> {
+        let (name, address) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}`: a host is NAME=ADDRESS, e.g. sdw1=10.0.0.11"))?;
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            return Err(format!(
+                "`{name}`: a host name is 1 to 64 letters, digits, `-`, `_` or `.`"
+            ));
+        }
+        if address.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!(
+                "`{address}`: the address of host {name} must be an IP address"
+            ));
+        }
+        Ok(HostArg {
+            name: name.into(),
+            address: address.into(),
+        })
+    }
+}
+
+/// What `plan` lays out (gpinitsystem's configuration file): the coordinator's host, the
+/// segment hosts in order, spare hosts (an agent and no instance, for `recoverseg -i`).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub coordinator: HostArg,
+    pub segment_hosts: Vec<HostArg>,
+    pub spare_hosts: Vec<HostArg>,
+    pub per_host: usize,
+    pub layout: cluster::model::layout::Layout,
+    pub base_port: u16,
+    /// Where every host keeps its data directories (`ROOT/NAME/...`).
+    pub data_root: Option<PathBuf>,
+    /// Where every host keeps its logs (`LOGS/NAME/...`).
+    pub log_root: Option<PathBuf>,
+}
+
+/// Writes a new `DIR/cluster.json` laid out as `plan` says, and makes no data directory:
+/// `init --cluster` has each host's agent make its own.
+pub fn plan(dir: &Path, plan: &Plan) -> anyhow::Result<(PathBuf, ClusterFile)> {
+    for spare in &plan.spare_hosts {
+        if plan.segment_hosts.iter().any(|h| h.name == spare.name) {
+            bail!("--spare-host {}: it is a segment host already", spare.name);
+        }
+    }
+    let mut names = BTreeSet::new();
+    let every = std::iter::once(&plan.coordinator)
+        .chain(&plan.segment_hosts)
+        .chain(&plan.spare_hosts);
+    for h in every.clone() {
+        let same = plan.coordinator.name == h.name && plan.coordinator.address == h.address;
+        if !names.insert(h.name.clone()) && !same {
+            bail!("host {} is named twice (a host has one address)", h.name);
+        }
+    }
+    let dir = new_cluster_dir(dir)?;
+    let root = match &plan.data_root {
+        Some(root) => std::path::absolute(root)
+            .with_context(|| format!("--data-root {}: cannot resolve", root.display()))?,
+        None => dir.clone(),
+    };
+    let mut file = local(&root, &plan.coordinator.address, plan.base_port)?;
+    file.coordinator.hostname = plan.coordinator.name.clone();
+    file.coordinator.datadir = root.join(&plan.coordinator.name).join("coordinator");
+    file.segments = shaped_segments(
+        &root,
+        &plan.segment_hosts,
+        plan.base_port,
+        plan.per_host,
+        plan.layout,
+    )?;
+    file.place_agents()?;
+    for spare in &plan.spare_hosts {
+        let port = file
+            .agents
+            .iter()
+            .map(|a| a.port)
+            .max()
+            .unwrap_or(plan.base_port);
+        file.agents.push(AgentEntry {
+            hostname: spare.name.clone(),
+            address: spare.address.clone(),
+            port: port
+                .checked_add(1)
+                .context("no port is left above the instances' for the agents")?,
+            log_dir: None,
+        });
+    }
+    if let Some(logs) = &plan.log_root {
+        let logs = std::path::absolute(logs)
+            .with_context(|| format!("--log-root {}: cannot resolve", logs.display()))?;
+        for a in &mut file.agents {
+            a.log_dir = Some(logs.join(&a.hostname));
+        }
+    }
+    file.validate()?;
+    let path = dir.join(FILE_NAME);
+    write_new(&path, &file)?;
+    Ok((path, file))
+}
+
+/// `dir`, made if need be and absolute, where no cluster is laid out yet.
+fn new_cluster_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Absolute paths: the instances may be started from any working directory.
     let dir = dir
@@ -307,6 +435,31 @@ pub fn init_local(
             path.display()
         );
     }
+    Ok(dir)
+}
+
+/// Writes `file` at `path`, which must not exist: two concurrent inits cannot both win.
+fn write_new(path: &Path, file: &ClusterFile) -> anyhow::Result<()> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    out.write_all(file.text().as_bytes())
+        .and_then(|_| out.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a new `DIR/cluster.json` for a loopback cluster (one mirrored content, or `shape`);
+/// refuses to overwrite one, or to lay out a cluster on ports something already listens on.
+pub fn init_local(
+    dir: &Path,
+    host: &str,
+    base_port: u16,
+    shape: Option<LocalShape>,
+) -> anyhow::Result<(PathBuf, ClusterFile)> {
+    let dir = new_cluster_dir(dir)?;
+    let path = dir.join(FILE_NAME);
     let mut file = match shape {
         None => local(&dir, host, base_port)?,
         Some(shape) => local_with_shape(&dir, host, base_port, shape)?,
@@ -322,17 +475,7 @@ pub fn init_local(
             );
         }
     }
-    let mut text = serde_json::to_string_pretty(&file).expect("the cluster file always encodes");
-    text.push('\n');
-    // `create_new`: two concurrent inits in one directory cannot both win.
-    let mut out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    out.write_all(text.as_bytes())
-        .and_then(|_| out.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    write_new(&path, &file)?;
     for (datadir, dbid, content) in file.data_directories() {
         make_data_directory(&file, &datadir, dbid, content)?;
     }
@@ -379,7 +522,12 @@ impl ClusterFile {
     pub fn load(path: &Path) -> anyhow::Result<ClusterFile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read cluster file {}", path.display()))?;
-        let file: ClusterFile = serde_json::from_str(&text).map_err(|e| {
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The cluster file `text` (read from `origin`), checked.
+    pub fn parse(text: &str, origin: &str) -> anyhow::Result<ClusterFile> {
+        let file: ClusterFile = serde_json::from_str(text).map_err(|e| {
             let near = text
                 .lines()
                 .nth(e.line().saturating_sub(1))
@@ -387,10 +535,10 @@ impl ClusterFile {
                 .filter(|line| !line.is_empty())
                 .map(|line| format!(" (near `{line}`)"))
                 .unwrap_or_default();
-            anyhow::anyhow!("cluster file {}: {e}{near}", path.display())
+            anyhow::anyhow!("cluster file {origin}: {e}{near}")
         })?;
         file.validate()
-            .with_context(|| format!("cluster file {}", path.display()))?;
+            .with_context(|| format!("cluster file {origin}"))?;
         Ok(file)
     }
 
@@ -695,11 +843,17 @@ impl ClusterFile {
         dirs
     }
 
+    /// The file's text, as stored.
+    pub fn text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("the cluster file encodes");
+        text.push('\n');
+        text
+    }
+
     /// Writes the file back durably (a verb recorded a change), replacing it atomically.
     pub fn store(&self, path: &Path) -> anyhow::Result<()> {
         self.validate()?;
-        let mut text = serde_json::to_string_pretty(self).expect("the cluster file encodes");
-        text.push('\n');
+        let text = self.text();
         let tmp = path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
             let mut out = std::fs::File::create(&tmp)?;
@@ -903,6 +1057,89 @@ mod tests {
             .to_string();
         assert!(err.contains("exists"), "{err}");
         assert_eq!(std::fs::read_to_string(dir.join(FILE_NAME)).unwrap(), "{}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_plan_places_instances_agents_and_spares_on_named_hosts_and_makes_no_directory() {
+        use cluster::model::layout::Layout;
+        let host = |text: &str| text.parse::<HostArg>().unwrap();
+        let dir = scratch("plan");
+        let plan_of = |layout| Plan {
+            coordinator: host("mdw=10.0.0.1"),
+            segment_hosts: vec![
+                host("sdw1=10.0.0.11"),
+                host("sdw2=10.0.0.12"),
+                host("sdw3=10.0.0.13"),
+            ],
+            spare_hosts: vec![host("sdw4=10.0.0.14")],
+            per_host: 2,
+            layout,
+            base_port: 6000,
+            data_root: Some(dir.join("data")),
+            log_root: Some("/var/log/hacluster".into()),
+        };
+        let (path, file) = plan(&dir, &plan_of(Layout::Spread)).unwrap();
+        assert_eq!(ClusterFile::load(&path).unwrap(), file);
+        assert_eq!(file.coordinator.endpoint(), "10.0.0.1:6000");
+        let data = dir.join("data");
+        assert_eq!(file.coordinator.datadir, data.join("mdw/coordinator"));
+        assert_eq!(file.segments.len(), 12);
+        for s in &file.segments {
+            let n = &s.hostname[3..];
+            assert_eq!(s.address, format!("10.0.0.1{n}"), "{s:?}");
+            assert!(s.datadir.starts_with(data.join(&s.hostname)), "{s:?}");
+        }
+        for content in 0..6 {
+            let pair: Vec<&SegmentEntry> = file
+                .segments
+                .iter()
+                .filter(|s| s.content == content)
+                .collect();
+            assert_ne!(pair[0].hostname, pair[1].hostname, "content {content}");
+        }
+        let agents: Vec<(&str, String)> = file
+            .agents
+            .iter()
+            .map(|a| (a.hostname.as_str(), a.address.clone()))
+            .collect();
+        assert_eq!(
+            agents,
+            [
+                ("mdw", "10.0.0.1".into()),
+                ("sdw1", "10.0.0.11".into()),
+                ("sdw2", "10.0.0.12".into()),
+                ("sdw3", "10.0.0.13".into()),
+                ("sdw4", "10.0.0.14".into()),
+            ]
+        );
+        assert!(file
+            .agents
+            .iter()
+            .all(|a| a.log_dir == Some(PathBuf::from("/var/log/hacluster").join(&a.hostname))));
+        assert!(!data.exists(), "a plan makes no data directory");
+        // A second plan in the same place, and bad hosts, are refused by name.
+        let again = plan(&dir, &plan_of(Layout::Group)).unwrap_err();
+        assert!(
+            format!("{again:#}").contains("already laid out"),
+            "{again:#}"
+        );
+        for (text, says) in [
+            ("sdw1", "NAME=ADDRESS"),
+            ("=10.0.0.1", "a host name"),
+            ("sdw1=somewhere", "must be an IP address"),
+            ("sd w1=10.0.0.1", "a host name"),
+        ] {
+            let err = text.parse::<HostArg>().unwrap_err();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        let mut twice = plan_of(Layout::Group);
+        twice.spare_hosts = vec![host("sdw1=10.0.0.11")];
+        let err = plan(&scratch("plan-twice"), &twice).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("segment host already"),
+            "{err:#}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

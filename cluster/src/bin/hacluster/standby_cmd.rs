@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use cluster::agent;
 use cluster::client::Client;
 use cluster::io::{Disk, RealDisk};
 use cluster::model::catalog::SegmentConfig;
 use cluster::standby::admin::{self, NewStandby};
 use cluster::standby::instance::{self, StandbyConfig};
 use cluster::standby::MirroringStatus;
+use cluster::wire::agent::AgentRequest;
 
 use crate::cluster_file::{ClusterFile, CoordinatorEntry, StandbyEntry};
 use crate::processes;
@@ -81,9 +83,18 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
                     datadir.display()
                 );
             }
+            // A host of the cluster file is named by its agent's entry (name or address).
+            let (hostname, address) = match file
+                .agents
+                .iter()
+                .find(|a| &a.hostname == host || &a.address == host)
+            {
+                Some(a) => (a.hostname.clone(), a.address.clone()),
+                None => (host.clone(), host.clone()),
+            };
             Some(NewStandby {
-                hostname: host.clone(),
-                address: host.clone(),
+                hostname,
+                address,
                 port: args.standby_port.unwrap_or(c.port),
                 datadir: datadir.display().to_string(),
             })
@@ -115,9 +126,29 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
     let fresh = !args.resync;
     let allow_bugs = args.test.allow_planted_bugs;
     let cluster = args.cluster.clone();
+    let through_agent = std::cell::Cell::new(false);
     let launch = |row: SegmentConfig| {
-        let (cluster, started) = (&cluster, &started);
+        let (cluster, started, through_agent) = (&cluster, &started, &through_agent);
         async move {
+            // The standby's host acts through its agent when the file names one.
+            let agent = ClusterFile::load(cluster)
+                .ok()
+                .and_then(|f| f.agent_of(&row.hostname).cloned());
+            if let Some(a) = agent {
+                let wake = crate::agent_cmd::ensure_agent(&a, cluster, allow_bugs).await;
+                wake.map_err(|e| format!("{e:#}"))?;
+                let req = if fresh {
+                    AgentRequest::StartStandby { row: row.clone() }
+                } else {
+                    AgentRequest::Start { dbid: row.dbid }
+                };
+                let line = agent::order(&a.hostname, &a.endpoint(), &req, Duration::from_secs(40))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!("{line}");
+                through_agent.set(true);
+                return Ok(());
+            }
             let pid =
                 start_standby(cluster, &row, fresh, allow_bugs).map_err(|e| format!("{e:#}"))?;
             started.set(Some(pid));
@@ -134,6 +165,24 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
     .await?;
     let mut out = status_json(&status);
     out["standby_pid"] = serde_json::json!(started.get());
+    if through_agent.get() {
+        // The standby's host recorded it; this file and every other host learn it too.
+        if let (true, Some(row)) = (fresh, &status.standby) {
+            let mut file = ClusterFile::load(&args.cluster)?;
+            file.standby = Some(StandbyEntry {
+                dbid: row.dbid,
+                hostname: row.hostname.clone(),
+                address: row.address.clone(),
+                port: row.port,
+                datadir: PathBuf::from(&row.datadir),
+            });
+            file.store(&args.cluster)?;
+        }
+        out["hosts"] = serde_json::json!(crate::agent_cmd::push_config(&args.cluster)
+            .await?
+            .lines()
+            .collect::<Vec<_>>());
+    }
     Ok(out)
 }
 
@@ -157,18 +206,39 @@ async fn remove(args: &InitStandbyArgs) -> anyhow::Result<serde_json::Value> {
         .map(|s| s.datadir.clone())
         .unwrap_or_else(|| PathBuf::from(&row.datadir));
     let name = format!("standby dbid {}", row.dbid);
-    let stopped =
-        processes::stop_one(&name, &datadir, processes::StopMode::Fast).with_context(|| {
-            format!(
-                "the standby dbid {} was removed from the catalog, but its process did not stop",
-                row.dbid
-            )
-        })?;
+    let not_stopped = || {
+        format!(
+            "the standby dbid {} was removed from the catalog, but its process did not stop",
+            row.dbid
+        )
+    };
+    let stopped = match file.agent_of(&row.hostname) {
+        // Stopped by its host's agent, which checks that the directory's holder is this dbid.
+        Some(a) => agent::order(
+            &a.hostname,
+            &a.endpoint(),
+            &AgentRequest::Stop {
+                dbid: row.dbid,
+                address: row.address.clone(),
+                datadir: datadir.display().to_string(),
+                mode: cluster::wire::agent::StopMode::Fast,
+            },
+            Duration::from_secs(20),
+        )
+        .await
+        .map_err(anyhow::Error::from)
+        .with_context(not_stopped)?,
+        None => processes::stop_one(&name, &datadir, processes::StopMode::Fast)
+            .with_context(not_stopped)?,
+    };
     let mut file = ClusterFile::load(&args.cluster)?;
     let forgotten = file.standby.as_ref().is_some_and(|s| s.dbid == row.dbid);
     if forgotten {
         file.standby = None;
         file.store(&args.cluster)?;
+        if !file.agents.is_empty() {
+            crate::agent_cmd::push_config(&args.cluster).await?;
+        }
     }
     let status = admin::mirroring_status(&mut client).await?;
     Ok(serde_json::json!({
@@ -289,7 +359,11 @@ pub async fn activate(cluster: &Path, timeout_ms: u64) -> anyhow::Result<serde_j
     };
     file.standby = None;
     file.store(cluster)?;
+    // Every host learns which coordinator is the cluster's now: a host's `start` then never
+    // starts the deposed one.
+    let hosts = crate::agent_cmd::push_config(cluster).await?;
     Ok(serde_json::json!({
+        "hosts": hosts.lines().collect::<Vec<_>>(),
         "activated": a.dbid,
         "epoch": cluster::model::catalog::epoch::describe(a.epoch),
         "end_lsn": a.end_lsn,
