@@ -43,13 +43,13 @@ pub struct CoordinatorConfig {
     /// the outcome is unknown (the resolver keeps going).
     pub dtx_phase2_retry: Duration,
     pub connect_timeout: Duration,
-    /// How many idle connections to segments a session keeps for its next transactions, the
-    /// most recently used first (default 5). Greenplum keeps a session's writer process on
-    /// every segment it used, and caches up to `gp_cached_segworkers_threshold` (5) idle
-    /// readers per segment; here a session has one connection per content and keeps at most
-    /// this many in all, because madsim binds every new connection by scanning its host's ports
-    /// from 1, and tens of thousands of idle connections on the coordinator's host (256
-    /// sessions of 256 contents) make each connect cost their number.
+    /// How many idle connections to each content's primary the coordinator keeps for its
+    /// sessions' next transactions, the most recently used first (default 5), as Greenplum
+    /// caches up to `gp_cached_segworkers_threshold` (5) idle workers per segment. Shared by
+    /// the sessions, so idle connections stay at this many per content however many sessions
+    /// come and go (madsim binds every new connection by scanning its host's ports from 1:
+    /// tens of thousands of idle connections on the coordinator's host would make each
+    /// connect cost their number).
     pub cached_segment_connections: usize,
     pub cache_blocks_max: usize,
     /// What the coordinator's listener allows the peers it accepts (clients, the standby's
@@ -198,6 +198,7 @@ pub struct Services {
     cfg: Arc<CoordinatorConfig>,
     store: CatalogStore,
     dtx: Arc<DtxState>,
+    idle: Arc<session::Idle<Connection>>,
 }
 
 impl Services {
@@ -227,13 +228,24 @@ impl Services {
             )
             .in_current_span(),
         );
-        Services { cfg, store, dtx }
+        let idle = Arc::new(session::Idle::new(cfg.cached_segment_connections));
+        Services {
+            cfg,
+            store,
+            dtx,
+            idle,
+        }
     }
 
     /// Serves one client connection.
     /// Serves an accepted connection once it has authenticated.
     pub fn serve(&self, pending: net::PendingConnection) {
-        let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
+        let session = session::Session::new(
+            self.cfg.clone(),
+            self.store.clone(),
+            self.dtx.clone(),
+            self.idle.clone(),
+        );
         let observe = self.cfg.observe.clone();
         runtime::spawn(
             async move {
@@ -252,7 +264,12 @@ impl Services {
 
     /// Serves a connection that has already authenticated (the standby's, once it is active).
     pub fn serve_authenticated(&self, conn: Connection) {
-        let session = session::Session::new(self.cfg.clone(), self.store.clone(), self.dtx.clone());
+        let session = session::Session::new(
+            self.cfg.clone(),
+            self.store.clone(),
+            self.dtx.clone(),
+            self.idle.clone(),
+        );
         runtime::spawn(session.serve(conn).in_current_span());
     }
 }

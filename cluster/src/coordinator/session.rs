@@ -3,9 +3,10 @@
 //! follows [`crate::protocol::dtx::plan_commit`]: one phase where one content wrote, two-phase
 //! commit where several did.
 //!
-//! A session keeps its connections to the contents' primaries between transactions, as a
-//! dispatcher keeps its gang for the session's life: the next transaction on a content begins
-//! on the kept connection, unless the catalog has since named another primary.
+//! The sessions keep their connections to the contents' primaries between transactions, in
+//! common ([`Idle`]), as a dispatcher caches idle segment workers: the next transaction on a
+//! content, of this session or another, begins on a kept connection, unless the catalog has
+//! since named another primary.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -32,46 +33,57 @@ pub(super) struct Session {
     store: CatalogStore,
     dtx: Arc<DtxState>,
     txn: Option<Txn>,
-    /// Connections to primaries that carried earlier transactions.
-    kept: Kept<Connection>,
+    /// Idle connections to primaries that carried earlier transactions, the coordinator's
+    /// sessions' in common.
+    idle: Arc<Idle<Connection>>,
 }
 
-/// What a session keeps between transactions, by content: at most `cap` entries, the least
-/// recently kept going first.
-struct Kept<V> {
+/// A connection that knows where it leads.
+pub(crate) trait Peer {
+    fn peer_addr(&self) -> &str;
+}
+
+impl Peer for Connection {
+    fn peer_addr(&self) -> &str {
+        self.peer()
+    }
+}
+
+/// The idle connections to the contents' primaries that the coordinator's sessions share, as
+/// a dispatcher caches idle segment workers for the next gang: at most `cap` per content, the
+/// least recently kept going first. A new session's first transaction on a content begins on
+/// one, so a client that connects for each transaction costs no new segment connection (nor
+/// its handshake).
+pub(crate) struct Idle<V> {
     cap: usize,
-    /// Each entry with when it was kept (a count of entries kept so far).
-    entries: BTreeMap<Content, (u64, V)>,
-    kept: u64,
+    entries: std::sync::Mutex<BTreeMap<Content, std::collections::VecDeque<V>>>,
 }
 
-impl<V> Kept<V> {
-    fn new(cap: usize) -> Kept<V> {
-        Kept {
+impl<V: Peer> Idle<V> {
+    pub(crate) fn new(cap: usize) -> Idle<V> {
+        Idle {
             cap,
-            entries: BTreeMap::new(),
-            kept: 0,
+            entries: Default::default(),
         }
     }
 
-    /// Keeps `value` for `content`, replacing what was kept for it; drops the least recently
-    /// kept entries beyond the cap.
-    fn keep(&mut self, content: Content, value: V) {
-        self.kept += 1;
-        self.entries.insert(content, (self.kept, value));
-        while self.entries.len() > self.cap {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(c, _)| *c)
-                .expect("over the cap, so not empty");
-            self.entries.remove(&oldest);
+    /// Keeps `value` for `content`; drops the least recently kept beyond the cap.
+    fn keep(&self, content: Content, value: V) {
+        let mut entries = self.entries.lock().unwrap();
+        let kept = entries.entry(content).or_default();
+        kept.push_back(value);
+        while kept.len() > self.cap {
+            kept.pop_front();
         }
     }
 
-    fn take(&mut self, content: Content) -> Option<V> {
-        self.entries.remove(&content).map(|(_, v)| v)
+    /// The most recently kept connection of `content` to `addr`; those to any other address
+    /// (a primary the catalog no longer names) are dropped.
+    fn take(&self, content: Content, addr: &str) -> Option<V> {
+        let mut entries = self.entries.lock().unwrap();
+        let kept = entries.get_mut(&content)?;
+        kept.retain(|v| v.peer_addr() == addr);
+        kept.pop_back()
     }
 }
 
@@ -201,23 +213,23 @@ impl Session {
         cfg: Arc<CoordinatorConfig>,
         store: CatalogStore,
         dtx: Arc<DtxState>,
+        idle: Arc<Idle<Connection>>,
     ) -> Session {
-        let kept = Kept::new(cfg.cached_segment_connections);
         Session {
             cfg,
             store,
             dtx,
             txn: None,
-            kept,
+            idle,
         }
     }
 
-    /// Keeps the connections of a finished transaction that are still in step, up to the
-    /// configured number, the least recently used going first.
+    /// Keeps the connections of a finished transaction that are still in step for the
+    /// sessions' next transactions, up to the configured number per content.
     fn keep(&mut self, participants: BTreeMap<Content, Participant>) {
         for (content, p) in participants {
             if p.in_step {
-                self.kept.keep(content, p.conn);
+                self.idle.keep(content, p.conn);
             }
         }
     }
@@ -393,24 +405,21 @@ impl Session {
         let lost = |e: String| {
             ExecError::Lost(format!("content {content}: cannot reach its primary: {e}"))
         };
-        if let Some(conn) = self.kept.take(content) {
+        if let Some(conn) = self.idle.take(content, &addr) {
             // A kept connection to the acting primary, given the time a new one would have had
             // to connect: it may have broken while it sat idle (its instance restarted, the
             // link was reset or cut), and then a new connection is tried as usual.
-            if conn.peer() == addr {
-                let (store, on_failover) = (&self.store, self.cfg.on_failover());
-                let within = self.cfg.connect_timeout;
-                let began =
-                    Session::begin(store, on_failover, conn, content, xid, epoch, within).await;
-                match began {
-                    Began::Yes(p) => return Ok(*p),
-                    Began::Fenced { dbid, followed } => {
-                        let (store, bugs) = (&self.store, self.cfg.bugs);
-                        return Err(fenced(store, bugs, content, dbid, epoch, followed).await);
-                    }
-                    Began::Refused(e) => return Err(lost(e)),
-                    Began::Broken(_) => {}
+            let (store, on_failover) = (&self.store, self.cfg.on_failover());
+            let within = self.cfg.connect_timeout;
+            let began = Session::begin(store, on_failover, conn, content, xid, epoch, within).await;
+            match began {
+                Began::Yes(p) => return Ok(*p),
+                Began::Fenced { dbid, followed } => {
+                    let (store, bugs) = (&self.store, self.cfg.bugs);
+                    return Err(fenced(store, bugs, content, dbid, epoch, followed).await);
                 }
+                Began::Refused(e) => return Err(lost(e)),
+                Began::Broken(_) => {}
             }
         }
         let (store, on_failover) = (&self.store, self.cfg.on_failover());
@@ -919,21 +928,27 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
-    use super::Kept;
+    use super::{Idle, Peer};
 
     #[test]
-    fn kept_connections_stay_under_the_cap_the_least_recently_kept_going_first() {
-        let mut kept = Kept::new(2);
-        kept.keep(0, "a");
-        kept.keep(1, "b");
-        kept.keep(0, "a again"); // content 0 is now the most recent
-        kept.keep(2, "c"); // over the cap: content 1 goes
-        assert_eq!(kept.take(1), None);
-        assert_eq!(kept.take(0), Some("a again"));
-        assert_eq!(kept.take(0), None, "taken once");
-        assert_eq!(kept.take(2), Some("c"));
-        let mut none = Kept::new(0);
-        none.keep(3, "d");
-        assert_eq!(none.take(3), None, "a cap of 0 keeps nothing");
+    fn idle_connections_stay_under_the_cap_per_content_and_lead_to_the_acting_primary() {
+        struct To(&'static str, u32);
+        impl Peer for To {
+            fn peer_addr(&self) -> &str {
+                self.0
+            }
+        }
+        let idle = Idle::new(2);
+        idle.keep(0, To("a", 1));
+        idle.keep(0, To("a", 2));
+        idle.keep(0, To("a", 3)); // over the cap: the first goes
+        idle.keep(1, To("b", 4));
+        assert_eq!(idle.take(0, "a").map(|t| t.1), Some(3), "the most recent first");
+        assert_eq!(idle.take(0, "a").map(|t| t.1), Some(2));
+        assert!(idle.take(0, "a").is_none(), "each taken once");
+        idle.keep(1, To("b", 5));
+        // The catalog named another primary for content 1: what led to the old one goes.
+        assert!(idle.take(1, "c").is_none());
+        assert!(idle.take(1, "b").is_none());
     }
 }
