@@ -943,7 +943,11 @@ mod tests {
         idle.keep(0, To("a", 2));
         idle.keep(0, To("a", 3)); // over the cap: the first goes
         idle.keep(1, To("b", 4));
-        assert_eq!(idle.take(0, "a").map(|t| t.1), Some(3), "the most recent first");
+        assert_eq!(
+            idle.take(0, "a").map(|t| t.1),
+            Some(3),
+            "the most recent first"
+        );
         assert_eq!(idle.take(0, "a").map(|t| t.1), Some(2));
         assert!(idle.take(0, "a").is_none(), "each taken once");
         idle.keep(1, To("b", 5));
