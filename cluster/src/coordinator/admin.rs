@@ -320,7 +320,7 @@ async fn recover_one_begun(
             )),
         });
     }
-    let outcome = rejoin(&target, &primary, full, store.epoch(), t).await;
+    let outcome = rejoin(&target, &primary, full, store, t).await;
     if let Ok(report) = &outcome {
         let how = if full { "full copy" } else { "incremental" };
         let desc = format!(
@@ -361,11 +361,13 @@ async fn rejoin(
     target: &SegmentConfig,
     primary: &SegmentConfig,
     full: bool,
-    epoch: u64,
+    store: &CatalogStore,
     t: Timeouts,
 ) -> Result<RejoinReport, AdminError> {
-    let req = SegmentRequest::Rejoin {
-        epoch,
+    // Each try carries the epoch current when it is sent: the verb's other recoveries record
+    // theirs meanwhile, and the prober shows the instance those newer epochs.
+    let req = || SegmentRequest::Rejoin {
+        epoch: store.epoch(),
         primary: primary.endpoint(),
         full,
     };
@@ -376,13 +378,17 @@ async fn rejoin(
     };
     // An instance still recovering from its own WAL answers "starting"; like gprecoverseg's
     // `pg_ctl start -w`, wait for it (a bounded number of tries) instead of failing it.
-    let mut answer = call(&target.endpoint(), &req, long).await;
+    let mut answer = call(&target.endpoint(), &req(), long).await;
     for _ in 0..STARTING_TRIES {
-        if !matches!(answer, Ok(SegmentResponse::Starting { .. })) {
-            break;
+        match answer {
+            Ok(SegmentResponse::Starting { .. }) => runtime::sleep(STARTING_RETRY_GAP).await,
+            // Fenced by an epoch this coordinator itself published after the request was made
+            // (another recovery of the same verb recorded, standard seed 13's kept schedule):
+            // asked again with the current one. A newer epoch than ours is final.
+            Ok(SegmentResponse::Fenced { followed, .. }) if followed <= store.epoch() => {}
+            _ => break,
         }
-        runtime::sleep(STARTING_RETRY_GAP).await;
-        answer = call(&target.endpoint(), &req, long).await;
+        answer = call(&target.endpoint(), &req(), long).await;
     }
     match answer {
         Ok(SegmentResponse::Rejoined(report)) => {
@@ -576,7 +582,7 @@ async fn rebalance_one(
     }
     let mut preferred_now = preferred.clone();
     preferred_now.role = Role::Primary;
-    let outcome = rejoin(&old, &preferred_now, false, store.epoch(), t).await;
+    let outcome = rejoin(&old, &preferred_now, false, &store, t).await;
     match outcome {
         Ok(report) => {
             store

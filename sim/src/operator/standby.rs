@@ -8,6 +8,7 @@ use cluster::client::Client;
 use cluster::model::catalog::SegmentConfig;
 use cluster::standby::admin::{self, InitMode, StandbyAdminError};
 use cluster::standby::MirroringStatus;
+use cluster::wire::agent::AgentRequest;
 
 use super::harness::SimHosts;
 use super::{Operator, OperatorAction};
@@ -45,16 +46,21 @@ pub async fn init_standby(
     let mode = admin::init_mode((!resync).then(|| standby.new_standby()), resync)?;
     let mut client = Client::new(addrs, timeout);
     let fresh = matches!(mode, InitMode::Add(_));
-    let launch = move |row: SegmentConfig| {
-        let result = if fresh {
-            standby.make_directory(&row)
-        } else {
-            Ok(())
-        };
-        if result.is_ok() {
+    let agent = crate::world::agents::agent_endpoint(host);
+    let host = host.to_string();
+    let launch = move |row: SegmentConfig| async move {
+        if !fresh {
+            // -n: the standby starts again on the data it kept.
             standby.launch(&row);
+            return Ok(());
         }
-        async move { result }
+        // -s: the host's agent makes the data directory and starts the standby.
+        let endpoint = agent.ok_or_else(|| format!("host {host} has no agent"))?;
+        let req = AgentRequest::StartStandby { row };
+        cluster::agent::order(&host, &endpoint, &req, timeout)
+            .await
+            .map(|line| tracing::info!(%host, "{line}"))
+            .map_err(|e| e.to_string())
     };
     admin::init_standby(&mut client, coordinator, mode, launch, within).await
 }

@@ -1,8 +1,9 @@
-//! Every segment host's agent: a process of the host of its own (address `10.N.0.250` on
-//! `sdwN`), running the cluster's agent ([`cluster::agent`]) over the simulated network. The
-//! administration verbs reach the hosts through it, so their requests cross partitions and die
-//! with their host; what the agent does to the host ([`SimHostControl`]) is the world's
-//! starting and stopping of simulated processes.
+//! Every host's agent: a process of the host of its own (address `10.N.0.250` on `sdwN`, and
+//! on the coordinator hosts `mdw` and `smdw`), running the cluster's agent ([`cluster::agent`])
+//! over the simulated network. The administration verbs reach the hosts through it, so their
+//! requests cross partitions and die with their host; what the agent does to the host
+//! ([`SimHostControl`]) is the world's starting and stopping of simulated processes, and on a
+//! coordinator host making and starting a standby.
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
@@ -24,11 +25,18 @@ pub const AGENT_PORT: u16 = 7000;
 /// ([`World::share`]); the run's configuration rides along (a new instance's settings).
 pub type AgentLink = Arc<OnceLock<(Weak<Mutex<World>>, Arc<RunConfig>)>>;
 
-/// The agent's address on segment host `host` (`sdwN`): `10.N.0.250`, above every address an
-/// instance takes ([`World::free_address`]).
+/// The agent's address on host `host`: `10.N.0.250` on segment host `sdwN`, above every
+/// address an instance takes ([`World::free_address`]); `10.0.0.250` on the coordinator's host
+/// `mdw`, `10.0.2.250` on the standby's `smdw`.
 pub fn agent_ip(host: &str) -> Option<IpAddr> {
-    let n: u8 = host.strip_prefix("sdw")?.parse().ok()?;
-    Some(IpAddr::from([10, n, 0, 250]))
+    match host {
+        "mdw" => Some(IpAddr::from([10, 0, 0, 250])),
+        super::STANDBY_HOST => Some(IpAddr::from([10, 0, 2, 250])),
+        _ => {
+            let n: u8 = host.strip_prefix("sdw")?.parse().ok()?;
+            Some(IpAddr::from([10, n, 0, 250]))
+        }
+    }
 }
 
 /// Where the agent of `host` listens.
@@ -37,7 +45,7 @@ pub fn agent_endpoint(host: &str) -> Option<String> {
 }
 
 impl World {
-    /// Adds the agent process of segment host `name` (which must exist).
+    /// Adds the agent process of host `name` (which must exist).
     pub(crate) fn add_agent(&mut self, name: &str) {
         let Some(ip) = agent_ip(name) else { return };
         let link = self.agent_link.clone();
@@ -177,6 +185,31 @@ impl HostControl for SimHostControl {
                 step: format!("start dbid {dbid}"),
                 detail: format!("no instance of host {host}"),
             }),
+        });
+        Box::pin(std::future::ready(started.and_then(|r| r)))
+    }
+
+    fn start_standby(&self, row: SegmentConfig) -> HostFuture<'_, Result<String, HostError>> {
+        let host = self.host.clone();
+        let started = self.with_world(|world, cfg| {
+            let standby = world
+                .standby_host_on(cfg, &host)
+                .ok_or_else(|| HostError::Refused {
+                    host: host.clone(),
+                    why: "not a coordinator host: no standby runs here".into(),
+                })?;
+            if row.endpoint() != standby.addr {
+                return Err(HostError::Address {
+                    address: row.endpoint(),
+                    why: format!("is not this host's coordinator address {}", standby.addr),
+                });
+            }
+            standby.make_directory(&row).map_err(|detail| HostError::Failed {
+                step: format!("make {}:{}", host, row.datadir),
+                detail,
+            })?;
+            standby.launch(&row);
+            Ok(format!("standby dbid {}: started at {}", row.dbid, standby.addr))
         });
         Box::pin(std::future::ready(started.and_then(|r| r)))
     }

@@ -259,6 +259,10 @@ impl World {
         for name in &segment_hosts {
             world.add_agent(name);
         }
+        world.add_agent("mdw");
+        if cfg.standby {
+            world.add_agent(STANDBY_HOST);
+        }
         world
     }
 
