@@ -94,10 +94,8 @@ caught! {
 
 /// `recovery-skips-rewind` needs a primary that logged commits its mirror never flushed, a
 /// failover, and the operator's incremental `recoverseg` of the old primary afterwards; the
-/// standard cluster (with its standby coordinator) first shows it at seed 4 (0..100 is the
-/// catalogue's budget, hunted by `hasim hunt --all`), where the pair that differs was recovered
-/// with a full copy after its incremental recovery failed; seed 40 is the first where the pair
-/// that differs was recovered incrementally. The kept blocks can also skip changes the
+/// standard cluster (with its standby coordinator) first shows it at seed 5 (0..100 is the
+/// catalogue's budget, hunted by `hasim hunt --all`). The kept blocks can also skip changes the
 /// new primary made, which debug builds' own index check stops before any checker runs. Here, a
 /// short range ending there, and the seed caught passes without the bug: the correct recovery
 /// rewinds and the pair ends identical.
@@ -105,8 +103,8 @@ caught! {
 fn recovery_that_skips_its_rewind_keeps_the_old_primarys_changes_and_is_found() {
     let bug = catalogued("recovery-skips-rewind").unwrap();
     let cfg = bug_config(bug);
-    let (found, _) = hunt_range(&cfg, 36, 41, 1, Catch::Checker(bug.caught_by), |_| {});
-    let found = found.expect("caught in seeds 36..41");
+    let (found, _) = hunt_range(&cfg, 4, 8, 1, Catch::Checker(bug.caught_by), |_| {});
+    let found = found.expect("caught in seeds 4..8");
     assert!(
         found.replay.contains(&format!("--seed {} ", found.seed))
             && found.replay.contains("--bug recovery-skips-rewind"),
@@ -150,19 +148,20 @@ fn recovery_that_skips_its_rewind_keeps_the_old_primarys_changes_and_is_found() 
 /// its block went to disk, and the crash must keep the block; the restarted instance then finds
 /// the block beyond its recovered WAL and fails itself (`wal-before-data`); the crash must
 /// keep every 4 KiB page of the block, or the block is torn instead. The slow-disk cluster
-/// first shows it at seed 16 (seeds 0..150 are the catalogue's budget, hunted by
-/// `hasim hunt --all`). Here, the seeds up to it, and the same seeds without the bug pass.
+/// first shows it at seed 122 (seeds 0..150 are the catalogue's budget, hunted by
+/// `hasim hunt --all`). Here, a short range ending there, and the same seeds without the bug
+/// pass.
 #[test]
 fn a_block_written_before_its_wal_is_durable_survives_a_crash_and_is_found() {
     let bug = catalogued("evict-before-wal-flush").unwrap();
     let cfg = bug_config(bug);
-    let (found, _) = hunt_range(&cfg, 0, 17, 2, Catch::Checker(bug.caught_by), |_| {});
-    let found = found.expect("caught in seeds 0..17");
+    let (found, _) = hunt_range(&cfg, 112, 123, 2, Catch::Checker(bug.caught_by), |_| {});
+    let found = found.expect("caught in seeds 112..123");
     assert!(found
         .replay
         .contains("--scenario slow-disk --bug evict-before-wal-flush"));
     let clean = RunConfig::by_name(bug.scenario).unwrap();
-    for seed in 0..=found.seed {
+    for seed in 112..=found.seed {
         let (result, _) = run_seed(seed, &clean);
         assert_eq!(
             result.verdict,

@@ -204,12 +204,17 @@ impl HostControl for SimHostControl {
                     why: format!("is not this host's coordinator address {}", standby.addr),
                 });
             }
-            standby.make_directory(&row).map_err(|detail| HostError::Failed {
-                step: format!("make {}:{}", host, row.datadir),
-                detail,
-            })?;
+            standby
+                .make_directory(&row)
+                .map_err(|detail| HostError::Failed {
+                    step: format!("make {}:{}", host, row.datadir),
+                    detail,
+                })?;
             standby.launch(&row);
-            Ok(format!("standby dbid {}: started at {}", row.dbid, standby.addr))
+            Ok(format!(
+                "standby dbid {}: started at {}",
+                row.dbid, standby.addr
+            ))
         });
         Box::pin(std::future::ready(started.and_then(|r| r)))
     }
