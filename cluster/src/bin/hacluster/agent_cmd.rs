@@ -58,12 +58,6 @@ impl ProcessControl {
 
     /// Makes the data directory of `row` anew, records it, and starts its empty mirror.
     fn start_mirror_now(&self, row: &SegmentConfig) -> Result<String, HostError> {
-        let failed = |step: String| {
-            move |e: anyhow::Error| HostError::Failed {
-                step,
-                detail: format!("{e:#}"),
-            }
-        };
         let _one = self.lock.lock().unwrap();
         let mut file = self.file()?;
         let datadir = PathBuf::from(&row.datadir);
@@ -149,12 +143,8 @@ impl ProcessControl {
                     .into(),
             });
         }
-        super::cluster_file::make_data_directory(&file, &p.datadir, dbid, content).map_err(
-            |e| HostError::Failed {
-                step: format!("make {}", p.datadir.display()),
-                detail: format!("{e:#}"),
-            },
-        )?;
+        super::cluster_file::make_data_directory(&file, &p.datadir, dbid, content)
+            .map_err(failed(format!("make {}", p.datadir.display())))?;
         Ok(format!(
             "{}: data directory {} made",
             p.name,
@@ -164,12 +154,6 @@ impl ProcessControl {
 
     /// Makes `row`'s data directory (absent or empty), records the standby, and starts it.
     fn start_standby_now(&self, row: &SegmentConfig) -> Result<String, HostError> {
-        let failed = |step: String| {
-            move |e: anyhow::Error| HostError::Failed {
-                step,
-                detail: format!("{e:#}"),
-            }
-        };
         let _one = self.lock.lock().unwrap();
         let mut file = self.file()?;
         let datadir = PathBuf::from(&row.datadir);
@@ -250,6 +234,14 @@ impl ProcessControl {
             self.host,
             self.cluster.display()
         ))
+    }
+}
+
+/// How an error of `step` is reported: the host's error, naming the step.
+fn failed(step: String) -> impl FnOnce(anyhow::Error) -> HostError {
+    move |e| HostError::Failed {
+        step,
+        detail: format!("{e:#}"),
     }
 }
 
