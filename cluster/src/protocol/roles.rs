@@ -405,13 +405,32 @@ mod tests {
                 assert!(coordinator_request(req, from).is_err(), "{req:?} {from}");
             }
         }
-        assert_eq!(
-            coordinator_request(&ClientRequest::Begin, PeerIdentity::Client),
-            Ok(())
-        );
-        assert!(
-            coordinator_request(&ClientRequest::Begin, PeerIdentity::Segment { dbid: 2 }).is_err()
-        );
+    }
+
+    #[test]
+    fn transactions_only_from_a_client_or_the_operators_tools() {
+        let transaction = [
+            ClientRequest::Begin,
+            ClientRequest::Commit,
+            ClientRequest::Abort,
+            ClientRequest::CreateTable {
+                name: "t".into(),
+                kind: crate::model::data::TableKind::Heap,
+            },
+        ];
+        for req in &transaction {
+            for from in [PeerIdentity::Client, PeerIdentity::Admin] {
+                assert_eq!(coordinator_request(req, from), Ok(()), "{req:?} {from}");
+            }
+            for from in [
+                PeerIdentity::Coordinator,
+                PeerIdentity::Segment { dbid: 2 },
+                PeerIdentity::Standby { dbid: 9 },
+                PeerIdentity::agent("sdw1"),
+            ] {
+                assert!(coordinator_request(req, from).is_err(), "{req:?} {from}");
+            }
+        }
     }
 
     #[test]
