@@ -122,6 +122,10 @@ enum Command {
     Init {
         #[arg(long)]
         cluster: PathBuf,
+        /// Then add a standby coordinator on this host (gpinitsystem -s), started by its agent,
+        /// and wait until it is Synchronized.
+        #[arg(short = 's', long = "standby-host", value_name = "HOST")]
+        standby_host: Option<String>,
         #[command(flatten)]
         test: TestOnly,
     },
@@ -274,6 +278,9 @@ enum Command {
     Restart {
         #[arg(long)]
         cluster: PathBuf,
+        /// Only the processes of this host (as the cluster file names it).
+        #[arg(long)]
+        host: Option<String>,
         #[command(flatten)]
         test: TestOnly,
     },
@@ -495,8 +502,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let (path, file) = cluster_file::plan(&dir, &plan)?;
             summary(&path, &file)?
         }
-        Command::Init { cluster, test } => {
-            agent_cmd::init(&cluster, test.allow_planted_bugs).await?
+        Command::Init {
+            cluster,
+            standby_host,
+            test,
+        } => {
+            let mut text = agent_cmd::init(&cluster, test.allow_planted_bugs).await?;
+            if let Some(host) = standby_host {
+                print!("{text}");
+                let args = standby_cmd::InitStandbyArgs::add(cluster, host, test);
+                text = format!("{}\n", standby_cmd::init_standby(args).await?);
+            }
+            text
         }
         Command::SyncConfig { cluster } => agent_cmd::push_config(&cluster).await?,
         Command::Start {
@@ -518,15 +535,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let only = agent_cmd::Only::new(&file, host)?;
             agent_cmd::stop(&file, &cluster, mode, &only, keep_agents).await?
         }
-        Command::Restart { cluster, test } => {
+        Command::Restart {
+            cluster,
+            host,
+            test,
+        } => {
             let file = ClusterFile::load(&cluster)?;
             let stop = processes::StopMode::Fast;
-            let all = agent_cmd::Only::All;
+            let only = agent_cmd::Only::new(&file, host)?;
             print!(
                 "{}",
-                agent_cmd::stop(&file, &cluster, stop, &all, true).await?
+                agent_cmd::stop(&file, &cluster, stop, &only, true).await?
             );
-            agent_cmd::start(&file, &cluster, &all, test.allow_planted_bugs).await?
+            agent_cmd::start(&file, &cluster, &only, test.allow_planted_bugs).await?
         }
         Command::Agent {
             cluster,

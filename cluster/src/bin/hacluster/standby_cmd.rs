@@ -52,6 +52,23 @@ pub struct InitStandbyArgs {
     pub test: crate::TestOnly,
 }
 
+impl InitStandbyArgs {
+    /// `init-standby -s HOST` with every other setting at its default.
+    pub fn add(cluster: PathBuf, host: String, test: crate::TestOnly) -> InitStandbyArgs {
+        InitStandbyArgs {
+            cluster,
+            standby_host: Some(host),
+            resync: false,
+            remove: false,
+            standby_port: None,
+            standby_datadir: None,
+            coordinators: Vec::new(),
+            timeout_ms: 30_000,
+            test,
+        }
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct StandbyArgs {
     /// The cluster file; its `standby` entry is the standby this process runs.
