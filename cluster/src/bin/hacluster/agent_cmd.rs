@@ -942,3 +942,83 @@ pub async fn status(file: &ClusterFile) -> anyhow::Result<(String, bool)> {
     }
     Ok((out, all_up))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host's copy of a local cluster's file, and the agent of its first host acting on it.
+    fn host_copy(name: &str) -> (PathBuf, ClusterFile, ProcessControl) {
+        let dir =
+            std::env::temp_dir().join(format!("hacluster-agent-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut file = super::super::cluster_file::local(&dir, "127.0.0.1", 7400).unwrap();
+        file.place_agents().unwrap();
+        let path = dir.join("cluster.json");
+        file.store(&path).unwrap();
+        let control = ProcessControl {
+            cluster: path.clone(),
+            host: file.agents[0].hostname.clone(),
+            allow_bugs: false,
+            lock: Arc::new(Mutex::new(())),
+        };
+        (dir, file, control)
+    }
+
+    #[test]
+    fn a_host_takes_a_new_configuration_only_of_its_own_cluster_placing_it_where_it_listens() {
+        let (dir, file, control) = host_copy("config");
+        let path = dir.join("cluster.json");
+        let refused = |text: String, says: &str| {
+            let before = std::fs::read_to_string(&path).unwrap();
+            match control.write_config_now(&text) {
+                Err(HostError::Refused { why, .. }) => assert!(why.contains(says), "{why}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                before,
+                "nothing changed"
+            );
+        };
+        refused("{ not json".into(), "cluster file sent by the verb");
+        let mut other = file.clone();
+        other.cluster_id = "00000000000000aa".into();
+        refused(other.text(), "of cluster 00000000000000aa");
+        let mut moved = file.clone();
+        moved.agents[0].port += 1;
+        refused(moved.text(), "listens at");
+        // Unchanged, then a real change (a segment's port), which is stored.
+        let same = control.write_config_now(&file.text()).unwrap();
+        assert!(same.contains("unchanged"), "{same}");
+        let mut changed = file.clone();
+        changed.segments[1].port = 7490;
+        let written = control.write_config_now(&changed.text()).unwrap();
+        assert!(written.contains("written"), "{written}");
+        assert_eq!(ClusterFile::load(&path).unwrap(), changed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_data_directory_is_made_once_and_only_for_an_instance_of_the_host() {
+        let (dir, file, control) = host_copy("mkdir");
+        let made = control.make_data_directory_now(2).unwrap();
+        assert!(made.contains("made"), "{made}");
+        assert!(file.segments[0]
+            .datadir
+            .join(cluster::storage::identity::IDENTITY_PATH)
+            .exists());
+        match control.make_data_directory_now(2) {
+            Err(HostError::Failed { detail, .. }) => assert!(detail.contains("exists"), "{detail}"),
+            other => panic!("{other:?}"),
+        }
+        match control.make_data_directory_now(42) {
+            Err(HostError::Failed { detail, .. }) => {
+                assert!(detail.contains("no such instance"), "{detail}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
