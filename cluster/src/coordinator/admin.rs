@@ -357,6 +357,33 @@ async fn recover_one_begun(
 const STARTING_TRIES: usize = 120;
 const STARTING_RETRY_GAP: Duration = Duration::from_millis(500);
 
+/// A rejoin to send again: with which epoch, and whether after a pause.
+#[derive(Debug, PartialEq, Eq)]
+struct Again {
+    epoch: u64,
+    wait: bool,
+}
+
+/// Whether a rejoin that got `answer` is asked again, `current` being this coordinator's epoch
+/// now. An instance still recovering ("starting") is asked again after a pause. One that
+/// refused the request as stale, fenced by an epoch this coordinator itself published after
+/// the request was made (another recovery of the same verb recorded; standard seed 13's kept
+/// schedule), is asked again at once with the current epoch, never the one it follows. A newer
+/// epoch than ours is final, as is every other answer.
+fn rejoin_again<E>(answer: &Result<SegmentResponse, E>, current: u64) -> Option<Again> {
+    match answer {
+        Ok(SegmentResponse::Starting { .. }) => Some(Again {
+            epoch: current,
+            wait: true,
+        }),
+        Ok(SegmentResponse::Fenced { followed, .. }) if *followed <= current => Some(Again {
+            epoch: current,
+            wait: false,
+        }),
+        _ => None,
+    }
+}
+
 async fn rejoin(
     target: &SegmentConfig,
     primary: &SegmentConfig,
@@ -366,8 +393,8 @@ async fn rejoin(
 ) -> Result<RejoinReport, AdminError> {
     // Each try carries the epoch current when it is sent: the verb's other recoveries record
     // theirs meanwhile, and the prober shows the instance those newer epochs.
-    let req = || SegmentRequest::Rejoin {
-        epoch: store.epoch(),
+    let req = |epoch| SegmentRequest::Rejoin {
+        epoch,
         primary: primary.endpoint(),
         full,
     };
@@ -378,17 +405,17 @@ async fn rejoin(
     };
     // An instance still recovering from its own WAL answers "starting"; like gprecoverseg's
     // `pg_ctl start -w`, wait for it (a bounded number of tries) instead of failing it.
-    let mut answer = call(&target.endpoint(), &req(), long).await;
+    let mut answer = call(&target.endpoint(), &req(store.epoch()), long).await;
     for _ in 0..STARTING_TRIES {
-        match answer {
-            Ok(SegmentResponse::Starting { .. }) => runtime::sleep(STARTING_RETRY_GAP).await,
-            // Fenced by an epoch this coordinator itself published after the request was made
-            // (another recovery of the same verb recorded, standard seed 13's kept schedule):
-            // asked again with the current one. A newer epoch than ours is final.
-            Ok(SegmentResponse::Fenced { followed, .. }) if followed <= store.epoch() => {}
-            _ => break,
+        let Some(again) = rejoin_again(&answer, store.epoch()) else {
+            break;
+        };
+        if again.wait {
+            runtime::sleep(STARTING_RETRY_GAP).await;
         }
-        answer = call(&target.endpoint(), &req(), long).await;
+        // The epoch current when it is sent: the pause may have seen a newer one published.
+        let epoch = again.epoch.max(store.epoch());
+        answer = call(&target.endpoint(), &req(epoch), long).await;
     }
     match answer {
         Ok(SegmentResponse::Rejoined(report)) => {
@@ -796,6 +823,30 @@ async fn state_report(store: &CatalogStore, t: Timeouts) -> Result<AdminReply, A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejoin_is_asked_again_only_while_starting_or_fenced_by_our_own_epoch() {
+        let fenced = |followed| -> Result<SegmentResponse, &str> {
+            Ok(SegmentResponse::Fenced {
+                dbid: 4,
+                epoch: 17,
+                followed,
+            })
+        };
+        let again = |epoch, wait| Some(Again { epoch, wait });
+        assert_eq!(
+            rejoin_again::<&str>(&Ok(SegmentResponse::Starting { replay_lsn: 9 }), 17),
+            again(17, true)
+        );
+        // Fenced by an epoch we published since: our current one, at once.
+        assert_eq!(rejoin_again(&fenced(19), 19), again(19, false));
+        assert_eq!(rejoin_again(&fenced(18), 19), again(19, false));
+        // Fenced by a newer epoch than ours (a deposed coordinator): final.
+        assert_eq!(rejoin_again(&fenced(20), 19), None);
+        assert_eq!(rejoin_again::<&str>(&Ok(SegmentResponse::Ok), 19), None);
+        let closed: Result<SegmentResponse, &str> = Err("10.0.0.2:6000 closed the connection");
+        assert_eq!(rejoin_again(&closed, 19), None);
+    }
 
     /// The refusals read as they did when they were built as text: the operator, the
     /// simulator's scenarios and the trace hashes see these exact words.
