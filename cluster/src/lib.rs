@@ -27,6 +27,7 @@ pub mod io;
 pub mod model;
 pub mod protocol;
 pub mod segment;
+pub mod sql;
 pub mod standby;
 pub mod storage;
 pub mod wal;

@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("wal", 3),
     ("storage", 3),
     ("protocol", 4),
+    ("sql", 4),
     ("coordinator", 5),
     ("segment", 5),
     ("standby", 5),

@@ -172,6 +172,7 @@ impl CatalogStore {
                 id: DTX_TABLE,
                 name: "gp_distributed_log".into(),
                 kind: TableKind::Heap,
+                schema: None,
             })?;
             engine.wal().flush_to(lsn).await?;
         }
@@ -183,6 +184,7 @@ impl CatalogStore {
                     id,
                     name: name.to_string(),
                     kind,
+                    schema: None,
                 })?;
             }
             let mut writes: Vec<Write> = initial
@@ -651,6 +653,7 @@ impl CatalogStore {
         &self,
         name: &str,
         kind: TableKind,
+        schema: Option<crate::model::schema::TableSchema>,
     ) -> Result<TableDef, CatalogStoreError> {
         let mut engine = self.engine.lock().await;
         if self.tables.lock().unwrap().contains_key(name) {
@@ -668,6 +671,7 @@ impl CatalogStore {
             id,
             name: name.to_string(),
             kind,
+            schema: schema.map(Box::new),
         };
         let lsn = engine.commit(
             0,

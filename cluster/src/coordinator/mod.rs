@@ -10,6 +10,7 @@ pub mod mirroring;
 pub mod prober;
 pub(crate) mod resolver;
 mod session;
+pub(crate) mod sql;
 
 pub use catalog_store::{CatalogStore, CatalogStoreError};
 
@@ -262,6 +263,19 @@ impl Services {
         );
     }
 
+    /// A SQL session on this coordinator, for a client of the front door (PostgreSQL's wire
+    /// protocol): the same session and SQL layer a framed client's `Sql` request runs in.
+    pub fn sql_connection(&self) -> SqlConnection {
+        SqlConnection {
+            session: session::Session::new(
+                self.cfg.clone(),
+                self.store.clone(),
+                self.dtx.clone(),
+                self.idle.clone(),
+            ),
+        }
+    }
+
     /// Serves a connection that has already authenticated (the standby's, once it is active).
     pub fn serve_authenticated(&self, conn: Connection) {
         let session = session::Session::new(
@@ -271,6 +285,54 @@ impl Services {
             self.idle.clone(),
         );
         runtime::spawn(session.serve(conn).in_current_span());
+    }
+}
+
+/// One SQL client's session on the coordinator ([`Services::sql_connection`]).
+pub struct SqlConnection {
+    session: session::Session,
+}
+
+impl SqlConnection {
+    /// Runs the statements of `text` one after another (the simple query protocol): each
+    /// statement's outcome, up to and including the first that fails.
+    pub async fn simple_query(
+        &mut self,
+        text: &str,
+    ) -> Vec<Result<crate::sql::Outcome, crate::sql::SqlError>> {
+        self.session.sql_query(text).await
+    }
+
+    /// Parses one statement (the extended protocol's Parse); `None` for an empty text.
+    pub fn parse(&self, text: &str) -> Result<Option<crate::sql::Statement>, crate::sql::SqlError> {
+        sql::parse_one(text)
+    }
+
+    /// A parsed statement's parameter types and result columns (Describe).
+    pub fn describe(
+        &self,
+        stmt: Option<&crate::sql::Statement>,
+    ) -> Result<crate::sql::Described, crate::sql::SqlError> {
+        self.session.sql_describe(stmt)
+    }
+
+    /// Runs a parsed statement with its parameters (Bind and Execute).
+    pub async fn execute(
+        &mut self,
+        stmt: Option<&crate::sql::Statement>,
+        params: &[crate::sql::Datum],
+    ) -> Result<crate::sql::Outcome, crate::sql::SqlError> {
+        self.session.sql_execute(stmt, params).await
+    }
+
+    /// The transaction state `ReadyForQuery` reports.
+    pub fn status(&self) -> crate::sql::TxnStatus {
+        self.session.sql_status()
+    }
+
+    /// Ends the session, rolling back an open transaction.
+    pub async fn close(self) {
+        self.session.close().await
     }
 }
 

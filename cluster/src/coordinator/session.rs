@@ -36,6 +36,10 @@ pub(super) struct Session {
     /// Idle connections to primaries that carried earlier transactions, the coordinator's
     /// sessions' in common.
     idle: Arc<Idle<Connection>>,
+    /// The SQL layer's state: the transaction block and the settings.
+    sql: super::sql::SqlState,
+    /// Hidden row keys drawn in the open transaction.
+    rows_drawn: (u64, u64),
 }
 
 /// A connection that knows where it leads.
@@ -221,6 +225,8 @@ impl Session {
             dtx,
             txn: None,
             idle,
+            sql: Default::default(),
+            rows_drawn: (0, 0),
         }
     }
 
@@ -284,6 +290,61 @@ impl Session {
     }
 
     async fn handle(&mut self, req: ClientRequest) -> ClientResponse {
+        match req {
+            ClientRequest::Sql { text } => {
+                let results = self.sql_query(&text).await;
+                ClientResponse::Sql {
+                    results,
+                    status: self.sql.status(),
+                }
+            }
+            req => self.handle_request(req).await,
+        }
+    }
+
+    /// Runs SQL text (the simple query protocol).
+    pub(super) async fn sql_query(
+        &mut self,
+        text: &str,
+    ) -> Vec<Result<crate::sql::Outcome, crate::sql::SqlError>> {
+        let mut state = std::mem::take(&mut self.sql);
+        let out = super::sql::simple_query(self, &mut state, text).await;
+        self.sql = state;
+        out
+    }
+
+    /// Runs one parsed statement with its parameters (the extended protocol's Execute).
+    pub(super) async fn sql_execute(
+        &mut self,
+        stmt: Option<&crate::sql::Statement>,
+        params: &[crate::sql::Datum],
+    ) -> Result<crate::sql::Outcome, crate::sql::SqlError> {
+        let Some(stmt) = stmt else {
+            return Ok(crate::sql::Outcome::Empty);
+        };
+        let mut state = std::mem::take(&mut self.sql);
+        let out = super::sql::execute(self, &mut state, stmt, params).await;
+        self.sql = state;
+        out
+    }
+
+    pub(super) fn sql_describe(
+        &self,
+        stmt: Option<&crate::sql::Statement>,
+    ) -> Result<crate::sql::Described, crate::sql::SqlError> {
+        super::sql::describe(self, stmt)
+    }
+
+    pub(super) fn sql_status(&self) -> crate::sql::TxnStatus {
+        self.sql.status()
+    }
+
+    /// Ends the session: an open transaction is rolled back.
+    pub(super) async fn close(mut self) {
+        self.abandon().await;
+    }
+
+    async fn handle_request(&mut self, req: ClientRequest) -> ClientResponse {
         if let Some(reason) = self.store.deposed() {
             // Clients move on to the next coordinator address they hold.
             self.txn = None;
@@ -309,7 +370,8 @@ impl Session {
                 self.abandon().await;
                 ClientResponse::Ok
             }
-            ClientRequest::CreateTable { name, kind } => self.create_table(&name, kind).await,
+            ClientRequest::CreateTable { name, kind } => self.create_table(&name, kind, None).await,
+            ClientRequest::Sql { .. } => failed("SQL is run by the session's SQL layer"),
             ClientRequest::Catalog => ClientResponse::Catalog(self.store.snapshot()),
             ClientRequest::Standby(req) => {
                 crate::coordinator::mirroring::sender::handle(
@@ -872,15 +934,20 @@ impl Session {
         }
     }
 
-    async fn create_table(&mut self, name: &str, kind: crate::wal::TableKind) -> ClientResponse {
+    async fn create_table(
+        &mut self,
+        name: &str,
+        kind: crate::wal::TableKind,
+        schema: Option<crate::sql::TableSchema>,
+    ) -> ClientResponse {
         let def = match self.store.table(name) {
-            Some(def) if def.kind == kind => def,
+            Some(def) if def.kind == kind && def.schema.as_deref() == schema.as_ref() => def,
             Some(_) => {
                 return failed(format!(
                     "table \"{name}\" already exists with another storage kind"
                 ))
             }
-            None => match self.store.create_table(name, kind).await {
+            None => match self.store.create_table(name, kind, schema).await {
                 Ok(def) => def,
                 Err(e) => return failed(e.to_string()),
             },
@@ -923,6 +990,49 @@ impl Session {
             }
         }
         ClientResponse::Ok
+    }
+}
+
+impl super::sql::Backend for Session {
+    async fn call(&mut self, req: ClientRequest) -> ClientResponse {
+        self.handle_request(req).await
+    }
+
+    fn table(&self, name: &str) -> Option<crate::model::data::TableDef> {
+        self.store.table(name)
+    }
+
+    fn contents(&self) -> usize {
+        self.store.read(|c| c.contents().len())
+    }
+
+    async fn create_table(
+        &mut self,
+        name: &str,
+        schema: crate::sql::TableSchema,
+    ) -> Result<(), DbError> {
+        match Session::create_table(self, name, schema.kind, Some(schema)).await {
+            ClientResponse::Ok => Ok(()),
+            ClientResponse::Error(e) => Err(e),
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
+    fn row_number(&mut self) -> u64 {
+        let xid = self.txn.as_ref().map_or(0, |t| t.xid);
+        if self.rows_drawn.0 != xid {
+            self.rows_drawn = (xid, 0);
+        }
+        self.rows_drawn.1 += 1;
+        (xid << 20) ^ self.rows_drawn.1
+    }
+
+    fn version(&self) -> String {
+        format!(
+            "PostgreSQL 15.0 (hacluster {}: a Greenplum-style cluster, {} contents)",
+            env!("CARGO_PKG_VERSION"),
+            self.store.read(|c| c.contents().len())
+        )
     }
 }
 

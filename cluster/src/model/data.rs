@@ -28,4 +28,8 @@ pub struct TableDef {
     pub id: TableId,
     pub name: String,
     pub kind: TableKind,
+    /// The columns, key and placement of a table made by SQL; `None` for the system's own
+    /// tables and those of the key-value protocol.
+    #[serde(default)]
+    pub schema: Option<Box<super::schema::TableSchema>>,
 }

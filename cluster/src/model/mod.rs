@@ -11,3 +11,5 @@ pub mod catalog;
 pub mod data;
 pub mod layout;
 pub mod observe;
+pub mod schema;
+pub mod values;

@@ -194,6 +194,7 @@ pub fn coordinator_request(req: &ClientRequest, from: PeerIdentity) -> Result<()
         | ClientRequest::Exec { .. }
         | ClientRequest::Commit
         | ClientRequest::Abort
+        | ClientRequest::Sql { .. }
         | ClientRequest::CreateTable { .. } => match from {
             PeerIdentity::Client | PeerIdentity::Admin => Ok(()),
             _ => refuse("only a client or the operator's tools run transactions".into()),

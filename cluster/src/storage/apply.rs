@@ -323,11 +323,13 @@ mod tests {
             id: 1,
             name: "heap".into(),
             kind: TableKind::Heap,
+            schema: None,
         };
         let ao = TableDef {
             id: 2,
             name: "ao".into(),
             kind: TableKind::AppendOptimized,
+            schema: None,
         };
         BTreeMap::from([(1, Table::empty(heap)), (2, Table::empty(ao))])
     }

@@ -99,6 +99,7 @@ mod tests {
                 id: 1,
                 name: "t".into(),
                 kind: TableKind::Heap,
+                schema: None,
             }],
             checkpoint_blocks: BTreeMap::from([(1, 3)]),
             prepared: BTreeMap::from([(9, vec![Write::Delete { table: 1, key: 2 }])]),

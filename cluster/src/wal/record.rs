@@ -192,6 +192,7 @@ mod tests {
                     id: 7,
                     name: "orders".into(),
                     kind: TableKind::AppendOptimized,
+                    schema: None,
                 },
             },
             Record::HeapPut {

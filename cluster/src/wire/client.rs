@@ -119,6 +119,11 @@ pub enum ClientRequest {
     /// An administration verb (`recoverseg`, `state`, `add-mirrors`...), carried out by the
     /// coordinator (see [`crate::admin`]).
     Admin(AdminRequest),
+    /// SQL text, one or more statements, run by the session's SQL layer as PostgreSQL's simple
+    /// query protocol runs them: one after another, up to the first that fails.
+    Sql {
+        text: String,
+    },
 }
 
 impl ClientRequest {
@@ -135,6 +140,7 @@ impl ClientRequest {
             ClientRequest::ConfigurationHistory => "the configuration history",
             ClientRequest::Standby(req) => req.name(),
             ClientRequest::Admin(req) => req.name(),
+            ClientRequest::Sql { .. } => "SQL",
         }
     }
 }
@@ -155,4 +161,10 @@ pub enum ClientResponse {
     Standby(StandbyReply),
     /// From a warm standby: it serves no work; the client tries another coordinator.
     NotActive(String),
+    /// Each statement's outcome, up to and including the first that failed, and the session's
+    /// transaction state after them.
+    Sql {
+        results: Vec<Result<crate::model::schema::Outcome, crate::model::schema::SqlError>>,
+        status: crate::model::schema::TxnStatus,
+    },
 }

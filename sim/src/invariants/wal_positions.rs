@@ -301,6 +301,7 @@ mod tests {
                     id: i as _,
                     name: format!("t{i}"),
                     kind: TableKind::Heap,
+                    schema: None,
                 },
             };
             let end = encode_frame(from + bytes.len() as Lsn, &record, &mut bytes);

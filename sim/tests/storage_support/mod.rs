@@ -45,11 +45,13 @@ pub fn defs() -> [TableDef; 2] {
             id: HEAP,
             name: "accounts".into(),
             kind: TableKind::Heap,
+            schema: None,
         },
         TableDef {
             id: AO,
             name: "history".into(),
             kind: TableKind::AppendOptimized,
+            schema: None,
         },
     ]
 }

@@ -1,0 +1,1645 @@
+//! The SQL session layer: statements ([`crate::sql`]) carried out on the coordinator's own
+//! operations — a transaction's `Begin`, its statements routed to the contents that own the
+//! rows, and its commit (one phase or two) — for both worlds: the simulator's clients send SQL
+//! text in a [`crate::wire::ClientRequest::Sql`], and the production front door speaks
+//! PostgreSQL's wire protocol over a [`SqlConnection`].
+//!
+//! A table made by SQL keeps its schema in the catalog; each row is stored as an encoded tuple
+//! under its key: the primary key's value, or a hidden key drawn for the row. Its content is the
+//! distribution column's hash (a replicated table's rows are on every content). A read with the
+//! distribution key in its `WHERE` goes to one content; any other is dispatched to every content
+//! and gathered here, where filters, aggregates, sorting and `LIMIT` apply.
+
+use std::collections::BTreeMap;
+
+use crate::model::catalog::{Catalog, HistoryRow};
+use crate::model::data::{Key, TableDef};
+use crate::sql::{
+    decode_row, encode_row, parse, BinOp, Column, Datum, Described, Distribution, Expr, Outcome,
+    Select, SelectItem, SqlError, SqlType, Statement, TableSchema, TxnStatus,
+};
+use crate::wire::{ClientRequest, ClientResponse, DbError, Op, OpResult};
+
+use super::content_for_key;
+
+/// The most rows one statement may gather on the coordinator.
+pub const MAX_GATHERED_ROWS: usize = 1_000_000;
+
+/// What the SQL layer needs of the coordinator: the client requests of a session, the tables'
+/// definitions, and a number for hidden row keys.
+pub(crate) trait Backend {
+    async fn call(&mut self, req: ClientRequest) -> ClientResponse;
+    fn table(&self, name: &str) -> Option<TableDef>;
+    fn contents(&self) -> usize;
+    async fn create_table(&mut self, name: &str, schema: TableSchema) -> Result<(), DbError>;
+    /// A number drawn for a hidden row key: unique within the transaction, and with the
+    /// transaction's id across the cluster's life.
+    fn row_number(&mut self) -> u64;
+    fn version(&self) -> String;
+}
+
+/// A session's SQL state: its transaction block and its settings.
+#[derive(Debug)]
+pub struct SqlState {
+    status: TxnStatus,
+    settings: BTreeMap<String, String>,
+}
+
+impl Default for SqlState {
+    fn default() -> SqlState {
+        let settings = [
+            ("server_version", "15.0 (hacluster)"),
+            ("server_version_num", "150000"),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("datestyle", "ISO, MDY"),
+            ("timezone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("transaction_isolation", "read committed"),
+            ("default_transaction_isolation", "read committed"),
+            ("application_name", ""),
+            ("search_path", "\"$user\", public"),
+            ("extra_float_digits", "1"),
+            ("max_identifier_length", "63"),
+            ("is_superuser", "on"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        SqlState {
+            status: TxnStatus::Idle,
+            settings,
+        }
+    }
+}
+
+impl SqlState {
+    pub fn status(&self) -> TxnStatus {
+        self.status
+    }
+}
+
+/// A `DbError` as a client of PostgreSQL would see it.
+pub fn sql_error(e: DbError) -> SqlError {
+    match e {
+        DbError::Unknown(m) => SqlError::new(
+            "08007",
+            format!("the transaction's outcome is unknown: {m}"),
+        ),
+        DbError::NotAllowed { .. } => SqlError::new("42501", e.to_string()),
+        DbError::Failed(m) => {
+            let code = if m.contains("duplicate key") {
+                "23505"
+            } else if m.contains("does not exist") {
+                "42P01"
+            } else if m.contains("no longer serves") {
+                "57P01"
+            } else if m.contains("unavailable")
+                || m.contains("not operational")
+                || m.contains("no mirror")
+            {
+                "57P03"
+            } else if m.contains("lost the primary")
+                || m.contains("cannot reach its primary")
+                || m.contains("failover")
+                || m.contains("retry")
+            {
+                "40001"
+            } else if m.contains("append-optimized") {
+                "0A000"
+            } else {
+                "XX000"
+            };
+            SqlError::new(code, m)
+        }
+    }
+}
+
+fn response_error(resp: ClientResponse) -> SqlError {
+    match resp {
+        ClientResponse::Error(e) => sql_error(e),
+        ClientResponse::NotActive(why) => SqlError::new(
+            "57P01",
+            format!("this coordinator does not serve: {why}; connect to the acting coordinator"),
+        ),
+        other => SqlError::new("XX000", format!("unexpected answer: {other:?}")),
+    }
+}
+
+fn no_table(name: &str) -> SqlError {
+    SqlError::new("42P01", format!("relation \"{name}\" does not exist"))
+}
+
+fn done(tag: impl Into<String>) -> Outcome {
+    Outcome::Done { tag: tag.into() }
+}
+
+/// Runs the statements of `text` one after another (the simple query protocol): each
+/// statement's outcome, up to and including the first that fails.
+pub(crate) async fn simple_query<B: Backend>(
+    b: &mut B,
+    state: &mut SqlState,
+    text: &str,
+) -> Vec<Result<Outcome, SqlError>> {
+    let stmts = match parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            if state.status == TxnStatus::InBlock {
+                abort(b, state).await;
+            }
+            return vec![Err(e)];
+        }
+    };
+    if stmts.is_empty() {
+        return vec![Ok(Outcome::Empty)];
+    }
+    let mut out = Vec::with_capacity(stmts.len());
+    for stmt in stmts {
+        let r = execute(b, state, &stmt, &[]).await;
+        let failed = r.is_err();
+        out.push(r);
+        if failed {
+            break;
+        }
+    }
+    out
+}
+
+/// The one statement of `text`, parsed (the extended protocol's Parse).
+pub fn parse_one(text: &str) -> Result<Option<Statement>, SqlError> {
+    let mut stmts = parse(text)?;
+    match stmts.len() {
+        0 => Ok(None),
+        1 => Ok(stmts.pop()),
+        _ => Err(SqlError::new(
+            "42601",
+            "cannot insert multiple commands into a prepared statement",
+        )),
+    }
+}
+
+async fn abort<B: Backend>(b: &mut B, state: &mut SqlState) {
+    let _ = b.call(ClientRequest::Abort).await;
+    state.status = TxnStatus::Failed;
+}
+
+/// Runs one statement with its parameters, in the session's transaction block or in a
+/// transaction of its own.
+pub(crate) async fn execute<B: Backend>(
+    b: &mut B,
+    state: &mut SqlState,
+    stmt: &Statement,
+    params: &[Datum],
+) -> Result<Outcome, SqlError> {
+    match (state.status, stmt) {
+        (TxnStatus::Failed, Statement::Commit | Statement::Rollback) => {
+            state.status = TxnStatus::Idle;
+            return Ok(done("ROLLBACK"));
+        }
+        (TxnStatus::Failed, _) => {
+            return Err(SqlError::new(
+                "25P02",
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ))
+        }
+        _ => {}
+    }
+    match stmt {
+        Statement::Begin => {
+            if state.status == TxnStatus::Idle {
+                match b.call(ClientRequest::Begin).await {
+                    ClientResponse::Ok => state.status = TxnStatus::InBlock,
+                    other => return Err(response_error(other)),
+                }
+            }
+            Ok(done("BEGIN"))
+        }
+        Statement::Commit => {
+            if state.status == TxnStatus::Idle {
+                return Ok(done("COMMIT"));
+            }
+            state.status = TxnStatus::Idle;
+            match b.call(ClientRequest::Commit).await {
+                ClientResponse::Committed | ClientResponse::Ok => Ok(done("COMMIT")),
+                other => Err(response_error(other)),
+            }
+        }
+        Statement::Rollback => {
+            if state.status == TxnStatus::InBlock {
+                let _ = b.call(ClientRequest::Abort).await;
+            }
+            state.status = TxnStatus::Idle;
+            Ok(done("ROLLBACK"))
+        }
+        Statement::Set { name, value } => {
+            let name = name.strip_prefix("session ").unwrap_or(name);
+            state.settings.insert(name.to_string(), value.clone());
+            Ok(done("SET"))
+        }
+        Statement::Show { name } => {
+            let value = if name == "all" {
+                return Ok(Outcome::Rows {
+                    columns: vec![text_column("name"), text_column("setting")],
+                    rows: state
+                        .settings
+                        .iter()
+                        .map(|(k, v)| vec![Datum::Text(k.clone()), Datum::Text(v.clone())])
+                        .collect(),
+                    tag: format!("SHOW {}", state.settings.len()),
+                });
+            } else {
+                setting(state, name)?
+            };
+            Ok(Outcome::Rows {
+                columns: vec![text_column(name)],
+                rows: vec![vec![Datum::Text(value)]],
+                tag: "SHOW".into(),
+            })
+        }
+        Statement::Ignored { tag } => Ok(done(tag.clone())),
+        Statement::CreateTable {
+            name,
+            schema,
+            if_not_exists,
+        } => {
+            if state.status == TxnStatus::InBlock {
+                abort(b, state).await;
+                return Err(SqlError::new(
+                    "25001",
+                    "CREATE TABLE cannot run inside a transaction block",
+                ));
+            }
+            if is_view(name) {
+                return Err(SqlError::new(
+                    "42P07",
+                    format!("relation \"{name}\" already exists"),
+                ));
+            }
+            match b.table(name) {
+                Some(_) if *if_not_exists => Ok(done("CREATE TABLE")),
+                Some(def) if def.schema.as_deref() == Some(schema) => Err(SqlError::new(
+                    "42P07",
+                    format!("relation \"{name}\" already exists"),
+                )),
+                Some(_) => Err(SqlError::new(
+                    "42P07",
+                    format!("relation \"{name}\" already exists"),
+                )),
+                None => match b.create_table(name, schema.clone()).await {
+                    Ok(()) => Ok(done("CREATE TABLE")),
+                    Err(e) => Err(sql_error(e)),
+                },
+            }
+        }
+        Statement::DropTable { names, if_exists } => {
+            for name in names {
+                if b.table(name).is_none() && !*if_exists {
+                    return Err(no_table(name));
+                }
+            }
+            Err(SqlError::unsupported(
+                "DROP TABLE (a table is kept for the life of the cluster; DELETE FROM empties it)",
+            ))
+        }
+        Statement::Select(sel) if sel.from.as_deref().is_none_or(is_view) => {
+            let rows = match sel.from.as_deref() {
+                None => (Vec::new(), vec![Vec::new()]),
+                Some(view) => view_rows(b, view).await?,
+            };
+            let env = Env {
+                params,
+                settings: &state.settings,
+                version: b.version(),
+            };
+            project(&env, sel, &rows.0, rows.1)
+        }
+        Statement::Insert { .. }
+        | Statement::Update { .. }
+        | Statement::Delete { .. }
+        | Statement::Select(_) => {
+            let autocommit = state.status == TxnStatus::Idle;
+            if autocommit {
+                match b.call(ClientRequest::Begin).await {
+                    ClientResponse::Ok => {}
+                    other => return Err(response_error(other)),
+                }
+            }
+            let env = Env {
+                params,
+                settings: &state.settings,
+                version: b.version(),
+            };
+            let result = data_statement(b, &env, stmt).await;
+            match (&result, autocommit) {
+                (Ok(_), true) => match b.call(ClientRequest::Commit).await {
+                    ClientResponse::Committed | ClientResponse::Ok => {}
+                    other => return Err(response_error(other)),
+                },
+                (Err(_), true) => {
+                    let _ = b.call(ClientRequest::Abort).await;
+                }
+                (Err(_), false) => abort(b, state).await,
+                (Ok(_), false) => {}
+            }
+            result
+        }
+    }
+}
+
+fn text_column(name: &str) -> Column {
+    Column {
+        name: name.to_string(),
+        ty: SqlType::Text,
+    }
+}
+
+fn setting(state: &SqlState, name: &str) -> Result<String, SqlError> {
+    let name = name.replace(' ', "_");
+    state.settings.get(&name).cloned().ok_or_else(|| {
+        SqlError::new(
+            "42704",
+            format!("unrecognized configuration parameter \"{name}\""),
+        )
+    })
+}
+
+/// The cluster's own tables, read with plain `SELECT`.
+const VIEWS: &[&str] = &[
+    "gp_segment_configuration",
+    "gp_configuration_history",
+    "gp_stat_replication",
+];
+
+fn is_view(name: &str) -> bool {
+    VIEWS.contains(&name)
+}
+
+fn col(name: &str, ty: SqlType) -> Column {
+    Column {
+        name: name.to_string(),
+        ty,
+    }
+}
+
+fn view_columns(view: &str) -> Vec<Column> {
+    use SqlType::*;
+    match view {
+        "gp_segment_configuration" => vec![
+            col("dbid", Int4),
+            col("content", Int4),
+            col("role", Text),
+            col("preferred_role", Text),
+            col("mode", Text),
+            col("status", Text),
+            col("port", Int4),
+            col("hostname", Text),
+            col("address", Text),
+            col("datadir", Text),
+        ],
+        "gp_configuration_history" => {
+            vec![col("time", Timestamp), col("dbid", Int4), col("desc", Text)]
+        }
+        _ => vec![
+            col("gp_segment_id", Int4),
+            col("usename", Text),
+            col("application_name", Text),
+            col("client_addr", Text),
+            col("state", Text),
+            col("sync_state", Text),
+            col("sync_error", Text),
+        ],
+    }
+}
+
+fn catalog_rows(catalog: &Catalog) -> Vec<Vec<Datum>> {
+    catalog
+        .segments
+        .values()
+        .map(|s| {
+            vec![
+                Datum::Int4(s.dbid as i32),
+                Datum::Int4(s.content as i32),
+                Datum::Text(s.role.code().to_string()),
+                Datum::Text(s.preferred_role.code().to_string()),
+                Datum::Text(
+                    match s.mode {
+                        crate::model::catalog::Mode::Synced => "s",
+                        crate::model::catalog::Mode::NotSynced => "n",
+                    }
+                    .to_string(),
+                ),
+                Datum::Text(
+                    match s.status {
+                        crate::model::catalog::Status::Up => "u",
+                        crate::model::catalog::Status::Down => "d",
+                    }
+                    .to_string(),
+                ),
+                Datum::Int4(s.port as i32),
+                Datum::Text(s.hostname.clone()),
+                Datum::Text(s.address.clone()),
+                Datum::Text(s.datadir.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// `gp_stat_replication`: one row per mirrored pair, from the primary's side, as the catalog
+/// knows it.
+fn replication_rows(catalog: &Catalog) -> Vec<Vec<Datum>> {
+    use crate::model::catalog::{Mode, Role, Status};
+    let mut rows = Vec::new();
+    for p in catalog
+        .segments
+        .values()
+        .filter(|s| s.role == Role::Primary)
+    {
+        let Some(m) = catalog
+            .segments
+            .values()
+            .find(|s| s.content == p.content && s.role == Role::Mirror)
+        else {
+            continue;
+        };
+        let streaming = m.status == Status::Up && p.mode == Mode::Synced;
+        rows.push(vec![
+            Datum::Int4(p.content as i32),
+            Datum::Text("gpadmin".into()),
+            Datum::Text(
+                if p.content == -1 {
+                    "gp_walreceiver_standby"
+                } else {
+                    "gp_walreceiver"
+                }
+                .into(),
+            ),
+            Datum::Text(m.address.clone()),
+            Datum::Text(
+                if streaming {
+                    "streaming"
+                } else if m.status == Status::Up {
+                    "catchup"
+                } else {
+                    "down"
+                }
+                .into(),
+            ),
+            Datum::Text(if streaming { "sync" } else { "async" }.into()),
+            Datum::Text(
+                if m.status == Status::Down {
+                    "walread"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
+        ]);
+    }
+    rows
+}
+
+async fn view_rows<B: Backend>(
+    b: &mut B,
+    view: &str,
+) -> Result<(Vec<Column>, Vec<Vec<Datum>>), SqlError> {
+    let columns = view_columns(view);
+    let rows = match view {
+        "gp_configuration_history" => match b.call(ClientRequest::ConfigurationHistory).await {
+            ClientResponse::ConfigurationHistory { rows, .. } => rows
+                .into_iter()
+                .map(
+                    |HistoryRow {
+                         time_ms,
+                         dbid,
+                         desc,
+                     }| {
+                        vec![
+                            Datum::Timestamp(time_ms as i64 * 1000 - 946_684_800_000_000),
+                            Datum::Int4(dbid as i32),
+                            Datum::Text(desc),
+                        ]
+                    },
+                )
+                .collect(),
+            other => return Err(response_error(other)),
+        },
+        _ => match b.call(ClientRequest::Catalog).await {
+            ClientResponse::Catalog(c) if view == "gp_segment_configuration" => catalog_rows(&c),
+            ClientResponse::Catalog(c) => replication_rows(&c),
+            other => return Err(response_error(other)),
+        },
+    };
+    Ok((columns, rows))
+}
+
+/// What an expression may read besides the row: parameters and settings.
+struct Env<'a> {
+    params: &'a [Datum],
+    settings: &'a BTreeMap<String, String>,
+    version: String,
+}
+
+fn schema_of<B: Backend>(b: &B, table: &str) -> Result<(TableDef, TableSchema), SqlError> {
+    if is_view(table) {
+        return Err(SqlError::new(
+            "42809",
+            format!("\"{table}\" is a system view: it can only be read"),
+        ));
+    }
+    let def = b.table(table).ok_or_else(|| no_table(table))?;
+    let schema = def.schema.as_deref().cloned().ok_or_else(|| {
+        SqlError::new(
+            "42809",
+            format!("\"{table}\" is a key-value table, not one made by CREATE TABLE"),
+        )
+    })?;
+    Ok((def, schema))
+}
+
+async fn data_statement<B: Backend>(
+    b: &mut B,
+    env: &Env<'_>,
+    stmt: &Statement,
+) -> Result<Outcome, SqlError> {
+    match stmt {
+        Statement::Insert {
+            table,
+            columns,
+            rows,
+            returning,
+        } => {
+            insert(
+                b,
+                env,
+                table,
+                columns.as_deref(),
+                rows,
+                returning.as_deref(),
+            )
+            .await
+        }
+        Statement::Select(sel) => {
+            let table = sel.from.as_deref().expect("a table read");
+            let (def, schema) = schema_of(b, table)?;
+            let found = find_rows(b, env, &def, &schema, sel.filter.as_ref()).await?;
+            let columns = schema.result_columns();
+            project(
+                env,
+                sel,
+                &columns,
+                found.into_iter().map(|r| r.row).collect(),
+            )
+        }
+        Statement::Update {
+            table,
+            sets,
+            filter,
+        } => update(b, env, table, sets, filter.as_ref()).await,
+        Statement::Delete { table, filter } => {
+            let (def, schema) = schema_of(b, table)?;
+            let found = find_rows(b, env, &def, &schema, filter.as_ref()).await?;
+            let mut n = 0u64;
+            for r in &found {
+                for c in r.contents(b, &schema) {
+                    let op = Op::Delete {
+                        table: def.name.clone(),
+                        key: r.key,
+                    };
+                    exec(b, op, c).await?;
+                }
+                n += 1;
+            }
+            Ok(done(format!("DELETE {n}")))
+        }
+        _ => unreachable!("not a data statement"),
+    }
+}
+
+async fn exec<B: Backend>(b: &mut B, op: Op, content: i16) -> Result<OpResult, SqlError> {
+    match b
+        .call(ClientRequest::Exec {
+            op,
+            content: Some(content),
+        })
+        .await
+    {
+        ClientResponse::Result(r) => Ok(r),
+        other => Err(response_error(other)),
+    }
+}
+
+/// The content a row is stored on, by the table's distribution (`None`: every content).
+fn placement(schema: &TableSchema, row: &[Datum], key: Key, contents: usize) -> Option<i16> {
+    match schema.distribution {
+        Distribution::By(c) => Some(content_for_key(row[c].distribution_hash(), contents)),
+        Distribution::Randomly => Some(content_for_key(key, contents)),
+        Distribution::Replicated => None,
+    }
+}
+
+fn hidden_key(number: u64) -> Key {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher13::new_with_keys(0x6861_6361_6c75, 0x726f_776b_6579);
+    h.write_u64(number);
+    h.finish() as i64
+}
+
+async fn insert<B: Backend>(
+    b: &mut B,
+    env: &Env<'_>,
+    table: &str,
+    columns: Option<&[String]>,
+    rows: &[Vec<Expr>],
+    returning: Option<&[SelectItem]>,
+) -> Result<Outcome, SqlError> {
+    let (def, schema) = schema_of(b, table)?;
+    let targets: Vec<usize> = match columns {
+        None => (0..schema.columns.len()).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                schema.column(n).ok_or_else(|| {
+                    SqlError::new(
+                        "42703",
+                        format!("column \"{n}\" of relation \"{table}\" does not exist"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let contents = b.contents();
+    let mut inserted = Vec::new();
+    for values in rows {
+        if values.len() > targets.len() {
+            return Err(SqlError::new(
+                "42601",
+                "INSERT has more expressions than target columns",
+            ));
+        }
+        if values.len() < targets.len() && columns.is_some() {
+            return Err(SqlError::new(
+                "42601",
+                "INSERT has more target columns than expressions",
+            ));
+        }
+        let mut row = vec![Datum::Null; schema.columns.len()];
+        for (v, &c) in values.iter().zip(&targets) {
+            row[c] = eval(env, v, &[], &[])?.coerce(schema.columns[c].ty)?;
+        }
+        check_not_null(table, &schema, &row)?;
+        let key = match schema.primary_key {
+            Some(k) => row[k].as_i64().expect("an integer key, not null"),
+            None => hidden_key(b.row_number()),
+        };
+        let value = encode_row(&row);
+        let places: Vec<i16> = match placement(&schema, &row, key, contents) {
+            Some(c) => vec![c],
+            None => (0..contents as i16).collect(),
+        };
+        for c in places {
+            exec(
+                b,
+                Op::Insert {
+                    table: def.name.clone(),
+                    key,
+                    value: value.clone(),
+                },
+                c,
+            )
+            .await?;
+        }
+        inserted.push(row);
+    }
+    let n = inserted.len();
+    match returning {
+        None => Ok(done(format!("INSERT 0 {n}"))),
+        Some(items) => {
+            let sel = Select {
+                from: Some(table.to_string()),
+                items: items.to_vec(),
+                filter: None,
+                order_by: Vec::new(),
+                limit: None,
+                offset: None,
+            };
+            match project(env, &sel, &schema.result_columns(), inserted)? {
+                Outcome::Rows { columns, rows, .. } => Ok(Outcome::Rows {
+                    columns,
+                    rows,
+                    tag: format!("INSERT 0 {n}"),
+                }),
+                other => Ok(other),
+            }
+        }
+    }
+}
+
+fn check_not_null(table: &str, schema: &TableSchema, row: &[Datum]) -> Result<(), SqlError> {
+    for (c, d) in schema.columns.iter().zip(row) {
+        if c.not_null && d.is_null() {
+            return Err(SqlError::new(
+                "23502",
+                format!(
+                    "null value in column \"{}\" of relation \"{table}\" violates not-null constraint",
+                    c.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn update<B: Backend>(
+    b: &mut B,
+    env: &Env<'_>,
+    table: &str,
+    sets: &[(String, Expr)],
+    filter: Option<&Expr>,
+) -> Result<Outcome, SqlError> {
+    let (def, schema) = schema_of(b, table)?;
+    let mut assignments = Vec::with_capacity(sets.len());
+    for (name, e) in sets {
+        let c = schema.column(name).ok_or_else(|| {
+            SqlError::new(
+                "42703",
+                format!("column \"{name}\" of relation \"{table}\" does not exist"),
+            )
+        })?;
+        let fixed = Some(c) == schema.primary_key
+            || matches!(schema.distribution, Distribution::By(d) if d == c);
+        if fixed {
+            return Err(SqlError::unsupported(format!(
+                "updating the key or distribution column \"{name}\""
+            )));
+        }
+        assignments.push((c, e));
+    }
+    let found = find_rows(b, env, &def, &schema, filter).await?;
+    let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    let mut n = 0u64;
+    for r in &found {
+        let mut row = r.row.clone();
+        for (c, e) in &assignments {
+            row[*c] = eval(env, e, &names, &r.row)?.coerce(schema.columns[*c].ty)?;
+        }
+        check_not_null(table, &schema, &row)?;
+        let value = encode_row(&row);
+        for c in r.contents(b, &schema) {
+            exec(
+                b,
+                Op::Update {
+                    table: def.name.clone(),
+                    key: r.key,
+                    value: value.clone(),
+                },
+                c,
+            )
+            .await?;
+        }
+        n += 1;
+    }
+    Ok(done(format!("UPDATE {n}")))
+}
+
+/// A stored row found by a statement.
+struct Found {
+    content: i16,
+    key: Key,
+    row: Vec<Datum>,
+}
+
+impl Found {
+    /// Where a write of this row goes: its content, or every content for a replicated table.
+    fn contents<B: Backend>(&self, b: &B, schema: &TableSchema) -> Vec<i16> {
+        match schema.distribution {
+            Distribution::Replicated => (0..b.contents() as i16).collect(),
+            _ => vec![self.content],
+        }
+    }
+}
+
+/// The value `column = constant` pins in a filter's conjuncts, if any.
+fn pinned(filter: &Expr, column: &str, env: &Env<'_>) -> Option<Datum> {
+    match filter {
+        Expr::Binary(l, BinOp::And, r) => pinned(l, column, env).or_else(|| pinned(r, column, env)),
+        Expr::Binary(l, BinOp::Eq, r) => {
+            let (c, v) = match (&**l, &**r) {
+                (Expr::Column(c), v) | (v, Expr::Column(c)) => (c, v),
+                _ => return None,
+            };
+            if c != column || matches!(v, Expr::Column(_)) {
+                return None;
+            }
+            eval(env, v, &[], &[]).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The rows of `def` that `filter` keeps: read on the one content the distribution key pins,
+/// by key where it is the primary key, else scanned on every content.
+async fn find_rows<B: Backend>(
+    b: &mut B,
+    env: &Env<'_>,
+    def: &TableDef,
+    schema: &TableSchema,
+    filter: Option<&Expr>,
+) -> Result<Vec<Found>, SqlError> {
+    let contents = b.contents();
+    let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    let mut targets: Vec<i16> = (0..contents as i16).collect();
+    let mut by_key = None;
+    if let (Some(f), Distribution::By(d)) = (filter, schema.distribution) {
+        if let Some(v) = pinned(f, &names[d], env) {
+            let v = v.coerce(schema.columns[d].ty)?;
+            targets = vec![content_for_key(v.distribution_hash(), contents)];
+            if schema.primary_key == Some(d) {
+                by_key = v.as_i64();
+            }
+        }
+    }
+    if schema.distribution == Distribution::Replicated {
+        targets.truncate(1);
+    }
+    let mut stored: Vec<(i16, Key, Vec<u8>)> = Vec::new();
+    for c in targets {
+        match by_key {
+            Some(key) => {
+                let op = Op::Get {
+                    table: def.name.clone(),
+                    key,
+                };
+                if let OpResult::Row(Some(v)) = exec(b, op, c).await? {
+                    stored.push((c, key, v));
+                }
+            }
+            None => {
+                let op = Op::Scan {
+                    table: def.name.clone(),
+                };
+                if let OpResult::Rows(rows) = exec(b, op, c).await? {
+                    if stored.len() + rows.len() > MAX_GATHERED_ROWS {
+                        return Err(SqlError::new(
+                            "54000",
+                            format!("the statement would gather more than {MAX_GATHERED_ROWS} rows on the coordinator"),
+                        ));
+                    }
+                    stored.extend(rows.into_iter().map(|(k, v)| (c, k, v)));
+                }
+            }
+        }
+    }
+    let mut found = Vec::with_capacity(stored.len());
+    for (content, key, bytes) in stored {
+        let row = decode_row(&bytes)?;
+        if row.len() != schema.columns.len() {
+            return Err(SqlError::new(
+                "XX001",
+                format!(
+                    "a stored row of \"{}\" has {} values for {} columns",
+                    def.name,
+                    row.len(),
+                    schema.columns.len()
+                ),
+            ));
+        }
+        let keep = match filter {
+            None => true,
+            Some(f) => truthy(&eval(env, f, &names, &row)?),
+        };
+        if keep {
+            found.push(Found { content, key, row });
+        }
+    }
+    Ok(found)
+}
+
+fn truthy(d: &Datum) -> bool {
+    matches!(d, Datum::Bool(true))
+}
+
+fn is_aggregate(e: &Expr) -> bool {
+    match e {
+        Expr::Call { name, .. } => matches!(name.as_str(), "count" | "sum" | "min" | "max" | "avg"),
+        Expr::Binary(l, _, r) => is_aggregate(l) || is_aggregate(r),
+        Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => is_aggregate(e),
+        _ => false,
+    }
+}
+
+/// Filters are applied; this computes the select list (or its aggregates), sorts, and cuts.
+fn project(
+    env: &Env<'_>,
+    sel: &Select,
+    columns: &[Column],
+    rows: Vec<Vec<Datum>>,
+) -> Result<Outcome, SqlError> {
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    // A view's rows (or none, without FROM) are filtered here; a table's were by find_rows.
+    let rows: Vec<Vec<Datum>> = if sel.from.as_deref().is_none_or(is_view) {
+        match &sel.filter {
+            None => rows,
+            Some(f) => {
+                let mut kept = Vec::new();
+                for r in rows {
+                    if truthy(&eval(env, f, &names, &r)?) {
+                        kept.push(r);
+                    }
+                }
+                kept
+            }
+        }
+    } else {
+        rows
+    };
+    let aggregate = sel
+        .items
+        .iter()
+        .any(|i| matches!(i, SelectItem::Expr { expr, .. } if is_aggregate(expr)));
+    let mut out_columns = Vec::new();
+    for item in &sel.items {
+        match item {
+            SelectItem::Wildcard => {
+                if aggregate {
+                    return Err(SqlError::new(
+                        "42803",
+                        "a column must appear in an aggregate function: there is no GROUP BY",
+                    ));
+                }
+                out_columns.extend(columns.iter().cloned());
+            }
+            SelectItem::Expr { expr, name } => out_columns.push(Column {
+                name: name.clone(),
+                ty: type_of(expr, columns, env)?,
+            }),
+        }
+    }
+    // Rows paired with their sort keys, computed on the input row.
+    let mut out: Vec<(Vec<Datum>, Vec<Datum>)> = Vec::new();
+    if aggregate {
+        let mut row = Vec::new();
+        for item in &sel.items {
+            if let SelectItem::Expr { expr, .. } = item {
+                row.push(eval_aggregate(env, expr, &names, &rows)?);
+            }
+        }
+        out.push((row, Vec::new()));
+    } else {
+        for r in &rows {
+            let mut row = Vec::with_capacity(out_columns.len());
+            for item in &sel.items {
+                match item {
+                    SelectItem::Wildcard => row.extend(r.iter().cloned()),
+                    SelectItem::Expr { expr, .. } => row.push(eval(env, expr, &names, r)?),
+                }
+            }
+            let mut keys = Vec::with_capacity(sel.order_by.len());
+            for (e, _) in &sel.order_by {
+                let k = match e {
+                    // ORDER BY 2: the select list's second column.
+                    Expr::Literal(Datum::Int4(n)) => {
+                        let i = (*n as usize)
+                            .checked_sub(1)
+                            .filter(|i| *i < row.len())
+                            .ok_or_else(|| {
+                                SqlError::new(
+                                    "42P10",
+                                    format!("ORDER BY position {n} is not in select list"),
+                                )
+                            })?;
+                        row[i].clone()
+                    }
+                    // A select-list alias, else a column of the input.
+                    Expr::Column(c) if !names.contains(c) => {
+                        match out_columns.iter().position(|o| &o.name == c) {
+                            Some(i) => row[i].clone(),
+                            None => eval(env, e, &names, r)?,
+                        }
+                    }
+                    e => eval(env, e, &names, r)?,
+                };
+                keys.push(k);
+            }
+            out.push((row, keys));
+        }
+    }
+    if !sel.order_by.is_empty() && !aggregate {
+        let desc: Vec<bool> = sel.order_by.iter().map(|(_, d)| *d).collect();
+        out.sort_by(|a, b| {
+            for (i, d) in desc.iter().enumerate() {
+                let o = compare_sort(&a.1[i], &b.1[i]);
+                let o = if *d { o.reverse() } else { o };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+    }
+    let count_of = |e: &Option<Expr>, what: &str| -> Result<Option<usize>, SqlError> {
+        match e {
+            None => Ok(None),
+            Some(e) => match eval(env, e, &[], &[])? {
+                Datum::Null => Ok(None),
+                d => match d.as_i64() {
+                    Some(n) if n >= 0 => Ok(Some(n as usize)),
+                    _ => Err(SqlError::new(
+                        "2201W",
+                        format!("{what} must not be negative"),
+                    )),
+                },
+            },
+        }
+    };
+    let offset = count_of(&sel.offset, "OFFSET")?.unwrap_or(0);
+    let limit = count_of(&sel.limit, "LIMIT")?;
+    let rows: Vec<Vec<Datum>> = out
+        .into_iter()
+        .skip(offset)
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|(r, _)| r)
+        .collect();
+    Ok(Outcome::Rows {
+        tag: format!("SELECT {}", rows.len()),
+        columns: out_columns,
+        rows,
+    })
+}
+
+/// NULLs sort last (ascending), as in PostgreSQL.
+fn compare_sort(a: &Datum, b: &Datum) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (a, b) {
+        (Datum::Null, Datum::Null) => Equal,
+        (Datum::Null, _) => Greater,
+        (_, Datum::Null) => Less,
+        _ => compare(a, b).unwrap_or(Equal),
+    }
+}
+
+fn type_of(e: &Expr, columns: &[Column], env: &Env<'_>) -> Result<SqlType, SqlError> {
+    Ok(match e {
+        Expr::Column(c) => columns
+            .iter()
+            .find(|x| &x.name == c)
+            .map(|x| x.ty)
+            .ok_or_else(|| no_column(c))?,
+        Expr::Cast(_, t) => *t,
+        Expr::Literal(Datum::Null) => SqlType::Text,
+        Expr::Literal(d) => datum_type(d),
+        Expr::Param(n) => env
+            .params
+            .get(n - 1)
+            .map(datum_type)
+            .unwrap_or(SqlType::Text),
+        Expr::Binary(l, op, r) => match op {
+            BinOp::Eq
+            | BinOp::NotEq
+            | BinOp::Lt
+            | BinOp::LtEq
+            | BinOp::Gt
+            | BinOp::GtEq
+            | BinOp::And
+            | BinOp::Or => SqlType::Bool,
+            BinOp::Concat => SqlType::Text,
+            _ => {
+                let (a, b) = (type_of(l, columns, env)?, type_of(r, columns, env)?);
+                if a == SqlType::Int4 && b == SqlType::Int4 {
+                    SqlType::Int4
+                } else {
+                    SqlType::Int8
+                }
+            }
+        },
+        Expr::Not(_) | Expr::IsNull(_, _) => SqlType::Bool,
+        Expr::Neg(e) => type_of(e, columns, env)?,
+        Expr::Call { name, args, .. } => match name.as_str() {
+            "count" | "sum" => SqlType::Int8,
+            "avg" => SqlType::Int8,
+            "min" | "max" => match args.first() {
+                Some(a) => type_of(a, columns, env)?,
+                None => SqlType::Int8,
+            },
+            "now" | "current_timestamp" | "localtimestamp" => SqlType::Timestamp,
+            "pg_backend_pid" | "length" => SqlType::Int4,
+            _ => SqlType::Text,
+        },
+    })
+}
+
+fn datum_type(d: &Datum) -> SqlType {
+    match d {
+        Datum::Null | Datum::Text(_) => SqlType::Text,
+        Datum::Int4(_) => SqlType::Int4,
+        Datum::Int8(_) => SqlType::Int8,
+        Datum::Bool(_) => SqlType::Bool,
+        Datum::Timestamp(_) => SqlType::Timestamp,
+    }
+}
+
+fn no_column(c: &str) -> SqlError {
+    SqlError::new("42703", format!("column \"{c}\" does not exist"))
+}
+
+/// Orders two values, an untyped string literal taking the other side's type.
+fn compare(a: &Datum, b: &Datum) -> Result<std::cmp::Ordering, SqlError> {
+    use Datum::*;
+    Ok(match (a, b) {
+        (Int4(_) | Int8(_), Int4(_) | Int8(_)) => a.as_i64().cmp(&b.as_i64()),
+        (Text(x), Text(y)) => x.cmp(y),
+        (Bool(x), Bool(y)) => x.cmp(y),
+        (Timestamp(x), Timestamp(y)) => x.cmp(y),
+        (Text(s), other) => return compare(&Text(s.clone()).coerce(datum_type(other))?, other),
+        (other, Text(s)) => return compare(other, &Text(s.clone()).coerce(datum_type(other))?),
+        _ => {
+            return Err(SqlError::new(
+                "42883",
+                format!(
+                    "operator does not exist: {} = {}",
+                    datum_type(a).name(),
+                    datum_type(b).name()
+                ),
+            ))
+        }
+    })
+}
+
+fn eval(env: &Env<'_>, e: &Expr, names: &[String], row: &[Datum]) -> Result<Datum, SqlError> {
+    Ok(match e {
+        Expr::Column(c) => match names.iter().position(|n| n == c) {
+            Some(i) => row[i].clone(),
+            None => return Err(no_column(c)),
+        },
+        Expr::Literal(d) => d.clone(),
+        Expr::Param(n) => env
+            .params
+            .get(n - 1)
+            .cloned()
+            .ok_or_else(|| SqlError::new("08P01", format!("there is no parameter ${n}")))?,
+        Expr::Cast(inner, ty) => eval(env, inner, names, row)?.coerce(*ty)?,
+        Expr::Not(inner) => match eval(env, inner, names, row)? {
+            Datum::Null => Datum::Null,
+            Datum::Bool(v) => Datum::Bool(!v),
+            _ => {
+                return Err(SqlError::new(
+                    "42804",
+                    "argument of NOT must be type boolean",
+                ))
+            }
+        },
+        Expr::Neg(inner) => match eval(env, inner, names, row)? {
+            Datum::Null => Datum::Null,
+            Datum::Int4(v) => Datum::Int4(v.checked_neg().ok_or_else(overflow)?),
+            Datum::Int8(v) => Datum::Int8(v.checked_neg().ok_or_else(overflow)?),
+            _ => {
+                return Err(SqlError::new(
+                    "42883",
+                    "operator does not exist: - on a non-number",
+                ))
+            }
+        },
+        Expr::IsNull(inner, negated) => {
+            Datum::Bool(eval(env, inner, names, row)?.is_null() != *negated)
+        }
+        Expr::Binary(l, op, r) => {
+            let a = eval(env, l, names, row)?;
+            let b = eval(env, r, names, row)?;
+            binary(a, *op, b)?
+        }
+        Expr::Call { name, args, star } => {
+            if is_aggregate(e) {
+                return Err(SqlError::new(
+                    "42803",
+                    format!("aggregate function {name} is not allowed here"),
+                ));
+            }
+            let _ = star;
+            let vals = args
+                .iter()
+                .map(|a| eval(env, a, names, row))
+                .collect::<Result<Vec<_>, _>>()?;
+            scalar_function(env, name, vals)?
+        }
+    })
+}
+
+fn overflow() -> SqlError {
+    SqlError::new("22003", "integer out of range")
+}
+
+fn binary(a: Datum, op: BinOp, b: Datum) -> Result<Datum, SqlError> {
+    use std::cmp::Ordering::*;
+    if op == BinOp::And || op == BinOp::Or {
+        let v = |d: &Datum| match d {
+            Datum::Null => Ok(None),
+            Datum::Bool(v) => Ok(Some(*v)),
+            _ => Err(SqlError::new(
+                "42804",
+                "argument of AND/OR must be type boolean",
+            )),
+        };
+        let (x, y) = (v(&a)?, v(&b)?);
+        return Ok(match (op, x, y) {
+            (BinOp::And, Some(false), _) | (BinOp::And, _, Some(false)) => Datum::Bool(false),
+            (BinOp::And, Some(true), Some(true)) => Datum::Bool(true),
+            (BinOp::Or, Some(true), _) | (BinOp::Or, _, Some(true)) => Datum::Bool(true),
+            (BinOp::Or, Some(false), Some(false)) => Datum::Bool(false),
+            _ => Datum::Null,
+        });
+    }
+    if a.is_null() || b.is_null() {
+        return Ok(Datum::Null);
+    }
+    let cmp = |want: &[std::cmp::Ordering]| -> Result<Datum, SqlError> {
+        Ok(Datum::Bool(want.contains(&compare(&a, &b)?)))
+    };
+    match op {
+        BinOp::Eq => cmp(&[Equal]),
+        BinOp::NotEq => cmp(&[Less, Greater]),
+        BinOp::Lt => cmp(&[Less]),
+        BinOp::LtEq => cmp(&[Less, Equal]),
+        BinOp::Gt => cmp(&[Greater]),
+        BinOp::GtEq => cmp(&[Greater, Equal]),
+        BinOp::Concat => Ok(Datum::Text(format!(
+            "{}{}",
+            a.to_text().unwrap_or_default(),
+            b.to_text().unwrap_or_default()
+        ))),
+        _ => {
+            let narrow = matches!((&a, &b), (Datum::Int4(_), Datum::Int4(_)));
+            let num = |d: &Datum| -> Result<i64, SqlError> {
+                match d {
+                    Datum::Text(s) => Datum::parse(SqlType::Int8, s)?
+                        .as_i64()
+                        .ok_or_else(overflow),
+                    d => d.as_i64().ok_or_else(|| {
+                        SqlError::new("42883", "arithmetic on a value that is not a number")
+                    }),
+                }
+            };
+            let (x, y) = (num(&a)?, num(&b)?);
+            let v = match op {
+                BinOp::Plus => x.checked_add(y),
+                BinOp::Minus => x.checked_sub(y),
+                BinOp::Multiply => x.checked_mul(y),
+                BinOp::Divide | BinOp::Modulo if y == 0 => {
+                    return Err(SqlError::new("22012", "division by zero"))
+                }
+                BinOp::Divide => x.checked_div(y),
+                BinOp::Modulo => x.checked_rem(y),
+                _ => unreachable!(),
+            }
+            .ok_or_else(overflow)?;
+            Ok(if narrow {
+                Datum::Int4(i32::try_from(v).map_err(|_| overflow())?)
+            } else {
+                Datum::Int8(v)
+            })
+        }
+    }
+}
+
+fn scalar_function(env: &Env<'_>, name: &str, args: Vec<Datum>) -> Result<Datum, SqlError> {
+    let arity = |n: usize| -> Result<(), SqlError> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(SqlError::new(
+                "42883",
+                format!("function {name} takes {n} argument(s), not {}", args.len()),
+            ))
+        }
+    };
+    Ok(match name {
+        "version" => {
+            arity(0)?;
+            Datum::Text(env.version.clone())
+        }
+        "current_setting" => {
+            if args.is_empty() || args.len() > 2 {
+                arity(1)?;
+            }
+            let key = args[0].to_text().unwrap_or_default().to_ascii_lowercase();
+            match env.settings.get(&key) {
+                Some(v) => Datum::Text(v.clone()),
+                None if matches!(args.get(1), Some(Datum::Bool(true))) => Datum::Null,
+                None => {
+                    return Err(SqlError::new(
+                        "42704",
+                        format!("unrecognized configuration parameter \"{key}\""),
+                    ))
+                }
+            }
+        }
+        "current_database" => Datum::Text("postgres".into()),
+        "current_user" | "session_user" | "current_schema" => Datum::Text(
+            if name == "current_schema" {
+                "public"
+            } else {
+                "gpadmin"
+            }
+            .into(),
+        ),
+        "length" | "char_length" => {
+            arity(1)?;
+            match &args[0] {
+                Datum::Null => Datum::Null,
+                d => Datum::Int4(d.to_text().unwrap_or_default().chars().count() as i32),
+            }
+        }
+        "lower" | "upper" => {
+            arity(1)?;
+            match &args[0] {
+                Datum::Null => Datum::Null,
+                d => {
+                    let t = d.to_text().unwrap_or_default();
+                    Datum::Text(if name == "lower" {
+                        t.to_lowercase()
+                    } else {
+                        t.to_uppercase()
+                    })
+                }
+            }
+        }
+        "coalesce" => args
+            .into_iter()
+            .find(|d| !d.is_null())
+            .unwrap_or(Datum::Null),
+        _ => {
+            return Err(SqlError::new(
+                "42883",
+                format!("function {name}() does not exist"),
+            ))
+        }
+    })
+}
+
+fn eval_aggregate(
+    env: &Env<'_>,
+    e: &Expr,
+    names: &[String],
+    rows: &[Vec<Datum>],
+) -> Result<Datum, SqlError> {
+    match e {
+        Expr::Call { name, args, star }
+            if is_aggregate(e) && !matches!(args.first(), Some(a) if is_aggregate(a)) =>
+        {
+            if *star && name != "count" {
+                return Err(SqlError::new(
+                    "42809",
+                    format!("{name}(*) is not an aggregate: only count(*) is"),
+                ));
+            }
+            let mut values = Vec::with_capacity(rows.len());
+            if !*star {
+                let [arg] = args.as_slice() else {
+                    return Err(SqlError::new(
+                        "42883",
+                        format!("{name}() takes one argument"),
+                    ));
+                };
+                for r in rows {
+                    let v = eval(env, arg, names, r)?;
+                    if !v.is_null() {
+                        values.push(v);
+                    }
+                }
+            }
+            Ok(match name.as_str() {
+                "count" => Datum::Int8(if *star { rows.len() } else { values.len() } as i64),
+                "min" => {
+                    values
+                        .into_iter()
+                        .try_fold(Datum::Null, |m, v| -> Result<Datum, SqlError> {
+                            Ok(if m.is_null() || compare(&v, &m)?.is_lt() {
+                                v
+                            } else {
+                                m
+                            })
+                        })?
+                }
+                "max" => {
+                    values
+                        .into_iter()
+                        .try_fold(Datum::Null, |m, v| -> Result<Datum, SqlError> {
+                            Ok(if m.is_null() || compare(&v, &m)?.is_gt() {
+                                v
+                            } else {
+                                m
+                            })
+                        })?
+                }
+                "sum" | "avg" => {
+                    if values.is_empty() {
+                        return Ok(Datum::Null);
+                    }
+                    let mut total: i64 = 0;
+                    for v in &values {
+                        let n = v.as_i64().ok_or_else(|| {
+                            SqlError::new("42883", format!("function {name}() takes numbers"))
+                        })?;
+                        total = total.checked_add(n).ok_or_else(overflow)?;
+                    }
+                    Datum::Int8(if name == "avg" {
+                        total / values.len() as i64
+                    } else {
+                        total
+                    })
+                }
+                _ => unreachable!("an aggregate"),
+            })
+        }
+        Expr::Binary(l, op, r) => binary(
+            eval_aggregate(env, l, names, rows)?,
+            *op,
+            eval_aggregate(env, r, names, rows)?,
+        ),
+        Expr::Cast(inner, ty) => eval_aggregate(env, inner, names, rows)?.coerce(*ty),
+        e if !mentions_column(e) => eval(env, e, names, &[]),
+        _ => Err(SqlError::new(
+            "42803",
+            "a column must appear in an aggregate function: there is no GROUP BY",
+        )),
+    }
+}
+
+fn mentions_column(e: &Expr) -> bool {
+    match e {
+        Expr::Column(_) => true,
+        Expr::Binary(l, _, r) => mentions_column(l) || mentions_column(r),
+        Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) | Expr::Cast(e, _) => mentions_column(e),
+        Expr::Call { args, .. } => args.iter().any(mentions_column),
+        _ => false,
+    }
+}
+
+/// The parameter types and result columns of one statement (the extended protocol's
+/// Describe): a parameter compared with, assigned to or inserted into a column takes its
+/// type; `LIMIT` and `OFFSET` take bigint; any other, text.
+pub(crate) fn describe<B: Backend>(b: &B, stmt: Option<&Statement>) -> Result<Described, SqlError> {
+    let Some(stmt) = stmt else {
+        return Ok(Described {
+            params: Vec::new(),
+            columns: Vec::new(),
+        });
+    };
+    let mut types: BTreeMap<usize, SqlType> = BTreeMap::new();
+    let mut max = 0usize;
+    let columns_of = |table: &str| -> Result<Vec<Column>, SqlError> {
+        if is_view(table) {
+            return Ok(view_columns(table));
+        }
+        Ok(schema_of(b, table)?.1.result_columns())
+    };
+    let mut columns = Vec::new();
+    match stmt {
+        Statement::Insert {
+            table,
+            columns: named,
+            rows,
+            returning,
+        } => {
+            let cols = columns_of(table)?;
+            let targets: Vec<SqlType> = match named {
+                None => cols.iter().map(|c| c.ty).collect(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        cols.iter()
+                            .find(|c| &c.name == n)
+                            .map(|c| c.ty)
+                            .ok_or_else(|| no_column(n))
+                    })
+                    .collect::<Result<_, _>>()?,
+            };
+            for r in rows {
+                for (e, t) in r.iter().zip(&targets) {
+                    infer(e, Some(*t), &cols, &mut types, &mut max);
+                }
+            }
+            if let Some(items) = returning {
+                columns = item_columns(items, &cols)?;
+            }
+        }
+        Statement::Update {
+            table,
+            sets,
+            filter,
+        } => {
+            let cols = columns_of(table)?;
+            for (n, e) in sets {
+                let t = cols.iter().find(|c| &c.name == n).map(|c| c.ty);
+                infer(e, t, &cols, &mut types, &mut max);
+            }
+            if let Some(f) = filter {
+                infer(f, None, &cols, &mut types, &mut max);
+            }
+        }
+        Statement::Delete { table, filter } => {
+            let cols = columns_of(table)?;
+            if let Some(f) = filter {
+                infer(f, None, &cols, &mut types, &mut max);
+            }
+        }
+        Statement::Select(sel) => {
+            let cols = match &sel.from {
+                Some(t) => columns_of(t)?,
+                None => Vec::new(),
+            };
+            if let Some(f) = &sel.filter {
+                infer(f, None, &cols, &mut types, &mut max);
+            }
+            for item in &sel.items {
+                if let SelectItem::Expr { expr, .. } = item {
+                    infer(expr, None, &cols, &mut types, &mut max);
+                }
+            }
+            for e in [&sel.limit, &sel.offset].into_iter().flatten() {
+                infer(e, Some(SqlType::Int8), &cols, &mut types, &mut max);
+            }
+            columns = item_columns(&sel.items, &cols)?;
+        }
+        Statement::Show { name } => columns = vec![text_column(name)],
+        _ => {}
+    }
+    Ok(Described {
+        params: (1..=max)
+            .map(|n| types.get(&n).copied().unwrap_or(SqlType::Text))
+            .collect(),
+        columns,
+    })
+}
+
+fn item_columns(items: &[SelectItem], cols: &[Column]) -> Result<Vec<Column>, SqlError> {
+    let env = Env {
+        params: &[],
+        settings: &BTreeMap::new(),
+        version: String::new(),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            SelectItem::Wildcard => out.extend(cols.iter().cloned()),
+            SelectItem::Expr { expr, name } => out.push(Column {
+                name: name.clone(),
+                ty: type_of(expr, cols, &env)?,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn infer(
+    e: &Expr,
+    want: Option<SqlType>,
+    cols: &[Column],
+    types: &mut BTreeMap<usize, SqlType>,
+    max: &mut usize,
+) {
+    match e {
+        Expr::Param(n) => {
+            *max = (*max).max(*n);
+            if let Some(t) = want {
+                types.entry(*n).or_insert(t);
+            }
+        }
+        Expr::Binary(l, op, r) => {
+            let side = |x: &Expr| match x {
+                Expr::Column(c) => cols.iter().find(|k| &k.name == c).map(|k| k.ty),
+                Expr::Cast(_, t) => Some(*t),
+                _ => None,
+            };
+            let arith = matches!(
+                op,
+                BinOp::Plus | BinOp::Minus | BinOp::Multiply | BinOp::Divide | BinOp::Modulo
+            );
+            let (lt, rt) = (side(l), side(r));
+            let default = if arith { Some(SqlType::Int8) } else { None };
+            infer(
+                l,
+                rt.or(default).or(want.filter(|_| arith)),
+                cols,
+                types,
+                max,
+            );
+            infer(
+                r,
+                lt.or(default).or(want.filter(|_| arith)),
+                cols,
+                types,
+                max,
+            );
+        }
+        Expr::Not(x) => infer(x, Some(SqlType::Bool), cols, types, max),
+        Expr::Neg(x) => infer(x, Some(SqlType::Int8), cols, types, max),
+        Expr::IsNull(x, _) => infer(x, None, cols, types, max),
+        Expr::Cast(x, t) => infer(x, Some(*t), cols, types, max),
+        Expr::Call { args, .. } => {
+            for a in args {
+                infer(a, None, cols, types, max);
+            }
+        }
+        Expr::Column(_) | Expr::Literal(_) => {}
+    }
+}
