@@ -277,11 +277,15 @@ pub(crate) async fn execute<B: Backend>(
                 ));
             }
             match b.table(name) {
+                // The same table again: made on every content where an earlier attempt did
+                // not reach (an interrupted CREATE TABLE is finished this way).
+                Some(def) if *if_not_exists && def.schema.as_deref() == Some(schema) => {
+                    match b.create_table(name, schema.clone()).await {
+                        Ok(()) => Ok(done("CREATE TABLE")),
+                        Err(e) => Err(sql_error(e)),
+                    }
+                }
                 Some(_) if *if_not_exists => Ok(done("CREATE TABLE")),
-                Some(def) if def.schema.as_deref() == Some(schema) => Err(SqlError::new(
-                    "42P07",
-                    format!("relation \"{name}\" already exists"),
-                )),
                 Some(_) => Err(SqlError::new(
                     "42P07",
                     format!("relation \"{name}\" already exists"),
@@ -802,6 +806,10 @@ async fn update<B: Backend>(
     Ok(done(format!("UPDATE {n}")))
 }
 
+/// Greenplum's system column naming the content a row is stored on; a filter on it reads
+/// that content only.
+const SEGMENT_ID: &str = "gp_segment_id";
+
 /// A stored row found by a statement.
 struct Found {
     content: i16,
@@ -847,7 +855,7 @@ async fn find_rows<B: Backend>(
     filter: Option<&Expr>,
 ) -> Result<Vec<Found>, SqlError> {
     let contents = b.contents();
-    let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    let mut names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
     let mut targets: Vec<i16> = (0..contents as i16).collect();
     let mut by_key = None;
     if let (Some(f), Distribution::By(d)) = (filter, schema.distribution) {
@@ -858,6 +866,16 @@ async fn find_rows<B: Backend>(
                 by_key = v.as_i64();
             }
         }
+    }
+    // Greenplum's system column: the content a row is stored on.
+    let segment_id = schema.column(SEGMENT_ID).is_none();
+    if segment_id {
+        if let Some(f) = filter {
+            if let Some(c) = pinned(f, SEGMENT_ID, env).and_then(|v| v.as_i64()) {
+                targets.retain(|t| *t as i64 == c);
+            }
+        }
+        names.push(SEGMENT_ID.to_string());
     }
     if schema.distribution == Distribution::Replicated {
         targets.truncate(1);
@@ -892,7 +910,7 @@ async fn find_rows<B: Backend>(
     }
     let mut found = Vec::with_capacity(stored.len());
     for (content, key, bytes) in stored {
-        let row = decode_row(&bytes)?;
+        let mut row = decode_row(&bytes)?;
         if row.len() != schema.columns.len() {
             return Err(SqlError::new(
                 "XX001",
@@ -904,10 +922,16 @@ async fn find_rows<B: Backend>(
                 ),
             ));
         }
+        if segment_id {
+            row.push(Datum::Int4(content as i32));
+        }
         let keep = match filter {
             None => true,
             Some(f) => truthy(&eval(env, f, &names, &row)?),
         };
+        if segment_id {
+            row.pop();
+        }
         if keep {
             found.push(Found { content, key, row });
         }
@@ -1641,5 +1665,402 @@ fn infer(
             }
         }
         Expr::Column(_) | Expr::Literal(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The SQL layer over an in-memory stand-in for the session: every content a map of rows,
+    //! a transaction's writes undone on abort.
+    use super::*;
+    use crate::model::data::TableKind;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct Memory {
+        contents: usize,
+        tables: BTreeMap<String, TableDef>,
+        rows: BTreeMap<(String, i16), BTreeMap<Key, Vec<u8>>>,
+        undo: Option<Vec<((String, i16), Key, Option<Vec<u8>>)>>,
+        drawn: u64,
+        calls: Vec<String>,
+    }
+
+    impl Memory {
+        fn new(contents: usize) -> Memory {
+            Memory {
+                contents,
+                ..Default::default()
+            }
+        }
+
+        fn write(&mut self, at: (String, i16), key: Key, value: Option<Vec<u8>>) {
+            let rows = self.rows.entry(at.clone()).or_default();
+            let old = match value {
+                Some(v) => rows.insert(key, v),
+                None => rows.remove(&key),
+            };
+            self.undo.get_or_insert_with(Vec::new).push((at, key, old));
+        }
+    }
+
+    impl Backend for Memory {
+        async fn call(&mut self, req: ClientRequest) -> ClientResponse {
+            self.calls.push(req.name().to_string());
+            match req {
+                ClientRequest::Begin => {
+                    self.undo = Some(Vec::new());
+                    ClientResponse::Ok
+                }
+                ClientRequest::Commit => {
+                    self.undo = None;
+                    ClientResponse::Committed
+                }
+                ClientRequest::Abort => {
+                    for (at, key, old) in self.undo.take().unwrap_or_default().into_iter().rev() {
+                        let rows = self.rows.entry(at).or_default();
+                        match old {
+                            Some(v) => rows.insert(key, v),
+                            None => rows.remove(&key),
+                        };
+                    }
+                    ClientResponse::Ok
+                }
+                ClientRequest::Exec { op, content } => {
+                    assert!(self.undo.is_some(), "a statement outside a transaction");
+                    let c = content.expect("the SQL layer names the content");
+                    let at = (op.table().to_string(), c);
+                    let current = self
+                        .rows
+                        .get(&at)
+                        .and_then(|r| op.key().and_then(|k| r.get(&k).cloned()));
+                    let r = match op {
+                        Op::Insert { key, value, table } => {
+                            if current.is_some() {
+                                return ClientResponse::Error(DbError::Failed(format!("duplicate key value violates unique constraint: key {key} already exists in \"{table}\"")));
+                            }
+                            self.write(at, key, Some(value));
+                            OpResult::Done
+                        }
+                        Op::Update { key, value, .. } => {
+                            if current.is_none() {
+                                OpResult::Count(0)
+                            } else {
+                                self.write(at, key, Some(value));
+                                OpResult::Count(1)
+                            }
+                        }
+                        Op::Delete { key, .. } => {
+                            if current.is_none() {
+                                OpResult::Count(0)
+                            } else {
+                                self.write(at, key, None);
+                                OpResult::Count(1)
+                            }
+                        }
+                        Op::Get { .. } => OpResult::Row(current),
+                        Op::Scan { .. } => OpResult::Rows(
+                            self.rows
+                                .get(&at)
+                                .map(|r| r.iter().map(|(k, v)| (*k, v.clone())).collect())
+                                .unwrap_or_default(),
+                        ),
+                    };
+                    ClientResponse::Result(r)
+                }
+                other => ClientResponse::Error(DbError::Failed(format!(
+                    "{} is not kept here",
+                    other.name()
+                ))),
+            }
+        }
+
+        fn table(&self, name: &str) -> Option<TableDef> {
+            self.tables.get(name).cloned()
+        }
+
+        fn contents(&self) -> usize {
+            self.contents
+        }
+
+        async fn create_table(&mut self, name: &str, schema: TableSchema) -> Result<(), DbError> {
+            let id = 100 + self.tables.len() as u32;
+            self.tables.entry(name.to_string()).or_insert(TableDef {
+                id,
+                name: name.to_string(),
+                kind: schema.kind,
+                schema: Some(Box::new(schema)),
+            });
+            Ok(())
+        }
+
+        fn row_number(&mut self) -> u64 {
+            self.drawn += 1;
+            self.drawn
+        }
+
+        fn version(&self) -> String {
+            "PostgreSQL 15.0 (test)".into()
+        }
+    }
+
+    /// Runs a future that never waits (the stand-in answers at once).
+    fn now<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the stand-in never waits"),
+        }
+    }
+
+    struct Sql {
+        b: Memory,
+        state: SqlState,
+    }
+
+    impl Sql {
+        fn new(contents: usize) -> Sql {
+            Sql {
+                b: Memory::new(contents),
+                state: SqlState::default(),
+            }
+        }
+
+        fn run(&mut self, text: &str) -> Vec<Result<Outcome, SqlError>> {
+            now(simple_query(&mut self.b, &mut self.state, text))
+        }
+
+        fn ok(&mut self, text: &str) -> Outcome {
+            let mut out = self.run(text);
+            assert_eq!(out.len(), 1, "{text}: {out:?}");
+            out.pop()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+        }
+
+        fn err(&mut self, text: &str) -> String {
+            match self.run(text).pop().unwrap() {
+                Err(e) => e.code,
+                Ok(o) => panic!("{text} succeeded: {o:?}"),
+            }
+        }
+
+        fn rows(&mut self, text: &str) -> Vec<Vec<String>> {
+            match self.ok(text) {
+                Outcome::Rows { rows, .. } => rows
+                    .into_iter()
+                    .map(|r| {
+                        r.into_iter()
+                            .map(|d| d.to_text().unwrap_or("NULL".into()))
+                            .collect()
+                    })
+                    .collect(),
+                other => panic!("{text}: no rows: {other:?}"),
+            }
+        }
+
+        fn tag(&mut self, text: &str) -> String {
+            match self.ok(text) {
+                Outcome::Done { tag } | Outcome::Rows { tag, .. } => tag,
+                Outcome::Empty => String::new(),
+            }
+        }
+    }
+
+    fn strs(rows: &[&[&str]]) -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|r| r.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn rows_are_placed_by_the_distribution_key_read_back_and_aggregated() {
+        let mut s = Sql::new(3);
+        assert_eq!(
+            s.tag("CREATE TABLE t (id bigint PRIMARY KEY, v text, n int) DISTRIBUTED BY (id)"),
+            "CREATE TABLE"
+        );
+        assert_eq!(
+            s.tag("INSERT INTO t VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', NULL), (4, 'd', 5)"),
+            "INSERT 0 4"
+        );
+        // Each row is on the content its key hashes to, under its key.
+        for id in 1..=4i64 {
+            let c = content_for_key(id, 3);
+            assert!(s.b.rows[&("t".to_string(), c)].contains_key(&id));
+        }
+        assert_eq!(s.rows("SELECT v FROM t WHERE id = 2"), strs(&[&["b"]]));
+        assert_eq!(
+            s.rows("select * from t order by id desc limit 2"),
+            strs(&[&["4", "d", "5"], &["3", "c", "NULL"]])
+        );
+        assert_eq!(
+            s.rows("SELECT count(*), sum(n), min(v), max(n) FROM t"),
+            strs(&[&["4", "35", "a", "20"]])
+        );
+        assert_eq!(
+            s.rows("SELECT id FROM t WHERE n > 6 ORDER BY n"),
+            strs(&[&["1"], &["2"]])
+        );
+        assert_eq!(
+            s.rows("SELECT id FROM t ORDER BY id OFFSET 3"),
+            strs(&[&["4"]])
+        );
+        assert_eq!(s.tag("UPDATE t SET n = n + 1 WHERE id = 1"), "UPDATE 1");
+        assert_eq!(s.tag("UPDATE t SET v = 'z' WHERE n IS NULL"), "UPDATE 1");
+        assert_eq!(
+            s.rows(
+                "SELECT n, v FROM t WHERE id IN (1)"
+                    .replace(" IN (1)", " = 1")
+                    .as_str()
+            ),
+            strs(&[&["11", "a"]])
+        );
+        assert_eq!(s.tag("DELETE FROM t WHERE v = 'z'"), "DELETE 1");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["3"]]));
+        // The key read goes to one content; a row there is found by the system column too.
+        let c = content_for_key(2, 3);
+        assert_eq!(
+            s.rows(&format!(
+                "SELECT id FROM t WHERE gp_segment_id = {c} AND id = 2"
+            )),
+            strs(&[&["2"]])
+        );
+        assert_eq!(
+            s.rows("INSERT INTO t (id, v) VALUES (9, 'r') RETURNING id, v"),
+            strs(&[&["9", "r"]])
+        );
+    }
+
+    #[test]
+    fn errors_carry_postgresql_codes_and_a_failed_block_refuses_until_its_end() {
+        let mut s = Sql::new(2);
+        s.ok("CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL, ts timestamp, ok boolean)");
+        s.ok("INSERT INTO t VALUES (1, 'a', '2024-01-02 03:04:05', true)");
+        assert_eq!(
+            s.err("INSERT INTO t VALUES (1, 'again', NULL, NULL)"),
+            "23505"
+        );
+        assert_eq!(
+            s.err("INSERT INTO t VALUES ('x', 'a', NULL, NULL)"),
+            "22P02"
+        );
+        assert_eq!(s.err("INSERT INTO t VALUES (2, NULL, NULL, NULL)"), "23502");
+        assert_eq!(s.err("INSERT INTO nope VALUES (1)"), "42P01");
+        assert_eq!(s.err("SELECT nope FROM t"), "42703");
+        assert_eq!(s.err("CREATE TABLE t (id int)"), "42P07");
+        assert_eq!(s.err("UPDATE t SET id = 3"), "0A000");
+        // A multi-row insert that fails leaves nothing behind (autocommit rolls it back).
+        assert_eq!(
+            s.err("INSERT INTO t VALUES (5, 'e', NULL, NULL), (1, 'dup', NULL, NULL)"),
+            "23505"
+        );
+        assert_eq!(
+            s.rows("SELECT id, ts, ok FROM t"),
+            strs(&[&["1", "2024-01-02 03:04:05", "t"]])
+        );
+        // In a block: an error fails the block; the rest is refused; COMMIT rolls back.
+        s.ok("BEGIN");
+        s.ok("INSERT INTO t VALUES (6, 'f', NULL, NULL)");
+        assert_eq!(s.state.status(), TxnStatus::InBlock);
+        assert_eq!(
+            s.err("INSERT INTO t VALUES (1, 'dup', NULL, NULL)"),
+            "23505"
+        );
+        assert_eq!(s.state.status(), TxnStatus::Failed);
+        assert_eq!(s.err("SELECT 1"), "25P02");
+        assert_eq!(s.tag("COMMIT"), "ROLLBACK");
+        assert_eq!(s.state.status(), TxnStatus::Idle);
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["1"]]));
+        // A block that commits keeps every statement.
+        let out = s.run("BEGIN; INSERT INTO t VALUES (7, 'g', NULL, NULL); INSERT INTO t VALUES (8, 'h', NULL, NULL); COMMIT");
+        assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+        assert_eq!(
+            s.rows("SELECT id FROM t ORDER BY 1"),
+            strs(&[&["1"], &["7"], &["8"]])
+        );
+        s.ok("BEGIN");
+        s.ok("DELETE FROM t");
+        s.ok("ROLLBACK");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["3"]]));
+        // The session survives a syntax error.
+        assert_eq!(s.err("SELEC 1"), "42601");
+        assert_eq!(
+            s.rows("SELECT 1 + 2, version() IS NOT NULL"),
+            strs(&[&["3", "t"]])
+        );
+    }
+
+    #[test]
+    fn replicated_and_random_tables_and_what_drivers_ask_on_connect() {
+        let mut s = Sql::new(3);
+        s.ok("CREATE TABLE r (a int, b text) DISTRIBUTED REPLICATED");
+        s.ok("INSERT INTO r VALUES (1, 'x'), (2, 'y')");
+        for c in 0..3i16 {
+            assert_eq!(
+                s.b.rows[&("r".to_string(), c)].len(),
+                2,
+                "content {c} holds every row"
+            );
+        }
+        assert_eq!(s.rows("SELECT count(*) FROM r"), strs(&[&["2"]]));
+        assert_eq!(s.tag("UPDATE r SET b = 'w' WHERE a = 2"), "UPDATE 1");
+        for c in 0..3i16 {
+            let rows: Vec<_> = s.b.rows[&("r".to_string(), c)]
+                .values()
+                .map(|v| decode_row(v).unwrap())
+                .collect();
+            assert!(rows.contains(&vec![Datum::Int4(2), Datum::Text("w".into())]));
+        }
+        s.ok("CREATE TABLE q (a text, b bigint) WITH (appendoptimized=true) DISTRIBUTED RANDOMLY");
+        s.ok("INSERT INTO q VALUES ('one', 1), ('two', 2), ('three', 3), ('four', 4)");
+        assert_eq!(s.rows("SELECT sum(b) FROM q"), strs(&[&["10"]]));
+        assert_eq!(s.b.tables["q"].kind, TableKind::AppendOptimized);
+        assert_eq!(s.tag("SET application_name = 'psql'"), "SET");
+        assert_eq!(s.rows("SHOW application_name"), strs(&[&["psql"]]));
+        assert_eq!(
+            s.rows("SELECT current_setting('server_version_num')"),
+            strs(&[&["150000"]])
+        );
+        assert_eq!(s.err("SHOW nonsense"), "42704");
+        assert_eq!(s.run(" ; "), vec![Ok(Outcome::Empty)]);
+    }
+
+    #[test]
+    fn parameters_take_the_types_of_the_columns_they_meet() {
+        let mut s = Sql::new(2);
+        s.ok("CREATE TABLE t (id bigint PRIMARY KEY, v text, n int)");
+        let stmt = parse_one("INSERT INTO t (id, v, n) VALUES ($1, $2, $3)").unwrap();
+        let d = describe(&s.b, stmt.as_ref()).unwrap();
+        assert_eq!(d.params, vec![SqlType::Int8, SqlType::Text, SqlType::Int4]);
+        assert!(d.columns.is_empty());
+        let params = [Datum::Int8(5), Datum::Text("p".into()), Datum::Int4(7)];
+        now(execute(
+            &mut s.b,
+            &mut s.state,
+            stmt.as_ref().unwrap(),
+            &params,
+        ))
+        .unwrap();
+        let stmt = parse_one("SELECT v, n FROM t WHERE id = $1 LIMIT $2").unwrap();
+        let d = describe(&s.b, stmt.as_ref()).unwrap();
+        assert_eq!(d.params, vec![SqlType::Int8, SqlType::Int8]);
+        assert_eq!(
+            d.columns.iter().map(|c| c.ty).collect::<Vec<_>>(),
+            vec![SqlType::Text, SqlType::Int4]
+        );
+        let out = now(execute(
+            &mut s.b,
+            &mut s.state,
+            stmt.as_ref().unwrap(),
+            &[Datum::Int8(5), Datum::Int8(1)],
+        ))
+        .unwrap();
+        let Outcome::Rows { rows, .. } = out else {
+            panic!()
+        };
+        assert_eq!(rows, vec![vec![Datum::Text("p".into()), Datum::Int4(7)]]);
+        assert_eq!(parse_one("SELECT 1; SELECT 2").unwrap_err().code, "42601");
     }
 }

@@ -397,12 +397,14 @@ fn sql_type(dt: &ast::DataType) -> Result<SqlType, SqlError> {
         {
             SqlType::Timestamp
         }
-        other => return Err(SqlError::new(
-            "0A000",
-            format!(
+        other => {
+            return Err(SqlError::new(
+                "0A000",
+                format!(
                 "type {other} is not supported: use bigint, integer, text, boolean or timestamp"
             ),
-        )),
+            ))
+        }
     })
 }
 
@@ -547,18 +549,15 @@ fn create_table(ct: ast::CreateTable, tail: Option<&Tail>) -> Result<Statement, 
             ("appendoptimized" | "appendonly", "true") => kind = TableKind::AppendOptimized,
             ("appendoptimized" | "appendonly", "false") => kind = TableKind::Heap,
             ("orientation", "row") => {}
-            _ => return Err(SqlError::new(
-                "22023",
-                format!(
+            _ => {
+                return Err(SqlError::new(
+                    "22023",
+                    format!(
                     "storage option \"{k}={v}\" is not recognized: appendoptimized=true|false is"
                 ),
-            )),
+                ))
+            }
         }
-    }
-    if kind == TableKind::AppendOptimized && primary_key.is_some() {
-        return Err(SqlError::unsupported(
-            "a primary key on an append-optimized table",
-        ));
     }
     Ok(Statement::CreateTable {
         name,
