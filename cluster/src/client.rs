@@ -221,6 +221,30 @@ impl Client {
         }
     }
 
+    /// One SQL statement (or several), run by the coordinator's SQL layer: the outcome of the
+    /// last statement run. A statement that failed is an error: `08007` (the outcome of a
+    /// commit is unknown) as [`DbError::Unknown`], any other as [`DbError::Failed`] with its
+    /// SQLSTATE. `committing` says the text commits, so that a lost connection leaves the
+    /// outcome unknown rather than rolled back.
+    pub async fn sql(
+        &mut self,
+        text: &str,
+        committing: bool,
+    ) -> Result<crate::sql::Outcome, DbError> {
+        let req = ClientRequest::Sql {
+            text: text.to_string(),
+        };
+        match self.request(req, committing).await? {
+            ClientResponse::Sql { results, .. } => match results.into_iter().last() {
+                Some(Ok(outcome)) => Ok(outcome),
+                Some(Err(e)) if e.code == "08007" => Err(DbError::Unknown(e.message)),
+                Some(Err(e)) => Err(DbError::Failed(format!("{}: {}", e.code, e.message))),
+                None => Err(DbError::Failed("no statement was run".into())),
+            },
+            other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
+        }
+    }
+
     pub async fn commit(&mut self) -> Result<(), DbError> {
         self.request(ClientRequest::Commit, true).await.map(|_| ())
     }

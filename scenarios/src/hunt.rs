@@ -209,6 +209,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "strangers-change-nothing",
         seed_budget: 20,
     },
+    PlantedBug {
+        name: "sql-commit-failure-answered-ok",
+        scenario: "standard",
+        caught_by: "no-lost-commits",
+        seed_budget: 200,
+    },
 ];
 
 /// The catalogue entry of a bug.

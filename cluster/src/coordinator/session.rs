@@ -291,6 +291,9 @@ impl Session {
 
     async fn handle(&mut self, req: ClientRequest) -> ClientResponse {
         match req {
+            ClientRequest::Sql { .. } if self.store.deposed().is_some() => {
+                self.handle_request(req).await
+            }
             ClientRequest::Sql { text } => {
                 let results = self.sql_query(&text).await;
                 ClientResponse::Sql {
@@ -1025,6 +1028,10 @@ impl super::sql::Backend for Session {
         }
         self.rows_drawn.1 += 1;
         (xid << 20) ^ self.rows_drawn.1
+    }
+
+    fn bugs(&self) -> crate::model::bugs::PlantedBugs {
+        self.cfg.bugs
     }
 
     fn version(&self) -> String {

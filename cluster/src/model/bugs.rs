@@ -144,6 +144,12 @@ pub struct PlantedBugs {
     /// if the control path were trusted by its network (the real rule: every connection proves
     /// it holds the cluster secret before any request is read).
     pub handshake_skipped_for_control: bool,
+    /// The SQL layer answers `COMMIT` whatever the coordinator's commit answered, as if the
+    /// commit's own answer were a formality once every statement succeeded: a commit that
+    /// failed (its two-phase commit rolled back when a content was lost) or whose outcome is
+    /// unknown is reported committed (the real rule: COMMIT reports the commit's outcome; a
+    /// failure is an error, and an unknown outcome says so).
+    pub sql_commit_failure_answered_ok: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -283,6 +289,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "handshake-skipped-for-control",
         "a segment serves a plain control request from a peer that never authenticated",
     ),
+    (
+        "sql-commit-failure-answered-ok",
+        "the SQL layer answers COMMIT for a commit that failed or whose outcome is unknown",
+    ),
 ];
 
 impl PlantedBugs {
@@ -331,6 +341,7 @@ impl PlantedBugs {
             "torn-page-unprotected" => &mut self.torn_page_unprotected,
             "wal-damage-taken-for-end" => &mut self.wal_damage_taken_for_end,
             "handshake-skipped-for-control" => &mut self.handshake_skipped_for_control,
+            "sql-commit-failure-answered-ok" => &mut self.sql_commit_failure_answered_ok,
             _ => return None,
         })
     }

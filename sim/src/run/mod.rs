@@ -1042,7 +1042,14 @@ pub async fn create_tables(coordinator: String, timeout: Duration) -> Result<(),
     for _ in 0..60 {
         let mut ok = true;
         for (name, kind) in TABLES {
-            if let Err(e) = client.create_table(name, *kind).await {
+            let with = match kind {
+                cluster::wal::TableKind::AppendOptimized => " WITH (appendoptimized=true)",
+                cluster::wal::TableKind::Heap => "",
+            };
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {name} (k bigint PRIMARY KEY, v text){with} DISTRIBUTED BY (k)"
+            );
+            if let Err(e) = client.sql(&sql, false).await {
                 last = e.to_string();
                 ok = false;
                 break;

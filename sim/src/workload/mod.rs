@@ -24,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use cluster::client::Client;
 use cluster::coordinator::content_for_key;
 use cluster::model::catalog::Content;
+use cluster::sql::{decode_row, encode_row, Datum, Outcome as SqlOutcome};
 use cluster::wal::{Key, TableKind};
 use cluster::wire::{DbError, Op, OpResult};
 
@@ -99,10 +100,13 @@ impl ClientState {
         }
     }
 
-    fn value(&mut self) -> Vec<u8> {
-        let mut value = vec![0u8; 8 + (self.rng.next_u32() % 120) as usize];
-        self.rng.fill_bytes(&mut value);
-        value
+    /// A row's value: the stored tuple of `(k, v)`, `v` random text, as the SQL layer stores
+    /// the row the client writes (the history and the checkers see the stored bytes).
+    fn value(&mut self, key: Key) -> Vec<u8> {
+        let mut bytes = vec![0u8; 4 + (self.rng.next_u32() % 60) as usize];
+        self.rng.fill_bytes(&mut bytes);
+        let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        encode_row(&[Datum::Int8(key), Datum::Text(text)])
     }
 
     fn plan(&mut self, history: &History) -> Plan {
@@ -151,7 +155,7 @@ impl ClientState {
             };
             let op = if candidates.is_empty() {
                 let key = self.new_key(content);
-                let value = self.value();
+                let value = self.value(key);
                 Op::Insert {
                     table: insert_table.into(),
                     key,
@@ -160,7 +164,7 @@ impl ClientState {
             } else {
                 let key = candidates[below(&mut self.rng, candidates.len())];
                 if kind == 1 {
-                    let value = self.value();
+                    let value = self.value(key);
                     Op::Update {
                         table: HEAP.into(),
                         key,
@@ -206,6 +210,54 @@ impl ClientState {
     }
 }
 
+/// A statement's SQL: a row by its key, a scan of one content by Greenplum's `gp_segment_id`.
+fn sql_text(op: &Op, content: Content) -> String {
+    let text = |value: &[u8]| match decode_row(value).ok().as_deref() {
+        Some([_, Datum::Text(v)]) => v.clone(),
+        _ => unreachable!("the workload's values are (k, v) rows"),
+    };
+    match op {
+        Op::Insert { table, key, value } => format!(
+            "INSERT INTO {table} (k, v) VALUES ({key}, '{}')",
+            text(value)
+        ),
+        Op::Update { table, key, value } => {
+            format!("UPDATE {table} SET v = '{}' WHERE k = {key}", text(value))
+        }
+        Op::Delete { table, key } => format!("DELETE FROM {table} WHERE k = {key}"),
+        Op::Get { table, key } => format!("SELECT k, v FROM {table} WHERE k = {key}"),
+        Op::Scan { table } => {
+            format!("SELECT k, v FROM {table} WHERE gp_segment_id = {content} ORDER BY k")
+        }
+    }
+}
+
+/// A statement's outcome as the history records the operation's result: rows as the stored
+/// tuples they were read from.
+fn op_result(op: &Op, outcome: SqlOutcome) -> Result<OpResult, DbError> {
+    let count = |tag: &str| tag.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok());
+    match (op, outcome) {
+        (Op::Insert { .. }, SqlOutcome::Done { tag }) if tag == "INSERT 0 1" => Ok(OpResult::Done),
+        (Op::Update { .. } | Op::Delete { .. }, SqlOutcome::Done { tag })
+            if count(&tag).is_some() =>
+        {
+            Ok(OpResult::Count(count(&tag).expect("checked")))
+        }
+        (Op::Get { .. }, SqlOutcome::Rows { mut rows, .. }) if rows.len() <= 1 => {
+            Ok(OpResult::Row(rows.pop().map(|r| encode_row(&r))))
+        }
+        (Op::Scan { .. }, SqlOutcome::Rows { rows, .. }) => Ok(OpResult::Rows(
+            rows.iter()
+                .map(|r| (r[0].as_i64().unwrap_or_default(), encode_row(r)))
+                .collect(),
+        )),
+        (_, other) => Err(DbError::Failed(format!(
+            "unexpected outcome of {}: {other:?}",
+            sql_text(op, 0)
+        ))),
+    }
+}
+
 /// What one client is told before it starts.
 #[derive(Clone, Debug)]
 pub struct ClientSpec {
@@ -239,21 +291,24 @@ pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
         let txn = history.invoke(id, ops.clone(), now_ms());
         let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
         let result = async {
-            client.begin().await?;
+            client.sql("BEGIN", false).await?;
             for (i, (op, content)) in ops.iter().enumerate() {
-                let route = matches!(op, Op::Scan { .. }).then_some(*content);
                 history.op_invoked(txn, i);
-                let r = client.exec(op.clone(), route).await?;
+                let outcome = client.sql(&sql_text(op, *content), false).await?;
+                let r = op_result(op, outcome)?;
                 history.op_returned(txn, i, r.clone(), now_ms());
                 results[i] = Some(r);
             }
-            client.commit().await
+            match client.sql("COMMIT", true).await? {
+                SqlOutcome::Done { tag } if tag == "COMMIT" => Ok(()),
+                other => Err(DbError::Failed(format!("COMMIT answered {other:?}"))),
+            }
         }
         .await;
         let (outcome, error) = match result {
             Ok(()) => (Outcome::Ok, None),
             Err(e @ (DbError::Failed(_) | DbError::NotAllowed { .. })) => {
-                let _ = client.abort().await;
+                let _ = client.sql("ROLLBACK", false).await;
                 (Outcome::Fail, Some(e.to_string()))
             }
             Err(DbError::Unknown(e)) => (Outcome::Unknown, Some(e)),
