@@ -1673,25 +1673,23 @@ fn infer(
 }
 
 #[cfg(test)]
-mod tests {
-    //! The SQL layer over an in-memory stand-in for the session: every content a map of rows,
-    //! a transaction's writes undone on abort.
+mod tests_support {
+    //! An in-memory stand-in for the session: every content a map of rows, a transaction's
+    //! writes undone on abort.
     use super::*;
-    use crate::model::data::TableKind;
-    use std::collections::BTreeMap;
 
     #[derive(Default)]
-    struct Memory {
+    pub(super) struct Memory {
         contents: usize,
-        tables: BTreeMap<String, TableDef>,
-        rows: BTreeMap<(String, i16), BTreeMap<Key, Vec<u8>>>,
+        pub(super) tables: BTreeMap<String, TableDef>,
+        pub(super) rows: BTreeMap<(String, i16), BTreeMap<Key, Vec<u8>>>,
         undo: Option<Vec<((String, i16), Key, Option<Vec<u8>>)>>,
         drawn: u64,
         calls: Vec<String>,
     }
 
     impl Memory {
-        fn new(contents: usize) -> Memory {
+        pub(super) fn new(contents: usize) -> Memory {
             Memory {
                 contents,
                 ..Default::default()
@@ -1809,7 +1807,7 @@ mod tests {
     }
 
     /// Runs a future that never waits (the stand-in answers at once).
-    fn now<F: std::future::Future>(f: F) -> F::Output {
+    pub(super) fn now<F: std::future::Future>(f: F) -> F::Output {
         let mut f = std::pin::pin!(f);
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match f.as_mut().poll(&mut cx) {
@@ -1818,24 +1816,24 @@ mod tests {
         }
     }
 
-    struct Sql {
-        b: Memory,
-        state: SqlState,
+    pub(super) struct Sql {
+        pub(super) b: Memory,
+        pub(super) state: SqlState,
     }
 
     impl Sql {
-        fn new(contents: usize) -> Sql {
+        pub(super) fn new(contents: usize) -> Sql {
             Sql {
                 b: Memory::new(contents),
                 state: SqlState::default(),
             }
         }
 
-        fn run(&mut self, text: &str) -> Vec<Result<Outcome, SqlError>> {
+        pub(super) fn run(&mut self, text: &str) -> Vec<Result<Outcome, SqlError>> {
             now(simple_query(&mut self.b, &mut self.state, text))
         }
 
-        fn ok(&mut self, text: &str) -> Outcome {
+        pub(super) fn ok(&mut self, text: &str) -> Outcome {
             let mut out = self.run(text);
             assert_eq!(out.len(), 1, "{text}: {out:?}");
             out.pop()
@@ -1843,14 +1841,14 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{text}: {e:?}"))
         }
 
-        fn err(&mut self, text: &str) -> String {
+        pub(super) fn err(&mut self, text: &str) -> String {
             match self.run(text).pop().unwrap() {
                 Err(e) => e.code,
                 Ok(o) => panic!("{text} succeeded: {o:?}"),
             }
         }
 
-        fn rows(&mut self, text: &str) -> Vec<Vec<String>> {
+        pub(super) fn rows(&mut self, text: &str) -> Vec<Vec<String>> {
             match self.ok(text) {
                 Outcome::Rows { rows, .. } => rows
                     .into_iter()
@@ -1864,13 +1862,21 @@ mod tests {
             }
         }
 
-        fn tag(&mut self, text: &str) -> String {
+        pub(super) fn tag(&mut self, text: &str) -> String {
             match self.ok(text) {
                 Outcome::Done { tag } | Outcome::Rows { tag, .. } => tag,
                 Outcome::Empty => String::new(),
             }
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The SQL layer over the in-memory stand-in for the session.
+    use super::tests_support::*;
+    use super::*;
+    use crate::model::data::TableKind;
 
     fn strs(rows: &[&[&str]]) -> Vec<Vec<String>> {
         rows.iter()
@@ -2066,5 +2072,190 @@ mod tests {
         };
         assert_eq!(rows, vec![vec![Datum::Text("p".into()), Datum::Int4(7)]]);
         assert_eq!(parse_one("SELECT 1; SELECT 2").unwrap_err().code, "42601");
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Random and mutated SQL against the SQL layer (over the in-memory session of `tests`):
+    //! every text gets outcomes or an error with a SQLSTATE, nothing panics, and the session
+    //! goes on serving afterwards.
+    use super::tests_support::*;
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    /// Texts tried per run.
+    const CASES: u32 = 20_000;
+
+    const SEEDS: &[&str] = &[
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text, n int, b boolean, ts timestamp) DISTRIBUTED BY (id)",
+        "CREATE TABLE IF NOT EXISTS r (a int, b text) DISTRIBUTED REPLICATED",
+        "CREATE TABLE q (a text, b bigint) WITH (appendoptimized=true) DISTRIBUTED RANDOMLY",
+        "INSERT INTO t VALUES (1, 'a', 2, true, '2024-01-01 00:00:00'), (2, 'b', NULL, false, NULL)",
+        "INSERT INTO t (id, v) VALUES (3, 'c') RETURNING id, v",
+        "UPDATE t SET n = n * 2 + 1 WHERE id = 1",
+        "DELETE FROM t WHERE v = 'b' OR n IS NULL",
+        "SELECT id, v FROM t WHERE id = 1 AND NOT b ORDER BY v DESC LIMIT 3 OFFSET 1",
+        "SELECT count(*), sum(n), min(v), max(ts), avg(id) FROM t",
+        "SELECT * FROM gp_segment_configuration WHERE content = -1",
+        "BEGIN; INSERT INTO r VALUES (1, 'x'); COMMIT",
+        "SET application_name = 'x'; SHOW application_name; SELECT current_setting('timezone')",
+        "SELECT version(), 1 + 2 * 3 % 4 - -5, 'a' || 'b', lower('X'), length('abc')",
+        "ROLLBACK; DISCARD ALL",
+    ];
+
+    const WORDS: &[&str] = &[
+        "SELECT",
+        "INSERT",
+        "INTO",
+        "VALUES",
+        "UPDATE",
+        "SET",
+        "DELETE",
+        "FROM",
+        "WHERE",
+        "CREATE",
+        "TABLE",
+        "DISTRIBUTED",
+        "BY",
+        "RANDOMLY",
+        "REPLICATED",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "(",
+        ")",
+        ",",
+        ";",
+        "*",
+        "=",
+        "<",
+        ">",
+        "+",
+        "-",
+        "/",
+        "%",
+        "||",
+        "AND",
+        "OR",
+        "NOT",
+        "NULL",
+        "IS",
+        "t",
+        "r",
+        "q",
+        "id",
+        "v",
+        "n",
+        "'x'",
+        "''",
+        "1",
+        "0",
+        "-1",
+        "9223372036854775807",
+        "99999999999999999999",
+        "$1",
+        "$0",
+        "count(*)",
+        "sum(n)",
+        "ORDER",
+        "LIMIT",
+        "OFFSET",
+        "PRIMARY",
+        "KEY",
+        "bigint",
+        "int",
+        "text",
+        "boolean",
+        "timestamp",
+        "WITH",
+        "appendoptimized=true",
+        "\"quoted\"",
+        "--",
+        "/*",
+        "*/",
+        "e'\\x'",
+        "::",
+        "IF",
+        "EXISTS",
+        "gp_segment_id",
+        "RETURNING",
+        "true",
+        "DROP",
+        "SHOW",
+        "ALL",
+    ];
+
+    fn mutate(text: &str, cuts: &[(usize, u8)]) -> String {
+        let mut bytes = text.as_bytes().to_vec();
+        for (at, b) in cuts {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = at % bytes.len();
+            match b % 3 {
+                0 => bytes[i] = *b,
+                1 => {
+                    bytes.remove(i);
+                }
+                _ => bytes.insert(i, *b),
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn run_one(s: &mut Sql, text: &str) {
+        for r in s.run(text) {
+            if let Err(e) = r {
+                assert_eq!(e.code.len(), 5, "{text:?}: {e:?}");
+                assert!(!e.message.is_empty());
+            }
+        }
+        // Whatever came before, the session serves after the block's end.
+        s.run("ROLLBACK");
+        assert_eq!(s.state.status(), TxnStatus::Idle);
+        let after = s.run("SELECT 1");
+        assert!(
+            matches!(after.as_slice(), [Ok(Outcome::Rows { .. })]),
+            "{text:?} then: {after:?}"
+        );
+    }
+
+    #[test]
+    fn random_and_mutated_sql_gets_an_answer_and_the_session_survives() {
+        let mut s = Sql::new(3);
+        for seed in SEEDS {
+            run_one(&mut s, seed);
+        }
+        let mut runner = TestRunner::new(Config {
+            cases: CASES,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let soup =
+            prop::collection::vec(prop::sample::select(WORDS), 0..24).prop_map(|w| w.join(" "));
+        let mutated = (
+            prop::sample::select(SEEDS),
+            prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+        )
+            .prop_map(|(text, cuts)| mutate(text, &cuts));
+        let bytes = prop::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned());
+        let texts = prop_oneof![soup, mutated, bytes];
+        let s = std::cell::RefCell::new(s);
+        let tried = std::cell::Cell::new(0u32);
+        runner
+            .run(&texts, |text| {
+                run_one(&mut s.borrow_mut(), &text);
+                tried.set(tried.get() + 1);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(tried.get(), CASES);
+        // Deep nesting is refused, not a stack overflow.
+        let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
+        let out = s.borrow_mut().run(&deep);
+        assert!(matches!(out.as_slice(), [Err(_)]), "{out:?}");
     }
 }
