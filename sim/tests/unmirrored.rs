@@ -68,6 +68,16 @@ async fn without_mirrors_one_failed_segment_stops_the_whole_system_until_it_retu
         madsim::time::sleep(cfg.probe.probe_interval * 3 + cfg.probe.probe_timeout * 4).await;
         let err = insert(&mut c, keys[1]).await.unwrap_err();
         assert!(matches!(&err, DbError::Failed(m) if m.contains("not operational") && m.contains("content 1")), "{err}");
+        // Through SQL: SQLSTATE 57P03 (cannot connect now: a driver retries later), naming
+        // the content.
+        c.sql("CREATE TABLE IF NOT EXISTS s (k bigint PRIMARY KEY, v text)", false)
+            .await
+            .unwrap_err();
+        let err = c
+            .sql(&format!("INSERT INTO t VALUES ({}, 'x')", keys[1]), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(&err, DbError::Failed(m) if m.starts_with("57P03:") && m.contains("content 1")), "{err}");
     })
     .await
     .unwrap();

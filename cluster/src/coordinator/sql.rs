@@ -410,11 +410,26 @@ fn view_columns(view: &str) -> Vec<Column> {
         }
         _ => vec![
             col("gp_segment_id", Int4),
+            col("pid", Int4),
+            col("usesysid", Int4),
             col("usename", Text),
             col("application_name", Text),
             col("client_addr", Text),
+            col("client_hostname", Text),
+            col("client_port", Int4),
+            col("backend_start", Timestamp),
+            col("backend_xmin", Text),
             col("state", Text),
+            col("sent_lsn", Text),
+            col("write_lsn", Text),
+            col("flush_lsn", Text),
+            col("replay_lsn", Text),
+            col("write_lag", Text),
+            col("flush_lag", Text),
+            col("replay_lag", Text),
+            col("sync_priority", Int4),
             col("sync_state", Text),
+            col("reply_time", Timestamp),
             col("sync_error", Text),
         ],
     }
@@ -453,15 +468,83 @@ fn catalog_rows(catalog: &Catalog) -> Vec<Vec<Datum>> {
         .collect()
 }
 
-/// `gp_stat_replication`: one row per mirrored pair, from the primary's side, as the catalog
-/// knows it.
-fn replication_rows(catalog: &Catalog) -> Vec<Vec<Datum>> {
-    use crate::model::catalog::{Mode, Role, Status};
+/// A WAL position as PostgreSQL prints an LSN.
+fn lsn(at: u64) -> Datum {
+    Datum::Text(format!("{:X}/{:X}", at >> 32, at & 0xffff_ffff))
+}
+
+/// `gp_stat_replication`: PostgreSQL's `pg_stat_replication` for every mirrored pair, from
+/// the primary's side (the coordinator's for its standby), as `state` gathers it; where the
+/// mirror is not streaming, the walsender's fields are NULL and `sync_error` says why.
+fn replication_rows(report: &crate::wire::StateReport) -> Vec<Vec<Datum>> {
+    use crate::model::catalog::Role;
+    let catalog = &report.catalog;
     let mut rows = Vec::new();
+    let row = |content: i16,
+               mirror: &crate::model::catalog::SegmentConfig,
+               state: Option<&str>,
+               sent: u64,
+               flushed: u64,
+               replayed: Option<u64>,
+               sync: bool,
+               error: &str| {
+        let streaming = state.is_some();
+        let on = |d: Datum| if streaming { d } else { Datum::Null };
+        vec![
+            Datum::Int4(content as i32),
+            Datum::Null,
+            Datum::Null,
+            on(Datum::Text("gpadmin".into())),
+            on(Datum::Text(
+                if content == -1 {
+                    "gp_walreceiver_standby"
+                } else {
+                    "gp_walreceiver"
+                }
+                .into(),
+            )),
+            on(Datum::Text(mirror.address.clone())),
+            on(Datum::Text(mirror.hostname.clone())),
+            Datum::Null,
+            Datum::Null,
+            Datum::Null,
+            state.map_or(Datum::Null, |s| Datum::Text(s.into())),
+            on(lsn(sent)),
+            on(lsn(flushed)),
+            on(lsn(flushed)),
+            match replayed {
+                Some(r) if streaming => lsn(r),
+                _ => on(lsn(flushed)),
+            },
+            Datum::Null,
+            Datum::Null,
+            Datum::Null,
+            on(Datum::Int4(1)),
+            on(Datum::Text(if sync { "sync" } else { "async" }.into())),
+            Datum::Null,
+            Datum::Text(error.into()),
+        ]
+    };
+    if let Some(m) = &report.standby {
+        if let Some(standby) = &m.standby {
+            let state = (!m.detail_state.is_empty()).then_some(m.detail_state.as_str());
+            let error = if state.is_some() { "none" } else { "walread" };
+            rows.push(row(
+                -1,
+                standby,
+                state,
+                m.coordinator_flushed_lsn,
+                m.standby_flushed_lsn,
+                None,
+                m.detail_state == "streaming",
+                error,
+            ));
+        }
+    }
     for p in catalog
         .segments
         .values()
-        .filter(|s| s.role == Role::Primary)
+        .filter(|s| s.role == Role::Primary && s.content >= 0)
     {
         let Some(m) = catalog
             .segments
@@ -470,39 +553,43 @@ fn replication_rows(catalog: &Catalog) -> Vec<Vec<Datum>> {
         else {
             continue;
         };
-        let streaming = m.status == Status::Up && p.mode == Mode::Synced;
-        rows.push(vec![
-            Datum::Int4(p.content as i32),
-            Datum::Text("gpadmin".into()),
-            Datum::Text(
-                if p.content == -1 {
-                    "gp_walreceiver_standby"
-                } else {
-                    "gp_walreceiver"
-                }
-                .into(),
-            ),
-            Datum::Text(m.address.clone()),
-            Datum::Text(
-                if streaming {
+        let info = report.replication.get(&p.dbid).cloned().flatten();
+        let replayed = report
+            .replication
+            .get(&m.dbid)
+            .cloned()
+            .flatten()
+            .map(|r| r.replay_lsn);
+        match info {
+            Some(i) if i.mirror_connected => {
+                let state = if i.mirror_caught_up {
                     "streaming"
-                } else if m.status == Status::Up {
+                } else {
                     "catchup"
-                } else {
-                    "down"
-                }
-                .into(),
-            ),
-            Datum::Text(if streaming { "sync" } else { "async" }.into()),
-            Datum::Text(
-                if m.status == Status::Down {
-                    "walread"
-                } else {
-                    "none"
-                }
-                .into(),
-            ),
-        ]);
+                };
+                rows.push(row(
+                    p.content,
+                    m,
+                    Some(state),
+                    i.flushed,
+                    i.mirror_flushed,
+                    replayed,
+                    i.mirror_caught_up,
+                    "none",
+                ));
+            }
+            Some(_) => rows.push(row(p.content, m, None, 0, 0, None, false, "walread")),
+            None => rows.push(row(
+                p.content,
+                m,
+                None,
+                0,
+                0,
+                None,
+                false,
+                "primary unreachable",
+            )),
+        }
     }
     rows
 }
@@ -532,11 +619,19 @@ async fn view_rows<B: Backend>(
                 .collect(),
             other => return Err(response_error(other)),
         },
-        _ => match b.call(ClientRequest::Catalog).await {
-            ClientResponse::Catalog(c) if view == "gp_segment_configuration" => catalog_rows(&c),
-            ClientResponse::Catalog(c) => replication_rows(&c),
+        "gp_segment_configuration" => match b.call(ClientRequest::Catalog).await {
+            ClientResponse::Catalog(c) => catalog_rows(&c),
             other => return Err(response_error(other)),
         },
+        _ => {
+            let req = ClientRequest::Admin(crate::wire::AdminRequest::State);
+            match b.call(req).await {
+                ClientResponse::Admin(crate::wire::AdminReply::State(report)) => {
+                    replication_rows(&report)
+                }
+                other => return Err(response_error(other)),
+            }
+        }
     };
     Ok((columns, rows))
 }
