@@ -8,10 +8,11 @@
 //! | layer | modules | own |
 //! |---|---|---|
 //! | 0 | [`io`] | the seam: runtime shim (the only `cfg(madsim)`), frames, codec, disk, sync |
-//! | 1 | [`model`] | catalog rows and epochs, layouts, the data vocabulary, facts, planted bugs |
+//! | 1 | [`model`] | catalog rows and epochs, layouts, the data vocabulary (and SQL's: types, values, schemas), facts, planted bugs |
 //! | 2 | [`wire`] | every message type, by who speaks it |
 //! | 3 | [`wal`], [`storage`] | the WAL, blocks, buffer cache, tables, checkpoints, redo |
 //! | 4 | [`protocol`] | pure machines: FTS decisions, distributed transactions, replication, recovery, activation |
+//! | 4 | [`sql`] | the SQL subset: text into statements (sqlparser, and Greenplum's `DISTRIBUTED` tail) |
 //! | 5 | [`coordinator`], [`segment`], [`standby`], [`client`], [`agent`] | roles: drivers over the seam, and a host's agent |
 //! | 6 | [`admin`] | the operator's side of the administration verbs |
 //!
