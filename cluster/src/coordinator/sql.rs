@@ -93,23 +93,25 @@ pub fn sql_error(e: DbError) -> SqlError {
         DbError::NotAllowed { .. } => SqlError::new("42501", e.to_string()),
         DbError::Failed(m) => {
             let code = if m.contains("duplicate key") {
+                // unique_violation
                 "23505"
-            } else if m.contains("does not exist") {
+            } else if m.contains("relation \"") && m.contains("does not exist") {
+                // undefined_table
                 "42P01"
             } else if m.contains("no longer serves") {
+                // admin_shutdown: this coordinator was deposed; connect to the acting one
                 "57P01"
-            } else if m.contains("unavailable")
-                || m.contains("not operational")
-                || m.contains("no mirror")
-            {
+            } else if m.contains("not operational") || m.contains("unavailable") {
+                // cannot_connect_now: a content has no acting primary; retry later
                 "57P03"
-            } else if m.contains("lost the primary")
+            } else if m.contains("transaction rolled back")
+                || m.contains("lost the primary")
                 || m.contains("cannot reach its primary")
-                || m.contains("failover")
-                || m.contains("retry")
             {
+                // serialization_failure: cut by a failover and not retried; run it again
                 "40001"
             } else if m.contains("append-optimized") {
+                // feature_not_supported
                 "0A000"
             } else {
                 "XX000"
@@ -2352,5 +2354,37 @@ mod fuzz {
         let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
         let out = s.borrow_mut().run(&deep);
         assert!(matches!(out.as_slice(), [Err(_)]), "{out:?}");
+    }
+}
+
+#[cfg(test)]
+mod codes {
+    use super::*;
+
+    #[test]
+    fn the_coordinators_errors_become_sqlstates_a_client_acts_on() {
+        let code = |m: &str| sql_error(DbError::Failed(m.into())).code;
+        assert_eq!(
+            code("duplicate key value violates unique constraint: key 1 already exists in \"t\""),
+            "23505"
+        );
+        assert_eq!(code("relation \"t\" does not exist"), "42P01");
+        assert_eq!(code("content 9 does not exist"), "XX000");
+        assert_eq!(code("the system is not operational: content 1 failed and has no mirror; restart the cluster and recover it"), "57P03");
+        assert_eq!(code("content 2 is unavailable: no live instance"), "57P03");
+        assert_eq!(
+            code("content 0: lost the primary: reset; transaction rolled back after one retry"),
+            "40001"
+        );
+        assert_eq!(
+            code("content 0 could not prepare: gone; transaction rolled back"),
+            "40001"
+        );
+        assert_eq!(code("content 0: epoch 9 is newer; this coordinator no longer serves, connect to the acting one"), "57P01");
+        assert_eq!(
+            code("append-optimized table \"a\" does not support update or delete"),
+            "0A000"
+        );
+        assert_eq!(sql_error(DbError::Unknown("lost".into())).code, "08007");
     }
 }
