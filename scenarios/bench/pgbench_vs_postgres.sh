@@ -32,8 +32,8 @@ Options (each also settable by the environment variable in brackets):
                           --bindir, /usr/lib/postgresql/15/bin, or where pg_ctl is found]
   --pg-user NAME          OS user that runs PostgreSQL when this script runs as root
                           [PG_OS_USER, default postgres; created with useradd if missing]
-  --cluster-base-port P   hacluster's coordinator port; the primary and mirror take P+1, P+2
-                          [CLUSTER_BASE_PORT, default 25432]
+  --cluster-base-port P   hacluster's coordinator port; the primary and mirror take P+1, P+2,
+                          the agent P+4; P..P+4 must be free [CLUSTER_BASE_PORT, default 25432]
   --cluster-sql-port S    hacluster's SQL (PostgreSQL protocol) port [CLUSTER_SQL_PORT,
                           default 25440]
   --pg-port P             PostgreSQL primary's port [PG_PORT, default 25450]
@@ -111,7 +111,7 @@ done
 for p in "$CLUSTER_BASE_PORT" "$CLUSTER_SQL_PORT" "$PG_PORT" "$PG_STANDBY_PORT"; do
     is_port "$p" || die "'$p' is not a port"
 done
-((CLUSTER_BASE_PORT + 2 < 65536)) || die "--cluster-base-port leaves no room for 3 ports"
+((CLUSTER_BASE_PORT + 4 < 65536)) || die "--cluster-base-port leaves no room for 5 ports"
 [[ -r $SQL_FILE ]] || die "cannot read $SQL_FILE"
 
 wants() {
@@ -387,21 +387,25 @@ find_hacluster() {
 start_cluster() {
     local deadline state
     find_hacluster
+    # init-local: the coordinator on the base port, the primary and mirror after it, the host's
+    # agent at base + 4.
     check_ports_free "$CLUSTER_BASE_PORT" "$((CLUSTER_BASE_PORT + 1))" \
-        "$((CLUSTER_BASE_PORT + 2))" "$CLUSTER_SQL_PORT"
+        "$((CLUSTER_BASE_PORT + 2))" "$((CLUSTER_BASE_PORT + 3))" "$((CLUSTER_BASE_PORT + 4))" \
+        "$CLUSTER_SQL_PORT"
     CLUSTER_DIR=$WORK/cluster
     say "hacluster: init-local in $CLUSTER_DIR"
     CLUSTER_MADE=1
     "$B" init-local --dir "$CLUSTER_DIR" --base-port "$CLUSTER_BASE_PORT" \
         --sql-port "$CLUSTER_SQL_PORT" >"$WORK/cluster-init.log" 2>&1 ||
-        die "hacluster init-local failed: $(tail -n 5 "$WORK/cluster-init.log")"
+        die "hacluster init-local failed (cluster-init.log below)"
     say "hacluster: starting (coordinator 127.0.0.1:$CLUSTER_BASE_PORT, SQL 127.0.0.1:$CLUSTER_SQL_PORT)"
     "$B" start --cluster "$CLUSTER_DIR/cluster.json" >"$WORK/cluster-start.log" 2>&1 3>&- 4>&- ||
-        die "hacluster start failed: $(tail -n 5 "$WORK/cluster-start.log")"
+        die "hacluster start failed (cluster-start.log below)"
 
     say "hacluster: waiting until every pair is synchronized"
     deadline=$((SECONDS + READY_TIMEOUT))
     while :; do
+        # Every connection to the cluster is authenticated: state needs the cluster secret.
         state=$("$B" state --coordinator "127.0.0.1:$CLUSTER_BASE_PORT" \
             --secret "$CLUSTER_DIR/cluster.secret" 2>&1) || state=""
         grep -q "Pairs not synchronized: 0" <<<"$state" && break
