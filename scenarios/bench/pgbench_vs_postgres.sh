@@ -193,7 +193,9 @@ stop_postgres() {
 cleanup() {
     local rc=$?
     set +e
-    trap - INT TERM
+    trap - INT TERM HUP
+    # A reader gone (a closed pipe) must not cut the cleanup short: writes just fail.
+    trap '' PIPE
     # A signal may arrive inside a redirected command; report on the script's own streams.
     exec 1>&3 2>&4
     if [[ -n $CHILD_PID ]]; then
@@ -202,7 +204,7 @@ cleanup() {
         CHILD_PID=""
     fi
     # Logs help with a failure, not with an interruption.
-    ((rc == 0 || rc == 130 || rc == 143)) || show_logs
+    ((rc == 0 || rc == 129 || rc == 130 || rc == 141 || rc == 143)) || show_logs
     stop_cluster
     stop_postgres
     if [[ -n $WORK && -d $WORK ]]; then
@@ -216,6 +218,8 @@ exec 3>&1 4>&2
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT
 trap 'say "terminated"; exit 143' TERM
+trap 'say "hung up"; exit 129' HUP
+trap 'exit 141' PIPE
 
 # Runs $2... to completion in the background, its output into file $1, so that a signal reaches
 # the traps at once (the exit trap then kills it); returns its status.
