@@ -143,8 +143,8 @@ show_logs() {
     done < <(find "$WORK" -name '*.log' -type f 2>/dev/null | sort)
 }
 
-# Kills, by their pid files, the processes still running on data directories under $1 whose
-# command line names $1 (so never a process that merely reused a pid).
+# Kills, by the pid files under $1 (postmaster.pid, instance.pid, the agent's), the processes
+# still running whose command line names $1 (so never a process that merely reused a pid).
 kill_leftovers_under() {
     local dir=$1 f pid
     [[ -d $dir ]] || return 0
@@ -155,7 +155,7 @@ kill_leftovers_under() {
             say "killing leftover process $pid ($f)"
             kill -KILL "$pid" 2>/dev/null || true
         fi
-    done < <(find "$dir" \( -name '*.pid' -o -name postmaster.pid \) -type f 2>/dev/null)
+    done < <(find "$dir" -name '*.pid' -type f 2>/dev/null)
 }
 
 stop_cluster() {
