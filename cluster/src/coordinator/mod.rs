@@ -303,9 +303,13 @@ impl SqlConnection {
         self.session.sql_query(text).await
     }
 
-    /// Parses one statement (the extended protocol's Parse); `None` for an empty text.
-    pub fn parse(&self, text: &str) -> Result<Option<crate::sql::Statement>, crate::sql::SqlError> {
-        sql::parse_one(text)
+    /// Parses one statement (the extended protocol's Parse); `None` for an empty text. One
+    /// that does not parse fails an open transaction block.
+    pub fn parse(
+        &mut self,
+        text: &str,
+    ) -> Result<Option<crate::sql::Statement>, crate::sql::SqlError> {
+        self.session.sql_parse(text)
     }
 
     /// A parsed statement's parameter types and result columns (Describe).

@@ -331,6 +331,15 @@ impl Session {
         out
     }
 
+    /// Parses one statement (the extended protocol's Parse); one that does not parse fails an
+    /// open block, as any error in it does.
+    pub(super) fn sql_parse(
+        &mut self,
+        text: &str,
+    ) -> Result<Option<crate::sql::Statement>, crate::sql::SqlError> {
+        super::sql::parse_one(text).inspect_err(|_| self.sql.fail_block())
+    }
+
     pub(super) fn sql_describe(
         &self,
         stmt: Option<&crate::sql::Statement>,

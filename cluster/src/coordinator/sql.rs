@@ -46,6 +46,9 @@ pub(crate) trait Backend {
 pub struct SqlState {
     status: TxnStatus,
     settings: BTreeMap<String, String>,
+    /// The block failed outside a statement's run (a statement that did not parse, in the
+    /// extended protocol): the session's transaction is rolled back before the next one.
+    abort_pending: bool,
 }
 
 impl Default for SqlState {
@@ -73,6 +76,7 @@ impl Default for SqlState {
         SqlState {
             status: TxnStatus::Idle,
             settings,
+            abort_pending: false,
         }
     }
 }
@@ -80,6 +84,15 @@ impl Default for SqlState {
 impl SqlState {
     pub fn status(&self) -> TxnStatus {
         self.status
+    }
+
+    /// A statement of the open block failed before it could run (it did not parse): the block
+    /// fails, as any error in it does.
+    pub(crate) fn fail_block(&mut self) {
+        if self.status == TxnStatus::InBlock {
+            self.status = TxnStatus::Failed;
+            self.abort_pending = true;
+        }
     }
 }
 
@@ -150,7 +163,7 @@ pub(crate) async fn simple_query<B: Backend>(
     let stmts = match parse(text) {
         Ok(s) => s,
         Err(e) => {
-            if state.status == TxnStatus::InBlock {
+            if std::mem::take(&mut state.abort_pending) || state.status == TxnStatus::InBlock {
                 abort(b, state).await;
             }
             return vec![Err(e)];
@@ -192,6 +205,23 @@ async fn abort<B: Backend>(b: &mut B, state: &mut SqlState) {
 /// Runs one statement with its parameters, in the session's transaction block or in a
 /// transaction of its own.
 pub(crate) async fn execute<B: Backend>(
+    b: &mut B,
+    state: &mut SqlState,
+    stmt: &Statement,
+    params: &[Datum],
+) -> Result<Outcome, SqlError> {
+    if std::mem::take(&mut state.abort_pending) {
+        let _ = b.call(ClientRequest::Abort).await;
+    }
+    let result = run(b, state, stmt, params).await;
+    // Any error in a block fails it, whatever the statement: PostgreSQL's rule.
+    if result.is_err() && state.status == TxnStatus::InBlock {
+        abort(b, state).await;
+    }
+    result
+}
+
+async fn run<B: Backend>(
     b: &mut B,
     state: &mut SqlState,
     stmt: &Statement,
@@ -2135,6 +2165,121 @@ mod tests {
     }
 
     #[test]
+    fn a_block_fails_at_any_error_and_a_second_begin_changes_nothing() {
+        let mut s = Sql::new(2);
+        s.ok("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+        // BEGIN inside a block is only a warning in PostgreSQL: the block goes on.
+        let out = s.run(
+            "BEGIN; INSERT INTO t VALUES (1, 'a'); BEGIN; INSERT INTO t VALUES (2, 'b'); COMMIT",
+        );
+        assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+        assert_eq!(
+            s.rows("SELECT id FROM t ORDER BY id"),
+            strs(&[&["1"], &["2"]])
+        );
+        // Errors of statements that touch no table fail the block too.
+        for bad in [
+            "SELECT 1 / 0",
+            "SHOW nonsense",
+            "DROP TABLE t",
+            "SELECT nope FROM gp_segment_configuration",
+        ] {
+            s.ok("BEGIN");
+            s.ok("INSERT INTO t VALUES (3, 'c')");
+            s.err(bad);
+            assert_eq!(s.state.status(), TxnStatus::Failed, "{bad}");
+            assert_eq!(s.err("SELECT 1"), "25P02");
+            assert_eq!(s.tag("COMMIT"), "ROLLBACK");
+            assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["2"]]), "{bad}");
+        }
+        // The extended protocol's Execute fails the block the same way.
+        now(execute(
+            &mut s.b,
+            &mut s.state,
+            &parse_one("BEGIN").unwrap().unwrap(),
+            &[],
+        ))
+        .unwrap();
+        let insert = parse_one("INSERT INTO t VALUES ($1, $2)").unwrap().unwrap();
+        now(execute(
+            &mut s.b,
+            &mut s.state,
+            &insert,
+            &[Datum::Int8(4), Datum::Text("d".into())],
+        ))
+        .unwrap();
+        let dup = now(execute(
+            &mut s.b,
+            &mut s.state,
+            &insert,
+            &[Datum::Int8(1), Datum::Text("x".into())],
+        ));
+        assert_eq!(dup.unwrap_err().code, "23505");
+        let next = now(execute(
+            &mut s.b,
+            &mut s.state,
+            &insert,
+            &[Datum::Int8(5), Datum::Text("e".into())],
+        ));
+        assert_eq!(next.unwrap_err().code, "25P02");
+        let commit = parse_one("COMMIT").unwrap().unwrap();
+        assert_eq!(
+            now(execute(&mut s.b, &mut s.state, &commit, &[])).unwrap(),
+            Outcome::Done {
+                tag: "ROLLBACK".into()
+            }
+        );
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["2"]]));
+        // A statement that does not parse, in a block, fails it: the transaction is rolled
+        // back before anything else runs.
+        s.ok("BEGIN");
+        s.ok("INSERT INTO t VALUES (6, 'f')");
+        s.state.fail_block();
+        assert_eq!(s.state.status(), TxnStatus::Failed);
+        assert_eq!(s.tag("ROLLBACK"), "ROLLBACK");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["2"]]));
+    }
+
+    #[test]
+    fn a_table_without_a_key_is_found_by_its_distribution_column() {
+        let mut s = Sql::new(4);
+        // Distributed by its first column by default, rows under hidden keys.
+        s.ok("CREATE TABLE e (name text, n int)");
+        s.ok("INSERT INTO e VALUES ('ann', 1), ('bob', 2), ('cy', 3), ('ann', 4)");
+        let ann = content_for_key(Datum::Text("ann".into()).distribution_hash(), 4);
+        let anns_on = |s: &Sql, c: i16| {
+            s.b.rows.get(&("e".to_string(), c)).map_or(0, |r| {
+                r.values()
+                    .filter(|v| decode_row(v).unwrap()[0] == Datum::Text("ann".into()))
+                    .count()
+            })
+        };
+        assert_eq!(anns_on(&s, ann), 2, "both rows of 'ann' are on its content");
+        assert_eq!(
+            s.rows("SELECT n FROM e WHERE name = 'ann' ORDER BY n"),
+            strs(&[&["1"], &["4"]])
+        );
+        assert_eq!(
+            s.tag("UPDATE e SET n = n * 10 WHERE name = 'bob'"),
+            "UPDATE 1"
+        );
+        assert_eq!(
+            s.rows("SELECT n FROM e WHERE name = 'bob'"),
+            strs(&[&["20"]])
+        );
+        assert_eq!(s.tag("DELETE FROM e WHERE name = 'ann'"), "DELETE 2");
+        assert_eq!(
+            s.rows("SELECT name FROM e ORDER BY name"),
+            strs(&[&["bob"], &["cy"]])
+        );
+        s.ok("CREATE TABLE f (a int, b text) DISTRIBUTED BY (b)");
+        s.ok("INSERT INTO f VALUES (1, 'x'), (2, 'y')");
+        assert_eq!(s.rows("SELECT a FROM f WHERE b = 'y'"), strs(&[&["2"]]));
+        assert_eq!(s.tag("DELETE FROM f WHERE b = 'x'"), "DELETE 1");
+        assert_eq!(s.rows("SELECT count(*) FROM f"), strs(&[&["1"]]));
+    }
+
+    #[test]
     fn parameters_take_the_types_of_the_columns_they_meet() {
         let mut s = Sql::new(2);
         s.ok("CREATE TABLE t (id bigint PRIMARY KEY, v text, n int)");
@@ -2386,5 +2531,14 @@ mod codes {
             "0A000"
         );
         assert_eq!(sql_error(DbError::Unknown("lost".into())).code, "08007");
+        // An unknown outcome stays unknown whatever its message says: a client that ran it
+        // again could apply it twice.
+        for m in [
+            "content 0: lost the primary: reset",
+            "the coordinator failed before the commit was acknowledged; transaction rolled back?",
+            "content 1 is unavailable: no live instance",
+        ] {
+            assert_eq!(sql_error(DbError::Unknown(m.into())).code, "08007", "{m}");
+        }
     }
 }
