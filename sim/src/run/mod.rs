@@ -770,6 +770,7 @@ pub fn start_clients(
             workload: cfg.workload.clone(),
             contents: cfg.contents,
             stop_at_ms,
+            front_doors: None,
         };
         let rng = stream(seed, &format!("client-{c}"));
         clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));

@@ -14,6 +14,7 @@
 //! The history the clients record lives in [`history`].
 
 pub mod history;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -270,10 +271,59 @@ pub struct ClientSpec {
     pub contents: usize,
     /// No transaction starts after this simulated time.
     pub stop_at_ms: u64,
+    /// The front doors' addresses (the coordinator's SQL port, then the standby's): this
+    /// client speaks PostgreSQL's wire protocol there instead of the cluster's frames.
+    pub front_doors: Option<Vec<String>>,
+}
+
+/// How a client reaches the coordinator's SQL layer.
+enum Link {
+    /// SQL text in the cluster's own authenticated frames.
+    Framed(Client),
+    /// PostgreSQL's wire protocol, through a real driver, to the front door.
+    Wire(wire::WireClient),
+}
+
+impl Link {
+    async fn begin(&mut self) -> Result<(), DbError> {
+        match self {
+            Link::Framed(c) => c.sql("BEGIN", false).await.map(|_| ()),
+            Link::Wire(c) => c.begin().await,
+        }
+    }
+
+    async fn op(&mut self, op: &Op, content: Content) -> Result<OpResult, DbError> {
+        match self {
+            Link::Framed(c) => op_result(op, c.sql(&sql_text(op, content), false).await?),
+            Link::Wire(c) => c.op(op, content).await,
+        }
+    }
+
+    async fn commit(&mut self) -> Result<(), DbError> {
+        match self {
+            Link::Framed(c) => match c.sql("COMMIT", true).await? {
+                SqlOutcome::Done { tag } if tag == "COMMIT" => Ok(()),
+                other => Err(DbError::Failed(format!("COMMIT answered {other:?}"))),
+            },
+            Link::Wire(c) => c.commit().await,
+        }
+    }
+
+    async fn rollback(&mut self) {
+        match self {
+            Link::Framed(c) => {
+                let _ = c.sql("ROLLBACK", false).await;
+            }
+            Link::Wire(c) => c.rollback().await,
+        }
+    }
 }
 
 pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
-    let mut client = Client::new(spec.coordinators, spec.timeout);
+    let mut client = match &spec.front_doors {
+        Some(doors) => Link::Wire(wire::WireClient::new(doors.clone(), spec.timeout)),
+        None => Link::Framed(Client::new(spec.coordinators.clone(), spec.timeout)),
+    };
     let id = spec.id;
     let mut state = ClientState {
         id,
@@ -291,24 +341,20 @@ pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
         let txn = history.invoke(id, ops.clone(), now_ms());
         let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
         let result = async {
-            client.sql("BEGIN", false).await?;
+            client.begin().await?;
             for (i, (op, content)) in ops.iter().enumerate() {
                 history.op_invoked(txn, i);
-                let outcome = client.sql(&sql_text(op, *content), false).await?;
-                let r = op_result(op, outcome)?;
+                let r = client.op(op, *content).await?;
                 history.op_returned(txn, i, r.clone(), now_ms());
                 results[i] = Some(r);
             }
-            match client.sql("COMMIT", true).await? {
-                SqlOutcome::Done { tag } if tag == "COMMIT" => Ok(()),
-                other => Err(DbError::Failed(format!("COMMIT answered {other:?}"))),
-            }
+            client.commit().await
         }
         .await;
         let (outcome, error) = match result {
             Ok(()) => (Outcome::Ok, None),
             Err(e @ (DbError::Failed(_) | DbError::NotAllowed { .. })) => {
-                let _ = client.sql("ROLLBACK", false).await;
+                client.rollback().await;
                 (Outcome::Fail, Some(e.to_string()))
             }
             Err(DbError::Unknown(e)) => (Outcome::Unknown, Some(e)),
