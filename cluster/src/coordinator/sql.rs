@@ -1823,6 +1823,16 @@ mod tests_support {
             }
         }
 
+        fn rollback(&mut self) {
+            for (at, key, old) in self.undo.take().unwrap_or_default().into_iter().rev() {
+                let rows = self.rows.entry(at).or_default();
+                match old {
+                    Some(v) => rows.insert(key, v),
+                    None => rows.remove(&key),
+                };
+            }
+        }
+
         fn write(&mut self, at: (String, i16), key: Key, value: Option<Vec<u8>>) {
             let rows = self.rows.entry(at.clone()).or_default();
             let old = match value {
@@ -1837,7 +1847,9 @@ mod tests_support {
         async fn call(&mut self, req: ClientRequest) -> ClientResponse {
             self.calls.push(req.name().to_string());
             match req {
+                // As the session does, a Begin first rolls back a transaction still open.
                 ClientRequest::Begin => {
+                    self.rollback();
                     self.undo = Some(Vec::new());
                     ClientResponse::Ok
                 }
@@ -1846,13 +1858,7 @@ mod tests_support {
                     ClientResponse::Committed
                 }
                 ClientRequest::Abort => {
-                    for (at, key, old) in self.undo.take().unwrap_or_default().into_iter().rev() {
-                        let rows = self.rows.entry(at).or_default();
-                        match old {
-                            Some(v) => rows.insert(key, v),
-                            None => rows.remove(&key),
-                        };
-                    }
+                    self.rollback();
                     ClientResponse::Ok
                 }
                 ClientRequest::Exec { op, content } => {
