@@ -161,13 +161,11 @@ async fn a_driver_prepares_binds_and_reads_typed_values_in_transactions() {
     // Authentication failures carry 28P01.
     let wrong = connect(port, "gpadmin", "wrong")
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(wrong.code(), Some(&SqlState::INVALID_PASSWORD), "{wrong:?}");
     let nobody = connect(port, "nobody", &password)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(
         nobody.code(),
         Some(&SqlState::INVALID_PASSWORD),
