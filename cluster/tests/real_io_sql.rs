@@ -289,3 +289,75 @@ fn bad_users_and_rules_lines_stop_the_coordinators_start_naming_file_line_and_ru
         "{err}"
     );
 }
+
+#[test]
+fn with_a_certificate_clients_may_connect_over_tls_and_hostssl_rules_demand_it() {
+    if !psql_available() {
+        assert!(
+            !in_ci(),
+            "psql is missing in CI; .ci/run installs postgresql-client"
+        );
+        eprintln!("SKIPPED real_io_sql TLS: psql is not installed");
+        return;
+    }
+    let c = LocalCluster::init("sqltls", &[]);
+    let (cert, key) = (c.dir.join("sql-cert.pem"), c.dir.join("sql-key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        assert!(!in_ci(), "openssl is needed to make the test's certificate");
+        eprintln!("SKIPPED real_io_sql TLS: openssl cannot make a certificate: {made:?}");
+        return;
+    }
+    c.edit_file(|f| {
+        f["sql_tls_cert"] = serde_json::json!(cert);
+        f["sql_tls_key"] = serde_json::json!(key);
+    });
+    std::fs::write(
+        c.dir.join("hba.conf"),
+        "hostssl all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    c.verb("start", &[]);
+    let port = c.file_json()["coordinator"]["sql_port"].as_u64().unwrap() as u16;
+    let password = std::fs::read_to_string(c.dir.join("sql.password")).unwrap();
+    let password = password.trim().to_string();
+    let over_tls = until("psql over TLS", Duration::from_secs(30), || {
+        let out = Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=gpadmin dbname=postgres sslmode=require"
+            ))
+            .args(["-X", "-t", "-c", "SELECT 7 AS seven"])
+            .env("PGPASSWORD", &password)
+            .output()
+            .unwrap();
+        out.status.success().then(|| text(&out))
+    });
+    assert_eq!(over_tls.trim(), "7");
+    let plain = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=gpadmin dbname=postgres sslmode=disable"
+        ))
+        .args(["-X", "-c", "SELECT 1"])
+        .env("PGPASSWORD", &password)
+        .output()
+        .unwrap();
+    assert!(!plain.status.success());
+    assert!(
+        text(&plain).contains("no pg_hba.conf entry for host \"127.0.0.1\""),
+        "{}",
+        text(&plain)
+    );
+}

@@ -1144,6 +1144,49 @@ mod tests {
     }
 
     #[test]
+    fn sql_ports_are_optional_in_old_files_and_must_not_share_a_hosts_port() {
+        let mut file = local(Path::new("/d"), "127.0.0.1", 7000).unwrap();
+        // A file written before the front door has no SQL port, and still parses.
+        let old = file.text();
+        assert!(!old.contains("sql_port"), "{old}");
+        assert_eq!(
+            ClusterFile::parse(&old, "old")
+                .unwrap()
+                .coordinator
+                .sql_port,
+            None
+        );
+        file.coordinator.sql_port = Some(7100);
+        file.validate().unwrap();
+        assert_eq!(ClusterFile::parse(&file.text(), "new").unwrap(), file);
+        file.coordinator.sql_port = Some(7001);
+        let err = format!("{:#}", file.validate().unwrap_err());
+        assert!(
+            err.contains("coordinator.sql_port") && err.contains("127.0.0.1:7001"),
+            "{err}"
+        );
+        file.coordinator.sql_port = Some(7100);
+        let row = SegmentConfig::coordinator(
+            "127.0.0.1".into(),
+            "127.0.0.1".into(),
+            7003,
+            "/d/standby".into(),
+        );
+        let mut standby = StandbyEntry::from_row(&row, "/d/standby".into(), None);
+        standby.dbid = 4;
+        assert_eq!(standby.sql_port, Some(7103), "the standby's port + 100");
+        standby.sql_port = Some(7100);
+        file.standby = Some(standby);
+        let err = format!("{:#}", file.validate().unwrap_err());
+        assert!(err.contains("standby.sql_port"), "{err}");
+        file.standby.as_mut().unwrap().sql_port = Some(7103);
+        file.validate().unwrap();
+        file.sql_tls_cert = Some("/d/cert.pem".into());
+        let err = format!("{:#}", file.validate().unwrap_err());
+        assert!(err.contains("sql_tls_cert and sql_tls_key"), "{err}");
+    }
+
+    #[test]
     fn init_refuses_an_existing_cluster_file() {
         let dir = scratch("twice");
         std::fs::create_dir_all(&dir).unwrap();
@@ -1178,6 +1221,10 @@ mod tests {
         let (path, file) = plan(&dir, &plan_of(Layout::Spread)).unwrap();
         assert_eq!(ClusterFile::load(&path).unwrap(), file);
         assert_eq!(file.coordinator.endpoint(), "10.0.0.1:6000");
+        assert_eq!(
+            file.coordinator.sql_endpoint().as_deref(),
+            Some("10.0.0.1:6100")
+        );
         let data = dir.join("data");
         assert_eq!(file.coordinator.datadir, data.join("mdw/coordinator"));
         assert_eq!(file.segments.len(), 12);
