@@ -31,6 +31,13 @@ async fn connect(port: u16, user: &str, password: &str) -> Result<Client, tokio_
     Ok(client)
 }
 
+async fn insert_on(client: &Client) -> tokio_postgres::Statement {
+    client
+        .prepare("INSERT INTO accounts (id, owner, active, n) VALUES ($1, $2, $3, $4)")
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driver_prepares_binds_and_reads_typed_values_in_transactions() {
     let c = LocalCluster::init("sqldriver", &[]);
@@ -157,6 +164,34 @@ async fn a_driver_prepares_binds_and_reads_typed_values_in_transactions() {
         _ => None,
     });
     assert_eq!(owner.as_deref(), Some("cy"));
+
+    // A client that leaves in the middle of a transaction has it rolled back.
+    let leaving = connect(port, "gpadmin", &password).await.unwrap();
+    leaving.batch_execute("BEGIN").await.unwrap();
+    leaving
+        .execute(&insert_on(&leaving).await, &[&7i64, &"gone", &true, &70i32])
+        .await
+        .unwrap();
+    drop(leaving);
+    let began = Instant::now();
+    loop {
+        // The row never shows, and its key is free once the session is closed.
+        assert!(client.query_opt(&by_id, &[&7i64]).await.unwrap().is_none());
+        match client
+            .execute(&insert, &[&7i64, &"kept", &false, &71i32])
+            .await
+        {
+            Ok(1) => break,
+            Ok(n) => panic!("inserted {n} rows"),
+            Err(e) if began.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("key 7 still held after the client left: {e:?}"),
+        }
+    }
+    let row = client.query_one(&by_id, &[&7i64]).await.unwrap();
+    assert_eq!(row.get::<_, String>(1), "kept");
 
     // Authentication failures carry 28P01.
     let wrong = connect(port, "gpadmin", "wrong")
