@@ -193,6 +193,22 @@ async fn a_driver_prepares_binds_and_reads_typed_values_in_transactions() {
     let row = client.query_one(&by_id, &[&7i64]).await.unwrap();
     assert_eq!(row.get::<_, String>(1), "kept");
 
+    // A message above the front door's limit (4 MiB) ends its own connection, no other.
+    let greedy = connect(port, "gpadmin", &password).await.unwrap();
+    let big = "x".repeat(5 << 20);
+    let e = greedy
+        .execute(&insert_on(&greedy).await, &[&8i64, &big, &true, &80i32])
+        .await
+        .expect_err("an oversized message is refused");
+    assert!(e.is_closed() || e.code().is_none(), "{e:?}");
+    assert!(greedy.is_closed() || greedy.batch_execute("SELECT 1").await.is_err());
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM accounts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 6);
+
     // Authentication failures carry 28P01.
     let wrong = connect(port, "gpadmin", "wrong")
         .await

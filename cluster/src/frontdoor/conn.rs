@@ -46,6 +46,9 @@ use crate::sql::{Column, Datum, Outcome, SqlError, SqlType, Statement, TxnStatus
 /// Prepared statements or portals one connection may hold at once.
 const MAX_NAMED: usize = 10_000;
 
+/// The bytes of statement text and bound parameters one connection may hold at once.
+const MAX_HELD_BYTES: usize = 32 << 20;
+
 /// The client's stream: plain TCP, or TLS over it.
 enum Stream {
     Plain(TcpStream),
@@ -489,6 +492,8 @@ async fn md5_exchange(socket: &mut Socket, hash: &[u8; 16]) -> Result<bool, PgWi
 /// A prepared statement: what Parse made of the text, and what Describe tells of it.
 struct Prepared {
     stmt: Option<Statement>,
+    /// The text's length, counted against [`MAX_HELD_BYTES`].
+    size: usize,
     params: Vec<SqlType>,
     columns: Vec<Column>,
 }
@@ -496,6 +501,8 @@ struct Prepared {
 /// A bound statement, and the rows of its run not yet sent (an Execute with a row limit).
 struct Portal {
     stmt: Option<Statement>,
+    /// The statement's and the parameters' bytes, counted against [`MAX_HELD_BYTES`].
+    size: usize,
     params: Vec<Datum>,
     formats: Vec<i16>,
     columns: Vec<Column>,
@@ -545,6 +552,12 @@ fn tag(t: &str) -> PgWireBackendMessage {
 }
 
 impl Session {
+    /// What the connection's statements and portals hold.
+    fn held_bytes(&self) -> usize {
+        self.statements.values().map(|p| p.size).sum::<usize>()
+            + self.portals.values().map(|p| p.size).sum::<usize>()
+    }
+
     async fn run(&mut self, socket: &mut Socket, peer: SocketAddr) {
         loop {
             let msg = match socket.next().await {
@@ -674,10 +687,20 @@ impl Session {
             };
             params.push(ty);
         }
+        let size = p.query.len();
+        let replaced = self.statements.get(&name).map_or(0, |p| p.size);
+        if self.held_bytes() - replaced + size > MAX_HELD_BYTES {
+            return Err(SqlError::new(
+                "54000",
+                "the connection holds too many prepared statements and portals; close some",
+            )
+            .into());
+        }
         self.statements.insert(
             name,
             Prepared {
                 stmt,
+                size,
                 params,
                 columns: described.columns,
             },
@@ -723,7 +746,21 @@ impl Session {
         if self.portals.len() >= MAX_NAMED && !self.portals.contains_key(&portal_name) {
             return Err(SqlError::new("54000", "too many portals").into());
         }
+        let size = prepared.size
+            + b.parameters
+                .iter()
+                .map(|v| v.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
+        let replaced = self.portals.get(&portal_name).map_or(0, |p| p.size);
+        if self.held_bytes() - replaced + size > MAX_HELD_BYTES {
+            return Err(SqlError::new(
+                "54000",
+                "the connection holds too many prepared statements and portals; close some",
+            )
+            .into());
+        }
         let portal = Portal {
+            size,
             stmt: prepared.stmt.clone(),
             params,
             formats: b.result_column_format_codes,
