@@ -3,8 +3,9 @@
 //! writes and reads it (by key, by scan, counted), runs a transaction and a rollback, gets
 //! PostgreSQL's SQLSTATEs for a syntax error and a duplicate key with the session usable
 //! after both; wrong passwords, unknown users and connections no rule admits are refused with
-//! PostgreSQL's messages; a user added by `sql-user` connects; a malformed or oversized
-//! message closes only its own connection.
+//! PostgreSQL's messages; md5, trust and reject rules do what PostgreSQL's do; a user added by
+//! `sql-user` connects; a malformed or oversized message closes only its own connection; with a
+//! certificate in the cluster file, clients connect over TLS and `hostssl` rules demand it.
 //!
 //! Needs psql (`postgresql-client`): skipped loudly without it, failed in CI (`CI` set).
 //!
@@ -197,6 +198,39 @@ fn psql_creates_writes_reads_and_is_refused_as_postgresql_refuses() {
         ),
         "{}",
         text(&unlisted)
+    );
+    // md5, trust and reject, each for one user, ahead of the default rules.
+    std::fs::write(
+        &hba,
+        format!(
+            "host all bob 127.0.0.1/32 md5\n\
+             host all trusty 127.0.0.1/32 trust\n\
+             host all mallory 127.0.0.1/32 reject\n{rules}"
+        ),
+    )
+    .unwrap();
+    let users = c.dir.join("users");
+    let mut listed = std::fs::read_to_string(&users).unwrap();
+    let bob = cluster::frontdoor::auth::Verifier::md5("bob", "builder");
+    listed.push_str(&format!("bob {}\n", bob.encode()));
+    std::fs::write(&users, listed).unwrap();
+    let md5 = psql(port, "bob", "builder", &["-t", "-c", "SELECT 5"], None);
+    assert!(md5.status.success(), "{}", text(&md5));
+    let md5_wrong = psql(port, "bob", "fixer", &["-t", "-c", "SELECT 5"], None);
+    assert!(
+        text(&md5_wrong).contains("password authentication failed for user \"bob\""),
+        "{}",
+        text(&md5_wrong)
+    );
+    let trusted = psql(port, "trusty", "", &["-t", "-c", "SELECT 5"], None);
+    assert!(trusted.status.success(), "{}", text(&trusted));
+    let rejected = psql(port, "mallory", &password, &["-t", "-c", "SELECT 5"], None);
+    assert!(
+        text(&rejected).contains(
+            "pg_hba.conf rejects connection for host \"127.0.0.1\", user \"mallory\", database \"postgres\""
+        ),
+        "{}",
+        text(&rejected)
     );
     std::fs::write(&hba, &rules).unwrap();
 
