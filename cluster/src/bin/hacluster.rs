@@ -8,6 +8,7 @@
 //! hacluster client --coordinator 127.0.0.1:15432 create-table t
 //! hacluster client --coordinator 127.0.0.1:15432 insert t 1 hello
 //! hacluster state --coordinator 127.0.0.1:15432
+//! PGPASSWORD=$(cat /tmp/c/sql.password) psql -h 127.0.0.1 -p 15532 -U gpadmin -d postgres
 //! hacluster stop --cluster /tmp/c/cluster.json
 //! ```
 //!
@@ -62,7 +63,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Lay out a loopback cluster (coordinator, one primary, one mirror) in DIR/cluster.json.
+    /// Lay out a loopback cluster (coordinator, one primary, one mirror) in DIR/cluster.json,
+    /// with the SQL front door's users (DIR/users, user gpadmin), rules (DIR/hba.conf) and,
+    /// unless --sql-password-file names one, gpadmin's password (DIR/sql.password).
     InitLocal {
         #[arg(long)]
         dir: PathBuf,
