@@ -14,7 +14,7 @@
 //! | 4 | [`protocol`] | pure machines: FTS decisions, distributed transactions, replication, recovery, activation |
 //! | 4 | [`sql`] | the SQL subset: text into statements (sqlparser, and Greenplum's `DISTRIBUTED` tail) |
 //! | 5 | [`coordinator`], [`segment`], [`standby`], [`client`], [`agent`] | roles: drivers over the seam, and a host's agent |
-//! | 6 | [`admin`] | the operator's side of the administration verbs |
+//! | 6 | [`admin`], `frontdoor` | the operator's side of the administration verbs; the SQL front door (PostgreSQL's wire protocol, production only) |
 //!
 //! The production binary, `bin/hacluster`, sits on top. Among the roles the arrows point one way
 //! too: the standby (which becomes a coordinator when activated) uses the coordinator, whose
@@ -24,6 +24,8 @@ pub mod admin;
 pub mod agent;
 pub mod client;
 pub mod coordinator;
+#[cfg(feature = "real-io")]
+pub mod frontdoor;
 pub mod io;
 pub mod model;
 pub mod protocol;

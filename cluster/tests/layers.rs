@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("client", 5),
     ("agent", 5),
     ("admin", 6),
+    ("frontdoor", 6),
 ];
 
 fn note(from: &str, to: &str) -> Option<&'static str> {

@@ -8,6 +8,7 @@
 //! hacluster client --coordinator 127.0.0.1:15432 create-table t
 //! hacluster client --coordinator 127.0.0.1:15432 insert t 1 hello
 //! hacluster state --coordinator 127.0.0.1:15432
+//! PGPASSWORD=$(cat /tmp/c/sql.password) psql -h 127.0.0.1 -p 15532 -U gpadmin -d postgres
 //! hacluster stop --cluster /tmp/c/cluster.json
 //! ```
 //!
@@ -27,6 +28,8 @@ mod cluster_file;
 mod processes;
 #[path = "hacluster/secret_file.rs"]
 mod secret_file;
+#[path = "hacluster/sql_cmd.rs"]
+mod sql_cmd;
 #[path = "hacluster/standby_cmd.rs"]
 mod standby_cmd;
 
@@ -60,7 +63,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Lay out a loopback cluster (coordinator, one primary, one mirror) in DIR/cluster.json.
+    /// Lay out a loopback cluster (coordinator, one primary, one mirror) in DIR/cluster.json,
+    /// with the SQL front door's users (DIR/users, user gpadmin), rules (DIR/hba.conf) and,
+    /// unless --sql-password-file names one, gpadmin's password (DIR/sql.password).
     InitLocal {
         #[arg(long)]
         dir: PathBuf,
@@ -80,6 +85,13 @@ enum Command {
         /// Primaries per host for --layout.
         #[arg(long, default_value_t = 1)]
         primaries_per_host: usize,
+        /// Where SQL clients (psql, drivers) connect [default: base port + 100].
+        #[arg(long)]
+        sql_port: Option<u16>,
+        /// The SQL user gpadmin's password, the file's first line [default: a random one,
+        /// written to DIR/sql.password].
+        #[arg(long)]
+        sql_password_file: Option<PathBuf>,
     },
     /// Lay out a cluster over named hosts (gpinitsystem's configuration file): write
     /// DIR/cluster.json and the cluster secret DIR/cluster.secret, and make no data directory.
@@ -115,6 +127,10 @@ enum Command {
         /// directory].
         #[arg(long)]
         log_root: Option<PathBuf>,
+        /// The SQL user gpadmin's password, the file's first line [default: a random one,
+        /// written to DIR/sql.password].
+        #[arg(long)]
+        sql_password_file: Option<PathBuf>,
     },
     /// Initialize the cluster a cluster file lays out (gpinitsystem -c): every host's agent
     /// gets the file and makes its instances' data directories, then the cluster starts
@@ -314,6 +330,17 @@ enum Command {
     },
     /// Run a standby coordinator until killed (`init-standby` starts it).
     Standby(standby_cmd::StandbyArgs),
+    /// Add a SQL user or change its password (in `users` beside the cluster file; running
+    /// coordinators read it at each connection).
+    SqlUser {
+        #[arg(long)]
+        cluster: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// The password, the file's first line [default: the first line of standard input].
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
     /// Rotate the cluster secret (`cluster.secret` beside the cluster file): a new secret, the
     /// old one still accepted until `--finish`; restart the processes in between.
     RotateSecret {
@@ -402,9 +429,10 @@ async fn main() -> ExitCode {
 fn install_credentials(command: &Command) -> anyhow::Result<()> {
     use cluster::io::auth::PeerIdentity;
     let (path, identity) = match command {
-        Command::InitLocal { .. } | Command::Plan { .. } | Command::RotateSecret { .. } => {
-            return Ok(())
-        }
+        Command::InitLocal { .. }
+        | Command::Plan { .. }
+        | Command::RotateSecret { .. }
+        | Command::SqlUser { .. } => return Ok(()),
         Command::Agent { cluster, host, .. } => {
             (secret_file::beside(cluster), PeerIdentity::agent(host))
         }
@@ -460,6 +488,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::RotateSecret { cluster, finish } => {
             secret_file::rotate(&secret_file::beside(&cluster), finish)?
         }
+        Command::SqlUser {
+            cluster,
+            user,
+            password_file,
+        } => format!(
+            "{}\n",
+            sql_cmd::sql_user(&cluster, &user, password_file.as_deref())?
+        ),
         Command::InitLocal {
             dir,
             base_port,
@@ -467,6 +503,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             layout,
             hosts,
             primaries_per_host,
+            sql_port,
+            sql_password_file,
         } => {
             let shape = match (layout, hosts) {
                 (Some(layout), Some(hosts)) => Some(cluster_file::LocalShape {
@@ -476,7 +514,14 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }),
                 _ => None,
             };
-            init_local(&dir, &host, base_port, shape)?
+            init_local(
+                &dir,
+                &host,
+                base_port,
+                sql_port,
+                shape,
+                sql_password_file.as_deref(),
+            )?
         }
         Command::Plan {
             dir,
@@ -488,6 +533,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             base_port,
             data_root,
             log_root,
+            sql_password_file,
         } => {
             let plan = cluster_file::Plan {
                 coordinator: coordinator_host,
@@ -500,13 +546,23 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 log_root,
             };
             let (path, file) = cluster_file::plan(&dir, &plan)?;
-            summary(&path, &file)?
+            let password = sql_cmd::create(&path, sql_password_file.as_deref())?;
+            summary(&path, &file, password)?
         }
         Command::Init {
             cluster,
             standby_host,
             test,
         } => {
+            if !sql_cmd::users_path(&cluster).exists() {
+                if let Some(saved) = sql_cmd::create(&cluster, None)? {
+                    eprintln!(
+                        "hacluster: SQL user {} with the password in {}",
+                        sql_cmd::FIRST_USER,
+                        saved.display()
+                    );
+                }
+            }
             let mut text = agent_cmd::init(&cluster, test.allow_planted_bugs).await?;
             if let Some(host) = standby_host {
                 print!("{text}");
@@ -597,7 +653,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let mut text = state(target, config, errors, mirrors, standby, detail).await?;
             if let Some(cluster) = cluster {
-                let (agents, _) = agent_cmd::status(&ClusterFile::load(&cluster)?).await?;
+                let file = ClusterFile::load(&cluster)?;
+                if let Some(sql) = file.coordinator.sql_endpoint() {
+                    text.push_str(&format!(
+                        "SQL clients: {sql} (psql -h {} -p {} -U {} -d postgres)\n",
+                        file.coordinator.address,
+                        file.coordinator.sql_port.unwrap_or_default(),
+                        sql_cmd::FIRST_USER
+                    ));
+                }
+                let (agents, _) = agent_cmd::status(&file).await?;
                 text.push_str("Agents:\n");
                 for line in agents.lines().filter(|l| !l.starts_with("  ")) {
                     text.push_str(&format!("  {line}\n"));
@@ -698,20 +763,30 @@ fn init_local(
     dir: &std::path::Path,
     host: &str,
     base_port: u16,
+    sql_port: Option<u16>,
     shape: Option<cluster_file::LocalShape>,
+    sql_password_file: Option<&std::path::Path>,
 ) -> anyhow::Result<String> {
-    let (path, file) = cluster_file::init_local(dir, host, base_port, shape)?;
-    summary(&path, &file)
+    let (path, file) = cluster_file::init_local(dir, host, base_port, sql_port, shape)?;
+    let password = sql_cmd::create(&path, sql_password_file)?;
+    summary(&path, &file, password)
 }
 
 /// Writes the new cluster's secret beside its file; a JSON summary of what was laid out.
-fn summary(path: &std::path::Path, file: &ClusterFile) -> anyhow::Result<String> {
+fn summary(
+    path: &std::path::Path,
+    file: &ClusterFile,
+    sql_password: Option<PathBuf>,
+) -> anyhow::Result<String> {
     let secret = secret_file::beside(path);
     secret_file::create(&secret, file.cluster_id()?)?;
     let summary = serde_json::json!({
         "cluster_file": path,
         "secret_file": secret,
         "coordinator": file.coordinator.endpoint(),
+        "sql": file.coordinator.sql_endpoint(),
+        "sql_user": sql_cmd::FIRST_USER,
+        "sql_password_file": sql_password,
         "segments": file.segments.iter().map(|s| serde_json::json!({
             "dbid": s.dbid, "content": s.content, "role": s.role, "address": s.endpoint(), "datadir": s.datadir,
         })).collect::<Vec<_>>(),
@@ -726,10 +801,18 @@ fn summary(path: &std::path::Path, file: &ClusterFile) -> anyhow::Result<String>
 async fn serve_coordinator(cluster: &std::path::Path, test: TestOnly) -> anyhow::Result<ExitCode> {
     let mut file = ClusterFile::load(cluster)?;
     file.allow_planted_bugs = test.allow_planted_bugs;
-    let cfg = file.coordinator_config()?;
+    let mut cfg = file.coordinator_config()?;
     let datadir = file.coordinator.datadir.clone();
     let _lock = processes::DataDirLock::acquire(&datadir, "coordinator")?;
     let disk = real_disk(&datadir)?;
+    // The SQL front door: its files are checked and its port bound now, so a bad line or a
+    // taken port stops the start; it opens once the coordinator's services run.
+    if let Some(port) = file.coordinator.sql_port {
+        let door = sql_cmd::frontdoor_config(&file, cluster, &file.coordinator.address, port)?;
+        let listener = cluster::frontdoor::bind(&door.listen_addr)
+            .with_context(|| format!("the SQL front door cannot listen on {}", door.listen_addr))?;
+        cfg.on_services = Some(cluster::frontdoor::hook(door, Some(listener)));
+    }
     info!(listen = %cfg.listen_addr, datadir = %datadir.display(), "starting coordinator");
     let Some(result) = until_signalled(cluster::coordinator::run(cfg, disk)).await? else {
         return Ok(ExitCode::SUCCESS);

@@ -59,6 +59,26 @@ pub struct CoordinatorConfig {
     pub bugs: PlantedBugs,
     /// Where the catalog reports what it acts on (the simulator's checkers; off in production).
     pub observe: crate::model::observe::Observe,
+    /// Called with the coordinator's [`Services`] once they run (a fresh coordinator at
+    /// start-up, an activated standby once it has taken over): the production binary starts
+    /// its SQL front door there.
+    pub on_services: Option<ServicesHook>,
+}
+
+/// What a coordinator does with its [`Services`] once they run ([`CoordinatorConfig::on_services`]).
+#[derive(Clone)]
+pub struct ServicesHook(pub Arc<dyn Fn(&Services) + Send + Sync>);
+
+impl ServicesHook {
+    pub fn call(&self, services: &Services) {
+        (self.0)(services)
+    }
+}
+
+impl std::fmt::Debug for ServicesHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServicesHook")
+    }
 }
 
 impl CoordinatorConfig {
@@ -85,6 +105,7 @@ impl CoordinatorConfig {
             server_limits: net::ServerLimits::coordinator(),
             bugs: PlantedBugs::none(),
             observe: Default::default(),
+            on_services: None,
         }
     }
 }
@@ -140,7 +161,11 @@ pub async fn run(cfg: CoordinatorConfig, disk: Arc<dyn Disk>) -> Result<(), Coor
             .await
             .map_err(CoordinatorError::Listen)?;
         info!(epoch = %crate::model::catalog::epoch::describe(store.snapshot().epoch), "coordinator started");
+        let hook = cfg.on_services.clone();
         let services = Services::start(cfg, store.clone(), 0);
+        if let Some(hook) = hook {
+            hook.call(&services);
+        }
         loop {
             tokio::select! {
                 accepted = server.accept() => match accepted {

@@ -154,7 +154,12 @@ impl Run<'_> {
             Step::Serve => {
                 let store = self.store.take().expect("taken over first");
                 let xid_floor = self.outcome.as_ref().expect("resolved first").xid_floor;
-                let services = Services::start(self.coordinator_config(), store, xid_floor);
+                let cfg = self.coordinator_config();
+                let hook = cfg.on_services.clone();
+                let services = Services::start(cfg, store, xid_floor);
+                if let Some(hook) = hook {
+                    hook.call(&services);
+                }
                 *shared.active.lock().unwrap() = Some(services);
             }
         }

@@ -179,13 +179,11 @@ impl ProcessControl {
                 ),
             });
         }
-        file.standby = Some(super::cluster_file::StandbyEntry {
-            dbid: row.dbid,
-            hostname: row.hostname.clone(),
-            address: row.address.clone(),
-            port: row.port,
-            datadir: datadir.clone(),
-        });
+        file.standby = Some(super::cluster_file::StandbyEntry::from_row(
+            row,
+            datadir.clone(),
+            None,
+        ));
         file.store(&self.cluster)
             .map_err(failed(format!("write {}", self.cluster.display())))?;
         super::cluster_file::make_data_directory(&file, &datadir, row.dbid, -1)

@@ -59,6 +59,13 @@ pub struct ClusterFile {
     /// Connections each segment instance accepts at once.
     #[serde(default = "default_segment_connections")]
     pub segment_max_connections: usize,
+    /// A PEM certificate (chain) for the SQL front door's TLS; with `sql_tls_key`, clients
+    /// may ask for TLS (`sslmode=require`). Without them the front door speaks plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_tls_cert: Option<PathBuf>,
+    /// The PEM private key of `sql_tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_tls_key: Option<PathBuf>,
     /// Planted bugs (see `cluster::model::bugs`), for testing the tests only: the processes refuse
     /// them unless started with `--allow-planted-bugs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -85,11 +92,27 @@ pub struct StandbyEntry {
     pub address: String,
     pub port: u16,
     pub datadir: PathBuf,
+    /// Where SQL clients connect once the standby is activated (PostgreSQL's wire protocol).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_port: Option<u16>,
 }
 
 impl StandbyEntry {
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.address, self.port)
+    }
+
+    /// The entry of the standby a catalog row names; its SQL port 100 above its port unless
+    /// `sql_port` names one.
+    pub fn from_row(row: &SegmentConfig, datadir: PathBuf, sql_port: Option<u16>) -> StandbyEntry {
+        StandbyEntry {
+            dbid: row.dbid,
+            hostname: row.hostname.clone(),
+            address: row.address.clone(),
+            port: row.port,
+            datadir,
+            sql_port: sql_port.or_else(|| row.port.checked_add(100)),
+        }
     }
 }
 
@@ -120,6 +143,10 @@ pub struct CoordinatorEntry {
     pub address: String,
     pub port: u16,
     pub datadir: PathBuf,
+    /// Where SQL clients connect (psql, drivers: PostgreSQL's wire protocol), on `address`. A
+    /// file without it (written before the front door) has no SQL port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_port: Option<u16>,
 }
 
 /// One segment instance. `role` is the role it is created with, and so its preferred role.
@@ -148,6 +175,11 @@ pub struct ProbeEntry {
 impl CoordinatorEntry {
     pub fn endpoint(&self) -> String {
         format!("{}:{}", self.address, self.port)
+    }
+
+    /// `address:sql_port`, where it has one.
+    pub fn sql_endpoint(&self) -> Option<String> {
+        self.sql_port.map(|p| format!("{}:{p}", self.address))
     }
 }
 
@@ -185,6 +217,7 @@ pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFi
             address: host.to_string(),
             port: base_port,
             datadir: dir.join("coordinator"),
+            sql_port: None,
         },
         standby: None,
         segments: vec![
@@ -208,6 +241,8 @@ pub fn local(dir: &Path, host: &str, base_port: u16) -> anyhow::Result<ClusterFi
         cache_blocks_max: 256,
         coordinator_max_connections: default_coordinator_connections(),
         segment_max_connections: default_segment_connections(),
+        sql_tls_cert: None,
+        sql_tls_key: None,
         bugs: Vec::new(),
         allow_planted_bugs: false,
     })
@@ -408,6 +443,7 @@ pub fn plan(dir: &Path, plan: &Plan) -> anyhow::Result<(PathBuf, ClusterFile)> {
             log_dir: None,
         });
     }
+    file.coordinator.sql_port = Some(file.free_sql_port(plan.base_port.saturating_add(100))?);
     if let Some(logs) = &plan.log_root {
         let logs = std::path::absolute(logs)
             .with_context(|| format!("--log-root {}: cannot resolve", logs.display()))?;
@@ -456,6 +492,7 @@ pub fn init_local(
     dir: &Path,
     host: &str,
     base_port: u16,
+    sql_port: Option<u16>,
     shape: Option<LocalShape>,
 ) -> anyhow::Result<(PathBuf, ClusterFile)> {
     let dir = new_cluster_dir(dir)?;
@@ -465,6 +502,14 @@ pub fn init_local(
         Some(shape) => local_with_shape(&dir, host, base_port, shape)?,
     };
     file.place_agents()?;
+    file.coordinator.sql_port = Some(match sql_port {
+        Some(p) => p,
+        None => base_port.checked_add(100).with_context(|| {
+            format!(
+                "--base-port {base_port} leaves no room for the SQL port (+100); give --sql-port"
+            )
+        })?,
+    });
     file.validate()?;
     file.check_ports_free()?;
     for (datadir, _, _) in file.data_directories() {
@@ -554,6 +599,7 @@ impl ClusterFile {
         self.cluster_id()?;
         self.check_standby(&mut endpoints, &mut datadirs)?;
         self.check_agents(&mut endpoints)?;
+        self.check_sql_ports(&endpoints)?;
         self.check_datadirs_absolute()?;
         self.check_settings()?;
         self.named_bugs()?;
@@ -683,6 +729,52 @@ impl ClusterFile {
             }
         }
         Ok(())
+    }
+
+    /// The SQL ports: each on a port no other process of its host (its address) uses, and TLS
+    /// named whole or not at all.
+    fn check_sql_ports(&self, endpoints: &BTreeSet<String>) -> anyhow::Result<()> {
+        let mut sql = BTreeSet::new();
+        let ports = std::iter::once((
+            "coordinator.sql_port",
+            &self.coordinator.address,
+            self.coordinator.sql_port,
+        ))
+        .chain(
+            self.standby
+                .iter()
+                .map(|s| ("standby.sql_port", &s.address, s.sql_port)),
+        );
+        for (field, address, port) in ports {
+            let Some(port) = port else { continue };
+            if port == 0 {
+                bail!("{field}: 0 is not a port");
+            }
+            let endpoint = format!("{address}:{port}");
+            if endpoints.contains(&endpoint) || !sql.insert(endpoint.clone()) {
+                bail!("{field}: {endpoint} is already used by another process of the same host");
+            }
+        }
+        if self.sql_tls_cert.is_some() != self.sql_tls_key.is_some() {
+            bail!("sql_tls_cert and sql_tls_key: name both (TLS for SQL clients) or neither");
+        }
+        Ok(())
+    }
+
+    /// `wanted`, or the first port above it that no process on the coordinator's address uses.
+    pub fn free_sql_port(&self, wanted: u16) -> anyhow::Result<u16> {
+        let address = &self.coordinator.address;
+        let used: BTreeSet<u16> =
+            std::iter::once((&self.coordinator.address, self.coordinator.port))
+                .chain(self.standby.iter().map(|s| (&s.address, s.port)))
+                .chain(self.segments.iter().map(|s| (&s.address, s.port)))
+                .chain(self.agents.iter().map(|a| (&a.address, a.port)))
+                .filter(|(a, _)| *a == address)
+                .map(|(_, p)| p)
+                .collect();
+        (wanted..=u16::MAX)
+            .find(|p| !used.contains(p))
+            .context("no port is left for the SQL front door")
     }
 
     /// The agent of host `hostname`, if the file names one.
@@ -879,7 +971,11 @@ impl ClusterFile {
             .agents
             .iter()
             .map(|a| (format!("the agent of host {}", a.hostname), a.endpoint()));
-        for (who, endpoint) in coordinator.chain(segments).chain(agents) {
+        let sql = self
+            .coordinator
+            .sql_endpoint()
+            .map(|e| ("the SQL front door".to_string(), e));
+        for (who, endpoint) in coordinator.chain(segments).chain(agents).chain(sql) {
             TcpListener::bind(&endpoint)
                 .with_context(|| format!("{endpoint} ({who}) is not free"))?;
         }
@@ -1048,11 +1144,54 @@ mod tests {
     }
 
     #[test]
+    fn sql_ports_are_optional_in_old_files_and_must_not_share_a_hosts_port() {
+        let mut file = local(Path::new("/d"), "127.0.0.1", 7000).unwrap();
+        // A file written before the front door has no SQL port, and still parses.
+        let old = file.text();
+        assert!(!old.contains("sql_port"), "{old}");
+        assert_eq!(
+            ClusterFile::parse(&old, "old")
+                .unwrap()
+                .coordinator
+                .sql_port,
+            None
+        );
+        file.coordinator.sql_port = Some(7100);
+        file.validate().unwrap();
+        assert_eq!(ClusterFile::parse(&file.text(), "new").unwrap(), file);
+        file.coordinator.sql_port = Some(7001);
+        let err = format!("{:#}", file.validate().unwrap_err());
+        assert!(
+            err.contains("coordinator.sql_port") && err.contains("127.0.0.1:7001"),
+            "{err}"
+        );
+        file.coordinator.sql_port = Some(7100);
+        let row = SegmentConfig::coordinator(
+            "127.0.0.1".into(),
+            "127.0.0.1".into(),
+            7003,
+            "/d/standby".into(),
+        );
+        let mut standby = StandbyEntry::from_row(&row, "/d/standby".into(), None);
+        standby.dbid = 4;
+        assert_eq!(standby.sql_port, Some(7103), "the standby's port + 100");
+        standby.sql_port = Some(7100);
+        file.standby = Some(standby);
+        let err = format!("{:#}", file.validate().unwrap_err());
+        assert!(err.contains("standby.sql_port"), "{err}");
+        file.standby.as_mut().unwrap().sql_port = Some(7103);
+        file.validate().unwrap();
+        file.sql_tls_cert = Some("/d/cert.pem".into());
+        let err = format!("{:#}", file.validate().unwrap_err());
+        assert!(err.contains("sql_tls_cert and sql_tls_key"), "{err}");
+    }
+
+    #[test]
     fn init_refuses_an_existing_cluster_file() {
         let dir = scratch("twice");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(FILE_NAME), "{}").unwrap();
-        let err = init_local(&dir, "127.0.0.1", 7000, None)
+        let err = init_local(&dir, "127.0.0.1", 7000, None, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("exists"), "{err}");
@@ -1082,6 +1221,10 @@ mod tests {
         let (path, file) = plan(&dir, &plan_of(Layout::Spread)).unwrap();
         assert_eq!(ClusterFile::load(&path).unwrap(), file);
         assert_eq!(file.coordinator.endpoint(), "10.0.0.1:6000");
+        assert_eq!(
+            file.coordinator.sql_endpoint().as_deref(),
+            Some("10.0.0.1:6100")
+        );
         let data = dir.join("data");
         assert_eq!(file.coordinator.datadir, data.join("mdw/coordinator"));
         assert_eq!(file.segments.len(), 12);

@@ -33,11 +33,14 @@ pub struct InitStandbyArgs {
     /// Remove the configured standby from the cluster, as gpinitstandby -r does: it leaves the
     /// catalog, its process is stopped and the cluster file forgets it; its data directory is
     /// left in place. A damaged standby is replaced with -r, then -s HOST.
-    #[arg(short = 'r', long = "remove", conflicts_with_all = ["standby_host", "resync", "standby_port", "standby_datadir"])]
+    #[arg(short = 'r', long = "remove", conflicts_with_all = ["standby_host", "resync", "standby_port", "standby_sql_port", "standby_datadir"])]
     pub remove: bool,
     /// The standby's port [default: the coordinator's].
     #[arg(long)]
     pub standby_port: Option<u16>,
+    /// Where SQL clients connect once the standby is activated [default: its port + 100].
+    #[arg(long)]
+    pub standby_sql_port: Option<u16>,
     /// The standby's data directory, which must not exist or be empty [default: `standby`
     /// beside the cluster file, or `standby-N` where that is taken].
     #[arg(long)]
@@ -61,6 +64,7 @@ impl InitStandbyArgs {
             resync: false,
             remove: false,
             standby_port: None,
+            standby_sql_port: None,
             standby_datadir: None,
             coordinators: Vec::new(),
             timeout_ms: 30_000,
@@ -144,6 +148,7 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
     let allow_bugs = args.test.allow_planted_bugs;
     let cluster = args.cluster.clone();
     let through_agent = std::cell::Cell::new(false);
+    let sql_port = args.standby_sql_port;
     let launch = |row: SegmentConfig| {
         let (cluster, started, through_agent) = (&cluster, &started, &through_agent);
         async move {
@@ -166,8 +171,8 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
                 through_agent.set(true);
                 return Ok(());
             }
-            let pid =
-                start_standby(cluster, &row, fresh, allow_bugs).map_err(|e| format!("{e:#}"))?;
+            let pid = start_standby(cluster, &row, fresh, sql_port, allow_bugs)
+                .map_err(|e| format!("{e:#}"))?;
             started.set(Some(pid));
             Ok(())
         }
@@ -186,13 +191,11 @@ pub async fn init_standby(args: InitStandbyArgs) -> anyhow::Result<serde_json::V
         // The standby's host recorded it; this file and every other host learn it too.
         if let (true, Some(row)) = (fresh, &status.standby) {
             let mut file = ClusterFile::load(&args.cluster)?;
-            file.standby = Some(StandbyEntry {
-                dbid: row.dbid,
-                hostname: row.hostname.clone(),
-                address: row.address.clone(),
-                port: row.port,
-                datadir: PathBuf::from(&row.datadir),
-            });
+            file.standby = Some(StandbyEntry::from_row(
+                row,
+                PathBuf::from(&row.datadir),
+                args.standby_sql_port,
+            ));
             file.store(&args.cluster)?;
         }
         out["hosts"] = serde_json::json!(crate::agent_cmd::push_config(&args.cluster)
@@ -308,19 +311,14 @@ fn start_standby(
     cluster: &Path,
     row: &SegmentConfig,
     fresh: bool,
+    sql_port: Option<u16>,
     allow_bugs: bool,
 ) -> anyhow::Result<u32> {
     let datadir = PathBuf::from(&row.datadir);
     if fresh {
         let mut file = ClusterFile::load(cluster)?;
         crate::cluster_file::make_data_directory(&file, &datadir, row.dbid, -1)?;
-        file.standby = Some(StandbyEntry {
-            dbid: row.dbid,
-            hostname: row.hostname.clone(),
-            address: row.address.clone(),
-            port: row.port,
-            datadir: datadir.clone(),
-        });
+        file.standby = Some(StandbyEntry::from_row(row, datadir.clone(), sql_port));
         file.store(cluster)?;
     }
     let mut args: Vec<std::ffi::OsString> =
@@ -340,11 +338,17 @@ pub async fn run_standby(args: StandbyArgs) -> anyhow::Result<()> {
         .standby
         .clone()
         .context("the cluster file records no standby (init-standby -s adds one)")?;
+    let mut coordinator = file.coordinator_config()?;
+    // Once activated, it serves SQL clients on its own SQL port.
+    if let Some(port) = entry.sql_port {
+        let door = crate::sql_cmd::frontdoor_config(&file, &args.cluster, &entry.address, port)?;
+        coordinator.on_services = Some(cluster::frontdoor::hook(door, None));
+    }
     let cfg = StandbyConfig {
         dbid: entry.dbid,
         listen_addr: entry.endpoint(),
         coordinator_addr: file.coordinator.endpoint(),
-        coordinator: file.coordinator_config()?,
+        coordinator,
     };
     let _lock =
         processes::DataDirLock::acquire(&entry.datadir, &format!("standby --dbid {}", entry.dbid))?;
@@ -373,6 +377,7 @@ pub async fn activate(cluster: &Path, timeout_ms: u64) -> anyhow::Result<serde_j
         address: standby.address.clone(),
         port: standby.port,
         datadir: standby.datadir.clone(),
+        sql_port: standby.sql_port,
     };
     file.standby = None;
     file.store(cluster)?;
@@ -388,6 +393,7 @@ pub async fn activate(cluster: &Path, timeout_ms: u64) -> anyhow::Result<serde_j
         "aborted_in_doubt": a.aborted,
         "unreached_contents": a.unreached,
         "coordinator": file.coordinator.endpoint(),
+        "sql": file.coordinator.sql_endpoint(),
         "deposed": format!("{} ({}): it refuses to serve if started again; make its host a standby with init-standby -s", deposed.endpoint(), deposed.datadir.display()),
     }))
 }
