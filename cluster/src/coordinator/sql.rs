@@ -1805,12 +1805,15 @@ mod tests_support {
     //! writes undone on abort.
     use super::*;
 
+    /// A row as it was before a transaction's write: where, its key, its old value.
+    type Undo = ((String, i16), Key, Option<Vec<u8>>);
+
     #[derive(Default)]
     pub(super) struct Memory {
         contents: usize,
         pub(super) tables: BTreeMap<String, TableDef>,
         pub(super) rows: BTreeMap<(String, i16), BTreeMap<Key, Vec<u8>>>,
-        undo: Option<Vec<((String, i16), Key, Option<Vec<u8>>)>>,
+        undo: Option<Vec<Undo>>,
         drawn: u64,
         calls: Vec<String>,
     }

@@ -389,12 +389,7 @@ fn sql_type(dt: &ast::DataType) -> Result<SqlType, SqlError> {
         D::BigInt(_) | D::Int8(_) => SqlType::Int8,
         D::Text | D::Varchar(_) | D::CharacterVarying(_) | D::String(_) => SqlType::Text,
         D::Boolean | D::Bool => SqlType::Bool,
-        D::Timestamp(_, tz)
-            if matches!(
-                tz,
-                ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone
-            ) =>
-        {
+        D::Timestamp(_, ast::TimezoneInfo::None | ast::TimezoneInfo::WithoutTimeZone) => {
             SqlType::Timestamp
         }
         other => {

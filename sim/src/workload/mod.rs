@@ -279,7 +279,7 @@ pub struct ClientSpec {
 /// How a client reaches the coordinator's SQL layer.
 enum Link {
     /// SQL text in the cluster's own authenticated frames.
-    Framed(Client),
+    Framed(Box<Client>),
     /// PostgreSQL's wire protocol, through a real driver, to the front door.
     Wire(wire::WireClient),
 }
@@ -322,7 +322,10 @@ impl Link {
 pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
     let mut client = match &spec.front_doors {
         Some(doors) => Link::Wire(wire::WireClient::new(doors.clone(), spec.timeout)),
-        None => Link::Framed(Client::new(spec.coordinators.clone(), spec.timeout)),
+        None => Link::Framed(Box::new(Client::new(
+            spec.coordinators.clone(),
+            spec.timeout,
+        ))),
     };
     let id = spec.id;
     let mut state = ClientState {
