@@ -24,7 +24,6 @@ pub mod admin;
 pub mod agent;
 pub mod client;
 pub mod coordinator;
-#[cfg(feature = "real-io")]
 pub mod frontdoor;
 pub mod io;
 pub mod model;

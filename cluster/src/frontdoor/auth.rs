@@ -43,7 +43,7 @@ impl Verifier {
     /// A SCRAM-SHA-256 verifier of `password` with a fresh random salt.
     pub fn scram(password: &str) -> Verifier {
         let mut salt = vec![0u8; 16];
-        getrandom::getrandom(&mut salt).expect("the system's random source works");
+        crate::io::runtime::random_bytes(&mut salt);
         Verifier::scram_with_salt(password, salt, SCRAM_ITERATIONS)
     }
 
@@ -410,7 +410,7 @@ fn read_small(path: &Path) -> Result<String, String> {
 pub fn random_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut bytes = [0u8; 24];
-    getrandom::getrandom(&mut bytes).expect("the system's random source works");
+    crate::io::runtime::random_bytes(&mut bytes);
     bytes
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)

@@ -41,6 +41,7 @@ use super::guard::Guarded;
 use super::values::{self, TEXT};
 use super::{FrontDoorConfig, MAX_MESSAGE, STARTUP_TIMEOUT};
 use crate::coordinator::{Services, SqlConnection};
+use crate::io::runtime;
 use crate::sql::{Column, Datum, Outcome, SqlError, SqlType, Statement, TxnStatus};
 
 /// Prepared statements or portals one connection may hold at once.
@@ -49,9 +50,10 @@ const MAX_NAMED: usize = 10_000;
 /// The bytes of statement text and bound parameters one connection may hold at once.
 const MAX_HELD_BYTES: usize = 32 << 20;
 
-/// The client's stream: plain TCP, or TLS over it.
+/// The client's stream: plain TCP (real or simulated), or TLS over it (production).
 enum Stream {
     Plain(TcpStream),
+    #[cfg(feature = "real-io")]
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
@@ -63,6 +65,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "real-io")]
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -76,6 +79,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "real-io")]
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
@@ -83,6 +87,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "real-io")]
             Stream::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
@@ -90,6 +95,7 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "real-io")]
             Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -109,7 +115,7 @@ impl CancelKeys {
         let mut keys = self.keys.lock().unwrap();
         loop {
             let mut b = [0u8; 8];
-            getrandom::getrandom(&mut b).expect("the system's random source works");
+            runtime::random_bytes(&mut b);
             let pid = i32::from_be_bytes(b[..4].try_into().unwrap()) & 0x7fff_ffff;
             let secret = i32::from_be_bytes(b[4..].try_into().unwrap());
             if pid != 0 && !keys.contains_key(&pid) {
@@ -153,7 +159,7 @@ pub async fn serve(
     cancels: Arc<CancelKeys>,
     slot: Option<OwnedSemaphorePermit>,
 ) {
-    let started = tokio::time::timeout(
+    let started = runtime::timeout(
         STARTUP_TIMEOUT,
         startup(stream, peer, &cfg, &cancels, slot.is_some()),
     )
@@ -219,6 +225,7 @@ async fn startup(
         PgWireMessageServerCodec::new(DefaultClient::new(peer, false)),
     );
     socket.set_state(PgWireConnectionState::AwaitingSslRequest);
+    #[cfg_attr(not(feature = "real-io"), allow(unused_mut))]
     let mut tls = false;
     for _ in 0..3 {
         let Some(msg) = socket.next().await else {
@@ -232,25 +239,30 @@ async fn startup(
                         .await?;
                     continue;
                 };
-                socket
-                    .send(PgWireBackendMessage::SslResponse(SslResponse::Accept))
-                    .await?;
-                let parts = socket.into_parts();
-                if !parts.read_buf.is_empty() {
-                    // Bytes sent before the handshake would be taken as encrypted ones.
-                    return Ok(None);
+                #[cfg(not(feature = "real-io"))]
+                match *acceptor {}
+                #[cfg(feature = "real-io")]
+                {
+                    socket
+                        .send(PgWireBackendMessage::SslResponse(SslResponse::Accept))
+                        .await?;
+                    let parts = socket.into_parts();
+                    if !parts.read_buf.is_empty() {
+                        // Bytes sent before the handshake would be taken as encrypted ones.
+                        return Ok(None);
+                    }
+                    let Stream::Plain(tcp) = parts.io.into_inner() else {
+                        return Ok(None);
+                    };
+                    let encrypted = acceptor.accept(tcp).await?;
+                    socket = Framed::new(
+                        Guarded::new(Stream::Tls(Box::new(encrypted)), MAX_MESSAGE),
+                        PgWireMessageServerCodec::new(DefaultClient::new(peer, true)),
+                    );
+                    socket.set_state(PgWireConnectionState::AwaitingStartup);
+                    tls = true;
+                    break;
                 }
-                let Stream::Plain(tcp) = parts.io.into_inner() else {
-                    return Ok(None);
-                };
-                let encrypted = acceptor.accept(tcp).await?;
-                socket = Framed::new(
-                    Guarded::new(Stream::Tls(Box::new(encrypted)), MAX_MESSAGE),
-                    PgWireMessageServerCodec::new(DefaultClient::new(peer, true)),
-                );
-                socket.set_state(PgWireConnectionState::AwaitingStartup);
-                tls = true;
-                break;
             }
             PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresGss(_)) => {
                 socket
@@ -328,7 +340,10 @@ async fn authenticate(
         .get("database")
         .cloned()
         .unwrap_or_else(|| user.clone());
-    let files = Users::load(&cfg.users_file).and_then(|u| Ok((u, Hba::load(&cfg.hba_file)?)));
+    let files = match &cfg.given {
+        Some(given) => Ok(given.as_ref().clone()),
+        None => Users::load(&cfg.users_file).and_then(|u| Ok((u, Hba::load(&cfg.hba_file)?))),
+    };
     let (users, hba) = match files {
         Ok(files) => files,
         Err(e) => {
@@ -379,7 +394,7 @@ async fn authenticate(
             // An unknown user, or one with only an md5 verifier: the exchange runs against a
             // verifier of a random password, and fails as a wrong password does.
             let mut noise = [0u8; 18];
-            getrandom::getrandom(&mut noise).expect("the system's random source works");
+            runtime::random_bytes(&mut noise);
             let mock = Verifier::scram(&super::auth::hex(&noise));
             let _ = scram_exchange(socket, &mock).await?;
             false
@@ -470,7 +485,7 @@ async fn scram_exchange(socket: &mut Socket, verifier: &Verifier) -> Result<bool
 /// PostgreSQL's md5 exchange against the stored `md5(password || user)`.
 async fn md5_exchange(socket: &mut Socket, hash: &[u8; 16]) -> Result<bool, PgWireError> {
     let mut salt = [0u8; 4];
-    getrandom::getrandom(&mut salt).expect("the system's random source works");
+    runtime::random_bytes(&mut salt);
     socket
         .send(PgWireBackendMessage::Authentication(
             Authentication::MD5Password(salt.to_vec()),

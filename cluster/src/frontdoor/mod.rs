@@ -1,4 +1,4 @@
-//! The SQL front door (production only): the coordinator speaks PostgreSQL's wire protocol, so
+//! The SQL front door: the coordinator speaks PostgreSQL's wire protocol, so
 //! psql, pgbench and drivers connect to it unchanged. Each client connection gets its own
 //! [`crate::coordinator::SqlConnection`]; messages are framed and coded by `pgwire` (its codec,
 //! message types and SCRAM exchange), over a stream whose message sizes are watched
@@ -6,6 +6,10 @@
 //!
 //! A fresh coordinator opens the front door as soon as its services run; an activated standby
 //! once it has taken over (both through [`crate::coordinator::CoordinatorConfig::on_services`]).
+//!
+//! The same code serves in both worlds: over real TCP (and TLS) in production, over the
+//! simulated network in the simulator, where a real driver connects to it under every fault
+//! the nemesis injects. Time, randomness and spawning go through the seam ([`crate::io::runtime`]).
 
 pub mod auth;
 mod conn;
@@ -21,6 +25,7 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::coordinator::{Services, ServicesHook};
+use crate::io::runtime;
 
 /// The longest message a client may send (a statement's text is at most 1 MiB; parameters
 /// and their headers fit well within this).
@@ -38,10 +43,38 @@ pub struct FrontDoorConfig {
     pub users_file: PathBuf,
     /// The host rules (`hba.conf`).
     pub hba_file: PathBuf,
+    /// Users and rules given in memory instead of read from the files (the simulator's).
+    pub given: Option<Arc<(auth::Users, auth::Hba)>>,
     /// Clients connected at once; more are refused (`53300`).
     pub max_connections: usize,
     /// TLS, when the cluster file names a certificate and key.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub tls: Option<Tls>,
+}
+
+/// What accepts TLS connections: rustls in production; nothing in the simulator.
+#[cfg(feature = "real-io")]
+pub type Tls = tokio_rustls::TlsAcceptor;
+/// What accepts TLS connections: nothing in the simulator.
+#[cfg(not(feature = "real-io"))]
+#[derive(Clone)]
+pub enum Tls {}
+
+/// A listener bound before the process starts serving (so a taken port fails its start):
+/// production only.
+#[cfg(feature = "real-io")]
+pub type Prebound = std::net::TcpListener;
+/// A listener bound before the process starts serving: none in the simulator.
+#[cfg(not(feature = "real-io"))]
+pub enum Prebound {}
+
+#[cfg(feature = "real-io")]
+fn adopt(l: Prebound) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(l)
+}
+
+#[cfg(not(feature = "real-io"))]
+fn adopt(l: Prebound) -> std::io::Result<TcpListener> {
+    match l {}
 }
 
 impl FrontDoorConfig {
@@ -49,6 +82,9 @@ impl FrontDoorConfig {
     /// the line and the rule. (Each connection reads them again, so `sql-user` needs no
     /// restart.)
     pub fn check(&self) -> Result<(), String> {
+        if self.given.is_some() {
+            return Ok(());
+        }
         auth::Users::load(&self.users_file)?;
         auth::Hba::load(&self.hba_file)?;
         Ok(())
@@ -56,6 +92,7 @@ impl FrontDoorConfig {
 }
 
 /// A TLS acceptor for `cert` and `key` (PEM files), on ring.
+#[cfg(feature = "real-io")]
 pub fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
@@ -87,15 +124,15 @@ pub fn tls_acceptor(
 /// A hook that opens the front door on `listener` (bound already, so a taken port fails the
 /// process's start) or, without one, binds `cfg.listen_addr` when called (an activated
 /// standby).
-pub fn hook(cfg: FrontDoorConfig, listener: Option<std::net::TcpListener>) -> ServicesHook {
+pub fn hook(cfg: FrontDoorConfig, listener: Option<Prebound>) -> ServicesHook {
     let listener = std::sync::Mutex::new(listener);
     ServicesHook(Arc::new(move |services: &Services| {
         let bound = listener.lock().unwrap().take();
         let cfg = cfg.clone();
         let services = services.clone();
-        tokio::spawn(async move {
+        runtime::spawn(async move {
             let listener = match bound {
-                Some(l) => TcpListener::from_std(l),
+                Some(l) => adopt(l),
                 None => TcpListener::bind(&cfg.listen_addr).await,
             };
             match listener {
@@ -109,6 +146,7 @@ pub fn hook(cfg: FrontDoorConfig, listener: Option<std::net::TcpListener>) -> Se
 }
 
 /// Binds the front door's address (non-blocking, for [`hook`]).
+#[cfg(feature = "real-io")]
 pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
     let l = std::net::TcpListener::bind(addr)?;
     l.set_nonblocking(true)?;
@@ -126,14 +164,14 @@ async fn serve(cfg: FrontDoorConfig, listener: TcpListener, services: Services) 
             Ok(accepted) => accepted,
             Err(e) => {
                 warn!(error = %e, "SQL front door: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                runtime::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let slot = slots.clone().try_acquire_owned().ok();
         let (cfg, services, cancels) = (cfg.clone(), services.clone(), cancels.clone());
-        tokio::spawn(async move {
+        runtime::spawn(async move {
             conn::serve(stream, peer, cfg, services, cancels, slot).await;
         });
     }

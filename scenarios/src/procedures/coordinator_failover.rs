@@ -84,7 +84,17 @@ pub async fn run(cfg: RunConfig, seed: u64) -> Result<FailoverReport, String> {
     let start_ms = now_ms();
     let history = History::default();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
-    let clients = run::start_clients(&handle, &cfg, seed, &addrs, timeout, stop_at_ms, &history);
+    let front_doors = world.front_door_addrs();
+    let clients = run::start_clients(
+        &handle,
+        &cfg,
+        seed,
+        &addrs,
+        &front_doors,
+        timeout,
+        stop_at_ms,
+        &history,
+    );
 
     madsim::time::sleep(Duration::from_secs(1)).await;
     let synchronized = world

@@ -544,11 +544,13 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
     let start_ms = now_ms();
     let stop_at_ms = start_ms + cfg.fault_time.as_millis() as u64;
     let history = History::default();
+    let front_doors = world.front_door_addrs();
     let clients = start_clients(
         &handle,
         &cfg,
         seed,
         &addrs,
+        &front_doors,
         client_timeout,
         stop_at_ms,
         &history,
@@ -745,12 +747,16 @@ async fn start_cluster(
 }
 
 /// Starts the clients, each on a host of its own (`10.0.1.2` on) with its own random stream,
-/// until `stop_at_ms`. The seed procedures start theirs this way too.
+/// until `stop_at_ms`. The seed procedures start theirs this way too. Where there are several,
+/// the first speaks PostgreSQL's wire protocol through a real driver to the front doors
+/// (`front_doors`), the others the cluster's own frames.
+#[allow(clippy::too_many_arguments)]
 pub fn start_clients(
     handle: &madsim::runtime::Handle,
     cfg: &RunConfig,
     seed: u64,
     addrs: &[String],
+    front_doors: &[String],
     timeout: Duration,
     stop_at_ms: u64,
     history: &History,
@@ -770,7 +776,7 @@ pub fn start_clients(
             workload: cfg.workload.clone(),
             contents: cfg.contents,
             stop_at_ms,
-            front_doors: None,
+            front_doors: (c == 1 && cfg.clients > 1).then(|| front_doors.to_vec()),
         };
         let rng = stream(seed, &format!("client-{c}"));
         clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));

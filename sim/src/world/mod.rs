@@ -39,9 +39,31 @@ use crate::config::RunConfig;
 use crate::world::disk::{SimDisk, TornTail};
 
 pub const COORDINATOR_PORT: u16 = 5432;
+/// Where a coordinator host's front door listens for PostgreSQL's wire protocol.
+pub const SQL_PORT: u16 = COORDINATOR_PORT + 100;
 /// The standby coordinator's host, when the run has one.
 pub const STANDBY_HOST: &str = "smdw";
 pub const SEGMENT_PORT: u16 = 6000;
+
+/// A coordinator's front door in the simulator: the production code, on the host's SQL port,
+/// trusting the clients' network (the simulated world has no users file; passwords are the
+/// production tests').
+fn front_door() -> cluster::coordinator::ServicesHook {
+    use cluster::frontdoor::{auth, hook, FrontDoorConfig};
+    let rules = format!("host all {} 10.0.1.0/24 trust", crate::workload::wire::USER);
+    let hba = auth::Hba::parse(&rules, "the simulator's rules").expect("valid rules");
+    hook(
+        FrontDoorConfig {
+            listen_addr: format!("0.0.0.0:{SQL_PORT}"),
+            users_file: Default::default(),
+            hba_file: Default::default(),
+            given: Some(Arc::new((auth::Users::default(), hba))),
+            max_connections: 64,
+            tls: None,
+        },
+        None,
+    )
+}
 
 /// One host of the simulated cluster: its disk and the processes running on it.
 pub struct Host {
@@ -287,7 +309,20 @@ impl World {
         ccfg.statement_timeout = cfg.statement_timeout;
         ccfg.bugs = cfg.bugs;
         ccfg.observe = self.observe.clone();
+        ccfg.on_services = Some(front_door());
         ccfg
+    }
+
+    /// The front doors' addresses (a coordinator host's SQL port), in the order of
+    /// [`World::coordinator_addrs`].
+    pub fn front_door_addrs(&self) -> Vec<String> {
+        self.coordinator_addrs()
+            .iter()
+            .map(|a| {
+                let ip = a.rsplit_once(':').map_or(a.as_str(), |(ip, _)| ip);
+                format!("{ip}:{SQL_PORT}")
+            })
+            .collect()
     }
 
     /// A host whose one process is `node`; `stopped` is the flag its boot sets when what it

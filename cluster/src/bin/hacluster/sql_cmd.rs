@@ -137,6 +137,7 @@ pub fn frontdoor_config(
         listen_addr: format!("{address}:{sql_port}"),
         users_file: users_path(cluster),
         hba_file: hba_path(cluster),
+        given: None,
         max_connections: file.coordinator_max_connections,
         tls,
     };
