@@ -95,20 +95,19 @@ fn a_standby_whose_host_lost_power_with_the_coordinator_is_started_and_activated
     );
 }
 
-/// Standard seed 1748 (kept in `scenarios/schedules/`, fault points armed as drawn): a fault
-/// point cuts the coordinator's host's power; the operator activates the standby without
-/// fencing the old one, while sdw1, with a full disk, cannot keep the new generation and its
-/// instances fail themselves. The old coordinator's host is back within a second and it starts
-/// again, before the activation has resolved its in-doubt transactions. It asks its standby
-/// for the catalog: answered "not active" until the activation served, it went on, promoted
-/// and committed on sdw1's restarted instances, and those commits were lost. The activated
-/// standby now answers with the catalog it took over, and the old coordinator stops at once.
+/// Standard seed 231 (kept in `scenarios/schedules/`, fault points armed as drawn): a fault
+/// point cuts the coordinator's host's power; the operator activates the standby on `smdw`
+/// without fencing the old coordinator, whose host is back within 400 ms of the activation. The
+/// old coordinator asks its standby for the catalog as it starts, is answered by the activated
+/// standby with a later generation's, and stops at once: one acting coordinator throughout.
+/// (Standard seed 1748 told this story first, when an old coordinator that went on serving lost
+/// commits; the workload has since changed its timing.)
 #[test]
 fn an_old_coordinator_starting_during_the_activation_learns_it_was_deposed() {
     let cfg = scenarios::standard_with_schedule(include_str!(
-        "../schedules/old-coordinator-back-during-activation-1748.json"
+        "../schedules/old-coordinator-back-during-activation-231.json"
     ));
-    let (r, _) = run_seed(1748, &cfg);
+    let (r, _) = run_seed(231, &cfg);
     assert_clean(&r);
     assert!(commands(&r)
         .iter()
