@@ -182,10 +182,22 @@ pub async fn serve(
         portals: HashMap::new(),
         skip_to_sync: false,
     };
+    let _key = Registered { cancels, pid };
     session.run(&mut socket, peer).await;
     session.conn.close().await;
-    cancels.remove(pid);
     drop(slot);
+}
+
+/// A connection's cancel key, removed when the connection ends, however it ends.
+struct Registered {
+    cancels: Arc<CancelKeys>,
+    pid: i32,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.cancels.remove(self.pid);
+    }
 }
 
 fn fatal(code: &str, message: String) -> PgWireBackendMessage {

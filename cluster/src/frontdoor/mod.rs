@@ -26,6 +26,8 @@ use tracing::{info, warn};
 
 use crate::coordinator::{Services, ServicesHook};
 use crate::io::runtime;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 
 /// The longest message a client may send (a statement's text is at most 1 MiB; parameters
 /// and their headers fit well within this).
@@ -172,7 +174,23 @@ async fn serve(cfg: FrontDoorConfig, listener: TcpListener, services: Services) 
         let slot = slots.clone().try_acquire_owned().ok();
         let (cfg, services, cancels) = (cfg.clone(), services.clone(), cancels.clone());
         runtime::spawn(async move {
-            conn::serve(stream, peer, cfg, services, cancels, slot).await;
+            // A message that breaks pgwire's decoder (a malformed Bind made it panic, found by
+            // `sim/tests/front_door_fuzz.rs`) ends its own connection, and only it: its
+            // session is dropped, which closes its segment connections, and those roll back
+            // what it had open.
+            let served = AssertUnwindSafe(conn::serve(
+                stream,
+                peer,
+                cfg,
+                services,
+                cancels.clone(),
+                slot,
+            ))
+            .catch_unwind()
+            .await;
+            if served.is_err() {
+                warn!(%peer, "SQL front door: a malformed message broke the connection's decoding; the connection is closed");
+            }
         });
     }
 }
