@@ -76,7 +76,7 @@ fn garbage(rng: &mut ChaCha8Rng, i: u32) -> Vec<u8> {
                 let mut body = vec![0u8; (rng.next_u32() % 40) as usize];
                 rng.fill_bytes(&mut body);
                 let mut m = message(tag, &body);
-                if rng.next_u32() % 5 == 0 {
+                if rng.next_u32().is_multiple_of(5) {
                     m[1..5].copy_from_slice(&rng.next_u32().to_be_bytes());
                 }
                 b.extend(m);
