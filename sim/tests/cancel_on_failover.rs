@@ -30,12 +30,7 @@ async fn pause_mid_statement(bugs: PlantedBugs) -> Seen {
     cfg.bugs = bugs;
     let mut world = World::build(&cfg, 13);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     let (sending, pause_now) = oneshot::channel::<()>();
     let (paused, paused_at) = oneshot::channel::<Instant>();
     let client = node.spawn(async move {

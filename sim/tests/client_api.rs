@@ -121,12 +121,7 @@ async fn phase_6(a: &mut Client, b: &mut Client) {
 async fn begin_insert_update_delete_get_scan_commit_and_abort_behave_as_a_database_should() {
     let world = World::build(&RunConfig::pair(), 1);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     node.spawn(async move {
         let mut a = Client::new(vec![coordinator.clone()], Duration::from_secs(10));
         let mut b = Client::new(vec![coordinator], Duration::from_secs(10));

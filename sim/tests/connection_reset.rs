@@ -103,12 +103,7 @@ async fn with_a_reset_of_sdw1<F>(
 {
     let mut world = World::build(&RunConfig::pair(), seed);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     let (ready, reset_now) = oneshot::channel::<()>();
     let (was_reset, after_reset) = oneshot::channel::<()>();
     let c = Client::new(vec![coordinator], Duration::from_secs(60));

@@ -42,12 +42,7 @@ async fn a_primary_that_finds_a_corrupt_block_fails_itself_and_its_mirror_takes_
     let cfg = RunConfig::pair();
     let mut world = World::build(&cfg, 7);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
 
     let addr = coordinator.clone();
     node.spawn(async move {

@@ -48,12 +48,7 @@ async fn work_stamped_with_an_older_configuration_epoch_is_refused() {
         .find(|s| s.dbid == 2)
         .unwrap()
         .endpoint();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(10));
         let mut ready = None;
@@ -134,12 +129,7 @@ async fn late_syncrep_off(bug: bool) -> Vec<sim::invariants::Violation> {
         world.hosts["sdw2"].processes[0].node.id(),
     );
     let net = madsim::net::NetSim::current();
-    let client = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&client, cluster::io::auth::PeerIdentity::Client);
+    let client = sim::world::credentials::client_node();
     use cluster::model::catalog::Status::{Down, Up};
 
     let addr = coordinator.clone();

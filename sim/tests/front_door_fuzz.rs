@@ -90,11 +90,7 @@ fn garbage(rng: &mut ChaCha8Rng, i: u32) -> Vec<u8> {
 async fn random_and_mutated_protocol_messages_close_only_their_connection() {
     let world = World::build(&RunConfig::pair(), 1);
     let addr = world.front_door_addrs()[0].clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
+    let node = sim::world::credentials::client_node();
     node.spawn(async move {
         let query = |addr: String| async move {
             let stream = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;

@@ -95,12 +95,7 @@ async fn partition_a_lagging_pair(bug: bool) -> Vec<Violation> {
     let node = |name: &str| world.hosts[name].processes[0].node.id();
     let (mdw, sdw1, sdw2) = (node("mdw"), node("sdw1"), node("sdw2"));
     let net = NetSim::current();
-    let client = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&client, cluster::io::auth::PeerIdentity::Client);
+    let client = sim::world::credentials::client_node();
 
     let addr = coordinator.clone();
     client

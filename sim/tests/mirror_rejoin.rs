@@ -45,12 +45,7 @@ async fn a_returning_mirror_catches_up_and_the_pair_is_synchronized_again() {
     let cfg = RunConfig::pair();
     let mut world = World::build(&cfg, 5);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     let addr = coordinator.clone();
     node.spawn(async move {
         let mut c = Client::new(vec![addr], Duration::from_secs(30));

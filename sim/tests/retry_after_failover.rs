@@ -19,12 +19,7 @@ async fn a_transaction_in_flight_during_a_failover_is_retried_on_the_promoted_mi
     cfg.statement_timeout = Duration::from_secs(20);
     let mut world = World::build(&cfg, 13);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     let (mid_txn, crash_now) = oneshot::channel::<()>();
     let (crashed, after_crash) = oneshot::channel::<()>();
     let client = node.spawn(async move {

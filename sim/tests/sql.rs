@@ -49,12 +49,7 @@ async fn tables_rows_transactions_errors_and_views_through_sql() {
     };
     let world = World::build(&cfg, 3);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     node.spawn(async move {
         let mut a = Client::new(vec![coordinator.clone()], Duration::from_secs(10));
         let mut b = Client::new(vec![coordinator], Duration::from_secs(10));

@@ -89,12 +89,7 @@ async fn a_transaction_on_two_contents_commits_on_both_or_neither() {
     let world = World::build(&two_contents(), 3);
     let coordinator = world.coordinator_addr.clone();
     let hosts = world.segment_host_names();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     node.spawn(async move {
         let mut c = Client::new(vec![coordinator], Duration::from_secs(10));
         ready(&mut c).await;

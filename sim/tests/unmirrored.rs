@@ -29,12 +29,7 @@ async fn without_mirrors_one_failed_segment_stops_the_whole_system_until_it_retu
     };
     let mut world = World::build(&cfg, 9);
     let coordinator = world.coordinator_addr.clone();
-    let node = madsim::runtime::Handle::current()
-        .create_node()
-        .name("client")
-        .ip("10.0.1.1".parse().unwrap())
-        .build();
-    sim::world::credentials::enroll(&node, cluster::io::auth::PeerIdentity::Client);
+    let node = sim::world::credentials::client_node();
     let on_content_0: Vec<i64> = (0..)
         .filter(|k| content_for_key(*k, 2) == 0)
         .take(3)

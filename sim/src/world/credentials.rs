@@ -49,3 +49,15 @@ pub fn of(identity: PeerIdentity) -> Credentials {
 pub fn enroll(node: &NodeHandle, identity: PeerIdentity) {
     credentials::install_on(node.id(), Arc::new(of(identity)));
 }
+
+/// A client's host for a test, `client` at `10.0.1.1` (the clients' network, which the
+/// simulated front doors trust), holding a client's credentials.
+pub fn client_node() -> NodeHandle {
+    let node = madsim::runtime::Handle::current()
+        .create_node()
+        .name("client")
+        .ip("10.0.1.1".parse().expect("an address"))
+        .build();
+    enroll(&node, PeerIdentity::Client);
+    node
+}
