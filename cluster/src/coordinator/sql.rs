@@ -49,6 +49,8 @@ pub struct SqlState {
     /// The block failed outside a statement's run (a statement that did not parse, in the
     /// extended protocol): the session's transaction is rolled back before the next one.
     abort_pending: bool,
+    /// What `version()` answers, asked of the coordinator once per session.
+    version: String,
 }
 
 impl Default for SqlState {
@@ -77,6 +79,7 @@ impl Default for SqlState {
             status: TxnStatus::Idle,
             settings,
             abort_pending: false,
+            version: String::new(),
         }
     }
 }
@@ -212,6 +215,9 @@ pub(crate) async fn execute<B: Backend>(
 ) -> Result<Outcome, SqlError> {
     if std::mem::take(&mut state.abort_pending) {
         let _ = b.call(ClientRequest::Abort).await;
+    }
+    if state.version.is_empty() {
+        state.version = b.version();
     }
     let result = run(b, state, stmt, params).await;
     // Any error in a block fails it, whatever the statement: PostgreSQL's rule.
@@ -350,7 +356,7 @@ async fn run<B: Backend>(
             let env = Env {
                 params,
                 settings: &state.settings,
-                version: b.version(),
+                version: &state.version,
             };
             project(&env, sel, &rows.0, rows.1)
         }
@@ -368,7 +374,7 @@ async fn run<B: Backend>(
             let env = Env {
                 params,
                 settings: &state.settings,
-                version: b.version(),
+                version: &state.version,
             };
             let result = data_statement(b, &env, stmt).await;
             match (&result, autocommit) {
@@ -672,7 +678,7 @@ async fn view_rows<B: Backend>(
 struct Env<'a> {
     params: &'a [Datum],
     settings: &'a BTreeMap<String, String>,
-    version: String,
+    version: &'a str,
 }
 
 fn schema_of<B: Backend>(b: &B, table: &str) -> Result<(TableDef, TableSchema), SqlError> {
@@ -1469,7 +1475,7 @@ fn scalar_function(env: &Env<'_>, name: &str, args: Vec<Datum>) -> Result<Datum,
     Ok(match name {
         "version" => {
             arity(0)?;
-            Datum::Text(env.version.clone())
+            Datum::Text(env.version.to_string())
         }
         "current_setting" => {
             if args.is_empty() || args.len() > 2 {
@@ -1730,7 +1736,7 @@ fn item_columns(items: &[SelectItem], cols: &[Column]) -> Result<Vec<Column>, Sq
     let env = Env {
         params: &[],
         settings: &BTreeMap::new(),
-        version: String::new(),
+        version: "",
     };
     let mut out = Vec::new();
     for item in items {
