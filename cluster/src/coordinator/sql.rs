@@ -175,7 +175,29 @@ pub(crate) async fn simple_query<B: Backend>(
     if stmts.is_empty() {
         return vec![Ok(Outcome::Empty)];
     }
-    let mut out = Vec::with_capacity(stmts.len());
+    // Several statements sent at once, with no transaction control among them, are one
+    // transaction (PostgreSQL's implicit block): all of them commit, or none.
+    let implicit = stmts.len() > 1
+        && state.status == TxnStatus::Idle
+        && stmts.iter().all(|s| {
+            matches!(
+                s,
+                Statement::Insert { .. }
+                    | Statement::Update { .. }
+                    | Statement::Delete { .. }
+                    | Statement::Select(_)
+                    | Statement::Set { .. }
+                    | Statement::Show { .. }
+                    | Statement::Ignored { .. }
+            )
+        });
+    let mut out = Vec::with_capacity(stmts.len() + 1);
+    if implicit {
+        match b.call(ClientRequest::Begin).await {
+            ClientResponse::Ok => state.status = TxnStatus::InBlock,
+            other => return vec![Err(response_error(other))],
+        }
+    }
     for stmt in stmts {
         let r = execute(b, state, &stmt, &[]).await;
         let failed = r.is_err();
@@ -183,6 +205,17 @@ pub(crate) async fn simple_query<B: Backend>(
         if failed {
             break;
         }
+    }
+    if implicit {
+        // A failed statement already rolled the block back (`execute` did).
+        if state.status == TxnStatus::InBlock {
+            match b.call(ClientRequest::Commit).await {
+                ClientResponse::Committed | ClientResponse::Ok => {}
+                other => out.push(Err(response_error(other))),
+            }
+        }
+        state.status = TxnStatus::Idle;
+        state.abort_pending = false;
     }
     out
 }
@@ -1821,7 +1854,7 @@ mod tests_support {
         pub(super) rows: BTreeMap<(String, i16), BTreeMap<Key, Vec<u8>>>,
         undo: Option<Vec<Undo>>,
         drawn: u64,
-        calls: Vec<String>,
+        pub(super) calls: Vec<String>,
     }
 
     impl Memory {
@@ -2253,6 +2286,47 @@ mod tests {
         assert_eq!(s.state.status(), TxnStatus::Failed);
         assert_eq!(s.tag("ROLLBACK"), "ROLLBACK");
         assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["2"]]));
+    }
+
+    #[test]
+    fn statements_sent_together_are_one_transaction_unless_they_control_it() {
+        let mut s = Sql::new(3);
+        s.ok("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+        s.ok("INSERT INTO t VALUES (1, 'a')");
+        // The third fails: the first two are rolled back with it, and the session is idle.
+        let out = s.run("INSERT INTO t VALUES (2, 'b'); INSERT INTO t VALUES (3, 'c'); INSERT INTO t VALUES (1, 'dup'); INSERT INTO t VALUES (4, 'd')");
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out[2].as_ref().unwrap_err().code, "23505");
+        assert_eq!(s.state.status(), TxnStatus::Idle);
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["1"]]));
+        // All of them go through: one Begin, one Commit.
+        s.b.calls.clear();
+        let out = s.run("INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'z' WHERE id = 1; SELECT count(*) FROM t");
+        assert!(out.iter().all(|r| r.is_ok()), "{out:?}");
+        assert_eq!(
+            s.b.calls.iter().filter(|c| *c == "BEGIN").count(),
+            1,
+            "{:?}",
+            s.b.calls
+        );
+        assert_eq!(s.b.calls.iter().filter(|c| *c == "COMMIT").count(), 1);
+        assert_eq!(s.state.status(), TxnStatus::Idle);
+        assert_eq!(
+            s.rows("SELECT id, v FROM t ORDER BY id"),
+            strs(&[&["1", "z"], &["2", "b"]])
+        );
+        // With BEGIN and COMMIT among them, they are the client's block, as written.
+        let out = s
+            .run("BEGIN; INSERT INTO t VALUES (5, 'e'); COMMIT; INSERT INTO t VALUES (5, 'again')");
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[3].as_ref().unwrap_err().code, "23505");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["3"]]));
+        // Inside an open block they are part of it, and the block stays open.
+        s.ok("BEGIN");
+        s.run("INSERT INTO t VALUES (6, 'f'); INSERT INTO t VALUES (7, 'g')");
+        assert_eq!(s.state.status(), TxnStatus::InBlock);
+        s.ok("ROLLBACK");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["3"]]));
     }
 
     #[test]
