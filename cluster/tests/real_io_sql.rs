@@ -82,6 +82,11 @@ SELECT 1;
 ROLLBACK;
 SELECT 42 AS still_here;
 SELECT count(*) AS rows_after FROM t;
+DROP TABLE t;
+SELECT * FROM t;
+CREATE TABLE t (id bigint PRIMARY KEY, n int);
+SELECT count(*) AS made_again FROM t;
+INSERT INTO t VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5);
 ";
 
 #[test]
@@ -148,6 +153,10 @@ fn psql_creates_writes_reads_and_is_refused_as_postgresql_refuses() {
         "ROLLBACK",
         "still_here \n------------\n         42\n(1 row)",
         "rows_after \n------------\n          5\n(1 row)",
+        "DROP TABLE",
+        "ERROR:  42P01:",
+        "CREATE TABLE",
+        "made_again \n------------\n          0\n(1 row)",
     ];
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -166,6 +175,32 @@ fn psql_creates_writes_reads_and_is_refused_as_postgresql_refuses() {
         }
     }
     assert!(stderr.contains("duplicate key"), "{stderr}");
+    // Statements sent in one query string (`-c`) are one transaction: the duplicate key in the
+    // second takes the first back.
+    let together = psql(
+        port,
+        "gpadmin",
+        &password,
+        &[
+            "-c",
+            "INSERT INTO t VALUES (6, 6); INSERT INTO t VALUES (1, 1)",
+        ],
+        None,
+    );
+    assert!(text(&together).contains("23505"), "{}", text(&together));
+    let count = psql(
+        port,
+        "gpadmin",
+        &password,
+        &["-t", "-c", "SELECT count(*) FROM t"],
+        None,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&count.stdout).trim(),
+        "5",
+        "{}",
+        text(&count)
+    );
 
     // Refusals, with PostgreSQL's messages.
     let wrong = psql(

@@ -104,3 +104,53 @@ async fn tables_rows_transactions_errors_and_views_through_sql() {
     .await
     .unwrap();
 }
+
+/// A dropped table stays dropped on the mirror promoted after it: its rows do not come back,
+/// and a table of the same name made afterwards is a new, empty one.
+#[madsim::test]
+async fn a_dropped_table_stays_dropped_across_a_failover() {
+    let mut cfg = RunConfig::pair();
+    cfg.statement_timeout = Duration::from_secs(20);
+    let mut world = World::build(&cfg, 5);
+    let coordinator = world.coordinator_addr.clone();
+    let node = sim::world::credentials::client_node();
+    let (dropped, crash_now) = tokio::sync::oneshot::channel::<()>();
+    let (crashed, after_crash) = tokio::sync::oneshot::channel::<()>();
+    let client = node.spawn(async move {
+        let mut c = Client::new(vec![coordinator], Duration::from_secs(60));
+        let create = "CREATE TABLE IF NOT EXISTS t (id bigint PRIMARY KEY, v text)";
+        for _ in 0..200 {
+            let ready = c.sql(create, false).await.is_ok()
+                && rows(&mut c, "SELECT count(*) FROM gp_segment_configuration WHERE mode = 's' AND status = 'u'").await
+                    == text(&[&["2"]]);
+            if ready {
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(250)).await;
+        }
+        tag(&mut c, "INSERT INTO t VALUES (1, 'old'), (2, 'old')").await;
+        assert_eq!(tag(&mut c, "DROP TABLE t").await, "DROP TABLE");
+        assert_eq!(code(c.sql("SELECT * FROM t", false).await.unwrap_err()), "42P01");
+        dropped.send(()).unwrap();
+        after_crash.await.unwrap();
+        // The mirror (dbid 3) becomes the primary; then the table is made again.
+        let mut promoted = false;
+        for _ in 0..200 {
+            if c.catalog().await.is_ok_and(|cat| cat.pair(0).unwrap().primary.dbid == 3) {
+                promoted = true;
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(promoted, "the mirror was promoted");
+        assert_eq!(code(c.sql("SELECT * FROM t", false).await.unwrap_err()), "42P01");
+        assert_eq!(tag(&mut c, "CREATE TABLE t (id bigint PRIMARY KEY, v text)").await, "CREATE TABLE");
+        assert_eq!(rows(&mut c, "SELECT count(*) FROM t").await, text(&[&["0"]]));
+        tag(&mut c, "INSERT INTO t VALUES (1, 'new')").await;
+        assert_eq!(rows(&mut c, "SELECT id, v FROM t").await, text(&[&["1", "new"]]));
+    });
+    crash_now.await.unwrap();
+    world.kill_host("sdw1");
+    crashed.send(()).unwrap();
+    client.await.unwrap();
+}

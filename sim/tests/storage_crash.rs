@@ -1,7 +1,8 @@
 //! Crash safety of the storage engine on the simulated disk.
 //!
 //! The property test drives random transactions (heap puts and deletes, append-optimized
-//! appends, two-phase commits), checkpoints and flushes against a model, crashes the disk at
+//! appends, two-phase commits), tables dropped and made again under a new id, checkpoints
+//! and flushes against a model, crashes the disk at
 //! random points (torn tails, a flush or checkpoint in flight), recovers, and requires the
 //! recovered data to be exactly the model after some prefix of the logged transactions: every
 //! transaction acknowledged by a completed flush is there, and the rest are wholly present or
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::storage::{
-    Engine, EngineOptions, Key, Lsn, StorageError, Value, Wal, Write, Xid, TUPLE_SPACE,
+    Engine, EngineOptions, Key, Lsn, StorageError, TableDef, TableId, TableKind, Value, Wal, Write,
+    Xid, TUPLE_SPACE,
 };
 use proptest::prelude::*;
 use sim::world::disk::{SimDisk, TornTail};
@@ -34,14 +36,17 @@ struct State {
     heap: BTreeMap<Key, Value>,
     ao: BTreeMap<Key, Value>,
     prepared: BTreeMap<Xid, Vec<Write>>,
+    /// The ids the two tables have now: each drop and create gives a table a new one.
+    ids: (TableId, TableId),
 }
 
 impl State {
     fn apply(&mut self, writes: &[Write]) {
         for write in writes {
-            let rows = match write.table() {
-                HEAP => &mut self.heap,
-                _ => &mut self.ao,
+            let rows = if write.table() == self.ids.0 {
+                &mut self.heap
+            } else {
+                &mut self.ao
             };
             match write {
                 Write::Put { key, value, .. } => {
@@ -54,13 +59,18 @@ impl State {
         }
     }
 
-    fn view(&self) -> (BTreeMap<Key, Value>, BTreeMap<Key, Value>, Vec<Xid>) {
+    fn view(&self) -> View {
         let prepared = self.prepared.keys().copied().collect();
-        (self.heap.clone(), self.ao.clone(), prepared)
+        (self.heap.clone(), self.ao.clone(), prepared, self.ids)
     }
 }
 
-type View = (BTreeMap<Key, Value>, BTreeMap<Key, Value>, Vec<Xid>);
+type View = (
+    BTreeMap<Key, Value>,
+    BTreeMap<Key, Value>,
+    Vec<Xid>,
+    (TableId, TableId),
+);
 
 /// What differs between two views, briefly (values are kilobytes long).
 fn diff(got: &View, want: &View) -> String {
@@ -83,13 +93,37 @@ fn diff(got: &View, want: &View) -> String {
     if got.2 != want.2 {
         out.push(format!("prepared: got {:?}, want {:?}", got.2, want.2));
     }
+    if got.3 != want.3 {
+        out.push(format!("table ids: got {:?}, want {:?}", got.3, want.3));
+    }
     out.join("; ")
 }
 
 fn actual(engine: &mut Engine) -> Result<View, StorageError> {
-    let heap = engine.scan(HEAP)?.into_iter().collect();
-    let ao = engine.scan(AO)?.into_iter().collect();
-    Ok((heap, ao, engine.prepared()))
+    let id = |name: &str| {
+        let ids: Vec<TableId> = engine
+            .tables()
+            .into_iter()
+            .filter(|t| t.name == name)
+            .map(|t| t.id)
+            .collect();
+        match ids[..] {
+            [id] => Ok(id),
+            // Dropped, and the crash came before it was made again.
+            [] => Ok(0),
+            _ => Err(StorageError::CorruptControl {
+                path: format!("tables named {name}: {ids:?}"),
+            }),
+        }
+    };
+    let ids = (id("accounts")?, id("history")?);
+    let mut scan = |id| match id {
+        0 => Ok(BTreeMap::new()),
+        id => engine.scan(id).map(|rows| rows.into_iter().collect()),
+    };
+    let heap = scan(ids.0)?;
+    let ao = scan(ids.1)?;
+    Ok((heap, ao, engine.prepared(), ids))
 }
 
 /// The model of one life (open to crash): the recovered state and each logged event after it.
@@ -102,6 +136,8 @@ struct Model {
     acked: Lsn,
     next_xid: Xid,
     next_ao_key: Key,
+    /// The last table id given; ids are never given twice, crashes or not.
+    last_table_id: TableId,
 }
 
 impl Model {
@@ -159,6 +195,9 @@ enum Op {
     Checkpoint,
     Flush,
     Refused(u8),
+    /// Drops the heap (`false`) or append-optimized table and makes it again, empty, under a
+    /// new id; then flushes, or not.
+    Recreate(bool, bool),
     Crash(CrashSpec),
 }
 
@@ -186,6 +225,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => Just(Op::Checkpoint),
         2 => Just(Op::Flush),
         1 => (0u8..5).prop_map(Op::Refused),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(t, f)| Op::Recreate(t, f)),
         2 => crash_strategy().prop_map(Op::Crash),
     ]
 }
@@ -226,24 +266,27 @@ impl Driver {
         }
         life.wal.flush_to(end).await.expect("flush");
         let mut model = Model::default();
+        model.base.ids = (HEAP, AO);
+        model.last_table_id = HEAP.max(AO);
         model.ack(end);
         Driver { disk, life, model }
     }
 
     fn writes(&mut self, xid: Xid, spec: &[W]) -> Vec<Write> {
+        let (heap, ao) = self.model.current().ids;
         spec.iter()
             .map(|w| match *w {
                 W::HeapPut(key, len) => Write::Put {
-                    table: HEAP,
+                    table: heap,
                     key,
                     value: value(xid, key, len),
                 },
-                W::HeapDelete(key) => Write::Delete { table: HEAP, key },
+                W::HeapDelete(key) => Write::Delete { table: heap, key },
                 W::AoPut(len) => {
                     self.model.next_ao_key += 1;
                     let key = self.model.next_ao_key;
                     Write::Put {
-                        table: AO,
+                        table: ao,
                         key,
                         value: value(xid, key, len),
                     }
@@ -295,7 +338,9 @@ impl Driver {
                 let done = self.life.engine.lock().await.checkpoint().await;
                 done.map_err(|e| TestCaseError::fail(format!("checkpoint: {e}")))?;
                 self.model.ack(end);
+                self.check_files()?;
             }
+            Op::Recreate(ao, flush) => self.recreate(*ao, *flush).await?,
             Op::Flush => {
                 let end = self.life.wal.end_lsn();
                 self.flush(end).await?;
@@ -337,29 +382,113 @@ impl Driver {
         Ok(())
     }
 
+    /// Drops a table and makes it again under the next id. A table with writes of a prepared
+    /// transaction is refused, changing nothing.
+    async fn recreate(&mut self, ao: bool, flush: bool) -> Result<(), TestCaseError> {
+        let mut state = self.model.current().clone();
+        let id = if ao { state.ids.1 } else { state.ids.0 };
+        let in_use = state
+            .prepared
+            .values()
+            .any(|writes| writes.iter().any(|w| w.table() == id));
+        let mut engine = self.life.engine.lock().await;
+        let dropped = engine.drop_table(id);
+        if in_use {
+            let err = dropped.unwrap_err();
+            prop_assert!(
+                matches!(err, StorageError::TableInUse { id: t, .. } if t == id),
+                "{err}"
+            );
+            return Ok(());
+        }
+        let end = dropped.map_err(|e| TestCaseError::fail(format!("drop {id}: {e}")))?;
+        if ao {
+            state.ao.clear();
+            state.ids.1 = 0;
+        } else {
+            state.heap.clear();
+            state.ids.0 = 0;
+        }
+        // Recovery may stop between the drop and the create.
+        self.model.log(end, state);
+        drop(engine);
+        self.create_missing(flush).await
+    }
+
+    /// Makes the table the current state lacks (dropped, by `recreate` or before a crash that
+    /// came before its create) again, empty, under a new id.
+    async fn create_missing(&mut self, flush: bool) -> Result<(), TestCaseError> {
+        let mut state = self.model.current().clone();
+        let [heap_def, ao_def] = defs();
+        let def = match state.ids {
+            (0, _) => heap_def,
+            (_, 0) => ao_def,
+            _ => return Ok(()),
+        };
+        self.model.last_table_id += 1;
+        let id = self.model.last_table_id;
+        if def.kind == TableKind::Heap {
+            state.ids.0 = id;
+        } else {
+            state.ids.1 = id;
+        }
+        let created = self
+            .life
+            .engine
+            .lock()
+            .await
+            .create_table(TableDef { id, ..def });
+        let end = created.map_err(|e| TestCaseError::fail(format!("create {id}: {e}")))?;
+        self.model.log(end, state);
+        if flush {
+            self.flush(end).await?;
+        }
+        Ok(())
+    }
+
+    /// After a checkpoint, the table directories hold exactly the files of the tables there are.
+    fn check_files(&self) -> Result<(), TestCaseError> {
+        use cluster::io::Disk;
+        let (heap, ao) = self.model.current().ids;
+        for (dir, id) in [("base", heap), ("ao", ao)] {
+            let files = self
+                .disk
+                .list(dir)
+                .map_err(|e| TestCaseError::fail(format!("list {dir}: {e}")))?;
+            prop_assert_eq!(
+                files,
+                vec![id.to_string()],
+                "files in {} after a checkpoint",
+                dir
+            );
+        }
+        Ok(())
+    }
+
     /// A refused write must change nothing (checked by the next live comparison).
     async fn refused(&mut self, kind: u8) -> Result<(), TestCaseError> {
+        let (heap, ao) = self.model.current().ids;
         let xid = self.model.xid();
         let good = Write::Put {
-            table: HEAP,
+            table: heap,
             key: 1,
             value: value(xid, 1, 10),
         };
         let ao_key = self.model.current().ao.keys().next().copied();
         let bad = match (kind, ao_key) {
-            (0, _) => Write::Delete { table: AO, key: 1 },
+            (0, _) => Write::Delete { table: ao, key: 1 },
             (1, Some(key)) => Write::Put {
-                table: AO,
+                table: ao,
                 key,
                 value: vec![1],
             },
             (2, _) => Write::Put {
-                table: HEAP,
+                table: heap,
                 key: 2,
                 value: vec![0; TUPLE_SPACE],
             },
             _ => Write::Put {
-                table: 99,
+                table: 99_999,
                 key: 1,
                 value: vec![],
             },
@@ -373,7 +502,7 @@ impl Driver {
         let expected = match &err {
             StorageError::AppendOnly { .. } => kind <= 1,
             StorageError::TupleTooLarge { .. } => kind == 2,
-            StorageError::UnknownTable(99) => kind >= 1,
+            StorageError::UnknownTable(99_999) => kind >= 1,
             _ => false,
         };
         prop_assert!(expected, "refused write {kind}: unexpected error {err}");
@@ -463,7 +592,8 @@ impl Driver {
         };
         let state = (*state).clone();
         self.model.recovered(state);
-        Ok(())
+        // A table dropped before the crash and not made again is made now.
+        self.create_missing(true).await
     }
 }
 

@@ -25,6 +25,9 @@ const TABLES_TABLE: TableId = 4;
 /// User tables get ids from here on.
 /// Distributed-commit records: gxid → the contents that wrote.
 const DTX_TABLE: TableId = 5;
+/// Dropped user tables, by id: their ids are never given again, and the contents are told to
+/// drop their storage with every later drop (one that did not reach a content is finished).
+const DROPPED_TABLE: TableId = 6;
 const FIRST_USER_TABLE: TableId = 100;
 const EPOCH_KEY: i64 = 0;
 /// Set once this coordinator learns an activated standby replaced it: why, for people.
@@ -42,6 +45,8 @@ pub enum CatalogStoreError {
     Refused(String),
     #[error("table \"{0}\" already exists")]
     TableExists(String),
+    #[error("relation \"{0}\" does not exist")]
+    NoTable(String),
 }
 
 /// Shared handle to the durable catalog and its in-memory copy.
@@ -57,6 +62,8 @@ pub struct CatalogStore {
     /// while an earlier one was flushing would reuse its epoch and, once published, undo it.
     latest: Arc<Mutex<Catalog>>,
     tables: Arc<Mutex<BTreeMap<String, TableDef>>>,
+    /// The ids of dropped tables (see [`DROPPED_TABLE`]).
+    dropped: Arc<Mutex<std::collections::BTreeSet<TableId>>>,
     /// Unmirrored contents whose primary the prober cannot reach (not catalog state: the
     /// catalog never marks an acting primary down).
     unmirrored_lost: Arc<Mutex<std::collections::BTreeSet<Content>>>,
@@ -165,16 +172,25 @@ impl CatalogStore {
             (META_TABLE, "gp_catalog_meta", TableKind::Heap),
             (TABLES_TABLE, "pg_class", TableKind::Heap),
             (DTX_TABLE, "gp_distributed_log", TableKind::Heap),
+            (DROPPED_TABLE, "gp_dropped_tables", TableKind::Heap),
         ];
         let fresh = engine.tables().is_empty();
-        if !fresh && !engine.tables().iter().any(|t| t.id == DTX_TABLE) {
-            let lsn = engine.create_table(TableDef {
-                id: DTX_TABLE,
-                name: "gp_distributed_log".into(),
-                kind: TableKind::Heap,
-                schema: None,
-            })?;
-            engine.wal().flush_to(lsn).await?;
+        if !fresh {
+            // A catalog made before a system table existed gets it, empty.
+            let mut lsn = 0;
+            for (id, name, kind) in system {
+                if !engine.tables().iter().any(|t| t.id == id) {
+                    lsn = engine.create_table(TableDef {
+                        id,
+                        name: name.to_string(),
+                        kind,
+                        schema: None,
+                    })?;
+                }
+            }
+            if lsn > 0 {
+                engine.wal().flush_to(lsn).await?;
+            }
         }
         let wal = engine.wal();
         if fresh {
@@ -217,6 +233,10 @@ impl CatalogStore {
             let def: TableDef = decode(&value)?;
             tables.insert(def.name.clone(), def);
         }
+        let mut dropped = std::collections::BTreeSet::new();
+        for (key, _) in engine.scan(DROPPED_TABLE)? {
+            dropped.insert(key as TableId);
+        }
         let deposed = match engine.get(META_TABLE, DEPOSED_KEY)? {
             Some(v) => Some(decode::<String>(&v)?),
             None => None,
@@ -227,6 +247,7 @@ impl CatalogStore {
             published: Arc::new(crate::io::sync::Watch::new(catalog.epoch)),
             current: Arc::new(Mutex::new(catalog)),
             tables: Arc::new(Mutex::new(tables)),
+            dropped: Arc::new(Mutex::new(dropped)),
             unmirrored_lost: Default::default(),
             recovering: Default::default(),
             recoveries: Default::default(),
@@ -659,14 +680,18 @@ impl CatalogStore {
         if self.tables.lock().unwrap().contains_key(name) {
             return Err(CatalogStoreError::TableExists(name.to_string()));
         }
+        // Never an id a table had before, dropped or not: a content that kept a dropped
+        // table's storage must not take it for the new one.
         let id = self
             .tables
             .lock()
             .unwrap()
             .values()
             .map(|t| t.id + 1)
+            .chain(self.dropped.lock().unwrap().iter().map(|id| id + 1))
             .max()
-            .unwrap_or(FIRST_USER_TABLE);
+            .unwrap_or(FIRST_USER_TABLE)
+            .max(FIRST_USER_TABLE);
         let def = TableDef {
             id,
             name: name.to_string(),
@@ -690,5 +715,45 @@ impl CatalogStore {
             .unwrap()
             .insert(name.to_string(), def.clone());
         Ok(def)
+    }
+
+    /// Drops the user table `name` from the catalog, durably and on the synchronized
+    /// standby; returns its definition and every dropped table's id, for the contents.
+    pub async fn drop_table(
+        &self,
+        name: &str,
+    ) -> Result<(TableDef, Vec<TableId>), CatalogStoreError> {
+        let mut engine = self.engine.lock().await;
+        let def = match self.tables.lock().unwrap().get(name) {
+            Some(def) if def.id >= FIRST_USER_TABLE => def.clone(),
+            Some(_) => {
+                return Err(CatalogStoreError::Refused(format!(
+                    "\"{name}\" is a system table and cannot be dropped"
+                )))
+            }
+            None => return Err(CatalogStoreError::NoTable(name.to_string())),
+        };
+        let lsn = engine.commit(
+            0,
+            &[
+                Write::Delete {
+                    table: TABLES_TABLE,
+                    key: def.id as i64,
+                },
+                Write::Put {
+                    table: DROPPED_TABLE,
+                    key: def.id as i64,
+                    value: encode(&def.name),
+                },
+            ],
+        )?;
+        let wal = engine.wal();
+        drop(engine);
+        wal.flush_to(lsn).await?;
+        self.standby.wait_flushed(lsn).await;
+        self.tables.lock().unwrap().remove(name);
+        let mut dropped = self.dropped.lock().unwrap();
+        dropped.insert(def.id);
+        Ok((def, dropped.iter().copied().collect()))
     }
 }

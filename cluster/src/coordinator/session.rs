@@ -967,17 +967,34 @@ impl Session {
         // Every content's primary records the table in its WAL (mirrors get it by streaming),
         // all at once, as a dispatcher sends a statement to every segment of its gang: one
         // content after another would cost the cluster's size times a synchronous commit.
+        if let Err((content, why)) = self
+            .dispatch_to_every_primary(SegmentRequest::CreateTable { def })
+            .await
+        {
+            return failed(format!(
+                "content {content}: create table \"{name}\" failed: {why}"
+            ));
+        }
+        ClientResponse::Ok
+    }
+
+    /// Sends `req` to every content's acting primary at once; the first content that did
+    /// not answer `Ok`, and why. Nothing is sent unless every content has an acting primary.
+    async fn dispatch_to_every_primary(
+        &mut self,
+        req: SegmentRequest,
+    ) -> Result<(), (Content, String)> {
         let contents = self.store.snapshot().contents();
         for content in &contents {
             if let Err(e) = self.primary_of(*content) {
-                return ClientResponse::Error(e);
+                return Err((*content, e.to_string()));
             }
         }
         let calls: Vec<_> = contents
             .into_iter()
             .map(|content| {
                 let store = self.store.clone();
-                let req = SegmentRequest::CreateTable { def: def.clone() };
+                let req = req.clone();
                 let (connect, statement) = (self.cfg.connect_timeout, self.cfg.statement_timeout);
                 let on_failover = self.cfg.on_failover();
                 let call = async move {
@@ -986,22 +1003,44 @@ impl Session {
                 (content, runtime::spawn(call))
             })
             .collect();
+        let mut first_failure = None;
         for (content, call) in calls {
-            match call.await.ok().flatten() {
-                Some(SegmentResponse::Ok) => {}
-                Some(SegmentResponse::Error(e)) => {
-                    return failed(format!(
-                        "content {content}: create table \"{name}\" failed: {e}"
-                    ))
-                }
-                other => {
-                    return failed(format!(
-                        "content {content}: create table \"{name}\" failed: {other:?}"
-                    ))
-                }
-            }
+            let why = match call.await.ok().flatten() {
+                Some(SegmentResponse::Ok) => continue,
+                Some(SegmentResponse::Error(e)) => e.to_string(),
+                other => format!("{other:?}"),
+            };
+            first_failure.get_or_insert((content, why));
         }
-        ClientResponse::Ok
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    /// Drops a table: from the catalog first (from then on no statement finds it), then the
+    /// storage on every content. A content the drop does not reach keeps the storage, which
+    /// nothing reads, until a later drop or a new table of the same name reaches it.
+    async fn drop_table(&mut self, name: &str) -> Result<(), DbError> {
+        for content in self.store.snapshot().contents() {
+            self.primary_of(content)?;
+        }
+        let (def, ids) = self.store.drop_table(name).await.map_err(|e| match e {
+            super::catalog_store::CatalogStoreError::NoTable(_) => {
+                DbError::Failed(format!("relation \"{name}\" does not exist"))
+            }
+            other => DbError::Failed(other.to_string()),
+        })?;
+        if let Err((content, why)) = self
+            .dispatch_to_every_primary(SegmentRequest::DropTables { ids })
+            .await
+        {
+            warn!(
+                table = name,
+                id = def.id,
+                content,
+                why,
+                "table dropped from the catalog; the content keeps its storage until a later drop reaches it"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -1028,6 +1067,10 @@ impl super::sql::Backend for Session {
             ClientResponse::Error(e) => Err(e),
             other => Err(DbError::Failed(format!("unexpected answer: {other:?}"))),
         }
+    }
+
+    async fn drop_table(&mut self, name: &str) -> Result<(), DbError> {
+        Session::drop_table(self, name).await
     }
 
     fn row_number(&mut self) -> u64 {

@@ -32,6 +32,7 @@ pub(crate) trait Backend {
     fn table(&self, name: &str) -> Option<TableDef>;
     fn contents(&self) -> usize;
     async fn create_table(&mut self, name: &str, schema: TableSchema) -> Result<(), DbError>;
+    async fn drop_table(&mut self, name: &str) -> Result<(), DbError>;
     /// A number drawn for a hidden row key: unique within the transaction, and with the
     /// transaction's id across the cluster's life.
     fn row_number(&mut self) -> u64;
@@ -372,14 +373,34 @@ async fn run<B: Backend>(
             }
         }
         Statement::DropTable { names, if_exists } => {
+            if state.status == TxnStatus::InBlock {
+                abort(b, state).await;
+                return Err(SqlError::new(
+                    "25001",
+                    "DROP TABLE cannot run inside a transaction block",
+                ));
+            }
+            // Every name is checked before anything is dropped.
             for name in names {
+                if is_view(name) {
+                    return Err(SqlError::new(
+                        "42809",
+                        format!("\"{name}\" is a view of the cluster's state, not a table"),
+                    ));
+                }
                 if b.table(name).is_none() && !*if_exists {
                     return Err(no_table(name));
                 }
             }
-            Err(SqlError::unsupported(
-                "DROP TABLE (a table is kept for the life of the cluster; DELETE FROM empties it)",
-            ))
+            for name in names {
+                match b.drop_table(name).await {
+                    Ok(()) => {}
+                    // Dropped meanwhile by another session: gone, as IF EXISTS asks.
+                    Err(DbError::Failed(m)) if *if_exists && m.contains("does not exist") => {}
+                    Err(e) => return Err(sql_error(e)),
+                }
+            }
+            Ok(done("DROP TABLE"))
         }
         Statement::Select(sel) if sel.from.as_deref().is_none_or(is_view) => {
             let rows = match sel.from.as_deref() {
@@ -1971,6 +1992,18 @@ mod tests_support {
             Ok(())
         }
 
+        async fn drop_table(&mut self, name: &str) -> Result<(), DbError> {
+            match self.tables.remove(name) {
+                Some(_) => {
+                    self.rows.retain(|(t, _), _| t != name);
+                    Ok(())
+                }
+                None => Err(DbError::Failed(format!(
+                    "relation \"{name}\" does not exist"
+                ))),
+            }
+        }
+
         fn row_number(&mut self) -> u64 {
             self.drawn += 1;
             self.drawn
@@ -2286,6 +2319,31 @@ mod tests {
         assert_eq!(s.state.status(), TxnStatus::Failed);
         assert_eq!(s.tag("ROLLBACK"), "ROLLBACK");
         assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["2"]]));
+    }
+
+    #[test]
+    fn drop_table_removes_the_table_and_its_rows_and_refuses_what_postgresql_refuses() {
+        let mut s = Sql::new(3);
+        s.ok("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+        s.ok("CREATE TABLE u (id bigint PRIMARY KEY)");
+        s.ok("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
+        // Nothing is dropped unless every name is a table.
+        assert_eq!(s.err("DROP TABLE t, nope"), "42P01");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["2"]]));
+        assert_eq!(s.err("DROP TABLE gp_segment_configuration"), "42809");
+        s.ok("BEGIN");
+        assert_eq!(s.err("DROP TABLE t"), "25001");
+        assert_eq!(s.tag("ROLLBACK"), "ROLLBACK");
+        assert_eq!(s.tag("DROP TABLE t, u"), "DROP TABLE");
+        assert_eq!(s.err("SELECT * FROM t"), "42P01");
+        assert_eq!(s.err("INSERT INTO u VALUES (1)"), "42P01");
+        assert_eq!(s.tag("DROP TABLE IF EXISTS t, u"), "DROP TABLE");
+        assert_eq!(s.err("DROP TABLE t"), "42P01");
+        // A table of the same name again is a new, empty one.
+        s.ok("CREATE TABLE t (id bigint PRIMARY KEY, n int)");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["0"]]));
+        s.ok("INSERT INTO t VALUES (1, 7)");
+        assert_eq!(s.rows("SELECT n FROM t WHERE id = 1"), strs(&[&["7"]]));
     }
 
     #[test]

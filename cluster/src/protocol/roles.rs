@@ -155,7 +155,8 @@ pub fn segment_request(
         | SegmentRequest::Prepare
         | SegmentRequest::CommitPrepared { .. }
         | SegmentRequest::AbortPrepared { .. }
-        | SegmentRequest::CreateTable { .. } => only_coordinator(),
+        | SegmentRequest::CreateTable { .. }
+        | SegmentRequest::DropTables { .. } => only_coordinator(),
         // Reads for the operator's tools too (`state -s`, comparing a pair's data, listing
         // what is left prepared); they move no epoch for anyone but the coordinator.
         SegmentRequest::ListPrepared { .. }

@@ -97,6 +97,7 @@ impl Session {
                 Err(refusal) => Some(refusal),
             },
             SegmentRequest::CreateTable { def } => create_table(inst, def).await,
+            SegmentRequest::DropTables { ids } => drop_tables(inst, &ids).await,
             other => Some(failed(format!("unexpected request {other:?}"))),
         }
     }
@@ -336,10 +337,45 @@ fn done_if_durable(ack: SegmentResponse) -> SegmentResponse {
 }
 
 async fn create_table(inst: &Instance, def: TableDef) -> Option<SegmentResponse> {
-    let lsn = match inst.inner.engine.lock().await.create_table(def) {
-        Ok(lsn) => lsn,
-        Err(e) => return refuse_or_fail(inst, e),
+    let lsn = {
+        let mut engine = inst.inner.engine.lock().await;
+        // The catalog gives a name to a new table only once the one that had it was dropped
+        // (and table ids only grow): a table here with the name and an older id is one whose
+        // drop did not reach this content, and it goes now, before statements find the name.
+        let stale: Vec<TableId> = engine
+            .tables()
+            .into_iter()
+            .filter(|t| t.name == def.name && t.id < def.id)
+            .map(|t| t.id)
+            .collect();
+        let mut lsn = 0;
+        for id in stale {
+            match engine.drop_table(id) {
+                Ok(end) => lsn = end,
+                Err(e) => return refuse_or_fail(inst, e),
+            }
+        }
+        match engine.create_table(def) {
+            Ok(end) => lsn.max(end),
+            Err(e) => return refuse_or_fail(inst, e),
+        }
     };
+    acknowledge_after_durable(inst, lsn)
+        .await
+        .map(done_if_durable)
+}
+
+async fn drop_tables(inst: &Instance, ids: &[crate::wal::TableId]) -> Option<SegmentResponse> {
+    let mut lsn = 0;
+    {
+        let mut engine = inst.inner.engine.lock().await;
+        for id in ids {
+            match engine.drop_table(*id) {
+                Ok(end) => lsn = lsn.max(end),
+                Err(e) => return refuse_or_fail(inst, e),
+            }
+        }
+    }
     acknowledge_after_durable(inst, lsn)
         .await
         .map(done_if_durable)

@@ -252,6 +252,19 @@ impl BufferCache {
         &mut frame.page
     }
 
+    /// Drops every block of `file` (a dropped table's), dirty or not: nothing writes them.
+    pub fn forget(&mut self, file: TableFile) {
+        let ids: Vec<BlockId> = self
+            .frames
+            .range((file, 0)..=(file, u32::MAX))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let frame = self.frames.remove(&id).expect("listed above");
+            self.lru.remove(&frame.tick);
+        }
+    }
+
     pub fn unpin_all(&mut self) {
         for frame in self.frames.values_mut() {
             frame.pinned = false;

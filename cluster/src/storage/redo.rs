@@ -98,6 +98,10 @@ impl Engine {
                 Ok(())
             }
             Record::CreateTable { def } => self.redo_create_table(lsn, def),
+            Record::DropTable { id } => {
+                self.forget_table(id);
+                Ok(())
+            }
             Record::Checkpoint { .. } => Ok(()),
             Record::HeapPut { .. } | Record::HeapDelete { .. } | Record::AoAppend { .. } => {
                 unreachable!("data records are batched by the caller")

@@ -12,7 +12,7 @@ use super::cache::TableFile;
 use super::control::Control;
 use super::doublewrite::{self, Image};
 use super::table::Table;
-use super::{Engine, Lsn, Record, Role, StorageError, TableDef, TableKind, Write, Xid};
+use super::{Engine, Lsn, Record, Role, StorageError, TableDef, TableId, TableKind, Write, Xid};
 
 impl Engine {
     /// Local writes are refused on a replica; the first one makes this engine the writer
@@ -45,6 +45,63 @@ impl Engine {
         let end = self.append_batch(&[], Record::CreateTable { def })?;
         self.tables.insert(table.def.id, table);
         Ok(end)
+    }
+
+    /// Drops a table: its rows are gone from here on. Dropping one that does not exist (dropped
+    /// already, or never created here) is a no-op that returns the current WAL end. A table
+    /// with writes of a prepared transaction is refused: that transaction must commit or roll
+    /// back first, or its COMMIT PREPARED could never apply.
+    pub fn drop_table(&mut self, id: TableId) -> Result<Lsn, StorageError> {
+        if !self.tables.contains_key(&id) {
+            return Ok(self.wal.end_lsn());
+        }
+        if let Some((xid, _)) = self
+            .prepared
+            .iter()
+            .find(|(_, writes)| writes.iter().any(|w| w.table() == id))
+        {
+            return Err(StorageError::TableInUse { id, xid: *xid });
+        }
+        self.check_writable()?;
+        let end = self.append_batch(&[], Record::DropTable { id })?;
+        self.forget_table(id);
+        Ok(end)
+    }
+
+    /// Takes a dropped table out of the tables and the buffer cache. Its file stays until a
+    /// checkpoint has written a control file without it: a crash before then redoes from a
+    /// checkpoint that still names the table, and its blocks must be there.
+    pub(crate) fn forget_table(&mut self, id: TableId) {
+        if let Some(table) = self.tables.remove(&id) {
+            self.cache.forget(table.file);
+        }
+    }
+
+    /// Removes the files no table owns: those of dropped tables, once the control file no
+    /// longer names them. Best effort: a file left by a failure is removed by a later
+    /// checkpoint, and nothing reads it meanwhile.
+    fn remove_orphan_files(&self) {
+        for kind in [TableKind::Heap, TableKind::AppendOptimized] {
+            let dir = TableFile::dir(kind);
+            let Ok(names) = self.disk.list(dir) else {
+                continue;
+            };
+            for name in names {
+                // A name that is no table id is not ours to remove.
+                let Ok(id) = name.parse::<TableId>() else {
+                    continue;
+                };
+                if self.tables.get(&id).is_none_or(|t| t.file.kind != kind) {
+                    let path = format!("{dir}/{name}");
+                    match self.disk.remove(&path) {
+                        Ok(()) => tracing::debug!(path, "file of a dropped table removed"),
+                        Err(error) => {
+                            tracing::warn!(path, %error, "cannot remove the file of a dropped table")
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Creates an empty file for a new table. A file left by a table whose CreateTable record
@@ -187,6 +244,7 @@ impl Engine {
             prepared: self.prepared.clone(),
         };
         control.write(&*self.disk).await?;
+        self.remove_orphan_files();
         for table in self.tables.values_mut() {
             table.checkpoint_blocks = table.nblocks();
         }

@@ -39,6 +39,10 @@ pub enum StorageError {
     WalTooShort { redo_lsn: Lsn, wal_end: Lsn },
     #[error("table {0} does not exist")]
     UnknownTable(TableId),
+    #[error(
+        "table {id} has writes of prepared transaction {xid}, which must end before it is dropped"
+    )]
+    TableInUse { id: TableId, xid: Xid },
     #[error("table {id} already exists as {existing:?}, cannot create it as {requested:?}")]
     TableExists {
         id: TableId,

@@ -70,6 +70,11 @@ pub enum Record {
     Checkpoint {
         redo_lsn: Lsn,
     },
+    /// The table and its rows are gone; its file is removed by the next checkpoint, once the
+    /// control file no longer names it. (Last, so the other records keep their encoding.)
+    DropTable {
+        id: TableId,
+    },
 }
 
 impl Record {
@@ -91,7 +96,9 @@ impl Record {
             | Record::Prepare { xid, .. }
             | Record::CommitPrepared { xid, .. }
             | Record::AbortPrepared { xid } => Some(*xid),
-            Record::CreateTable { .. } | Record::Checkpoint { .. } => None,
+            Record::CreateTable { .. } | Record::DropTable { .. } | Record::Checkpoint { .. } => {
+                None
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::admin::{RejoinReport, ReplicationInfo};
 use super::client::{DbError, Op, OpResult};
 use crate::model::catalog::{Content, Dbid};
-use crate::model::data::{Lsn, TableDef};
+use crate::model::data::{Lsn, TableDef, TableId};
 
 /// What a segment instance answers to a probe (the real reply's booleans).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +101,11 @@ pub enum SegmentRequest {
     },
     /// Replication positions, for `state -s`.
     ReplicationStatus,
+    /// Drops these tables where they still exist (the catalog's dropped tables: a drop that
+    /// did not reach this content before is finished by the next one).
+    DropTables {
+        ids: Vec<TableId>,
+    },
 }
 
 impl SegmentRequest {
@@ -125,6 +130,7 @@ impl SegmentRequest {
             SegmentRequest::WalSummary { .. } => "a WAL summary",
             SegmentRequest::ReadWal { .. } => "a WAL read",
             SegmentRequest::ReplicationStatus => "the replication status",
+            SegmentRequest::DropTables { .. } => "DROP TABLE",
         }
     }
 }
