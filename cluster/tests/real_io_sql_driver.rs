@@ -231,6 +231,35 @@ async fn a_driver_prepares_binds_and_reads_typed_values_in_transactions() {
         .get(0);
     assert_eq!(count, 6);
 
+    // A cancel request stops the running statement with 57014; the session goes on, and the
+    // block the statement was in is failed, as PostgreSQL fails it.
+    let sleeper = connect(port, "gpadmin", &password).await.unwrap();
+    let token = sleeper.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(NoTls).await
+    });
+    sleeper.batch_execute("BEGIN").await.unwrap();
+    let slept = sleeper.simple_query("SELECT pg_sleep(600)").await;
+    canceller
+        .await
+        .unwrap()
+        .expect("the cancel request is sent");
+    let e = slept.expect_err("cancelled, not slept through");
+    assert_eq!(e.code(), Some(&SqlState::QUERY_CANCELED), "{e:?}");
+    let after = sleeper
+        .batch_execute("SELECT 1")
+        .await
+        .expect_err("the block failed");
+    assert_eq!(after.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION));
+    sleeper.batch_execute("ROLLBACK").await.unwrap();
+    let one: i32 = sleeper.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    // A cancel request between statements is ignored: the next statement runs.
+    sleeper.cancel_token().cancel_query(NoTls).await.unwrap();
+    let one: i32 = sleeper.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+
     // Authentication failures carry 28P01.
     let wrong = connect(port, "gpadmin", "wrong")
         .await

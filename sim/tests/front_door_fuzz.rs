@@ -153,3 +153,69 @@ async fn random_and_mutated_protocol_messages_close_only_their_connection() {
     .await
     .unwrap();
 }
+
+/// Cancel requests over the simulated network: one with the connection's key stops its
+/// `pg_sleep` with 57014 and the connection goes on; one with another connection's key (a
+/// connection running no statement) changes nothing.
+#[madsim::test]
+async fn a_cancel_request_stops_only_the_statement_its_key_names() {
+    let world = World::build(&RunConfig::pair(), 2);
+    let addr = world.front_door_addrs()[0].clone();
+    let node = sim::world::credentials::client_node();
+    node.spawn(async move {
+        let connect = |addr: String| async move {
+            let stream = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;
+            let mut config = tokio_postgres::Config::new();
+            config.user("gpadmin").dbname("postgres");
+            let (client, connection) = config
+                .connect_raw(stream, tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            madsim::task::spawn(async move {
+                let _ = connection.await;
+            });
+            Some(client)
+        };
+        let mut client = None;
+        for _ in 0..100 {
+            client = connect(addr.clone()).await;
+            if client.is_some() {
+                break;
+            }
+            madsim::time::sleep(Duration::from_millis(200)).await;
+        }
+        let client = client.expect("the front door answers");
+        let cancel = |token: tokio_postgres::CancelToken, addr: String| async move {
+            madsim::time::sleep(Duration::from_secs(1)).await;
+            let stream = tokio::net::TcpStream::connect(addr.as_str()).await.unwrap();
+            token
+                .cancel_query_raw(stream, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        };
+        // Another connection's key: the sleep runs to its end.
+        let other = connect(addr.clone()).await.unwrap();
+        let began = madsim::time::Instant::now();
+        madsim::task::spawn(cancel(other.cancel_token(), addr.clone()));
+        client.simple_query("SELECT pg_sleep(3)").await.unwrap();
+        assert!(began.elapsed() >= Duration::from_secs(3));
+        // Its own key: cancelled after a second of the hour.
+        let began = madsim::time::Instant::now();
+        madsim::task::spawn(cancel(client.cancel_token(), addr.clone()));
+        let e = client
+            .simple_query("SELECT pg_sleep(3600)")
+            .await
+            .expect_err("cancelled");
+        assert_eq!(
+            e.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{e:?}"
+        );
+        assert!(began.elapsed() < Duration::from_secs(60));
+        let rows = client.simple_query("SELECT 7").await.unwrap();
+        assert!(rows.iter().any(|m| matches!(m,
+            tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("7"))));
+    })
+    .await
+    .unwrap();
+}

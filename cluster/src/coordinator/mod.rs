@@ -11,6 +11,7 @@ pub mod prober;
 pub(crate) mod resolver;
 mod session;
 pub(crate) mod sql;
+pub use sql::CancelSignal;
 
 pub use catalog_store::{CatalogStore, CatalogStoreError};
 
@@ -352,6 +353,11 @@ impl SqlConnection {
         params: &[crate::sql::Datum],
     ) -> Result<crate::sql::Outcome, crate::sql::SqlError> {
         self.session.sql_execute(stmt, params).await
+    }
+
+    /// Where this connection's cancel requests go ([`CancelSignal::request`]).
+    pub fn cancel_signal(&self) -> Arc<CancelSignal> {
+        self.session.cancel_signal()
     }
 
     /// The transaction state `ReadyForQuery` reports.

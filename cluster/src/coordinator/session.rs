@@ -38,6 +38,8 @@ pub(super) struct Session {
     idle: Arc<Idle<Connection>>,
     /// The SQL layer's state: the transaction block and the settings.
     sql: super::sql::SqlState,
+    /// Where the SQL client's cancel requests arrive.
+    cancel: Arc<super::sql::CancelSignal>,
     /// Hidden row keys drawn in the open transaction.
     rows_drawn: (u64, u64),
 }
@@ -226,6 +228,7 @@ impl Session {
             txn: None,
             idle,
             sql: Default::default(),
+            cancel: Default::default(),
             rows_drawn: (0, 0),
         }
     }
@@ -310,7 +313,7 @@ impl Session {
         &mut self,
         text: &str,
     ) -> Vec<Result<crate::sql::Outcome, crate::sql::SqlError>> {
-        let mut state = std::mem::take(&mut self.sql);
+        let mut state = std::mem::replace(&mut self.sql, super::sql::SqlState::placeholder());
         let out = super::sql::simple_query(self, &mut state, text).await;
         self.sql = state;
         out
@@ -325,7 +328,7 @@ impl Session {
         let Some(stmt) = stmt else {
             return Ok(crate::sql::Outcome::Empty);
         };
-        let mut state = std::mem::take(&mut self.sql);
+        let mut state = std::mem::replace(&mut self.sql, super::sql::SqlState::placeholder());
         let out = super::sql::execute(self, &mut state, stmt, params).await;
         self.sql = state;
         out
@@ -345,6 +348,10 @@ impl Session {
         stmt: Option<&crate::sql::Statement>,
     ) -> Result<crate::sql::Described, crate::sql::SqlError> {
         super::sql::describe(self, stmt)
+    }
+
+    pub(super) fn cancel_signal(&self) -> Arc<super::sql::CancelSignal> {
+        self.cancel.clone()
     }
 
     pub(super) fn sql_status(&self) -> crate::sql::TxnStatus {
@@ -1080,6 +1087,10 @@ impl super::sql::Backend for Session {
         }
         self.rows_drawn.1 += 1;
         (xid << 20) ^ self.rows_drawn.1
+    }
+
+    fn cancel(&self) -> Option<Arc<super::sql::CancelSignal>> {
+        Some(self.cancel.clone())
     }
 
     fn bugs(&self) -> crate::model::bugs::PlantedBugs {

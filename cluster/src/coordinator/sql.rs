@@ -11,6 +11,7 @@
 //! and gathered here, where filters, aggregates, sorting and `LIMIT` apply.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::model::catalog::{Catalog, HistoryRow};
 use crate::model::data::{Key, TableDef};
@@ -21,6 +22,7 @@ use crate::sql::{
 use crate::wire::{ClientRequest, ClientResponse, DbError, Op, OpResult};
 
 use super::content_for_key;
+use crate::io::runtime;
 
 /// The most rows one statement may gather on the coordinator.
 pub const MAX_GATHERED_ROWS: usize = 1_000_000;
@@ -39,6 +41,78 @@ pub(crate) trait Backend {
     fn version(&self) -> String;
     fn bugs(&self) -> crate::model::bugs::PlantedBugs {
         Default::default()
+    }
+    /// Where the client's cancel requests arrive, if it can send any.
+    fn cancel(&self) -> Option<std::sync::Arc<CancelSignal>> {
+        None
+    }
+}
+
+/// A client's requests to cancel the statement it is running (PostgreSQL's cancel request,
+/// sent on a connection of its own). A request takes effect only while a statement runs: one
+/// that arrives between statements is ignored, as PostgreSQL ignores it. The statement stops
+/// at its next step (before its next call to a content, or in `pg_sleep`) with `57014`; a
+/// commit already sent runs to its end, since its outcome is no longer the session's to take
+/// back.
+pub struct CancelSignal {
+    state: crate::io::sync::Watch<Cancel>,
+}
+
+impl Default for CancelSignal {
+    fn default() -> CancelSignal {
+        CancelSignal {
+            state: crate::io::sync::Watch::new(Cancel::default()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Cancel {
+    running: bool,
+    requested: bool,
+}
+
+impl CancelSignal {
+    /// A cancel request; whether a statement was running to take it.
+    pub fn request(&self) -> bool {
+        let mut taken = false;
+        self.state.modify(|c| {
+            if c.running {
+                c.requested = true;
+                taken = true;
+            }
+        });
+        taken
+    }
+
+    fn start(&self) {
+        self.state.set(Cancel {
+            running: true,
+            requested: false,
+        });
+    }
+
+    fn finish(&self) {
+        self.state.set(Cancel::default());
+    }
+
+    fn requested(&self) -> bool {
+        self.state.read(|c| c.requested)
+    }
+
+    async fn requested_now(&self) {
+        self.state.wait_until(|c| c.requested).await;
+    }
+}
+
+fn canceled() -> SqlError {
+    SqlError::new("57014", "canceling statement due to user request")
+}
+
+fn check_cancel<B: Backend>(b: &B) -> Result<(), SqlError> {
+    match b.cancel() {
+        Some(c) if c.requested() => Err(canceled()),
+        _ => Ok(()),
     }
 }
 
@@ -86,6 +160,17 @@ impl Default for SqlState {
 }
 
 impl SqlState {
+    /// A state that holds nothing, cheap to make: what a session leaves in place of its own
+    /// while a statement runs with it.
+    pub(crate) fn placeholder() -> SqlState {
+        SqlState {
+            status: TxnStatus::Idle,
+            settings: BTreeMap::new(),
+            abort_pending: false,
+            version: String::new(),
+        }
+    }
+
     pub fn status(&self) -> TxnStatus {
         self.status
     }
@@ -164,6 +249,21 @@ pub(crate) async fn simple_query<B: Backend>(
     state: &mut SqlState,
     text: &str,
 ) -> Vec<Result<Outcome, SqlError>> {
+    if let Some(c) = b.cancel() {
+        c.start();
+    }
+    let out = statements(b, state, text).await;
+    if let Some(c) = b.cancel() {
+        c.finish();
+    }
+    out
+}
+
+async fn statements<B: Backend>(
+    b: &mut B,
+    state: &mut SqlState,
+    text: &str,
+) -> Vec<Result<Outcome, SqlError>> {
     let stmts = match parse(text) {
         Ok(s) => s,
         Err(e) => {
@@ -200,7 +300,7 @@ pub(crate) async fn simple_query<B: Backend>(
         }
     }
     for stmt in stmts {
-        let r = execute(b, state, &stmt, &[]).await;
+        let r = execute_statement(b, state, &stmt, &[]).await;
         let failed = r.is_err();
         out.push(r);
         if failed {
@@ -247,6 +347,22 @@ pub(crate) async fn execute<B: Backend>(
     stmt: &Statement,
     params: &[Datum],
 ) -> Result<Outcome, SqlError> {
+    if let Some(c) = b.cancel() {
+        c.start();
+    }
+    let out = execute_statement(b, state, stmt, params).await;
+    if let Some(c) = b.cancel() {
+        c.finish();
+    }
+    out
+}
+
+async fn execute_statement<B: Backend>(
+    b: &mut B,
+    state: &mut SqlState,
+    stmt: &Statement,
+    params: &[Datum],
+) -> Result<Outcome, SqlError> {
     if std::mem::take(&mut state.abort_pending) {
         let _ = b.call(ClientRequest::Abort).await;
     }
@@ -279,6 +395,9 @@ async fn run<B: Backend>(
             ))
         }
         _ => {}
+    }
+    if !matches!(stmt, Statement::Commit | Statement::Rollback) {
+        check_cancel(b)?;
     }
     match stmt {
         Statement::Begin => {
@@ -403,6 +522,14 @@ async fn run<B: Backend>(
             Ok(done("DROP TABLE"))
         }
         Statement::Select(sel) if sel.from.as_deref().is_none_or(is_view) => {
+            if sel.from.is_none() {
+                let env = Env {
+                    params,
+                    settings: &state.settings,
+                    version: &state.version,
+                };
+                sleep_if_asked(b.cancel(), &env, sel).await?;
+            }
             let rows = match sel.from.as_deref() {
                 None => (Vec::new(), vec![Vec::new()]),
                 Some(view) => view_rows(b, view).await?,
@@ -445,6 +572,53 @@ async fn run<B: Backend>(
             result
         }
     }
+}
+
+/// `SELECT pg_sleep(n)`: waits `n` seconds (a whole number, or text such as `'0.5'`), or
+/// until the client cancels the statement.
+async fn sleep_if_asked(
+    cancel: Option<std::sync::Arc<CancelSignal>>,
+    env: &Env<'_>,
+    sel: &Select,
+) -> Result<(), SqlError> {
+    for item in &sel.items {
+        let SelectItem::Expr {
+            expr: Expr::Call { name, args, .. },
+            ..
+        } = item
+        else {
+            continue;
+        };
+        if name != "pg_sleep" {
+            continue;
+        }
+        let [arg] = &args[..] else {
+            return Err(SqlError::new(
+                "42883",
+                "function pg_sleep takes 1 argument(s)",
+            ));
+        };
+        let seconds = match eval(env, arg, &[], &[])? {
+            Datum::Null => 0.0,
+            d => d
+                .to_text()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+                .ok_or_else(|| SqlError::new("22P02", "pg_sleep takes a number of seconds"))?,
+        };
+        // At most a day: a statement that long is a mistake, and a finite wait stays one.
+        let wait = Duration::from_secs_f64(seconds.clamp(0.0, 86_400.0));
+        let sleep = runtime::sleep(wait);
+        match &cancel {
+            Some(c) => {
+                tokio::select! {
+                    _ = sleep => {}
+                    _ = c.requested_now() => return Err(canceled()),
+                }
+            }
+            None => sleep.await,
+        }
+    }
+    Ok(())
 }
 
 fn text_column(name: &str) -> Column {
@@ -812,6 +986,7 @@ async fn data_statement<B: Backend>(
 }
 
 async fn exec<B: Backend>(b: &mut B, op: Op, content: i16) -> Result<OpResult, SqlError> {
+    check_cancel(b)?;
     match b
         .call(ClientRequest::Exec {
             op,
@@ -1547,6 +1722,8 @@ fn scalar_function(env: &Env<'_>, name: &str, args: Vec<Datum>) -> Result<Datum,
                 }
             }
         }
+        // Waited for before the row is made (see `sleep_if_asked`); void, shown empty.
+        "pg_sleep" => Datum::Null,
         "current_database" => Datum::Text("postgres".into()),
         "current_user" | "session_user" | "current_schema" => Datum::Text(
             if name == "current_schema" {
@@ -1876,6 +2053,10 @@ mod tests_support {
         undo: Option<Vec<Undo>>,
         drawn: u64,
         pub(super) calls: Vec<String>,
+        pub(super) cancel: std::sync::Arc<CancelSignal>,
+        /// The client cancels when this many calls were made (a request on its own connection,
+        /// arriving while the statement runs).
+        pub(super) cancel_at_call: Option<usize>,
     }
 
     impl Memory {
@@ -1909,6 +2090,9 @@ mod tests_support {
     impl Backend for Memory {
         async fn call(&mut self, req: ClientRequest) -> ClientResponse {
             self.calls.push(req.name().to_string());
+            if self.cancel_at_call == Some(self.calls.len()) {
+                self.cancel.request();
+            }
             match req {
                 // As the session does, a Begin first rolls back a transaction still open.
                 ClientRequest::Begin => {
@@ -2002,6 +2186,10 @@ mod tests_support {
                     "relation \"{name}\" does not exist"
                 ))),
             }
+        }
+
+        fn cancel(&self) -> Option<std::sync::Arc<CancelSignal>> {
+            Some(self.cancel.clone())
         }
 
         fn row_number(&mut self) -> u64 {
@@ -2344,6 +2532,46 @@ mod tests {
         assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["0"]]));
         s.ok("INSERT INTO t VALUES (1, 7)");
         assert_eq!(s.rows("SELECT n FROM t WHERE id = 1"), strs(&[&["7"]]));
+    }
+
+    #[test]
+    fn a_cancel_stops_the_running_statement_before_its_next_call_and_is_ignored_between_statements()
+    {
+        let mut s = Sql::new(3);
+        s.ok("CREATE TABLE t (id bigint PRIMARY KEY, v text)");
+        s.ok("INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')");
+        // Ignored between statements.
+        assert!(!s.b.cancel.request());
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["4"]]));
+        // A scan of three contents, cancelled after its first: 57014, rolled back.
+        s.b.calls.clear();
+        s.b.cancel_at_call = Some(2);
+        assert_eq!(s.err("SELECT * FROM t"), "57014");
+        assert_eq!(s.b.calls, ["BEGIN", "a statement", "ABORT"]);
+        s.b.cancel_at_call = None;
+        // A multi-row insert cancelled part way takes nothing.
+        s.b.calls.clear();
+        s.b.cancel_at_call = Some(3);
+        assert_eq!(
+            s.err("INSERT INTO t VALUES (5, 'e'), (6, 'f'), (7, 'g'), (8, 'h')"),
+            "57014"
+        );
+        s.b.cancel_at_call = None;
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["4"]]));
+        // In a block, the cancelled statement fails the block; the rest of the query string
+        // does not run.
+        s.ok("BEGIN");
+        s.b.calls.clear();
+        s.b.cancel_at_call = Some(1);
+        let out =
+            s.run("INSERT INTO t VALUES (9, 'i'); SELECT * FROM t; INSERT INTO t VALUES (10, 'j')");
+        s.b.cancel_at_call = None;
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1].as_ref().unwrap_err().code, "57014");
+        assert_eq!(s.err("SELECT 1"), "25P02");
+        assert_eq!(s.tag("COMMIT"), "ROLLBACK");
+        assert_eq!(s.rows("SELECT count(*) FROM t"), strs(&[&["4"]]));
+        assert_eq!(s.rows("SELECT pg_sleep(0) IS NULL"), strs(&[&["t"]]));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use super::auth::{Hba, Method, Users, Verifier};
 use super::guard::Guarded;
 use super::values::{self, TEXT};
 use super::{FrontDoorConfig, MAX_MESSAGE, STARTUP_TIMEOUT};
-use crate::coordinator::{Services, SqlConnection};
+use crate::coordinator::{CancelSignal, Services, SqlConnection};
 use crate::io::runtime;
 use crate::sql::{Column, Datum, Outcome, SqlError, SqlType, Statement, TxnStatus};
 
@@ -106,12 +106,13 @@ type Socket = Framed<Guarded<Stream>, PgWireMessageServerCodec<String>>;
 /// The backend keys of the connections being served, for cancel requests.
 #[derive(Default)]
 pub struct CancelKeys {
-    keys: Mutex<HashMap<i32, i32>>,
+    keys: Mutex<HashMap<i32, (i32, Arc<CancelSignal>)>>,
 }
 
 impl CancelKeys {
-    /// A fresh (pid, secret) pair, registered.
-    fn register(&self) -> (i32, i32) {
+    /// A fresh (pid, secret) pair, registered for the connection whose statements `signal`
+    /// cancels.
+    fn register(&self, signal: Arc<CancelSignal>) -> (i32, i32) {
         let mut keys = self.keys.lock().unwrap();
         loop {
             let mut b = [0u8; 8];
@@ -119,7 +120,7 @@ impl CancelKeys {
             let pid = i32::from_be_bytes(b[..4].try_into().unwrap()) & 0x7fff_ffff;
             let secret = i32::from_be_bytes(b[4..].try_into().unwrap());
             if pid != 0 && !keys.contains_key(&pid) {
-                keys.insert(pid, secret);
+                keys.insert(pid, (secret, signal));
                 return (pid, secret);
             }
         }
@@ -129,16 +130,17 @@ impl CancelKeys {
         self.keys.lock().unwrap().remove(&pid);
     }
 
-    /// A cancel request: statements run to their end (a statement is bounded by the
-    /// statement timeout, and a transaction cut short mid-commit would leave its outcome to the
-    /// resolver), so a valid request is logged and otherwise changes nothing.
+    /// A cancel request: with the right key, the connection's running statement stops at its
+    /// next step (see [`CancelSignal`]); nothing is answered on the request's connection.
     fn cancel(&self, pid: i32, secret: &SecretKey) {
-        let known = self.keys.lock().unwrap().get(&pid).copied();
+        let known = self.keys.lock().unwrap().get(&pid).cloned();
         match (known, secret) {
-            (Some(s), SecretKey::I32(given)) if s == *given => {
+            // A connection that sent no startup decodes the key as bytes, not as a number.
+            (Some((s, signal)), given) if SecretKey::I32(s).eq_value(given) => {
+                let taken = signal.request();
                 info!(
                     pid,
-                    "SQL front door: cancel request (the running statement completes)"
+                    taken, "SQL front door: cancel request (taken: a statement was running)"
                 )
             }
             _ => debug!(
@@ -159,9 +161,11 @@ pub async fn serve(
     cancels: Arc<CancelKeys>,
     slot: Option<OwnedSemaphorePermit>,
 ) {
+    let conn = services.sql_connection();
+    let signal = conn.cancel_signal();
     let started = runtime::timeout(
         STARTUP_TIMEOUT,
-        startup(stream, peer, &cfg, &cancels, slot.is_some()),
+        startup(stream, peer, &cfg, &cancels, signal, slot.is_some()),
     )
     .await;
     let (mut socket, pid) = match started {
@@ -177,7 +181,7 @@ pub async fn serve(
         }
     };
     let mut session = Session {
-        conn: services.sql_connection(),
+        conn,
         statements: HashMap::new(),
         portals: HashMap::new(),
         skip_to_sync: false,
@@ -230,6 +234,7 @@ async fn startup(
     peer: SocketAddr,
     cfg: &FrontDoorConfig,
     cancels: &CancelKeys,
+    signal: Arc<CancelSignal>,
     has_slot: bool,
 ) -> Result<Option<(Socket, i32)>, PgWireError> {
     let mut socket: Socket = Framed::new(
@@ -315,7 +320,7 @@ async fn startup(
     if !authenticate(&mut socket, cfg, peer, tls, &startup).await? {
         return Ok(None);
     }
-    let (pid, secret) = cancels.register();
+    let (pid, secret) = cancels.register(signal);
     socket.set_pid_and_secret_key(pid, SecretKey::I32(secret));
     let mut parameters = DefaultServerParameterProvider::default();
     parameters.server_version = "15.0 (hacluster)".to_string();
