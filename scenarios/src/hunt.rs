@@ -215,6 +215,12 @@ pub const CATALOGUE: &[PlantedBug] = &[
         caught_by: "no-lost-commits",
         seed_budget: 200,
     },
+    PlantedBug {
+        name: "sql-cancel-answered-after-commit",
+        scenario: "cancels",
+        caught_by: "aborted-stays-aborted",
+        seed_budget: 200,
+    },
 ];
 
 /// The catalogue entry of a bug.

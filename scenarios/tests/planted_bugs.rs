@@ -74,6 +74,7 @@ macro_rules! caught {
             "wal-damage-taken-for-end",
             "handshake-skipped-for-control",
             "sql-commit-failure-answered-ok",
+            "sql-cancel-answered-after-commit",
         ];
     };
 }
@@ -388,4 +389,13 @@ fn a_segment_skipping_the_handshake_for_control_requests_obeys_a_stranger_and_is
 #[test]
 fn a_commit_failure_answered_as_committed_by_the_sql_layer_is_found() {
     caught_and_clean_before("sql-commit-failure-answered-ok", 0..1);
+}
+
+/// A cancel request that lands while COMMIT runs, answered `57014` after the commit went
+/// through: the driver client of the `cancels` scenario is told its transaction was cancelled,
+/// records it failed, and `aborted-stays-aborted` finds its rows in the final read. Seed 1
+/// shows it; seeds 0 and 1 pass without the bug.
+#[test]
+fn a_commit_answered_as_cancelled_after_it_went_through_is_found() {
+    caught_and_clean_before("sql-cancel-answered-after-commit", 0..2);
 }

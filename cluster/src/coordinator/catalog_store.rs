@@ -172,7 +172,6 @@ impl CatalogStore {
             (META_TABLE, "gp_catalog_meta", TableKind::Heap),
             (TABLES_TABLE, "pg_class", TableKind::Heap),
             (DTX_TABLE, "gp_distributed_log", TableKind::Heap),
-            (DROPPED_TABLE, "gp_dropped_tables", TableKind::Heap),
         ];
         let fresh = engine.tables().is_empty();
         if !fresh {
@@ -233,9 +232,12 @@ impl CatalogStore {
             let def: TableDef = decode(&value)?;
             tables.insert(def.name.clone(), def);
         }
+        // Made by the first DROP TABLE (a catalog that never dropped one has none).
         let mut dropped = std::collections::BTreeSet::new();
-        for (key, _) in engine.scan(DROPPED_TABLE)? {
-            dropped.insert(key as TableId);
+        if engine.tables().iter().any(|t| t.id == DROPPED_TABLE) {
+            for (key, _) in engine.scan(DROPPED_TABLE)? {
+                dropped.insert(key as TableId);
+            }
         }
         let deposed = match engine.get(META_TABLE, DEPOSED_KEY)? {
             Some(v) => Some(decode::<String>(&v)?),
@@ -733,6 +735,14 @@ impl CatalogStore {
             }
             None => return Err(CatalogStoreError::NoTable(name.to_string())),
         };
+        if !engine.tables().iter().any(|t| t.id == DROPPED_TABLE) {
+            engine.create_table(TableDef {
+                id: DROPPED_TABLE,
+                name: "gp_dropped_tables".into(),
+                kind: TableKind::Heap,
+                schema: None,
+            })?;
+        }
         let lsn = engine.commit(
             0,
             &[

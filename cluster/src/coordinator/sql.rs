@@ -415,6 +415,11 @@ async fn run<B: Backend>(
             }
             state.status = TxnStatus::Idle;
             match b.call(ClientRequest::Commit).await {
+                ClientResponse::Committed | ClientResponse::Ok
+                    if b.bugs().sql_cancel_answered_after_commit =>
+                {
+                    check_cancel(b).map(|()| done("COMMIT"))
+                }
                 ClientResponse::Committed | ClientResponse::Ok => Ok(done("COMMIT")),
                 _ if b.bugs().sql_commit_failure_answered_ok => Ok(done("COMMIT")),
                 other => Err(response_error(other)),
@@ -560,6 +565,11 @@ async fn run<B: Backend>(
             let result = data_statement(b, &env, stmt).await;
             match (&result, autocommit) {
                 (Ok(_), true) => match b.call(ClientRequest::Commit).await {
+                    ClientResponse::Committed | ClientResponse::Ok
+                        if b.bugs().sql_cancel_answered_after_commit =>
+                    {
+                        check_cancel(b)?
+                    }
                     ClientResponse::Committed | ClientResponse::Ok => {}
                     other => return Err(response_error(other)),
                 },

@@ -150,6 +150,11 @@ pub struct PlantedBugs {
     /// unknown is reported committed (the real rule: COMMIT reports the commit's outcome; a
     /// failure is an error, and an unknown outcome says so).
     pub sql_commit_failure_answered_ok: bool,
+    /// The SQL layer looks at the client's cancel request once more after `COMMIT` went
+    /// through, and answers `57014` (canceled) for a transaction that committed, as if a
+    /// cancel could still take a commit back (the real rule: once a commit is sent, it runs to
+    /// its end and the client is told its outcome).
+    pub sql_cancel_answered_after_commit: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -293,6 +298,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "sql-commit-failure-answered-ok",
         "the SQL layer answers COMMIT for a commit that failed or whose outcome is unknown",
     ),
+    (
+        "sql-cancel-answered-after-commit",
+        "a cancel request that arrives while COMMIT runs is answered 57014 for a transaction that committed",
+    ),
 ];
 
 impl PlantedBugs {
@@ -342,6 +351,7 @@ impl PlantedBugs {
             "wal-damage-taken-for-end" => &mut self.wal_damage_taken_for_end,
             "handshake-skipped-for-control" => &mut self.handshake_skipped_for_control,
             "sql-commit-failure-answered-ok" => &mut self.sql_commit_failure_answered_ok,
+            "sql-cancel-answered-after-commit" => &mut self.sql_cancel_answered_after_commit,
             _ => return None,
         })
     }

@@ -78,6 +78,11 @@ pub struct RunConfig {
     /// listening port during the fault phase. Off (`--no-intruder`) to measure what it costs.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub intruder: bool,
+    /// The driver client (PostgreSQL's wire protocol) sends a cancel request for one statement
+    /// in four, after a drawn delay: it races the statement, and may land on the next one or
+    /// on a COMMIT. What a cancel stopped (57014) is recorded failed, and held to it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_cancels: bool,
     /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
@@ -197,6 +202,7 @@ impl RunConfig {
             fault_points: false,
             continuous_checks: true,
             intruder: false,
+            client_cancels: false,
             swarm: None,
             schedule: None,
         }
@@ -278,6 +284,16 @@ impl RunConfig {
         }
     }
 
+    /// The standard cluster whose driver client cancels statements as an impatient
+    /// application does (see [`RunConfig::client_cancels`]).
+    pub fn cancels() -> RunConfig {
+        RunConfig {
+            scenario: "cancels".into(),
+            client_cancels: true,
+            ..RunConfig::standard()
+        }
+    }
+
     /// Swarm testing: each seed draws its own cluster (2 to 5 segment hosts, 1 to 3 primaries
     /// per host, mirrors on or off, a standby coordinator or not), probe settings, cache size
     /// and fault mix (see
@@ -327,6 +343,7 @@ impl RunConfig {
             "standard" => Some(RunConfig::standard()),
             "slow-disk" => Some(RunConfig::slow_disk()),
             "pauses" => Some(RunConfig::pauses()),
+            "cancels" => Some(RunConfig::cancels()),
             "swarm" => Some(RunConfig::swarm()),
             "pair" => Some(RunConfig::pair()),
             "async-pair" => Some(RunConfig::async_pair()),
@@ -342,6 +359,7 @@ impl RunConfig {
         "swarm",
         "slow-disk",
         "pauses",
+        "cancels",
         "scaled-8",
         "scaled-64",
         "scaled-256",

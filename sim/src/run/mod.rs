@@ -777,6 +777,7 @@ pub fn start_clients(
             contents: cfg.contents,
             stop_at_ms,
             front_doors: (c == 1 && cfg.clients > 1).then(|| front_doors.to_vec()),
+            cancels: cfg.client_cancels,
         };
         let rng = stream(seed, &format!("client-{c}"));
         clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));

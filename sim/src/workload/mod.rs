@@ -274,6 +274,8 @@ pub struct ClientSpec {
     /// The front doors' addresses (the coordinator's SQL port, then the standby's): this
     /// client speaks PostgreSQL's wire protocol there instead of the cluster's frames.
     pub front_doors: Option<Vec<String>>,
+    /// The wire client cancels statements now and then ([`crate::config::RunConfig::client_cancels`]).
+    pub cancels: bool,
 }
 
 /// How a client reaches the coordinator's SQL layer.
@@ -281,7 +283,7 @@ enum Link {
     /// SQL text in the cluster's own authenticated frames.
     Framed(Box<Client>),
     /// PostgreSQL's wire protocol, through a real driver, to the front door.
-    Wire(wire::WireClient),
+    Wire(Box<wire::WireClient>),
 }
 
 impl Link {
@@ -321,7 +323,11 @@ impl Link {
 
 pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
     let mut client = match &spec.front_doors {
-        Some(doors) => Link::Wire(wire::WireClient::new(doors.clone(), spec.timeout)),
+        Some(doors) => Link::Wire(Box::new(wire::WireClient::new(
+            doors.clone(),
+            spec.timeout,
+            spec.cancels.then_some(&rng),
+        ))),
         None => Link::Framed(Box::new(Client::new(
             spec.coordinators.clone(),
             spec.timeout,

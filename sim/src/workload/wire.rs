@@ -9,6 +9,8 @@ use std::time::Duration;
 use cluster::model::catalog::Content;
 use cluster::sql::{decode_row, encode_row, Datum};
 use cluster::wire::{DbError, Op, OpResult};
+use rand_chacha::rand_core::Rng;
+use rand_chacha::ChaCha8Rng;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -21,7 +23,17 @@ pub struct WireClient {
     timeout: Duration,
     client: Option<Client>,
     backoff: Duration,
+    /// The front door the connection is to (where cancel requests go).
+    connected: String,
+    /// Draws when to cancel (`None`: it never does): a stream of its own, so the statements
+    /// drawn are the same with or without cancels.
+    cancels: Option<ChaCha8Rng>,
 }
+
+/// One statement in this many gets a cancel request, sent after a drawn delay of up to
+/// [`CANCEL_WITHIN`]: it races the statement, and may land on the next one.
+const CANCEL_ONE_IN: u64 = 4;
+const CANCEL_WITHIN: Duration = Duration::from_millis(100);
 
 fn row_text(value: &[u8]) -> String {
     match decode_row(value).ok().as_deref() {
@@ -31,13 +43,43 @@ fn row_text(value: &[u8]) -> String {
 }
 
 impl WireClient {
-    pub fn new(addrs: Vec<String>, timeout: Duration) -> WireClient {
+    /// A client of the front doors at `addrs`; with `cancels`, the client's random stream, it
+    /// cancels statements now and then (see [`Self::maybe_cancel`]).
+    pub fn new(addrs: Vec<String>, timeout: Duration, cancels: Option<&ChaCha8Rng>) -> WireClient {
+        let cancels = cancels.map(|rng| {
+            let mut rng = rng.clone();
+            rng.set_stream(1);
+            rng
+        });
         WireClient {
             addrs,
             timeout,
             client: None,
             backoff: Duration::ZERO,
+            connected: String::new(),
+            cancels,
         }
+    }
+
+    /// Now and then, as an impatient application does, cancels the statement about to run:
+    /// a cancel request on a connection of its own, after a drawn delay. The statement it
+    /// stops answers 57014 and is recorded failed, and the checkers hold it to that: it
+    /// changed nothing (a cancel never stops a commit already sent).
+    fn maybe_cancel(&mut self, client: &Client) {
+        let Some(rng) = &mut self.cancels else {
+            return;
+        };
+        if rng.next_u64() % CANCEL_ONE_IN != 0 {
+            return;
+        }
+        let delay = Duration::from_micros(rng.next_u64() % CANCEL_WITHIN.as_micros() as u64);
+        let (token, addr) = (client.cancel_token(), self.connected.clone());
+        madsim::task::spawn(async move {
+            madsim::time::sleep(delay).await;
+            if let Ok(stream) = tokio::net::TcpStream::connect(addr.as_str()).await {
+                let _ = token.cancel_query_raw(stream, NoTls).await;
+            }
+        });
     }
 
     /// The connection, made if there is none; the caller gives it back with [`Self::finish`].
@@ -69,6 +111,7 @@ impl WireClient {
                         });
                         self.client = Some(client);
                         self.backoff = Duration::ZERO;
+                        self.connected = addr.clone();
                         break;
                     }
                     Ok(Err(e)) => last = format!("{addr}: {e}"),
@@ -161,6 +204,7 @@ impl WireClient {
     /// One statement of the workload, with its values as parameters.
     pub async fn op(&mut self, op: &Op, content: Content) -> Result<OpResult, DbError> {
         let client = self.take().await?;
+        self.maybe_cancel(&client);
         let run = async {
             match op {
                 Op::Insert { table, key, value } => {
