@@ -217,9 +217,15 @@ pub const CATALOGUE: &[PlantedBug] = &[
     },
     PlantedBug {
         name: "sql-cancel-answered-after-commit",
-        scenario: "cancels",
+        scenario: "front-door",
         caught_by: "aborted-stays-aborted",
         seed_budget: 200,
+    },
+    PlantedBug {
+        name: "hba-ignores-address",
+        scenario: "front-door",
+        caught_by: "strangers-change-nothing",
+        seed_budget: 20,
     },
 ];
 

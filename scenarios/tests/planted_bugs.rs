@@ -75,6 +75,7 @@ macro_rules! caught {
             "handshake-skipped-for-control",
             "sql-commit-failure-answered-ok",
             "sql-cancel-answered-after-commit",
+            "hba-ignores-address",
         ];
     };
 }
@@ -392,10 +393,19 @@ fn a_commit_failure_answered_as_committed_by_the_sql_layer_is_found() {
 }
 
 /// A cancel request that lands while COMMIT runs, answered `57014` after the commit went
-/// through: the driver client of the `cancels` scenario is told its transaction was cancelled,
-/// records it failed, and `aborted-stays-aborted` finds its rows in the final read. Seed 1
-/// shows it; seeds 0 and 1 pass without the bug.
+/// through: the driver client of the `front-door` scenario is told its transaction was
+/// cancelled, records it failed, and `aborted-stays-aborted` finds its rows in the final read.
+/// Seed 0 shows it, and passes without the bug.
 #[test]
 fn a_commit_answered_as_cancelled_after_it_went_through_is_found() {
-    caught_and_clean_before("sql-cancel-answered-after-commit", 0..2);
+    caught_and_clean_before("sql-cancel-answered-after-commit", 0..1);
+}
+
+/// Host rules matched whatever the client's address: the intruder of the `front-door`
+/// scenario logs in to a SQL port as the user only the clients' network is trusted as, and
+/// `strangers-change-nothing` finds that it was let in (and its marker row in the final read).
+/// Seed 3 shows it; seeds 0 to 3 pass without the bug.
+#[test]
+fn a_front_door_that_ignores_the_rules_addresses_lets_the_intruder_in_and_is_found() {
+    caught_and_clean_before("hba-ignores-address", 0..4);
 }

@@ -8,7 +8,11 @@
 //! - `replayed`: a handshake a legitimate client completed to that address (kept by the
 //!   simulator's network, `cluster::io::runtime::replays::handshakes`), replayed byte for byte,
 //!   then the request frames with a made-up tag;
-//! - `random-bytes`: random bytes; `huge-frame`: a frame header declaring 4 GiB.
+//! - `random-bytes`: random bytes; `huge-frame`: a frame header declaring 4 GiB;
+//! - `sql-login` (the SQL front doors, where the run arms it): a PostgreSQL driver's login as
+//!   the user the clients' network is trusted as, then an insert of the marker row. Random
+//!   bytes and a huge frame go there too; PostgreSQL answers garbage with an error, so only a
+//!   login let in counts as an answer there.
 //!
 //! The intruder records what came back after the handshake's own answer (a stranger must never
 //! get an answer to a request), and its requests carry marker values (epochs at the very top of
@@ -49,6 +53,7 @@ pub enum Mode {
     Replayed,
     RandomBytes,
     HugeFrame,
+    SqlLogin,
 }
 
 impl Mode {
@@ -59,6 +64,7 @@ impl Mode {
             Mode::Replayed => "replayed",
             Mode::RandomBytes => "random-bytes",
             Mode::HugeFrame => "huge-frame",
+            Mode::SqlLogin => "sql-login",
         }
     }
 }
@@ -71,6 +77,8 @@ pub enum TargetKind {
     Coordinator,
     Standby,
     Agent,
+    /// A coordinator's SQL port (PostgreSQL's wire protocol).
+    FrontDoor,
 }
 
 /// One attempt, as the intruder made it.
@@ -428,9 +436,7 @@ pub fn start(
     handle: &madsim::runtime::Handle,
     plan: Plan,
     start_ms: u64,
-    segments: Vec<SegmentConfig>,
-    coordinators: Vec<String>,
-    agents: Vec<(String, String)>,
+    targets: Targets,
     log: Arc<Mutex<Log>>,
 ) -> madsim::task::JoinHandle<()> {
     let node = handle
@@ -442,17 +448,27 @@ pub fn start(
     own.keys = Keys::single(plan.secret.clone());
     cluster::io::runtime::credentials::install_on(node.id(), Arc::new(own));
     replays::keep_handshakes(true);
-    node.spawn(attack(plan, start_ms, segments, coordinators, agents, log))
+    node.spawn(attack(plan, start_ms, targets, log))
 }
 
-async fn attack(
-    mut plan: Plan,
-    start_ms: u64,
-    segments: Vec<SegmentConfig>,
-    coordinators: Vec<String>,
-    agents: Vec<(String, String)>,
-    log: Arc<Mutex<Log>>,
-) {
+/// What the intruder attacks.
+pub struct Targets {
+    pub segments: Vec<SegmentConfig>,
+    /// The coordinator's address, then the standby's.
+    pub coordinators: Vec<String>,
+    /// (host, address) of every agent.
+    pub agents: Vec<(String, String)>,
+    /// The SQL ports (empty where the run does not arm them).
+    pub front_doors: Vec<String>,
+}
+
+async fn attack(mut plan: Plan, start_ms: u64, targets: Targets, log: Arc<Mutex<Log>>) {
+    let Targets {
+        segments,
+        coordinators,
+        agents,
+        front_doors,
+    } = targets;
     for at in plan.times_ms.clone() {
         let now = crate::workload::now_ms();
         if start_ms + at > now {
@@ -531,7 +547,48 @@ async fn attack(
             )
             .await;
         }
+        // The SQL ports last, so that the attacks above draw as they do without them.
+        for addr in &front_doors {
+            let target = Target {
+                addr: addr.clone(),
+                kind: TargetKind::FrontDoor,
+                attacks: Vec::new(),
+            };
+            for (attack, mode) in [
+                ("login", Mode::SqlLogin),
+                ("random-bytes", Mode::RandomBytes),
+                ("huge-frame", Mode::HugeFrame),
+            ] {
+                one(&target, attack, &[], mode, &mut plan.rng, &log).await;
+            }
+        }
     }
+}
+
+/// A driver's login to a front door as the user the clients' network is trusted as; let in,
+/// it inserts the marker row. Whether it was let in.
+async fn sql_login(addr: &str, port: &mut Option<u16>) -> bool {
+    let Ok(Ok(stream)) =
+        madsim::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
+    else {
+        return false;
+    };
+    *port = stream.local_addr().ok().map(|a| a.port());
+    let mut config = tokio_postgres::Config::new();
+    config.user(crate::workload::wire::USER).dbname("postgres");
+    let login = config.connect_raw(stream, tokio_postgres::NoTls);
+    let Ok(Ok((client, connection))) = madsim::time::timeout(LISTEN_FOR, login).await else {
+        return false;
+    };
+    madsim::task::spawn(async move {
+        let _ = connection.await;
+    });
+    let marker = format!(
+        "INSERT INTO t_heap (k, v) VALUES ({MARKER_KEY}, '{}sql:{addr}')",
+        String::from_utf8_lossy(MARKER_VALUE)
+    );
+    let _ = madsim::time::timeout(LISTEN_FOR, client.batch_execute(&marker)).await;
+    true
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -554,7 +611,14 @@ async fn one(
         kind: target.kind,
         port: None,
     };
+    // PostgreSQL answers a malformed startup with an error: only a login counts there.
+    let allowed_extra = if target.kind == TargetKind::FrontDoor {
+        usize::MAX
+    } else {
+        0
+    };
     let answered = match mode {
+        Mode::SqlLogin => usize::from(sql_login(&target.addr, &mut attempt.port).await),
         Mode::WrongSecret => {
             match Connection::connect(&target.addr, CONNECT_TIMEOUT).await {
                 // The handshake refused the intruder's secret: what must happen.
@@ -578,7 +642,7 @@ async fn one(
             }
         }
         _ => {
-            let (bytes, allowed) = match mode {
+            let (bytes, allowed): (Vec<u8>, usize) = match mode {
                 Mode::Plain => (msgs.iter().flat_map(Msg::plain_frame).collect(), 0),
                 Mode::Replayed => {
                     let kept = replays::handshakes();
@@ -612,7 +676,13 @@ async fn one(
                     (bytes, 0)
                 }
             };
-            raw(&target.addr, &bytes, allowed, &mut attempt.port).await
+            raw(
+                &target.addr,
+                &bytes,
+                allowed.saturating_add(allowed_extra),
+                &mut attempt.port,
+            )
+            .await
         }
     };
     let mut log = log.lock().unwrap();

@@ -291,6 +291,11 @@ impl Services {
 
     /// A SQL session on this coordinator, for a client of the front door (PostgreSQL's wire
     /// protocol): the same session and SQL layer a framed client's `Sql` request runs in.
+    /// The planted bugs this coordinator runs with (none in production).
+    pub fn bugs(&self) -> PlantedBugs {
+        self.cfg.bugs
+    }
+
     pub fn sql_connection(&self) -> SqlConnection {
         SqlConnection {
             session: session::Session::new(

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::model::bugs::PlantedBugs;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
@@ -344,6 +346,18 @@ impl Hba {
 
     /// The first rule for this connection, if any.
     pub fn find(&self, addr: IpAddr, tls: bool, user: &str, database: &str) -> Option<&Rule> {
+        self.find_with(addr, tls, user, database, PlantedBugs::none())
+    }
+
+    /// [`Hba::find`], with the planted bugs the coordinator runs with.
+    pub fn find_with(
+        &self,
+        addr: IpAddr,
+        tls: bool,
+        user: &str,
+        database: &str,
+        bugs: PlantedBugs,
+    ) -> Option<&Rule> {
         let addr = match addr {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
             v4 => v4,
@@ -359,8 +373,9 @@ impl Hba {
             };
             conn && named(&r.databases, database)
                 && named(&r.users, user)
-                && r.network
-                    .is_none_or(|(net, prefix)| in_network(addr, net, prefix))
+                && (bugs.hba_ignores_address
+                    || r.network
+                        .is_none_or(|(net, prefix)| in_network(addr, net, prefix)))
         })
     }
 }

@@ -42,6 +42,7 @@ use super::values::{self, TEXT};
 use super::{FrontDoorConfig, MAX_MESSAGE, STARTUP_TIMEOUT};
 use crate::coordinator::{CancelSignal, Services, SqlConnection};
 use crate::io::runtime;
+use crate::model::bugs::PlantedBugs;
 use crate::sql::{Column, Datum, Outcome, SqlError, SqlType, Statement, TxnStatus};
 
 /// Prepared statements or portals one connection may hold at once.
@@ -163,9 +164,10 @@ pub async fn serve(
 ) {
     let conn = services.sql_connection();
     let signal = conn.cancel_signal();
+    let bugs = services.bugs();
     let started = runtime::timeout(
         STARTUP_TIMEOUT,
-        startup(stream, peer, &cfg, &cancels, signal, slot.is_some()),
+        startup(stream, peer, &cfg, &cancels, signal, bugs, slot.is_some()),
     )
     .await;
     let (mut socket, pid) = match started {
@@ -235,6 +237,7 @@ async fn startup(
     cfg: &FrontDoorConfig,
     cancels: &CancelKeys,
     signal: Arc<CancelSignal>,
+    bugs: PlantedBugs,
     has_slot: bool,
 ) -> Result<Option<(Socket, i32)>, PgWireError> {
     let mut socket: Socket = Framed::new(
@@ -317,7 +320,7 @@ async fn startup(
         .await?;
         return Ok(None);
     }
-    if !authenticate(&mut socket, cfg, peer, tls, &startup).await? {
+    if !authenticate(&mut socket, cfg, peer, tls, &startup, bugs).await? {
         return Ok(None);
     }
     let (pid, secret) = cancels.register(signal);
@@ -342,6 +345,7 @@ async fn authenticate(
     peer: SocketAddr,
     tls: bool,
     startup: &Startup,
+    bugs: PlantedBugs,
 ) -> Result<bool, PgWireError> {
     let Some(user) = startup.parameters.get("user").cloned() else {
         refuse(
@@ -375,7 +379,7 @@ async fn authenticate(
         }
     };
     let host = peer.ip().to_string();
-    let Some(rule) = hba.find(peer.ip(), tls, &user, &database) else {
+    let Some(rule) = hba.find_with(peer.ip(), tls, &user, &database, bugs) else {
         info!(%peer, user, database, "SQL front door: no rule for the connection");
         refuse(
             socket,

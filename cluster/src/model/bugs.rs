@@ -155,6 +155,10 @@ pub struct PlantedBugs {
     /// cancel could still take a commit back (the real rule: once a commit is sent, it runs to
     /// its end and the client is told its outcome).
     pub sql_cancel_answered_after_commit: bool,
+    /// The SQL front door matches a host rule by its user and database alone, whatever address
+    /// the client comes from, as if a rule's address range were a comment (the real rule: a
+    /// connection takes the first rule whose type, database, user and address all match).
+    pub hba_ignores_address: bool,
 }
 
 /// A WAL message this large counts as a bulk write for `mirror-acks-large-write-before-fsync`.
@@ -299,6 +303,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "the SQL layer answers COMMIT for a commit that failed or whose outcome is unknown",
     ),
     (
+        "hba-ignores-address",
+        "the SQL front door matches a host rule whatever address the client comes from",
+    ),
+    (
         "sql-cancel-answered-after-commit",
         "a cancel request that arrives while COMMIT runs is answered 57014 for a transaction that committed",
     ),
@@ -352,6 +360,7 @@ impl PlantedBugs {
             "handshake-skipped-for-control" => &mut self.handshake_skipped_for_control,
             "sql-commit-failure-answered-ok" => &mut self.sql_commit_failure_answered_ok,
             "sql-cancel-answered-after-commit" => &mut self.sql_cancel_answered_after_commit,
+            "hba-ignores-address" => &mut self.hba_ignores_address,
             _ => return None,
         })
     }

@@ -83,6 +83,10 @@ pub struct RunConfig {
     /// on a COMMIT. What a cancel stopped (57014) is recorded failed, and held to it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub client_cancels: bool,
+    /// The intruder (where it is armed) attacks the coordinators' SQL ports too: a driver's
+    /// login as the user the clients' network is trusted as, random bytes, a huge frame.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub intruder_at_front_doors: bool,
     /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
@@ -203,6 +207,7 @@ impl RunConfig {
             continuous_checks: true,
             intruder: false,
             client_cancels: false,
+            intruder_at_front_doors: false,
             swarm: None,
             schedule: None,
         }
@@ -284,12 +289,15 @@ impl RunConfig {
         }
     }
 
-    /// The standard cluster whose driver client cancels statements as an impatient
-    /// application does (see [`RunConfig::client_cancels`]).
-    pub fn cancels() -> RunConfig {
+    /// The standard cluster with the SQL front door under attack from both sides: the driver
+    /// client cancels statements as an impatient application does (see
+    /// [`RunConfig::client_cancels`]), and the intruder, where armed, tries the SQL ports too
+    /// ([`RunConfig::intruder_at_front_doors`]).
+    pub fn front_door() -> RunConfig {
         RunConfig {
-            scenario: "cancels".into(),
+            scenario: "front-door".into(),
             client_cancels: true,
+            intruder_at_front_doors: true,
             ..RunConfig::standard()
         }
     }
@@ -343,7 +351,7 @@ impl RunConfig {
             "standard" => Some(RunConfig::standard()),
             "slow-disk" => Some(RunConfig::slow_disk()),
             "pauses" => Some(RunConfig::pauses()),
-            "cancels" => Some(RunConfig::cancels()),
+            "front-door" => Some(RunConfig::front_door()),
             "swarm" => Some(RunConfig::swarm()),
             "pair" => Some(RunConfig::pair()),
             "async-pair" => Some(RunConfig::async_pair()),
@@ -359,7 +367,7 @@ impl RunConfig {
         "swarm",
         "slow-disk",
         "pauses",
-        "cancels",
+        "front-door",
         "scaled-8",
         "scaled-64",
         "scaled-256",

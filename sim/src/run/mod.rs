@@ -574,9 +574,16 @@ async fn simulate(seed: u64, cfg: RunConfig) -> SimOutput {
             &handle,
             plan,
             start_ms,
-            segments.clone(),
-            addrs.clone(),
-            agents,
+            crate::intruder::Targets {
+                segments: segments.clone(),
+                coordinators: addrs.clone(),
+                agents,
+                front_doors: if cfg.intruder_at_front_doors {
+                    front_doors.clone()
+                } else {
+                    Vec::new()
+                },
+            },
             intruder_log.clone(),
         );
         (rounds, task)
