@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod leftovers;
 mod test_secret;
 
 use cluster::client::Client;
@@ -222,6 +223,7 @@ impl Drop for LocalCluster {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
+        leftovers::kill_processes_inside(&self.dir);
         if std::thread::panicking() {
             eprintln!("real_io_kill: kept {} for inspection", self.dir.display());
         } else {

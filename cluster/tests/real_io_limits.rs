@@ -19,6 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod leftovers;
 mod test_secret;
 
 use cluster::client::Client;
@@ -158,6 +159,7 @@ impl Drop for Local {
             let _ = p.child.kill();
             let _ = p.child.wait();
         }
+        leftovers::kill_processes_inside(&self.dir);
         if std::thread::panicking() {
             eprintln!("real_io_limits: kept {} for inspection", self.dir.display());
         } else {

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod leftovers;
 mod test_secret;
 
 use cluster::client::Client;
@@ -123,6 +124,7 @@ impl Drop for Cluster {
                 }
             }
         }
+        leftovers::kill_processes_inside(&self.dir);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         } else {

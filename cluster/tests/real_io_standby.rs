@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod leftovers;
 mod test_secret;
 
 use cluster::client::Client;
@@ -119,6 +120,7 @@ impl Drop for Cluster {
                 .args(["-KILL", &pid.to_string()])
                 .status();
         }
+        leftovers::kill_processes_inside(&self.dir);
         if std::thread::panicking() {
             eprintln!(
                 "real_io_standby: kept {}{}",

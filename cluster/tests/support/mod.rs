@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../leftovers/mod.rs"]
+mod leftovers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -193,6 +196,9 @@ impl Drop for LocalCluster {
                 }
             }
         }
+        // Any process still running with an argument inside this cluster's directory (a
+        // standby or an agent whose lock file lies elsewhere, or was removed before it stopped).
+        leftovers::kill_processes_inside(&self.dir);
         if std::thread::panicking() {
             eprintln!("{}: kept {}{}", self.name, self.dir.display(), self.logs());
         } else {
