@@ -303,12 +303,12 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "the SQL layer answers COMMIT for a commit that failed or whose outcome is unknown",
     ),
     (
-        "hba-ignores-address",
-        "the SQL front door matches a host rule whatever address the client comes from",
-    ),
-    (
         "sql-cancel-answered-after-commit",
         "a cancel request that arrives while COMMIT runs is answered 57014 for a transaction that committed",
+    ),
+    (
+        "hba-ignores-address",
+        "the SQL front door matches a host rule whatever address the client comes from",
     ),
 ];
 

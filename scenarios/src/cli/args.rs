@@ -30,8 +30,8 @@ pub struct ShrinkArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct World {
-    /// Scenario to run: standard, pair, async-pair, swarm, slow-disk, pauses, scaled-8,
-    /// scaled-64 or scaled-256.
+    /// Scenario to run: standard, pair, async-pair, swarm, slow-disk, pauses, front-door,
+    /// scaled-8, scaled-64 or scaled-256.
     #[arg(long, default_value = "standard", value_parser = parse_scenario)]
     pub scenario: String,
     /// Replication mode of every segment, overriding the scenario's: sync (a commit waits for
