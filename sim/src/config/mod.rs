@@ -87,6 +87,11 @@ pub struct RunConfig {
     /// login as the user the clients' network is trusted as, random bytes, a huge frame.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub intruder_at_front_doors: bool,
+    /// The driver client, as an application that ensures its schema, sends `CREATE TABLE IF
+    /// NOT EXISTS` for every table on each connection it makes (after a failover too, with the
+    /// tables full).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub client_ensures_schema: bool,
     /// Place a standby coordinator on its own host `smdw` (not started until `init-standby`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standby: bool,
@@ -208,6 +213,7 @@ impl RunConfig {
             intruder: false,
             client_cancels: false,
             intruder_at_front_doors: false,
+            client_ensures_schema: false,
             swarm: None,
             schedule: None,
         }
@@ -291,13 +297,15 @@ impl RunConfig {
 
     /// The standard cluster with the SQL front door under attack from both sides: the driver
     /// client cancels statements as an impatient application does (see
-    /// [`RunConfig::client_cancels`]), and the intruder, where armed, tries the SQL ports too
+    /// [`RunConfig::client_cancels`]) and ensures its schema on every connection
+    /// ([`RunConfig::client_ensures_schema`]), and the intruder, where armed, tries the SQL ports too
     /// ([`RunConfig::intruder_at_front_doors`]).
     pub fn front_door() -> RunConfig {
         RunConfig {
             scenario: "front-door".into(),
             client_cancels: true,
             intruder_at_front_doors: true,
+            client_ensures_schema: true,
             ..RunConfig::standard()
         }
     }

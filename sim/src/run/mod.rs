@@ -785,6 +785,7 @@ pub fn start_clients(
             stop_at_ms,
             front_doors: (c == 1 && cfg.clients > 1).then(|| front_doors.to_vec()),
             cancels: cfg.client_cancels,
+            ensures_schema: cfg.client_ensures_schema,
         };
         let rng = stream(seed, &format!("client-{c}"));
         clients.push(node.spawn(workload::run_client(spec, rng, history.clone())));
@@ -1057,13 +1058,7 @@ pub async fn create_tables(coordinator: String, timeout: Duration) -> Result<(),
     for _ in 0..60 {
         let mut ok = true;
         for (name, kind) in TABLES {
-            let with = match kind {
-                cluster::wal::TableKind::AppendOptimized => " WITH (appendoptimized=true)",
-                cluster::wal::TableKind::Heap => "",
-            };
-            let sql = format!(
-                "CREATE TABLE IF NOT EXISTS {name} (k bigint PRIMARY KEY, v text){with} DISTRIBUTED BY (k)"
-            );
+            let sql = workload::create_table_sql(name, *kind);
             if let Err(e) = client.sql(&sql, false).await {
                 last = e.to_string();
                 ok = false;

@@ -32,6 +32,18 @@ use cluster::wire::{DbError, Op, OpResult};
 use crate::config::Workload;
 use crate::workload::history::{History, Outcome};
 
+/// The statement that makes table `name` of `kind` if it does not exist: what the run's set-up
+/// sends, and what an application that ensures its schema sends when it connects.
+pub fn create_table_sql(name: &str, kind: TableKind) -> String {
+    let with = match kind {
+        TableKind::AppendOptimized => " WITH (appendoptimized=true)",
+        TableKind::Heap => "",
+    };
+    format!(
+        "CREATE TABLE IF NOT EXISTS {name} (k bigint PRIMARY KEY, v text){with} DISTRIBUTED BY (k)"
+    )
+}
+
 pub const TABLES: &[(&str, TableKind)] = &[
     ("t_heap", TableKind::Heap),
     ("t_ao", TableKind::AppendOptimized),
@@ -276,6 +288,9 @@ pub struct ClientSpec {
     pub front_doors: Option<Vec<String>>,
     /// The wire client cancels statements now and then ([`crate::config::RunConfig::client_cancels`]).
     pub cancels: bool,
+    /// The wire client ensures the schema on every connection it makes
+    /// ([`crate::config::RunConfig::client_ensures_schema`]).
+    pub ensures_schema: bool,
 }
 
 /// How a client reaches the coordinator's SQL layer.
@@ -323,11 +338,10 @@ impl Link {
 
 pub async fn run_client(spec: ClientSpec, rng: ChaCha8Rng, history: History) {
     let mut client = match &spec.front_doors {
-        Some(doors) => Link::Wire(Box::new(wire::WireClient::new(
-            doors.clone(),
-            spec.timeout,
-            spec.cancels.then_some(&rng),
-        ))),
+        Some(doors) => Link::Wire(Box::new(
+            wire::WireClient::new(doors.clone(), spec.timeout, spec.cancels.then_some(&rng))
+                .ensuring_schema(spec.ensures_schema),
+        )),
         None => Link::Framed(Box::new(Client::new(
             spec.coordinators.clone(),
             spec.timeout,

@@ -28,6 +28,8 @@ pub struct WireClient {
     /// Draws when to cancel (`None`: it never does): a stream of its own, so the statements
     /// drawn are the same with or without cancels.
     cancels: Option<ChaCha8Rng>,
+    /// Sends `CREATE TABLE IF NOT EXISTS` for every table on each new connection.
+    ensures_schema: bool,
 }
 
 /// One statement in this many gets a cancel request, sent after a drawn delay of up to
@@ -58,7 +60,15 @@ impl WireClient {
             backoff: Duration::ZERO,
             connected: String::new(),
             cancels,
+            ensures_schema: false,
         }
+    }
+
+    /// This client ensures the schema on each connection it makes, as an application that
+    /// creates its tables if they are missing whenever it connects.
+    pub fn ensuring_schema(mut self, on: bool) -> WireClient {
+        self.ensures_schema = on;
+        self
     }
 
     /// Now and then, as an impatient application does, cancels the statement about to run:
@@ -109,6 +119,25 @@ impl WireClient {
                         madsim::task::spawn(async move {
                             let _ = connection.await;
                         });
+                        if self.ensures_schema {
+                            let schema: Vec<String> = super::TABLES
+                                .iter()
+                                .map(|(name, kind)| super::create_table_sql(name, *kind))
+                                .collect();
+                            let schema = schema.join("; ");
+                            let ensure = client.batch_execute(&schema);
+                            match madsim::time::timeout(self.timeout, ensure).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => {
+                                    last = format!("{addr}: ensuring the schema: {e}");
+                                    continue;
+                                }
+                                Err(_) => {
+                                    last = format!("{addr}: ensuring the schema: no answer");
+                                    continue;
+                                }
+                            }
+                        }
                         self.client = Some(client);
                         self.backoff = Duration::ZERO;
                         self.connected = addr.clone();
