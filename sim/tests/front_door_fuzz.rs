@@ -86,6 +86,22 @@ fn garbage(rng: &mut ChaCha8Rng, i: u32) -> Vec<u8> {
     }
 }
 
+/// A driver's connection to the front door at `addr` as the trusted user, its connection
+/// task spawned; `None` if it is not let in.
+async fn connect(addr: String) -> Option<tokio_postgres::Client> {
+    let stream = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;
+    let mut config = tokio_postgres::Config::new();
+    config.user("gpadmin").dbname("postgres");
+    let (client, connection) = config
+        .connect_raw(stream, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    madsim::task::spawn(async move {
+        let _ = connection.await;
+    });
+    Some(client)
+}
+
 #[madsim::test]
 async fn random_and_mutated_protocol_messages_close_only_their_connection() {
     let world = World::build(&RunConfig::pair(), 1);
@@ -93,16 +109,7 @@ async fn random_and_mutated_protocol_messages_close_only_their_connection() {
     let node = sim::world::credentials::client_node();
     node.spawn(async move {
         let query = |addr: String| async move {
-            let stream = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;
-            let mut config = tokio_postgres::Config::new();
-            config.user("gpadmin").dbname("postgres");
-            let (client, connection) = config
-                .connect_raw(stream, tokio_postgres::NoTls)
-                .await
-                .ok()?;
-            madsim::task::spawn(async move {
-                let _ = connection.await;
-            });
+            let client = connect(addr).await?;
             let messages = client
                 .simple_query("SELECT count(*) FROM gp_segment_configuration")
                 .await
@@ -163,19 +170,6 @@ async fn a_cancel_request_stops_only_the_statement_its_key_names() {
     let addr = world.front_door_addrs()[0].clone();
     let node = sim::world::credentials::client_node();
     node.spawn(async move {
-        let connect = |addr: String| async move {
-            let stream = tokio::net::TcpStream::connect(addr.as_str()).await.ok()?;
-            let mut config = tokio_postgres::Config::new();
-            config.user("gpadmin").dbname("postgres");
-            let (client, connection) = config
-                .connect_raw(stream, tokio_postgres::NoTls)
-                .await
-                .ok()?;
-            madsim::task::spawn(async move {
-                let _ = connection.await;
-            });
-            Some(client)
-        };
         let mut client = None;
         for _ in 0..100 {
             client = connect(addr.clone()).await;

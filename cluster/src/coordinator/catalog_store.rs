@@ -174,27 +174,11 @@ impl CatalogStore {
             (DTX_TABLE, "gp_distributed_log", TableKind::Heap),
         ];
         let fresh = engine.tables().is_empty();
-        if !fresh {
-            // A catalog made before a system table existed gets it, empty.
-            let mut lsn = 0;
-            for (id, name, kind) in system {
-                if !engine.tables().iter().any(|t| t.id == id) {
-                    lsn = engine.create_table(TableDef {
-                        id,
-                        name: name.to_string(),
-                        kind,
-                        schema: None,
-                    })?;
-                }
-            }
-            if lsn > 0 {
-                engine.wal().flush_to(lsn).await?;
-            }
-        }
-        let wal = engine.wal();
-        if fresh {
-            let mut lsn = 0;
-            for (id, name, kind) in system {
+        // Every system table where it is missing: all of them in a fresh catalog, and in one
+        // made before a system table existed, that one, empty.
+        let mut lsn = 0;
+        for (id, name, kind) in system {
+            if !engine.tables().iter().any(|t| t.id == id) {
                 lsn = engine.create_table(TableDef {
                     id,
                     name: name.to_string(),
@@ -202,6 +186,12 @@ impl CatalogStore {
                     schema: None,
                 })?;
             }
+        }
+        let wal = engine.wal();
+        if !fresh && lsn > 0 {
+            wal.flush_to(lsn).await?;
+        }
+        if fresh {
             let mut writes: Vec<Write> = initial
                 .iter()
                 .map(|s| Write::Put {
